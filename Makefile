@@ -1,0 +1,57 @@
+# vxdp: every target bootstraps .venv on first use; nothing needs installing beforehand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vxdp-installed
+DEBS   := $(VENV)/.debian-deps
+PYTEST ?= $(BIN)/pytest
+
+.PHONY: all test demo lint bench fuzz test-asan build deps clean
+
+all: test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel cffi
+
+# Reinstall when the packaging or the C core changes (the extension is built at install).
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py) | $(BIN)/python
+	$(BIN)/pip install -q --no-build-isolation -e '.[test,dev,demo]'
+	@touch $@
+
+$(DEBS): tools/debian-deps.sh | $(BIN)/python
+	@tools/debian-deps.sh
+	@touch $@
+
+deps: $(DEBS) $(STAMP)
+
+# Rebuild only the C core in place (fast path while editing csrc/).
+build: $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+
+test: deps
+	$(PYTEST) -q
+
+demo: deps
+	$(BIN)/vxdp demo
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy virtio_spec guest host
+
+bench: deps
+	$(BIN)/vxdp bench
+
+fuzz: deps
+	$(BIN)/python -m tests.fuzz.run
+
+# The C core's tests against an ASan + UBSan build of the same sources.
+test-asan: deps
+	VXDP_SANITIZE=1 $(BIN)/python setup.py -q build_ext --inplace
+	VXDP_CORE=asan ASAN_OPTIONS=detect_leaks=0 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  $(PYTEST) -q -p no:cacheprovider tests/vxdp
+
+clean:
+	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c

@@ -1,0 +1,5 @@
+import sys
+
+from vxdp.cli import main
+
+sys.exit(main())

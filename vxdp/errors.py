@@ -1,0 +1,44 @@
+"""The exception tree: one root, one family per layer.
+
+Protocol errors split into *local* (we misused the API) and *remote* (the peer broke the
+spec); the one entry point for peer data converts the latter.  Messages are lowercase and
+name the rule, and the index or pc where there is one.
+"""
+
+from __future__ import annotations
+
+
+class VxdpError(Exception):
+    """Root of every error vxdp raises on purpose."""
+
+
+class CoreError(VxdpError, RuntimeError):
+    """The C packet core refused an operation or is not the build this code expects."""
+
+
+class BpfError(VxdpError):
+    """Family of errors of the BPF machine (ISA, ELF, maps, engines, kernel oracle)."""
+
+
+class InvalidProgram(BpfError, ValueError):
+    """A program that cannot be decoded, loaded or run: names the pc or section."""
+
+
+class ElfError(BpfError, ValueError):
+    """An object file the loader cannot use: names the section, symbol or relocation."""
+
+
+class MapError(BpfError):
+    """A map operation failed; `errno` carries the kernel's errno for the same failure."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class KernelUnavailable(BpfError, OSError):
+    """The real bpf() syscall is not permitted here (the message says why)."""
+
+
+class UsageError(VxdpError, ValueError):
+    """Command-line or scenario input that cannot be used (exit status 2)."""
