@@ -1,0 +1,261 @@
+"""Virtqueue and virtio-net structures as construct `Struct`s, named and spelled as the spec.
+
+virtio 1.3 §2.7 (split virtqueue), §2.8 (packed virtqueue), §5.1.4 (virtio-net config
+space) and §5.1.6 (virtio-net header).  Every multi-byte field is little-endian: vxdp only
+speaks VERSION_1 (modern) devices, where "le16/le32/le64" is the wire order (§1.4).
+
+The construct objects are built once at import.  Structures whose length depends on the
+queue take it as a *parse/build parameter*, e.g.::
+
+    virtq_avail.parse(raw, queue_size=256, event_idx=True)
+    virtq_used.build(value, queue_size=256, event_idx=False)
+
+Flags are plain integers in the parsed containers (the ring engines do bit arithmetic on
+them); the `IntFlag` / `IntEnum` classes here name the bits.
+
+The size helpers are the authority on how much guest memory each part occupies: the spec
+sizes include the event-index words whether or not VIRTIO_F_EVENT_IDX is negotiated.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+from typing import Any, Final
+
+from construct import (
+    Array,
+    BitsInteger,
+    BitStruct,
+    ByteSwapped,
+    If,
+    Int16ul,
+    Int32ul,
+    Int64ul,
+    Struct,
+    this,
+)
+
+from .errors import RingError
+
+# ----------------------------------------------------------------------------------------
+# Flags (virtio 1.3 §2.7.5, §2.7.6, §2.7.8, §2.8.1, §2.8.10)
+
+
+class VirtqDescFlag(IntFlag):
+    """`flags` of a split (`virtq_desc`) or packed (`pvirtq_desc`) descriptor.
+
+    virtio 1.3 §2.7.5: NEXT, WRITE, INDIRECT.  §2.8.1: AVAIL and USED exist only in the
+    packed ring, where the driver marks a descriptor available with AVAIL = its wrap
+    counter and USED = its inverse, and the device marks it used with both equal to its
+    own wrap counter.
+    """
+
+    VIRTQ_DESC_F_NEXT = 1
+    VIRTQ_DESC_F_WRITE = 2
+    VIRTQ_DESC_F_INDIRECT = 4
+    VIRTQ_DESC_F_AVAIL = 1 << 7
+    VIRTQ_DESC_F_USED = 1 << 15
+
+
+class VirtqAvailFlag(IntFlag):
+    """`virtq_avail.flags` (virtio 1.3 §2.7.6): the driver asks for no used-buffer
+    notifications.  Ignored by the device when VIRTIO_F_EVENT_IDX is negotiated."""
+
+    VIRTQ_AVAIL_F_NO_INTERRUPT = 1
+
+
+class VirtqUsedFlag(IntFlag):
+    """`virtq_used.flags` (virtio 1.3 §2.7.8): the device asks for no available-buffer
+    notifications.  Ignored by the driver when VIRTIO_F_EVENT_IDX is negotiated."""
+
+    VIRTQ_USED_F_NO_NOTIFY = 1
+
+
+class RingEventFlags(IntEnum):
+    """`pvirtq_event_suppress.flags.desc_event_flags`, a 2-bit value (virtio 1.3 §2.8.14).
+
+    DESC (notify at a given ring offset and wrap) is only valid with VIRTIO_F_EVENT_IDX;
+    the value 3 is reserved.
+    """
+
+    RING_EVENT_FLAGS_ENABLE = 0
+    RING_EVENT_FLAGS_DISABLE = 1
+    RING_EVENT_FLAGS_DESC = 2
+
+
+VIRTQ_DESC_F_NEXT: Final = VirtqDescFlag.VIRTQ_DESC_F_NEXT
+VIRTQ_DESC_F_WRITE: Final = VirtqDescFlag.VIRTQ_DESC_F_WRITE
+VIRTQ_DESC_F_INDIRECT: Final = VirtqDescFlag.VIRTQ_DESC_F_INDIRECT
+VIRTQ_DESC_F_AVAIL: Final = VirtqDescFlag.VIRTQ_DESC_F_AVAIL
+VIRTQ_DESC_F_USED: Final = VirtqDescFlag.VIRTQ_DESC_F_USED
+VIRTQ_AVAIL_F_NO_INTERRUPT: Final = VirtqAvailFlag.VIRTQ_AVAIL_F_NO_INTERRUPT
+VIRTQ_USED_F_NO_NOTIFY: Final = VirtqUsedFlag.VIRTQ_USED_F_NO_NOTIFY
+RING_EVENT_FLAGS_ENABLE: Final = RingEventFlags.RING_EVENT_FLAGS_ENABLE
+RING_EVENT_FLAGS_DISABLE: Final = RingEventFlags.RING_EVENT_FLAGS_DISABLE
+RING_EVENT_FLAGS_DESC: Final = RingEventFlags.RING_EVENT_FLAGS_DESC
+
+# ----------------------------------------------------------------------------------------
+# Sizes and alignment (virtio 1.3 §2.7 table "Virtqueue Part Alignment Size", §2.8.10.1)
+
+#: Largest queue size a split or packed ring may have (virtio 1.3 §2.7, §2.8: 32768).
+MAX_QUEUE_SIZE: Final = 32768
+
+DESC_TABLE_ALIGN: Final = 16
+AVAIL_RING_ALIGN: Final = 2
+USED_RING_ALIGN: Final = 4
+PACKED_RING_ALIGN: Final = 16
+EVENT_SUPPRESS_ALIGN: Final = 4
+#: `pvirtq_event_suppress` is two le16 words: 4 bytes (virtio 1.3 §2.8.10.1).
+EVENT_SUPPRESS_SIZE: Final = 4
+#: One descriptor, split or packed: le64 + le32 + le16 + le16 = 16 bytes.
+DESC_SIZE: Final = 16
+#: One `virtq_used_elem`: le32 id + le32 len = 8 bytes.
+USED_ELEM_SIZE: Final = 8
+
+
+def desc_table_size(queue_size: int) -> int:
+    """Split descriptor table: 16 * Q bytes, aligned to 16 (virtio 1.3 §2.7)."""
+    return DESC_SIZE * queue_size
+
+
+def avail_ring_size(queue_size: int) -> int:
+    """Split available ring: 6 + 2 * Q bytes, aligned to 2 (virtio 1.3 §2.7).
+
+    flags (2) + idx (2) + ring[Q] (2 * Q) + used_event (2).
+    """
+    return 6 + 2 * queue_size
+
+
+def used_ring_size(queue_size: int) -> int:
+    """Split used ring: 6 + 8 * Q bytes, aligned to 4 (virtio 1.3 §2.7).
+
+    flags (2) + idx (2) + ring[Q] (8 * Q) + avail_event (2).
+    """
+    return 6 + USED_ELEM_SIZE * queue_size
+
+
+def packed_ring_size(queue_size: int) -> int:
+    """Packed descriptor ring: 16 * Q bytes, aligned to 16 (virtio 1.3 §2.8.10.1).
+
+    The driver and device event suppression areas are 4 bytes each, aligned to 4
+    (`EVENT_SUPPRESS_SIZE`, `EVENT_SUPPRESS_ALIGN`).
+    """
+    return DESC_SIZE * queue_size
+
+
+def check_queue_size(queue_size: int, *, packed: bool) -> None:
+    """Raise RingError unless `queue_size` is a valid size for the ring layout.
+
+    virtio 1.3 §2.7: a split queue's size is a power of 2, at most 32768.
+    virtio 1.3 §2.8: a packed queue's size need not be a power of 2, at most 32768.
+    Zero means "queue not available" and is never a usable size.
+    """
+    clause = "2.8" if packed else "2.7"
+    if not 1 <= queue_size <= MAX_QUEUE_SIZE:
+        raise RingError(f"queue size {queue_size} outside 1..{MAX_QUEUE_SIZE}", clause)
+    if not packed and queue_size & (queue_size - 1):
+        raise RingError(f"split queue size {queue_size} is not a power of 2", clause)
+
+
+# ----------------------------------------------------------------------------------------
+# Split virtqueue (virtio 1.3 §2.7.5, §2.7.6, §2.7.8)
+
+#: struct virtq_desc (virtio 1.3 §2.7.5), 16 bytes: le64 addr; le32 len; le16 flags;
+#: le16 next.  Also the element of an indirect table (§2.7.5.3), whose length is a
+#: multiple of 16.
+virtq_desc: Any = Struct(
+    "addr" / Int64ul,
+    "len" / Int32ul,
+    "flags" / Int16ul,
+    "next" / Int16ul,
+)
+
+#: struct virtq_avail (virtio 1.3 §2.7.6), 6 + 2 * Q bytes in memory.
+#: Parameters: `queue_size` (Q) and `event_idx` (VIRTIO_F_EVENT_IDX negotiated: parse
+#: and build `used_event`; otherwise it is None and not touched).
+virtq_avail: Any = Struct(
+    "flags" / Int16ul,
+    "idx" / Int16ul,
+    "ring" / Array(this._params.queue_size, Int16ul),
+    "used_event" / If(this._params.event_idx, Int16ul),
+)
+
+#: struct virtq_used_elem (virtio 1.3 §2.7.8), 8 bytes: le32 id (head of the used
+#: chain); le32 len (bytes written into the device-writable part).
+virtq_used_elem: Any = Struct(
+    "id" / Int32ul,
+    "len" / Int32ul,
+)
+
+#: struct virtq_used (virtio 1.3 §2.7.8), 6 + 8 * Q bytes in memory.
+#: Parameters as for `virtq_avail`; `avail_event` exists only with `event_idx`.
+virtq_used: Any = Struct(
+    "flags" / Int16ul,
+    "idx" / Int16ul,
+    "ring" / Array(this._params.queue_size, virtq_used_elem),
+    "avail_event" / If(this._params.event_idx, Int16ul),
+)
+
+# ----------------------------------------------------------------------------------------
+# Packed virtqueue (virtio 1.3 §2.8.13, §2.8.14)
+
+#: struct pvirtq_desc (virtio 1.3 §2.8.13), 16 bytes: le64 addr; le32 len; le16 id;
+#: le16 flags.  Note the order differs from virtq_desc: id before flags.
+pvirtq_desc: Any = Struct(
+    "addr" / Int64ul,
+    "len" / Int32ul,
+    "id" / Int16ul,
+    "flags" / Int16ul,
+)
+
+#: struct pvirtq_event_suppress (virtio 1.3 §2.8.14, used as §2.8.10 describes), 4 bytes:
+#: le16 desc {desc_event_off:15, desc_event_wrap:1}; le16 flags {desc_event_flags:2,
+#: reserved:14}.  Bit fields are allocated from the least significant bit, so
+#: desc_event_wrap is bit 15 of the first le16.
+pvirtq_event_suppress: Any = Struct(
+    "desc" / ByteSwapped(BitStruct(
+        "desc_event_wrap" / BitsInteger(1),
+        "desc_event_off" / BitsInteger(15),
+    )),
+    "flags" / ByteSwapped(BitStruct(
+        "reserved" / BitsInteger(14),
+        "desc_event_flags" / BitsInteger(2),
+    )),
+)
+
+__all__ = [
+    "AVAIL_RING_ALIGN",
+    "DESC_SIZE",
+    "DESC_TABLE_ALIGN",
+    "EVENT_SUPPRESS_ALIGN",
+    "EVENT_SUPPRESS_SIZE",
+    "MAX_QUEUE_SIZE",
+    "PACKED_RING_ALIGN",
+    "RING_EVENT_FLAGS_DESC",
+    "RING_EVENT_FLAGS_DISABLE",
+    "RING_EVENT_FLAGS_ENABLE",
+    "USED_ELEM_SIZE",
+    "USED_RING_ALIGN",
+    "VIRTQ_AVAIL_F_NO_INTERRUPT",
+    "VIRTQ_DESC_F_AVAIL",
+    "VIRTQ_DESC_F_INDIRECT",
+    "VIRTQ_DESC_F_NEXT",
+    "VIRTQ_DESC_F_USED",
+    "VIRTQ_DESC_F_WRITE",
+    "VIRTQ_USED_F_NO_NOTIFY",
+    "RingEventFlags",
+    "VirtqAvailFlag",
+    "VirtqDescFlag",
+    "VirtqUsedFlag",
+    "avail_ring_size",
+    "check_queue_size",
+    "desc_table_size",
+    "packed_ring_size",
+    "pvirtq_desc",
+    "pvirtq_event_suppress",
+    "used_ring_size",
+    "virtq_avail",
+    "virtq_desc",
+    "virtq_used",
+    "virtq_used_elem",
+]
