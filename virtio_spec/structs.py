@@ -26,8 +26,10 @@ from construct import (
     Array,
     BitsInteger,
     BitStruct,
+    Bytes,
     ByteSwapped,
     If,
+    Int8ul,
     Int16ul,
     Int32ul,
     Int64ul,
@@ -36,6 +38,7 @@ from construct import (
 )
 
 from .errors import RingError
+from .features import VirtioNetFeature as _N
 
 # ----------------------------------------------------------------------------------------
 # Flags (virtio 1.3 §2.7.5, §2.7.6, §2.7.8, §2.8.1, §2.8.10)
@@ -223,6 +226,198 @@ pvirtq_event_suppress: Any = Struct(
     )),
 )
 
+# ----------------------------------------------------------------------------------------
+# virtio-net header (virtio 1.3 §5.1.6)
+
+
+class VirtioNetHdrFlag(IntFlag):
+    """`virtio_net_hdr.flags` (virtio 1.3 §5.1.6).  The driver MUST NOT set DATA_VALID or
+    RSC_INFO (§5.1.6.2.1); the device ignores flags it does not know (§5.1.6.2.2)."""
+
+    VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+    VIRTIO_NET_HDR_F_DATA_VALID = 2
+    VIRTIO_NET_HDR_F_RSC_INFO = 4
+
+
+class VirtioNetHdrGso(IntEnum):
+    """The low 7 bits of `virtio_net_hdr.gso_type` (virtio 1.3 §5.1.6); bit 7 is the
+    VIRTIO_NET_HDR_GSO_ECN flag, allowed only with VIRTIO_NET_F_HOST_ECN."""
+
+    VIRTIO_NET_HDR_GSO_NONE = 0
+    VIRTIO_NET_HDR_GSO_TCPV4 = 1
+    VIRTIO_NET_HDR_GSO_UDP = 3
+    VIRTIO_NET_HDR_GSO_TCPV6 = 4
+    VIRTIO_NET_HDR_GSO_UDP_L4 = 5
+
+
+VIRTIO_NET_HDR_GSO_ECN: Final = 0x80
+
+
+class VirtioNetHashReport(IntEnum):
+    """`virtio_net_hdr.hash_report` (virtio 1.3 §5.1.6.4, "Hash reporting for incoming packets").
+
+    VIRTIO_NET_HASH_TYPE_X == 1 << (VIRTIO_NET_HASH_REPORT_X - 1).
+    """
+
+    VIRTIO_NET_HASH_REPORT_NONE = 0
+    VIRTIO_NET_HASH_REPORT_IPv4 = 1
+    VIRTIO_NET_HASH_REPORT_TCPv4 = 2
+    VIRTIO_NET_HASH_REPORT_UDPv4 = 3
+    VIRTIO_NET_HASH_REPORT_IPv6 = 4
+    VIRTIO_NET_HASH_REPORT_TCPv6 = 5
+    VIRTIO_NET_HASH_REPORT_UDPv6 = 6
+    VIRTIO_NET_HASH_REPORT_IPv6_EX = 7
+    VIRTIO_NET_HASH_REPORT_TCPv6_EX = 8
+    VIRTIO_NET_HASH_REPORT_UDPv6_EX = 9
+
+
+#: 12 bytes: u8 flags + u8 gso_type + 5 * le16 (hdr_len, gso_size, csum_start,
+#: csum_offset, num_buffers).  virtio 1.3 §5.1.6.
+VIRTIO_NET_HDR_SIZE: Final = 12
+#: 20 bytes with VIRTIO_NET_F_HASH_REPORT: 12 + le32 hash_value + le16 hash_report +
+#: le16 padding_reserved (§5.1.6.3.1: "20 bytes if VIRTIO_NET_F_HASH_REPORT is negotiated").
+VIRTIO_NET_HDR_HASH_SIZE: Final = 20
+#: 10 bytes: the legacy header without VIRTIO_NET_F_MRG_RXBUF had no num_buffers (§5.1.6.1).
+VIRTIO_NET_HDR_LEGACY_SIZE: Final = 10
+
+#: struct virtio_net_hdr as a VERSION_1 device uses it without HASH_REPORT (12 bytes).
+virtio_net_hdr: Any = Struct(
+    "flags" / Int8ul,
+    "gso_type" / Int8ul,
+    "hdr_len" / Int16ul,
+    "gso_size" / Int16ul,
+    "csum_start" / Int16ul,
+    "csum_offset" / Int16ul,
+    "num_buffers" / Int16ul,
+)
+
+#: struct virtio_net_hdr with the VIRTIO_NET_F_HASH_REPORT fields (20 bytes); Linux
+#: calls this layout `virtio_net_hdr_v1_hash`.
+virtio_net_hdr_hash: Any = Struct(
+    *virtio_net_hdr.subcons,
+    "hash_value" / Int32ul,
+    "hash_report" / Int16ul,
+    "padding_reserved" / Int16ul,
+)
+
+
+def net_hdr_struct(hash_report: bool) -> Any:
+    """The header layout for the negotiated features: 20 bytes with HASH_REPORT, else 12."""
+    return virtio_net_hdr_hash if hash_report else virtio_net_hdr
+
+
+def net_hdr_size(hash_report: bool) -> int:
+    """virtio 1.3 §5.1.6.3.1: 20 bytes if VIRTIO_NET_F_HASH_REPORT, 12 if not."""
+    return VIRTIO_NET_HDR_HASH_SIZE if hash_report else VIRTIO_NET_HDR_SIZE
+
+
+# ----------------------------------------------------------------------------------------
+# virtio-net configuration space (virtio 1.3 §5.1.4) and vxdp's XDP capabilities
+
+
+class VirtioNetStatus(IntFlag):
+    """`virtio_net_config.status` (virtio 1.3 §5.1.4), present with VIRTIO_NET_F_STATUS."""
+
+    VIRTIO_NET_S_LINK_UP = 1
+    VIRTIO_NET_S_ANNOUNCE = 2
+
+
+class VirtioNetHashType(IntFlag):
+    """Supported/enabled hash types (virtio 1.3 §5.1.6.4.3, "Supported/enabled hash types")."""
+
+    VIRTIO_NET_HASH_TYPE_IPv4 = 1 << 0
+    VIRTIO_NET_HASH_TYPE_TCPv4 = 1 << 1
+    VIRTIO_NET_HASH_TYPE_UDPv4 = 1 << 2
+    VIRTIO_NET_HASH_TYPE_IPv6 = 1 << 3
+    VIRTIO_NET_HASH_TYPE_TCPv6 = 1 << 4
+    VIRTIO_NET_HASH_TYPE_UDPv6 = 1 << 5
+    VIRTIO_NET_HASH_TYPE_IP_EX = 1 << 6
+    VIRTIO_NET_HASH_TYPE_TCP_EX = 1 << 7
+    VIRTIO_NET_HASH_TYPE_UDP_EX = 1 << 8
+
+
+class VirtioNetHashTunnelType(IntFlag):
+    """Encapsulation types for inner header hash (virtio 1.3 §5.1.6.4, VIRTIO_NET_F_HASH_TUNNEL)."""
+
+    VIRTIO_NET_HASH_TUNNEL_TYPE_GRE_2784 = 1 << 0
+    VIRTIO_NET_HASH_TUNNEL_TYPE_GRE_2890 = 1 << 1
+    VIRTIO_NET_HASH_TUNNEL_TYPE_GRE_7676 = 1 << 2
+    VIRTIO_NET_HASH_TUNNEL_TYPE_GRE_UDP = 1 << 3
+    VIRTIO_NET_HASH_TUNNEL_TYPE_VXLAN = 1 << 4
+    VIRTIO_NET_HASH_TUNNEL_TYPE_VXLAN_GPE = 1 << 5
+    VIRTIO_NET_HASH_TUNNEL_TYPE_GENEVE = 1 << 6
+    VIRTIO_NET_HASH_TUNNEL_TYPE_IPIP = 1 << 7
+    VIRTIO_NET_HASH_TUNNEL_TYPE_NVGRE = 1 << 8
+
+
+#: struct virtio_net_config (virtio 1.3 §5.1.4), 28 bytes, followed by vxdp's XDP
+#: offload capabilities (DESIGN.md "Protocol decisions"), present when
+#: VIRTIO_NET_F_XDP_OFFLOAD is offered; 56 bytes in all.  Offsets:
+#:
+#:  0 mac[6]  6 status  8 max_virtqueue_pairs  10 mtu  12 speed  16 duplex
+#:  17 rss_max_key_size  18 rss_max_indirection_table_length  20 supported_hash_types
+#:  24 supported_tunnel_types | 28 xdp_max_insns  32 xdp_max_maps  36 xdp_max_map_mem_kib
+#:  40 xdp_map_types  44 xdp_helpers (le64, not 8-aligned: the order is the contract)
+#:  52 xdp_abi_version
+#:
+#: duplex: the field text says 0x01 full / 0x00 half, §5.1.4.1 says the reverse; readers
+#: should treat anything but 0x00/0x01 as unknown (§5.1.4.2).
+virtio_net_config: Any = Struct(
+    "mac" / Bytes(6),
+    "status" / Int16ul,
+    "max_virtqueue_pairs" / Int16ul,
+    "mtu" / Int16ul,
+    "speed" / Int32ul,
+    "duplex" / Int8ul,
+    "rss_max_key_size" / Int8ul,
+    "rss_max_indirection_table_length" / Int16ul,
+    "supported_hash_types" / Int32ul,
+    "supported_tunnel_types" / Int32ul,
+    "xdp_max_insns" / Int32ul,
+    "xdp_max_maps" / Int32ul,
+    "xdp_max_map_mem_kib" / Int32ul,
+    "xdp_map_types" / Int32ul,
+    "xdp_helpers" / Int64ul,
+    "xdp_abi_version" / Int32ul,
+)
+
+#: Size of the standard part (through supported_tunnel_types), virtio 1.3 §5.1.4.
+VIRTIO_NET_CONFIG_STD_SIZE: Final = 28
+#: Size with the XDP capability fields: 28 + 4 * 4 + 8 + 4 = 56.
+VIRTIO_NET_CONFIG_SIZE: Final = 56
+
+
+def _offsets(struct: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    at = 0
+    for sub in struct.subcons:
+        out[sub.name] = at
+        at += sub.sizeof()
+    return out
+
+
+#: Byte offset of every `virtio_net_config` field, for serving (offset, length) reads.
+VIRTIO_NET_CONFIG_OFFSETS: Final[dict[str, int]] = _offsets(virtio_net_config)
+
+#: The feature bits under which each config field exists (any one of them suffices);
+#: `mac` always exists but is only valid with VIRTIO_NET_F_MAC (virtio 1.3 §5.1.4).
+VIRTIO_NET_CONFIG_FIELD_FEATURES: Final[dict[str, tuple[int, ...]]] = {
+    "mac": (_N.VIRTIO_NET_F_MAC,),
+    "status": (_N.VIRTIO_NET_F_STATUS,),
+    "max_virtqueue_pairs": (_N.VIRTIO_NET_F_MQ, _N.VIRTIO_NET_F_RSS),
+    "mtu": (_N.VIRTIO_NET_F_MTU,),
+    "speed": (_N.VIRTIO_NET_F_SPEED_DUPLEX,),
+    "duplex": (_N.VIRTIO_NET_F_SPEED_DUPLEX,),
+    "rss_max_key_size": (_N.VIRTIO_NET_F_RSS, _N.VIRTIO_NET_F_HASH_REPORT),
+    "rss_max_indirection_table_length": (_N.VIRTIO_NET_F_RSS,),
+    "supported_hash_types": (_N.VIRTIO_NET_F_RSS, _N.VIRTIO_NET_F_HASH_REPORT),
+    "supported_tunnel_types": (_N.VIRTIO_NET_F_HASH_TUNNEL,),
+    **{name: (_N.VIRTIO_NET_F_XDP_OFFLOAD,) for name in (
+        "xdp_max_insns", "xdp_max_maps", "xdp_max_map_mem_kib", "xdp_map_types",
+        "xdp_helpers", "xdp_abi_version")},
+}
+
+
 __all__ = [
     "AVAIL_RING_ALIGN",
     "DESC_SIZE",
@@ -236,6 +431,14 @@ __all__ = [
     "RING_EVENT_FLAGS_ENABLE",
     "USED_ELEM_SIZE",
     "USED_RING_ALIGN",
+    "VIRTIO_NET_CONFIG_FIELD_FEATURES",
+    "VIRTIO_NET_CONFIG_OFFSETS",
+    "VIRTIO_NET_CONFIG_SIZE",
+    "VIRTIO_NET_CONFIG_STD_SIZE",
+    "VIRTIO_NET_HDR_GSO_ECN",
+    "VIRTIO_NET_HDR_HASH_SIZE",
+    "VIRTIO_NET_HDR_LEGACY_SIZE",
+    "VIRTIO_NET_HDR_SIZE",
     "VIRTQ_AVAIL_F_NO_INTERRUPT",
     "VIRTQ_DESC_F_AVAIL",
     "VIRTQ_DESC_F_INDIRECT",
@@ -244,16 +447,27 @@ __all__ = [
     "VIRTQ_DESC_F_WRITE",
     "VIRTQ_USED_F_NO_NOTIFY",
     "RingEventFlags",
+    "VirtioNetHashReport",
+    "VirtioNetHashTunnelType",
+    "VirtioNetHashType",
+    "VirtioNetHdrFlag",
+    "VirtioNetHdrGso",
+    "VirtioNetStatus",
     "VirtqAvailFlag",
     "VirtqDescFlag",
     "VirtqUsedFlag",
     "avail_ring_size",
     "check_queue_size",
     "desc_table_size",
+    "net_hdr_size",
+    "net_hdr_struct",
     "packed_ring_size",
     "pvirtq_desc",
     "pvirtq_event_suppress",
     "used_ring_size",
+    "virtio_net_config",
+    "virtio_net_hdr",
+    "virtio_net_hdr_hash",
     "virtq_avail",
     "virtq_desc",
     "virtq_used",

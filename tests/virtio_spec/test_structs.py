@@ -97,3 +97,82 @@ def test_queue_size_rules(q: int, packed: bool, ok: bool) -> None:
         with pytest.raises(RingError) as err:
             S.check_queue_size(q, packed=packed)
         assert err.value.clause == ("2.8" if packed else "2.7")
+
+
+# --- virtio-net header and config (virtio 1.3 §5.1.4, §5.1.6) -----------------------------
+
+HDR_VALUE = {"flags": S.VirtioNetHdrFlag.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+             "gso_type": S.VirtioNetHdrGso.VIRTIO_NET_HDR_GSO_TCPV4 | S.VIRTIO_NET_HDR_GSO_ECN,
+             "hdr_len": 54, "gso_size": 1448, "csum_start": 34, "csum_offset": 16,
+             "num_buffers": 0}
+HDR_BYTES = bytes.fromhex("01" "81" "3600" "a805" "2200" "1000" "0000")
+
+NET_VECTORS: list[tuple[str, Any, bytes, dict[str, Any]]] = [
+    ("virtio_net_hdr", S.virtio_net_hdr, HDR_BYTES, HDR_VALUE),
+    ("virtio_net_hdr zero rx", S.virtio_net_hdr, bytes(10) + b"\x03\x00",
+     {"flags": 0, "gso_type": 0, "hdr_len": 0, "gso_size": 0, "csum_start": 0,
+      "csum_offset": 0, "num_buffers": 3}),
+    ("virtio_net_hdr_hash", S.virtio_net_hdr_hash,
+     HDR_BYTES + bytes.fromhex("78563412" "0200" "0000"),
+     {**HDR_VALUE, "hash_value": 0x12345678,
+      "hash_report": S.VirtioNetHashReport.VIRTIO_NET_HASH_REPORT_TCPv4,
+      "padding_reserved": 0}),
+]
+
+
+@pytest.mark.parametrize("name,struct,raw,value", NET_VECTORS, ids=[v[0] for v in NET_VECTORS])
+def test_net_header_vectors_parse_and_build(name: str, struct: Any, raw: bytes,
+                                            value: dict[str, Any]) -> None:
+    assert plain(struct.parse(raw)) == value
+    assert struct.build(value) == raw
+
+
+def test_net_header_sizes_follow_5_1_6() -> None:
+    assert S.virtio_net_hdr.sizeof() == S.net_hdr_size(False) == 12
+    assert S.virtio_net_hdr_hash.sizeof() == S.net_hdr_size(True) == 20
+    assert S.net_hdr_struct(True) is S.virtio_net_hdr_hash
+    assert S.net_hdr_struct(False) is S.virtio_net_hdr
+    assert S.VIRTIO_NET_HDR_LEGACY_SIZE == 10
+    # VIRTIO_NET_HASH_TYPE_X == 1 << (VIRTIO_NET_HASH_REPORT_X - 1)
+    for report, htype in zip(list(S.VirtioNetHashReport)[1:], S.VirtioNetHashType):
+        assert htype == 1 << (report - 1)
+
+
+CONFIG_VALUE = {
+    "mac": bytes.fromhex("525400123456"), "status": S.VirtioNetStatus.VIRTIO_NET_S_LINK_UP,
+    "max_virtqueue_pairs": 4, "mtu": 1500, "speed": 10000, "duplex": 1,
+    "rss_max_key_size": 40, "rss_max_indirection_table_length": 128,
+    "supported_hash_types": 0x3F, "supported_tunnel_types": 0x10,
+    "xdp_max_insns": 4096, "xdp_max_maps": 16, "xdp_max_map_mem_kib": 1024,
+    "xdp_map_types": 0b110, "xdp_helpers": 0x0040_1000_0000_00AE, "xdp_abi_version": 1,
+}
+CONFIG_BYTES = bytes.fromhex(
+    "525400123456" "0100" "0400" "dc05" "10270000" "01" "28" "8000" "3f000000" "10000000"
+    "00100000" "10000000" "00040000" "06000000" "ae00000000104000" "01000000")
+
+
+def test_config_vector_parses_and_builds() -> None:
+    assert len(CONFIG_BYTES) == S.VIRTIO_NET_CONFIG_SIZE == 56
+    assert plain(S.virtio_net_config.parse(CONFIG_BYTES)) == CONFIG_VALUE
+    assert S.virtio_net_config.build(CONFIG_VALUE) == CONFIG_BYTES
+
+
+@pytest.mark.parametrize("field,offset,size", [
+    ("mac", 0, 6), ("status", 6, 2), ("max_virtqueue_pairs", 8, 2), ("mtu", 10, 2),
+    ("speed", 12, 4), ("duplex", 16, 1), ("rss_max_key_size", 17, 1),
+    ("rss_max_indirection_table_length", 18, 2), ("supported_hash_types", 20, 4),
+    ("supported_tunnel_types", 24, 4), ("xdp_max_insns", 28, 4), ("xdp_max_maps", 32, 4),
+    ("xdp_max_map_mem_kib", 36, 4), ("xdp_map_types", 40, 4), ("xdp_helpers", 44, 8),
+    ("xdp_abi_version", 52, 4)])
+def test_config_field_offsets(field: str, offset: int, size: int) -> None:
+    assert S.VIRTIO_NET_CONFIG_OFFSETS[field] == offset
+    # The bytes at that offset are the field's own encoding.
+    value = CONFIG_VALUE[field]
+    raw = value if isinstance(value, bytes) else int(value).to_bytes(size, "little")
+    assert CONFIG_BYTES[offset:offset + size] == raw
+    assert field in S.VIRTIO_NET_CONFIG_FIELD_FEATURES
+
+
+def test_config_standard_part_ends_where_our_capabilities_begin() -> None:
+    assert S.VIRTIO_NET_CONFIG_OFFSETS["xdp_max_insns"] == S.VIRTIO_NET_CONFIG_STD_SIZE == 28
+    assert set(S.VIRTIO_NET_CONFIG_OFFSETS) == set(S.VIRTIO_NET_CONFIG_FIELD_FEATURES)
