@@ -1,0 +1,404 @@
+"""BTF as an object file carries it: the `.BTF` type graph and the `.BTF.ext` CO-RE records.
+
+    btf = parse_btf(section_bytes)
+    btf.datasec(".maps")                 # the BTF-defined map variables, in order
+    parse_map_def(btf, var_type_id, "counts")  # -> BtfMapDef(type, key_size, ...)
+
+Layouts follow include/uapi/linux/btf.h: a 24-byte header, then the type section (each
+`struct btf_type` followed by its kind's trailing records) and the string table.  Type ids
+start at 1; id 0 is `void`.  Map definitions are decoded the way libbpf's
+`parse_btf_map_def()` reads the `__uint()` / `__type()` macros of <bpf/bpf_helpers.h>:
+`__uint(name, N)` is `int (*name)[N]` (a pointer to an array of N elements) and
+`__type(name, T)` is `T *name`.
+
+Only little-endian BTF is accepted (the BPF target is little-endian here); anything this
+module cannot use raises `ElfError` naming the section and the type id.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import IntEnum
+
+from construct import (
+    Array,
+    ConstructError,
+    Int8ul,
+    Int16ul,
+    Int32sl,
+    Int32ul,
+    Struct,
+)
+
+from vxdp.bpf.program import MapType
+from vxdp.errors import ElfError
+
+BTF_MAGIC = 0xEB9F
+
+
+class BtfKind(IntEnum):
+    """BTF_KIND_* of include/uapi/linux/btf.h."""
+
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+
+# struct btf_header: the first three fields are common to every version.
+btf_header = Struct(
+    "magic" / Int16ul,
+    "version" / Int8ul,
+    "flags" / Int8ul,
+    "hdr_len" / Int32ul,
+    "type_off" / Int32ul,
+    "type_len" / Int32ul,
+    "str_off" / Int32ul,
+    "str_len" / Int32ul,
+)
+
+# struct btf_type: name_off, info (vlen 0-15, kind 24-28, kind_flag 31), size or type.
+btf_type = Struct("name_off" / Int32ul, "info" / Int32ul, "size_or_type" / Int32ul)
+btf_array = Struct("type" / Int32ul, "index_type" / Int32ul, "nelems" / Int32ul)
+btf_member = Struct("name_off" / Int32ul, "type" / Int32ul, "offset" / Int32ul)
+btf_enum = Struct("name_off" / Int32ul, "val" / Int32sl)
+btf_enum64 = Struct("name_off" / Int32ul, "val_lo32" / Int32ul, "val_hi32" / Int32ul)
+btf_param = Struct("name_off" / Int32ul, "type" / Int32ul)
+btf_var = Struct("linkage" / Int32ul)
+btf_var_secinfo = Struct("type" / Int32ul, "offset" / Int32ul, "size" / Int32ul)
+btf_decl_tag = Struct("component_idx" / Int32sl)
+
+# struct btf_ext_header (tools/lib/bpf/libbpf_internal.h): CO-RE fields when hdr_len >= 32.
+btf_ext_header = Struct(
+    "magic" / Int16ul,
+    "version" / Int8ul,
+    "flags" / Int8ul,
+    "hdr_len" / Int32ul,
+    "func_info_off" / Int32ul,
+    "func_info_len" / Int32ul,
+    "line_info_off" / Int32ul,
+    "line_info_len" / Int32ul,
+)
+btf_ext_core = Struct("core_relo_off" / Int32ul, "core_relo_len" / Int32ul)
+bpf_core_relo = Struct("insn_off" / Int32ul, "type_id" / Int32ul,
+                       "access_str_off" / Int32ul, "kind" / Int32ul)
+
+_VLEN_RECORD = {
+    BtfKind.STRUCT: btf_member,
+    BtfKind.UNION: btf_member,
+    BtfKind.ENUM: btf_enum,
+    BtfKind.ENUM64: btf_enum64,
+    BtfKind.FUNC_PROTO: btf_param,
+    BtfKind.DATASEC: btf_var_secinfo,
+}
+_SINGLE_RECORD = {
+    BtfKind.INT: Int32ul,
+    BtfKind.ARRAY: btf_array,
+    BtfKind.VAR: btf_var,
+    BtfKind.DECL_TAG: btf_decl_tag,
+}
+# Kinds whose size_or_type is a type id that does not change the size of what it names.
+_MODIFIERS = frozenset({BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT,
+                        BtfKind.TYPE_TAG})
+_SIZED = frozenset({BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.FLOAT,
+                    BtfKind.DATASEC, BtfKind.ENUM64})
+
+
+@dataclass(frozen=True)
+class BtfMember:
+    """A struct/union member, enum value, func parameter or datasec variable."""
+
+    name: str
+    type: int  # type id (enums: 0)
+    offset: int  # struct: bit offset; datasec: byte offset; enum: the value
+    size: int = 0  # datasec: the variable's size in bytes
+
+
+@dataclass(frozen=True)
+class BtfType:
+    id: int
+    kind: BtfKind
+    name: str
+    size_or_type: int
+    vlen: int = 0
+    kind_flag: bool = False
+    members: tuple[BtfMember, ...] = ()
+    array: tuple[int, int, int] | None = None  # (elem type, index type, nelems)
+    extra: int = 0  # INT encoding word, VAR linkage, DECL_TAG component index
+
+
+class Btf:
+    """A parsed `.BTF` section: types by id and the string table."""
+
+    def __init__(self, types: list[BtfType], strings: bytes) -> None:
+        self.types = types  # types[0] is void
+        self.strings = strings
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def type(self, type_id: int) -> BtfType:
+        if not 0 <= type_id < len(self.types):
+            raise ElfError(f"section '.BTF': type id {type_id} out of range "
+                           f"(the section has {len(self.types) - 1} types)")
+        return self.types[type_id]
+
+    def string(self, offset: int) -> str:
+        return _string_at(self.strings, offset, ".BTF")
+
+    def skip_modifiers(self, type_id: int) -> BtfType:
+        """Follow typedef/const/volatile/restrict/type_tag to the type they name."""
+        t = self.type(type_id)
+        for _ in range(len(self.types)):
+            if t.kind not in _MODIFIERS:
+                return t
+            t = self.type(t.size_or_type)
+        raise ElfError(f"section '.BTF': modifier loop at type id {type_id}")
+
+    def size_of(self, type_id: int, _depth: int = 0) -> int:
+        """sizeof() the type, as btf__resolve_size() computes it."""
+        if _depth > 32:
+            raise ElfError(f"section '.BTF': type id {type_id} nests too deeply")
+        t = self.skip_modifiers(type_id)
+        if t.kind in _SIZED:
+            return t.size_or_type
+        if t.kind == BtfKind.PTR:
+            return 8
+        if t.kind == BtfKind.ARRAY and t.array is not None:
+            return t.array[2] * self.size_of(t.array[0], _depth + 1)
+        raise ElfError(f"section '.BTF': type id {t.id} ({t.kind.name.lower()} "
+                       f"{t.name!r}) has no size")
+
+    def by_name(self, name: str, kind: BtfKind) -> BtfType | None:
+        for t in self.types:
+            if t.kind == kind and t.name == name:
+                return t
+        return None
+
+    def datasec(self, name: str) -> BtfType | None:
+        return self.by_name(name, BtfKind.DATASEC)
+
+
+def _string_at(strings: bytes, offset: int, section: str) -> str:
+    if not 0 <= offset < max(len(strings), 1):
+        raise ElfError(f"section {section!r}: string offset {offset} outside the string table")
+    end = strings.find(b"\0", offset)
+    if end < 0:
+        raise ElfError(f"section {section!r}: string at offset {offset} is not terminated")
+    try:
+        return strings[offset:end].decode()
+    except UnicodeDecodeError:
+        raise ElfError(f"section {section!r}: string at offset {offset} is not utf-8") from None
+
+
+def parse_btf(data: bytes) -> Btf:
+    """Parse a `.BTF` section; corrupt input raises ElfError naming what is wrong."""
+    try:
+        hdr = btf_header.parse(data)
+    except ConstructError:
+        raise ElfError("section '.BTF': truncated header") from None
+    if hdr.magic != BTF_MAGIC:
+        raise ElfError(f"section '.BTF': bad magic {hdr.magic:#06x} (only little-endian "
+                       f"btf, magic {BTF_MAGIC:#06x}, is supported)")
+    if hdr.version != 1:
+        raise ElfError(f"section '.BTF': unsupported version {hdr.version}")
+    base = hdr.hdr_len
+    for what, off, length in (("type", hdr.type_off, hdr.type_len),
+                              ("string", hdr.str_off, hdr.str_len)):
+        if base + off + length > len(data) or hdr.hdr_len < 24:
+            raise ElfError(f"section '.BTF': {what} section ({off}+{length}) runs past the "
+                           f"end of the section ({len(data)} bytes)")
+    strings = data[base + hdr.str_off: base + hdr.str_off + hdr.str_len]
+    raw = data[base + hdr.type_off: base + hdr.type_off + hdr.type_len]
+    types = [BtfType(0, BtfKind.UNKN, "void", 0)]
+    stream = io.BytesIO(raw)
+    while stream.tell() < len(raw):
+        types.append(_parse_type(stream, len(types), strings))
+    return Btf(types, strings)
+
+
+def _parse_type(stream: io.BytesIO, type_id: int, strings: bytes) -> BtfType:
+    try:
+        head = btf_type.parse_stream(stream)
+        raw_kind = (head.info >> 24) & 0x1F
+        try:
+            kind = BtfKind(raw_kind)
+        except ValueError:
+            raise ElfError(f"section '.BTF': type id {type_id} has unknown kind "
+                           f"{raw_kind}") from None
+        vlen = head.info & 0xFFFF
+        name = _string_at(strings, head.name_off, ".BTF")
+        members: tuple[BtfMember, ...] = ()
+        array = None
+        extra = 0
+        if kind in _VLEN_RECORD:
+            recs = Array(vlen, _VLEN_RECORD[kind]).parse_stream(stream)
+            members = tuple(_member(kind, r, strings) for r in recs)
+        elif kind in _SINGLE_RECORD:
+            rec = _SINGLE_RECORD[kind].parse_stream(stream)
+            if kind == BtfKind.ARRAY:
+                array = (rec.type, rec.index_type, rec.nelems)
+            elif kind == BtfKind.INT:
+                extra = rec
+            elif kind == BtfKind.VAR:
+                extra = rec.linkage
+            else:
+                extra = rec.component_idx
+    except ConstructError:
+        raise ElfError(f"section '.BTF': type id {type_id} is truncated") from None
+    return BtfType(type_id, kind, name, head.size_or_type, vlen, bool(head.info >> 31),
+                   members, array, extra)
+
+
+def _member(kind: BtfKind, rec: object, strings: bytes) -> BtfMember:
+    r = rec  # a construct Container
+    name = _string_at(strings, getattr(r, "name_off", 0), ".BTF")
+    if kind in (BtfKind.STRUCT, BtfKind.UNION):
+        return BtfMember(name, r.type, r.offset)  # type: ignore[attr-defined]
+    if kind == BtfKind.ENUM:
+        return BtfMember(name, 0, r.val)  # type: ignore[attr-defined]
+    if kind == BtfKind.ENUM64:
+        return BtfMember(name, 0, r.val_lo32 | (r.val_hi32 << 32))  # type: ignore[attr-defined]
+    if kind == BtfKind.FUNC_PROTO:
+        return BtfMember(name, r.type, 0)  # type: ignore[attr-defined]
+    return BtfMember("", r.type, r.offset, r.size)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class CoreRelo:
+    """One CO-RE relocation record of `.BTF.ext` (struct bpf_core_relo)."""
+
+    section: str
+    insn_off: int
+    type_name: str
+    access: str
+    kind: int
+
+
+def core_relocations(ext: bytes, btf: Btf) -> list[CoreRelo]:
+    """The CO-RE relocation records of a `.BTF.ext` section (empty when it has none)."""
+    try:
+        hdr = btf_ext_header.parse(ext)
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': truncated header") from None
+    if hdr.magic != BTF_MAGIC:
+        raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    if hdr.hdr_len < 32:
+        return []
+    try:
+        core = btf_ext_core.parse(ext[24:32])
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': truncated header") from None
+    off, length = core.core_relo_off, core.core_relo_len
+    if length == 0:
+        return []
+    body = ext[hdr.hdr_len + off: hdr.hdr_len + off + length]
+    if len(body) != length or length < 4:
+        raise ElfError("section '.BTF.ext': co-re relocation table runs past the section")
+    stream = io.BytesIO(body)
+    out: list[CoreRelo] = []
+    try:
+        rec_size = Int32ul.parse_stream(stream)
+        if rec_size < bpf_core_relo.sizeof():
+            raise ElfError(f"section '.BTF.ext': co-re record size {rec_size} is too small")
+        while stream.tell() < length:
+            sec_name_off = Int32ul.parse_stream(stream)
+            num = Int32ul.parse_stream(stream)
+            section = btf.string(sec_name_off)
+            for _ in range(num):
+                rec = bpf_core_relo.parse(stream.read(rec_size))
+                t = btf.type(rec.type_id)
+                out.append(CoreRelo(section, rec.insn_off, t.name or f"type id {t.id}",
+                                    btf.string(rec.access_str_off), rec.kind))
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': co-re relocation table is truncated") from None
+    return out
+
+
+@dataclass(frozen=True)
+class BtfMapDef:
+    """What the `__uint()`/`__type()` fields of one `.maps` variable declare."""
+
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+
+
+_INT_FIELDS = ("type", "max_entries", "map_flags", "key_size", "value_size", "numa_node",
+               "pinning", "map_extra")
+
+
+def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
+    """Decode one VAR of the `.maps` DATASEC as libbpf's parse_btf_map_def() does."""
+    name = var.name
+    where = f"section '.maps': map {name!r}"
+    if var.kind != BtfKind.VAR:
+        raise ElfError(f"{where}: btf type id {var.id} is a {var.kind.name.lower()}, "
+                       f"not a variable")
+    st = btf.skip_modifiers(var.size_or_type)
+    if st.kind != BtfKind.STRUCT:
+        raise ElfError(f"{where}: definition is a {st.kind.name.lower()}, not a struct")
+    ints: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for m in st.members:
+        if m.name in _INT_FIELDS:
+            ints[m.name] = _field_int(btf, m, where)
+        elif m.name in ("key", "value"):
+            ptr = btf.skip_modifiers(m.type)
+            if ptr.kind != BtfKind.PTR:
+                raise ElfError(f"{where}: field {m.name!r} is not a __type() pointer")
+            sizes[m.name] = btf.size_of(ptr.size_or_type)
+        elif m.name == "values":
+            raise ElfError(f"{where}: field 'values' (map-in-map or initial prog array "
+                           f"slots) is not supported")
+        else:
+            raise ElfError(f"{where}: unknown field {m.name!r}")
+    for which in ("key", "value"):
+        if which in sizes and f"{which}_size" in ints and sizes[which] != ints[f"{which}_size"]:
+            raise ElfError(f"{where}: conflicting {which} sizes {sizes[which]} and "
+                           f"{ints[which + '_size']}")
+    if ints.get("pinning", 0):
+        raise ElfError(f"{where}: pinning is not supported")
+    if ints.get("map_extra", 0):
+        raise ElfError(f"{where}: map_extra is not supported")
+    if "type" not in ints:
+        raise ElfError(f"{where}: no map type (__uint(type, ...))")
+    try:
+        map_type = MapType(ints["type"])
+    except ValueError:
+        raise ElfError(f"{where}: unknown map type {ints['type']}") from None
+    return BtfMapDef(name, map_type,
+                     sizes.get("key", ints.get("key_size", 0)),
+                     sizes.get("value", ints.get("value_size", 0)),
+                     ints.get("max_entries", 0), ints.get("map_flags", 0))
+
+
+def _field_int(btf: Btf, m: BtfMember, where: str) -> int:
+    """`__uint(name, N)` is `int (*name)[N]`: N is the array's element count."""
+    ptr = btf.skip_modifiers(m.type)
+    if ptr.kind != BtfKind.PTR:
+        raise ElfError(f"{where}: field {m.name!r} is not a __uint() pointer to an array")
+    arr = btf.skip_modifiers(ptr.size_or_type)
+    if arr.kind != BtfKind.ARRAY or arr.array is None:
+        raise ElfError(f"{where}: field {m.name!r} does not point to an array")
+    return arr.array[2]
