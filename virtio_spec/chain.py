@@ -95,8 +95,8 @@ class ChainBuilder:
     separate number for it).
     """
 
-    __slots__ = ("_addr_clause", "_mem", "_order_clause", "_readable", "_total",
-                 "_writable", "label")
+    __slots__ = ("_addr_clause", "_mem", "_order_clause", "_parts", "_seen_writable",
+                 "_total", "label")
 
     def __init__(self, mem: GuestMemory, label: str, *, order_clause: str,
                  addr_clause: str) -> None:
@@ -104,30 +104,39 @@ class ChainBuilder:
         self.label = label
         self._order_clause = order_clause
         self._addr_clause = addr_clause
-        self._readable: list[Segment] = []
-        self._writable: list[Segment] = []
+        self._parts: list[tuple[str, int, int, bool]] = []
+        self._seen_writable = False
         self._total = 0
 
     def add(self, where: str, addr: int, length: int, writable: bool) -> None:
         """Add one descriptor's buffer; `where` names it in errors ("descriptor 5")."""
-        if not writable and self._writable:
-            raise RingError(
-                f"{self.label}: {where} is device-readable after a device-writable "
-                f"descriptor", self._order_clause)
+        if writable:
+            self._seen_writable = True
+        elif self._seen_writable:
+            raise RingError(f"{self.label}: {where} is device-readable after a "
+                            f"device-writable descriptor", self._order_clause)
         self._total += length
         if self._total > MAX_CHAIN_BYTES:
-            raise RingError(
-                f"{self.label}: {where} takes the chain past 2**32 bytes", "2.7.5.2")
-        try:
-            view = self._mem.translate(addr, length)
-        except MemoryAccessError as err:
-            raise MemoryAccessError(f"{self.label}: {where}: {err}",
-                                    self._addr_clause) from None
-        (self._writable if writable else self._readable).append(Segment(addr, length, view))
+            raise RingError(f"{self.label}: {where} takes the chain past 2**32 bytes",
+                            "2.7.5.2")
+        self._parts.append((where, addr, length, writable))
 
     def build(self, head: int, descriptors: int) -> Chain:
-        """The finished chain `head`, which occupied `descriptors` ring descriptors."""
-        return Chain(head, tuple(self._readable), tuple(self._writable), descriptors)
+        """The finished chain `head`, which occupied `descriptors` ring descriptors.
+
+        Addresses are translated only now, once the shape of the whole chain passed, so a
+        structural error is reported as such even when addresses are bad too.
+        """
+        readable: list[Segment] = []
+        writable: list[Segment] = []
+        for where, addr, length, is_writable in self._parts:
+            try:
+                view = self._mem.translate(addr, length)
+            except MemoryAccessError as err:
+                raise MemoryAccessError(f"{self.label}: {where}: {err}",
+                                        self._addr_clause) from None
+            (writable if is_writable else readable).append(Segment(addr, length, view))
+        return Chain(head, tuple(readable), tuple(writable), descriptors)
 
 
 __all__ = ["MAX_CHAIN_BYTES", "Chain", "ChainBuilder", "Segment"]
