@@ -1,0 +1,523 @@
+"""The BPF instruction set (RFC 9669, cpu v4): vocabulary, decode/encode, structural checks.
+
+An instruction is 8 bytes, little-endian: opcode, a byte holding dst_reg (low nibble) and
+src_reg (high nibble), a signed 16-bit offset and a signed 32-bit immediate.  `Insn` is one
+such slot; LD_IMM64 takes two slots exactly as in the kernel (the second holds only the
+upper half of the immediate, see `imm64`).
+
+`check_program` is the structural check every loader, engine and the verifier rely on: it
+rejects what the kernel rejects before any data-flow analysis (unknown opcodes, reserved
+fields not zero, bad registers, writes to r10, jumps out of range or into an LD_IMM64,
+calls to nowhere, a last instruction that falls through).  After it passes, no path can run
+past the end of the program.  Messages use the kernel's wording and end with `at pc N`.
+
+Policy left to the verifier, because RFC 9669 defines the behaviour: division by a zero
+immediate, shifts by more than the operand width, and whether a program type may use
+callx or the legacy packet loads.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from itertools import pairwise
+
+from vxdp.errors import InvalidProgram
+
+INSN_SIZE = 8
+MAX_REG = 10  # r0..r10; r10 is the read-only frame pointer
+REG_FP = 10
+
+# -- opcode fields (RFC 9669 §3) -----------------------------------------------------------
+
+
+class Cls(IntEnum):
+    """Instruction class, the low three bits of the opcode."""
+
+    LD = 0x00
+    LDX = 0x01
+    ST = 0x02
+    STX = 0x03
+    ALU = 0x04
+    JMP = 0x05
+    JMP32 = 0x06
+    ALU64 = 0x07
+
+
+class Size(IntEnum):
+    W = 0x00
+    H = 0x08
+    B = 0x10
+    DW = 0x18
+
+
+SIZE_BYTES = {Size.W: 4, Size.H: 2, Size.B: 1, Size.DW: 8}
+
+
+class Mode(IntEnum):
+    IMM = 0x00
+    ABS = 0x20  # legacy packet access
+    IND = 0x40  # legacy packet access
+    MEM = 0x60
+    MEMSX = 0x80  # sign-extending load (cpu v4)
+    ATOMIC = 0xC0
+
+
+class Src(IntEnum):
+    K = 0x00  # use the immediate
+    X = 0x08  # use src_reg
+
+
+class AluOp(IntEnum):
+    ADD = 0x00
+    SUB = 0x10
+    MUL = 0x20
+    DIV = 0x30  # off=1: SDIV
+    OR = 0x40
+    AND = 0x50
+    LSH = 0x60
+    RSH = 0x70
+    NEG = 0x80
+    MOD = 0x90  # off=1: SMOD
+    XOR = 0xA0
+    MOV = 0xB0  # off=8/16/32: MOVSX
+    ARSH = 0xC0
+    END = 0xD0  # byte swap; ALU64 class: unconditional BSWAP
+
+
+END_TO_LE = Src.K  # source bit of BPF_END
+END_TO_BE = Src.X
+
+
+class JmpOp(IntEnum):
+    JA = 0x00
+    JEQ = 0x10
+    JGT = 0x20
+    JGE = 0x30
+    JSET = 0x40
+    JNE = 0x50
+    JSGT = 0x60
+    JSGE = 0x70
+    CALL = 0x80
+    EXIT = 0x90
+    JLT = 0xA0
+    JLE = 0xB0
+    JSLT = 0xC0
+    JSLE = 0xD0
+
+
+CONDITIONAL_JMP_OPS = frozenset(JmpOp) - {JmpOp.JA, JmpOp.CALL, JmpOp.EXIT}
+
+
+class AtomicOp(IntEnum):
+    """The immediate of a BPF_ATOMIC instruction (RFC 9669 §5.3)."""
+
+    ADD = 0x00
+    OR = 0x40
+    AND = 0x50
+    XOR = 0xA0
+    FETCH = 0x01
+    XCHG = 0xE0 | 0x01
+    CMPXCHG = 0xF0 | 0x01
+
+
+ATOMIC_IMMS = frozenset({AtomicOp.ADD, AtomicOp.OR, AtomicOp.AND, AtomicOp.XOR,
+                         AtomicOp.ADD | AtomicOp.FETCH, AtomicOp.OR | AtomicOp.FETCH,
+                         AtomicOp.AND | AtomicOp.FETCH, AtomicOp.XOR | AtomicOp.FETCH,
+                         AtomicOp.XCHG, AtomicOp.CMPXCHG})
+
+
+class Pseudo(IntEnum):
+    """src_reg values of LD_IMM64 (include/uapi/linux/bpf.h)."""
+
+    NONE = 0
+    MAP_FD = 1
+    MAP_VALUE = 2
+    BTF_ID = 3
+    FUNC = 4
+    MAP_IDX = 5
+    MAP_IDX_VALUE = 6
+
+
+class CallSrc(IntEnum):
+    """src_reg values of BPF_CALL (RFC 9669 §4.3.1)."""
+
+    HELPER = 0  # helper by static id
+    LOCAL = 1  # bpf-to-bpf call, imm is the pc-relative target
+    KFUNC = 2  # helper by BTF id
+
+
+_ALU_OPS = frozenset(int(v) for v in AluOp)
+_JMP_OPS = frozenset(int(v) for v in JmpOp)
+_CALL_SRCS = frozenset(int(v) for v in CallSrc)
+_PSEUDOS = frozenset(int(v) for v in Pseudo)
+
+# Named opcodes used throughout the package.
+OP_LD_IMM64 = Cls.LD | Mode.IMM | Size.DW  # 0x18
+OP_JA = Cls.JMP | JmpOp.JA  # 0x05
+OP_GOTOL = Cls.JMP32 | JmpOp.JA  # 0x06
+OP_CALL = Cls.JMP | JmpOp.CALL  # 0x85
+OP_CALLX = Cls.JMP | JmpOp.CALL | Src.X  # 0x8d
+OP_EXIT = Cls.JMP | JmpOp.EXIT  # 0x95
+
+
+# -- instructions --------------------------------------------------------------------------
+
+_INSN = struct.Struct("<BBhi")
+
+
+@dataclass(frozen=True, slots=True)
+class Insn:
+    """One 8-byte instruction slot.  `off` is signed 16-bit, `imm` signed 32-bit."""
+
+    opcode: int
+    dst: int = 0
+    src: int = 0
+    off: int = 0
+    imm: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.opcode <= 0xFF and 0 <= self.dst <= 15 and 0 <= self.src <= 15
+                and -0x8000 <= self.off <= 0x7FFF and -0x80000000 <= self.imm <= 0x7FFFFFFF):
+            raise ValueError(f"instruction field out of range: {self!r}")
+
+    @property
+    def cls(self) -> int:
+        return self.opcode & 0x07
+
+    @property
+    def size(self) -> int:
+        return self.opcode & 0x18
+
+    @property
+    def mode(self) -> int:
+        return self.opcode & 0xE0
+
+    @property
+    def op(self) -> int:
+        return self.opcode & 0xF0
+
+    @property
+    def source(self) -> int:
+        return self.opcode & 0x08
+
+    def to_bytes(self) -> bytes:
+        return _INSN.pack(self.opcode, self.dst | self.src << 4, self.off, self.imm)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, at: int = 0) -> Insn:
+        opcode, regs, off, imm = _INSN.unpack_from(data, at)
+        return cls(opcode, regs & 0x0F, regs >> 4, off, imm)
+
+
+def s32(value: int) -> int:
+    """Wrap an integer to a signed 32-bit value (the encoding of an immediate)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def s16(value: int) -> int:
+    """Wrap an integer to a signed 16-bit value (the encoding of an offset)."""
+    value &= 0xFFFF
+    return value - (1 << 16) if value & 0x8000 else value
+
+
+def ld_imm64(dst: int, value: int, src: int = Pseudo.NONE, hi_imm: int | None = None
+             ) -> tuple[Insn, Insn]:
+    """The two slots of `dst = value`; for pseudo forms `hi_imm` sets the second imm."""
+    lo = s32(value)
+    hi = s32(value >> 32) if hi_imm is None else s32(hi_imm)
+    return Insn(OP_LD_IMM64, dst, src, 0, lo), Insn(0, 0, 0, 0, hi)
+
+
+def imm64(insns: Sequence[Insn], pc: int) -> int:
+    """The unsigned 64-bit immediate of the LD_IMM64 at `pc`."""
+    if pc + 1 >= len(insns):
+        raise InvalidProgram(f"invalid bpf_ld_imm64 insn at pc {pc}")
+    return (insns[pc].imm & 0xFFFFFFFF) | (insns[pc + 1].imm & 0xFFFFFFFF) << 32
+
+
+def decode(data: bytes) -> list[Insn]:
+    """Split raw bytes into instruction slots."""
+    if len(data) % INSN_SIZE:
+        raise InvalidProgram(f"program of {len(data)} bytes is not a whole number of "
+                             f"{INSN_SIZE}-byte instructions")
+    return [Insn.from_bytes(data, i) for i in range(0, len(data), INSN_SIZE)]
+
+
+def encode(insns: Iterable[Insn]) -> bytes:
+    return b"".join(i.to_bytes() for i in insns)
+
+
+# -- classification (used by the verifier, engines and the disassemblers) -------------------
+
+
+def is_ldimm64(insn: Insn) -> bool:
+    return insn.opcode == OP_LD_IMM64
+
+
+def is_helper_call(insn: Insn) -> bool:
+    return insn.opcode == OP_CALL and insn.src == CallSrc.HELPER
+
+
+def is_pseudo_call(insn: Insn) -> bool:
+    """A bpf-to-bpf call (`call pc+N`)."""
+    return insn.opcode == OP_CALL and insn.src == CallSrc.LOCAL
+
+
+def is_kfunc_call(insn: Insn) -> bool:
+    return insn.opcode == OP_CALL and insn.src == CallSrc.KFUNC
+
+
+def is_callx(insn: Insn) -> bool:
+    return insn.opcode == OP_CALLX
+
+
+def is_exit(insn: Insn) -> bool:
+    return insn.opcode == OP_EXIT
+
+
+def is_pseudo_func(insn: Insn) -> bool:
+    """LD_IMM64 of a subprogram's address (a callback for bpf_loop and friends)."""
+    return insn.opcode == OP_LD_IMM64 and insn.src == Pseudo.FUNC
+
+
+def is_jump(insn: Insn) -> bool:
+    """ja, gotol or a conditional jump (not call or exit)."""
+    return insn.cls in (Cls.JMP, Cls.JMP32) and insn.op not in (JmpOp.CALL, JmpOp.EXIT)
+
+
+def is_unconditional_jump(insn: Insn) -> bool:
+    return insn.opcode in (OP_JA, OP_GOTOL)
+
+
+def jump_target(insn: Insn, pc: int) -> int | None:
+    """Where a jump, a local call or a pseudo-func LD_IMM64 at `pc` leads; else None."""
+    if insn.opcode == OP_GOTOL:
+        return pc + insn.imm + 1
+    if is_jump(insn):
+        return pc + insn.off + 1
+    if is_pseudo_call(insn) or is_pseudo_func(insn):
+        return pc + insn.imm + 1
+    return None
+
+
+def iter_insns(insns: Sequence[Insn]) -> Iterator[int]:
+    """The pc of every instruction, skipping the second slot of each LD_IMM64."""
+    pc = 0
+    while pc < len(insns):
+        yield pc
+        pc += 2 if is_ldimm64(insns[pc]) else 1
+
+
+# -- structural checks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    pc: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.message} at pc {self.pc}"
+
+
+def check_program(insns: Sequence[Insn], *, legacy_packet_access: bool = False) -> None:
+    """Raise InvalidProgram for the first structural problem (see the module docstring)."""
+    for problem in problems(insns, legacy_packet_access=legacy_packet_access):
+        raise InvalidProgram(str(problem))
+
+
+def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
+             ) -> Iterator[Problem]:
+    """Every structural problem, in pc order, then those of the control-flow checks."""
+    if not insns:
+        yield Problem(0, "program has no instructions")
+        return
+    found = False
+    for pc in iter_insns(insns):
+        message = _check_insn(insns, pc, legacy_packet_access)
+        if message is not None:
+            found = True
+            yield Problem(pc, message)
+    if not found:  # jump checks need well-formed instructions to mean anything
+        yield from _check_flow(insns)
+
+
+def _reg(insn: Insn, dst_written: bool, src_used: bool) -> str | None:
+    """Register rules (the kernel's check_reg_arg)."""
+    if insn.dst > MAX_REG:
+        return f"R{insn.dst} is invalid"
+    if src_used and insn.src > MAX_REG:
+        return f"R{insn.src} is invalid"
+    if dst_written and insn.dst == REG_FP:
+        return "frame pointer is read only"
+    return None
+
+
+def _check_insn(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
+    insn = insns[pc]
+    cls = insn.cls
+    if cls in (Cls.ALU, Cls.ALU64):
+        return _check_alu(insn)
+    if cls in (Cls.JMP, Cls.JMP32):
+        return _check_jmp(insn)
+    if cls == Cls.LDX:
+        if insn.mode not in (Mode.MEM, Mode.MEMSX) or (
+                insn.mode == Mode.MEMSX and insn.size == Size.DW):
+            return f"unknown opcode {insn.opcode:02x}"
+        if insn.imm != 0:
+            return "BPF_LDX uses reserved fields"
+        return _reg(insn, dst_written=True, src_used=True)
+    if cls == Cls.ST:
+        if insn.mode != Mode.MEM:
+            return f"unknown opcode {insn.opcode:02x}"
+        if insn.src != 0:
+            return "BPF_ST uses reserved fields"
+        return _reg(insn, dst_written=False, src_used=False)
+    if cls == Cls.STX:
+        return _check_stx(insn)
+    return _check_ld(insns, pc, legacy)
+
+
+def _check_alu(insn: Insn) -> str | None:
+    op, alu64, x = insn.op, insn.cls == Cls.ALU64, insn.source == Src.X
+    if op not in _ALU_OPS or (op == AluOp.NEG and x) or (op == AluOp.END and alu64 and x):
+        return f"unknown opcode {insn.opcode:02x}"
+    if op == AluOp.END:
+        if insn.src != 0 or insn.off != 0 or insn.imm not in (16, 32, 64):
+            return "BPF_END uses reserved fields"
+    elif op == AluOp.NEG:
+        if insn.src != 0 or insn.off != 0 or insn.imm != 0:
+            return "BPF_NEG uses reserved fields"
+    elif op == AluOp.MOV:
+        if x:
+            allowed = (0, 8, 16, 32) if alu64 else (0, 8, 16)
+            if insn.off not in allowed or insn.imm != 0:
+                return "BPF_MOV uses reserved fields"
+        elif insn.src != 0 or insn.off != 0:
+            return "BPF_MOV uses reserved fields"
+    else:
+        signed_ok = op in (AluOp.DIV, AluOp.MOD)
+        if insn.off not in ((0, 1) if signed_ok else (0,)):
+            return "BPF_ALU uses reserved fields"
+        if (x and insn.imm != 0) or (not x and insn.src != 0):
+            return "BPF_ALU uses reserved fields"
+    return _reg(insn, dst_written=True, src_used=x)
+
+
+def _check_jmp(insn: Insn) -> str | None:
+    op, jmp32, x = insn.op, insn.cls == Cls.JMP32, insn.source == Src.X
+    if op not in _JMP_OPS or (jmp32 and op in (JmpOp.CALL, JmpOp.EXIT)) or (
+            x and op in (JmpOp.JA, JmpOp.EXIT)):
+        return f"unknown opcode {insn.opcode:02x}"
+    if op == JmpOp.JA:
+        if insn.src != 0 or insn.dst != 0 or (insn.imm if not jmp32 else insn.off):
+            return "BPF_JA uses reserved fields"
+        return None
+    if op == JmpOp.CALL:
+        if x:  # callx (RFC 9669 conformance group "callx"): the target is in dst_reg
+            if insn.src != 0 or insn.off != 0 or insn.imm != 0:
+                return "BPF_CALL uses reserved fields"
+            return _reg(insn, dst_written=False, src_used=False)
+        if insn.src not in _CALL_SRCS or insn.dst != 0 or (
+                insn.src != CallSrc.KFUNC and insn.off != 0):
+            return "BPF_CALL uses reserved fields"
+        return None
+    if op == JmpOp.EXIT:
+        # The kernel ignores `off` here; RFC 9669 says unused fields are zero.
+        if insn.imm != 0 or insn.src != 0 or insn.dst != 0 or insn.off != 0:
+            return "BPF_EXIT uses reserved fields"
+        return None
+    if (x and insn.imm != 0) or (not x and insn.src != 0):
+        return "BPF_JMP/JMP32 uses reserved fields"
+    return _reg(insn, dst_written=False, src_used=x)
+
+
+def _check_stx(insn: Insn) -> str | None:
+    if insn.mode == Mode.MEM:
+        if insn.imm != 0:
+            return "BPF_STX uses reserved fields"
+        return _reg(insn, dst_written=False, src_used=True)
+    if insn.mode != Mode.ATOMIC:
+        return f"unknown opcode {insn.opcode:02x}"
+    if insn.size not in (Size.W, Size.DW):
+        return "invalid atomic operand size"
+    if insn.imm not in ATOMIC_IMMS:
+        return f"BPF_ATOMIC uses invalid atomic opcode {insn.imm & 0xFFFFFFFF:02x}"
+    problem = _reg(insn, dst_written=False, src_used=True)
+    if problem is None and insn.imm & AtomicOp.FETCH and insn.imm != AtomicOp.CMPXCHG \
+            and insn.src == REG_FP:
+        return "frame pointer is read only"  # fetch forms write src_reg
+    return problem
+
+
+def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
+    insn = insns[pc]
+    if insn.mode in (Mode.ABS, Mode.IND) and insn.size != Size.DW:
+        if not legacy:
+            return "BPF_LD_[ABS|IND] instructions not allowed for this program type"
+        if insn.dst != 0 or insn.off != 0 or (insn.mode == Mode.ABS and insn.src != 0):
+            return "BPF_LD_[ABS|IND] uses reserved fields"
+        return _reg(insn, dst_written=False, src_used=insn.mode == Mode.IND)
+    if insn.opcode != OP_LD_IMM64:
+        return f"unknown opcode {insn.opcode:02x}"
+    if pc + 1 >= len(insns):
+        return "invalid bpf_ld_imm64 insn"
+    nxt = insns[pc + 1]
+    if nxt.opcode != 0 or nxt.dst != 0 or nxt.src != 0 or nxt.off != 0:
+        return "invalid bpf_ld_imm64 insn"
+    if insn.off != 0:
+        return "BPF_LD_IMM64 uses reserved fields"
+    if insn.src not in _PSEUDOS:
+        return "unrecognized bpf_ld_imm64 insn"
+    if insn.src in (Pseudo.MAP_FD, Pseudo.MAP_IDX) and nxt.imm != 0:
+        return "unrecognized bpf_ld_imm64 insn"
+    return _reg(insn, dst_written=True, src_used=False)
+
+
+def subprog_starts(insns: Sequence[Insn]) -> list[int]:
+    """Sorted entry pcs of the functions: 0 plus every local-call and pseudo-func target."""
+    starts = {0}
+    for pc in iter_insns(insns):
+        insn = insns[pc]
+        if is_pseudo_call(insn) or is_pseudo_func(insn):
+            starts.add(pc + insn.imm + 1)
+    return sorted(starts)
+
+
+def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
+    """Jump targets, call targets and fall-through (the kernel's check_subprogs)."""
+    n = len(insns)
+    second_halves = {pc + 1 for pc in iter_insns(insns) if is_ldimm64(insns[pc])}
+    for pc in iter_insns(insns):
+        insn = insns[pc]
+        if is_pseudo_call(insn) or is_pseudo_func(insn):
+            target = pc + insn.imm + 1
+            if not 0 <= target < n:
+                yield Problem(pc, "call to invalid destination")
+            elif target in second_halves:
+                yield Problem(pc, f"jump into the middle of ldimm64 insn {target - 1}")
+    starts = subprog_starts(insns)
+    if starts[-1] >= n:
+        return  # already reported as a call to an invalid destination
+    bounds = [*starts, n]
+    for start, end in pairwise(bounds):
+        for pc in range(start, end):
+            if pc in second_halves:
+                continue
+            insn = insns[pc]
+            if is_jump(insn):
+                dest = jump_target(insn, pc)
+                assert dest is not None
+                if not start <= dest < end:
+                    yield Problem(pc, f"jump out of range from insn {pc} to {dest}")
+                elif dest in second_halves:
+                    yield Problem(pc, f"jump into the middle of ldimm64 insn {dest - 1}")
+        last = end - 1
+        if last in second_halves:
+            last -= 1
+        if not (is_exit(insns[last]) or is_unconditional_jump(insns[last])):
+            yield Problem(last, "last insn is not an exit or jmp")
