@@ -147,7 +147,7 @@ def _read_elf(elf: ELFFile) -> ElfFile:
             symtab = sec
     if symtab is None:
         raise ElfError("no symbol table (.symtab)")
-    symbols = tuple(_symbol(s) for s in symtab.iter_symbols())
+    symbols = tuple(_symbol(s, sections) for s in symtab.iter_symbols())
     rels: list[ElfRelocations] = []
     for sec in elf.iter_sections():
         if not isinstance(sec, RelocationSection):
@@ -168,7 +168,7 @@ def _read_elf(elf: ELFFile) -> ElfFile:
     return ElfFile(tuple(sections), symbols, tuple(rels))
 
 
-def _symbol(sym: object) -> ElfSymbol:
+def _symbol(sym: object, sections: list[ElfSection]) -> ElfSymbol:
     s = sym  # a pyelftools Symbol
     shndx = s["st_shndx"]  # type: ignore[index]
     if shndx == "SHN_UNDEF":
@@ -178,7 +178,10 @@ def _symbol(sym: object) -> ElfSymbol:
     else:  # SHN_ABS, SHN_COMMON, ...
         index = -1
     info = s["st_info"]  # type: ignore[index]
-    return ElfSymbol(s.name, s["st_value"], s["st_size"], info["type"],  # type: ignore[attr-defined,index]
+    name = s.name  # type: ignore[attr-defined]
+    if not name and info["type"] == "STT_SECTION" and 0 < index < len(sections):
+        name = sections[index].name  # section symbols are named after their section
+    return ElfSymbol(name, s["st_value"], s["st_size"], info["type"],  # type: ignore[index]
                      info["bind"], index)
 
 

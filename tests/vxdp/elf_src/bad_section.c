@@ -1,0 +1,11 @@
+// A program in a section vxdp does not load (a kprobe).
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+SEC("kprobe/do_sys_open")
+int probe(void *ctx)
+{
+	return 0;
+}
+
+char _license[] SEC("license") = "GPL";
