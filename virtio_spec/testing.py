@@ -230,6 +230,18 @@ class MockSplitQueue(_MockQueue):
         return (self.mem.read_u64(base), self.mem.read_u32(base + 8),
                 self.mem.read_u16(base + 12), self.mem.read_u16(base + 14))
 
+    def raw_table(self, descs: Sequence[tuple[int, int, int, int]]) -> int:
+        """Write an indirect table of (addr, len, flags, next) entries into fresh guest
+        memory and return its address (for hand-made, possibly hostile, chains)."""
+        gpa = self.alloc.alloc(DESC_SIZE * max(len(descs), 1), DESC_TABLE_ALIGN)
+        for i, (addr, length, flags, nxt) in enumerate(descs):
+            base = gpa + DESC_SIZE * i
+            self.mem.write_u64(base, addr)
+            self.mem.write_u32(base + 8, length)
+            self.mem.write_u16(base + 12, flags)
+            self.mem.write_u16(base + 14, nxt)
+        return gpa
+
     def poke_avail_idx(self, value: int) -> None:
         """Write avail.idx."""
         self.mem.write_u16(self.avail + 2, value & 0xFFFF)
@@ -308,6 +320,18 @@ class MockPackedQueue(_MockQueue):
         base = self.ring + DESC_SIZE * slot
         return (self.mem.read_u64(base), self.mem.read_u32(base + 8),
                 self.mem.read_u16(base + 12), self.mem.read_u16(base + 14))
+
+    def raw_table(self, descs: Sequence[tuple[int, int, int, int]]) -> int:
+        """Write an indirect table of (addr, len, id, flags) entries into fresh guest
+        memory and return its address (for hand-made, possibly hostile, chains)."""
+        gpa = self.alloc.alloc(DESC_SIZE * max(len(descs), 1), DESC_TABLE_ALIGN)
+        for i, (addr, length, ident, flags) in enumerate(descs):
+            base = gpa + DESC_SIZE * i
+            self.mem.write_u64(base, addr)
+            self.mem.write_u32(base + 8, length)
+            self.mem.write_u16(base + 12, ident)
+            self.mem.write_u16(base + 14, flags)
+        return gpa
 
     def event(self, area: int) -> tuple[int, int]:
         """(desc off_wrap, flags) of an event suppression area."""
