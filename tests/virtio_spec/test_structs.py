@@ -176,3 +176,12 @@ def test_config_field_offsets(field: str, offset: int, size: int) -> None:
 def test_config_standard_part_ends_where_our_capabilities_begin() -> None:
     assert S.VIRTIO_NET_CONFIG_OFFSETS["xdp_max_insns"] == S.VIRTIO_NET_CONFIG_STD_SIZE == 28
     assert set(S.VIRTIO_NET_CONFIG_OFFSETS) == set(S.VIRTIO_NET_CONFIG_FIELD_FEATURES)
+
+
+def test_package_re_exports_resolve() -> None:
+    import virtio_spec
+
+    missing = [name for name in virtio_spec.__all__ if not hasattr(virtio_spec, name)]
+    assert missing == []
+    assert len(set(virtio_spec.__all__)) == len(virtio_spec.__all__)
+    assert virtio_spec.virtq_desc is S.virtq_desc
