@@ -7,6 +7,14 @@
  * This header is read twice: by the C compiler, and by cffi's cdef (csrc/build_core.py strips
  * preprocessor lines first), so everything between the CDEF markers must be plain
  * declarations that cdef understands.
+ *
+ * Theory of operation
+ *   A program is loaded once (vxdp_prog_load): the loader checks its structure (hostile
+ *   input: every opcode, register, jump target and call target), rebinds its map references
+ *   to map handles and picks the helper table of its mode.  Runs never trust the program:
+ *   every load and store is checked against the regions the run owns and a bad access fails
+ *   the run with the pc and the address, leaving the process and the maps intact.
+ *   The core is not thread-safe per handle: callers serialise the use of one handle.
  */
 #ifndef VXDP_CORE_H
 #define VXDP_CORE_H
@@ -14,12 +22,100 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 1
+#define VXDP_CORE_ABI 2
 #define VXDP_ERRBUF_SIZE 256
 
+#define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
+#define VXDP_STACK_SIZE 512             /* MAX_BPF_STACK */
+#define VXDP_MAX_CALL_FRAMES 8          /* MAX_CALL_FRAMES */
+#define VXDP_MAX_TAIL_CALLS 33          /* MAX_TAIL_CALL_CNT */
+#define VXDP_MAX_PROG_MAPS 64           /* MAX_USED_MAPS */
+#define VXDP_BRANCH_BUDGET (1u << 26)   /* taken backward jumps + calls per run (hang guard) */
+#define VXDP_MAX_RINGBUF_RESV 64        /* outstanding ringbuf reservations per run */
+#define VXDP_TRACE_BUF_SIZE (64u << 10) /* bytes of trace_printk output kept per env */
+
+/* XDP frame of BPF_PROG_TEST_RUN (net/bpf/test_run.c, bpf_prog_test_run_xdp) */
+#define VXDP_PAGE_SIZE 4096
+#define VXDP_XDP_HEADROOM 256           /* XDP_PACKET_HEADROOM */
+#define VXDP_XDP_TAILROOM 320           /* SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) */
+#define VXDP_XDP_MAX_DATA (VXDP_PAGE_SIZE - VXDP_XDP_HEADROOM - VXDP_XDP_TAILROOM)
+#define VXDP_XDP_META_MAX 32            /* xdp_metalen_invalid(): meta <= 32, 4-aligned */
+#define VXDP_ETH_HLEN 14
+
+/* program modes: which helper table and which context the program runs with */
+#define VXDP_MODE_RAW 0                 /* ubpf/bpf_conformance harness: r1 = mem, r2 = len */
+#define VXDP_MODE_XDP 1                 /* r1 = struct xdp_md, kernel XDP helpers */
+
+/* map types: enum bpf_map_type */
+#define VXDP_MAP_HASH 1
+#define VXDP_MAP_ARRAY 2
+#define VXDP_MAP_PROG_ARRAY 3
+#define VXDP_MAP_PERCPU_HASH 5
+#define VXDP_MAP_PERCPU_ARRAY 6
+#define VXDP_MAP_LRU_HASH 9
+#define VXDP_MAP_LRU_PERCPU_HASH 10
+#define VXDP_MAP_LPM_TRIE 11
+#define VXDP_MAP_DEVMAP 14
+#define VXDP_MAP_DEVMAP_HASH 25
+#define VXDP_MAP_RINGBUF 27
+
+#define VXDP_F_NO_PREALLOC (1u << 0)    /* BPF_F_NO_PREALLOC */
+#define VXDP_F_RDONLY_PROG (1u << 7)    /* BPF_F_RDONLY_PROG */
+
 /* CDEF-BEGIN */
+struct vxdp_prog;
+struct vxdp_map;
+struct vxdp_env;
+
+/* One XDP batch: packets packed back to back in `in`, results written by the core. */
+struct vxdp_xdp_batch {
+    const uint8_t *pkts;        /* packets, back to back */
+    const uint32_t *pkt_len;    /* count lengths */
+    uint32_t count;
+    uint8_t *out;               /* output bytes, VXDP_XDP_MAX_OUT per packet at most */
+    size_t out_cap;
+    uint32_t *out_off;          /* per packet: offset of its data in `out` */
+    uint32_t *out_len;          /* per packet: data_end - data after the run */
+    uint32_t *retval;           /* per packet: r0 as a u32 */
+    int64_t *redirect;          /* per packet: redirect target ifindex, or -1 */
+    uint32_t ingress_ifindex;
+    uint32_t rx_queue_index;
+    uint32_t done;              /* out: packets completed (on error: the failing index) */
+};
+
 const char *vxdp_core_version(void);
 int vxdp_core_abi(void);
+uint32_t vxdp_xdp_max_out(void);
+
+int vxdp_prog_load(struct vxdp_prog **out, const void *insns, size_t len, uint32_t mode,
+                   struct vxdp_map **maps, uint32_t nmaps, char *err, size_t errlen);
+void vxdp_prog_free(struct vxdp_prog *prog);
+uint32_t vxdp_prog_id(const struct vxdp_prog *prog);
+
+struct vxdp_env *vxdp_env_new(uint64_t seed);
+void vxdp_env_free(struct vxdp_env *env);
+void vxdp_env_set_cpu(struct vxdp_env *env, uint32_t cpu);
+void vxdp_env_set_seed(struct vxdp_env *env, uint64_t seed);
+size_t vxdp_env_trace_read(struct vxdp_env *env, char *buf, size_t cap);
+
+int vxdp_run_raw(struct vxdp_prog *prog, struct vxdp_env *env, void *mem, size_t mem_len,
+                 uint64_t *retval, char *err, size_t errlen);
+int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_batch *batch,
+                 char *err, size_t errlen);
+
+int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t key_size,
+                    uint32_t value_size, uint32_t max_entries, uint32_t flags, uint32_t ncpus,
+                    char *err, size_t errlen);
+void vxdp_map_free(struct vxdp_map *map);
+int vxdp_map_lookup(struct vxdp_map *map, const void *key, void *value, uint32_t cpu_values,
+                    char *err, size_t errlen);
+int vxdp_map_update(struct vxdp_map *map, const void *key, const void *value,
+                    uint32_t cpu_values, uint64_t flags, char *err, size_t errlen);
+int vxdp_map_delete(struct vxdp_map *map, const void *key, char *err, size_t errlen);
+int vxdp_map_next_key(struct vxdp_map *map, const void *key, void *next_key, char *err,
+                      size_t errlen);
+int vxdp_map_freeze(struct vxdp_map *map);
+int vxdp_ringbuf_read(struct vxdp_map *map, void *buf, size_t cap);
 /* CDEF-END */
 
 #endif

@@ -42,3 +42,13 @@ class KernelUnavailable(BpfError, OSError):
 
 class UsageError(VxdpError, ValueError):
     """Command-line or scenario input that cannot be used (exit status 2)."""
+
+
+class ProgramFault(BpfError, RuntimeError):
+    """A run the C core stopped: a bad memory access, helper misuse or an endless loop.
+
+    The message names the pc (and the packet of a batch); `errno` is the core's code."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -1,0 +1,743 @@
+/*
+ * BPF maps with the kernel's semantics (kernel/bpf/arraymap.c, hashtab.c, lpm_trie.c,
+ * devmap.c, ringbuf.c, syscall.c), errno included.
+ *
+ * Every map keeps the values programs may point at in one arena (`values`), so the
+ * interpreter's bounds check of a map value is two compares.  Hash maps preallocate their
+ * elements there, as the kernel does by default; keys and chain links live apart from the
+ * values where no program store can reach them.  Per-CPU maps hold `ncpus` values per
+ * element, each rounded up to 8 bytes (the kernel's round_up(value_size, 8)), which is also
+ * the layout of the value buffer of syscall-side lookups and updates.
+ */
+#include <stdlib.h>
+
+#include "vm_int.h"
+
+#define NIL UINT32_MAX
+#define VXDP_MAP_VALUE_MAX (1u << 22)  /* KMALLOC_MAX_SIZE-ish bound on one value */
+#define VXDP_MAP_MEM_MAX (1ull << 31)  /* bound on one map's memory */
+#define LPM_DATA_SIZE_MAX 256          /* LPM_DATA_SIZE_MAX, kernel/bpf/lpm_trie.c */
+#define RB_BUSY (1u << 31)             /* BPF_RINGBUF_BUSY_BIT */
+#define RB_DISCARD (1u << 30)          /* BPF_RINGBUF_DISCARD_BIT */
+#define RB_HDR 8u                      /* BPF_RINGBUF_HDR_SZ */
+#define BPF_ANY 0
+#define BPF_NOEXIST 1
+#define BPF_EXIST 2
+
+struct hent {
+    uint32_t next;              /* bucket chain, or the free list */
+    uint32_t lru_prev, lru_next;
+    uint8_t used;
+};
+
+struct vxdp_map {
+    uint32_t type, key_size, value_size, max_entries, flags, ncpus;
+    uint32_t elem_size;         /* round_up(value_size, 8) */
+    uint32_t stride;            /* elem_size * ncpus: one element's values */
+    int refcnt;
+    bool frozen;
+    uint8_t *values;
+    size_t values_len;
+    uint8_t *present;           /* PROG_ARRAY, DEVMAP: slot filled */
+    /* HASH family, DEVMAP_HASH, LPM_TRIE: element slots */
+    uint8_t *keys;
+    struct hent *ents;
+    uint32_t *buckets;
+    uint32_t nbuckets, free_head, count;
+    uint32_t lru_head, lru_tail; /* most recently used at the head */
+    /* RINGBUF: data is 2 * rb_size so a wrapping sample is contiguous for the program */
+    uint8_t *rb;
+    uint64_t rb_size, prod, cons;
+};
+
+static bool is_array(uint32_t t)
+{
+    return t == VXDP_MAP_ARRAY || t == VXDP_MAP_PERCPU_ARRAY || t == VXDP_MAP_PROG_ARRAY ||
+           t == VXDP_MAP_DEVMAP;
+}
+
+static bool is_hash(uint32_t t)
+{
+    return t == VXDP_MAP_HASH || t == VXDP_MAP_PERCPU_HASH || t == VXDP_MAP_LRU_HASH ||
+           t == VXDP_MAP_LRU_PERCPU_HASH || t == VXDP_MAP_DEVMAP_HASH;
+}
+
+static bool is_lru(uint32_t t)
+{
+    return t == VXDP_MAP_LRU_HASH || t == VXDP_MAP_LRU_PERCPU_HASH;
+}
+
+static bool is_percpu(uint32_t t)
+{
+    return t == VXDP_MAP_PERCPU_ARRAY || t == VXDP_MAP_PERCPU_HASH ||
+           t == VXDP_MAP_LRU_PERCPU_HASH;
+}
+
+static uint32_t round_up8(uint32_t v) { return (v + 7) & ~7u; }
+
+static uint32_t hash_key(const void *key, uint32_t len)
+{
+    const uint8_t *p = key;
+    uint32_t h = 2166136261u;   /* FNV-1a, then a final avalanche */
+    for (uint32_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    return h;
+}
+
+static uint8_t *slot_key(const struct vxdp_map *m, uint32_t i)
+{
+    return m->keys + (size_t)i * m->key_size;
+}
+
+static uint8_t *slot_value(const struct vxdp_map *m, uint32_t i, uint32_t cpu)
+{
+    return m->values + (size_t)i * m->stride + (size_t)cpu * m->elem_size;
+}
+
+/* ---------------------------------------------------------------- create / free */
+
+static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags,
+                       char *err, size_t errlen)
+{
+    if (flags & ~(VXDP_F_NO_PREALLOC | VXDP_F_RDONLY_PROG | (1u << 10) /* MMAPABLE */))
+        return vxdp_errf(err, errlen, -EINVAL, "unsupported map_flags 0x%x", flags);
+    if (type == VXDP_MAP_RINGBUF) {
+        /* ringbuf_map_alloc: no key or value, a power-of-2 multiple of the page size */
+        if (ks || vs || !max || (max & (max - 1)) || max % VXDP_PAGE_SIZE)
+            return vxdp_errf(err, errlen, -EINVAL, "ringbuf needs key_size 0, value_size 0 "
+                             "and a power-of-2 page multiple as max_entries");
+        return 0;
+    }
+    if (!max || !ks || !vs)
+        return vxdp_errf(err, errlen, -EINVAL, "map needs key_size, value_size and "
+                         "max_entries above 0");
+    if (vs > VXDP_MAP_VALUE_MAX)
+        return vxdp_errf(err, errlen, -E2BIG, "value_size %u too large", vs);
+    if (is_array(type) && ks != 4)
+        return vxdp_errf(err, errlen, -EINVAL, "array maps need key_size 4");
+    if (type == VXDP_MAP_PROG_ARRAY && vs != 4)
+        return vxdp_errf(err, errlen, -EINVAL, "prog array needs value_size 4");
+    if ((type == VXDP_MAP_DEVMAP || type == VXDP_MAP_DEVMAP_HASH) &&
+        (ks != 4 || (vs != 4 && vs != 8)))
+        return vxdp_errf(err, errlen, -EINVAL, "devmap needs key_size 4, value_size 4 or 8");
+    if (is_hash(type) && ks > VXDP_STACK_SIZE)
+        return vxdp_errf(err, errlen, -E2BIG, "key_size %u too large", ks);
+    if (is_lru(type) && (flags & VXDP_F_NO_PREALLOC))
+        return vxdp_errf(err, errlen, -ENOTSUP, "lru maps are always preallocated");
+    if (type == VXDP_MAP_LPM_TRIE) {
+        /* trie_alloc: BPF_F_NO_PREALLOC required, 1..256 data bytes after the prefixlen */
+        if (!(flags & VXDP_F_NO_PREALLOC))
+            return vxdp_errf(err, errlen, -EINVAL, "lpm trie needs BPF_F_NO_PREALLOC");
+        if (ks < 5 || ks > 4 + LPM_DATA_SIZE_MAX)
+            return vxdp_errf(err, errlen, -EINVAL, "lpm trie key_size %u not in 5..260", ks);
+    }
+    return 0;
+}
+
+int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t vs,
+                    uint32_t max, uint32_t flags, uint32_t ncpus, char *err, size_t errlen)
+{
+    struct vxdp_map *m;
+    int rc;
+
+    *out = NULL;
+    if (!is_array(type) && !is_hash(type) && type != VXDP_MAP_LPM_TRIE &&
+        type != VXDP_MAP_RINGBUF)
+        return vxdp_errf(err, errlen, -EINVAL, "map type %u is not supported by the core",
+                         type);
+    rc = check_attrs(type, ks, vs, max, flags, err, errlen);
+    if (rc)
+        return rc;
+    if (!is_percpu(type) || !ncpus)
+        ncpus = 1;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
+    m->type = type;
+    m->key_size = ks;
+    m->value_size = vs;
+    m->max_entries = max;
+    m->flags = flags;
+    m->ncpus = ncpus;
+    m->refcnt = 1;
+    m->lru_head = m->lru_tail = NIL;
+    m->free_head = NIL;
+    if (type == VXDP_MAP_RINGBUF) {
+        m->rb_size = max;
+        m->rb = calloc(2, max);
+        if (!m->rb)
+            goto nomem;
+        *out = m;
+        return 0;
+    }
+    m->elem_size = round_up8(vs);
+    m->stride = m->elem_size * ncpus;
+    if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX) {
+        uint32_t stride = m->stride;
+        free(m);
+        return vxdp_errf(err, errlen, -E2BIG, "map of %u x %u bytes is too large", max,
+                         stride);
+    }
+    m->values_len = (size_t)m->stride * max;
+    m->values = calloc(1, m->values_len);
+    if (!m->values)
+        goto nomem;
+    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP) {
+        m->present = calloc(max, 1);
+        if (!m->present)
+            goto nomem;
+    }
+    if (is_hash(type) || type == VXDP_MAP_LPM_TRIE) {
+        uint32_t nb = 1;
+        while (nb < max && nb < (1u << 30))
+            nb <<= 1;
+        m->nbuckets = nb;
+        m->keys = calloc(max, ks);
+        m->ents = calloc(max, sizeof(*m->ents));
+        m->buckets = malloc((size_t)nb * sizeof(*m->buckets));
+        if (!m->keys || !m->ents || !m->buckets)
+            goto nomem;
+        for (uint32_t i = 0; i < nb; i++)
+            m->buckets[i] = NIL;
+        for (uint32_t i = max; i-- > 0;) {
+            m->ents[i].next = m->free_head;
+            m->free_head = i;
+        }
+    }
+    *out = m;
+    return 0;
+nomem:
+    m->refcnt = 1;
+    vxdp_map_free(m);
+    return vxdp_errf(err, errlen, -ENOMEM, "out of memory for the map");
+}
+
+void vxdp_map_get(struct vxdp_map *m) { m->refcnt++; }
+
+void vxdp_map_free(struct vxdp_map *m)
+{
+    if (!m || --m->refcnt > 0)
+        return;
+    free(m->values);
+    free(m->present);
+    free(m->keys);
+    free(m->ents);
+    free(m->buckets);
+    free(m->rb);
+    free(m);
+}
+
+int vxdp_map_freeze(struct vxdp_map *m)
+{
+    m->frozen = true;
+    return 0;
+}
+
+uint32_t vxdp_map_type(const struct vxdp_map *m) { return m->type; }
+uint32_t vxdp_map_key_size(const struct vxdp_map *m) { return m->key_size; }
+uint32_t vxdp_map_value_size(const struct vxdp_map *m) { return m->value_size; }
+bool vxdp_map_rdonly_prog(const struct vxdp_map *m) { return m->flags & VXDP_F_RDONLY_PROG; }
+
+void vxdp_map_region(const struct vxdp_map *m, struct vxdp_map_region *out)
+{
+    if (!m->values || m->type == VXDP_MAP_PROG_ARRAY) {
+        out->lo = out->hi = 0;
+        out->writable = false;
+        return;
+    }
+    out->lo = (uintptr_t)m->values;
+    out->hi = (uintptr_t)m->values + m->values_len;
+    out->writable = !(m->flags & VXDP_F_RDONLY_PROG) && m->type != VXDP_MAP_DEVMAP &&
+                    m->type != VXDP_MAP_DEVMAP_HASH;
+}
+
+/* Direct value access (BPF_PSEUDO_MAP_VALUE): single-element arrays only, as the kernel's
+ * array_map_direct_value_addr. */
+void *vxdp_map_value_ptr(struct vxdp_map *m, uint64_t offset, uint64_t len)
+{
+    if (m->type != VXDP_MAP_ARRAY || m->max_entries != 1 || offset >= m->value_size ||
+        len > m->value_size - offset)
+        return NULL;
+    return m->values + offset;
+}
+
+/* ---------------------------------------------------------------- hash and LPM slots */
+
+static void lru_unlink(struct vxdp_map *m, uint32_t i)
+{
+    struct hent *e = &m->ents[i];
+    if (e->lru_prev != NIL)
+        m->ents[e->lru_prev].lru_next = e->lru_next;
+    else
+        m->lru_head = e->lru_next;
+    if (e->lru_next != NIL)
+        m->ents[e->lru_next].lru_prev = e->lru_prev;
+    else
+        m->lru_tail = e->lru_prev;
+}
+
+static void lru_push_head(struct vxdp_map *m, uint32_t i)
+{
+    struct hent *e = &m->ents[i];
+    e->lru_prev = NIL;
+    e->lru_next = m->lru_head;
+    if (m->lru_head != NIL)
+        m->ents[m->lru_head].lru_prev = i;
+    m->lru_head = i;
+    if (m->lru_tail == NIL)
+        m->lru_tail = i;
+}
+
+static uint32_t hash_find(const struct vxdp_map *m, const void *key)
+{
+    uint32_t b = hash_key(key, m->key_size) & (m->nbuckets - 1);
+    for (uint32_t i = m->buckets[b]; i != NIL; i = m->ents[i].next)
+        if (!memcmp(slot_key(m, i), key, m->key_size))
+            return i;
+    return NIL;
+}
+
+static void hash_unlink(struct vxdp_map *m, uint32_t i)
+{
+    uint32_t b = hash_key(slot_key(m, i), m->key_size) & (m->nbuckets - 1);
+    uint32_t *pp = &m->buckets[b];
+    while (*pp != i)
+        pp = &m->ents[*pp].next;
+    *pp = m->ents[i].next;
+    if (is_lru(m->type))
+        lru_unlink(m, i);
+    m->ents[i].used = 0;
+    m->ents[i].next = m->free_head;
+    m->free_head = i;
+    m->count--;
+}
+
+/* A free slot for a new element, evicting the least recently used one on a full LRU map. */
+static uint32_t slot_alloc(struct vxdp_map *m)
+{
+    uint32_t i;
+    if (m->free_head == NIL) {
+        if (!is_lru(m->type) || m->lru_tail == NIL)
+            return NIL;
+        hash_unlink(m, m->lru_tail);
+    }
+    i = m->free_head;
+    m->free_head = m->ents[i].next;
+    return i;
+}
+
+static void hash_link(struct vxdp_map *m, uint32_t i, const void *key)
+{
+    uint32_t b = hash_key(key, m->key_size) & (m->nbuckets - 1);
+    memcpy(slot_key(m, i), key, m->key_size);
+    m->ents[i].used = 1;
+    m->ents[i].next = m->buckets[b];
+    m->buckets[b] = i;
+    if (is_lru(m->type))
+        lru_push_head(m, i);
+    m->count++;
+}
+
+/* LPM: does the entry's prefix cover `key` (up to the key's own prefixlen)? */
+static uint32_t lpm_prefixlen(const uint8_t *key)
+{
+    uint32_t v;
+    memcpy(&v, key, 4);
+    return v;
+}
+
+static bool lpm_bits_equal(const uint8_t *a, const uint8_t *b, uint32_t bits)
+{
+    uint32_t bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, bytes))
+        return false;
+    if (!rest)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return ((a[bytes] ^ b[bytes]) & mask) == 0;
+}
+
+static uint32_t lpm_find_exact(const struct vxdp_map *m, const uint8_t *key)
+{
+    uint32_t plen = lpm_prefixlen(key);
+    for (uint32_t i = 0; i < m->max_entries; i++) {
+        const uint8_t *k = slot_key(m, i);
+        if (m->ents[i].used && lpm_prefixlen(k) == plen && lpm_bits_equal(k + 4, key + 4, plen))
+            return i;
+    }
+    return NIL;
+}
+
+/* trie_lookup_elem: the longest stored prefix that matches the first key->prefixlen bits */
+static uint32_t lpm_lookup(const struct vxdp_map *m, const uint8_t *key)
+{
+    uint32_t best = NIL, best_len = 0, max_len = lpm_prefixlen(key);
+    for (uint32_t i = 0; i < m->max_entries; i++) {
+        const uint8_t *k = slot_key(m, i);
+        uint32_t plen = lpm_prefixlen(k);
+        if (!m->ents[i].used || plen > max_len || (best != NIL && plen <= best_len))
+            continue;
+        if (lpm_bits_equal(k + 4, key + 4, plen)) {
+            best = i;
+            best_len = plen;
+        }
+    }
+    return best;
+}
+
+/* The kernel walks the trie in post-order (trie_get_next_key): a more specific prefix comes
+ * before the prefix that covers it, and the 0 branch before the 1 branch. */
+static int lpm_cmp(const uint8_t *a, const uint8_t *b)
+{
+    uint32_t la = lpm_prefixlen(a), lb = lpm_prefixlen(b), n = la < lb ? la : lb;
+    for (uint32_t bit = 0; bit < n; bit++) {
+        int ba = (a[4 + bit / 8] >> (7 - bit % 8)) & 1;
+        int bb = (b[4 + bit / 8] >> (7 - bit % 8)) & 1;
+        if (ba != bb)
+            return ba - bb;
+    }
+    return la == lb ? 0 : (la > lb ? -1 : 1);
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int array_index(const struct vxdp_map *m, const void *key, uint32_t *idx)
+{
+    memcpy(idx, key, 4);
+    return *idx < m->max_entries ? 0 : -ENOENT;
+}
+
+/* Find an element; returns its slot or NIL.  `touch` marks LRU use (program lookups). */
+static uint32_t find_slot(struct vxdp_map *m, const void *key, bool touch)
+{
+    uint32_t i;
+    if (is_array(m->type)) {
+        if (array_index(m, key, &i))
+            return NIL;
+        if (m->present && !m->present[i])
+            return NIL;
+        return i;
+    }
+    if (m->type == VXDP_MAP_LPM_TRIE)
+        return lpm_lookup(m, key);
+    i = hash_find(m, key);
+    if (i != NIL && touch && is_lru(m->type)) {
+        lru_unlink(m, i);
+        lru_push_head(m, i);
+    }
+    return i;
+}
+
+int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t cpu_values,
+                    char *err, size_t errlen)
+{
+    uint32_t i;
+    if (m->type == VXDP_MAP_RINGBUF)
+        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to look up");
+    if (cpu_values != m->ncpus)
+        return vxdp_errf(err, errlen, -EINVAL, "lookup needs %u values, got %u", m->ncpus,
+                         cpu_values);
+    if (m->type == VXDP_MAP_LPM_TRIE && lpm_prefixlen(key) > 8 * (m->key_size - 4))
+        return vxdp_errf(err, errlen, -EINVAL, "prefixlen %u above %u", lpm_prefixlen(key),
+                         8 * (m->key_size - 4));
+    i = find_slot(m, key, false);
+    if (i == NIL)
+        return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    for (uint32_t c = 0; c < m->ncpus; c++)
+        memcpy((uint8_t *)value + (size_t)c * m->elem_size, slot_value(m, i, c),
+               m->ncpus > 1 ? m->elem_size : m->value_size);
+    return 0;
+}
+
+/* The common update: `value` holds `nvals` values of `elem_size` (syscall, all CPUs) or one
+ * value for CPU `cpu` (a program). */
+static int update(struct vxdp_map *m, const void *key, const uint8_t *value, bool all_cpus,
+                  uint32_t cpu, uint64_t flags, char *err, size_t errlen)
+{
+    uint32_t i;
+    bool fresh = false;
+
+    if (flags > BPF_EXIST)
+        return vxdp_errf(err, errlen, -EINVAL, "invalid update flags 0x%llx",
+                         (unsigned long long)flags);
+    if (is_array(m->type)) {
+        uint32_t idx;
+        if (array_index(m, key, &idx))   /* array_map_update_elem: all preallocated */
+            return vxdp_errf(err, errlen, -E2BIG, "index %u not below max_entries %u", idx,
+                             m->max_entries);
+        if (!m->present && flags == BPF_NOEXIST)
+            return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
+        if (m->present && flags == BPF_NOEXIST && m->present[idx])
+            return vxdp_errf(err, errlen, -EEXIST, "element exists");
+        if (m->present && flags == BPF_EXIST && !m->present[idx])
+            return vxdp_errf(err, errlen, -ENOENT, "no such element");
+        if (m->type == VXDP_MAP_PROG_ARRAY) {
+            uint32_t id;
+            memcpy(&id, value, 4);
+            if (!vxdp_prog_by_id(id))
+                return vxdp_errf(err, errlen, -EBADF, "no program with id %u", id);
+        }
+        if (m->present)
+            m->present[idx] = 1;
+        i = idx;
+    } else {
+        if (m->type == VXDP_MAP_LPM_TRIE) {
+            if (lpm_prefixlen(key) > 8 * (m->key_size - 4))
+                return vxdp_errf(err, errlen, -EINVAL, "prefixlen %u above %u",
+                                 lpm_prefixlen(key), 8 * (m->key_size - 4));
+            i = lpm_find_exact(m, key);
+        } else {
+            i = hash_find(m, key);
+        }
+        if (i != NIL && flags == BPF_NOEXIST)
+            return vxdp_errf(err, errlen, -EEXIST, "element exists");
+        if (i == NIL && flags == BPF_EXIST)
+            return vxdp_errf(err, errlen, -ENOENT, "no such element");
+        if (i == NIL) {
+            i = slot_alloc(m);
+            if (i == NIL)
+                return vxdp_errf(err, errlen, m->type == VXDP_MAP_LPM_TRIE ? -ENOSPC : -E2BIG,
+                                 "map is full (%u entries)", m->max_entries);
+            if (m->type == VXDP_MAP_LPM_TRIE) {
+                memcpy(slot_key(m, i), key, m->key_size);
+                m->ents[i].used = 1;
+                m->count++;
+            } else {
+                hash_link(m, i, key);
+            }
+            fresh = true;
+        } else {
+            if (m->type == VXDP_MAP_LPM_TRIE)
+                memcpy(slot_key(m, i), key, m->key_size);   /* the newest key's bytes */
+            if (is_lru(m->type)) {
+                lru_unlink(m, i);
+                lru_push_head(m, i);
+            }
+        }
+    }
+    if (all_cpus) {
+        for (uint32_t c = 0; c < m->ncpus; c++)
+            memcpy(slot_value(m, i, c), value + (size_t)c * m->elem_size, m->value_size);
+    } else {
+        if (fresh)
+            memset(slot_value(m, i, 0), 0, m->stride);
+        memcpy(slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0), value, m->value_size);
+    }
+    return 0;
+}
+
+int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
+                    uint32_t cpu_values, uint64_t flags, char *err, size_t errlen)
+{
+    if (m->type == VXDP_MAP_RINGBUF)
+        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to update");
+    if (m->frozen)
+        return vxdp_errf(err, errlen, -EPERM, "map is frozen");
+    if (cpu_values != m->ncpus)
+        return vxdp_errf(err, errlen, -EINVAL, "update needs %u values, got %u", m->ncpus,
+                         cpu_values);
+    return update(m, key, value, true, 0, flags, err, errlen);
+}
+
+static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
+{
+    uint32_t i;
+    if (m->type == VXDP_MAP_ARRAY || m->type == VXDP_MAP_PERCPU_ARRAY)
+        return vxdp_errf(err, errlen, -EINVAL, "array elements cannot be deleted");
+    if (m->present) {
+        if (array_index(m, key, &i) || !m->present[i])
+            return vxdp_errf(err, errlen, -ENOENT, "no such element");
+        m->present[i] = 0;
+        memset(slot_value(m, i, 0), 0, m->stride);
+        return 0;
+    }
+    if (m->type == VXDP_MAP_LPM_TRIE) {
+        if (lpm_prefixlen(key) > 8 * (m->key_size - 4))
+            return vxdp_errf(err, errlen, -EINVAL, "prefixlen above the key's data");
+        i = lpm_find_exact(m, key);
+        if (i == NIL)
+            return vxdp_errf(err, errlen, -ENOENT, "no such element");
+        m->ents[i].used = 0;
+        m->ents[i].next = m->free_head;
+        m->free_head = i;
+        m->count--;
+        return 0;
+    }
+    i = hash_find(m, key);
+    if (i == NIL)
+        return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    hash_unlink(m, i);
+    return 0;
+}
+
+int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
+{
+    if (m->type == VXDP_MAP_RINGBUF)
+        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to delete");
+    if (m->frozen)
+        return vxdp_errf(err, errlen, -EPERM, "map is frozen");
+    return delete(m, key, err, errlen);
+}
+
+int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err,
+                      size_t errlen)
+{
+    if (m->type == VXDP_MAP_RINGBUF)
+        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no keys");
+    if (is_array(m->type)) {
+        /* array_map_get_next_key: every index, present or not; a bad key restarts */
+        uint32_t idx = 0, n;
+        if (key)
+            memcpy(&idx, key, 4);
+        n = (!key || idx >= m->max_entries) ? 0 : idx + 1;
+        if (n >= m->max_entries)
+            return vxdp_errf(err, errlen, -ENOENT, "no next key");
+        memcpy(next, &n, 4);
+        return 0;
+    }
+    if (m->type == VXDP_MAP_LPM_TRIE) {
+        uint32_t best = NIL, start = key ? lpm_find_exact(m, key) : NIL;
+        for (uint32_t i = 0; i < m->max_entries; i++) {
+            if (!m->ents[i].used)
+                continue;
+            if (start != NIL && lpm_cmp(slot_key(m, i), slot_key(m, start)) <= 0)
+                continue;
+            if (best == NIL || lpm_cmp(slot_key(m, i), slot_key(m, best)) < 0)
+                best = i;
+        }
+        if (best == NIL)
+            return vxdp_errf(err, errlen, -ENOENT, "no next key");
+        memcpy(next, slot_key(m, best), m->key_size);
+        return 0;
+    }
+    /* htab_map_get_next_key: the next element in its bucket, else the following buckets */
+    uint32_t b = 0, i = key ? hash_find(m, key) : NIL;
+    if (i != NIL) {
+        if (m->ents[i].next != NIL) {
+            memcpy(next, slot_key(m, m->ents[i].next), m->key_size);
+            return 0;
+        }
+        b = (hash_key(key, m->key_size) & (m->nbuckets - 1)) + 1;
+    }
+    for (; b < m->nbuckets; b++) {
+        if (m->buckets[b] != NIL) {
+            memcpy(next, slot_key(m, m->buckets[b]), m->key_size);
+            return 0;
+        }
+    }
+    return vxdp_errf(err, errlen, -ENOENT, "no next key");
+}
+
+/* ---------------------------------------------------------------- program side */
+
+void *vxdp_map_prog_lookup(struct vxdp_map *m, const void *key, uint32_t cpu)
+{
+    uint32_t i;
+    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF)
+        return NULL;
+    i = find_slot(m, key, true);
+    if (i == NIL)
+        return NULL;
+    return slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0);
+}
+
+int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
+                         uint64_t flags, uint32_t cpu)
+{
+    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+        return -EINVAL;
+    return update(m, key, value, false, cpu, flags, NULL, 0);
+}
+
+int vxdp_map_prog_delete(struct vxdp_map *m, const void *key)
+{
+    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+        return -EINVAL;
+    return delete(m, key, NULL, 0);
+}
+
+int vxdp_map_prog_array_get(struct vxdp_map *m, uint32_t index, uint32_t *prog_id)
+{
+    if (m->type != VXDP_MAP_PROG_ARRAY || index >= m->max_entries || !m->present[index])
+        return -ENOENT;
+    memcpy(prog_id, slot_value(m, index, 0), 4);
+    return 0;
+}
+
+/* The ifindex a devmap slot redirects to (the value is a u32 ifindex or a
+ * struct bpf_devmap_val whose first field is the ifindex). */
+int vxdp_map_devmap_get(struct vxdp_map *m, uint32_t key, uint32_t *ifindex)
+{
+    uint32_t i = find_slot(m, &key, false);
+    if (i == NIL)
+        return -ENOENT;
+    memcpy(ifindex, slot_value(m, i, 0), 4);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- ringbuf */
+
+void *vxdp_ringbuf_reserve(struct vxdp_map *m, uint64_t size)
+{
+    /* __bpf_ringbuf_reserve: an 8-byte header, lengths rounded to 8, at most mask bytes
+     * outstanding between consumer and producer */
+    uint64_t len = (size + RB_HDR + 7) & ~7ull, off;
+    uint32_t hdr[2];
+    if (m->type != VXDP_MAP_RINGBUF || size > m->rb_size - RB_HDR || len > m->rb_size ||
+        m->prod + len - m->cons > m->rb_size - 1)
+        return NULL;
+    off = m->prod & (m->rb_size - 1);
+    hdr[0] = (uint32_t)size | RB_BUSY;
+    hdr[1] = (uint32_t)off;
+    memcpy(m->rb + off, hdr, sizeof(hdr));
+    m->prod += len;
+    return m->rb + off + RB_HDR;
+}
+
+void vxdp_ringbuf_commit(struct vxdp_map *m, void *sample, bool discard)
+{
+    uint8_t *h = (uint8_t *)sample - RB_HDR;
+    uint32_t len;
+    uint64_t off = (uint64_t)(h - m->rb), end;
+    memcpy(&len, h, 4);
+    len &= ~(RB_BUSY | RB_DISCARD);
+    end = off + RB_HDR + len;
+    if (end > m->rb_size)   /* the part past the end belongs at the start of the ring */
+        memcpy(m->rb, m->rb + m->rb_size, end - m->rb_size);
+    len |= discard ? RB_DISCARD : 0;
+    memcpy(h, &len, 4);
+}
+
+/* Next committed record into buf: its length, -ENOENT when none is ready, -ENOSPC (and
+ * nothing consumed) when cap is too small. */
+int vxdp_ringbuf_read(struct vxdp_map *m, void *buf, size_t cap)
+{
+    if (m->type != VXDP_MAP_RINGBUF)
+        return -EINVAL;
+    while (m->cons < m->prod) {
+        uint64_t off = m->cons & (m->rb_size - 1), first;
+        uint32_t hdr;
+        memcpy(&hdr, m->rb + off, 4);
+        if (hdr & RB_BUSY)
+            return -ENOENT;
+        uint32_t len = hdr & ~(RB_BUSY | RB_DISCARD);
+        if (hdr & RB_DISCARD) {
+            m->cons += (len + RB_HDR + 7) & ~7u;
+            continue;
+        }
+        if (len > cap)
+            return -ENOSPC;
+        off = (off + RB_HDR) & (m->rb_size - 1);
+        first = m->rb_size - off < len ? m->rb_size - off : len;
+        memcpy(buf, m->rb + off, first);
+        memcpy((uint8_t *)buf + first, m->rb, len - first);
+        m->cons += (len + RB_HDR + 7) & ~7u;
+        return (int)len;
+    }
+    return -ENOENT;
+}

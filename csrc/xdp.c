@@ -1,0 +1,290 @@
+/*
+ * Runs: the raw harness run and XDP batches in the frame of BPF_PROG_TEST_RUN, and the
+ * helpers that move the frame's pointers (net/core/filter.c).
+ *
+ * The XDP frame is the one bpf_prog_test_run_xdp (net/bpf/test_run.c) builds: a zeroed
+ * page, XDP_PACKET_HEADROOM (256) bytes of headroom, the packet, and room up to
+ * PAGE_SIZE - SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) to grow into; packets of
+ * ETH_HLEN to PAGE_SIZE - headroom - tailroom bytes (bpf_test_init); data_meta starts at
+ * data (xdp_prepare_buff(..., meta_valid = true)).  The output is data..data_end.
+ */
+#include <stdlib.h>
+
+#include "vm_int.h"
+
+/* sizeof(struct xdp_frame) on 64-bit since "xdp: remove xdp_mem_info from xdp_frame" (6.15):
+ * data, len, headroom, metasize, mem_type:32, dev_rx, frame_sz, flags.  adjust_head and
+ * adjust_meta keep the frame's bytes at the head of the headroom out of reach. */
+#define VXDP_XDP_FRAME_STRUCT 40
+#define XDP_ABORTED 0
+#define XDP_REDIRECT 4
+#define BPF_F_BROADCAST (1u << 3)
+#define BPF_F_EXCLUDE_INGRESS (1u << 4)
+
+uint32_t vxdp_xdp_max_out(void) { return VXDP_XDP_MAX_DATA; }
+
+static void run_init(struct vxdp_run *r, struct vxdp_prog *prog, struct vxdp_env *env,
+                     char *err, size_t errlen)
+{
+    r->prog = prog;
+    r->env = env;
+    r->cpu = env ? env->cpu : 0;
+    r->fault = 0;
+    r->err = err;
+    r->errlen = errlen;
+    r->nresv = 0;
+    r->tail_calls = 0;
+    r->redirect = -1;
+    memset(r->stack, 0, sizeof(r->stack));
+}
+
+int vxdp_run_raw(struct vxdp_prog *prog, struct vxdp_env *env, void *mem, size_t mem_len,
+                 uint64_t *retval, char *err, size_t errlen)
+{
+    struct vxdp_run *r;
+    int rc;
+
+    if (prog->mode != VXDP_MODE_RAW)
+        return vxdp_errf(err, errlen, -EINVAL, "program was not loaded for raw runs");
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
+    run_init(r, prog, env, err, errlen);
+    r->pkt_lo = (uintptr_t)mem;
+    r->pkt_hi = (uintptr_t)mem + (mem ? mem_len : 0);
+    rc = vxdp_interp(r, mem_len ? (uint64_t)(uintptr_t)mem : 0, mem_len, retval);
+    vxdp_run_release_all(r);
+    free(r);
+    return rc;
+}
+
+static void set_packet_region(struct vxdp_run *r)
+{
+    r->pkt_lo = (uintptr_t)r->data_meta;
+    r->pkt_hi = (uintptr_t)r->data_end;
+}
+
+int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_batch *b,
+                 char *err, size_t errlen)
+{
+    struct vxdp_run *r;
+    uint8_t *frame;
+    size_t in_off = 0, out_off = 0;
+    int rc = 0;
+
+    b->done = 0;
+    if (prog->mode != VXDP_MODE_XDP)
+        return vxdp_errf(err, errlen, -EINVAL, "program was not loaded for XDP runs");
+    if (!env)
+        return vxdp_errf(err, errlen, -EINVAL, "XDP runs need an environment");
+    r = malloc(sizeof(*r));
+    frame = aligned_alloc(64, VXDP_PAGE_SIZE);
+    if (!r || !frame) {
+        free(r);
+        free(frame);
+        return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
+    }
+    run_init(r, prog, env, err, errlen);
+    r->frame_sz = VXDP_PAGE_SIZE;
+    r->ingress_ifindex = b->ingress_ifindex;
+    r->rx_queue_index = b->rx_queue_index;
+    r->hard_start = frame;
+    memset(frame, 0, VXDP_PAGE_SIZE);
+
+    for (uint32_t i = 0; i < b->count; i++) {
+        uint32_t len = b->pkt_len[i];
+        uint64_t ret;
+        if (len < VXDP_ETH_HLEN || len > VXDP_XDP_MAX_DATA) {
+            rc = vxdp_errf(err, errlen, -EINVAL, "packet %u: %u bytes, an XDP test run takes "
+                           "%u to %u", i, len, VXDP_ETH_HLEN, VXDP_XDP_MAX_DATA);
+            break;
+        }
+        if (out_off + VXDP_XDP_MAX_DATA > b->out_cap) {
+            rc = vxdp_errf(err, errlen, -ENOSPC, "packet %u: output buffer too small", i);
+            break;
+        }
+        /* bpf_test_init zeroes the whole buffer: what adjust_head exposes is zeros */
+        memset(frame, 0, VXDP_XDP_HEADROOM);
+        r->data = frame + VXDP_XDP_HEADROOM;
+        memcpy(r->data, b->pkts + in_off, len);
+        in_off += len;
+        r->data_end = r->data + len;
+        r->data_meta = r->data;
+        set_packet_region(r);
+        r->prog = prog;
+        r->redirect = -1;
+        r->tail_calls = 0;
+        r->fault = 0;
+        rc = vxdp_interp(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
+        vxdp_run_release_all(r);
+        if (rc) {
+            /* the interpreter wrote the message; name the packet too */
+            char tmp[VXDP_ERRBUF_SIZE];
+            snprintf(tmp, sizeof(tmp), "%s", err ? err : "");
+            vxdp_errf(err, errlen, rc, "packet %u: %s", i, tmp);
+            break;
+        }
+        b->retval[i] = (uint32_t)ret;
+        b->redirect[i] = r->redirect;
+        b->out_off[i] = (uint32_t)out_off;
+        b->out_len[i] = (uint32_t)(r->data_end - r->data);
+        memcpy(b->out + out_off, r->data, b->out_len[i]);
+        out_off += b->out_len[i];
+        /* Bytes past data_end stay stale: adjust_tail zeroes what it grows over, and the
+         * headroom is zeroed before each packet, so a program never sees them. */
+        b->done = i + 1;
+    }
+    free(frame);
+    free(r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- frame helpers */
+
+static bool is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
+{
+    if (a1 == (uint64_t)(uintptr_t)r->ctx_md)
+        return true;
+    vxdp_run_fail(r, -EINVAL, "%s at pc %u: r1 is not the context", helper, r->pc);
+    return false;
+}
+
+/* bpf_xdp_adjust_head: data may move between the end of the xdp_frame (plus the metadata,
+ * which moves along) and data_end - ETH_HLEN. */
+VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
+{
+    (void)a3, (void)a4, (void)a5;
+    if (!is_ctx(r, a1, "xdp_adjust_head"))
+        return 0;
+    int32_t off = (int32_t)a2;
+    intptr_t metalen = r->data - r->data_meta;
+    intptr_t lo = (intptr_t)r->hard_start + VXDP_XDP_FRAME_STRUCT + metalen;
+    intptr_t data = (intptr_t)r->data + off;
+    if (data < lo || data > (intptr_t)r->data_end - VXDP_ETH_HLEN)
+        return (uint64_t)-EINVAL;
+    if (metalen)
+        memmove(r->data_meta + off, r->data_meta, (size_t)metalen);
+    r->data_meta += off;
+    r->data += off;
+    set_packet_region(r);
+    return 0;
+}
+
+/* bpf_xdp_adjust_meta: meta between the end of the xdp_frame and data, its length a
+ * multiple of 4 and at most 32 (xdp_metalen_invalid: -EACCES). */
+VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
+{
+    (void)a3, (void)a4, (void)a5;
+    if (!is_ctx(r, a1, "xdp_adjust_meta"))
+        return 0;
+    int32_t off = (int32_t)a2;
+    intptr_t meta = (intptr_t)r->data_meta + off;
+    intptr_t metalen = (intptr_t)r->data - meta;
+    if (meta < (intptr_t)r->hard_start + VXDP_XDP_FRAME_STRUCT || meta > (intptr_t)r->data)
+        return (uint64_t)-EINVAL;
+    if ((metalen & 3) || metalen > VXDP_XDP_META_MAX)
+        return (uint64_t)-EACCES;
+    r->data_meta += off;
+    set_packet_region(r);
+    return 0;
+}
+
+/* bpf_xdp_adjust_tail: data_end between data + ETH_HLEN and the hard end of the frame
+ * (frame_sz minus the skb_shared_info tailroom); grown bytes are zeroed. */
+VXDP_HELPER_DECL(vxdp_h_xdp_adjust_tail)
+{
+    (void)a3, (void)a4, (void)a5;
+    if (!is_ctx(r, a1, "xdp_adjust_tail"))
+        return 0;
+    int32_t off = (int32_t)a2;
+    intptr_t hard_end = (intptr_t)r->hard_start + r->frame_sz - VXDP_XDP_TAILROOM;
+    intptr_t end = (intptr_t)r->data_end + off;
+    if (end > hard_end || end < (intptr_t)r->data + VXDP_ETH_HLEN)
+        return (uint64_t)-EINVAL;
+    if (off > 0)
+        memset(r->data_end, 0, (size_t)off);
+    r->data_end += off;
+    set_packet_region(r);
+    return 0;
+}
+
+VXDP_HELPER_DECL(vxdp_h_xdp_get_buff_len)
+{
+    (void)a2, (void)a3, (void)a4, (void)a5;
+    if (!is_ctx(r, a1, "xdp_get_buff_len"))
+        return 0;
+    return (uint64_t)(r->data_end - r->data);
+}
+
+/* bpf_xdp_pointer: offset and len at most 0xffff (-EFAULT), inside the buffer (-EINVAL). */
+static int xdp_bytes(struct vxdp_run *r, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                     bool store)
+{
+    uint32_t off = (uint32_t)a2, len = (uint32_t)a4;
+    uint8_t *buf;
+    if (!is_ctx(r, a1, store ? "xdp_store_bytes" : "xdp_load_bytes"))
+        return 0;
+    buf = vxdp_mem_check(r, a3, len, !store);
+    if (!buf)
+        return 0;
+    if (off > 0xffff || len > 0xffff)
+        return -EFAULT;
+    if ((uint64_t)off + len > (uint64_t)(r->data_end - r->data))
+        return -EINVAL;
+    if (store)
+        memmove(r->data + off, buf, len);
+    else
+        memmove(buf, r->data + off, len);
+    return 0;
+}
+
+VXDP_HELPER_DECL(vxdp_h_xdp_load_bytes)
+{
+    (void)a5;
+    return (uint64_t)(int64_t)xdp_bytes(r, a1, a2, a3, a4, false);
+}
+
+VXDP_HELPER_DECL(vxdp_h_xdp_store_bytes)
+{
+    (void)a5;
+    return (uint64_t)(int64_t)xdp_bytes(r, a1, a2, a3, a4, true);
+}
+
+/* bpf_xdp_redirect: any flag makes it XDP_ABORTED; else the target is recorded. */
+VXDP_HELPER_DECL(vxdp_h_redirect)
+{
+    (void)a3, (void)a4, (void)a5;
+    if (a2)
+        return XDP_ABORTED;
+    r->redirect = (uint32_t)a1;
+    return XDP_REDIRECT;
+}
+
+/* __bpf_xdp_redirect_map: the low two flag bits are the action when the key is absent;
+ * BPF_F_BROADCAST needs no key and is recorded as target 0 (every port). */
+VXDP_HELPER_DECL(vxdp_h_redirect_map)
+{
+    (void)a4, (void)a5;
+    const struct vxdp_prog *p = r->prog;
+    struct vxdp_map *m = NULL;
+    uint32_t ifindex, type;
+    for (uint32_t i = 0; i < p->nmaps; i++)
+        if ((uint64_t)(uintptr_t)p->maps[i] == a1)
+            m = p->maps[i];
+    type = m ? vxdp_map_type(m) : 0;
+    if (type != VXDP_MAP_DEVMAP && type != VXDP_MAP_DEVMAP_HASH) {
+        vxdp_run_fail(r, -EINVAL, "redirect_map at pc %u: r1 is not a devmap of this program",
+                      r->pc);
+        return 0;
+    }
+    if (a3 & ~(uint64_t)(3 | BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS))
+        return XDP_ABORTED;
+    if (a3 & BPF_F_BROADCAST) {
+        r->redirect = 0;
+        return XDP_REDIRECT;
+    }
+    if (vxdp_map_devmap_get(m, (uint32_t)a2, &ifindex))
+        return a3 & 3;
+    r->redirect = ifindex;
+    return XDP_REDIRECT;
+}
