@@ -171,3 +171,32 @@ __all__ += [
 
 # Ring engines and their helpers (memory, split, packed, notify, testing) follow:
 # one `from .module import (...)` block each, then `__all__ += [...]`.
+
+from .chain import MAX_CHAIN_BYTES, Chain, Segment  # noqa: E402
+from .memory import GuestMemory, MemoryRegion  # noqa: E402
+from .notify import (  # noqa: E402
+    need_event,
+    packed_need_event,
+    packed_should_notify,
+    split_should_notify,
+)
+from .packed import PackedDeviceQueue, PackedDriverQueue  # noqa: E402
+from .split import SplitDeviceQueue, SplitDriverQueue, UsedElem  # noqa: E402
+
+# rings (driver-side mocks live in `virtio_spec.testing`, not re-exported)
+__all__ += [
+    "MAX_CHAIN_BYTES",
+    "Chain",
+    "GuestMemory",
+    "MemoryRegion",
+    "PackedDeviceQueue",
+    "PackedDriverQueue",
+    "Segment",
+    "SplitDeviceQueue",
+    "SplitDriverQueue",
+    "UsedElem",
+    "need_event",
+    "packed_need_event",
+    "packed_should_notify",
+    "split_should_notify",
+]
