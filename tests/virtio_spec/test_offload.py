@@ -199,7 +199,7 @@ def test_smartnic_is_a_strict_subset_of_the_host() -> None:
 
 def test_shortfalls_name_each_dimension() -> None:
     out = O.SMARTNIC.shortfalls(O.RFC2019)
-    assert "xdp_max_maps 8 < 64" in out
+    assert "xdp_max_maps 8 < 16" in out
     assert "helpers missing: [40]" in out
     assert not any(s.startswith("map types") for s in out)
 
@@ -226,3 +226,21 @@ def test_xdp_offload_feature_and_class_values() -> None:
     assert O.VIRTIO_NET_CTRL_EBPF_RFC == VirtioNetCtrlClass.VIRTIO_NET_CTRL_NOTF_COAL
     assert [int(c) for c in M] == list(range(1, 8))
     assert [int(c) for c in P] == [1, 2, 3]
+
+
+def test_profiles_agree_with_the_verifier_profiles_of_vxdp_bpf() -> None:
+    """virtio_spec may not import vxdp, so the shared numbers are kept in step here."""
+    from vxdp.bpf.profiles import PROFILES as VERIFIER
+
+    for name, caps in O.PROFILES.items():
+        ver = VERIFIER[name]
+        assert caps.xdp_max_insns == ver.max_insns, name
+        assert caps.xdp_max_map_mem_kib == ver.max_map_mem_kib, name
+    for name in ("rfc2019", "host"):
+        caps, ver = O.PROFILES[name], VERIFIER[name]
+        assert caps.xdp_helpers == ver.helper_mask(), name
+        assert caps.xdp_max_maps == ver.max_maps, name
+    assert O.RFC2019.xdp_map_types == VERIFIER["rfc2019"].map_type_mask()
+    assert O.RFC2019.unadvertised_helpers == {h for h in VERIFIER["rfc2019"].helpers if h >= 64}
+    # Every map type we advertise for the host, its verifier accepts.
+    assert O.HOST.xdp_map_types & ~VERIFIER["host"].map_type_mask() == 0
