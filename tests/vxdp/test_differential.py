@@ -1,0 +1,202 @@
+"""The differential suite: every corpus program on our engines and on the Linux kernel.
+
+For each case of `corpus.CASES`, the program is compiled with clang, loaded from its ELF
+object, primed identically on both sides, and fed the same packets in order.  Per packet
+the return value and the output bytes (length changes included) must be identical; after
+the run, so must every map (per-CPU slots included; PROG_ARRAY values are engine handles
+and RINGBUF has no keys, so those two are left out).  The kernel is the oracle: where
+bpf() is not permitted the suite skips and says why.
+
+`VXDP_DIFF_ENGINES` (comma-separated, default "interp,jit") picks the engines compared
+against the kernel; "jit" is skipped while that engine does not exist, "interp" is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.vxdp.corpus import CASES, PROGS, Case
+from vxdp.bpf.clang import clang_unavailable, compile_c
+from vxdp.bpf.elf import BpfObject, load_object, select_program
+from vxdp.bpf.engine import Engine, XdpResult, create_engine, engine_class
+from vxdp.bpf.maps import MapValue
+from vxdp.bpf.program import MapType, XdpAction
+from vxdp.errors import UsageError
+
+pytestmark = [pytest.mark.kernel, pytest.mark.clang]
+
+UNCOMPARABLE_MAPS = frozenset({MapType.PROG_ARRAY, MapType.RINGBUF})
+MANDATORY_ENGINES = frozenset({"interp"})
+
+MapSnapshot = dict[str, dict[bytes, MapValue]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    results: list[XdpResult]
+    maps: MapSnapshot
+
+
+def _engines() -> list[str]:
+    names = os.environ.get("VXDP_DIFF_ENGINES", "interp,jit")
+    return [n.strip() for n in names.split(",") if n.strip()]
+
+
+@functools.cache
+def _kernel_reason() -> str | None:
+    from vxdp.bpf.kernel import kernel_unavailable
+    return kernel_unavailable()
+
+
+def _require_tools() -> None:
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    if (why := _kernel_reason()) is not None:
+        pytest.skip(f"kernel oracle unavailable: {why}")
+
+
+@functools.cache
+def _object(source: str) -> BpfObject:
+    return load_object(compile_c(PROGS / source), name=Path(source).stem)
+
+
+@functools.cache
+def _packets(case_id: str) -> tuple[bytes, ...]:
+    case = next(c for c in CASES if c.id == case_id)
+    return tuple(case.packets())
+
+
+def snapshot(engine: Engine) -> MapSnapshot:
+    return {m.name: dict(m.items()) for m in engine.maps
+            if m.spec.type not in UNCOMPARABLE_MAPS}
+
+
+def run_case(engine_name: str, case: Case) -> Outcome:
+    obj = _object(case.source)
+    program = select_program(obj, name=case.program)
+    with create_engine(engine_name, program) as engine:
+        if case.prime is not None:
+            case.prime(engine, obj)
+        results = engine.run_xdp(list(_packets(case.id)))
+        return Outcome(results, snapshot(engine))
+
+
+@functools.cache
+def kernel_outcome(case_id: str) -> Outcome:
+    return run_case("kernel", next(c for c in CASES if c.id == case_id))
+
+
+def _action(retval: int) -> str:
+    try:
+        return f"{retval} ({XdpAction(retval).name})"
+    except ValueError:
+        return str(retval)
+
+
+def _hexdiff(want: bytes, got: bytes) -> str:
+    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+    lo = max(0, at - 8)
+    return (f"lengths kernel {len(want)} vs engine {len(got)}; first difference at byte {at}:"
+            f"\n  kernel [{lo}:]: {want[lo:at + 24].hex(' ')}"
+            f"\n  engine [{lo}:]: {got[lo:at + 24].hex(' ')}")
+
+
+def _value_text(v: MapValue | None) -> str:
+    if v is None:
+        return "absent"
+    if isinstance(v, list):
+        return "[" + ", ".join(x.hex() for x in v) + "]"
+    return v.hex()
+
+
+def describe_differences(case: Case, engine: str, want: Outcome, got: Outcome) -> list[str]:
+    """Every packet and map difference, worded for the engine's author to act on."""
+    problems: list[str] = []
+    packets = _packets(case.id)
+    if len(want.results) != len(got.results):
+        problems.append(f"{len(got.results)} results for {len(packets)} packets")
+    for i, (k, e) in enumerate(zip(want.results, got.results)):
+        if (k.retval, k.data) == (e.retval, e.data):
+            continue
+        msg = f"packet {i} (input {len(packets[i])} bytes: {packets[i][:64].hex()}...)"
+        if k.retval != e.retval:
+            msg += f"\n  retval: kernel {_action(k.retval)}, {engine} {_action(e.retval)}"
+        if k.data != e.data:
+            msg += "\n  output: " + _hexdiff(k.data, e.data)
+        problems.append(msg)
+        if len(problems) >= 3:
+            problems.append("(later packets not listed: state may have diverged)")
+            break
+    for name in sorted(set(want.maps) | set(got.maps)):
+        kmap, emap = want.maps.get(name), got.maps.get(name)
+        if kmap is None or emap is None:
+            problems.append(f"map {name!r} present only in {'kernel' if emap is None else engine}")
+            continue
+        for key in sorted(set(kmap) | set(emap)):
+            if kmap.get(key) != emap.get(key):
+                problems.append(f"map {name!r} key {key.hex()}: kernel "
+                                f"{_value_text(kmap.get(key))}, {engine} "
+                                f"{_value_text(emap.get(key))}")
+    return problems
+
+
+@pytest.mark.parametrize("engine", _engines())
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_engine_matches_kernel(case: Case, engine: str) -> None:
+    _require_tools()
+    try:
+        engine_class(engine)
+    except UsageError as exc:
+        if engine in MANDATORY_ENGINES:
+            raise
+        pytest.skip(str(exc))
+    want = kernel_outcome(case.id)
+    got = run_case(engine, case)
+    problems = describe_differences(case, engine, want, got)
+    assert not problems, (f"{case.source}:{case.program} on {engine} differs from the "
+                          "kernel:\n" + "\n".join(problems))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_corpus_is_deterministic_on_the_kernel(case: Case) -> None:
+    """A second kernel run gives the same bytes and maps, or the corpus could not judge."""
+    _require_tools()
+    again = run_case("kernel", case)
+    problems = describe_differences(case, "kernel (2nd run)", kernel_outcome(case.id), again)
+    assert not problems, "\n".join(problems)
+
+
+def test_corpus_exercises_what_it_claims() -> None:
+    """The kernel's verdicts over the corpus cover every action, length changes in both
+    directions, rewritten bytes and non-action return values."""
+    _require_tools()
+    retvals: set[int] = set()
+    grew = shrank = rewritten = 0
+    for case in CASES:
+        packets = _packets(case.id)
+        for pkt, res in zip(packets, kernel_outcome(case.id).results):
+            retvals.add(res.retval)
+            grew += len(res.data) > len(pkt)
+            shrank += len(res.data) < len(pkt)
+            rewritten += len(res.data) == len(pkt) and res.data != pkt
+    assert {int(a) for a in XdpAction} <= retvals
+    assert 7 in retvals  # xdp_flow_hash returns a policy value that is no action
+    assert grew > 20 and shrank > 15 and rewritten > 100
+
+
+def test_corpus_sources_are_documented() -> None:
+    sources = sorted(PROGS.glob("*.c"))
+    assert len(sources) >= 25
+    used = {c.source for c in CASES}
+    for src in sources:
+        head = src.read_text().split("*/", 1)[0]
+        assert head.startswith(f"/* {src.name}: ") and "Exercises" in head, src.name
+        assert src.name in used, f"{src.name} is in progs/ but no case runs it"
+        assert not re.search(r"bpf_(get_prandom_u32|ktime_get\w*|jiffies64)\(",
+                             src.read_text()), f"{src.name} is not deterministic"
