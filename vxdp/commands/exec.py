@@ -1,0 +1,115 @@
+"""`vxdp exec`: run an XDP program of an object file over every packet of a pcap file.
+
+    vxdp exec prog.o --pcap in.pcap [--section S] [--program NAME] [--out out.pcap]
+              [--maps-in m.json] [--maps-out m.json] [--engine interp|jit|kernel] [-j]
+
+The packets run in file order through one engine, so map state carries from one packet to
+the next, as on a NIC.  `--maps-in` seeds the maps before the first packet (map JSON; only
+`entries` needed); `--maps-out` writes every map after the last one.
+
+Output: with `-j`, one JSON object per packet, {index, retval, action, len, data_hex}, with
+`action` the kernel's name (`XDP_PASS`...) or null when the program returned something that
+is not an XDP action, then one final {"maps": {...}}.  Without `-j`, a table and a summary.
+
+`--out` writes the packets that leave the program alive: those it answered XDP_PASS,
+XDP_TX or XDP_REDIRECT, with their bytes as the program left them and their original
+timestamps; XDP_DROP, XDP_ABORTED and unknown return values are left out.  Use -j to see
+every packet, dropped ones included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from vxdp.bpf.elf import load_object, select_program
+from vxdp.bpf.engine import ENGINES, XdpResult, create_engine
+from vxdp.bpf.mapjson import dump_maps, load_entries, read_map_json, write_map_json
+from vxdp.bpf.program import ProgType, XdpAction
+from vxdp.errors import UsageError
+from vxdp.pcap import Packet, read_pcap, write_pcap
+
+NAME = "exec"
+HELP = "run an XDP program over the packets of a pcap file"
+LEAVING = frozenset({XdpAction.PASS, XdpAction.TX, XdpAction.REDIRECT})
+PREVIEW_BYTES = 16
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("object", metavar="OBJ.o", type=Path, help="BPF object file (clang)")
+    parser.add_argument("--section", metavar="S", help="the program's ELF section")
+    parser.add_argument("--program", metavar="NAME",
+                        help="the program's function name (needed when the object holds "
+                             "more than one program)")
+    parser.add_argument("--pcap", metavar="IN", type=Path, required=True,
+                        help="packets to run (pcap or pcapng, Ethernet)")
+    parser.add_argument("--out", metavar="OUT.pcap", type=Path,
+                        help="write the packets that leave (XDP_PASS, XDP_TX, XDP_REDIRECT) "
+                             "with their bytes after the program")
+    parser.add_argument("--maps-in", metavar="M.json", type=Path,
+                        help="map JSON to load before the first packet")
+    parser.add_argument("--maps-out", metavar="M.json", type=Path,
+                        help="write every map as map JSON after the last packet")
+    parser.add_argument("--engine", choices=list(ENGINES), default="interp",
+                        help="execution engine (default: interp)")
+    parser.add_argument("-j", "--json", action="store_true",
+                        help="one JSON object per packet, then {maps: ...}")
+
+
+def action_name(result: XdpResult) -> str | None:
+    action = result.action
+    return f"XDP_{action.name}" if action is not None else None
+
+
+def packet_record(index: int, result: XdpResult) -> dict[str, Any]:
+    return {"index": index, "retval": result.retval, "action": action_name(result),
+            "len": len(result.data), "data_hex": result.data.hex()}
+
+
+def run(args: argparse.Namespace) -> int:
+    obj = load_object(args.object)
+    program = select_program(obj, args.section, args.program)
+    if program.prog_type != ProgType.XDP:
+        raise UsageError(f"program {program.name!r} (section {program.section}) is "
+                         f"{program.prog_type.name.lower()}, not xdp")
+    packets = read_pcap(args.pcap)
+    seed = read_map_json(args.maps_in) if args.maps_in else None
+    with create_engine(args.engine, program) as engine:
+        if seed is not None:
+            load_entries(engine.maps, seed)
+        results = engine.run_xdp([p.data for p in packets]) if packets else []
+        maps = dump_maps(engine.maps)
+        if args.maps_out:
+            write_map_json(args.maps_out, engine.maps)
+    if args.out:
+        write_pcap(args.out, [Packet(r.data, p.timestamp_ns)
+                              for p, r in zip(packets, results, strict=True)
+                              if r.action in LEAVING])
+    if args.json:
+        for i, r in enumerate(results):
+            print(json.dumps(packet_record(i, r)))
+        print(json.dumps({"maps": maps}))
+    else:
+        _print_table(program.name, args.engine, results, maps)
+    return 0
+
+
+def _print_table(name: str, engine: str, results: list[XdpResult],
+                 maps: dict[str, dict[str, Any]]) -> None:
+    out = sys.stdout
+    out.write(f"{'index':>5}  {'retval':>10}  {'action':<13}  {'len':>5}  data\n")
+    for i, r in enumerate(results):
+        preview = r.data[:PREVIEW_BYTES].hex(" ")
+        more = " ..." if len(r.data) > PREVIEW_BYTES else ""
+        out.write(f"{i:>5}  {r.retval:>10}  {action_name(r) or '-':<13}  {len(r.data):>5}  "
+                  f"{preview}{more}\n")
+    counts = Counter(action_name(r) or f"retval {r.retval}" for r in results)
+    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+    out.write(f"{len(results)} packets through {name} ({engine}): {summary or 'none'}\n")
+    for mname, m in maps.items():
+        out.write(f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} "
+                  f"entries\n")
