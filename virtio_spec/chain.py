@@ -3,7 +3,7 @@
 A device pops a *chain*: the buffer the driver made available, already validated and
 translated.  Its readable segments come first, then its writable ones (virtio 1.3
 §2.7.4.2, §2.8.17); each segment carries its guest-physical address, its length and a
-writable `memoryview` of guest memory.  The device reads the request from `readable`,
+`memoryview` of guest memory, read-only for readable segments.  The device reads the request from `readable`,
 writes the reply into `writable` (`Chain.write` scatters bytes across the segments) and
 pushes the chain back with the number of bytes it wrote.
 
@@ -135,7 +135,12 @@ class ChainBuilder:
             except MemoryAccessError as err:
                 raise MemoryAccessError(f"{self.label}: {where}: {err}",
                                         self._addr_clause) from None
-            (writable if is_writable else readable).append(Segment(addr, length, view))
+            if is_writable:
+                writable.append(Segment(addr, length, view))
+            else:
+                # virtio 1.3 §2.7.5.1 / §2.8.15: "A device MUST NOT write to a
+                # device-readable buffer"; a read-only view makes that structural.
+                readable.append(Segment(addr, length, view.toreadonly()))
         return Chain(head, tuple(readable), tuple(writable), descriptors)
 
 

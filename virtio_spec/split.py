@@ -150,10 +150,14 @@ class SplitDeviceQueue(_SplitRing):
         count = (avail_idx - self.last_avail_idx) & 0xFFFF
         if count > self.size:
             # virtio 1.3 §2.7.6: idx is where the driver puts the next entry; it can be at
-            # most Q ahead of what we consumed (there are only Q descriptors).
+            # most Q ahead of what we consumed (there are only Q descriptors), and
+            # §2.7.6.1: "The driver MUST NOT decrement the available idx".
+            backwards = count >= 0x8000
             raise self._break(RingError(
                 f"{self.name}: avail idx moved from {self.last_avail_idx} to {avail_idx}, "
-                f"more than the queue size {self.size} ahead", "2.7.6"))
+                + ("backwards" if backwards else
+                   f"more than the queue size {self.size} ahead"),
+                "2.7.6.1" if backwards else "2.7.6"))
         return count
 
     def pop(self) -> Chain | None:

@@ -92,6 +92,15 @@ def test_2_7_6_avail_idx_jumping_past_the_queue_size_refused() -> None:
     assert "more than the queue size" in str(refused(dev, "2.7.6"))
 
 
+def test_2_7_6_1_avail_idx_moving_backwards_refused() -> None:
+    q = MockSplitQueue(size=8, start_idx=2)
+    dev = q.device()
+    q.add_chain([b"a"])
+    assert dev.pop() is not None
+    q.poke_avail_idx(1)
+    assert "backwards" in str(refused(dev, "2.7.6.1"))
+
+
 def test_2_7_13_1_head_already_in_flight_refused() -> None:
     q = MockSplitQueue(size=8)
     dev = q.device()

@@ -25,6 +25,17 @@ def test_a_chain_carries_request_bytes_to_the_device_and_the_reply_back() -> Non
     assert q.driver.free_descriptors == 8
 
 
+def test_2_7_5_1_readable_segments_cannot_be_written_by_the_device() -> None:
+    q = MockSplitQueue(size=4)
+    dev = q.device()
+    q.add_chain([b"request"], [4])
+    chain = dev.pop()
+    assert chain is not None
+    with pytest.raises(TypeError):
+        chain.readable[0].view[0] = 0
+    chain.writable[0].view[0] = 0x41  # the writable part is, of course, writable
+
+
 def test_the_device_writes_only_what_it_reports_and_segments_are_scattered() -> None:
     q = MockSplitQueue(size=4)
     dev = q.device()
