@@ -126,7 +126,7 @@ static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, ui
     if (is_hash(type) && ks > VXDP_STACK_SIZE)
         return vxdp_errf(err, errlen, -E2BIG, "key_size %u too large", ks);
     if (is_lru(type) && (flags & VXDP_F_NO_PREALLOC))
-        return vxdp_errf(err, errlen, -ENOTSUP, "lru maps are always preallocated");
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "lru maps are always preallocated");
     if (type == VXDP_MAP_LPM_TRIE) {
         /* trie_alloc: BPF_F_NO_PREALLOC required, 1..256 data bytes after the prefixlen */
         if (!(flags & VXDP_F_NO_PREALLOC))
@@ -436,7 +436,7 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
 {
     uint32_t i;
     if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to look up");
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to look up");
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "lookup needs %u values, got %u", m->ncpus,
                          cpu_values);
@@ -533,7 +533,7 @@ int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
                     uint32_t cpu_values, uint64_t flags, char *err, size_t errlen)
 {
     if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to update");
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to update");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     if (cpu_values != m->ncpus)
@@ -576,7 +576,7 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
 int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
 {
     if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no elements to delete");
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to delete");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     return delete(m, key, err, errlen);
@@ -586,7 +586,7 @@ int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err
                       size_t errlen)
 {
     if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -ENOTSUP, "ringbuf maps have no keys");
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no keys");
     if (is_array(m->type)) {
         /* array_map_get_next_key: every index, present or not; a bad key restarts */
         uint32_t idx = 0, n;

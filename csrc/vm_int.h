@@ -13,6 +13,7 @@
 
 #include "vxdp_core.h"
 
+#define VXDP_ENOTSUPP 524   /* the kernel's internal ENOTSUPP, as bpf() returns it */
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

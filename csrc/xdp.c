@@ -6,7 +6,8 @@
  * page, XDP_PACKET_HEADROOM (256) bytes of headroom, the packet, and room up to
  * PAGE_SIZE - SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) to grow into; packets of
  * ETH_HLEN to PAGE_SIZE - headroom - tailroom bytes (bpf_test_init); data_meta starts at
- * data (xdp_prepare_buff(..., meta_valid = true)).  The output is data..data_end.
+ * data (xdp_prepare_buff(..., meta_valid = true)).  The output is data_meta..data_end, as
+ * bpf_prog_test_run_xdp passes xdp.data_meta to bpf_test_finish.
  */
 #include <stdlib.h>
 
@@ -127,8 +128,9 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
         b->retval[i] = (uint32_t)ret;
         b->redirect[i] = r->redirect;
         b->out_off[i] = (uint32_t)out_off;
-        b->out_len[i] = (uint32_t)(r->data_end - r->data);
-        memcpy(b->out + out_off, r->data, b->out_len[i]);
+        /* bpf_prog_test_run_xdp hands back data_meta..data_end (bpf_test_finish) */
+        b->out_len[i] = (uint32_t)(r->data_end - r->data_meta);
+        memcpy(b->out + out_off, r->data_meta, b->out_len[i]);
         out_off += b->out_len[i];
         /* Bytes past data_end stay stale: adjust_tail zeroes what it grows over, and the
          * headroom is zeroed before each packet, so a program never sees them. */

@@ -30,6 +30,7 @@ class XdpResult:
 
     retval: int  # r0 as a u32, as BPF_PROG_TEST_RUN reports it
     data: bytes  # the packet from data to data_end after the run
+    redirect: int | None = None  # XDP_REDIRECT: the target ifindex the helper recorded
 
     @property
     def action(self) -> XdpAction | None:
