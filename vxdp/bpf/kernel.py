@@ -247,7 +247,7 @@ class KernelEngine(Engine):
             raise UsageError("the kernel engine shares only kernel maps")
         super().__init__(program, maps)
         self._owned: list[KernelMap] = []
-        self._progs: list[weakref.finalize] = []
+        self._progs: list[weakref.finalize[[int], KernelEngine]] = []
         try:
             if maps is None:
                 for spec in program.maps:
