@@ -21,7 +21,7 @@ more until it is rebuilt after a device reset; chains already popped can still b
 
 Descriptors are read and written with a precompiled `struct.Struct` at the offsets of
 `structs.pvirtq_desc` (le64 addr, le32 len, le16 id, le16 flags): the per-descriptor hot
-path, where construct containers would cost ~50x more.
+path, where parsing with construct measured ~250x slower per descriptor.
 """
 
 from __future__ import annotations

