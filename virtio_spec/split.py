@@ -202,46 +202,47 @@ class SplitDeviceQueue(_SplitRing):
             # virtio 1.3 §2.7.13.1: the driver places buffers into *free* descriptors.
             raise RingError(f"{self.name}: avail ring slot {slot}: head {head} is already "
                             f"in flight", "2.7.13.1")
-        builder = ChainBuilder(self.mem, f"{self.name}: chain {head}", order_clause="2.7.4.2", addr_clause="2.7.5")
-        table, table_len, where = self._desc, size, "descriptor"
+        builder = ChainBuilder(self.mem, f"{self.name}: chain {head}",
+                               order_clause="2.7.4.2", addr_clause="2.7.5")
+        table, table_len, in_table = self._desc, size, False
         index, count, budget, budget_clause = head, 0, size, "2.7.5.2"
-        direct = 0
+        direct = 0  # ring descriptors the chain occupies
         while True:
+            where = f"indirect descriptor {index}" if in_table else f"descriptor {index}"
             count += 1
             if count > budget:
                 raise RingError(f"{self.name}: chain {head} is longer than {budget} "
                                 f"descriptors (a loop?)", budget_clause)
             addr, length, flags, nxt = _DESC.unpack_from(table, index * DESC_SIZE)
-            if where == "descriptor":
+            if not in_table:
                 direct += 1
             if flags & _INDIRECT:
-                table, table_len = self._indirect_table(head, index, where, addr, length,
-                                                        flags, size)
+                table, table_len = self._indirect_table(f"{builder.label}: {where}",
+                                                        in_table, addr, length, flags)
                 # virtio 1.3 §2.7.5.3.1: the whole chain, table included, is at most Q
                 # long; a table walked more times than it has entries loops.
                 count -= 1
                 budget = min(size, count + table_len)
                 budget_clause = "2.7.5.3.1"
-                where, index = "indirect descriptor", 0
+                in_table, index = True, 0
                 continue
-            builder.add(f"{where} {index}", addr, length, bool(flags & _WRITE))
+            builder.add(where, addr, length, bool(flags & _WRITE))
             if not flags & _NEXT:
                 return builder.build(head, direct)
             if nxt >= table_len:
-                raise RingError(f"{self.name}: chain {head}: {where} {index}: next {nxt} is "
-                                f"not below the table size {table_len}", "2.7.5")
+                raise RingError(f"{builder.label}: {where}: next {nxt} is not below the "
+                                f"table size {table_len}", "2.7.5")
             index = nxt
 
-    def _indirect_table(self, head: int, index: int, where: str, addr: int, length: int,
-                        flags: int, size: int) -> tuple[memoryview, int]:
-        at = f"{self.name}: chain {head}: {where} {index}"
+    def _indirect_table(self, at: str, in_table: bool, addr: int, length: int,
+                        flags: int) -> tuple[memoryview, int]:
         # virtio 1.3 §2.7.5.3.1: "The driver MUST NOT set the VIRTQ_DESC_F_INDIRECT flag
         # unless the VIRTIO_F_INDIRECT_DESC feature was negotiated", "MUST NOT set the
         # VIRTQ_DESC_F_INDIRECT flag within an indirect descriptor", "MUST NOT set both
         # VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT".
         if not self.indirect:
             raise RingError(f"{at}: INDIRECT without VIRTIO_F_INDIRECT_DESC", "2.7.5.3.1")
-        if where != "descriptor":
+        if in_table:
             raise RingError(f"{at}: indirect table inside an indirect table", "2.7.5.3.1")
         if flags & _NEXT:
             raise RingError(f"{at}: INDIRECT combined with NEXT", "2.7.5.3.1")
@@ -250,9 +251,9 @@ class SplitDeviceQueue(_SplitRing):
             raise RingError(f"{at}: indirect table length {length} is not a non-zero "
                             f"multiple of {DESC_SIZE}", "2.7.5.3.1")
         entries = length // DESC_SIZE
-        if entries > size:
+        if entries > self.size:
             raise RingError(f"{at}: indirect table of {entries} descriptors is longer than "
-                            f"the queue size {size}", "2.7.5.3.1")
+                            f"the queue size {self.size}", "2.7.5.3.1")
         # virtio 1.3 §2.7.5.3.2: the device ignores WRITE on the descriptor of the table.
         try:
             return self.mem.translate(addr, length), entries
