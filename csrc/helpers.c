@@ -390,32 +390,52 @@ HELPER(h_strtoul)
 
 /* ---------------------------------------------------------------- csum_diff */
 
-/* bpf_csum_diff (net/core/filter.c): the one's-complement sum of ~from and to, seeded,
- * both sizes multiples of 4 and together at most 512 bytes. */
+/* A 32-bit one's-complement sum of 4-byte words with a seed (csum_partial's value modulo
+ * 0xffffffff; the callers fold it to 16 bits, where the representations agree). */
+static uint32_t csum_words(const uint8_t *p, uint64_t len, uint32_t seed)
+{
+    uint64_t sum = seed;
+    for (uint64_t i = 0; i < len; i += 4) {
+        uint32_t w;
+        memcpy(&w, p + i, 4);
+        sum += w;
+    }
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    return (uint32_t)sum;
+}
+
+static uint32_t csum_add32(uint32_t a, uint32_t b)
+{
+    uint32_t s = a + b;
+    return s + (s < a);
+}
+
+/* bpf_csum_diff (net/core/filter.c, since "bpf_csum_diff: optimize and homogenize for all
+ * archs", 6.12): sizes multiples of 4, together at most 512 bytes; the result is
+ * csum_sub(csum_partial(to, seed), csum_partial(from, 0)), csum_partial(to, seed) or
+ * ~csum_partial(from, ~seed), folded to 16 bits (csum_from32to16). */
 HELPER(h_csum_diff)
 {
     UNUSED_ARGS();
     const uint8_t *from = a2 ? vxdp_mem_check(r, a1, a2, false) : NULL;
     const uint8_t *to = a4 ? vxdp_mem_check(r, a3, a4, false) : NULL;
-    uint64_t sum = (uint32_t)a5;
+    uint32_t seed = (uint32_t)a5, ret;
     if (r->fault)
         return 0;
     if (((a2 | a4) & 3) || a2 + a4 > CSUM_DIFF_MAX)
         return (uint64_t)-EINVAL;
-    for (uint64_t i = 0; i < a2; i += 4) {
-        uint32_t w;
-        memcpy(&w, from + i, 4);
-        sum += (uint32_t)~w;
-    }
-    for (uint64_t i = 0; i < a4; i += 4) {
-        uint32_t w;
-        memcpy(&w, to + i, 4);
-        sum += w;
-    }
-    /* fold the 64-bit sum into 32 bits with end-around carry (x86 csum_partial) */
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    return sum;
+    if (a2 && a4)
+        ret = csum_add32(csum_words(to, a4, seed), ~csum_words(from, a2, 0));
+    else if (a4)
+        ret = csum_words(to, a4, seed);
+    else if (a2)
+        ret = ~csum_words(from, a2, ~seed);
+    else
+        ret = seed;
+    ret = (ret & 0xffff) + (ret >> 16);
+    ret = (ret & 0xffff) + (ret >> 16);
+    return ret;
 }
 
 /* ---------------------------------------------------------------- ringbuf */

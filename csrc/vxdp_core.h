@@ -39,7 +39,8 @@
 #define VXDP_XDP_HEADROOM 256           /* XDP_PACKET_HEADROOM */
 #define VXDP_XDP_TAILROOM 320           /* SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) */
 #define VXDP_XDP_MAX_DATA (VXDP_PAGE_SIZE - VXDP_XDP_HEADROOM - VXDP_XDP_TAILROOM)
-#define VXDP_XDP_META_MAX 32            /* xdp_metalen_invalid(): meta <= 32, 4-aligned */
+#define VXDP_XDP_META_MAX 255           /* xdp_metalen_invalid(): 4-aligned, at most the
+                                           u8 skb_shared_info.meta_len (32 before 6.x) */
 #define VXDP_ETH_HLEN 14
 
 /* program modes: which helper table and which context the program runs with */

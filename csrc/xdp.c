@@ -173,7 +173,8 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
 }
 
 /* bpf_xdp_adjust_meta: meta between the end of the xdp_frame and data, its length a
- * multiple of 4 and at most 32 (xdp_metalen_invalid: -EACCES). */
+ * multiple of 4 and at most 255, the u8 skb_shared_info.meta_len (xdp_metalen_invalid:
+ * -EACCES; older kernels capped it at 32, the kernel this was checked on takes 36). */
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
 {
     (void)a3, (void)a4, (void)a5;
