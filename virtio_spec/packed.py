@@ -156,6 +156,7 @@ class PackedDeviceQueue(_PackedRing):
         self._advanced = 0  # used slots written since the last interrupt decision
         self._notifications = True
         self._in_flight: dict[int, tuple[int, int]] = {}  # id -> (slots, writable bytes)
+        self._in_flight_slots = 0
 
     @property
     def in_flight(self) -> frozenset[int]:
@@ -182,6 +183,7 @@ class PackedDeviceQueue(_PackedRing):
         self.next_avail, self.avail_wrap = self._advance(self.next_avail, self.avail_wrap,
                                                          chain.descriptors)
         self._in_flight[chain.head] = (chain.descriptors, chain.writable_len)
+        self._in_flight_slots += chain.descriptors
         if self.event_idx and self._notifications:
             self._ask_for_kick()
         return chain
@@ -230,6 +232,13 @@ class PackedDeviceQueue(_PackedRing):
                     # virtio 1.3 §2.8.21.1: each buffer takes the next *free* buffer id.
                     raise RingError(f"{builder.label}: buffer id {ident} is already in "
                                     f"flight", "2.8.21.1")
+                if self._in_flight_slots + count > self.size:
+                    # virtio 1.3 §2.8.17: "A driver MUST make sure there's enough space in
+                    # the ring for the whole list before making the first descriptor in
+                    # the list available"; slots we have not marked used are not free.
+                    raise RingError(f"{builder.label}: {count} slots on top of "
+                                    f"{self._in_flight_slots} in flight overrun the ring",
+                                    "2.8.17")
                 return builder.build(ident, count)
             slot, wrap = self._advance(slot, wrap, 1)
 
@@ -283,6 +292,7 @@ class PackedDeviceQueue(_PackedRing):
             batch.append((ident, written, slots))
         for ident, written, slots in batch:
             del self._in_flight[ident]
+            self._in_flight_slots -= slots
             base = self.next_used * DESC_SIZE
             _ID_LEN.pack_into(self._ring, base + 8, written, ident)
             # virtio 1.3 §2.8.3: WRITE in a used descriptor says data was written; §2.8.1:

@@ -299,6 +299,17 @@ def test_2_8_17_list_longer_than_the_queue_refused() -> None:
     assert "longer than the queue size" in str(refused(dev, "2.8.17"))
 
 
+def test_2_8_17_more_slots_in_flight_than_the_ring_refused() -> None:
+    # The driver re-offers slot 0 while the device still owns it (never marked used).
+    q = MockPackedQueue(size=2)
+    dev = q.device()
+    first = q.add_chain([b"a"])
+    q.add_chain([b"b"])
+    assert len(dev.pop_many(2)) == 2
+    q.poke_desc(0, id=(first + 5), flags=avail_flags(False))
+    assert "overrun the ring" in str(refused(dev, "2.8.17"))
+
+
 def test_2_8_6_list_continuing_into_an_unavailable_descriptor_refused() -> None:
     q = MockPackedQueue(size=4)
     dev = q.device()
