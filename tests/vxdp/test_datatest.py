@@ -141,6 +141,18 @@ def test_verdicts() -> None:
     assert summary([run_test(good, lambda c, m: 3)]) == "1 passed, 0 failed"
 
 
+def test_isa_rules_hold_before_any_engine_runs() -> None:
+    reserved = parse_text(Path("r.data"), "-- asm\nmov %r0, 1\n.insn 0x07, 1, 2, 0, 1\nexit\n"
+                                          "-- result\n1\n")
+    assert run_test(reserved, lambda c, m: 1).line() == (
+        "FAIL r: expected 0x1 got error: BPF_ALU uses reserved fields at pc 1")
+    past_end = parse_text(Path("p.data"), "-- raw\n0x00000001000000b7\n-- error\nx\n")
+    assert run_test(past_end, lambda c, m: 1).outcome is Outcome.PASS
+    assert run_test(parse_text(Path("p.data"), "-- raw\n0x00000001000000b7\n-- result\n1\n"),
+                    lambda c, m: 1).line() == (
+        "FAIL p: expected 0x1 got error: last insn is not an exit or jmp at pc 0")
+
+
 def test_the_engine_sees_program_and_memory() -> None:
     seen = []
     t = parse_text(P, "-- asm\nexit\n-- mem\nde ad\n-- result\n0\n")

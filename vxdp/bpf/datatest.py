@@ -18,8 +18,12 @@ present the assembled asm must equal the raw words, and that is checked); no sec
 nothing but comments and blank lines before the first section.  When a file holds only C,
 there is nothing to run here: it is *skipped*, and counted as such.
 
-The runner takes an engine callable `run_raw(insns: bytes, mem: bytes) -> int` (r0 as u64)
-that raises a `VxdpError` when it refuses or aborts a program.
+The runner first holds the program to the ISA's structural rules (vxdp.bpf.isa.check_program:
+reserved fields, registers, jumps, fall-through), then hands it to an engine callable
+`run_raw(insns: bytes, mem: bytes) -> int` (r0 as u64) that raises a `VxdpError` when it
+refuses or aborts a program.  A refusal or fault is a failure, or the pass of an `-- error`
+file: the message of another implementation is not ours to match, so only the fact of the
+error is compared.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 
 from vxdp.bpf.asm import assemble
-from vxdp.bpf.isa import encode
+from vxdp.bpf.isa import check_program, decode, encode
 from vxdp.errors import UsageError, VxdpError
 
 RunRaw = Callable[[bytes, bytes], int]
@@ -209,6 +213,7 @@ def run_test(test: DataTest, run_raw: RunRaw) -> FileResult:
         return FileResult(test.name, Outcome.SKIP, "only C source; no compiler harness here")
     code = test.program()
     try:
+        check_program(decode(code))  # the ISA's rules hold whatever the engine checks
         got = run_raw(code, test.mem) & U64
     except VxdpError as exc:
         if test.error is not None:

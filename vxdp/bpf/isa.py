@@ -332,7 +332,8 @@ def check_program(insns: Sequence[Insn], *, legacy_packet_access: bool = False) 
 
 def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
              ) -> Iterator[Problem]:
-    """Every structural problem, in pc order, then those of the control-flow checks."""
+    """Every problem of single instructions in pc order; when there is none, those of the
+    control-flow checks (jump and call targets, subprogram ends)."""
     if not insns:
         yield Problem(0, "program has no instructions")
         return
