@@ -3,7 +3,8 @@
 # are missing.  Anywhere else it says what is missing and carries on: the tests that need a
 # package skip with a reason.
 set -u
-pkgs=(clang llvm bpftool libbpf-dev dpdk tshark)
+# dpdk-testpmd ships in dpdk-dev (Debian 12), the PMDs in dpdk.
+pkgs=(clang llvm bpftool libbpf-dev dpdk dpdk-dev tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
