@@ -271,11 +271,10 @@ def _call(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
 
 
 def _lddw(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
-    text = ", ".join(ops[1:])
-    dst = _reg(ops[0]) if ops else 0
     if len(ops) < 2:
         raise ValueError("lddw takes 2 operands")
-    m = _PSEUDO.match(text)
+    dst = _reg(ops[0])
+    m = _PSEUDO.match(", ".join(ops[1:]))  # map_value(3, 8) was split at its comma
     if m:
         kind = _PSEUDO_NAMES.get(m.group(1))
         if kind is None:
@@ -293,7 +292,7 @@ def _lddw(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
 
 def _mem_insn(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
     _count(ops, 2, mnemonic)
-    m = re.match(r"^(ldxs|ldx|stx|st|ldabs|ldind)(dw|b|h|w)$", mnemonic)
+    m = re.match(r"^(ldxs|ldx|stx|st)(dw|b|h|w)$", mnemonic)
     assert m
     kind, size = m.group(1), _SIZES[m.group(2)]
     if kind in ("ldx", "ldxs"):
@@ -303,19 +302,20 @@ def _mem_insn(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
     elif kind == "st":
         dst, off = _mem(ops[0])
         a.emit(Cls.ST | Mode.MEM | size, dst, 0, off, _imm32(ops[1]))
-    elif kind == "stx":
+    else:
         dst, off = _mem(ops[0])
         a.emit(Cls.STX | Mode.MEM | size, dst, _reg(ops[1]), off)
-    elif kind == "ldind":
-        a.emit(Cls.LD | Mode.IND | size, 0, _reg(ops[0]), 0, _imm32(ops[1]))
 
 
-def _ldabs(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
+def _legacy(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
+    """The legacy packet loads: `ldabsw IMM`, `ldindw %rS, IMM` (result in r0)."""
+    size = _SIZES[mnemonic[5:]]
     if mnemonic.startswith("ldind"):
-        _mem_insn(a, mnemonic, ops)
-        return
-    _count(ops, 1, mnemonic)
-    a.emit(Cls.LD | Mode.ABS | _SIZES[mnemonic[5:]], imm=_imm32(ops[0]))
+        _count(ops, 2, mnemonic)
+        a.emit(Cls.LD | Mode.IND | size, 0, _reg(ops[0]), 0, _imm32(ops[1]))
+    else:
+        _count(ops, 1, mnemonic)
+        a.emit(Cls.LD | Mode.ABS | size, imm=_imm32(ops[0]))
 
 
 def _lock(a: _Assembler, mnemonic: str, ops: list[str]) -> None:
@@ -362,7 +362,7 @@ def _dispatch(mnemonic: str) -> _Handler | None:
     if re.match(r"^(ldx|stx|st)(dw|b|h|w)$|^ldxs(b|h|w)$", mnemonic):
         return _mem_insn
     if re.match(r"^(ldabs|ldind)(b|h|w)$", mnemonic):
-        return _ldabs
+        return _legacy
     if mnemonic == "lock":
         return _lock
     if mnemonic == ".insn":

@@ -502,7 +502,7 @@ def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
             elif target in second_halves:
                 yield Problem(pc, f"jump into the middle of ldimm64 insn {target - 1}")
     starts = subprog_starts(insns)
-    if starts[-1] >= n:
+    if starts[0] < 0 or starts[-1] >= n:
         return  # already reported as a call to an invalid destination
     bounds = [*starts, n]
     for start, end in pairwise(bounds):
