@@ -14,6 +14,7 @@ from vxdp.bpf.datatest import (
     DataFileError,
     FileResult,
     Outcome,
+    RunRaw,
     data_files,
     parse_file,
     parse_text,
@@ -38,7 +39,7 @@ def _interp_unavailable() -> str | None:
     return None
 
 
-def _interp():  # type: ignore[no-untyped-def]
+def _interp() -> RunRaw:
     if reason := _interp_unavailable():
         pytest.skip(reason)
     from vxdp.bpf.interp import run_raw
@@ -155,8 +156,12 @@ def test_isa_rules_hold_before_any_engine_runs() -> None:
 
 def test_the_engine_sees_program_and_memory() -> None:
     seen = []
-    t = parse_text(P, "-- asm\nexit\n-- mem\nde ad\n-- result\n0\n")
-    run_test(t, lambda code, mem: seen.append((code, mem)) or 0)
+
+    def engine(code: bytes, mem: bytes) -> int:
+        seen.append((code, mem))
+        return 0
+
+    run_test(parse_text(P, "-- asm\nexit\n-- mem\nde ad\n-- result\n0\n"), engine)
     assert seen == [(bytes.fromhex("9500000000000000"), b"\xde\xad")]
 
 

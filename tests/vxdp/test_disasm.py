@@ -201,7 +201,9 @@ def test_matches_llvm_objdump(tmp_path: Path, section: str) -> None:
     src.write_text(_C)
     obj = compile_c(src)
     with obj.open("rb") as f:
-        insns = decode(ELFFile(f).get_section_by_name(section).data())
+        sec = ELFFile(f).get_section_by_name(section)
+        assert sec is not None
+        insns = decode(sec.data())
     theirs = _llvm_lines(obj, section)
     ours = {int(line.split(":")[0]): _as_llvm(line.split(") ", 1)[1])
             for line in disassemble(insns)}
