@@ -37,7 +37,7 @@ class Case:
     program: str  # entry function
     crafted: Callable[[], list[bytes]] = list
     prime: Primer | None = None
-    random: int = 60  # seeded random packets after the crafted ones
+    random: int = 200  # seeded random packets after the crafted ones
     gen: dict[str, Any] = field(default_factory=dict)  # TrafficGenerator keyword arguments
     variant: str = ""  # tells apart two cases of one program
     seed: int | None = None  # of the random traffic; default: derived from the id
@@ -50,8 +50,10 @@ class Case:
     def path(self) -> Path:
         return PROGS / self.source
 
-    def packets(self) -> list[bytes]:
+    def packets(self, seed_offset: int = 0) -> list[bytes]:
+        """Crafted packets, then random ones; `seed_offset` != 0 explores other traffic."""
         seed = zlib.crc32(self.id.encode()) if self.seed is None else self.seed
+        seed += seed_offset
         kw = {"anomalies": 0.25, **self.gen}
         return self.crafted() + P.TrafficGenerator(seed, **kw).packets(self.random)
 
@@ -403,20 +405,20 @@ CASES: tuple[Case, ...] = (
     Case("xdp_tail_call.c", "xdp_dispatch", crafted_tail, tail_primer((0, 1, 3)),
          variant="icmp-empty"),
     Case("xdp_tail_call.c", "xdp_dispatch", crafted_tail, tail_primer((0, 1, 2)),
-         variant="no-logger", random=20),
+         variant="no-logger", random=60),
     Case("xdp_global_data.c", "xdp_global_data", crafted_global),
     Case("xdp_atomics.c", "xdp_atomics", short_frames),
     Case("xdp_bounded_loop.c", "xdp_scan_payload", crafted_loop, gen={"mix": V4_MIX}),
     Case("xdp_devmap_redirect.c", "xdp_l2_fwd", crafted_devmap, prime_devmap),
     Case("xdp_load_store_bytes.c", "xdp_load_store", short_frames),
-    Case("xdp_ringbuf.c", "xdp_sample", short_frames, random=80),
-    Case("xdp_strtol.c", "xdp_strtol", crafted_strtol, random=20),
+    Case("xdp_ringbuf.c", "xdp_sample", short_frames),
+    Case("xdp_strtol.c", "xdp_strtol", crafted_strtol, random=60),
     Case("xdp_icmp_echo.c", "xdp_icmp_echo", crafted_icmp,
          gen={"mix": {"icmp4": 1.0, "icmp6": 1.0, "udp4": 0.2}}),
     Case("xdp_router_ttl.c", "xdp_router", crafted_router, prime_router,
          gen={"anomalies": 0.4}),
     Case("xdp_subprog.c", "xdp_subprog", short_frames),
-    Case("xdp_alu.c", "xdp_alu", short_frames, random=80),
+    Case("xdp_alu.c", "xdp_alu", short_frames, random=400),
     Case("xdp_rate_limit.c", "xdp_rate_limit", short_frames, prime_rate_limit,
          gen={"flows": 12, "mix": V4_MIX}),
 )
