@@ -1,1 +1,56 @@
 """The host side: a sans-I/O virtio-net device model (no trio, no sockets, no clocks)."""
+
+from .config import PROFILES, ConfigSpace, DeviceProfile, get_profile
+from .ctrl import ControlQueue, CtrlOutcome, CtrlReply, CtrlRequest, Handler, NetState
+from .device import Device, QueueRole, QueueSlot
+from .events import (
+    ChainPopped,
+    ChainUsed,
+    ConfigInterrupt,
+    CtrlHandled,
+    DeviceEvent,
+    DeviceNeedsReset,
+    FeaturesWritten,
+    FrameDeferred,
+    FrameDelivered,
+    FrameDropped,
+    FrameTransmitted,
+    Interrupt,
+    KickIgnored,
+    QueueReady,
+    StatusChanged,
+)
+from .rxfilter import RxFilter, Verdict
+
+__all__ = [
+    "PROFILES",
+    "ChainPopped",
+    "ChainUsed",
+    "ConfigInterrupt",
+    "ConfigSpace",
+    "ControlQueue",
+    "CtrlHandled",
+    "CtrlOutcome",
+    "CtrlReply",
+    "CtrlRequest",
+    "Device",
+    "DeviceEvent",
+    "DeviceNeedsReset",
+    "DeviceProfile",
+    "FeaturesWritten",
+    "FrameDeferred",
+    "FrameDelivered",
+    "FrameDropped",
+    "FrameTransmitted",
+    "Handler",
+    "Interrupt",
+    "KickIgnored",
+    "NetState",
+    "QueueReady",
+    "QueueRole",
+    "QueueSlot",
+    "RxFilter",
+    "StatusChanged",
+    "Verdict",
+    "get_profile",
+]

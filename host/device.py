@@ -1,0 +1,368 @@
+"""A virtio-net device model (virtio 1.3 §5.1), sans-I/O.
+
+Theory of operation
+-------------------
+`Device` is driven from two sides and never performs I/O:
+
+* the *transport* side is what a PCI function or a vhost-user backend carries: feature
+  and status reads and writes, config reads, queue programming (`set_queue`,
+  `enable_queue`), driver notifications (`notify`).  Today `vxdp.pair` calls these
+  in-process; later a vhost-user backend turns its messages into the same calls.
+* the *wire* side is the host's network: `receive(frames)` puts frames into the guest's
+  receive queues; transmitted frames come out as `FrameTransmitted` events.
+
+Every call returns the list of `host.events` it caused, in order (chains popped, used
+elements, interrupts sent or suppressed and why, frames, drops).  The edge injects the
+interrupts and forwards the frames.
+
+Status and features go through `virtio_spec.status.DeviceStatusMachine` (the table lives
+there).  The rings are `virtio_spec.split` / `virtio_spec.packed` device queues over the
+shared `GuestMemory`.  The control queue is `host.ctrl.ControlQueue`, a dispatch table
+keyed by (class, command) that later issues extend (the XDP offload class 9).
+
+Queue layout (virtio 1.3 §5.1.2): index 2k is receiveq(k+1), 2k+1 transmitq(k+1), 2N the
+controlq, N = max_virtqueue_pairs when VIRTIO_NET_F_MQ is negotiated, else 1.
+
+Hostile drivers: transport calls with bad values raise `RemoteProtocolError` (the
+transport answers the peer with it) and change nothing.  A ring that breaks the rules
+while the device works it, or a control chain without header or ack, sets
+DEVICE_NEEDS_RESET (QEMU's `virtio_error` path, virtio 1.3 §2.1.2) and the device keeps
+answering the transport until the driver resets it.  Header or size mistakes in single
+frames drop that frame with a `FrameDropped` naming the clause; the queue keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from virtio_spec.chain import Chain
+from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
+from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
+from virtio_spec.memory import GuestMemory
+from virtio_spec.packed import PackedDeviceQueue
+from virtio_spec.split import SplitDeviceQueue
+from virtio_spec.status import DeviceStatus, DeviceStatusMachine, StatusEffect
+from virtio_spec.structs import VirtioNetStatus, check_queue_size
+
+from .config import ConfigSpace, DeviceProfile, get_profile
+from .ctrl import ControlQueue, NetState
+from .events import (
+    ChainPopped,
+    ChainUsed,
+    ConfigInterrupt,
+    DeviceEvent,
+    DeviceNeedsReset,
+    FeaturesWritten,
+    Interrupt,
+    KickIgnored,
+    QueueReady,
+    StatusChanged,
+)
+from .netqueues import RX_BACKLOG, RxPath, TxPath, explain_interrupt
+
+_F = VirtioFeature
+_N = VirtioNetFeature
+DeviceQueue = SplitDeviceQueue | PackedDeviceQueue
+
+
+class QueueRole(Enum):
+    """What a virtqueue index is for (virtio 1.3 §5.1.2)."""
+
+    RX = "receiveq"
+    TX = "transmitq"
+    CTRL = "controlq"
+
+
+@dataclass
+class QueueSlot:
+    """One queue as the transport programmed it, and its ring engine once enabled."""
+
+    index: int
+    role: QueueRole
+    pair: int
+    size: int = 0
+    addresses: tuple[int, int, int] = (0, 0, 0)
+    engine: DeviceQueue | None = None
+    backlog: deque[bytes] = field(default_factory=deque)
+    held: list[Chain] = field(default_factory=list)  # rx chains popped, not yet filled
+    last_signalled: int = 0  # used idx (split) or slots (packed) at the last decision
+
+    @property
+    def name(self) -> str:
+        if self.role is QueueRole.CTRL:
+            return "controlq"
+        return f"{self.role.value}{self.pair + 1}"
+
+
+class Device:
+    """One virtio-net device.  See the module docstring for the two sides."""
+
+    def __init__(self, profile: DeviceProfile | str = "default",
+                 memory: GuestMemory | None = None) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.memory = memory
+        self._status = DeviceStatusMachine(self.profile.features)
+        self.config = ConfigSpace(self.profile)
+        self.net = NetState.initial(self.profile, self.config)
+        self.ctrl = ControlQueue(self.net)
+        self._queues: dict[int, QueueSlot] = {}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("tx_frames", "tx_bytes", "tx_dropped", "rx_frames", "rx_bytes", "rx_dropped",
+             "interrupts", "interrupts_suppressed", "ctrl_commands"), 0)
+
+    # ------------------------------------------------------------------ transport side
+
+    @property
+    def device_features(self) -> int:
+        """The offered feature bits (what the driver reads in §3.1.1 step 4)."""
+        return self.profile.features
+
+    @property
+    def negotiated(self) -> int:
+        """The negotiated features (0 before FEATURES_OK was taken)."""
+        return self._status.negotiated or 0
+
+    def has(self, bit: int) -> bool:
+        """True when feature `bit` is negotiated."""
+        return self._status.has_feature(bit)
+
+    def set_memory(self, memory: GuestMemory) -> None:
+        """The guest memory the rings live in (vhost-user SET_MEM_TABLE)."""
+        if any(s.engine is not None for s in self._queues.values()):
+            raise LocalProtocolError("memory replaced while queues are running")
+        self.memory = memory
+
+    def read_status(self) -> int:
+        """The device status field as the driver reads it (virtio 1.3 §2.1)."""
+        return int(self._status.status)
+
+    def write_features(self, accepted: int) -> list[DeviceEvent]:
+        """The driver writes the features it accepts (virtio 1.3 §3.1.1 step 4)."""
+        outcome = self._status.write_features(accepted)
+        return [FeaturesWritten(accepted, tuple(describe(accepted)), outcome.accepted,
+                                outcome.reason)]
+
+    def write_status(self, value: int) -> list[DeviceEvent]:
+        """The driver writes the status field; 0 resets the device (virtio 1.3 §2.4)."""
+        outcome = self._status.write_status(value)
+        events: list[DeviceEvent] = [StatusChanged(
+            value, int(outcome.status), _status_names(outcome.status), outcome.accepted,
+            outcome.reason, outcome.clause)]
+        if outcome.effect is StatusEffect.RESET:
+            self._reset()
+        elif outcome.effect is StatusEffect.FEATURES_LOCKED:
+            self.net.apply_features(self.negotiated)
+        return events
+
+    def read_config(self, offset: int, length: int) -> bytes:
+        """Bytes of virtio_net_config (RemoteProtocolError outside it)."""
+        return self.config.read(offset, length)
+
+    def write_config(self, offset: int, data: bytes) -> None:
+        """Refused: virtio 1.3 §5.1.4.2 (the driver MUST NOT write config)."""
+        self.config.write(offset, data)
+
+    @property
+    def queue_pairs(self) -> int:
+        """N of §5.1.2: max_virtqueue_pairs with MQ negotiated, else 1."""
+        return self.profile.max_queue_pairs if self.has(_N.VIRTIO_NET_F_MQ) else 1
+
+    @property
+    def num_queues(self) -> int:
+        """How many virtqueues exist for the negotiated features."""
+        return 2 * self.queue_pairs + (1 if self.has(_N.VIRTIO_NET_F_CTRL_VQ) else 0)
+
+    def queue_role(self, index: int) -> tuple[QueueRole, int]:
+        """(role, pair) of a queue index; RemoteProtocolError for one that does not exist."""
+        if self._status.negotiated is None:
+            # virtio 1.3 §3.1.1: virtqueues are discovered after FEATURES_OK (step 7);
+            # their number depends on the negotiated MQ and CTRL_VQ.
+            raise RemoteProtocolError(
+                f"queue {index} used before FEATURES_OK: the queue layout is not known", "3.1.1")
+        if not 0 <= index < self.num_queues:
+            raise RemoteProtocolError(
+                f"queue {index} does not exist: {self.queue_pairs} pair(s)"
+                f"{' and a controlq' if self.has(_N.VIRTIO_NET_F_CTRL_VQ) else ''}", "5.1.2")
+        if index == 2 * self.queue_pairs:
+            return QueueRole.CTRL, 0
+        return (QueueRole.RX if index % 2 == 0 else QueueRole.TX), index // 2
+
+    def queue_max_size(self, index: int) -> int:
+        """The largest size the driver may program for queue `index`."""
+        self.queue_role(index)
+        return self.profile.max_queue_size
+
+    def set_queue(self, index: int, size: int, desc: int, driver: int,
+                  device: int) -> list[DeviceEvent]:
+        """Program a queue: its size and the three area addresses (split: descriptor
+        table, available ring, used ring; packed: ring, driver and device event areas)."""
+        role, pair = self.queue_role(index)
+        old = self._queues.get(index)
+        if old is not None and old.engine is not None:
+            raise RemoteProtocolError(f"queue {index} is enabled; reset before reprogramming it")
+        packed = self.has(_F.VIRTIO_F_RING_PACKED)
+        check_queue_size(size, packed=packed)
+        if size > self.profile.max_queue_size:
+            # virtio 1.3 §4.1.4.3.2: the driver MUST NOT write a queue_size larger
+            # than the device offered.
+            raise RemoteProtocolError(
+                f"queue {index} size {size} is larger than the device's maximum "
+                f"{self.profile.max_queue_size}", "4.1.4.3.2")
+        self._queues[index] = QueueSlot(index, role, pair, size, (desc, driver, device))
+        return []
+
+    def enable_queue(self, index: int) -> list[DeviceEvent]:
+        """Start a programmed queue: build its ring engine over guest memory."""
+        self.queue_role(index)
+        slot = self._queues.get(index)
+        if slot is None:
+            raise RemoteProtocolError(f"queue {index} enabled before it was programmed")
+        if slot.engine is not None:
+            return []
+        if self.memory is None:
+            raise LocalProtocolError("device has no guest memory (set_memory first)")
+        packed = self.has(_F.VIRTIO_F_RING_PACKED)
+        kwargs = dict(event_idx=self.has(_F.VIRTIO_F_EVENT_IDX),
+                      indirect=self.has(_F.VIRTIO_F_INDIRECT_DESC), name=f"q{index}")
+        cls = PackedDeviceQueue if packed else SplitDeviceQueue
+        slot.engine = cls(self.memory, slot.size, *slot.addresses, **kwargs)  # type: ignore[arg-type]
+        return [QueueReady(index, slot.name, slot.size, "packed" if packed else "split",
+                           slot.addresses)]
+
+    def notify(self, index: int) -> list[DeviceEvent]:
+        """A driver notification (kick) for queue `index`."""
+        slot = self._queues.get(index)
+        if slot is None or slot.engine is None:
+            return [KickIgnored(index, "queue not enabled")]
+        if not self._status.queues_live:
+            # virtio 1.3 §2.1.2: "The device MUST NOT consume buffers or send any used
+            # buffer notifications to the driver before DRIVER_OK."
+            return [KickIgnored(index, f"status {_status_names(self._status.status)}: no "
+                                       f"buffers are consumed without DRIVER_OK (\u00a72.1.2)")]
+        if slot.engine.broken is not None:
+            return [KickIgnored(index, f"queue broken until reset: {slot.engine.broken}")]
+        events: list[DeviceEvent] = []
+        try:
+            if slot.role is QueueRole.TX:
+                TxPath(self, slot).process(events)
+            elif slot.role is QueueRole.RX:
+                RxPath(self, slot).flush_backlog(events)
+            else:
+                self._process_ctrl(slot, events)
+        except RingError as err:
+            events.extend(self.fail(index, str(err), err.clause))
+        self.interrupt(slot, events)
+        return events
+
+    # ------------------------------------------------------------------ wire side
+
+    def receive(self, frames: Iterable[bytes], pair: int = 0) -> list[DeviceEvent]:
+        """Frames from the host network for receiveq(pair + 1)."""
+        if not 0 <= pair < self.net.curr_queue_pairs:
+            raise LocalProtocolError(
+                f"receive on pair {pair}: the driver enabled {self.net.curr_queue_pairs}")
+        slot = self._queues.get(2 * pair)
+        events: list[DeviceEvent] = []
+        path = RxPath(self, slot)
+        try:
+            for frame in frames:
+                path.receive(bytes(frame), events)
+        except RingError as err:
+            events.extend(self.fail(2 * pair, str(err), err.clause))
+        if slot is not None:
+            self.interrupt(slot, events)
+        return events
+
+    def announce(self) -> list[DeviceEvent]:
+        """Ask the guest to announce itself (after a migration, virtio 1.3 §5.1.6.5.4)."""
+        if not self.has(_N.VIRTIO_NET_F_GUEST_ANNOUNCE):
+            return []
+        self.config.status |= int(VirtioNetStatus.VIRTIO_NET_S_ANNOUNCE)
+        return [ConfigInterrupt("status.ANNOUNCE set: the guest should announce itself")]
+
+    def set_link(self, up: bool) -> list[DeviceEvent]:
+        """Carrier change; the guest hears of it when STATUS is negotiated."""
+        bit = int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP)
+        before = self.config.status
+        self.config.status = before | bit if up else before & ~bit
+        if self.config.status == before or not self.has(_N.VIRTIO_NET_F_STATUS):
+            return []
+        return [ConfigInterrupt(f"link {'up' if up else 'down'}")]
+
+    # ------------------------------------------------------------------ internals
+
+    def slot(self, index: int) -> QueueSlot | None:
+        """The programmed queue `index`, if any (for tests and traces)."""
+        return self._queues.get(index)
+
+    @property
+    def live(self) -> bool:
+        """DRIVER_OK set and neither FAILED nor DEVICE_NEEDS_RESET (§2.1.2)."""
+        return self._status.queues_live
+
+    @property
+    def status_names(self) -> str:
+        return _status_names(self._status.status)
+
+    def fail(self, queue: int, reason: str, clause: str) -> list[DeviceEvent]:
+        """Set DEVICE_NEEDS_RESET; notify the config change if DRIVER_OK (§2.1.2)."""
+        outcome = self._status.needs_reset()
+        reason = reason.removesuffix(f" (virtio 1.3 \u00a7{clause})")
+        events: list[DeviceEvent] = [DeviceNeedsReset(queue, reason, clause)]
+        if outcome.effect is StatusEffect.NOTIFY_CONFIG:
+            # virtio 1.3 §2.1.2: "if DRIVER_OK is set, after it sets DEVICE_NEEDS_RESET,
+            # the device MUST send a device configuration change notification".
+            events.append(ConfigInterrupt("DEVICE_NEEDS_RESET set"))
+        return events
+
+    def interrupt(self, slot: QueueSlot, events: list[DeviceEvent]) -> None:
+        """Decide the used-buffer notification for what was pushed since the last one."""
+        engine = slot.engine
+        if engine is None:
+            return
+        why, new_mark = explain_interrupt(slot, engine)
+        if new_mark == slot.last_signalled:
+            engine.should_interrupt()  # keeps the engine's own mark in step
+            return
+        sent = engine.should_interrupt()
+        slot.last_signalled = new_mark
+        self.stats["interrupts" if sent else "interrupts_suppressed"] += 1
+        events.append(Interrupt(slot.index, sent, why))
+
+    def _process_ctrl(self, slot: QueueSlot, events: list[DeviceEvent]) -> None:
+        engine = slot.engine
+        assert engine is not None
+        while (chain := engine.pop()) is not None:
+            events.append(ChainPopped(slot.index, chain.head,
+                                      tuple(s.length for s in chain.readable),
+                                      tuple(s.length for s in chain.writable),
+                                      chain.descriptors))
+            outcome = self.ctrl.handle(chain, self.negotiated)
+            if outcome.malformed is not None:
+                # QEMU virtio_net_handle_ctrl: a chain without header or ack is a
+                # device error; the chain stays unused until the driver resets us.
+                events.extend(self.fail(slot.index, str(outcome.malformed),
+                                        outcome.malformed.clause))
+                return
+            self.stats["ctrl_commands"] += 1
+            engine.push(chain, outcome.written)
+            events.append(outcome.event(slot.index, chain.head))
+            events.append(ChainUsed(slot.index, chain.head, outcome.written))
+
+    def _reset(self) -> None:
+        """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset."""
+        self._queues.clear()
+        self.config.reset()
+        self.net.reset(self.config)
+
+
+def _status_names(status: int) -> str:
+    if not status:
+        return "0"
+    return "|".join(s.name or "" for s in DeviceStatus if status & s)
+
+
+__all__ = ["RX_BACKLOG", "Device", "QueueRole", "QueueSlot"]

@@ -1,0 +1,251 @@
+"""What a virtio-net device model tells its caller, as plain frozen dataclasses.
+
+`host.Device` never performs I/O: every call returns the list of events it caused, in
+order.  Some carry work for the edge (a frame to put on the wire, an interrupt to
+inject); the rest say what happened and why, which is what traces, the conformance
+library and tests read.  `describe()` gives one readable line; `fields()` a JSON-ready
+dict (bytes become hex).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """Base of every device event."""
+
+    kind: ClassVar[str] = "event"
+
+    def describe(self) -> str:
+        """One readable line."""
+        return self.kind
+
+    def fields(self) -> dict[str, object]:
+        """A JSON-ready dict with `kind`; bytes are hex strings."""
+        out: dict[str, object] = {"kind": self.kind}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bytes | bytearray):
+                value = bytes(value).hex()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class StatusChanged(DeviceEvent):
+    """The driver wrote the status field; `accepted` False when the device refused it."""
+
+    kind: ClassVar[str] = "status"
+    written: int
+    status: int
+    status_names: str
+    accepted: bool
+    reason: str = ""
+    clause: str = ""
+
+    def describe(self) -> str:
+        line = f"status write {self.written:#04x} -> reads {self.status:#04x} ({self.status_names})"
+        if not self.accepted:
+            line += f"; refused: {self.reason}"
+            line += f" (virtio 1.3 \u00a7{self.clause})" if self.clause else ""
+        return line
+
+
+@dataclass(frozen=True)
+class FeaturesWritten(DeviceEvent):
+    """The driver wrote its accepted features."""
+
+    kind: ClassVar[str] = "features"
+    accepted: int
+    names: tuple[str, ...]
+    taken: bool
+    reason: str = ""
+
+    def describe(self) -> str:
+        verdict = "taken" if self.taken else f"refused: {self.reason}"
+        return f"driver features {self.accepted:#x} {verdict}: {', '.join(self.names)}"
+
+
+@dataclass(frozen=True)
+class QueueReady(DeviceEvent):
+    """A queue was programmed and enabled; its ring engine exists."""
+
+    kind: ClassVar[str] = "queue"
+    queue: int
+    role: str
+    size: int
+    layout: str
+    addresses: tuple[int, int, int]
+
+    def describe(self) -> str:
+        names = ("desc", "avail", "used") if self.layout == "split" else (
+            "ring", "driver_event", "device_event")
+        addrs = " ".join(f"{n}={a:#x}" for n, a in zip(names, self.addresses))
+        return f"queue {self.queue} ({self.role}) enabled: {self.layout} size {self.size} {addrs}"
+
+
+@dataclass(frozen=True)
+class ChainPopped(DeviceEvent):
+    """The device took a descriptor chain: readable and writable segment lengths."""
+
+    kind: ClassVar[str] = "chain"
+    queue: int
+    head: int
+    readable: tuple[int, ...]
+    writable: tuple[int, ...]
+    descriptors: int
+
+    def describe(self) -> str:
+        return (f"q{self.queue} pop chain head={self.head}: {self.descriptors} descriptor(s), "
+                f"readable {list(self.readable)} writable {list(self.writable)}")
+
+
+@dataclass(frozen=True)
+class ChainUsed(DeviceEvent):
+    """A used element the device published: chain head and bytes written."""
+
+    kind: ClassVar[str] = "used"
+    queue: int
+    head: int
+    written: int
+
+    def describe(self) -> str:
+        return f"q{self.queue} used id={self.head} len={self.written}"
+
+
+@dataclass(frozen=True)
+class Interrupt(DeviceEvent):
+    """The used-buffer notification decision for one queue, sent or suppressed."""
+
+    kind: ClassVar[str] = "interrupt"
+    queue: int
+    sent: bool
+    why: str
+
+    def describe(self) -> str:
+        return f"q{self.queue} interrupt {'SENT' if self.sent else 'suppressed'}: {self.why}"
+
+
+@dataclass(frozen=True)
+class ConfigInterrupt(DeviceEvent):
+    """A configuration change notification (link, announce, needs-reset)."""
+
+    kind: ClassVar[str] = "config_interrupt"
+    why: str
+
+    def describe(self) -> str:
+        return f"config interrupt: {self.why}"
+
+
+@dataclass(frozen=True)
+class FrameTransmitted(DeviceEvent):
+    """A frame the guest sent, header stripped, for the wire."""
+
+    kind: ClassVar[str] = "tx_frame"
+    queue: int
+    frame: bytes
+
+    def describe(self) -> str:
+        return f"q{self.queue} tx frame of {len(self.frame)} bytes to the wire"
+
+
+@dataclass(frozen=True)
+class FrameDropped(DeviceEvent):
+    """A frame that did not make it (either direction), and why."""
+
+    kind: ClassVar[str] = "drop"
+    queue: int
+    direction: str
+    length: int
+    reason: str
+    clause: str = ""
+
+    def describe(self) -> str:
+        cite = f" (virtio 1.3 \u00a7{self.clause})" if self.clause else ""
+        return f"q{self.queue} {self.direction} drop of {self.length} bytes: {self.reason}{cite}"
+
+
+@dataclass(frozen=True)
+class FrameDelivered(DeviceEvent):
+    """A frame placed into the guest's rx buffers."""
+
+    kind: ClassVar[str] = "rx_frame"
+    queue: int
+    length: int
+    buffers: int
+    verdict: str
+
+    def describe(self) -> str:
+        return (f"q{self.queue} rx frame of {self.length} bytes in {self.buffers} buffer(s) "
+                f"(num_buffers={self.buffers}); filter: {self.verdict}")
+
+
+@dataclass(frozen=True)
+class FrameDeferred(DeviceEvent):
+    """No rx buffers: the frame waits in the device's backlog for the next rx kick."""
+
+    kind: ClassVar[str] = "rx_deferred"
+    queue: int
+    length: int
+    backlog: int
+
+    def describe(self) -> str:
+        return (f"q{self.queue} rx frame of {self.length} bytes waits for buffers "
+                f"(backlog {self.backlog})")
+
+
+@dataclass(frozen=True)
+class CtrlHandled(DeviceEvent):
+    """A control command and the device's answer."""
+
+    kind: ClassVar[str] = "ctrl"
+    queue: int
+    head: int
+    cls: int
+    command: int
+    name: str
+    ack: int
+    written: int
+    detail: str
+
+    def describe(self) -> str:
+        ack = "OK" if self.ack == 0 else "ERR"
+        return (f"q{self.queue} ctrl {self.name} (class {self.cls}, command {self.command}) "
+                f"-> {ack}: {self.detail}")
+
+
+@dataclass(frozen=True)
+class KickIgnored(DeviceEvent):
+    """A driver notification the device did not act on, and why."""
+
+    kind: ClassVar[str] = "kick_ignored"
+    queue: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"q{self.queue} kick ignored: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DeviceNeedsReset(DeviceEvent):
+    """The device hit an unrecoverable peer error and set DEVICE_NEEDS_RESET."""
+
+    kind: ClassVar[str] = "needs_reset"
+    queue: int
+    reason: str
+    clause: str
+
+    def describe(self) -> str:
+        cite = f" (virtio 1.3 \u00a7{self.clause})" if self.clause else ""
+        return f"q{self.queue} DEVICE_NEEDS_RESET: {self.reason}{cite}"
+
+
+__all__ = ["ChainPopped", "ChainUsed", "ConfigInterrupt", "CtrlHandled", "DeviceEvent",
+           "DeviceNeedsReset", "FeaturesWritten", "FrameDeferred", "FrameDelivered",
+           "FrameDropped", "FrameTransmitted", "Interrupt", "KickIgnored", "QueueReady",
+           "StatusChanged"]

@@ -1,0 +1,513 @@
+"""host.Device against driver-side mock queues (virtio_spec.testing): status and features,
+queue setup, transmit, receive (mergeable and not), interrupts, the control queue and its
+effect on traffic, malformed control chains, reset."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pytest
+
+from host import (
+    ConfigInterrupt,
+    CtrlHandled,
+    CtrlReply,
+    Device,
+    DeviceNeedsReset,
+    FrameDeferred,
+    FrameDelivered,
+    FrameDropped,
+    FrameTransmitted,
+    Interrupt,
+    KickIgnored,
+    StatusChanged,
+    get_profile,
+)
+from virtio_spec.ctrl import build_ctrl
+from virtio_spec.errors import RemoteProtocolError, RingError
+from virtio_spec.features import VirtioFeature as F
+from virtio_spec.features import VirtioNetFeature as N
+from virtio_spec.features import mask_of, negotiate
+from virtio_spec.status import DeviceStatus as S
+from virtio_spec.structs import virtio_net_config, virtio_net_hdr
+from virtio_spec.testing import GuestAllocator, MockPackedQueue, MockSplitQueue, guest_memory
+
+MAC = bytes.fromhex("525400123456")
+OTHER = bytes.fromhex("020000000077")
+SRC = bytes.fromhex("020000000001")
+
+
+def frame(dst: bytes = MAC, size: int = 60, vlan: int | None = None) -> bytes:
+    tag = struct.pack("!HH", 0x8100, vlan) if vlan is not None else b""
+    body = tag + b"\x08\x00" + bytes(range(256)) * 8
+    return (dst + SRC + body)[:max(size, 14 + len(tag))]
+
+
+def hdr(**fields: int) -> bytes:
+    base = dict(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0,
+                num_buffers=0)
+    base.update(fields)
+    return bytes(virtio_net_hdr.build(base))
+
+
+@dataclass
+class Live:
+    dev: Device
+    queues: dict[int, MockSplitQueue | MockPackedQueue]
+    features: int
+
+    def kick(self, index: int) -> list:
+        return self.dev.notify(index)
+
+    def ctrl(self, data: bytes, writable: tuple[int, ...] = (1,)) -> tuple[list, list]:
+        ctrlq = self.queues[self.dev.num_queues - 1]
+        ctrlq.add_chain([data[:2], data[2:]] if len(data) > 2 else [data], list(writable))
+        events = self.kick(self.dev.num_queues - 1)
+        return events, ctrlq.used()
+
+
+def bring_up(profile: str = "default", *, drop: tuple[int, ...] = (), size: int = 8) -> Live:
+    mem = guest_memory(1 << 21)
+    alloc = GuestAllocator(mem)
+    dev = Device(profile, mem)
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    feats = negotiate(dev.device_features, dev.device_features & ~mask_of(drop))
+    dev.write_features(feats)
+    assert dev.write_status(11)[0].accepted
+    packed = bool(feats >> F.VIRTIO_F_RING_PACKED & 1)
+    queues: dict[int, MockSplitQueue | MockPackedQueue] = {}
+    for i in range(dev.num_queues):
+        cls = MockPackedQueue if packed else MockSplitQueue
+        q = cls(mem, size, event_idx=dev.has(F.VIRTIO_F_EVENT_IDX),
+                indirect=dev.has(F.VIRTIO_F_INDIRECT_DESC), allocator=alloc)
+        dev.set_queue(i, size, *q.addresses)
+        dev.enable_queue(i)
+        queues[i] = q
+    dev.write_status(15)
+    assert dev.live
+    return Live(dev, queues, feats)
+
+
+def of(events: list, kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+# -- features, status, config -------------------------------------------------------------
+
+
+def test_default_profile_offers_the_documented_features():
+    offered = Device("default").device_features
+    for bit in (F.VIRTIO_F_VERSION_1, N.VIRTIO_NET_F_CTRL_VQ, N.VIRTIO_NET_F_MAC,
+                N.VIRTIO_NET_F_STATUS, N.VIRTIO_NET_F_MTU, N.VIRTIO_NET_F_MRG_RXBUF,
+                N.VIRTIO_NET_F_CTRL_RX, N.VIRTIO_NET_F_CTRL_VLAN, N.VIRTIO_NET_F_CTRL_MAC_ADDR,
+                N.VIRTIO_NET_F_GUEST_ANNOUNCE, N.VIRTIO_NET_F_MQ, F.VIRTIO_F_EVENT_IDX,
+                F.VIRTIO_F_INDIRECT_DESC):
+        assert offered >> bit & 1, bit.name
+    assert not offered >> N.VIRTIO_NET_F_XDP_OFFLOAD & 1
+    assert Device("packed").device_features >> F.VIRTIO_F_RING_PACKED & 1
+
+
+def test_config_fields_are_valid_only_with_their_feature():
+    cfg = virtio_net_config.parse(Device("default").read_config(0, 28).ljust(56, b"\0"))
+    assert (bytes(cfg.mac), cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (MAC, 1, 2, 1500)
+    minimal = Device("minimal").read_config(0, 28)
+    cfg = virtio_net_config.parse(minimal.ljust(56, b"\0"))
+    assert bytes(cfg.mac) == MAC
+    assert (cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (0, 0, 0)
+    xdp = Device("rfc2019")
+    cfg = virtio_net_config.parse(xdp.read_config(0, 56))
+    assert cfg.xdp_max_insns == 4096 and cfg.xdp_map_types == 0b110
+    assert cfg.xdp_helpers >> 1 & 1 and not cfg.xdp_helpers >> 6 & 1
+
+
+def test_config_reads_outside_and_writes_are_refused():
+    dev = Device("default")
+    with pytest.raises(RemoteProtocolError) as err:
+        dev.read_config(20, 9)
+    assert err.value.clause == "5.1.4"
+    with pytest.raises(RemoteProtocolError) as err:
+        dev.write_config(0, b"\x02")
+    assert err.value.clause == "5.1.4.2"
+    assert dev.read_config(0, 6) == MAC
+
+
+def test_features_ok_refused_for_an_unoffered_bit_status_reads_without_it():
+    dev = Device("default")
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    bad = negotiate(dev.device_features, dev.device_features) | 1 << F.VIRTIO_F_RING_PACKED
+    dev.write_features(bad)
+    (event,) = dev.write_status(11)
+    assert isinstance(event, StatusChanged) and not event.accepted
+    assert event.clause == "2.2.1" and "VIRTIO_F_RING_PACKED" in event.reason
+    assert dev.read_status() == S.ACKNOWLEDGE | S.DRIVER
+    assert dev.negotiated == 0
+
+
+def test_features_ok_refused_for_a_broken_dependency():
+    dev = Device("default")
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    dev.write_features(mask_of((F.VIRTIO_F_VERSION_1, N.VIRTIO_NET_F_CTRL_RX)))
+    (event,) = dev.write_status(11)
+    assert not event.accepted and "VIRTIO_NET_F_CTRL_VQ" in event.reason
+    assert not dev.read_status() & S.FEATURES_OK
+
+
+def test_queue_layout_follows_negotiated_mq_and_ctrl_vq():
+    with_mq = bring_up()
+    assert with_mq.dev.num_queues == 5
+    assert with_mq.dev.queue_role(4)[0].value == "controlq"
+    without = bring_up(drop=(N.VIRTIO_NET_F_MQ,))
+    assert without.dev.num_queues == 3
+    assert without.dev.queue_role(2)[0].value == "controlq"
+    with pytest.raises(RemoteProtocolError) as err:
+        without.dev.queue_max_size(3)
+    assert err.value.clause == "5.1.2"
+
+
+def test_queue_setup_is_checked():
+    dev = Device("default", guest_memory())
+    with pytest.raises(RemoteProtocolError) as err:
+        dev.set_queue(0, 8, 0x10_0000, 0x10_1000, 0x10_2000)
+    assert err.value.clause == "3.1.1"
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    dev.write_features(negotiate(dev.device_features, dev.device_features))
+    dev.write_status(11)
+    with pytest.raises(RemoteProtocolError) as err:
+        dev.set_queue(0, 512, 0x10_0000, 0x10_1000, 0x10_2000)
+    assert err.value.clause == "4.1.4.3.2"
+    with pytest.raises(RingError):
+        dev.set_queue(0, 6, 0x10_0000, 0x10_1000, 0x10_2000)
+    dev.set_queue(0, 8, 0x7000_0000, 0x10_1000, 0x10_2000)
+    with pytest.raises(RingError):  # descriptor table outside guest memory
+        dev.enable_queue(0)
+    assert dev.read_status() == S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK
+
+
+def test_no_buffers_consumed_before_driver_ok():
+    mem = guest_memory()
+    dev = Device("minimal", mem)
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    dev.write_features(negotiate(dev.device_features, dev.device_features))
+    dev.write_status(11)
+    tx = MockSplitQueue(mem, 8)
+    dev.set_queue(1, 8, *tx.addresses)
+    dev.enable_queue(1)
+    tx.add_chain([hdr(), frame()])
+    (event,) = dev.notify(1)
+    assert isinstance(event, KickIgnored) and "2.1.2" in event.reason
+    assert tx.used() == []
+
+
+# -- transmit -----------------------------------------------------------------------------
+
+
+def test_tx_strips_the_header_and_returns_the_chain_with_len_zero():
+    live = bring_up()
+    f = frame(OTHER, 100)
+    head = live.queues[1].add_chain([hdr(), f])
+    events = live.kick(1)
+    assert [e.frame for e in of(events, FrameTransmitted)] == [f]
+    assert [(u.id, u.len) for u in live.queues[1].used()] == [(head, 0)]
+    assert live.dev.stats["tx_bytes"] == 100
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    ([hdr(num_buffers=1), frame(OTHER)], "num_buffers"),
+    ([hdr(flags=2), frame(OTHER)], "DATA_VALID"),
+    ([hdr(flags=1), frame(OTHER)], "without VIRTIO_NET_F_CSUM"),
+    ([hdr(gso_type=1), frame(OTHER)], "gso_type"),
+    ([hdr()[:10]], "less than the 12-byte"),
+    ([hdr()], "empty frame"),
+])
+def test_tx_header_breaking_a_must_drops_the_frame_and_the_queue_keeps_going(bad, reason):
+    live = bring_up()
+    live.queues[1].add_chain(bad)
+    good = frame(OTHER, 80)
+    live.queues[1].add_chain([hdr(), good])
+    events = live.kick(1)
+    (drop,) = of(events, FrameDropped)
+    assert reason in drop.reason and drop.clause.startswith("5.1.6.2")
+    assert [e.frame for e in of(events, FrameTransmitted)] == [good]
+    assert len(live.queues[1].used()) == 2
+    assert live.dev.live
+
+
+def test_tx_frame_above_mtu_is_dropped():
+    live = bring_up()
+    live.queues[1].add_chain([hdr(), frame(OTHER, 1500 + 14 + 1)])
+    (drop,) = of(live.kick(1), FrameDropped)
+    assert drop.clause == "5.1.4.2"
+
+
+# -- receive ------------------------------------------------------------------------------
+
+
+def test_rx_mergeable_frame_spans_buffers_with_num_buffers():
+    live = bring_up()
+    rx = live.queues[0]
+    heads = [rx.add_chain(writable=[100]) for _ in range(4)]
+    f = frame(MAC, 250)
+    events = live.dev.receive([f])
+    (delivered,) = of(events, FrameDelivered)
+    assert delivered.buffers == 3
+    used = rx.used()
+    assert [u.id for u in used] == heads[:3]
+    assert [u.len for u in used] == [100, 100, 62]
+    data = b"".join(u.data for u in used)
+    assert virtio_net_hdr.parse(data[:12]).num_buffers == 3
+    assert data[12:] == f
+
+
+def test_rx_without_mrg_rxbuf_uses_one_buffer_and_num_buffers_1():
+    live = bring_up(drop=(N.VIRTIO_NET_F_MRG_RXBUF,))
+    rx = live.queues[0]
+    rx.add_chain(writable=[1526])
+    f = frame(MAC, 300)
+    live.dev.receive([f])
+    (used,) = rx.used()
+    assert used.len == 312 and used.data[12:] == f
+    assert virtio_net_hdr.parse(used.data[:12]).num_buffers == 1
+
+
+def test_rx_buffer_too_small_without_mrg_rxbuf_drops_and_returns_it():
+    live = bring_up(drop=(N.VIRTIO_NET_F_MRG_RXBUF,))
+    rx = live.queues[0]
+    rx.add_chain(writable=[64])
+    (drop,) = of(live.dev.receive([frame(MAC, 300)]), FrameDropped)
+    assert drop.clause == "5.1.6.3.1"
+    assert [u.len for u in rx.used()] == [0]
+
+
+def test_rx_waits_for_buffers_then_the_rx_kick_delivers():
+    live = bring_up()
+    f = frame(MAC, 90)
+    events = live.dev.receive([f])
+    assert of(events, FrameDeferred) and not of(events, FrameDelivered)
+    live.queues[0].add_chain(writable=[256])
+    events = live.kick(0)
+    assert of(events, FrameDelivered)
+    (used,) = live.queues[0].used()
+    assert used.data[12:] == f
+
+
+def test_rx_drops_when_not_live_and_above_mtu():
+    live = bring_up()
+    live.queues[0].add_chain(writable=[4096])
+    (drop,) = of(live.dev.receive([frame(MAC, 1600)]), FrameDropped)
+    assert drop.clause == "5.1.4.1"
+    live.dev.write_status(0)
+    (drop,) = of(live.dev.receive([frame(MAC)]), FrameDropped)
+    assert drop.clause == "2.1.2"
+
+
+# -- interrupts ---------------------------------------------------------------------------
+
+
+def test_interrupt_suppressed_by_no_interrupt_flag_without_event_idx():
+    live = bring_up(drop=(F.VIRTIO_F_EVENT_IDX,))
+    tx = live.queues[1]
+    tx.driver.disable_interrupts()
+    tx.add_chain([hdr(), frame(OTHER)])
+    (irq,) = of(live.kick(1), Interrupt)
+    assert not irq.sent and "NO_INTERRUPT set" in irq.why
+    tx.driver.enable_interrupts()
+    tx.add_chain([hdr(), frame(OTHER)])
+    (irq,) = of(live.kick(1), Interrupt)
+    assert irq.sent and "NO_INTERRUPT clear" in irq.why
+
+
+def test_interrupt_follows_used_event_with_event_idx():
+    live = bring_up()
+    tx = live.queues[1]
+    tx.add_chain([hdr(), frame(OTHER)])
+    (irq,) = of(live.kick(1), Interrupt)
+    assert irq.sent and "used_event=0" in irq.why
+    # The driver has not reaped: used_event stays 0, so the next one is suppressed.
+    tx.add_chain([hdr(), frame(OTHER)])
+    (irq,) = of(live.kick(1), Interrupt)
+    assert not irq.sent and "used idx 1->2" in irq.why
+
+
+def test_packed_ring_round_trip():
+    live = bring_up("packed")
+    assert live.dev.has(F.VIRTIO_F_RING_PACKED)
+    f = frame(OTHER, 70)
+    live.queues[1].add_chain([hdr(), f])
+    assert [e.frame for e in of(live.kick(1), FrameTransmitted)] == [f]
+    live.queues[0].add_chain(writable=[512])
+    g = frame(MAC, 90)
+    assert of(live.dev.receive([g]), FrameDelivered)
+    (used,) = live.queues[0].used()
+    assert used.data[12:] == g
+
+
+# -- control queue ------------------------------------------------------------------------
+
+
+def rx_accepts(live: Live, f: bytes) -> bool:
+    live.queues[0].add_chain(writable=[2048])
+    events = live.dev.receive([f])
+    live.queues[0].used()
+    return bool(of(events, FrameDelivered))
+
+
+def mac_table(uni: list[bytes], multi: list[bytes]) -> bytes:
+    return build_ctrl(1, 0, {"unicast": {"macs": uni}, "multicast": {"macs": multi}})
+
+
+def test_promisc_off_and_mac_table_filter_traffic():
+    live = bring_up()
+    assert rx_accepts(live, frame(OTHER))  # promiscuous after reset (QEMU)
+    events, used = live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    assert of(events, CtrlHandled)[0].ack == 0 and used[0].data == b"\x00"
+    assert not rx_accepts(live, frame(OTHER))
+    assert rx_accepts(live, frame(MAC))
+    assert rx_accepts(live, frame(b"\xff" * 6))
+    group = bytes.fromhex("01005e000001")
+    assert not rx_accepts(live, frame(group))
+    _, used = live.ctrl(mac_table([OTHER], [group]))
+    assert used[0].data == b"\x00"
+    assert rx_accepts(live, frame(OTHER)) and rx_accepts(live, frame(group))
+    live.ctrl(mac_table([], []))
+    assert not rx_accepts(live, frame(OTHER))
+    live.ctrl(build_ctrl(0, 1, {"on": 1}))  # ALLMULTI
+    assert rx_accepts(live, frame(bytes.fromhex("01005e7f0001")))
+
+
+def test_mac_table_with_multicast_in_the_unicast_list_is_err():
+    live = bring_up()
+    events, used = live.ctrl(mac_table([bytes.fromhex("01005e000001")], []))
+    assert used[0].data == b"\x01" and "wrong table" in of(events, CtrlHandled)[0].detail
+
+
+def test_mac_addr_set_updates_config_before_the_ack():
+    live = bring_up()
+    live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    new = bytes.fromhex("020000000042")
+    _, used = live.ctrl(build_ctrl(1, 1, {"mac": new}))
+    assert used[0].data == b"\x00"
+    assert live.dev.read_config(0, 6) == new
+    assert rx_accepts(live, frame(new)) and not rx_accepts(live, frame(MAC))
+
+
+def test_vlan_table_filters_tagged_frames():
+    live = bring_up()
+    live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    assert not rx_accepts(live, frame(MAC, vlan=5))
+    live.ctrl(build_ctrl(2, 0, {"vid": 5}))
+    assert rx_accepts(live, frame(MAC, vlan=5))
+    live.ctrl(build_ctrl(2, 1, {"vid": 5}))
+    assert not rx_accepts(live, frame(MAC, vlan=5))
+    _, used = live.ctrl(build_ctrl(2, 0, {"vid": 4096}))
+    assert used[0].data == b"\x01"
+
+
+def test_without_ctrl_vlan_tagged_frames_pass():
+    live = bring_up(drop=(N.VIRTIO_NET_F_CTRL_VLAN,))
+    live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    assert rx_accepts(live, frame(MAC, vlan=7))
+    _, used = live.ctrl(build_ctrl(2, 0, {"vid": 7}))
+    assert used[0].data == b"\x01"  # §5.1.6.5.3: VLAN commands need CTRL_VLAN
+
+
+def test_unknown_class_and_malformed_body_ack_err_and_device_keeps_running():
+    live = bring_up()
+    events, used = live.ctrl(b"\x7f\x00")
+    assert used[0].data == b"\x01" and used[0].len == 1
+    assert "unknown control class 127" in of(events, CtrlHandled)[0].detail
+    _, used = live.ctrl(b"\x00\x00\x01\x00")  # PROMISC with 2 data bytes
+    assert used[0].data == b"\x01"
+    _, used = live.ctrl(b"\x00\x00\x02")  # PROMISC 2 is neither on nor off
+    assert used[0].data == b"\x01"
+    assert live.dev.live
+
+
+@pytest.mark.parametrize(("readable", "writable", "why"), [
+    (b"\x00", (1,), "no class/command header"),
+    (build_ctrl(0, 0, {"on": 1}), (2,), "the first writable buffer has 2"),
+    (build_ctrl(0, 0, {"on": 1}), (), "the first writable buffer has 0"),
+])
+def test_malformed_ctrl_chain_sets_device_needs_reset(readable, writable, why):
+    live = bring_up()
+    events, used = live.ctrl(readable, writable)
+    (fail,) = of(events, DeviceNeedsReset)
+    assert why in fail.reason and fail.clause == "5.1.6.5"
+    assert of(events, ConfigInterrupt)
+    assert used == []
+    assert live.dev.read_status() & S.DEVICE_NEEDS_RESET
+    assert isinstance(live.kick(1)[0], KickIgnored)
+    # The device still answers the transport, and a reset brings it back.
+    live.dev.write_status(0)
+    assert live.dev.read_status() == 0
+
+
+def test_announce_sets_status_and_announce_ack_clears_it():
+    live = bring_up()
+    (irq,) = live.dev.announce()
+    assert isinstance(irq, ConfigInterrupt)
+    assert live.dev.read_config(6, 2) == b"\x03\x00"
+    _, used = live.ctrl(build_ctrl(3, 0))
+    assert used[0].data == b"\x00"
+    assert live.dev.read_config(6, 2) == b"\x01\x00"
+
+
+def test_vq_pairs_set_range_and_effect():
+    live = bring_up()
+    with pytest.raises(Exception, match="pair 1"):
+        live.dev.receive([frame(MAC)], pair=1)
+    for bad in (0, 3):
+        _, used = live.ctrl(build_ctrl(4, 0, {"virtqueue_pairs": bad}))
+        assert used[0].data == b"\x01"
+    _, used = live.ctrl(build_ctrl(4, 0, {"virtqueue_pairs": 2}))
+    assert used[0].data == b"\x00" and live.dev.net.curr_queue_pairs == 2
+    live.queues[2].add_chain(writable=[512])
+    assert of(live.dev.receive([frame(MAC)], pair=1), FrameDelivered)
+
+
+def test_guest_offloads_set_only_negotiated_offloads():
+    live = bring_up()
+    _, used = live.ctrl(build_ctrl(5, 0, {"offloads": 1 << N.VIRTIO_NET_F_GUEST_CSUM}))
+    assert used[0].data == b"\x00"
+    _, used = live.ctrl(build_ctrl(5, 0, {"offloads": 1 << N.VIRTIO_NET_F_GUEST_TSO4}))
+    assert used[0].data == b"\x01"
+    assert live.dev.net.guest_offloads == 1 << N.VIRTIO_NET_F_GUEST_CSUM
+
+
+def test_command_without_its_feature_is_err():
+    live = bring_up(drop=(N.VIRTIO_NET_F_CTRL_RX,))
+    events, used = live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    assert used[0].data == b"\x01" and "VIRTIO_NET_F_CTRL_RX" in of(events, CtrlHandled)[0].detail
+
+
+def test_results_go_after_the_ack_and_must_fit():
+    live = bring_up()
+    live.dev.ctrl.register(3, 0, lambda req: CtrlReply.ok("with result", b"\xaa\xbb\xcc"))
+    events, used = live.ctrl(build_ctrl(3, 0), (1, 8))
+    assert used[0].len == 4 and used[0].data == b"\x00\xaa\xbb\xcc"
+    assert of(events, CtrlHandled)[0].written == 4
+    _, used = live.ctrl(build_ctrl(3, 0), (1, 2))
+    assert used[0].len == 1 and used[0].data == b"\x01"
+
+
+# -- reset --------------------------------------------------------------------------------
+
+
+def test_reset_tears_down_queues_filters_and_config():
+    live = bring_up()
+    live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    live.ctrl(build_ctrl(1, 1, {"mac": OTHER}))
+    live.ctrl(build_ctrl(4, 0, {"virtqueue_pairs": 2}))
+    live.dev.announce()
+    events = live.dev.write_status(0)
+    assert events[0].status == 0
+    assert live.dev.slot(0) is None and live.dev.num_queues == 2
+    assert live.dev.net.rx_filter.promisc and live.dev.net.curr_queue_pairs == 1
+    assert live.dev.read_config(0, 8) == MAC + b"\x01\x00"
+    assert isinstance(live.dev.notify(1)[0], KickIgnored)
+    assert get_profile("default").mac == MAC
