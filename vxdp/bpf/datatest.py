@@ -7,23 +7,26 @@ first section are the description.  Sections (all optional but see the schema):
     -- raw                  program as hex 64-bit words, one a line (0x5566778800000018)
     -- mem                  hex bytes handed to the program (r1 = pointer, r2 = length)
     -- result               expected r0, hex (0x...) or decimal
-    -- error                expected failure (text of the original harness)
+    -- error                expected failure (the text of the original harness)
+    -- error pattern        expected failure (a regex over the original harness's text)
     -- c                    C source the asm was compiled from (informational)
     -- no register offset   ubpf's JIT tests remap registers ("register offset"); a test
                             that depends on the raw argument registers says so here, with
                             the reason.  We have no register remapping: informational.
+    -- reload, -- unload    ubpf harness options (load twice, unload first): flags only
 
-Schema: exactly one of `result` / `error`; at least one of `asm` / `raw` (when both are
-present the assembled asm must equal the raw words, and that is checked); no section twice;
-nothing but comments and blank lines before the first section.  When a file holds only C,
-there is nothing to run here: it is *skipped*, and counted as such.
+Schema: at least one of `result` / `error` / `error pattern`; at least one of `asm` / `raw`
+/ `c`; no section twice; nothing but comments and blank lines before the first section.
+A file with only C has nothing to run here: it is *skipped*, and counted as such.  When both
+`asm` and `raw` are present the raw words run (as in ubpf) and the assembled asm must equal
+them: a difference fails the file, since it is our assembler that is wrong or the file.
 
 The runner first holds the program to the ISA's structural rules (vxdp.bpf.isa.check_program:
 reserved fields, registers, jumps, fall-through), then hands it to an engine callable
 `run_raw(insns: bytes, mem: bytes) -> int` (r0 as u64) that raises a `VxdpError` when it
-refuses or aborts a program.  A refusal or fault is a failure, or the pass of an `-- error`
-file: the message of another implementation is not ours to match, so only the fact of the
-error is compared.
+refuses or aborts a program.  With a `result`, r0 must equal it.  Without one, the file
+passes when the program is refused or faults: the wording of another implementation's
+error is not ours to match, so only the fact of the error is compared.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from vxdp.errors import UsageError, VxdpError
 
 RunRaw = Callable[[bytes, bytes], int]
 
-SECTIONS = ("asm", "raw", "mem", "result", "error", "c", "no register offset")
+SECTIONS = ("asm", "raw", "mem", "result", "error", "error pattern", "c",
+            "no register offset", "reload", "unload")
 _HEADER = re.compile(r"^--\s+(.*?)\s*$")
 U64 = (1 << 64) - 1
 
@@ -66,28 +70,35 @@ class DataTest:
     mem: bytes = b""
     result: int | None = None
     error: str | None = None
+    error_pattern: str | None = None
     c_source: str | None = None
     no_register_offset: str | None = None  # the stated reason, "" when none was given
+    reload: bool = False
+    unload: bool = False
 
     @property
     def name(self) -> str:
         return self.path.stem
 
-    def program(self) -> bytes:
-        """The instructions to run: the assembled asm (checked against raw), else raw."""
+    @property
+    def expects_error(self) -> bool:
+        return self.result is None
+
+    def assembled(self) -> bytes | None:
+        """The asm section assembled (None without one); errors point into the file."""
         if self.asm is None:
-            assert self.raw is not None
-            return self.raw
+            return None
         try:
-            code = encode(assemble(self.asm))
+            return encode(assemble(self.asm))
         except VxdpError as exc:
             line = getattr(exc, "line", None)
             where = self.asm_line + line - 1 if line else self.asm_line
             raise DataFileError(self.path, where, str(exc)) from None
-        if self.raw is not None and self.raw != code:
-            raise DataFileError(self.path, self.asm_line,
-                                "assembled asm differs from the -- raw section")
-        return code
+
+    def program(self) -> bytes | None:
+        """The instructions to run: the raw words, else the assembled asm (None: C only)."""
+        code = self.assembled()
+        return self.raw if self.raw is not None else code
 
 
 @dataclass
@@ -166,15 +177,19 @@ def parse_text(path: Path, text: str) -> DataTest:
             raise DataFileError(path, by_name["result"].line,
                                 "'-- result' takes exactly one number")
         fields["result"] = _number(path, *body[0])
-    if "error" in by_name:
-        fields["error"] = "\n".join(t for _, t in _body(by_name["error"]))
+    for name in ("error", "error pattern"):
+        if name in by_name:
+            fields[name.replace(" ", "_")] = "\n".join(
+                line.strip() for line in by_name[name].lines if line.strip())
     if "c" in by_name:
         fields["c_source"] = "\n".join(by_name["c"].lines).strip("\n")
     if "no register offset" in by_name:
         fields["no_register_offset"] = " ".join(t for _, t in _body(
             by_name["no register offset"]))
-    if ("result" in by_name) == ("error" in by_name):
-        raise DataFileError(path, 1, "needs exactly one of '-- result' and '-- error'")
+    fields["reload"] = "reload" in by_name
+    fields["unload"] = "unload" in by_name
+    if not {"result", "error", "error pattern"} & by_name.keys():
+        raise DataFileError(path, 1, "needs '-- result', '-- error' or '-- error pattern'")
     if "asm" not in by_name and "raw" not in by_name and "c" not in by_name:
         raise DataFileError(path, 1, "has no program ('-- asm', '-- raw' or '-- c')")
     return DataTest(path, **fields)  # type: ignore[arg-type]
@@ -207,23 +222,30 @@ class FileResult:
         return f"{self.outcome.value} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
+def _first_difference(a: bytes, b: bytes) -> int:
+    return next((i for i in range(0, min(len(a), len(b)), 8) if a[i:i + 8] != b[i:i + 8]),
+                min(len(a), len(b))) // 8
+
+
 def run_test(test: DataTest, run_raw: RunRaw) -> FileResult:
     """Run one parsed file; a DataFileError from assembling propagates (unusable input)."""
-    if test.asm is None and test.raw is None:
-        return FileResult(test.name, Outcome.SKIP, "only C source; no compiler harness here")
     code = test.program()
+    if code is None:
+        return FileResult(test.name, Outcome.SKIP, "only C source; no compiler harness here")
+    assembled = test.assembled()
+    if assembled is not None and assembled != code:
+        return FileResult(test.name, Outcome.FAIL, "the asm assembles to other words than "
+                          f"-- raw holds (first at slot {_first_difference(assembled, code)})")
+    expected = "an error" if test.result is None else f"{test.result:#x}"
     try:
         check_program(decode(code))  # the ISA's rules hold whatever the engine checks
         got = run_raw(code, test.mem) & U64
     except VxdpError as exc:
-        if test.error is not None:
+        if test.expects_error:
             return FileResult(test.name, Outcome.PASS)
-        return FileResult(test.name, Outcome.FAIL, f"expected {test.result:#x} got error: {exc}")
-    if test.error is not None:
-        return FileResult(test.name, Outcome.FAIL,
-                          f"expected error {test.error!r} got {got:#x}")
+        return FileResult(test.name, Outcome.FAIL, f"expected {expected} got error: {exc}")
     if got != test.result:
-        return FileResult(test.name, Outcome.FAIL, f"expected {test.result:#x} got {got:#x}")
+        return FileResult(test.name, Outcome.FAIL, f"expected {expected} got {got:#x}")
     return FileResult(test.name, Outcome.PASS)
 
 

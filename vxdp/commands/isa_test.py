@@ -59,8 +59,7 @@ def load_tests(path: Path) -> list[DataTest]:
         raise UsageError(f"{path}: no such file or directory")
     tests = [parse_file(p) for p in paths]
     for t in tests:
-        if t.asm is not None or t.raw is not None:
-            t.program()
+        t.assembled()
     return tests
 
 
