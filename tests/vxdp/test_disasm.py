@@ -114,12 +114,21 @@ _PROGRAM = [Insn(0xB7, 0, 0, 0, 0), Insn(0x7B, 10, 0, -8, 0), Insn(0xBF, 2, 10, 
             Insn(0xDC, 1, 0, 0, 16), Insn(0xD4, 1, 0, 0, 32), Insn(0x26, 1, 0, 1, 7),
             Insn(0xA4, 1, 0, 0, 3), Insn(0x79, 0, 10, -8, 0), Insn(0x85, 0, 0, 0, 5),
             Insn(0x67, 0, 0, 0, 1), Insn(0x05, 0, 0, 0, 0), Insn(0x95)]
+# cpu v4: sdiv/smod, movsx, ldsx, bswap, gotol; and a plain LD_IMM64
+_PROGRAM_V4 = [Insn(0xB7, 0, 0, 0, 0), Insn(0x7B, 10, 0, -8, 0), *ld_imm64(1, 0x123456789),
+               Insn(0xB7, 2, 0, 0, 3), Insn(0x3F, 1, 2, 1, 0), Insn(0x37, 1, 0, 1, -3),
+               Insn(0x9F, 1, 2, 1, 0), Insn(0xBF, 3, 1, 8, 0), Insn(0xBC, 3, 1, 16, 0),
+               Insn(0xBF, 3, 1, 32, 0), Insn(0x91, 4, 10, -8, 0), Insn(0x89, 4, 10, -8, 0),
+               Insn(0x81, 4, 10, -8, 0), Insn(0xD7, 4, 0, 0, 16), Insn(0xD7, 4, 0, 0, 64),
+               Insn(0x06, 0, 0, 0, 0), Insn(0x16, 4, 0, 1, 7), Insn(0xB7, 0, 0, 0, 2),
+               Insn(0xC7, 4, 0, 0, 3), Insn(0x84, 4), Insn(0x95)]
 
 
 @pytest.mark.kernel
-def test_same_lines_as_the_kernel_verifier_log() -> None:
+@pytest.mark.parametrize("program", [_PROGRAM, _PROGRAM_V4], ids=["v3", "v4"])
+def test_same_lines_as_the_kernel_verifier_log(program: list[Insn]) -> None:
     try:
-        res = syscall.prog_load(ProgType.XDP, encode(_PROGRAM), "GPL", log_level=2,
+        res = syscall.prog_load(ProgType.XDP, encode(program), "GPL", log_level=2,
                                 log_size=1 << 20)
     except OSError as exc:
         pytest.skip(f"bpf() not usable: {exc}")
@@ -133,7 +142,7 @@ def test_same_lines_as_the_kernel_verifier_log() -> None:
         m = re.match(r"^(\d+): (\(\w\w\) .*?)(\s+; .*)?$", line)
         if m:
             logged[int(m.group(1))] = f"{m.group(1)}: {m.group(2)}"
-    ours = disassemble(_PROGRAM)
+    ours = disassemble(program)
     assert len(logged) == len(ours)
     assert [logged[pc] for pc in sorted(logged)] == ours
 
