@@ -15,7 +15,7 @@ from elftools.elf.elffile import ELFFile
 from vxdp.bpf import syscall
 from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.disasm import disassemble, format_insn, insn_text
-from vxdp.bpf.isa import Insn, decode, encode, ld_imm64
+from vxdp.bpf.isa import Insn, check_program, decode, encode, ld_imm64
 from vxdp.bpf.program import ProgType
 
 # (encoding, the kernel's text): every class and the cpu v4 forms.
@@ -127,6 +127,7 @@ _PROGRAM_V4 = [Insn(0xB7, 0, 0, 0, 0), Insn(0x7B, 10, 0, -8, 0), *ld_imm64(1, 0x
 @pytest.mark.kernel
 @pytest.mark.parametrize("program", [_PROGRAM, _PROGRAM_V4], ids=["v3", "v4"])
 def test_same_lines_as_the_kernel_verifier_log(program: list[Insn]) -> None:
+    check_program(program)  # what the kernel accepts, the structural check accepts
     try:
         res = syscall.prog_load(ProgType.XDP, encode(program), "GPL", log_level=2,
                                 log_size=1 << 20)
