@@ -1,0 +1,104 @@
+"""`vxdp bench` machinery: calibration programs, report shape, CLI.  Nothing here is timed:
+figures are only checked to exist and be positive, never against a speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vxdp import packets as P
+from vxdp.bench import (
+    BENCH_PACKET,
+    CAL_LONG,
+    CAL_SHORT,
+    WORKLOADS,
+    Bench,
+    calibration_program,
+    report_json,
+    report_text,
+)
+from vxdp.bpf.clang import clang_unavailable
+from vxdp.bpf.engine import create_engine
+from vxdp.cli import main
+from vxdp.errors import UsageError
+
+QUICK = {"batch": 4, "rounds": 1, "min_seconds": 0.005, "kernel_repeat": 10}
+
+
+def _kernel_reason() -> str | None:
+    from vxdp.bpf.kernel import kernel_unavailable
+    return kernel_unavailable()
+
+
+def test_bench_packet_is_a_minimum_udp_frame():
+    assert len(BENCH_PACKET) == P.ETH_ZLEN  # 64 bytes on the wire with the FCS
+    assert BENCH_PACKET[23] == P.IPPROTO_UDP
+
+
+@pytest.mark.parametrize("n", [CAL_SHORT, 3, CAL_LONG])
+def test_calibration_programs_have_the_stated_length_and_drop(n):
+    prog = calibration_program(n)
+    assert prog.insn_count == n
+    with create_engine("interp", prog) as eng:
+        (res,) = eng.run_xdp([BENCH_PACKET])
+    assert res.retval == 1 and res.data == BENCH_PACKET
+
+
+@pytest.mark.kernel
+def test_kernel_accepts_the_calibration_programs():
+    if (why := _kernel_reason()) is not None:
+        pytest.skip(f"kernel oracle unavailable: {why}")
+    from vxdp.bpf.kernel import test_run
+    for n in (CAL_SHORT, CAL_LONG):
+        retval, data, _ = test_run(calibration_program(n), BENCH_PACKET, 1)
+        assert (retval, data) == (1, BENCH_PACKET)
+
+
+def test_bad_settings_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError):
+        calibration_program(1)
+    with pytest.raises(UsageError):
+        Bench(workloads=["warp drive"])
+    with pytest.raises(UsageError):
+        Bench(batch=0)
+    with pytest.raises(UsageError):
+        Bench(progs_dir=tmp_path / "missing")
+
+
+@pytest.mark.clang
+def test_report_covers_every_workload():
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    report = Bench(**QUICK).run()
+    assert [m.name for m in report.workloads] == [w.name for w in WORKLOADS]
+    kernel = _kernel_reason() is None
+    for m in report.workloads:
+        assert not m.notes, m.notes
+        assert m.interp_ns_per_pkt and m.interp_ns_per_pkt > 0
+        assert (m.kernel_ns_per_pkt is not None) == kernel
+    assert set(report.calibration) == {f"{w}_{k}" for w in ("interp", "core", "kernel")
+                                       for k in ("ns_per_insn", "fixed_ns")}
+    text = report_text(report)
+    for w in WORKLOADS:
+        assert w.name in text
+    assert "targets (core)" in text
+    assert json.loads(json.dumps(report_json(report)))["batch"] == QUICK["batch"]
+
+
+@pytest.mark.clang
+def test_cli_json(capsys):
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    rc = main(["bench", "-j", "--workload", "drop", "--rounds", "1", "--seconds", "0.005",
+               "--repeat", "10", "--batch", "4"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [w["name"] for w in out["workloads"]] == ["drop"]
+    assert out["targets"]["ns_per_insn_max"] == 2.5 and out["targets"]["fixed_ns_max"] == 20.0
+
+
+def test_cli_rejects_unknown_workload(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--workload", "nope"])
+    assert exc.value.code == 2
