@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -232,3 +235,65 @@ def test_hand_built_program_runs():
                           "9500000000000000")
     with KernelEngine(Program("len", "xdp", insns)) as eng:
         assert [r.retval for r in eng.run_xdp([bytes(14), bytes(1000)])] == [14, 1000]
+
+
+def _bpffs() -> bool:
+    try:
+        return any(line.split()[1:3] == ["/sys/fs/bpf", "bpf"]
+                   for line in Path("/proc/mounts").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def _masked(xlated: bytes) -> bytes:
+    """Map pointers differ between loads: zero the imm of both LD_IMM64 slots."""
+    code = bytearray(xlated)
+    pc = 0
+    while pc * 8 < len(code):
+        if code[pc * 8] == 0x18:
+            code[pc * 8 + 4: pc * 8 + 8] = bytes(4)
+            code[pc * 8 + 12: pc * 8 + 16] = bytes(4)
+            pc += 2
+        else:
+            pc += 1
+    return bytes(code)
+
+
+def test_loader_matches_libbpf(tmp_path):
+    """bpftool (libbpf) and vxdp load the same object into the same kernel program."""
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        pytest.skip("bpftool not installed (Debian package bpftool)")
+    if not _bpffs():
+        pytest.skip("no bpf filesystem mounted on /sys/fs/bpf for bpftool's pins")
+    if reason := clang_unavailable():
+        pytest.skip(reason)
+    path = tmp_path / "subprogs.o"  # libbpf names the object after the file, as vxdp does
+    path.write_bytes(compile_c(SRC / "subprogs.c").read_bytes())
+    ours = load_object(path)
+    pins = Path(f"/sys/fs/bpf/vxdp-test-{os.getpid()}-{tmp_path.name}")
+
+    def tool(*args: str) -> str:
+        return subprocess.run([bpftool, *args], capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+
+    def map_names(ids: list[int]) -> set[str]:
+        return {json.loads(tool("-j", "map", "show", "id", str(i)))["name"] for i in ids}
+
+    tool("prog", "loadall", str(path), str(pins))
+    try:
+        for name, prog in ours.programs.items():
+            raw = tmp_path / f"{name}.xlated"
+            tool("prog", "dump", "xlated", "pinned", str(pins / name), "file", str(raw))
+            theirs = json.loads(tool("-j", "prog", "show", "pinned", str(pins / name)))
+            with KernelEngine(prog) as eng:
+                info = eng.info()
+                assert _masked(info.xlated) == _masked(raw.read_bytes()), name
+                used, bound = map_names(list(info.map_ids)), map_names(theirs["map_ids"])
+                # libbpf also binds every .rodata* map to each program (BPF_PROG_BIND_MAP)
+                assert used <= bound
+                assert bound - used <= {"subprogs.rodata", ".rodata.limits"}, name
+                if name == "nested":  # reads both .rodata maps itself
+                    assert used == bound
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)

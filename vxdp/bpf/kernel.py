@@ -31,7 +31,6 @@ from vxdp.bpf.program import (
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
     INSN_SIZE,
-    XDP_MD_SIZE,
     MapSpec,
     Program,
     ProgType,
@@ -268,6 +267,14 @@ class KernelEngine(Engine):
         self._progs.append(weakref.finalize(self, os.close, fd))
         return fd
 
+    def info(self) -> sc.ProgInfo:
+        """The loaded program as the kernel reports it (id, tag, xlated insns, map ids)."""
+        try:
+            return sc.prog_info(self.fd)
+        except OSError as exc:
+            raise KernelUnavailable(f"bpf_obj_get_info_by_fd: {_strerror(exc.errno or 0)}") \
+                from None
+
     def load_tail_target(self, program: Program) -> int:
         return self._load(program)
 
@@ -279,8 +286,8 @@ class KernelEngine(Engine):
         results = []
         with pinned_cpu(0):
             for i, pkt in enumerate(packets):
+                # struct xdp_md in: data 0, data_end = len, no metadata, no egress
                 ctx = struct.pack("<6I", 0, len(pkt), 0, ingress_ifindex, rx_queue_index, 0)
-                assert len(ctx) == XDP_MD_SIZE
                 run = _test_run(self.fd, pkt, 1, ctx, f"packet {i}")
                 results.append(XdpResult(run.retval, run.data))
         return results

@@ -202,3 +202,42 @@ def prog_test_run(fd: int, data: bytes, *, repeat: int = 1, ctx: bytes | None = 
         duration = struct.unpack_from("<I", attr, 36)[0]
         return TestRun(retval, dout.raw[:size_out], duration)
     raise OSError(28, "packet output larger than the test run buffer")
+
+
+PROG_INFO_SIZE = 232  # struct bpf_prog_info up to attach_btf_id
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD tells about a loaded program (the parts vxdp uses)."""
+
+    id: int
+    tag: bytes
+    name: str
+    xlated: bytes  # the instructions after the verifier's rewrites
+    jited_len: int
+    map_ids: tuple[int, ...]
+
+
+def prog_info(fd: int) -> ProgInfo:
+    """BPF_OBJ_GET_INFO_BY_FD on a program: once for the sizes, once for the arrays."""
+    info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, fd, PROG_INFO_SIZE, _addr(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    xlated_len = struct.unpack_from("<I", info, 20)[0]
+    nr_maps = struct.unpack_from("<I", info, 52)[0]
+    xlated = ctypes.create_string_buffer(max(xlated_len, 1))
+    ids = ctypes.create_string_buffer(max(nr_maps * 4, 4))
+    info2 = ctypes.create_string_buffer(PROG_INFO_SIZE)
+    struct.pack_into("<I", info2, 20, xlated_len)  # xlated_prog_len
+    struct.pack_into("<Q", info2, 32, _addr(xlated))  # xlated_prog_insns
+    struct.pack_into("<IQ", info2, 52, nr_maps, _addr(ids))  # nr_map_ids, map_ids
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, fd, PROG_INFO_SIZE, _addr(info2))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    prog_id, tag, jited_len = struct.unpack_from("<I8sI", info2, 4)
+    name = info2.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")
+    return ProgInfo(prog_id, tag, name, xlated.raw[:xlated_len], jited_len,
+                    struct.unpack_from(f"<{nr_maps}I", ids))
+
