@@ -44,10 +44,9 @@ class FeaturesNegotiated(DriverEvent):
     declined_names: tuple[str, ...]
 
     def describe(self) -> str:
-        return (f"offered {self.offered:#x} ({len(self.offered_names)} bits), accepting "
-                f"{self.accepted:#x}: {', '.join(self.accepted_names)}"
-                + (f"; declined: {', '.join(self.declined_names)}" if self.declined_names
-                   else ""))
+        declined = ", ".join(self.declined_names) or "none"
+        return (f"device offers {self.offered:#x}: {', '.join(self.offered_names)}; driver "
+                f"accepts {len(self.accepted_names)} bits, declines: {declined}")
 
 
 @dataclass(frozen=True)
