@@ -23,6 +23,8 @@
                          uint64_t a4, uint64_t a5)
 #define UNUSED_ARGS(...) (void)r, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5
 
+void *vxdp_memcpy(void *dst, const void *src, size_t n) { return memcpy(dst, src, n); }
+
 /* ---------------------------------------------------------------- env */
 
 static uint64_t splitmix64(uint64_t *x)

@@ -128,6 +128,7 @@ struct vxdp_run {
     /* XDP: the frame (xdp_buff) and its context; ctx points at ctx_md */
     uint8_t *hard_start;
     uint8_t *data, *data_end, *data_meta;
+    uint8_t *head_low;               /* lowest headroom byte this packet exposed */
     uint32_t frame_sz;
     uint32_t ingress_ifindex, rx_queue_index;
     uint32_t ctx_md[6];
@@ -143,6 +144,10 @@ int vxdp_errf(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int vxdp_run_fail(struct vxdp_run *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* helpers.c: a memcpy the compiler cannot inline (GCC turns copies into a frame it knows
+ * the alignment of into `rep movsq`, slow for packet-sized copies; glibc's is not) */
+void *vxdp_memcpy(void *dst, const void *src, size_t n);
 
 /* vm.c */
 int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);

@@ -39,6 +39,11 @@
 #define VXDP_XDP_HEADROOM 256           /* XDP_PACKET_HEADROOM */
 #define VXDP_XDP_TAILROOM 320           /* SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) */
 #define VXDP_XDP_MAX_DATA (VXDP_PAGE_SIZE - VXDP_XDP_HEADROOM - VXDP_XDP_TAILROOM)
+/* sizeof(struct xdp_frame) on 64-bit since "xdp: remove xdp_mem_info from xdp_frame" (6.15);
+ * the head of the headroom that adjust_head and adjust_meta keep out of reach */
+#define VXDP_XDP_FRAME_STRUCT 40
+/* the longest output: data_meta at the end of the xdp_frame, data_end at the hard end */
+#define VXDP_XDP_MAX_OUT (VXDP_PAGE_SIZE - VXDP_XDP_TAILROOM - VXDP_XDP_FRAME_STRUCT)
 #define VXDP_XDP_META_MAX 255           /* xdp_metalen_invalid(): 4-aligned, at most the
                                            u8 skb_shared_info.meta_len (32 before 6.x) */
 #define VXDP_ETH_HLEN 14
@@ -73,7 +78,7 @@ struct vxdp_xdp_batch {
     const uint8_t *pkts;        /* packets, back to back */
     const uint32_t *pkt_len;    /* count lengths */
     uint32_t count;
-    uint8_t *out;               /* output bytes, VXDP_XDP_MAX_OUT per packet at most */
+    uint8_t *out;               /* output bytes, at most vxdp_xdp_max_out() per packet */
     size_t out_cap;
     uint32_t *out_off;          /* per packet: offset of its data in `out` */
     uint32_t *out_len;          /* per packet: data_end - data after the run */

@@ -13,16 +13,12 @@
 
 #include "vm_int.h"
 
-/* sizeof(struct xdp_frame) on 64-bit since "xdp: remove xdp_mem_info from xdp_frame" (6.15):
- * data, len, headroom, metasize, mem_type:32, dev_rx, frame_sz, flags.  adjust_head and
- * adjust_meta keep the frame's bytes at the head of the headroom out of reach. */
-#define VXDP_XDP_FRAME_STRUCT 40
 #define XDP_ABORTED 0
 #define XDP_REDIRECT 4
 #define BPF_F_BROADCAST (1u << 3)
 #define BPF_F_EXCLUDE_INGRESS (1u << 4)
 
-uint32_t vxdp_xdp_max_out(void) { return VXDP_XDP_MAX_DATA; }
+uint32_t vxdp_xdp_max_out(void) { return VXDP_XDP_MAX_OUT; }
 
 static void run_init(struct vxdp_run *r, struct vxdp_prog *prog, struct vxdp_env *env,
                      char *err, size_t errlen)
@@ -100,14 +96,9 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
                            "%u to %u", i, len, VXDP_ETH_HLEN, VXDP_XDP_MAX_DATA);
             break;
         }
-        if (out_off + VXDP_XDP_MAX_DATA > b->out_cap) {
-            rc = vxdp_errf(err, errlen, -ENOSPC, "packet %u: output buffer too small", i);
-            break;
-        }
-        /* bpf_test_init zeroes the whole buffer: what adjust_head exposes is zeros */
-        memset(frame, 0, VXDP_XDP_HEADROOM);
         r->data = frame + VXDP_XDP_HEADROOM;
-        memcpy(r->data, b->pkts + in_off, len);
+        r->head_low = r->data;
+        vxdp_memcpy(r->data, b->pkts + in_off, len);
         in_off += len;
         r->data_end = r->data + len;
         r->data_meta = r->data;
@@ -130,10 +121,18 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
         b->out_off[i] = (uint32_t)out_off;
         /* bpf_prog_test_run_xdp hands back data_meta..data_end (bpf_test_finish) */
         b->out_len[i] = (uint32_t)(r->data_end - r->data_meta);
-        memcpy(b->out + out_off, r->data_meta, b->out_len[i]);
+        if (b->out_len[i] > b->out_cap - out_off) {
+            rc = vxdp_errf(err, errlen, -ENOSPC, "packet %u: output buffer too small", i);
+            break;
+        }
+        vxdp_memcpy(b->out + out_off, r->data_meta, b->out_len[i]);
         out_off += b->out_len[i];
-        /* Bytes past data_end stay stale: adjust_tail zeroes what it grows over, and the
-         * headroom is zeroed before each packet, so a program never sees them. */
+        /* bpf_test_init hands every run a zeroed buffer.  Only what a program could see
+         * needs zeroing again: the headroom it exposed with adjust_head/adjust_meta (and
+         * possibly wrote).  Bytes past data_end stay stale, but adjust_tail zeroes what it
+         * grows over, so no program sees them. */
+        if (r->head_low < frame + VXDP_XDP_HEADROOM)
+            memset(r->head_low, 0, (size_t)(frame + VXDP_XDP_HEADROOM - r->head_low));
         b->done = i + 1;
     }
     free(frame);
@@ -168,6 +167,8 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
         memmove(r->data_meta + off, r->data_meta, (size_t)metalen);
     r->data_meta += off;
     r->data += off;
+    if (r->data_meta < r->head_low)
+        r->head_low = r->data_meta;
     set_packet_region(r);
     return 0;
 }
@@ -188,6 +189,8 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
     if ((metalen & 3) || metalen > VXDP_XDP_META_MAX)
         return (uint64_t)-EACCES;
     r->data_meta += off;
+    if (r->data_meta < r->head_low)
+        r->head_low = r->data_meta;
     set_packet_region(r);
     return 0;
 }

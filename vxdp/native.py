@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NewType
 
 from vxdp.errors import CoreError, InvalidProgram, MapError, ProgramFault
@@ -30,7 +29,7 @@ ABI = 2
 MODE_RAW = 0
 MODE_XDP = 1
 XDP_HEADROOM = 256
-XDP_MAX_DATA = 4096 - 256 - 320
+XDP_MAX_DATA = 4096 - 256 - 320  # the longest packet a test run takes
 ETH_HLEN = 14
 
 ProgHandle = NewType("ProgHandle", Any)
@@ -120,11 +119,8 @@ def env_trace_read(env: EnvHandle) -> bytes:
     return bytes(ffi.buffer(buf, n))
 
 
-@dataclass(frozen=True)
-class XdpRun:
-    retval: int
-    data: bytes
-    redirect: int | None
+XdpRun = tuple[int, bytes, "int | None"]  # (retval, data_meta..data_end, redirect target)
+_nozero = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def run_xdp(prog: ProgHandle, env: EnvHandle, packets: Sequence[bytes], ingress_ifindex: int,
@@ -141,26 +137,24 @@ def run_xdp(prog: ProgHandle, env: EnvHandle, packets: Sequence[bytes], ingress_
         return []
     b = ffi.new("struct vxdp_xdp_batch *")
     inbuf = ffi.from_buffer(b"".join(packets))
-    cap = n * XDP_MAX_DATA
-    keep = [
-        ffi.new("uint32_t[]", [len(p) for p in packets]),
-        ffi.new("uint8_t[]", cap),
-        ffi.new("uint32_t[]", n), ffi.new("uint32_t[]", n), ffi.new("uint32_t[]", n),
-        ffi.new("int64_t[]", n),
-    ]
-    b.pkts = inbuf
-    b.pkt_len, b.out, b.out_off, b.out_len, b.retval, b.redirect = keep
-    b.count = n
-    b.out_cap = cap
+    cap = n * XDP_MAX_OUT
+    lens = ffi.new("uint32_t[]", [len(p) for p in packets])
+    out = _nozero("uint8_t[]", cap)
+    off, olen, ret = _nozero("uint32_t[]", n), _nozero("uint32_t[]", n), _nozero("uint32_t[]", n)
+    redirect = _nozero("int64_t[]", n)
+    b.pkts, b.pkt_len, b.count = inbuf, lens, n
+    b.out, b.out_cap, b.out_off, b.out_len, b.retval, b.redirect = out, cap, off, olen, ret, redirect
     b.ingress_ifindex = ingress_ifindex
     b.rx_queue_index = rx_queue_index
     err = _errbuf()
     rc = lib.vxdp_run_xdp(prog, env, b, err, 256)
     if rc < 0:
         raise ProgramFault(_text(err), -rc)
-    out = ffi.buffer(b.out, cap)
-    return [XdpRun(int(b.retval[i]), bytes(out[b.out_off[i]:b.out_off[i] + b.out_len[i]]),
-                   None if b.redirect[i] < 0 else int(b.redirect[i])) for i in range(n)]
+    offs, lens_out = ffi.unpack(off, n), ffi.unpack(olen, n)
+    blob = ffi.buffer(out, offs[-1] + lens_out[-1])[:]
+    return [(r, blob[o:o + ln], None if d < 0 else d)
+            for r, o, ln, d in zip(ffi.unpack(ret, n), offs, lens_out, ffi.unpack(redirect, n),
+                                   strict=True)]
 
 
 # ---------------------------------------------------------------- maps
@@ -252,3 +246,4 @@ def ringbuf_read(m: MapHandle, max_record: int) -> bytes | None:
 
 
 check_abi()
+XDP_MAX_OUT = int(lib.vxdp_xdp_max_out())  # the longest output: meta, headroom and growth

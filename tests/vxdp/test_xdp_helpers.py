@@ -330,3 +330,14 @@ def test_batch_keeps_order_and_lengths() -> None:
     res = e.run_xdp(pkts)
     assert [r.retval for r in res] == [i % 256 for i in range(300)]
     assert [r.data for r in res] == [p + bytes(4) for p in pkts]
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_longest_output_is_the_whole_reachable_frame(name: str) -> None:
+    # data down to the end of the xdp_frame, data_end up to the hard end: 4096 - 320 - 40
+    text = ("mov %r6, %r1\nmov %r2, -216\ncall 44\nmov %r1, %r6\nmov %r2, 3458\ncall 65\n"
+            "mov %r1, %r6\nmov %r2, 1\ncall 65\nexit")
+    with engine(name, prog(text)) as e:
+        res = e.run_xdp([PKT] * 3)
+    assert [(r.retval, len(r.data)) for r in res] == [(EINVAL, 3736)] * 3
+    assert all(r.data == bytes(216) + PKT + bytes(3458) for r in res)

@@ -92,7 +92,7 @@ class InterpEngine(Engine):
                 rx_queue_index: int = 0) -> list[XdpResult]:
         runs = native.run_xdp(self._prog, self._env, list(packets), ingress_ifindex,
                               rx_queue_index)
-        return [XdpResult(r.retval, r.data, r.redirect) for r in runs]
+        return [XdpResult(ret, data, redirect) for ret, data, redirect in runs]
 
     def load_tail_target(self, program: Program) -> int:
         handle = self._load(program)
