@@ -57,7 +57,8 @@ def checksum(data: bytes, initial: int = 0) -> int:
     """
     if len(data) % 2:
         data += b"\0"
-    total = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    total = initial + sum(words)
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -269,15 +270,18 @@ class Flow:
 
     def packet(self, payload: bytes = b"", *, flags: str | int = "A", seq: int = 0,
                ttl: int = 64) -> bytes:
-        kw = {"vlans": self.vlans, "src_mac": self.src_mac, "dst_mac": self.dst_mac,
-              "ttl": ttl}
         if self.proto == "udp":
-            return udp_packet(self.src, self.dst, self.sport, self.dport, payload, **kw)
+            return udp_packet(self.src, self.dst, self.sport, self.dport, payload,
+                              vlans=self.vlans, src_mac=self.src_mac, dst_mac=self.dst_mac,
+                              ttl=ttl)
         if self.proto == "tcp":
             return tcp_packet(self.src, self.dst, self.sport, self.dport, payload,
-                              flags=flags, seq=seq, **kw)
+                              flags=flags, seq=seq, vlans=self.vlans, src_mac=self.src_mac,
+                              dst_mac=self.dst_mac, ttl=ttl)
         if self.proto == "icmp":
-            return icmp_packet(self.src, self.dst, self.sport, seq & 0xFFFF, payload, **kw)
+            return icmp_packet(self.src, self.dst, self.sport, seq & 0xFFFF, payload,
+                               vlans=self.vlans, src_mac=self.src_mac, dst_mac=self.dst_mac,
+                               ttl=ttl)
         raise UsageError(f"unknown flow protocol {self.proto!r} (udp, tcp or icmp)")
 
 
@@ -373,10 +377,10 @@ class TrafficGenerator:
         if kind == "tcp_flags":
             return flow.packet(payload, flags=rng.randrange(256))
         if kind == "bad_checksum":
-            frame = bytearray(flow.packet(payload))
-            at = rng.randrange(ETH_HLEN + 4 * len(flow.vlans) + 10, len(frame) - 1)
-            frame[at] ^= 0x5A
-            return bytes(frame)
+            damaged = bytearray(flow.packet(payload))
+            at = rng.randrange(ETH_HLEN + 4 * len(flow.vlans) + 10, len(damaged) - 1)
+            damaged[at] ^= 0x5A
+            return bytes(damaged)
         if kind == "non_ip":
             return ethernet(flow.dst_mac, flow.src_mac, rng.choice((ETH_P_ARP, 0x88CC, 0x9000)),
                             payload[:rng.randint(0, 200)], vlans=flow.vlans)
