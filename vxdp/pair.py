@@ -250,6 +250,13 @@ class Pair:
         self.pump()
         return cmd
 
+    def notify(self, queue: int) -> None:
+        """Deliver a notification for `queue` to the device outside the driver's own
+        kick decisions (conformance checks, hostile-guest tests)."""
+        self.trace.add("guest", "kick", f"kick q{queue} (forced)", {"queue": queue})
+        self._device_events(self.device.notify(queue))
+        self.pump()
+
     def announce(self) -> None:
         """The host asks the guest to announce itself (as after a migration)."""
         self._device_events(self.device.announce())

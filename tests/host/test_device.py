@@ -511,3 +511,30 @@ def test_reset_tears_down_queues_filters_and_config():
     assert live.dev.read_config(0, 8) == MAC + b"\x01\x00"
     assert isinstance(live.dev.notify(1)[0], KickIgnored)
     assert get_profile("default").mac == MAC
+
+
+# -- hostile rings ------------------------------------------------------------------------
+
+
+def test_ring_violation_sets_needs_reset_and_the_device_keeps_answering():
+    live = bring_up()
+    tx = live.queues[1]
+    tx.add_chain([hdr(), frame(OTHER)])
+    tx.poke_avail_idx(100)  # more than the queue size ahead (§2.7.6)
+    events = live.kick(1)
+    (fail,) = of(events, DeviceNeedsReset)
+    assert fail.clause == "2.7.6" and of(events, ConfigInterrupt)
+    assert live.dev.read_status() & S.DEVICE_NEEDS_RESET
+    assert live.dev.read_config(0, 6) == MAC
+    assert isinstance(live.kick(0)[0], KickIgnored)
+
+
+def test_rx_buffer_outside_guest_memory_sets_needs_reset():
+    live = bring_up()
+    rx = live.queues[0]
+    head = rx.add_chain(writable=[256])
+    rx.poke_desc(head, addr=0x7FFF_0000)
+    events = live.dev.receive([frame(MAC)])
+    (fail,) = of(events, DeviceNeedsReset)
+    assert "outside every memory region" in fail.reason
+    assert not of(events, FrameDelivered)

@@ -174,3 +174,17 @@ def test_trace_json_lines_parse():
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
     assert {"guest", "host", "wire"} <= {r["actor"] for r in rows}
     assert any(r["kind"] == "tx_frame" and len(bytes.fromhex(r["frame"])) == 64 for r in rows)
+
+
+def test_device_needs_reset_reaches_the_driver_and_a_reset_recovers():
+    pair = Pair.create()
+    pair.negotiate()
+    tx = pair.driver.queues[1]
+    pair.memory.write_u16(tx.addresses[1] + 2, 0x1234)  # corrupt avail.idx (§2.7.6)
+    pair.notify(1)
+    (changed,) = pair.trace.of_kind("config_changed")
+    assert changed.data["needs_reset"] and "device needs reset" in changed.text
+    assert pair.device.read_status() & S.DEVICE_NEEDS_RESET
+    pair.reset()
+    assert pair.negotiate()
+    assert pair.send_from_guest([from_guest(9)]) == [from_guest(9)]
