@@ -225,10 +225,18 @@ class Device:
         if self.memory is None:
             raise LocalProtocolError("device has no guest memory (set_memory first)")
         packed = self.has(_F.VIRTIO_F_RING_PACKED)
-        kwargs = dict(event_idx=self.has(_F.VIRTIO_F_EVENT_IDX),
-                      indirect=self.has(_F.VIRTIO_F_INDIRECT_DESC), name=f"q{index}")
-        cls = PackedDeviceQueue if packed else SplitDeviceQueue
-        slot.engine = cls(self.memory, slot.size, *slot.addresses, **kwargs)  # type: ignore[arg-type]
+        event_idx = self.has(_F.VIRTIO_F_EVENT_IDX)
+        indirect = self.has(_F.VIRTIO_F_INDIRECT_DESC)
+        # The engines check alignment and that every area lies in guest memory
+        # (virtio 1.3 §2.7.1, §2.8.11); a RingError reaches the transport's caller.
+        if packed:
+            slot.engine = PackedDeviceQueue(self.memory, slot.size, *slot.addresses,
+                                            event_idx=event_idx, indirect=indirect,
+                                            name=f"q{index}")
+        else:
+            slot.engine = SplitDeviceQueue(self.memory, slot.size, *slot.addresses,
+                                           event_idx=event_idx, indirect=indirect,
+                                           name=f"q{index}")
         return [QueueReady(index, slot.name, slot.size, "packed" if packed else "split",
                            slot.addresses)]
 

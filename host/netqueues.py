@@ -21,7 +21,7 @@ backlog until the driver kicks the receive queue.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from virtio_spec.chain import Chain
 from virtio_spec.features import VirtioNetFeature
@@ -59,7 +59,7 @@ _HDR_F = VirtioNetHdrFlag
 _GSO = VirtioNetHdrGso
 
 #: The HOST_* feature each tx gso_type needs (virtio 1.3 §5.1.6.2.1).
-_GSO_FEATURE = {
+_GSO_FEATURE: dict[int, int] = {
     _GSO.VIRTIO_NET_HDR_GSO_TCPV4: _N.VIRTIO_NET_F_HOST_TSO4,
     _GSO.VIRTIO_NET_HDR_GSO_TCPV6: _N.VIRTIO_NET_F_HOST_TSO6,
     _GSO.VIRTIO_NET_HDR_GSO_UDP: _N.VIRTIO_NET_F_HOST_UFO,
@@ -93,14 +93,14 @@ class TxPath:
         self.device = device
         self.slot = slot
 
-    def header_problem(self, hdr: object, frame: bytes) -> tuple[str, str] | None:
+    def header_problem(self, hdr: Any, frame: bytes) -> tuple[str, str] | None:
         """(reason, clause) when a tx header or frame breaks a rule, else None."""
         dev = self.device
-        flags = int(hdr.flags)  # type: ignore[attr-defined]
-        gso = int(hdr.gso_type)  # type: ignore[attr-defined]
-        if int(hdr.num_buffers):  # type: ignore[attr-defined]
+        flags = int(hdr.flags)
+        gso = int(hdr.gso_type)
+        if int(hdr.num_buffers):
             # virtio 1.3 §5.1.6.2.1: "The driver MUST set num_buffers to zero."
-            return f"num_buffers is {int(hdr.num_buffers)}, not 0", "5.1.6.2.1"  # type: ignore[attr-defined]
+            return f"num_buffers is {int(hdr.num_buffers)}, not 0", "5.1.6.2.1"
         if flags & (_HDR_F.VIRTIO_NET_HDR_F_DATA_VALID | _HDR_F.VIRTIO_NET_HDR_F_RSC_INFO):
             # §5.1.6.2.1: "The driver MUST NOT set the VIRTIO_NET_HDR_F_DATA_VALID and
             # VIRTIO_NET_HDR_F_RSC_INFO bits in flags."
@@ -111,7 +111,7 @@ class TxPath:
             return f"flags {flags:#x} without VIRTIO_NET_F_CSUM", "5.1.6.2.1"
         base = gso & ~VIRTIO_NET_HDR_GSO_ECN
         if base != _GSO.VIRTIO_NET_HDR_GSO_NONE:
-            need = _GSO_FEATURE.get(base)  # type: ignore[call-overload]
+            need = _GSO_FEATURE.get(base)
             if need is None or not dev.has(need):
                 # §5.1.6.2.1: gso_type only for negotiated HOST_* features.
                 return f"gso_type {gso:#x} not negotiated", "5.1.6.2.1"
