@@ -46,12 +46,15 @@ bench: deps
 fuzz: deps
 	$(BIN)/python -m tests.fuzz.run
 
-# The C core's tests against an ASan + UBSan build of the same sources.
+# The C core's tests against an ASan + UBSan build of the same sources.  The sanitizer
+# runtimes are preloaded into Python only: the test process drops LD_PRELOAD at start, so
+# the tools tests spawn (clang, bpftool, editcap, tshark) run as they normally do.
 test-asan: deps
 	VXDP_SANITIZE=1 $(BIN)/python setup.py -q build_ext --inplace
 	VXDP_CORE=asan ASAN_OPTIONS=detect_leaks=0 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  $(PYTEST) -q -p no:cacheprovider tests/vxdp
+	  $(BIN)/python -c 'import os, sys, pytest; os.environ.pop("LD_PRELOAD", None); \
+	    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/vxdp"]))'
 
 clean:
 	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c

@@ -20,6 +20,7 @@
 #define RB_BUSY (1u << 31)             /* BPF_RINGBUF_BUSY_BIT */
 #define RB_DISCARD (1u << 30)          /* BPF_RINGBUF_DISCARD_BIT */
 #define RB_HDR 8u                      /* BPF_RINGBUF_HDR_SZ */
+#define RINGBUF_MAX_RECORD_SZ (UINT32_MAX / 4)
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
 #define BPF_EXIST 2
@@ -175,7 +176,8 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     }
     m->elem_size = round_up8(vs);
     m->stride = m->elem_size * ncpus;
-    if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX) {
+    if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX ||
+        (uint64_t)(ks + sizeof(struct hent)) * max > VXDP_MAP_MEM_MAX) {
         uint32_t stride = m->stride;
         free(m);
         return vxdp_errf(err, errlen, -E2BIG, "map of %u x %u bytes is too large", max,
@@ -688,7 +690,8 @@ void *vxdp_ringbuf_reserve(struct vxdp_map *m, uint64_t size)
      * outstanding between consumer and producer */
     uint64_t len = (size + RB_HDR + 7) & ~7ull, off;
     uint32_t hdr[2];
-    if (m->type != VXDP_MAP_RINGBUF || size > m->rb_size - RB_HDR || len > m->rb_size ||
+    if (m->type != VXDP_MAP_RINGBUF || size > RINGBUF_MAX_RECORD_SZ ||
+        size > m->rb_size - RB_HDR || len > m->rb_size ||
         m->prod + len - m->cons > m->rb_size - 1)
         return NULL;
     off = m->prod & (m->rb_size - 1);

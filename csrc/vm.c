@@ -13,10 +13,11 @@
 
 #include "vm_int.h"
 
-static struct vxdp_prog *prog_registry[4096];
+/* Loaded programs by id (what PROG_ARRAY slots hold): a program with id i sits in slot
+ * i % REGISTRY_SIZE, so a tail call finds its target with one load. */
+#define REGISTRY_SIZE 4096u
+static struct vxdp_prog *prog_registry[REGISTRY_SIZE];
 static uint32_t prog_next_id = 1;
-
-#define REGISTRY_SIZE (sizeof(prog_registry) / sizeof(prog_registry[0]))
 
 int vxdp_errf(char *err, size_t errlen, int code, const char *fmt, ...)
 {
@@ -45,10 +46,8 @@ int vxdp_run_fail(struct vxdp_run *r, int code, const char *fmt, ...)
 
 struct vxdp_prog *vxdp_prog_by_id(uint32_t id)
 {
-    for (size_t i = 0; i < REGISTRY_SIZE; i++)
-        if (prog_registry[i] && prog_registry[i]->id == id)
-            return prog_registry[i];
-    return NULL;
+    struct vxdp_prog *p = prog_registry[id % REGISTRY_SIZE];
+    return p && p->id == id ? p : NULL;
 }
 
 /* ---------------------------------------------------------------- loader */
@@ -325,21 +324,23 @@ int vxdp_prog_load(struct vxdp_prog **out, const void *insns, size_t len, uint32
     }
 
     {
-        size_t slot;
-        for (slot = 0; slot < REGISTRY_SIZE && prog_registry[slot]; slot++)
-            ;
-        if (slot == REGISTRY_SIZE) {
-            rc = vxdp_errf(err, errlen, -ENOSPC, "too many programs loaded");
+        uint32_t tries;
+        for (tries = 0; tries < REGISTRY_SIZE && prog_registry[prog_next_id % REGISTRY_SIZE];
+             tries++)
+            prog_next_id = prog_next_id + 1 ? prog_next_id + 1 : 1;
+        if (tries == REGISTRY_SIZE) {
+            rc = vxdp_errf(err, errlen, -ENOSPC, "too many programs loaded (%u)",
+                           REGISTRY_SIZE);
             goto fail;
         }
-        p->id = prog_next_id++;
-        if (!prog_next_id)
-            prog_next_id = 1;
-        prog_registry[slot] = p;
+        p->id = prog_next_id;
+        prog_next_id = prog_next_id + 1 ? prog_next_id + 1 : 1;
+        prog_registry[p->id % REGISTRY_SIZE] = p;
     }
     p->nmaps = nmaps;
     for (uint32_t i = 0; i < nmaps; i++) {
         p->maps[i] = maps[i];
+        vxdp_map_region(maps[i], &p->regions[i]);
         vxdp_map_get(maps[i]);
     }
     free(second_slot);
@@ -356,9 +357,8 @@ void vxdp_prog_free(struct vxdp_prog *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < REGISTRY_SIZE; i++)
-        if (prog_registry[i] == p)
-            prog_registry[i] = NULL;
+    if (prog_registry[p->id % REGISTRY_SIZE] == p)
+        prog_registry[p->id % REGISTRY_SIZE] = NULL;
     for (uint32_t i = 0; i < p->nmaps; i++)
         vxdp_map_free(p->maps[i]);   /* drops the reference taken at load */
     free(p->insns);
@@ -393,10 +393,9 @@ void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write
     if (in_region(addr, len, slo, shi) || in_region(addr, len, r->pkt_lo, r->pkt_hi))
         return (void *)(uintptr_t)addr;
     for (uint32_t i = 0; i < r->prog->nmaps; i++) {
-        struct vxdp_map_region reg;
-        vxdp_map_region(r->prog->maps[i], &reg);
-        if (in_region(addr, len, reg.lo, reg.hi)) {
-            if (write && !reg.writable) {
+        const struct vxdp_map_region *reg = &r->prog->regions[i];
+        if (in_region(addr, len, reg->lo, reg->hi)) {
+            if (write && !reg->writable) {
                 vxdp_run_fail(r, -EACCES, "write into read-only map value at pc %u: "
                               "%llu bytes at 0x%llx", r->pc, (unsigned long long)len,
                               (unsigned long long)addr);

@@ -87,6 +87,12 @@ struct bpf_insn {
 #define VXDP_HELPER_MAX 212   /* helper ids are below this (BPF_FUNC_xxx) */
 #define BPF_FUNC_tail_call 12
 
+/* the bytes of a map programs may point into (value arena), fixed when the map is made */
+struct vxdp_map_region {
+    uintptr_t lo, hi;
+    bool writable;
+};
+
 struct vxdp_run;
 typedef uint64_t (*vxdp_helper_fn)(struct vxdp_run *r, uint64_t a1, uint64_t a2, uint64_t a3,
                                    uint64_t a4, uint64_t a5);
@@ -98,6 +104,7 @@ struct vxdp_prog {
     uint32_t id;
     uint32_t nmaps;
     struct vxdp_map *maps[VXDP_MAX_PROG_MAPS];
+    struct vxdp_map_region regions[VXDP_MAX_PROG_MAPS];   /* value arenas, fixed at load */
     const vxdp_helper_fn *helpers;   /* VXDP_HELPER_MAX entries, NULL = unknown */
 };
 
@@ -172,10 +179,6 @@ extern const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX];
 void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write);
 
 /* maps.c: what the interpreter and helpers need of maps */
-struct vxdp_map_region {
-    uintptr_t lo, hi;
-    bool writable;
-};
 void vxdp_map_region(const struct vxdp_map *map, struct vxdp_map_region *out);
 uint32_t vxdp_map_type(const struct vxdp_map *map);
 uint32_t vxdp_map_value_size(const struct vxdp_map *map);
