@@ -3,9 +3,9 @@
 For each case of `corpus.CASES`, the program is compiled with clang, loaded from its ELF
 object, primed identically on both sides, and fed the same packets in order.  Per packet
 the return value and the output bytes (length changes included) must be identical; after
-the run, so must every map (per-CPU slots included; PROG_ARRAY values are engine handles
-and RINGBUF has no keys, so those two are left out).  The kernel is the oracle: where
-bpf() is not permitted the suite skips and says why.
+the run, so must every map (per-CPU slots included; PROG_ARRAY values are engine handles,
+so those are left out) and every record committed to a RINGBUF, in order.  The kernel is
+the oracle: where bpf() is not permitted the suite skips and says why.
 
 `VXDP_DIFF_ENGINES` (comma-separated, default "interp,jit") picks the engines compared
 against the kernel; "jit" is skipped while that engine does not exist, "interp" is not.
@@ -16,8 +16,10 @@ the flow-table case keeps its seed, since its map is primed from the same flows.
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +29,16 @@ from tests.vxdp.corpus import CASES, PROGS, Case
 from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import BpfObject, load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine, engine_class
-from vxdp.bpf.maps import MapValue
+from vxdp.bpf.maps import Map, MapValue
 from vxdp.bpf.program import MapType, XdpAction
 from vxdp.errors import UsageError
 
 pytestmark = [pytest.mark.kernel, pytest.mark.clang]
 
-UNCOMPARABLE_MAPS = frozenset({MapType.PROG_ARRAY, MapType.RINGBUF})
+UNCOMPARABLE_MAPS = frozenset({MapType.PROG_ARRAY})
+BPF_RINGBUF_BUSY_BIT = 1 << 31
+BPF_RINGBUF_DISCARD_BIT = 1 << 30
+BPF_RINGBUF_HDR_SZ = 8
 MANDATORY_ENGINES = frozenset({"interp"})
 
 MapSnapshot = dict[str, dict[bytes, MapValue]]
@@ -75,9 +80,45 @@ def _packets(case_id: str) -> tuple[bytes, ...]:
     return tuple(case.packets(0 if case.seed is not None else offset))
 
 
+def kernel_ringbuf_records(fd: int, data_size: int) -> list[bytes]:
+    """Consume a kernel RINGBUF through its mmap()ed pages, as libbpf's ring_buffer does:
+    a writable consumer page, then the producer page and the data area (mapped twice)."""
+    page = mmap.PAGESIZE
+    with mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as cons_page, \
+            mmap.mmap(fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ,
+                      offset=page) as prod:
+        cons = struct.unpack_from("<Q", cons_page, 0)[0]
+        end = struct.unpack_from("<Q", prod, 0)[0]
+        records = []
+        while cons < end:
+            at = page + (cons & (data_size - 1))
+            length = struct.unpack_from("<I", prod, at)[0]
+            if length & BPF_RINGBUF_BUSY_BIT:
+                break  # reserved, never submitted
+            size = length & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT)
+            if not length & BPF_RINGBUF_DISCARD_BIT:
+                records.append(bytes(prod[at + BPF_RINGBUF_HDR_SZ:at + BPF_RINGBUF_HDR_SZ + size]))
+            cons += (size + BPF_RINGBUF_HDR_SZ + 7) & ~7
+        struct.pack_into("<Q", cons_page, 0, cons)
+    return records
+
+
+def ringbuf_records(m: Map) -> list[bytes]:
+    drain = getattr(m, "ringbuf_drain", None)
+    if drain is not None:
+        return list(drain())
+    return kernel_ringbuf_records(m.fd, m.spec.max_entries)  # type: ignore[attr-defined]
+
+
 def snapshot(engine: Engine) -> MapSnapshot:
-    return {m.name: dict(m.items()) for m in engine.maps
-            if m.spec.type not in UNCOMPARABLE_MAPS}
+    """Every comparable map as {key: value}; a ringbuf as {record index (4 bytes): record}."""
+    out: MapSnapshot = {}
+    for m in engine.maps:
+        if m.spec.type == MapType.RINGBUF:
+            out[m.name] = {i.to_bytes(4, "big"): rec for i, rec in enumerate(ringbuf_records(m))}
+        elif m.spec.type not in UNCOMPARABLE_MAPS:
+            out[m.name] = dict(m.items())
+    return out
 
 
 def run_case(engine_name: str, case: Case) -> Outcome:
