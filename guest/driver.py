@@ -41,6 +41,7 @@ from virtio_spec.ctrl import (
 from virtio_spec.errors import LocalProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe, mask_of, negotiate
 from virtio_spec.memory import GuestMemory
+from virtio_spec.offload import XdpCapabilities
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import (
     VIRTIO_NET_CONFIG_SIZE,
@@ -118,6 +119,7 @@ class Driver:
         self.mtu = 1500
         self.max_pairs = 1
         self.active_pairs = 1
+        self.xdp_caps: XdpCapabilities | None = None
         self.queues: dict[int, DriverQueue] = {}
         self._status = 0
         self._polls = 0
@@ -241,9 +243,13 @@ class Driver:
         elif state is InitState.DRIVER_OK:
             self._write_status(self._status | _S.DRIVER_OK, done)
         elif state is InitState.LIVE:
+            caps = self.xdp_caps
+            xdp = (f"max_insns={caps.xdp_max_insns} max_maps={caps.xdp_max_maps} "
+                   f"map_types={sorted(caps.map_type_ids)} helpers={sorted(caps.helper_ids)}"
+                   if caps else "")
             self._events.append(DriverReady(
                 ":".join(f"{b:02x}" for b in self.mac), self.mtu, self.max_pairs,
-                len(self.queues)))
+                len(self.queues), xdp))
             for q in self.queues.values():
                 if q.name.startswith("receiveq"):
                     self._refill(q)
@@ -307,6 +313,9 @@ class Driver:
                 self._init_event(InitEvent.ERROR, f"config mtu {cfg.mtu} is below 68 (\u00a75.1.4.1)")
                 return
             self.mtu = int(cfg.mtu)
+        # DESIGN.md: the XDP offload capabilities follow supported_tunnel_types.
+        self.xdp_caps = XdpCapabilities.from_config(cfg, "device") \
+            if self.has(_N.VIRTIO_NET_F_XDP_OFFLOAD) else None
         self.max_pairs = 1
         if self.has(_N.VIRTIO_NET_F_MQ):
             if not 1 <= cfg.max_virtqueue_pairs <= 0x8000:

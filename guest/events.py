@@ -58,10 +58,12 @@ class DriverReady(DriverEvent):
     mtu: int
     queue_pairs: int
     queues: int
+    xdp: str = ""
 
     def describe(self) -> str:
-        return (f"driver ready: mac {self.mac}, mtu {self.mtu}, {self.queue_pairs} queue "
+        line = (f"driver ready: mac {self.mac}, mtu {self.mtu}, {self.queue_pairs} queue "
                 f"pair(s), {self.queues} queue(s)")
+        return line + (f"; xdp offload capabilities: {self.xdp}" if self.xdp else "")
 
 
 @dataclass(frozen=True)

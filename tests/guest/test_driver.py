@@ -363,3 +363,19 @@ def test_reset_writes_zero_and_frees_the_rings():
     assert dev.status == 0 and driver.queues == {}
     assert driver.allocator.free_bytes > free_before  # type: ignore[attr-defined]
     assert isinstance(dev.log[-1], WriteStatus) and dev.log[-1].value == 0
+
+
+def test_xdp_capabilities_are_read_from_config_when_negotiated():
+    offered = OFFER | 1 << N.VIRTIO_NET_F_XDP_OFFLOAD
+    dev = ScriptedDevice(offered=offered, cfg=config(xdp_max_insns=512, xdp_max_maps=3,
+                                                     xdp_map_types=0b110, xdp_helpers=0b1110,
+                                                     xdp_abi_version=1))
+    driver, dev = up(dev)
+    reads = [r for r in dev.log if isinstance(r, ReadConfig)]
+    assert reads[0].length == 56
+    assert driver.xdp_caps is not None and driver.xdp_caps.xdp_max_insns == 512
+    assert driver.xdp_caps.helper_ids == {1, 2, 3}
+    ready = [e for e in driver.events() if e.kind == "driver_ok"]
+    assert "max_insns=512" in ready[0].describe()
+    plain, _ = up()
+    assert plain.xdp_caps is None

@@ -538,3 +538,26 @@ def test_rx_buffer_outside_guest_memory_sets_needs_reset():
     (fail,) = of(events, DeviceNeedsReset)
     assert "outside every memory region" in fail.reason
     assert not of(events, FrameDelivered)
+
+
+def test_mergeable_frame_waits_holding_its_first_buffers_until_more_arrive():
+    live = bring_up()
+    rx = live.queues[0]
+    first = rx.add_chain(writable=[100])
+    f = frame(MAC, 250)
+    events = live.dev.receive([f])
+    assert of(events, FrameDeferred) and rx.used() == []
+    assert live.dev.slot(0).held  # popped, in flight, not lost
+    more = [rx.add_chain(writable=[100]) for _ in range(2)]
+    events = live.kick(0)
+    assert of(events, FrameDelivered)[0].buffers == 3
+    used = rx.used()
+    assert [u.id for u in used] == [first, *more]
+    assert b"".join(u.data for u in used)[12:] == f
+
+
+def test_features_cannot_change_after_features_ok():
+    live = bring_up()
+    (event,) = live.dev.write_features(live.features | 1 << F.VIRTIO_F_RING_PACKED)
+    assert not event.taken and "features are written after DRIVER" in event.reason
+    assert live.dev.negotiated == live.features
