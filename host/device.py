@@ -237,6 +237,9 @@ class Device:
             slot.engine = SplitDeviceQueue(self.memory, slot.size, *slot.addresses,
                                            event_idx=event_idx, indirect=indirect,
                                            name=f"q{index}")
+        # The interrupt explanations count from where the ring starts (packed: offset 0,
+        # wrap counter 1, virtio 1.3 §2.8.1).
+        slot.last_signalled = 0x8000 if packed else 0
         return [QueueReady(index, slot.name, slot.size, "packed" if packed else "split",
                            slot.addresses)]
 

@@ -236,8 +236,10 @@ class RxPath:
                 # size; a smaller one is returned unused and the frame tries the next.
                 engine.push(chain, 0)
                 events.append(ChainUsed(slot.index, chain.head, 0))
-                self._drop(b"", f"rx buffer {chain.head} has {chain.writable_len} writable "
-                                f"bytes, less than the {size}-byte header", events, "5.1.6.3.1")
+                events.append(FrameDropped(
+                    slot.index, "rx", 0, f"rx buffer {chain.head} has {chain.writable_len} "
+                    f"writable bytes, less than the {size}-byte header; returned unused",
+                    "5.1.6.3.1"))
                 continue
             chains.append(chain)
         slot.held = []

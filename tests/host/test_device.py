@@ -561,3 +561,18 @@ def test_features_cannot_change_after_features_ok():
     (event,) = live.dev.write_features(live.features | 1 << F.VIRTIO_F_RING_PACKED)
     assert not event.taken and "features are written after DRIVER" in event.reason
     assert live.dev.negotiated == live.features
+
+
+def test_rx_buffer_smaller_than_the_header_is_returned_and_the_next_one_used():
+    live = bring_up()
+    rx = live.queues[0]
+    tiny = rx.add_chain(writable=[8])
+    good = rx.add_chain(writable=[256])
+    f = frame(MAC, 100)
+    events = live.dev.receive([f])
+    (drop,) = of(events, FrameDropped)
+    assert drop.length == 0 and drop.clause == "5.1.6.3.1"
+    assert of(events, FrameDelivered)
+    used = {u.id: u for u in rx.used()}
+    assert used[tiny].len == 0 and used[good].data[12:] == f
+    assert live.dev.stats["rx_dropped"] == 0
