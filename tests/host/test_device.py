@@ -8,6 +8,8 @@ import struct
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from host import (
     ConfigInterrupt,
@@ -576,3 +578,14 @@ def test_rx_buffer_smaller_than_the_header_is_returned_and_the_next_one_used():
     used = {u.id: u for u in rx.used()}
     assert used[tiny].len == 0 and used[good].data[12:] == f
     assert live.dev.stats["rx_dropped"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(cls=st.integers(0, 12), command=st.integers(0, 6), data=st.binary(max_size=40))
+def test_any_well_shaped_ctrl_request_is_answered_and_the_device_stays_live(cls, command,
+                                                                            data):
+    live = bring_up()
+    events, used = live.ctrl(bytes([cls, command]) + data)
+    (handled,) = of(events, CtrlHandled)
+    assert handled.ack in (0, 1) and used[0].data == bytes([handled.ack])
+    assert live.dev.live
