@@ -241,3 +241,64 @@ def test_loader_refuses_malformed_programs(code: bytes, message: str) -> None:
 
 def test_program_ending_in_a_jump_is_accepted() -> None:
     assert r0("mov %r0, 3\nja +1\nexit\nja -2") == 3
+
+
+# ---------------------------------------------------------------- hostile programs
+
+_ALU = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x90, 0xA0, 0xB0, 0xC0]
+_JMP = [0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xA0, 0xB0, 0xC0, 0xD0]
+OPCODES = sorted(
+    {cls | op | src for cls in (0x04, 0x07) for op in _ALU for src in (0, 8)}
+    | {0x84, 0x87, 0xD4, 0xDC, 0xD7}
+    | {cls | op | src for cls in (0x05, 0x06) for op in _JMP for src in (0, 8)}
+    | {0x05, 0x06, 0x85, 0x95}
+    | {0x61, 0x69, 0x71, 0x79, 0x81, 0x89, 0x91, 0x62, 0x6A, 0x72, 0x7A, 0x63, 0x6B, 0x73,
+       0x7B, 0xC3, 0xDB})
+
+
+def hostile_program(seed: int, n: int = 40) -> bytes:
+    """A random program that passes the loader's structural checks more often than not:
+    forward jumps only (so it ends), pointers into and around its memory and stack."""
+    import random
+    rnd = random.Random(seed)
+    out = [(0xBF, 3, 1, 0, 0), (0xBF, 4, 10, 0, 0), (0x07, 4, 0, 0, rnd.randint(-600, 8))]
+    for pc in range(len(out), n - 1):
+        op = rnd.choice(OPCODES)
+        dst, src = rnd.randint(0, 9), rnd.randint(0, 10)
+        off = rnd.choice([0, 0, 1, -1, 8, 16, 32, rnd.randint(-600, 600)])
+        imm = rnd.choice([0, 1, -1, 16, 32, 64, 2**31 - 1, -2**31, rnd.randint(0, 6)])
+        cls, code = op & 0x07, op & 0xF0
+        if cls in (0x04, 0x07):  # keep ALU fields legal, or the loader refuses everything
+            off = rnd.choice([0, 1]) if code in (0x30, 0x90) else 0
+            if code == 0xB0 and op & 0x08:
+                off = rnd.choice([0, 8, 16, 32 if cls == 0x07 else 0])
+            if code == 0xD0:
+                imm = rnd.choice([16, 32, 64])
+        if cls in (0x05, 0x06) and op not in (0x85, 0x95):
+            off = rnd.randint(0, max(0, n - 2 - pc))
+            imm = off if op == 0x06 else imm
+        if op == 0x85:
+            src = 0
+            imm = rnd.randint(0, 5)
+        if op in (0xC3, 0xDB):
+            imm = rnd.choice([0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xA0, 0xA1, 0xE1, 0xF1])
+        if rnd.random() < 0.002:  # now and then, an encoding the loader must refuse
+            op = rnd.randint(0, 255)
+        out.append((op, dst, src, off, imm))
+    out.append((0x95, 0, 0, 0, 0))
+    return raw(*out)
+
+
+def test_hostile_programs_never_hurt_the_process() -> None:
+    outcomes = {"ok": 0, "refused": 0, "fault": 0}
+    for seed in range(3000):
+        code = hostile_program(seed)
+        try:
+            run_raw(code, bytes(range(64)))
+            outcomes["ok"] += 1
+        except InvalidProgram:
+            outcomes["refused"] += 1
+        except ProgramFault as exc:
+            assert " at pc " in str(exc)
+            outcomes["fault"] += 1
+    assert min(outcomes.values()) > 100, outcomes  # every path was exercised

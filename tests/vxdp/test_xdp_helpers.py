@@ -341,3 +341,52 @@ def test_longest_output_is_the_whole_reachable_frame(name: str) -> None:
         res = e.run_xdp([PKT] * 3)
     assert [(r.retval, len(r.data)) for r in res] == [(EINVAL, 3736)] * 3
     assert all(r.data == bytes(216) + PKT + bytes(3458) for r in res)
+
+
+def test_hostile_helper_calls_never_hurt_the_process() -> None:
+    """Random programs calling every XDP helper with pointers into and around the packet,
+    the stack, the context and map values: each run ends with a result or a ProgramFault."""
+    import random
+
+    from vxdp.bpf.helpers import HELPERS, XDP_HELPER_IDS, Arg
+    from vxdp.bpf.program import BPF_F_NO_PREALLOC
+    maps = (MapSpec("a", MapType.ARRAY, 4, 16, 4), MapSpec("h", MapType.HASH, 4, 8, 4),
+            MapSpec("p", MapType.PERCPU_ARRAY, 4, 8, 2),
+            MapSpec("l", MapType.LPM_TRIE, 8, 8, 4, flags=BPF_F_NO_PREALLOC),
+            MapSpec("r", MapType.RINGBUF, 0, 0, 4096), MapSpec("d", MapType.DEVMAP, 4, 4, 4),
+            MapSpec("j", MapType.PROG_ARRAY, 4, 4, 2))
+    helpers = sorted(XDP_HELPER_IDS | {12})
+    outcomes = {"ok": 0, "fault": 0}
+    for seed in range(400):
+        rnd = random.Random(seed)
+        lines = ["mov %r6, %r1", "ldxw %r7, [%r1+0]", "ldxw %r8, [%r1+4]", "mov %r9, %r10",
+                 "add %r9, -64", "stdw [%r10-64], 0", "stdw [%r10-56], 0"]
+        for _ in range(rnd.randint(1, 6)):
+            helper = rnd.choice(helpers)
+            args = HELPERS[helper].args if helper in HELPERS else ()
+            for reg in range(1, 6):
+                kind = args[reg - 1] if reg <= len(args) else None
+                pick = rnd.randrange(7)
+                if kind is Arg.PTR_TO_CTX and rnd.random() < 0.8:
+                    lines.append(f"mov %r{reg}, %r6")
+                elif (kind is Arg.CONST_MAP_PTR and rnd.random() < 0.8) or pick == 0:
+                    lines.append(f"lddw %r{reg}, map_fd({rnd.randrange(len(maps))})")
+                elif pick == 1:
+                    lines.append(f"mov %r{reg}, {rnd.choice([0, 1, 4, 8, 16, -1, 3000])}")
+                else:
+                    base = rnd.choice([6, 7, 8, 9, 10])
+                    lines.append(f"mov %r{reg}, %r{base}")
+                    lines.append(f"add %r{reg}, {rnd.choice([0, 4, -8, 14, 60, -300, 64])}")
+            lines.append(f"call {helper}")
+            if rnd.random() < 0.3:  # use a returned pointer, null-checked
+                lines += ["jeq %r0, 0, +1", f"ldxb %r2, [%r0+{rnd.choice([0, 7, 16, 64])}]"]
+        lines += ["mov %r0, 2", "exit"]
+        engine = InterpEngine(prog("\n".join(lines), *maps), seed=seed)
+        engine.maps[6].update(u32(0), u32(engine.load_tail_target(prog("mov %r0, 1\nexit"))))
+        try:
+            engine.run_xdp([PKT, PKT[:20]])
+            outcomes["ok"] += 1
+        except ProgramFault as exc:
+            assert " at pc " in str(exc)
+            outcomes["fault"] += 1
+    assert outcomes["ok"] >= 5 and outcomes["fault"] >= 100, outcomes
