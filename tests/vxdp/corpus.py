@@ -368,6 +368,10 @@ def prime_rate_limit(engine: Engine, obj: Any) -> None:
     put(engine, "rl_config", u32(0), u64(3))
 
 
+def prime_tail_loop(engine: Engine, obj: Any) -> None:
+    put(engine, "self", u32(0), u32(engine.load_tail_target(obj.programs["xdp_tail_loop"])))
+
+
 # --- the corpus ----------------------------------------------------------------------------
 
 V4_MIX = {"udp4": 1.0, "tcp4": 1.0, "icmp4": 0.2}
@@ -421,6 +425,8 @@ CASES: tuple[Case, ...] = (
     Case("xdp_alu.c", "xdp_alu", short_frames, random=400),
     Case("xdp_rate_limit.c", "xdp_rate_limit", short_frames, prime_rate_limit,
          gen={"flows": 12, "mix": V4_MIX}),
+    Case("xdp_helper_edges.c", "xdp_helper_edges", short_frames, random=40),
+    Case("xdp_tail_loop.c", "xdp_tail_loop", short_frames, prime_tail_loop, random=20),
 )
 
 BY_ID: dict[str, Case] = {c.id: c for c in CASES}
