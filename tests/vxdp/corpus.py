@@ -372,6 +372,12 @@ def prime_tail_loop(engine: Engine, obj: Any) -> None:
     put(engine, "self", u32(0), u32(engine.load_tail_target(obj.programs["xdp_tail_loop"])))
 
 
+def crafted_lpm_learn() -> list[bytes]:
+    return [udp4("10.0.1.1"), udp4("10.0.1.2"), udp4("10.0.1.1"), tcp4("10.0.1.3", flags="R"),
+            udp4("10.0.1.1"), tcp4("10.0.99.1", flags="R"), udp4("10.0.2.1"),
+            udp4("10.0.2.1")]
+
+
 # --- the corpus ----------------------------------------------------------------------------
 
 V4_MIX = {"udp4": 1.0, "tcp4": 1.0, "icmp4": 0.2}
@@ -427,6 +433,9 @@ CASES: tuple[Case, ...] = (
          gen={"flows": 12, "mix": V4_MIX}),
     Case("xdp_helper_edges.c", "xdp_helper_edges", short_frames, random=40),
     Case("xdp_tail_loop.c", "xdp_tail_loop", short_frames, prime_tail_loop, random=20),
+    Case("xdp_meta_head.c", "xdp_meta_head", short_frames),
+    Case("xdp_lpm_learn.c", "xdp_lpm_learn", crafted_lpm_learn,
+         gen={"src_net": "10.0.0.0/19", "flows": 40, "mix": V4_MIX, "anomalies": 0.3}),
 )
 
 BY_ID: dict[str, Case] = {c.id: c for c in CASES}
