@@ -244,3 +244,28 @@ def test_corpus_sources_are_documented() -> None:
         assert src.name in used, f"{src.name} is in progs/ but no case runs it"
         assert not re.search(r"bpf_(get_prandom_u32|ktime_get\w*|jiffies64)\(",
                              src.read_text()), f"{src.name} is not deterministic"
+
+
+def test_the_comparison_sees_every_kind_of_difference() -> None:
+    """The judge itself: verdicts, bytes, lengths, map keys and per-CPU slots all count."""
+    case = CASES[0]
+    pkts = _packets(case.id)
+    same = Outcome([XdpResult(1, p) for p in pkts],
+                   {"m": {b"k": b"\x01", b"p": [b"\x00", b"\x01"]}})
+    assert describe_differences(case, "e", same, same) == []
+
+    other = Outcome([XdpResult(2, pkts[0]), XdpResult(1, pkts[1] + b"\0"),
+                     *(XdpResult(1, p) for p in pkts[2:])],
+                    {"m": {b"k": b"\x01", b"p": [b"\x00", b"\x02"], b"x": b"\x00"}})
+    text = "\n".join(describe_differences(case, "e", same, other))
+    assert "packet 0" in text and "retval: kernel 1 (DROP), e 2 (PASS)" in text
+    assert "packet 1" in text and f"lengths kernel {len(pkts[1])} vs engine" in text
+    assert "key 70: kernel [00, 01], e [00, 02]" in text
+    assert "key 78: kernel absent" in text
+
+    flipped = bytearray(pkts[0])
+    flipped[-1] ^= 1
+    one_bit = Outcome([XdpResult(1, bytes(flipped)), *same.results[1:]], same.maps)
+    (problem,) = describe_differences(case, "e", same, one_bit)
+    assert f"first difference at byte {len(flipped) - 1}" in problem
+    assert describe_differences(case, "e", same, Outcome(same.results[:-1], same.maps))
