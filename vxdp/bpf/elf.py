@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from vxdp.bpf.program import (
 from vxdp.errors import ElfError, UsageError
 
 BPF_OBJ_NAME_LEN = 16
+MAX_GLOBAL_DATA = 1 << 24  # one .data/.bss/.rodata section, as one map value
 R_BPF_NONE = 0
 R_BPF_64_64 = 1
 R_BPF_64_32 = 10
@@ -67,6 +69,7 @@ _BPF_MAP_DEF = struct.Struct("<5I")  # type, key_size, value_size, max_entries, 
 # -- the ELF file, read once through pyelftools ---------------------------------------------
 
 SHF_EXECINSTR = 0x4
+SHF_COMPRESSED = 0x800
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,9 @@ def read_elf(data: bytes) -> ElfFile:
         return _read_elf(ELFFile(io.BytesIO(data)))
     except ElfError:
         raise
-    except (ELFError, ConstructError, struct.error, UnicodeDecodeError, IndexError, KeyError,
-            ValueError, TypeError, AttributeError, AssertionError, OverflowError) as exc:
+    except (ELFError, ConstructError, struct.error, zlib.error, UnicodeDecodeError, IndexError,
+            KeyError, ValueError, TypeError, AttributeError, AssertionError,
+            OverflowError) as exc:
         raise ElfError(f"not a usable elf object: {str(exc).lower() or type(exc).__name__}") \
             from None
 
@@ -139,6 +143,11 @@ def _read_elf(elf: ELFFile) -> ElfFile:
     for i, sec in enumerate(elf.iter_sections()):
         nobits = sec["sh_type"] == "SHT_NOBITS"
         size = sec["sh_size"]
+        if sec["sh_flags"] & SHF_COMPRESSED:  # clang -gz: only debug info is ever compressed
+            if not sec.name.startswith(".debug"):
+                raise ElfError(f"section {sec.name!r}: compressed sections are not supported")
+            sections.append(ElfSection(i, sec.name, 0, sec["sh_flags"], True, b""))
+            continue
         data = b"" if nobits or sec["sh_type"] == "SHT_NULL" else sec.data()
         if not nobits and len(data) != size:
             raise ElfError(f"section {sec.name!r}: {size} bytes declared, {len(data)} in file")
@@ -328,6 +337,9 @@ class _Loader:
             self.map_at[(sec.index, sym.value)] = self._add_map(spec)
 
     def _data_map(self, sec: ElfSection) -> None:
+        if sec.size > MAX_GLOBAL_DATA:
+            raise ElfError(f"section {sec.name!r}: {sec.size} bytes of global data is more "
+                           f"than vxdp accepts ({MAX_GLOBAL_DATA >> 20} MiB)")
         rodata = sec.name == ".rodata" or sec.name.startswith(".rodata.")
         initial = bytes(sec.size) if sec.nobits else sec.data
         spec = MapSpec(internal_map_name(self.name, sec.name), MapType.ARRAY, 4, sec.size, 1,
