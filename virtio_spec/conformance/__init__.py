@@ -1,0 +1,44 @@
+"""virtio conformance checks, runnable against any implementation through small adapters.
+
+`adapter` defines what the checks drive (`DeviceUnderTest`, `DriverUnderTest`, the
+`Transport` between them); `device_checks`, `net_device_checks` and `driver_checks` hold
+one plain function per normative clause, registered in `registry.CLAUSES`; `report`
+runs a selection and renders pass / fail / not-applicable per clause as a table or JSON.
+Nothing here imports a test framework or anything of vxdp outside `virtio_spec`.
+"""
+
+from . import device_checks as device_checks
+from . import net_device_checks as net_device_checks
+from .adapter import (
+    CONFIG_NOTIFICATION,
+    DeviceFactory,
+    DeviceUnderTest,
+    DriverFactory,
+    DriverUnderTest,
+    NotApplicable,
+    Transport,
+    TransportRefused,
+    Unsupported,
+)
+from .registry import CLAUSES, Clause, select
+from .session import DriverSession, ReferenceDriver, SetupError
+
+__all__ = [
+    "CLAUSES",
+    "CONFIG_NOTIFICATION",
+    "Clause",
+    "DeviceFactory",
+    "DeviceUnderTest",
+    "DriverFactory",
+    "DriverSession",
+    "DriverUnderTest",
+    "NotApplicable",
+    "ReferenceDriver",
+    "SetupError",
+    "Transport",
+    "TransportRefused",
+    "Unsupported",
+    "device_checks",
+    "net_device_checks",
+    "select",
+]
