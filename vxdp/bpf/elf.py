@@ -21,6 +21,11 @@ What is understood, as libbpf does it (tools/lib/bpf/libbpf.c):
 
 Everything else (externs/kfuncs, CO-RE relocations, function pointers, relocation types
 other than the two above) raises `ElfError` naming the section, symbol and relocation.
+
+Where vxdp differs from libbpf 1.x, on purpose: it still accepts `xdp/*` section names and
+the legacy `maps` section (libbpf 1.0 dropped both; older objects use them); it does not set
+BPF_F_MMAPABLE on global data maps (nothing here mmaps them) and does not bind `.rodata`
+maps to programs that do not reference them (libbpf's BPF_PROG_BIND_MAP).
 """
 
 from __future__ import annotations
