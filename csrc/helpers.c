@@ -15,7 +15,6 @@
 #define KSTRTOX_OVERFLOW (1u << 31)
 #define BPF_RB_NO_WAKEUP 1u
 #define BPF_RB_FORCE_WAKEUP 2u
-#define CSUM_DIFF_MAX 512               /* sizeof(bpf_csum_scratchpad.diff) */
 #define TRACE_LINE_MAX 1024             /* MAX_BPRINTF_BUF */
 
 #define HELPER(name) \
@@ -392,29 +391,52 @@ HELPER(h_strtoul)
 
 /* ---------------------------------------------------------------- csum_diff */
 
-/* A 32-bit one's-complement sum of 4-byte words with a seed (csum_partial's value modulo
- * 0xffffffff; the callers fold it to 16 bits, where the representations agree). */
-static uint32_t csum_words(const uint8_t *p, uint64_t len, uint32_t seed)
+static uint64_t add64_with_carry(uint64_t a, uint64_t b)
 {
-    uint64_t sum = seed;
-    for (uint64_t i = 0; i < len; i += 4) {
-        uint32_t w;
-        memcpy(&w, p + i, 4);
-        sum += w;
-    }
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    return (uint32_t)sum;
+    uint64_t s = a + b;
+    return s + (s < a);
 }
 
-static uint32_t csum_add32(uint32_t a, uint32_t b)
+static uint32_t add32_with_carry(uint32_t a, uint32_t b)
 {
     uint32_t s = a + b;
     return s + (s < a);
 }
 
-/* bpf_csum_diff (net/core/filter.c, since "bpf_csum_diff: optimize and homogenize for all
- * archs", 6.12): sizes multiples of 4, together at most 512 bytes; the result is
+static uint32_t ror32(uint32_t v, unsigned int n) { return (v >> n) | (v << (32 - n)); }
+
+/* csum_partial as arch/x86/lib/csum-partial_64.c computes it: 64-bit words with carry, a
+ * zero-padded little-endian tail, an odd start handled by rotating, folded to 32 bits. */
+static uint32_t csum_partial(const uint8_t *buff, uint64_t len, uint32_t sum)
+{
+    uint64_t temp64 = sum;
+    bool odd = (uintptr_t)buff & 1;
+    uint32_t result;
+
+    if (odd) {
+        if (!len)
+            return sum;
+        temp64 = ror32(sum, 8);
+        temp64 += (uint64_t)buff[0] << 8;
+        len--;
+        buff++;
+    }
+    for (; len >= 8; len -= 8, buff += 8) {
+        uint64_t w;
+        memcpy(&w, buff, 8);
+        temp64 = add64_with_carry(temp64, w);
+    }
+    if (len) {
+        uint64_t trail = 0;
+        memcpy(&trail, buff, len);
+        temp64 = add64_with_carry(temp64, trail);
+    }
+    result = add32_with_carry((uint32_t)(temp64 >> 32), (uint32_t)temp64);
+    return odd ? ror32(result, 8) : result;
+}
+
+/* bpf_csum_diff (net/core/filter.c as of 6.12, "bpf_csum_diff: optimize and homogenize for
+ * all archs"): no size rule left beyond what the verifier proves; the result is
  * csum_sub(csum_partial(to, seed), csum_partial(from, 0)), csum_partial(to, seed) or
  * ~csum_partial(from, ~seed), folded to 16 bits (csum_from32to16). */
 HELPER(h_csum_diff)
@@ -425,14 +447,12 @@ HELPER(h_csum_diff)
     uint32_t seed = (uint32_t)a5, ret;
     if (r->fault)
         return 0;
-    if (((a2 | a4) & 3) || a2 + a4 > CSUM_DIFF_MAX)
-        return (uint64_t)-EINVAL;
     if (a2 && a4)
-        ret = csum_add32(csum_words(to, a4, seed), ~csum_words(from, a2, 0));
+        ret = add32_with_carry(csum_partial(to, a4, seed), ~csum_partial(from, a2, 0));
     else if (a4)
-        ret = csum_words(to, a4, seed);
+        ret = csum_partial(to, a4, seed);
     else if (a2)
-        ret = ~csum_words(from, a2, ~seed);
+        ret = ~csum_partial(from, a2, ~seed);
     else
         ret = seed;
     ret = (ret & 0xffff) + (ret >> 16);

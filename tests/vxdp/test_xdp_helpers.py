@@ -119,9 +119,28 @@ def test_csum_diff(name: str, frm: list[int], to: list[int], seed: int, want: in
     assert run1(name, text)[0] == want
 
 
-def test_csum_diff_refuses_odd_sizes() -> None:
-    assert run1("interp", "mov %r1, %r10\nadd %r1, -8\nmov %r2, 6\nmov %r3, 0\nmov %r4, 0\n"
-                "mov %r5, 0\ncall 28\nexit")[0] == EINVAL
+FILL = "\n".join(f"lddw %r3, {0x0123456789ABCDEF * (k + 3) & (2**64 - 1)}\n"
+                 f"stxdw [%r10-{8 * (k + 1)}], %r3" for k in range(64))
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize(("fo", "fs", "to", "ts", "seed", "want"), [
+    (-16, 6, -8, 8, 0, None),          # sizes need not be multiples of 4 any more (6.12+)
+    (-7, 5, 0, 0, 0x1234, 0xD75D),      # an odd start address
+    (0, 0, -9, 7, 0xFFFFFFFF, 0x7DB),
+    (-3, 3, -8, 1, 0, 0x96F9),
+    (-512, 256, -256, 256, 0, 0x6987),  # 512 bytes in all
+    (-511, 300, -211, 211, 77, 0x982D),
+])
+def test_csum_diff_odd_sizes_and_addresses(name: str, fo: int, fs: int, to: int, ts: int,
+                                           seed: int, want: int | None) -> None:
+    r1 = f"mov %r1, %r10\nadd %r1, {fo}" if fs else "mov %r1, 0"
+    r3 = f"mov %r3, %r10\nadd %r3, {to}" if ts else "mov %r3, 0"
+    got = run1(name, f"{FILL}\n{r1}\nmov %r2, {fs}\n{r3}\nmov %r4, {ts}\nmov32 %r5, {seed}\n"
+                     "call 28\nexit")[0]
+    assert got <= 0xFFFF
+    if want is not None:
+        assert got == want
 
 
 STRTOX = MapSpec("s.rodata", MapType.ARRAY, 4, 32, 1, flags=BPF_F_RDONLY_PROG)

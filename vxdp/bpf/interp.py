@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vxdp import native
+from vxdp.bpf import isa
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.engine import Engine, XdpResult
 from vxdp.bpf.maps import Map
@@ -71,6 +72,8 @@ class InterpEngine(Engine):
                                  f"the engine has {len(self.maps)}")
         handles = [m.handle for m in self.maps if isinstance(m, CoreMap)]
         try:
+            # the kernel's wording first (vxdp.bpf.isa); the core checks again, as it must
+            isa.check_program(isa.decode(program.insns))
             return native.prog_load(program.insns, native.MODE_XDP, handles)
         except InvalidProgram as exc:
             raise InvalidProgram(f"program {program.name!r}: {exc}") from None
