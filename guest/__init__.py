@@ -1,6 +1,6 @@
 """The guest side: a sans-I/O virtio-net driver model (no trio, no sockets, no clocks)."""
 
-from .ctrl import CtrlCommand, ctrl_name
+from .ctrl import CtrlCommand
 from .driver import MIN_RX_BUFFER, SUPPORTED_FEATURES, Driver
 from .events import (
     ChainAdded,
@@ -63,5 +63,4 @@ __all__ = [
     "UsedReaped",
     "WriteDriverFeatures",
     "WriteStatus",
-    "ctrl_name",
 ]

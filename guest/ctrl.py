@@ -12,35 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from virtio_spec.ctrl import (
-    VIRTIO_NET_ERR,
-    VIRTIO_NET_OK,
-    VirtioNetCtrlAnnounce,
-    VirtioNetCtrlClass,
-    VirtioNetCtrlGuestOffloads,
-    VirtioNetCtrlMac,
-    VirtioNetCtrlMq,
-    VirtioNetCtrlRx,
-    VirtioNetCtrlVlan,
-)
+from virtio_spec.ctrl import VIRTIO_NET_ERR, VIRTIO_NET_OK
 
 from .queues import Reaped
-
-_C = VirtioNetCtrlClass
-_CTRL_ENUMS: dict[int, Any] = {
-    _C.VIRTIO_NET_CTRL_RX: VirtioNetCtrlRx, _C.VIRTIO_NET_CTRL_MAC: VirtioNetCtrlMac,
-    _C.VIRTIO_NET_CTRL_VLAN: VirtioNetCtrlVlan, _C.VIRTIO_NET_CTRL_ANNOUNCE: VirtioNetCtrlAnnounce,
-    _C.VIRTIO_NET_CTRL_MQ: VirtioNetCtrlMq,
-    _C.VIRTIO_NET_CTRL_GUEST_OFFLOADS: VirtioNetCtrlGuestOffloads,
-}
-
-
-def ctrl_name(cls: int, command: int) -> str:
-    """`RX_PROMISC`, `MAC_TABLE_SET`, ... or `class 9 command 1`."""
-    enum = _CTRL_ENUMS.get(cls)
-    if enum is not None and command in enum._value2member_map_:
-        return str(enum(command).name).removeprefix("VIRTIO_NET_CTRL_")
-    return f"class {cls} command {command}"
 
 
 @dataclass
@@ -77,4 +51,4 @@ class CtrlCommand:
         return ""
 
 
-__all__ = ["CtrlCommand", "ctrl_name"]
+__all__ = ["CtrlCommand"]

@@ -37,6 +37,7 @@ from virtio_spec.ctrl import (
     VirtioNetCtrlMac,
     VirtioNetCtrlMq,
     build_ctrl,
+    command_name,
 )
 from virtio_spec.errors import LocalProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe, mask_of, negotiate
@@ -53,7 +54,7 @@ from virtio_spec.structs import (
     virtio_net_config,
 )
 
-from .ctrl import CtrlCommand, ctrl_name
+from .ctrl import CtrlCommand
 from .events import (
     ConfigChanged,
     CtrlCompleted,
@@ -428,7 +429,7 @@ class Driver:
             raise LocalProtocolError("control queue full")
         added = q.add(readable, writable)
         self._events.append(added)
-        cmd = CtrlCommand(cls, command, ctrl_name(cls, command), added.head, body)
+        cmd = CtrlCommand(cls, command, command_name(cls, command), added.head, body)
         self._ctrl[added.head] = cmd
         self._publish(q)
         return cmd

@@ -41,7 +41,7 @@ from .transport import SetupQueue
 
 
 class Allocator(Protocol):
-    """Guest memory allocation (e.g. `virtio_spec.testing.GuestAllocator`)."""
+    """Guest memory allocation (e.g. `virtio_spec.memory.GuestAllocator`)."""
 
     def alloc(self, size: int, align: int = 16) -> int: ...
 

@@ -40,6 +40,7 @@ from virtio_spec.ctrl import (
     VirtioNetCtrlRx,
     VirtioNetCtrlVlan,
     check_command_allowed,
+    command_name,
     parse_ctrl,
     switch_key,
 )
@@ -141,21 +142,6 @@ class CtrlOutcome:
                            self.written, self.detail)
 
 
-def command_name(cls: int, command: int) -> str:
-    """`RX_PROMISC`, `MAC_TABLE_SET`, ... or `class 7 command 3`."""
-    enums: dict[int, Any] = {
-        _C.VIRTIO_NET_CTRL_RX: VirtioNetCtrlRx, _C.VIRTIO_NET_CTRL_MAC: VirtioNetCtrlMac,
-        _C.VIRTIO_NET_CTRL_VLAN: VirtioNetCtrlVlan,
-        _C.VIRTIO_NET_CTRL_ANNOUNCE: VirtioNetCtrlAnnounce,
-        _C.VIRTIO_NET_CTRL_MQ: VirtioNetCtrlMq,
-        _C.VIRTIO_NET_CTRL_GUEST_OFFLOADS: VirtioNetCtrlGuestOffloads,
-    }
-    enum = enums.get(cls)
-    if enum is not None and command in enum._value2member_map_:
-        return str(enum(command).name).removeprefix("VIRTIO_NET_CTRL_")
-    return f"class {cls} command {command}"
-
-
 class ControlQueue:
     """The (class, command) dispatch table and the chain handling around it."""
 
@@ -202,7 +188,7 @@ class ControlQueue:
                 f"first writable buffer has {got}", "5.1.6.5"))
         data = chain.read()
         cls, command = data[0], data[1]
-        name = command_name(cls, command)
+        name = command_name(cls, command, ebpf_class=self.ebpf_class)
         reply = self._answer(cls, command, data, chain.writable_len - 1, negotiated)
         if len(reply.result) > chain.writable_len - 1:
             reply = CtrlReply.err(f"result of {len(reply.result)} bytes does not fit the "
@@ -293,4 +279,4 @@ class ControlQueue:
 
 
 __all__ = ["GUEST_OFFLOAD_BITS", "ControlQueue", "CtrlOutcome", "CtrlReply", "CtrlRequest",
-           "Handler", "NetState", "command_name"]
+           "Handler", "NetState"]

@@ -173,7 +173,7 @@ __all__ += [
 # one `from .module import (...)` block each, then `__all__ += [...]`.
 
 from .chain import MAX_CHAIN_BYTES, Chain, Segment  # noqa: E402
-from .memory import GuestMemory, MemoryRegion  # noqa: E402
+from .memory import GuestAllocator, GuestMemory, MemoryRegion  # noqa: E402
 from .notify import (  # noqa: E402
     need_event,
     packed_need_event,
@@ -187,6 +187,7 @@ from .split import SplitDeviceQueue, SplitDriverQueue, UsedElem  # noqa: E402
 __all__ += [
     "MAX_CHAIN_BYTES",
     "Chain",
+    "GuestAllocator",
     "GuestMemory",
     "MemoryRegion",
     "PackedDeviceQueue",

@@ -434,6 +434,31 @@ COMMAND_FEATURES: Final[dict[tuple[int, int], tuple[tuple[int, ...], str]]] = {
 }
 
 
+_COMMAND_ENUMS: dict[int, type[IntEnum]] = {
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_RX: VirtioNetCtrlRx,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_MAC: VirtioNetCtrlMac,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_VLAN: VirtioNetCtrlVlan,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_ANNOUNCE: VirtioNetCtrlAnnounce,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_MQ: VirtioNetCtrlMq,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_GUEST_OFFLOADS: VirtioNetCtrlGuestOffloads,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_NOTF_COAL: VirtioNetCtrlNotfCoal,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_HASH_TUNNEL: VirtioNetCtrlHashTunnel,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_STATS: VirtioNetCtrlStats,
+}
+
+
+def command_name(cls: int, command: int, *, ebpf_class: int = VIRTIO_NET_CTRL_EBPF) -> str:
+    """`RX_PROMISC`, `MAC_TABLE_SET`, `EBPF_PROG`, ... or `class 10 command 3` when unknown.
+
+    `ebpf_class` says where the offload class lives (9, or 6 in rfc_compat mode, where it
+    shadows NOTF_COAL)."""
+    enum: type[IntEnum] | None = (VirtioNetCtrlEbpf if cls == ebpf_class
+                                  else _COMMAND_ENUMS.get(cls))
+    if enum is not None and command in enum._value2member_map_:
+        return str(enum(command).name).removeprefix("VIRTIO_NET_CTRL_")
+    return f"class {cls} command {command}"
+
+
 def check_command_allowed(cls: int, command: int, negotiated: int, *,
                           ebpf_class: int = VIRTIO_NET_CTRL_EBPF) -> None:
     """Raise RemoteProtocolError when the driver issues a command whose feature it did
@@ -487,6 +512,7 @@ __all__ = [
     "VirtioNetCtrlVlan",
     "build_ctrl",
     "check_command_allowed",
+    "command_name",
     "parse_ctrl",
     "rss_rq_id",
     "switch_key",

@@ -157,4 +157,53 @@ class GuestMemory:
         return f"GuestMemory([{spans}])"
 
 
-__all__ = ["MAX_ACCESS", "GuestMemory", "MemoryRegion", "WritableBuffer"]
+
+
+class GuestAllocator:
+    """First-fit allocator over every region of a GuestMemory (coalescing frees)."""
+
+    def __init__(self, mem: GuestMemory) -> None:
+        self.mem = mem
+        self._free: list[tuple[int, int]] = [(r.base, r.size) for r in mem.regions]
+        self._sizes: dict[int, tuple[int, int]] = {}  # gpa -> (block start, block size)
+
+    def alloc(self, size: int, align: int = 16) -> int:
+        """Guest-physical address of `size` fresh bytes aligned to `align`."""
+        need = max(size, 1)
+        for i, (start, length) in enumerate(self._free):
+            gpa = -(-start // align) * align
+            if gpa + need <= start + length:
+                del self._free[i]
+                if gpa + need < start + length:
+                    self._free.insert(i, (gpa + need, start + length - gpa - need))
+                if gpa > start:
+                    self._free.insert(i, (start, gpa - start))
+                self._sizes[gpa] = (gpa, need)
+                return gpa
+        raise LocalProtocolError(f"guest allocator: no room for {size} bytes")
+
+    def free(self, gpa: int) -> None:
+        """Return a block from `alloc`."""
+        start, length = self._sizes.pop(gpa)
+        i = bisect.bisect(self._free, (start, length))
+        self._free.insert(i, (start, length))
+        # Coalesce with the neighbours that touch it (never across regions: a gap or a
+        # region end always separates them in address order).
+        if i + 1 < len(self._free) and start + length == self._free[i + 1][0] and \
+                self.mem.contains(start, length + self._free[i + 1][1]):
+            self._free[i] = (start, length + self._free.pop(i + 1)[1])
+        if i > 0:
+            prev_start, prev_len = self._free[i - 1]
+            cur_start, cur_len = self._free[i]
+            if prev_start + prev_len == cur_start and \
+                    self.mem.contains(prev_start, prev_len + cur_len):
+                self._free[i - 1] = (prev_start, prev_len + cur_len)
+                del self._free[i]
+
+    @property
+    def free_bytes(self) -> int:
+        """Bytes not allocated."""
+        return sum(length for _, length in self._free)
+
+
+__all__ = ["MAX_ACCESS", "GuestAllocator", "GuestMemory", "MemoryRegion", "WritableBuffer"]

@@ -44,8 +44,7 @@ from guest import (
 )
 from host import ConfigInterrupt, Device, DeviceEvent, DeviceProfile, FrameTransmitted, Interrupt
 from virtio_spec.errors import RemoteProtocolError
-from virtio_spec.memory import GuestMemory
-from virtio_spec.testing import GuestAllocator
+from virtio_spec.memory import GuestAllocator, GuestMemory
 
 #: Guest memory of a pair unless told otherwise (rings and buffers of every queue fit).
 DEFAULT_MEMORY = 4 << 20

@@ -177,3 +177,19 @@ def test_command_features() -> None:
     with pytest.raises(RemoteProtocolError, match="unknown control class 12"):
         C.check_command_allowed(12, 0, rx)
     assert set(C.COMMAND_FEATURES) == set(C.CTRL_COMMANDS)
+
+
+@pytest.mark.parametrize(("cls", "command", "ebpf_class", "name"), [
+    (0, 0, 9, "RX_PROMISC"),
+    (1, 0, 9, "MAC_TABLE_SET"),
+    (4, 0, 9, "MQ_VQ_PAIRS_SET"),
+    (6, 0, 9, "NOTF_COAL_TX_SET"),
+    (9, 1, 9, "EBPF_PROG"),
+    (9, 2, 9, "EBPF_MAP"),
+    (6, 2, 6, "EBPF_MAP"),  # rfc_compat: the offload class shadows NOTF_COAL
+    (9, 1, 6, "class 9 command 1"),
+    (0, 99, 9, "class 0 command 99"),
+])
+def test_command_name_covers_every_class(cls, command, ebpf_class, name):
+    from virtio_spec.ctrl import command_name
+    assert command_name(cls, command, ebpf_class=ebpf_class) == name
