@@ -6,7 +6,9 @@
 
 Keys and values are lowercase hex of the raw bytes (bytes.hex()); a per-CPU map gives
 `value` as a list of hex strings, one per possible CPU.  Map names are the object's (global
-data maps as libbpf names them, `<object prefix>.bss`).  On input only `entries` is needed,
+data maps as libbpf names them, `<object prefix>.bss`).  Array entries come in index order;
+entries of other maps are sorted by key bytes, since hash order is an implementation detail
+that differs between engines (and kernels).  On input only `entries` is needed,
 `{}` is valid, hex may contain spaces, and a per-CPU value may be one hex string that is
 then given to every CPU.  Anything that cannot be used is a UsageError naming the map and
 the entry index.
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vxdp.bpf.maps import Map, MapValue
-from vxdp.bpf.program import BPF_ANY, MapType
+from vxdp.bpf.program import ARRAY_MAP_TYPES, BPF_ANY, MapType
 from vxdp.errors import MapError, UsageError
 
 
@@ -34,12 +36,15 @@ def _hex(value: MapValue) -> str | list[str]:
 
 
 def dump_map(m: Map) -> dict[str, Any]:
+    items = list(m.items())
+    if m.spec.type not in ARRAY_MAP_TYPES:
+        items.sort(key=lambda kv: kv[0])  # hash order is each engine's own: sort by key
     return {
         "type": type_name(m.spec.type),
         "key_size": m.spec.key_size,
         "value_size": m.spec.value_size,
         "max_entries": m.spec.max_entries,
-        "entries": [{"key": k.hex(), "value": _hex(v)} for k, v in m.items()],
+        "entries": [{"key": k.hex(), "value": _hex(v)} for k, v in items],
     }
 
 
