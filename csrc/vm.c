@@ -773,8 +773,9 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
         insn++;
         CONT;
 
-#define LDX(SZ, T, SX, CAST) \
-    LDX_##SX##_##SZ: \
+/* LDX: T is the width loaded, CAST how it widens (unsigned: zero-, signed: sign-extend) */
+#define LDX(LABEL, T, CAST, SX) \
+    LABEL: \
         addr = SRC + insn->off; \
         if (likely(FAST_OK(addr, sizeof(T)))) { \
             T v_; \
@@ -782,24 +783,17 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
             DST = (uint64_t)(CAST)v_; \
         } else { \
             r->pc = PC; \
-            if (load_slow(r, addr, sizeof(T), CAST##_SX, &DST)) \
+            if (load_slow(r, addr, sizeof(T), SX, &DST)) \
                 goto fault; \
         } \
         CONT;
-#define uint8_t_SX false
-#define uint16_t_SX false
-#define uint32_t_SX false
-#define uint64_t_SX false
-#define int8_t_SX true
-#define int16_t_SX true
-#define int32_t_SX true
-    LDX(B, uint8_t, MEM, uint8_t)
-    LDX(H, uint16_t, MEM, uint16_t)
-    LDX(W, uint32_t, MEM, uint32_t)
-    LDX(DW, uint64_t, MEM, uint64_t)
-    LDX(B, uint8_t, MEMSX, int8_t)
-    LDX(H, uint16_t, MEMSX, int16_t)
-    LDX(W, uint32_t, MEMSX, int32_t)
+    LDX(LDX_MEM_B, uint8_t, uint8_t, false)
+    LDX(LDX_MEM_H, uint16_t, uint16_t, false)
+    LDX(LDX_MEM_W, uint32_t, uint32_t, false)
+    LDX(LDX_MEM_DW, uint64_t, uint64_t, false)
+    LDX(LDX_MEMSX_B, uint8_t, int8_t, true)
+    LDX(LDX_MEMSX_H, uint16_t, int16_t, true)
+    LDX(LDX_MEMSX_W, uint32_t, int32_t, true)
 
 #define STORE(LABEL, T, VALUE) \
     LABEL: \
