@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import shutil
@@ -297,3 +298,23 @@ def test_loader_matches_libbpf(tmp_path):
                     assert used == bound
     finally:
         shutil.rmtree(pins, ignore_errors=True)
+
+
+def test_fds_are_released_by_close_and_by_the_finaliser():
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    o = obj("tail")
+    before = open_fds()
+    with KernelEngine(o.programs["entry"]) as eng:
+        eng.load_tail_target(o.programs["target"])
+        assert open_fds() == before + 3  # map, program, tail target
+    assert open_fds() == before
+    m = KernelMap(MapSpec("gc", MapType.ARRAY, 4, 4, 1))
+    assert open_fds() == before + 1
+    del m  # never closed: the finaliser closes the fd
+    gc.collect()
+    assert open_fds() == before
+    with pytest.raises(InvalidProgram):
+        KernelEngine(obj("rejected").programs["unchecked"])
+    assert open_fds() == before  # a refused load leaks nothing
