@@ -52,3 +52,22 @@ class ProgramFault(BpfError, RuntimeError):
     def __init__(self, message: str, errno: int) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class VhostUserError(VxdpError):
+    """Family of errors of the vhost-user transport (`vxdp.vhost_user`)."""
+
+
+class VhostUserLocalError(VhostUserError):
+    """We used the vhost-user API in a way its state machine does not allow."""
+
+
+class VhostUserRemoteError(VhostUserError):
+    """The peer broke the vhost-user protocol; the message names the request and the rule.
+
+    `reply` holds bytes owed to the peer before the connection closes (a REPLY_ACK nack),
+    or b"" when nothing is owed."""
+
+    def __init__(self, message: str, reply: bytes = b"") -> None:
+        super().__init__(message)
+        self.reply = reply
