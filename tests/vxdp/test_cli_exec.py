@@ -160,3 +160,12 @@ def test_real_entry_point(files):
                           cwd=ROOT, env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[0])["action"] == "XDP_TX"
+
+
+def test_out_keeps_nanosecond_timestamps(files, capsys):
+    obj, pcap, tmp = files
+    write_pcap(pcap, [Packet(IPV4, 1_000_000_007), Packet(ARP, 2_000_000_009)], nsec=True)
+    out = tmp / "out.pcap"
+    run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine("kernel"),
+             "--out", str(out))
+    assert [p.timestamp_ns for p in read_pcap(out)] == [1_000_000_007, 2_000_000_009]

@@ -318,3 +318,9 @@ def test_fds_are_released_by_close_and_by_the_finaliser():
     with pytest.raises(InvalidProgram):
         KernelEngine(obj("rejected").programs["unchecked"])
     assert open_fds() == before  # a refused load leaks nothing
+
+
+def test_bad_ingress_device_is_explained():
+    with KernelEngine(obj("multi").programs["xdp_drop"]) as eng, \
+            pytest.raises(UsageError, match="rx_queue_index 4096 one of its rx queues"):
+        eng.run_xdp([bytes(64)], rx_queue_index=4096)

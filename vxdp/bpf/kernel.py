@@ -280,6 +280,8 @@ class KernelEngine(Engine):
 
     def run_xdp(self, packets: Sequence[bytes], *, ingress_ifindex: int = 1,
                 rx_queue_index: int = 0) -> list[XdpResult]:
+        """One BPF_PROG_TEST_RUN per packet.  The kernel reports no redirect target, so
+        `XdpResult.redirect` stays None; ifindex 1 is the loopback device."""
         if self.program.prog_type != ProgType.XDP:
             raise UsageError(f"program {self.program.name!r} is {self.program.prog_type.name}, "
                              f"not xdp")
@@ -303,8 +305,13 @@ def _test_run(fd: int, data: bytes, repeat: int, ctx: bytes | None, what: str) -
     try:
         return sc.prog_test_run(fd, data, repeat=repeat, ctx=ctx)
     except OSError as exc:
-        hint = (f" (xdp test runs need at least {ETH_HLEN} bytes)"
-                if exc.errno == errno.EINVAL and len(data) < ETH_HLEN else "")
+        hint = ""
+        if exc.errno == errno.EINVAL and len(data) < ETH_HLEN:
+            hint = f" (xdp test runs need at least {ETH_HLEN} bytes)"
+        elif exc.errno in (errno.EINVAL, errno.ENODEV) and ctx is not None:
+            ifindex, queue = struct.unpack_from("<II", ctx, 12)
+            hint = (f" (ingress_ifindex {ifindex} must name a device of this network "
+                    f"namespace and rx_queue_index {queue} one of its rx queues)")
         raise UsageError(f"{what}: bpf_prog_test_run: {_strerror(exc.errno or 0)}{hint}") \
             from None
 

@@ -13,7 +13,8 @@ is not an XDP action, then one final {"maps": {...}}.  Without `-j`, a table and
 
 `--out` writes the packets that leave the program alive: those it answered XDP_PASS,
 XDP_TX or XDP_REDIRECT, with their bytes as the program left them and their original
-timestamps; XDP_DROP, XDP_ABORTED and unknown return values are left out.  Use -j to see
+timestamps (nanosecond pcap when the input had sub-microsecond ones); XDP_DROP,
+XDP_ABORTED and unknown return values are left out.  Use -j to see
 every packet, dropped ones included.
 """
 
@@ -86,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         if args.maps_out:
             write_map_json(args.maps_out, engine.maps)
     if args.out:
+        nsec = any(p.timestamp_ns % 1000 for p in packets)  # keep nanosecond timestamps
         write_pcap(args.out, [Packet(r.data, p.timestamp_ns)
                               for p, r in zip(packets, results, strict=True)
-                              if r.action in LEAVING])
+                              if r.action in LEAVING], nsec=nsec)
     if args.json:
         for i, r in enumerate(results):
             print(json.dumps(packet_record(i, r)))
