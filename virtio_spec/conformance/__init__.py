@@ -8,6 +8,7 @@ Nothing here imports a test framework or anything of vxdp outside `virtio_spec`.
 """
 
 from . import device_checks as device_checks
+from . import driver_checks as driver_checks
 from . import net_device_checks as net_device_checks
 from .adapter import (
     CONFIG_NOTIFICATION,
@@ -20,6 +21,7 @@ from .adapter import (
     TransportRefused,
     Unsupported,
 )
+from .recorder import RecordingDevice
 from .registry import CLAUSES, Clause, select
 from .session import DriverSession, ReferenceDriver, SetupError
 
@@ -33,12 +35,14 @@ __all__ = [
     "DriverSession",
     "DriverUnderTest",
     "NotApplicable",
+    "RecordingDevice",
     "ReferenceDriver",
     "SetupError",
     "Transport",
     "TransportRefused",
     "Unsupported",
     "device_checks",
+    "driver_checks",
     "net_device_checks",
     "select",
 ]

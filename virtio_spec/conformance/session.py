@@ -303,6 +303,9 @@ class ReferenceDriver:
             return
         s.setup_queues()
         s.driver_ok()
+        if s.has(_N.VIRTIO_NET_F_MTU) and not s.has(_N.VIRTIO_NET_F_MRG_RXBUF):
+            # §5.1.4.2: room for one packet of mtu plus the Ethernet header.
+            self.rx_size = max(self.rx_size, s.hdr_size + s.config("mtu", 2) + 14)
         s.post_rx(self.rx_buffers, self.rx_size)
 
     def _live(self) -> DriverSession:
