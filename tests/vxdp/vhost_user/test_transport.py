@@ -1,0 +1,296 @@
+"""Front-end and back-end over real Unix sockets, memfd regions and eventfds."""
+
+import logging
+import os
+import socket
+import struct
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from virtio_spec.errors import RemoteProtocolError
+from virtio_spec.split import SplitDeviceQueue, SplitDriverQueue, UsedElem
+from vxdp.errors import VhostUserRemoteError
+from vxdp.vhost_user import events as ev
+from vxdp.vhost_user.backend import BackendConfig
+from vxdp.vhost_user.memory import FrontendMemory
+from vxdp.vhost_user.messages import VhostUserProtocolFeature
+from vxdp.vhost_user.transport import (
+    BackendSession,
+    EventFd,
+    FrontendConnection,
+    send_message,
+    serve_backend,
+    serve_connection,
+)
+
+PF = VhostUserProtocolFeature
+VERSION_1, PROTOCOL = 1 << 32, 1 << 30
+ALL_PF = (1 << PF.MQ) | (1 << PF.REPLY_ACK) | (1 << PF.CONFIG) | (1 << PF.STATUS)
+CONFIG_SPACE = bytes.fromhex("525400123456") + b"\x01\x00" + b"\x02\x00" + b"\xdc\x05"
+CONFIG = BackendConfig(VERSION_1 | PROTOCOL, ALL_PF, queue_num=3,
+                       config_size=len(CONFIG_SPACE))
+DESC, AVAIL, USED = 0x1000, 0x2000, 0x3000
+
+
+class EchoDevice:
+    """A device that answers every chain of a ring with its bytes reversed."""
+
+    def __init__(self):
+        self.seen: list[ev.BackendEvent] = []
+        self.num: dict[int, int] = {}
+        self.base: dict[int, int] = {}
+        self.areas: dict[int, tuple[int, int, int]] = {}
+        self.queues: dict[int, SplitDeviceQueue] = {}
+        self.status = 0
+        self.sessions = 0
+        self.handlers = {
+            ev.BackendEvent: self.record,
+            ev.Connected: self.connected,
+            ev.VringNumSet: self.vring_num,
+            ev.VringBaseSet: self.vring_base,
+            ev.VringAddrSet: self.vring_addr,
+            ev.VringKickSet: self.vring_kick,
+            ev.Kicked: self.kicked,
+            ev.VringBaseQueried: self.stop,
+            ev.ConfigQueried: self.config,
+            ev.StatusSet: self.set_status,
+            ev.StatusQueried: self.get_status,
+            ev.Disconnected: self.disconnected,
+        }
+
+    async def record(self, session: BackendSession, event):
+        self.seen.append(event)
+
+    async def connected(self, session, event):
+        self.sessions += 1
+        self.seen.append(event)
+
+    async def vring_num(self, session, event):
+        self.num[event.index] = event.num
+
+    async def vring_base(self, session, event):
+        self.base[event.index] = event.base
+
+    async def vring_addr(self, session, event):
+        self.areas[event.index] = (event.desc, event.avail, event.used)
+
+    async def vring_kick(self, session, event):
+        i = event.index
+        self.queues[i] = SplitDeviceQueue(session.memory.guest, self.num[i], *self.areas[i],
+                                          last_avail_idx=self.base.get(i, 0))
+
+    async def kicked(self, session, event):
+        self.seen.append(event)
+        q = self.queues[event.index]
+        while (chain := q.pop()) is not None:
+            written = chain.write(chain.read()[::-1])
+            q.push(chain, written)
+            del chain
+        if q.should_interrupt():
+            session.notify(event.index)
+
+    async def stop(self, session, event):
+        q = self.queues.pop(event.index)
+        return q.last_avail_idx
+
+    async def config(self, session, event):
+        return CONFIG_SPACE[event.offset:event.offset + event.size]
+
+    async def set_status(self, session, event):
+        if event.status & 0x80 and event.status != 0x80:
+            raise RemoteProtocolError("FAILED with other bits", "2.1")
+        self.status = event.status
+
+    async def get_status(self, session, event):
+        return self.status
+
+    async def disconnected(self, session, event):
+        self.seen.append(event)
+        self.queues.clear()
+
+
+@pytest.fixture
+def sockpath():
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        yield Path(d) / "vu.sock"
+
+
+async def test_ring_round_trip_over_a_socketpair():
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    reasons = []
+    memory = FrontendMemory.create([(0x0, 0x10000), (0x100000, 0x4000)])
+    kick, call = EventFd(), EventFd()
+
+    async def backend():
+        reasons.append(await serve_connection(back_sock, CONFIG, device.handlers))
+
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(backend)
+                async with FrontendConnection(front_sock) as conn:
+                    features, proto = await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                    assert (features, proto) == (VERSION_1 | PROTOCOL, ALL_PF)
+                    assert conn.core.queue_num == 3
+                    await conn.set_mem_table(memory)
+                    driver = SplitDriverQueue(memory.guest, 8, DESC, AVAIL, USED)
+                    await conn.start_vring(memory, 0, 8, (DESC, AVAIL, USED),
+                                           kick=kick, call=call)
+                    memory.guest.write(0x100010, b"hello, vhost")
+                    head = driver.add([(0x100010, 12)], [(0x4000, 12)])
+                    assert driver.publish()
+                    kick.signal()
+                    assert await call.wait() == 1
+                    assert driver.reap() == [UsedElem(head, 12)]
+                    assert memory.guest.read(0x4000, 12) == b"tsohv ,olleh"
+                    config = await conn.value(conn.core.get_config(0, 6))
+                    assert config.data == CONFIG_SPACE[:6]
+                    await conn.send(conn.core.set_status(0x0F))
+                    assert await conn.value(conn.core.get_status()) == 0x0F
+                    assert await conn.stop_vring(0) == 1
+                    del driver
+        assert reasons == [""]
+        assert ev.Kicked(0) in device.seen and isinstance(device.seen[-1], ev.Disconnected)
+    finally:
+        kick.close()
+        call.close()
+        memory.close()
+
+
+async def test_device_refusal_is_a_nack_and_the_session_goes_on():
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_connection, back_sock, CONFIG, device.handlers)
+            async with FrontendConnection(front_sock) as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                with pytest.raises(VhostUserRemoteError, match="refused VHOST_USER_SET_STATUS"):
+                    await conn.send(conn.core.set_status(0x8F))
+                await conn.send(conn.core.set_status(0x03))
+                assert await conn.value(conn.core.get_status()) == 0x03
+
+
+async def test_malformed_message_logged_disconnected_then_next_frontend(sockpath, caplog):
+    device = EchoDevice()
+    caplog.set_level(logging.ERROR, logger="vxdp.vhost_user")
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            path = await nursery.start(serve_backend, sockpath, CONFIG, device.handlers)
+            bad = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with bad:
+                await bad.connect(path)
+                await bad.send(struct.pack("<III", 99, 1, 0))
+                assert await bad.recv(64) == b""  # the back-end hung up
+            assert "unknown request code 99" in caplog.text
+            async with await FrontendConnection.connect(path) as conn:
+                assert await conn.value(conn.core.get_features()) == VERSION_1 | PROTOCOL
+            nursery.cancel_scope.cancel()
+    assert device.sessions == 2
+    assert not sockpath.exists()
+
+
+async def test_out_of_order_gets_a_nack_then_a_disconnect(sockpath, caplog):
+    device = EchoDevice()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            path = await nursery.start(serve_backend, sockpath, CONFIG, device.handlers)
+            async with await FrontendConnection.connect(path) as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                with pytest.raises(VhostUserRemoteError, match="refused VHOST_USER_SET_VRING_ADDR"):
+                    await conn.send(conn.core.set_vring_addr(0, 0x1000, 0x2000, 0x3000))
+                with pytest.raises(VhostUserRemoteError, match="closed the connection"):
+                    await conn.send(conn.core.get_features())
+            assert "VHOST_USER_SET_VRING_ADDR before VHOST_USER_SET_MEM_TABLE" in caplog.text
+            async with await FrontendConnection.connect(path) as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+            nursery.cancel_scope.cancel()
+    disconnects = [e for e in device.seen if isinstance(e, ev.Disconnected)]
+    assert "SET_MEM_TABLE" in disconnects[0].reason and disconnects[1].reason == ""
+
+
+async def test_peer_dies_mid_session_with_a_ring_running(sockpath, caplog):
+    device = EchoDevice()
+    memory = FrontendMemory.create([(0x0, 0x10000)])
+    kick, call = EventFd(), EventFd()
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                path = await nursery.start(serve_backend, sockpath, CONFIG, device.handlers)
+                conn = await FrontendConnection.connect(path)
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                await conn.set_mem_table(memory)
+                driver = SplitDriverQueue(memory.guest, 8, DESC, AVAIL, USED)
+                await conn.start_vring(memory, 0, 8, (DESC, AVAIL, USED), kick=kick, call=call)
+                del driver
+                # half a header, then gone
+                await conn.sock.send(struct.pack("<I", 1))
+                await conn.aclose()
+                async with await FrontendConnection.connect(path) as again:
+                    assert await again.value(again.core.get_features()) == VERSION_1 | PROTOCOL
+                nursery.cancel_scope.cancel()
+        assert "front-end closed the socket mid-message" in caplog.text
+        assert device.sessions == 2 and not device.queues
+    finally:
+        kick.close()
+        call.close()
+        memory.close()
+
+
+async def test_unusable_memory_fd_is_refused(sockpath, caplog):
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    not_memory = os.eventfd(0)
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_connection, back_sock, CONFIG, device.handlers)
+                async with FrontendConnection(front_sock) as conn:
+                    await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                    memory = FrontendMemory.create([(0x0, 0x10000)])
+                    table = memory.table()
+                    memory.close()
+                    out = conn.core.set_mem_table(table, [not_memory])
+                    with pytest.raises(VhostUserRemoteError, match="closed the connection"):
+                        await conn.send(out)
+        assert "region 0 needs 0x10000 bytes of its fd, the file has 0x0" in caplog.text
+    finally:
+        os.close(not_memory)
+
+
+async def test_too_many_fds_are_refused(caplog):
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = [os.eventfd(0) for _ in range(9)]
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_connection, back_sock, CONFIG, device.handlers)
+                with front_sock:
+                    await send_message(front_sock, struct.pack("<III", 3, 1, 0), fds)
+                    assert await front_sock.recv(64) == b""
+        assert "more than 8 fds in one message" in caplog.text
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+async def test_query_without_a_handler_ends_the_session(caplog):
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    reasons = []
+
+    async def backend():
+        reasons.append(await serve_connection(back_sock, CONFIG, {}))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(backend)
+            async with FrontendConnection(front_sock) as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                with pytest.raises(VhostUserRemoteError, match="closed the connection"):
+                    await conn.send(conn.core.get_status())
+    assert reasons == ["VhostUserLocalError: no handler answers StatusQueried"]

@@ -1,0 +1,431 @@
+"""The vhost-user edge (trio): sockets with SCM_RIGHTS, eventfds, the server and client.
+
+This is the only module of the transport that awaits.  It moves bytes and fds between a
+Unix stream socket and the sans-I/O cores (`Backend`, `Frontend`), maps memory tables,
+watches kick eventfds and dispatches events to the device through a handler table, as
+trio-websocket dispatches its events:
+
+    handlers = {MemTableSet: on_mem, VringKickSet: on_kick, Kicked: on_kicked, ...}
+    await serve_backend(path, config, handlers)
+
+A handler is `async def handler(session, event) -> answer`.  Events whose class has
+`answer == "device"` (GET_VRING_BASE, GET_CONFIG, GET_STATUS) need a handler that returns
+the answer; every other event may go unhandled.  A handler that raises a `VirtioError`
+(the device refused the value) gets the front-end a REPLY_ACK nack when it asked for one,
+and the session goes on.  A handler is looked up by the event's class, then its bases,
+so `{BackendEvent: trace}` sees everything.
+
+The server serves one front-end at a time.  A malformed or out-of-order message, a peer
+that vanishes mid-message or a socket error ends that session: it is logged (logger
+`vxdp.vhost_user`), the device gets `Disconnected(reason)`, every fd the session held is
+closed, its memory unmapped, and the server waits for the next front-end.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from virtio_spec.errors import VirtioError
+from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteError
+
+from . import events as ev
+from .backend import Backend, BackendConfig
+from .frontend import Frontend, Outgoing, Reply, check_ack
+from .memory import BackendMemory, FrontendMemory
+from .messages import VHOST_MEMORY_BASELINE_NREGIONS, close_fds
+
+log = logging.getLogger("vxdp.vhost_user")
+
+Handler = Callable[["BackendSession", Any], Awaitable[object]]
+Handlers = Mapping[type[ev.BackendEvent], Handler]
+
+_FD_SIZE = array.array("i").itemsize
+_ANC_SPACE = socket.CMSG_SPACE(VHOST_MEMORY_BASELINE_NREGIONS * _FD_SIZE)
+
+
+# -- sockets and fds -----------------------------------------------------------------------
+
+async def send_message(sock: trio.socket.SocketType, data: bytes,
+                       fds: Sequence[int] = ()) -> None:
+    """Send one message; its fds ride on the first byte (SCM_RIGHTS)."""
+    view = memoryview(data)
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds \
+        else []
+    while view:
+        sent = await sock.sendmsg([view], anc)
+        view, anc = view[sent:], []
+
+
+async def receive_some(sock: trio.socket.SocketType, want: int) -> tuple[bytes, list[int]]:
+    """One recvmsg of at most `want` bytes and the fds that came with them (CLOEXEC)."""
+    data, ancdata, flags, _ = await sock.recvmsg(want, _ANC_SPACE, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % _FD_SIZE
+            fds.extend(array.array("i", payload[:usable]))
+    if flags & socket.MSG_CTRUNC:
+        close_fds(fds)
+        raise VhostUserRemoteError(
+            f"more than {VHOST_MEMORY_BASELINE_NREGIONS} fds in one message (ancillary data "
+            f"truncated)")
+    return data, fds
+
+
+class EventFd:
+    """An eventfd (kick or call) we own: `signal()` it, `await wait()` for it."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if fd is None else fd
+
+    def signal(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    async def wait(self) -> int:
+        """Wait until signalled; returns (and clears) the count."""
+        while True:
+            await trio.lowlevel.wait_readable(self.fd)
+            try:
+                return os.eventfd_read(self.fd)
+            except BlockingIOError:
+                continue
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            trio.lowlevel.notify_closing(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _close_watched(fd: int) -> None:
+    trio.lowlevel.notify_closing(fd)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+# -- back-end ------------------------------------------------------------------------------
+
+class BackendSession:
+    """One front-end's session on the back-end side, as handlers see it."""
+
+    def __init__(self, sock: trio.socket.SocketType, backend: Backend,
+                 handlers: Handlers) -> None:
+        self.sock = sock
+        self.backend = backend
+        self.handlers = handlers
+        self.memory: BackendMemory | None = None
+        self._stale: list[BackendMemory] = []
+        self._watchers: dict[int, tuple[int, trio.CancelScope]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- what a device does with the session -----------------------------------------
+
+    def notify(self, index: int) -> bool:
+        """Signal the used-buffer notification (call eventfd) of vring `index`; False
+        when the front-end gave no call fd (it polls)."""
+        fd = self.backend.vrings[index].call
+        if fd is None:
+            return False
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError as exc:
+            log.warning("vring %d: call fd %d cannot be signalled: %s", index, fd, exc)
+            return False
+        return True
+
+    def signal_error(self, index: int) -> bool:
+        """Signal vring `index`'s error eventfd; False without one."""
+        fd = self.backend.vrings[index].err
+        if fd is None:
+            return False
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError:
+            return False
+        return True
+
+    # -- running ---------------------------------------------------------------------
+
+    def _handler(self, event: ev.BackendEvent) -> Handler | None:
+        for cls in type(event).__mro__:
+            handler = self.handlers.get(cls)
+            if handler is not None:
+                return handler
+        return None
+
+    async def dispatch(self, event: ev.BackendEvent) -> object:
+        handler = self._handler(event)
+        if handler is None:
+            if event.answer == "device":
+                raise VhostUserLocalError(f"no handler answers {type(event).__name__}")
+            return None
+        return await handler(self, event)
+
+    async def run(self) -> str:
+        """Serve until the front-end leaves or breaks the protocol; returns the reason
+        ("" for a clean close).  Never raises for the peer's faults."""
+        reason = ""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self.dispatch(ev.Connected())
+                    reason = await self._serve()
+                except VhostUserRemoteError as exc:
+                    reason = str(exc)
+                    log.error("vhost-user front-end broke the protocol: %s; disconnecting", exc)
+                    if exc.reply:
+                        with trio.move_on_after(1):
+                            try:
+                                await send_message(self.sock, exc.reply)
+                            except OSError:
+                                pass
+                except (OSError, VirtioError, VhostUserLocalError) as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    log.error("vhost-user session failed: %s; disconnecting", reason)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            await self._teardown(reason)
+        return reason
+
+    async def _serve(self) -> str:
+        while True:
+            data, fds = await receive_some(self.sock, self.backend.want())
+            if not data:
+                close_fds(fds)
+                if self.backend.reader.idle:
+                    return ""
+                raise VhostUserRemoteError("front-end closed the socket mid-message")
+            event = self.backend.receive_data(data, fds)
+            if event is not None:
+                await self._process(event)
+
+    async def _process(self, event: ev.BackendEvent) -> None:
+        ok = True
+        answer: object = None
+        old_memory = None
+        try:
+            if isinstance(event, ev.MemTableSet):
+                old_memory, self.memory = self.memory, BackendMemory.map(event.table, event.fds)
+            try:
+                answer = await self.dispatch(event)
+            except VirtioError as exc:
+                if event.answer == "device":
+                    raise
+                ok = False
+                log.warning("device refused %s: %s", event.describe(), exc)
+            reply = self.backend.respond(event, answer, ok=ok)
+        except BaseException:
+            self._retire()
+            raise
+        if isinstance(event, ev.VringKickSet) and event.fd is not None:
+            await self._watch(event.index, event.fd)
+        self._retire()
+        if old_memory is not None:
+            self._drop_memory(old_memory)
+        if reply:
+            await send_message(self.sock, reply)
+
+    def _drop_memory(self, memory: BackendMemory) -> None:
+        try:
+            memory.close()
+        except VhostUserLocalError:
+            self._stale.append(memory)
+
+    def _retire(self) -> None:
+        for fd in self.backend.take_retired():
+            for index, (watched, scope) in list(self._watchers.items()):
+                if watched == fd:
+                    scope.cancel()
+                    del self._watchers[index]
+            _close_watched(fd)
+
+    async def _watch(self, index: int, fd: int) -> None:
+        assert self._nursery is not None
+        previous = self._watchers.pop(index, None)
+        if previous is not None:
+            previous[1].cancel()
+        scope = await self._nursery.start(self._kick_watcher, index, fd)
+        self._watchers[index] = (fd, scope)
+
+    async def _kick_watcher(self, index: int, fd: int,
+                            task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            while True:
+                try:
+                    await trio.lowlevel.wait_readable(fd)
+                    os.eventfd_read(fd)
+                except BlockingIOError:
+                    continue
+                except trio.ClosedResourceError:
+                    return
+                except (OSError, ValueError) as exc:
+                    log.error("vring %d: kick fd %d unusable (%s); no longer watched",
+                              index, fd, exc)
+                    return
+                try:
+                    await self.dispatch(ev.Kicked(index))
+                except (VirtioError, VhostUserError) as exc:
+                    log.error("vring %d: kick handler failed: %s", index, exc)
+
+    async def _teardown(self, reason: str) -> None:
+        self._watchers.clear()
+        with trio.CancelScope(shield=True):
+            try:
+                await self.dispatch(ev.Disconnected(reason))
+            except Exception:
+                log.exception("Disconnected handler failed")
+        for fd in self.backend.close():
+            _close_watched(fd)
+        memories = [*self._stale, *([self.memory] if self.memory is not None else [])]
+        self.memory, self._stale = None, []
+        for memory in memories:
+            try:
+                memory.close()
+            except VhostUserLocalError as exc:
+                log.error("session memory cannot be unmapped: %s", exc)
+
+
+async def serve_connection(sock: trio.socket.SocketType, config: BackendConfig,
+                           handlers: Handlers) -> str:
+    """Serve one front-end on a connected socket, then close it; returns the reason the
+    session ended ("" for a clean close)."""
+    with sock:
+        return await BackendSession(sock, Backend(config), handlers).run()
+
+
+async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
+                        handlers: Handlers, *,
+                        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Listen on a Unix socket at `path` and serve front-ends one at a time, forever.
+
+    `task_status.started(path)` once listening; the socket file is removed on exit."""
+    path = os.fspath(path)
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await listener.bind(path)
+        listener.listen(4)
+        task_status.started(path)
+        while True:
+            sock, _ = await listener.accept()
+            log.info("vhost-user front-end connected on %s", path)
+            reason = await serve_connection(sock, config, handlers)
+            log.info("vhost-user front-end left %s%s", path, f": {reason}" if reason else "")
+    finally:
+        listener.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+# -- front-end -----------------------------------------------------------------------------
+
+class FrontendConnection:
+    """A front-end over a connected socket: awaitable requests, QEMU's start sequence."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.core = Frontend()
+
+    @classmethod
+    async def connect(cls, path: str | os.PathLike[str]) -> FrontendConnection:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await sock.connect(os.fspath(path))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    async def __aenter__(self) -> FrontendConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self.core.close()
+        self.sock.close()
+        await trio.lowlevel.checkpoint()
+
+    async def send(self, out: Outgoing) -> Reply | None:
+        """Send one request and, when one is due, return its reply (acks are checked)."""
+        try:
+            return await self._exchange(out)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise VhostUserRemoteError(
+                f"back-end closed the connection ({exc.strerror}) at "
+                f"{out.request.spec_name}") from exc
+
+    async def _exchange(self, out: Outgoing) -> Reply | None:
+        await send_message(self.sock, out.data, out.fds)
+        if not out.expects_reply:
+            return None
+        while True:
+            data, fds = await receive_some(self.sock, self.core.want())
+            if not data:
+                close_fds(fds)
+                raise VhostUserRemoteError(
+                    f"back-end closed the connection before replying to {out.request.spec_name}")
+            reply = self.core.receive_data(data, fds)
+            if reply is not None:
+                check_ack(reply)
+                return reply
+
+    async def value(self, out: Outgoing) -> Any:
+        reply = await self.send(out)
+        assert reply is not None
+        return reply.value
+
+    async def negotiate(self, features: int, protocol_features: int = 0) -> tuple[int, int]:
+        """QEMU's opening: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM (MQ),
+        SET_OWNER, SET_FEATURES.  Takes what both sides have of `features` and
+        `protocol_features`; returns the two negotiated sets."""
+        offered = await self.value(self.core.get_features())
+        proto = 0
+        if offered >> 30 & 1:
+            proto = await self.value(self.core.get_protocol_features()) & protocol_features
+            await self.send(self.core.set_protocol_features(proto))
+            if proto & 1:  # VHOST_USER_PROTOCOL_F_MQ
+                await self.value(self.core.get_queue_num())
+        await self.send(self.core.set_owner())
+        accepted = offered & features
+        await self.send(self.core.set_features(accepted))
+        return accepted, proto
+
+    async def set_mem_table(self, memory: FrontendMemory) -> None:
+        await self.send(self.core.set_mem_table(memory.table(), memory.fds()))
+
+    async def start_vring(self, memory: FrontendMemory, index: int, num: int,
+                          areas: tuple[int, int, int], *, kick: EventFd | None,
+                          call: EventFd | None, base: int = 0) -> None:
+        """Program and start vring `index` over `areas` (guest-physical desc, avail, used)."""
+        desc, avail, used = (memory.uva(gpa) for gpa in areas)
+        for out in self.core.vring_setup(index, num, desc, avail, used, base=base,
+                                         kick=kick.fd if kick else None,
+                                         call=call.fd if call else None):
+            await self.send(out)
+
+    async def stop_vring(self, index: int) -> int:
+        """GET_VRING_BASE: the back-end stops the ring; returns its next available index."""
+        state = await self.value(self.core.get_vring_base(index))
+        return int(state.num)
+
+
+__all__ = [
+    "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
+    "receive_some", "send_message", "serve_backend", "serve_connection",
+]
