@@ -324,3 +324,18 @@ def test_bad_ingress_device_is_explained():
     with KernelEngine(obj("multi").programs["xdp_drop"]) as eng, \
             pytest.raises(UsageError, match="rx_queue_index 4096 one of its rx queues"):
         eng.run_xdp([bytes(64)], rx_queue_index=4096)
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (errno.EPERM, "not permitted (EPERM): needs root or CAP_BPF"),
+    (errno.ENOSYS, "not implemented by this kernel (ENOSYS)"),
+    (errno.EINVAL, "BPF_MAP_CREATE failed: invalid argument (EINVAL)"),
+])
+def test_unavailable_reasons_say_why(monkeypatch, code, words):
+    from vxdp.bpf import syscall
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(syscall, "map_create", refuse)
+    assert words in kernel_unavailable.__wrapped__()  # the uncached probe

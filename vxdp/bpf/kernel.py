@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import platform
 import struct
 import weakref
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from vxdp.bpf.program import (
     BPF_PSEUDO_MAP_VALUE,
     INSN_SIZE,
     MapSpec,
+    MapType,
     Program,
     ProgType,
 )
@@ -52,10 +54,9 @@ def kernel_unavailable() -> str | None:
 
     Probes what the kernel engine needs: a map, an XDP program load and a test run."""
     if sc.syscall_number() is None:
-        import platform
         return f"no bpf() syscall on {platform.system()} {platform.machine()}"
     try:
-        fd = sc.map_create(2, 4, 4, 1, name="vxdp_probe")
+        fd = sc.map_create(MapType.ARRAY, 4, 4, 1, name="vxdp_probe")
         os.close(fd)
     except OSError as exc:
         return _why(exc, "BPF_MAP_CREATE")
@@ -106,10 +107,14 @@ class KernelMap(Map):
             raise MapError(f"map {spec.name!r}: create: {_strerror(exc.errno or 0)}",
                            exc.errno or 0) from None
         self._finalizer = weakref.finalize(self, os.close, self.fd)
-        if spec.initial is not None:
-            self.update(struct.pack("<I", 0), spec.initial)
-        if spec.frozen:
-            self.freeze()
+        try:
+            if spec.initial is not None:
+                self.update(struct.pack("<I", 0), spec.initial)
+            if spec.frozen:
+                self.freeze()
+        except MapError:
+            self.close()
+            raise
 
     def _fail(self, op: str, exc: OSError) -> MapError:
         code = exc.errno or 0
