@@ -6,7 +6,7 @@ the host device run programs against it), `vxdp.bpf.kernel.KernelMap` is a real 
 behind an fd.  Semantics are the kernel's, errno included:
 
 * update: BPF_ANY / BPF_NOEXIST (EEXIST when present) / BPF_EXIST (ENOENT when absent);
-  E2BIG when a hash map is full; arrays: EINVAL for an index >= max_entries, EEXIST for
+  E2BIG when a hash map is full; arrays: E2BIG for an index >= max_entries, EEXIST for
   NOEXIST (array elements always exist).
 * delete: EINVAL on arrays, ENOENT when absent.
 * next_key(None) or a key that is not present: the first key; after the last: None.
