@@ -7,19 +7,40 @@ what the boundary carries (see `virtio_spec.conformance.adapter`):
 * `HostDeviceAdapter` turns the transport calls into `host.Device` calls, collects the
   interrupts out of the events the device returns, and reads the wire from its
   `FrameTransmitted` events; `receive` feeds frames in from the host network.
-* `device_factory(profile)` / `DEVICE_PROFILES` give the factories the CLI and the tests
-  run the device checks with.
+* `GuestDriverAdapter` runs `guest.Driver` against any `Transport`: it answers the
+  driver's transport requests by calling the transport, hands the transport's
+  notifications back as `interrupt()` / `config_interrupt()`, and maps the user-facing
+  operations (transmit, promiscuous mode, queue pairs) onto the driver's API.
+* `device_factory(profile)` / `DEVICE_PROFILES` and `driver_factory()` give the
+  factories the CLI and the tests run the checks with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from guest.driver import Driver
+from guest.events import FrameReceived
+from guest.init import InitState
+from guest.transport import (
+    EnableQueue,
+    Kick,
+    ReadConfig,
+    ReadDeviceFeatures,
+    ReadQueueMax,
+    ReadStatus,
+    Request,
+    SetupQueue,
+    WriteDriverFeatures,
+    WriteStatus,
+)
 from host.device import Device
 from host.events import ConfigInterrupt, DeviceEvent, FrameTransmitted, Interrupt
-from virtio_spec.conformance.adapter import CONFIG_NOTIFICATION, TransportRefused
-from virtio_spec.errors import RemoteProtocolError
-from virtio_spec.memory import GuestMemory
+from virtio_spec.conformance.adapter import CONFIG_NOTIFICATION, Transport, TransportRefused
+from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMq, VirtioNetCtrlRx
+from virtio_spec.errors import LocalProtocolError, RemoteProtocolError
+from virtio_spec.memory import GuestAllocator, GuestMemory
 
 #: Where the adapter places guest memory (not 0, to catch "gpa 0" bugs).
 MEMORY_BASE = 0x4000_0000
@@ -109,6 +130,115 @@ class HostDeviceAdapter:
         self.events.clear()
 
 
+class GuestDriverAdapter:
+    """`guest.Driver` as a `DriverUnderTest`.  `driver_kwargs` go to `Driver(...)`."""
+
+    #: Guest memory the adapter asks the transport for.
+    MEMORY_SIZE = 8 << 20
+
+    def __init__(self, **driver_kwargs: Any) -> None:
+        self.driver_kwargs = driver_kwargs
+        self.driver: Driver | None = None
+        self.device: Transport | None = None
+        self.received: list[bytes] = []
+
+    def start(self, device: Transport) -> None:
+        self.device = device
+        mem = device.attach_memory(self.MEMORY_SIZE)
+        self.driver = Driver(mem, GuestAllocator(mem), **self.driver_kwargs)
+        self.driver.initialize()
+        self._pump()
+
+    def _answer(self, req: Request) -> Any:
+        dev = self.device
+        assert dev is not None
+        if isinstance(req, ReadStatus):
+            return dev.read_status()
+        if isinstance(req, WriteStatus):
+            return dev.write_status(req.value)
+        if isinstance(req, ReadDeviceFeatures):
+            return dev.read_device_features()
+        if isinstance(req, WriteDriverFeatures):
+            return dev.write_driver_features(req.features)
+        if isinstance(req, ReadConfig):
+            return dev.read_config(req.offset, req.length)
+        if isinstance(req, ReadQueueMax):
+            return dev.queue_max_size(req.index)
+        if isinstance(req, SetupQueue):
+            return dev.setup_queue(req.index, req.size, req.desc, req.driver, req.device)
+        if isinstance(req, EnableQueue):
+            return dev.enable_queue(req.index)
+        if isinstance(req, Kick):
+            return dev.kick(req.queue)
+        raise LocalProtocolError(f"adapter cannot carry {req.describe()}")
+
+    def _pump(self) -> None:
+        """Answer every request and deliver every notification until both run dry."""
+        drv, dev = self.driver, self.device
+        assert drv is not None and dev is not None
+        for _ in range(100_000):
+            req = drv.next_request()
+            if req is not None:
+                try:
+                    value = self._answer(req)
+                except TransportRefused as err:
+                    drv.fail_request(err)
+                else:
+                    drv.reply(value)
+                continue
+            notes = dev.take_notifications()
+            if not notes:
+                break
+            for q in notes:
+                if q == CONFIG_NOTIFICATION:
+                    drv.config_interrupt()
+                else:
+                    drv.interrupt(q)
+        for ev in drv.events():
+            if isinstance(ev, FrameReceived):
+                self.received.append(ev.frame)
+
+    def _live(self) -> Driver:
+        drv = self.driver
+        if drv is None or drv.state is not InitState.LIVE:
+            raise LocalProtocolError("guest driver is not live")
+        return drv
+
+    def transmit(self, frames: Sequence[bytes]) -> None:
+        self._live().transmit(frames)
+        self._pump()
+
+    def poll(self) -> list[bytes]:
+        self._pump()
+        out, self.received = self.received, []
+        return out
+
+    def set_promisc(self, on: bool) -> None:
+        # What a user of the driver's API would send; whether the driver lets it through
+        # without VIRTIO_NET_F_CTRL_RX is what §5.1.6.5.1.2 checks.
+        self._live().ctrl_command(VirtioNetCtrlClass.VIRTIO_NET_CTRL_RX,
+                                  VirtioNetCtrlRx.VIRTIO_NET_CTRL_RX_PROMISC, {"on": int(on)})
+        self._pump()
+
+    def set_queue_pairs(self, pairs: int) -> None:
+        self._live().ctrl_command(VirtioNetCtrlClass.VIRTIO_NET_CTRL_MQ,
+                                  VirtioNetCtrlMq.VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
+                                  {"virtqueue_pairs": pairs})
+        self._pump()
+
+    def close(self) -> None:
+        self.driver = None
+        self.device = None
+
+
+def driver_factory(**driver_kwargs: Any) -> Callable[[], GuestDriverAdapter]:
+    """A factory of fresh `guest.Driver`s, adapted."""
+    def make() -> GuestDriverAdapter:
+        return GuestDriverAdapter(**driver_kwargs)
+    make.__name__ = "guest.Driver"
+    return make
+
+
 def device_factory(profile: str = "default") -> Callable[[], HostDeviceAdapter]:
     """A factory of fresh `host.Device`s of `profile`, adapted."""
     def make() -> HostDeviceAdapter:
@@ -121,4 +251,5 @@ def device_factory(profile: str = "default") -> Callable[[], HostDeviceAdapter]:
 DEVICE_PROFILES = ("default", "packed", "minimal", "host")
 
 
-__all__ = ["DEVICE_PROFILES", "MEMORY_BASE", "HostDeviceAdapter", "device_factory"]
+__all__ = ["DEVICE_PROFILES", "MEMORY_BASE", "GuestDriverAdapter", "HostDeviceAdapter",
+           "device_factory", "driver_factory"]

@@ -564,9 +564,7 @@ def check_2_7_10_1_notify_event_idx(make: DriverFactory) -> None:
 
 
 def _tx_headers(run: DriverRun) -> list[bytes]:
-    mem = run.rec.mem
-    assert mem is not None
-    out = [c.read(mem)[:run.rec.hdr_size] for c in run.rec.all_chains("tx")]
+    out = [c.data[:run.rec.hdr_size] for c in run.rec.all_chains("tx")]
     assert out, "the driver transmitted nothing"
     return out
 
@@ -647,16 +645,15 @@ def check_5_1_6_3_1_buffer_size(make: DriverFactory) -> None:
     rx = run.rec.all_chains("rx")
     assert rx, "no receive buffers posted"
     for chain in rx:
-        room = sum(d.len for d in chain.writable) - run.rec.hdr_size
-        assert room >= 1526, f"rx buffer {chain.head} holds {room} bytes after the header"
+        # 1526 = 12-byte header + 1514-byte frame (the 65562 of the GSO case is 12 + 65550)
+        room = sum(d.len for d in chain.writable)
+        assert room >= 1526, f"rx buffer {chain.head} holds {room} bytes"
 
 
 def _ctrl_requests(run: DriverRun) -> list[tuple[int, int, bytes]]:
-    mem = run.rec.mem
-    assert mem is not None
     out = []
     for chain in run.rec.all_chains("ctrl"):
-        data = chain.read(mem)
+        data = chain.data
         if len(data) >= 2:
             out.append((data[0], data[1], data[2:]))
     return out

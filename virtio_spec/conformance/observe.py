@@ -67,6 +67,9 @@ class ObservedChain:
     head: int
     descs: tuple[RawDesc, ...]
     problems: tuple[str, ...] = ()
+    #: The readable bytes as they were when the chain was observed (drivers reuse
+    #: buffers, so reading them later may show a newer request).
+    data: bytes = b""
 
     @property
     def buffers(self) -> tuple[RawDesc, ...]:

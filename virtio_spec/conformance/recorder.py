@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..features import VirtioFeature, VirtioNetFeature
 from ..memory import GuestMemory
@@ -247,6 +247,7 @@ class RecordingDevice:
             if self.has(_F.VIRTIO_F_EVENT_IDX):
                 # Ask for a kick at the very next buffer (avail_event, §2.7.10).
                 mem.write_u16(q.areas[2] + 4 + USED_ELEM_SIZE * q.size, q.last_avail)
+        new = [replace(c, data=c.read(mem)) for c in new]
         self.chains[q.index].extend(new)
         role = self.role(q.index)
         done = []

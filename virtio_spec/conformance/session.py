@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..ctrl import VIRTIO_NET_CTRL_ACK_SIZE, VirtioNetCtrlClass, VirtioNetCtrlRx
 from ..features import VirtioFeature, VirtioNetFeature, mask_of, negotiate
-from ..memory import GuestMemory
+from ..memory import GuestAllocator, GuestMemory
 from ..status import DeviceStatus
 from ..structs import (
     VIRTIO_NET_CONFIG_OFFSETS,
@@ -26,7 +26,7 @@ from ..structs import (
     VIRTQ_DESC_F_WRITE,
     net_hdr_size,
 )
-from ..testing import GuestAllocator, MockPackedQueue, MockSplitQueue, Used
+from ..testing import MockPackedQueue, MockSplitQueue, Used
 from .adapter import Transport, Unsupported
 from .observe import ObservedChain, walk_split
 
