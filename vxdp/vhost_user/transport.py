@@ -39,7 +39,12 @@ from . import events as ev
 from .backend import Backend, BackendConfig
 from .frontend import Frontend, Outgoing, Reply, check_ack
 from .memory import BackendMemory, FrontendMemory
-from .messages import VHOST_MEMORY_BASELINE_NREGIONS, close_fds
+from .messages import (
+    VHOST_MEMORY_BASELINE_NREGIONS,
+    VHOST_USER_F_PROTOCOL_FEATURES,
+    VhostUserProtocolFeature,
+    close_fds,
+)
 
 log = logging.getLogger("vxdp.vhost_user")
 
@@ -393,13 +398,17 @@ class FrontendConnection:
     async def negotiate(self, features: int, protocol_features: int = 0) -> tuple[int, int]:
         """QEMU's opening: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM (MQ),
         SET_OWNER, SET_FEATURES.  Takes what both sides have of `features` and
-        `protocol_features`; returns the two negotiated sets."""
+        `protocol_features`; returns the two negotiated sets.  As QEMU does, the accepted
+        features carry VHOST_USER_F_PROTOCOL_FEATURES whenever the back-end offers it
+        (so rings start disabled and SET_VRING_ENABLE turns them on)."""
         offered = await self.value(self.core.get_features())
         proto = 0
-        if offered >> 30 & 1:
+        protocol_bit = 1 << VHOST_USER_F_PROTOCOL_FEATURES
+        if offered & protocol_bit:
+            features |= protocol_bit
             proto = await self.value(self.core.get_protocol_features()) & protocol_features
             await self.send(self.core.set_protocol_features(proto))
-            if proto & 1:  # VHOST_USER_PROTOCOL_F_MQ
+            if proto >> VhostUserProtocolFeature.MQ & 1:
                 await self.value(self.core.get_queue_num())
         await self.send(self.core.set_owner())
         accepted = offered & features
