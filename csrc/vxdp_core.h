@@ -68,6 +68,14 @@
 #define VXDP_F_NO_PREALLOC (1u << 0)    /* BPF_F_NO_PREALLOC */
 #define VXDP_F_RDONLY_PROG (1u << 7)    /* BPF_F_RDONLY_PROG */
 
+/* split virtqueues and the datapath (vring.c, datapath.c) */
+#define VXDP_GMEM_MAX_REGIONS 64        /* memory regions of one guest (vhost-user slots) */
+#define VXDP_VQ_MAX_SIZE 32768          /* virtio 1.3 §2.7: split queue size, a power of 2 */
+#define VXDP_VQ_CLAUSE_SIZE 16
+#define VXDP_VQ_F_EVENT_IDX (1u << 0)   /* VIRTIO_F_EVENT_IDX negotiated */
+#define VXDP_VQ_F_INDIRECT (1u << 1)    /* VIRTIO_F_INDIRECT_DESC negotiated */
+#define VXDP_VQ_F_DRIVER (1u << 2)      /* the driver's side of the queue */
+
 /* CDEF-BEGIN */
 struct vxdp_prog;
 struct vxdp_map;
@@ -122,6 +130,66 @@ int vxdp_map_next_key(struct vxdp_map *map, const void *key, void *next_key, cha
                       size_t errlen);
 int vxdp_map_freeze(struct vxdp_map *map);
 int vxdp_ringbuf_read(struct vxdp_map *map, void *buf, size_t cap);
+/* ---- split virtqueues over a guest-memory table (vring.c) ---- */
+struct vxdp_gmem;
+struct vxdp_vq;
+
+struct vxdp_vq_seg {            /* one buffer of a chain */
+    uint64_t gpa;
+    uint32_t len;
+    uint32_t writable;
+};
+
+struct vxdp_vq_chain {          /* a popped chain; its segments go to the caller's array */
+    uint32_t head;
+    uint32_t descriptors;       /* ring descriptors it occupied (an indirect table is one) */
+    uint32_t nsegs;
+    uint32_t nreadable;
+    uint64_t readable_len;
+    uint64_t writable_len;
+};
+
+struct vxdp_vq_state {          /* GET/SET_VRING_BASE and migration */
+    uint16_t last_avail_idx;    /* device */
+    uint16_t used_idx;
+    uint16_t signalled_used;
+    uint16_t avail_idx;         /* driver */
+    uint16_t last_used_idx;
+    uint16_t kicked;
+    uint8_t notifications;
+    uint8_t interrupts;
+    uint32_t in_flight;         /* read only: chains popped/added and not yet returned */
+    int32_t broken;             /* 0, or the negative errno of the refusal that broke it */
+    char clause[16];
+    char error[256];
+};
+
+int vxdp_need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx);
+int vxdp_gmem_new(struct vxdp_gmem **out, uint32_t n, const uint64_t *gpa,
+                  const uint64_t *size, uint8_t *const *host, char *err, size_t errlen);
+void vxdp_gmem_free(struct vxdp_gmem *mem);
+int vxdp_vq_new(struct vxdp_vq **out, struct vxdp_gmem *mem, uint32_t size, uint64_t desc,
+                uint64_t avail, uint64_t used, uint32_t flags, uint16_t start_idx,
+                const char *name, char *err, size_t errlen);
+void vxdp_vq_free(struct vxdp_vq *vq);
+void vxdp_vq_get_state(const struct vxdp_vq *vq, struct vxdp_vq_state *st);
+int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *err,
+                      size_t errlen);
+int vxdp_vq_pending(struct vxdp_vq *vq, char *err, size_t errlen);
+int vxdp_vq_pop(struct vxdp_vq *vq, struct vxdp_vq_chain *chain, struct vxdp_vq_seg *segs,
+                uint32_t cap, char *err, size_t errlen);
+int vxdp_vq_push(struct vxdp_vq *vq, const uint32_t *heads, const uint32_t *lens, uint32_t n,
+                 char *err, size_t errlen);
+int vxdp_vq_should_interrupt(struct vxdp_vq *vq);
+int vxdp_vq_enable_notifications(struct vxdp_vq *vq, char *err, size_t errlen);
+void vxdp_vq_disable_notifications(struct vxdp_vq *vq);
+int vxdp_vq_add(struct vxdp_vq *vq, const struct vxdp_vq_seg *segs, uint32_t n, char *err,
+                size_t errlen);
+int vxdp_vq_publish(struct vxdp_vq *vq);
+int vxdp_vq_reap(struct vxdp_vq *vq, uint32_t *ids, uint32_t *lens, uint32_t cap, char *err,
+                 size_t errlen);
+int vxdp_vq_enable_interrupts(struct vxdp_vq *vq, char *err, size_t errlen);
+void vxdp_vq_disable_interrupts(struct vxdp_vq *vq);
 /* CDEF-END */
 
 #endif

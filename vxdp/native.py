@@ -247,3 +247,238 @@ def ringbuf_read(m: MapHandle, max_record: int) -> bytes | None:
 
 check_abi()
 XDP_MAX_OUT = int(lib.vxdp_xdp_max_out())  # the longest output: meta, headroom and growth
+
+
+# ---------------------------------------------------------------- split virtqueues (vring.c)
+
+VQ_F_EVENT_IDX = 1 << 0
+VQ_F_INDIRECT = 1 << 1
+VQ_F_DRIVER = 1 << 2
+VQ_MAX_SIZE = 32768
+
+
+class VringError(CoreError):
+    """A refusal of the C ring engine.  `errno`: EPROTO (the peer broke a ring rule) and
+    EFAULT (an address outside guest memory) break the queue; EPIPE (already broken);
+    EINVAL / ENOSPC (our own misuse, nothing changed).  `clause` names the virtio 1.3
+    section for the first three."""
+
+    def __init__(self, message: str, errno: int, clause: str = "") -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.clause = clause
+
+
+class GmemHandle:
+    """A guest-memory table in the core; keeps the Python buffers it points into alive."""
+
+    __slots__ = ("_bufs", "ptr")
+
+    def __init__(self, ptr: Any, bufs: list[Any]) -> None:
+        self.ptr = ptr
+        self._bufs = bufs
+
+
+class VqHandle:
+    """A split queue in the core; keeps its guest memory alive."""
+
+    __slots__ = ("driver", "mem", "ptr", "size")
+
+    def __init__(self, ptr: Any, mem: GmemHandle, size: int, driver: bool) -> None:
+        self.ptr = ptr
+        self.mem = mem
+        self.size = size
+        self.driver = driver
+
+
+def need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
+    """virtio 1.3 Appendix A virtq_need_event, as the C engine decides it."""
+    return bool(lib.vxdp_need_event(event_idx & 0xFFFF, new_idx & 0xFFFF, old_idx & 0xFFFF))
+
+
+def gmem_new(regions: Sequence[tuple[int, Any]]) -> GmemHandle:
+    """Hand `(gpa_base, writable buffer)` regions to the core once (SET_MEM_TABLE)."""
+    if not regions:
+        raise CoreError("guest memory needs at least one region")
+    # The core keeps raw pointers; a memoryview held here pins each buffer (a bytearray
+    # cannot resize, an mmap cannot close while it is exported).  No from_buffer object
+    # is kept: collected in a reference cycle with its memoryview it crashes CPython.
+    views = [memoryview(buf).cast("B") for _, buf in regions]
+    addrs = []
+    for view in views:
+        if view.readonly:
+            raise CoreError("guest memory regions must be writable")
+        cbuf = ffi.from_buffer("uint8_t[]", view, require_writable=True)
+        addrs.append(int(ffi.cast("uintptr_t", cbuf)))
+        ffi.release(cbuf)
+    gpas = ffi.new("uint64_t[]", [gpa for gpa, _ in regions])
+    sizes = ffi.new("uint64_t[]", [v.nbytes for v in views])
+    hosts = ffi.new("uint8_t *[]", [ffi.cast("uint8_t *", a) for a in addrs])
+    out = ffi.new("struct vxdp_gmem **")
+    err = _errbuf()
+    rc = lib.vxdp_gmem_new(out, len(views), gpas, sizes, hosts, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return GmemHandle(ffi.gc(out[0], lib.vxdp_gmem_free), views)
+
+
+def _vq_error(vq: VqHandle, err: Any, rc: int) -> VringError:
+    clause = ""
+    if -rc in (_errno.EPROTO, _errno.EFAULT, _errno.EPIPE):
+        st = ffi.new("struct vxdp_vq_state *")
+        lib.vxdp_vq_get_state(vq.ptr, st)
+        clause = ffi.string(st.clause).decode()
+    return VringError(_text(err), -rc, clause)
+
+
+def vq_new(mem: GmemHandle, size: int, desc: int, avail: int, used: int, *,
+           event_idx: bool = False, indirect: bool = False, driver: bool = False,
+           start_idx: int = 0, name: str = "") -> VqHandle:
+    """A split queue over `mem`; the driver side initialises the rings at `start_idx`,
+    the device side starts with last_avail_idx = used_idx = `start_idx`."""
+    for what, v in (("desc", desc), ("avail", avail), ("used", used)):
+        if not 0 <= v < 2**64:
+            raise CoreError(f"{what} address {v:#x} is not a u64")
+    if not 0 <= size < 2**32:
+        raise CoreError(f"queue size {size} out of range")
+    flags = ((VQ_F_EVENT_IDX if event_idx else 0) | (VQ_F_INDIRECT if indirect else 0)
+             | (VQ_F_DRIVER if driver else 0))
+    out = ffi.new("struct vxdp_vq **")
+    err = _errbuf()
+    rc = lib.vxdp_vq_new(out, mem.ptr, size, desc, avail, used, flags, start_idx & 0xFFFF,
+                         name.encode()[:31], err, 256)
+    if rc < 0:
+        raise VringError(_text(err), -rc, "2.7.1" if rc == -_errno.EPROTO else
+                         "2.7" if rc == -_errno.EFAULT else "")
+    return VqHandle(ffi.gc(out[0], lib.vxdp_vq_free), mem, size, driver)
+
+
+VQ_STATE_FIELDS = ("last_avail_idx", "used_idx", "signalled_used", "avail_idx",
+                   "last_used_idx", "kicked", "notifications", "interrupts")
+
+
+def vq_state(vq: VqHandle) -> dict[str, Any]:
+    """The queue's counters, in-flight count and break record (GET_VRING_BASE)."""
+    st = ffi.new("struct vxdp_vq_state *")
+    lib.vxdp_vq_get_state(vq.ptr, st)
+    state: dict[str, Any] = {f: int(getattr(st, f)) for f in VQ_STATE_FIELDS}
+    state["notifications"] = bool(state["notifications"])
+    state["interrupts"] = bool(state["interrupts"])
+    state["in_flight"] = int(st.in_flight)
+    state["broken"] = int(st.broken)
+    state["clause"] = ffi.string(st.clause).decode()
+    state["error"] = ffi.string(st.error).decode(errors="replace")
+    return state
+
+
+def vq_set_state(vq: VqHandle, state: dict[str, Any]) -> None:
+    """Take over counters (SET_VRING_BASE, migration); only with nothing in flight."""
+    st = ffi.new("struct vxdp_vq_state *")
+    for f in VQ_STATE_FIELDS:
+        setattr(st, f, int(state.get(f, 0)) & (0xFFFF if "idx" in f or f in (
+            "signalled_used", "kicked") else 0xFF))
+    st.broken = int(state.get("broken", 0))
+    st.clause = str(state.get("clause", "")).encode()[:15]
+    st.error = str(state.get("error", "")).encode()[:255]
+    err = _errbuf()
+    rc = lib.vxdp_vq_set_state(vq.ptr, st, err, 256)
+    if rc < 0:
+        raise VringError(_text(err), -rc)
+
+
+def vq_pending(vq: VqHandle) -> int:
+    err = _errbuf()
+    rc = lib.vxdp_vq_pending(vq.ptr, err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    return int(rc)
+
+
+Seg = tuple[int, int, bool]  # (gpa, len, writable)
+
+
+def vq_pop(vq: VqHandle) -> tuple[int, int, list[Seg]] | None:
+    """The next validated chain as (head, ring descriptors, segments), or None."""
+    chain = ffi.new("struct vxdp_vq_chain *")
+    segs = ffi.new("struct vxdp_vq_seg[]", vq.size)
+    err = _errbuf()
+    rc = lib.vxdp_vq_pop(vq.ptr, chain, segs, vq.size, err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    if rc == 0:
+        return None
+    return (int(chain.head), int(chain.descriptors),
+            [(int(s.gpa), int(s.len), bool(s.writable)) for s in segs[0:chain.nsegs]])
+
+
+def vq_push(vq: VqHandle, items: Sequence[tuple[int, int]]) -> None:
+    """Mark chains used: (head, bytes written); one used.idx update for all."""
+    if not items:
+        return
+    for head, n in items:
+        if not (0 <= head < 2**32 and 0 <= n < 2**32):
+            raise VringError(f"push of head {head} with {n} bytes: not u32", _errno.EINVAL)
+    heads = ffi.new("uint32_t[]", [h for h, _ in items])
+    lens = ffi.new("uint32_t[]", [n for _, n in items])
+    err = _errbuf()
+    rc = lib.vxdp_vq_push(vq.ptr, heads, lens, len(items), err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+
+
+def vq_should_interrupt(vq: VqHandle) -> bool:
+    return bool(lib.vxdp_vq_should_interrupt(vq.ptr))
+
+
+def vq_enable_notifications(vq: VqHandle) -> bool:
+    err = _errbuf()
+    rc = lib.vxdp_vq_enable_notifications(vq.ptr, err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    return bool(rc)
+
+
+def vq_disable_notifications(vq: VqHandle) -> None:
+    lib.vxdp_vq_disable_notifications(vq.ptr)
+
+
+def vq_add(vq: VqHandle, segs: Sequence[Seg]) -> int:
+    """Driver side: place a chain of (gpa, len, writable) buffers, readable first."""
+    arr = ffi.new("struct vxdp_vq_seg[]", max(1, len(segs)))
+    for i, (gpa, n, w) in enumerate(segs):
+        if not (0 <= gpa < 2**64 and 0 <= n < 2**32):
+            raise VringError(f"buffer {i}: {gpa:#x}+{n:#x} out of range", _errno.EINVAL)
+        arr[i].gpa, arr[i].len, arr[i].writable = gpa, n, int(w)
+    err = _errbuf()
+    rc = lib.vxdp_vq_add(vq.ptr, arr, len(segs), err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    return int(rc)
+
+
+def vq_publish(vq: VqHandle) -> bool:
+    """Driver side: publish added chains; True when the device wants a kick."""
+    return bool(lib.vxdp_vq_publish(vq.ptr))
+
+
+def vq_reap(vq: VqHandle, cap: int | None = None) -> list[tuple[int, int]]:
+    """Driver side: used elements (id, len) available now, at most `cap`."""
+    cap = vq.size if cap is None else cap
+    ids, lens = ffi.new("uint32_t[]", max(1, cap)), ffi.new("uint32_t[]", max(1, cap))
+    err = _errbuf()
+    rc = lib.vxdp_vq_reap(vq.ptr, ids, lens, cap, err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    return list(zip(ffi.unpack(ids, rc), ffi.unpack(lens, rc), strict=True))
+
+
+def vq_enable_interrupts(vq: VqHandle) -> bool:
+    err = _errbuf()
+    rc = lib.vxdp_vq_enable_interrupts(vq.ptr, err, 256)
+    if rc < 0:
+        raise _vq_error(vq, err, rc)
+    return bool(rc)
+
+
+def vq_disable_interrupts(vq: VqHandle) -> None:
+    lib.vxdp_vq_disable_interrupts(vq.ptr)
