@@ -41,6 +41,9 @@ class Case:
     gen: dict[str, Any] = field(default_factory=dict)  # TrafficGenerator keyword arguments
     variant: str = ""  # tells apart two cases of one program
     seed: int | None = None  # of the random traffic; default: derived from the id
+    # a divergence of the core from the kernel, reported and not yet fixed: the suite
+    # still compares, and expects the failure (strict: a fix turns it into an error)
+    known_divergence: str | None = None
 
     @property
     def id(self) -> str:
@@ -434,6 +437,12 @@ CASES: tuple[Case, ...] = (
     Case("xdp_helper_edges.c", "xdp_helper_edges", short_frames, random=40),
     Case("xdp_tail_loop.c", "xdp_tail_loop", short_frames, prime_tail_loop, random=20),
     Case("xdp_meta_head.c", "xdp_meta_head", short_frames),
+    Case("xdp_lru_evict.c", "xdp_lru_evict", short_frames, random=400,
+         gen={"flows": 80, "mix": V4_MIX},
+         known_divergence="LRU eviction: the core evicts one least-recently-used entry when "
+                          "full; Linux (kernel/bpf/bpf_lru_list.c) refills per-CPU free lists "
+                          "and shrinks the inactive list in batches (24 of 32 entries left "
+                          "after this run, first differing verdict at packet 99)"),
     Case("xdp_lpm_learn.c", "xdp_lpm_learn", crafted_lpm_learn,
          gen={"src_net": "10.0.0.0/19", "flows": 40, "mix": V4_MIX, "anomalies": 0.3}),
 )
