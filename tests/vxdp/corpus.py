@@ -322,13 +322,17 @@ def crafted_loop() -> list[bytes]:
 def prime_devmap(engine: Engine, obj: Any) -> None:
     put(engine, "tx_ports", u32(1), u32(1))  # ifindex 1: loopback exists everywhere
     put(engine, "tx_ports", u32(2), u32(1))
-    for last, port in ((0x11, 1), (0x12, 2), (0x13, 3), (0x02, 5)):
+    put(engine, "tx_ports_by_id", u32(1000), u32(1))
+    put(engine, "tx_ports_by_id", u32(1001), u32(1))
+    for last, port in ((0x11, 1), (0x12, 2), (0x13, 3), (0x02, 5), (0x14, 1000), (0x15, 1001),
+                       (0x16, 1002)):
         put(engine, "fdb", P.mac(f"02:00:00:00:00:{last:02x}") + bytes(2), u32(port))
 
 
 def crafted_devmap() -> list[bytes]:
     out = []
     for dst in ("02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13",
+                "02:00:00:00:00:14", "02:00:00:00:00:15", "02:00:00:00:00:16",
                 "02:00:00:00:00:99", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"):
         out += [udp4(dst_mac=dst), P.udp_packet("2001:db8::1", "2001:db8::2", 1, 2,
                                                 dst_mac=dst)]

@@ -1,5 +1,6 @@
 /* xdp_devmap_redirect.c: L2 forwarding to other ports through a DEVMAP.
- * Exercises: bpf_redirect_map on a DEVMAP with a key from a MAC table (HASH), the
+ * Exercises: bpf_redirect_map on a DEVMAP and a DEVMAP_HASH (sparse port ids, its value
+ * also read with bpf_map_lookup_elem) with a key from a MAC table (HASH), the
  * fallback action in the flags' low bits when the slot is empty (XDP_PASS or XDP_DROP
  * by ethertype), bpf_redirect to a fixed ifindex for broadcast, and XDP_REDIRECT as the
  * program's return value; the per-port counter records which path was taken.
@@ -17,6 +18,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 8);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports_by_id SEC(".maps"); /* sparse port ids (>= 1000) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -62,7 +70,14 @@ int xdp_l2_fwd(struct xdp_md *ctx)
 	if (!port)
 		return XDP_PASS;
 	fallback = eth->h_proto == bpf_htons(ETH_P_IP) ? XDP_PASS : XDP_DROP;
-	ret = bpf_redirect_map(&tx_ports, *port, fallback);
+	if (*port >= 1000) {
+		__u32 id = *port, *ifindex = bpf_map_lookup_elem(&tx_ports_by_id, &id);
+
+		bump(9, ifindex ? *ifindex * 1000 : 0); /* devmap values are readable */
+		ret = bpf_redirect_map(&tx_ports_by_id, id, fallback);
+	} else {
+		ret = bpf_redirect_map(&tx_ports, *port, fallback);
+	}
 	bump(*port & 7, 1);
 	bump(9, ret);
 	return ret;

@@ -4,7 +4,8 @@
  * bpf_xdp_adjust_tail (binary search) and its -EINVAL below ETH_HLEN; bpf_xdp_adjust_meta
  * past 32 bytes or unaligned (-EACCES) and past data (-EINVAL); bpf_csum_diff with a size
  * that is not a multiple of 4 (-EINVAL in older kernels, a sum in Linux 6.18) and the raw
- * value it returns; bpf_redirect_map with undefined flag bits (XDP_ABORTED); ARRAY update
+ * value it returns; bpf_redirect_map with undefined flag bits and bpf_redirect with any
+ * flag (XDP_ABORTED); bpf_get_smp_processor_id (runs are pinned to CPU 0); ARRAY update
  * with BPF_NOEXIST (-EEXIST), delete (-EINVAL) and lookups past max_entries (NULL);
  * bpf_xdp_get_buff_len; and a 384-byte stack buffer.
  */
@@ -13,7 +14,7 @@
 enum {
 	R_HEADROOM, R_HEAD_SHORT, R_TAILROOM, R_TAIL_SHORT, R_META_BIG, R_META_ODD,
 	R_META_PAST, R_CSUM_ODD, R_REDIRECT_BAD, R_NOEXIST, R_DELETE, R_OOB_NULL,
-	R_BUFF_LEN, R_STACK, R_CSUM_RAW, R_MAX
+	R_BUFF_LEN, R_STACK, R_CSUM_RAW, R_REDIRECT_FLAGS, R_CPU, R_MAX
 };
 
 struct {
@@ -84,6 +85,8 @@ int xdp_helper_edges(struct xdp_md *ctx)
 	words[0] = len;
 	record(R_CSUM_RAW, bpf_csum_diff(words, 4, words + 1, 4, 0x12345678));
 	record(R_REDIRECT_BAD, bpf_redirect_map(&ports, 0, 0x100) + 100);
+	record(R_REDIRECT_FLAGS, bpf_redirect(1, 1) + 100);
+	record(R_CPU, bpf_get_smp_processor_id() + 1);
 
 	idx = 0;
 	record(R_NOEXIST, bpf_map_update_elem(&results, &idx, &zero64, BPF_NOEXIST));
