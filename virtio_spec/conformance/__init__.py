@@ -23,6 +23,7 @@ from .adapter import (
 )
 from .recorder import RecordingDevice
 from .registry import CLAUSES, Clause, select
+from .report import Report, Result, merge, run, run_clause
 from .session import DriverSession, ReferenceDriver, SetupError
 
 __all__ = [
@@ -37,12 +38,17 @@ __all__ = [
     "NotApplicable",
     "RecordingDevice",
     "ReferenceDriver",
+    "Report",
+    "Result",
     "SetupError",
     "Transport",
     "TransportRefused",
     "Unsupported",
     "device_checks",
     "driver_checks",
+    "merge",
     "net_device_checks",
+    "run",
+    "run_clause",
     "select",
 ]
