@@ -199,3 +199,34 @@ def test_tshark_validates_every_checksum(tmp_path):
         statuses = [s for s in line.split("|")[:5] if s]
         # tshark: 0 bad, 1 good, 2 unverified; every frame has an IP and an L4 checksum
         assert statuses and all(s == "1" for s in statuses), f"frame {i}: {line}"
+
+
+def _l4_after_ipv6_ext(frame: bytes, l2: int) -> tuple[int, bytes, bytes, bytes]:
+    """(protocol, segment, src, dst) past any IPv6 extension headers."""
+    ip6 = frame[l2:l2 + 40]
+    nh, src, dst = ip6[6], ip6[8:24], ip6[24:40]
+    pos, end = l2 + 40, l2 + 40 + int.from_bytes(ip6[4:6], "big")
+    while nh in (P.IPPROTO_HOPOPTS, P.IPPROTO_ROUTING, P.IPPROTO_DSTOPTS, P.IPPROTO_FRAGMENT):
+        size = 8 if nh == P.IPPROTO_FRAGMENT else (frame[pos + 1] + 1) * 8
+        nh, pos = frame[pos], pos + size
+    return nh, frame[pos:end], src, dst
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_anomalous_headers_still_carry_valid_checksums(seed):
+    """IPv4 options and IPv6 extension headers are odd, not broken: checksums hold."""
+    gen = P.TrafficGenerator(seed, flows=6, mix={"udp4": 1.0, "tcp4": 1.0, "udp6": 1.0})
+    for i, flow in enumerate(gen.flows):
+        for kind in ("ip_options", "ipv6_ext"):
+            frame = gen._anomaly(flow, bytes(range(i * 7 % 200)), kind)
+            l2 = P.ETH_HLEN + 4 * len(flow.vlans)
+            if frame[l2 - 2:l2] == b"\x08\x00":
+                ip, seg = split_ipv4(frame, l2)
+                assert len(ip) > 20 and ones_sum_is_zero(ip)
+                proto, src, dst = ip[9], ip[12:16], ip[16:20]
+            else:
+                assert kind == "ipv6_ext" or flow.ipv6
+                proto, seg, src, dst = _l4_after_ipv6_ext(frame, l2)
+            s, d = (str(ipaddress.ip_address(a)) for a in (src, dst))
+            assert proto in (6, 17)
+            assert ones_sum_is_zero(pseudo(s, d, proto, len(seg)) + seg), (seed, i, kind)
