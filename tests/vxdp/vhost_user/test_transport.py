@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from virtio_spec.errors import RemoteProtocolError
 from virtio_spec.split import SplitDeviceQueue, SplitDriverQueue, UsedElem
@@ -294,3 +295,69 @@ async def test_query_without_a_handler_ends_the_session(caplog):
                 with pytest.raises(VhostUserRemoteError, match="closed the connection"):
                     await conn.send(conn.core.get_status())
     assert reasons == ["VhostUserLocalError: no handler answers StatusQueried"]
+
+
+async def test_kick_fd_replaced_and_ring_restarted_after_stop():
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    memory = FrontendMemory.create([(0x0, 0x10000)])
+    kicks = [EventFd(), EventFd(), EventFd()]
+    call = EventFd()
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_connection, back_sock, CONFIG, device.handlers)
+                async with FrontendConnection(front_sock) as conn:
+                    await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                    await conn.set_mem_table(memory)
+                    driver = SplitDriverQueue(memory.guest, 8, DESC, AVAIL, USED)
+                    await conn.start_vring(memory, 0, 8, (DESC, AVAIL, USED),
+                                           kick=kicks[0], call=call)
+                    # a second SET_VRING_KICK replaces the first fd (and its watcher)
+                    await conn.send(conn.core.set_vring_kick(0, kicks[1].fd))
+
+                    async def round_trip(driver, kick, payload, at):
+                        memory.guest.write(0x8000, payload)
+                        head = driver.add([(0x8000, len(payload))], [(at, len(payload))])
+                        driver.publish()
+                        kick.signal()
+                        await call.wait()
+                        assert driver.reap() == [UsedElem(head, len(payload))]
+                        assert memory.guest.read(at, len(payload)) == payload[::-1]
+
+                    kicks[0].signal()  # the retired fd: nobody listens any more
+                    await round_trip(driver, kicks[1], b"abc", 0x9000)
+                    assert await conn.stop_vring(0) == 1
+                    # restart where it stopped, with a fresh kick fd
+                    await conn.start_vring(memory, 0, 8, (DESC, AVAIL, USED),
+                                           kick=kicks[2], call=call, base=1)
+                    await round_trip(driver, kicks[2], b"defg", 0xA000)
+                    del driver
+        assert [e for e in device.seen if isinstance(e, ev.Kicked)] == [ev.Kicked(0)] * 2
+    finally:
+        for fd in (*kicks, call):
+            fd.close()
+        memory.close()
+
+
+async def test_kick_fd_that_is_not_pollable_is_logged_and_the_session_goes_on(caplog):
+    device = EchoDevice()
+    front_sock, back_sock = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    memory = FrontendMemory.create([(0x0, 0x10000)])
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_connection, back_sock, CONFIG, device.handlers)
+                async with FrontendConnection(front_sock) as conn:
+                    await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                    await conn.set_mem_table(memory)
+                    driver = SplitDriverQueue(memory.guest, 8, DESC, AVAIL, USED)
+                    # a regular file as the kick "eventfd": epoll refuses it
+                    await conn.start_vring(memory, 0, 8, (DESC, AVAIL, USED),
+                                           kick=EventFd(memory.fds()[0]), call=None)
+                    del driver
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert await conn.value(conn.core.get_features()) == VERSION_1 | PROTOCOL
+        assert "Operation not permitted); no longer watched" in caplog.text
+    finally:
+        memory.close()
