@@ -125,7 +125,7 @@ VHOST_F_LOG_ALL = 26
 VHOST_USER_VERSION = 1
 VHOST_USER_VERSION_MASK = 0x3
 #: Flags a header may carry: version, REPLY, NEED_REPLY.  Others are reserved.
-VHOST_USER_FLAGS_KNOWN = 0x3 | 0x4 | 0x8  # version, REPLY, NEED_REPLY (plain int: ~ must not wrap)
+VHOST_USER_FLAGS_KNOWN = 0x3 | 0x4 | 0x8  # version, REPLY, NEED_REPLY; a plain int for ~
 #: SET_VRING_KICK/CALL/ERR u64: bits 0-7 the vring index, bit 8 "no fd" (polling).
 VHOST_USER_VRING_IDX_MASK = 0xFF
 VHOST_USER_VRING_NOFD_MASK = 0x100
@@ -452,7 +452,7 @@ def check_fds(message: Message) -> None:
             raise VhostUserRemoteError(
                 f"{what}: {want} regions need {want} fds, got {n}")
         return
-    if message.request in VRING_FILE_REQUESTS and message.is_reply is False:
+    if message.request in VRING_FILE_REQUESTS:
         assert isinstance(message.payload, int)
         want = 0 if message.payload & VHOST_USER_VRING_NOFD_MASK else 1
         if n != want:
