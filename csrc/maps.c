@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 
+#include "lru.h"
 #include "vm_int.h"
 
 #define NIL UINT32_MAX
@@ -27,12 +28,13 @@
 
 struct hent {
     uint32_t next;              /* bucket chain, or the free list */
-    uint32_t lru_prev, lru_next;
     uint8_t used;
 };
 
 struct vxdp_map {
-    uint32_t type, key_size, value_size, max_entries, flags, ncpus;
+    uint32_t type, key_size, value_size, max_entries, flags;
+    uint32_t ncpus;             /* values per element: possible CPUs for per-CPU maps, or 1 */
+    uint32_t possible_cpus;
     uint32_t elem_size;         /* round_up(value_size, 8) */
     uint32_t stride;            /* elem_size * ncpus: one element's values */
     int refcnt;
@@ -45,11 +47,13 @@ struct vxdp_map {
     struct hent *ents;
     uint32_t *buckets;
     uint32_t nbuckets, free_head, count;
-    uint32_t lru_head, lru_tail; /* most recently used at the head */
+    struct vxdp_lru *lru;       /* LRU maps: the kernel's free and eviction lists */
     /* RINGBUF: data is 2 * rb_size so a wrapping sample is contiguous for the program */
     uint8_t *rb;
     uint64_t rb_size, prod, cons;
 };
+
+static bool lru_evict(void *arg, uint32_t i);
 
 static bool is_array(uint32_t t)
 {
@@ -152,8 +156,6 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     rc = check_attrs(type, ks, vs, max, flags, err, errlen);
     if (rc)
         return rc;
-    if (!is_percpu(type) || !ncpus)
-        ncpus = 1;
     m = calloc(1, sizeof(*m));
     if (!m)
         return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
@@ -162,9 +164,9 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     m->value_size = vs;
     m->max_entries = max;
     m->flags = flags;
-    m->ncpus = ncpus;
+    m->possible_cpus = ncpus ? ncpus : 1;
+    m->ncpus = is_percpu(type) ? m->possible_cpus : 1;
     m->refcnt = 1;
-    m->lru_head = m->lru_tail = NIL;
     m->free_head = NIL;
     if (type == VXDP_MAP_RINGBUF) {
         m->rb_size = max;
@@ -175,7 +177,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         return 0;
     }
     m->elem_size = round_up8(vs);
-    m->stride = m->elem_size * ncpus;
+    m->stride = m->elem_size * m->ncpus;
     if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX ||
         (uint64_t)(ks + sizeof(struct hent)) * max > VXDP_MAP_MEM_MAX) {
         uint32_t stride = m->stride;
@@ -208,6 +210,11 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
             m->ents[i].next = m->free_head;
             m->free_head = i;
         }
+        if (is_lru(type)) {
+            m->lru = vxdp_lru_new(max, m->possible_cpus, lru_evict, m);
+            if (!m->lru)
+                goto nomem;
+        }
     }
     *out = m;
     return 0;
@@ -229,6 +236,7 @@ void vxdp_map_free(struct vxdp_map *m)
     free(m->ents);
     free(m->buckets);
     free(m->rb);
+    vxdp_lru_free(m->lru);
     free(m);
 }
 
@@ -268,31 +276,6 @@ void *vxdp_map_value_ptr(struct vxdp_map *m, uint64_t offset, uint64_t len)
 
 /* ---------------------------------------------------------------- hash and LPM slots */
 
-static void lru_unlink(struct vxdp_map *m, uint32_t i)
-{
-    struct hent *e = &m->ents[i];
-    if (e->lru_prev != NIL)
-        m->ents[e->lru_prev].lru_next = e->lru_next;
-    else
-        m->lru_head = e->lru_next;
-    if (e->lru_next != NIL)
-        m->ents[e->lru_next].lru_prev = e->lru_prev;
-    else
-        m->lru_tail = e->lru_prev;
-}
-
-static void lru_push_head(struct vxdp_map *m, uint32_t i)
-{
-    struct hent *e = &m->ents[i];
-    e->lru_prev = NIL;
-    e->lru_next = m->lru_head;
-    if (m->lru_head != NIL)
-        m->ents[m->lru_head].lru_prev = i;
-    m->lru_head = i;
-    if (m->lru_tail == NIL)
-        m->lru_tail = i;
-}
-
 static uint32_t hash_find(const struct vxdp_map *m, const void *key)
 {
     uint32_t b = hash_key(key, m->key_size) & (m->nbuckets - 1);
@@ -302,30 +285,48 @@ static uint32_t hash_find(const struct vxdp_map *m, const void *key)
     return NIL;
 }
 
-static void hash_unlink(struct vxdp_map *m, uint32_t i)
+/* Take element i out of its bucket chain. */
+static void hash_unhook(struct vxdp_map *m, uint32_t i)
 {
     uint32_t b = hash_key(slot_key(m, i), m->key_size) & (m->nbuckets - 1);
     uint32_t *pp = &m->buckets[b];
     while (*pp != i)
         pp = &m->ents[*pp].next;
     *pp = m->ents[i].next;
-    if (is_lru(m->type))
-        lru_unlink(m, i);
     m->ents[i].used = 0;
-    m->ents[i].next = m->free_head;
-    m->free_head = i;
     m->count--;
 }
 
-/* A free slot for a new element, evicting the least recently used one on a full LRU map. */
-static uint32_t slot_alloc(struct vxdp_map *m)
+/* The LRU evicts element i (htab_lru_map_delete_node): false when it is not hashed. */
+static bool lru_evict(void *arg, uint32_t i)
+{
+    struct vxdp_map *m = arg;
+    if (!m->ents[i].used)
+        return false;
+    hash_unhook(m, i);
+    return true;
+}
+
+/* Delete element i: LRU maps give it back to the LRU lists, others to the free list. */
+static void hash_unlink(struct vxdp_map *m, uint32_t i)
+{
+    hash_unhook(m, i);
+    if (m->lru) {
+        vxdp_lru_push_free(m->lru, i);
+        return;
+    }
+    m->ents[i].next = m->free_head;
+    m->free_head = i;
+}
+
+/* A free slot for a new element; an LRU map may evict to find one (on `cpu`'s lists). */
+static uint32_t slot_alloc(struct vxdp_map *m, uint32_t cpu)
 {
     uint32_t i;
-    if (m->free_head == NIL) {
-        if (!is_lru(m->type) || m->lru_tail == NIL)
-            return NIL;
-        hash_unlink(m, m->lru_tail);
-    }
+    if (m->lru)
+        return vxdp_lru_pop_free(m->lru, cpu);
+    if (m->free_head == NIL)
+        return NIL;
     i = m->free_head;
     m->free_head = m->ents[i].next;
     return i;
@@ -338,8 +339,6 @@ static void hash_link(struct vxdp_map *m, uint32_t i, const void *key)
     m->ents[i].used = 1;
     m->ents[i].next = m->buckets[b];
     m->buckets[b] = i;
-    if (is_lru(m->type))
-        lru_push_head(m, i);
     m->count++;
 }
 
@@ -426,10 +425,8 @@ static uint32_t find_slot(struct vxdp_map *m, const void *key, bool touch)
     if (m->type == VXDP_MAP_LPM_TRIE)
         return lpm_lookup(m, key);
     i = hash_find(m, key);
-    if (i != NIL && touch && is_lru(m->type)) {
-        lru_unlink(m, i);
-        lru_push_head(m, i);
-    }
+    if (i != NIL && touch && m->lru)
+        vxdp_lru_set_ref(m->lru, i);   /* program lookups only, as htab_lru_map_lookup_elem */
     return i;
 }
 
@@ -454,80 +451,138 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
     return 0;
 }
 
-/* The common update: `value` holds `nvals` values of `elem_size` (syscall, all CPUs) or one
- * value for CPU `cpu` (a program). */
+/* Write an element's value: `value` holds one value per CPU 8 bytes apart (the syscall
+ * side), or one value for `cpu` (a program; a fresh per-CPU element starts zeroed on the
+ * other CPUs, as pcpu_init_value). */
+static void store_value(struct vxdp_map *m, uint32_t i, const uint8_t *value, bool all_cpus,
+                        uint32_t cpu, bool fresh)
+{
+    if (all_cpus) {
+        for (uint32_t c = 0; c < m->ncpus; c++)
+            memcpy(slot_value(m, i, c), value + (size_t)c * m->elem_size, m->value_size);
+        return;
+    }
+    if (fresh)
+        memset(slot_value(m, i, 0), 0, m->stride);
+    memcpy(slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0), value, m->value_size);
+}
+
+static int check_flags(uint32_t old, uint64_t flags, char *err, size_t errlen)
+{
+    if (old != NIL && flags == BPF_NOEXIST)
+        return vxdp_errf(err, errlen, -EEXIST, "element exists");
+    if (old == NIL && flags == BPF_EXIST)
+        return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    return 0;
+}
+
+static int array_update(struct vxdp_map *m, const void *key, const uint8_t *value,
+                        bool all_cpus, uint32_t cpu, uint64_t flags, char *err, size_t errlen)
+{
+    uint32_t idx;
+    if (array_index(m, key, &idx))   /* array_map_update_elem: all preallocated */
+        return vxdp_errf(err, errlen, -E2BIG, "index %u not below max_entries %u", idx,
+                         m->max_entries);
+    if (!m->present && flags == BPF_NOEXIST)
+        return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
+    if (m->present) {
+        int rc = check_flags(m->present[idx] ? idx : NIL, flags, err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (m->type == VXDP_MAP_PROG_ARRAY) {
+        uint32_t id;
+        memcpy(&id, value, 4);
+        if (!vxdp_prog_by_id(id))
+            return vxdp_errf(err, errlen, -EBADF, "no program with id %u", id);
+    }
+    if (m->present)
+        m->present[idx] = 1;
+    store_value(m, idx, value, all_cpus, cpu, false);
+    return 0;
+}
+
+/* htab_lru_map_update_elem and htab_lru_percpu_map_update_elem: a node is taken from the
+ * LRU first (which may evict, even the key being updated), then the flags are checked. */
+static int lru_update(struct vxdp_map *m, const void *key, const uint8_t *value,
+                      bool all_cpus, uint32_t cpu, uint64_t flags, char *err, size_t errlen)
+{
+    bool percpu = is_percpu(m->type);
+    uint32_t node = NIL, old;
+    int rc;
+
+    if (!percpu || flags != BPF_EXIST) {
+        node = vxdp_lru_pop_free(m->lru, cpu);
+        if (node == NIL)
+            return vxdp_errf(err, errlen, -ENOMEM, "no free lru node");
+    }
+    old = hash_find(m, key);
+    rc = check_flags(old, flags, err, errlen);
+    if (rc) {
+        if (node != NIL)
+            vxdp_lru_push_free(m->lru, node);
+        return rc;
+    }
+    if (percpu && old != NIL) {   /* per-CPU values are updated in place */
+        vxdp_lru_set_ref(m->lru, old);
+        store_value(m, old, value, all_cpus, cpu, false);
+        if (node != NIL)
+            vxdp_lru_push_free(m->lru, node);
+        return 0;
+    }
+    store_value(m, node, value, all_cpus, cpu, true);
+    hash_link(m, node, key);
+    if (old != NIL) {
+        vxdp_lru_set_ref(m->lru, node);
+        hash_unhook(m, old);
+        vxdp_lru_push_free(m->lru, old);
+    }
+    return 0;
+}
+
+/* The common update: arrays, hash maps (LRU apart) and the LPM trie. */
 static int update(struct vxdp_map *m, const void *key, const uint8_t *value, bool all_cpus,
                   uint32_t cpu, uint64_t flags, char *err, size_t errlen)
 {
     uint32_t i;
-    bool fresh = false;
+    int rc;
 
     if (flags > BPF_EXIST)
         return vxdp_errf(err, errlen, -EINVAL, "invalid update flags 0x%llx",
                          (unsigned long long)flags);
-    if (is_array(m->type)) {
-        uint32_t idx;
-        if (array_index(m, key, &idx))   /* array_map_update_elem: all preallocated */
-            return vxdp_errf(err, errlen, -E2BIG, "index %u not below max_entries %u", idx,
-                             m->max_entries);
-        if (!m->present && flags == BPF_NOEXIST)
-            return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
-        if (m->present && flags == BPF_NOEXIST && m->present[idx])
-            return vxdp_errf(err, errlen, -EEXIST, "element exists");
-        if (m->present && flags == BPF_EXIST && !m->present[idx])
-            return vxdp_errf(err, errlen, -ENOENT, "no such element");
-        if (m->type == VXDP_MAP_PROG_ARRAY) {
-            uint32_t id;
-            memcpy(&id, value, 4);
-            if (!vxdp_prog_by_id(id))
-                return vxdp_errf(err, errlen, -EBADF, "no program with id %u", id);
-        }
-        if (m->present)
-            m->present[idx] = 1;
-        i = idx;
+    if (is_array(m->type))
+        return array_update(m, key, value, all_cpus, cpu, flags, err, errlen);
+    if (m->lru)
+        return lru_update(m, key, value, all_cpus, cpu, flags, err, errlen);
+    if (m->type == VXDP_MAP_LPM_TRIE) {
+        if (lpm_prefixlen(key) > 8 * (m->key_size - 4))
+            return vxdp_errf(err, errlen, -EINVAL, "prefixlen %u above %u",
+                             lpm_prefixlen(key), 8 * (m->key_size - 4));
+        i = lpm_find_exact(m, key);
     } else {
-        if (m->type == VXDP_MAP_LPM_TRIE) {
-            if (lpm_prefixlen(key) > 8 * (m->key_size - 4))
-                return vxdp_errf(err, errlen, -EINVAL, "prefixlen %u above %u",
-                                 lpm_prefixlen(key), 8 * (m->key_size - 4));
-            i = lpm_find_exact(m, key);
-        } else {
-            i = hash_find(m, key);
-        }
-        if (i != NIL && flags == BPF_NOEXIST)
-            return vxdp_errf(err, errlen, -EEXIST, "element exists");
-        if (i == NIL && flags == BPF_EXIST)
-            return vxdp_errf(err, errlen, -ENOENT, "no such element");
-        if (i == NIL) {
-            i = slot_alloc(m);
-            if (i == NIL)
-                return vxdp_errf(err, errlen, m->type == VXDP_MAP_LPM_TRIE ? -ENOSPC : -E2BIG,
-                                 "map is full (%u entries)", m->max_entries);
-            if (m->type == VXDP_MAP_LPM_TRIE) {
-                memcpy(slot_key(m, i), key, m->key_size);
-                m->ents[i].used = 1;
-                m->count++;
-            } else {
-                hash_link(m, i, key);
-            }
-            fresh = true;
-        } else {
-            if (m->type == VXDP_MAP_LPM_TRIE)
-                memcpy(slot_key(m, i), key, m->key_size);   /* the newest key's bytes */
-            if (is_lru(m->type)) {
-                lru_unlink(m, i);
-                lru_push_head(m, i);
-            }
-        }
+        i = hash_find(m, key);
     }
-    if (all_cpus) {
-        for (uint32_t c = 0; c < m->ncpus; c++)
-            memcpy(slot_value(m, i, c), value + (size_t)c * m->elem_size, m->value_size);
+    rc = check_flags(i, flags, err, errlen);
+    if (rc)
+        return rc;
+    if (i != NIL) {
+        if (m->type == VXDP_MAP_LPM_TRIE)
+            memcpy(slot_key(m, i), key, m->key_size);   /* the newest key's bytes */
+        store_value(m, i, value, all_cpus, cpu, false);
+        return 0;
+    }
+    i = slot_alloc(m, cpu);
+    if (i == NIL)
+        return vxdp_errf(err, errlen, m->type == VXDP_MAP_LPM_TRIE ? -ENOSPC : -E2BIG,
+                         "map is full (%u entries)", m->max_entries);
+    if (m->type == VXDP_MAP_LPM_TRIE) {
+        memcpy(slot_key(m, i), key, m->key_size);
+        m->ents[i].used = 1;
+        m->count++;
     } else {
-        if (fresh)
-            memset(slot_value(m, i, 0), 0, m->stride);
-        memcpy(slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0), value, m->value_size);
+        hash_link(m, i, key);
     }
+    store_value(m, i, value, all_cpus, cpu, true);
     return 0;
 }
 

@@ -151,13 +151,50 @@ def test_percpu_values_one_per_possible_cpu() -> None:
     assert a.lookup(u32(1)) == [bytes(8)] * n
 
 
-def test_lru_evicts_the_least_recently_used() -> None:
-    m = CoreMap(MapSpec("lru", MapType.LRU_HASH, 4, 4, 3))
-    for k in (1, 2, 3):
+def test_lru_evicts_a_batch_from_the_inactive_tail() -> None:
+    """The kernel's common LRU refills a CPU's free list target_free nodes at a time
+    (clamp(max_entries / possible CPUs / 2, 1, 128)) and evicts that many at once."""
+    n = 64
+    target = min(max(n // possible_cpus() // 2, 1), 128)
+    m = CoreMap(MapSpec("lru", MapType.LRU_HASH, 4, 4, n))
+    for k in range(n):
         m.update(u32(k), u32(k))
-    m.update(u32(1), u32(10))  # 1 is now the most recent; 2 the least
-    m.update(u32(4), u32(4))
-    assert sorted(m.keys()) == sorted([u32(1), u32(3), u32(4)])
+    m.update(u32(0), u32(10))  # needs a node: evicts keys 0..target-1, then re-adds 0
+    m.update(u32(n), u32(n))
+    assert sorted(struct.unpack("<I", k)[0] for k in m.keys()) == [0, *range(target, n + 1)]
+    assert m.lookup(u32(0)) == u32(10)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("map_type", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
+def test_lru_matches_the_kernel_key_for_key(map_type: MapType) -> None:
+    import random
+
+    from vxdp.bpf.kernel import KernelMap, kernel_unavailable, pinned_cpu
+    why = kernel_unavailable()
+    if why:
+        pytest.skip(why)
+    outcome = []
+    for make in (KernelMap, CoreMap):
+        rnd = random.Random(5)
+        m: Map = make(MapSpec("lru", map_type, 4, 8, 100))
+        codes = []
+        with pinned_cpu(0):  # syscall-side LRU operations use the caller's CPU lists
+            for step in range(400):
+                k, op = u32(rnd.randrange(200)), rnd.random()
+                v = struct.pack("<Q", step)
+                value = [v] * m.ncpus if m.spec.percpu else v
+                try:
+                    if op < 0.7:
+                        m.update(k, value, rnd.choice([BPF_ANY, BPF_ANY, BPF_NOEXIST, BPF_EXIST]))
+                    else:
+                        m.delete(k)
+                    codes.append(0)
+                except MapError as exc:
+                    codes.append(exc.errno)
+        outcome.append((dict(m.items()), codes))
+        m.close()
+    assert outcome[0] == outcome[1]
 
 
 def test_hash_walk_visits_every_key_once() -> None:

@@ -33,9 +33,10 @@ class CoreMap(Map):
         self.spec = spec
         self._ncpus = possible_cpus() if spec.percpu else 1
         try:
+            # the core sizes per-CPU values and the LRU's per-CPU lists by possible CPUs
             self.handle: native.MapHandle = native.map_create(
                 int(spec.type), spec.key_size, spec.value_size, spec.max_entries, spec.flags,
-                self._ncpus)
+                possible_cpus())
         except MapError as exc:
             raise MapError(f"map {spec.name!r}: create: {exc}", exc.errno) from None
         if spec.initial is not None:
