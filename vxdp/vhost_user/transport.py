@@ -27,6 +27,7 @@ import array
 import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -316,8 +317,14 @@ async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on a Unix socket at `path` and serve front-ends one at a time, forever.
 
-    `task_status.started(path)` once listening; the socket file is removed on exit."""
+    A stale socket file at `path` is replaced (any other file is left alone and bind
+    fails); `task_status.started(path)` once listening; the file is removed on exit."""
     path = os.fspath(path)
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)  # a socket file left behind by an earlier server
+    except FileNotFoundError:
+        pass
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await listener.bind(path)

@@ -150,6 +150,8 @@ async def test_ring_round_trip_over_a_socketpair():
                     assert memory.guest.read(0x4000, 12) == b"tsohv ,olleh"
                     config = await conn.value(conn.core.get_config(0, 6))
                     assert config.data == CONFIG_SPACE[:6]
+                    await conn.send(conn.core.set_config(6, b"\x01\x00"))
+                    assert ev.ConfigSet(6, b"\x01\x00", 0) in device.seen
                     await conn.send(conn.core.set_status(0x0F))
                     assert await conn.value(conn.core.get_status()) == 0x0F
                     assert await conn.stop_vring(0) == 1
@@ -178,6 +180,9 @@ async def test_device_refusal_is_a_nack_and_the_session_goes_on():
 
 async def test_malformed_message_logged_disconnected_then_next_frontend(sockpath, caplog):
     device = EchoDevice()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.fspath(sockpath))  # left behind by an earlier server
+    stale.close()
     caplog.set_level(logging.ERROR, logger="vxdp.vhost_user")
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
