@@ -89,6 +89,7 @@ class QueueSlot:
     backlog: deque[bytes] = field(default_factory=deque)
     held: list[Chain] = field(default_factory=list)  # rx chains popped, not yet filled
     last_signalled: int = 0  # used idx (split) or slots (packed) at the last decision
+    base: int | None = None  # where the ring resumes (vhost-user SET_VRING_BASE), None: 0
 
     @property
     def name(self) -> str:
@@ -196,9 +197,13 @@ class Device:
         return self.profile.max_queue_size
 
     def set_queue(self, index: int, size: int, desc: int, driver: int,
-                  device: int) -> list[DeviceEvent]:
+                  device: int, *, base: int | None = None) -> list[DeviceEvent]:
         """Program a queue: its size and the three area addresses (split: descriptor
-        table, available ring, used ring; packed: ring, driver and device event areas)."""
+        table, available ring, used ring; packed: ring, driver and device event areas).
+
+        `base` resumes a ring where a previous device left it (a vhost-user back-end
+        restarted under a running driver): split, the next available index (used idx
+        starts there too); packed, the offset with the wrap counter in bit 15."""
         role, pair = self.queue_role(index)
         old = self._queues.get(index)
         if old is not None and old.engine is not None:
@@ -211,7 +216,13 @@ class Device:
             raise RemoteProtocolError(
                 f"queue {index} size {size} is larger than the device's maximum "
                 f"{self.profile.max_queue_size}", "4.1.4.3.2")
-        self._queues[index] = QueueSlot(index, role, pair, size, (desc, driver, device))
+        if base is not None and not 0 <= base <= 0xFFFF:
+            raise RemoteProtocolError(f"queue {index} base {base} is not a 16-bit ring index")
+        if base is not None and packed and (base & 0x7FFF) >= size:
+            raise RemoteProtocolError(f"queue {index} base offset {base & 0x7FFF} is outside "
+                                      f"the {size}-entry packed ring", "2.8.1")
+        self._queues[index] = QueueSlot(index, role, pair, size, (desc, driver, device),
+                                        base=base)
         return []
 
     def enable_queue(self, index: int) -> list[DeviceEvent]:
@@ -229,17 +240,21 @@ class Device:
         indirect = self.has(_F.VIRTIO_F_INDIRECT_DESC)
         # The engines check alignment and that every area lies in guest memory
         # (virtio 1.3 §2.7.1, §2.8.11); a RingError reaches the transport's caller.
+        base = slot.base
         if packed:
+            start = 0x8000 if base is None else base
             slot.engine = PackedDeviceQueue(self.memory, slot.size, *slot.addresses,
                                             event_idx=event_idx, indirect=indirect,
-                                            name=f"q{index}")
+                                            start_off=start & 0x7FFF,
+                                            start_wrap=bool(start & 0x8000), name=f"q{index}")
         else:
+            start = base or 0
             slot.engine = SplitDeviceQueue(self.memory, slot.size, *slot.addresses,
                                            event_idx=event_idx, indirect=indirect,
-                                           name=f"q{index}")
+                                           last_avail_idx=start, name=f"q{index}")
         # The interrupt explanations count from where the ring starts (packed: offset 0,
         # wrap counter 1, virtio 1.3 §2.8.1).
-        slot.last_signalled = 0x8000 if packed else 0
+        slot.last_signalled = start
         return [QueueReady(index, slot.name, slot.size, "packed" if packed else "split",
                            slot.addresses)]
 

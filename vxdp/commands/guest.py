@@ -1,0 +1,76 @@
+"""`vxdp guest`: the guest process, a virtio-net driver over a vhost-user front-end.
+
+    vxdp guest --socket PATH [--xdp OBJ.o [--section S] [--program NAME]] [--wire SPEC]
+               [--queue-size N] [--retry SECONDS] [--stats-json FILE]
+
+The guest dials the host's socket (and keeps dialling until it answers), initializes the
+device and moves frames.  `--xdp` runs a program in the driver (driver mode, as XDP in a
+Linux guest's virtio_net): PASS reaches the guest's stack, TX goes back out through the
+device.  `--wire` is the guest's stack side: frames it delivers are transmitted, frames
+that reach the stack go to it (`pcap:out=RX.pcap` captures them).  When the host goes
+away the guest prints `device gone`, keeps its driver state, and reconnects when the
+socket answers again.  SIGINT or SIGTERM writes `--stats-json` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import trio
+
+from vxdp.errors import UsageError
+from vxdp.runtime.cli import (
+    add_common,
+    make_hook,
+    say,
+    setup_logging,
+    until_signalled,
+    write_stats,
+)
+from vxdp.runtime.guest import QUEUE_MAX, GuestRuntime
+from vxdp.runtime.wire import open_port
+
+NAME = "guest"
+HELP = "run a guest: virtio-net driver over vhost-user, driver-mode XDP, reconnects"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", required=True, metavar="PATH",
+                        help="the host's vhost-user socket for this guest")
+    parser.add_argument("--wire", default="null", metavar="SPEC",
+                        help="the guest stack's port: frames to send, and where received "
+                             "frames go (null, pcap:IN[,out=OUT], gen:...)")
+    parser.add_argument("--queue-size", type=int, default=QUEUE_MAX, metavar="N",
+                        help=f"virtqueue size (default and most: {QUEUE_MAX})")
+    parser.add_argument("--retry", type=float, default=0.1, metavar="SECONDS",
+                        help="how often to dial a host that is not there (default 0.1)")
+    add_common(parser)
+
+
+async def _main(runtime: GuestRuntime) -> int:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        signum = await until_signalled()
+        nursery.cancel_scope.cancel()
+    say("guest", f"{signal.Signals(signum).name}: stopping")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    if not 1 <= args.queue_size <= QUEUE_MAX:
+        raise UsageError(f"--queue-size {args.queue_size} is outside 1..{QUEUE_MAX}")
+    if args.retry <= 0:
+        raise UsageError(f"--retry {args.retry} must be above 0")
+    hook = make_hook(args)
+    port = open_port(args.wire)
+    runtime = GuestRuntime(args.socket, xdp=hook, port=port, queue_size=args.queue_size,
+                           retry=args.retry,
+                           report=lambda kind, text: say("guest", f"{kind}: {text}"))
+    try:
+        status = trio.run(_main, runtime)
+    finally:
+        write_stats(args.stats_json, runtime.stats())
+        runtime.close()
+    return status

@@ -1,0 +1,69 @@
+"""`vxdp host`: the host process, a vhost-user back-end per guest socket.
+
+    vxdp host --socket PATH [--socket PATH ...] [--profile P] [--wire SPEC]
+              [--xdp OBJ.o [--section S] [--program NAME]] [--stats-json FILE]
+
+Each `--socket` is one guest's vhost-user socket (the host listens, the guest dials).
+`--wire` is where frames come from and go to (`null`, `pcap:IN[,out=OUT]`,
+`gen:flows=N,size=S,rate=PPS,count=C,seed=X`, `tap:NAME`; see vxdp.runtime.wire);
+`--xdp` attaches a program on the host, run on every frame from the wire before it is
+switched to a guest.  On SIGINT or SIGTERM the host writes `--stats-json` (per guest
+and queue: packets and bytes; the wire's counters; XDP action counts) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import trio
+
+from host import PROFILES
+from vxdp.runtime.cli import (
+    add_common,
+    make_hook,
+    say,
+    setup_logging,
+    until_signalled,
+    write_stats,
+)
+from vxdp.runtime.host import HostRuntime
+from vxdp.runtime.wire import open_port
+
+NAME = "host"
+HELP = "run a host: vhost-user back-ends (one per guest socket), a wire port, host XDP"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", action="append", required=True, metavar="PATH",
+                        help="a guest's vhost-user socket to listen on (repeat for more)")
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                        help="device profile every guest gets (default: default)")
+    parser.add_argument("--wire", default="null", metavar="SPEC",
+                        help="wire port: null, pcap:IN[,out=OUT], gen:..., tap:NAME")
+    add_common(parser)
+
+
+async def _main(args: argparse.Namespace, runtime: HostRuntime) -> int:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        say("host", f"serving {len(runtime.guests)} guest socket(s): "
+                    f"{', '.join(g.path for g in runtime.guests)}; wire "
+                    f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}")
+        signum = await until_signalled()
+        nursery.cancel_scope.cancel()
+    say("host", f"{signal.Signals(signum).name}: stopping")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    hook = make_hook(args)
+    wire = open_port(args.wire)
+    runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook)
+    try:
+        status = trio.run(_main, args, runtime)
+    finally:
+        write_stats(args.stats_json, runtime.stats())
+        runtime.close()
+    return status

@@ -1,0 +1,28 @@
+"""The guest and host processes (the trio edge over the sans-I/O models).
+
+`host.HostRuntime` serves one vhost-user socket per guest and bridges each to a
+`host.Device`, a wire port and the host-attached XDP program; `guest.GuestRuntime` is
+a `guest.Driver` over memfd memory carried as a vhost-user front-end, with driver-mode
+XDP and reconnection; `wire` holds the ports (pcap replay and capture, a traffic
+generator, TAP, null); `xdp.XdpHook` is the attach point both use.
+"""
+
+from .guest import DeviceGone, GuestRuntime
+from .host import GuestPort, HostRuntime
+from .wire import WirePort, WireSpec, open_port, parse_spec
+from .xdp import ACTION_NAMES, Verdict, XdpHook, load_program
+
+__all__ = [
+    "ACTION_NAMES",
+    "DeviceGone",
+    "GuestPort",
+    "GuestRuntime",
+    "HostRuntime",
+    "Verdict",
+    "WirePort",
+    "WireSpec",
+    "XdpHook",
+    "load_program",
+    "open_port",
+    "parse_spec",
+]

@@ -1,0 +1,521 @@
+"""The guest process: a `guest.Driver` over memfd guest memory, its transport requests
+carried as vhost-user messages, driver-mode XDP, and reconnection to a restarted host.
+
+Theory of operation
+-------------------
+The driver is sans-I/O: it emits one transport request at a time.  `GuestRuntime.pump()`
+carries each as vhost-user (QEMU's mapping), and answers the driver:
+
+    driver request          vhost-user
+    ReadDeviceFeatures      GET_FEATURES (VHOST_USER_F_PROTOCOL_FEATURES hidden)
+    WriteDriverFeatures     SET_FEATURES (with VHOST_USER_F_PROTOCOL_FEATURES)
+    ReadStatus/WriteStatus  GET_STATUS / SET_STATUS (status 0 stops every ring first)
+    ReadConfig              GET_CONFIG
+    ReadQueueMax            answered here: QUEUE_MAX below GET_QUEUE_NUM's count, else 0
+    SetupQueue              remembered
+    EnableQueue             SET_VRING_NUM, _BASE, _ADDR, _KICK, _CALL, _ENABLE
+    Kick                    a write to the ring's kick eventfd (no message)
+
+Each call eventfd is watched; a signal becomes `Driver.interrupt(queue)`.  Frames the
+driver receives run through the driver-mode XDP hook (`--xdp`) in bursts: PASS goes to
+the guest's stack port, TX goes back out through the device, REDIRECT has no second
+device here and is dropped (counted), DROP and ABORTED are dropped.  The stack port
+(`port`, a `vxdp.runtime.wire` port) is also where frames to transmit come from.
+
+The host gone: the reader sees the socket close.  The runtime reports "device gone",
+keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
+the counters) and dials again every `retry` seconds.  On a new connection it replays
+what the device needs, as QEMU's vhost-user reconnect does: the opening, SET_FEATURES,
+the status bits, every ring with SET_VRING_BASE = the used index in guest memory (split
+rings: the device resumes from what it last completed), and DRIVER_OK; then it kicks
+every ring.  Frames the guest queued meanwhile are sent then.  A packed ring, or a host
+that no longer offers the negotiated features, gets a full re-initialization instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from guest import (
+    SUPPORTED_FEATURES,
+    CtrlCompleted,
+    DeviceError,
+    Driver,
+    DriverReady,
+    EnableQueue,
+    FrameReceived,
+    InitFailed,
+    InitState,
+    Kick,
+    ReadConfig,
+    ReadDeviceFeatures,
+    ReadQueueMax,
+    ReadStatus,
+    Request,
+    SetupQueue,
+    TxCompleted,
+    WriteDriverFeatures,
+    WriteStatus,
+)
+from virtio_spec.errors import LocalProtocolError
+from virtio_spec.memory import GuestAllocator
+from virtio_spec.status import DeviceStatus
+from vxdp.errors import UsageError, VhostUserError, VhostUserRemoteError
+from vxdp.vhost_user import EventFd, Frontend, FrontendMemory, Outgoing, Reply
+from vxdp.vhost_user import VhostUserProtocolFeature as PF
+from vxdp.vhost_user.frontend import check_ack
+from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
+from vxdp.vhost_user.transport import receive_some, send_message
+
+from .wire import NullPort, WirePort, WireSpec
+from .xdp import XdpHook
+
+log = logging.getLogger("vxdp.runtime.guest")
+
+MEMORY_BASE = 0x4000_0000
+QUEUE_MAX = 256
+_PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
+_NEEDED = (PF.STATUS, PF.CONFIG)
+_WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
+           | 1 << PF.RESET_DEVICE)
+_PACKED = 34
+
+
+class DeviceGone(VhostUserError):
+    """The host closed the vhost-user socket (or it broke): the device is gone."""
+
+
+class Link:
+    """One vhost-user connection: a reader task for replies, requests one at a time."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.core = Frontend()
+        self.gone: str | None = None
+        self.closed = trio.Event()
+        self._lock = trio.Lock()
+        self._send_reply, self._replies = trio.open_memory_channel[Reply](1)
+
+    async def reader(self) -> None:
+        reason = "host closed the vhost-user socket"
+        try:
+            while True:
+                data, fds = await receive_some(self.sock, self.core.want())
+                if not data:
+                    for fd in fds:
+                        os.close(fd)
+                    break
+                reply = self.core.receive_data(data, fds)
+                if reply is not None:
+                    await self._send_reply.send(reply)
+        except (OSError, VhostUserError) as exc:
+            reason = f"vhost-user connection failed: {exc}"
+        finally:
+            self.gone = reason
+            self._send_reply.close()
+            self.closed.set()
+
+    async def send(self, out: Outgoing) -> Reply | None:
+        async with self._lock:
+            if self.gone is not None:
+                raise DeviceGone(self.gone)
+            try:
+                await send_message(self.sock, out.data, out.fds)
+            except OSError as exc:
+                raise DeviceGone(f"vhost-user send failed: {exc}") from None
+            if not out.expects_reply:
+                return None
+            try:
+                reply = await self._replies.receive()
+            except trio.EndOfChannel:
+                raise DeviceGone(self.gone or "connection closed") from None
+            check_ack(reply)
+            return reply
+
+    async def value(self, out: Outgoing) -> Any:
+        reply = await self.send(out)
+        assert reply is not None
+        return reply.value
+
+    def close(self) -> None:
+        self.core.close()
+        self.sock.close()
+
+
+class GuestRuntime:
+    """One guest: driver, memory, XDP hook, stack port, connection to the host."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, *, xdp: XdpHook | None = None,
+                 port: WirePort | None = None, memory_size: int = 8 << 20,
+                 queue_size: int = 256, features: int = SUPPORTED_FEATURES,
+                 retry: float = 0.1, burst: int = 32,
+                 report: Callable[[str, str], None] | None = None) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.memory = FrontendMemory.create([(MEMORY_BASE, memory_size)])
+        mem = self.memory.guest
+        self.driver = Driver(mem, GuestAllocator(mem), features=features,
+                             queue_size=min(queue_size, QUEUE_MAX))
+        self.xdp = xdp if xdp is not None else XdpHook()
+        self.port = port if port is not None else NullPort(WireSpec("null"))
+        self.retry = retry
+        self.burst = burst
+        self.report_to = report
+        self.link: Link | None = None
+        self.queue_num = 0
+        self.kicks: dict[int, EventFd] = {}
+        self.calls: dict[int, EventFd] = {}
+        self.setups: dict[int, SetupQueue] = {}
+        self.started: set[int] = set()
+        self.status_written = 0
+        self.features_written: int | None = None
+        self.ready = trio.Event()
+        self.reports: list[tuple[str, str]] = []
+        self.connects = 0
+        self.gone_count = 0
+        self.rx: dict[str, dict[str, int]] = {}
+        self.tx: dict[str, dict[str, int]] = {}
+        self.stack = {"packets": 0, "bytes": 0}
+        self.dropped = {"xdp": 0, "redirect": 0, "too_big": 0}
+        self.device_errors = 0
+        self._pending_tx: deque[bytes] = deque()
+        self._tx_space = trio.Event()
+        self._pump_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def report(self, kind: str, text: str) -> None:
+        self.reports.append((kind, text))
+        log.info("%s: %s", kind, text)
+        if self.report_to is not None:
+            self.report_to(kind, text)
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, *, dial: Callable[[], Awaitable[trio.socket.SocketType]] | None = None,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect (and reconnect) and move traffic until cancelled.  `dial` returns a
+        connected socket (default: dial `path`, retrying every `retry` seconds)."""
+        if dial is None:
+            if self.path is None:
+                raise UsageError("no socket path to dial")
+            path = self.path
+
+            async def dial() -> trio.socket.SocketType:
+                return await self._dial(path)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._stack_pump)
+            task_status.started()
+            while True:
+                await self.serve(await dial())
+
+    async def _dial(self, path: str) -> trio.socket.SocketType:
+        announced = False
+        while True:
+            sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+            try:
+                await sock.connect(path)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if not announced:
+                    self.report("waiting", f"no host on {path} ({exc.strerror}); retrying "
+                                           f"every {self.retry:g} s")
+                    announced = True
+            await trio.sleep(self.retry)
+
+    async def serve(self, sock: trio.socket.SocketType) -> None:
+        """Run one connection until the host goes (returns) or we are cancelled."""
+        link = Link(sock)
+        self.link = link
+        self.connects += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.reader)
+                nursery.start_soon(self._bring_up, link)
+                await link.closed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.link = None
+            link.close()
+        self.gone_count += 1
+        self.started.clear()
+        queues = len(self.driver.queues)
+        self.report("device_gone", f"device gone: {link.gone}; keeping driver state "
+                                   f"({self.driver.state}, {queues} queue(s), features "
+                                   f"{self.driver.negotiated:#x})")
+
+    async def _bring_up(self, link: Link) -> None:
+        try:
+            await self._opening(link)
+            if self.connects > 1 and self._resumable():
+                await self._resume(link)
+                self.report("reconnected", f"reconnected to {self.path}: rings resumed "
+                                           f"where the device left them")
+            else:
+                if self.connects > 1:
+                    self.report("reconnected", f"reconnected to {self.path}: "
+                                               f"re-initializing the device")
+                self.started.clear()
+                self.driver.initialize()
+                await self.pump()
+        except DeviceGone:
+            return
+        except (VhostUserError, LocalProtocolError) as exc:
+            self.report("error", f"vhost-user setup failed: {exc}")
+            link.gone = link.gone or str(exc)
+            link.sock.close()
+            link.closed.set()
+
+    async def _opening(self, link: Link) -> None:
+        core = link.core
+        offered = await link.value(core.get_features())
+        if not offered & _PROTO_BIT:
+            raise VhostUserRemoteError("host does not offer VHOST_USER_F_PROTOCOL_FEATURES; "
+                                       "the guest needs STATUS and CONFIG")
+        proto = await link.value(core.get_protocol_features())
+        missing = [f.name for f in _NEEDED if not proto >> f & 1]
+        if missing:
+            raise VhostUserRemoteError(f"host lacks protocol feature(s) {', '.join(missing)}")
+        await link.send(core.set_protocol_features(proto & _WANTED))
+        mq = (proto & _WANTED) >> PF.MQ & 1
+        self.queue_num = int(await link.value(core.get_queue_num())) if mq else 3
+        await link.send(core.set_owner())
+        await link.send(core.set_mem_table(self.memory.table(), self.memory.fds()))
+
+    # -- the driver's requests ---------------------------------------------------------
+
+    async def pump(self) -> None:
+        """Carry the driver's requests until it has none, then handle its events."""
+        async with self._pump_lock:
+            while True:
+                self._events()
+                request = self.driver.next_request()
+                if request is None:
+                    return
+                try:
+                    value = await self._carry(request)
+                except (VhostUserError, LocalProtocolError) as exc:
+                    self.driver.fail_request(exc)
+                    continue
+                self.driver.reply(value)
+
+    async def _carry(self, r: Request) -> Any:
+        if isinstance(r, Kick):
+            efd = self.kicks.get(r.queue)
+            if efd is None:
+                raise LocalProtocolError(f"kick for queue {r.queue}, which has no kick fd")
+            efd.signal()
+            return None
+        if isinstance(r, ReadQueueMax):
+            return QUEUE_MAX if r.index < self.queue_num else 0
+        if isinstance(r, SetupQueue):
+            self.setups[r.index] = r
+            return None
+        link = self.link
+        if link is None:
+            raise DeviceGone(f"{r.describe()}: no host connected")
+        core = link.core
+        if isinstance(r, ReadDeviceFeatures):
+            return int(await link.value(core.get_features())) & ~_PROTO_BIT
+        if isinstance(r, WriteDriverFeatures):
+            self.features_written = r.features
+            await link.send(core.set_features(r.features | _PROTO_BIT))
+            return None
+        if isinstance(r, ReadStatus):
+            return int(await link.value(core.get_status()))
+        if isinstance(r, WriteStatus):
+            if r.value == 0:
+                for index in sorted(self.started):
+                    await link.value(core.get_vring_base(index))
+                self.started.clear()
+            self.status_written = r.value
+            await link.send(core.set_status(r.value))
+            return None
+        if isinstance(r, ReadConfig):
+            return bytes((await link.value(core.get_config(r.offset, r.length))).data)
+        if isinstance(r, EnableQueue):
+            setup = self.setups[r.index]
+            base = 0x8000 if setup.layout != "split" else 0
+            await self._start_ring(link, setup, base)
+            return None
+        raise LocalProtocolError(f"no vhost-user mapping for {r.describe()}")
+
+    async def _start_ring(self, link: Link, setup: SetupQueue, base: int) -> None:
+        index = setup.index
+        if index not in self.kicks:
+            self.kicks[index] = EventFd()
+            self.calls[index] = EventFd()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._watch_call, index, self.calls[index])
+        areas = (setup.desc, setup.driver, setup.device)
+        desc, avail, used = (self.memory.uva(a) for a in areas)
+        for out in link.core.vring_setup(index, setup.size, desc, avail, used, base=base,
+                                         kick=self.kicks[index].fd,
+                                         call=self.calls[index].fd):
+            await link.send(out)
+        self.started.add(index)
+
+    # -- reconnecting ------------------------------------------------------------------
+
+    def _resumable(self) -> bool:
+        d = self.driver
+        return (d.state is InitState.LIVE and self.features_written is not None
+                and not self.features_written >> _PACKED & 1)
+
+    async def _resume(self, link: Link) -> None:
+        core = link.core
+        assert self.features_written is not None
+        offered = await link.value(core.get_features())
+        if offered & self.features_written != self.features_written:
+            raise VhostUserRemoteError(
+                f"the host no longer offers the negotiated features "
+                f"{self.features_written & ~offered:#x}")
+        s = DeviceStatus
+        steps = [int(s.ACKNOWLEDGE), int(s.ACKNOWLEDGE | s.DRIVER)]
+        for status in steps:
+            await link.send(core.set_status(status))
+        await link.send(core.set_features(self.features_written | _PROTO_BIT))
+        await link.send(core.set_status(steps[-1] | s.FEATURES_OK))
+        if not int(await link.value(core.get_status())) & s.FEATURES_OK:
+            raise VhostUserRemoteError("the restarted host refused FEATURES_OK")
+        for index in sorted(self.driver.queues):
+            setup = self.setups[index]
+            # The used index the old device published: everything before it is done,
+            # everything after it the new device takes again (virtio 1.3 §2.7.8).
+            base = self.memory.guest.read_u16(setup.device + 2)
+            await self._start_ring(link, setup, base)
+        await link.send(core.set_status(self.status_written))
+        for index in sorted(self.kicks):
+            self.kicks[index].signal()
+            self.driver.interrupt(index)
+        await self.pump()
+
+    # -- interrupts and frames -------------------------------------------------------
+
+    async def _watch_call(self, index: int, efd: EventFd) -> None:
+        while True:
+            await efd.wait()
+            self.driver.interrupt(index)
+            await self.pump()
+
+    def _events(self) -> None:
+        burst: list[FrameReceived] = []
+        for e in self.driver.events():
+            if isinstance(e, FrameReceived):
+                burst.append(e)
+                q = self.rx.setdefault(self._qname(e.queue), {"packets": 0, "bytes": 0})
+                q["packets"] += 1
+                q["bytes"] += len(e.frame)
+            elif isinstance(e, TxCompleted):
+                self._tx_space.set()
+            elif isinstance(e, DriverReady):
+                self.ready.set()
+                self.report("device_ready", e.describe())
+                self._tx_space.set()
+            elif isinstance(e, InitFailed):
+                self.report("init_failed", e.describe())
+            elif isinstance(e, DeviceError):
+                self.device_errors += 1
+                log.warning("%s", e.describe())
+            elif isinstance(e, CtrlCompleted):
+                log.info("%s", e.describe())
+        if burst:
+            self._received(burst)
+
+    def _qname(self, index: int) -> str:
+        q = self.driver.queues.get(index)
+        return q.name if q is not None else f"q{index}"
+
+    def _received(self, burst: list[FrameReceived]) -> None:
+        by_queue: dict[int, list[bytes]] = {}
+        for e in burst:
+            by_queue.setdefault(e.queue, []).append(e.frame)
+        for queue, frames in by_queue.items():
+            verdict = self.xdp.run(frames, rx_queue_index=queue // 2)
+            self.dropped["xdp"] += verdict.dropped
+            self.dropped["redirect"] += len(verdict.redirect)
+            if verdict.passed:
+                self.stack["packets"] += len(verdict.passed)
+                self.stack["bytes"] += sum(map(len, verdict.passed))
+                self.port.send(verdict.passed)
+            if verdict.tx:
+                self._pending_tx.extend(verdict.tx)
+                self._tx_space.set()
+
+    # -- transmitting ----------------------------------------------------------------
+
+    def _flush_tx(self) -> None:
+        """Queue what fits in the transmit ring (the driver kicks as it decides)."""
+        if self.driver.state is not InitState.LIVE:
+            return
+        while self._pending_tx:
+            frames = list(self._pending_tx)[:self.burst]
+            try:
+                queued = self.driver.transmit(frames)
+            except LocalProtocolError:
+                # one frame the device cannot take (above the MTU): drop it, go on
+                self._pending_tx.popleft()
+                self.dropped["too_big"] += 1
+                continue
+            for _ in range(queued):
+                frame = self._pending_tx.popleft()
+                q = self.tx.setdefault(self._qname(1), {"packets": 0, "bytes": 0})
+                q["packets"] += 1
+                q["bytes"] += len(frame)
+            if queued < len(frames):
+                return
+
+    async def transmit(self, frames: list[bytes]) -> None:
+        """Send frames through the device, waiting while the transmit ring is full."""
+        self._pending_tx.extend(frames)
+        while self._pending_tx:
+            self._tx_space = trio.Event()
+            self._flush_tx()
+            await self.pump()
+            if self._pending_tx:
+                # A completion arrives as a tx interrupt; the driver may suppress those
+                # (EVENT_IDX), so look at the ring again after a while regardless.
+                with trio.move_on_after(0.05):
+                    await self._tx_space.wait()
+
+    async def _stack_pump(self) -> None:
+        await self.ready.wait()
+        while True:
+            frames = await self.port.receive(self.burst)
+            if frames is None:
+                return
+            await self.transmit(frames)
+
+    # -- results ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "socket": self.path, "state": str(self.driver.state),
+            "connected": self.link is not None, "connects": self.connects,
+            "device_gone": self.gone_count, "mac": self.driver.mac.hex(":"),
+            "rx": {k: dict(v) for k, v in sorted(self.rx.items())},
+            "tx": {k: dict(v) for k, v in sorted(self.tx.items())},
+            "tx_waiting": len(self._pending_tx), "stack": dict(self.stack),
+            "dropped": dict(self.dropped), "device_errors": self.device_errors,
+            "xdp": {**self.xdp.stats(), "attached": self.xdp.attached},
+            "port": self.port.stats(),
+        }
+
+    def close(self) -> None:
+        for efd in [*self.kicks.values(), *self.calls.values()]:
+            efd.close()
+        self.kicks.clear()
+        self.calls.clear()
+        self.port.close()
+        self.xdp.close()
+
+
+__all__ = ["QUEUE_MAX", "DeviceGone", "GuestRuntime", "Link"]

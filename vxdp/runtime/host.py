@@ -1,0 +1,416 @@
+"""The host process: vhost-user back-ends bridging guests' rings to `host.Device` models,
+a wire port, and the host-attached XDP program.
+
+Theory of operation
+-------------------
+`HostRuntime` serves one vhost-user socket per guest (`--socket` may repeat); each is a
+`GuestPort`.  A port turns the back-end's events into calls on a `host.Device` made fresh
+for every front-end session (a guest that reconnects gets a new device, as a restarted
+QEMU gets a new vhost-user back-end state):
+
+    vhost-user event           device call
+    SET_FEATURES               write_features (VHOST_USER_F_PROTOCOL_FEATURES removed)
+    SET_STATUS / GET_STATUS    write_status / read_status
+    GET_CONFIG / SET_CONFIG    read_config / write_config (refused: §5.1.4.2)
+    SET_MEM_TABLE              set_memory (the mapped memfd regions)
+    ring started and enabled   set_queue(num, areas, base) + enable_queue
+    GET_VRING_BASE             the ring stops; answered with its next available index
+    kick eventfd               notify(queue)
+    Disconnected               the device is dropped, its counters kept
+
+Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
+call eventfd, `FrameTransmitted` goes to the wire (or to another guest whose MAC it is
+addressed to), per-queue packet and byte counters follow `FrameDelivered` and
+`FrameTransmitted`.  A device refusal (`VirtioError`) gets the front-end a REPLY_ACK
+nack and the session goes on; a protocol break ends that guest's session only.
+
+Frames from the wire run through the host XDP hook in bursts (ingress ifindex 1): DROP
+and ABORTED end there, TX goes back out of the wire, REDIRECT goes to ifindex 1 (the
+wire) or 2 + n (guest n), PASS goes to the guest whose MAC the frame is for, or to every
+live guest when it is broadcast, multicast or unknown.  The wire is read once the first
+guest is live, so that a replay or a generator run is not spent on nobody.
+
+Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
+endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from host import (
+    ConfigInterrupt,
+    Device,
+    DeviceEvent,
+    DeviceNeedsReset,
+    DeviceProfile,
+    FrameDelivered,
+    FrameDropped,
+    FrameTransmitted,
+    Interrupt,
+    get_profile,
+)
+from host.config import ConfigSpace
+from virtio_spec.errors import LocalProtocolError, VirtioError
+from virtio_spec.packed import PackedDeviceQueue
+from vxdp.bpf.program import Program
+from vxdp.errors import VhostUserError, VhostUserLocalError
+from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
+from vxdp.vhost_user import events as ev
+from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
+from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
+
+from .wire import NullPort, WirePort, WireSpec
+from .xdp import XdpHook
+
+log = logging.getLogger("vxdp.runtime.host")
+
+_PF = VhostUserProtocolFeature
+#: What the host back-end offers: the guest runtime needs STATUS and CONFIG to carry
+#: the virtio status and config space, REPLY_ACK to hear refusals at the request.
+PROTOCOL_FEATURES = (1 << _PF.MQ | 1 << _PF.REPLY_ACK | 1 << _PF.CONFIG | 1 << _PF.STATUS
+                     | 1 << _PF.RESET_DEVICE)
+_PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
+BURST = 32
+WIRE_IFINDEX = 1
+
+
+def guest_mac(profile: DeviceProfile, n: int) -> bytes:
+    """The MAC of guest n: the profile's, its last byte moved on by n."""
+    return profile.mac[:5] + bytes([(profile.mac[5] + n) & 0xFF])
+
+
+def _counter() -> dict[str, int]:
+    return {"packets": 0, "bytes": 0}
+
+
+class GuestPort:
+    """One guest's socket, its current session and device, and its counters."""
+
+    def __init__(self, runtime: HostRuntime, number: int, path: str,
+                 profile: DeviceProfile) -> None:
+        self.runtime = runtime
+        self.number = number
+        self.path = path
+        self.profile = replace(profile, mac=guest_mac(profile, number))
+        self.config = BackendConfig(
+            features=self.profile.features | _PROTO_BIT, protocol_features=PROTOCOL_FEATURES,
+            queue_num=2 * self.profile.max_queue_pairs + 1,
+            max_queue_size=self.profile.max_queue_size,
+            config_size=ConfigSpace(self.profile).size)
+        self.device: Device | None = None
+        self.session: BackendSession | None = None
+        self.sessions = 0
+        self.last_disconnect = ""
+        self.queues: dict[str, dict[str, int]] = {}
+        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0}
+        self.interrupts = 0
+        self.device_totals: dict[str, int] = {}
+        self.running: set[int] = set()  # queues the device works (started and enabled)
+        table: dict[type[ev.BackendEvent], Handler] = {
+            ev.Connected: self._connected, ev.Disconnected: self._disconnected,
+            ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
+            ev.MemTableSet: self._mem_table, ev.VringKickSet: self._maybe_start,
+            ev.VringEnableSet: self._maybe_start, ev.VringBaseQueried: self._stop,
+            ev.ConfigQueried: self._config_read, ev.ConfigSet: self._config_write,
+            ev.StatusSet: self._status_write, ev.StatusQueried: self._status_read,
+            ev.Kicked: self._kicked,
+        }
+        self.handlers = {cls: self._guarded(h) for cls, h in table.items()}
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """A fault of ours while serving one guest ends that guest's session, never the
+        host: anything but a device refusal (VirtioError) or a transport error becomes a
+        VhostUserLocalError, which the session logs before it disconnects."""
+        async def guarded(session: BackendSession, event: Any) -> object:
+            try:
+                return await handler(session, event)
+            except (VirtioError, VhostUserError):
+                raise
+            except Exception as exc:
+                log.exception("guest %d: handling %s failed", self.number, event.describe())
+                raise VhostUserLocalError(
+                    f"guest {self.number}: handling {event.describe()} failed: {exc}") from exc
+        return guarded
+
+    # -- serving ---------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return self.device is not None and self.device.live
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Listen on this guest's socket and serve its front-ends one after another."""
+        await serve_backend(self.path, self.config, self.handlers, task_status=task_status)
+
+    async def serve_socket(self, sock: trio.socket.SocketType) -> str:
+        """Serve one front-end on a connected socket (tests: a socketpair)."""
+        return await serve_connection(sock, self.config, self.handlers)
+
+    # -- handlers --------------------------------------------------------------------
+
+    def _need_device(self) -> Device:
+        if self.device is None:
+            raise LocalProtocolError("vhost-user event outside a session")
+        return self.device
+
+    async def _connected(self, session: BackendSession, event: ev.Connected) -> None:
+        self.session = session
+        self.device = Device(self.profile)
+        self.running.clear()
+        self.sessions += 1
+        log.info("guest %d (%s): front-end connected", self.number, self.path)
+
+    async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
+        device, self.device, self.session = self.device, None, None
+        self.running.clear()
+        self.last_disconnect = event.reason or "closed"
+        if device is not None:
+            for key, value in device.stats.items():
+                self.device_totals[key] = self.device_totals.get(key, 0) + value
+        log.info("guest %d (%s): front-end left: %s", self.number, self.path,
+                 self.last_disconnect)
+
+    async def _features(self, session: BackendSession, event: ev.FeaturesSet) -> None:
+        self._handle(self._need_device().write_features(event.features & ~_PROTO_BIT))
+
+    async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
+        self.running.clear()
+        self._handle(self._need_device().write_status(0))
+
+    async def _mem_table(self, session: BackendSession, event: ev.MemTableSet) -> None:
+        assert session.memory is not None
+        self._need_device().set_memory(session.memory.guest)
+
+    async def _maybe_start(self, session: BackendSession,
+                           event: ev.VringKickSet | ev.VringEnableSet) -> None:
+        device = self._need_device()
+        vring = session.backend.vrings[event.index]
+        enabled = vring.enabled or not (session.backend.features or 0) & _PROTO_BIT
+        if not (vring.started and enabled) or event.index in self.running:
+            if isinstance(event, ev.VringEnableSet) and not event.enabled:
+                self.running.discard(event.index)
+            return
+        assert vring.num is not None and vring.areas is not None
+        slot = device.slot(event.index)
+        if slot is None or slot.engine is None:
+            self._handle(device.set_queue(event.index, vring.num, *vring.areas,
+                                          base=vring.base))
+            self._handle(device.enable_queue(event.index))
+        self.running.add(event.index)
+
+    async def _stop(self, session: BackendSession, event: ev.VringBaseQueried) -> int:
+        self.running.discard(event.index)
+        slot = self.device.slot(event.index) if self.device is not None else None
+        engine = slot.engine if slot is not None else None
+        if engine is None:
+            return session.backend.vrings[event.index].base
+        if isinstance(engine, PackedDeviceQueue):
+            return engine.next_avail | (0x8000 if engine.avail_wrap else 0)
+        return engine.last_avail_idx
+
+    async def _config_read(self, session: BackendSession, event: ev.ConfigQueried) -> bytes:
+        return self._need_device().read_config(event.offset, event.size)
+
+    async def _config_write(self, session: BackendSession, event: ev.ConfigSet) -> None:
+        self._need_device().write_config(event.offset, event.data)
+
+    async def _status_write(self, session: BackendSession, event: ev.StatusSet) -> None:
+        if event.status == 0:
+            self.running.clear()
+        self._handle(self._need_device().write_status(event.status))
+        self.runtime.note_live()
+
+    async def _status_read(self, session: BackendSession, event: ev.StatusQueried) -> int:
+        return self._need_device().read_status()
+
+    async def _kicked(self, session: BackendSession, event: ev.Kicked) -> None:
+        if self.device is None or event.index not in self.running:
+            return
+        self._handle(self.device.notify(event.index))
+
+    # -- the datapath ----------------------------------------------------------------
+
+    def _queue(self, index: int) -> dict[str, int]:
+        slot = self.device.slot(index) if self.device is not None else None
+        name = slot.name if slot is not None else f"q{index}"
+        return self.queues.setdefault(name, _counter())
+
+    def _handle(self, events: Sequence[DeviceEvent]) -> None:
+        """Carry out what the device asked for (interrupts, frames) and count."""
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, FrameTransmitted):
+                q = self._queue(e.queue)
+                q["packets"] += 1
+                q["bytes"] += len(e.frame)
+                out.append(e.frame)
+            elif isinstance(e, FrameDelivered):
+                q = self._queue(e.queue)
+                q["packets"] += 1
+                q["bytes"] += e.length
+            elif isinstance(e, FrameDropped):
+                self.drops[e.direction] = self.drops.get(e.direction, 0) + 1
+            elif isinstance(e, Interrupt):
+                if e.sent and self.session is not None:
+                    self.interrupts += 1
+                    self.session.notify(e.queue)
+            elif isinstance(e, ConfigInterrupt):
+                # No back-end to front-end channel (BACKEND_REQ) is negotiated: the guest
+                # learns of config changes when it next reads status and config.
+                log.info("guest %d: config change not signalled: %s", self.number, e.why)
+            elif isinstance(e, DeviceNeedsReset):
+                log.warning("guest %d: %s", self.number, e.describe())
+        if out:
+            self.runtime.from_guest(self, out)
+
+    def receive(self, frames: Sequence[bytes]) -> None:
+        """Frames for this guest's receive queues (spread over the active pairs by flow)."""
+        device = self.device
+        if device is None or not device.live:
+            self.drops["no_device"] += len(frames)
+            return
+        pairs = device.net.curr_queue_pairs
+        by_pair: dict[int, list[bytes]] = {}
+        for frame in frames:
+            pair = zlib.crc32(frame[26:38]) % pairs if pairs > 1 else 0
+            by_pair.setdefault(pair, []).append(frame)
+        for pair, burst in sorted(by_pair.items()):
+            if 2 * pair not in self.running:
+                self.drops["no_device"] += len(burst)
+                continue
+            self._handle(device.receive(burst, pair))
+
+    def stats(self) -> dict[str, object]:
+        device_stats = dict(self.device_totals)
+        if self.device is not None:
+            for key, value in self.device.stats.items():
+                device_stats[key] = device_stats.get(key, 0) + value
+        return {
+            "socket": self.path, "mac": self.profile.mac.hex(":"),
+            "connected": self.session is not None, "live": self.live,
+            "sessions": self.sessions, "last_disconnect": self.last_disconnect,
+            "queues": {k: dict(v) for k, v in sorted(self.queues.items())},
+            "drops": dict(self.drops), "interrupts": self.interrupts, "device": device_stats,
+        }
+
+
+class HostRuntime:
+    """The host process's state: guests, wire, XDP hook."""
+
+    def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
+                 profile: DeviceProfile | str = "default", wire: WirePort | None = None,
+                 xdp: XdpHook | None = None, burst: int = BURST) -> None:
+        prof = get_profile(profile) if isinstance(profile, str) else profile
+        paths = [os.fspath(s) for s in sockets]
+        if not paths:
+            raise ValueError("a host serves at least one guest socket")
+        self.profile = prof
+        self.guests = [GuestPort(self, n, p, prof) for n, p in enumerate(paths)]
+        self.wire = wire if wire is not None else NullPort(WireSpec("null"))
+        self.xdp = xdp if xdp is not None else XdpHook()
+        self.burst = burst
+        self.wire_done = trio.Event()
+        self.redirect_failed = 0
+        self._live = trio.Event()
+
+    # -- the agent's endpoint ----------------------------------------------------------
+
+    def attach(self, program: Program) -> None:
+        """Attach (or replace) the host XDP program; InvalidProgram keeps the old one."""
+        self.xdp.attach(program)
+        log.info("host XDP program attached: %s", self.xdp.describe())
+
+    def detach(self) -> bool:
+        return self.xdp.detach()
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve every socket and pump the wire until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for g in self.guests:
+                await nursery.start(g.serve)
+            nursery.start_soon(self.pump_wire)
+            task_status.started()
+
+    def note_live(self) -> None:
+        if any(g.live for g in self.guests):
+            self._live.set()
+
+    async def pump_wire(self) -> None:
+        """Read the wire in bursts once a guest is live; stops when the source ends."""
+        await self._live.wait()
+        while True:
+            frames = await self.wire.receive(self.burst)
+            if frames is None:
+                self.wire_done.set()
+                return
+            self.from_wire(frames)
+
+    def from_wire(self, frames: Sequence[bytes]) -> None:
+        """One burst from the wire: host XDP, then the guests."""
+        verdict = self.xdp.run(frames, ingress_ifindex=WIRE_IFINDEX)
+        if verdict.tx:
+            self.wire.send(verdict.tx)
+        for ifindex, frame in verdict.redirect:
+            if ifindex == WIRE_IFINDEX:
+                self.wire.send([frame])
+            elif 0 <= ifindex - 2 < len(self.guests):
+                self.guests[ifindex - 2].receive([frame])
+            else:
+                self.redirect_failed += 1
+        self.switch(verdict.passed, source=None)
+
+    def switch(self, frames: Sequence[bytes], source: GuestPort | None) -> None:
+        """Deliver by destination MAC; flood broadcast, multicast and unknown unicast
+        to every live guest but the source (frames from the wire only)."""
+        per_guest: dict[int, list[bytes]] = {}
+        macs = {g.profile.mac: g for g in self.guests}
+        for frame in frames:
+            dst = frame[:6]
+            target = macs.get(dst)
+            if target is not None:
+                per_guest.setdefault(target.number, []).append(frame)
+            elif source is None:
+                for g in self.guests:
+                    if g.live:
+                        per_guest.setdefault(g.number, []).append(frame)
+        for number, burst in sorted(per_guest.items()):
+            if self.guests[number] is not source:
+                self.guests[number].receive(burst)
+
+    def from_guest(self, guest: GuestPort, frames: Sequence[bytes]) -> None:
+        """Frames a guest transmitted: to a local guest addressed by MAC, else the wire."""
+        local = {g.profile.mac for g in self.guests if g is not guest}
+        to_guests = [f for f in frames if f[:6] in local]
+        to_wire = [f for f in frames if f[:6] not in local] if to_guests else list(frames)
+        if to_guests:
+            self.switch(to_guests, source=guest)
+        self.wire.send(to_wire)
+        self.note_live()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.name,
+            "guests": [g.stats() for g in self.guests],
+            "wire": self.wire.stats(),
+            "xdp": {**self.xdp.stats(), "attached": self.xdp.attached,
+                    "redirect_failed": self.redirect_failed},
+        }
+
+    def close(self) -> None:
+        self.wire.close()
+        self.xdp.close()
+
+
+__all__ = ["BURST", "PROTOCOL_FEATURES", "GuestPort", "HostRuntime", "guest_mac"]

@@ -1,0 +1,157 @@
+"""An XDP hook the runtimes run bursts through: the host's attach point and the guest's
+driver mode.
+
+    hook = XdpHook()
+    hook.attach(load_program("prog.o"))     # or a Program built any other way
+    verdict = hook.run(frames)               # one engine call per burst
+    verdict.passed, verdict.tx, verdict.redirect, verdict.dropped
+    hook.detach()                            # frames pass untouched again
+
+No program attached: every frame passes and nothing is counted as an action.  The action
+counts (`hook.actions`) accumulate over every burst the hook ran, across attach and detach,
+as the kernel's per-program statistics do not but an operator's view of a port does; the
+program that ran is named in `hook.describe()`.
+
+A program that faults on a frame (`ProgramFault`) costs that frame only: it is counted as
+ABORTED (the kernel's `trace_xdp_exception` path) and the rest of the burst runs on.
+A return value outside enum xdp_action is treated as ABORTED too, as the kernel's
+`bpf_warn_invalid_xdp_action` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vxdp.bpf.elf import load_object, select_program
+from vxdp.bpf.engine import Engine, XdpResult, create_engine
+from vxdp.bpf.program import Program, XdpAction
+from vxdp.errors import ProgramFault
+
+#: Action names as the stats file and the demo table spell them.
+ACTION_NAMES: tuple[str, ...] = tuple(a.name.lower() for a in XdpAction)
+
+
+def load_program(path: Path | str, *, section: str | None = None,
+                 name: str | None = None) -> Program:
+    """The one XDP program of an object file (or the one `section`/`name` pick)."""
+    return select_program(load_object(path), section, name)
+
+
+@dataclass
+class Verdict:
+    """What one burst became: frames to pass on, to send back, to redirect, and how many
+    were dropped (DROP, ABORTED, faults)."""
+
+    passed: list[bytes] = field(default_factory=list)
+    tx: list[bytes] = field(default_factory=list)
+    redirect: list[tuple[int, bytes]] = field(default_factory=list)  # (ifindex, frame)
+    dropped: int = 0
+
+
+class XdpHook:
+    """One attach point; `engine` names the vxdp engine programs run on."""
+
+    def __init__(self, engine: str = "interp") -> None:
+        self.engine_name = engine
+        self.program: Program | None = None
+        self._engine: Engine | None = None
+        self.actions: dict[str, int] = dict.fromkeys(ACTION_NAMES, 0)
+        self.faults = 0
+        self.runs = 0  # bursts run with a program attached
+        self.run_ns = 0  # time spent in those bursts
+
+    @property
+    def attached(self) -> bool:
+        return self._engine is not None
+
+    def attach(self, program: Program) -> None:
+        """Load `program` (replacing any attached one); raises InvalidProgram and leaves
+        the previous program attached when the engine refuses it."""
+        engine = create_engine(self.engine_name, program)
+        old, self._engine, self.program = self._engine, engine, program
+        if old is not None:
+            old.close()
+
+    def detach(self) -> bool:
+        """Remove the program; False when none was attached."""
+        engine, self._engine, self.program = self._engine, None, None
+        if engine is None:
+            return False
+        engine.close()
+        return True
+
+    def describe(self) -> str:
+        if self.program is None:
+            return "no program"
+        return f"{self.program.name} ({self.program.insn_count} insns, engine {self.engine_name})"
+
+    def run(self, frames: Sequence[bytes], *, ingress_ifindex: int = 1,
+            rx_queue_index: int = 0) -> Verdict:
+        """Run one burst; without a program every frame passes."""
+        verdict = Verdict()
+        engine = self._engine
+        if engine is None or not frames:
+            verdict.passed.extend(frames)
+            return verdict
+        start = time.perf_counter_ns()
+        try:
+            results = engine.run_xdp(frames, ingress_ifindex=ingress_ifindex,
+                                     rx_queue_index=rx_queue_index)
+        except ProgramFault:
+            results = self._one_by_one(engine, frames, ingress_ifindex, rx_queue_index)
+        self.run_ns += time.perf_counter_ns() - start
+        self.runs += 1
+        for result in results:
+            self._sort(result, verdict)
+        return verdict
+
+    def _one_by_one(self, engine: Engine, frames: Sequence[bytes], ifindex: int,
+                    queue: int) -> list[XdpResult | None]:
+        out: list[XdpResult | None] = []
+        for frame in frames:
+            try:
+                out.extend(engine.run_xdp([frame], ingress_ifindex=ifindex,
+                                          rx_queue_index=queue))
+            except ProgramFault:
+                self.faults += 1
+                out.append(None)
+        return out
+
+    def _sort(self, result: XdpResult | None, verdict: Verdict) -> None:
+        action = result.action if result is not None else None
+        if result is None or action is None or action is XdpAction.ABORTED:
+            self.actions["aborted"] += 1
+            verdict.dropped += 1
+        elif action is XdpAction.DROP:
+            self.actions["drop"] += 1
+            verdict.dropped += 1
+        elif action is XdpAction.PASS:
+            self.actions["pass"] += 1
+            verdict.passed.append(result.data)
+        elif action is XdpAction.TX:
+            self.actions["tx"] += 1
+            verdict.tx.append(result.data)
+        else:
+            self.actions["redirect"] += 1
+            verdict.redirect.append((result.redirect or 0, result.data))
+
+    def stats(self) -> dict[str, object]:
+        """JSON-ready: the program, its action counts, faults and time per burst."""
+        return {
+            "program": self.program.name if self.program is not None else None,
+            "digest": self.program.digest if self.program is not None else None,
+            "engine": self.engine_name,
+            "actions": dict(self.actions),
+            "faults": self.faults,
+            "bursts": self.runs,
+            "ns_per_burst": self.run_ns // self.runs if self.runs else 0,
+        }
+
+    def close(self) -> None:
+        self.detach()
+
+
+__all__ = ["ACTION_NAMES", "Verdict", "XdpHook", "load_program"]
