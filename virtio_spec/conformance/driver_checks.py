@@ -124,7 +124,9 @@ def _status_writes(log: Iterable[Op]) -> list[Op]:
 def check_2_1_1_no_clear(make: DriverFactory) -> None:
     """The driver MUST NOT clear a device status bit (virtio 1.3 §2.1.1): every
     non-zero status write keeps the bits the driver had set."""
-    for run in (_busy(make), start(make, refuse_features_ok=True)):
+    busy = start(make, RING_OFFER)
+    exercise(busy)
+    for run in (busy, start(make, refuse_features_ok=True)):
         for op in _status_writes(run.rec.log):
             value = op.args[0]
             cleared = op.status & _DRIVER_BITS & ~value
@@ -277,12 +279,13 @@ def check_3_1_1_reread(make: DriverFactory) -> None:
                "initialization.", n=4)
 def check_3_1_1_stop_when_refused(make: DriverFactory) -> None:
     """If FEATURES_OK is not set on re-read the device is unusable; the driver MUST NOT
-    continue initialization (virtio 1.3 §3.1.1): no queue setup, no DRIVER_OK, no kick."""
+    continue initialization (virtio 1.3 §3.1.1): no queue discovery or setup (step 7), no
+    DRIVER_OK, no kick."""
     run = start(make, PLAIN_OFFER, refuse_features_ok=True)
     for op in _after_features_ok(run.rec.log):
         if op.kind == "write_status" and op.args[0] == 0:
             break
-        assert op.kind not in ("setup_queue", "enable_queue", "kick"), \
+        assert op.kind not in ("queue_max", "setup_queue", "enable_queue", "kick"), \
             f"{op.kind} after FEATURES_OK was refused"
         assert not (op.kind == "write_status" and op.args[0] & _S.DRIVER_OK), \
             "DRIVER_OK set after FEATURES_OK was refused"
