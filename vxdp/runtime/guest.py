@@ -66,7 +66,7 @@ from guest import (
 from virtio_spec.errors import LocalProtocolError
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
-from vxdp.errors import UsageError, VhostUserError, VhostUserRemoteError
+from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user import EventFd, Frontend, FrontendMemory, Outgoing, Reply
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.frontend import check_ack
@@ -516,6 +516,15 @@ class GuestRuntime:
         self.calls.clear()
         self.port.close()
         self.xdp.close()
+        try:
+            self.memory.close()
+        except VhostUserLocalError:
+            # the driver's rings still view the mapping: release the memfds now, the
+            # mappings go with the last view
+            for region in self.memory.regions:
+                if region.fd >= 0:
+                    os.close(region.fd)
+                    region.fd = -1
 
 
 __all__ = ["QUEUE_MAX", "DeviceGone", "GuestRuntime", "Link"]
