@@ -373,7 +373,7 @@ def test_hostile_helper_calls_never_hurt_the_process() -> None:
             MapSpec("p", MapType.PERCPU_ARRAY, 4, 8, 2),
             MapSpec("l", MapType.LPM_TRIE, 8, 8, 4, flags=BPF_F_NO_PREALLOC),
             MapSpec("r", MapType.RINGBUF, 0, 0, 4096), MapSpec("d", MapType.DEVMAP, 4, 4, 4),
-            MapSpec("j", MapType.PROG_ARRAY, 4, 4, 2))
+            MapSpec("j", MapType.PROG_ARRAY, 4, 4, 2), MapSpec("u", MapType.LRU_HASH, 4, 8, 4))
     helpers = sorted(XDP_HELPER_IDS | {12})
     outcomes = {"ok": 0, "fault": 0}
     for seed in range(400):
