@@ -372,10 +372,13 @@ static uint32_t lpm_find_exact(const struct vxdp_map *m, const uint8_t *key)
     return NIL;
 }
 
-/* trie_lookup_elem: the longest stored prefix that matches the first key->prefixlen bits */
+/* trie_lookup_elem: the longest stored prefix that matches the first key->prefixlen bits;
+ * a prefixlen beyond the key's data matches nothing */
 static uint32_t lpm_lookup(const struct vxdp_map *m, const uint8_t *key)
 {
     uint32_t best = NIL, best_len = 0, max_len = lpm_prefixlen(key);
+    if (max_len > 8 * (m->key_size - 4))
+        return NIL;
     for (uint32_t i = 0; i < m->max_entries; i++) {
         const uint8_t *k = slot_key(m, i);
         uint32_t plen = lpm_prefixlen(k);
@@ -439,9 +442,6 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "lookup needs %u values, got %u", m->ncpus,
                          cpu_values);
-    if (m->type == VXDP_MAP_LPM_TRIE && lpm_prefixlen(key) > 8 * (m->key_size - 4))
-        return vxdp_errf(err, errlen, -EINVAL, "prefixlen %u above %u", lpm_prefixlen(key),
-                         8 * (m->key_size - 4));
     i = find_slot(m, key, false);
     if (i == NIL)
         return vxdp_errf(err, errlen, -ENOENT, "no such element");

@@ -80,6 +80,8 @@ TABLE: list[tuple[str, list[Op]]] = [
         (LPM, "lookup", (lpm(32, 10, 9, 9, 9),), u32(8)),
         (LPM, "lookup", (lpm(16, 10, 1, 2, 3),), u32(8)),  # the key's own prefixlen caps it
         (LPM, "lookup", (lpm(32, 11, 0, 0, 0),), None),
+        (LPM, "lookup", (lpm(40, 10, 1, 2, 3),), None),    # beyond the data: no match
+        (LPM, "delete", (lpm(40, 10, 1, 2, 3),), errno.EINVAL),
         (LPM, "next_key", (None,), lpm(24, 10, 1, 2, 0)),  # post-order: specific first
         (LPM, "next_key", (lpm(24, 10, 1, 2, 0),), lpm(8, 10, 0, 0, 0)),
         (LPM, "next_key", (lpm(8, 10, 0, 0, 0),), None),
