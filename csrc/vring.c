@@ -547,6 +547,26 @@ int vxdp_vq_pop(struct vxdp_vq *vq, struct vxdp_vq_chain *chain, struct vxdp_vq_
     return 1;
 }
 
+/* The datapath's push: heads it popped itself, lengths within their writable part. */
+void vxdp_vq_push_int(struct vxdp_vq *vq, const uint16_t *heads, const uint32_t *lens,
+                      uint32_t n)
+{
+    uint16_t idx = vq->used_idx;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *e = vq->used + RING_HDR + USED_ELEM_SIZE * (idx & (vq->size - 1));
+        if (vq->inflight[heads[i]]) {
+            vq->inflight[heads[i]] = 0;
+            vq->ninflight--;
+        }
+        vxdp_st32(e, heads[i]);
+        vxdp_st32(e + 4, lens[i]);
+        idx++;
+    }
+    /* virtio 1.3 §2.7.8.2: elements before idx (release) */
+    vq->used_idx = idx;
+    store_idx_release(vq->used + RING_IDX, idx);
+}
+
 int vxdp_vq_push(struct vxdp_vq *vq, const uint32_t *heads, const uint32_t *lens, uint32_t n,
                  char *err, size_t errlen)
 {

@@ -116,6 +116,9 @@ uint8_t *vxdp_gmem_xlate(const struct vxdp_gmem *m, uint64_t gpa, uint64_t len);
 int vxdp_vq_pop_int(struct vxdp_vq *vq);
 /* Roll back the last `n` pops, newest last in heads[] (their chains were never used). */
 void vxdp_vq_unpop(struct vxdp_vq *vq, const uint16_t *heads, uint32_t n);
+/* Device side: mark chains this side popped used (no checks beyond the in-flight mark). */
+void vxdp_vq_push_int(struct vxdp_vq *vq, const uint16_t *heads, const uint32_t *lens,
+                      uint32_t n);
 /* Driver side: one chain of `n` buffers, the first `nreadable` device-readable. */
 int vxdp_vq_add_int(struct vxdp_vq *vq, const uint64_t *gpa, const uint32_t *len, uint32_t n,
                     uint32_t nreadable);

@@ -75,6 +75,11 @@
 #define VXDP_VQ_F_EVENT_IDX (1u << 0)   /* VIRTIO_F_EVENT_IDX negotiated */
 #define VXDP_VQ_F_INDIRECT (1u << 1)    /* VIRTIO_F_INDIRECT_DESC negotiated */
 #define VXDP_VQ_F_DRIVER (1u << 2)      /* the driver's side of the queue */
+#define VXDP_SWITCH_MAX_PORTS 256       /* ports one host switch redirects between */
+#define VXDP_BURST_MAX 256              /* frames one burst call moves */
+#define VXDP_RX_MAX_BUFS 64             /* rx buffers one frame may span (MRG_RXBUF) */
+#define VXDP_RX_MAX_SEGS 256            /* writable segments of those buffers */
+#define VXDP_DP_MAX_FRAME 65550         /* a GSO-less frame: 64 KiB + Ethernet and VLAN */
 
 /* CDEF-BEGIN */
 struct vxdp_prog;
@@ -130,6 +135,11 @@ int vxdp_map_next_key(struct vxdp_map *map, const void *key, void *next_key, cha
                       size_t errlen);
 int vxdp_map_freeze(struct vxdp_map *map);
 int vxdp_ringbuf_read(struct vxdp_map *map, void *buf, size_t cap);
+/* programs compiled by vxdp.bpf.jit (jit_glue.c, ABI in vxdp_jit.h): `info` is the
+ * address of the compiled object's vxdp_jit_info, 0 to go back to the interpreter */
+uint32_t vxdp_jit_abi(void);
+int vxdp_prog_set_jit(struct vxdp_prog *prog, uintptr_t info, char *err, size_t errlen);
+int vxdp_prog_has_jit(const struct vxdp_prog *prog);
 /* ---- split virtqueues over a guest-memory table (vring.c) ---- */
 struct vxdp_gmem;
 struct vxdp_vq;
@@ -190,6 +200,82 @@ int vxdp_vq_reap(struct vxdp_vq *vq, uint32_t *ids, uint32_t *lens, uint32_t cap
                  size_t errlen);
 int vxdp_vq_enable_interrupts(struct vxdp_vq *vq, char *err, size_t errlen);
 void vxdp_vq_disable_interrupts(struct vxdp_vq *vq);
+/* ---- the datapath: host ports, guest ports, bursts (datapath.c) ---- */
+struct vxdp_switch;
+struct vxdp_port;
+struct vxdp_gport;
+
+struct vxdp_burst {             /* frames back to back in buf, one length each */
+    uint8_t *buf;
+    size_t cap;                 /* bytes of buf */
+    uint32_t *len;
+    uint32_t max;               /* slots in len */
+    uint32_t count;             /* in: frames given; out: frames written */
+    size_t used;                /* out: bytes written */
+};
+
+struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, its XDP program */
+    uint64_t rx_packets, rx_bytes;          /* wire frames offered to the port */
+    uint64_t xdp_aborted, xdp_drop, xdp_pass, xdp_tx, xdp_redirect;
+    uint64_t xdp_invalid;                   /* unknown action, dropped as ABORTED */
+    uint64_t xdp_fault;                     /* run stopped by the core, dropped as ABORTED */
+    uint64_t guest_packets, guest_bytes;    /* frames written into the guest's rx ring */
+    uint64_t guest_buffers;                 /* rx chains those frames used */
+    uint64_t redirect_in;                   /* frames other ports redirected to this guest */
+    uint64_t wire_packets, wire_bytes;      /* frames into the wire out burst */
+    uint64_t tx_packets, tx_bytes;          /* guest tx chains turned into frames */
+    uint64_t drop_no_buffer;                /* guest posted no (or too few) rx buffers */
+    uint64_t drop_small_buffer;             /* rx buffer below the header, or frame too big */
+    uint64_t drop_fragmented;               /* frame needs > VXDP_RX_MAX_BUFS/SEGS buffers */
+    uint64_t drop_runt, drop_oversize, drop_mtu;
+    uint64_t drop_redirect;                 /* REDIRECT to an unknown ifindex */
+    uint64_t drop_wire_full;                /* wire out burst full */
+    uint64_t drop_ring_broken;              /* the queue refused a hostile ring */
+    uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
+    uint64_t irq_sent, irq_suppressed;
+};
+
+struct vxdp_gport_stats {       /* one guest port (driver-mode XDP) */
+    uint64_t rx_packets, rx_bytes;          /* frames reaped from the rx ring */
+    uint64_t xdp_aborted, xdp_drop, xdp_pass, xdp_tx, xdp_redirect, xdp_invalid, xdp_fault;
+    uint64_t pass_packets, pass_bytes;      /* frames handed up */
+    uint64_t tx_packets, tx_bytes;          /* frames posted on the tx ring (incl. XDP_TX) */
+    uint64_t rx_refilled;                   /* rx buffers posted */
+    uint64_t drop_bad_len, drop_bad_num_buffers, drop_overrun, drop_oversize;
+    uint64_t drop_redirect, drop_tx_full, drop_pass_full, drop_ring_broken;
+};
+
+int vxdp_switch_new(struct vxdp_switch **out, uint32_t wire_ifindex, char *err, size_t errlen);
+void vxdp_switch_free(struct vxdp_switch *sw);
+int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifindex,
+                  struct vxdp_vq *rx, struct vxdp_vq *tx, uint64_t features, uint32_t mtu,
+                  char *err, size_t errlen);
+void vxdp_port_free(struct vxdp_port *port);
+int vxdp_port_attach(struct vxdp_port *port, struct vxdp_prog *prog, struct vxdp_env *env,
+                     char *err, size_t errlen);
+int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
+                       struct vxdp_burst *wire, char *err, size_t errlen);
+int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,
+                       char *err, size_t errlen);
+int vxdp_port_irq(struct vxdp_port *port);
+int vxdp_port_release(struct vxdp_port *port);
+void vxdp_port_get_stats(const struct vxdp_port *port, struct vxdp_port_stats *st);
+size_t vxdp_port_last_fault(const struct vxdp_port *port, char *buf, size_t cap);
+
+int vxdp_gport_new(struct vxdp_gport **out, struct vxdp_vq *rx, struct vxdp_vq *tx,
+                   uint64_t features, uint64_t rx_pool, uint32_t rx_bufs,
+                   uint32_t rx_buf_size, uint64_t tx_pool, uint32_t tx_bufs,
+                   uint32_t tx_buf_size, char *err, size_t errlen);
+void vxdp_gport_free(struct vxdp_gport *gp);
+int vxdp_gport_attach(struct vxdp_gport *gp, struct vxdp_prog *prog, struct vxdp_env *env,
+                      char *err, size_t errlen);
+int vxdp_gport_refill(struct vxdp_gport *gp, uint32_t *kicks);
+int vxdp_gport_rx_burst(struct vxdp_gport *gp, uint32_t budget, struct vxdp_burst *pass,
+                        uint32_t *kicks, char *err, size_t errlen);
+int vxdp_gport_tx_burst(struct vxdp_gport *gp, const struct vxdp_burst *in, uint32_t *kicks,
+                        char *err, size_t errlen);
+void vxdp_gport_get_stats(const struct vxdp_gport *gp, struct vxdp_gport_stats *st);
+size_t vxdp_gport_last_fault(const struct vxdp_gport *gp, char *buf, size_t cap);
 /* CDEF-END */
 
 #endif

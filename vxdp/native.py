@@ -482,3 +482,240 @@ def vq_enable_interrupts(vq: VqHandle) -> bool:
 
 def vq_disable_interrupts(vq: VqHandle) -> None:
     lib.vxdp_vq_disable_interrupts(vq.ptr)
+
+
+# ---------------------------------------------------------------- datapath (datapath.c)
+
+BURST_MAX = 256
+DP_MAX_FRAME = 65550
+
+
+class Burst:
+    """Frames back to back in one C buffer with a length each: what one burst call moves.
+
+    Allocated once and reused, so moving a burst costs one FFI crossing and no per-frame
+    Python work beyond `load` / `frames`."""
+
+    __slots__ = ("_buf", "_lens", "max_frames", "ptr")
+
+    def __init__(self, max_frames: int = BURST_MAX, cap: int | None = None) -> None:
+        if not 0 < max_frames <= 1 << 20:
+            raise CoreError(f"a burst of {max_frames} frames")
+        cap = max_frames * 2048 if cap is None else cap
+        self.max_frames = max_frames
+        self._buf = _nozero("uint8_t[]", max(1, cap))
+        self._lens = _nozero("uint32_t[]", max_frames)
+        self.ptr = ffi.new("struct vxdp_burst *")
+        self.ptr.buf, self.ptr.cap, self.ptr.len, self.ptr.max = self._buf, cap, self._lens, \
+            max_frames
+        self.clear()
+
+    def clear(self) -> None:
+        self.ptr.count = 0
+        self.ptr.used = 0
+
+    def load(self, frames: Sequence[bytes]) -> None:
+        """Pack `frames` as the burst's contents."""
+        blob = b"".join(frames)
+        if len(frames) > self.max_frames or len(blob) > self.ptr.cap:
+            raise CoreError(f"{len(frames)} frames / {len(blob)} bytes do not fit a burst of "
+                            f"{self.max_frames} / {self.ptr.cap}")
+        ffi.memmove(self._buf, blob, len(blob))
+        self._lens[0:len(frames)] = [len(f) for f in frames]
+        self.ptr.count = len(frames)
+        self.ptr.used = len(blob)
+
+    @property
+    def count(self) -> int:
+        return int(self.ptr.count)
+
+    def frames(self) -> list[bytes]:
+        """The frames in the burst, as bytes."""
+        n = self.ptr.count
+        lens = ffi.unpack(self._lens, n)
+        blob = ffi.buffer(self._buf, sum(lens))[:]
+        out, at = [], 0
+        for ln in lens:
+            out.append(blob[at:at + ln])
+            at += ln
+        return out
+
+
+class SwitchHandle:
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+
+
+class PortHandle:
+    """A host port; keeps its switch, queues and attached program alive."""
+
+    __slots__ = ("deps", "prog", "ptr")
+
+    def __init__(self, ptr: Any, deps: tuple[Any, ...]) -> None:
+        self.ptr = ptr
+        self.deps = deps
+        self.prog: tuple[Any, Any] | None = None
+
+
+class GportHandle(PortHandle):
+    """A guest port (driver-mode XDP)."""
+
+
+def _stats(struct_name: str, ptr: Any, getter: Any) -> dict[str, int]:
+    st = ffi.new(f"struct {struct_name} *")
+    getter(ptr, st)
+    return {name: int(getattr(st, name)) for name, _ in ffi.typeof(f"struct {struct_name}").fields}
+
+
+def _fault(getter: Any, ptr: Any) -> str:
+    buf = ffi.new("char[]", 256)
+    getter(ptr, buf, 256)
+    return _text(buf)
+
+
+def switch_new(wire_ifindex: int) -> SwitchHandle:
+    """A host switch whose uplink (the wire) is `wire_ifindex`."""
+    out = ffi.new("struct vxdp_switch **")
+    err = _errbuf()
+    rc = lib.vxdp_switch_new(out, wire_ifindex, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return SwitchHandle(ffi.gc(out[0], lib.vxdp_switch_free))
+
+
+def port_new(sw: SwitchHandle, ifindex: int, rx: VqHandle | None, tx: VqHandle | None,
+             features: int, mtu: int = 0) -> PortHandle:
+    """The device side of one guest: its rx/tx queues (device side) and negotiated features."""
+    out = ffi.new("struct vxdp_port **")
+    err = _errbuf()
+    rc = lib.vxdp_port_new(out, sw.ptr, ifindex, rx.ptr if rx else ffi.NULL,
+                           tx.ptr if tx else ffi.NULL, features & (2**64 - 1), mtu, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return PortHandle(ffi.gc(out[0], lib.vxdp_port_free), (sw, rx, tx))
+
+
+def port_attach(port: PortHandle, prog: ProgHandle | None, env: EnvHandle | None) -> None:
+    """Attach an XDP program (loaded MODE_XDP) with its environment; None detaches."""
+    err = _errbuf()
+    rc = lib.vxdp_port_attach(port.ptr, prog if prog is not None else ffi.NULL,
+                              env if env is not None else ffi.NULL, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    port.prog = None if prog is None else (prog, env)
+
+
+def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
+    """Wire frames into the port (XDP, then guest / wire / another port); appends to wire."""
+    err = _errbuf()
+    rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return int(rc)
+
+
+def port_tx_burst(port: PortHandle, budget: int, wire: Burst) -> int:
+    """Up to `budget` guest tx chains onto the wire burst; returns chains completed."""
+    err = _errbuf()
+    rc = lib.vxdp_port_tx_burst(port.ptr, budget, wire.ptr, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return int(rc)
+
+
+def port_irq(port: PortHandle) -> int:
+    """Interrupts due for what was used since the last call: bit 0 rx, bit 1 tx."""
+    return int(lib.vxdp_port_irq(port.ptr))
+
+
+def port_release(port: PortHandle) -> int:
+    """Return rx chains held for a frame unused (before a hand-over); how many."""
+    return int(lib.vxdp_port_release(port.ptr))
+
+
+def port_stats(port: PortHandle) -> dict[str, int]:
+    return _stats("vxdp_port_stats", port.ptr, lib.vxdp_port_get_stats)
+
+
+def port_last_fault(port: PortHandle) -> str:
+    return _fault(lib.vxdp_port_last_fault, port.ptr)
+
+
+def gport_new(rx: VqHandle, tx: VqHandle, features: int, rx_pool: int, rx_bufs: int,
+              rx_buf_size: int, tx_pool: int, tx_bufs: int, tx_buf_size: int) -> GportHandle:
+    """A guest port over driver-side queues and two buffer pools in guest memory."""
+    out = ffi.new("struct vxdp_gport **")
+    err = _errbuf()
+    rc = lib.vxdp_gport_new(out, rx.ptr, tx.ptr, features & (2**64 - 1), rx_pool, rx_bufs,
+                            rx_buf_size, tx_pool, tx_bufs, tx_buf_size, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return GportHandle(ffi.gc(out[0], lib.vxdp_gport_free), (rx, tx))
+
+
+def gport_attach(gp: GportHandle, prog: ProgHandle | None, env: EnvHandle | None) -> None:
+    err = _errbuf()
+    rc = lib.vxdp_gport_attach(gp.ptr, prog if prog is not None else ffi.NULL,
+                               env if env is not None else ffi.NULL, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    gp.prog = None if prog is None else (prog, env)
+
+
+def gport_refill(gp: GportHandle) -> tuple[int, int]:
+    """Post free rx buffers: (buffers posted, kicks: bit 0 rx)."""
+    kicks = ffi.new("uint32_t *")
+    n = lib.vxdp_gport_refill(gp.ptr, kicks)
+    return int(n), int(kicks[0])
+
+
+def gport_rx_burst(gp: GportHandle, budget: int, passed: Burst) -> tuple[int, int]:
+    """Reap up to `budget` frames, run the guest's program, refill: (frames, kicks)."""
+    kicks = ffi.new("uint32_t *")
+    err = _errbuf()
+    rc = lib.vxdp_gport_rx_burst(gp.ptr, budget, passed.ptr, kicks, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return int(rc), int(kicks[0])
+
+
+def gport_tx_burst(gp: GportHandle, frames: Burst) -> tuple[int, int]:
+    """Post frames on the guest's tx ring: (frames posted, kicks: bit 1 tx)."""
+    kicks = ffi.new("uint32_t *")
+    err = _errbuf()
+    rc = lib.vxdp_gport_tx_burst(gp.ptr, frames.ptr, kicks, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return int(rc), int(kicks[0])
+
+
+def gport_stats(gp: GportHandle) -> dict[str, int]:
+    return _stats("vxdp_gport_stats", gp.ptr, lib.vxdp_gport_get_stats)
+
+
+def gport_last_fault(gp: GportHandle) -> str:
+    return _fault(lib.vxdp_gport_last_fault, gp.ptr)
+
+
+# ---------------------------------------------------------------- compiled programs (jit_glue.c)
+
+def jit_abi() -> int:
+    """VXDP_JIT_ABI of the core: compiled programs must have been built against it."""
+    return int(lib.vxdp_jit_abi())
+
+
+def prog_set_jit(prog: ProgHandle, info_addr: int) -> None:
+    """Run `prog` through the compiled code whose `vxdp_jit_info` is at `info_addr` (0: back
+    to the interpreter).  The caller keeps that code loaded for as long as `prog` lives."""
+    if not 0 <= info_addr < 2**64:
+        raise ValueError(f"address {info_addr:#x} out of range")
+    err = _errbuf()
+    rc = lib.vxdp_prog_set_jit(prog, info_addr, err, 256)
+    if rc < 0:
+        raise InvalidProgram(_text(err))
+
+
+def prog_has_jit(prog: ProgHandle) -> bool:
+    return bool(lib.vxdp_prog_has_jit(prog))

@@ -1,0 +1,275 @@
+"""The host side of the C datapath: a switch, and one port per guest, moved in bursts.
+
+Theory of operation
+-------------------
+`HostSwitch` is the host's L2 uplink ("the wire", an ifindex) and the ports it can redirect
+between.  `HostPort` is the device side of one guest: its receive and transmit virtqueues
+run by the C ring engine over the guest's memory, and an optional offloaded XDP program.
+Everything per packet happens in C (csrc/datapath.c); this module owns the handles, moves
+one burst per call and turns the C counters and ring refusals into Python values:
+
+    switch = HostSwitch(wire_ifindex=1)
+    port = HostPort.from_device(switch, 10, device)      # after DRIVER_OK
+    port.attach(program)                                  # offloaded XDP, or None
+    out = port.rx_burst(frames)                           # wire -> XDP -> guest / wire
+    out.wire, out.interrupts                              # frames for the wire, irqs due
+    port.tx_burst()                                       # guest tx -> wire
+
+Actions: DROP and ABORTED count; TX puts the frame in `wire`; PASS writes a virtio_net_hdr
+and the frame into the guest's rx buffers (several with MRG_RXBUF, num_buffers set, virtio
+1.3 §5.1.6.4); REDIRECT follows the devmap value: another port's guest, or the wire when it
+names the switch's uplink.  Without rx buffers a frame is dropped and counted.
+
+Hand-over.  `from_device` takes a `host.Device`'s split queues after DRIVER_OK at their
+current indices (GET_VRING_BASE semantics) and parks the device's own engines (the device
+then ignores kicks on them); `hand_back` returns the indices to a fresh `SplitDeviceQueue`
+so the Python model continues where C stopped.  A ring a hostile driver broke is reported
+by `broken()` as the same `RingError` (clause included) virtio_spec.split would raise.
+
+Sans-I/O: nothing here blocks, sleeps or touches a socket.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from virtio_spec.errors import LocalProtocolError, MemoryAccessError, RingError
+from virtio_spec.features import VirtioFeature
+from virtio_spec.memory import GuestMemory
+from virtio_spec.split import SplitDeviceQueue
+from vxdp import native
+from vxdp.bpf.coremaps import CoreMap
+from vxdp.bpf.program import Program, ProgType
+from vxdp.errors import UsageError
+
+if TYPE_CHECKING:
+    from .device import Device
+
+_F = VirtioFeature
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """A split queue as the transport programmed it."""
+
+    size: int
+    desc: int
+    avail: int
+    used: int
+    last_avail_idx: int = 0
+    used_idx: int | None = None
+
+
+@dataclass
+class BurstOut:
+    """What one burst produced: frames for the wire, and the guests' interrupts due
+    (ifindex -> bit 0 rx, bit 1 tx)."""
+
+    wire: list[bytes]
+    interrupts: dict[int, int] = field(default_factory=dict)
+
+
+class HostSwitch:
+    """The uplink (`wire_ifindex`) and the ports REDIRECT can reach."""
+
+    def __init__(self, wire_ifindex: int = 1) -> None:
+        self.wire_ifindex = wire_ifindex
+        self.handle = native.switch_new(wire_ifindex)
+        self.ports: dict[int, HostPort] = {}
+
+    def interrupts(self) -> dict[int, int]:
+        """Every port's interrupts due since the last call (one C call per port)."""
+        out: dict[int, int] = {}
+        for ifindex, port in self.ports.items():
+            mask = native.port_irq(port.handle)
+            if mask:
+                out[ifindex] = mask
+        return out
+
+
+def _ring_error(state: dict[str, object]) -> RingError | None:
+    """The RingError a C queue's break record stands for (None when not broken)."""
+    code = int(state["broken"])  # type: ignore[call-overload]
+    if not code:
+        return None
+    cls = MemoryAccessError if code == -errno.EFAULT else RingError
+    return cls(str(state["error"]), str(state["clause"]))
+
+
+class HostPort:
+    """The device side of one guest on `switch` (see the module docstring)."""
+
+    def __init__(self, switch: HostSwitch, ifindex: int, memory: GuestMemory,
+                 rx: QueueConfig | None, tx: QueueConfig | None, features: int, *,
+                 mtu: int = 0, burst: int = native.BURST_MAX) -> None:
+        if features & (1 << _F.VIRTIO_F_RING_PACKED):
+            raise LocalProtocolError("the C datapath runs split rings only")
+        self.switch = switch
+        self.ifindex = ifindex
+        self.features = features
+        self._gmem = native.gmem_new([(r.base, r.view) for r in memory.regions])
+        kw = dict(event_idx=bool(features & (1 << _F.VIRTIO_F_EVENT_IDX)),
+                  indirect=bool(features & (1 << _F.VIRTIO_F_INDIRECT_DESC)))
+        self._rx = self._queue(rx, "rxq", kw)
+        self._tx = self._queue(tx, "txq", kw)
+        self.handle = native.port_new(switch.handle, ifindex, self._rx, self._tx, features,
+                                      mtu)
+        switch.ports[ifindex] = self
+        self.burst_size = burst
+        self._in = native.Burst(burst, burst * 2048)
+        self._wire = native.Burst(2 * burst, 2 * burst * 4096)
+        self.program: Program | None = None
+        self.maps: list[CoreMap] = []
+
+    def _queue(self, cfg: QueueConfig | None, name: str,
+               kw: dict[str, bool]) -> native.VqHandle | None:
+        if cfg is None:
+            return None
+        vq = native.vq_new(self._gmem, cfg.size, cfg.desc, cfg.avail, cfg.used,
+                           start_idx=cfg.last_avail_idx, name=name, **kw)
+        used = cfg.last_avail_idx if cfg.used_idx is None else cfg.used_idx
+        native.vq_set_state(vq, {"last_avail_idx": cfg.last_avail_idx, "used_idx": used,
+                                 "signalled_used": used, "notifications": True})
+        return vq
+
+    # ------------------------------------------------------------ hand-over
+
+    @classmethod
+    def from_device(cls, switch: HostSwitch, ifindex: int, device: Device,
+                    pair: int = 0, **kw: int) -> HostPort:
+        """Take receiveq(pair+1) and transmitq(pair+1) of a live `device` into C."""
+        if not device.live or device.memory is None:
+            raise LocalProtocolError("the C datapath takes queues after DRIVER_OK")
+        configs: list[QueueConfig | None] = []
+        for index in (2 * pair, 2 * pair + 1):
+            slot = device.slot(index)
+            if slot is None or slot.engine is None:
+                configs.append(None)
+                continue
+            engine = slot.engine
+            if not isinstance(engine, SplitDeviceQueue):
+                raise LocalProtocolError("the C datapath runs split rings only")
+            if engine.in_flight or slot.held or slot.backlog or engine.broken:
+                raise LocalProtocolError(f"queue {index} has chains in flight, frames "
+                                         "waiting or is broken: drain it first")
+            configs.append(QueueConfig(slot.size, *slot.addresses, engine.last_avail_idx,
+                                       engine.used_idx))
+        mtu = device.profile.mtu if device.has(3) else 0  # VIRTIO_NET_F_MTU
+        port = cls(switch, ifindex, device.memory, configs[0], configs[1],
+                   device.negotiated, mtu=mtu, **kw)
+        port._device = (device, pair)
+        for index in (2 * pair, 2 * pair + 1):
+            slot = device.slot(index)
+            if slot is not None:
+                slot.engine = None  # parked: the device ignores kicks until hand_back
+        return port
+
+    _device: tuple[Device, int] | None = None
+
+    def queue_states(self) -> dict[str, dict[str, object]]:
+        """GET_VRING_BASE: each queue's indices and break record."""
+        out: dict[str, dict[str, object]] = {}
+        for name, vq in (("rx", self._rx), ("tx", self._tx)):
+            if vq is not None:
+                out[name] = native.vq_state(vq)
+        return out
+
+    def hand_back(self) -> None:
+        """Give the queues back to the device model's Python engines, at C's indices."""
+        if self._device is None:
+            raise LocalProtocolError("this port did not take its queues from a Device")
+        device, pair = self._device
+        native.port_release(self.handle)
+        assert device.memory is not None
+        for index, vq in ((2 * pair, self._rx), (2 * pair + 1, self._tx)):
+            slot = device.slot(index)
+            if slot is None or vq is None:
+                continue
+            st = native.vq_state(vq)
+            engine = SplitDeviceQueue(
+                device.memory, slot.size, *slot.addresses,
+                event_idx=bool(self.features & (1 << _F.VIRTIO_F_EVENT_IDX)),
+                indirect=bool(self.features & (1 << _F.VIRTIO_F_INDIRECT_DESC)),
+                last_avail_idx=int(st["last_avail_idx"]),
+                used_idx=int(st["used_idx"]), name=f"q{index}")
+            engine.broken = _ring_error(st)
+            slot.engine = engine
+            slot.last_signalled = engine.used_idx
+        self.close()
+
+    def close(self) -> None:
+        """Leave the switch; the handles go with the object."""
+        self.switch.ports.pop(self.ifindex, None)
+        self._device = None
+
+    # ------------------------------------------------------------ programs
+
+    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None = None) -> None:
+        """Offload `program` onto this port (None detaches).  Its maps are created from
+        the program's specs unless `maps` (CoreMaps shared with someone else) are given."""
+        if program is None:
+            native.port_attach(self.handle, None, None)
+            self.program, self.maps = None, []
+            return
+        if program.prog_type != ProgType.XDP:
+            raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
+        core_maps = list(maps) if maps is not None else [CoreMap(s) for s in program.maps]
+        prog = native.prog_load(program.insns, native.MODE_XDP,
+                                [m.handle for m in core_maps])
+        env = native.env_new(0)
+        native.port_attach(self.handle, prog, env)
+        self.program, self.maps = program, core_maps
+
+    # ------------------------------------------------------------ bursts
+
+    def rx_burst(self, frames: Sequence[bytes]) -> BurstOut:
+        """Frames from the wire, in bursts of at most `burst_size` (one C call each)."""
+        wire: list[bytes] = []
+        for at in range(0, len(frames), self.burst_size):
+            chunk = frames[at:at + self.burst_size]
+            size = sum(len(f) for f in chunk)
+            if size > self._in.ptr.cap:
+                self._in = native.Burst(self.burst_size, size)
+            self._in.load(chunk)
+            self._wire.clear()
+            native.port_rx_burst(self.handle, self._in, self._wire)
+            wire += self._wire.frames()
+        return BurstOut(wire, self.switch.interrupts())
+
+    def tx_burst(self, budget: int = native.BURST_MAX) -> BurstOut:
+        """Frames the guest transmitted: every available tx chain, up to `budget`."""
+        wire: list[bytes] = []
+        while budget > 0:
+            self._wire.clear()
+            n = native.port_tx_burst(self.handle, min(budget, self.burst_size), self._wire)
+            wire += self._wire.frames()
+            budget -= n
+            if n == 0:
+                break
+        return BurstOut(wire, self.switch.interrupts())
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The port's counters: packets, bytes, XDP actions, drops by reason."""
+        return native.port_stats(self.handle)
+
+    def last_fault(self) -> str:
+        """Why the core stopped the last faulting run (counted as xdp_fault)."""
+        return native.port_last_fault(self.handle)
+
+    def broken(self) -> dict[str, RingError]:
+        """Queues a hostile driver broke, with the error virtio_spec.split would raise."""
+        out: dict[str, RingError] = {}
+        for name, st in self.queue_states().items():
+            err = _ring_error(st)
+            if err is not None:
+                out[name] = err
+        return out
+
+
+__all__ = ["BurstOut", "HostPort", "HostSwitch", "QueueConfig"]

@@ -1,0 +1,312 @@
+"""The C datapath end to end: a guest port and host ports over one guest memory.
+
+Frames leave the guest and arrive at the wire; wire frames meet the offloaded program and
+do what its action says (compared byte for byte); merged rx buffers reassemble; a hostile
+ring breaks its queue only; counters add up; a host.Device hands its queues over and back.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from guest.datapath import GuestPort
+from host.datapath import HostPort, HostSwitch, QueueConfig
+from virtio_spec.errors import MemoryAccessError
+from virtio_spec.features import VirtioFeature, VirtioNetFeature
+from virtio_spec.testing import GuestAllocator, guest_memory
+from vxdp.bpf.asm import assemble
+from vxdp.bpf.isa import encode
+from vxdp.bpf.program import MapSpec, MapType, Program
+
+V1 = 1 << VirtioFeature.VIRTIO_F_VERSION_1
+EVENT_IDX = 1 << VirtioFeature.VIRTIO_F_EVENT_IDX
+MRG = 1 << VirtioNetFeature.VIRTIO_NET_F_MRG_RXBUF
+MTU = 1 << VirtioNetFeature.VIRTIO_NET_F_MTU
+WIRE, GUEST_A, GUEST_B = 1, 10, 20
+
+DROP = "mov %r0, 1\nexit"
+PASS = "mov %r0, 2\nexit"
+# swap the Ethernet addresses and send the frame back out (the frame is >= 14 bytes)
+SWAP_TX = """
+ldxw %r2, [%r1+0]
+ldxw %r3, [%r1+4]
+mov %r4, %r2
+add %r4, 14
+jgt %r4, %r3, out
+ldxw %r5, [%r2+0]
+ldxh %r6, [%r2+4]
+ldxw %r7, [%r2+6]
+ldxh %r8, [%r2+10]
+stxw [%r2+0], %r7
+stxh [%r2+4], %r8
+stxw [%r2+6], %r5
+stxh [%r2+10], %r6
+out:
+mov %r0, 3
+exit
+"""
+# drop frames of odd length, pass the others
+ODD_DROP = """
+ldxw %r2, [%r1+0]
+ldxw %r3, [%r1+4]
+sub %r3, %r2
+and %r3, 1
+mov %r0, 2
+jeq %r3, 0, done
+mov %r0, 1
+done:
+exit
+"""
+# redirect through devmap slot 0; PASS when the slot is empty
+REDIRECT = "lddw %r1, map_fd(0)\nmov %r2, 0\nmov %r3, 2\ncall 51\nexit"
+# pop 4 bytes with adjust_head, then PASS
+HEAD_POP = "mov %r2, 4\ncall 44\nmov %r0, 2\nexit"
+
+
+def prog(text: str, *maps: MapSpec) -> Program:
+    return Program("t", "xdp", encode(assemble(text)), maps=maps)
+
+
+def frame(n: int, tag: int = 0) -> bytes:
+    body = bytes((tag + i) & 0xFF for i in range(n - 14))
+    return bytes.fromhex("02aabbccdd01") + bytes.fromhex("02aabbccdd02") + b"\x08\x00" + body
+
+
+class Host:
+    """A switch with guests A (and optionally B), each a GuestPort + HostPort pair."""
+
+    def __init__(self, features: int = V1, *, guests: int = 1, queue_size: int = 64,
+                 rx_buffer_size: int | None = None, mtu: int = 0, start: bool = True) -> None:
+        self.mem = guest_memory(size=8 << 20)
+        self.alloc = GuestAllocator(self.mem)
+        self.switch = HostSwitch(WIRE)
+        self.guests: list[GuestPort] = []
+        self.ports: list[HostPort] = []
+        for ifindex in (GUEST_A, GUEST_B)[:guests]:
+            g = GuestPort(self.mem, self.alloc, features, queue_size=queue_size,
+                          rx_buffer_size=rx_buffer_size)
+            rx, tx = g.setup_requests()
+            port = HostPort(self.switch, ifindex, self.mem,
+                            QueueConfig(rx.size, rx.desc, rx.driver, rx.device),
+                            QueueConfig(tx.size, tx.desc, tx.driver, tx.device), features,
+                            mtu=mtu)
+            if start:
+                g.start()
+            self.guests.append(g)
+            self.ports.append(port)
+
+    @property
+    def a(self) -> tuple[GuestPort, HostPort]:
+        return self.guests[0], self.ports[0]
+
+
+def test_frames_out_of_the_guest_arrive_at_the_wire() -> None:
+    h = Host()
+    g, port = h.a
+    frames = [frame(60 + i, i) for i in range(40)]
+    sent, kicks = g.tx_burst(frames)
+    assert sent == 40 and kicks.tx
+    out = port.tx_burst()
+    assert out.wire == frames
+    assert out.interrupts == {GUEST_A: 2}
+    st = port.stats
+    assert (st["tx_packets"], st["tx_bytes"]) == (40, sum(map(len, frames)))
+    assert g.stats["tx_packets"] == 40
+    # the guest reaps the used tx chains and can send a full ring again
+    assert g.tx_burst([frame(64)] * 64)[0] == 64
+    assert len(port.tx_burst().wire) == 64
+
+
+def test_wire_frames_pass_into_the_guest_without_a_program() -> None:
+    h = Host()
+    g, port = h.a
+    frames = [frame(60 + 7 * i, i) for i in range(50)]
+    out = port.rx_burst(frames)
+    assert out.wire == [] and out.interrupts == {GUEST_A: 1}
+    got, kicks = g.rx_burst()
+    assert got == frames
+    assert kicks.rx  # the buffers went back on the ring
+    st = port.stats
+    assert st["guest_packets"] == 50 and st["guest_bytes"] == sum(map(len, frames))
+
+
+def test_xdp_drop_drops_and_counts() -> None:
+    h = Host()
+    g, port = h.a
+    port.attach(prog(DROP))
+    out = port.rx_burst([frame(64, i) for i in range(100)])
+    assert out.wire == [] and out.interrupts == {}
+    assert g.rx_burst()[0] == []
+    st = port.stats
+    assert st["rx_packets"] == st["xdp_drop"] == 100 and st["guest_packets"] == 0
+
+
+def test_xdp_tx_sends_the_rewritten_frame_back_to_the_wire() -> None:
+    h = Host()
+    g, port = h.a
+    port.attach(prog(SWAP_TX))
+    frames = [frame(64 + i, i) for i in range(20)]
+    out = port.rx_burst(frames)
+    assert out.wire == [f[6:12] + f[0:6] + f[12:] for f in frames]
+    assert g.rx_burst()[0] == []
+    assert port.stats["xdp_tx"] == port.stats["wire_packets"] == 20
+
+
+def test_xdp_pass_and_drop_by_content_and_adjust_head() -> None:
+    h = Host()
+    g, port = h.a
+    port.attach(prog(ODD_DROP))
+    frames = [frame(60 + i, i) for i in range(30)]
+    port.rx_burst(frames)
+    assert g.rx_burst()[0] == [f for f in frames if len(f) % 2 == 0]
+    port.attach(prog(HEAD_POP))
+    port.rx_burst(frames[:3])
+    assert g.rx_burst()[0] == [f[4:] for f in frames[:3]]
+    st = port.stats
+    assert st["xdp_drop"] == 15 and st["xdp_pass"] == 18
+
+
+def test_redirect_through_a_devmap_to_another_guest_and_to_the_wire() -> None:
+    h = Host(guests=2)
+    (ga, pa), (gb, _) = h.a, (h.guests[1], h.ports[1])
+    devmap = MapSpec("ports", MapType.DEVMAP, 4, 4, 4)
+    pa.attach(prog(REDIRECT, devmap))
+    frames = [frame(70, i) for i in range(10)]
+    # an empty slot falls back to the flags' action: PASS into guest A
+    pa.rx_burst(frames[:2])
+    assert ga.rx_burst()[0] == frames[:2]
+    pa.maps[0].update(struct.pack("<I", 0), struct.pack("<I", GUEST_B))
+    out = pa.rx_burst(frames)
+    assert out.wire == [] and out.interrupts == {GUEST_B: 1}
+    assert ga.rx_burst()[0] == []
+    assert gb.rx_burst()[0] == frames
+    pa.maps[0].update(struct.pack("<I", 0), struct.pack("<I", WIRE))
+    assert pa.rx_burst(frames[:3]).wire == frames[:3]
+    pa.maps[0].update(struct.pack("<I", 0), struct.pack("<I", 77))
+    pa.rx_burst(frames[:4])
+    st, stb = pa.stats, h.ports[1].stats
+    assert st["xdp_redirect"] == 10 + 3 + 4 and st["drop_redirect"] == 4
+    assert stb["redirect_in"] == stb["guest_packets"] == 10
+
+
+def test_mergeable_rx_spans_buffers_and_reassembles() -> None:
+    h = Host(V1 | MRG, rx_buffer_size=128)
+    g, port = h.a
+    frames = [frame(1000, 1), frame(60, 2), frame(3000, 3), frame(117, 4)]
+    port.rx_burst(frames)
+    got, _ = g.rx_burst()
+    assert got == frames
+    need = [-(-(12 + len(f)) // 128) for f in frames]
+    assert port.stats["guest_buffers"] == sum(need)
+
+
+def test_without_mrg_rxbuf_a_frame_larger_than_the_buffer_is_dropped() -> None:
+    h = Host(V1, rx_buffer_size=256)
+    g, port = h.a
+    port.rx_burst([frame(200), frame(400), frame(244)])
+    assert g.rx_burst()[0] == [frame(200), frame(244)]
+    assert port.stats["drop_small_buffer"] == 1
+
+
+def test_no_rx_buffers_drops_and_counts_then_recovers() -> None:
+    h = Host(start=False, queue_size=8)
+    g, port = h.a
+    port.rx_burst([frame(64)] * 5)
+    assert port.stats["drop_no_buffer"] == 5
+    g.start()
+    port.rx_burst([frame(64, i) for i in range(12)])
+    assert port.stats["drop_no_buffer"] == 5 + 4  # 8 buffers for 12 frames
+    assert len(g.rx_burst()[0]) == 8
+
+
+def test_mtu_is_enforced_on_receive() -> None:
+    h = Host(V1 | MTU, mtu=100)
+    g, port = h.a
+    port.rx_burst([frame(114), frame(115)])
+    assert g.rx_burst()[0] == [frame(114)]
+    assert port.stats["drop_mtu"] == 1
+
+
+def test_a_hostile_rx_ring_breaks_that_queue_only() -> None:
+    h = Host()
+    g, port = h.a
+    rx_desc = g.setup_requests()[0].desc
+    h.mem.write_u64(rx_desc + 16 * 0, 0xDEAD_0000)  # descriptor 0's buffer address
+    port.rx_burst([frame(64)] * 3)
+    broken = port.broken()
+    assert set(broken) == {"rx"}
+    assert isinstance(broken["rx"], MemoryAccessError) and broken["rx"].clause == "2.7.5"
+    assert port.stats["drop_ring_broken"] == 3
+    # the tx queue keeps serving
+    g.tx_burst([frame(80)])
+    assert port.tx_burst().wire == [frame(80)]
+
+
+def test_counters_add_up() -> None:
+    h = Host(guests=2, queue_size=16)
+    g, port = h.a
+    port.attach(prog(ODD_DROP))
+    frames = [frame(60 + (i % 9), i) for i in range(200)]
+    port.rx_burst(frames)
+    st = port.stats
+    actions = sum(st[k] for k in ("xdp_aborted", "xdp_drop", "xdp_pass", "xdp_tx",
+                                  "xdp_redirect"))
+    assert st["rx_packets"] == actions == 200
+    assert st["xdp_pass"] == st["guest_packets"] + st["drop_no_buffer"]
+    assert st["guest_packets"] == 16  # a ring of 16, never refilled in between
+    assert st["rx_bytes"] == sum(map(len, frames))
+
+
+def test_a_faulting_program_counts_as_aborted() -> None:
+    h = Host()
+    _, port = h.a
+    port.attach(prog("ldxw %r0, [%r1+4096]\nexit"))
+    port.rx_burst([frame(64)] * 3)
+    st = port.stats
+    assert st["xdp_aborted"] == st["xdp_fault"] == 3
+    assert "pc 0" in port.last_fault()
+
+
+def test_queues_taken_from_a_live_device_and_handed_back() -> None:
+    from guest.events import FrameReceived
+    from vxdp.pair import Pair
+    p = Pair.create(queue_size=16)
+    assert p.negotiate()
+    first = [frame(64, i) for i in range(3)]
+    assert p.send_from_guest(first) == first  # the Python engines move the indices
+    assert p.deliver_to_guest(first) == first
+    switch = HostSwitch(WIRE)
+    port = HostPort.from_device(switch, GUEST_A, p.device)
+    # guest -> wire through C
+    frames = [frame(70, i) for i in range(5)]
+    p.driver.transmit(frames)
+    p.pump()
+    assert p.wire == first  # the device ignored the kick: C owns the queue
+    assert port.tx_burst().wire == frames
+    # wire -> guest through C
+    dst = p.driver.mac + frame(70)[6:]
+    port.rx_burst([dst])
+    p.driver.interrupt(0)
+    got = [e.frame for e in p.driver.events() if isinstance(e, FrameReceived)]
+    assert got == [dst]
+    # and back to the Python engines, which continue at C's indices
+    port.hand_back()
+    assert p.send_from_guest([frame(90)]) == [frame(90)]
+    assert p.deliver_to_guest([dst]) == [dst]
+
+
+@pytest.mark.parametrize("features", [V1, V1 | EVENT_IDX, V1 | MRG | EVENT_IDX])
+def test_many_bursts_keep_both_sides_in_step(features: int) -> None:
+    h = Host(features, queue_size=32, rx_buffer_size=256 if features & MRG else None)
+    g, port = h.a
+    got: list[bytes] = []
+    sent: list[bytes] = []
+    for r in range(40):
+        burst = [frame(60 + (r * 13 + i * 7) % 400, r + i) for i in range(r % 9 + 1)]
+        sent += burst
+        port.rx_burst(burst)
+        got += g.rx_burst()[0]
+    assert got == sent
+    assert port.stats["drop_no_buffer"] == 0
