@@ -1,14 +1,16 @@
 """virtio conformance checks, runnable against any implementation through small adapters.
 
 `adapter` defines what the checks drive (`DeviceUnderTest`, `DriverUnderTest`, the
-`Transport` between them); `device_checks`, `net_device_checks` and `driver_checks` hold
-one plain function per normative clause, registered in `registry.CLAUSES`; `report`
-runs a selection and renders pass / fail / not-applicable per clause as a table or JSON.
+`Transport` between them); `device_checks`, `net_device_checks`, `driver_checks` and
+`driver_ring_checks` hold one plain function per normative clause, registered in
+`registry.CLAUSES`; `report` runs a selection and renders pass / fail / not-applicable
+per clause as a table or JSON.
 Nothing here imports a test framework or anything of vxdp outside `virtio_spec`.
 """
 
 from . import device_checks as device_checks
 from . import driver_checks as driver_checks
+from . import driver_ring_checks as driver_ring_checks
 from . import net_device_checks as net_device_checks
 from .adapter import (
     CONFIG_NOTIFICATION,
@@ -46,6 +48,7 @@ __all__ = [
     "Unsupported",
     "device_checks",
     "driver_checks",
+    "driver_ring_checks",
     "merge",
     "net_device_checks",
     "run",

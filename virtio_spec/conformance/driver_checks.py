@@ -1,6 +1,8 @@
-"""Driver-side checks: the library plays the device (`RecordingDevice`) and reads what
-the driver did at the boundary: status and feature writes, config accesses, the queues it
-programmed, the chains it made available, its notifications.
+"""Driver-side checks of status, features, initialization, config and the net device.
+
+The library plays the device (`RecordingDevice`) and reads what the driver did at the
+boundary: status and feature writes, config accesses, the queues it programmed, the
+chains it made available, its notifications.  Ring rules are in `driver_ring_checks`.
 
 Each check takes a `DriverFactory`, starts a fresh driver against a recording device
 offering what the clause needs, lets it work (transmit, receive, change its filter), and
@@ -10,106 +12,23 @@ applicable (`DriverRun.require`, reading the clause from the registry).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from ..chain import MAX_CHAIN_BYTES
 from ..ctrl import VirtioNetCtrlClass, VirtioNetCtrlMq
 from ..features import VirtioFeature, VirtioNetFeature, check_accept, describe, mask_of
 from ..status import DeviceStatus
 from ..structs import (
-    AVAIL_RING_ALIGN,
-    DESC_TABLE_ALIGN,
-    EVENT_SUPPRESS_ALIGN,
-    PACKED_RING_ALIGN,
-    USED_RING_ALIGN,
     VIRTIO_NET_CONFIG_FIELD_FEATURES,
     VIRTIO_NET_CONFIG_OFFSETS,
     VIRTIO_NET_HDR_GSO_ECN,
     virtio_net_config,
 )
-from .adapter import DriverFactory, DriverUnderTest, NotApplicable, Unsupported
-from .observe import ObservedChain
+from .adapter import DriverFactory, NotApplicable
+from .driver_run import DRIVER_BITS, PLAIN_OFFER, RING_OFFER, DriverRun, busy, exercise, start
 from .recorder import Op, RecordingDevice
-from .registry import current_clause, driver_clause
-from .session import ethernet_frame
+from .registry import driver_clause
 
 _F, _N, _S = VirtioFeature, VirtioNetFeature, DeviceStatus
-
-#: A plain modern virtio-net offer, as QEMU makes without vhost extras.
-PLAIN_OFFER = mask_of([
-    _F.VIRTIO_F_VERSION_1, _N.VIRTIO_NET_F_MAC, _N.VIRTIO_NET_F_STATUS, _N.VIRTIO_NET_F_MTU,
-    _N.VIRTIO_NET_F_CTRL_VQ, _N.VIRTIO_NET_F_CTRL_RX, _N.VIRTIO_NET_F_CTRL_MAC_ADDR,
-])
-#: The plain offer with the ring features a driver may take.
-RING_OFFER = PLAIN_OFFER | mask_of([_F.VIRTIO_F_INDIRECT_DESC, _F.VIRTIO_F_EVENT_IDX])
-_DRIVER_BITS = _S.ACKNOWLEDGE | _S.DRIVER | _S.FEATURES_OK | _S.DRIVER_OK | _S.FAILED
-
-
-@dataclass
-class DriverRun:
-    """A driver started against a recording device."""
-
-    rec: RecordingDevice
-    driver: DriverUnderTest
-
-    @property
-    def live(self) -> bool:
-        return self.rec.machine.queues_live
-
-    def require(self, *bits: int) -> None:
-        """Not applicable unless the driver negotiated `bits` and the running clause's
-        `requires`."""
-        clause = current_clause()
-        negotiated = self.rec.negotiated
-        missing = [b for b in bits if not negotiated >> b & 1]
-        if missing:
-            raise NotApplicable(f"driver did not negotiate {', '.join(describe(mask_of(missing)))}")
-        if clause is not None and not clause.applies(negotiated):
-            raise clause.not_applicable(negotiated)
-
-    def must_be_live(self) -> None:
-        if not self.live:
-            raise AssertionError(f"driver did not reach DRIVER_OK against a valid offer "
-                                 f"(status {self.rec.status:#x})")
-
-
-def start(make: DriverFactory, offer: int = PLAIN_OFFER, **device: object) -> DriverRun:
-    rec = RecordingDevice(offer, **device)  # type: ignore[arg-type]
-    driver = make()
-    driver.start(rec)
-    rec.scan()
-    return DriverRun(rec, driver)
-
-
-def exercise(run: DriverRun, frames: int = 4) -> None:
-    """Transmit and receive `frames` frames, ask for promiscuous mode, poll."""
-    if not run.live:
-        return
-    sent = [ethernet_frame(100 + i, 60 + 37 * i) for i in range(frames)]
-    run.driver.transmit(sent)
-    run.rec.scan()
-    run.rec.deliver([ethernet_frame(200 + i) for i in range(frames)])
-    run.driver.poll()
-    run.rec.scan()
-    try:
-        run.driver.set_promisc(True)
-    except Unsupported:
-        pass
-    run.rec.scan()
-    run.driver.transmit(sent)
-    run.rec.scan()
-    run.driver.poll()
-    run.rec.scan()
-
-
-def _busy(make: DriverFactory, offer: int = RING_OFFER, **device: object) -> DriverRun:
-    run = start(make, offer, **device)
-    run.must_be_live()
-    exercise(run)
-    return run
-
 
 # ----------------------------------------------------------------------------------------
 # §2.1 status, §3.1.1 initialization
@@ -129,7 +48,7 @@ def check_2_1_1_no_clear(make: DriverFactory) -> None:
     for run in (busy, start(make, refuse_features_ok=True)):
         for op in _status_writes(run.rec.log):
             value = op.args[0]
-            cleared = op.status & _DRIVER_BITS & ~value
+            cleared = op.status & DRIVER_BITS & ~value
             assert value == 0 or not cleared, f"status write {value:#x} in status " \
                 f"{op.status:#x} clears {_S(cleared).name}"
 
@@ -217,7 +136,7 @@ def check_3_1_1_sequence(make: DriverFactory) -> None:
     bits: list[int] = []
     have = 0
     for op in writes[1:]:
-        new = op.args[0] & ~have & _DRIVER_BITS
+        new = op.args[0] & ~have & DRIVER_BITS
         have |= op.args[0]
         if new:
             bits.append(new)
@@ -250,7 +169,7 @@ def _after_features_ok(log: list[Op]) -> list[Op]:
 def check_3_1_1_features_frozen(make: DriverFactory) -> None:
     """The driver MUST NOT accept new feature bits after setting FEATURES_OK (virtio 1.3
     §3.1.1 step 5): no feature write until the next reset."""
-    run = _busy(make)
+    run = busy(make)
     for op in _after_features_ok(run.rec.log):
         if op.kind == "write_status" and op.args[0] == 0:
             break
@@ -297,7 +216,7 @@ def check_3_1_1_stop_when_refused(make: DriverFactory) -> None:
 def check_3_1_1_no_kick_before_driver_ok(make: DriverFactory) -> None:
     """The driver MUST NOT send any buffer available notifications to the device before
     setting DRIVER_OK (virtio 1.3 §3.1.1)."""
-    run = _busy(make)
+    run = busy(make)
     for op in run.rec.log:
         if op.kind == "write_status" and op.args[0] & _S.DRIVER_OK:
             return
@@ -341,7 +260,7 @@ def check_2_5_1_optional_fields(make: DriverFactory) -> None:
 def check_5_1_4_2_no_config_write(make: DriverFactory) -> None:
     """The driver MUST NOT write to any of the device configuration fields (virtio 1.3
     §5.1.4.2), through initialization, traffic and filter changes."""
-    run = _busy(make)
+    run = busy(make)
     writes = run.rec.ops("write_config")
     assert not writes, f"config written at {[op.args[:2] for op in writes]}"
 
@@ -367,202 +286,6 @@ def check_5_1_4_2_mtu_buffers(make: DriverFactory) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# §2.7 split rings, §2.8 packed rings
-
-
-def _setups(run: DriverRun) -> list[Op]:
-    return run.rec.ops("setup_queue")
-
-
-@driver_clause("2.7.1", "split ring parts aligned",
-               "The driver must align each part of a split virtqueue as the table of §2.7 "
-               "says: descriptors 16, available ring 2, used ring 4.")
-def check_2_7_1_alignment(make: DriverFactory) -> None:
-    """The driver MUST ensure that the physical address of the first byte of each
-    virtqueue part is a multiple of the specified alignment value (virtio 1.3 §2.7.1)."""
-    run = start(make, PLAIN_OFFER)
-    run.must_be_live()
-    for op in _setups(run):
-        index, _, desc, avail, used = op.args
-        for what, gpa, align in (("descriptor table", desc, DESC_TABLE_ALIGN),
-                                 ("available ring", avail, AVAIL_RING_ALIGN),
-                                 ("used ring", used, USED_RING_ALIGN)):
-            assert gpa % align == 0, f"queue {index}: {what} at {gpa:#x} not {align}-aligned"
-
-
-@driver_clause("2.8.11", "packed ring parts aligned",
-               "The driver must align the packed ring to 16 and both event areas to 4.",
-               requires=[_F.VIRTIO_F_RING_PACKED])
-def check_2_8_11_alignment(make: DriverFactory) -> None:
-    """The driver MUST ensure that the physical address of the first byte of each
-    virtqueue part is a multiple of the specified alignment value (virtio 1.3 §2.8.11)."""
-    run = start(make, PLAIN_OFFER | 1 << _F.VIRTIO_F_RING_PACKED)
-    run.require()
-    for op in _setups(run):
-        index, _, ring, drv, dev = op.args
-        for what, gpa, align in (("descriptor ring", ring, PACKED_RING_ALIGN),
-                                 ("driver event area", drv, EVENT_SUPPRESS_ALIGN),
-                                 ("device event area", dev, EVENT_SUPPRESS_ALIGN)):
-            assert gpa % align == 0, f"queue {index}: {what} at {gpa:#x} not {align}-aligned"
-
-
-def _chains(run: DriverRun) -> list[ObservedChain]:
-    chains = run.rec.all_chains()
-    assert chains, "the driver made no buffer available"
-    return chains
-
-
-@driver_clause("2.7.4.2", "writable after readable",
-               "The driver must place device-writable descriptors after device-readable ones.")
-def check_2_7_4_2_order(make: DriverFactory) -> None:
-    """The driver MUST place any device-writable descriptor elements after any
-    device-readable descriptor elements (virtio 1.3 §2.7.4.2), on every queue."""
-    for offer in (PLAIN_OFFER, RING_OFFER):
-        for chain in _chains(_busy(make, offer)):
-            kinds = [d.writable for d in chain.buffers]
-            assert kinds == sorted(kinds), f"queue {chain.queue} chain {chain.head}: " \
-                f"readable after writable ({['w' if k else 'r' for k in kinds]})"
-
-
-@driver_clause("2.7.5.2", "no loops, at most 2^32 bytes",
-               "The driver must not add a chain longer than 2^32 bytes; loops are forbidden.")
-def check_2_7_5_2_bounded(make: DriverFactory) -> None:
-    """Drivers MUST NOT add a descriptor chain longer than 2^32 bytes in total; this
-    implies that loops in the descriptor chain are forbidden (virtio 1.3 §2.7.5.2)."""
-    for chain in _chains(_busy(make)):
-        loops = [p for p in chain.problems if "loop" in p or "out of range" in p]
-        assert not loops, f"queue {chain.queue} chain {chain.head}: {loops[0]}"
-        assert chain.total_len <= MAX_CHAIN_BYTES, \
-            f"queue {chain.queue} chain {chain.head}: {chain.total_len} bytes"
-
-
-@driver_clause("2.7.5.3.1", "INDIRECT only when negotiated",
-               "The driver must not set VIRTQ_DESC_F_INDIRECT unless INDIRECT_DESC was "
-               "negotiated.")
-def check_2_7_5_3_1_indirect_negotiated(make: DriverFactory) -> None:
-    """The driver MUST NOT set the VIRTQ_DESC_F_INDIRECT flag unless the
-    VIRTIO_F_INDIRECT_DESC feature was negotiated (virtio 1.3 §2.7.5.3.1); the device
-    does not offer it."""
-    run = _busy(make, PLAIN_OFFER)
-    for chain in _chains(run):
-        assert not any(d.indirect for d in chain.descs), \
-            f"queue {chain.queue} chain {chain.head}: INDIRECT without VIRTIO_F_INDIRECT_DESC"
-
-
-def _indirect_chains(run: DriverRun) -> list[ObservedChain]:
-    run.require()
-    chains = [c for c in _chains(run) if any(d.indirect for d in c.descs)]
-    if not chains:
-        raise NotApplicable("driver negotiated INDIRECT_DESC but made no indirect chain")
-    return chains
-
-
-@driver_clause("2.7.5.3.1", "no nested indirect tables",
-               "The driver must not set VIRTQ_DESC_F_INDIRECT within an indirect table.", n=2,
-               requires=[_F.VIRTIO_F_INDIRECT_DESC])
-def check_2_7_5_3_1_not_nested(make: DriverFactory) -> None:
-    """The driver MUST NOT set the VIRTQ_DESC_F_INDIRECT flag within an indirect
-    descriptor, i.e. only one table per descriptor (virtio 1.3 §2.7.5.3.1)."""
-    for chain in _indirect_chains(_busy(make)):
-        nested = [d for d in chain.descs if d.table == "indirect" and d.indirect]
-        assert not nested, f"queue {chain.queue} chain {chain.head}: nested indirect table"
-
-
-@driver_clause("2.7.5.3.1", "INDIRECT never with NEXT",
-               "The driver must not set both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT.",
-               n=3, requires=[_F.VIRTIO_F_INDIRECT_DESC])
-def check_2_7_5_3_1_not_with_next(make: DriverFactory) -> None:
-    """A driver MUST NOT set both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT in flags
-    (virtio 1.3 §2.7.5.3.1)."""
-    for chain in _indirect_chains(_busy(make)):
-        both = [d for d in chain.descs if d.indirect and d.has_next]
-        assert not both, f"queue {chain.queue} chain {chain.head}: INDIRECT with NEXT"
-
-
-@driver_clause("2.7.5.3.1", "chain no longer than the queue",
-               "The driver must not create a descriptor chain longer than the queue size.", n=4)
-def check_2_7_5_3_1_chain_length(make: DriverFactory) -> None:
-    """A driver MUST NOT create a descriptor chain longer than the Queue Size of the
-    device (virtio 1.3 §2.7.5.3.1), indirect tables included."""
-    run = _busy(make)
-    sizes = {q.index: q.size for q in run.rec.queues.values()}
-    for chain in _chains(run):
-        assert len(chain.buffers) <= sizes[chain.queue], \
-            f"queue {chain.queue} chain {chain.head}: {len(chain.buffers)} descriptors"
-
-
-@driver_clause("2.7.6.1", "avail idx never decremented",
-               "The driver must not decrement the available idx.")
-def check_2_7_6_1_monotonic(make: DriverFactory) -> None:
-    """A driver MUST NOT decrement the available idx on a virtqueue, i.e. there is no way
-    to unexpose buffers (virtio 1.3 §2.7.6.1)."""
-    run = _busy(make)
-    for q in run.rec.queues.values():
-        seen = q.avail_seen
-        for old, new in itertools.pairwise(seen):
-            assert (new - old) & 0xFFFF < 0x8000, \
-                f"queue {q.index}: avail idx went from {old} to {new}"
-
-
-@driver_clause("2.7.7.1", "avail.flags 0 or 1 without EVENT_IDX",
-               "Without EVENT_IDX the driver must set avail.flags to 0 or 1.")
-def check_2_7_7_1_flags(make: DriverFactory) -> None:
-    """If VIRTIO_F_EVENT_IDX is not negotiated, the driver MUST set flags to 0 or 1
-    (virtio 1.3 §2.7.7.1)."""
-    run = _busy(make, PLAIN_OFFER | 1 << _F.VIRTIO_F_INDIRECT_DESC)
-    for q in run.rec.queues.values():
-        bad = [f for f in q.avail_flags_seen if f not in (0, 1)]
-        assert not bad, f"queue {q.index}: avail.flags {bad[0]:#x}"
-
-
-@driver_clause("2.7.7.1", "avail.flags 0 with EVENT_IDX",
-               "With EVENT_IDX the driver must set avail.flags to 0.", n=2,
-               requires=[_F.VIRTIO_F_EVENT_IDX])
-def check_2_7_7_1_flags_event_idx(make: DriverFactory) -> None:
-    """If VIRTIO_F_EVENT_IDX is negotiated, the driver MUST set flags to 0 (virtio 1.3
-    §2.7.7.1)."""
-    run = _busy(make, RING_OFFER)
-    run.require()
-    for q in run.rec.queues.values():
-        bad = [f for f in q.avail_flags_seen if f != 0]
-        assert not bad, f"queue {q.index}: avail.flags {bad[0]:#x} with EVENT_IDX"
-
-
-def _kicked_after_transmit(run: DriverRun) -> None:
-    run.must_be_live()
-    run.require()
-    txq = 1
-    mark = len(run.rec.log)
-    run.driver.transmit([ethernet_frame(7)])
-    kicks = [op for op in run.rec.log[mark:] if op.kind == "kick" and op.args[0] == txq]
-    assert kicks, "a buffer was made available on transmitq1 while the device asked for " \
-        "notifications, and no notification came"
-
-
-@driver_clause("2.7.10.1", "notify when used.flags is 0",
-               "Without EVENT_IDX, when used.flags is 0 the driver must notify after making a "
-               "buffer available.")
-def check_2_7_10_1_notify(make: DriverFactory) -> None:
-    """If VIRTIO_F_EVENT_IDX is not negotiated and used.flags is 0, the driver MUST send
-    a notification after writing a descriptor index into the available ring (virtio 1.3
-    §2.7.10.1)."""
-    run = start(make, PLAIN_OFFER)
-    if run.rec.has(_F.VIRTIO_F_EVENT_IDX):
-        raise NotApplicable("EVENT_IDX negotiated")
-    _kicked_after_transmit(run)
-
-
-@driver_clause("2.7.10.1", "notify at avail_event",
-               "With EVENT_IDX, when the avail idx reaches avail_event the driver must "
-               "notify.", n=2, requires=[_F.VIRTIO_F_EVENT_IDX])
-def check_2_7_10_1_notify_event_idx(make: DriverFactory) -> None:
-    """If VIRTIO_F_EVENT_IDX is negotiated and the idx of the available ring was equal to
-    avail_event when the driver placed a descriptor index there, the driver MUST send a
-    notification (virtio 1.3 §2.7.10.1); the device keeps avail_event at the next slot."""
-    _kicked_after_transmit(start(make, RING_OFFER))
-
-
-# ----------------------------------------------------------------------------------------
 # §5.1.6 the network device: headers, receive buffers, control commands
 
 
@@ -580,7 +303,7 @@ _HOST_GSO = (_N.VIRTIO_NET_F_HOST_TSO4, _N.VIRTIO_NET_F_HOST_TSO6, _N.VIRTIO_NET
 def check_5_1_6_2_1_num_buffers(make: DriverFactory) -> None:
     """The driver MUST set num_buffers to zero in the header of a transmitted packet
     (virtio 1.3 §5.1.6.2.1)."""
-    for hdr in _tx_headers(_busy(make)):
+    for hdr in _tx_headers(busy(make)):
         assert hdr[10:12] == b"\0\0", f"tx header num_buffers {int.from_bytes(hdr[10:12], 'little')}"
 
 
@@ -589,7 +312,7 @@ def check_5_1_6_2_1_num_buffers(make: DriverFactory) -> None:
 def check_5_1_6_2_1_flags(make: DriverFactory) -> None:
     """If VIRTIO_NET_F_CSUM is not negotiated, the driver MUST set flags to zero (and so
     never VIRTIO_NET_HDR_F_NEEDS_CSUM) (virtio 1.3 §5.1.6.2.1)."""
-    run = _busy(make, RING_OFFER)
+    run = busy(make, RING_OFFER)
     if run.rec.has(_N.VIRTIO_NET_F_CSUM):
         raise NotApplicable("CSUM negotiated")
     for hdr in _tx_headers(run):
@@ -602,7 +325,7 @@ def check_5_1_6_2_1_flags(make: DriverFactory) -> None:
 def check_5_1_6_2_1_rx_only_flags(make: DriverFactory) -> None:
     """The driver MUST NOT set the VIRTIO_NET_HDR_F_DATA_VALID and
     VIRTIO_NET_HDR_F_RSC_INFO bits in flags (virtio 1.3 §5.1.6.2.1)."""
-    run = _busy(make, RING_OFFER | mask_of([_N.VIRTIO_NET_F_CSUM, _N.VIRTIO_NET_F_HOST_TSO4]))
+    run = busy(make, RING_OFFER | mask_of([_N.VIRTIO_NET_F_CSUM, _N.VIRTIO_NET_F_HOST_TSO4]))
     for hdr in _tx_headers(run):
         assert not hdr[0] & 0x6, f"tx header flags {hdr[0]:#x} set DATA_VALID or RSC_INFO"
 
@@ -614,7 +337,7 @@ def check_5_1_6_2_1_gso(make: DriverFactory) -> None:
     """If none of the VIRTIO_NET_F_HOST_TSO4, TSO6, UFO or USO options have been
     negotiated, the driver MUST set gso_type to VIRTIO_NET_HDR_GSO_NONE (virtio 1.3
     §5.1.6.2.1)."""
-    run = _busy(make, RING_OFFER)
+    run = busy(make, RING_OFFER)
     if any(run.rec.has(b) for b in _HOST_GSO):
         raise NotApplicable("a host GSO feature was negotiated")
     for hdr in _tx_headers(run):
@@ -628,7 +351,7 @@ def check_5_1_6_2_1_gso(make: DriverFactory) -> None:
 def check_5_1_6_3_1_mergeable_size(make: DriverFactory) -> None:
     """If VIRTIO_NET_F_MRG_RXBUF is negotiated, each buffer MUST be at least the size of
     the struct virtio_net_hdr (virtio 1.3 §5.1.6.3.1)."""
-    run = _busy(make, RING_OFFER | 1 << _N.VIRTIO_NET_F_MRG_RXBUF)
+    run = busy(make, RING_OFFER | 1 << _N.VIRTIO_NET_F_MRG_RXBUF)
     run.require()
     for chain in run.rec.all_chains("rx"):
         room = sum(d.len for d in chain.writable)
@@ -642,7 +365,7 @@ def check_5_1_6_3_1_buffer_size(make: DriverFactory) -> None:
     """If VIRTIO_NET_F_MRG_RXBUF is not negotiated (and no guest GSO feature), the driver
     SHOULD populate the receive queues with buffers of at least 1526 bytes (virtio 1.3
     §5.1.6.3.1)."""
-    run = _busy(make, PLAIN_OFFER)
+    run = busy(make, PLAIN_OFFER)
     if run.rec.has(_N.VIRTIO_NET_F_MRG_RXBUF):
         raise NotApplicable("MRG_RXBUF negotiated")
     rx = run.rec.all_chains("rx")
@@ -670,7 +393,7 @@ def check_5_1_6_5_1_2_rx_class(make: DriverFactory) -> None:
     issue commands VIRTIO_NET_CTRL_RX_PROMISC or VIRTIO_NET_CTRL_RX_ALLMULTI (virtio 1.3
     §5.1.6.5.1.2); the device offers a control queue without CTRL_RX."""
     offer = PLAIN_OFFER & ~(1 << _N.VIRTIO_NET_F_CTRL_RX)
-    run = _busy(make, offer)
+    run = busy(make, offer)
     if not run.rec.has(_N.VIRTIO_NET_F_CTRL_VQ):
         raise NotApplicable("driver did not negotiate VIRTIO_NET_F_CTRL_VQ")
     sent = [r for r in _ctrl_requests(run) if r[0] == VirtioNetCtrlClass.VIRTIO_NET_CTRL_RX]
@@ -699,5 +422,5 @@ def check_5_1_6_5_6_1_pairs_range(make: DriverFactory) -> None:
     assert not bad, f"VQ_PAIRS_SET {bad} on a device with max_virtqueue_pairs 4"
 
 
-__all__ = [name for name in dir() if name.startswith("check_")] + [
-    "PLAIN_OFFER", "RING_OFFER", "DriverRun", "exercise", "start"]
+
+__all__ = [name for name in dir() if name.startswith("check_")]
