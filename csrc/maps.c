@@ -483,13 +483,12 @@ static int array_update(struct vxdp_map *m, const void *key, const uint8_t *valu
     if (array_index(m, key, &idx))   /* array_map_update_elem: all preallocated */
         return vxdp_errf(err, errlen, -E2BIG, "index %u not below max_entries %u", idx,
                          m->max_entries);
-    if (!m->present && flags == BPF_NOEXIST)
+    /* bpf_fd_array_map_update_elem takes BPF_ANY only; the other arrays, dev_map_update_elem
+     * included, refuse BPF_NOEXIST (their elements always exist) and accept BPF_EXIST */
+    if (m->type == VXDP_MAP_PROG_ARRAY && flags != BPF_ANY)
+        return vxdp_errf(err, errlen, -EINVAL, "prog array updates take BPF_ANY only");
+    if (flags == BPF_NOEXIST)
         return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
-    if (m->present) {
-        int rc = check_flags(m->present[idx] ? idx : NIL, flags, err, errlen);
-        if (rc)
-            return rc;
-    }
     if (m->type == VXDP_MAP_PROG_ARRAY) {
         uint32_t id;
         memcpy(&id, value, 4);
@@ -562,7 +561,9 @@ static int update(struct vxdp_map *m, const void *key, const uint8_t *value, boo
     } else {
         i = hash_find(m, key);
     }
-    rc = check_flags(i, flags, err, errlen);
+    /* __dev_map_hash_update_elem checks BPF_NOEXIST only */
+    rc = check_flags(i, m->type == VXDP_MAP_DEVMAP_HASH && flags == BPF_EXIST ? BPF_ANY : flags,
+                     err, errlen);
     if (rc)
         return rc;
     if (i != NIL) {
@@ -605,8 +606,14 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
     if (m->type == VXDP_MAP_ARRAY || m->type == VXDP_MAP_PERCPU_ARRAY)
         return vxdp_errf(err, errlen, -EINVAL, "array elements cannot be deleted");
     if (m->present) {
-        if (array_index(m, key, &i) || !m->present[i])
-            return vxdp_errf(err, errlen, -ENOENT, "no such element");
+        /* dev_map_delete_elem: EINVAL past the end, an empty slot is fine;
+         * fd_array_map_delete_elem: E2BIG past the end, ENOENT for an empty slot */
+        bool devmap = m->type == VXDP_MAP_DEVMAP;
+        if (array_index(m, key, &i))
+            return vxdp_errf(err, errlen, devmap ? -EINVAL : -E2BIG,
+                             "index %u not below max_entries %u", i, m->max_entries);
+        if (!m->present[i])
+            return devmap ? 0 : vxdp_errf(err, errlen, -ENOENT, "no such element");
         m->present[i] = 0;
         memset(slot_value(m, i, 0), 0, m->stride);
         return 0;

@@ -236,6 +236,16 @@ def test_prog_array_and_devmap_slots() -> None:
     assert dm.lookup(u32(2)) is None
     dm.delete(u32(1))
     assert dm.lookup(u32(1)) is None
+    dm.delete(u32(1))  # dev_map_delete_elem: an empty slot is fine
+    for m, key, flags, code in ((dm, u32(99), None, errno.EINVAL), (pa, u32(99), None, errno.E2BIG),
+                                (pa, u32(0), BPF_NOEXIST, errno.EINVAL),
+                                (dm, u32(0), BPF_NOEXIST, errno.EEXIST)):
+        with pytest.raises(MapError) as exc:
+            if flags is None:
+                m.delete(key)
+            else:
+                m.update(key, u32(1), flags)
+        assert exc.value.errno == code
 
 
 def test_ringbuf_has_no_elements() -> None:
@@ -246,3 +256,68 @@ def test_ringbuf_has_no_elements() -> None:
     assert rb.ringbuf_drain() == []
     with pytest.raises(MapError):
         CoreMap(ARRAY).ringbuf_drain()
+
+
+FUZZ_SPECS = [
+    MapSpec("h", MapType.HASH, 6, 8, 40),
+    MapSpec("a", MapType.ARRAY, 4, 12, 30),
+    MapSpec("ph", MapType.PERCPU_HASH, 4, 4, 20),
+    MapSpec("pa", MapType.PERCPU_ARRAY, 4, 8, 10),
+    MapSpec("l", MapType.LPM_TRIE, 6, 4, 30, flags=BPF_F_NO_PREALLOC),
+    MapSpec("d", MapType.DEVMAP, 4, 4, 16),
+    MapSpec("dh", MapType.DEVMAP_HASH, 4, 4, 16),
+]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("spec", FUZZ_SPECS, ids=[s.type.name for s in FUZZ_SPECS])
+def test_random_operations_match_the_kernel(spec: MapSpec) -> None:
+    """The same random syscall-side operations on a kernel map and a core map: the same
+    errno for each, the same lookups and the same contents at the end."""
+    import random
+
+    from vxdp.bpf.kernel import KernelMap, kernel_unavailable
+    why = kernel_unavailable()
+    if why:
+        pytest.skip(why)
+
+    def key(rnd: random.Random) -> bytes:
+        if spec.type == MapType.LPM_TRIE:
+            return struct.pack("<I", rnd.choice([0, 4, 8, 9, 16, 17, 20, 24, 33])) + \
+                bytes(rnd.choice([0, 10, 11]) for _ in range(2))
+        if spec.key_size == 4:
+            return u32(rnd.randrange(2 * spec.max_entries))
+        return bytes(rnd.randrange(3) for _ in range(spec.key_size))
+
+    def value(rnd: random.Random, m: Map) -> bytes | list[bytes]:
+        if spec.type in (MapType.DEVMAP, MapType.DEVMAP_HASH):
+            return u32(1)  # the loopback device exists everywhere
+        vals = [bytes(rnd.randrange(256) for _ in range(spec.value_size))
+                for _ in range(m.ncpus)]
+        return vals if spec.percpu else vals[0]
+
+    outcome = []
+    for make in (KernelMap, CoreMap):
+        rnd = random.Random(11)
+        m: Map = make(spec)
+        log: list[object] = []
+        for _ in range(300):
+            k, op = key(rnd), rnd.random()
+            try:
+                if op < 0.5:
+                    m.update(k, value(rnd, m), rnd.choice([BPF_ANY, BPF_NOEXIST, BPF_EXIST]))
+                    log.append("ok")
+                elif op < 0.7:
+                    m.delete(k)
+                    log.append("ok")
+                elif op < 0.9:
+                    log.append(m.lookup(k))
+                elif m.lookup(k) is None:  # the walk order of present keys is the map's own
+                    log.append(m.next_key(k) is None)
+            except MapError as exc:
+                log.append(exc.errno)
+        contents = dict(m.items())
+        outcome.append((log, contents))
+        m.close()
+    assert outcome[0][0] == outcome[1][0]
+    assert outcome[0][1] == outcome[1][1]
