@@ -246,7 +246,7 @@ def test_a_hostile_rx_ring_breaks_that_queue_only() -> None:
 
 def test_counters_add_up() -> None:
     h = Host(guests=2, queue_size=16)
-    g, port = h.a
+    _, port = h.a
     port.attach(prog(ODD_DROP))
     frames = [frame(60 + (i % 9), i) for i in range(200)]
     port.rx_burst(frames)
