@@ -104,15 +104,16 @@ class MemfdRegion:
         return MemoryRegionDesc(self.guest_phys_addr, self.size, self.userspace_addr, 0)
 
     def close(self) -> None:
+        if self.fd < 0:
+            return
         try:
             self.mapping.close()
         except BufferError as exc:
             raise VhostUserLocalError(
                 f"region at {self.guest_phys_addr:#x} is still viewed; drop its views "
                 f"before closing") from exc
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        os.close(self.fd)
+        self.fd = -1
 
 
 class FrontendMemory:
@@ -160,9 +161,17 @@ class FrontendMemory:
         raise VhostUserLocalError(f"guest address {gpa:#x}+{length:#x} is in no region")
 
     def close(self) -> None:
+        """Unmap and close every region; LocalError (after trying them all) when some are
+        still viewed, and a later close() finishes the job."""
         self._guest = None
+        busy = []
         for r in self.regions:
-            r.close()
+            try:
+                r.close()
+            except VhostUserLocalError as exc:
+                busy.append(str(exc))
+        if busy:
+            raise VhostUserLocalError("; ".join(busy))
 
 
 class BackendMemory:

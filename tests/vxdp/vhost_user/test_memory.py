@@ -72,3 +72,14 @@ def test_uva_translation_stays_inside_one_region():
 def test_region_sizes_are_pages():
     with pytest.raises(VhostUserLocalError, match="not a positive page multiple"):
         FrontendMemory.create([(0, 100)])
+
+
+def test_frontend_close_tries_every_region_and_can_be_retried():
+    front = FrontendMemory.create([(0x0, 0x1000), (0x10000, 0x1000)])
+    pinned = memoryview(front.regions[0].mapping)
+    with pytest.raises(VhostUserLocalError, match="region at 0x0 is still viewed"):
+        front.close()
+    assert front.regions[1].fd == -1  # the other region was closed all the same
+    pinned.release()
+    front.close()
+    assert front.regions[0].fd == -1
