@@ -244,7 +244,7 @@ def test_prog_array_and_devmap_slots() -> None:
             if flags is None:
                 m.delete(key)
             else:
-                m.update(key, u32(1), flags)
+                m.update(key, u32(1).ljust(m.spec.value_size, b"\0"), flags)
         assert exc.value.errno == code
 
 
