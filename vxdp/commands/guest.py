@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -48,12 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
 
 
-async def _main(runtime: GuestRuntime) -> int:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        signum = await until_signalled()
-        nursery.cancel_scope.cancel()
-    say("guest", f"{signal.Signals(signum).name}: stopping")
+async def _main(runtime: GuestRuntime, stats: Path | None) -> int:
+    snapshot: dict[str, Any] | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            signum = await until_signalled()
+            snapshot = runtime.stats()  # as it was when the signal came, before teardown
+            nursery.cancel_scope.cancel()
+        say("guest", f"{signal.Signals(signum).name}: stopping")
+    finally:
+        try:
+            write_stats(stats, snapshot if snapshot is not None else runtime.stats())
+        finally:
+            runtime.close()
     return 0
 
 
@@ -68,9 +78,4 @@ def run(args: argparse.Namespace) -> int:
     runtime = GuestRuntime(args.socket, xdp=hook, port=port, queue_size=args.queue_size,
                            retry=args.retry,
                            report=lambda kind, text: say("guest", f"{kind}: {text}"))
-    try:
-        status = trio.run(_main, runtime)
-    finally:
-        write_stats(args.stats_json, runtime.stats())
-        runtime.close()
-    return status
+    return trio.run(_main, runtime, args.stats_json)

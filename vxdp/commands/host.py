@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -44,15 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
 
 
-async def _main(args: argparse.Namespace, runtime: HostRuntime) -> int:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        say("host", f"serving {len(runtime.guests)} guest socket(s): "
-                    f"{', '.join(g.path for g in runtime.guests)}; wire "
-                    f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}")
-        signum = await until_signalled()
-        nursery.cancel_scope.cancel()
-    say("host", f"{signal.Signals(signum).name}: stopping")
+async def _main(runtime: HostRuntime, stats: Path | None) -> int:
+    snapshot: dict[str, Any] | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            say("host", f"serving {len(runtime.guests)} guest socket(s): "
+                        f"{', '.join(g.path for g in runtime.guests)}; wire "
+                        f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}")
+            signum = await until_signalled()
+            snapshot = runtime.stats()  # as it was when the signal came, before teardown
+            nursery.cancel_scope.cancel()
+        say("host", f"{signal.Signals(signum).name}: stopping")
+    finally:
+        try:
+            write_stats(stats, snapshot if snapshot is not None else runtime.stats())
+        finally:
+            runtime.close()
     return 0
 
 
@@ -61,9 +71,4 @@ def run(args: argparse.Namespace) -> int:
     hook = make_hook(args)
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook)
-    try:
-        status = trio.run(_main, args, runtime)
-    finally:
-        write_stats(args.stats_json, runtime.stats())
-        runtime.close()
-    return status
+    return trio.run(_main, runtime, args.stats_json)

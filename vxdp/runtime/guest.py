@@ -212,6 +212,7 @@ class GuestRuntime:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._stack_pump)
+            nursery.start_soon(self._tx_tick)
             task_status.started()
             while True:
                 await self.serve(await dial())
@@ -429,6 +430,8 @@ class GuestRuntime:
                 log.info("%s", e.describe())
         if burst:
             self._received(burst)
+        if self._pending_tx:
+            self._flush_tx()
 
     def _qname(self, index: int) -> str:
         q = self.driver.queues.get(index)
@@ -485,6 +488,14 @@ class GuestRuntime:
                 # (EVENT_IDX), so look at the ring again after a while regardless.
                 with trio.move_on_after(0.05):
                     await self._tx_space.wait()
+
+    async def _tx_tick(self) -> None:
+        """Frames left over when the ring was full (XDP_TX bursts) go out as it drains."""
+        while True:
+            await trio.sleep(0.05)
+            if self._pending_tx and self.driver.state is InitState.LIVE:
+                self._flush_tx()
+                await self.pump()
 
     async def _stack_pump(self) -> None:
         await self.ready.wait()

@@ -1,0 +1,149 @@
+"""`vxdp host` and `vxdp guest` as real processes: traffic through host XDP both ways,
+the stats file on SIGTERM, kill -9 of a guest, the host killed and restarted."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+
+from vxdp.cli import main
+from vxdp.packets import TrafficGenerator
+
+from .conftest import core_unavailable, mix_object, until
+from .procs import frames_in, load_json, processes
+
+pytestmark = pytest.mark.skipif(core_unavailable() is not None,
+                                reason=str(core_unavailable()))
+
+
+def expected_action(frame: bytes) -> str:
+    """What xdp_runtime_mix.c does with `frame`, worked out independently."""
+    at, ethertype = 14, int.from_bytes(frame[12:14], "big")
+    for _ in range(2):
+        if ethertype not in (0x8100, 0x88A8) or len(frame) < at + 4:
+            break
+        ethertype = int.from_bytes(frame[at + 2:at + 4], "big")
+        at += 4
+    if ethertype != 0x0800 or len(frame) < at + 20 or frame[at] >> 4 != 4 \
+            or frame[at] & 15 < 5:
+        return "pass"
+    ihl = (frame[at] & 15) * 4
+    proto = frame[at + 9]
+    if len(frame) < at + ihl:
+        return "pass"
+    if proto == 6:
+        return "tx"
+    if proto != 17 or len(frame) < at + ihl + 8:
+        return "pass"
+    dport = int.from_bytes(frame[at + ihl + 2:at + ihl + 4], "big")
+    return "drop" if dport & 1 else "pass"
+
+
+async def test_traffic_both_ways_and_stats_on_sigterm(tmp_path: Path) -> None:
+    obj = mix_object()
+    sock, wire_out, guest_out = tmp_path / "g0.sock", tmp_path / "wire.pcap", tmp_path / "g.pcap"
+    host_stats, guest_stats = tmp_path / "host.json", tmp_path / "guest.json"
+    inbound = TrafficGenerator(5, sizes=(128,)).packets(200)
+    outbound = TrafficGenerator(6, sizes=(100,)).packets(50)
+    actions = [expected_action(f) for f in inbound]
+    passed = [f for f, a in zip(inbound, actions) if a == "pass"]
+    tx = [f for f, a in zip(inbound, actions) if a == "tx"]
+    assert passed and tx and "drop" in actions  # the traffic exercises every branch
+    with trio.fail_after(40):
+        async with processes(tmp_path) as procs:
+            host = await procs.host("--socket", str(sock), "--xdp", str(obj), "--wire",
+                                    f"gen:count=200,seed=5,size=128,out={wire_out}",
+                                    "--stats-json", str(host_stats))
+            guest = await procs.guest("--socket", str(sock), "--wire",
+                                      f"gen:count=50,seed=6,size=100,out={guest_out}",
+                                      "--stats-json", str(guest_stats))
+            await until(lambda: len(frames_in(guest_out)) == len(passed)
+                        and len(frames_in(wire_out)) == len(tx) + 50,
+                        "traffic to settle", timeout=20)
+            assert await guest.stop() == 0
+            assert await host.stop() == 0
+    assert frames_in(guest_out) == passed  # wire -> host XDP -> guest, in order
+    on_wire = frames_in(wire_out)
+    assert [f for f in on_wire if f in outbound] == outbound  # guest -> wire, in order
+    swapped = [f[6:12] + f[:6] + f[12:] for f in tx]
+    assert sorted(f for f in on_wire if f not in outbound) == sorted(swapped)  # XDP_TX
+    h = load_json(host_stats)
+    assert h["xdp"]["actions"] == {"aborted": 0, "drop": actions.count("drop"),
+                                   "pass": len(passed), "tx": len(tx), "redirect": 0}
+    q = h["guests"][0]["queues"]
+    assert q["receiveq1"] == {"packets": len(passed), "bytes": sum(map(len, passed))}
+    assert q["transmitq1"] == {"packets": 50, "bytes": 5000}
+    assert h["wire"]["rx_packets"] == 200 and h["wire"]["tx_packets"] == len(tx) + 50
+    g = load_json(guest_stats)
+    assert g["rx"]["receiveq1"]["packets"] == len(passed)
+    assert g["tx"]["transmitq1"] == {"packets": 50, "bytes": 5000}
+
+
+async def test_kill_one_guest_the_host_serves_the_other(tmp_path: Path) -> None:
+    socks = [tmp_path / "a.sock", tmp_path / "b.sock"]
+    caps = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    stats = tmp_path / "host.json"
+    with trio.fail_after(40):
+        async with processes(tmp_path) as procs:
+            host = await procs.host("--socket", str(socks[0]), "--socket", str(socks[1]),
+                                    "--wire", "gen:rate=400,size=90,seed=2",
+                                    "--stats-json", str(stats))
+            guests = [await procs.guest("--socket", str(s), "--wire", f"pcap:out={c}")
+                      for s, c in zip(socks, caps)]
+            await until(lambda: all(len(frames_in(c)) > 10 for c in caps), "both receive",
+                        timeout=15)
+            guests[1].signal(signal.SIGKILL)
+            await guests[1].process.wait()
+            seen = len(frames_in(caps[0]))
+            await until(lambda: len(frames_in(caps[0])) > seen + 40,
+                        "guest a keeps receiving", timeout=15)
+            assert host.process.poll() is None
+            # the killed guest's socket takes a new guest
+            again = await procs.guest("--socket", str(socks[1]), "--wire",
+                                      f"pcap:out={tmp_path / 'b2.pcap'}")
+            await until(lambda: len(frames_in(tmp_path / "b2.pcap")) > 5, "new guest b",
+                        timeout=15)
+            assert await host.stop() == 0
+            await again.stop()
+            await guests[0].stop()
+    h = load_json(stats)
+    a, b = h["guests"]
+    assert a["sessions"] == 1 and a["connected"]
+    assert b["sessions"] == 2 and b["last_disconnect"]
+
+
+async def test_host_killed_guest_reports_gone_and_reconnects(tmp_path: Path) -> None:
+    sock, cap, wire = tmp_path / "g.sock", tmp_path / "g.pcap", tmp_path / "w.pcap"
+    with trio.fail_after(40):
+        async with processes(tmp_path) as procs:
+            host = await procs.host("--socket", str(sock), "--wire", "gen:count=20,seed=1")
+            guest = await procs.guest("--socket", str(sock), "--wire",
+                                      f"gen:rate=200,size=100,seed=3,out={cap}")
+            await until(lambda: len(frames_in(cap)) == 20, "first host's 20 frames")
+            host.signal(signal.SIGKILL)
+            await host.process.wait()
+            gone = await guest.wait_for("device_gone: device gone")
+            assert "keeping driver state" in guest.out
+            await trio.sleep(0.3)  # the guest keeps queueing frames meanwhile
+            await procs.host("--socket", str(sock), "--wire",
+                             f"gen:count=30,seed=4,out={wire}")
+            await guest.wait_for("reconnected", after=gone)
+            await until(lambda: len(frames_in(cap)) == 50, "second host's 30 frames")
+            await until(lambda: len(frames_in(wire)) > 60, "the guest's frames flow again")
+            assert await guest.stop() == 0
+    assert "rings resumed" in guest.out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["host", "--socket", "x.sock", "--wire", "bogus:1"], "unknown port kind 'bogus'"),
+    (["host", "--socket", "x.sock", "--xdp", "/nonexistent.o"], "cannot read /nonexistent.o"),
+    (["guest", "--socket", "x.sock", "--queue-size", "0"], "--queue-size 0 is outside"),
+    (["guest", "--socket", "x.sock", "--wire", "gen:rate=x"], "rate='x' is not an integer"),
+])
+def test_unusable_input_exits_2(argv: list[str], message: str,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
