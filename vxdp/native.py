@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from collections.abc import Sequence
-from typing import Any, NewType
+from typing import Any
 
 from vxdp.errors import CoreError, InvalidProgram, MapError, ProgramFault
 
@@ -32,14 +32,15 @@ XDP_HEADROOM = 256
 XDP_MAX_DATA = 4096 - 256 - 320  # the longest packet a test run takes
 ETH_HLEN = 14
 
-ProgHandle = NewType("ProgHandle", Any)
-MapHandle = NewType("MapHandle", Any)
-EnvHandle = NewType("EnvHandle", Any)
+# cffi pointers (`struct vxdp_prog *`, ...) that free their C object when collected
+ProgHandle = Any
+MapHandle = Any
+EnvHandle = Any
 
 
 def core_version() -> str:
     """Version string compiled into the C core."""
-    return ffi.string(lib.vxdp_core_version()).decode()
+    return str(ffi.string(lib.vxdp_core_version()).decode())
 
 
 def check_abi() -> None:
@@ -54,7 +55,7 @@ def _errbuf() -> Any:
 
 
 def _text(buf: Any) -> str:
-    return ffi.string(buf).decode(errors="replace")
+    return str(ffi.string(buf).decode(errors="replace"))
 
 
 # ---------------------------------------------------------------- programs
@@ -72,7 +73,7 @@ def prog_load(insns: bytes, mode: int, maps: Sequence[MapHandle] = ()) -> ProgHa
     rc = lib.vxdp_prog_load(out, insns, len(insns), mode, arr, len(maps), err, 256)
     if rc < 0:
         raise InvalidProgram(_text(err))
-    return ProgHandle(ffi.gc(out[0], lib.vxdp_prog_free))
+    return ffi.gc(out[0], lib.vxdp_prog_free)
 
 
 def prog_id(prog: ProgHandle) -> int:
@@ -99,7 +100,7 @@ def env_new(seed: int = 0) -> EnvHandle:
     env = lib.vxdp_env_new(seed & (2**64 - 1))
     if env == ffi.NULL:
         raise CoreError("out of memory")
-    return EnvHandle(ffi.gc(env, lib.vxdp_env_free))
+    return ffi.gc(env, lib.vxdp_env_free)
 
 
 def env_set_cpu(env: EnvHandle, cpu: int) -> None:
@@ -171,7 +172,7 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
                              err, 256)
     if rc < 0:
         raise MapError(_text(err), -rc)
-    return MapHandle(ffi.gc(out[0], lib.vxdp_map_free))
+    return ffi.gc(out[0], lib.vxdp_map_free)
 
 
 def _fail(err: Any, rc: int) -> MapError:
