@@ -7,14 +7,15 @@
  * value it returns; bpf_redirect_map with undefined flag bits and bpf_redirect with any
  * flag (XDP_ABORTED); bpf_get_smp_processor_id (runs are pinned to CPU 0); ARRAY update
  * with BPF_NOEXIST (-EEXIST), delete (-EINVAL) and lookups past max_entries (NULL);
- * bpf_xdp_get_buff_len; and a 384-byte stack buffer.
+ * bpf_xdp_get_buff_len; load/store offsets past 0xffff (-EFAULT) or the end (-EINVAL);
+ * and a 384-byte stack buffer.
  */
 #include "common.h"
 
 enum {
 	R_HEADROOM, R_HEAD_SHORT, R_TAILROOM, R_TAIL_SHORT, R_META_BIG, R_META_ODD,
 	R_META_PAST, R_CSUM_ODD, R_REDIRECT_BAD, R_NOEXIST, R_DELETE, R_OOB_NULL,
-	R_BUFF_LEN, R_STACK, R_CSUM_RAW, R_REDIRECT_FLAGS, R_CPU, R_MAX
+	R_BUFF_LEN, R_STACK, R_CSUM_RAW, R_REDIRECT_FLAGS, R_CPU, R_LOAD_FAR, R_MAX
 };
 
 struct {
@@ -49,6 +50,7 @@ int xdp_helper_edges(struct xdp_md *ctx)
 	__be32 words[2] = {1, 2};
 	int off;
 
+	__builtin_memset(buf, 0, sizeof(buf));
 	record(R_BUFF_LEN, len);
 
 	/* headroom: the largest k (step 8) such that adjust_head(-k) succeeds */
@@ -87,6 +89,8 @@ int xdp_helper_edges(struct xdp_md *ctx)
 	record(R_REDIRECT_BAD, bpf_redirect_map(&ports, 0, 0x100) + 100);
 	record(R_REDIRECT_FLAGS, bpf_redirect(1, 1) + 100);
 	record(R_CPU, bpf_get_smp_processor_id() + 1);
+	record(R_LOAD_FAR, bpf_xdp_load_bytes(ctx, 0x10000, buf, 8) +
+			   bpf_xdp_store_bytes(ctx, len - 4, buf, 8) * 1000);
 
 	idx = 0;
 	record(R_NOEXIST, bpf_map_update_elem(&results, &idx, &zero64, BPF_NOEXIST));
@@ -94,7 +98,6 @@ int xdp_helper_edges(struct xdp_md *ctx)
 	idx = R_MAX;
 	record(R_OOB_NULL, bpf_map_lookup_elem(&results, &idx) == 0);
 
-	__builtin_memset(buf, 0, sizeof(buf));
 	if (bpf_xdp_load_bytes(ctx, 0, buf, len < sizeof(buf) ? 14 : sizeof(buf)) == 0) {
 		__u64 sum = 0;
 
