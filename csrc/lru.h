@@ -14,8 +14,8 @@
 struct vxdp_lru;
 typedef bool (*vxdp_lru_del_fn)(void *arg, uint32_t node);
 
-struct vxdp_lru *vxdp_lru_new(uint32_t nr_elems, uint32_t ncpus, vxdp_lru_del_fn del,
-                              void *arg);
+struct vxdp_lru *vxdp_lru_new(uint32_t nr_elems, uint32_t ncpus, bool percpu,
+                              vxdp_lru_del_fn del, void *arg);
 void vxdp_lru_free(struct vxdp_lru *lru);
 uint32_t vxdp_lru_pop_free(struct vxdp_lru *lru, uint32_t cpu);  /* may evict; NIL: none */
 void vxdp_lru_push_free(struct vxdp_lru *lru, uint32_t node);

@@ -107,8 +107,11 @@ static uint8_t *slot_value(const struct vxdp_map *m, uint32_t i, uint32_t cpu)
 static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags,
                        char *err, size_t errlen)
 {
-    if (flags & ~(VXDP_F_NO_PREALLOC | VXDP_F_RDONLY_PROG | (1u << 10) /* MMAPABLE */))
+    if (flags & ~(VXDP_F_NO_PREALLOC | VXDP_F_NO_COMMON_LRU | VXDP_F_RDONLY_PROG |
+                  (1u << 10) /* MMAPABLE */))
         return vxdp_errf(err, errlen, -EINVAL, "unsupported map_flags 0x%x", flags);
+    if ((flags & VXDP_F_NO_COMMON_LRU) && !is_lru(type))   /* htab_map_alloc_check */
+        return vxdp_errf(err, errlen, -EINVAL, "BPF_F_NO_COMMON_LRU needs an lru map");
     if (type == VXDP_MAP_RINGBUF) {
         /* ringbuf_map_alloc: no key or value, a power-of-2 multiple of the page size */
         if (ks || vs || !max || (max & (max - 1)) || max % VXDP_PAGE_SIZE)
@@ -176,6 +179,13 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         *out = m;
         return 0;
     }
+    if (flags & VXDP_F_NO_COMMON_LRU) {
+        /* htab_map_alloc: a per-CPU LRU holds max_entries rounded to whole CPUs */
+        uint64_t up = ((uint64_t)max + m->possible_cpus - 1) / m->possible_cpus *
+                      m->possible_cpus;
+        max = up <= UINT32_MAX ? (uint32_t)up : max / m->possible_cpus * m->possible_cpus;
+        m->max_entries = max;
+    }
     m->elem_size = round_up8(vs);
     m->stride = m->elem_size * m->ncpus;
     if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX ||
@@ -211,7 +221,8 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
             m->free_head = i;
         }
         if (is_lru(type)) {
-            m->lru = vxdp_lru_new(max, m->possible_cpus, lru_evict, m);
+            m->lru = vxdp_lru_new(max, m->possible_cpus, flags & VXDP_F_NO_COMMON_LRU,
+                                  lru_evict, m);
             if (!m->lru)
                 goto nomem;
         }

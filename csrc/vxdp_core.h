@@ -66,6 +66,7 @@
 #define VXDP_MAP_RINGBUF 27
 
 #define VXDP_F_NO_PREALLOC (1u << 0)    /* BPF_F_NO_PREALLOC */
+#define VXDP_F_NO_COMMON_LRU (1u << 1)  /* BPF_F_NO_COMMON_LRU: one LRU per CPU */
 #define VXDP_F_RDONLY_PROG (1u << 7)    /* BPF_F_RDONLY_PROG */
 
 /* split virtqueues and the datapath (vring.c, datapath.c) */

@@ -167,9 +167,14 @@ def test_lru_evicts_a_batch_from_the_inactive_tail() -> None:
     assert m.lookup(u32(0)) == u32(10)
 
 
+BPF_F_NO_COMMON_LRU = 1 << 1
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize("map_type", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
-def test_lru_matches_the_kernel_key_for_key(map_type: MapType) -> None:
+@pytest.mark.parametrize(("map_type", "flags"), [
+    (MapType.LRU_HASH, 0), (MapType.LRU_PERCPU_HASH, 0),
+    (MapType.LRU_HASH, BPF_F_NO_COMMON_LRU), (MapType.LRU_PERCPU_HASH, BPF_F_NO_COMMON_LRU)])
+def test_lru_matches_the_kernel_key_for_key(map_type: MapType, flags: int) -> None:
     import random
 
     from vxdp.bpf.kernel import KernelMap, kernel_unavailable, pinned_cpu
@@ -179,7 +184,7 @@ def test_lru_matches_the_kernel_key_for_key(map_type: MapType) -> None:
     outcome = []
     for make in (KernelMap, CoreMap):
         rnd = random.Random(5)
-        m: Map = make(MapSpec("lru", map_type, 4, 8, 100))
+        m: Map = make(MapSpec("lru", map_type, 4, 8, 100, flags=flags))
         codes = []
         with pinned_cpu(0):  # syscall-side LRU operations use the caller's CPU lists
             for step in range(400):
