@@ -552,16 +552,23 @@ class SwitchHandle:
 class PortHandle:
     """A host port; keeps its switch, queues and attached program alive."""
 
-    __slots__ = ("deps", "prog", "ptr")
+    __slots__ = ("deps", "err", "prog", "ptr")
 
     def __init__(self, ptr: Any, deps: tuple[Any, ...]) -> None:
         self.ptr = ptr
         self.deps = deps
         self.prog: tuple[Any, Any] | None = None
+        self.err = _errbuf()  # one per handle: a burst call allocates nothing
 
 
 class GportHandle(PortHandle):
     """A guest port (driver-mode XDP)."""
+
+    __slots__ = ("kicks",)
+
+    def __init__(self, ptr: Any, deps: tuple[Any, ...]) -> None:
+        super().__init__(ptr, deps)
+        self.kicks = ffi.new("uint32_t *")
 
 
 def _stats(struct_name: str, ptr: Any, getter: Any) -> dict[str, int]:
@@ -610,19 +617,17 @@ def port_attach(port: PortHandle, prog: ProgHandle | None, env: EnvHandle | None
 
 def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
     """Wire frames into the port (XDP, then guest / wire / another port); appends to wire."""
-    err = _errbuf()
-    rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, err, 256)
+    rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, port.err, 256)
     if rc < 0:
-        raise CoreError(_text(err))
+        raise CoreError(_text(port.err))
     return int(rc)
 
 
 def port_tx_burst(port: PortHandle, budget: int, wire: Burst) -> int:
     """Up to `budget` guest tx chains onto the wire burst; returns chains completed."""
-    err = _errbuf()
-    rc = lib.vxdp_port_tx_burst(port.ptr, budget, wire.ptr, err, 256)
+    rc = lib.vxdp_port_tx_burst(port.ptr, budget, wire.ptr, port.err, 256)
     if rc < 0:
-        raise CoreError(_text(err))
+        raise CoreError(_text(port.err))
     return int(rc)
 
 
@@ -674,21 +679,19 @@ def gport_refill(gp: GportHandle) -> tuple[int, int]:
 
 def gport_rx_burst(gp: GportHandle, budget: int, passed: Burst) -> tuple[int, int]:
     """Reap up to `budget` frames, run the guest's program, refill: (frames, kicks)."""
-    kicks = ffi.new("uint32_t *")
-    err = _errbuf()
-    rc = lib.vxdp_gport_rx_burst(gp.ptr, budget, passed.ptr, kicks, err, 256)
+    kicks = gp.kicks
+    rc = lib.vxdp_gport_rx_burst(gp.ptr, budget, passed.ptr, kicks, gp.err, 256)
     if rc < 0:
-        raise CoreError(_text(err))
+        raise CoreError(_text(gp.err))
     return int(rc), int(kicks[0])
 
 
 def gport_tx_burst(gp: GportHandle, frames: Burst) -> tuple[int, int]:
     """Post frames on the guest's tx ring: (frames posted, kicks: bit 1 tx)."""
-    kicks = ffi.new("uint32_t *")
-    err = _errbuf()
-    rc = lib.vxdp_gport_tx_burst(gp.ptr, frames.ptr, kicks, err, 256)
+    kicks = gp.kicks
+    rc = lib.vxdp_gport_tx_burst(gp.ptr, frames.ptr, kicks, gp.err, 256)
     if rc < 0:
-        raise CoreError(_text(err))
+        raise CoreError(_text(gp.err))
     return int(rc), int(kicks[0])
 
 
