@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from virtio_spec.errors import LocalProtocolError, MemoryAccessError, RingError
-from virtio_spec.features import VirtioFeature
+from virtio_spec.features import VirtioFeature, VirtioNetFeature
 from virtio_spec.memory import GuestMemory
 from virtio_spec.split import SplitDeviceQueue
 from vxdp import native
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .device import Device
 
 _F = VirtioFeature
+_N = VirtioNetFeature
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class HostPort:
                                          "waiting or is broken: drain it first")
             configs.append(QueueConfig(slot.size, *slot.addresses, engine.last_avail_idx,
                                        engine.used_idx))
-        mtu = device.profile.mtu if device.has(3) else 0  # VIRTIO_NET_F_MTU
+        mtu = device.profile.mtu if device.has(_N.VIRTIO_NET_F_MTU) else 0
         port = cls(switch, ifindex, device.memory, configs[0], configs[1],
                    device.negotiated, mtu=mtu, **kw)
         port._device = (device, pair)

@@ -324,3 +324,26 @@ def test_bench_workloads_take_the_paths_they_name() -> None:
     assert [f.workload for f in report.figures] == [c[0] for c in CASES]
     assert all(f.mpps > 0 for f in report.figures)
     assert set(report.ratios()) == {"drop", "tx"}
+
+
+def test_mergeable_chains_taken_for_a_frame_that_did_not_fit_serve_the_next() -> None:
+    h = Host(V1 | MRG, queue_size=8, rx_buffer_size=128)
+    g, port = h.a
+    port.rx_burst([frame(2000)])  # needs 16 buffers, the ring has 8: all 8 are held
+    st = port.stats
+    assert st["drop_no_buffer"] == 1 and st["guest_buffers"] == 0
+    small = [frame(60, 1), frame(200, 2), frame(100, 3)]
+    port.rx_burst(small)  # served from the held chains: 1 + 2 + 1 buffers
+    assert g.rx_burst()[0] == small
+    assert port.stats["guest_buffers"] == 4
+
+
+def test_a_frame_spanning_more_buffers_than_allowed_gives_them_back() -> None:
+    h = Host(V1 | MRG, queue_size=128, rx_buffer_size=64)
+    g, port = h.a
+    port.rx_burst([frame(9000)])  # 9012 bytes in 64-byte buffers: 141 > 64 buffers
+    assert port.stats["drop_fragmented"] == 1
+    got, _ = g.rx_burst()
+    assert got == [] and g.stats["drop_bad_len"] == 65  # returned empty, reposted
+    port.rx_burst([frame(300, 9)])
+    assert g.rx_burst()[0] == [frame(300, 9)]
