@@ -1,0 +1,30 @@
+"""The verifier: kernel-compatible safety checking of XDP programs, with a useful log.
+
+    report = verify(program, profile="rfc2019")
+    if not report.accepted:
+        pc, message = report.errors[0]
+
+A pipeline in the manner of PREVAIL: decode -> structural and control-flow checks (cfg) ->
+abstract interpretation over every path in the kernel's model (analyzer, with the domain in
+tnum/scalar/arith/state and the rules in memory/alu/branch/calls) -> a `VerifierReport`.
+Platform knowledge (helper prototypes, allowed helpers and map types, size limits) comes
+from vxdp.bpf.helpers and the device profile (vxdp.bpf.profiles), never from code here.
+Privileged mode, as the kernel for root, is the default.  See docs/verifier.md.
+"""
+
+from __future__ import annotations
+
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile, get_profile
+from vxdp.bpf.program import Program
+from vxdp.bpf.verifier.analyzer import Analyzer
+from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport
+
+
+def verify(program: Program, *, profile: Profile | str | None = None, privileged: bool = True,
+           log_level: int = 0, complexity_limit: int = COMPLEXITY_LIMIT) -> VerifierReport:
+    """Verify `program`; the report says whether it is accepted and, if not, why."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    return Analyzer(program, prof, privileged, log_level, complexity_limit).run()
+
+
+__all__ = ["ProgramRejected", "VerifierReport", "verify"]

@@ -1,0 +1,358 @@
+"""The abstract interpreter: every path of the program, one instruction at a time.
+
+Theory of operation (the kernel's do_check).  A depth-first walk keeps one current state
+and a stack of states waiting at the other side of branches.  Each instruction is checked
+and applied to the current state by the module for its class (alu, memory, branch,
+calls).  At prune points (cfg.prune_points) the state is compared with the states already
+fully explored there: if one subsumes it, the path stops (prune.subsumes).  Otherwise it is
+remembered as a checkpoint.  A checkpoint is complete when every path that went through it
+has ended; only complete checkpoints prune (an incomplete one is still being proved), and
+coming back to an incomplete ancestor in exactly the same state is an infinite loop.
+The walk stops at the first rejection; its (pc, message) goes into the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from vxdp.bpf.isa import (
+    SIZE_BYTES,
+    AtomicOp,
+    Cls,
+    Insn,
+    JmpOp,
+    Mode,
+    Pseudo,
+    decode,
+    imm64,
+    is_exit,
+    is_helper_call,
+    is_pseudo_call,
+    jump_target,
+)
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
+from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program
+from vxdp.bpf.verifier import calls, cfg, memory, prune
+from vxdp.bpf.verifier.alu import check_alu, read_reg
+from vxdp.bpf.verifier.branch import check_cond_jmp
+from vxdp.bpf.verifier.env import Env, Reject
+from vxdp.bpf.verifier.log import Log
+from vxdp.bpf.verifier.report import VerifierReport
+from vxdp.bpf.verifier.scalar import Scalar
+from vxdp.bpf.verifier.state import State, T, const, new_state, pointer, scalar
+
+
+@dataclass(eq=False)
+class Checkpoint:
+    pc: int
+    state: State
+    key: object
+    parent: Checkpoint | None
+    branches: int = 1
+
+
+class Analyzer:
+    def __init__(self, program: Program, profile: Profile, privileged: bool, log_level: int,
+                 complexity_limit: int = COMPLEXITY_LIMIT) -> None:
+        self.program = program
+        self.insns: list[Insn] = decode(program.insns)
+        self.env = Env(program, self.insns, profile, privileged)
+        self.log = Log(self.insns, log_level)
+        self.limit = complexity_limit
+        self.processed = 0
+        self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
+        self.complete: dict[int, list[Checkpoint]] = {}
+        self.per_insn: dict[int, int] = {}
+        self.loop_heads: set[int] = set()
+        self.jumps = 0
+        self.last_cp_insn = -100
+        self.last_cp_jumps = -100
+        self.total_states = 0
+        self.cur_states = 0
+        self.peak_states = 0
+
+    # -- entry point -------------------------------------------------------------------
+
+    def run(self) -> VerifierReport:
+        started = time.perf_counter()
+        errors: list[tuple[int, str]] = []
+        try:
+            self._precheck()
+            self._walk()
+            self._check_stack_depth()
+        except _Rejected as rej:
+            errors.append((rej.pc, rej.message))
+            self.log.reject(rej.pc, rej.message, rej.with_insn)
+        self.log.summary(self.processed, self.limit, max(
+            self.per_insn.values(), default=0),
+            self.total_states, self.peak_states)
+        return VerifierReport(
+            program=self.program.name, accepted=not errors, errors=errors,
+            log=self.log.render(), insns_processed=self.processed, states=self.total_states,
+            peak_states=self.peak_states,
+            max_states_per_insn=max(self.per_insn.values(), default=0),
+            stack_depth=self._stack_depth(), seconds=time.perf_counter() - started,
+            profile=self.env.profile.name, privileged=self.env.privileged)
+
+    def _precheck(self) -> None:
+        n = len(self.insns)
+        profile = self.env.profile
+        if n == 0:
+            raise _Rejected(0, "program has no instructions", False)
+        if n > profile.max_insns:
+            raise _Rejected(0, f"program of {n} insns is too large for device profile "
+                            f"{profile.name} (max {profile.max_insns})", False)
+        for i, spec in enumerate(self.program.maps):
+            if spec.type not in profile.map_types:
+                raise _Rejected(0, f"map {spec.name!r} (#{i}): map type {spec.type.name} is "
+                                f"not offered by device profile {profile.name}", False)
+        problem = cfg.structural_problem(self.insns, self.env.privileged)
+        if problem is not None:
+            raise _Rejected(problem[0], problem[1], False)
+        from vxdp.bpf.isa import subprog_starts
+        self.env.subprog_starts = subprog_starts(self.insns)
+        self.prune_points = cfg.prune_points(self.insns)
+        self.live = cfg.live_regs(self.insns)
+        self.loop_heads = cfg.loop_heads(self.insns)
+
+    # -- the walk ----------------------------------------------------------------------
+
+    def _walk(self) -> None:
+        pending: list[tuple[int, State, Checkpoint | None]] = [(0, new_state(), None)]
+        while pending:
+            pc, state, parent = pending.pop()
+            self._path(pc, state, parent, pending)
+
+    def _path(self, pc: int, state: State, parent: Checkpoint | None,
+              pending: list[tuple[int, State, Checkpoint | None]]) -> None:
+        insns = self.insns
+        while True:
+            self.processed += 1
+            if self.processed > self.limit:
+                raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
+                                f"insn", False)
+            if pc in self.prune_points:
+                hit, parent = self._checkpoint(pc, state, parent)
+                if hit:
+                    self._finish(parent)
+                    return
+            self.env.pc = pc
+            self.log.insn(pc, state)
+            insn = insns[pc]
+            try:
+                nxt = self._step(pc, insn, state, parent, pending)
+            except Reject as exc:
+                raise _Rejected(pc, str(exc), True) from None
+            if nxt is None:
+                self._finish(parent)
+                return
+            pc = nxt
+
+    def _step(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
+              pending: list[tuple[int, State, Checkpoint | None]]) -> int | None:
+        cls = insn.cls
+        if cls in (Cls.ALU, Cls.ALU64):
+            check_alu(self.env, state, insn)
+            return pc + 1
+        if cls == Cls.LDX:
+            self._ldx(state, insn)
+            return pc + 1
+        if cls in (Cls.ST, Cls.STX):
+            self._store(state, insn)
+            return pc + 1
+        if cls == Cls.LD:
+            self._ld_imm64(pc, state, insn)
+            return pc + 2
+        # JMP / JMP32
+        op = insn.op
+        if op == JmpOp.JA:
+            self.jumps += 1
+            target = jump_target(insn, pc)
+            assert target is not None
+            return target
+        if op == JmpOp.EXIT:
+            assert is_exit(insn)
+            if len(state.frames) > 1:
+                return calls.pop_frame(self.env, state)
+            calls.check_exit(self.env, state)
+            return None
+        if op == JmpOp.CALL:
+            if is_helper_call(insn):
+                calls.check_helper_call(self.env, state, insn, pc)
+                return pc + 1
+            if is_pseudo_call(insn):
+                target = pc + insn.imm + 1
+                calls.push_frame(self.env, state, pc, target)
+                return target
+            raise Reject("calling kernel functions is not supported by vxdp")
+        self.jumps += 1
+        fall, jump = check_cond_jmp(self.env, state, insn)
+        target = pc + insn.off + 1
+        if fall is not None and jump is not None:
+            if parent is not None:
+                parent.branches += 1
+            pending.append((target, jump, parent))
+            self.cur_states += 1
+            return pc + 1
+        if jump is not None:
+            _adopt(state, jump)
+            return target
+        assert fall is not None
+        _adopt(state, fall)
+        return pc + 1
+
+    # -- loads and stores --------------------------------------------------------------
+
+    def _ldx(self, state: State, insn: Insn) -> None:
+        size = SIZE_BYTES[insn.size]  # type: ignore[index]
+        read_reg(state, insn.src)
+        val = memory.access(self.env, state, insn.src, insn.off, size, memory.READ)
+        assert val is not None
+        if val.is_scalar:
+            if insn.mode == Mode.MEMSX:
+                val = scalar(Scalar.const(val.var.value) if val.var.is_const and False
+                             else Scalar.signed(size))
+            elif size < 8:
+                val = scalar(val.var.cast(size)) if not val.var.is_const else val
+        state.regs[insn.dst] = replace(val, id=0) if val.is_scalar else val
+
+    def _store(self, state: State, insn: Insn) -> None:
+        size = SIZE_BYTES[insn.size]  # type: ignore[index]
+        if insn.cls == Cls.ST:
+            read_reg(state, insn.dst)
+            memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
+                          imm=insn.imm)
+            return
+        value = read_reg(state, insn.src)
+        dreg = read_reg(state, insn.dst)
+        if insn.mode != Mode.ATOMIC:
+            memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE, value=value)
+            return
+        if value.is_pointer and not self.env.allow_ptr_leaks:
+            raise Reject(f"R{insn.src} leaks addr into mem")
+        if dreg.type in (T.CTX, T.PACKET, T.PACKET_META):
+            raise Reject(f"BPF_ATOMIC stores into R{insn.dst} {dreg.type_name()} is not "
+                         f"allowed")
+        if insn.imm == AtomicOp.CMPXCHG:
+            read_reg(state, 0)
+        memory.access(self.env, state, insn.dst, insn.off, size, memory.READ)
+        memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
+                      value=scalar())
+        loaded = scalar(Scalar.unsigned(size))
+        if insn.imm == AtomicOp.CMPXCHG:
+            state.regs[0] = loaded
+        elif insn.imm & AtomicOp.FETCH:
+            state.regs[insn.src] = loaded
+
+    def _ld_imm64(self, pc: int, state: State, insn: Insn) -> None:
+        if insn.mode != Mode.IMM:
+            raise Reject("BPF_LD_[ABS|IND] instructions not allowed for this program type")
+        src = insn.src
+        if src == Pseudo.NONE:
+            state.regs[insn.dst] = const(imm64(self.insns, pc))
+            return
+        if src in (Pseudo.MAP_FD, Pseudo.MAP_VALUE, Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE):
+            idx = insn.imm
+            if not 0 <= idx < len(self.program.maps):
+                raise Reject(f"fd {idx} is not pointing to valid bpf_map")
+            spec = self.program.maps[idx]
+            if src in (Pseudo.MAP_FD, Pseudo.MAP_IDX):
+                state.regs[insn.dst] = pointer(T.MAP_PTR, map=idx)
+                return
+            off = self.insns[pc + 1].imm & 0xFFFFFFFF
+            if spec.type not in ARRAY_MAP_TYPES or spec.max_entries != 1 or spec.percpu:
+                raise Reject("no direct value access support for this map type")
+            if off >= spec.value_size:
+                raise Reject(f"invalid access to map value pointer, value_size="
+                             f"{spec.value_size} off={off}")
+            state.regs[insn.dst] = pointer(T.MAP_VALUE, map=idx, off=off)
+            return
+        if src == Pseudo.FUNC:
+            raise Reject("callback functions (ld_imm64 of a subprogram) are not supported "
+                         "by vxdp")
+        raise Reject("kernel BTF objects (ld_imm64 of a BTF id) are not supported by vxdp")
+
+    # -- pruning -----------------------------------------------------------------------
+
+    def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
+                    ) -> tuple[bool, Checkpoint | None]:
+        live = self.live.get(pc, frozenset(range(11)))
+        cleaned = prune.clean(state, live)
+        key = prune.state_key(cleaned)
+        # Incomplete checkpoints are exactly the current path's ancestors (the walk is
+        # depth-first), so meeting one again in exactly this state is an infinite loop.
+        if key in self.in_progress.get(pc, {}):
+            raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
+        done = self.complete.get(pc, [])
+        for cp in done:
+            if cp.key == key or prune.subsumes(cp.state, cleaned, live,
+                                               self.env.allow_uninit_stack):
+                self.log.note(f"{pc}: safe")
+                return True, parent
+        # Remember a new state only now and then on straight paths (the kernel's
+        # heuristic), so long loops do not keep one state per iteration.
+        if (self.processed - self.last_cp_insn < 8 or self.jumps - self.last_cp_jumps < 2) \
+                and pc not in self.loop_heads:
+            return False, parent
+        self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
+        cp = Checkpoint(pc, cleaned, key, parent)
+        bucket = self.in_progress.setdefault(pc, {})
+        bucket[key] = bucket.get(key, 0) + 1
+        self.total_states += 1
+        self.cur_states += 1
+        self.peak_states = max(self.peak_states, self.cur_states)
+        self.per_insn[pc] = self.per_insn.get(pc, 0) + 1
+        return False, cp
+
+    def _finish(self, cp: Checkpoint | None) -> None:
+        """A path ended: walk up the checkpoints it went through, completing them."""
+        while cp is not None:
+            cp.branches -= 1
+            if cp.branches > 0:
+                return
+            bucket = self.in_progress[cp.pc]
+            bucket[cp.key] -= 1
+            if not bucket[cp.key]:
+                del bucket[cp.key]
+            self.complete.setdefault(cp.pc, []).append(cp)
+            cp = cp.parent
+
+    # -- stack depth -------------------------------------------------------------------
+
+    def _stack_depth(self) -> int:
+        env = self.env
+
+        def depth(sub: int, seen: tuple[int, ...]) -> int:
+            own = env.max_depth.get(sub, 0)
+            own = (max(own, 1) + 31) // 32 * 32 if own else 0
+            deepest = 0
+            for callee in env.callees.get(sub, ()):
+                if callee in seen:
+                    continue
+                deepest = max(deepest, depth(callee, (*seen, callee)))
+            return own + deepest
+
+        return depth(0, (0,))
+
+    def _check_stack_depth(self) -> None:
+        total = self._stack_depth()
+        if total > STACK_SIZE:
+            frames = 1 + len(self.env.callees)
+            raise _Rejected(0, f"combined stack size of {frames} calls is {total}. Too large",
+                            False)
+
+
+def _adopt(state: State, other: State) -> None:
+    """Make `state` (the object the walk holds) become `other` in place."""
+    if other is not state:
+        state.frames = other.frames
+        state.refs = other.refs
+
+
+class _Rejected(Exception):
+    def __init__(self, pc: int, message: str, with_insn: bool) -> None:
+        super().__init__(message)
+        self.pc = pc
+        self.message = message
+        self.with_insn = with_insn

@@ -1,0 +1,307 @@
+"""Scalar ALU operations and branch refinement on `Scalar`.
+
+`alu(op, dst, src, bits)` is the abstract counterpart of one BPF ALU/ALU64 instruction on
+two scalars (adjust_scalar_min_max_vals): bounds for +, -, *, &, |, ^ and constant shifts
+are computed per half, everything else that is not a pair of constants becomes unknown.
+
+`refine(op, a, b, bits)` returns what a true comparison `a op b` teaches about both
+operands (reg_set_min_max), or None when no pair of values can satisfy it: the branch is
+dead.  `branch_taken` uses it both ways: a comparison that cannot be false always jumps.
+"""
+
+from __future__ import annotations
+
+from vxdp.bpf.isa import AluOp, JmpOp
+from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
+from vxdp.bpf.verifier.tnum import U32, Tnum
+
+NEGATE: dict[int, int] = {
+    JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
+    JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE,
+    JmpOp.JSLE: JmpOp.JSGT, JmpOp.JSGE: JmpOp.JSLT, JmpOp.JSLT: JmpOp.JSGE,
+}
+JSET_FALSE = 0x100  # pseudo-op: the fall-through of JSET, `(a & b) == 0`
+NEGATE[JmpOp.JSET] = JSET_FALSE
+NEGATE[JSET_FALSE] = JmpOp.JSET
+
+SWAP: dict[int, int] = {  # b op' a  <=>  a op b
+    JmpOp.JEQ: JmpOp.JEQ, JmpOp.JNE: JmpOp.JNE, JmpOp.JGT: JmpOp.JLT, JmpOp.JLT: JmpOp.JGT,
+    JmpOp.JGE: JmpOp.JLE, JmpOp.JLE: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLT,
+    JmpOp.JSLT: JmpOp.JSGT, JmpOp.JSGE: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGE,
+    JmpOp.JSET: JmpOp.JSET, JSET_FALSE: JSET_FALSE,
+}
+
+
+# -- ALU ---------------------------------------------------------------------------------
+
+
+def _add(a: Half, b: Half) -> Half:
+    h = Half.full(a.bits)
+    smin, smax = a.smin + b.smin, a.smax + b.smax
+    if h.smin <= smin and smax <= h.smax:
+        h = h.with_s(smin, smax)
+    if a.umax + b.umax <= h.umax:
+        h = h.with_u(a.umin + b.umin, a.umax + b.umax)
+    return h
+
+
+def _sub(a: Half, b: Half) -> Half:
+    h = Half.full(a.bits)
+    smin, smax = a.smin - b.smax, a.smax - b.smin
+    if h.smin <= smin and smax <= h.smax:
+        h = h.with_s(smin, smax)
+    if a.umin >= b.umax:
+        h = h.with_u(a.umin - b.umax, a.umax - b.umin)
+    return h
+
+
+def _mul(a: Half, b: Half) -> Half:
+    h = Half.full(a.bits)
+    if a.umax * b.umax <= h.umax:
+        h = h.with_u(a.umin * b.umin, a.umax * b.umax)
+    corners = [x * y for x in (a.smin, a.smax) for y in (b.smin, b.smax)]
+    if h.smin <= min(corners) and max(corners) <= h.smax:
+        h = h.with_s(min(corners), max(corners))
+    return h
+
+
+def _bitwise(op: int, a: Half, b: Half, t: Tnum) -> Half:
+    """&, |, ^ given the result's tnum `t` (already cut to the width)."""
+    h = Half.full(a.bits)
+    if op == AluOp.AND:
+        h = h.with_u(t.value, min(a.umax, b.umax, t.umax))
+    elif op == AluOp.OR:
+        h = h.with_u(max(a.umin, b.umin, t.value), t.umax)
+    else:
+        h = h.with_u(t.value, t.umax)
+    if a.smin >= 0 and b.smin >= 0:  # both non-negative: so is the result
+        h = h.with_s(h.umin, h.umax)
+    return h
+
+
+def _tnum_op(op: int, a: Tnum, b: Tnum) -> Tnum:
+    if op == AluOp.ADD:
+        return a.add(b)
+    if op == AluOp.SUB:
+        return a.sub(b)
+    if op == AluOp.MUL:
+        return a.mul(b)
+    if op == AluOp.AND:
+        return a.and_(b)
+    if op == AluOp.OR:
+        return a.or_(b)
+    return a.xor(b)
+
+
+def _half_op(op: int, a: Half, b: Half, t: Tnum) -> Half:
+    if op == AluOp.ADD:
+        return _add(a, b)
+    if op == AluOp.SUB:
+        return _sub(a, b)
+    if op == AluOp.MUL:
+        return _mul(a, b)
+    return _bitwise(op, a, b, t)
+
+
+_TRACKED = frozenset({AluOp.ADD, AluOp.SUB, AluOp.MUL, AluOp.AND, AluOp.OR, AluOp.XOR})
+
+
+def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
+    """The BPF semantics of one operation on concrete values (RFC 9669 §4.1)."""
+    mask = (1 << bits) - 1
+    x &= mask
+    y &= mask
+    if op == AluOp.NEG:
+        return -x & mask
+    if op == AluOp.DIV:
+        if y == 0:
+            return 0
+        if signed_op:
+            sx, sy = _signed(x, bits), _signed(y, bits)
+            q = abs(sx) // abs(sy)
+            return (q if (sx < 0) == (sy < 0) else -q) & mask
+        return x // y
+    if op == AluOp.MOD:
+        if y == 0:
+            return x
+        if signed_op:
+            sx, sy = _signed(x, bits), _signed(y, bits)
+            r = abs(sx) % abs(sy)
+            return (-r if sx < 0 else r) & mask
+        return x % y
+    if op == AluOp.LSH:
+        return (x << (y & (bits - 1))) & mask
+    if op == AluOp.RSH:
+        return x >> (y & (bits - 1))
+    if op == AluOp.ARSH:
+        return (_signed(x, bits) >> (y & (bits - 1))) & mask
+    table = {AluOp.ADD: x + y, AluOp.SUB: x - y, AluOp.MUL: x * y, AluOp.AND: x & y,
+             AluOp.OR: x | y, AluOp.XOR: x ^ y}
+    return table[op] & mask
+
+
+def _shift(op: int, a: Scalar, amount: int, bits: int) -> Scalar:
+    """A shift by a constant amount smaller than the width."""
+    h = a.half(bits)
+    t = a.tnum(bits)
+    full = Half.full(bits)
+    if op == AluOp.LSH:
+        t = t.lshift(amount).cast(bits // 8)
+        res = full.with_u(h.umin << amount, h.umax << amount) if h.umax >> (
+            bits - amount) == 0 else full
+    elif op == AluOp.RSH:
+        t = t.rshift(amount)
+        res = full.with_u(h.umin >> amount, h.umax >> amount)
+    else:
+        t = t.arshift(amount, bits)
+        res = full.with_s(h.smin >> amount, h.smax >> amount)
+    if bits == 32:
+        half32 = res
+        out = Scalar.from_halves(t, Half.full(64), half32)
+        return out.zext32() if out is not None else Scalar.unknown()
+    out = Scalar.from_halves(t, res, Half.full(32))
+    return out if out is not None else Scalar.unknown()
+
+
+def alu(op: int, dst: Scalar, src: Scalar, bits: int, *, signed_op: bool = False) -> Scalar:
+    """dst op= src on scalars, for a 64-bit (ALU64) or 32-bit (ALU) instruction."""
+    if op == AluOp.MOV:
+        return src if bits == 64 else src.zext32()
+    unary = op == AluOp.NEG
+    if dst.tnum(bits).is_const and (unary or src.tnum(bits).is_const):
+        v = _concrete(op, dst.tnum(bits).value, src.tnum(bits).value, bits, signed_op)
+        return Scalar.const(v)
+    if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH):
+        if src.tnum(bits).is_const and src.tnum(bits).value < bits:
+            return _shift(op, dst, src.tnum(bits).value, bits)
+        return Scalar.unknown() if bits == 64 else Scalar.unknown().zext32()
+    if op not in _TRACKED:
+        return Scalar.unknown() if bits == 64 else Scalar.unknown().zext32()
+    if bits == 32:
+        t32 = _tnum_op(op, dst.var_off.subreg(), src.var_off.subreg()).subreg()
+        h32 = _half_op(op, dst.half(32), src.half(32), t32)
+        out = Scalar.from_halves(t32, Half.full(64), h32)
+        return out.zext32() if out is not None else Scalar.unknown().zext32()
+    t = _tnum_op(op, dst.var_off, src.var_off)
+    h64 = _half_op(op, dst.half(64), src.half(64), t)
+    h32 = _half_op(op, dst.half(32), src.half(32), t.subreg())
+    out = Scalar.from_halves(t, h64, h32)
+    return out if out is not None else Scalar.unknown()
+
+
+def bswap(value: Scalar, width: int, to_be: bool, alu64: bool) -> Scalar:
+    """BPF_END: byte swap (or truncation) of a constant; anything else becomes unknown
+    within the width."""
+    if value.is_const:
+        v = value.value & ((1 << width) - 1)
+        if to_be or alu64:
+            v = int.from_bytes(v.to_bytes(width // 8, "little"), "big")
+        return Scalar.const(v)
+    return Scalar.unsigned(width // 8)
+
+
+def movsx(value: Scalar, size_bits: int, alu64: bool) -> Scalar:
+    """MOVSX: sign-extend the low `size_bits` bits."""
+    if value.is_const:
+        v = _signed(value.value & ((1 << size_bits) - 1), size_bits)
+        return Scalar.const(v if alu64 else v & U32)
+    s = Scalar.signed(size_bits // 8)
+    return s if alu64 else s.zext32()
+
+
+# -- comparisons -------------------------------------------------------------------------
+
+
+def _cmp_half(op: int, a: Half, b: Half, ta: Tnum, tb: Tnum
+              ) -> tuple[Half, Half, Tnum, Tnum] | None:
+    if op == JmpOp.JEQ:
+        u = (max(a.umin, b.umin), min(a.umax, b.umax))
+        s = (max(a.smin, b.smin), min(a.smax, b.smax))
+        if (ta.value ^ tb.value) & ~ta.mask & ~tb.mask:
+            return None
+        t = ta.intersect(tb)
+        a = a.with_u(*u).with_s(*s)
+        return a, a, t, t
+    if op == JmpOp.JNE:
+        if ta.is_const and tb.is_const and ta.value == tb.value:
+            return None
+        if tb.is_const:
+            a = _exclude(a, tb.value)
+        elif ta.is_const:
+            b = _exclude(b, ta.value)
+        return a, b, ta, tb
+    if op in (JmpOp.JLT, JmpOp.JLE):
+        d = 1 if op == JmpOp.JLT else 0
+        a = a.with_u(a.umin, min(a.umax, b.umax - d))
+        b = b.with_u(max(b.umin, a.umin + d), b.umax)
+        return a, b, ta, tb
+    if op in (JmpOp.JSLT, JmpOp.JSLE):
+        d = 1 if op == JmpOp.JSLT else 0
+        a = a.with_s(a.smin, min(a.smax, b.smax - d))
+        b = b.with_s(max(b.smin, a.smin + d), b.smax)
+        return a, b, ta, tb
+    if op == JmpOp.JSET:
+        if not (ta.umax & tb.umax):
+            return None
+        if tb.is_const and tb.value and not tb.value & (tb.value - 1):
+            ta = ta.or_(tb)  # a single bit tested set: that bit is one
+        return a, b, ta, tb
+    if op == JSET_FALSE:
+        if ta.value & tb.value:
+            return None
+        if tb.is_const:
+            ta = ta.and_(Tnum.const(~tb.value))
+        elif ta.is_const:
+            tb = tb.and_(Tnum.const(~ta.value))
+        return a, b, ta, tb
+    # JGT, JGE, JSGT, JSGE: the mirrored comparison
+    res = _cmp_half(SWAP[op], b, a, tb, ta)
+    if res is None:
+        return None
+    nb, na, ntb, nta = res
+    return na, nb, nta, ntb
+
+
+def _exclude(h: Half, v: int) -> Half:
+    if h.umin == v:
+        h = h.with_u(h.umin + 1, h.umax)
+    elif h.umax == v:
+        h = h.with_u(h.umin, h.umax - 1)
+    sv = _signed(v, h.bits)
+    if h.smin == sv:
+        h = h.with_s(h.smin + 1, h.smax)
+    elif h.smax == sv:
+        h = h.with_s(h.smin, h.smax - 1)
+    return h
+
+
+def refine(op: int, a: Scalar, b: Scalar, bits: int) -> tuple[Scalar, Scalar] | None:
+    """Both operands narrowed by `a op b` being true; None when it never can be."""
+    res = _cmp_half(op, a.half(bits), b.half(bits), a.tnum(bits), b.tnum(bits))
+    if res is None:
+        return None
+    ha, hb, ta, tb = res
+    out = []
+    for old, h, t in ((a, ha, ta), (b, hb, tb)):
+        if bits == 64:
+            s = Scalar(t, h.umin, h.umax, h.smin, h.smax,
+                       old.u32_min, old.u32_max, old.s32_min, old.s32_max).sync()
+        else:
+            s = Scalar(old.var_off.with_subreg(t), old.umin, old.umax, old.smin, old.smax,
+                       h.umin, h.umax, h.smin, h.smax).sync()
+        if s is None:
+            return None
+        out.append(s)
+    return out[0], out[1]
+
+
+def branch_taken(op: int, a: Scalar, b: Scalar, bits: int) -> bool | None:
+    """True: the jump is always taken; False: never; None: either may happen."""
+    if refine(op, a, b, bits) is None:
+        return False
+    if refine(NEGATE[op], a, b, bits) is None:
+        return True
+    return None
+
+
+__all__ = ["JSET_FALSE", "NEGATE", "SWAP", "alu", "branch_taken", "bswap", "movsx", "refine"]

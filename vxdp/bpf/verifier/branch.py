@@ -1,0 +1,165 @@
+"""Conditional jumps: which way a branch can go, and what each way teaches.
+
+check_cond_jmp_op of the kernel: scalar comparisons decide the branch when the ranges
+allow (`arith.branch_taken`) and narrow both operands on each side (`arith.refine`), for
+every copy sharing the scalar's id; a NULL check of a nullable pointer turns every copy
+with the same id into a pointer or a zero on each side; comparing a packet pointer with
+data_end (or data_meta with data) proves a range for every pointer sharing the id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from vxdp.bpf.isa import Cls, Insn, JmpOp, Src
+from vxdp.bpf.verifier.arith import NEGATE, SWAP, branch_taken, refine
+from vxdp.bpf.verifier.env import MAX_PACKET_OFF, Env, Reject
+from vxdp.bpf.verifier.scalar import Scalar
+from vxdp.bpf.verifier.state import Reg, State, T, const
+
+Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
+
+
+def _read(state: State, regno: int) -> Reg:
+    reg = state.regs[regno]
+    if reg.type is T.NOT_INIT:
+        raise Reject(f"R{regno} !read_ok")
+    return reg
+
+
+def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
+    """The states after the branch; None for a side no execution can reach."""
+    bits = 32 if insn.cls == Cls.JMP32 else 64
+    op = insn.op
+    dreg = _read(state, insn.dst)
+    if insn.source == Src.X:
+        sreg = _read(state, insn.src)
+        if not env.allow_ptr_leaks and (dreg.is_pointer or sreg.is_pointer):
+            bad = insn.src if sreg.is_pointer else insn.dst
+            if not (dreg.is_pointer and sreg.is_pointer and _is_pkt_cmp(dreg, sreg)):
+                raise Reject(f"R{bad} pointer comparison prohibited")
+        src_regno: int | None = insn.src
+    else:
+        imm = insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF
+        sreg = const(imm)
+        src_regno = None
+        if dreg.is_pointer and not env.allow_ptr_leaks and not _zero(sreg):
+            raise Reject(f"R{insn.dst} pointer comparison prohibited")
+    if dreg.is_scalar and sreg.is_scalar:
+        return _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
+    if bits == 64 and op in (JmpOp.JEQ, JmpOp.JNE):
+        nullable, other = (dreg, sreg) if dreg.is_pointer else (sreg, dreg)
+        if other.is_scalar and _zero(other):
+            return _null_branch(state, op, nullable)
+    if dreg.is_pointer and sreg.is_pointer and bits == 64:
+        return _pkt_branch(state, op, dreg, sreg)
+    return state.copy(), state
+
+
+def _zero(reg: Reg) -> bool:
+    return reg.is_scalar and reg.var.is_const and reg.var.value == 0
+
+
+def _is_pkt_cmp(a: Reg, b: Reg) -> bool:
+    kinds = {a.type, b.type}
+    return kinds in ({T.PACKET, T.PACKET_END}, {T.PACKET_META, T.PACKET}, {T.PACKET})
+
+
+def _scalar_branch(state: State, insn: Insn, op: int, dreg: Reg, sreg: Reg,
+                   src_regno: int | None, bits: int) -> Outcome:
+    taken = branch_taken(op, dreg.var, sreg.var, bits)
+    if taken is True:
+        return None, state
+    if taken is False:
+        return state, None
+    other = state.copy()
+    jump = _refined(other, op, insn.dst, src_regno, dreg, sreg, bits)
+    fall = _refined(state, NEGATE[op], insn.dst, src_regno, dreg, sreg, bits)
+    return fall, jump
+
+
+def _refined(state: State, op: int, dst: int, src: int | None, dreg: Reg, sreg: Reg,
+             bits: int) -> State | None:
+    res = refine(op, dreg.var, sreg.var, bits)
+    if res is None:
+        return None
+    _assign(state, dst, dreg, res[0])
+    if src is not None:
+        _assign(state, src, sreg, res[1])
+    return state
+
+
+def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
+    """Give the refined value to the register and to every copy sharing its id."""
+    state.regs[regno] = replace(old, var=value)
+    if old.id:
+        state.map_regs(lambda r: replace(r, var=value)
+                       if r.type is T.SCALAR and r.id == old.id else None)
+
+
+def _null_branch(state: State, op: int, ptr: Reg) -> Outcome:
+    if not ptr.maybe_null:
+        # a valid pointer is never NULL: `== 0` never jumps, `!= 0` always does
+        return (state, None) if op == JmpOp.JEQ else (None, state)
+    other = state.copy()
+    is_null_side, non_null_side = (other, state) if op == JmpOp.JEQ else (state, other)
+    mark_ptr_or_null(is_null_side, ptr.id, True)
+    mark_ptr_or_null(non_null_side, ptr.id, False)
+    return state, other
+
+
+def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool) -> None:
+    """Every copy of the nullable pointer `ptr_id` becomes 0 or a valid pointer."""
+    ref = 0
+
+    def fix(r: Reg) -> Reg | None:
+        nonlocal ref
+        if not (r.maybe_null and r.id == ptr_id):
+            return None
+        if is_null:
+            ref = r.ref or ref
+            return const(0)
+        return replace(r, maybe_null=False, id=0)
+
+    state.map_regs(fix)
+    if is_null and ref:
+        state.refs.pop(ref, None)  # a NULL reservation holds nothing to release
+
+
+def _pkt_branch(state: State, op: int, dreg: Reg, sreg: Reg) -> Outcome:
+    """data' vs data_end (and meta' vs data): learn ranges on the side that proves one."""
+    if op in (JmpOp.JSET,) or op not in SWAP:
+        return state.copy(), state
+    # Normalise to `ptr OP end` where ptr is the packet (or meta) pointer being checked.
+    if (dreg.type is T.PACKET and sreg.type is T.PACKET_END) or (
+            dreg.type is T.PACKET_META and _init_pkt(sreg)):
+        ptr, cmp = dreg, op
+    elif (dreg.type is T.PACKET_END and sreg.type is T.PACKET) or (
+            _init_pkt(dreg) and sreg.type is T.PACKET_META):
+        ptr, cmp = sreg, SWAP[op]
+    else:
+        return state.copy(), state
+    other = state.copy()
+    # After the jump `ptr cmp end` holds; on the fall-through its negation does.
+    for st, fact in ((other, cmp), (state, NEGATE[cmp])):
+        if fact == JmpOp.JLT:  # ptr < end
+            _good_pkt_pointers(st, ptr, right_open=True)
+        elif fact == JmpOp.JLE:  # ptr <= end
+            _good_pkt_pointers(st, ptr, right_open=False)
+    return state, other
+
+
+def _init_pkt(reg: Reg) -> bool:
+    return reg.type is T.PACKET and reg.off == 0 and reg.var.is_const and reg.var.value == 0
+
+
+def _good_pkt_pointers(state: State, ptr: Reg, right_open: bool) -> None:
+    """find_good_pkt_pointers: `ptr (<|<=) end` makes [base, base + ptr.off (+1)) safe for
+    every pointer with ptr's id."""
+    if ptr.off < 0 or (ptr.off == 0 and right_open):
+        return
+    if ptr.var.umax > MAX_PACKET_OFF or ptr.var.umax + ptr.off > MAX_PACKET_OFF:
+        return
+    new_range = ptr.off + (1 if right_open else 0)
+    state.map_regs(lambda r: replace(r, range=max(r.range, new_range))
+                   if r.type is ptr.type and r.id == ptr.id else None)

@@ -1,0 +1,280 @@
+"""Calls and exits: helper prototypes, bpf-to-bpf frames, tail calls, references.
+
+Helpers are checked against the shared prototype table (vxdp.bpf.helpers) and the device
+profile's allow-list: each argument register must hold the type its `Arg` asks for (the
+kernel's check_func_arg with its messages), memory arguments are checked as accesses of
+the size the next argument gives, and the return register takes the `Ret` type.  Helpers
+that may move the packet invalidate every packet pointer.  A local call pushes a frame
+(R1-R5 passed, R10 fresh); its exit pops it, hands R0 back and clears R1-R5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
+from vxdp.bpf.isa import Insn
+from vxdp.bpf.program import MAX_CALL_FRAMES, MapType
+from vxdp.bpf.verifier import memory
+from vxdp.bpf.verifier.env import BPF_MAX_VAR_SIZ, Env, Reject
+from vxdp.bpf.verifier.scalar import to_s64
+from vxdp.bpf.verifier.state import (
+    CALLER_SAVED,
+    FP,
+    NOT_INIT,
+    PACKET_TYPES,
+    Frame,
+    Reg,
+    State,
+    T,
+    pointer,
+    scalar,
+)
+
+CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
+_MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM})
+_MEM_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
+_LOOKUP_MAPS_XDP = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
+                              MapType.XSKMAP})
+
+
+def helper_name(hid: int) -> str:
+    h = HELPERS.get(hid)
+    return f"bpf_{h.name}#{hid}" if h else f"unknown#{hid}"
+
+
+def _arg_reg(state: State, regno: int) -> Reg:
+    reg = state.regs[regno]
+    if reg.type is T.NOT_INIT:
+        raise Reject(f"R{regno} !read_ok")
+    return reg
+
+
+def _type_err(regno: int, reg: Reg, expected: str) -> Reject:
+    return Reject(f"R{regno} type={reg.type_name()} expected={expected}")
+
+
+def _mem_access(env: Env, state: State, regno: int, reg: Reg, size: int, write: bool,
+                zero_ok: bool) -> None:
+    """check_helper_mem_access: `size` bytes at the pointer in `regno`."""
+    if reg.type is T.STACK:
+        memory.stack_helper_access(env, state, reg, regno, size, write, zero_ok)
+    elif reg.type in PACKET_TYPES:
+        memory.check_packet(reg, regno, reg.off, size, zero_ok)
+    elif reg.type is T.MAP_VALUE:
+        spec = env.map_spec(reg.map)
+        if write and spec.frozen:
+            raise Reject(f"write into map forbidden, value_size={spec.value_size} "
+                         f"off={reg.off} size={size}")
+        memory.check_region(reg, regno, reg.off, size, spec.value_size, zero_ok)
+    elif reg.type is T.RINGBUF_MEM:
+        memory.check_region(reg, regno, reg.off, size, reg.mem_size, zero_ok)
+    else:
+        raise _type_err(regno, reg, _MEM_EXPECTED)
+
+
+def _size_arg(regno: int, reg: Reg, zero_ok: bool) -> int:
+    """check_mem_size_reg: the size argument's largest value."""
+    if not reg.is_scalar:
+        raise _type_err(regno, reg, "scalar")
+    v = reg.var
+    if v.smin < 0:
+        raise Reject(f"R{regno} min value is negative, either use unsigned or 'var &= const'")
+    if v.umin == 0 and not zero_ok:
+        raise Reject(f"R{regno} invalid zero-sized read: u64=[{v.umin},{v.umax}]")
+    if v.umax >= BPF_MAX_VAR_SIZ:
+        raise Reject(f"R{regno} unbounded memory access, use 'var &= const' or "
+                     f"'if (var < const)'")
+    return v.umax
+
+
+def check_helper_call(env: Env, state: State, insn: Insn, pc: int) -> None:
+    hid = insn.imm
+    helper = HELPERS.get(hid)
+    if helper is None or not helper.xdp:
+        if helper is None and not 0 <= hid < 212:
+            raise Reject(f"invalid func unknown#{hid}")
+        raise Reject(f"program of this type cannot use helper {helper_name(hid)}")
+    if not env.profile.allows_helper(hid):
+        raise Reject(f"program of this type cannot use helper {helper_name(hid)} "
+                     f"(not offered by device profile {env.profile.name})")
+    if helper.gpl_only and not env.program.gpl_compatible:
+        raise Reject("cannot call GPL-restricted function from non-GPL compatible program")
+    map_index = _check_args(env, state, helper)
+    mem_size = alloc_size(state)
+    never_null = hid == 1 and _const_array_key(env, state, map_index)
+    ref_released = None
+    if Arg.PTR_TO_RINGBUF_MEM in helper.args:
+        ref_released = state.regs[1].ref
+    for r in CALLER_SAVED:
+        state.regs[r] = NOT_INIT
+    if ref_released:
+        _release(env, state, ref_released)
+    if hid in CHANGES_PKT_DATA:
+        state.map_regs(lambda r: scalar() if r.type in PACKET_TYPES or r.type is
+                       T.PACKET_END else None)
+    state.regs[0] = _ret_reg(env, state, helper, map_index, mem_size, pc)
+    if never_null:
+        state.regs[0] = replace(state.regs[0], maybe_null=False, id=0)
+
+
+def _check_args(env: Env, state: State, helper: Helper) -> int:
+    """Check R1.. against the prototype; returns the map index of a map argument."""
+    map_index = -1
+    args = helper.args
+    for i, arg in enumerate(args):
+        regno = i + 1
+        reg = _arg_reg(state, regno)
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg is Arg.ANYTHING:
+            if reg.is_pointer and not env.allow_ptr_leaks:
+                raise Reject(f"R{regno} leaks addr into helper function")
+        elif arg is Arg.CONST_MAP_PTR:
+            if reg.type is not T.MAP_PTR:
+                raise _type_err(regno, reg, "map_ptr")
+            map_index = reg.map
+            mtype = env.map_spec(map_index).type
+            if helper.id == 12 and mtype is not MapType.PROG_ARRAY:
+                raise Reject("expected prog array map for tail call")
+            if helper.map_types is not None and mtype not in helper.map_types:
+                raise Reject(f"cannot pass map_type {int(mtype)} into func "
+                             f"{helper_name(helper.id)}")
+        elif arg in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
+            if map_index < 0:
+                what = "key" if arg is Arg.PTR_TO_MAP_KEY else "value"
+                raise Reject(f"invalid map_ptr to access map->{what}")
+            if reg.type not in _MEM_TYPES - {T.RINGBUF_MEM} or reg.maybe_null:
+                raise _type_err(regno, reg, _MEM_EXPECTED)
+            spec = env.map_spec(map_index)
+            size = spec.key_size if arg is Arg.PTR_TO_MAP_KEY else spec.value_size
+            _mem_access(env, state, regno, reg, size, write=False, zero_ok=False)
+        elif arg is Arg.PTR_TO_CTX:
+            if reg.type is not T.CTX:
+                raise _type_err(regno, reg, "ctx")
+            memory.check_ctx_ptr(reg, regno)
+        elif arg in (Arg.PTR_TO_MEM, Arg.PTR_TO_MEM_OR_NULL, Arg.PTR_TO_UNINIT_MEM):
+            null = arg is Arg.PTR_TO_MEM_OR_NULL and reg.is_scalar and reg.var.is_const \
+                and reg.var.value == 0
+            if not null and (reg.maybe_null or reg.type not in _MEM_TYPES):
+                raise _type_err(regno, reg, _MEM_EXPECTED)
+            size_reg = _arg_reg(state, regno + 1)
+            zero_ok = nxt in (Arg.CONST_SIZE_OR_ZERO, Arg.CONST_ALLOC_SIZE_OR_ZERO)
+            size = _size_arg(regno + 1, size_reg, zero_ok)
+            if null:
+                if size:
+                    raise _type_err(regno, reg, _MEM_EXPECTED)
+                continue
+            _mem_access(env, state, regno, reg, size, arg is Arg.PTR_TO_UNINIT_MEM, zero_ok)
+        elif arg in (Arg.CONST_SIZE, Arg.CONST_SIZE_OR_ZERO):
+            _size_arg(regno, reg, arg is Arg.CONST_SIZE_OR_ZERO)
+        elif arg is Arg.CONST_ALLOC_SIZE_OR_ZERO:
+            if not (reg.is_scalar and reg.var.is_const):
+                raise Reject(f"R{regno} is not a known constant'")
+        elif arg is Arg.PTR_TO_LONG:
+            if reg.type not in (T.STACK, T.MAP_VALUE) or reg.maybe_null:
+                raise _type_err(regno, reg, "fp, map_value")
+            _mem_access(env, state, regno, reg, 8, write=True, zero_ok=False)
+            memory.check_alignment(reg, 0, 8)
+        elif arg is Arg.PTR_TO_RINGBUF_MEM:
+            if reg.type is not T.RINGBUF_MEM or reg.maybe_null:
+                raise _type_err(regno, reg, "ringbuf_mem")
+            if reg.off or not reg.var.is_const or reg.var.value:
+                raise Reject(f"R{regno} must have zero offset when passed to release func")
+            if not reg.ref or reg.ref not in state.refs:
+                raise Reject(f"R{regno} must be referenced when passed to release func")
+    return map_index
+
+
+def _const_array_key(env: Env, state: State, map_index: int) -> bool:
+    """An array lookup with a constant in-range key on the stack never returns NULL."""
+    spec = env.map_spec(map_index)
+    if spec.type not in (MapType.ARRAY, MapType.PERCPU_ARRAY):
+        return False
+    key = state.regs[2]
+    if key.type is not T.STACK or not key.var.is_const or spec.key_size != 4:
+        return False
+    value = memory.stack_const(state, key, 4)
+    return value is not None and value < spec.max_entries
+
+
+def _release(env: Env, state: State, ref: int) -> None:
+    state.refs.pop(ref, None)
+    state.map_regs(lambda r: scalar() if r.ref == ref else None)
+
+
+def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: int,
+             pc: int) -> Reg:
+    if helper.ret is Ret.INTEGER:
+        return scalar()
+    if helper.ret is Ret.VOID:
+        return NOT_INIT
+    if helper.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL:
+        spec = env.map_spec(map_index)
+        if spec.type in _LOOKUP_MAPS_XDP:
+            return scalar()  # devmap lookups give the ifindex-like value, not memory
+        return replace(pointer(T.MAP_VALUE, map=map_index), maybe_null=True,
+                       id=env.new_id())
+    # ring-buffer reservation: a reference the program must submit or discard
+    env.new_id()  # the kernel spends one id on the NULL check, then uses the reference's
+    rid = env.new_id()
+    state.refs[rid] = pc
+    return replace(pointer(T.RINGBUF_MEM), maybe_null=True, id=rid, ref=rid,
+                   mem_size=mem_size)
+
+
+# -- bpf-to-bpf calls --------------------------------------------------------------------
+
+
+def push_frame(env: Env, state: State, pc: int, target: int) -> None:
+    if len(state.frames) >= MAX_CALL_FRAMES:
+        raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep !")
+    caller = state.cur
+    regs = [NOT_INIT] * 11
+    for r in CALLER_SAVED:
+        regs[r] = caller.regs[r]
+    regs[FP] = pointer(T.STACK, frame=len(state.frames))
+    state.frames.append(Frame(regs, {}, callsite=pc, subprog=target))
+    env.callees.setdefault(caller.subprog, set()).add(target)
+    for r in CALLER_SAVED:
+        caller.regs[r] = NOT_INIT
+
+
+def pop_frame(env: Env, state: State) -> int:
+    """The callee's exit: returns the pc to continue at."""
+    callee = state.frames[-1]
+    r0 = callee.regs[0]
+    if r0.type is T.NOT_INIT:
+        raise Reject("R0 !read_ok")
+    if r0.type is T.STACK and r0.frame == len(state.frames) - 1:
+        raise Reject("cannot return stack pointer to the caller")
+    _record_depth(env, callee)
+    state.frames.pop()
+    state.cur.regs[0] = r0
+    return callee.callsite + 1
+
+
+def _record_depth(env: Env, frame: Frame) -> None:
+    depth = env.max_depth.get(frame.subprog, 0)
+    if frame.depth > depth:
+        env.max_depth[frame.subprog] = frame.depth
+
+
+def check_exit(env: Env, state: State) -> None:
+    """The program's own exit: R0 is its return value; every reference released."""
+    r0 = state.regs[0]
+    if r0.type is T.NOT_INIT:
+        raise Reject("R0 !read_ok")
+    if r0.is_pointer and not env.allow_ptr_leaks:
+        raise Reject("R0 leaks addr as return value")
+    for rid, alloc_pc in sorted(state.refs.items()):
+        raise Reject(f"Unreleased reference id={rid} alloc_insn={alloc_pc}")
+    _record_depth(env, state.cur)
+
+
+def alloc_size(state: State) -> int:
+    reg = state.regs[2]
+    return to_s64(reg.var.value) if reg.is_scalar and reg.var.is_const else 0
+
+
+__all__ = ["CHANGES_PKT_DATA", "alloc_size", "check_exit", "check_helper_call",
+           "helper_name", "pop_frame", "push_frame"]

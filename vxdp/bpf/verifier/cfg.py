@@ -1,0 +1,180 @@
+"""Control-flow checks before any data flow: the structure of the program.
+
+`structural_problem` runs the ISA's own checks (vxdp.bpf.isa.problems: unknown opcodes,
+reserved fields, bad registers, jumps out of range or into an LD_IMM64, a last instruction
+that falls through) and then the kernel's check_cfg walk: every instruction reachable,
+no back-edges for unprivileged programs.  `prune_points` and `live_regs` prepare the
+interpreter: where states are remembered, and which registers a path may still read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vxdp.bpf.helpers import HELPERS
+from vxdp.bpf.isa import (
+    AtomicOp,
+    Cls,
+    Insn,
+    JmpOp,
+    Mode,
+    Src,
+    is_exit,
+    is_helper_call,
+    is_jump,
+    is_ldimm64,
+    is_pseudo_call,
+    is_unconditional_jump,
+    iter_insns,
+    jump_target,
+    problems,
+    subprog_starts,
+)
+
+
+def successors(insns: Sequence[Insn], pc: int) -> list[int]:
+    """Where control may go after `pc` inside its function (calls fall through)."""
+    insn = insns[pc]
+    if is_exit(insn):
+        return []
+    step = 2 if is_ldimm64(insn) else 1
+    if is_jump(insn):
+        target = jump_target(insn, pc)
+        assert target is not None
+        if is_unconditional_jump(insn):
+            return [target]
+        return [pc + 1, target]
+    return [pc + step]
+
+
+def structural_problem(insns: Sequence[Insn], privileged: bool) -> tuple[int, str] | None:
+    """The first structural reason to reject, as (pc, message); None when sound."""
+    for p in problems(insns):
+        return p.pc, p.message
+    reached: set[int] = set()
+    starts = [0]
+    callees = set()
+    for pc in iter_insns(insns):
+        if is_pseudo_call(insns[pc]):
+            callees.add(pc + insns[pc].imm + 1)
+    starts.extend(sorted(callees))
+    for start in starts:
+        if start in reached:
+            continue
+        # iterative DFS; colours find back-edges as the kernel's check_cfg does
+        colour: dict[int, int] = {}
+        stack: list[tuple[int, int]] = [(start, 0)]
+        colour[start] = 1
+        while stack:
+            pc, i = stack.pop()
+            succ = successors(insns, pc)
+            if i < len(succ):
+                stack.append((pc, i + 1))
+                nxt = succ[i]
+                c = colour.get(nxt, 0)
+                if c == 0:
+                    colour[nxt] = 1
+                    stack.append((nxt, 0))
+                elif c == 1 and not privileged:
+                    return pc, f"back-edge from insn {pc} to {nxt}"
+            else:
+                colour[pc] = 2
+        reached.update(colour)
+    for pc in iter_insns(insns):
+        if pc not in reached:
+            return pc, f"unreachable insn {pc}"
+    return None
+
+
+def prune_points(insns: Sequence[Insn]) -> set[int]:
+    """Jump targets, both sides of conditional jumps, function entries, and the
+    instructions after calls: where explored states are kept and compared."""
+    points = set(subprog_starts(insns))
+    for pc in iter_insns(insns):
+        insn = insns[pc]
+        if is_jump(insn):
+            target = jump_target(insn, pc)
+            assert target is not None
+            points.add(target)
+            if not is_unconditional_jump(insn):
+                points.add(pc + 1)
+        elif insn.opcode == 0x85:
+            points.add(pc + 1)
+    return points
+
+
+def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
+    """Registers an instruction reads and writes (conservatively: reads may be more)."""
+    cls, op = insn.cls, insn.op
+    x = insn.source == Src.X
+    if cls in (Cls.ALU, Cls.ALU64):
+        uses = {insn.src} if x else set()
+        if op != 0xB0:  # everything but MOV reads dst
+            uses.add(insn.dst)
+        return uses, {insn.dst}
+    if cls == Cls.LDX:
+        return {insn.src}, {insn.dst}
+    if cls == Cls.ST:
+        return {insn.dst}, set()
+    if cls == Cls.STX:
+        if insn.mode == Mode.ATOMIC:
+            uses, defs = {insn.dst, insn.src}, set()
+            if insn.imm == AtomicOp.CMPXCHG:
+                uses.add(0)
+                defs.add(0)
+            elif insn.imm & AtomicOp.FETCH:
+                defs.add(insn.src)
+            return uses, defs
+        return {insn.dst, insn.src}, set()
+    if cls == Cls.LD:
+        return set(), {insn.dst}
+    if op == JmpOp.CALL:
+        if is_helper_call(insn):
+            h = HELPERS.get(insn.imm)
+            nargs = len(h.args) if h else 5
+            return set(range(1, nargs + 1)), {0, 1, 2, 3, 4, 5}
+        return {1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}
+    if op == JmpOp.EXIT:
+        return {0}, set()
+    if op == JmpOp.JA:
+        return set(), set()
+    return ({insn.dst, insn.src} if x else {insn.dst}), set()
+
+
+def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
+    """Registers live on entry to each instruction (backward data flow to a fixpoint).
+
+    Each frame has its own registers, so an exit reads only R0 (the caller's R6-R9 live
+    in the caller's frame, which pruning compares whole)."""
+    pcs = list(iter_insns(insns))
+    live_in: dict[int, frozenset[int]] = {pc: frozenset() for pc in pcs}
+    info = {pc: _uses_defs(insns[pc]) for pc in pcs}
+    changed = True
+    while changed:
+        changed = False
+        for pc in reversed(pcs):
+            uses, defs = info[pc]
+            if is_exit(insns[pc]):
+                new = frozenset({0})
+            else:
+                out: set[int] = set()
+                for s in successors(insns, pc):
+                    out |= live_in.get(s, frozenset())
+                new = frozenset((out - defs) | uses)
+            if new != live_in[pc]:
+                live_in[pc] = new
+                changed = True
+    return live_in
+
+
+def loop_heads(insns: Sequence[Insn]) -> set[int]:
+    """Targets of backward jumps: a state is always remembered there, so that a loop
+    that comes back to the same state is found."""
+    heads = set()
+    for pc in iter_insns(insns):
+        insn = insns[pc]
+        if is_jump(insn):
+            target = jump_target(insn, pc)
+            if target is not None and target <= pc:
+                heads.add(target)
+    return heads

@@ -1,0 +1,146 @@
+"""State pruning: when a path reaches a state already proven safe, it stops.
+
+`subsumes(old, cur, live)` is the kernel's states_equal in its non-exact form: every
+concrete state `cur` stands for is one `old` stands for, looking only at registers that
+are live at the instruction (dead ones cannot influence anything) and at the whole stack.
+Identifiers (scalar links, NULL-check ids, packet ids, references) must correspond one to
+one, so that a check that refines several registers in `old` refines the same set in `cur`.
+
+`state_key` is the exact form, with identifiers renumbered: two states with the same key
+are the same state.  The interpreter uses it to find infinite loops (a path that comes
+back to a state it has already been in) and as a fast path for pruning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
+
+
+class _IdMap:
+    """A one-to-one correspondence between the ids of two states."""
+
+    def __init__(self) -> None:
+        self.fwd: dict[int, int] = {}
+        self.back: dict[int, int] = {}
+
+    def check(self, old: int, cur: int) -> bool:
+        if not old:
+            return True
+        if not cur:
+            return False
+        seen = self.fwd.get(old)
+        if seen is None:
+            if cur in self.back:
+                return False
+            self.fwd[old] = cur
+            self.back[cur] = old
+            return True
+        return seen == cur
+
+
+def regsafe(old: Reg, cur: Reg, ids: _IdMap) -> bool:
+    if old.type is T.NOT_INIT:
+        return True
+    if old.type is not cur.type:
+        return False
+    if old.type is T.SCALAR:
+        return old.var.includes(cur.var) and ids.check(old.id, cur.id)
+    if (old.off != cur.off or old.map != cur.map or old.maybe_null != cur.maybe_null
+            or old.frame != cur.frame or old.mem_size != cur.mem_size):
+        return False
+    if not old.var.includes(cur.var):
+        return False
+    if old.type in (T.PACKET, T.PACKET_META) and cur.range < old.range:
+        return False
+    if not ids.check(old.id, cur.id):
+        return False
+    return ids.check(old.ref, cur.ref)
+
+
+def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool) -> bool:
+    if old == cur:
+        return True
+    if old.spilled is not None:
+        if cur.spilled is None or old.bytes != cur.bytes:
+            if old.spilled.is_scalar and old.spilled.var.var_off.is_unknown and \
+                    all(b in (B.MISC, B.ZERO) for b in cur.bytes) and \
+                    all(b is B.SPILL for b in old.bytes):
+                return True
+            return False
+        return regsafe(old.spilled, cur.spilled, ids)
+    for ob, cb in zip(old.bytes, cur.bytes):
+        if ob is B.INVALID:
+            continue
+        if ob is B.MISC:
+            if cb is B.INVALID and not uninit_ok:
+                return False
+            if cb is B.SPILL and cur.spilled is not None and cur.spilled.is_pointer:
+                return False
+            continue
+        if ob is B.ZERO:
+            if cb is B.ZERO:
+                continue
+            if cb is B.SPILL and cur.spilled is not None and cur.spilled.is_scalar and \
+                    cur.spilled.var.is_const and cur.spilled.var.value == 0:
+                continue
+            return False
+        return False
+    return True
+
+
+def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = True) -> bool:
+    if len(old.frames) != len(cur.frames) or len(old.refs) != len(cur.refs):
+        return False
+    ids = _IdMap()
+    last = len(old.frames) - 1
+    for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
+        if fo.callsite != fc.callsite:
+            return False
+        for regno in range(11):
+            if fi == last and regno not in live and regno != 10:
+                continue
+            if not regsafe(fo.regs[regno], fc.regs[regno], ids):
+                return False
+        for si in fo.stack.keys() | fc.stack.keys():
+            if not _slot_safe(fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT), ids,
+                              uninit_ok):
+                return False
+    return True
+
+
+def clean(state: State, live: frozenset[int]) -> State:
+    """A copy with the innermost frame's dead registers forgotten (clean_live_states)."""
+    st = state.copy()
+    regs = st.cur.regs
+    for regno in range(10):
+        if regno not in live:
+            regs[regno] = NOT_INIT
+    return st
+
+
+def state_key(state: State) -> Hashable:
+    """Exact identity of a state, ids renumbered by first appearance."""
+    ren: dict[int, int] = {}
+
+    def rid(i: int) -> int:
+        if not i:
+            return 0
+        if i not in ren:
+            ren[i] = len(ren) + 1
+        return ren[i]
+
+    def rk(r: Reg) -> tuple[object, ...]:
+        return (r.type, r.var, r.off, rid(r.id), r.map, r.range, r.maybe_null, r.mem_size,
+                rid(r.ref), r.frame)
+
+    out: list[object] = []
+    for f in state.frames:
+        out.append(f.callsite)
+        out.extend(rk(r) for r in f.regs)
+        for si in sorted(f.stack):
+            s = f.stack[si]
+            out.append((si, s.bytes, rk(s.spilled) if s.spilled is not None else None))
+    out.append(tuple(sorted(rid(r) for r in state.refs)))
+    return tuple(out)

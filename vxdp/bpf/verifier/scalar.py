@@ -1,0 +1,291 @@
+"""Scalar values: a tnum plus signed and unsigned bounds, in 64 and 32 bits.
+
+`Scalar` is the kernel's model of an integer register (`struct bpf_reg_state`'s
+var_off, smin/smax, umin/umax, s32_min/s32_max, u32_min/u32_max).  Every field is a sound
+fact on its own; `sync()` makes them agree (the kernel's reg_bounds_sync: bounds from the
+tnum, signed from unsigned and back, the 32-bit half from the 64-bit range and back, then
+the tnum from the bounds).
+
+ALU operations live in `alu()`, comparison refinement in `refine()`.  Both work on the two
+halves with one width-generic routine, as the kernel does for its 32- and 64-bit cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from vxdp.bpf.verifier.tnum import U32, U64, Tnum
+
+S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
+S32_MIN, S32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def to_s64(x: int) -> int:
+    x &= U64
+    return x - (1 << 64) if x >> 63 else x
+
+
+def to_s32(x: int) -> int:
+    x &= U32
+    return x - (1 << 32) if x >> 31 else x
+
+
+def _signed(x: int, bits: int) -> int:
+    return to_s64(x) if bits == 64 else to_s32(x)
+
+
+@dataclass(frozen=True, slots=True)
+class Half:
+    """The bounds of one width (32 or 64 bits) of a scalar."""
+
+    umin: int
+    umax: int
+    smin: int
+    smax: int
+    bits: int
+
+    @staticmethod
+    def full(bits: int) -> Half:
+        return Half(0, (1 << bits) - 1, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, bits)
+
+    @property
+    def umax_all(self) -> int:
+        return (1 << self.bits) - 1
+
+    @property
+    def smin_all(self) -> int:
+        return -(1 << (self.bits - 1))
+
+    @property
+    def smax_all(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    def with_u(self, lo: int, hi: int) -> Half:
+        return replace(self, umin=lo, umax=hi)
+
+    def with_s(self, lo: int, hi: int) -> Half:
+        return replace(self, smin=lo, smax=hi)
+
+    def u_full(self) -> Half:
+        return self.with_u(0, self.umax_all)
+
+    def s_full(self) -> Half:
+        return self.with_s(self.smin_all, self.smax_all)
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    var_off: Tnum
+    umin: int = 0
+    umax: int = U64
+    smin: int = S64_MIN
+    smax: int = S64_MAX
+    u32_min: int = 0
+    u32_max: int = U32
+    s32_min: int = S32_MIN
+    s32_max: int = S32_MAX
+
+    # -- constructors -------------------------------------------------------------------
+
+    @staticmethod
+    def unknown() -> Scalar:
+        return _UNKNOWN
+
+    @staticmethod
+    def const(v: int) -> Scalar:
+        v &= U64
+        lo = v & U32
+        return Scalar(Tnum.const(v), v, v, to_s64(v), to_s64(v), lo, lo, to_s32(lo), to_s32(lo))
+
+    @staticmethod
+    def from_halves(var_off: Tnum, h64: Half, h32: Half) -> Scalar | None:
+        return Scalar(var_off, h64.umin, h64.umax, h64.smin, h64.smax,
+                      h32.umin, h32.umax, h32.smin, h32.smax).sync()
+
+    @staticmethod
+    def unsigned(size: int) -> Scalar:
+        """An unknown value zero-extended from `size` bytes (a narrow load)."""
+        if size >= 8:
+            return _UNKNOWN
+        s = Scalar(Tnum(0, (1 << (size * 8)) - 1), 0, (1 << (size * 8)) - 1).sync()
+        assert s is not None
+        return s
+
+    @staticmethod
+    def signed(size: int) -> Scalar:
+        """An unknown value sign-extended from `size` bytes (a BPF_MEMSX load)."""
+        if size >= 8:
+            return _UNKNOWN
+        bits = size * 8
+        s = Scalar(Tnum.unknown(), smin=-(1 << (bits - 1)), smax=(1 << (bits - 1)) - 1).sync()
+        assert s is not None
+        return s
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def is_const(self) -> bool:
+        return self.var_off.is_const
+
+    @property
+    def value(self) -> int:
+        """The u64 value of a constant."""
+        return self.var_off.value
+
+    @property
+    def is_const32(self) -> bool:
+        return self.var_off.subreg().is_const
+
+    def half(self, bits: int) -> Half:
+        if bits == 64:
+            return Half(self.umin, self.umax, self.smin, self.smax, 64)
+        return Half(self.u32_min, self.u32_max, self.s32_min, self.s32_max, 32)
+
+    def tnum(self, bits: int) -> Tnum:
+        return self.var_off if bits == 64 else self.var_off.subreg()
+
+    def includes(self, other: Scalar) -> bool:
+        """Every value `other` may hold, self may hold too (pruning's range_within)."""
+        return (self.umin <= other.umin and other.umax <= self.umax
+                and self.smin <= other.smin and other.smax <= self.smax
+                and self.u32_min <= other.u32_min and other.u32_max <= self.u32_max
+                and self.s32_min <= other.s32_min and other.s32_max <= self.s32_max
+                and self.var_off.includes(other.var_off))
+
+    def zext32(self) -> Scalar:
+        """The 32-bit half zero-extended to 64 bits (the result of any ALU32 operation)."""
+        s = Scalar(self.var_off.subreg(), self.u32_min, self.u32_max, self.u32_min,
+                   self.u32_max, self.u32_min, self.u32_max, self.s32_min, self.s32_max).sync()
+        assert s is not None
+        return s
+
+    def cast(self, size: int) -> Scalar:
+        """Truncate to `size` bytes, zero-extended (coerce_reg_to_size)."""
+        if size >= 8:
+            return self
+        if size == 4:
+            return self.zext32()
+        width = (1 << (size * 8)) - 1
+        t = self.var_off.cast(size)
+        if self.umax <= width:
+            lo, hi = self.umin, self.umax
+        else:
+            lo, hi = 0, width
+        s = Scalar(t, lo, hi).sync()
+        assert s is not None
+        return s
+
+    # -- normalisation ------------------------------------------------------------------
+
+    def sync(self) -> Scalar | None:
+        """Make every field agree; None when they contradict (no value is possible)."""
+        s = self
+        for _ in range(2):
+            s = _from_tnum(s)
+            s = _deduce(s)
+            if s is None:
+                return None
+            t = _intersect(s.var_off, Tnum.range(s.umin, s.umax))
+            if t is None:
+                return None
+            sub = _intersect(t.subreg(), Tnum.range(s.u32_min, s.u32_max))
+            if sub is None:
+                return None
+            s = replace(s, var_off=t.with_subreg(sub))
+        s = _from_tnum(s)
+        if (s.umin > s.umax or s.smin > s.smax or s.u32_min > s.u32_max
+                or s.s32_min > s.s32_max):
+            return None
+        return s
+
+    # -- printing -----------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        """As the kernel prints a scalar's state: `scalar(umax=255,var_off=(0x0; 0xff))`."""
+        if self.is_const:
+            return str(to_s64(self.value))
+        return f"scalar({self.fields()})"
+
+    def fields(self) -> str:
+        parts = []
+        full64 = Half.full(64)
+        full32 = Half.full(32)
+        if self.smin != full64.smin:
+            parts.append(f"smin={self.smin}")
+        if self.smax != full64.smax:
+            parts.append(f"smax={self.smax}")
+        if self.umin != 0:
+            parts.append(f"umin={self.umin}")
+        if self.umax != full64.umax:
+            parts.append(f"umax={self.umax}")
+        if self.s32_min != full32.smin and self.s32_min != self.smin:
+            parts.append(f"smin32={self.s32_min}")
+        if self.s32_max != full32.smax and self.s32_max != self.smax:
+            parts.append(f"smax32={self.s32_max}")
+        if self.u32_min != 0 and self.u32_min != self.umin:
+            parts.append(f"umin32={self.u32_min}")
+        if self.u32_max != full32.umax and self.u32_max != self.umax:
+            parts.append(f"umax32={self.u32_max}")
+        if not self.var_off.is_unknown:
+            parts.append(f"var_off={self.var_off}")
+        return ",".join(parts)
+
+
+_UNKNOWN = Scalar(Tnum.unknown())
+
+
+def _intersect(a: Tnum, b: Tnum) -> Tnum | None:
+    if (a.value ^ b.value) & ~a.mask & ~b.mask & U64:
+        return None
+    return a.intersect(b)
+
+
+def _from_tnum(s: Scalar) -> Scalar:
+    """Tighten the bounds with what the tnum says (__update_reg_bounds)."""
+    t, t32 = s.var_off, s.var_off.subreg()
+    return replace(
+        s,
+        smin=max(s.smin, to_s64(t.value | (t.mask & (1 << 63)))),
+        smax=min(s.smax, to_s64(t.value | (t.mask & ~(1 << 63) & U64))),
+        umin=max(s.umin, t.value), umax=min(s.umax, t.value | t.mask),
+        s32_min=max(s.s32_min, to_s32(t32.value | (t32.mask & (1 << 31)))),
+        s32_max=min(s.s32_max, to_s32(t32.value | (t32.mask & ~(1 << 31) & U32))),
+        u32_min=max(s.u32_min, t32.value), u32_max=min(s.u32_max, t32.value | t32.mask))
+
+
+def _deduce_half(h: Half) -> Half:
+    """Signed from unsigned and back, when the range does not cross the sign boundary."""
+    bits = h.bits
+    if _signed(h.umin, bits) <= _signed(h.umax, bits):
+        h = h.with_s(max(h.smin, _signed(h.umin, bits)), min(h.smax, _signed(h.umax, bits)))
+    mask = (1 << bits) - 1
+    if h.smin >= 0 or h.smax < 0:
+        h = h.with_u(max(h.umin, h.smin & mask), min(h.umax, h.smax & mask))
+    return h
+
+
+def _deduce(s: Scalar) -> Scalar | None:
+    h64 = _deduce_half(s.half(64))
+    h32 = _deduce_half(s.half(32))
+    # 64 -> 32: a range inside one 2**32-aligned block fixes the low half's range.
+    if h64.umin >> 32 == h64.umax >> 32:
+        lo, hi = h64.umin & U32, h64.umax & U32
+        h32 = h32.with_u(max(h32.umin, lo), min(h32.umax, hi))
+        if to_s32(lo) <= to_s32(hi):
+            h32 = h32.with_s(max(h32.smin, to_s32(lo)), min(h32.smax, to_s32(hi)))
+    if h64.smin >> 32 == h64.smax >> 32:
+        lo, hi = h64.smin & U32, h64.smax & U32
+        h32 = h32.with_u(max(h32.umin, lo), min(h32.umax, hi))
+        if to_s32(lo) <= to_s32(hi):
+            h32 = h32.with_s(max(h32.smin, to_s32(lo)), min(h32.smax, to_s32(hi)))
+    h32 = _deduce_half(h32)
+    # 32 -> 64: when the upper half is known, the low half's range is the whole story.
+    t = s.var_off
+    if not (t.mask >> 32):
+        hi_bits = t.value & ~U32 & U64
+        h64 = h64.with_u(max(h64.umin, hi_bits | h32.umin), min(h64.umax, hi_bits | h32.umax))
+        h64 = _deduce_half(h64)
+    if h64.umin > h64.umax or h32.umin > h32.umax or h64.smin > h64.smax or h32.smin > h32.smax:
+        return None
+    return Scalar(s.var_off, h64.umin, h64.umax, h64.smin, h64.smax,
+                  h32.umin, h32.umax, h32.smin, h32.smax)

@@ -1,0 +1,207 @@
+"""Verifier state: registers, stack slots, call frames, acquired references.
+
+Theory of operation.  A `Reg` is immutable; a `Frame` holds eleven of them and the stack of
+one function, byte by byte; a `State` is the frames of the current call chain plus the
+references a path holds (ring-buffer reservations).  The interpreter copies a `State` when
+a path forks (`State.copy()` copies containers, never the immutable registers).
+
+Stack model (the kernel's): 512 bytes per frame, each byte INVALID (never written), MISC
+(data of unknown value), ZERO, or SPILL (part of an 8-byte slot holding a register spilled
+with its type).  A slot is 8 aligned bytes; `Slot.spilled` is the register when the whole
+slot is a spill.  Stack accesses are always naturally aligned (the kernel enforces it for
+the stack), so a spill or fill is exactly one slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from vxdp.bpf.verifier.scalar import Scalar
+
+STACK_SIZE = 512
+SLOT = 8
+NUM_SLOTS = STACK_SIZE // SLOT
+FP = 10
+CALLER_SAVED = (1, 2, 3, 4, 5)
+
+
+class T(Enum):
+    """Register types, valued by the name the kernel's log prints."""
+
+    NOT_INIT = "?"
+    SCALAR = "scalar"
+    CTX = "ctx"
+    MAP_PTR = "map_ptr"
+    MAP_VALUE = "map_value"
+    STACK = "fp"
+    PACKET = "pkt"
+    PACKET_META = "pkt_meta"
+    PACKET_END = "pkt_end"
+    RINGBUF_MEM = "ringbuf_mem"
+
+
+PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
+POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
+
+
+@dataclass(frozen=True, slots=True)
+class Reg:
+    """One register.  For pointers, `off` is the fixed offset and `var` the variable part
+    (a scalar; constant zero for most pointers); for scalars `var` is the value."""
+
+    type: T
+    var: Scalar = field(default_factory=Scalar.unknown)
+    off: int = 0
+    id: int = 0  # scalars: copies share it; nullable/packet pointers: one check refines all
+    map: int = -1  # index into Program.maps
+    range: int = 0  # packet pointers: bytes known in bounds from (base + var)
+    maybe_null: bool = False
+    mem_size: int = 0  # ring-buffer memory
+    ref: int = 0  # reference id a release helper must get back
+    frame: int = 0  # stack pointers: the frame they point into
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.type in POINTER_TYPES
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.type is T.SCALAR
+
+    def type_name(self) -> str:
+        """As the kernel's reg_type_str: `map_value_or_null`, `pkt`, `fp`, ..."""
+        return self.type.value + ("_or_null" if self.maybe_null else "")
+
+    def __str__(self) -> str:
+        if self.type is T.SCALAR:
+            base = str(self.var)
+            if self.id and not self.var.is_const:
+                base = base.replace("scalar(", f"scalar(id={self.id},", 1)
+            return base
+        if self.type is T.NOT_INIT:
+            return "?"
+        if self.type is T.STACK and self.var.is_const:
+            return f"fp{self.off + self.var.value if self.var.value < 1 << 63 else self.off}"
+        parts = []
+        if self.id:
+            parts.append(f"id={self.id}")
+        if self.ref:
+            parts.append(f"ref_obj_id={self.ref}")
+        if self.type in (T.MAP_PTR, T.MAP_VALUE):
+            parts.append(f"map={self.map}")
+        if self.off:
+            parts.append(f"off={self.off}")
+        if self.type in PACKET_TYPES:
+            parts.append(f"r={self.range}")
+        if self.type is T.RINGBUF_MEM:
+            parts.append(f"mem_size={self.mem_size}")
+        if not self.var.is_const or self.var.value:
+            parts.append(self.var.fields())
+        return f"{self.type_name()}({','.join(p for p in parts if p)})"
+
+
+NOT_INIT = Reg(T.NOT_INIT)
+
+
+def scalar(value: Scalar | None = None) -> Reg:
+    return Reg(T.SCALAR, value if value is not None else Scalar.unknown())
+
+
+def const(v: int) -> Reg:
+    return Reg(T.SCALAR, Scalar.const(v))
+
+
+def pointer(t: T, **kw: int | bool) -> Reg:
+    return Reg(t, Scalar.const(0), **kw)  # type: ignore[arg-type]
+
+
+class B(Enum):
+    """Stack byte kinds (the kernel's STACK_INVALID / MISC / ZERO / SPILL)."""
+
+    INVALID = "?"
+    MISC = "m"
+    ZERO = "0"
+    SPILL = "r"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """8 aligned bytes of stack: the kind of each byte, low address first."""
+
+    bytes: tuple[B, ...] = (B.INVALID,) * SLOT
+    spilled: Reg | None = None
+
+    def __str__(self) -> str:
+        if self.spilled is not None:
+            return str(self.spilled)
+        return "".join(b.value for b in reversed(self.bytes))
+
+
+EMPTY_SLOT = Slot()
+
+
+@dataclass(slots=True)
+class Frame:
+    regs: list[Reg]
+    stack: dict[int, Slot]  # slot index (0 = bytes fp-8..fp-1) -> slot; absent = EMPTY
+    callsite: int = -1  # pc of the call that made this frame (-1: the main program)
+    subprog: int = 0  # entry pc of the function this frame runs
+    depth: int = 0  # deepest stack byte touched, as a positive number
+
+    def copy(self) -> Frame:
+        return Frame(list(self.regs), dict(self.stack), self.callsite, self.subprog,
+                     self.depth)
+
+    def slot(self, index: int) -> Slot:
+        return self.stack.get(index, EMPTY_SLOT)
+
+
+@dataclass(slots=True)
+class State:
+    frames: list[Frame]
+    refs: dict[int, int] = field(default_factory=dict)  # reference id -> pc that acquired it
+
+    @property
+    def cur(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def regs(self) -> list[Reg]:
+        return self.frames[-1].regs
+
+    def copy(self) -> State:
+        return State([f.copy() for f in self.frames], dict(self.refs))
+
+    def all_regs(self) -> list[tuple[int, int | None, int, Reg]]:
+        """(frame, slot or None, regno, reg) for every register and spilled register."""
+        out: list[tuple[int, int | None, int, Reg]] = []
+        for fi, f in enumerate(self.frames):
+            for i, r in enumerate(f.regs):
+                out.append((fi, None, i, r))
+            for si, s in f.stack.items():
+                if s.spilled is not None:
+                    out.append((fi, si, -1, s.spilled))
+        return out
+
+    def set_reg(self, frame: int, slot: int | None, regno: int, reg: Reg) -> None:
+        f = self.frames[frame]
+        if slot is None:
+            f.regs[regno] = reg
+        else:
+            f.stack[slot] = replace(f.stack[slot], spilled=reg)
+
+    def map_regs(self, fn: object) -> None:
+        """Replace every register r (and spilled register) with fn(r) (None: keep)."""
+        for fi, si, regno, r in self.all_regs():
+            new = fn(r)  # type: ignore[operator]
+            if new is not None and new is not r:
+                self.set_reg(fi, si, regno, new)
+
+
+def new_state() -> State:
+    """The state at a program's first instruction: R1 = ctx, R10 = fp."""
+    regs = [NOT_INIT] * 11
+    regs[1] = pointer(T.CTX)
+    regs[FP] = pointer(T.STACK, frame=0)
+    return State([Frame(regs, {})])
