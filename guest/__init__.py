@@ -1,6 +1,6 @@
 """The guest side: a sans-I/O virtio-net driver model (no trio, no sockets, no clocks)."""
 
-from .ctrl import CtrlCommand
+from .ctrl import CommandRefused, CtrlCommand
 from .driver import MIN_RX_BUFFER, SUPPORTED_FEATURES, Driver
 from .events import (
     ChainAdded,
@@ -36,6 +36,7 @@ __all__ = [
     "SUPPORTED_FEATURES",
     "Allocator",
     "ChainAdded",
+    "CommandRefused",
     "ConfigChanged",
     "CtrlCommand",
     "CtrlCompleted",

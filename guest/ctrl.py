@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from virtio_spec.ctrl import VIRTIO_NET_ERR, VIRTIO_NET_OK
+from virtio_spec.errors import LocalProtocolError
 
 from .queues import Reaped
+
+
+class CommandRefused(LocalProtocolError, ValueError):
+    """The driver declines to send a control command the spec forbids it to send."""
 
 
 @dataclass
@@ -51,4 +56,4 @@ class CtrlCommand:
         return ""
 
 
-__all__ = ["CtrlCommand"]
+__all__ = ["CommandRefused", "CtrlCommand"]

@@ -37,24 +37,25 @@ from virtio_spec.ctrl import (
     VirtioNetCtrlMac,
     VirtioNetCtrlMq,
     build_ctrl,
+    check_command_allowed,
     command_name,
 )
-from virtio_spec.errors import LocalProtocolError, RingError
+from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe, mask_of, negotiate
 from virtio_spec.memory import GuestMemory
 from virtio_spec.offload import XdpCapabilities
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import (
     VIRTIO_NET_CONFIG_SIZE,
-    VIRTIO_NET_CONFIG_STD_SIZE,
     VirtioNetHdrGso,
     VirtioNetStatus,
+    config_ranges,
     net_hdr_size,
     net_hdr_struct,
     virtio_net_config,
 )
 
-from .ctrl import CtrlCommand
+from .ctrl import CommandRefused, CtrlCommand
 from .events import (
     ConfigChanged,
     CtrlCompleted,
@@ -235,9 +236,7 @@ class Driver:
         elif state is InitState.CHECK_FEATURES_OK:
             self._send(ReadStatus(), self._on_features_ok)
         elif state is InitState.READ_CONFIG:
-            size = VIRTIO_NET_CONFIG_SIZE if self.has(_N.VIRTIO_NET_F_XDP_OFFLOAD) \
-                else VIRTIO_NET_CONFIG_STD_SIZE
-            self._send(ReadConfig(0, size), self._on_config)
+            self._read_config()
         elif state is InitState.SETUP_QUEUES:
             index, _ = self._plan[len(self.queues)]
             self._send(ReadQueueMax(index), self._on_queue_max)
@@ -303,6 +302,23 @@ class Driver:
             self._init_event(InitEvent.FEATURES_REFUSED,
                              f"device refused FEATURES_OK (status reads {int(value):#04x}, "
                              f"\u00a73.1.1)")
+
+    def _read_config(self) -> None:
+        """Read the config fields the offer makes exist, one request per run of adjacent
+        fields (virtio 1.3 §2.5.1: never touch a field whose feature is not offered);
+        absent fields stay zero and `_on_config` sees the whole structure."""
+        buf = bytearray(VIRTIO_NET_CONFIG_SIZE)
+        ranges = config_ranges(self.offered)
+
+        def store(off: int, length: int, last: bool) -> Continuation:
+            def cont(value: Any) -> None:
+                buf[off:off + length] = bytes(value)[:length].ljust(length, b"\0")
+                if last:
+                    self._on_config(bytes(buf))
+            return cont
+
+        for i, (off, length) in enumerate(ranges):
+            self._send(ReadConfig(off, length), store(off, length, i == len(ranges) - 1))
 
     def _on_config(self, value: Any) -> None:
         raw = bytes(value)
@@ -423,6 +439,7 @@ class Driver:
             raise LocalProtocolError("no control queue: VIRTIO_NET_F_CTRL_VQ not negotiated")
         data = bytes([cls, command]) + body if isinstance(body, bytes | bytearray) \
             else build_ctrl(cls, command, body)
+        self._check_command(cls, command, data[2:])
         readable = [data[:2]] + ([data[2:]] if len(data) > 2 else [])
         writable = [1] + ([result_size] if result_size else [])
         if q.free_descriptors < q.descriptors_needed(len(readable) + len(writable)):
@@ -433,6 +450,21 @@ class Driver:
         self._ctrl[added.head] = cmd
         self._publish(q)
         return cmd
+
+    def _check_command(self, cls: int, command: int, body: bytes) -> None:
+        """Refuse what the driver MUST NOT send, before it reaches the ring."""
+        try:
+            # virtio 1.3 §5.1.6.5.1.2 and kin: no command whose feature was not negotiated
+            check_command_allowed(cls, command, self.negotiated)
+        except RemoteProtocolError as err:
+            raise CommandRefused(str(err)) from None
+        if (cls, command) == (VirtioNetCtrlClass.VIRTIO_NET_CTRL_MQ,
+                              VirtioNetCtrlMq.VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET):
+            # virtio 1.3 §5.1.6.5.6.1: MUST NOT request 0 or more than max_virtqueue_pairs
+            pairs = int.from_bytes(body[:2], "little")
+            if not 1 <= pairs <= self.max_pairs:
+                raise CommandRefused(f"VQ_PAIRS_SET {pairs} outside 1..{self.max_pairs} "
+                                     f"(virtio 1.3 \u00a75.1.6.5.6.1)")
 
     def interrupt(self, queue: int) -> None:
         """A used-buffer notification for `queue`: reap and process what came back."""

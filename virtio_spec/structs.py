@@ -418,6 +418,27 @@ VIRTIO_NET_CONFIG_FIELD_FEATURES: Final[dict[str, tuple[int, ...]]] = {
 }
 
 
+
+
+def config_ranges(features: int) -> list[tuple[int, int]]:
+    """(offset, length) runs of `virtio_net_config` that exist for a device offering
+    `features`, adjacent fields merged; mac always exists (§5.1.4).  A driver reads these
+    and nothing else: §2.5.1 says it MUST check that a feature is offered before accessing
+    the optional field it governs, so a gap (e.g. max_virtqueue_pairs without MQ between
+    status and mtu) is never touched."""
+    names = list(VIRTIO_NET_CONFIG_OFFSETS)
+    runs: list[tuple[int, int]] = []
+    for i, name in enumerate(names):
+        if name != "mac" and not any(features >> bit & 1
+                                     for bit in VIRTIO_NET_CONFIG_FIELD_FEATURES[name]):
+            continue
+        off, size = VIRTIO_NET_CONFIG_OFFSETS[name], virtio_net_config.subcons[i].sizeof()
+        if runs and runs[-1][0] + runs[-1][1] == off:
+            runs[-1] = (runs[-1][0], runs[-1][1] + size)
+        else:
+            runs.append((off, size))
+    return runs
+
 __all__ = [
     "AVAIL_RING_ALIGN",
     "DESC_SIZE",
@@ -458,6 +479,7 @@ __all__ = [
     "VirtqUsedFlag",
     "avail_ring_size",
     "check_queue_size",
+    "config_ranges",
     "desc_table_size",
     "net_hdr_size",
     "net_hdr_struct",

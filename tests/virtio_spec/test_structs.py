@@ -185,3 +185,14 @@ def test_package_re_exports_resolve() -> None:
     assert missing == []
     assert len(set(virtio_spec.__all__)) == len(virtio_spec.__all__)
     assert virtio_spec.virtq_desc is S.virtq_desc
+
+
+@pytest.mark.parametrize(("features", "ranges"), [
+    (0, [(0, 6)]),  # mac always exists (§5.1.4)
+    (1 << 16 | 1 << 3, [(0, 8), (10, 2)]),  # STATUS, MTU: the MQ gap at 8 is skipped
+    (1 << 22 | 1 << 16 | 1 << 3, [(0, 12)]),  # with MQ the runs merge
+    (1 << 58, [(0, 6), (28, 28)]),  # XDP capabilities sit after supported_tunnel_types
+])
+def test_config_ranges_cover_only_offered_fields(features, ranges):
+    from virtio_spec.structs import config_ranges
+    assert config_ranges(features) == ranges

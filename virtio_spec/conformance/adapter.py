@@ -46,6 +46,11 @@ class Unsupported(NotApplicable):
     """The adapter cannot perform the operation (e.g. no access to the wire)."""
 
 
+#: What a driver raises when it refuses a request the spec forbids it to send (e.g.
+#: VQ_PAIRS_SET 0, or PROMISC without CTRL_RX): refusing is conformant, sending is not.
+REFUSED: tuple[type[Exception], ...] = (ValueError, LookupError, RuntimeError)
+
+
 class TransportRefused(Exception):
     """The device refused a transport operation (its message says why)."""
 
@@ -143,11 +148,13 @@ class DriverUnderTest(Protocol):
         ...
 
     def set_promisc(self, on: bool) -> None:
-        """Ask for promiscuous mode (raise Unsupported if the driver has no such API)."""
+        """Ask for promiscuous mode (raise Unsupported if the driver has no such API, one
+        of REFUSED if it declines because the spec forbids the command)."""
         ...
 
     def set_queue_pairs(self, pairs: int) -> None:
-        """Ask for `pairs` queue pairs (raise Unsupported without such an API)."""
+        """Ask for `pairs` queue pairs (raise Unsupported without such an API, one of
+        REFUSED if it declines because the spec forbids the request)."""
         ...
 
     def close(self) -> None:
@@ -163,6 +170,7 @@ DriverFactory = Callable[[], DriverUnderTest]
 
 __all__ = [
     "CONFIG_NOTIFICATION",
+    "REFUSED",
     "DeviceFactory",
     "DeviceUnderTest",
     "DriverFactory",
