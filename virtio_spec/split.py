@@ -460,12 +460,14 @@ class SplitDriverQueue(_SplitRing):
         return self.has_used()
 
     def disable_interrupts(self) -> None:
-        """Ask the device not to interrupt.  With EVENT_IDX the flag is ignored, so
-        used_event is also parked a full lap behind."""
+        """Ask the device not to interrupt: NO_INTERRUPT in avail.flags, or with EVENT_IDX
+        used_event parked a full lap behind (the flag is then not ours to set)."""
         self._interrupts = False
-        self._put16(self._avail, _FLAGS, self._u16(self._avail, _FLAGS) | _NO_INTERRUPT)
         if self.event_idx:
+            # virtio 1.3 §2.7.7.1: with EVENT_IDX the driver MUST set flags to 0
             self._put16(self._avail, self._used_event_off, self.last_used_idx - 1)
+        else:
+            self._put16(self._avail, _FLAGS, self._u16(self._avail, _FLAGS) | _NO_INTERRUPT)
 
 
 __all__ = ["SplitDeviceQueue", "SplitDriverQueue", "UsedElem"]

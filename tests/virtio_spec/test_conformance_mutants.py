@@ -405,7 +405,7 @@ class BrokenDriver(ReferenceDriver):
         if self.bug == "driver:2.7.7.1":
             s.memory().write_u16(q.avail, 2)  # type: ignore[union-attr]
         if self.bug == "driver:2.7.7.1/2":
-            q.driver.disable_interrupts()
+            s.memory().write_u16(q.avail, 1)  # type: ignore[union-attr]  # NO_INTERRUPT with EVENT_IDX
 
     def _transmit_packed(self, s: DriverSession, frames: Sequence[bytes]) -> None:
         tx = s.txq()

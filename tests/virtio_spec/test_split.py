@@ -236,6 +236,8 @@ def test_event_idx_disabled_interrupts_stay_quiet_until_enabled() -> None:
         q.add_chain(writable=[1])
     chains = dev.pop_many(3)
     q.driver.disable_interrupts()
+    # virtio 1.3 §2.7.7.1: with EVENT_IDX the driver MUST leave avail.flags at 0
+    assert q.mem.read_u16(q.addresses[1]) == 0
     dev.push(chains[0], 0)
     assert dev.should_interrupt() is False
     assert q.driver.enable_interrupts() is True
