@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="device profile every guest gets (default: default)")
     parser.add_argument("--wire", default="null", metavar="SPEC",
                         help="wire port: null, pcap:IN[,out=OUT], gen:..., tap:NAME")
+    parser.add_argument("--datapath", default="c", choices=("c", "python"),
+                        help="c: the packet core moves bursts (default); python: the "
+                             "device model does")
     add_common(parser)
 
 
@@ -70,5 +73,6 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     hook = make_hook(args)
     wire = open_port(args.wire)
-    runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook)
+    runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
+                          datapath=args.datapath)
     return trio.run(_main, runtime, args.stats_json)

@@ -24,11 +24,16 @@ addressed to), per-queue packet and byte counters follow `FrameDelivered` and
 `FrameTransmitted`.  A device refusal (`VirtioError`) gets the front-end a REPLY_ACK
 nack and the session goes on; a protocol break ends that guest's session only.
 
-Frames from the wire run through the host XDP hook in bursts (ingress ifindex 1): DROP
-and ABORTED end there, TX goes back out of the wire, REDIRECT goes to ifindex 1 (the
-wire) or 2 + n (guest n), PASS goes to the guest whose MAC the frame is for, or to every
-live guest when it is broadcast, multicast or unknown.  The wire is read once the first
-guest is live, so that a replay or a generator run is not spent on nobody.
+Frames from the wire are switched by destination MAC (broadcast, multicast and unknown
+unicast go to every live guest), then enter each guest through the host XDP program, on
+the path into that guest as the offload has it (ingress ifindex 2 + n for guest n):
+DROP and ABORTED end there, TX goes back out of the wire, REDIRECT goes to ifindex 1 (the
+wire) or to another guest's queues, PASS goes into the guest's receive queue.  Two
+datapaths do this: `c` (default) hands receiveq1/transmitq1 of a live split-ring device
+to the C packet core (`cpath.CPath`, one C call per burst, program included); `python`
+leaves them to the device model with the program on `XdpHook`.  The wire is read once a
+guest has posted receive buffers, and a burst waits (briefly) for guests to have room, so
+that a replay or a generator run is not spent on nobody.
 
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
@@ -58,15 +63,19 @@ from host import (
     get_profile,
 )
 from host.config import ConfigSpace
+from host.datapath import BurstOut, HostSwitch
+from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.packed import PackedDeviceQueue
+from virtio_spec.split import SplitDeviceQueue
 from vxdp.bpf.program import Program
-from vxdp.errors import VhostUserError, VhostUserLocalError
+from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError
 from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
 from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
 from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
 
+from .cpath import CPath
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
 
@@ -80,6 +89,10 @@ PROTOCOL_FEATURES = (1 << _PF.MQ | 1 << _PF.REPLY_ACK | 1 << _PF.CONFIG | 1 << _
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 BURST = 32
 WIRE_IFINDEX = 1
+FIRST_GUEST_IFINDEX = 2  # guest n is ifindex 2 + n (REDIRECT targets, devmap values)
+DATAPATHS = ("c", "python")
+ROOM_WAIT = 0.05
+ROOM_UNKNOWN = 1 << 30
 
 
 def guest_mac(profile: DeviceProfile, n: int) -> bytes:
@@ -105,8 +118,11 @@ class GuestPort:
             queue_num=2 * self.profile.max_queue_pairs + 1,
             max_queue_size=self.profile.max_queue_size,
             config_size=ConfigSpace(self.profile).size)
+        self.ifindex = FIRST_GUEST_IFINDEX + number
         self.device: Device | None = None
         self.session: BackendSession | None = None
+        self.cpath = CPath(runtime.switch, self.ifindex) if runtime.switch is not None \
+            else None
         self.sessions = 0
         self.last_disconnect = ""
         self.queues: dict[str, dict[str, int]] = {}
@@ -114,6 +130,7 @@ class GuestPort:
         self.interrupts = 0
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
+        self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
             ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
@@ -166,10 +183,12 @@ class GuestPort:
         self.session = session
         self.device = Device(self.profile)
         self.running.clear()
+        self.rx_posted = False
         self.sessions += 1
         log.info("guest %d (%s): front-end connected", self.number, self.path)
 
     async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
+        self._release()
         device, self.device, self.session = self.device, None, None
         self.running.clear()
         self.last_disconnect = event.reason or "closed"
@@ -183,6 +202,7 @@ class GuestPort:
         self._handle(self._need_device().write_features(event.features & ~_PROTO_BIT))
 
     async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
+        self._release()
         self.running.clear()
         self._handle(self._need_device().write_status(0))
 
@@ -206,8 +226,11 @@ class GuestPort:
                                           base=vring.base))
             self._handle(device.enable_queue(event.index))
         self.running.add(event.index)
+        self._take()
 
     async def _stop(self, session: BackendSession, event: ev.VringBaseQueried) -> int:
+        if event.index in (0, 1):
+            self._release()
         self.running.discard(event.index)
         slot = self.device.slot(event.index) if self.device is not None else None
         engine = slot.engine if slot is not None else None
@@ -225,8 +248,10 @@ class GuestPort:
 
     async def _status_write(self, session: BackendSession, event: ev.StatusSet) -> None:
         if event.status == 0:
+            self._release()
             self.running.clear()
         self._handle(self._need_device().write_status(event.status))
+        self._take()
         self.runtime.note_live()
 
     async def _status_read(self, session: BackendSession, event: ev.StatusQueried) -> int:
@@ -235,7 +260,44 @@ class GuestPort:
     async def _kicked(self, session: BackendSession, event: ev.Kicked) -> None:
         if self.device is None or event.index not in self.running:
             return
+        if event.index == 0 and not self.rx_posted and self.device.live:
+            self.rx_posted = True  # the driver's first receive buffers are there
+            self.runtime.note_live()
+        if self.cpath is not None and self.cpath.active and event.index in (0, 1):
+            if event.index == 1:
+                # the C port drains the transmit ring; receive buffers it finds by itself
+                self._burst_out(self.cpath.tx(), from_guest=True)
+            return
         self._handle(self.device.notify(event.index))
+
+    # -- the C datapath --------------------------------------------------------------
+
+    def _take(self) -> None:
+        """Pair 1 into C once the device is live and both of its rings run."""
+        if self.cpath is None or self.cpath.active or self.device is None:
+            return
+        if self.device.live and {0, 1} <= self.running:
+            xdp = self.runtime.xdp
+            self.cpath.take(self.device, xdp.program, xdp.maps)
+
+    def _release(self) -> None:
+        if self.cpath is not None:
+            self.cpath.release()
+
+    def _burst_out(self, out: BurstOut, *, from_guest: bool) -> None:
+        for ifindex, mask in out.interrupts.items():
+            target = self.runtime.by_ifindex(ifindex)
+            if target is None or target.session is None:
+                continue
+            for queue, bit in ((0, 1), (1, 2)):
+                if mask & bit:
+                    target.interrupts += 1
+                    target.session.notify(queue)
+        if out.wire:
+            if from_guest:
+                self.runtime.from_guest(self, out.wire)
+            else:
+                self.runtime.wire.send(out.wire)
 
     # -- the datapath ----------------------------------------------------------------
 
@@ -273,9 +335,30 @@ class GuestPort:
             self.runtime.from_guest(self, out)
 
     def receive(self, frames: Sequence[bytes]) -> None:
-        """Frames for this guest's receive queues (spread over the active pairs by flow)."""
+        """Frames from the wire for this guest: the host XDP program, then its receive
+        queues (in C, both in one call per burst, once the port is taken)."""
         device = self.device
         if device is None or not device.live:
+            self.drops["no_device"] += len(frames)
+            return
+        if self.cpath is not None and self.cpath.active:
+            self._burst_out(self.cpath.rx(frames), from_guest=False)
+            return
+        verdict = self.runtime.xdp.run(frames, ingress_ifindex=self.ifindex)
+        if verdict.tx:
+            self.runtime.wire.send(verdict.tx)
+        for ifindex, frame in verdict.redirect:
+            self.runtime.redirect(ifindex, frame)
+        self.deliver(verdict.passed)
+
+    def deliver(self, frames: Sequence[bytes]) -> None:
+        """Frames into the receive queues, past XDP (spread over the pairs by flow)."""
+        device = self.device
+        if device is None or not device.live:
+            self.drops["no_device"] += len(frames)
+            return
+        if self.cpath is not None and self.cpath.active:
+            # a frame redirected here: the C port has the rings; count it as not taken
             self.drops["no_device"] += len(frames)
             return
         pairs = device.net.curr_queue_pairs
@@ -289,17 +372,49 @@ class GuestPort:
                 continue
             self._handle(device.receive(burst, pair))
 
+    def rx_room(self) -> int:
+        """Frames receiveq1 can take now without a drop: buffers posted and not taken
+        (split rings; one buffer a frame), plus the model's backlog space."""
+        device = self.device
+        slot = device.slot(0) if device is not None and device.live else None
+        if device is None or device.memory is None or slot is None or not self.rx_posted:
+            return 0 if device is not None and device.live else ROOM_UNKNOWN
+        avail = device.memory.read_u16(slot.addresses[1] + 2)
+        if self.cpath is not None and self.cpath.port is not None:
+            last = int(self.cpath.port.queue_states()["rx"]["last_avail_idx"])  # type: ignore[call-overload]
+            return (avail - last) & 0xFFFF
+        engine = slot.engine
+        if not isinstance(engine, SplitDeviceQueue):
+            return ROOM_UNKNOWN
+        return ((avail - engine.last_avail_idx) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
+
     def stats(self) -> dict[str, object]:
         device_stats = dict(self.device_totals)
         if self.device is not None:
             for key, value in self.device.stats.items():
                 device_stats[key] = device_stats.get(key, 0) + value
+        queues = {k: dict(v) for k, v in self.queues.items()}
+        drops = dict(self.drops)
+        datapath: dict[str, object] = {"kind": "python"}
+        if self.cpath is not None:
+            c = self.cpath.stats()
+            datapath = {"kind": "c" if self.cpath.active else "python",
+                        "refusal": self.cpath.refusal, "c_counters": c}
+            for name, pk, by in (("receiveq1", "guest_packets", "guest_bytes"),
+                                 ("transmitq1", "tx_packets", "tx_bytes")):
+                if c.get(pk):
+                    q = queues.setdefault(name, _counter())
+                    q["packets"] += c[pk]
+                    q["bytes"] += c[by]
+            drops["rx"] += sum(v for k, v in c.items()
+                               if k.startswith("drop_") and k != "drop_tx_header")
+            drops["tx"] += c.get("drop_tx_header", 0)
         return {
-            "socket": self.path, "mac": self.profile.mac.hex(":"),
+            "socket": self.path, "ifindex": self.ifindex, "mac": self.profile.mac.hex(":"),
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
-            "queues": {k: dict(v) for k, v in sorted(self.queues.items())},
-            "drops": dict(self.drops), "interrupts": self.interrupts, "device": device_stats,
+            "queues": dict(sorted(queues.items())), "drops": drops,
+            "interrupts": self.interrupts, "device": device_stats, "datapath": datapath,
         }
 
 
@@ -308,12 +423,17 @@ class HostRuntime:
 
     def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
-                 xdp: XdpHook | None = None, burst: int = BURST) -> None:
+                 xdp: XdpHook | None = None, burst: int = BURST,
+                 datapath: str = "c") -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
             raise ValueError("a host serves at least one guest socket")
+        if datapath not in DATAPATHS:
+            raise UsageError(f"datapath {datapath!r} is not one of {', '.join(DATAPATHS)}")
         self.profile = prof
+        self.datapath = datapath
+        self.switch = HostSwitch(WIRE_IFINDEX) if datapath == "c" else None
         self.guests = [GuestPort(self, n, p, prof) for n, p in enumerate(paths)]
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
@@ -327,10 +447,30 @@ class HostRuntime:
     def attach(self, program: Program) -> None:
         """Attach (or replace) the host XDP program; InvalidProgram keeps the old one."""
         self.xdp.attach(program)
+        for g in self.guests:
+            if g.cpath is not None:
+                g.cpath.attach(program, self.xdp.maps)
         log.info("host XDP program attached: %s", self.xdp.describe())
 
     def detach(self) -> bool:
+        for g in self.guests:
+            if g.cpath is not None:
+                g.cpath.attach(None, None)
         return self.xdp.detach()
+
+    def by_ifindex(self, ifindex: int) -> GuestPort | None:
+        n = ifindex - FIRST_GUEST_IFINDEX
+        return self.guests[n] if 0 <= n < len(self.guests) else None
+
+    def redirect(self, ifindex: int, frame: bytes) -> None:
+        """XDP_REDIRECT on the Python datapath: the wire, or another guest's queues."""
+        target = self.by_ifindex(ifindex)
+        if ifindex == WIRE_IFINDEX:
+            self.wire.send([frame])
+        elif target is not None:
+            target.deliver([frame])
+        else:
+            self.redirect_failed += 1
 
     # -- running -----------------------------------------------------------------------
 
@@ -344,8 +484,17 @@ class HostRuntime:
             task_status.started()
 
     def note_live(self) -> None:
-        if any(g.live for g in self.guests):
+        if any(g.live and g.rx_posted for g in self.guests):
             self._live.set()
+
+    async def _room_for(self, n: int) -> None:
+        """Hold a burst (at most ROOM_WAIT seconds) while a live guest has fewer than `n`
+        receive buffers posted: a replay or a generator goes as fast as the guests take
+        frames; a guest that stops refilling costs the others ROOM_WAIT a burst, then
+        drops."""
+        with trio.move_on_after(ROOM_WAIT):
+            while any(g.live and g.rx_room() < n for g in self.guests):
+                await trio.sleep(0.0005)
 
     async def pump_wire(self) -> None:
         """Read the wire in bursts once a guest is live; stops when the source ends."""
@@ -355,23 +504,14 @@ class HostRuntime:
             if frames is None:
                 self.wire_done.set()
                 return
+            await self._room_for(len(frames))
             self.from_wire(frames)
 
     def from_wire(self, frames: Sequence[bytes]) -> None:
-        """One burst from the wire: host XDP, then the guests."""
-        verdict = self.xdp.run(frames, ingress_ifindex=WIRE_IFINDEX)
-        if verdict.tx:
-            self.wire.send(verdict.tx)
-        for ifindex, frame in verdict.redirect:
-            if ifindex == WIRE_IFINDEX:
-                self.wire.send([frame])
-            elif 0 <= ifindex - 2 < len(self.guests):
-                self.guests[ifindex - 2].receive([frame])
-            else:
-                self.redirect_failed += 1
-        self.switch(verdict.passed, source=None)
+        """One burst from the wire, switched to the guests (each runs the program)."""
+        self.switch_frames(frames, source=None)
 
-    def switch(self, frames: Sequence[bytes], source: GuestPort | None) -> None:
+    def switch_frames(self, frames: Sequence[bytes], source: GuestPort | None) -> None:
         """Deliver by destination MAC; flood broadcast, multicast and unknown unicast
         to every live guest but the source (frames from the wire only)."""
         per_guest: dict[int, list[bytes]] = {}
@@ -395,7 +535,7 @@ class HostRuntime:
         to_guests = [f for f in frames if f[:6] in local]
         to_wire = [f for f in frames if f[:6] not in local] if to_guests else list(frames)
         if to_guests:
-            self.switch(to_guests, source=guest)
+            self.switch_frames(to_guests, source=guest)
         self.wire.send(to_wire)
         self.note_live()
 
@@ -404,11 +544,25 @@ class HostRuntime:
             "profile": self.profile.name,
             "guests": [g.stats() for g in self.guests],
             "wire": self.wire.stats(),
-            "xdp": {**self.xdp.stats(), "attached": self.xdp.attached,
-                    "redirect_failed": self.redirect_failed},
+            "datapath": self.datapath,
+            "xdp": {**self.xdp.stats(), "actions": self.actions(),
+                    "attached": self.xdp.attached, "redirect_failed": self.redirect_failed},
         }
 
+    def actions(self) -> dict[str, int]:
+        """XDP action counts of both datapaths, every guest."""
+        out = dict(self.xdp.actions)
+        for g in self.guests:
+            if g.cpath is not None:
+                for name, n in g.cpath.actions().items():
+                    out[name] += n
+        return out
+
     def close(self) -> None:
+        for g in self.guests:
+            if g.cpath is not None and g.cpath.port is not None:
+                g.cpath.port.close()
+                g.cpath.port = None
         self.wire.close()
         self.xdp.close()
 

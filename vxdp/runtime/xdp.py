@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
 from vxdp.bpf.program import Program, XdpAction
@@ -66,6 +67,13 @@ class XdpHook:
     @property
     def attached(self) -> bool:
         return self._engine is not None
+
+    @property
+    def maps(self) -> list[CoreMap] | None:
+        """The attached program's maps when they are core maps (shared with C ports)."""
+        if self._engine is None or not all(isinstance(m, CoreMap) for m in self._engine.maps):
+            return None
+        return [m for m in self._engine.maps if isinstance(m, CoreMap)]
 
     def attach(self, program: Program) -> None:
         """Load `program` (replacing any attached one); raises InvalidProgram and leaves

@@ -118,14 +118,22 @@ class Rig:
         return guest
 
 
+@pytest.fixture(params=["c", "python"])
+def datapath(request: pytest.FixtureRequest) -> str:
+    """The host datapath a rig runs: the C port, or the Python device model."""
+    if request.param == "c" and core_unavailable() is not None:
+        pytest.skip(str(core_unavailable()))
+    return str(request.param)
+
+
 @pytest.fixture
-async def rig_factory() -> AsyncIterator[Callable[..., Rig]]:
+async def rig_factory(datapath: str) -> AsyncIterator[Callable[..., Rig]]:
     made: list[tuple[Rig, trio.Nursery]] = []
     async with trio.open_nursery() as nursery:
 
         def make(sockets: int = 1, **kw: object) -> Rig:
             host = HostRuntime([f"unused-{i}.sock" for i in range(sockets)],
-                               **kw)  # type: ignore[arg-type]
+                               datapath=datapath, **kw)  # type: ignore[arg-type]
             nursery.start_soon(host.pump_wire)
             rig = Rig(nursery, host)
             made.append((rig, nursery))

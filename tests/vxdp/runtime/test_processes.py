@@ -91,8 +91,8 @@ async def test_kill_one_guest_the_host_serves_the_other(tmp_path: Path) -> None:
             host = await procs.host("--socket", str(socks[0]), "--socket", str(socks[1]),
                                     "--wire", "gen:rate=400,size=90,seed=2",
                                     "--stats-json", str(stats))
-            guests = [await procs.guest("--socket", str(s), "--wire", f"pcap:out={c}")
-                      for s, c in zip(socks, caps)]
+            guests = [await procs.start("guest", "guest", "--socket", str(s), "--wire",
+                                        f"pcap:out={c}") for s, c in zip(socks, caps)]
             await until(lambda: all(len(frames_in(c)) > 10 for c in caps), "both receive",
                         timeout=15)
             guests[1].signal(signal.SIGKILL)

@@ -1,0 +1,99 @@
+"""One guest's receive and transmit queues on the C datapath (`host.datapath.HostPort`).
+
+The host runtime runs a guest's device on the Python model until the driver sets
+DRIVER_OK; then, when the rings are split and pair 1's two queues are running, `CPath`
+takes them into C (`HostPort.from_device`): wire frames go in bursts through the
+offloaded program and into the guest's buffers in one C call, and a transmit kick drains
+the ring in one C call.  The control queue and any other pair stay with the model.
+Before anything else touches the rings (GET_VRING_BASE, a reset, a disconnect) the queues
+are handed back at C's indices (`hand_back`), so the model goes on where C stopped.
+
+The C port has no receive backlog: a frame that finds no buffer is dropped and counted
+(`drop_no_buffer`), as a NIC ring overflows.  Its counters outlive it: a retired port's
+are added to `totals`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from host import Device
+from host.datapath import BurstOut, HostPort, HostSwitch
+from virtio_spec.errors import VirtioError
+from vxdp.bpf.coremaps import CoreMap
+from vxdp.bpf.program import Program
+from vxdp.errors import VxdpError
+
+log = logging.getLogger("vxdp.runtime.cpath")
+
+#: Port counters the stats file shows as XDP actions, by action name.
+ACTION_COUNTERS = {"aborted": ("xdp_aborted", "xdp_invalid", "xdp_fault"), "drop": ("xdp_drop",),
+                   "pass": ("xdp_pass",), "tx": ("xdp_tx",), "redirect": ("xdp_redirect",)}
+
+
+class CPath:
+    """The C port of one guest (None until taken) and the counters of retired ones."""
+
+    def __init__(self, switch: HostSwitch, ifindex: int) -> None:
+        self.switch = switch
+        self.ifindex = ifindex
+        self.port: HostPort | None = None
+        self.totals: dict[str, int] = {}
+        self.refusal = ""
+
+    @property
+    def active(self) -> bool:
+        return self.port is not None
+
+    def take(self, device: Device, program: Program | None,
+             maps: Sequence[CoreMap] | None) -> bool:
+        """Move pair 1's queues of a live `device` into C; False (and why, in `refusal`)
+        when the queues cannot go (packed rings, chains in flight)."""
+        if self.port is not None:
+            return True
+        try:
+            port = HostPort.from_device(self.switch, self.ifindex, device)
+        except (VirtioError, VxdpError) as exc:
+            self.refusal = str(exc)
+            log.info("port %d stays on the Python datapath: %s", self.ifindex, exc)
+            return False
+        self.port = port
+        if program is not None:
+            self.attach(program, maps)
+        return True
+
+    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None) -> None:
+        if self.port is not None:
+            self.port.attach(program, maps)
+
+    def release(self) -> None:
+        """Hand the queues back to the device model and keep the port's counters."""
+        port, self.port = self.port, None
+        if port is None:
+            return
+        for key, value in port.stats.items():
+            self.totals[key] = self.totals.get(key, 0) + value
+        port.hand_back()
+
+    def rx(self, frames: Sequence[bytes]) -> BurstOut:
+        assert self.port is not None
+        return self.port.rx_burst(frames)
+
+    def tx(self) -> BurstOut:
+        assert self.port is not None
+        return self.port.tx_burst()
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.totals)
+        if self.port is not None:
+            for key, value in self.port.stats.items():
+                out[key] = out.get(key, 0) + value
+        return out
+
+    def actions(self) -> dict[str, int]:
+        s = self.stats()
+        return {name: sum(s.get(k, 0) for k in keys) for name, keys in ACTION_COUNTERS.items()}
+
+
+__all__ = ["ACTION_COUNTERS", "CPath"]
