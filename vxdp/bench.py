@@ -7,9 +7,11 @@ Four workloads, compiled from the differential corpus (tests/vxdp/progs):
     array counter        xdp_array_counter.c   ARRAY lookup and two atomic adds
     5-tuple hash lookup  xdp_flow_hash.c       HASH lookup with a 16-byte key (1024 flows)
 
-Both engines run the same program over the same packet in the same process: the
+Every engine runs the same program over the same packet in the same process: the
 interpreter through `Engine.run_xdp` in batches (the FFI crossing included, as the host
-pays it), the kernel through BPF_PROG_TEST_RUN with `repeat` (its own per-run average).
+pays it), the kernel through BPF_PROG_TEST_RUN with `repeat` (its own per-run average),
+and, where a C compiler is at hand, vxdp's own JIT (the `jit` engine, same core, same
+batch call) as a third column.
 Each figure is the best of several rounds, and programs compared with each other (the
 two calibration programs) are measured round-robin, so a burst of load from a neighbour
 inflates neither one alone.
@@ -18,7 +20,8 @@ The interpreter gets two figures.  `interp` is wall time per packet through run_
 a Python caller pays (batch marshalling and one XdpResult per packet included).  `core` is
 the time spent inside the packet core's batch call alone, as cProfile attributes it to
 that one C function (the profiler only sees the call boundary, once per batch, so it adds
-nothing per packet); it is what the host's C datapath would pay.
+nothing per packet); it is what the host's C datapath would pay.  The `jit` column is the
+same measurement with the program JIT-compiled.
 
 Per-instruction and fixed costs come from two calibration programs whose path length is
 known exactly: straight-line code of CAL_SHORT and CAL_LONG instructions.  The difference
@@ -49,8 +52,8 @@ from vxdp.errors import UsageError, VxdpError
 PROGS_DIR = Path(__file__).resolve().parents[1] / "tests" / "vxdp" / "progs"
 TARGET_NS_PER_INSN = 2.5
 TARGET_FIXED_NS = 20.0
-CAL_SHORT = 2  # r0 = 1; exit
-CAL_LONG = 1002  # r0 = 1; r3 = 0; 999 x r3 += 1; exit
+CAL_SHORT = 4  # r3 = ingress_ifindex; r0 = r3; r0 &= 3; exit
+CAL_LONG = 1004  # the same around 998 instructions of ALU work (see calibration_program)
 
 BENCH_FLOW = P.Flow("udp", "10.0.0.1", "10.1.0.1", 40000, 53)
 BENCH_PACKET = BENCH_FLOW.packet(b"\x00" * 18)  # 60 bytes: a 64-byte frame less its FCS
@@ -85,16 +88,30 @@ WORKLOADS: tuple[Workload, ...] = (
 
 
 def calibration_program(n_insns: int) -> Program:
-    """Straight-line code of exactly `n_insns` executed instructions returning XDP_DROP."""
-    if n_insns < 2:
-        raise UsageError("a calibration program needs at least 2 instructions")
-    mov_r0 = struct.pack("<BBhi", 0xB7, 0x00, 0, 1)  # r0 = 1 (XDP_DROP)
-    exit_ = struct.pack("<BBhi", 0x95, 0, 0, 0)
-    if n_insns == 2:
-        return Program("cal_2", "xdp", mov_r0 + exit_)
-    mov_r3 = struct.pack("<BBhi", 0xB7, 0x03, 0, 0)  # r3 = 0
-    add_r3 = struct.pack("<BBhi", 0x07, 0x03, 0, 1)  # r3 += 1
-    return Program(f"cal_{n_insns}", "xdp", mov_r0 + mov_r3 + add_r3 * (n_insns - 3) + exit_)
+    """Straight-line code of exactly `n_insns` executed instructions returning XDP_DROP
+    when ingress_ifindex is 1, as in every bench run.
+
+    The body alternates `r3 += r4` and `r3 ^= r4` over values read from the context, so
+    a C compiler (the `jit` engine) can neither fold it to a constant nor drop it as dead:
+    r4 is rx_queue_index * 4, which leaves the low two bits of r3 (ingress_ifindex), and
+    with them the verdict, unchanged.
+    """
+    if n_insns != CAL_SHORT and n_insns < CAL_SHORT + 3:
+        raise UsageError(f"a calibration program has {CAL_SHORT} or at least "
+                         f"{CAL_SHORT + 3} instructions")
+
+    def insn(op: int, dst: int, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+        return struct.pack("<BBhi", op, dst | src << 4, off, imm)
+
+    head = insn(0x61, 3, 1, 12)  # r3 = *(u32 *)(r1 + 12): ingress_ifindex
+    tail = insn(0xBF, 0, 3) + insn(0x57, 0, imm=3) + insn(0x95, 0)  # r0 = r3 & 3; exit
+    if n_insns == CAL_SHORT:
+        return Program(f"cal_{n_insns}", "xdp", head + tail)
+    body = [insn(0x0F, 3, 4), insn(0xAF, 3, 4)]  # r3 += r4, r3 ^= r4
+    setup = insn(0x61, 4, 1, 16) + insn(0x67, 4, imm=2)  # r4 = rx_queue_index << 2
+    n_body = n_insns - CAL_SHORT - 2
+    code = head + setup + b"".join(body[i % 2] for i in range(n_body)) + tail
+    return Program(f"cal_{n_insns}", "xdp", code)
 
 
 @dataclass
@@ -102,9 +119,11 @@ class Measurement:
     name: str
     program: str
     interp_ns_per_pkt: float | None = None  # through Engine.run_xdp
-    core_ns_per_pkt: float | None = None  # inside the core's batch call
+    core_ns_per_pkt: float | None = None  # inside the core's batch call, interpreted
+    jit_ns_per_pkt: float | None = None  # inside the core's batch call, JIT-compiled
     kernel_ns_per_pkt: float | None = None
     ratio: float | None = None  # core / kernel (interp / kernel when core is unknown)
+    jit_ratio: float | None = None  # jit / kernel
     notes: list[str] = field(default_factory=list)
 
 
@@ -115,8 +134,25 @@ class BenchReport:
     targets: dict[str, Any]
     kernel: str  # "jit", "interpreter" or why it is missing
     kernel_available: bool
+    jit: str | None  # why the vxdp JIT was not measured, None when it was
     batch: int
     rounds: int
+
+
+@dataclass
+class Figures:
+    """The best ns/packet seen so far for one program, per way of running it."""
+
+    run_xdp: float | None = None
+    core: float | None = None
+    jit: float | None = None
+    kernel: float | None = None
+
+    def keep(self, **seen: float | None) -> None:
+        for name, v in seen.items():
+            old = getattr(self, name)
+            if v is not None and (old is None or v < old):
+                setattr(self, name, v)
 
 
 CORE_CALL = "vxdp_run_xdp"  # the packet core's batch entry point, as cProfile names it
@@ -174,6 +210,16 @@ def _kernel_state() -> str | None:
     return kernel_unavailable()
 
 
+def _jit_state() -> str | None:
+    """None when the vxdp JIT engine can compile here, else why not."""
+    try:
+        with create_engine("jit", calibration_program(CAL_SHORT)) as eng:
+            eng.run_xdp([BENCH_PACKET])
+    except VxdpError as exc:
+        return str(exc)
+    return None
+
+
 def _jit_mode() -> str:
     try:
         value = Path("/proc/sys/net/core/bpf_jit_enable").read_text().strip()
@@ -187,7 +233,7 @@ class Bench:
 
     def __init__(self, *, progs_dir: Path = PROGS_DIR, batch: int = 256, rounds: int = 5,
                  min_seconds: float = 0.1, kernel_repeat: int = 200_000,
-                 workloads: Sequence[str] | None = None) -> None:
+                 workloads: Sequence[str] | None = None, with_jit: bool = True) -> None:
         if not progs_dir.is_dir():
             raise UsageError(f"corpus directory {progs_dir} not found (give --progs DIR)")
         if batch < 1 or rounds < 1 or kernel_repeat < 1 or min_seconds <= 0:
@@ -201,53 +247,47 @@ class Bench:
         self.batch, self.rounds, self.min_seconds = batch, rounds, min_seconds
         self.kernel_repeat = kernel_repeat
         self.kernel_reason = _kernel_state()
+        self.jit_reason = _jit_state() if with_jit else "not asked for (--no-jit)"
 
-    def _both(self, program: Program, prime: Primer | None
-              ) -> tuple[float, float | None, float | None]:
+    def _both(self, program: Program, prime: Primer | None) -> Figures:
         (res,) = self._interleaved([program], prime)
         return res
 
     def _interleaved(self, programs: Sequence[Program], prime: Primer | None
-                     ) -> list[tuple[float, float | None, float | None]]:
+                     ) -> list[Figures]:
         """Measure several programs round-robin, one round each in turn, keeping each
         one's best: a burst of load then hits them alike rather than one of them."""
-        best: list[list[float | None]] = [[None, None, None] for _ in programs]
-
-        def keep(i: int, j: int, v: float | None) -> None:
-            old = best[i][j]
-            if v is not None and (old is None or v < old):
-                best[i][j] = v
-
-        engines = [create_engine("interp", p) for p in programs]
-        kengines = ([create_engine("kernel", p) for p in programs]
-                    if self.kernel_reason is None else [])
+        best = [Figures() for _ in programs]
+        interp = [create_engine("interp", p) for p in programs]
+        jit = [create_engine("jit", p) for p in programs] if self.jit_reason is None else []
+        kernel = ([create_engine("kernel", p) for p in programs]
+                  if self.kernel_reason is None else [])
         try:
-            for eng in [*engines, *kengines]:
+            for eng in [*interp, *jit, *kernel]:
                 if prime:
                     prime(eng)
             for _ in range(self.rounds):
-                for i, eng in enumerate(engines):
+                for fig, eng in zip(best, interp):
                     e2e, core = _time_interp(eng, BENCH_PACKET, self.batch, 1,
                                              self.min_seconds)
-                    keep(i, 0, e2e)
-                    keep(i, 1, core)
-                for i, keng in enumerate(kengines):
-                    keep(i, 2, _time_kernel(keng, BENCH_PACKET, 1, self.kernel_repeat))
+                    fig.keep(run_xdp=e2e, core=core)
+                for fig, eng in zip(best, jit):
+                    fig.keep(jit=_time_interp(eng, BENCH_PACKET, self.batch, 1,
+                                              self.min_seconds)[1])
+                for fig, eng in zip(best, kernel):
+                    fig.keep(kernel=_time_kernel(eng, BENCH_PACKET, 1, self.kernel_repeat))
         finally:
-            for eng in [*engines, *kengines]:
+            for eng in [*interp, *jit, *kernel]:
                 eng.close()
-        out = []
-        for e2e_best, core_best, kernel_best in best:
-            assert e2e_best is not None
-            out.append((e2e_best, core_best, kernel_best))
-        return out
+        return best
 
     def calibrate(self) -> dict[str, float | None]:
         short, long = self._interleaved([calibration_program(CAL_SHORT),
                                          calibration_program(CAL_LONG)], None)
         cal: dict[str, float | None] = {}
-        for i, who in enumerate(("interp", "core", "kernel")):
-            lo, hi = short[i], long[i]
+        for who, field_name in (("interp", "run_xdp"), ("core", "core"), ("jit", "jit"),
+                                ("kernel", "kernel")):
+            lo, hi = getattr(short, field_name), getattr(long, field_name)
             if lo is None or hi is None:
                 cal[f"{who}_ns_per_insn"] = cal[f"{who}_fixed_ns"] = None
                 continue
@@ -263,15 +303,18 @@ class Bench:
             obj = load_object(compile_c(self.progs_dir / w.source), name=Path(w.source).stem)
             m = Measurement(w.name, f"{w.source}:{w.program}")
             try:
-                m.interp_ns_per_pkt, m.core_ns_per_pkt, m.kernel_ns_per_pkt = self._both(
-                    select_program(obj, name=w.program), w.prime)
+                fig = self._both(select_program(obj, name=w.program), w.prime)
             except VxdpError as exc:
                 m.notes.append(str(exc))
                 results.append(m)
                 continue
+            m.interp_ns_per_pkt, m.core_ns_per_pkt = fig.run_xdp, fig.core
+            m.jit_ns_per_pkt, m.kernel_ns_per_pkt = fig.jit, fig.kernel
             ours = m.core_ns_per_pkt if m.core_ns_per_pkt is not None else m.interp_ns_per_pkt
             if m.kernel_ns_per_pkt and ours is not None:
                 m.ratio = ours / m.kernel_ns_per_pkt
+            if m.kernel_ns_per_pkt and m.jit_ns_per_pkt is not None:
+                m.jit_ratio = m.jit_ns_per_pkt / m.kernel_ns_per_pkt
             results.append(m)
         per = cal["core_ns_per_insn"]
         fixed = cal["core_fixed_ns"]
@@ -283,7 +326,7 @@ class Bench:
                    and per <= TARGET_NS_PER_INSN and fixed <= TARGET_FIXED_NS}
         kernel = self.kernel_reason or _jit_mode()
         return BenchReport(results, cal, targets, kernel, self.kernel_reason is None,
-                           self.batch, self.rounds)
+                           self.jit_reason, self.batch, self.rounds)
 
 
 def report_json(report: BenchReport) -> dict[str, Any]:
@@ -301,17 +344,21 @@ def report_text(report: BenchReport) -> str:
     kernel = (f"kernel ({report.kernel}, BPF_PROG_TEST_RUN repeat)" if report.kernel_available
               else f"kernel unavailable: {report.kernel}")
     lines = [f"vxdp bench: interpreter (run_xdp batches of {report.batch}) vs {kernel}; "
-             f"best of {report.rounds} rounds",
-             "",
-             f"{'workload':<22}{'run_xdp ns/pkt':>15}{'core ns/pkt':>13}{'kernel ns/pkt':>15}"
-             f"{'core/kernel':>13}"]
+             f"best of {report.rounds} rounds"]
+    if report.jit is not None:
+        lines.append(f"vxdp jit not measured: {report.jit}")
+    lines += ["",
+              f"{'workload':<22}{'run_xdp':>9}{'core':>8}{'jit':>8}{'kernel':>8}"
+              f"{'core/kernel':>13}{'jit/kernel':>12}   (ns/packet)"]
     for m in report.workloads:
-        ratio = "-" if m.ratio is None else f"{m.ratio:.1f}x"
-        lines.append(f"{m.name:<22}{_fmt(m.interp_ns_per_pkt):>15}"
-                     f"{_fmt(m.core_ns_per_pkt):>13}{_fmt(m.kernel_ns_per_pkt):>15}{ratio:>13}")
+        ratios = [("-" if r is None else f"{r:.1f}x") for r in (m.ratio, m.jit_ratio)]
+        lines.append(f"{m.name:<22}{_fmt(m.interp_ns_per_pkt):>9}{_fmt(m.core_ns_per_pkt):>8}"
+                     f"{_fmt(m.jit_ns_per_pkt):>8}{_fmt(m.kernel_ns_per_pkt):>8}"
+                     f"{ratios[0]:>13}{ratios[1]:>12}")
         lines += [f"    note: {n}" for n in m.notes]
     lines += ["", f"calibration ({CAL_SHORT} vs {CAL_LONG} straight-line instructions):"]
-    for who, label in (("interp", "run_xdp"), ("core", "core"), ("kernel", "kernel")):
+    for who, label in (("interp", "run_xdp"), ("core", "core"), ("jit", "jit"),
+                       ("kernel", "kernel")):
         lines.append(f"  {label + ':':<9}{_fmt(cal[f'{who}_ns_per_insn'], '.2f'):>7} ns/insn, "
                      f"{_fmt(cal[f'{who}_fixed_ns']):>8} ns fixed per packet")
     lines.append(f"targets (core): <= {t['ns_per_insn_max']} ns/insn and <= "

@@ -36,13 +36,15 @@ def test_bench_packet_is_a_minimum_udp_frame():
     assert BENCH_PACKET[23] == P.IPPROTO_UDP
 
 
-@pytest.mark.parametrize("n", [CAL_SHORT, 3, CAL_LONG])
+@pytest.mark.parametrize("n", [CAL_SHORT, CAL_SHORT + 3, CAL_SHORT + 4, CAL_LONG])
 def test_calibration_programs_have_the_stated_length_and_drop(n):
     prog = calibration_program(n)
     assert prog.insn_count == n
     with create_engine("interp", prog) as eng:
         (res,) = eng.run_xdp([BENCH_PACKET])
+        (other_queue,) = eng.run_xdp([BENCH_PACKET], rx_queue_index=3)
     assert res.retval == 1 and res.data == BENCH_PACKET
+    assert other_queue.retval == 1  # the ALU body keeps the low bits whatever r4 is
 
 
 @pytest.mark.kernel
@@ -56,8 +58,9 @@ def test_kernel_accepts_the_calibration_programs():
 
 
 def test_bad_settings_are_usage_errors(tmp_path):
-    with pytest.raises(UsageError):
-        calibration_program(1)
+    for n in (1, CAL_SHORT + 1, CAL_SHORT + 2):
+        with pytest.raises(UsageError):
+            calibration_program(n)
     with pytest.raises(UsageError):
         Bench(workloads=["warp drive"])
     with pytest.raises(UsageError):
@@ -77,8 +80,10 @@ def test_report_covers_every_workload():
         assert not m.notes, m.notes
         assert m.interp_ns_per_pkt and m.interp_ns_per_pkt > 0
         assert (m.kernel_ns_per_pkt is not None) == kernel
-    assert set(report.calibration) == {f"{w}_{k}" for w in ("interp", "core", "kernel")
+    assert set(report.calibration) == {f"{w}_{k}" for w in ("interp", "core", "jit", "kernel")
                                        for k in ("ns_per_insn", "fixed_ns")}
+    if report.jit is None:
+        assert all(m.jit_ns_per_pkt and m.jit_ns_per_pkt > 0 for m in report.workloads)
     text = report_text(report)
     for w in WORKLOADS:
         assert w.name in text
@@ -91,9 +96,11 @@ def test_cli_json(capsys):
     if (why := clang_unavailable()) is not None:
         pytest.skip(why)
     rc = main(["bench", "-j", "--workload", "drop", "--rounds", "1", "--seconds", "0.005",
-               "--repeat", "10", "--batch", "4"])
+               "--repeat", "10", "--batch", "4", "--no-jit"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["jit"] == "not asked for (--no-jit)"
+    assert out["workloads"][0]["jit_ns_per_pkt"] is None
     assert [w["name"] for w in out["workloads"]] == ["drop"]
     assert out["targets"]["ns_per_insn_max"] == 2.5 and out["targets"]["fixed_ns_max"] == 20.0
 
