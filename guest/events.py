@@ -7,29 +7,17 @@ as `CtrlCompleted`; the rest explain what the driver did with the rings and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
+
+from virtio_spec.events import Record
 
 
 @dataclass(frozen=True)
-class DriverEvent:
+class DriverEvent(Record):
     """Base of every driver event."""
 
     kind: ClassVar[str] = "event"
-
-    def describe(self) -> str:
-        return self.kind
-
-    def fields(self) -> dict[str, object]:
-        out: dict[str, object] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bytes | bytearray):
-                value = bytes(value).hex()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
 
 
 @dataclass(frozen=True)

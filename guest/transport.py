@@ -15,35 +15,19 @@ Replies: reads answer with an `int` (ReadStatus, ReadDeviceFeatures, ReadQueueMa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
+from virtio_spec.events import Record
 from virtio_spec.features import describe
-from virtio_spec.status import DeviceStatus
-
-
-def status_names(value: int) -> str:
-    """`ACKNOWLEDGE|DRIVER` for 3, `0` for 0."""
-    if not value:
-        return "0"
-    return "|".join(s.name or "" for s in DeviceStatus if value & s)
+from virtio_spec.status import status_names
 
 
 @dataclass(frozen=True)
-class Request:
+class Request(Record):
     """Base of every transport request."""
 
     kind: ClassVar[str] = "request"
-
-    def describe(self) -> str:
-        return self.kind
-
-    def fields(self) -> dict[str, object]:
-        out: dict[str, object] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
 
 
 @dataclass(frozen=True)
@@ -158,5 +142,4 @@ class Kick(Request):
 
 
 __all__ = ["EnableQueue", "Kick", "ReadConfig", "ReadDeviceFeatures", "ReadQueueMax",
-           "ReadStatus", "Request", "SetupQueue", "WriteDriverFeatures", "WriteStatus",
-           "status_names"]
+           "ReadStatus", "Request", "SetupQueue", "WriteDriverFeatures", "WriteStatus"]

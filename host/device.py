@@ -44,7 +44,7 @@ from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
 from virtio_spec.memory import GuestMemory
 from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
-from virtio_spec.status import DeviceStatus, DeviceStatusMachine, StatusEffect
+from virtio_spec.status import DeviceStatusMachine, StatusEffect, status_names
 from virtio_spec.structs import VirtioNetStatus, check_queue_size
 
 from .config import ConfigSpace, DeviceProfile, get_profile
@@ -150,7 +150,7 @@ class Device:
         """The driver writes the status field; 0 resets the device (virtio 1.3 §2.4)."""
         outcome = self._status.write_status(value)
         events: list[DeviceEvent] = [StatusChanged(
-            value, int(outcome.status), _status_names(outcome.status), outcome.accepted,
+            value, int(outcome.status), status_names(outcome.status), outcome.accepted,
             outcome.reason, outcome.clause)]
         if outcome.effect is StatusEffect.RESET:
             self._reset()
@@ -266,7 +266,7 @@ class Device:
         if not self._status.queues_live:
             # virtio 1.3 §2.1.2: "The device MUST NOT consume buffers or send any used
             # buffer notifications to the driver before DRIVER_OK."
-            return [KickIgnored(index, f"status {_status_names(self._status.status)}: no "
+            return [KickIgnored(index, f"status {status_names(self._status.status)}: no "
                                        f"buffers are consumed without DRIVER_OK (\u00a72.1.2)")]
         if slot.engine.broken is not None:
             return [KickIgnored(index, f"queue broken until reset: {slot.engine.broken}")]
@@ -331,7 +331,7 @@ class Device:
 
     @property
     def status_names(self) -> str:
-        return _status_names(self._status.status)
+        return status_names(self._status.status)
 
     def fail(self, queue: int, reason: str, clause: str) -> list[DeviceEvent]:
         """Set DEVICE_NEEDS_RESET; notify the config change if DRIVER_OK (§2.1.2)."""
@@ -383,12 +383,6 @@ class Device:
         self._queues.clear()
         self.config.reset()
         self.net.reset(self.config)
-
-
-def _status_names(status: int) -> str:
-    if not status:
-        return "0"
-    return "|".join(s.name or "" for s in DeviceStatus if status & s)
 
 
 __all__ = ["RX_BACKLOG", "Device", "QueueRole", "QueueSlot"]

@@ -9,31 +9,17 @@ dict (bytes become hex).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
+
+from virtio_spec.events import Record
 
 
 @dataclass(frozen=True)
-class DeviceEvent:
+class DeviceEvent(Record):
     """Base of every device event."""
 
     kind: ClassVar[str] = "event"
-
-    def describe(self) -> str:
-        """One readable line."""
-        return self.kind
-
-    def fields(self) -> dict[str, object]:
-        """A JSON-ready dict with `kind`; bytes are hex strings."""
-        out: dict[str, object] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bytes | bytearray):
-                value = bytes(value).hex()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
 
 
 @dataclass(frozen=True)

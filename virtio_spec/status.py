@@ -115,6 +115,13 @@ EVENT_BIT: Final[dict[StatusEvent, DeviceStatus]] = {
 }
 
 
+def status_names(value: int) -> str:
+    """`ACKNOWLEDGE|DRIVER` for 3, `0` for 0: the status byte as its bit names."""
+    if not value:
+        return "0"
+    return "|".join(s.name or "" for s in DeviceStatus if value & s)
+
+
 def next_state(state: DeviceState, event: StatusEvent) -> DeviceState:
     """The table lookup; a missing edge is our misuse, not the peer's."""
     try:
@@ -346,4 +353,5 @@ __all__ = [
     "StatusOutcome",
     "classify",
     "next_state",
+    "status_names",
 ]
