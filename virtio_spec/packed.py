@@ -33,6 +33,7 @@ from .chain import MAX_CHAIN_BYTES, Chain, ChainBuilder
 from .errors import LocalProtocolError, MemoryAccessError, RingError
 from .memory import GuestMemory
 from .notify import packed_should_notify
+from .queue import DeviceQueueBase, QueueBase
 from .split import UsedElem
 from .structs import (
     DESC_SIZE,
@@ -75,7 +76,7 @@ def used_flags(wrap: bool) -> int:
     return _AVAIL | _USED if wrap else 0
 
 
-class _PackedRing:
+class _PackedRing(QueueBase):
     """The three areas of one packed queue, translated once."""
 
     def __init__(self, mem: GuestMemory, size: int, ring: int, driver_event: int,
@@ -83,18 +84,11 @@ class _PackedRing:
         check_queue_size(size, packed=True)
         self.name = name or "packed queue"
         # virtio 1.3 §2.8.11: the driver MUST align each part as §2.8.10.1 says.
-        for what, gpa, align in (("descriptor ring", ring, PACKED_RING_ALIGN),
-                                 ("driver event area", driver_event, EVENT_SUPPRESS_ALIGN),
-                                 ("device event area", device_event, EVENT_SUPPRESS_ALIGN)):
-            if gpa % align:
-                raise RingError(f"{self.name}: {what} at {gpa:#x} is not {align}-aligned",
-                                "2.8.11")
-        try:
-            self._ring = mem.translate(ring, packed_ring_size(size))
-            self._driver_event = mem.translate(driver_event, EVENT_SUPPRESS_SIZE)
-            self._device_event = mem.translate(device_event, EVENT_SUPPRESS_SIZE)
-        except MemoryAccessError as err:
-            raise MemoryAccessError(f"{self.name}: ring area: {err}", "2.8") from None
+        self._ring, self._driver_event, self._device_event = self._map_areas(mem, (
+            ("descriptor ring", ring, PACKED_RING_ALIGN, packed_ring_size(size)),
+            ("driver event area", driver_event, EVENT_SUPPRESS_ALIGN, EVENT_SUPPRESS_SIZE),
+            ("device event area", device_event, EVENT_SUPPRESS_ALIGN, EVENT_SUPPRESS_SIZE)),
+            align_clause="2.8.11", area_clause="2.8")
         self.mem = mem
         self.size = size
         self.event_idx = event_idx
@@ -124,17 +118,7 @@ class _PackedRing:
             wrap = not wrap
         return off, wrap
 
-    def _break(self, err: RingError) -> RingError:
-        self.broken = err
-        return err
-
-    def _check_not_broken(self) -> None:
-        if self.broken is not None:
-            raise RingError(f"{self.name} is broken until reset: {self.broken}",
-                            self.broken.clause)
-
-
-class PackedDeviceQueue(_PackedRing):
+class PackedDeviceQueue(_PackedRing, DeviceQueueBase):
     """The device side of a packed virtqueue.
 
     `start_off`/`start_wrap` give the position of the next descriptor to pop (after
@@ -187,22 +171,6 @@ class PackedDeviceQueue(_PackedRing):
         if self.event_idx and self._notifications:
             self._ask_for_kick()
         return chain
-
-    def pop_many(self, limit: int) -> list[Chain]:
-        """Up to `limit` chains; a bad chain after good ones returns the good ones and
-        leaves the queue broken (the next call raises); a bad first chain raises."""
-        chains: list[Chain] = []
-        while len(chains) < limit:
-            try:
-                chain = self.pop()
-            except RingError:
-                if chains:
-                    return chains
-                raise
-            if chain is None:
-                break
-            chains.append(chain)
-        return chains
 
     def _walk(self) -> Chain:
         first = self.next_avail
@@ -270,10 +238,6 @@ class PackedDeviceQueue(_PackedRing):
             if e_flags & _INDIRECT:
                 raise RingError(f"{at}: indirect table inside an indirect table", "2.8.19")
             builder.add(f"indirect descriptor {j}", e_addr, e_len, bool(e_flags & _WRITE))
-
-    def push(self, chain: Chain | int, written: int) -> None:
-        """Mark one chain used with `written` bytes written into its writable part."""
-        self.push_many([(chain, written)])
 
     def push_many(self, items: Iterable[tuple[Chain | int, int]]) -> None:
         """Write one used descriptor per chain, in completion order (§2.8.12)."""

@@ -36,6 +36,7 @@ from .chain import MAX_CHAIN_BYTES, Chain, ChainBuilder
 from .errors import LocalProtocolError, MemoryAccessError, RingError
 from .memory import GuestMemory
 from .notify import split_should_notify
+from .queue import DeviceQueueBase, QueueBase
 from .structs import (
     AVAIL_RING_ALIGN,
     DESC_SIZE,
@@ -75,7 +76,7 @@ class UsedElem:
     len: int
 
 
-class _SplitRing:
+class _SplitRing(QueueBase):
     """The three areas of one split queue, translated once."""
 
     def __init__(self, mem: GuestMemory, size: int, desc: int, avail: int, used: int,
@@ -83,18 +84,11 @@ class _SplitRing:
         check_queue_size(size, packed=False)
         self.name = name or "split queue"
         # virtio 1.3 §2.7.1: the driver MUST align each part as the table says.
-        for what, gpa, align in (("descriptor table", desc, DESC_TABLE_ALIGN),
-                                 ("available ring", avail, AVAIL_RING_ALIGN),
-                                 ("used ring", used, USED_RING_ALIGN)):
-            if gpa % align:
-                raise RingError(f"{self.name}: {what} at {gpa:#x} is not {align}-aligned",
-                                "2.7.1")
-        try:
-            self._desc = mem.translate(desc, desc_table_size(size))
-            self._avail = mem.translate(avail, avail_ring_size(size))
-            self._used = mem.translate(used, used_ring_size(size))
-        except MemoryAccessError as err:
-            raise MemoryAccessError(f"{self.name}: ring area: {err}", "2.7") from None
+        self._desc, self._avail, self._used = self._map_areas(mem, (
+            ("descriptor table", desc, DESC_TABLE_ALIGN, desc_table_size(size)),
+            ("available ring", avail, AVAIL_RING_ALIGN, avail_ring_size(size)),
+            ("used ring", used, USED_RING_ALIGN, used_ring_size(size))),
+            align_clause="2.7.1", area_clause="2.7")
         self.mem = mem
         self.size = size
         self.event_idx = event_idx
@@ -109,17 +103,7 @@ class _SplitRing:
     def _put16(self, area: memoryview, off: int, value: int) -> None:
         _U16.pack_into(area, off, value & 0xFFFF)
 
-    def _break(self, err: RingError) -> RingError:
-        self.broken = err
-        return err
-
-    def _check_not_broken(self) -> None:
-        if self.broken is not None:
-            raise RingError(f"{self.name} is broken until reset: {self.broken}",
-                            self.broken.clause)
-
-
-class SplitDeviceQueue(_SplitRing):
+class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
     """The device side of a split virtqueue.
 
     `last_avail_idx` / `used_idx` let a queue start anywhere (after GET_VRING_BASE or a
@@ -176,22 +160,6 @@ class SplitDeviceQueue(_SplitRing):
             # virtio 1.3 §2.7.10: ask to be kicked when the driver publishes the next one.
             self._put16(self._used, self._avail_event_off, self.last_avail_idx)
         return chain
-
-    def pop_many(self, limit: int) -> list[Chain]:
-        """Up to `limit` chains.  A bad chain after good ones returns the good ones and
-        leaves the queue broken (the next call raises); a bad first chain raises."""
-        chains: list[Chain] = []
-        while len(chains) < limit:
-            try:
-                chain = self.pop()
-            except RingError:
-                if chains:
-                    return chains
-                raise
-            if chain is None:
-                break
-            chains.append(chain)
-        return chains
 
     def _walk(self, head: int, slot: int) -> Chain:
         size = self.size
@@ -259,10 +227,6 @@ class SplitDeviceQueue(_SplitRing):
             return self.mem.translate(addr, length), entries
         except MemoryAccessError as err:
             raise MemoryAccessError(f"{at}: indirect table: {err}", "2.7.5.3") from None
-
-    def push(self, chain: Chain | int, written: int) -> None:
-        """Mark one chain used with `written` bytes written into its writable part."""
-        self.push_many([(chain, written)])
 
     def push_many(self, items: Iterable[tuple[Chain | int, int]]) -> None:
         """Mark several chains used; one used.idx update for the batch."""
