@@ -347,3 +347,40 @@ def test_a_frame_spanning_more_buffers_than_allowed_gives_them_back() -> None:
     assert got == [] and g.stats["drop_bad_len"] == 65  # returned empty, reposted
     port.rx_burst([frame(300, 9)])
     assert g.rx_burst()[0] == [frame(300, 9)]
+
+
+def test_tx_headers_breaking_5_1_6_2_1_are_dropped_and_the_chain_returned() -> None:
+    from virtio_spec.testing import MockSplitQueue
+    mem = guest_memory(size=1 << 20)
+    alloc = GuestAllocator(mem)
+    txq = MockSplitQueue(mem, 16, allocator=alloc)
+    port = HostPort(HostSwitch(WIRE), GUEST_A, mem, None,
+                    QueueConfig(16, *txq.addresses), V1)
+
+    def hdr(flags: int = 0, gso: int = 0, num_buffers: int = 0) -> bytes:
+        return struct.pack("<BBHHHHH", flags, gso, 0, 0, 0, 0, num_buffers)
+
+    good = frame(64)
+    heads = [txq.add_chain([hdr(), good]),                  # fine, split over two buffers
+             txq.add_chain([hdr(num_buffers=1) + good]),    # num_buffers must be 0
+             txq.add_chain([hdr(flags=1) + good]),          # NEEDS_CSUM without CSUM
+             txq.add_chain([hdr(flags=2) + good]),          # DATA_VALID
+             txq.add_chain([hdr(gso=1) + good]),            # TSO4 not negotiated
+             txq.add_chain([hdr()]),                        # no frame
+             txq.add_chain([b"short"])]                     # no header
+    assert port.tx_burst().wire == [good]
+    st = port.stats
+    assert st["tx_packets"] == 1 and st["drop_tx_header"] == 6
+    assert [u.id for u in txq.used()] == heads and port.rx_burst([good]).wire == []
+
+
+def test_event_idx_suppresses_interrupts_until_the_guest_catches_up() -> None:
+    h = Host(V1 | EVENT_IDX)
+    g, port = h.a
+    assert port.rx_burst([frame(64)]).interrupts == {GUEST_A: 1}
+    # the guest has not reaped: used_event still names the first element, long passed
+    assert port.rx_burst([frame(64)]).interrupts == {}
+    assert len(g.rx_burst()[0]) == 2  # reaping moves used_event to the next element
+    assert port.rx_burst([frame(64)]).interrupts == {GUEST_A: 1}
+    st = port.stats
+    assert (st["irq_sent"], st["irq_suppressed"]) == (2, 1)
