@@ -10,7 +10,8 @@ QEMU gets a new vhost-user back-end state):
 
     vhost-user event           device call
     SET_FEATURES               write_features (VHOST_USER_F_PROTOCOL_FEATURES removed)
-    SET_STATUS / GET_STATUS    write_status / read_status
+                               now when the device is at DRIVER, else at FEATURES_OK
+    SET_STATUS / GET_STATUS    write_status, one §3.1.1 step at a time / read_status
     GET_CONFIG / SET_CONFIG    read_config / write_config (refused: §5.1.4.2)
     SET_MEM_TABLE              set_memory (the mapped memfd regions)
     ring started and enabled   set_queue(num, areas, base) + enable_queue
@@ -68,6 +69,7 @@ from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
+from virtio_spec.status import DeviceStatus
 from vxdp.bpf.program import Program
 from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError
 from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
@@ -98,6 +100,35 @@ ROOM_UNKNOWN = 1 << 30
 def guest_mac(profile: DeviceProfile, n: int) -> bytes:
     """The MAC of guest n: the profile's, its last byte moved on by n."""
     return profile.mac[:5] + bytes([(profile.mac[5] + n) & 0xFF])
+
+
+_STEPS_TO_FEATURES = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER
+_INIT_BITS = (DeviceStatus.ACKNOWLEDGE, DeviceStatus.DRIVER, DeviceStatus.FEATURES_OK,
+              DeviceStatus.DRIVER_OK)
+
+
+def status_steps(current: int, written: int) -> list[int]:
+    """The status writes a vhost-user SET_STATUS stands for, one bit at a time.
+
+    A front-end forwards the driver's status as it sees fit: DPDK virtio_user 22.11 sends
+    its first SET_STATUS with ACKNOWLEDGE|DRIVER|FEATURES_OK set together, QEMU sends
+    FEATURES_OK, then adds ACKNOWLEDGE|DRIVER|DRIVER_OK.  A bit of §3.1.1's sequence implies
+    the ones before it, so the device walks every step up to the highest bit set, in
+    order (virtio 1.3 §3.1.1).  A reset, FAILED, a cleared bit or an undefined bit goes
+    to the device as written, and the device judges it."""
+    init = 0
+    for bit in _INIT_BITS:
+        init |= bit
+    if written == 0 or written & ~init or current & ~written & init:
+        return [written]
+    top = max((i for i, bit in enumerate(_INIT_BITS) if written & bit), default=-1)
+    steps: list[int] = []
+    value = current
+    for bit in _INIT_BITS[:top + 1]:
+        if not value & bit:
+            value |= int(bit)
+            steps.append(value)
+    return steps or [written]
 
 
 def _counter() -> dict[str, int]:
@@ -131,6 +162,7 @@ class GuestPort:
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
+        self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
             ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
@@ -184,6 +216,7 @@ class GuestPort:
         self.device = Device(self.profile)
         self.running.clear()
         self.rx_posted = False
+        self.features_pending = None
         self.sessions += 1
         log.info("guest %d (%s): front-end connected", self.number, self.path)
 
@@ -199,11 +232,20 @@ class GuestPort:
                  self.last_disconnect)
 
     async def _features(self, session: BackendSession, event: ev.FeaturesSet) -> None:
-        self._handle(self._need_device().write_features(event.features & ~_PROTO_BIT))
+        # vhost-user carries features apart from the status: QEMU and DPDK virtio_user
+        # send SET_FEATURES before any SET_STATUS.  The device takes them at DRIVER
+        # (virtio 1.3 §3.1.1 step 4); before that they wait for the status walk.
+        device = self._need_device()
+        self.features_pending = event.features & ~_PROTO_BIT
+        if device.read_status() & _STEPS_TO_FEATURES == _STEPS_TO_FEATURES \
+                and not device.read_status() & DeviceStatus.FEATURES_OK:
+            self._handle(device.write_features(self.features_pending))
+            self.features_pending = None
 
     async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
         self._release()
         self.running.clear()
+        self.features_pending = None
         self._handle(self._need_device().write_status(0))
 
     async def _mem_table(self, session: BackendSession, event: ev.MemTableSet) -> None:
@@ -247,10 +289,18 @@ class GuestPort:
         self._need_device().write_config(event.offset, event.data)
 
     async def _status_write(self, session: BackendSession, event: ev.StatusSet) -> None:
+        device = self._need_device()
         if event.status == 0:
             self._release()
             self.running.clear()
-        self._handle(self._need_device().write_status(event.status))
+            self.features_pending = None
+        for value in status_steps(device.read_status(), event.status):
+            if value & DeviceStatus.FEATURES_OK and self.features_pending is not None:
+                self._handle(device.write_features(self.features_pending))
+                self.features_pending = None
+            self._handle(device.write_status(value))
+            if device.read_status() != value:
+                break  # refused (FEATURES_OK with bad features, ...): the frontend reads it
         self._take()
         self.runtime.note_live()
 
