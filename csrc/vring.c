@@ -832,8 +832,11 @@ void vxdp_vq_disable_interrupts(struct vxdp_vq *vq)
     if (!vq->driver)
         return;
     vq->interrupts = false;
-    vxdp_st16(vq->avail + RING_FLAGS, vxdp_ld16(vq->avail + RING_FLAGS) | AVAIL_F_NO_INTERRUPT);
-    /* with EVENT_IDX the flag is ignored: park used_event a full lap behind */
     if (vq->event_idx)
+        /* virtio 1.3 §2.7.7.1: with EVENT_IDX the driver MUST set flags to 0; park
+         * used_event a full lap behind instead */
         vxdp_st16(vq->avail + USED_EVENT_OFF(vq), (uint16_t)(vq->last_used_idx - 1));
+    else
+        vxdp_st16(vq->avail + RING_FLAGS,
+                  vxdp_ld16(vq->avail + RING_FLAGS) | AVAIL_F_NO_INTERRUPT);
 }
