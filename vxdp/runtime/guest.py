@@ -30,6 +30,15 @@ the status bits, every ring with SET_VRING_BASE = the used index in guest memory
 rings: the device resumes from what it last completed), and DRIVER_OK; then it kicks
 every ring.  Frames the guest queued meanwhile are sent then.  A packed ring, or a host
 that no longer offers the negotiated features, gets a full re-initialization instead.
+
+A plain vhost-user-net back-end (DPDK's vhost library, net_vhost) offers neither the
+CONFIG nor always the STATUS protocol feature: config space and the status byte are the
+VMM's.  The runtime then plays QEMU's part: without CONFIG it serves config space itself
+(`frontend_config()`: MAC and STATUS offered by the front-end, link up, one queue pair)
+and hides the features whose config fields or control queue a plain back-end does not
+serve (`VMM_FEATURES`: the control queue family, MQ, MTU, the XDP offload), as QEMU
+handles the control queue itself; without STATUS it keeps the status byte here.
+GET_CONFIG is never sent without CONFIG: DPDK 22.11 drops the connection on it.
 """
 
 from __future__ import annotations
@@ -64,8 +73,11 @@ from guest import (
     WriteStatus,
 )
 from virtio_spec.errors import LocalProtocolError
+from virtio_spec.features import VirtioNetFeature as _N
+from virtio_spec.features import mask_of
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
+from virtio_spec.structs import VirtioNetStatus, virtio_net_config
 from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user import EventFd, Frontend, FrontendMemory, Outgoing, Reply
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
@@ -81,10 +93,27 @@ log = logging.getLogger("vxdp.runtime.guest")
 MEMORY_BASE = 0x4000_0000
 QUEUE_MAX = 256
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
-_NEEDED = (PF.STATUS, PF.CONFIG)
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
            | 1 << PF.RESET_DEVICE)
 _PACKED = 34
+#: What the front-end offers of its own when the back-end has no CONFIG (QEMU's part).
+FRONTEND_FEATURES = mask_of((_N.VIRTIO_NET_F_MAC, _N.VIRTIO_NET_F_STATUS))
+#: Hidden without CONFIG: config fields or a control queue a plain back-end does not serve.
+VMM_FEATURES = mask_of((
+    _N.VIRTIO_NET_F_CTRL_VQ, _N.VIRTIO_NET_F_CTRL_RX, _N.VIRTIO_NET_F_CTRL_VLAN,
+    _N.VIRTIO_NET_F_GUEST_ANNOUNCE, _N.VIRTIO_NET_F_MQ, _N.VIRTIO_NET_F_CTRL_MAC_ADDR,
+    _N.VIRTIO_NET_F_CTRL_GUEST_OFFLOADS, _N.VIRTIO_NET_F_MTU, _N.VIRTIO_NET_F_XDP_OFFLOAD))
+#: The MAC the front-end gives its config space (QEMU's default NIC address).
+FRONTEND_MAC = bytes.fromhex("525400123456")
+
+
+def frontend_config(mac: bytes = FRONTEND_MAC) -> bytes:
+    """virtio_net_config as the front-end serves it for a back-end without CONFIG
+    (virtio 1.3 §5.1.4): the MAC, link up, one queue pair, MTU 1500."""
+    fields: dict[str, Any] = {sc.name: 0 for sc in virtio_net_config.subcons}
+    fields.update(mac=mac, status=int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP),
+                  max_virtqueue_pairs=1, mtu=1500)
+    return bytes(virtio_net_config.build(fields))
 
 
 class DeviceGone(VhostUserError):
@@ -174,6 +203,8 @@ class GuestRuntime:
         self.started: set[int] = set()
         self.status_written = 0
         self.features_written: int | None = None
+        self.backend_status = True  # the host took STATUS: the status byte is its
+        self.backend_config = True  # the host took CONFIG: config space is its
         self.ready = trio.Event()
         self.reports: list[tuple[str, str]] = []
         self.connects = 0
@@ -282,10 +313,15 @@ class GuestRuntime:
             raise VhostUserRemoteError("host does not offer VHOST_USER_F_PROTOCOL_FEATURES; "
                                        "the guest needs STATUS and CONFIG")
         proto = await link.value(core.get_protocol_features())
-        missing = [f.name for f in _NEEDED if not proto >> f & 1]
-        if missing:
-            raise VhostUserRemoteError(f"host lacks protocol feature(s) {', '.join(missing)}")
         await link.send(core.set_protocol_features(proto & _WANTED))
+        self.backend_status = bool(proto >> PF.STATUS & 1)
+        self.backend_config = bool(proto >> PF.CONFIG & 1)
+        if self.connects == 1 and not (self.backend_status and self.backend_config):
+            kept = [name for name, has in (("status", self.backend_status),
+                                           ("config space", self.backend_config)) if not has]
+            self.report("frontend_state", f"host lacks the protocol feature(s) for "
+                                          f"{' and '.join(kept)}: the front-end keeps them, "
+                                          f"as a VMM does for a plain vhost-user-net back-end")
         mq = (proto & _WANTED) >> PF.MQ & 1
         self.queue_num = int(await link.value(core.get_queue_num())) if mq else 3
         await link.send(core.set_owner())
@@ -325,22 +361,24 @@ class GuestRuntime:
             raise DeviceGone(f"{r.describe()}: no host connected")
         core = link.core
         if isinstance(r, ReadDeviceFeatures):
-            return int(await link.value(core.get_features())) & ~_PROTO_BIT
+            return await self._offered(link)
         if isinstance(r, WriteDriverFeatures):
             self.features_written = r.features
             await link.send(core.set_features(r.features | _PROTO_BIT))
             return None
         if isinstance(r, ReadStatus):
-            return int(await link.value(core.get_status()))
+            return await self._read_status(link)
         if isinstance(r, WriteStatus):
             if r.value == 0:
                 for index in sorted(self.started):
                     await link.value(core.get_vring_base(index))
                 self.started.clear()
             self.status_written = r.value
-            await link.send(core.set_status(r.value))
+            await self._write_status(link, r.value)
             return None
         if isinstance(r, ReadConfig):
+            if not self.backend_config:
+                return frontend_config()[r.offset:r.offset + r.length].ljust(r.length, b"\0")
             return bytes((await link.value(core.get_config(r.offset, r.length))).data)
         if isinstance(r, EnableQueue):
             setup = self.setups[r.index]
@@ -348,6 +386,22 @@ class GuestRuntime:
             await self._start_ring(link, setup, base)
             return None
         raise LocalProtocolError(f"no vhost-user mapping for {r.describe()}")
+
+    async def _offered(self, link: Link) -> int:
+        """The device features as the driver sees them (the front-end's part added)."""
+        offered = int(await link.value(link.core.get_features())) & ~_PROTO_BIT
+        if not self.backend_config:
+            offered = (offered & ~VMM_FEATURES) | FRONTEND_FEATURES
+        return offered
+
+    async def _read_status(self, link: Link) -> int:
+        if self.backend_status:
+            return int(await link.value(link.core.get_status()))
+        return self.status_written
+
+    async def _write_status(self, link: Link, value: int) -> None:
+        if self.backend_status:
+            await link.send(link.core.set_status(value))
 
     async def _start_ring(self, link: Link, setup: SetupQueue, base: int) -> None:
         index = setup.index
@@ -374,7 +428,7 @@ class GuestRuntime:
     async def _resume(self, link: Link) -> None:
         core = link.core
         assert self.features_written is not None
-        offered = await link.value(core.get_features())
+        offered = await self._offered(link)
         if offered & self.features_written != self.features_written:
             raise VhostUserRemoteError(
                 f"the host no longer offers the negotiated features "
@@ -382,10 +436,10 @@ class GuestRuntime:
         s = DeviceStatus
         steps = [int(s.ACKNOWLEDGE), int(s.ACKNOWLEDGE | s.DRIVER)]
         for status in steps:
-            await link.send(core.set_status(status))
+            await self._write_status(link, status)
         await link.send(core.set_features(self.features_written | _PROTO_BIT))
-        await link.send(core.set_status(steps[-1] | s.FEATURES_OK))
-        if not int(await link.value(core.get_status())) & s.FEATURES_OK:
+        await self._write_status(link, steps[-1] | s.FEATURES_OK)
+        if not await self._read_status(link) & s.FEATURES_OK:
             raise VhostUserRemoteError("the restarted host refused FEATURES_OK")
         for index in sorted(self.driver.queues):
             setup = self.setups[index]
@@ -393,7 +447,7 @@ class GuestRuntime:
             # everything after it the new device takes again (virtio 1.3 §2.7.8).
             base = self.memory.guest.read_u16(setup.device + 2)
             await self._start_ring(link, setup, base)
-        await link.send(core.set_status(self.status_written))
+        await self._write_status(link, self.status_written)
         for index in sorted(self.kicks):
             self.kicks[index].signal()
             self.driver.interrupt(index)

@@ -42,6 +42,7 @@ endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/S
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import zlib
@@ -181,8 +182,10 @@ class GuestPort:
         async def guarded(session: BackendSession, event: Any) -> object:
             try:
                 return await handler(session, event)
-            except (VirtioError, VhostUserError):
-                raise
+            except (VirtioError, VhostUserError) as exc:
+                # Without the device's frames: the session logs the refusal, and a kept
+                # record must not pin the ring views the session's memory unmaps under.
+                raise exc.with_traceback(None) from None
             except Exception as exc:
                 log.exception("guest %d: handling %s failed", self.number, event.describe())
                 raise VhostUserLocalError(
@@ -228,6 +231,10 @@ class GuestPort:
         if device is not None:
             for key, value in device.stats.items():
                 self.device_totals[key] = self.device_totals.get(key, 0) + value
+            del device
+            # The edge unmaps the session's memory next: cyclic garbage (tracebacks,
+            # closures) may still view the rings, so collect before it tries.
+            gc.collect()
         log.info("guest %d (%s): front-end left: %s", self.number, self.path,
                  self.last_disconnect)
 
@@ -277,7 +284,7 @@ class GuestPort:
         slot = self.device.slot(event.index) if self.device is not None else None
         engine = slot.engine if slot is not None else None
         if engine is None:
-            return session.backend.vrings[event.index].base
+            return int(session.backend.vrings[event.index].base)
         if isinstance(engine, PackedDeviceQueue):
             return engine.next_avail | (0x8000 if engine.avail_wrap else 0)
         return engine.last_avail_idx
@@ -431,12 +438,12 @@ class GuestPort:
             return 0 if device is not None and device.live else ROOM_UNKNOWN
         avail = device.memory.read_u16(slot.addresses[1] + 2)
         if self.cpath is not None and self.cpath.port is not None:
-            last = int(self.cpath.port.queue_states()["rx"]["last_avail_idx"])  # type: ignore[call-overload]
-            return (avail - last) & 0xFFFF
+            last = self.cpath.port.queue_states()["rx"]["last_avail_idx"]
+            return (avail - last) & 0xFFFF if isinstance(last, int) else ROOM_UNKNOWN
         engine = slot.engine
         if not isinstance(engine, SplitDeviceQueue):
             return ROOM_UNKNOWN
-        return ((avail - engine.last_avail_idx) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
+        return ((avail - int(engine.last_avail_idx)) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
 
     def stats(self) -> dict[str, object]:
         device_stats = dict(self.device_totals)

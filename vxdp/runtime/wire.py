@@ -226,9 +226,10 @@ class GenPort(WirePort):
         o = spec.options
         size = o.get("size")
         proto = o.get("proto")
-        self.gen = TrafficGenerator(int(o.get("seed", 1)), flows=int(o.get("flows", 16)),
-                                    sizes=(int(size),) if size is not None else None,
-                                    **({"mix": {str(proto): 1.0}} if proto else {}))
+        sizes = (int(size),) if size is not None else None
+        seed, flows = int(o.get("seed", 1)), int(o.get("flows", 16))
+        self.gen = TrafficGenerator(seed, flows=flows, sizes=sizes, mix={str(proto): 1.0}) \
+            if proto else TrafficGenerator(seed, flows=flows, sizes=sizes)
         self.rate = int(o.get("rate", 0))
         self.count = int(o.get("count", 0))
         self._made = 0

@@ -105,6 +105,7 @@ class XdpHook:
             verdict.passed.extend(frames)
             return verdict
         start = time.perf_counter_ns()
+        results: Sequence[XdpResult | None]
         try:
             results = engine.run_xdp(frames, ingress_ifindex=ingress_ifindex,
                                      rx_queue_index=rx_queue_index)

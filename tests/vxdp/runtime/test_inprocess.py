@@ -9,12 +9,15 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
+from vxdp.errors import VhostUserRemoteError
 from vxdp.packets import TrafficGenerator, udp_packet
 from vxdp.pcap import read_pcap
 from vxdp.runtime import open_port
-from vxdp.runtime.host import guest_mac
+from vxdp.runtime.host import PROTOCOL_FEATURES, guest_mac
+from vxdp.vhost_user import FrontendConnection, FrontendMemory
 from vxdp.vhost_user.messages import VhostUserRequest
 
 from .conftest import Rig, until
@@ -122,3 +125,33 @@ async def test_host_gone_then_back(rig_factory: RigFactory, tmp_path: Path) -> N
     assert [p.data for p in read_pcap(out)] == first + meanwhile + later
     assert "rings resumed" in dict(guest.reports)["reconnected"]
     assert rig.host.guests[0].sessions == 2
+
+
+async def test_device_refusals_are_nacked_and_the_session_goes_on(
+        rig_factory: RigFactory, caplog: pytest.LogCaptureFixture) -> None:
+    rig = rig_factory()
+    port = rig.host.guests[0]
+    memory = FrontendMemory.create([(0x4000_0000, 1 << 20)])
+    a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with trio.fail_after(10):
+            rig.nursery.start_soon(port.serve_socket, a)
+            async with FrontendConnection(b) as conn:
+                await conn.negotiate(port.config.features, PROTOCOL_FEATURES)
+                await conn.set_mem_table(memory)
+                core = conn.core
+                # a ring enabled before the driver set FEATURES_OK: the device cannot place it
+                with pytest.raises(VhostUserRemoteError, match="refused VHOST_USER_SET_VRING_ENABLE"):
+                    await conn.start_vring(memory, 0, 16, (0x4000_0000, 0x4000_1000,
+                                                           0x4000_2000), kick=None, call=None)
+                # virtio 1.3 §5.1.4.2: the driver MUST NOT write config
+                with pytest.raises(VhostUserRemoteError, match="refused VHOST_USER_SET_CONFIG"):
+                    await conn.send(core.set_config(0, b"\x02" * 6))
+                assert await conn.value(core.get_status()) == 0  # still serving
+                assert port.session is not None and port.device is not None
+            await until(lambda: port.session is None, "the session to end cleanly")
+    finally:
+        memory.close()
+    assert port.last_disconnect == "closed"
+    assert "device refused vring 0 enabled" in caplog.text
+    assert "cannot be unmapped" not in caplog.text  # the device let go of the memory
