@@ -205,6 +205,7 @@ class GuestRuntime:
         self.features_written: int | None = None
         self.backend_status = True  # the host took STATUS: the status byte is its
         self.backend_config = True  # the host took CONFIG: config space is its
+        self.backend_offered = 0  # the host's GET_FEATURES, last read
         self.ready = trio.Event()
         self.reports: list[tuple[str, str]] = []
         self.connects = 0
@@ -364,7 +365,7 @@ class GuestRuntime:
             return await self._offered(link)
         if isinstance(r, WriteDriverFeatures):
             self.features_written = r.features
-            await link.send(core.set_features(r.features | _PROTO_BIT))
+            await link.send(core.set_features(self._backend_part(r.features) | _PROTO_BIT))
             return None
         if isinstance(r, ReadStatus):
             return await self._read_status(link)
@@ -390,9 +391,17 @@ class GuestRuntime:
     async def _offered(self, link: Link) -> int:
         """The device features as the driver sees them (the front-end's part added)."""
         offered = int(await link.value(link.core.get_features())) & ~_PROTO_BIT
+        self.backend_offered = offered
         if not self.backend_config:
             offered = (offered & ~VMM_FEATURES) | FRONTEND_FEATURES
         return offered
+
+    def _backend_part(self, features: int) -> int:
+        """What SET_FEATURES carries: the front-end's own bits stay with it (a back-end
+        refuses bits it never offered: DPDK "received invalid negotiated features")."""
+        if self.backend_config:
+            return features
+        return features & ~(FRONTEND_FEATURES & ~self.backend_offered)
 
     async def _read_status(self, link: Link) -> int:
         if self.backend_status:
@@ -437,7 +446,8 @@ class GuestRuntime:
         steps = [int(s.ACKNOWLEDGE), int(s.ACKNOWLEDGE | s.DRIVER)]
         for status in steps:
             await self._write_status(link, status)
-        await link.send(core.set_features(self.features_written | _PROTO_BIT))
+        await link.send(core.set_features(self._backend_part(self.features_written)
+                                          | _PROTO_BIT))
         await self._write_status(link, steps[-1] | s.FEATURES_OK)
         if not await self._read_status(link) & s.FEATURES_OK:
             raise VhostUserRemoteError("the restarted host refused FEATURES_OK")
