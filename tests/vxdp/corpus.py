@@ -444,10 +444,7 @@ CASES: tuple[Case, ...] = (
     Case("xdp_lru_evict.c", "xdp_lru_evict", short_frames, random=400,
          gen={"flows": 80, "mix": V4_MIX}),
     Case("xdp_lru_flavours.c", "xdp_lru_flavours", short_frames, random=400,
-         gen={"flows": 90, "mix": V4_MIX},
-         known_divergence="the core refuses LRU_HASH with BPF_F_NO_COMMON_LRU at create "
-                          "('unsupported map_flags 0x2'); Linux keeps one LRU list per CPU "
-                          "(bpf_lru_list.c percpu_lru); LRU_PERCPU_HASH alone matches"),
+         gen={"flows": 90, "mix": V4_MIX}),
     Case("xdp_lpm_learn.c", "xdp_lpm_learn", crafted_lpm_learn,
          gen={"src_net": "10.0.0.0/19", "flows": 40, "mix": V4_MIX, "anomalies": 0.3}),
 )
