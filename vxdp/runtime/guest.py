@@ -289,16 +289,19 @@ class GuestRuntime:
         try:
             await self._opening(link)
             if self.connects > 1 and self._resumable():
-                await self._resume(link)
-                self.report("reconnected", f"reconnected to {self.path}: rings resumed "
-                                           f"where the device left them")
-            else:
-                if self.connects > 1:
-                    self.report("reconnected", f"reconnected to {self.path}: "
-                                               f"re-initializing the device")
-                self.started.clear()
-                self.driver.initialize()
-                await self.pump()
+                why = await self._resume(link)
+                if not why:
+                    self.report("reconnected", f"reconnected to {self.path}: rings resumed "
+                                               f"where the device left them")
+                    return
+                self.report("reconnected", f"reconnected to {self.path}: {why}; "
+                                           f"re-initializing the device")
+            elif self.connects > 1:
+                self.report("reconnected", f"reconnected to {self.path}: the driver was not "
+                                           f"live; re-initializing the device")
+            self.started.clear()
+            self.driver.initialize()
+            await self.pump()
         except DeviceGone:
             return
         except (VhostUserError, LocalProtocolError) as exc:
@@ -343,6 +346,11 @@ class GuestRuntime:
                 except (VhostUserError, LocalProtocolError) as exc:
                     self.driver.fail_request(exc)
                     continue
+                except BaseException:
+                    # cancelled mid-request (the host went away): the driver hears the
+                    # request failed, so that it can be asked again on a new connection
+                    self.driver.fail_request(DeviceGone(f"{request.describe()} interrupted"))
+                    raise
                 self.driver.reply(value)
 
     async def _carry(self, r: Request) -> Any:
@@ -434,14 +442,14 @@ class GuestRuntime:
         return (d.state is InitState.LIVE and self.features_written is not None
                 and not self.features_written >> _PACKED & 1)
 
-    async def _resume(self, link: Link) -> None:
+    async def _resume(self, link: Link) -> str:
+        """Replay the device's state; "" when the rings resumed, else why they cannot."""
         core = link.core
         assert self.features_written is not None
         offered = await self._offered(link)
         if offered & self.features_written != self.features_written:
-            raise VhostUserRemoteError(
-                f"the host no longer offers the negotiated features "
-                f"{self.features_written & ~offered:#x}")
+            return (f"the host no longer offers the negotiated features "
+                    f"{self.features_written & ~offered:#x}")
         s = DeviceStatus
         steps = [int(s.ACKNOWLEDGE), int(s.ACKNOWLEDGE | s.DRIVER)]
         for status in steps:
@@ -450,7 +458,7 @@ class GuestRuntime:
                                           | _PROTO_BIT))
         await self._write_status(link, steps[-1] | s.FEATURES_OK)
         if not await self._read_status(link) & s.FEATURES_OK:
-            raise VhostUserRemoteError("the restarted host refused FEATURES_OK")
+            return "the restarted host refused FEATURES_OK"
         for index in sorted(self.driver.queues):
             setup = self.setups[index]
             # The used index the old device published: everything before it is done,
@@ -462,6 +470,7 @@ class GuestRuntime:
             self.kicks[index].signal()
             self.driver.interrupt(index)
         await self.pump()
+        return ""
 
     # -- interrupts and frames -------------------------------------------------------
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from virtio_spec.features import VirtioNetFeature
 from vxdp.errors import VhostUserRemoteError
 from vxdp.packets import TrafficGenerator, udp_packet
 from vxdp.pcap import read_pcap
-from vxdp.runtime import open_port
+from vxdp.runtime import HostRuntime, open_port
 from vxdp.runtime.host import PROTOCOL_FEATURES, guest_mac
 from vxdp.vhost_user import FrontendConnection, FrontendMemory
 from vxdp.vhost_user.messages import VhostUserRequest
@@ -155,3 +156,23 @@ async def test_device_refusals_are_nacked_and_the_session_goes_on(
     assert port.last_disconnect == "closed"
     assert "device refused vring 0 enabled" in caplog.text
     assert "cannot be unmapped" not in caplog.text  # the device let go of the memory
+
+
+async def test_a_host_with_fewer_features_gets_a_fresh_initialization(
+        rig_factory: RigFactory, datapath: str) -> None:
+    with trio.fail_after(20):
+        rig = rig_factory()
+        guest = await rig.add_guest(port=open_port("null"))
+        rig.kill_host_side(0)
+        await until(lambda: guest.gone_count == 1, "the guest to notice")
+        smaller = HostRuntime(["minimal.sock"], profile="minimal", datapath=datapath)
+        a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        rig.nursery.start_soon(smaller.guests[0].serve_socket, a)
+        rig._dialers[0].send_nowait(b)
+        await until(lambda: [k for k, _ in guest.reports].count("device_ready") == 2,
+                    "a second DRIVER_OK")
+        assert "no longer offers the negotiated features" in dict(guest.reports)["reconnected"]
+        smaller.from_wire([udp_packet("10.0.0.9", "10.0.0.1", 7, 8, b"fresh")])
+        await until(lambda: guest.stack["packets"] == 1, "rx on the re-initialized device")
+    assert not guest.driver.has(VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ)  # what minimal offers
+    smaller.close()
