@@ -102,3 +102,21 @@ async def test_driver_mode_xdp_in_the_guest(rig_factory: RigFactory) -> None:
                                                "redirect": 0}
     assert guest.stats()["rx"]["receiveq1"]["packets"] == 8
     assert rig.host.stats()["guests"][0]["queues"]["transmitq1"]["packets"] == 2
+
+
+async def test_redirect_to_another_guest_and_to_the_wire(rig_factory: RigFactory) -> None:
+    with trio.fail_after(20):
+        rig = rig_factory(sockets=2, wire=open_port("null"))
+        g0 = await rig.add_guest(port=open_port("null"))
+        g1 = await rig.add_guest(port=open_port("null"))
+        to_g0 = udp_packet("10.0.0.9", "10.0.0.1", 7, 8, b"for guest 0",
+                           dst_mac=g0.driver.mac.hex(":"))
+        # bpf_redirect(ifindex, 0): guest n is ifindex 2 + n, the wire is 1
+        rig.host.attach(_asm("mov %r1, 3\nmov %r2, 0\ncall 23\nexit", "to_guest1"))
+        rig.host.from_wire([to_g0, to_g0])
+        await until(lambda: g1.stack["packets"] == 2, "guest 1 gets guest 0's frames")
+        rig.host.attach(_asm("mov %r1, 1\nmov %r2, 0\ncall 23\nexit", "to_wire"))
+        rig.host.from_wire([to_g0])
+        await until(lambda: rig.host.wire.tx_packets == 1, "the frame back on the wire")
+    assert g0.stack["packets"] == 0
+    assert rig.host.stats()["xdp"]["actions"]["redirect"] == 3
