@@ -72,7 +72,7 @@ from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatus
 from vxdp.bpf.program import Program
-from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError
+from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VxdpError
 from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
 from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
@@ -393,7 +393,15 @@ class GuestPort:
 
     def receive(self, frames: Sequence[bytes]) -> None:
         """Frames from the wire for this guest: the host XDP program, then its receive
-        queues (in C, both in one call per burst, once the port is taken)."""
+        queues (in C, both in one call per burst, once the port is taken).  A failure
+        that is this guest's (its rings, its device) costs this burst, not the host."""
+        try:
+            self._receive(frames)
+        except (VirtioError, VxdpError) as exc:
+            self.drops["rx"] += len(frames)
+            log.error("guest %d: burst of %d frame(s) lost: %s", self.number, len(frames), exc)
+
+    def _receive(self, frames: Sequence[bytes]) -> None:
         device = self.device
         if device is None or not device.live:
             self.drops["no_device"] += len(frames)

@@ -176,3 +176,23 @@ async def test_a_host_with_fewer_features_gets_a_fresh_initialization(
         await until(lambda: guest.stack["packets"] == 1, "rx on the re-initialized device")
     assert not guest.driver.has(VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ)  # what minimal offers
     smaller.close()
+
+
+async def test_a_guest_that_breaks_its_ring_costs_only_itself(rig_factory: RigFactory) -> None:
+    with trio.fail_after(20):
+        rig = rig_factory(sockets=2)
+        bad = await rig.add_guest(port=open_port("null"))
+        good = await rig.add_guest(port=open_port("null"))
+        rxq = bad.driver.queues[0]
+        avail = rxq.addresses[1]
+        # the guest's avail idx runs far past the ring (virtio 1.3 §2.7.6: at most size)
+        bad.memory.guest.write(avail + 2, (bad.memory.guest.read_u16(avail + 2) + 1000)
+                               .to_bytes(2, "little"))
+        bcast = udp_packet("10.0.0.9", "10.0.0.255", 7, 8, b"all",
+                           dst_mac="ff:ff:ff:ff:ff:ff")
+        rig.host.from_wire([bcast] * 5)
+        await until(lambda: good.stack["packets"] == 5, "the good guest keeps receiving")
+    stats = rig.host.stats()["guests"]
+    assert bad.stack["packets"] == 0
+    assert stats[0]["drops"]["rx"] >= 5 or not stats[0]["live"]
+    assert stats[1]["queues"]["receiveq1"]["packets"] == 5
