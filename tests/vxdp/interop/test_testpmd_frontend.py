@@ -1,0 +1,102 @@
+"""DPDK testpmd's virtio_user port as the front-end of `vxdp host`.
+
+testpmd dials the host's vhost-user socket with its own vhost-user code (DPDK
+drivers/net/virtio/virtio_user), negotiates, shares its EAL memory as memfds, and drives
+the rings with its own virtio PMD.  Traffic testpmd sends (txonly) must come out of the
+host's wire port frame for frame; frames the host puts on the wire for the guest must be
+counted by testpmd's rx.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import trio
+
+from vxdp import dpdk
+from vxdp.packets import udp_packet
+from vxdp.runtime import HostRuntime
+from vxdp.runtime.host import PROTOCOL_FEATURES
+from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
+from vxdp.vhost_user.messages import VhostUserProtocolFeature as PF
+
+from .conftest import InjectPort, until
+
+VERSION_1 = 1 << 32
+ETH_P_IP = 0x0800
+IPPROTO_UDP = 17
+
+
+async def test_testpmd_virtio_user_against_vxdp_host(testpmd: str, sock_dir: Path) -> None:
+    sock = str(sock_dir / "h.sock")
+    wire = InjectPort()
+    host = HostRuntime([sock], wire=wire)  # the C datapath, the default
+    try:
+        with trio.fail_after(45):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(host.run)
+                async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+                                             binary=testpmd) as pmd:
+                    await _check(host, wire, pmd)
+                nursery.cancel_scope.cancel()
+    finally:
+        host.close()
+
+
+async def _check(host: HostRuntime, wire: InjectPort, pmd: dpdk.Testpmd) -> None:
+    g = host.guests[0]
+    await until(lambda: g.live, "testpmd to set DRIVER_OK")
+
+    # -- negotiation: what DPDK's vhost-user front-end took ------------------------------
+    assert g.session is not None and g.device is not None
+    backend = g.session.backend
+    assert backend.protocol_features >> PF.STATUS & 1, "DPDK sets the status over STATUS"
+    assert backend.protocol_features & ~PROTOCOL_FEATURES == 0
+    assert backend.features is not None and backend.features >> VHOST_USER_F_PROTOCOL_FEATURES & 1
+    negotiated = g.device.negotiated
+    assert negotiated == backend.features & ~(1 << VHOST_USER_F_PROTOCOL_FEATURES)
+    assert negotiated & VERSION_1
+    assert g.device.read_status() == 0x0F  # ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK
+    assert {0, 1} <= g.running
+
+    # -- testpmd transmits: every frame it counts reaches the host's wire ----------------
+    await pmd.forward("txonly")
+    await until(lambda: wire.tx_packets >= 2000, "2000 txonly frames on the host's wire")
+    await pmd.halt()
+    sent = await pmd.port_stats(0)
+    assert sent.tx_packets >= 2000 and sent.tx_errors == 0
+    await until(lambda: wire.tx_packets == sent.tx_packets,
+                f"all {sent.tx_packets} frames testpmd counted on the wire "
+                f"(wire has {wire.tx_packets})")
+    assert wire.tx_bytes == sent.tx_bytes
+    mac = pmd.port_mac(0)
+    for frame in (wire.sent[0], wire.sent[-1]):
+        # testpmd's txonly packet: 64 bytes, its port MAC as source, IPv4 UDP
+        assert len(frame) == 64
+        assert frame[6:12] == mac
+        assert struct.unpack_from("!H", frame, 12)[0] == ETH_P_IP
+        assert frame[23] == IPPROTO_UDP
+    stats = g.stats()
+    assert stats["queues"]["transmitq1"]["packets"] == sent.tx_packets  # type: ignore[index]
+
+    # -- the host transmits into the guest: testpmd's rx counts every frame -------------
+    await pmd.command("clear port stats 0")
+    await pmd.forward("rxonly")
+    frames = [udp_packet("10.0.0.1", "10.0.0.2", 1000 + i, 2000, bytes(40 + i % 7),
+                         dst_mac=mac.hex(":")) for i in range(300)]
+    wire.inject(frames)
+    got: list[dpdk.PortStats] = []
+
+    async def counted() -> bool:
+        got.append(await pmd.port_stats(0))
+        return got[-1].rx_packets >= len(frames)
+    with trio.move_on_after(10):
+        while not await counted():
+            await trio.sleep(0.05)
+    await pmd.halt()
+    final = await pmd.port_stats(0)
+    assert final.rx_packets == len(frames), final
+    assert final.rx_bytes == sum(map(len, frames))
+    assert final.rx_errors == 0 and final.rx_missed == 0
+    assert g.stats()["drops"]["no_device"] == 0  # type: ignore[index]
