@@ -436,6 +436,7 @@ CASES: tuple[Case, ...] = (
          gen={"anomalies": 0.4}),
     Case("xdp_subprog.c", "xdp_subprog", short_frames),
     Case("xdp_alu.c", "xdp_alu", short_frames, random=400),
+    Case("xdp_alu_raw.c", "xdp_alu_raw", short_frames, random=400),
     Case("xdp_rate_limit.c", "xdp_rate_limit", short_frames, prime_rate_limit,
          gen={"flows": 12, "mix": V4_MIX}),
     Case("xdp_helper_edges.c", "xdp_helper_edges", short_frames, random=40),
