@@ -55,7 +55,7 @@ async def _main(runtime: GuestRuntime, stats: Path | None) -> int:
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            signum = await until_signalled()
+            signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
             snapshot = runtime.stats()  # as it was when the signal came, before teardown
             nursery.cancel_scope.cancel()
         say("guest", f"{signal.Signals(signum).name}: stopping")

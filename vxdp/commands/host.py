@@ -8,7 +8,8 @@ Each `--socket` is one guest's vhost-user socket (the host listens, the guest di
 `gen:flows=N,size=S,rate=PPS,count=C,seed=X`, `tap:NAME`; see vxdp.runtime.wire);
 `--xdp` attaches a program on the host, run on every frame from the wire before it is
 switched to a guest.  On SIGINT or SIGTERM the host writes `--stats-json` (per guest
-and queue: packets and bytes; the wire's counters; XDP action counts) and exits 0.
+and queue: packets and bytes; the wire's counters; XDP action counts) and exits 0;
+SIGUSR1 writes it without stopping.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ async def _main(runtime: HostRuntime, stats: Path | None) -> int:
             say("host", f"serving {len(runtime.guests)} guest socket(s): "
                         f"{', '.join(g.path for g in runtime.guests)}; wire "
                         f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}")
-            signum = await until_signalled()
+            signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
             snapshot = runtime.stats()  # as it was when the signal came, before teardown
             nursery.cancel_scope.cancel()
         say("host", f"{signal.Signals(signum).name}: stopping")

@@ -1,6 +1,7 @@
 """What `vxdp host` and `vxdp guest` share: logging, signals, the stats file, XDP loading.
 
-Both run until SIGINT or SIGTERM, then write their stats JSON (when asked) and exit 0.
+Both run until SIGINT or SIGTERM, then write their stats JSON (when asked) and exit 0;
+SIGUSR1 writes the stats JSON and goes on.
 The stats file is written to a temporary name and renamed, so a reader never sees half
 of it.
 """
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +66,15 @@ def write_stats(path: Path | None, stats: dict[str, Any]) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-async def until_signalled() -> int:
-    """Wait for SIGINT or SIGTERM; returns the signal number."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def until_signalled(on_usr1: Callable[[], None] | None = None) -> int:
+    """Wait for SIGINT or SIGTERM; returns the signal number.  SIGUSR1 calls `on_usr1`
+    (write the stats file now) and waiting goes on."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         async for signum in signals:
+            if signum == signal.SIGUSR1:
+                if on_usr1 is not None:
+                    on_usr1()
+                continue
             return int(signum)
     return 0
 

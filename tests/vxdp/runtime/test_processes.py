@@ -100,14 +100,18 @@ async def test_kill_one_guest_the_host_serves_the_other(tmp_path: Path) -> None:
             seen = len(frames_in(caps[0]))
             await until(lambda: len(frames_in(caps[0])) > seen + 40,
                         "guest a keeps receiving", timeout=15)
+            later = len(frames_in(caps[0]))
             assert host.process.poll() is None
+            host.signal(signal.SIGUSR1)  # stats now, and the host goes on
+            await until(stats.exists, "the stats file")
+            assert load_json(stats)["guests"][0]["live"] and host.process.poll() is None
             assert await host.stop() == 0
             await guests[0].stop()
     h = load_json(stats)
     a, b = h["guests"]
     assert a["sessions"] == 1 and a["connected"] and a["live"]
     assert b["sessions"] == 1 and not b["connected"] and b["last_disconnect"]
-    assert a["queues"]["receiveq1"]["packets"] > b["queues"]["receiveq1"]["packets"]
+    assert a["queues"]["receiveq1"]["packets"] >= later > seen + 40
 
 
 async def test_host_killed_guest_reports_gone_and_reconnects(tmp_path: Path) -> None:
