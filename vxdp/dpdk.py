@@ -374,6 +374,12 @@ async def open_testpmd(vdevs: Sequence[str], *, args: Sequence[str] = (),
                     while not pmd._eof:
                         await pmd._changed.wait()
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader never fails: what comes out is the body's (or start's) own error,
+        # which the caller gets as it was raised, not wrapped by our nursery.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         trio.lowlevel.notify_closing(master)
         os.close(master)

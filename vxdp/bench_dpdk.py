@@ -1,0 +1,159 @@
+"""Mpps of DPDK's own virtio path, measured in the same run as ours: testpmd's
+virtio_user port against testpmd's net_vhost port, two processes, one vhost-user socket.
+
+    virtio_user -> vhost   virtio_user txonly, net_vhost rxonly: the guest transmits and
+                           the vhost library dequeues (rte_vhost_dequeue_burst)
+    vhost -> virtio_user   net_vhost txonly, virtio_user rxonly: the vhost library
+                           enqueues into the guest's receive ring (rte_vhost_enqueue_burst),
+                           DPDK's counterpart of our "PASS into guest"
+
+Each figure is the receiver's rx packet counter over a timed window (after a warm-up),
+read through testpmd's `show port stats`; the sender's tx rate is given beside it (what
+it managed to place in the ring; the rest it dropped for want of room).  Frames are
+`frame_len` bytes (60, as vxdp.bench_datapath's).  Each process gets one forwarding
+lcore; with two CPUs they get one each (`vxdp.dpdk.lcores_for`), so the figures are a
+two-core DPDK datapath against our one-core burst figures.  A benchmark, never a test:
+nothing asserts a rate.  Without testpmd the report says why and holds no figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import trio
+
+from vxdp import dpdk
+
+DIRECTIONS = ("virtio_user -> vhost", "vhost -> virtio_user")
+ENQUEUE = "vhost -> virtio_user"
+FRAME_LEN = 60
+
+
+@dataclass(frozen=True)
+class DpdkFigure:
+    direction: str
+    mpps: float  # the receiver's rx rate
+    sender_mpps: float  # what the sender placed in the ring
+    frames: int  # received in the window
+    seconds: float
+
+
+@dataclass
+class DpdkReport:
+    figures: list[DpdkFigure] = field(default_factory=list)
+    frame_len: int = FRAME_LEN
+    cpus: int = 0
+    skipped: str | None = None
+
+    def mpps(self, direction: str) -> float | None:
+        rates = [f.mpps for f in self.figures if f.direction == direction]
+        return max(rates) if rates else None
+
+    @property
+    def vhost_enqueue_mpps(self) -> float | None:
+        """DPDK's vhost enqueue rate, the yardstick for PASS into the guest."""
+        return self.mpps(ENQUEUE)
+
+    def text(self) -> str:
+        if self.skipped:
+            return f"DPDK virtio_user <-> vhost: not measured ({self.skipped})"
+        lines = [f"{'DPDK testpmd':<24}{'Mpps':>9}{'sender Mpps':>13}",
+                 *(f"{f.direction:<24}{f.mpps:>9.2f}{f.sender_mpps:>13.2f}"
+                   for f in self.figures),
+                 f"({self.frame_len}-byte frames, {self.cpus} CPU(s), one forwarding lcore "
+                 f"per process)"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"figures": [asdict(f) for f in self.figures], "frame_len": self.frame_len,
+                "cpus": self.cpus, "skipped": self.skipped,
+                "vhost_enqueue_mpps": self.vhost_enqueue_mpps}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+async def _window(sender: dpdk.Testpmd, receiver: dpdk.Testpmd,
+                  seconds: float) -> tuple[int, int, float]:
+    """(rx frames, tx frames, elapsed) over one timed window."""
+    t0 = time.perf_counter()
+    r0 = await receiver.port_stats(0)
+    s0 = await sender.port_stats(0)
+    t0 = (t0 + time.perf_counter()) / 2
+    await trio.sleep(seconds)
+    t1 = time.perf_counter()
+    r1 = await receiver.port_stats(0)
+    s1 = await sender.port_stats(0)
+    t1 = (t1 + time.perf_counter()) / 2
+    return r1.rx_packets - r0.rx_packets, s1.tx_packets - s0.tx_packets, t1 - t0
+
+
+async def _measure(vhost: dpdk.Testpmd, user: dpdk.Testpmd, direction: str,
+                   seconds: float, warmup: float) -> DpdkFigure:
+    sender, receiver = (user, vhost) if direction == DIRECTIONS[0] else (vhost, user)
+    await receiver.forward("rxonly")
+    await sender.forward("txonly")
+    try:
+        await trio.sleep(warmup)
+        rx, tx, elapsed = await _window(sender, receiver, seconds)
+    finally:
+        await sender.halt()
+        await receiver.halt()
+    return DpdkFigure(direction, rx / elapsed / 1e6, tx / elapsed / 1e6, rx, elapsed)
+
+
+async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
+                  rounds: int = 1, directions: Sequence[str] = DIRECTIONS,
+                  sock_dir: Path | None = None) -> DpdkReport:
+    """Both directions (best of `rounds`) with one pair of testpmd processes."""
+    report = DpdkReport(frame_len=frame_len, cpus=dpdk.cpu_count())
+    reason = dpdk.unavailable()
+    if reason is not None:
+        report.skipped = reason
+        return report
+    with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
+        sock = f"{tmp}/vhost.sock"
+        async with dpdk.open_testpmd([f"net_vhost0,iface={sock},queues=1"],
+                                     prefix=dpdk.unique_prefix("bench-vhost"),
+                                     lcores=dpdk.lcores_for(0)) as vhost:
+            async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+                                         prefix=dpdk.unique_prefix("bench-user"),
+                                         lcores=dpdk.lcores_for(1)) as user:
+                await vhost.wait_for("virtio is now ready for processing")
+                for pmd in (vhost, user):
+                    await pmd.command(f"set txpkts {frame_len}")
+                for _ in range(rounds):
+                    for direction in directions:
+                        report.figures.append(
+                            await _measure(vhost, user, direction, seconds, warmup))
+    return report
+
+
+def run(seconds: float = 2.0, **kw: object) -> DpdkReport:
+    """`measure()` from synchronous code (the bench command)."""
+    return trio.run(lambda: measure(seconds, **kw))  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="vxdp-bench-dpdk", description=__doc__.split("\n")[0])
+    ap.add_argument("-j", "--json", action="store_true")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--frame-len", type=int, default=FRAME_LEN)
+    args = ap.parse_args(argv)
+    report = run(args.seconds, rounds=args.rounds, frame_len=args.frame_len)
+    print(report.to_json() if args.json else report.text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "DpdkFigure", "DpdkReport", "measure", "run"]
