@@ -512,6 +512,8 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
         [BPF_STX | BPF_ATOMIC | BPF_DW] = &&STX_ATOMIC_DW,
     };
 #pragma GCC diagnostic pop
+    if (r->prog->jit)   /* compiled by vxdp.bpf.jit: the same semantics (jit_glue.c) */
+        return vxdp_jit_run(r, r1, r2, ret);
     const struct vxdp_prog *prog = r->prog;
     const struct bpf_insn *insn = prog->insns;
     uint64_t reg[11] = {0};
@@ -867,4 +869,15 @@ done:
     return 0;
 fault:
     return r->fault ? r->fault : -EFAULT;
+}
+
+/* The slow paths of compiled programs are the interpreter's own (jit_glue.c). */
+int vxdp_load_slow(struct vxdp_run *r, uint64_t addr, uint32_t size, bool sx, uint64_t *out)
+{
+    return load_slow(r, addr, size, sx, out);
+}
+
+void *vxdp_store_slow(struct vxdp_run *r, uint64_t addr, uint32_t size)
+{
+    return store_slow(r, addr, size);
 }

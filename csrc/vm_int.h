@@ -94,6 +94,7 @@ struct vxdp_map_region {
 };
 
 struct vxdp_run;
+struct vxdp_jit_ctx;
 typedef uint64_t (*vxdp_helper_fn)(struct vxdp_run *r, uint64_t a1, uint64_t a2, uint64_t a3,
                                    uint64_t a4, uint64_t a5);
 
@@ -106,6 +107,8 @@ struct vxdp_prog {
     struct vxdp_map *maps[VXDP_MAX_PROG_MAPS];
     struct vxdp_map_region regions[VXDP_MAX_PROG_MAPS];   /* value arenas, fixed at load */
     const vxdp_helper_fn *helpers;   /* VXDP_HELPER_MAX entries, NULL = unknown */
+    /* compiled code (vxdp.bpf.jit, jit_glue.c) run in place of the interpreter, or NULL */
+    int (*jit)(struct vxdp_jit_ctx *c, uint32_t entry);
 };
 
 struct vxdp_env {
@@ -159,6 +162,11 @@ void *vxdp_memcpy(void *dst, const void *src, size_t n);
 /* vm.c */
 int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
 struct vxdp_prog *vxdp_prog_by_id(uint32_t id);
+/* the interpreter's slow memory paths, shared with compiled code (jit_glue.c) */
+int vxdp_load_slow(struct vxdp_run *r, uint64_t addr, uint32_t size, bool sx, uint64_t *out);
+void *vxdp_store_slow(struct vxdp_run *r, uint64_t addr, uint32_t size);
+/* jit_glue.c: a run of a program that has compiled code */
+int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
 
 /* helpers.c: the helper tables of each mode; xdp.c: the frame helpers */
 #define VXDP_HELPER_DECL(name) \

@@ -30,7 +30,7 @@ NAME = "isa-test"
 HELP = "run .data ISA conformance files (ubpf/bpf_conformance format) through an engine"
 
 # engine name -> module:function with the signature run_raw(insns, mem) -> r0
-RAW_RUNNERS = {"interp": "vxdp.bpf.interp:run_raw"}
+RAW_RUNNERS = {"interp": "vxdp.bpf.interp:run_raw", "jit": "vxdp.bpf.jit:run_raw"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

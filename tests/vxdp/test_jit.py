@@ -1,0 +1,411 @@
+"""The `jit` engine: compiled programs behave as the interpreter does, value for value and
+fault message for fault message, in raw mode (every bpf_conformance file, the interpreter's
+own cases, hostile programs) and in XDP mode (context, packet moves, frames, tail calls);
+the generated C is readable and warning-free, and compiled objects are cached by digest."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.vxdp.test_interp import ALU_CASES, JMP_CASES, asm, hostile_program, raw
+from vxdp import native
+from vxdp.bpf import interp, jit, jitgen
+from vxdp.bpf.datatest import data_files, parse_file
+from vxdp.bpf.engine import Engine, create_engine
+from vxdp.bpf.interp import InterpEngine
+from vxdp.bpf.jit import JitEngine
+from vxdp.bpf.program import MapSpec, MapType, Program
+from vxdp.errors import InvalidProgram, ProgramFault, VxdpError
+
+CONFORMANCE = Path(os.environ.get("VXDP_CONFORMANCE_DIR",
+                                  "/work/shared/testdata/bpf_conformance"))
+ROOT = Path(__file__).resolve().parents[2]
+PKT = bytes(range(62))
+RunRaw = Callable[[bytes, bytes], int]
+
+
+def host_addresses_hidden(text: str) -> str:
+    """Fault texts name host addresses, which differ between any two runs."""
+    return re.sub(r"0x[0-9a-f]+", lambda m: "0xHOST" if 1 << 20 <= int(m.group(), 16) < 1 << 47
+                  else m.group(), text)
+
+
+def outcome(run: RunRaw, code: bytes, mem: bytes = b"") -> tuple[str, object]:
+    """What a user sees of one raw run: the value, or the error and its exact text."""
+    try:
+        return "r0", run(code, mem)
+    except ProgramFault as exc:
+        return "fault", host_addresses_hidden(f"{exc} (errno {exc.errno})")
+    except InvalidProgram as exc:
+        return "refused", str(exc)
+
+
+def same(code: bytes, mem: bytes = b"") -> tuple[str, object]:
+    want = outcome(interp.run_raw, code, mem)
+    got = outcome(jit.run_raw, code, mem)
+    assert got == want, f"jit {got} != interp {want}"
+    return got
+
+
+# ---------------------------------------------------------------- raw mode
+
+@pytest.mark.parametrize(("body", "want"), ALU_CASES + [("mov %r0, 0\n" + b, w)
+                                                        for b, w in JMP_CASES])
+def test_alu_and_jump_cases_of_the_interpreter(body: str, want: int) -> None:
+    assert same(asm(body + "\nexit")) == ("r0", want)
+
+
+def test_every_conformance_file_runs_as_on_the_interpreter() -> None:
+    if not CONFORMANCE.is_dir():
+        pytest.skip(f"{CONFORMANCE}: no bpf_conformance files here")
+    tests = [(p.stem, t.program(), t.mem) for p in data_files(CONFORMANCE)
+             if (t := parse_file(p)).program() is not None]
+    jit.precompile([code for _, code, _ in tests if code], native.MODE_RAW)
+    kinds: dict[str, int] = {}
+    for name, code, mem in tests:
+        assert code is not None
+        want = outcome(interp.run_raw, code, mem)
+        got = outcome(jit.run_raw, code, mem)
+        assert got == want, f"{name}: jit {got} != interp {want}"
+        kinds[got[0]] = kinds.get(got[0], 0) + 1
+    assert len(tests) > 300 and kinds["r0"] > 300, kinds
+
+
+def test_faults_carry_the_interpreters_messages() -> None:
+    cases = [
+        ("mov %r0, 0\nldxb %r0, [%r1+4]\nexit", b"1234", "1-byte read"),
+        ("stdw [%r10+0], 1\nexit", b"", "8-byte write"),
+        ("stdw [%r10-520], 1\nexit", b"", "8-byte write"),
+        ("lddw %r1, 0xffffffffffffffff\nldxdw %r0, [%r1+0]\nexit", b"", "0xffffffffffffffff"),
+        ("mov %r1, 1\nlock add [%r10-7], %r1\nexit", b"", "misaligned 8-byte atomic"),
+        ("mov %r1, 1\nlock fetch add32 [%r10-6], %r1\nexit", b"", "misaligned 4-byte"),
+        ("mov %r2, 100\ncall 1\nexit", b"abc", "at pc 1"),
+        ("mov %r0, 0\nja -1\nexit", b"", "branch budget"),
+        ("mov %r1, 77\ncall %r1\nexit", b"", "callx at pc 1 to unknown helper 77"),
+    ]
+    for text, mem, words in cases:
+        kind, message = same(asm(text), mem)
+        assert kind == "fault" and words in str(message), (text, message)
+
+
+def test_frames_depth_and_the_unwinding_helper() -> None:
+    def chain(depth: int) -> bytes:
+        lines = [f"call local f{i + 1}" if i < depth else "mov %r0, 1" for i in range(depth + 1)]
+        return asm("\n".join(f"f{i}:\n{line}\nexit" for i, line in enumerate(lines)))
+    assert same(chain(7)) == ("r0", 1)
+    kind, message = same(chain(8))
+    assert kind == "fault" and "too deep at pc 14" in str(message)
+    assert same(asm("""
+        mov %r6, 6
+        stdw [%r10-8], 42
+        mov %r1, %r10
+        call local f
+        add %r0, %r6
+        ldxdw %r1, [%r10-8]
+        add %r0, %r1
+        exit
+    f:
+        mov %r6, 100
+        stdw [%r10-8], 1000
+        ldxdw %r0, [%r1-8]
+        exit
+    """)) == ("r0", 42 + 6 + 42)
+    # helper 5 ends the program (from a subprogram too) when it returns 0
+    assert same(asm("call local f\nmov %r0, 9\nexit\nf:\nmov %r1, 0\ncall 5\nmov %r0, 2\n"
+                    "exit")) == ("r0", 0)
+    assert same(asm("mov %r1, 0\nmov %r2, 5\ncall %r2\nmov %r0, 2\nexit")) == ("r0", 0)
+
+
+def test_memory_left_behind_is_the_same() -> None:
+    prog = asm("stb [%r1], 0x11\nsth [%r1+2], -1\nstw [%r1+4], 0x44332211\n"
+               "mov %r3, 0x77\nstxb [%r1+8], %r3\nstdw [%r10-8], -2\nldxdw %r0, [%r10-8]\nexit")
+    assert jit.run_raw_mem(prog, bytes(9)) == interp.run_raw_mem(prog, bytes(9))
+
+
+DATA_REGS = (0, 2, 3, 4, 5, 6, 7, 8, 9)  # r1 (memory) and r10 (stack) are only ever bases
+
+
+def deterministic_program(seed: int, n: int = 48) -> bytes:
+    """A random program whose every value is independent of where the host put its memory
+    and stack (pointers are used as bases, never as data), so that two engines, each with
+    its own allocations, must agree on the result or the fault, byte for byte."""
+    rnd = random.Random(seed)
+    alu = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0]
+    out: list[tuple[int, int, int, int, int]] = []
+    for pc in range(n - 1):
+        dst, src = rnd.choice(DATA_REGS), rnd.choice(DATA_REGS)
+        imm = rnd.choice([0, 1, -1, 7, 16, 32, 63, 64, 2**31 - 1, -2**31, rnd.randint(-99, 99)])
+        base = rnd.choice([1, 1, 10, 10, 10, 10, 10, dst])
+        off = (rnd.randint(-2, 64) if base == 1 else rnd.randint(-514, -8) if base == 10
+               else rnd.choice([0, 8, -8]))
+        size = rnd.choice([0x00, 0x08, 0x10, 0x18])
+        kind = rnd.randrange(10)
+        if kind < 4:
+            cls, op = rnd.choice([0x04, 0x07]), rnd.choice(alu)
+            x = rnd.choice([0, 8])
+            off = rnd.choice([0, 1]) if op in (0x30, 0x90) else 0
+            if op == 0x80:
+                x = 0
+            if op == 0xB0 and x:
+                off = rnd.choice([0, 8, 16] + ([32] if cls == 0x07 else []))
+            if op == 0xD0:
+                imm, x = rnd.choice([16, 32, 64]), 0 if cls == 0x07 else x
+            out.append((cls | op | x, dst, src, off, imm))
+        elif kind < 6:
+            cls = rnd.choice([0x05, 0x06])
+            op = rnd.choice([0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xA0, 0xB0, 0xC0, 0xD0])
+            out.append((cls | op | rnd.choice([0, 8]), dst, src, rnd.randint(0, n - 2 - pc),
+                        imm))
+        elif kind < 7:
+            mode = rnd.choice([0x60, 0x60, 0x80]) if size != 0x18 else 0x60
+            out.append((0x01 | mode | size, dst, base, off, 0))
+        elif kind < 8:
+            out.append((rnd.choice([0x02, 0x03]) | 0x60 | size, base, src, off, imm))
+        elif kind < 9:
+            atomic = rnd.choice([0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xA0, 0xA1, 0xE1, 0xF1])
+            out.append((0xC3 | rnd.choice([0x00, 0x18]), base, src, off & ~3, atomic))
+        else:
+            out.append((0x85, 0, 0, 0, rnd.choice([1, 2])))  # 5 returns the pointer r1
+    out.append((0x95, 0, 0, 0, 0))
+    return raw(*out)
+
+
+def test_random_programs_behave_as_on_the_interpreter() -> None:
+    codes = [deterministic_program(seed) for seed in range(60)]
+    jit.precompile(codes, native.MODE_RAW)
+    kinds = {"r0": 0, "fault": 0, "refused": 0}
+    for seed, code in enumerate(codes):
+        want = outcome(interp.run_raw_mem, code, bytes(range(64)))
+        got = outcome(jit.run_raw_mem, code, bytes(range(64)))
+        assert got == want, f"seed {seed}: jit {got} != interp {want}"
+        kinds[got[0]] += 1
+    assert kinds["r0"] >= 10 and kinds["fault"] >= 10, kinds
+
+
+def test_hostile_programs_never_hurt_the_process() -> None:
+    """The interpreter's hostile programs (they read host pointers, so only the kind of
+    ending is compared: a value, a refusal or a fault naming the pc)."""
+    codes = [hostile_program(seed) for seed in range(30)]
+    jit.precompile(codes, native.MODE_RAW)
+    for code in codes:
+        kind, text = outcome(jit.run_raw, code, bytes(range(64)))
+        assert kind != "fault" or " at pc " in str(text)
+
+
+# ---------------------------------------------------------------- XDP mode
+
+def prog(text: str, *maps: MapSpec, name: str = "t") -> Program:
+    from vxdp.bpf.asm import assemble
+    from vxdp.bpf.isa import encode
+    return Program(name, "xdp", encode(assemble(text)), maps=maps)
+
+
+def both(program: Program, setup: Callable[[Engine], None] | None = None,
+         packets: tuple[bytes, ...] = (PKT, PKT[:20])) -> list[tuple[int, bytes, int | None]]:
+    """Run on interp and jit; the results (or the fault text) must be equal."""
+    seen = []
+    for name in ("interp", "jit"):
+        with create_engine(name, program) as e:
+            if setup:
+                setup(e)
+            try:
+                seen.append([(r.retval, r.data, r.redirect) for r in e.run_xdp(packets)])
+            except ProgramFault as exc:
+                seen.append([(-1, host_addresses_hidden(str(exc)).encode(), exc.errno)])
+    assert seen[0] == seen[1], f"interp {seen[0]} != jit {seen[1]}"
+    return seen[1]
+
+
+def test_context_loads_are_rewritten_and_writes_refused() -> None:
+    res = both(prog("ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r0, %r3\nsub %r0, %r2\n"
+                    "ldxw %r4, [%r1+12]\nlsh %r4, 16\nor %r0, %r4\nexit"))
+    assert [r[0] for r in res] == [62 | 1 << 16, 20 | 1 << 16]
+    (fault,) = both(prog("stw [%r1+0], 1\nmov %r0, 2\nexit"))
+    assert b"context is read-only" in fault[1]
+    (fault,) = both(prog("ldxdw %r0, [%r1+0]\nexit"))
+    assert b"invalid bpf_context access off=0 size=8" in fault[1]
+
+
+def test_packet_bounds_follow_adjust_head() -> None:
+    # grow the head by 8 bytes, then write and read the new first bytes through data
+    text = """
+        mov %r6, %r1
+        mov %r2, -8
+        call 44
+        ldxw %r2, [%r6+0]
+        ldxw %r3, [%r6+4]
+        stdw [%r2+0], 0x5a
+        ldxb %r0, [%r2+0]
+        ldxb %r4, [%r3-1]
+        add %r0, %r4
+        exit
+    """
+    res = both(prog(text))
+    assert res[0][0] == 0x5A + 61 and res[0][1][:8] == b"\x5a" + bytes(7)
+    # after shrinking it back, the old head is out of reach again
+    (fault,) = both(prog("mov %r6, %r1\nmov %r2, 8\ncall 44\nldxw %r2, [%r6+0]\n"
+                         "ldxb %r0, [%r2-1]\nexit"))
+    assert b"1-byte read" in fault[1]
+
+
+COUNTER = MapSpec("counter", MapType.ARRAY, 4, 8, 1)
+JUMPS = MapSpec("jumps", MapType.PROG_ARRAY, 4, 4, 2)
+
+
+def _slot(index: int, target: Program) -> Callable[[Engine], None]:
+    def setup(e: Engine) -> None:
+        e.maps[1].update(struct.pack("<I", index), struct.pack("<I", e.load_tail_target(target)))
+    return setup
+
+
+SELF_TAIL = """
+    mov %r6, %r1
+    stw [%r10-4], 0
+    lddw %r1, map_fd(0)
+    mov %r2, %r10
+    add %r2, -4
+    call 1
+    jeq %r0, 0, +2
+    mov %r1, 1
+    lock add [%r0+0], %r1
+    mov %r1, %r6
+    lddw %r2, map_fd(1)
+    mov %r3, 0
+    call 12
+    mov %r0, 2
+    exit
+"""
+
+
+def test_tail_calls_stop_after_33() -> None:
+    p = prog(SELF_TAIL, COUNTER, JUMPS)
+    seen = []
+    for engine in (InterpEngine, JitEngine):
+        with engine(p) as e:
+            _slot(0, p)(e)
+            seen.append((e.run_xdp([PKT])[0].retval, e.maps[0].lookup(struct.pack("<I", 0))))
+    assert seen[0] == seen[1] == (2, struct.pack("<Q", 1 + 33))
+
+
+def test_tail_call_from_a_subprogram_returns_into_the_caller() -> None:
+    """The target's exit pops the caller's frame, in the program that made the call."""
+    main = prog("""
+        mov %r6, 1000
+        call local sub
+        add %r0, %r6
+        exit
+    sub:
+        mov %r6, 5
+        lddw %r2, map_fd(1)
+        mov %r3, 0
+        call 12
+        mov %r0, 7
+        exit
+    """, COUNTER, JUMPS, name="main")
+    target = prog("mov %r6, 99\nmov %r0, 40\nexit", COUNTER, JUMPS, name="target")
+    res = both(main, _slot(0, target))
+    assert [r[0] for r in res] == [1040, 1040]
+    assert [r[0] for r in both(main)] == [1007, 1007]  # empty slot: the call falls through
+
+
+def test_a_compiled_program_reaches_only_compiled_programs() -> None:
+    main = prog("lddw %r2, map_fd(1)\nmov %r3, 0\ncall 12\nmov %r0, 2\nexit", COUNTER, JUMPS)
+    with JitEngine(main) as e:
+        interp_only = native.prog_load(prog("mov %r0, 1\nexit").insns, native.MODE_XDP,
+                                       [m.handle for m in e.maps])  # type: ignore[attr-defined]
+        e.maps[1].update(struct.pack("<I", 0), struct.pack("<I", native.prog_id(interp_only)))
+        with pytest.raises(ProgramFault, match="has no compiled code"):
+            e.run_xdp([PKT])
+
+
+def test_attach_checks_mode_and_length() -> None:
+    code = asm("mov %r0, 1\nexit")
+    compiled = jit.compile_program(code, native.MODE_RAW)
+    xdp_prog = native.prog_load(code, native.MODE_XDP)
+    with pytest.raises(InvalidProgram, match="compiled program is for mode 0"):
+        native.prog_set_jit(xdp_prog, compiled.info_addr)
+    longer = native.prog_load(asm("mov %r0, 1\nmov %r0, 2\nexit"), native.MODE_RAW)
+    with pytest.raises(InvalidProgram, match="has 2 instructions, the program 3"):
+        native.prog_set_jit(longer, compiled.info_addr)
+    raw_prog = native.prog_load(code, native.MODE_RAW)
+    native.prog_set_jit(raw_prog, compiled.info_addr)
+    assert native.prog_has_jit(raw_prog)
+    native.prog_set_jit(raw_prog, 0)
+    assert not native.prog_has_jit(raw_prog)
+
+
+# ---------------------------------------------------------------- generated C and the cache
+
+EVERY_KIND = """
+    mov %r0, 0
+    ldxw %r2, [%r1+0]
+    stxdw [%r10-8], %r2
+    lock fetch add [%r10-8], %r0
+    lock cmpxchg [%r10-8], %r2
+    sdiv32 %r0, -1
+    jsgt %r2, -2147483648, +1
+    be16 %r0
+    call local f
+    jeq %r0, %r0, +0
+    exit
+f:
+    movsx864 %r0, %r2
+    call 3
+    exit
+"""
+
+
+def test_generated_c_is_labelled_commented_and_warning_free(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setenv("VXDP_JIT_CACHE", str(tmp_path))
+    code = asm(EVERY_KIND)
+    before = jit.compile_count()
+    compiled = jit.compile_program(code, native.MODE_RAW, name="every_kind")
+    assert jit.compile_count() == before + 1
+    assert compiled.so_path.parent.parent == tmp_path
+    assert compiled.warnings == ""
+    source = compiled.source_path.read_text()
+    assert "/* 1: (61) r2 = *(u32 *)(r1 +0) */\nL1: VX_LDX(1, r2, r1, uint32_t" in source
+    assert "L8: VX_CALL(8, L11, 9);" in source and "case 9: goto L9;" in source
+    assert "L9: if (1) goto L10;" in source
+    for pc in range(14):
+        assert f"\nL{pc}: " in source
+    assert jit.run_raw(code, b"\x05\0\0\0") == interp.run_raw(code, b"\x05\0\0\0")
+
+
+def test_compiled_objects_are_cached_by_digest(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VXDP_JIT_CACHE", str(tmp_path))
+    code = asm("mov %r0, 41\nadd %r0, 1\nexit")
+    first = jit.compile_program(code, native.MODE_RAW)
+    count = jit.compile_count()
+    assert jit.compile_program(code, native.MODE_RAW) is first
+    assert jit.compile_program(code, native.MODE_XDP).key != first.key  # mode is in the key
+    assert jit.compile_count() == count + 1
+    # another process finds the object on disk and compiles nothing
+    script = ("from vxdp.bpf import jit; from vxdp import native\n"
+              f"print(jit.run_raw({code!r}), jit.compile_count())")
+    env = {**os.environ, "VXDP_JIT_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, cwd=ROOT, check=True, timeout=60)
+    assert out.stdout.split() == ["42", "0"]
+
+
+def test_generator_refuses_what_the_loader_refuses() -> None:
+    for code in (raw((0xFF, 0, 0, 0, 0), (0x95, 0, 0, 0, 0)),
+                 raw((0x05, 0, 0, 5, 0), (0x95, 0, 0, 0, 0)),
+                 raw((0x8D, 0, 0, 0, 2), (0x95, 0, 0, 0, 0))):  # callx outside raw mode
+        with pytest.raises(InvalidProgram, match="jit: "):
+            jitgen.generate(code, native.MODE_XDP)
+    with pytest.raises(VxdpError, match="exceeds the jit's limit"):
+        jit.compile_program(bytes(8 * (jit.JIT_MAX_INSNS + 1)), native.MODE_RAW)
