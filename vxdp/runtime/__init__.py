@@ -8,7 +8,8 @@ generator, TAP, null); `xdp.XdpHook` is the attach point both use.
 """
 
 from .guest import DeviceGone, GuestRuntime
-from .host import GuestPort, HostRuntime
+from .guestport import GuestPort
+from .host import HostRuntime
 from .wire import WirePort, WireSpec, open_port, parse_spec
 from .xdp import ACTION_NAMES, Verdict, XdpHook, load_program
 

@@ -79,12 +79,11 @@ from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import VirtioNetStatus, virtio_net_config
 from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VhostUserRemoteError
-from vxdp.vhost_user import EventFd, Frontend, FrontendMemory, Outgoing, Reply
+from vxdp.vhost_user import EventFd, FrontendMemory
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
-from vxdp.vhost_user.frontend import check_ack
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
-from vxdp.vhost_user.transport import receive_some, send_message
 
+from .link import DeviceGone, Link
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
 
@@ -114,67 +113,6 @@ def frontend_config(mac: bytes = FRONTEND_MAC) -> bytes:
     fields.update(mac=mac, status=int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP),
                   max_virtqueue_pairs=1, mtu=1500)
     return bytes(virtio_net_config.build(fields))
-
-
-class DeviceGone(VhostUserError):
-    """The host closed the vhost-user socket (or it broke): the device is gone."""
-
-
-class Link:
-    """One vhost-user connection: a reader task for replies, requests one at a time."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.sock = sock
-        self.core = Frontend()
-        self.gone: str | None = None
-        self.closed = trio.Event()
-        self._lock = trio.Lock()
-        self._send_reply, self._replies = trio.open_memory_channel[Reply](1)
-
-    async def reader(self) -> None:
-        reason = "host closed the vhost-user socket"
-        try:
-            while True:
-                data, fds = await receive_some(self.sock, self.core.want())
-                if not data:
-                    for fd in fds:
-                        os.close(fd)
-                    break
-                reply = self.core.receive_data(data, fds)
-                if reply is not None:
-                    await self._send_reply.send(reply)
-        except (OSError, VhostUserError) as exc:
-            reason = f"vhost-user connection failed: {exc}"
-        finally:
-            self.gone = reason
-            self._send_reply.close()
-            self.closed.set()
-
-    async def send(self, out: Outgoing) -> Reply | None:
-        async with self._lock:
-            if self.gone is not None:
-                raise DeviceGone(self.gone)
-            try:
-                await send_message(self.sock, out.data, out.fds)
-            except OSError as exc:
-                raise DeviceGone(f"vhost-user send failed: {exc}") from None
-            if not out.expects_reply:
-                return None
-            try:
-                reply = await self._replies.receive()
-            except trio.EndOfChannel:
-                raise DeviceGone(self.gone or "connection closed") from None
-            check_ack(reply)
-            return reply
-
-    async def value(self, out: Outgoing) -> Any:
-        reply = await self.send(out)
-        assert reply is not None
-        return reply.value
-
-    def close(self) -> None:
-        self.core.close()
-        self.sock.close()
 
 
 class GuestRuntime:

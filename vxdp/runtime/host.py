@@ -1,29 +1,11 @@
-"""The host process: vhost-user back-ends bridging guests' rings to `host.Device` models,
-a wire port, and the host-attached XDP program.
+"""The host process: one vhost-user back-end per guest socket, a wire port, and the
+host-attached XDP program.
 
 Theory of operation
 -------------------
 `HostRuntime` serves one vhost-user socket per guest (`--socket` may repeat); each is a
-`GuestPort`.  A port turns the back-end's events into calls on a `host.Device` made fresh
-for every front-end session (a guest that reconnects gets a new device, as a restarted
-QEMU gets a new vhost-user back-end state):
-
-    vhost-user event           device call
-    SET_FEATURES               write_features (VHOST_USER_F_PROTOCOL_FEATURES removed)
-                               now when the device is at DRIVER, else at FEATURES_OK
-    SET_STATUS / GET_STATUS    write_status, one §3.1.1 step at a time / read_status
-    GET_CONFIG / SET_CONFIG    read_config / write_config (refused: §5.1.4.2)
-    SET_MEM_TABLE              set_memory (the mapped memfd regions)
-    ring started and enabled   set_queue(num, areas, base) + enable_queue
-    GET_VRING_BASE             the ring stops; answered with its next available index
-    kick eventfd               notify(queue)
-    Disconnected               the device is dropped, its counters kept
-
-Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
-call eventfd, `FrameTransmitted` goes to the wire (or to another guest whose MAC it is
-addressed to), per-queue packet and byte counters follow `FrameDelivered` and
-`FrameTransmitted`.  A device refusal (`VirtioError`) gets the front-end a REPLY_ACK
-nack and the session goes on; a protocol break ends that guest's session only.
+`guestport.GuestPort`, which bridges that guest's sessions to a `host.Device` (see there
+for the message-to-device table).
 
 Frames from the wire are switched by destination MAC (broadcast, multicast and unknown
 unicast go to every live guest), then enter each guest through the host XDP program, on
@@ -34,7 +16,8 @@ datapaths do this: `c` (default) hands receiveq1/transmitq1 of a live split-ring
 to the C packet core (`cpath.CPath`, one C call per burst, program included); `python`
 leaves them to the device model with the program on `XdpHook`.  The wire is read once a
 guest has posted receive buffers, and a burst waits (briefly) for guests to have room, so
-that a replay or a generator run is not spent on nobody.
+that a replay or a generator run is not spent on nobody.  Frames a guest transmits go to
+another guest when addressed to its MAC, else to the wire.
 
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
@@ -42,445 +25,35 @@ endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/S
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import zlib
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import trio
 
-from host import (
-    ConfigInterrupt,
-    Device,
-    DeviceEvent,
-    DeviceNeedsReset,
-    DeviceProfile,
-    FrameDelivered,
-    FrameDropped,
-    FrameTransmitted,
-    Interrupt,
-    get_profile,
-)
-from host.config import ConfigSpace
-from host.datapath import BurstOut, HostSwitch
-from host.device import RX_BACKLOG
-from virtio_spec.errors import LocalProtocolError, VirtioError
-from virtio_spec.packed import PackedDeviceQueue
-from virtio_spec.split import SplitDeviceQueue
-from virtio_spec.status import DeviceStatus
+from host import DeviceProfile, get_profile
+from host.datapath import HostSwitch
 from vxdp.bpf.program import Program
-from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VxdpError
-from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
-from vxdp.vhost_user import events as ev
-from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
-from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
+from vxdp.errors import UsageError
 
-from .cpath import CPath
+from .guestport import (
+    FIRST_GUEST_IFINDEX,
+    PROTOCOL_FEATURES,
+    WIRE_IFINDEX,
+    GuestPort,
+    guest_mac,
+    status_steps,
+)
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
 
 log = logging.getLogger("vxdp.runtime.host")
 
-_PF = VhostUserProtocolFeature
-#: What the host back-end offers: the guest runtime needs STATUS and CONFIG to carry
-#: the virtio status and config space, REPLY_ACK to hear refusals at the request.
-PROTOCOL_FEATURES = (1 << _PF.MQ | 1 << _PF.REPLY_ACK | 1 << _PF.CONFIG | 1 << _PF.STATUS
-                     | 1 << _PF.RESET_DEVICE)
-_PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 BURST = 32
-WIRE_IFINDEX = 1
-FIRST_GUEST_IFINDEX = 2  # guest n is ifindex 2 + n (REDIRECT targets, devmap values)
 DATAPATHS = ("c", "python")
+#: How long a wire burst waits for guests to post receive buffers.
 ROOM_WAIT = 0.05
-ROOM_UNKNOWN = 1 << 30
-
-
-def guest_mac(profile: DeviceProfile, n: int) -> bytes:
-    """The MAC of guest n: the profile's, its last byte moved on by n."""
-    return profile.mac[:5] + bytes([(profile.mac[5] + n) & 0xFF])
-
-
-_STEPS_TO_FEATURES = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER
-_INIT_BITS = (DeviceStatus.ACKNOWLEDGE, DeviceStatus.DRIVER, DeviceStatus.FEATURES_OK,
-              DeviceStatus.DRIVER_OK)
-
-
-def status_steps(current: int, written: int) -> list[int]:
-    """The status writes a vhost-user SET_STATUS stands for, one bit at a time.
-
-    A front-end forwards the driver's status as it sees fit: DPDK virtio_user 22.11 sends
-    its first SET_STATUS with ACKNOWLEDGE|DRIVER|FEATURES_OK set together, QEMU sends
-    FEATURES_OK, then adds ACKNOWLEDGE|DRIVER|DRIVER_OK.  A bit of §3.1.1's sequence implies
-    the ones before it, so the device walks every step up to the highest bit set, in
-    order (virtio 1.3 §3.1.1).  A reset, FAILED, a cleared bit or an undefined bit goes
-    to the device as written, and the device judges it."""
-    init = 0
-    for bit in _INIT_BITS:
-        init |= bit
-    if written == 0 or written & ~init or current & ~written & init:
-        return [written]
-    top = max((i for i, bit in enumerate(_INIT_BITS) if written & bit), default=-1)
-    steps: list[int] = []
-    value = current
-    for bit in _INIT_BITS[:top + 1]:
-        if not value & bit:
-            value |= int(bit)
-            steps.append(value)
-    return steps or [written]
-
-
-def _counter() -> dict[str, int]:
-    return {"packets": 0, "bytes": 0}
-
-
-class GuestPort:
-    """One guest's socket, its current session and device, and its counters."""
-
-    def __init__(self, runtime: HostRuntime, number: int, path: str,
-                 profile: DeviceProfile) -> None:
-        self.runtime = runtime
-        self.number = number
-        self.path = path
-        self.profile = replace(profile, mac=guest_mac(profile, number))
-        self.config = BackendConfig(
-            features=self.profile.features | _PROTO_BIT, protocol_features=PROTOCOL_FEATURES,
-            queue_num=2 * self.profile.max_queue_pairs + 1,
-            max_queue_size=self.profile.max_queue_size,
-            config_size=ConfigSpace(self.profile).size)
-        self.ifindex = FIRST_GUEST_IFINDEX + number
-        self.device: Device | None = None
-        self.session: BackendSession | None = None
-        self.cpath = CPath(runtime.switch, self.ifindex) if runtime.switch is not None \
-            else None
-        self.sessions = 0
-        self.last_disconnect = ""
-        self.queues: dict[str, dict[str, int]] = {}
-        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0}
-        self.interrupts = 0
-        self.device_totals: dict[str, int] = {}
-        self.running: set[int] = set()  # queues the device works (started and enabled)
-        self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
-        self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
-        table: dict[type[ev.BackendEvent], Handler] = {
-            ev.Connected: self._connected, ev.Disconnected: self._disconnected,
-            ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
-            ev.MemTableSet: self._mem_table, ev.VringKickSet: self._maybe_start,
-            ev.VringEnableSet: self._maybe_start, ev.VringBaseQueried: self._stop,
-            ev.ConfigQueried: self._config_read, ev.ConfigSet: self._config_write,
-            ev.StatusSet: self._status_write, ev.StatusQueried: self._status_read,
-            ev.Kicked: self._kicked,
-        }
-        self.handlers = {cls: self._guarded(h) for cls, h in table.items()}
-
-    def _guarded(self, handler: Handler) -> Handler:
-        """A fault of ours while serving one guest ends that guest's session, never the
-        host: anything but a device refusal (VirtioError) or a transport error becomes a
-        VhostUserLocalError, which the session logs before it disconnects."""
-        async def guarded(session: BackendSession, event: Any) -> object:
-            try:
-                return await handler(session, event)
-            except (VirtioError, VhostUserError) as exc:
-                # Without the device's frames: the session logs the refusal, and a kept
-                # record must not pin the ring views the session's memory unmaps under.
-                raise exc.with_traceback(None) from None
-            except Exception as exc:
-                log.exception("guest %d: handling %s failed", self.number, event.describe())
-                raise VhostUserLocalError(
-                    f"guest {self.number}: handling {event.describe()} failed: {exc}") from exc
-        return guarded
-
-    # -- serving ---------------------------------------------------------------------
-
-    @property
-    def live(self) -> bool:
-        return self.device is not None and self.device.live
-
-    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
-        """Listen on this guest's socket and serve its front-ends one after another."""
-        await serve_backend(self.path, self.config, self.handlers, task_status=task_status)
-
-    async def serve_socket(self, sock: trio.socket.SocketType) -> str:
-        """Serve one front-end on a connected socket (tests: a socketpair)."""
-        return await serve_connection(sock, self.config, self.handlers)
-
-    # -- handlers --------------------------------------------------------------------
-
-    def _need_device(self) -> Device:
-        if self.device is None:
-            raise LocalProtocolError("vhost-user event outside a session")
-        return self.device
-
-    async def _connected(self, session: BackendSession, event: ev.Connected) -> None:
-        self.session = session
-        self.device = Device(self.profile)
-        self.running.clear()
-        self.rx_posted = False
-        self.features_pending = None
-        self.sessions += 1
-        log.info("guest %d (%s): front-end connected", self.number, self.path)
-
-    async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
-        self._release()
-        device, self.device, self.session = self.device, None, None
-        self.running.clear()
-        self.last_disconnect = event.reason or "closed"
-        if device is not None:
-            for key, value in device.stats.items():
-                self.device_totals[key] = self.device_totals.get(key, 0) + value
-            del device
-            # The edge unmaps the session's memory next: cyclic garbage (tracebacks,
-            # closures) may still view the rings, so collect before it tries.
-            gc.collect()
-        log.info("guest %d (%s): front-end left: %s", self.number, self.path,
-                 self.last_disconnect)
-
-    async def _features(self, session: BackendSession, event: ev.FeaturesSet) -> None:
-        # vhost-user carries features apart from the status: QEMU and DPDK virtio_user
-        # send SET_FEATURES before any SET_STATUS.  The device takes them at DRIVER
-        # (virtio 1.3 §3.1.1 step 4); before that they wait for the status walk.
-        device = self._need_device()
-        self.features_pending = event.features & ~_PROTO_BIT
-        if device.read_status() & _STEPS_TO_FEATURES == _STEPS_TO_FEATURES \
-                and not device.read_status() & DeviceStatus.FEATURES_OK:
-            self._handle(device.write_features(self.features_pending))
-            self.features_pending = None
-
-    async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
-        self._release()
-        self.running.clear()
-        self.features_pending = None
-        self._handle(self._need_device().write_status(0))
-
-    async def _mem_table(self, session: BackendSession, event: ev.MemTableSet) -> None:
-        assert session.memory is not None
-        self._need_device().set_memory(session.memory.guest)
-
-    async def _maybe_start(self, session: BackendSession,
-                           event: ev.VringKickSet | ev.VringEnableSet) -> None:
-        device = self._need_device()
-        vring = session.backend.vrings[event.index]
-        enabled = vring.enabled or not (session.backend.features or 0) & _PROTO_BIT
-        if not (vring.started and enabled) or event.index in self.running:
-            if isinstance(event, ev.VringEnableSet) and not event.enabled:
-                self.running.discard(event.index)
-            return
-        assert vring.num is not None and vring.areas is not None
-        slot = device.slot(event.index)
-        if slot is None or slot.engine is None:
-            self._handle(device.set_queue(event.index, vring.num, *vring.areas,
-                                          base=vring.base))
-            self._handle(device.enable_queue(event.index))
-        self.running.add(event.index)
-        self._take()
-
-    async def _stop(self, session: BackendSession, event: ev.VringBaseQueried) -> int:
-        if event.index in (0, 1):
-            self._release()
-        self.running.discard(event.index)
-        slot = self.device.slot(event.index) if self.device is not None else None
-        engine = slot.engine if slot is not None else None
-        if engine is None:
-            return int(session.backend.vrings[event.index].base)
-        if isinstance(engine, PackedDeviceQueue):
-            return engine.next_avail | (0x8000 if engine.avail_wrap else 0)
-        return engine.last_avail_idx
-
-    async def _config_read(self, session: BackendSession, event: ev.ConfigQueried) -> bytes:
-        return self._need_device().read_config(event.offset, event.size)
-
-    async def _config_write(self, session: BackendSession, event: ev.ConfigSet) -> None:
-        self._need_device().write_config(event.offset, event.data)
-
-    async def _status_write(self, session: BackendSession, event: ev.StatusSet) -> None:
-        device = self._need_device()
-        if event.status == 0:
-            self._release()
-            self.running.clear()
-            self.features_pending = None
-        for value in status_steps(device.read_status(), event.status):
-            if value & DeviceStatus.FEATURES_OK and self.features_pending is not None:
-                self._handle(device.write_features(self.features_pending))
-                self.features_pending = None
-            self._handle(device.write_status(value))
-            if device.read_status() != value:
-                break  # refused (FEATURES_OK with bad features, ...): the frontend reads it
-        self._take()
-        self.runtime.note_live()
-
-    async def _status_read(self, session: BackendSession, event: ev.StatusQueried) -> int:
-        return self._need_device().read_status()
-
-    async def _kicked(self, session: BackendSession, event: ev.Kicked) -> None:
-        if self.device is None or event.index not in self.running:
-            return
-        if event.index == 0 and not self.rx_posted and self.device.live:
-            self.rx_posted = True  # the driver's first receive buffers are there
-            self.runtime.note_live()
-        if self.cpath is not None and self.cpath.active and event.index in (0, 1):
-            if event.index == 1:
-                # the C port drains the transmit ring; receive buffers it finds by itself
-                self._burst_out(self.cpath.tx(), from_guest=True)
-            return
-        self._handle(self.device.notify(event.index))
-
-    # -- the C datapath --------------------------------------------------------------
-
-    def _take(self) -> None:
-        """Pair 1 into C once the device is live and both of its rings run."""
-        if self.cpath is None or self.cpath.active or self.device is None:
-            return
-        if self.device.live and {0, 1} <= self.running:
-            xdp = self.runtime.xdp
-            self.cpath.take(self.device, xdp.program, xdp.maps)
-
-    def _release(self) -> None:
-        if self.cpath is not None:
-            self.cpath.release()
-
-    def _burst_out(self, out: BurstOut, *, from_guest: bool) -> None:
-        for ifindex, mask in out.interrupts.items():
-            target = self.runtime.by_ifindex(ifindex)
-            if target is None or target.session is None:
-                continue
-            for queue, bit in ((0, 1), (1, 2)):
-                if mask & bit:
-                    target.interrupts += 1
-                    target.session.notify(queue)
-        if out.wire:
-            if from_guest:
-                self.runtime.from_guest(self, out.wire)
-            else:
-                self.runtime.wire.send(out.wire)
-
-    # -- the datapath ----------------------------------------------------------------
-
-    def _queue(self, index: int) -> dict[str, int]:
-        slot = self.device.slot(index) if self.device is not None else None
-        name = slot.name if slot is not None else f"q{index}"
-        return self.queues.setdefault(name, _counter())
-
-    def _handle(self, events: Sequence[DeviceEvent]) -> None:
-        """Carry out what the device asked for (interrupts, frames) and count."""
-        out: list[bytes] = []
-        for e in events:
-            if isinstance(e, FrameTransmitted):
-                q = self._queue(e.queue)
-                q["packets"] += 1
-                q["bytes"] += len(e.frame)
-                out.append(e.frame)
-            elif isinstance(e, FrameDelivered):
-                q = self._queue(e.queue)
-                q["packets"] += 1
-                q["bytes"] += e.length
-            elif isinstance(e, FrameDropped):
-                self.drops[e.direction] = self.drops.get(e.direction, 0) + 1
-            elif isinstance(e, Interrupt):
-                if e.sent and self.session is not None:
-                    self.interrupts += 1
-                    self.session.notify(e.queue)
-            elif isinstance(e, ConfigInterrupt):
-                # No back-end to front-end channel (BACKEND_REQ) is negotiated: the guest
-                # learns of config changes when it next reads status and config.
-                log.info("guest %d: config change not signalled: %s", self.number, e.why)
-            elif isinstance(e, DeviceNeedsReset):
-                log.warning("guest %d: %s", self.number, e.describe())
-        if out:
-            self.runtime.from_guest(self, out)
-
-    def receive(self, frames: Sequence[bytes]) -> None:
-        """Frames from the wire for this guest: the host XDP program, then its receive
-        queues (in C, both in one call per burst, once the port is taken).  A failure
-        that is this guest's (its rings, its device) costs this burst, not the host."""
-        try:
-            self._receive(frames)
-        except (VirtioError, VxdpError) as exc:
-            self.drops["rx"] += len(frames)
-            log.error("guest %d: burst of %d frame(s) lost: %s", self.number, len(frames), exc)
-
-    def _receive(self, frames: Sequence[bytes]) -> None:
-        device = self.device
-        if device is None or not device.live:
-            self.drops["no_device"] += len(frames)
-            return
-        if self.cpath is not None and self.cpath.active:
-            self._burst_out(self.cpath.rx(frames), from_guest=False)
-            return
-        verdict = self.runtime.xdp.run(frames, ingress_ifindex=self.ifindex)
-        if verdict.tx:
-            self.runtime.wire.send(verdict.tx)
-        for ifindex, frame in verdict.redirect:
-            self.runtime.redirect(ifindex, frame)
-        self.deliver(verdict.passed)
-
-    def deliver(self, frames: Sequence[bytes]) -> None:
-        """Frames into the receive queues, past XDP (spread over the pairs by flow)."""
-        device = self.device
-        if device is None or not device.live:
-            self.drops["no_device"] += len(frames)
-            return
-        if self.cpath is not None and self.cpath.active:
-            # a frame redirected here: the C port has the rings; count it as not taken
-            self.drops["no_device"] += len(frames)
-            return
-        pairs = device.net.curr_queue_pairs
-        by_pair: dict[int, list[bytes]] = {}
-        for frame in frames:
-            pair = zlib.crc32(frame[26:38]) % pairs if pairs > 1 else 0
-            by_pair.setdefault(pair, []).append(frame)
-        for pair, burst in sorted(by_pair.items()):
-            if 2 * pair not in self.running:
-                self.drops["no_device"] += len(burst)
-                continue
-            self._handle(device.receive(burst, pair))
-
-    def rx_room(self) -> int:
-        """Frames receiveq1 can take now without a drop: buffers posted and not taken
-        (split rings; one buffer a frame), plus the model's backlog space."""
-        device = self.device
-        slot = device.slot(0) if device is not None and device.live else None
-        if device is None or device.memory is None or slot is None or not self.rx_posted:
-            return 0 if device is not None and device.live else ROOM_UNKNOWN
-        avail = device.memory.read_u16(slot.addresses[1] + 2)
-        if self.cpath is not None and self.cpath.port is not None:
-            last = self.cpath.port.queue_states()["rx"]["last_avail_idx"]
-            return (avail - last) & 0xFFFF if isinstance(last, int) else ROOM_UNKNOWN
-        engine = slot.engine
-        if not isinstance(engine, SplitDeviceQueue):
-            return ROOM_UNKNOWN
-        return ((avail - int(engine.last_avail_idx)) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
-
-    def stats(self) -> dict[str, object]:
-        device_stats = dict(self.device_totals)
-        if self.device is not None:
-            for key, value in self.device.stats.items():
-                device_stats[key] = device_stats.get(key, 0) + value
-        queues = {k: dict(v) for k, v in self.queues.items()}
-        drops = dict(self.drops)
-        datapath: dict[str, object] = {"kind": "python"}
-        if self.cpath is not None:
-            c = self.cpath.stats()
-            datapath = {"kind": "c" if self.cpath.active else "python",
-                        "refusal": self.cpath.refusal, "c_counters": c}
-            for name, pk, by in (("receiveq1", "guest_packets", "guest_bytes"),
-                                 ("transmitq1", "tx_packets", "tx_bytes")):
-                if c.get(pk):
-                    q = queues.setdefault(name, _counter())
-                    q["packets"] += c[pk]
-                    q["bytes"] += c[by]
-            drops["rx"] += sum(v for k, v in c.items()
-                               if k.startswith("drop_") and k != "drop_tx_header")
-            drops["tx"] += c.get("drop_tx_header", 0)
-        return {
-            "socket": self.path, "ifindex": self.ifindex, "mac": self.profile.mac.hex(":"),
-            "connected": self.session is not None, "live": self.live,
-            "sessions": self.sessions, "last_disconnect": self.last_disconnect,
-            "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts, "device": device_stats, "datapath": datapath,
-        }
 
 
 class HostRuntime:
@@ -632,4 +205,5 @@ class HostRuntime:
         self.xdp.close()
 
 
-__all__ = ["BURST", "PROTOCOL_FEATURES", "GuestPort", "HostRuntime", "guest_mac"]
+__all__ = ["BURST", "DATAPATHS", "FIRST_GUEST_IFINDEX", "PROTOCOL_FEATURES", "WIRE_IFINDEX",
+           "GuestPort", "HostRuntime", "guest_mac", "status_steps"]
