@@ -208,6 +208,9 @@ def check_6_2_in_order(make: DeviceFactory) -> None:
     s.queues[q].publish()
     s.kick(q)
     order = [u.id for u in s.reap(q)]
+    # Nothing used is no evidence of order (DPDK's vhost library never uses its control
+    # queue: without this the clause passed against it).
+    assert order, f"queue {q}: none of the {len(heads)} requests made available was used"
     assert order == heads[:len(order)], f"made available {heads}, used {order}"
 
 
