@@ -50,6 +50,8 @@ class Checkpoint:
     key: object
     parent: Checkpoint | None
     branches: int = 1
+    hits: int = 0
+    misses: int = 0
 
 
 class Analyzer:
@@ -284,10 +286,23 @@ class Analyzer:
         # depth-first), so meeting one again in exactly this state is an infinite loop.
         if key in self.in_progress.get(pc, {}):
             raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
-        done = self.complete.get(pc, [])
-        for cp in done:
-            if cp.key == key or prune.subsumes(cp.state, cleaned, live,
-                                               self.env.allow_uninit_stack):
+        done = self.complete.get(pc)
+        if done:
+            keep: list[Checkpoint] = []
+            hit = False
+            for cp in done:
+                if not hit and (cp.key == key or prune.subsumes(
+                        cp.state, cleaned, live, self.env.allow_uninit_stack)):
+                    cp.hits += 1
+                    hit = True
+                elif not hit:
+                    cp.misses += 1
+                    # the kernel's eviction: a state that rarely prunes is not worth keeping
+                    if cp.misses > cp.hits * 3 + 3:
+                        continue
+                keep.append(cp)
+            self.complete[pc] = keep
+            if hit:
                 self.log.note(f"{pc}: safe")
                 return True, parent
         # Remember a new state only now and then on straight paths (the kernel's

@@ -11,6 +11,8 @@ dead.  `branch_taken` uses it both ways: a comparison that cannot be false alway
 
 from __future__ import annotations
 
+import functools
+
 from vxdp.bpf.isa import AluOp, JmpOp
 from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
 from vxdp.bpf.verifier.tnum import U32, Tnum
@@ -163,6 +165,7 @@ def _shift(op: int, a: Scalar, amount: int, bits: int) -> Scalar:
     return out if out is not None else Scalar.unknown()
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def alu(op: int, dst: Scalar, src: Scalar, bits: int, *, signed_op: bool = False) -> Scalar:
     """dst op= src on scalars, for a 64-bit (ALU64) or 32-bit (ALU) instruction."""
     if op == AluOp.MOV:
@@ -275,6 +278,7 @@ def _exclude(h: Half, v: int) -> Half:
     return h
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def refine(op: int, a: Scalar, b: Scalar, bits: int) -> tuple[Scalar, Scalar] | None:
     """Both operands narrowed by `a op b` being true; None when it never can be."""
     res = _cmp_half(op, a.half(bits), b.half(bits), a.tnum(bits), b.tnum(bits))

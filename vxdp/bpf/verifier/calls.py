@@ -34,8 +34,6 @@ from vxdp.bpf.verifier.state import (
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
 _MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM})
 _MEM_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
-_LOOKUP_MAPS_XDP = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
-                              MapType.XSKMAP})
 
 
 def helper_name(hid: int) -> str:
@@ -209,9 +207,6 @@ def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: i
     if helper.ret is Ret.VOID:
         return NOT_INIT
     if helper.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL:
-        spec = env.map_spec(map_index)
-        if spec.type in _LOOKUP_MAPS_XDP:
-            return scalar()  # devmap lookups give the ifindex-like value, not memory
         return replace(pointer(T.MAP_VALUE, map=map_index), maybe_null=True,
                        id=env.new_id())
     # ring-buffer reservation: a reference the program must submit or discard

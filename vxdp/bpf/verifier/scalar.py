@@ -12,7 +12,8 @@ halves with one width-generic routine, as the kernel does for its 32- and 64-bit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import functools
+from dataclasses import dataclass
 
 from vxdp.bpf.verifier.tnum import U32, U64, Tnum
 
@@ -61,10 +62,10 @@ class Half:
         return (1 << (self.bits - 1)) - 1
 
     def with_u(self, lo: int, hi: int) -> Half:
-        return replace(self, umin=lo, umax=hi)
+        return Half(lo, hi, self.smin, self.smax, self.bits)
 
     def with_s(self, lo: int, hi: int) -> Half:
-        return replace(self, smin=lo, smax=hi)
+        return Half(self.umin, self.umax, lo, hi, self.bits)
 
     def u_full(self) -> Half:
         return self.with_u(0, self.umax_all)
@@ -103,6 +104,7 @@ class Scalar:
                       h32.umin, h32.umax, h32.smin, h32.smax).sync()
 
     @staticmethod
+    @functools.cache
     def unsigned(size: int) -> Scalar:
         """An unknown value zero-extended from `size` bytes (a narrow load)."""
         if size >= 8:
@@ -112,6 +114,7 @@ class Scalar:
         return s
 
     @staticmethod
+    @functools.cache
     def signed(size: int) -> Scalar:
         """An unknown value sign-extended from `size` bytes (a BPF_MEMSX load)."""
         if size >= 8:
@@ -152,6 +155,7 @@ class Scalar:
                 and self.s32_min <= other.s32_min and other.s32_max <= self.s32_max
                 and self.var_off.includes(other.var_off))
 
+    @functools.lru_cache(maxsize=1 << 14)  # noqa: B019 - frozen values, a bounded cache
     def zext32(self) -> Scalar:
         """The 32-bit half zero-extended to 64 bits (the result of any ALU32 operation)."""
         s = Scalar(self.var_off.subreg(), self.u32_min, self.u32_max, self.u32_min,
@@ -179,24 +183,7 @@ class Scalar:
 
     def sync(self) -> Scalar | None:
         """Make every field agree; None when they contradict (no value is possible)."""
-        s = self
-        for _ in range(2):
-            s = _from_tnum(s)
-            s = _deduce(s)
-            if s is None:
-                return None
-            t = _intersect(s.var_off, Tnum.range(s.umin, s.umax))
-            if t is None:
-                return None
-            sub = _intersect(t.subreg(), Tnum.range(s.u32_min, s.u32_max))
-            if sub is None:
-                return None
-            s = replace(s, var_off=t.with_subreg(sub))
-        s = _from_tnum(s)
-        if (s.umin > s.umax or s.smin > s.smax or s.u32_min > s.u32_max
-                or s.s32_min > s.s32_max):
-            return None
-        return s
+        return _sync(self)
 
     # -- printing -----------------------------------------------------------------------
 
@@ -207,28 +194,55 @@ class Scalar:
         return f"scalar({self.fields()})"
 
     def fields(self) -> str:
-        parts = []
-        full64 = Half.full(64)
-        full32 = Half.full(32)
-        if self.smin != full64.smin:
-            parts.append(f"smin={self.smin}")
-        if self.smax != full64.smax:
-            parts.append(f"smax={self.smax}")
-        if self.umin != 0:
-            parts.append(f"umin={self.umin}")
-        if self.umax != full64.umax:
-            parts.append(f"umax={self.umax}")
-        if self.s32_min != full32.smin and self.s32_min != self.smin:
-            parts.append(f"smin32={self.s32_min}")
-        if self.s32_max != full32.smax and self.s32_max != self.smax:
-            parts.append(f"smax32={self.s32_max}")
-        if self.u32_min != 0 and self.u32_min != self.umin:
-            parts.append(f"umin32={self.u32_min}")
-        if self.u32_max != full32.umax and self.u32_max != self.umax:
-            parts.append(f"umax32={self.u32_max}")
-        if not self.var_off.is_unknown:
-            parts.append(f"var_off={self.var_off}")
-        return ",".join(parts)
+        return _fields(self)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _sync(self: Scalar) -> Scalar | None:
+    s = self
+    for _ in range(2):
+        s = _from_tnum(s)
+        s = _deduce(s)
+        if s is None:
+            return None
+        t = _intersect(s.var_off, Tnum.range(s.umin, s.umax))
+        if t is None:
+            return None
+        sub = _intersect(t.subreg(), Tnum.range(s.u32_min, s.u32_max))
+        if sub is None:
+            return None
+        s = Scalar(t.with_subreg(sub), s.umin, s.umax, s.smin, s.smax, s.u32_min,
+                   s.u32_max, s.s32_min, s.s32_max)
+    s = _from_tnum(s)
+    if (s.umin > s.umax or s.smin > s.smax or s.u32_min > s.u32_max
+            or s.s32_min > s.s32_max):
+        return None
+    return s
+
+
+def _fields(self: Scalar) -> str:
+    parts = []
+    full64 = Half.full(64)
+    full32 = Half.full(32)
+    if self.smin != full64.smin:
+        parts.append(f"smin={self.smin}")
+    if self.smax != full64.smax:
+        parts.append(f"smax={self.smax}")
+    if self.umin != 0:
+        parts.append(f"umin={self.umin}")
+    if self.umax != full64.umax:
+        parts.append(f"umax={self.umax}")
+    if self.s32_min != full32.smin and self.s32_min != self.smin:
+        parts.append(f"smin32={self.s32_min}")
+    if self.s32_max != full32.smax and self.s32_max != self.smax:
+        parts.append(f"smax32={self.s32_max}")
+    if self.u32_min != 0 and self.u32_min != self.umin:
+        parts.append(f"umin32={self.u32_min}")
+    if self.u32_max != full32.umax and self.u32_max != self.umax:
+        parts.append(f"umax32={self.u32_max}")
+    if not self.var_off.is_unknown:
+        parts.append(f"var_off={self.var_off}")
+    return ",".join(parts)
 
 
 _UNKNOWN = Scalar(Tnum.unknown())
@@ -242,15 +256,16 @@ def _intersect(a: Tnum, b: Tnum) -> Tnum | None:
 
 def _from_tnum(s: Scalar) -> Scalar:
     """Tighten the bounds with what the tnum says (__update_reg_bounds)."""
-    t, t32 = s.var_off, s.var_off.subreg()
-    return replace(
-        s,
-        smin=max(s.smin, to_s64(t.value | (t.mask & (1 << 63)))),
-        smax=min(s.smax, to_s64(t.value | (t.mask & ~(1 << 63) & U64))),
-        umin=max(s.umin, t.value), umax=min(s.umax, t.value | t.mask),
-        s32_min=max(s.s32_min, to_s32(t32.value | (t32.mask & (1 << 31)))),
-        s32_max=min(s.s32_max, to_s32(t32.value | (t32.mask & ~(1 << 31) & U32))),
-        u32_min=max(s.u32_min, t32.value), u32_max=min(s.u32_max, t32.value | t32.mask))
+    t = s.var_off
+    v32, m32 = t.value & U32, t.mask & U32
+    return Scalar(
+        t,
+        max(s.umin, t.value), min(s.umax, t.value | t.mask),
+        max(s.smin, to_s64(t.value | (t.mask & (1 << 63)))),
+        min(s.smax, to_s64(t.value | (t.mask & ~(1 << 63) & U64))),
+        max(s.u32_min, v32), min(s.u32_max, v32 | m32),
+        max(s.s32_min, to_s32(v32 | (m32 & (1 << 31)))),
+        min(s.s32_max, to_s32(v32 | (m32 & ~(1 << 31) & U32))))
 
 
 def _deduce_half(h: Half) -> Half:

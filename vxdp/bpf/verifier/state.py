@@ -40,6 +40,8 @@ class T(Enum):
     PACKET_END = "pkt_end"
     RINGBUF_MEM = "ringbuf_mem"
 
+    __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
+
 
 PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
@@ -123,6 +125,8 @@ class B(Enum):
     MISC = "m"
     ZERO = "0"
     SPILL = "r"
+
+    __hash__ = object.__hash__
 
 
 @dataclass(frozen=True, slots=True)

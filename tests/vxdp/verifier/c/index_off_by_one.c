@@ -1,0 +1,29 @@
+/* reject: the bound check allows index 16 of a 16-byte array. */
+#include "vprog.h"
+
+struct table { __u8 slots[16]; };
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct table);
+} tables SEC(".maps");
+
+SEC("xdp")
+int index_off_by_one(struct xdp_md *ctx)
+{
+	unsigned char *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0, i;
+	struct table *t;
+
+	if ((void *)(data + 1) > end)
+		return XDP_DROP;
+	t = bpf_map_lookup_elem(&tables, &zero);
+	if (!t)
+		return XDP_PASS;
+	i = data[0];
+	if (i > 16)
+		return XDP_DROP;
+	return t->slots[i];
+}
