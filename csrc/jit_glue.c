@@ -21,6 +21,7 @@
 _Static_assert(VXDP_JIT_STACK_SIZE == VXDP_STACK_SIZE, "jit stack size");
 _Static_assert(VXDP_JIT_MAX_FRAMES == VXDP_MAX_CALL_FRAMES, "jit call frames");
 _Static_assert(sizeof(struct bpf_insn) == 8, "insn size");
+_Static_assert(sizeof(((struct vxdp_run *)0)->ctx_md) == 6 * 4, "xdp_md fields");
 
 uint32_t vxdp_jit_abi(void) { return VXDP_JIT_ABI; }
 
@@ -82,6 +83,16 @@ static void *op_store(struct vxdp_jit_ctx *c, uint32_t pc, uint64_t addr, uint32
     return p;
 }
 
+/* the packet region and the context values after anything that may have moved them */
+static inline void refresh(struct vxdp_jit_ctx *c, const struct vxdp_run *r)
+{
+    c->pkt_lo = r->pkt_lo;
+    c->pkt_hi = r->pkt_hi;
+    c->ctx_val[0] = (uintptr_t)r->data;
+    c->ctx_val[1] = (uintptr_t)r->data_end;
+    c->ctx_val[2] = (uintptr_t)r->data_meta;
+}
+
 static uint64_t op_call(struct vxdp_jit_ctx *c, uint32_t pc, uint32_t id, uint64_t a1,
                         uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
 {
@@ -98,8 +109,7 @@ static uint64_t op_call(struct vxdp_jit_ctx *c, uint32_t pc, uint32_t id, uint64
     /* the bpf_conformance harness's helper 5 unwinds the program when it returns 0 */
     if (prog->mode == VXDP_MODE_RAW && id == 5 && v == 0)
         c->status = 1;
-    c->pkt_lo = r->pkt_lo;
-    c->pkt_hi = r->pkt_hi;
+    refresh(c, r);
     return v;
 }
 
@@ -204,20 +214,23 @@ int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
 
     c.ops = &jit_ops;
     c.run = r;
-    memset(c.reg, 0, sizeof(c.reg));
     c.stack_base = (uintptr_t)r->stack;
     c.stack_hi = (uintptr_t)r->stack + sizeof(r->stack);
     c.stack_lo = c.stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
-    c.pkt_lo = r->pkt_lo;
-    c.pkt_hi = r->pkt_hi;
+    refresh(&c, r);
+    /* the context the load_slow rewriting serves (vm.c), inline for 4-byte loads */
+    c.ctx_lo = p->mode == VXDP_MODE_XDP ? (uintptr_t)r->ctx_md : 0;
+    c.ctx_val[3] = r->ingress_ifindex;
+    c.ctx_val[4] = r->rx_queue_index;
+    c.ctx_val[5] = 0;   /* egress_ifindex: 0 outside devmap programs */
     c.status = 0;
     c.depth = 0;
     c.budget = VXDP_BRANCH_BUDGET;
     c.resume_pc = 0;
     c.next_prog = NULL;
-    c.reg[1] = r1;
-    c.reg[2] = r2;
-    c.reg[10] = c.stack_hi;
+    /* spelled out: a memset of the registers costs GCC's `rep stos`, slower than the run */
+    c.reg[0] = 0, c.reg[1] = r1, c.reg[2] = r2, c.reg[3] = 0, c.reg[4] = 0, c.reg[5] = 0;
+    c.reg[6] = 0, c.reg[7] = 0, c.reg[8] = 0, c.reg[9] = 0, c.reg[10] = c.stack_hi;
     r->stack_lo = c.stack_lo;
     enter(&c, r, p);
 

@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#define VXDP_JIT_ABI 1
+#define VXDP_JIT_ABI 2
 #define VXDP_JIT_STACK_SIZE 512          /* VXDP_STACK_SIZE */
 #define VXDP_JIT_MAX_FRAMES 8            /* VXDP_MAX_CALL_FRAMES */
 
@@ -82,6 +82,11 @@ struct vxdp_jit_ctx {
     uintptr_t stack_base;                /* lowest byte of the run's stack frames */
     uintptr_t stack_lo, stack_hi;        /* the frames in use: [stack_lo, stack_hi) */
     uintptr_t pkt_lo, pkt_hi;            /* the packet region: [pkt_lo, pkt_hi) */
+    /* XDP: the struct xdp_md the program sees at ctx_lo, and what a 4-byte load of each
+     * field gives (data, data_end and data_meta as 64-bit pointers, as the kernel rewrites
+     * them); refreshed with pkt_lo/pkt_hi after every helper call */
+    uintptr_t ctx_lo;
+    uint64_t ctx_val[6];
     int32_t status;                      /* set by ops: 0, > 0 unwind, < 0 fault */
     uint32_t depth;                      /* bpf-to-bpf frames below the current one */
     uint32_t budget;                     /* taken backward jumps + calls left */

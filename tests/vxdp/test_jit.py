@@ -85,6 +85,8 @@ def test_faults_carry_the_interpreters_messages() -> None:
         ("mov %r0, 0\nldxb %r0, [%r1+4]\nexit", b"1234", "1-byte read"),
         ("stdw [%r10+0], 1\nexit", b"", "8-byte write"),
         ("stdw [%r10-520], 1\nexit", b"", "8-byte write"),
+        ("stw [%r10-2], 1\nexit", b"", "4-byte write"),  # across the top of the frame
+        ("ldxh %r0, [%r10-513]\nexit", b"", "2-byte read"),  # below the frame in use
         ("lddw %r1, 0xffffffffffffffff\nldxdw %r0, [%r1+0]\nexit", b"", "0xffffffffffffffff"),
         ("mov %r1, 1\nlock add [%r10-7], %r1\nexit", b"", "misaligned 8-byte atomic"),
         ("mov %r1, 1\nlock fetch add32 [%r10-6], %r1\nexit", b"", "misaligned 4-byte"),
@@ -375,7 +377,7 @@ def test_generated_c_is_labelled_commented_and_warning_free(tmp_path: Path,
     assert compiled.so_path.parent.parent == tmp_path
     assert compiled.warnings == ""
     source = compiled.source_path.read_text()
-    assert "/* 1: (61) r2 = *(u32 *)(r1 +0) */\nL1: VX_LDX(1, r2, r1, uint32_t" in source
+    assert "/* 1: (61) r2 = *(u32 *)(r1 +0) */\nL1: VX_LDX(1, r2, r1, uint32_t, uint32_t, 0, 0);" in source
     assert "L8: VX_CALL(8, L11, 9);" in source and "case 9: goto L9;" in source
     assert "L9: if (1) goto L10;" in source
     for pc in range(14):

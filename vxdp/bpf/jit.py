@@ -42,7 +42,7 @@ from vxdp.bpf.program import Program
 from vxdp.errors import CoreError, InvalidProgram
 
 JIT_MAX_INSNS = 32768  # beyond this, compiling costs more than interpreting saves
-CFLAGS = ("-std=gnu11", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra",
+CFLAGS = ("-std=gnu11", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra",
           "-Wno-unused-parameter")
 COMPILE_TIMEOUT = 300.0
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from vxdp.bpf.disasm import format_insn
 from vxdp.bpf.isa import (
+    SIZE_BYTES,
     AluOp,
     AtomicOp,
     CallSrc,
@@ -41,11 +42,12 @@ from vxdp.bpf.isa import (
 )
 from vxdp.errors import CoreError, InvalidProgram
 
-GENERATOR_VERSION = 2  # part of the cache key: bump when the emitted code changes
+GENERATOR_VERSION = 4  # part of the cache key: bump when the emitted code changes
 JIT_HEADER = Path(__file__).resolve().parents[2] / "csrc" / "vxdp_jit.h"
 MODE_RAW, MODE_XDP = 0, 1
 HELPER_TAIL_CALL = 12
 MAX_FRAMES = 8
+STACK_SIZE = 512  # VXDP_JIT_STACK_SIZE
 
 _TYPES = {Size.B: "uint8_t", Size.H: "uint16_t", Size.W: "uint32_t", Size.DW: "uint64_t"}
 _STYPES = {Size.B: "int8_t", Size.H: "int16_t", Size.W: "int32_t"}
@@ -79,8 +81,20 @@ static inline int vx_in(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
 {
     return a >= lo && a <= hi && hi - a >= n;
 }
-/* the stack frames in use and the packet: checked inline, as the interpreter's FAST_OK */
-#define VX_FAST(A, N) (vx_in((A), (N), stack_lo, stack_hi) || vx_in((A), (N), pkt_lo, pkt_hi))
+/* the stack frames in use and the packet: checked inline, as the interpreter's FAST_OK
+ * (the regions are disjoint, so which is tried first changes the cost, never the result) */
+#define VX_FAST(A, N) (vx_in((A), (N), pkt_lo, pkt_hi) || vx_in((A), (N), stack_lo, stack_hi))
+
+/* r10 is always the top of the current frame (stack_lo + VXDP_JIT_STACK_SIZE: only calls
+ * and returns move it), so r10 + off with -512 <= off and off + size <= 0 is inside the
+ * frames in use: such accesses, checked by the generator, need no check at run time */
+#define VX_LDX_FP(D, OFF, T, CAST) do { \
+    T v_; \
+    memcpy(&v_, (const void *)(uintptr_t)(r10 + (OFF)), sizeof(T)); \
+    D = (uint64_t)(CAST)v_; } while (0)
+#define VX_STORE_FP(OFF, T, V) do { \
+    T v_ = (T)(V); \
+    memcpy((void *)(uintptr_t)(r10 + (OFF)), &v_, sizeof(T)); } while (0)
 
 /* division and modulo as RFC 9669 (and vm.c): x / 0 = 0, x % 0 = x, INT_MIN / -1 wraps */
 static inline uint64_t vx_udiv64(uint64_t a, uint64_t d) { return d ? a / d : 0; }
@@ -118,13 +132,16 @@ static inline uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
 #define VX_CHARGE(PC) do { if (unlikely(--budget == 0)) VX_FAIL(PC, VXDP_JIT_F_BUDGET, 0, 0); } while (0)
 #define VX_BACK(PC, L) do { VX_CHARGE(PC); goto L; } while (0)
 
-/* D = *(T *)A, widened through CAST; SX: sign-extending (for the slow path) */
-#define VX_LDX(PC, D, A, T, CAST, SX) do { \
+/* D = *(T *)A, widened through CAST; SX: sign-extending (for the slow path); CTX: a 4-byte
+ * load of an xdp_md field is served here as the core's slow path would (vm.c load_slow) */
+#define VX_LDX(PC, D, A, T, CAST, SX, CTX) do { \
     uint64_t a_ = (A); \
     if (likely(VX_FAST(a_, sizeof(T)))) { \
         T v_; \
         memcpy(&v_, (const void *)(uintptr_t)a_, sizeof(T)); \
         D = (uint64_t)(CAST)v_; \
+    } else if ((CTX) && a_ - c->ctx_lo < 6 * 4 && !((a_ - c->ctx_lo) & 3)) { \
+        D = c->ctx_val[(a_ - c->ctx_lo) / 4]; \
     } else { \
         uint64_t v_ = ops->load(c, (PC), a_, sizeof(T), (SX)); \
         if (unlikely(c->status)) \
@@ -421,23 +438,39 @@ class _Gen:
             return f"VX_TAIL_CALL({pc});"
         return f"VX_HELPER({pc}, {i.imm});"
 
+    @staticmethod
+    def in_frame(reg: int, off: int, size: int) -> bool:
+        """r10 + off .. + size lies in the current frame (see VX_LDX_FP)."""
+        return reg == 10 and -STACK_SIZE <= off and off + size <= 0
+
     def ldx(self, pc: int, i: Insn) -> str:
         size = Size(i.size)
         t = _TYPES[size]
+        if i.mode in (Mode.MEM, Mode.MEMSX) and self.in_frame(i.src, i.off, SIZE_BYTES[size]):
+            cast = _STYPES[size] if i.mode == Mode.MEMSX and size != Size.DW else t
+            if i.mode == Mode.MEM or size != Size.DW:
+                return f"VX_LDX_FP(r{i.dst}, {i.off}, {t}, {cast});"
         if i.mode == Mode.MEM:
-            return f"VX_LDX({pc}, r{i.dst}, {_addr(i.src, i.off)}, {t}, {t}, 0);"
+            ctx = int(self.mode == MODE_XDP and size == Size.W)
+            return f"VX_LDX({pc}, r{i.dst}, {_addr(i.src, i.off)}, {t}, {t}, 0, {ctx});"
         if i.mode == Mode.MEMSX and size != Size.DW:
-            return f"VX_LDX({pc}, r{i.dst}, {_addr(i.src, i.off)}, {t}, {_STYPES[size]}, 1);"
+            return (f"VX_LDX({pc}, r{i.dst}, {_addr(i.src, i.off)}, {t}, {_STYPES[size]}, "
+                    "1, 0);")
         raise self.bad(pc)
 
     def store(self, pc: int, i: Insn) -> str:
         t = _TYPES[Size(i.size)]
+        fp = self.in_frame(i.dst, i.off, SIZE_BYTES[Size(i.size)])
         if i.cls == Cls.ST:
             if i.mode != Mode.MEM:
                 raise self.bad(pc)
             value = _k64(i.imm) if i.size == Size.DW else _i32(i.imm)
+            if fp:
+                return f"VX_STORE_FP({i.off}, {t}, {value});"
             return f"VX_STORE({pc}, {_addr(i.dst, i.off)}, {t}, {value});"
         if i.mode == Mode.MEM:
+            if fp:
+                return f"VX_STORE_FP({i.off}, {t}, r{i.src});"
             return f"VX_STORE({pc}, {_addr(i.dst, i.off)}, {t}, r{i.src});"
         if i.mode != Mode.ATOMIC or i.size not in (Size.W, Size.DW):
             raise self.bad(pc)
