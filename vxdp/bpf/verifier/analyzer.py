@@ -280,13 +280,17 @@ class Analyzer:
     def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
                     ) -> tuple[bool, Checkpoint | None]:
         live = self.live.get(pc, frozenset(range(11)))
+        done = self.complete.get(pc)
+        running = self.in_progress.get(pc)
+        new_cp = self.processed - self.last_cp_insn >= 8 and self.jumps - self.last_cp_jumps >= 2
+        if not (done or running or new_cp):
+            return False, parent
         cleaned = prune.clean(state, live)
         key = prune.state_key(cleaned)
         # Incomplete checkpoints are exactly the current path's ancestors (the walk is
         # depth-first), so meeting one again in exactly this state is an infinite loop.
-        if key in self.in_progress.get(pc, {}):
+        if running and key in running:
             raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
-        done = self.complete.get(pc)
         if done:
             keep: list[Checkpoint] = []
             hit = False
@@ -307,8 +311,7 @@ class Analyzer:
                 return True, parent
         # Remember a new state only now and then on straight paths (the kernel's
         # heuristic), so long loops do not keep one state per iteration.
-        if (self.processed - self.last_cp_insn < 8 or self.jumps - self.last_cp_jumps < 2) \
-                and pc not in self.loop_heads:
+        if not new_cp:
             return False, parent
         self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
         cp = Checkpoint(pc, cleaned, key, parent)

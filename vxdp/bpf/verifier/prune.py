@@ -121,26 +121,14 @@ def clean(state: State, live: frozenset[int]) -> State:
 
 
 def state_key(state: State) -> Hashable:
-    """Exact identity of a state, ids renumbered by first appearance."""
-    ren: dict[int, int] = {}
-
-    def rid(i: int) -> int:
-        if not i:
-            return 0
-        if i not in ren:
-            ren[i] = len(ren) + 1
-        return ren[i]
-
-    def rk(r: Reg) -> tuple[object, ...]:
-        return (r.type, r.var, r.off, rid(r.id), r.map, r.range, r.maybe_null, r.mem_size,
-                rid(r.ref), r.frame)
-
+    """Exact identity of a state (ids as they are: a loop that renumbers ids every time
+    round is not recognised here, and runs into the complexity limit instead)."""
     out: list[object] = []
     for f in state.frames:
         out.append(f.callsite)
-        out.extend(rk(r) for r in f.regs)
-        for si in sorted(f.stack):
-            s = f.stack[si]
-            out.append((si, s.bytes, rk(s.spilled) if s.spilled is not None else None))
-    out.append(tuple(sorted(rid(r) for r in state.refs)))
+        out.append(tuple(f.regs))
+        if f.stack:
+            out.append(tuple(sorted(f.stack.items())))
+    if state.refs:
+        out.append(tuple(sorted(state.refs)))
     return tuple(out)

@@ -93,6 +93,7 @@ class Scalar:
         return _UNKNOWN
 
     @staticmethod
+    @functools.lru_cache(maxsize=1 << 12)
     def const(v: int) -> Scalar:
         v &= U64
         lo = v & U32
@@ -200,6 +201,12 @@ class Scalar:
 @functools.lru_cache(maxsize=1 << 16)
 def _sync(self: Scalar) -> Scalar | None:
     s = self
+    t = s.var_off
+    if not t.mask:  # a constant: in bounds or impossible
+        c = Scalar.const(t.value)
+        ok = (s.umin <= c.umin <= s.umax and s.smin <= c.smin <= s.smax
+              and s.u32_min <= c.u32_min <= s.u32_max and s.s32_min <= c.s32_min <= s.s32_max)
+        return c if ok else None
     for _ in range(2):
         s = _from_tnum(s)
         s = _deduce(s)
@@ -268,39 +275,39 @@ def _from_tnum(s: Scalar) -> Scalar:
         min(s.s32_max, to_s32(v32 | (m32 & ~(1 << 31) & U32))))
 
 
-def _deduce_half(h: Half) -> Half:
+def _deduce_half(umin: int, umax: int, smin: int, smax: int, bits: int
+                 ) -> tuple[int, int, int, int]:
     """Signed from unsigned and back, when the range does not cross the sign boundary."""
-    bits = h.bits
-    if _signed(h.umin, bits) <= _signed(h.umax, bits):
-        h = h.with_s(max(h.smin, _signed(h.umin, bits)), min(h.smax, _signed(h.umax, bits)))
-    mask = (1 << bits) - 1
-    if h.smin >= 0 or h.smax < 0:
-        h = h.with_u(max(h.umin, h.smin & mask), min(h.umax, h.smax & mask))
-    return h
+    sign = 1 << (bits - 1)
+    mod = 1 << bits
+    su_min = umin - mod if umin & sign else umin
+    su_max = umax - mod if umax & sign else umax
+    if su_min <= su_max:
+        smin, smax = max(smin, su_min), min(smax, su_max)
+    if smin >= 0 or smax < 0:
+        umin, umax = max(umin, smin % mod), min(umax, smax % mod)
+    return umin, umax, smin, smax
 
 
 def _deduce(s: Scalar) -> Scalar | None:
-    h64 = _deduce_half(s.half(64))
-    h32 = _deduce_half(s.half(32))
+    umin, umax, smin, smax = _deduce_half(s.umin, s.umax, s.smin, s.smax, 64)
+    u32min, u32max, s32min, s32max = _deduce_half(s.u32_min, s.u32_max, s.s32_min,
+                                                  s.s32_max, 32)
     # 64 -> 32: a range inside one 2**32-aligned block fixes the low half's range.
-    if h64.umin >> 32 == h64.umax >> 32:
-        lo, hi = h64.umin & U32, h64.umax & U32
-        h32 = h32.with_u(max(h32.umin, lo), min(h32.umax, hi))
-        if to_s32(lo) <= to_s32(hi):
-            h32 = h32.with_s(max(h32.smin, to_s32(lo)), min(h32.smax, to_s32(hi)))
-    if h64.smin >> 32 == h64.smax >> 32:
-        lo, hi = h64.smin & U32, h64.smax & U32
-        h32 = h32.with_u(max(h32.umin, lo), min(h32.umax, hi))
-        if to_s32(lo) <= to_s32(hi):
-            h32 = h32.with_s(max(h32.smin, to_s32(lo)), min(h32.smax, to_s32(hi)))
-    h32 = _deduce_half(h32)
+    for lo64, hi64 in ((umin, umax), (smin, smax)):
+        if lo64 >> 32 == hi64 >> 32:
+            lo, hi = lo64 & U32, hi64 & U32
+            u32min, u32max = max(u32min, lo), min(u32max, hi)
+            slo, shi = to_s32(lo), to_s32(hi)
+            if slo <= shi:
+                s32min, s32max = max(s32min, slo), min(s32max, shi)
+    u32min, u32max, s32min, s32max = _deduce_half(u32min, u32max, s32min, s32max, 32)
     # 32 -> 64: when the upper half is known, the low half's range is the whole story.
     t = s.var_off
     if not (t.mask >> 32):
         hi_bits = t.value & ~U32 & U64
-        h64 = h64.with_u(max(h64.umin, hi_bits | h32.umin), min(h64.umax, hi_bits | h32.umax))
-        h64 = _deduce_half(h64)
-    if h64.umin > h64.umax or h32.umin > h32.umax or h64.smin > h64.smax or h32.smin > h32.smax:
+        umin, umax = max(umin, hi_bits | u32min), min(umax, hi_bits | u32max)
+        umin, umax, smin, smax = _deduce_half(umin, umax, smin, smax, 64)
+    if umin > umax or u32min > u32max or smin > smax or s32min > s32max:
         return None
-    return Scalar(s.var_off, h64.umin, h64.umax, h64.smin, h64.smax,
-                  h32.umin, h32.umax, h32.smin, h32.smax)
+    return Scalar(s.var_off, umin, umax, smin, smax, u32min, u32max, s32min, s32max)
