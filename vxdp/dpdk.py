@@ -329,7 +329,7 @@ class Testpmd:
             if proc.stdin is not None:
                 await proc.stdin.aclose()
             shutil.rmtree(run_dir(self.prefix), ignore_errors=True)
-            return proc.returncode if proc.returncode is not None else -9
+        return proc.returncode if proc.returncode is not None else -9
 
 
 @asynccontextmanager

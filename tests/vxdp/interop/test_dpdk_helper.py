@@ -106,6 +106,7 @@ async def test_testpmd_that_dies_is_reported(testpmd: str, sock_dir: Path) -> No
                 await pmd.port_stats(0)
 
 
+@pytest.mark.slow
 async def test_bench_dpdk_measures_both_directions(testpmd: str) -> None:
     with trio.fail_after(45):
         report = await bench_dpdk.measure(0.3, warmup=0.1)
