@@ -7,6 +7,7 @@ against DPDK testpmd's net_vhost port, whose results are a finding of their own.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,21 @@ def test_device_clauses_against_testpmd_net_vhost(testpmd: str, sock_dir: Path) 
     # with the control queue hidden the ring clauses run on transmitq1 and pass
     for key in ("device:2.7.7.2", "device:2.7.7.2/2", "device:2.7.5.1/2"):
         assert hidden[key] == "pass", (key, details(behind_qemu)[key])
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+def test_cli_socket_target(sock_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vxdp.cli import main
+    sock, capture = sock_dir / "h.sock", sock_dir / "wire.pcap"
+    keys = ["device:2.4.1", "device:2.1.2/3", "device:5.1.6.2.2/2"]
+    with vxdp_host(sock, "--wire", f"pcap:out={capture}"):
+        argv = ["conformance", "--socket", str(sock), "--capture", str(capture), "-j"]
+        assert main([*argv, *(a for k in keys for a in ("--clause", k))]) == 0
+    out = json.loads(capsys.readouterr().out)
+    got = {r["key"]: (r["verdict"], r["target"]) for r in out["results"]}
+    target = f"vhost-user({sock})"
+    assert got == {"device:2.4.1": ("pass", target), "device:2.1.2/3": ("n/a", target),
+                   "device:5.1.6.2.2/2": ("pass", target)}
+    assert main(["conformance", "--socket", str(sock_dir / "none.sock")]) == 2
+    assert "no vhost-user back-end answers" in capsys.readouterr().err
