@@ -170,8 +170,11 @@ def alu(op: int, dst: Scalar, src: Scalar, bits: int, *, signed_op: bool = False
     """dst op= src on scalars, for a 64-bit (ALU64) or 32-bit (ALU) instruction."""
     if op == AluOp.MOV:
         return src if bits == 64 else src.zext32()
-    unary = op == AluOp.NEG
-    if dst.tnum(bits).is_const and (unary or src.tnum(bits).is_const):
+    if op in (AluOp.DIV, AluOp.MOD):  # the kernel tracks neither, constants included
+        return Scalar.unknown() if bits == 64 else Scalar.unknown().zext32()
+    if op == AluOp.NEG:
+        return alu(AluOp.SUB, Scalar.const(0), dst, bits)
+    if dst.tnum(bits).is_const and src.tnum(bits).is_const:
         v = _concrete(op, dst.tnum(bits).value, src.tnum(bits).value, bits, signed_op)
         return Scalar.const(v)
     if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH):

@@ -199,8 +199,9 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
         return
     is_zero = value.var.is_const and value.var.value & ((1 << (size * 8)) - 1) == 0
     _write_bytes(state, frame, lo, hi, B.ZERO if is_zero else B.MISC)
-    if value.var.is_const or value.var.umax < (1 << (size * 8)):
-        # a narrow spill of a scalar that fits keeps its value for a fill of the same size
+    if bi == 0 and (value.var.is_const or value.var.umax < (1 << (size * 8))):
+        # a narrow spill of a scalar that fits keeps its value for a fill of the same size,
+        # when it starts a slot (as the kernel tracks them)
         s = f.slot(si)
         kinds = list(s.bytes)
         for i in range(bi, bi + size):
