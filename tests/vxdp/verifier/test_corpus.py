@@ -110,7 +110,7 @@ def build(case: dict[str, Any]) -> Program:
         if reason:
             pytest.skip(reason)
         rel = case["c"]
-        source = (HERE.parent / rel) if rel.startswith("progs/") else (HERE / "c" / rel)
+        source = (HERE.parent / rel) if "/" in rel else (HERE / "c" / rel)
         obj = load_object(compile_c(source))
         name = case.get("program") or next(iter(obj.programs))
         return obj.programs[name]

@@ -32,7 +32,7 @@ from vxdp.bpf.isa import (
     jump_target,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
-from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program
+from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune
 from vxdp.bpf.verifier.alu import check_alu, read_reg
 from vxdp.bpf.verifier.branch import check_cond_jmp
@@ -102,6 +102,9 @@ class Analyzer:
         profile = self.env.profile
         if n == 0:
             raise _Rejected(0, "program has no instructions", False)
+        if self.program.prog_type != ProgType.XDP:
+            raise _Rejected(0, f"program type {self.program.prog_type.name} is not supported "
+                            f"by the vxdp verifier (XDP only)", False)
         if n > profile.max_insns:
             raise _Rejected(0, f"program of {n} insns is too large for device profile "
                             f"{profile.name} (max {profile.max_insns})", False)
