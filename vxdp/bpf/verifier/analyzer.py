@@ -143,6 +143,7 @@ class Analyzer:
                     self._finish(parent)
                     return
             self.env.pc = pc
+            self.env.frames_alive = len(state.frames)
             self.log.insn(pc, state)
             insn = insns[pc]
             try:

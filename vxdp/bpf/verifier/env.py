@@ -33,6 +33,7 @@ class Env:
     max_depth: dict[int, int] = field(default_factory=dict)  # subprog entry -> stack bytes
     callees: dict[int, set[int]] = field(default_factory=dict)  # subprog -> called subprogs
     pc: int = 0  # the instruction being checked (for references' alloc_insn)
+    frames_alive: int = 1  # call frames of the current state (stack pointers beyond: stale)
 
     def new_id(self) -> int:
         self.next_id += 1

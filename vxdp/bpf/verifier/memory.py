@@ -128,6 +128,8 @@ def ctx_access(reg: Reg, regno: int, off: int, size: int, kind: str) -> Reg:
 def _stack_bounds(env: Env, reg: Reg, regno: int, off: int, size: int, kind: str
                   ) -> tuple[int, int]:
     """check_stack_access_within_bounds: the [lo, hi) byte range (negative offsets)."""
+    if reg.frame >= env.frames_alive:
+        raise Reject(f"R{regno} points into the stack of a function that returned")
     extra = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}[kind]
     v = reg.var
     if v.is_const:
@@ -154,10 +156,14 @@ def _slot_of(byte_off: int) -> tuple[int, int]:
     return NUM_SLOTS - 1 - pos // SLOT, pos % SLOT
 
 
-def _touch(state: State, frame: int, lo: int) -> None:
+def _touch(env: Env, state: State, frame: int, lo: int) -> None:
+    """Record how deep the function's stack goes (for the combined-stack check; kept in
+    the environment, since a pruned path never reaches the exit that would report it)."""
     f = state.frames[frame]
     if -lo > f.depth:
         f.depth = -lo
+    if -lo > env.max_depth.get(f.subprog, 0):
+        env.max_depth[f.subprog] = -lo
 
 
 def _write_bytes(state: State, frame: int, lo: int, hi: int, kind: B) -> None:
@@ -177,7 +183,9 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
     """A store of `value` (a register) or `imm` (BPF_ST) through a stack pointer."""
     lo, hi = _stack_bounds(env, reg, regno, off, size, WRITE)
     frame = reg.frame
-    _touch(state, frame, lo)
+    if value is not None and value.type is T.STACK and frame != len(state.frames) - 1:
+        raise Reject("cannot spill pointers to stack into stack frame of the caller")
+    _touch(env, state, frame, lo)
     if not reg.var.is_const:
         _write_bytes(state, frame, lo, hi, B.MISC)
         return
@@ -279,7 +287,7 @@ def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
     if size == 0 and zero_ok:
         return
     lo, hi = _stack_bounds(env, reg, regno, reg.off, size, HELPER)
-    _touch(state, reg.frame, lo)
+    _touch(env, state, reg.frame, lo)
     if write:
         _write_bytes(state, reg.frame, lo, hi, B.MISC)
     else:
