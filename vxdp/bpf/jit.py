@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cffi import FFI
+from cffi import FFI  # type: ignore[import-untyped]
 
 from vxdp import native
 from vxdp.bpf import jitgen
@@ -41,10 +41,21 @@ from vxdp.bpf.interp import InterpEngine
 from vxdp.bpf.program import Program
 from vxdp.errors import CoreError, InvalidProgram
 
-JIT_MAX_INSNS = 32768  # beyond this, compiling costs more than interpreting saves
+JIT_MAX_INSNS = 8192  # compile time grows faster than the program (4096 random insns: ~7 s)
 CFLAGS = ("-std=gnu11", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra",
           "-Wno-unused-parameter")
 COMPILE_TIMEOUT = 300.0
+
+
+
+def unavailable() -> str | None:
+    """Why this machine cannot compile programs, None when it can."""
+    if shutil.which(compiler()) is None:
+        return f"no C compiler {compiler()!r} on PATH (set CC)"
+    if not jitgen.JIT_HEADER.is_file():
+        return f"the ABI header {jitgen.JIT_HEADER} is missing (the jit needs the source tree)"
+    return None
+
 
 _INFO_STRUCT = """
 struct vxdp_jit_info { uint32_t abi; uint32_t mode; uint32_t ninsns; uint32_t reserved;
@@ -112,6 +123,13 @@ def compile_count() -> int:
 
 def _run_compiler(source: str, so: Path) -> str:
     """Compile `source` into the shared object `so`, atomically; the compiler's warnings."""
+    try:
+        return _compile_in(source, so)
+    except OSError as exc:  # the cache folder: permissions, disk space
+        raise CoreError(f"jit: cannot build in {so.parent}: {exc}") from None
+
+
+def _compile_in(source: str, so: Path) -> str:
     global _compiles
     so.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=so.parent, prefix=".build-") as tmp:
@@ -132,9 +150,14 @@ def _run_compiler(source: str, so: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write a cache file atomically (readers never see half of it)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CoreError(f"jit: cannot write {path}: {exc}") from None
 
 
 def _on_disk(key: str) -> tuple[Path, str] | None:
@@ -236,7 +259,6 @@ def precompile(codes: Iterable[bytes], mode: int, *, jobs: int | None = None,
         for k in group:
             code = todo[k][0]
             folder = cache_dir() / k[:32]
-            folder.mkdir(parents=True, exist_ok=True)
             _write(folder / "prog.c", jitgen.generate(code, mode))
             _write(folder / "bundle", f"bundles/{name}.so vxdp_jit_info_{k[:16]}\n")
             _load(k, so, f"vxdp_jit_info_{k[:16]}", mode, len(code) // 8, warnings)
@@ -282,3 +304,7 @@ class JitEngine(InterpEngine):
         except InvalidProgram as exc:
             raise InvalidProgram(f"program {program.name!r}: {exc}") from None
         return prog
+
+
+if (_why := unavailable()) is not None:  # the engine registry reports this as unavailable
+    raise ImportError(f"the jit cannot compile here: {_why}")
