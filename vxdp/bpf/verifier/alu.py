@@ -12,11 +12,21 @@ from dataclasses import replace
 
 from vxdp.bpf.isa import AluOp, Cls, Insn, Src
 from vxdp.bpf.verifier.arith import alu, bswap, movsx
-from vxdp.bpf.verifier.env import BPF_MAX_VAR_OFF, Env, Reject
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
-from vxdp.bpf.verifier.state import FP, PACKET_TYPES, Reg, State, T, const, scalar
+from vxdp.bpf.verifier.state import (
+    BPF_MAX_VAR_OFF,
+    FP,
+    PACKET_TYPES,
+    Env,
+    Reg,
+    Reject,
+    State,
+    T,
+    const,
+    scalar,
+)
 
-OP_TEXT = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
+OP_TEXT: dict[int, str] = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
            AluOp.OR: "|=", AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=",
            AluOp.NEG: "neg", AluOp.MOD: "%=", AluOp.XOR: "^=", AluOp.MOV: "=",
            AluOp.ARSH: "s>>=", AluOp.END: "endian"}

@@ -30,17 +30,16 @@ from vxdp.bpf.isa import (
     is_helper_call,
     is_pseudo_call,
     jump_target,
+    subprog_starts,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune
 from vxdp.bpf.verifier.alu import check_alu, read_reg
 from vxdp.bpf.verifier.branch import check_cond_jmp
-from vxdp.bpf.verifier.env import Env, Reject
-from vxdp.bpf.verifier.log import Log
-from vxdp.bpf.verifier.report import VerifierReport
+from vxdp.bpf.verifier.report import Log, VerifierReport
 from vxdp.bpf.verifier.scalar import Scalar
-from vxdp.bpf.verifier.state import State, T, const, new_state, pointer, scalar
+from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
 
 
 @dataclass(eq=False)
@@ -115,7 +114,6 @@ class Analyzer:
         problem = cfg.structural_problem(self.insns, self.env.privileged)
         if problem is not None:
             raise _Rejected(problem[0], problem[1], False)
-        from vxdp.bpf.isa import subprog_starts
         self.env.subprog_starts = subprog_starts(self.insns)
         self.prune_points = cfg.prune_points(self.insns)
         self.live = cfg.live_regs(self.insns)
@@ -217,7 +215,9 @@ class Analyzer:
         assert val is not None
         if val.is_scalar:
             if insn.mode == Mode.MEMSX:
-                val = scalar(Scalar.const(val.var.value) if val.var.is_const and False
+                bits = size * 8
+                v = val.var.value & ((1 << bits) - 1)
+                val = scalar(Scalar.const(v - ((v >> (bits - 1)) << bits)) if val.var.is_const
                              else Scalar.signed(size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val

@@ -137,7 +137,7 @@ def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
         return x >> (y & (bits - 1))
     if op == AluOp.ARSH:
         return (_signed(x, bits) >> (y & (bits - 1))) & mask
-    table = {AluOp.ADD: x + y, AluOp.SUB: x - y, AluOp.MUL: x * y, AluOp.AND: x & y,
+    table: dict[int, int] = {AluOp.ADD: x + y, AluOp.SUB: x - y, AluOp.MUL: x * y, AluOp.AND: x & y,
              AluOp.OR: x | y, AluOp.XOR: x ^ y}
     return table[op] & mask
 

@@ -13,9 +13,8 @@ from dataclasses import replace
 
 from vxdp.bpf.isa import Cls, Insn, JmpOp, Src
 from vxdp.bpf.verifier.arith import NEGATE, SWAP, branch_taken, refine
-from vxdp.bpf.verifier.env import MAX_PACKET_OFF, Env, Reject
 from vxdp.bpf.verifier.scalar import Scalar
-from vxdp.bpf.verifier.state import Reg, State, T, const
+from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
 
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 

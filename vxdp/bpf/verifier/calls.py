@@ -16,15 +16,17 @@ from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
 from vxdp.bpf.isa import Insn
 from vxdp.bpf.program import MAX_CALL_FRAMES, MapType
 from vxdp.bpf.verifier import memory
-from vxdp.bpf.verifier.env import BPF_MAX_VAR_SIZ, Env, Reject
 from vxdp.bpf.verifier.scalar import to_s64
 from vxdp.bpf.verifier.state import (
+    BPF_MAX_VAR_SIZ,
     CALLER_SAVED,
     FP,
     NOT_INIT,
     PACKET_TYPES,
+    Env,
     Frame,
     Reg,
+    Reject,
     State,
     T,
     pointer,

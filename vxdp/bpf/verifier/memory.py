@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapType, XdpMd
-from vxdp.bpf.verifier.env import BPF_MAX_VAR_OFF, Env, Reject
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
+    BPF_MAX_VAR_OFF,
     NUM_SLOTS,
     SLOT,
     STACK_SIZE,
     B,
+    Env,
     Reg,
+    Reject,
     Slot,
     State,
     T,

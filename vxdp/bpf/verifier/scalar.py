@@ -208,13 +208,14 @@ def _sync(self: Scalar) -> Scalar | None:
               and s.u32_min <= c.u32_min <= s.u32_max and s.s32_min <= c.s32_min <= s.s32_max)
         return c if ok else None
     for _ in range(2):
-        s = _from_tnum(s)
-        s = _deduce(s)
-        if s is None:
+        deduced = _deduce(_from_tnum(s))
+        if deduced is None:
             return None
-        t = _intersect(s.var_off, Tnum.range(s.umin, s.umax))
-        if t is None:
+        s = deduced
+        t2 = _intersect(s.var_off, Tnum.range(s.umin, s.umax))
+        if t2 is None:
             return None
+        t = t2
         sub = _intersect(t.subreg(), Tnum.range(s.u32_min, s.u32_max))
         if sub is None:
             return None

@@ -10,13 +10,21 @@ Stack model (the kernel's): 512 bytes per frame, each byte INVALID (never writte
 with its type).  A slot is 8 aligned bytes; `Slot.spilled` is the register when the whole
 slot is a spill.  Stack accesses are always naturally aligned (the kernel enforces it for
 the stack), so a spill or fill is exactly one slot.
+
+The run's context lives here too: `Env` is what one verification knows besides the state
+(the program, the injected profile, the mode, the id generator), and `Reject` is how a
+check refuses, with the kernel's wording (the analyzer turns it into a report entry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from vxdp.bpf.isa import Insn
+from vxdp.bpf.profiles import Profile
+from vxdp.bpf.program import MapSpec, Program
 from vxdp.bpf.verifier.scalar import Scalar
 
 STACK_SIZE = 512
@@ -195,10 +203,10 @@ class State:
         else:
             f.stack[slot] = replace(f.stack[slot], spilled=reg)
 
-    def map_regs(self, fn: object) -> None:
+    def map_regs(self, fn: Callable[[Reg], Reg | None]) -> None:
         """Replace every register r (and spilled register) with fn(r) (None: keep)."""
         for fi, si, regno, r in self.all_regs():
-            new = fn(r)  # type: ignore[operator]
+            new = fn(r)
             if new is not None and new is not r:
                 self.set_reg(fi, si, regno, new)
 
@@ -209,3 +217,51 @@ def new_state() -> State:
     regs[1] = pointer(T.CTX)
     regs[FP] = pointer(T.STACK, frame=0)
     return State([Frame(regs, {})])
+
+
+# -- the run's context ------------------------------------------------------------------
+
+BPF_MAX_VAR_OFF = 1 << 29
+BPF_MAX_VAR_SIZ = 1 << 29
+MAX_PACKET_OFF = 0xFFFF
+
+
+class Reject(Exception):
+    """A rule was broken; the message is the kernel's wording for it."""
+
+
+@dataclass
+class Env:
+    program: Program
+    insns: list[Insn]
+    profile: Profile
+    privileged: bool = True
+    next_id: int = 0
+    subprog_starts: list[int] = field(default_factory=lambda: [0])
+    max_depth: dict[int, int] = field(default_factory=dict)  # subprog entry -> stack bytes
+    callees: dict[int, set[int]] = field(default_factory=dict)  # subprog -> called subprogs
+    pc: int = 0  # the instruction being checked (for references' alloc_insn)
+    frames_alive: int = 1  # call frames of the current state (stack pointers beyond: stale)
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def map_spec(self, index: int) -> MapSpec:
+        return self.program.maps[index]
+
+    @property
+    def allow_ptr_leaks(self) -> bool:
+        return self.privileged
+
+    @property
+    def allow_uninit_stack(self) -> bool:
+        return self.privileged
+
+    def subprog_of(self, pc: int) -> int:
+        """Entry pc of the function that holds `pc`."""
+        best = 0
+        for s in self.subprog_starts:
+            if s <= pc:
+                best = s
+        return best
