@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         program = Program(f"fuzz{seed}", "xdp", encode(assemble(text)), MAPS)
         report = verify(program)
         tried += 1
+        if any("internal verifier error" in m for _, m in report.errors):
+            unsound += 1
+            print(f"fuzz: seed {seed}: {report.errors[0][1]}\n{text}")
         if verify_in_kernel is not None:
             ok, _ = verify_in_kernel(program)
             stricter += ok and not report.accepted
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{accepted}, ran {runs} on the {core} core with no memory error"
           + (f"; kernel: {unsound} accepted that it rejects, {stricter} rejected that it "
              f"accepts" if verify_in_kernel else ""))
-    return 1 if unsound else 0
+    return 1 if unsound else 0  # an internal error counts as a failure too
 
 
 if __name__ == "__main__":

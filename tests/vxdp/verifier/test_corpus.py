@@ -158,6 +158,7 @@ def test_our_verdict(case: dict[str, Any]) -> None:
     assert got == want, f"{case['name']}: {report.errors}\n{report.log[-2000:]}"
     if not report.accepted:
         pc, message = report.errors[0]
+        assert "internal verifier error" not in message, report.log
         assert case["reason"] in message, (pc, message)
         assert f"{pc}: (" in report.log or "insn" in message or pc == 0
 

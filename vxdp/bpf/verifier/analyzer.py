@@ -85,6 +85,10 @@ class Analyzer:
         except _Rejected as rej:
             errors.append((rej.pc, rej.message))
             self.log.reject(rej.pc, rej.message, rej.with_insn)
+        except Exception as exc:  # a bug here must reject, never accept: fail closed
+            message = f"internal verifier error: {exc!r}"
+            errors.append((self.env.pc, message))
+            self.log.reject(self.env.pc, message, True)
         self.log.summary(self.processed, self.limit, max(
             self.per_insn.values(), default=0),
             self.total_states, self.peak_states)

@@ -63,7 +63,7 @@ def _mem_access(env: Env, state: State, regno: int, reg: Reg, size: int, write: 
         memory.check_packet(reg, regno, reg.off, size, zero_ok)
     elif reg.type is T.MAP_VALUE:
         spec = env.map_spec(reg.map)
-        if write and spec.frozen:
+        if write and not memory.map_writable(spec):
             raise Reject(f"write into map forbidden, value_size={spec.value_size} "
                          f"off={reg.off} size={size}")
         memory.check_region(reg, regno, reg.off, size, spec.value_size, zero_ok)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapType, XdpMd
+from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, XdpMd
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
     BPF_MAX_VAR_OFF,
@@ -34,6 +34,12 @@ READ, WRITE, HELPER = "read", "write", "helper"
 # maps whose values a program may only read (the kernel sets BPF_F_RDONLY_PROG for them)
 READ_ONLY_VALUE_MAPS = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
                                   MapType.XSKMAP})
+
+def map_writable(spec: MapSpec) -> bool:
+    """Whether a program may write into the values of this map."""
+    return not (spec.flags & BPF_F_RDONLY_PROG or spec.frozen
+                or spec.type in READ_ONLY_VALUE_MAPS)
+
 
 # -- region checks ---------------------------------------------------------------------
 
@@ -314,8 +320,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         spec = env.map_spec(reg.map)
         if leak:
             raise Reject(f"R{regno} leaks addr into map")
-        if kind == WRITE and (spec.flags & BPF_F_RDONLY_PROG or spec.frozen
-                              or spec.type in READ_ONLY_VALUE_MAPS):
+        if kind == WRITE and not map_writable(spec):
             raise Reject(f"write into map forbidden, value_size={spec.value_size} "
                          f"off={off} size={size}")
         check_region(reg, regno, off, size, spec.value_size)
