@@ -15,12 +15,18 @@
  * A tail call into a program that has no compiled code fails the run (the interpreter
  * cannot take over mid-run with the JIT's frames): engines compile every program they load.
  */
+#include <stddef.h>
+
 #include "vm_int.h"
 #include "vxdp_jit.h"
 
 _Static_assert(VXDP_JIT_STACK_SIZE == VXDP_STACK_SIZE, "jit stack size");
 _Static_assert(VXDP_JIT_MAX_FRAMES == VXDP_MAX_CALL_FRAMES, "jit call frames");
 _Static_assert(sizeof(struct bpf_insn) == 8, "insn size");
+_Static_assert(sizeof(struct vxdp_jit_region) == sizeof(struct vxdp_map_region) &&
+               offsetof(struct vxdp_jit_region, hi) == offsetof(struct vxdp_map_region, hi) &&
+               offsetof(struct vxdp_jit_region, writable) ==
+                   offsetof(struct vxdp_map_region, writable), "map regions as the core's");
 _Static_assert(sizeof(((struct vxdp_run *)0)->ctx_md) == 6 * 4, "xdp_md fields");
 
 uint32_t vxdp_jit_abi(void) { return VXDP_JIT_ABI; }
@@ -203,6 +209,8 @@ static void enter(struct vxdp_jit_ctx *c, struct vxdp_run *r, const struct vxdp_
     r->prog = p;
     c->prog = p;
     c->insns = (const uint8_t *)p->insns;
+    c->regions = (const struct vxdp_jit_region *)p->regions;
+    c->nregions = p->nmaps;
 }
 
 /* A run of r->prog, which has compiled code: the interpreter's contract (vm.c). */

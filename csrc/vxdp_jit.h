@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#define VXDP_JIT_ABI 2
+#define VXDP_JIT_ABI 3
 #define VXDP_JIT_STACK_SIZE 512          /* VXDP_STACK_SIZE */
 #define VXDP_JIT_MAX_FRAMES 8            /* VXDP_MAX_CALL_FRAMES */
 
@@ -66,6 +66,12 @@ struct vxdp_jit_ops {
                   uint64_t b);
 };
 
+/* the value arena of one map the program uses (struct vxdp_map_region of the core) */
+struct vxdp_jit_region {
+    uintptr_t lo, hi;
+    _Bool writable;
+};
+
 struct vxdp_jit_frame {
     const void *prog;                    /* the program to return into */
     uint32_t ret_pc;
@@ -87,6 +93,10 @@ struct vxdp_jit_ctx {
      * them); refreshed with pkt_lo/pkt_hi after every helper call */
     uintptr_t ctx_lo;
     uint64_t ctx_val[6];
+    /* the map value arenas of the program running now: loads and stores in them are
+     * served inline (a store only where the map is writable for programs) */
+    const struct vxdp_jit_region *regions;
+    uint32_t nregions;
     int32_t status;                      /* set by ops: 0, > 0 unwind, < 0 fault */
     uint32_t depth;                      /* bpf-to-bpf frames below the current one */
     uint32_t budget;                     /* taken backward jumps + calls left */

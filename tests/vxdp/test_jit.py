@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.vxdp import test_differential as diff
+from tests.vxdp.corpus import Case
 from tests.vxdp.test_interp import ALU_CASES, JMP_CASES, asm, hostile_program, raw
 from vxdp import native
 from vxdp.bpf import interp, jitgen
+from vxdp.bpf.clang import clang_unavailable
 from vxdp.bpf.datatest import data_files, parse_file
 from vxdp.bpf.engine import Engine, create_engine
 from vxdp.bpf.interp import InterpEngine
-from vxdp.bpf.program import MapSpec, MapType, Program
+from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, Program
 from vxdp.errors import InvalidProgram, ProgramFault, VxdpError
 
 # no C compiler here: the engine is unavailable, and says why
@@ -268,6 +271,22 @@ def test_packet_bounds_follow_adjust_head() -> None:
     assert b"1-byte read" in fault[1]
 
 
+def test_map_values_inline_and_read_only_maps_refused() -> None:
+    lookup = ("stw [%r10-4], 0\nlddw %r1, map_fd(0)\nmov %r2, %r10\nadd %r2, -4\ncall 1\n"
+              "jeq %r0, 0, +{n}\n")
+    rw = MapSpec("rw", MapType.ARRAY, 4, 8, 1)
+    ro = MapSpec("ro", MapType.ARRAY, 4, 8, 1, flags=BPF_F_RDONLY_PROG)
+    bump = lookup.format(n=4) + ("mov %r1, 5\nlock add [%r0+0], %r1\nldxdw %r1, [%r0+0]\n"
+                                 "stxb [%r0+7], %r1\nmov %r0, 2\nexit")
+    assert [r[0] for r in both(prog(bump, rw))] == [2, 2]
+    (fault,) = both(prog(bump, ro))
+    assert b"write into read-only map value" in fault[1]
+    read = lookup.format(n=1) + "ldxw %r0, [%r0+4]\nexit"
+    assert [r[0] for r in both(prog(read, ro))] == [0, 0]
+    (fault,) = both(prog(lookup.format(n=1) + "ldxdw %r0, [%r0+4]\nexit", rw))  # past the end
+    assert b"8-byte read" in fault[1]
+
+
 COUNTER = MapSpec("counter", MapType.ARRAY, 4, 8, 1)
 JUMPS = MapSpec("jumps", MapType.PROG_ARRAY, 4, 4, 2)
 
@@ -421,3 +440,17 @@ def test_generator_refuses_what_the_loader_refuses() -> None:
             jitgen.generate(code, native.MODE_XDP)
     with pytest.raises(VxdpError, match="exceeds the jit's limit"):
         jit.compile_program(bytes(8 * (jit.JIT_MAX_INSNS + 1)), native.MODE_RAW)
+
+
+# ---------------------------------------------------------------- the corpus, without a kernel
+
+@pytest.mark.clang
+@pytest.mark.parametrize("case", diff.CASES, ids=lambda c: c.id)
+def test_corpus_runs_as_on_the_interpreter(case: Case) -> None:
+    """The differential corpus, jit against interp: judged where the kernel oracle is not
+    available too (packets, lengths, every map and ringbuf record)."""
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    want, got = diff.run_case("interp", case), diff.run_case("jit", case)
+    problems = diff.describe_differences(case, "jit", want, got)
+    assert not problems, "\n".join(problems)

@@ -42,7 +42,7 @@ from vxdp.bpf.isa import (
 )
 from vxdp.errors import CoreError, InvalidProgram
 
-GENERATOR_VERSION = 4  # part of the cache key: bump when the emitted code changes
+GENERATOR_VERSION = 5  # part of the cache key: bump when the emitted code changes
 JIT_HEADER = Path(__file__).resolve().parents[2] / "csrc" / "vxdp_jit.h"
 MODE_RAW, MODE_XDP = 0, 1
 HELPER_TAIL_CALL = 12
@@ -84,6 +84,16 @@ static inline int vx_in(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
 /* the stack frames in use and the packet: checked inline, as the interpreter's FAST_OK
  * (the regions are disjoint, so which is tried first changes the cost, never the result) */
 #define VX_FAST(A, N) (vx_in((A), (N), pkt_lo, pkt_hi) || vx_in((A), (N), stack_lo, stack_hi))
+
+/* a map value the program may read (WRITE: and write): the core's vxdp_mem_check says
+ * the same, so only a refusal goes out of line for its message */
+static inline int vx_in_maps(const struct vxdp_jit_ctx *c, uint64_t a, uint64_t n, int write)
+{
+    for (uint32_t i = 0; i < c->nregions; i++)
+        if (vx_in(a, n, c->regions[i].lo, c->regions[i].hi))
+            return !write || c->regions[i].writable;
+    return 0;
+}
 
 /* r10 is always the top of the current frame (stack_lo + VXDP_JIT_STACK_SIZE: only calls
  * and returns move it), so r10 + off with -512 <= off and off + size <= 0 is inside the
@@ -142,6 +152,10 @@ static inline uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
         D = (uint64_t)(CAST)v_; \
     } else if ((CTX) && a_ - c->ctx_lo < 6 * 4 && !((a_ - c->ctx_lo) & 3)) { \
         D = c->ctx_val[(a_ - c->ctx_lo) / 4]; \
+    } else if (vx_in_maps(c, a_, sizeof(T), 0)) { \
+        T v_; \
+        memcpy(&v_, (const void *)(uintptr_t)a_, sizeof(T)); \
+        D = (uint64_t)(CAST)v_; \
     } else { \
         uint64_t v_ = ops->load(c, (PC), a_, sizeof(T), (SX)); \
         if (unlikely(c->status)) \
@@ -153,7 +167,7 @@ static inline uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
 #define VX_STORE(PC, A, T, V) do { \
     uint64_t a_ = (A); \
     void *p_; \
-    if (likely(VX_FAST(a_, sizeof(T)))) { \
+    if (likely(VX_FAST(a_, sizeof(T))) || vx_in_maps(c, a_, sizeof(T), 1)) { \
         p_ = (void *)(uintptr_t)a_; \
     } else if (!(p_ = ops->store(c, (PC), a_, sizeof(T)))) { \
         goto fault; \
@@ -166,7 +180,7 @@ static inline uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
     uint64_t a_ = (A); \
     if (a_ % sizeof(T)) \
         VX_FAIL(PC, VXDP_JIT_F_MISALIGNED, sizeof(T), a_); \
-    if (VX_FAST(a_, sizeof(T))) \
+    if (VX_FAST(a_, sizeof(T)) || vx_in_maps(c, a_, sizeof(T), 1)) \
         P = (T *)(uintptr_t)a_; \
     else if (!(P = ops->store(c, (PC), a_, sizeof(T)))) \
         goto fault; } while (0)
