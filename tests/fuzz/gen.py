@@ -124,9 +124,49 @@ class Gen:
         self.fragment()
         self.emit(f"{skip}:")
 
+    def bounded_index(self) -> None:
+        """An index bounded by comparisons (not a mask), maybe spilled, maybe narrowed,
+        then used on a map value: off-by-one bounds and signed/32-bit mixups included."""
+        rng = self.rng
+        vs = MAPS[1].value_size
+        skip = self.label()
+        source = rng.choice(("ldxw %r5, [%r1+16]", "call 7\nmov %r5, %r0",
+                             "ldxw %r5, [%r1+12]"))
+        self.emit("mov %r8, %r1", *source.split("\n"))
+        for _ in range(rng.randrange(3)):
+            op = rng.choice(("and", "rsh", "lsh", "add", "sub", "or", "arsh"))
+            bits = rng.choice(("", "32"))
+            imm = rng.randrange(1, 12) if op in ("rsh", "lsh", "arsh") else rng.randrange(1, 70)
+            self.emit(f"{op}{bits} %r5, {imm}")
+        bound = rng.randrange(vs - 4, vs + 3)
+        cmp = rng.choice(("jgt", "jge", "jsgt", "jsge", "jgt32", "jge32", "jsgt32"))
+        self.emit(f"{cmp} %r5, {bound}, {skip}")
+        if rng.random() < 0.5:
+            self.emit(f"jslt %r5, {rng.choice((0, -1, 1))}, {skip}")
+        if rng.random() < 0.4:
+            self.emit("stxdw [%r10-16], %r5", "ldxdw %r5, [%r10-16]")
+        self.emit("stw [%r10-4], 0", "mov %r2, %r10", "add %r2, -4", "lddw %r1, map_fd(1)",
+                  "call 1", f"jeq %r0, 0, {skip}", "add %r0, %r5",
+                  f"ldx{SIZES[rng.choice((1, 2, 4))]} %r6, [%r0+{rng.randrange(4)}]",
+                  f"{skip}:", "mov %r1, %r8")
+
+    def spill_pointer(self) -> None:
+        """A packet or map pointer through the stack, maybe clobbered on the way."""
+        rng = self.rng
+        skip = self.label()
+        self.emit("ldxw %r2, [%r1+0]", "ldxw %r3, [%r1+4]", "mov %r4, %r2", "add %r4, 8",
+                  f"jgt %r4, %r3, {skip}", "stxdw [%r10-24], %r2")
+        if rng.random() < 0.3:
+            self.emit(f"st{rng.choice(('b', 'h', 'w'))} [%r10-24], 0")
+        if rng.random() < 0.3:
+            self.emit("mov %r2, %r9", "call 7")
+        self.emit("ldxdw %r2, [%r10-24]", f"ldx{SIZES[rng.choice((1, 2, 4, 8))]} %r6, "
+                  f"[%r2+{rng.randrange(6)}]", f"{skip}:")
+
     def fragment(self) -> None:
         self.rng.choice((self.packet, self.packet, self.var_index, self.lookup, self.lookup,
-                         self.stack, self.alu, self.alu, self.helper, self.branch))()
+                         self.stack, self.alu, self.alu, self.helper, self.branch,
+                         self.bounded_index, self.bounded_index, self.spill_pointer))()
 
     def program(self) -> str:
         self.emit("mov %r9, %r1", "mov %r6, 0")

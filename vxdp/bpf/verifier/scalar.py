@@ -191,7 +191,7 @@ class Scalar:
     def __str__(self) -> str:
         """As the kernel prints a scalar's state: `scalar(umax=255,var_off=(0x0; 0xff))`."""
         if self.is_const:
-            return str(to_s64(self.value))
+            return _num(to_s64(self.value))
         return f"scalar({self.fields()})"
 
     def fields(self) -> str:
@@ -228,26 +228,31 @@ def _sync(self: Scalar) -> Scalar | None:
     return s
 
 
+def _num(v: int) -> str:
+    """Decimal for small numbers, hex otherwise (as the kernel's log)."""
+    if -1024 <= v <= 1024:
+        return str(v)
+    return f"-{-v:#x}" if v < 0 else f"{v:#x}"
+
+
 def _fields(self: Scalar) -> str:
-    parts = []
-    full64 = Half.full(64)
-    full32 = Half.full(32)
-    if self.smin != full64.smin:
-        parts.append(f"smin={self.smin}")
-    if self.smax != full64.smax:
-        parts.append(f"smax={self.smax}")
-    if self.umin != 0:
-        parts.append(f"umin={self.umin}")
-    if self.umax != full64.umax:
-        parts.append(f"umax={self.umax}")
-    if self.s32_min != full32.smin and self.s32_min != self.smin:
-        parts.append(f"smin32={self.s32_min}")
-    if self.s32_max != full32.smax and self.s32_max != self.smax:
-        parts.append(f"smax32={self.s32_max}")
-    if self.u32_min != 0 and self.u32_min != self.umin:
-        parts.append(f"umin32={self.u32_min}")
-    if self.u32_max != full32.umax and self.u32_max != self.umax:
-        parts.append(f"umax32={self.u32_max}")
+    """`smin=0,smax=umax=0xffffffff,var_off=(0x0; 0xffffffff)`: bounds that say something,
+    equal ones chained, as the kernel prints them."""
+    fields = [("smin", self.smin, S64_MIN), ("smax", self.smax, S64_MAX),
+              ("umin", self.umin, 0), ("umax", self.umax, U64),
+              ("smin32", self.s32_min, S32_MIN), ("smax32", self.s32_max, S32_MAX),
+              ("umin32", self.u32_min, 0), ("umax32", self.u32_max, U32)]
+    parts: list[str] = []
+    done: set[str] = set()
+    for i, (name, value, default) in enumerate(fields):
+        if name in done or value == default:
+            continue
+        chain = [name]
+        for other, ovalue, odefault in fields[i + 1:]:
+            if other not in done and ovalue == value and ovalue != odefault:
+                chain.append(other)
+                done.add(other)
+        parts.append("=".join(chain) + "=" + _num(value))
     if not self.var_off.is_unknown:
         parts.append(f"var_off={self.var_off}")
     return ",".join(parts)
@@ -302,6 +307,8 @@ def _deduce(s: Scalar) -> Scalar | None:
             slo, shi = to_s32(lo), to_s32(hi)
             if slo <= shi:
                 s32min, s32max = max(s32min, slo), min(s32max, shi)
+    if S32_MIN <= smin and smax <= S32_MAX:  # a value that fits s32 is its own low half
+        s32min, s32max = max(s32min, smin), min(s32max, smax)
     u32min, u32max, s32min, s32max = _deduce_half(u32min, u32max, s32min, s32max, 32)
     # 32 -> 64: when the upper half is known, the low half's range is the whole story.
     t = s.var_off
