@@ -83,8 +83,9 @@ async def _check(guest: GuestRuntime, stack: InjectPort, pmd: dpdk.Testpmd,
     await guest.transmit(frames)
     await until(lambda: len(stack.sent) >= len(frames), "200 frames echoed by testpmd")
     await pmd.halt()
-    assert stack.sent == frames
     echoed = await pmd.port_stats(0)
+    assert stack.sent == frames, (f"{len(stack.sent)} frames back; testpmd {echoed}; "
+                                  f"guest {guest.stats()}; reports {guest.reports}")
     assert echoed.rx_packets == echoed.tx_packets == len(frames)
     assert echoed.rx_bytes == sum(map(len, frames))
 
