@@ -42,7 +42,7 @@ from vxdp.bpf.isa import (
 )
 from vxdp.errors import CoreError, InvalidProgram
 
-GENERATOR_VERSION = 5  # part of the cache key: bump when the emitted code changes
+GENERATOR_VERSION = 7  # part of the cache key: bump when the emitted code changes
 JIT_HEADER = Path(__file__).resolve().parents[2] / "csrc" / "vxdp_jit.h"
 MODE_RAW, MODE_XDP = 0, 1
 HELPER_TAIL_CALL = 12
@@ -68,6 +68,7 @@ PRELUDE = r"""
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #pragma GCC diagnostic ignored "-Wunused-label"   /* every instruction has its label */
+#define VX_FN static inline __attribute__((unused))   /* support a program may not need */
 #if defined(__GNUC__) && !defined(__clang__)
 /* A program may access a constant address (r1 = 8; r0 = *(u32 *)(r1 + 0)).  The region
  * check before every access turns that into a fault at run time, but GCC warns about the
@@ -77,7 +78,7 @@ PRELUDE = r"""
 #pragma GCC diagnostic ignored "-Wstringop-overread"
 #endif
 
-static inline int vx_in(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
+VX_FN int vx_in(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
 {
     return a >= lo && a <= hi && hi - a >= n;
 }
@@ -87,7 +88,7 @@ static inline int vx_in(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
 
 /* a map value the program may read (WRITE: and write): the core's vxdp_mem_check says
  * the same, so only a refusal goes out of line for its message */
-static inline int vx_in_maps(const struct vxdp_jit_ctx *c, uint64_t a, uint64_t n, int write)
+VX_FN int vx_in_maps(const struct vxdp_jit_ctx *c, uint64_t a, uint64_t n, int write)
 {
     for (uint32_t i = 0; i < c->nregions; i++)
         if (vx_in(a, n, c->regions[i].lo, c->regions[i].hi))
@@ -107,29 +108,29 @@ static inline int vx_in_maps(const struct vxdp_jit_ctx *c, uint64_t a, uint64_t 
     memcpy((void *)(uintptr_t)(r10 + (OFF)), &v_, sizeof(T)); } while (0)
 
 /* division and modulo as RFC 9669 (and vm.c): x / 0 = 0, x % 0 = x, INT_MIN / -1 wraps */
-static inline uint64_t vx_udiv64(uint64_t a, uint64_t d) { return d ? a / d : 0; }
-static inline uint64_t vx_umod64(uint64_t a, uint64_t d) { return d ? a % d : a; }
-static inline uint64_t vx_sdiv64(uint64_t a, uint64_t d)
+VX_FN uint64_t vx_udiv64(uint64_t a, uint64_t d) { return d ? a / d : 0; }
+VX_FN uint64_t vx_umod64(uint64_t a, uint64_t d) { return d ? a % d : a; }
+VX_FN uint64_t vx_sdiv64(uint64_t a, uint64_t d)
 {
     return !d ? 0 : (int64_t)d == -1 ? -a : (uint64_t)((int64_t)a / (int64_t)d);
 }
-static inline uint64_t vx_smod64(uint64_t a, uint64_t d)
+VX_FN uint64_t vx_smod64(uint64_t a, uint64_t d)
 {
     return !d ? a : (int64_t)d == -1 ? 0 : (uint64_t)((int64_t)a % (int64_t)d);
 }
-static inline uint32_t vx_udiv32(uint32_t a, uint32_t d) { return d ? a / d : 0; }
-static inline uint32_t vx_umod32(uint32_t a, uint32_t d) { return d ? a % d : a; }
-static inline uint32_t vx_sdiv32(uint32_t a, uint32_t d)
+VX_FN uint32_t vx_udiv32(uint32_t a, uint32_t d) { return d ? a / d : 0; }
+VX_FN uint32_t vx_umod32(uint32_t a, uint32_t d) { return d ? a % d : a; }
+VX_FN uint32_t vx_sdiv32(uint32_t a, uint32_t d)
 {
     return !d ? 0 : (int32_t)d == -1 ? (uint32_t)-a : (uint32_t)((int32_t)a / (int32_t)d);
 }
-static inline uint32_t vx_smod32(uint32_t a, uint32_t d)
+VX_FN uint32_t vx_smod32(uint32_t a, uint32_t d)
 {
     return !d ? a : (int32_t)d == -1 ? 0 : (uint32_t)((int32_t)a % (int32_t)d);
 }
 
 /* the 64-bit immediate of the LD_IMM64 at PC as the core loaded it (maps bound) */
-static inline uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
+VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
 {
     uint32_t lo, hi;
     memcpy(&lo, insns + 8 * (uint64_t)pc + 4, 4);
@@ -362,6 +363,8 @@ class _Gen:
             raise self.bad(pc)
         if op in _SIMPLE:
             sym = _SIMPLE[AluOp(op)]
+            if is64 and x and s == d and op in (AluOp.OR, AluOp.AND):
+                return ";  /* no change (compilers warn about the self-assignment) */"
             if is64:
                 return f"r{d} {sym}= {f'r{s}' if x else _k64(i.imm)};"
             rhs = f"(uint32_t)r{s}" if x else _k32(i.imm)
@@ -386,6 +389,8 @@ class _Gen:
                 raise self.bad(pc)
             return f"r{d} = {_k64(i.imm) if is64 else _k32(i.imm)};"
         if i.off == 0:
+            if is64 and s == d:
+                return ";  /* no change (compilers warn about the self-assignment) */"
             return f"r{d} = r{s};" if is64 else f"r{d} = (uint32_t)r{s};"
         if i.off in (8, 16) or (is64 and i.off == 32):
             if is64:
