@@ -24,6 +24,7 @@ from vxdp.bpf.asm import assemble
 from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
 from vxdp.bpf.isa import encode
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT
 from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.bpf.verifier import verify
 
@@ -36,7 +37,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "name": (str, True), "rule": (str, True), "kernel": (str, True), "asm": (str, False),
     "c": (str, False), "program": (str, False), "ours": (str, False), "why": (str, False),
     "reason": (str, False), "profile": (str, False), "privileged": (bool, False),
-    "maps": (list, False), "slow": (bool, False),
+    "maps": (list, False), "slow": (bool, False), "limit": (int, False),
 }
 RULES = {"packet", "packet_meta", "ctx", "uninit_reg", "uninit_stack", "ptr_types", "unpriv",
          "cfg", "ptr_arith", "null_check", "map_value", "stack", "alignment", "var_offset",
@@ -152,7 +153,8 @@ def test_never_accept_what_the_kernel_rejects() -> None:
 def test_our_verdict(case: dict[str, Any]) -> None:
     program = build(case)
     report = verify(program, profile=case.get("profile"),
-                    privileged=case.get("privileged", True))
+                    privileged=case.get("privileged", True),
+                    complexity_limit=case.get("limit", COMPLEXITY_LIMIT))
     want = case.get("ours", case["kernel"])
     got = "accept" if report.accepted else "reject"
     assert got == want, f"{case['name']}: {report.errors}\n{report.log[-2000:]}"
