@@ -237,7 +237,8 @@ class Analyzer:
         value = read_reg(state, insn.src)
         dreg = read_reg(state, insn.dst)
         if insn.mode != Mode.ATOMIC:
-            memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE, value=value)
+            memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE, value=value,
+                          value_regno=insn.src)
             return
         if value.is_pointer and not self.env.allow_ptr_leaks:
             raise Reject(f"R{insn.src} leaks addr into mem")

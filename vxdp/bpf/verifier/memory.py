@@ -306,8 +306,10 @@ def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
 
 
 def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: str,
-           value: Reg | None = None, imm: int | None = None) -> Reg | None:
-    """check_mem_access for a load (returns the loaded register) or a store."""
+           value: Reg | None = None, imm: int | None = None, value_regno: int = -1
+           ) -> Reg | None:
+    """check_mem_access for a load (returns the loaded register) or a store of `value`
+    (held in `value_regno`) or `imm`."""
     reg = state.regs[regno]
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")
@@ -319,7 +321,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
     if reg.type is T.MAP_VALUE:
         spec = env.map_spec(reg.map)
         if leak:
-            raise Reject(f"R{regno} leaks addr into map")
+            raise Reject(f"R{value_regno} leaks addr into map")
         if kind == WRITE and not map_writable(spec):
             raise Reject(f"write into map forbidden, value_size={spec.value_size} "
                          f"off={off} size={size}")
@@ -329,7 +331,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         return None
     if reg.type in (T.PACKET, T.PACKET_META):
         if leak:
-            raise Reject(f"R{regno} leaks addr into packet")
+            raise Reject(f"R{value_regno} leaks addr into packet")
         check_packet(reg, regno, off, size)
         return scalar(Scalar.unsigned(size)) if kind == READ else None
     if reg.type is T.CTX:
@@ -338,7 +340,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         return ctx_access(reg, regno, insn_off, size, kind)
     if reg.type is T.RINGBUF_MEM:
         if leak:
-            raise Reject(f"R{regno} leaks addr into mem")
+            raise Reject(f"R{value_regno} leaks addr into mem")
         check_region(reg, regno, off, size, reg.mem_size)
         return scalar(Scalar.unsigned(size)) if kind == READ else None
     if reg.type is T.STACK:
