@@ -59,7 +59,7 @@ class Analyzer:
         self.program = program
         self.insns: list[Insn] = decode(program.insns)
         self.env = Env(program, self.insns, profile, privileged)
-        self.log = Log(self.insns, log_level)
+        self.log = Log(self.insns, log_level, program.maps)
         self.limit = complexity_limit
         self.processed = 0
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from vxdp.bpf.disasm import format_insn
 from vxdp.bpf.isa import Insn
+from vxdp.bpf.program import MapSpec
 from vxdp.bpf.verifier.state import SLOT, State, T
 from vxdp.errors import InvalidProgram
 
@@ -68,28 +69,31 @@ class VerifierReport:
 # -- the log ----------------------------------------------------------------------------
 
 
-def format_state(state: State) -> str:
+def format_state(state: State, maps: Sequence[MapSpec] = ()) -> str:
     parts: list[str] = []
     for fi, f in enumerate(state.frames):
         prefix = f"frame{fi}: " if len(state.frames) > 1 else ""
-        items = [f"R{i}={r}" for i, r in enumerate(f.regs) if r.type is not T.NOT_INIT]
+        items = [f"R{i}={r.text(maps)}" for i, r in enumerate(f.regs)
+                 if r.type is not T.NOT_INIT]
         for si in sorted(f.stack):
             s = f.stack[si]
             if any(b.value != "?" for b in s.bytes):
-                items.append(f"fp{-(si + 1) * SLOT}={s}")
+                items.append(f"fp{-(si + 1) * SLOT}={s.text(maps)}")
         parts.append(prefix + " ".join(items))
     return " ".join(parts)
 
 
 class Log:
-    def __init__(self, insns: Sequence[Insn], level: int) -> None:
+    def __init__(self, insns: Sequence[Insn], level: int, maps: Sequence[MapSpec] = ()
+                 ) -> None:
         self.insns = insns
+        self.maps = maps
         self.level = level
         self.lines: list[str] = []
 
     def insn(self, pc: int, state: State) -> None:
         if self.level >= 2:
-            self.lines.append(f"{pc}: {format_state(state)}")
+            self.lines.append(f"{pc}: {format_state(state, self.maps)}")
         if self.level >= 1:
             self.lines.append(self.text(pc))
 

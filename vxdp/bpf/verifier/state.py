@@ -18,7 +18,7 @@ check refuses, with the kernel's wording (the analyzer turns it into a report en
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -84,6 +84,10 @@ class Reg:
         return self.type.value + ("_or_null" if self.maybe_null else "")
 
     def __str__(self) -> str:
+        return self.text(())
+
+    def text(self, maps: Sequence[MapSpec]) -> str:
+        """As the kernel's log prints it: `map_value(map=flows,ks=4,vs=8,off=4)`."""
         if self.type is T.SCALAR:
             base = str(self.var)
             if self.id and not self.var.is_const:
@@ -99,7 +103,11 @@ class Reg:
         if self.ref:
             parts.append(f"ref_obj_id={self.ref}")
         if self.type in (T.MAP_PTR, T.MAP_VALUE):
-            parts.append(f"map={self.map}")
+            if 0 <= self.map < len(maps):
+                spec = maps[self.map]
+                parts.append(f"map={spec.name},ks={spec.key_size},vs={spec.value_size}")
+            else:
+                parts.append(f"map={self.map}")
         if self.off:
             parts.append(f"off={self.off}")
         if self.type in PACKET_TYPES:
@@ -145,8 +153,11 @@ class Slot:
     spilled: Reg | None = None
 
     def __str__(self) -> str:
+        return self.text(())
+
+    def text(self, maps: Sequence[MapSpec]) -> str:
         if self.spilled is not None:
-            return str(self.spilled)
+            return self.spilled.text(maps)
         return "".join(b.value for b in reversed(self.bytes))
 
 
