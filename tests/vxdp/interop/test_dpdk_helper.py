@@ -116,3 +116,10 @@ async def test_bench_dpdk_measures_both_directions(testpmd: str) -> None:
         assert f.frames > 0 and f.mpps > 0 and f.sender_mpps > 0
     assert report.vhost_enqueue_mpps == report.figures[1].mpps
     assert "vhost -> virtio_user" in report.text()
+
+
+def test_testpmd_that_cannot_start_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VXDP_TESTPMD", "/bin/false")
+    monkeypatch.setattr(dpdk, "_probe", False)
+    reason = dpdk.unavailable()
+    assert reason is not None and "cannot start here (exit 1)" in reason
