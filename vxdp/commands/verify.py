@@ -1,7 +1,7 @@
 """`vxdp verify`: run the verifier on the programs of an object file.
 
     vxdp verify prog.o [--section S] [--program NAME] [--profile P] [--unprivileged]
-                [--log-level N] [-j]
+                [--log-level N] [--kernel] [-j]
 
 Exit status: 0 every selected program accepted, 1 one was rejected, 2 unusable input (a
 file that is not a BPF object, a section or program that is not there, an unknown
@@ -10,7 +10,7 @@ profile).  With neither --section nor --program every program in the object is v
 Output: per program a line `NAME: accepted (N insns processed, S states)` or
 `NAME: rejected at pc N: reason`, followed for rejections by the log (the instruction in
 verifier-log syntax and the kernel's wording).  `-j` prints one JSON object per program
-(VerifierReport.to_json).
+(VerifierReport.to_json), with a `kernel` member under `--kernel`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vxdp.bpf.elf import load_object
 from vxdp.bpf.profiles import DEFAULT_PROFILE, PROFILES
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier import VerifierReport, verify
+from vxdp.bpf.verifier.compare import compare_with_kernel
 from vxdp.errors import InvalidProgram, UsageError
 
 NAME = "verify"
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "uninitialised stack reads)")
     parser.add_argument("--log-level", type=int, choices=(0, 1, 2), default=0,
                         help="1: every processed instruction; 2: and the register state")
+    parser.add_argument("--kernel", action="store_true",
+                        help="also load each program into the live kernel and print its "
+                             "verdict and verification time beside ours")
     parser.add_argument("-j", "--json", action="store_true", help="one JSON object a program")
 
 
@@ -64,6 +68,16 @@ def _text(report: VerifierReport, log_level: int) -> str:
     return f"{report.program}: rejected at pc {pc}: {report.reason}\n{report.log.rstrip()}"
 
 
+def _kernel_text(k: dict[str, object]) -> str:
+    if k["kernel_accepted"] is None:
+        return f"  kernel: not asked ({k['kernel_unavailable']})"
+    verdict = "accepted" if k["kernel_accepted"] else "rejected"
+    secs = k["kernel_seconds"]
+    took = f", {float(secs) * 1000:.3f} ms" if isinstance(secs, float) else ""
+    same = "same verdict" if k["agrees"] else "DIFFERENT verdict"
+    return f"  kernel: {verdict} ({k['kernel_insns']} insns processed{took}); {same}"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         obj = load_object(args.object)
@@ -74,10 +88,16 @@ def run(args: argparse.Namespace) -> int:
     for program in programs:
         report = verify(program, profile=args.profile, privileged=not args.unprivileged,
                         log_level=args.log_level)
+        kernel = compare_with_kernel(program, args.profile).to_json() if args.kernel else None
         if args.json:
-            print(json.dumps(report.to_json()))
+            doc = report.to_json()
+            if kernel is not None:
+                doc["kernel"] = kernel
+            print(json.dumps(doc))
         else:
             print(_text(report, args.log_level))
+            if kernel is not None:
+                print(_kernel_text(kernel))
         if not report.accepted:
             status = 1
     return status

@@ -63,3 +63,15 @@ def test_verbose_log_has_register_state(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["verify", obj("parse_ok.c"), "--log-level", "2"]) == 0
     out = capsys.readouterr().out
     assert "R1=ctx() R10=fp0" in out and "pkt_end()" in out
+
+
+@pytest.mark.kernel
+def test_kernel_beside_ours(capsys: pytest.CaptureFixture[str]) -> None:
+    from vxdp.bpf.kernel import kernel_unavailable
+    if kernel_unavailable():
+        pytest.skip(str(kernel_unavailable()))
+    assert main(["verify", obj("lookup_no_null.c"), "--kernel"]) == 1
+    assert "kernel: rejected" in capsys.readouterr().out
+    assert main(["verify", obj("parse_ok.c"), "--kernel", "-j"]) == 0
+    doc = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert doc["kernel"]["agrees"] is True and doc["kernel"]["kernel_accepted"] is True

@@ -17,6 +17,7 @@ from __future__ import annotations
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile, get_profile
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier.analyzer import Analyzer
+from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
 from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport
 
 
@@ -27,4 +28,4 @@ def verify(program: Program, *, profile: Profile | str | None = None, privileged
     return Analyzer(program, prof, privileged, log_level, complexity_limit).run()
 
 
-__all__ = ["ProgramRejected", "VerifierReport", "verify"]
+__all__ = ["Comparison", "ProgramRejected", "VerifierReport", "compare_with_kernel", "verify"]
