@@ -34,7 +34,7 @@ from vxdp.bpf.isa import (
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
-from vxdp.bpf.verifier import calls, cfg, memory, prune
+from vxdp.bpf.verifier import calls, cfg, memory, prune, stacklive
 from vxdp.bpf.verifier.alu import check_alu, read_reg
 from vxdp.bpf.verifier.branch import check_cond_jmp
 from vxdp.bpf.verifier.report import Log, VerifierReport
@@ -122,6 +122,7 @@ class Analyzer:
         self.prune_points = cfg.prune_points(self.insns)
         self.live = cfg.live_regs(self.insns)
         self.loop_heads = cfg.loop_heads(self.insns)
+        self.stack_live = stacklive.live_slots(self.insns)
 
     # -- the walk ----------------------------------------------------------------------
 
@@ -289,12 +290,13 @@ class Analyzer:
     def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
                     ) -> tuple[bool, Checkpoint | None]:
         live = self.live.get(pc, frozenset(range(11)))
+        slots = self.stack_live.get(pc, -1)
         done = self.complete.get(pc)
         running = self.in_progress.get(pc)
         new_cp = self.processed - self.last_cp_insn >= 8 and self.jumps - self.last_cp_jumps >= 2
         if not (done or running or new_cp):
             return False, parent
-        cleaned = prune.clean(state, live)
+        cleaned = prune.clean(state, live, slots)
         key = prune.state_key(cleaned)
         # Incomplete checkpoints are exactly the current path's ancestors (the walk is
         # depth-first), so meeting one again in exactly this state is an infinite loop.
@@ -305,7 +307,7 @@ class Analyzer:
             hit = False
             for cp in done:
                 if not hit and (cp.key == key or prune.subsumes(
-                        cp.state, cleaned, live, self.env.allow_uninit_stack)):
+                        cp.state, cleaned, live, self.env.allow_uninit_stack, slots)):
                     cp.hits += 1
                     hit = True
                 elif not hit:

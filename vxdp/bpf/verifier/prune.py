@@ -90,7 +90,8 @@ def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool) -> bool:
     return True
 
 
-def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = True) -> bool:
+def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = True,
+             live_slots: int = -1) -> bool:
     if len(old.frames) != len(cur.frames) or len(old.refs) != len(cur.refs):
         return False
     ids = _IdMap()
@@ -104,19 +105,26 @@ def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = Tru
             if not regsafe(fo.regs[regno], fc.regs[regno], ids):
                 return False
         for si in fo.stack.keys() | fc.stack.keys():
+            if fi == last and not live_slots >> si & 1:
+                continue  # no path from here reads this slot of the current frame
             if not _slot_safe(fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT), ids,
                               uninit_ok):
                 return False
     return True
 
 
-def clean(state: State, live: frozenset[int]) -> State:
-    """A copy with the innermost frame's dead registers forgotten (clean_live_states)."""
+def clean(state: State, live: frozenset[int], live_slots: int = -1) -> State:
+    """A copy with the innermost frame's dead registers and stack slots forgotten
+    (clean_live_states)."""
     st = state.copy()
     regs = st.cur.regs
     for regno in range(10):
         if regno not in live:
             regs[regno] = NOT_INIT
+    if live_slots != -1:
+        stack = st.cur.stack
+        for si in [si for si in stack if not live_slots >> si & 1]:
+            del stack[si]
     return st
 
 

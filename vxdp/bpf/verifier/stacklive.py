@@ -1,0 +1,176 @@
+"""Which stack slots a path may still read: static liveness of the stack, for pruning.
+
+The kernel prunes with dynamic liveness (REG_LIVE_READ marks propagated to parent
+states); without it, two states that differ only in a slot nobody reads again never
+prune, and a function with a few such branches explodes.  This is the static
+counterpart, per function:
+
+1. A forward pass finds which registers may hold an address in the function's own stack
+   frame: `fp + k` (known k) or `fp + ?` (unknown offset), from `r10`, copies and
+   constant additions.  If such an address is ever stored to memory, it could come back
+   through a load we cannot follow: the function then gets no stack liveness at all
+   (every slot live), the safe answer.
+2. A backward pass computes, for each instruction, the slots that may be read before
+   being overwritten whole: loads through `fp + k` read their bytes, loads through
+   `fp + ?` read every slot, a helper or a call handed `fp + k` may read every slot from
+   k up to the frame's top (`fp + ?`: all), an aligned 8-byte store kills its slot.
+
+Slots are bits of an int: bit i covers bytes fp-8(i+1) .. fp-8i-1 (state.Frame.stack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vxdp.bpf.isa import (
+    SIZE_BYTES,
+    AluOp,
+    AtomicOp,
+    Cls,
+    Insn,
+    JmpOp,
+    Mode,
+    Src,
+    is_exit,
+    is_helper_call,
+    iter_insns,
+    subprog_starts,
+)
+from vxdp.bpf.verifier.cfg import successors
+
+ALL = (1 << 64) - 1
+ANY = "any"  # an address in the frame at an unknown offset
+Val = int | str | None  # fp + k, fp + ?, or not a frame address
+Regs = tuple[Val, ...]
+
+
+def _slots(lo: int, hi: int) -> int:
+    """The slots holding any byte of [lo, hi) (negative offsets from fp)."""
+    lo, hi = max(lo, -512), min(hi, 0)
+    mask = 0
+    for b in range(lo, hi):
+        mask |= 1 << ((-b - 1) // 8)
+    return mask
+
+
+def _join(a: Val, b: Val) -> Val:
+    if a == b:
+        return a
+    if a is None and b is None:
+        return None
+    return ANY
+
+
+def _step(insn: Insn, regs: Regs) -> Regs | None:
+    """Forward transfer; None when a frame address escapes to memory."""
+    r = list(regs)
+    cls, op = insn.cls, insn.op
+    if cls == Cls.ALU64:
+        src: Val = r[insn.src] if insn.source == Src.X else None
+        if op == AluOp.MOV:
+            r[insn.dst] = src if insn.source == Src.X and not insn.off else None
+        elif op in (AluOp.ADD, AluOp.SUB) and insn.source == Src.K:
+            d = r[insn.dst]
+            if isinstance(d, int):
+                r[insn.dst] = d + insn.imm if op == AluOp.ADD else d - insn.imm
+        elif r[insn.dst] is not None or src is not None:
+            r[insn.dst] = ANY
+    elif cls == Cls.ALU or cls == Cls.LDX or cls == Cls.LD:
+        r[insn.dst] = None
+    elif cls == Cls.STX:
+        if r[insn.src] is not None:
+            return None  # a frame address stored to memory: we lose track of it
+        if insn.mode == Mode.ATOMIC:
+            if insn.imm == AtomicOp.CMPXCHG:
+                r[0] = None
+            elif insn.imm & AtomicOp.FETCH:
+                r[insn.src] = None
+    elif cls == Cls.JMP and op == JmpOp.CALL:
+        passed = any(r[i] is not None for i in range(1, 6))
+        for i in range(0, 6):
+            r[i] = None
+        if not is_helper_call(insn) and passed:
+            r[0] = ANY  # a callee may hand back an address it was given
+    return tuple(r)
+
+
+def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
+    """(slots read, slots overwritten whole) by one instruction."""
+    cls = insn.cls
+    if cls == Cls.LDX or (cls == Cls.STX and insn.mode == Mode.ATOMIC):
+        base = regs[insn.src if cls == Cls.LDX else insn.dst]
+        size = SIZE_BYTES[insn.size]  # type: ignore[index]
+        if isinstance(base, int):
+            return _slots(base + insn.off, base + insn.off + size), 0
+        return (ALL if base == ANY else 0), 0
+    if cls in (Cls.ST, Cls.STX):
+        base = regs[insn.dst]
+        lo = base + insn.off if isinstance(base, int) else None
+        if lo is not None and insn.size == 0x18 and lo % 8 == 0 and -512 <= lo < 0:
+            return 0, _slots(lo, lo + 8)
+        return 0, 0
+    if cls == Cls.JMP and insn.op == JmpOp.CALL:
+        read = 0
+        for i in range(1, 6):
+            v = regs[i]
+            if isinstance(v, int):
+                read |= _slots(v, 0)
+            elif v == ANY:
+                read = ALL
+        return read, 0
+    return 0, 0
+
+
+def live_slots(insns: Sequence[Insn]) -> dict[int, int]:
+    """For each instruction, the bitmask of the function's own stack slots that may be
+    read from there on (ALL where we cannot tell)."""
+    pcs = list(iter_insns(insns))
+    starts = subprog_starts(insns)
+    entry_regs: Regs = (None,) * 10 + (0,)
+    regs_in: dict[int, Regs] = {}
+    escaped: set[int] = set()  # functions whose frame address escaped
+    func_of = {}
+    for pc in pcs:
+        func_of[pc] = max(s for s in starts if s <= pc)
+    work = list(starts)
+    for s in starts:
+        regs_in[s] = entry_regs
+    while work:
+        pc = work.pop()
+        if func_of[pc] in escaped:
+            continue
+        after = _step(insns[pc], regs_in[pc])
+        if after is None:
+            escaped.add(func_of[pc])
+            continue
+        for nxt in successors(insns, pc):
+            before = regs_in.get(nxt)
+            joined = after if before is None else tuple(
+                _join(a, b) for a, b in zip(before, after))
+            if joined != before:
+                regs_in[nxt] = joined
+                work.append(nxt)
+    info = {}
+    for pc in pcs:
+        regs = regs_in.get(pc)
+        if regs is None or func_of[pc] in escaped:
+            info[pc] = (ALL, 0)
+        else:
+            info[pc] = _reads(insns[pc], regs)
+    live: dict[int, int] = {pc: 0 for pc in pcs}
+    changed = True
+    while changed:
+        changed = False
+        for pc in reversed(pcs):
+            gen, kill = info[pc]
+            out = 0
+            if not is_exit(insns[pc]):
+                for s in successors(insns, pc):
+                    out |= live.get(s, ALL)
+            new = (out & ~kill) | gen
+            if func_of[pc] in escaped:
+                new = ALL
+            if new != live[pc]:
+                live[pc] = new
+                changed = True
+    return live
