@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fuzz: seed {seed}: we accept what the kernel rejects\n{text}")
         if report.accepted:
             accepted += 1
-            print(f"fuzz: running seed {seed}", flush=True)
+            # named before it runs: if the sanitizer aborts, the last line says which
+            print(f"fuzz: running seed {seed}", end="\r", flush=True)
             with InterpEngine(program) as engine:
                 engine.run_xdp(packets(random.Random(seed)))
             runs += 1
