@@ -65,7 +65,6 @@ class Analyzer:
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
         self.complete: dict[int, list[Checkpoint]] = {}
         self.per_insn: dict[int, int] = {}
-        self.loop_heads: set[int] = set()
         self.jumps = 0
         self.last_cp_insn = -100
         self.last_cp_jumps = -100
@@ -121,7 +120,6 @@ class Analyzer:
         self.env.subprog_starts = subprog_starts(self.insns)
         self.prune_points = cfg.prune_points(self.insns)
         self.live = cfg.live_regs(self.insns)
-        self.loop_heads = cfg.loop_heads(self.insns)
         self.stack_live = stacklive.live_slots(self.insns)
 
     # -- the walk ----------------------------------------------------------------------
@@ -202,7 +200,6 @@ class Analyzer:
             if parent is not None:
                 parent.branches += 1
             pending.append((target, jump, parent))
-            self.cur_states += 1
             return pc + 1
         if jump is not None:
             _adopt(state, jump)
@@ -345,6 +342,7 @@ class Analyzer:
             if not bucket[cp.key]:
                 del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
+            self.cur_states -= 1  # states still being proved: the kernel's peak_states
             cp = cp.parent
 
     # -- stack depth -------------------------------------------------------------------

@@ -166,15 +166,3 @@ def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
                 changed = True
     return live_in
 
-
-def loop_heads(insns: Sequence[Insn]) -> set[int]:
-    """Targets of backward jumps: a state is always remembered there, so that a loop
-    that comes back to the same state is found."""
-    heads = set()
-    for pc in iter_insns(insns):
-        insn = insns[pc]
-        if is_jump(insn):
-            target = jump_target(insn, pc)
-            if target is not None and target <= pc:
-                heads.add(target)
-    return heads
