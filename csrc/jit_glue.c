@@ -92,9 +92,14 @@ static void *op_store(struct vxdp_jit_ctx *c, uint32_t pc, uint64_t addr, uint32
 /* the packet region and the context values after anything that may have moved them */
 static inline void refresh(struct vxdp_jit_ctx *c, const struct vxdp_run *r)
 {
+    uintptr_t data = (uintptr_t)r->data;
+    /* keeps GCC from reading data and data_end as one 16-byte load: the batch loop has
+     * just stored them 8 bytes at a time, and the failed store forwarding cost more than
+     * a whole short program */
+    __asm__("" : "+r"(data));
     c->pkt_lo = r->pkt_lo;
     c->pkt_hi = r->pkt_hi;
-    c->ctx_val[0] = (uintptr_t)r->data;
+    c->ctx_val[0] = data;
     c->ctx_val[1] = (uintptr_t)r->data_end;
     c->ctx_val[2] = (uintptr_t)r->data_meta;
 }
