@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sides = ("device", "driver") if args.side == "both" else (args.side,)
+    sides: tuple[str, ...] = ("device", "driver") if args.side == "both" else (args.side,)
     try:
         clauses = select(keys=args.clause) if args.clause else select()
     except KeyError as err:
