@@ -14,7 +14,7 @@ The walk stops at the first rejection; its (pc, message) goes into the report.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from vxdp.bpf.isa import (
     SIZE_BYTES,
@@ -51,6 +51,11 @@ class Checkpoint:
     branches: int = 1
     hits: int = 0
     misses: int = 0
+    # stack liveness, the kernel's way: slots (per frame index) that some path from here
+    # read before overwriting them whole, and the slots overwritten whole on the way here
+    # from the previous checkpoint (they screen a read from reaching further up)
+    reads: dict[int, int] = field(default_factory=dict)
+    written_before: tuple[int, ...] = ()
 
 
 class Analyzer:
@@ -59,6 +64,8 @@ class Analyzer:
         self.program = program
         self.insns: list[Insn] = decode(program.insns)
         self.env = Env(program, self.insns, profile, privileged)
+        self.env.read_hook = self._mark_read
+        self.cur_parent: Checkpoint | None = None
         self.log = Log(self.insns, log_level, program.maps)
         self.limit = complexity_limit
         self.processed = 0
@@ -145,6 +152,7 @@ class Analyzer:
                     return
             self.env.pc = pc
             self.env.frames_alive = len(state.frames)
+            self.cur_parent = parent
             self.log.insn(pc, state)
             insn = insns[pc]
             try:
@@ -288,6 +296,7 @@ class Analyzer:
                     ) -> tuple[bool, Checkpoint | None]:
         live = self.live.get(pc, frozenset(range(11)))
         slots = self.stack_live.get(pc, -1)
+        top = len(state.frames) - 1
         done = self.complete.get(pc)
         running = self.in_progress.get(pc)
         new_cp = self.processed - self.last_cp_insn >= 8 and self.jumps - self.last_cp_jumps >= 2
@@ -304,9 +313,15 @@ class Analyzer:
             hit = False
             for cp in done:
                 if not hit and (cp.key == key or prune.subsumes(
-                        cp.state, cleaned, live, self.env.allow_uninit_stack, slots)):
+                        cp.state, cleaned, live, self.env.allow_uninit_stack,
+                        slots & cp.reads.get(top, 0))):
                     cp.hits += 1
                     hit = True
+                    # this path's future is the old one's: so are its stack reads
+                    self.cur_parent = parent
+                    for frame, mask in cp.reads.items():
+                        if frame <= top:
+                            self._mark_read(state, frame, mask)
                 elif not hit:
                     cp.misses += 1
                     # the kernel's eviction: a state that rarely prunes is not worth keeping
@@ -322,7 +337,10 @@ class Analyzer:
         if not new_cp:
             return False, parent
         self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
-        cp = Checkpoint(pc, cleaned, key, parent)
+        cp = Checkpoint(pc, cleaned, key, parent,
+                        written_before=tuple(f.written for f in state.frames))
+        for f in state.frames:
+            f.written = 0
         bucket = self.in_progress.setdefault(pc, {})
         bucket[key] = bucket.get(key, 0) + 1
         self.total_states += 1
@@ -330,6 +348,20 @@ class Analyzer:
         self.peak_states = max(self.peak_states, self.cur_states)
         self.per_insn[pc] = self.per_insn.get(pc, 0) + 1
         return False, cp
+
+    def _mark_read(self, state: State, frame: int, mask: int) -> None:
+        """A path read these slots of a frame: every checkpoint up the path learns it,
+        until one is reached past a whole-slot write of them."""
+        mask &= ~state.frames[frame].written
+        cp = self.cur_parent
+        while cp is not None and mask:
+            new = mask & ~cp.reads.get(frame, 0)
+            if not new:
+                return  # marked before, and so were the checkpoints above it
+            cp.reads[frame] = cp.reads.get(frame, 0) | new
+            screened = cp.written_before[frame] if frame < len(cp.written_before) else 0
+            mask = new & ~screened
+            cp = cp.parent
 
     def _finish(self, cp: Checkpoint | None) -> None:
         """A path ended: walk up the checkpoints it went through, completing them."""

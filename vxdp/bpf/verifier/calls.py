@@ -193,7 +193,7 @@ def _const_array_key(env: Env, state: State, map_index: int) -> bool:
     key = state.regs[2]
     if key.type is not T.STACK or not key.var.is_const or spec.key_size != 4:
         return False
-    value = memory.stack_const(state, key, 4)
+    value = memory.stack_const(env, state, key, 4)
     return value is not None and value < spec.max_entries
 
 

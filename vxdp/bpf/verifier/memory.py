@@ -207,11 +207,13 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
         if size != SLOT:
             raise Reject("invalid size of register spill")
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
+        f.written |= 1 << si
         return
     if value is None:
         value = const(imm if imm is not None else 0)
     if size == SLOT:
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
+        f.written |= 1 << si
         return
     is_zero = value.var.is_const and value.var.value & ((1 << (size * 8)) - 1) == 0
     _write_bytes(state, frame, lo, hi, B.ZERO if is_zero else B.MISC)
@@ -231,6 +233,7 @@ def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int
     lo, hi = _stack_bounds(env, reg, regno, off, size, READ)
     frame = reg.frame
     f = state.frames[frame]
+    env.mark_read(state, frame, lo, hi)
     if not reg.var.is_const:
         check_stack_initialized(env, state, frame, lo, hi, regno, READ)
         return scalar()
@@ -252,11 +255,12 @@ def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int
     return const(0) if zero else scalar()
 
 
-def stack_const(state: State, reg: Reg, size: int) -> int | None:
+def stack_const(env: Env, state: State, reg: Reg, size: int) -> int | None:
     """The value of `size` stack bytes at a constant stack pointer, when known."""
     lo = reg.off + to_s64(reg.var.value)
     if lo < -STACK_SIZE or lo + size > 0 or lo % size:
         return None
+    env.mark_read(state, reg.frame, lo, lo + size)
     si, bi = _slot_of(lo)
     s = state.frames[reg.frame].slot(si)
     kinds = s.bytes[bi:bi + size]
@@ -299,6 +303,7 @@ def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
     if write:
         _write_bytes(state, reg.frame, lo, hi, B.MISC)
     else:
+        env.mark_read(state, reg.frame, lo, hi)
         check_stack_initialized(env, state, reg.frame, lo, hi, regno, HELPER)
 
 

@@ -171,10 +171,11 @@ class Frame:
     callsite: int = -1  # pc of the call that made this frame (-1: the main program)
     subprog: int = 0  # entry pc of the function this frame runs
     depth: int = 0  # deepest stack byte touched, as a positive number
+    written: int = 0  # slots overwritten whole since the path's last checkpoint
 
     def copy(self) -> Frame:
         return Frame(list(self.regs), dict(self.stack), self.callsite, self.subprog,
-                     self.depth)
+                     self.depth, self.written)
 
     def slot(self, index: int) -> Slot:
         return self.stack.get(index, EMPTY_SLOT)
@@ -253,6 +254,16 @@ class Env:
     callees: dict[int, set[int]] = field(default_factory=dict)  # subprog -> called subprogs
     pc: int = 0  # the instruction being checked (for references' alloc_insn)
     frames_alive: int = 1  # call frames of the current state (stack pointers beyond: stale)
+    # told of every stack read (frame index, slot mask): the analyzer's read marks
+    read_hook: Callable[[State, int, int], None] | None = None
+
+    def mark_read(self, state: State, frame: int, lo: int, hi: int) -> None:
+        """Bytes [lo, hi) of a frame's stack were read (negative offsets)."""
+        if self.read_hook is None or hi <= lo:
+            return
+        first, last = (-hi) // SLOT, (-lo - 1) // SLOT
+        mask = ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
+        self.read_hook(state, frame, mask)
 
     def new_id(self) -> int:
         self.next_id += 1
