@@ -7,6 +7,14 @@ virtio_user port against testpmd's net_vhost port, two processes, one vhost-user
                            enqueues into the guest's receive ring (rte_vhost_enqueue_burst),
                            DPDK's counterpart of our "PASS into guest"
 
+and, with `vxdp_host=True`, the same two paths with `vxdp host` (in this process, the C
+datapath, no program attached) in the vhost port's place, DPDK's virtio PMD as its guest:
+
+    virtio_user -> vxdp host   testpmd txonly; frames counted leaving the host's wire
+    vxdp host -> virtio_user   a 60-byte frame burst repeated on the host's wire, into
+                               testpmd's receive ring (PASS into the guest, end to end);
+                               counted by testpmd rxonly
+
 Each figure is the receiver's rx packet counter over a timed window (after a warm-up),
 read through testpmd's `show port stats`; the sender's tx rate is given beside it (what
 it managed to place in the ring; the rest it dropped for want of room).  Frames are
@@ -28,9 +36,11 @@ from tempfile import TemporaryDirectory
 import trio
 
 from vxdp import dpdk
+from vxdp.runtime.wire import WirePort, WireSpec
 
 DIRECTIONS = ("virtio_user -> vhost", "vhost -> virtio_user")
 ENQUEUE = "vhost -> virtio_user"
+VXDP_DIRECTIONS = ("virtio_user -> vxdp host", "vxdp host -> virtio_user")
 FRAME_LEN = 60
 
 
@@ -59,6 +69,12 @@ class DpdkReport:
         """DPDK's vhost enqueue rate, the yardstick for PASS into the guest."""
         return self.mpps(ENQUEUE)
 
+    @property
+    def vxdp_pass_ratio(self) -> float | None:
+        """vxdp host -> DPDK guest over DPDK's vhost enqueue (the 0.5x target)."""
+        ours, theirs = self.mpps(VXDP_DIRECTIONS[1]), self.vhost_enqueue_mpps
+        return ours / theirs if ours is not None and theirs else None
+
     def text(self) -> str:
         if self.skipped:
             return f"DPDK virtio_user <-> vhost: not measured ({self.skipped})"
@@ -67,12 +83,16 @@ class DpdkReport:
                    for f in self.figures),
                  f"({self.frame_len}-byte frames, {self.cpus} CPU(s), one forwarding lcore "
                  f"per process)"]
+        if self.vxdp_pass_ratio is not None:
+            lines.append(f"vxdp host -> DPDK guest / DPDK vhost enqueue: "
+                         f"{self.vxdp_pass_ratio:.2f}x (target 0.5x)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
         return {"figures": [asdict(f) for f in self.figures], "frame_len": self.frame_len,
                 "cpus": self.cpus, "skipped": self.skipped,
-                "vhost_enqueue_mpps": self.vhost_enqueue_mpps}
+                "vhost_enqueue_mpps": self.vhost_enqueue_mpps,
+                "vxdp_pass_ratio": self.vxdp_pass_ratio}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -107,16 +127,90 @@ async def _measure(vhost: dpdk.Testpmd, user: dpdk.Testpmd, direction: str,
     return DpdkFigure(direction, rx / elapsed / 1e6, tx / elapsed / 1e6, rx, elapsed)
 
 
+class _BenchWire(WirePort):
+    """The host's wire for the bench: counts what leaves; repeats one burst while on."""
+
+    def __init__(self) -> None:
+        super().__init__(WireSpec("null"))
+        self.burst: list[bytes] = []
+        self._on = trio.Event()
+
+    def start(self, frame: bytes, count: int) -> None:
+        self.burst = [frame] * count
+        self._on.set()
+
+    def stop(self) -> None:
+        self._on = trio.Event()
+
+    async def _next(self, limit: int) -> list[bytes] | None:
+        await self._on.wait()
+        await trio.lowlevel.checkpoint()
+        return self.burst[:limit]
+
+
+async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: float,
+                        frame_len: int, rounds: int) -> None:
+    from vxdp.packets import Flow
+    from vxdp.runtime import HostRuntime
+
+    sock = f"{tmp}/vxdp-host.sock"
+    wire = _BenchWire()
+    host = HostRuntime([sock], wire=wire)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.run)
+            async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+                                         prefix=dpdk.unique_prefix("bench-guest"),
+                                         lcores=dpdk.lcores_for(0)) as user:
+                await user.command(f"set txpkts {frame_len}")
+                frame = Flow("udp", "10.0.0.1", "10.1.0.1", 40000, 53).packet(
+                    bytes(max(frame_len - 42, 0)))
+                # addressed to the guest's MAC as the host knows it (no flooding)
+                frame = host.guests[0].profile.mac + frame[6:]
+                for _ in range(rounds):
+                    # DPDK's driver into our device
+                    await user.forward("txonly")
+                    await trio.sleep(warmup)
+                    a, t0 = wire.tx_packets, time.perf_counter()
+                    await trio.sleep(seconds)
+                    b, t1 = wire.tx_packets, time.perf_counter()
+                    await user.halt()
+                    report.figures.append(DpdkFigure(VXDP_DIRECTIONS[0], (b - a) / (t1 - t0) / 1e6,
+                                                     (b - a) / (t1 - t0) / 1e6, b - a, t1 - t0))
+                    # our device into DPDK's driver (PASS into the guest)
+                    await user.forward("rxonly")
+                    wire.start(frame, host.burst)
+                    try:
+                        await trio.sleep(warmup)
+                        r0, t0 = await user.port_stats(0), time.perf_counter()
+                        w0 = wire.rx_packets
+                        await trio.sleep(seconds)
+                        r1, t1 = await user.port_stats(0), time.perf_counter()
+                        w1 = wire.rx_packets
+                    finally:
+                        wire.stop()
+                        await user.halt()
+                    rx = r1.rx_packets - r0.rx_packets
+                    report.figures.append(DpdkFigure(VXDP_DIRECTIONS[1], rx / (t1 - t0) / 1e6,
+                                                     (w1 - w0) / (t1 - t0) / 1e6, rx, t1 - t0))
+            nursery.cancel_scope.cancel()
+    finally:
+        host.close()
+
+
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
                   rounds: int = 1, directions: Sequence[str] = DIRECTIONS,
-                  sock_dir: Path | None = None) -> DpdkReport:
-    """Both directions (best of `rounds`) with one pair of testpmd processes."""
+                  vxdp_host: bool = False, sock_dir: Path | None = None) -> DpdkReport:
+    """Both directions (best of `rounds`) with one pair of testpmd processes; with
+    `vxdp_host`, then both directions between testpmd's virtio_user and `vxdp host`."""
     report = DpdkReport(frame_len=frame_len, cpus=dpdk.cpu_count())
     reason = dpdk.unavailable()
     if reason is not None:
         report.skipped = reason
         return report
     with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
+        if vxdp_host:
+            await _measure_vxdp(report, tmp, seconds, warmup, frame_len, rounds)
         sock = f"{tmp}/vhost.sock"
         async with dpdk.open_testpmd([f"net_vhost0,iface={sock},queues=1"],
                                      prefix=dpdk.unique_prefix("bench-vhost"),
@@ -146,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--frame-len", type=int, default=FRAME_LEN)
+    ap.add_argument("--vxdp-host", action="store_true",
+                    help="also measure testpmd's virtio_user against vxdp host")
     args = ap.parse_args(argv)
-    report = run(args.seconds, rounds=args.rounds, frame_len=args.frame_len)
+    report = run(args.seconds, rounds=args.rounds, frame_len=args.frame_len,
+                 vxdp_host=args.vxdp_host)
     print(report.to_json() if args.json else report.text())
     return 0
 
@@ -156,4 +253,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "DpdkFigure", "DpdkReport", "measure", "run"]
+__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "VXDP_DIRECTIONS", "DpdkFigure", "DpdkReport", "measure", "run"]

@@ -118,6 +118,21 @@ async def test_bench_dpdk_measures_both_directions(testpmd: str) -> None:
     assert "vhost -> virtio_user" in report.text()
 
 
+@pytest.mark.slow
+async def test_bench_dpdk_against_vxdp_host(testpmd: str) -> None:
+    with trio.fail_after(45):
+        report = await bench_dpdk.measure(0.3, warmup=0.1, vxdp_host=True,
+                                          directions=bench_dpdk.DIRECTIONS[1:])
+    assert [f.direction for f in report.figures] == [*bench_dpdk.VXDP_DIRECTIONS,
+                                                     bench_dpdk.ENQUEUE]
+    for f in report.figures:
+        assert f.frames > 0 and f.mpps > 0
+    ratio = report.vxdp_pass_ratio
+    assert ratio is not None and ratio == report.figures[1].mpps / report.figures[2].mpps
+    assert "target 0.5x" in report.text()
+    assert report.to_dict()["vxdp_pass_ratio"] == ratio
+
+
 def test_testpmd_that_cannot_start_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VXDP_TESTPMD", "/bin/false")
     monkeypatch.setattr(dpdk, "_probe", False)
