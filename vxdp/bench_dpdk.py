@@ -149,13 +149,13 @@ class _BenchWire(WirePort):
 
 
 async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: float,
-                        frame_len: int, rounds: int) -> None:
+                        frame_len: int, rounds: int, host_burst: int = 32) -> None:
     from vxdp.packets import Flow
     from vxdp.runtime import HostRuntime
 
     sock = f"{tmp}/vxdp-host.sock"
     wire = _BenchWire()
-    host = HostRuntime([sock], wire=wire)
+    host = HostRuntime([sock], wire=wire, burst=host_burst)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
@@ -200,9 +200,11 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
 
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
                   rounds: int = 1, directions: Sequence[str] = DIRECTIONS,
-                  vxdp_host: bool = False, sock_dir: Path | None = None) -> DpdkReport:
+                  vxdp_host: bool = False, host_burst: int = 32,
+                  sock_dir: Path | None = None) -> DpdkReport:
     """Both directions (best of `rounds`) with one pair of testpmd processes; with
-    `vxdp_host`, then both directions between testpmd's virtio_user and `vxdp host`."""
+    `vxdp_host`, then both directions between testpmd's virtio_user and `vxdp host`
+    (its wire read `host_burst` frames at a time, `vxdp host`'s default 32)."""
     report = DpdkReport(frame_len=frame_len, cpus=dpdk.cpu_count())
     reason = dpdk.unavailable()
     if reason is not None:
@@ -210,7 +212,7 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int =
         return report
     with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
         if vxdp_host:
-            await _measure_vxdp(report, tmp, seconds, warmup, frame_len, rounds)
+            await _measure_vxdp(report, tmp, seconds, warmup, frame_len, rounds, host_burst)
         sock = f"{tmp}/vhost.sock"
         async with dpdk.open_testpmd([f"net_vhost0,iface={sock},queues=1"],
                                      prefix=dpdk.unique_prefix("bench-vhost"),
@@ -242,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frame-len", type=int, default=FRAME_LEN)
     ap.add_argument("--vxdp-host", action="store_true",
                     help="also measure testpmd's virtio_user against vxdp host")
+    ap.add_argument("--host-burst", type=int, default=32,
+                    help="frames vxdp host reads from its wire at a time (default 32)")
     args = ap.parse_args(argv)
     report = run(args.seconds, rounds=args.rounds, frame_len=args.frame_len,
-                 vxdp_host=args.vxdp_host)
+                 vxdp_host=args.vxdp_host, host_burst=args.host_burst)
     print(report.to_json() if args.json else report.text())
     return 0
 
