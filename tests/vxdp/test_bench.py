@@ -95,10 +95,12 @@ def test_report_covers_every_workload():
 def test_cli_json(capsys):
     if (why := clang_unavailable()) is not None:
         pytest.skip(why)
-    rc = main(["bench", "-j", "--workload", "drop", "--rounds", "1", "--seconds", "0.005",
-               "--repeat", "10", "--batch", "4", "--no-jit"])
+    rc = main(["bench", "-j", "--suite", "xdp", "--workload", "drop", "--rounds", "1",
+               "--seconds", "0.005", "--repeat", "10", "--batch", "4", "--no-jit"])
     assert rc == 0
-    out = json.loads(capsys.readouterr().out)
+    suites = json.loads(capsys.readouterr().out)
+    assert list(suites) == ["xdp"]
+    out = suites["xdp"]
     assert out["jit"] == "not asked for (--no-jit)"
     assert out["workloads"][0]["jit_ns_per_pkt"] is None
     assert [w["name"] for w in out["workloads"]] == ["drop"]
@@ -109,3 +111,17 @@ def test_cli_rejects_unknown_workload(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--workload", "nope"])
     assert exc.value.code == 2
+
+
+def test_verifier_suite_reports_ours_beside_the_kernel():
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    from vxdp import bench_verifier
+    bench = bench_verifier.run(sources=["xdp_drop.c", "xdp_flow_hash.c", "xdp_helper_edges.c"])
+    assert [c.program for c in bench.rows] == ["xdp_drop_all", "xdp_flow_lookup"]
+    assert all(c.ours.accepted and c.ours.seconds > 0 for c in bench.rows)
+    assert "xdp_helper_edges.c" in bench.skipped  # left out by name, with its reason
+    if _kernel_reason() is None:
+        assert all(c.agrees and c.kernel_insns for c in bench.rows)
+    text = bench.text()
+    assert "xdp_flow_lookup" in text and "left out xdp_helper_edges.c" in text

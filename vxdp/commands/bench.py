@@ -1,8 +1,20 @@
-"""`vxdp bench`: ns/packet of four XDP workloads on the interpreter beside the kernel JIT.
+"""`vxdp bench`: every measurement of vxdp, each beside its reference from the same run.
 
-    vxdp bench [-j] [--workload NAME ...] [--rounds N] [--batch N] [--no-jit] [--progs DIR]
+    vxdp bench [-j] [--suite xdp|verifier|datapath|dpdk ...] [--workload NAME ...]
+               [--rounds N] [--batch N] [--no-jit] [--progs DIR] [--dpdk-seconds S]
 
-Prints a table (or with `-j` one JSON object) of ns/packet for drop, parse+swap+TX,
+Suites (all by default; `-j` prints one JSON object keyed by suite):
+  xdp       the engines (vxdp.bench, below)
+  verifier  verification time per corpus program, ours beside the kernel's
+            (vxdp.bench_verifier)
+  datapath  Mpps of the C datapath: host rx XDP_DROP, host XDP_TX, PASS into the guest,
+            guest driver-mode XDP_DROP and XDP_TX, and offload/driver-mode ratios
+            (vxdp.bench_datapath)
+  dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
+            (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
+            vhost enqueue rate
+
+The xdp suite prints a table of ns/packet for drop, parse+swap+TX,
 array counter and 5-tuple hash lookup, measured in the same run on the interpreter, on
 vxdp's JIT where a C compiler is at hand and, where bpf() is permitted, on the kernel
 through BPF_PROG_TEST_RUN; the calibration line
@@ -16,15 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from vxdp.bench import PROGS_DIR, WORKLOADS, Bench, report_json, report_text
 
 NAME = "bench"
-HELP = "ns/packet of four XDP workloads: interpreter beside the kernel JIT"
+HELP = ("measurements beside their references: engines vs the kernel JIT, verifier vs the "
+        "kernel's, datapath Mpps, DPDK vhost")
+SUITES = ("xdp", "verifier", "datapath", "dpdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--json", action="store_true", help="print JSON")
+    parser.add_argument("--suite", action="append", choices=SUITES,
+                        help="run only this suite (repeatable; default: all)")
+    parser.add_argument("--dpdk-seconds", type=float, default=2.0,
+                        help="measuring window per DPDK direction")
     parser.add_argument("--workload", action="append", metavar="NAME",
                         choices=[w.name for w in WORKLOADS],
                         help="run only this workload (repeatable)")
@@ -41,12 +60,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
-                  min_seconds=args.seconds, kernel_repeat=args.repeat,
-                  workloads=args.workload, with_jit=not args.no_jit)
-    report = bench.run()
+    suites = args.suite or list(SUITES)
+    out: dict[str, Any] = {}
+    texts: list[str] = []
+    if "xdp" in suites:
+        bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
+                      min_seconds=args.seconds, kernel_repeat=args.repeat,
+                      workloads=args.workload, with_jit=not args.no_jit)
+        report = bench.run()
+        out["xdp"] = report_json(report)
+        texts.append(report_text(report))
+    if "verifier" in suites:
+        from vxdp import bench_verifier
+        ver = bench_verifier.run(args.progs)
+        out["verifier"] = ver.to_dict()
+        texts.append(ver.text())
+    datapath = None
+    if "datapath" in suites:
+        from vxdp import bench_datapath
+        datapath = bench_datapath.run()
+        out["datapath"] = json.loads(datapath.to_json())
+        texts.append("C datapath, 64-byte frames\n" + datapath.text())
+    if "dpdk" in suites:
+        from vxdp import bench_dpdk
+        dp = bench_dpdk.run(args.dpdk_seconds, vxdp_host=True)
+        out["dpdk"] = dp.to_dict()
+        text = dp.text()
+        if datapath is not None and dp.vhost_enqueue_mpps:
+            ratio = datapath.best("PASS into guest") / dp.vhost_enqueue_mpps
+            out["dpdk"]["core_pass_ratio"] = ratio
+            text += (f"\nC datapath PASS into guest / DPDK vhost enqueue: {ratio:.2f}x "
+                     f"(target 0.5x)")
+        texts.append(text)
     if args.json:
-        print(json.dumps(report_json(report), indent=2))
+        print(json.dumps(out, indent=2))
     else:
-        print(report_text(report))
+        print("\n\n".join(texts))
     return 0

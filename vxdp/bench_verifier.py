@@ -1,0 +1,90 @@
+"""Verification time per program: our verifier beside the kernel's, on the same objects.
+
+Every XDP program of the C corpus (tests/vxdp/progs, the objects the differential suite
+runs) is verified by `vxdp.bpf.verifier` and, where bpf() is permitted, by the kernel.
+Our time is wall time in this process; the kernel's is what it reports itself
+("verification time N usec", BPF_LOG_STATS), so the syscall's cost is not counted against
+it.  Instructions processed are given for both: they explain most of the difference.
+
+Programs listed in SLOW are left out by name, with the reason printed: the bench measures
+what a user waits for, and one program our verifier explores for tens of seconds (no
+precision tracking yet, docs/verifier.md) would drown the rest.  A benchmark, never a
+test: nothing here judges a time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vxdp.bench import PROGS_DIR
+from vxdp.bpf.clang import clang_unavailable, compile_c
+from vxdp.bpf.elf import load_object
+from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
+
+#: Sources left out, and why (printed with the report).
+SLOW: dict[str, str] = {
+    "xdp_helper_edges.c": "562k insns processed here against the kernel's 2k "
+                          "(no precision tracking yet): ~40 s",
+}
+
+
+@dataclass
+class VerifierBench:
+    rows: list[Comparison] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    unavailable: str | None = None
+
+    def text(self) -> str:
+        lines = ["verification time per program (ours: wall time here; kernel: its own "
+                 "reported time)"]
+        if self.unavailable:
+            lines.append(f"  not measured: {self.unavailable}")
+            return "\n".join(lines)
+        lines.append(f"  {'program':28} {'ours':>6} {'kernel':>6} {'ours ms':>9} "
+                     f"{'kernel ms':>9} {'ratio':>7} {'ours insns':>10} {'kernel insns':>12}")
+        for c in self.rows:
+            k_ms = f"{c.kernel_seconds * 1e3:9.3f}" if c.kernel_seconds is not None else "        -"
+            ratio = (f"{c.ours.seconds / c.kernel_seconds:7.0f}"
+                     if c.kernel_seconds else "      -")
+            verdict = {True: "ok", False: "REJ", None: "-"}
+            lines.append(f"  {c.program:28} {verdict[c.ours.accepted]:>6} "
+                         f"{verdict[c.kernel_accepted]:>6} {c.ours.seconds * 1e3:9.3f} {k_ms} "
+                         f"{ratio} {c.ours.insns_processed:10} "
+                         f"{c.kernel_insns if c.kernel_insns is not None else '-':>12}")
+        ratios = [c.ours.seconds / c.kernel_seconds for c in self.rows if c.kernel_seconds]
+        if ratios:
+            lines.append(f"  median ours/kernel: {statistics.median(ratios):.0f}x over "
+                         f"{len(ratios)} programs; verdicts agree on "
+                         f"{sum(1 for c in self.rows if c.agrees)} of {len(self.rows)}")
+        for name, why in self.skipped.items():
+            lines.append(f"  left out {name}: {why}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"programs": [c.to_json() for c in self.rows], "skipped": self.skipped,
+                "unavailable": self.unavailable}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def run(progs_dir: Path = PROGS_DIR, sources: Sequence[str] | None = None) -> VerifierBench:
+    """Verify every program of every corpus source (or only `sources`)."""
+    bench = VerifierBench()
+    bench.unavailable = clang_unavailable()
+    if bench.unavailable:
+        return bench
+    for src in sorted(progs_dir.glob("*.c")):
+        if sources is not None and src.name not in sources:
+            continue
+        if src.name in SLOW:
+            bench.skipped[src.name] = SLOW[src.name]
+            continue
+        obj = load_object(compile_c(src))
+        for program in obj.programs.values():
+            bench.rows.append(compare_with_kernel(program))
+    return bench
