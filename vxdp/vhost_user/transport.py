@@ -317,18 +317,23 @@ async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on a Unix socket at `path` and serve front-ends one at a time, forever.
 
-    A stale socket file at `path` is replaced (any other file is left alone and bind
-    fails); `task_status.started(path)` once listening; the file is removed on exit."""
+    A stale socket file at `path` is replaced (any other file is left alone and the
+    server refuses to start); `task_status.started(path)` once listening; the file is
+    removed on exit.  The socket is bound under a temporary name and renamed to `path`
+    only after listen(), so a front-end that finds the file can always connect (with
+    bind straight at `path`, a client racing between bind and listen is refused)."""
     path = os.fspath(path)
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)  # a socket file left behind by an earlier server
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise VhostUserLocalError(f"{path} exists and is not a socket")
     except FileNotFoundError:
         pass
+    staging = f"{path}.{os.getpid()}.binding"
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        await listener.bind(path)
+        await listener.bind(staging)
         listener.listen(4)
+        os.replace(staging, path)  # also replaces a socket left behind by an earlier server
         task_status.started(path)
         while True:
             sock, _ = await listener.accept()
@@ -337,10 +342,11 @@ async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
             log.info("vhost-user front-end left %s%s", path, f": {reason}" if reason else "")
     finally:
         listener.close()
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        for name in (staging, path):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
 
 
 # -- front-end -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import trio.testing
 
 from virtio_spec.errors import RemoteProtocolError
 from virtio_spec.split import SplitDeviceQueue, SplitDriverQueue, UsedElem
-from vxdp.errors import VhostUserRemoteError
+from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.backend import BackendConfig
 from vxdp.vhost_user.memory import FrontendMemory
@@ -366,3 +366,38 @@ async def test_kick_fd_that_is_not_pollable_is_logged_and_the_session_goes_on(ca
         assert "Operation not permitted); no longer watched" in caplog.text
     finally:
         memory.close()
+
+
+async def test_socket_path_appears_only_once_the_backend_listens(sockpath, monkeypatch):
+    # A front-end that finds the path must be able to connect: the backend binds under
+    # another name, listens, then renames.  At the rename, the path must not exist yet
+    # and the socket being renamed must already accept connections.
+    import vxdp.vhost_user.transport as transport
+    checked: list[str] = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        assert not os.path.exists(dst)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with probe:
+            probe.connect(src)  # refused if listen() had not happened yet
+        checked.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(transport.os, "replace", replace)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            path = await nursery.start(serve_backend, sockpath, CONFIG, EchoDevice().handlers)
+            assert checked == [os.fspath(sockpath)]
+            async with await FrontendConnection.connect(path) as conn:
+                assert await conn.value(conn.core.get_features()) == VERSION_1 | PROTOCOL
+            nursery.cancel_scope.cancel()
+    assert not sockpath.exists()
+    assert not list(sockpath.parent.glob("*.binding"))
+
+
+async def test_a_file_that_is_not_a_socket_is_never_replaced(sockpath):
+    sockpath.write_text("precious")
+    with trio.fail_after(5), pytest.raises(VhostUserLocalError, match="not a socket"):
+        await serve_backend(sockpath, CONFIG, EchoDevice().handlers)
+    assert sockpath.read_text() == "precious"
