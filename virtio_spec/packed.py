@@ -29,11 +29,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
-from .chain import MAX_CHAIN_BYTES, Chain, ChainBuilder
+from .chain import Chain, ChainBuilder
 from .errors import LocalProtocolError, MemoryAccessError, RingError
 from .memory import GuestMemory
 from .notify import packed_should_notify
-from .queue import DeviceQueueBase, QueueBase
+from .queue import DeviceQueueBase, QueueBase, chain_elements
 from .split import UsedElem
 from .structs import (
     DESC_SIZE,
@@ -352,12 +352,7 @@ class PackedDriverQueue(_PackedRing):
         buffers go into an indirect table and the chain takes one ring slot.  The chain
         becomes visible to the device at `publish()`.
         """
-        elems = [(a, n, 0) for a, n in readable] + [(a, n, _WRITE) for a, n in writable]
-        if not elems:
-            raise LocalProtocolError(f"{self.name}: a chain needs at least one buffer")
-        if any(not 0 <= n < 1 << 32 for _, n, _ in elems) or \
-                sum(n for _, n, _ in elems) > MAX_CHAIN_BYTES:
-            raise LocalProtocolError(f"{self.name}: buffer lengths break §2.7.5.2")
+        elems = chain_elements(self.name, readable, writable)
         if len(elems) > self.size:
             raise LocalProtocolError(f"{self.name}: a list of {len(elems)} buffers is "
                                      f"longer than the queue size (§2.8.17)")

@@ -14,9 +14,10 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 
-from .chain import Chain
-from .errors import MemoryAccessError, RingError
+from .chain import MAX_CHAIN_BYTES, Chain
+from .errors import LocalProtocolError, MemoryAccessError, RingError
 from .memory import GuestMemory
+from .structs import VIRTQ_DESC_F_WRITE
 
 
 class QueueBase:
@@ -77,4 +78,20 @@ class DeviceQueueBase(QueueBase):
         self.push_many([(chain, written)])
 
 
-__all__ = ["DeviceQueueBase", "QueueBase"]
+def chain_elements(name: str, readable: Sequence[tuple[int, int]],
+                   writable: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """The driver's (gpa, len, flags) elements of a new chain, readable first (§2.7.4.2,
+    §2.8.17), checked as both layouts require of a driver."""
+    write = int(VIRTQ_DESC_F_WRITE)
+    elems = [(a, n, 0) for a, n in readable] + [(a, n, write) for a, n in writable]
+    if not elems:
+        raise LocalProtocolError(f"{name}: a chain needs at least one buffer")
+    # virtio 1.3 §2.7.5.2: "Drivers MUST NOT add a descriptor chain longer than 2^32
+    # bytes in total"; each len is an le32.
+    if any(not 0 <= n < 1 << 32 for _, n, _ in elems) or \
+            sum(n for _, n, _ in elems) > MAX_CHAIN_BYTES:
+        raise LocalProtocolError(f"{name}: buffer lengths break \u00a72.7.5.2")
+    return elems
+
+
+__all__ = ["DeviceQueueBase", "QueueBase", "chain_elements"]

@@ -32,11 +32,11 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .chain import MAX_CHAIN_BYTES, Chain, ChainBuilder
+from .chain import Chain, ChainBuilder
 from .errors import LocalProtocolError, MemoryAccessError, RingError
 from .memory import GuestMemory
 from .notify import split_should_notify
-from .queue import DeviceQueueBase, QueueBase
+from .queue import DeviceQueueBase, QueueBase, chain_elements
 from .structs import (
     AVAIL_RING_ALIGN,
     DESC_SIZE,
@@ -329,14 +329,7 @@ class SplitDriverQueue(_SplitRing):
         buffers go into an indirect table and the chain takes one ring descriptor.  The
         chain is visible to the device only after `publish()`.
         """
-        elems = [(a, n, 0) for a, n in readable] + [(a, n, _WRITE) for a, n in writable]
-        if not elems:
-            raise LocalProtocolError(f"{self.name}: a chain needs at least one buffer")
-        # virtio 1.3 §2.7.5.2: "Drivers MUST NOT add a descriptor chain longer than 2^32
-        # bytes in total"; each len is an le32.
-        if any(not 0 <= n < 1 << 32 for _, n, _ in elems) or \
-                sum(n for _, n, _ in elems) > MAX_CHAIN_BYTES:
-            raise LocalProtocolError(f"{self.name}: buffer lengths break §2.7.5.2")
+        elems = chain_elements(self.name, readable, writable)
         if indirect_table is not None:
             # virtio 1.3 §2.7.5.3.1: INDIRECT only if negotiated; chain at most Q long.
             if not self.indirect:
