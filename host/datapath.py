@@ -178,6 +178,11 @@ class HostPort:
                 out[name] = native.vq_state(vq)
         return out
 
+    def rx_last_avail(self) -> int | None:
+        """The receive queue's next available index (None without one): one C call,
+        for a caller that asks every burst how many buffers are posted."""
+        return None if self._rx is None else int(native.vq_state(self._rx)["last_avail_idx"])
+
     def hand_back(self) -> None:
         """Give the queues back to the device model's Python engines, at C's indices."""
         if self._device is None:
@@ -231,13 +236,14 @@ class HostPort:
         wire: list[bytes] = []
         for at in range(0, len(frames), self.burst_size):
             chunk = frames[at:at + self.burst_size]
-            size = sum(len(f) for f in chunk)
+            size = sum(map(len, chunk))
             if size > self._in.ptr.cap:
                 self._in = native.Burst(self.burst_size, size)
             self._in.load(chunk)
             self._wire.clear()
             native.port_rx_burst(self.handle, self._in, self._wire)
-            wire += self._wire.frames()
+            if self._wire.count:
+                wire += self._wire.frames()
         return BurstOut(wire, self.switch.interrupts())
 
     def tx_burst(self, budget: int = native.BURST_MAX) -> BurstOut:
@@ -246,7 +252,8 @@ class HostPort:
         while budget > 0:
             self._wire.clear()
             n = native.port_tx_burst(self.handle, min(budget, self.burst_size), self._wire)
-            wire += self._wire.frames()
+            if self._wire.count:
+                wire += self._wire.frames()
             budget -= n
             if n == 0:
                 break

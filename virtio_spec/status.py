@@ -57,6 +57,9 @@ class DeviceStatus(IntFlag):
 
 
 _S = DeviceStatus
+#: queues_live(): DRIVER_OK set, DEVICE_NEEDS_RESET and FAILED clear (§2.1.2).
+_LIVE_MASK = int(_S.DRIVER_OK | _S.DEVICE_NEEDS_RESET | _S.FAILED)
+_LIVE = int(_S.DRIVER_OK)
 #: Bits the driver may write; DEVICE_NEEDS_RESET belongs to the device.
 _DRIVER_BITS: Final = _S.ACKNOWLEDGE | _S.DRIVER | _S.FEATURES_OK | _S.DRIVER_OK | _S.FAILED
 _DEFINED_BITS: Final = _DRIVER_BITS | _S.DEVICE_NEEDS_RESET
@@ -258,8 +261,8 @@ class DeviceStatusMachine:
     def queues_live(self) -> bool:
         """virtio 1.3 §2.1.2: buffers may be consumed only after DRIVER_OK, and not
         once the device needs a reset or the driver failed it."""
-        bad = _S.DEVICE_NEEDS_RESET | _S.FAILED
-        return bool(self._status & _S.DRIVER_OK) and not self._status & bad
+        # plain ints: the datapath asks this every burst, IntFlag arithmetic is slow
+        return int(self._status) & _LIVE_MASK == _LIVE
 
     def _refuse(self, reason: str, clause: str) -> StatusOutcome:
         return StatusOutcome(self._status, False, StatusEffect.NONE, reason, clause)

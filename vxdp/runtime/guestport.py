@@ -298,6 +298,8 @@ class GuestPort:
         return self._need_device().read_status()
 
     async def _kicked(self, session: BackendSession, event: ev.Kicked) -> None:
+        if event.index == 0:
+            self.runtime.rx_kicked()  # a wire burst may be waiting for these buffers
         if self.device is None or event.index not in self.running:
             return
         if event.index == 0 and not self.rx_posted and self.device.live:
@@ -429,8 +431,8 @@ class GuestPort:
             return 0 if device is not None and device.live else ROOM_UNKNOWN
         avail = device.memory.read_u16(slot.addresses[1] + 2)
         if self.cpath is not None and self.cpath.port is not None:
-            last = self.cpath.port.queue_states()["rx"]["last_avail_idx"]
-            return (avail - last) & 0xFFFF if isinstance(last, int) else ROOM_UNKNOWN
+            last = self.cpath.port.rx_last_avail()
+            return (avail - last) & 0xFFFF if last is not None else ROOM_UNKNOWN
         engine = slot.engine
         if not isinstance(engine, SplitDeviceQueue):
             return ROOM_UNKNOWN

@@ -54,6 +54,8 @@ BURST = 32
 DATAPATHS = ("c", "python")
 #: How long a wire burst waits for guests to post receive buffers.
 ROOM_WAIT = 0.05
+#: How often a waiting burst rechecks room between receive kicks.
+ROOM_POLL = 0.0005
 
 
 class HostRuntime:
@@ -73,12 +75,14 @@ class HostRuntime:
         self.datapath = datapath
         self.switch = HostSwitch(WIRE_IFINDEX) if datapath == "c" else None
         self.guests = [GuestPort(self, n, p, prof) for n, p in enumerate(paths)]
+        self._macs = {g.profile.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
         self.burst = burst
         self.wire_done = trio.Event()
         self.redirect_failed = 0
         self._live = trio.Event()
+        self._room = trio.Event()  # set by a receive kick; renewed by each wait
 
     # -- the agent's endpoint ----------------------------------------------------------
 
@@ -125,14 +129,31 @@ class HostRuntime:
         if any(g.live and g.rx_posted for g in self.guests):
             self._live.set()
 
+    def rx_kicked(self) -> None:
+        """A guest kicked its receiveq1 (buffers posted): wake a burst waiting for room."""
+        self._room.set()
+
+    def _short_of_room(self, n: int) -> bool:
+        for g in self.guests:
+            if g.live and g.rx_room() < n:
+                return True
+        return False
+
     async def _room_for(self, n: int) -> None:
         """Hold a burst (at most ROOM_WAIT seconds) while a live guest has fewer than `n`
         receive buffers posted: a replay or a generator goes as fast as the guests take
         frames; a guest that stops refilling costs the others ROOM_WAIT a burst, then
-        drops."""
+        drops.  The wait ends at a receive kick, else rechecks every ROOM_POLL seconds
+        (a driver that suppresses its kicks, a guest that goes away)."""
+        if not self._short_of_room(n):
+            return  # the common case: no cancel scope, no checkpoint
         with trio.move_on_after(ROOM_WAIT):
-            while any(g.live and g.rx_room() < n for g in self.guests):
-                await trio.sleep(0.0005)
+            while True:
+                self._room = room = trio.Event()
+                if not self._short_of_room(n):
+                    return
+                with trio.move_on_after(ROOM_POLL):
+                    await room.wait()
 
     async def pump_wire(self) -> None:
         """Read the wire in bursts once a guest is live; stops when the source ends."""
@@ -152,30 +173,45 @@ class HostRuntime:
     def switch_frames(self, frames: Sequence[bytes], source: GuestPort | None) -> None:
         """Deliver by destination MAC; flood broadcast, multicast and unknown unicast
         to every live guest but the source (frames from the wire only)."""
+        if len(self.guests) == 1:
+            # one guest: every frame is its own or flooded to it (no per-frame sorting)
+            g = self.guests[0]
+            if g is source:
+                return
+            mac = g.profile.mac
+            burst = list(frames) if source is None and g.live \
+                else [f for f in frames if f[:6] == mac]
+            if burst:
+                g.receive(burst)
+            return
         per_guest: dict[int, list[bytes]] = {}
-        macs = {g.profile.mac: g for g in self.guests}
+        macs = self._macs
+        live = [g.number for g in self.guests if g.live] if source is None else []
         for frame in frames:
-            dst = frame[:6]
-            target = macs.get(dst)
+            target = macs.get(frame[:6])
             if target is not None:
                 per_guest.setdefault(target.number, []).append(frame)
-            elif source is None:
-                for g in self.guests:
-                    if g.live:
-                        per_guest.setdefault(g.number, []).append(frame)
+            else:
+                for number in live:
+                    per_guest.setdefault(number, []).append(frame)
         for number, burst in sorted(per_guest.items()):
             if self.guests[number] is not source:
                 self.guests[number].receive(burst)
 
     def from_guest(self, guest: GuestPort, frames: Sequence[bytes]) -> None:
         """Frames a guest transmitted: to a local guest addressed by MAC, else the wire."""
-        local = {g.profile.mac for g in self.guests if g is not guest}
-        to_guests = [f for f in frames if f[:6] in local]
-        to_wire = [f for f in frames if f[:6] not in local] if to_guests else list(frames)
-        if to_guests:
-            self.switch_frames(to_guests, source=guest)
+        if len(self.guests) == 1:
+            to_wire = list(frames)  # no other guest to address
+        else:
+            local = {g.profile.mac for g in self.guests if g is not guest}
+            to_guests = [f for f in frames if f[:6] in local]
+            to_wire = [f for f in frames if f[:6] not in local] if to_guests \
+                else list(frames)
+            if to_guests:
+                self.switch_frames(to_guests, source=guest)
         self.wire.send(to_wire)
-        self.note_live()
+        if not self._live.is_set():
+            self.note_live()
 
     def stats(self) -> dict[str, Any]:
         return {
