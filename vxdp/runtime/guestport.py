@@ -51,7 +51,7 @@ from host import (
     Interrupt,
 )
 from host.config import ConfigSpace
-from host.datapath import BurstOut
+from host.datapath import BurstOut, HostPort
 from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.packed import PackedDeviceQueue
@@ -147,6 +147,8 @@ class GuestPort:
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
+        # (C port, receive buffers it had at least) from the last rx_room(): has_room()
+        self._credit: tuple[HostPort, int] | None = None
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
             ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
@@ -323,6 +325,7 @@ class GuestPort:
             self.cpath.take(self.device, xdp.program, xdp.maps)
 
     def _release(self) -> None:
+        self._credit = None  # it holds the port, and the port views the session's memory
         if self.cpath is not None:
             self.cpath.release()
 
@@ -392,6 +395,9 @@ class GuestPort:
             self.drops["no_device"] += len(frames)
             return
         if self.cpath is not None and self.cpath.active:
+            credit = self._credit
+            if credit is not None:
+                self._credit = (credit[0], credit[1] - len(frames))
             self._burst_out(self.cpath.rx(frames), from_guest=False)
             return
         verdict = self.runtime.xdp.run(frames, ingress_ifindex=self.ifindex)
@@ -422,6 +428,18 @@ class GuestPort:
                 continue
             self._handle(device.receive(burst, pair))
 
+    def has_room(self, n: int) -> bool:
+        """rx_room() >= n, without asking the rings while an earlier answer still
+        covers it: buffers the C port was counted to have, less the frames it has been
+        given since (one buffer a frame, as rx_room counts; posting only adds).  With
+        other guests on the host their programs may REDIRECT into these buffers in C,
+        unseen here: then every call asks the rings."""
+        credit = self._credit
+        if credit is not None and self.cpath is not None and credit[0] is self.cpath.port \
+                and credit[1] >= n and len(self.runtime.guests) == 1:
+            return True
+        return self.rx_room() >= n
+
     def rx_room(self) -> int:
         """Frames receiveq1 can take now without a drop: buffers posted and not taken
         (split rings; one buffer a frame), plus the model's backlog space."""
@@ -431,8 +449,13 @@ class GuestPort:
             return 0 if device is not None and device.live else ROOM_UNKNOWN
         avail = device.memory.read_u16(slot.addresses[1] + 2)
         if self.cpath is not None and self.cpath.port is not None:
-            last = self.cpath.port.rx_last_avail()
-            return (avail - last) & 0xFFFF if last is not None else ROOM_UNKNOWN
+            port = self.cpath.port
+            last = port.rx_last_avail()
+            if last is None:
+                return ROOM_UNKNOWN
+            room = (avail - last) & 0xFFFF
+            self._credit = (port, room)
+            return room
         engine = slot.engine
         if not isinstance(engine, SplitDeviceQueue):
             return ROOM_UNKNOWN

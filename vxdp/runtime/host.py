@@ -135,7 +135,7 @@ class HostRuntime:
 
     def _short_of_room(self, n: int) -> bool:
         for g in self.guests:
-            if g.live and g.rx_room() < n:
+            if g.live and not g.has_room(n):
                 return True
         return False
 
@@ -234,6 +234,7 @@ class HostRuntime:
 
     def close(self) -> None:
         for g in self.guests:
+            g._credit = None
             if g.cpath is not None and g.cpath.port is not None:
                 g.cpath.port.close()
                 g.cpath.port = None
