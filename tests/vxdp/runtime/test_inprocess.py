@@ -196,3 +196,25 @@ async def test_a_guest_that_breaks_its_ring_costs_only_itself(rig_factory: RigFa
     assert bad.stack["packets"] == 0
     assert stats[0]["drops"]["rx"] >= 5 or not stats[0]["live"]
     assert stats[1]["queues"]["receiveq1"]["packets"] == 5
+
+
+async def test_a_guest_that_leaves_after_wire_bursts_lets_its_memory_go(
+        rig_factory: RigFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """The wire pump's view of a guest's receive ring (the C port's, with the C
+    datapath) goes with the session: its memory unmaps, and a new session takes bursts."""
+    with trio.fail_after(20):
+        rig = rig_factory(wire=open_port("gen:count=100,seed=4,size=200"))
+        guest = await rig.add_guest(port=open_port("null"))
+        await rig.host.wire_done.wait()
+        await until(lambda: guest.stack["packets"] == 100, "100 frames in the guest")
+        rig.kill_host_side(0)
+        await until(lambda: guest.gone_count == 1, "the guest to notice")
+        await until(lambda: rig.host.guests[0].session is None, "the host to let go")
+        assert "cannot be unmapped" not in caplog.text
+        rig.connect(0)
+        await until(lambda: any(k == "reconnected" for k, _ in guest.reports), "reconnect")
+        await until(lambda: rig.host.guests[0].live, "the device live again")
+        await until(lambda: rig.host.guests[0].rx_posted, "receive buffers posted again")
+        rig.host.from_wire(TrafficGenerator(5, sizes=(200,)).packets(40))
+        await until(lambda: guest.stack["packets"] == 140, "frames after the reconnect")
+    assert "cannot be unmapped" not in caplog.text
