@@ -461,6 +461,14 @@ class GuestPort:
             return ROOM_UNKNOWN
         return ((avail - int(engine.last_avail_idx)) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
 
+    def close(self) -> None:
+        """The host is closing: the C port leaves the switch (its counters are not
+        needed any more) and nothing here keeps it."""
+        self._credit = None
+        if self.cpath is not None and self.cpath.port is not None:
+            self.cpath.port.close()
+            self.cpath.port = None
+
     def stats(self) -> dict[str, object]:
         device_stats = dict(self.device_totals)
         if self.device is not None:

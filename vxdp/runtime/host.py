@@ -234,10 +234,7 @@ class HostRuntime:
 
     def close(self) -> None:
         for g in self.guests:
-            g._credit = None
-            if g.cpath is not None and g.cpath.port is not None:
-                g.cpath.port.close()
-                g.cpath.port = None
+            g.close()
         self.wire.close()
         self.xdp.close()
 
