@@ -223,6 +223,12 @@ class Testpmd:
             self._text = ["".join(self._text)]
         return self._text[0] if self._text else ""
 
+    def _received(self, text: str) -> None:
+        self._text.append(text)
+        self._size += len(text)
+        self._changed.set()
+        self._changed = trio.Event()
+
     async def _reader(self) -> None:
         try:
             while True:
@@ -235,11 +241,7 @@ class Testpmd:
                     chunk = b""  # EIO: every writer of the pty is gone
                 if not chunk:
                     break
-                text = chunk.decode(errors="replace").replace("\r", "")
-                self._text.append(text)
-                self._size += len(text)
-                self._changed.set()
-                self._changed = trio.Event()
+                self._received(chunk.decode(errors="replace").replace("\r", ""))
         finally:
             self._eof = True
             self._changed.set()
@@ -273,18 +275,33 @@ class Testpmd:
 
     # -- commands ------------------------------------------------------------------
 
-    async def command(self, line: str, *, timeout: float = COMMAND_TIMEOUT) -> str:
-        """Type one command; return what testpmd printed before its next prompt."""
+    async def command(self, line: str, *, timeout: float = COMMAND_TIMEOUT,
+                      retype_after: float | None = None) -> str:
+        """Type one command; return what testpmd printed before its next prompt.
+
+        testpmd's line editor can lose a line typed while its event thread prints (a
+        vhost-user connection or a link change, asynchronously).  An idempotent command
+        may pass `retype_after`: with no prompt by then it is typed again, until
+        `timeout` runs out."""
         if "\n" in line:
             raise ValueError("one command at a time")
-        mark = self._size
         assert self.process.stdin is not None
-        await self.process.stdin.send_all(line.encode() + b"\n")
-        prompt = await self.wait_for(re.escape(PROMPT), start=mark, timeout=timeout)
-        return self.output[mark:prompt.start()]
+        deadline = trio.current_time() + timeout
+        while True:
+            mark = self._size
+            await self.process.stdin.send_all(line.encode() + b"\n")
+            left = deadline - trio.current_time()
+            wait = left if retype_after is None else min(retype_after, left)
+            try:
+                prompt = await self.wait_for(re.escape(PROMPT), start=mark, timeout=wait)
+            except DpdkError:
+                if self._eof or retype_after is None or trio.current_time() >= deadline:
+                    raise
+                continue
+            return self.output[mark:prompt.start()]
 
     async def port_stats(self, port: int = 0) -> PortStats:
-        text = await self.command(f"show port stats {port}")
+        text = await self.command(f"show port stats {port}", retype_after=3.0)
         stats = parse_port_stats(text)
         if port not in stats:
             raise DpdkError(f"no statistics for port {port} in {text!r}")

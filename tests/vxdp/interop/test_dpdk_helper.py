@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from vxdp import bench_dpdk, dpdk
 
@@ -138,3 +139,28 @@ def test_testpmd_that_cannot_start_is_a_reason(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(dpdk, "_probe", False)
     reason = dpdk.unavailable()
     assert reason is not None and "cannot start here (exit 1)" in reason
+
+
+async def test_a_lost_show_command_is_typed_again(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # testpmd's line editor can drop a line typed while its event thread prints; a
+    # read-only command is typed again after `retype_after`, a state change never is.
+    typed: list[bytes] = []
+
+    class Stdin:
+        async def send_all(self, data: bytes) -> None:
+            typed.append(data)
+            if len(typed) > 1:  # the first line is lost
+                pmd._received(STATS + "testpmd> ")
+
+    class Process:
+        stdin = Stdin()
+
+    pmd = dpdk.Testpmd(Process(), -1, "test", [])  # type: ignore[arg-type]
+    stats = await pmd.port_stats(0)
+    assert typed == [b"show port stats 0\n"] * 2
+    assert stats.rx_packets == 300 and stats.rx_bytes == 26550
+    typed.clear()
+    with pytest.raises(dpdk.DpdkError, match="within"):
+        await pmd.command("start", timeout=5)  # not idempotent: typed once, then an error
+    assert typed == [b"start\n"]
