@@ -397,8 +397,20 @@ static int take_chain(struct vxdp_port *p)
         int rc = vxdp_vq_pop_int(vq);
         if (rc < 0)
             return -2;
-        if (rc == 0)
-            return 0;
+        if (rc == 0) {
+            if (vq->notifications)
+                return 0;
+            /* The ring ran dry with kicks off: ask for the driver's next kick, then look
+             * once more, or a buffer posted in between is never announced (virtio 1.3
+             * §2.7.10; vhost-net's handle_rx does the same). */
+            rc = vxdp_vq_enable_notifications(vq, NULL, 0);
+            if (rc < 0)
+                return -2;
+            if (rc == 0)
+                return 0;
+            vxdp_vq_disable_notifications(vq);
+            continue;
+        }
         nw = vq->niov - vq->nreadable;
         if (vq->writable_len < p->hdr_len) {
             /* virtio 1.3 §5.1.6.3.1: every receive buffer holds at least the header; a
@@ -548,6 +560,13 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
         return rc;
     if (p->xdp.prog)
         xdp_burst_begin(&p->xdp, p->ifindex, 0);
+    /* While the ring holds buffers the driver need not kick: a kick per refill would
+     * cost the guest a notification and this side a wake-up for nothing.  Kicks come
+     * back on when take_chain finds the ring empty (virtio 1.3 §2.7.10). */
+    if (p->rx && p->rx->notifications && !p->rx->broken && in->count)
+        vxdp_vq_disable_notifications(p->rx);
+    if (p->rx)
+        p->rx->defer_used = true;   /* used idx once, at the end of the burst */
     pkt = in->buf;
     for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++) {
         uint32_t len = in->len[i], act, dlen;
@@ -611,6 +630,8 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
         }
         xdp_scrub(&p->xdp);
     }
+    if (p->rx)
+        vxdp_vq_flush_used(p->rx);
     return (int)in->count;
 }
 

@@ -237,6 +237,7 @@ int vxdp_vq_new(struct vxdp_vq **out, struct vxdp_gmem *mem, uint32_t size, uint
         if (!vq->inflight || !vq->iov)
             goto nomem;
         vq->last_avail_idx = vq->used_idx = vq->signalled_used = start_idx;
+        vq->avail_seen = start_idx;
         vq->notifications = true;
     }
     *out = vq;
@@ -298,7 +299,7 @@ int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *
         vq->kicked = st->kicked;
         vq->interrupts = st->interrupts != 0;
     } else {
-        vq->last_avail_idx = st->last_avail_idx;
+        vq->last_avail_idx = vq->avail_seen = st->last_avail_idx;
         vq->used_idx = st->used_idx;
         vq->signalled_used = st->signalled_used;
         vq->notifications = st->notifications != 0;
@@ -316,6 +317,13 @@ static int vq_pending(struct vxdp_vq *vq)
     uint16_t avail_idx, count;
     if (vq->broken)
         return -EPIPE;
+    /* What the last read of idx announced and is not consumed yet needs no new read:
+     * idx shares a cache line with the driver's stores, and each read of it pulls the
+     * line over while the driver refills (vhost keeps the same shadow).  Entries below
+     * that idx were ordered by the acquire load that saw it. */
+    count = (uint16_t)(vq->avail_seen - vq->last_avail_idx);
+    if (count && count <= vq->size)
+        return count;
     avail_idx = load_idx_acquire(vq->avail + RING_IDX);
     count = (uint16_t)(avail_idx - vq->last_avail_idx);
     if (count > vq->size) {
@@ -328,6 +336,7 @@ static int vq_pending(struct vxdp_vq *vq)
                        "the queue size %u ahead", vq->name, vq->last_avail_idx, avail_idx,
                        vq->size);
     }
+    vq->avail_seen = avail_idx;
     return count;
 }
 
@@ -562,9 +571,18 @@ void vxdp_vq_push_int(struct vxdp_vq *vq, const uint16_t *heads, const uint32_t 
         vxdp_st32(e + 4, lens[i]);
         idx++;
     }
-    /* virtio 1.3 §2.7.8.2: elements before idx (release) */
     vq->used_idx = idx;
-    store_idx_release(vq->used + RING_IDX, idx);
+    if (!vq->defer_used)
+        /* virtio 1.3 §2.7.8.2: elements before idx (release) */
+        store_idx_release(vq->used + RING_IDX, idx);
+}
+
+/* Publish what push_int left unpublished under defer_used: one used idx store for a whole
+ * burst, so the line the driver polls moves once a burst, not once a frame. */
+void vxdp_vq_flush_used(struct vxdp_vq *vq)
+{
+    vq->defer_used = false;
+    store_idx_release(vq->used + RING_IDX, vq->used_idx);
 }
 
 int vxdp_vq_push(struct vxdp_vq *vq, const uint32_t *heads, const uint32_t *lens, uint32_t n,

@@ -47,7 +47,9 @@ struct vxdp_vq {
     char name[32];
     /* device side */
     uint16_t last_avail_idx, used_idx, signalled_used;
+    uint16_t avail_seen;             /* avail idx as last read: re-read when reached */
     bool notifications;
+    bool defer_used;                 /* push_int leaves used idx to vxdp_vq_flush_used */
     uint64_t *inflight;              /* per head: writable bytes + 1; 0 = not in flight */
     uint32_t ninflight;
     struct vxdp_iov *iov;            /* scratch of the last pop: at most `size` segments */
@@ -119,6 +121,7 @@ void vxdp_vq_unpop(struct vxdp_vq *vq, const uint16_t *heads, uint32_t n);
 /* Device side: mark chains this side popped used (no checks beyond the in-flight mark). */
 void vxdp_vq_push_int(struct vxdp_vq *vq, const uint16_t *heads, const uint32_t *lens,
                       uint32_t n);
+void vxdp_vq_flush_used(struct vxdp_vq *vq);
 /* Driver side: one chain of `n` buffers, the first `nreadable` device-readable. */
 int vxdp_vq_add_int(struct vxdp_vq *vq, const uint64_t *gpa, const uint32_t *len, uint32_t n,
                     uint32_t nreadable);

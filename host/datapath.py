@@ -20,6 +20,11 @@ and the frame into the guest's rx buffers (several with MRG_RXBUF, num_buffers s
 1.3 §5.1.6.4); REDIRECT follows the devmap value: another port's guest, or the wire when it
 names the switch's uplink.  Without rx buffers a frame is dropped and counted.
 
+Notifications on the receive queue follow vhost-net: a burst turns the driver's kicks off
+while the ring holds buffers and back on when it runs dry (re-checking once after), so a
+driver that refills as it goes costs no kick per refill; `rx_arm()` turns them on for a
+caller about to wait for buffers.
+
 Hand-over.  `from_device` takes a `host.Device`'s split queues after DRIVER_OK at their
 current indices (GET_VRING_BASE semantics) and parks the device's own engines (the device
 then ignores kicks on them); `hand_back` returns the indices to a fresh `SplitDeviceQueue`
@@ -183,12 +188,24 @@ class HostPort:
         for a caller that asks every burst how many buffers are posted."""
         return None if self._rx is None else int(native.vq_state(self._rx)["last_avail_idx"])
 
+    def rx_arm(self) -> bool:
+        """Ask the driver to kick receiveq when it posts buffers (the C port turns those
+        kicks off while the ring holds buffers, on again when it runs dry); True when
+        buffers are there already, so the caller need not wait for a kick."""
+        if self._rx is None:
+            return False
+        try:
+            return native.vq_enable_notifications(self._rx)
+        except native.VringError:
+            return False  # broken: the burst that finds it counts the drop
+
     def hand_back(self) -> None:
         """Give the queues back to the device model's Python engines, at C's indices."""
         if self._device is None:
             raise LocalProtocolError("this port did not take its queues from a Device")
         device, pair = self._device
         native.port_release(self.handle)
+        self.rx_arm()  # the model expects the driver's kicks: leave them on
         assert device.memory is not None
         for index, vq in ((2 * pair, self._rx), (2 * pair + 1, self._tx)):
             slot = device.slot(index)

@@ -64,7 +64,8 @@ def test_driver_mode_drop() -> None:
     g.attach(prog("mov %r0, 1\nexit"))
     port.rx_burst([frame(64, i) for i in range(20)])
     got, kicks = g.rx_burst()
-    assert got == [] and kicks.rx and not kicks.tx
+    # refilled unannounced: the device still has buffers and turns kicks off meanwhile
+    assert got == [] and not kicks.rx and not kicks.tx
     st = g.stats
     assert st["rx_packets"] == st["xdp_drop"] == 20 and st["pass_packets"] == 0
 

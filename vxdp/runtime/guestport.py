@@ -440,6 +440,14 @@ class GuestPort:
             return True
         return self.rx_room() >= n
 
+    def rx_arm(self) -> bool:
+        """Ask for a kick when the driver posts receive buffers (the C port turns kicks
+        off while it has some); True when some are there already.  The Python model
+        leaves kicks on: nothing to do."""
+        if self.cpath is not None and self.cpath.port is not None:
+            return self.cpath.port.rx_arm()
+        return False
+
     def rx_room(self) -> int:
         """Frames receiveq1 can take now without a drop: buffers posted and not taken
         (split rings; one buffer a frame), plus the model's backlog space."""

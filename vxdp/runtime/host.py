@@ -133,10 +133,14 @@ class HostRuntime:
         """A guest kicked its receiveq1 (buffers posted): wake a burst waiting for room."""
         self._room.set()
 
-    def _short_of_room(self, n: int) -> bool:
+    def _short_of_room(self, n: int, *, arm: bool = False) -> bool:
+        """Whether a live guest has fewer than `n` receive buffers; with `arm`, each
+        short guest is first asked to kick when it posts more (its C port keeps those
+        kicks off while it has buffers)."""
         for g in self.guests:
             if g.live and not g.has_room(n):
-                return True
+                if not arm or not g.rx_arm() or not g.has_room(n):
+                    return True
         return False
 
     async def _room_for(self, n: int) -> None:
@@ -150,7 +154,7 @@ class HostRuntime:
         with trio.move_on_after(ROOM_WAIT):
             while True:
                 self._room = room = trio.Event()
-                if not self._short_of_room(n):
+                if not self._short_of_room(n, arm=True):
                     return
                 with trio.move_on_after(ROOM_POLL):
                     await room.wait()
