@@ -749,6 +749,20 @@ int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *
     return (int)done;
 }
 
+/* Receive buffers posted and not taken, as the driver's avail idx says now (read afresh):
+ * one buffer a frame, less for frames that span several.  -1 without a receive queue or
+ * with a broken one. */
+int vxdp_port_rx_room(struct vxdp_port *p)
+{
+    struct vxdp_vq *vq = p->rx;
+    int rc;
+    if (!vq || vq->broken)
+        return -1;
+    vq->avail_seen = vq->last_avail_idx;   /* no shadow: the caller wants what is there */
+    rc = vxdp_vq_pending(vq, NULL, 0);
+    return rc < 0 ? -1 : rc;
+}
+
 /* Interrupt decisions for what was used since the last call: bit 0 rx, bit 1 tx. */
 int vxdp_port_irq(struct vxdp_port *p)
 {

@@ -259,6 +259,7 @@ int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
 int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,
                        char *err, size_t errlen);
 int vxdp_port_irq(struct vxdp_port *port);
+int vxdp_port_rx_room(struct vxdp_port *port);
 int vxdp_port_release(struct vxdp_port *port);
 void vxdp_port_get_stats(const struct vxdp_port *port, struct vxdp_port_stats *st);
 size_t vxdp_port_last_fault(const struct vxdp_port *port, char *buf, size_t cap);

@@ -48,7 +48,7 @@ from virtio_spec.split import SplitDeviceQueue
 from vxdp import native
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program, ProgType
-from vxdp.errors import UsageError
+from vxdp.errors import CoreError, UsageError
 
 if TYPE_CHECKING:
     from .device import Device
@@ -183,10 +183,11 @@ class HostPort:
                 out[name] = native.vq_state(vq)
         return out
 
-    def rx_last_avail(self) -> int | None:
-        """The receive queue's next available index (None without one): one C call,
-        for a caller that asks every burst how many buffers are posted."""
-        return None if self._rx is None else int(native.vq_state(self._rx)["last_avail_idx"])
+    def rx_room(self) -> int | None:
+        """Receive buffers posted and not taken yet (one C call, a fresh read of the
+        driver's avail idx): frames that can come in now, one buffer a frame.  None
+        without a receive queue, or with a broken one."""
+        return native.port_rx_room(self.handle)
 
     def rx_arm(self) -> bool:
         """Ask the driver to kick receiveq when it posts buffers (the C port turns those
@@ -251,12 +252,14 @@ class HostPort:
     def rx_burst(self, frames: Sequence[bytes]) -> BurstOut:
         """Frames from the wire, in bursts of at most `burst_size` (one C call each)."""
         wire: list[bytes] = []
-        for at in range(0, len(frames), self.burst_size):
-            chunk = frames[at:at + self.burst_size]
-            size = sum(map(len, chunk))
-            if size > self._in.ptr.cap:
-                self._in = native.Burst(self.burst_size, size)
-            self._in.load(chunk)
+        step = self.burst_size
+        for at in range(0, len(frames), step):
+            chunk = frames[at:at + step] if len(frames) > step else frames
+            try:
+                self._in.load(chunk)
+            except CoreError:  # larger frames than the burst buffer was sized for
+                self._in = native.Burst(step, sum(map(len, chunk)))
+                self._in.load(chunk)
             self._wire.clear()
             native.port_rx_burst(self.handle, self._in, self._wire)
             if self._wire.count:

@@ -36,6 +36,8 @@ from tempfile import TemporaryDirectory
 import trio
 
 from vxdp import dpdk
+from vxdp.frames import PackedFrames
+from vxdp.runtime.host import BURST
 from vxdp.runtime.wire import WirePort, WireSpec
 
 DIRECTIONS = ("virtio_user -> vhost", "vhost -> virtio_user")
@@ -132,23 +134,26 @@ class _BenchWire(WirePort):
 
     def __init__(self) -> None:
         super().__init__(WireSpec("null"))
-        self.burst: list[bytes] = []
+        self.burst = PackedFrames.pack([])
         self._on = trio.Event()
 
     def start(self, frame: bytes, count: int) -> None:
-        self.burst = [frame] * count
+        self.burst = PackedFrames.pack([frame] * count)
         self._on.set()
 
     def stop(self) -> None:
         self._on = trio.Event()
 
-    async def _next(self, limit: int) -> list[bytes] | None:
-        await self._on.wait()  # one checkpoint a burst when on, as a pcap replay takes
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
+        if self._on.is_set():
+            await trio.lowlevel.checkpoint_if_cancelled()  # frames at hand, as a replay's
+        else:
+            await self._on.wait()
         return self.burst[:limit]
 
 
 async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: float,
-                        frame_len: int, rounds: int, host_burst: int = 32) -> None:
+                        frame_len: int, rounds: int, host_burst: int = BURST) -> None:
     from vxdp.packets import Flow
     from vxdp.runtime import HostRuntime
 
@@ -199,11 +204,11 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
 
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
                   rounds: int = 1, directions: Sequence[str] = DIRECTIONS,
-                  vxdp_host: bool = False, host_burst: int = 32,
+                  vxdp_host: bool = False, host_burst: int = BURST,
                   sock_dir: Path | None = None) -> DpdkReport:
     """Both directions (best of `rounds`) with one pair of testpmd processes; with
     `vxdp_host`, then both directions between testpmd's virtio_user and `vxdp host`
-    (its wire read `host_burst` frames at a time, `vxdp host`'s default 32)."""
+    (at most `host_burst` frames a round, `vxdp host`'s default)."""
     report = DpdkReport(frame_len=frame_len, cpus=dpdk.cpu_count())
     reason = dpdk.unavailable()
     if reason is not None:
@@ -243,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frame-len", type=int, default=FRAME_LEN)
     ap.add_argument("--vxdp-host", action="store_true",
                     help="also measure testpmd's virtio_user against vxdp host")
-    ap.add_argument("--host-burst", type=int, default=32,
-                    help="frames vxdp host reads from its wire at a time (default 32)")
+    ap.add_argument("--host-burst", type=int, default=BURST,
+                    help=f"frames vxdp host moves per round at most (default {BURST})")
     args = ap.parse_args(argv)
     report = run(args.seconds, rounds=args.rounds, frame_len=args.frame_len,
                  vxdp_host=args.vxdp_host, host_burst=args.host_burst)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from array import array as _array
 from collections.abc import Sequence
+from itertools import accumulate as _accumulate
 from typing import Any
 
 from vxdp.errors import CoreError, InvalidProgram, MapError, ProgramFault
+from vxdp.frames import PackedFrames
 
 if os.environ.get("VXDP_CORE") == "asan":
     from vxdp._vxdp_core_asan import ffi, lib
@@ -488,6 +491,7 @@ def vq_disable_interrupts(vq: VqHandle) -> None:
 # ---------------------------------------------------------------- datapath (datapath.c)
 
 BURST_MAX = 256
+assert _array("I").itemsize == 4, "Burst.load packs frame lengths as uint32_t"
 DP_MAX_FRAME = 65550
 
 
@@ -516,14 +520,20 @@ class Burst:
         self.ptr.used = 0
 
     def load(self, frames: Sequence[bytes]) -> None:
-        """Pack `frames` as the burst's contents."""
-        blob = b"".join(frames)
-        if len(frames) > self.max_frames or len(blob) > self.ptr.cap:
-            raise CoreError(f"{len(frames)} frames / {len(blob)} bytes do not fit a burst of "
+        """Pack `frames` as the burst's contents (two copies in C, whatever the count)."""
+        n = len(frames)
+        if isinstance(frames, PackedFrames):  # the layout already: no work per frame
+            blob: Any = frames.buffer
+            lens: Any = frames.lengths
+        else:
+            blob = b"".join(frames)
+            lens = _array("I", map(len, frames))
+        if n > self.max_frames or len(blob) > self.ptr.cap:
+            raise CoreError(f"{n} frames / {len(blob)} bytes do not fit a burst of "
                             f"{self.max_frames} / {self.ptr.cap}")
         ffi.memmove(self._buf, blob, len(blob))
-        self._lens[0:len(frames)] = [len(f) for f in frames]
-        self.ptr.count = len(frames)
+        ffi.memmove(self._lens, lens, 4 * n)
+        self.ptr.count = n
         self.ptr.used = len(blob)
 
     @property
@@ -533,13 +543,11 @@ class Burst:
     def frames(self) -> list[bytes]:
         """The frames in the burst, as bytes."""
         n = self.ptr.count
-        lens = ffi.unpack(self._lens, n)
-        blob = ffi.buffer(self._buf, sum(lens))[:]
-        out, at = [], 0
-        for ln in lens:
-            out.append(blob[at:at + ln])
-            at += ln
-        return out
+        if not n:
+            return []
+        ends = list(_accumulate(ffi.unpack(self._lens, n)))
+        blob = ffi.buffer(self._buf, ends[-1])[:]
+        return [blob[a:b] for a, b in zip([0, *ends], ends)]
 
 
 class SwitchHandle:
@@ -634,6 +642,13 @@ def port_tx_burst(port: PortHandle, budget: int, wire: Burst) -> int:
 def port_irq(port: PortHandle) -> int:
     """Interrupts due for what was used since the last call: bit 0 rx, bit 1 tx."""
     return int(lib.vxdp_port_irq(port.ptr))
+
+
+def port_rx_room(port: PortHandle) -> int | None:
+    """Receive buffers the driver has posted and the port not taken (a fresh read of the
+    avail idx); None without a receive queue, or with a broken one."""
+    rc = int(lib.vxdp_port_rx_room(port.ptr))
+    return None if rc < 0 else rc
 
 
 def port_release(port: PortHandle) -> int:

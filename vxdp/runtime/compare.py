@@ -153,10 +153,11 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
                 while not (guest.ready.is_set() and port.rx_posted):
                     await trio.sleep(0.001)
                 start = time.perf_counter()
-                for at in range(0, len(frames), BURST):
-                    burst = frames[at:at + BURST]
-                    await host._room_for(len(burst))
-                    host.from_wire(burst)
+                at = 0
+                while at < len(frames):
+                    room = await host.wait_for_room(min(BURST, len(frames) - at))
+                    host.from_wire(frames[at:at + room])
+                    at += room
                     await trio.lowlevel.checkpoint()
                 while not done():
                     await trio.sleep(0.0002)

@@ -51,7 +51,7 @@ from host import (
     Interrupt,
 )
 from host.config import ConfigSpace
-from host.datapath import BurstOut, HostPort
+from host.datapath import BurstOut
 from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.packed import PackedDeviceQueue
@@ -143,12 +143,11 @@ class GuestPort:
         self.queues: dict[str, dict[str, int]] = {}
         self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0}
         self.interrupts = 0
+        self.kicks: dict[str, int] = {}  # per queue: the driver's notifications
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
-        # (C port, receive buffers it had at least) from the last rx_room(): has_room()
-        self._credit: tuple[HostPort, int] | None = None
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
             ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
@@ -300,6 +299,8 @@ class GuestPort:
         return self._need_device().read_status()
 
     async def _kicked(self, session: BackendSession, event: ev.Kicked) -> None:
+        name = self._queue_name(event.index)
+        self.kicks[name] = self.kicks.get(name, 0) + 1
         if event.index == 0:
             self.runtime.rx_kicked()  # a wire burst may be waiting for these buffers
         if self.device is None or event.index not in self.running:
@@ -325,7 +326,6 @@ class GuestPort:
             self.cpath.take(self.device, xdp.program, xdp.maps)
 
     def _release(self) -> None:
-        self._credit = None  # it holds the port, and the port views the session's memory
         if self.cpath is not None:
             self.cpath.release()
 
@@ -346,10 +346,12 @@ class GuestPort:
 
     # -- the datapath ----------------------------------------------------------------
 
-    def _queue(self, index: int) -> dict[str, int]:
+    def _queue_name(self, index: int) -> str:
         slot = self.device.slot(index) if self.device is not None else None
-        name = slot.name if slot is not None else f"q{index}"
-        return self.queues.setdefault(name, _counter())
+        return slot.name if slot is not None else f"q{index}"
+
+    def _queue(self, index: int) -> dict[str, int]:
+        return self.queues.setdefault(self._queue_name(index), _counter())
 
     def _handle(self, events: Sequence[DeviceEvent]) -> None:
         """Carry out what the device asked for (interrupts, frames) and count."""
@@ -395,9 +397,6 @@ class GuestPort:
             self.drops["no_device"] += len(frames)
             return
         if self.cpath is not None and self.cpath.active:
-            credit = self._credit
-            if credit is not None:
-                self._credit = (credit[0], credit[1] - len(frames))
             self._burst_out(self.cpath.rx(frames), from_guest=False)
             return
         verdict = self.runtime.xdp.run(frames, ingress_ifindex=self.ifindex)
@@ -428,18 +427,6 @@ class GuestPort:
                 continue
             self._handle(device.receive(burst, pair))
 
-    def has_room(self, n: int) -> bool:
-        """rx_room() >= n, without asking the rings while an earlier answer still
-        covers it: buffers the C port was counted to have, less the frames it has been
-        given since (one buffer a frame, as rx_room counts; posting only adds).  With
-        other guests on the host their programs may REDIRECT into these buffers in C,
-        unseen here: then every call asks the rings."""
-        credit = self._credit
-        if credit is not None and self.cpath is not None and credit[0] is self.cpath.port \
-                and credit[1] >= n and len(self.runtime.guests) == 1:
-            return True
-        return self.rx_room() >= n
-
     def rx_arm(self) -> bool:
         """Ask for a kick when the driver posts receive buffers (the C port turns kicks
         off while it has some); True when some are there already.  The Python model
@@ -450,29 +437,29 @@ class GuestPort:
 
     def rx_room(self) -> int:
         """Frames receiveq1 can take now without a drop: buffers posted and not taken
-        (split rings; one buffer a frame), plus the model's backlog space."""
+        (split rings; one buffer a frame), plus the model's backlog space; only that
+        space while the backlog holds frames (new ones queue behind them)."""
         device = self.device
         slot = device.slot(0) if device is not None and device.live else None
         if device is None or device.memory is None or slot is None or not self.rx_posted:
             return 0 if device is not None and device.live else ROOM_UNKNOWN
-        avail = device.memory.read_u16(slot.addresses[1] + 2)
         if self.cpath is not None and self.cpath.port is not None:
-            port = self.cpath.port
-            last = port.rx_last_avail()
-            if last is None:
-                return ROOM_UNKNOWN
-            room = (avail - last) & 0xFFFF
-            self._credit = (port, room)
-            return room
+            room = self.cpath.port.rx_room()
+            # a broken ring holds no frame back: what it is given counts as dropped
+            return ROOM_UNKNOWN if room is None else room
+        avail = device.memory.read_u16(slot.addresses[1] + 2)
         engine = slot.engine
         if not isinstance(engine, SplitDeviceQueue):
             return ROOM_UNKNOWN
-        return ((avail - int(engine.last_avail_idx)) & 0xFFFF) + RX_BACKLOG - len(slot.backlog)
+        if slot.backlog:
+            # frames queue behind the backlog until the driver's next kick flushes it,
+            # whatever buffers are posted meanwhile
+            return RX_BACKLOG - len(slot.backlog)
+        return ((avail - int(engine.last_avail_idx)) & 0xFFFF) + RX_BACKLOG
 
     def close(self) -> None:
         """The host is closing: the C port leaves the switch (its counters are not
         needed any more) and nothing here keeps it."""
-        self._credit = None
         if self.cpath is not None and self.cpath.port is not None:
             self.cpath.port.close()
             self.cpath.port = None
@@ -503,7 +490,8 @@ class GuestPort:
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts, "device": device_stats, "datapath": datapath,
+            "interrupts": self.interrupts, "kicks": dict(sorted(self.kicks.items())),
+            "device": device_stats, "datapath": datapath,
         }
 
 

@@ -50,7 +50,10 @@ from .xdp import XdpHook
 
 log = logging.getLogger("vxdp.runtime.host")
 
-BURST = 32
+#: Frames the wire pump moves per round at most, between two checkpoints: vhost-net's
+#: per-round weight (VHOST_NET_PKT_WEIGHT).  A round carries what the guests have
+#: buffers for, so a guest that refills in 32s gets rounds of about 32.
+BURST = 256
 DATAPATHS = ("c", "python")
 #: How long a wire burst waits for guests to post receive buffers.
 ROOM_WAIT = 0.05
@@ -82,7 +85,7 @@ class HostRuntime:
         self.wire_done = trio.Event()
         self.redirect_failed = 0
         self._live = trio.Event()
-        self._room = trio.Event()  # set by a receive kick; renewed by each wait
+        self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
 
     # -- the agent's endpoint ----------------------------------------------------------
 
@@ -131,44 +134,53 @@ class HostRuntime:
 
     def rx_kicked(self) -> None:
         """A guest kicked its receiveq1 (buffers posted): wake a burst waiting for room."""
-        self._room.set()
+        self._room_kicked.set()
 
-    def _short_of_room(self, n: int, *, arm: bool = False) -> bool:
-        """Whether a live guest has fewer than `n` receive buffers; with `arm`, each
-        short guest is first asked to kick when it posts more (its C port keeps those
-        kicks off while it has buffers)."""
+    def _room(self, n: int, *, arm: bool = False) -> int:
+        """Frames (up to `n`) every live guest can take now; with `arm`, a guest with
+        none is first asked to kick when it posts some (its C port keeps those kicks off
+        while it has buffers) and asked again."""
+        room = n
         for g in self.guests:
-            if g.live and not g.has_room(n):
-                if not arm or not g.rx_arm() or not g.has_room(n):
-                    return True
-        return False
+            if g.live:
+                have = g.rx_room()
+                if have == 0 and arm and g.rx_arm():
+                    have = g.rx_room()
+                room = min(room, have)
+        return room
 
-    async def _room_for(self, n: int) -> None:
-        """Hold a burst (at most ROOM_WAIT seconds) while a live guest has fewer than `n`
-        receive buffers posted: a replay or a generator goes as fast as the guests take
-        frames; a guest that stops refilling costs the others ROOM_WAIT a burst, then
-        drops.  The wait ends at a receive kick, else rechecks every ROOM_POLL seconds
-        (a driver that suppresses its kicks, a guest that goes away)."""
-        if not self._short_of_room(n):
-            return  # the common case: no cancel scope, no checkpoint
+    async def wait_for_room(self, n: int) -> int:
+        """How many frames (1 to `n`) the next burst may carry: what every live guest has
+        receive buffers for, so that a replay or a generator goes as fast as the guests
+        take frames.  With no room anywhere it waits for a receive kick (rechecking every
+        ROOM_POLL seconds, for a driver that suppresses kicks or a guest that leaves), at
+        most ROOM_WAIT seconds: a guest that stops refilling costs the others that much a
+        burst, then its frames drop and `n` is answered."""
+        room = self._room(n)
+        if room:
+            return room  # the common case: no cancel scope, no checkpoint
         with trio.move_on_after(ROOM_WAIT):
             while True:
-                self._room = room = trio.Event()
-                if not self._short_of_room(n, arm=True):
-                    return
+                self._room_kicked = kicked = trio.Event()
+                room = self._room(n, arm=True)
+                if room:
+                    return room
                 with trio.move_on_after(ROOM_POLL):
-                    await room.wait()
+                    await kicked.wait()
+        return n
 
     async def pump_wire(self) -> None:
-        """Read the wire in bursts once a guest is live; stops when the source ends."""
+        """Read the wire once a guest is live, in rounds of at most `burst` frames (as
+        many as the guests have buffers for), one checkpoint a round; stops when the
+        source ends."""
         await self._live.wait()
         while True:
-            frames = await self.wire.receive(self.burst)
+            frames = await self.wire.receive(await self.wait_for_room(self.burst))
             if frames is None:
                 self.wire_done.set()
                 return
-            await self._room_for(len(frames))
             self.from_wire(frames)
+            await trio.lowlevel.checkpoint()
 
     def from_wire(self, frames: Sequence[bytes]) -> None:
         """One burst from the wire, switched to the guests (each runs the program)."""
@@ -183,7 +195,7 @@ class HostRuntime:
             if g is source:
                 return
             mac = g.profile.mac
-            burst = list(frames) if source is None and g.live \
+            burst = frames if source is None and g.live \
                 else [f for f in frames if f[:6] == mac]
             if burst:
                 g.receive(burst)

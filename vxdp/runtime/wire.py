@@ -8,6 +8,9 @@
 
 Every port delivers bursts (`await port.receive(limit)`: up to `limit` frames, None once
 the source is exhausted, an empty list never) and accepts bursts (`port.send(frames)`).
+A port with frames at hand returns them without yielding to other tasks (a cancelled
+caller still gets Cancelled): the caller takes one checkpoint a round, as the host's wire
+pump does, rather than one a burst.
 `out=` on any port writes what it is sent to a classic pcap file (LINKTYPE_ETHERNET) as it
 goes, flushed after every burst, so tshark reads it while the process runs and after it
 is killed.  Replay runs as fast as the receiver takes frames; `gen` paces itself to `rate`
@@ -32,6 +35,7 @@ from typing import IO
 import trio
 
 from vxdp.errors import UsageError
+from vxdp.frames import PackedFrames, total_bytes
 from vxdp.packets import TrafficGenerator
 from vxdp.pcap import Packet, pcap_bytes, read_pcap
 
@@ -162,16 +166,16 @@ class WirePort(ABC):
         self._capture = PcapWriter(spec.out) if spec.out else None
 
     @abstractmethod
-    async def _next(self, limit: int) -> list[bytes] | None:
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
         """Up to `limit` frames (at least one), or None when there will be no more."""
 
-    async def receive(self, limit: int = 32) -> list[bytes] | None:
+    async def receive(self, limit: int = 32) -> Sequence[bytes] | None:
         if limit < 1:
             raise UsageError(f"burst limit {limit} is below 1")
         frames = await self._next(limit)
         if frames is not None:
             self.rx_packets += len(frames)
-            self.rx_bytes += sum(map(len, frames))
+            self.rx_bytes += total_bytes(frames)
         return frames
 
     def send(self, frames: Sequence[bytes]) -> None:
@@ -179,7 +183,7 @@ class WirePort(ABC):
         if not frames:
             return
         self.tx_packets += len(frames)
-        self.tx_bytes += sum(map(len, frames))
+        self.tx_bytes += total_bytes(frames)
         if self._capture is not None:
             self._capture.write(frames)
         self._emit(frames)
@@ -198,7 +202,7 @@ class WirePort(ABC):
 
 
 class NullPort(WirePort):
-    async def _next(self, limit: int) -> list[bytes] | None:
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
         return None
 
 
@@ -206,12 +210,14 @@ class PcapPort(WirePort):
     """Replays a capture (classic pcap or pcapng) once."""
 
     def __init__(self, spec: WireSpec) -> None:
-        self._frames = [p.data for p in read_pcap(spec.path)] if spec.path else []
+        # packed once: a burst is a view of the capture, no work per frame
+        self._frames = PackedFrames.pack(p.data for p in read_pcap(spec.path)) \
+            if spec.path else PackedFrames.pack([])
         self._at = 0
         super().__init__(spec)
 
-    async def _next(self, limit: int) -> list[bytes] | None:
-        await trio.lowlevel.checkpoint()
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._at >= len(self._frames):
             return None
         burst = self._frames[self._at:self._at + limit]
@@ -236,7 +242,7 @@ class GenPort(WirePort):
         self._start: float | None = None
         super().__init__(spec)
 
-    async def _next(self, limit: int) -> list[bytes] | None:
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
         if self.count and self._made >= self.count:
             return None
         want = limit if not self.count else min(limit, self.count - self._made)
@@ -249,9 +255,9 @@ class GenPort(WirePort):
                 due = 1
             want = min(want, due)
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
         self._made += want
-        return self.gen.packets(want)
+        return PackedFrames.pack(self.gen.packets(want))
 
 
 class TapPort(WirePort):
@@ -278,16 +284,18 @@ class TapPort(WirePort):
         self.dropped = 0
         super().__init__(spec)
 
-    async def _next(self, limit: int) -> list[bytes] | None:
+    async def _next(self, limit: int) -> Sequence[bytes] | None:
         frames: list[bytes] = []
-        while not frames:
-            await trio.lowlevel.wait_readable(self.fd)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
             while len(frames) < limit:
                 try:
                     frames.append(os.read(self.fd, _MAX_FRAME))
                 except BlockingIOError:
                     break
-        return frames
+            if frames:
+                return frames
+            await trio.lowlevel.wait_readable(self.fd)
 
     def _emit(self, frames: Sequence[bytes]) -> None:
         for frame in frames:
