@@ -54,6 +54,24 @@ class ProgramFault(BpfError, RuntimeError):
         self.errno = errno
 
 
+class ControlError(VxdpError):
+    """Family of errors of the host's control socket (`vxdp.control`)."""
+
+
+class ControlLocalError(ControlError, ValueError):
+    """We tried to send something the control protocol cannot carry (a frame over the
+    limit, a value msgpack cannot encode)."""
+
+
+class ControlRemoteError(ControlError):
+    """The peer broke the control protocol: bytes that are no frame, a frame over the
+    limit, a message of the wrong shape.  `errno` names the failure as the reply does."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class VhostUserError(VxdpError):
     """Family of errors of the vhost-user transport (`vxdp.vhost_user`)."""
 

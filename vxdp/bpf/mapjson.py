@@ -77,6 +77,16 @@ def _value(m: Map, value: object, what: str) -> MapValue:
     return [_bytes(v, size, f"{what}[{i}]") for i, v in enumerate(value)]
 
 
+def parse_key(m: Map, text: object, what: str = "key") -> bytes:
+    """A key given as hex (map JSON spelling) for map `m`; UsageError names `what`."""
+    return _bytes(text, m.spec.key_size, f"map {m.name!r} {what}")
+
+
+def parse_value(m: Map, value: object, what: str = "value") -> MapValue:
+    """A value given as map JSON spells it (per-CPU: a list, or one hex for every CPU)."""
+    return _value(m, value, f"map {m.name!r} {what}")
+
+
 def _check_header(m: Map, doc: Mapping[str, Any]) -> None:
     """Fields other than `entries` are optional; when present they must match the map."""
     expect = {"type": type_name(m.spec.type), "key_size": m.spec.key_size,

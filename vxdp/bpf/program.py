@@ -164,3 +164,33 @@ class Program:
     def digest(self) -> str:
         """sha256 over the instructions: the cache key of the JIT and the offload QUERY."""
         return hashlib.sha256(self.insns).hexdigest()
+
+    @property
+    def tag(self) -> str:
+        """The kernel's program tag (`bpftool prog show`), as bpf_prog_calc_tag() makes
+        it: the first 8 bytes of a hash of the instructions with the imm of the slots of
+        map-referencing LD_IMM64s zeroed, so it does not depend on fds (or our indices).
+        The hash is SHA-256, as in current kernels (checked against Linux 6.18's tag);
+        older kernels used SHA-1 (`tag_sha1`)."""
+        return hashlib.sha256(self._tag_input()).digest()[:8].hex()
+
+    @property
+    def tag_sha1(self) -> str:
+        """The tag as kernels that hashed it with SHA-1 computed it."""
+        return hashlib.sha1(self._tag_input()).digest()[:8].hex()
+
+    def _tag_input(self) -> bytes:
+        raw = bytearray(self.insns)
+        was_ld_map = False
+        for at in range(0, len(raw), INSN_SIZE):
+            code, regs, off = raw[at], raw[at + 1], raw[at + 2:at + 4]
+            if not was_ld_map and code == 0x18 and regs >> 4 in (BPF_PSEUDO_MAP_FD,
+                                                                  BPF_PSEUDO_MAP_VALUE):
+                was_ld_map = True
+                raw[at + 4:at + 8] = bytes(4)
+            elif was_ld_map and code == 0 and regs == 0 and off == b"\0\0":
+                was_ld_map = False
+                raw[at + 4:at + 8] = bytes(4)
+            else:
+                was_ld_map = False
+        return bytes(raw)

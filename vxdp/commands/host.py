@@ -2,6 +2,7 @@
 
     vxdp host --socket PATH [--socket PATH ...] [--profile P] [--wire SPEC]
               [--xdp OBJ.o [--section S] [--program NAME]] [--stats-json FILE]
+              [--control PATH]
 
 Each `--socket` is one guest's vhost-user socket (the host listens, the guest dials).
 `--wire` is where frames come from and go to (`null`, `pcap:IN[,out=OUT]`,
@@ -9,7 +10,9 @@ Each `--socket` is one guest's vhost-user socket (the host listens, the guest di
 `--xdp` attaches a program on the host, run on every frame from the wire before it is
 switched to a guest.  On SIGINT or SIGTERM the host writes `--stats-json` (per guest
 and queue: packets and bytes; the wire's counters; XDP action counts) and exits 0;
-SIGUSR1 writes it without stopping.
+SIGUSR1 writes it without stopping.  `--control PATH` serves the control socket there
+(`vxdp prog ... --host PATH`, `vxdp map ... --host PATH`); there is no default, since
+several hosts often run side by side, and without it nothing is listening.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datapath", default="c", choices=("c", "python"),
                         help="c: the packet core moves bursts (default); python: the "
                              "device model does")
+    parser.add_argument("--control", metavar="PATH",
+                        help="serve the control socket (vxdp prog, vxdp map) at PATH "
+                             "(default: none)")
     add_common(parser)
 
 
@@ -57,7 +63,8 @@ async def _main(runtime: HostRuntime, stats: Path | None) -> int:
             await nursery.start(runtime.run)
             say("host", f"serving {len(runtime.guests)} guest socket(s): "
                         f"{', '.join(g.path for g in runtime.guests)}; wire "
-                        f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}")
+                        f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
+                        + (f"; control {runtime.control.path}" if runtime.control else ""))
             signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
             snapshot = runtime.stats()  # as it was when the signal came, before teardown
             nursery.cancel_scope.cancel()
@@ -75,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
     hook = make_hook(args)
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
-                          datapath=args.datapath)
+                          datapath=args.datapath, control=args.control)
     return trio.run(_main, runtime, args.stats_json)

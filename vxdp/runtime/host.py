@@ -21,6 +21,7 @@ another guest when addressed to its MAC, else to the wire.
 
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
+With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from host.datapath import HostSwitch
 from vxdp.bpf.program import Program
 from vxdp.errors import UsageError
 
+from .control import ControlServer
 from .guestport import (
     FIRST_GUEST_IFINDEX,
     PROTOCOL_FEATURES,
@@ -72,7 +74,7 @@ class HostRuntime:
     def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
                  xdp: XdpHook | None = None, burst: int = BURST,
-                 datapath: str = "c") -> None:
+                 datapath: str = "c", control: str | os.PathLike[str] | None = None) -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
@@ -91,6 +93,7 @@ class HostRuntime:
         self.redirect_failed = 0
         self._live = trio.Event()
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
+        self.control = ControlServer(self, control) if control is not None else None
 
     # -- the agent's endpoint ----------------------------------------------------------
 
@@ -131,6 +134,8 @@ class HostRuntime:
             for g in self.guests:
                 await nursery.start(g.serve)
             nursery.start_soon(self.pump_wire)
+            if self.control is not None:  # vxdp prog / vxdp map (vxdp.runtime.control)
+                await nursery.start(self.control.serve)
             task_status.started()
 
     def note_live(self) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
+from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program, XdpAction
 from vxdp.errors import ProgramFault
 
@@ -67,6 +68,12 @@ class XdpHook:
     @property
     def attached(self) -> bool:
         return self._engine is not None
+
+    @property
+    def engine_maps(self) -> list[Map]:
+        """The attached program's maps, in its map order, whatever the engine (the very
+        maps it runs on, and the C ports with it); empty when none is attached."""
+        return list(self._engine.maps) if self._engine is not None else []
 
     @property
     def maps(self) -> list[CoreMap] | None:

@@ -1,0 +1,79 @@
+"""What `vxdp prog` and `vxdp map` share: the host's control socket, errors, hex input.
+
+Exit statuses: 0 done; 1 the host tried and the operation failed (ENOENT, EEXIST, E2BIG,
+a program the verifier refused); 2 input that cannot be used (bad hex, an unknown map, an
+object that is not there, no host answering at --host).  Errors print as bpftool prints
+them, `Error: ...` on stderr, or with -j `{"error": ..., "errno": ...}` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vxdp.control import ControlClient, RequestFailed
+from vxdp.errors import UsageError
+
+
+def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
+    """--host and -j, accepted before and after the sub-command (a leaf's value wins)."""
+    default: Any = argparse.SUPPRESS if leaf else None
+    parser.add_argument("--host", metavar="PATH", default=default,
+                        help="the control socket of a running `vxdp host --control PATH`")
+    parser.add_argument("-j", "--json", action="store_true",
+                        default=argparse.SUPPRESS if leaf else False, help="print JSON")
+
+
+def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
+    """One request to the host named by --host; RequestFailed when it says no."""
+    if not args.host:
+        raise UsageError("--host PATH is needed: the control socket of a running "
+                         "`vxdp host --control PATH`")
+    with ControlClient(args.host) as ctl:
+        return ctl.call(op, **kw)
+
+
+def failure(args: argparse.Namespace, exc: RequestFailed) -> int:
+    """Print a failed request as bpftool would; its exit status (1 failed, 2 usage)."""
+    err = exc.error
+    if args.json:
+        doc: dict[str, Any] = {"error": err.message, "errno": err.code}
+        if err.log:
+            doc["log"] = err.log
+        print(json.dumps(doc))
+    else:
+        print(f"Error: {err.message} ({err.code})", file=sys.stderr)
+        if err.log:
+            print(err.log.rstrip(), file=sys.stderr)
+    return 2 if err.kind == "usage" else 1
+
+
+def print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=None))
+
+
+def hex_tokens(tokens: Sequence[str], what: str) -> str:
+    """Bytes written as hex: one string (`0a000001`), several (`0a 00 00 01`), each may
+    start with 0x; an optional leading `hex` word, as bpftool takes it.  Lowercase hex."""
+    parts = list(tokens)
+    if parts and parts[0] == "hex":
+        parts = parts[1:]
+    if not parts:
+        raise UsageError(f"{what}: no bytes given")
+    text = "".join(p.removeprefix("0x").removeprefix("0X") for p in parts)
+    try:
+        return bytes.fromhex(text).hex()
+    except ValueError:
+        raise UsageError(f"{what}: {' '.join(parts)!r} is not hex") from None
+
+
+def spaced(hex_text: str) -> str:
+    """`0a000001` as bpftool prints bytes: `0a 00 00 01`."""
+    return " ".join(hex_text[i:i + 2] for i in range(0, len(hex_text), 2))
+
+
+__all__ = ["RequestFailed", "add_host_options", "call", "failure", "hex_tokens",
+           "print_json", "spaced"]
