@@ -7,12 +7,13 @@ SCM_RIGHTS, eventfds, the server and the client).
 """
 
 from .backend import Backend, BackendConfig, Vring
-from .frontend import Frontend, Outgoing, Reply
+from .frontend import BackendRequests, Frontend, Outgoing, Reply
 from .memory import BackendMemory, FrontendMemory, MemfdRegion
 from .messages import (
     VHOST_USER_F_PROTOCOL_FEATURES,
     Message,
     MessageReader,
+    VhostUserBackendRequest,
     VhostUserFlag,
     VhostUserProtocolFeature,
     VhostUserRequest,
@@ -22,6 +23,7 @@ from .transport import (
     EventFd,
     FrontendConnection,
     serve_backend,
+    serve_backend_requests,
     serve_connection,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "Backend",
     "BackendConfig",
     "BackendMemory",
+    "BackendRequests",
     "BackendSession",
     "EventFd",
     "Frontend",
@@ -40,10 +43,12 @@ __all__ = [
     "MessageReader",
     "Outgoing",
     "Reply",
+    "VhostUserBackendRequest",
     "VhostUserFlag",
     "VhostUserProtocolFeature",
     "VhostUserRequest",
     "Vring",
     "serve_backend",
+    "serve_backend_requests",
     "serve_connection",
 ]
