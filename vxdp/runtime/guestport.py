@@ -16,7 +16,8 @@ gets a new vhost-user back-end state):
     Disconnected               the device is dropped, its counters kept
 
 Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
-call eventfd, `FrameTransmitted` goes to the host runtime (the wire, or another guest
+call eventfd, `ConfigInterrupt` becomes a CONFIG_CHANGE_MSG on the back-end request
+channel when the front-end set one up (else it is only logged), `FrameTransmitted` goes to the host runtime (the wire, or another guest
 whose MAC it is addressed to), per-queue packet and byte counters follow
 `FrameDelivered` and `FrameTransmitted`.  A device refusal (`VirtioError`) gets the
 front-end a REPLY_ACK nack and the session goes on; a protocol break, or a fault of ours
