@@ -16,7 +16,13 @@ carries each as vhost-user (QEMU's mapping), and answers the driver:
     EnableQueue             SET_VRING_NUM, _BASE, _ADDR, _KICK, _CALL, _ENABLE
     Kick                    a write to the ring's kick eventfd (no message)
 
-Each call eventfd is watched; a signal becomes `Driver.interrupt(queue)`.  Frames the
+Each call eventfd is watched; a signal becomes `Driver.interrupt(queue)`.  When the host
+offers BACKEND_REQ the runtime hands it a back-end request channel (SET_BACKEND_REQ_FD,
+as QEMU does) and serves it: a CONFIG_CHANGE_MSG becomes `Driver.config_interrupt()` (the
+driver re-reads status and config space with GET_STATUS / GET_CONFIG, and answers
+VIRTIO_NET_S_ANNOUNCE with VIRTIO_NET_CTRL_ANNOUNCE_ACK on the control queue, virtio 1.3
+§5.1.6.5.4), acked once that is carried out; one that arrives before the driver is live
+is taken when it is.  Frames the
 driver receives run through the driver-mode XDP hook (`--xdp`) in bursts: PASS goes to
 the guest's stack port, TX goes back out through the device, REDIRECT has no second
 device here and is dropped (counted), DROP and ABORTED are dropped.  The stack port
@@ -53,6 +59,7 @@ import trio
 
 from guest import (
     SUPPORTED_FEATURES,
+    ConfigChanged,
     CtrlCompleted,
     DeviceError,
     Driver,
@@ -79,9 +86,10 @@ from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import VirtioNetStatus, virtio_net_config
 from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VhostUserRemoteError
-from vxdp.vhost_user import EventFd, FrontendMemory
+from vxdp.vhost_user import EventFd, FrontendMemory, VhostUserBackendRequest
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
-from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
+from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
+from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
 from .link import DeviceGone, Link
 from .wire import NullPort, WirePort, WireSpec
@@ -93,7 +101,7 @@ MEMORY_BASE = 0x4000_0000
 QUEUE_MAX = 256
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
-           | 1 << PF.RESET_DEVICE)
+           | 1 << PF.RESET_DEVICE | 1 << PF.BACKEND_REQ)
 _PACKED = 34
 #: What the front-end offers of its own when the back-end has no CONFIG (QEMU's part).
 FRONTEND_FEATURES = mask_of((_N.VIRTIO_NET_F_MAC, _N.VIRTIO_NET_F_STATUS))
@@ -153,6 +161,8 @@ class GuestRuntime:
         self.stack = {"packets": 0, "bytes": 0}
         self.dropped = {"xdp": 0, "redirect": 0, "too_big": 0}
         self.device_errors = 0
+        self.config_changes = 0  # CONFIG_CHANGE_MSGs the host sent
+        self._config_deferred = False  # one came before the driver was live
         self._pending_tx: deque[bytes] = deque()
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
@@ -210,7 +220,7 @@ class GuestRuntime:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(link.reader)
-                nursery.start_soon(self._bring_up, link)
+                nursery.start_soon(self._bring_up, link, nursery)
                 await link.closed.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -223,9 +233,9 @@ class GuestRuntime:
                                    f"({self.driver.state}, {queues} queue(s), features "
                                    f"{self.driver.negotiated:#x})")
 
-    async def _bring_up(self, link: Link) -> None:
+    async def _bring_up(self, link: Link, nursery: trio.Nursery) -> None:
         try:
-            await self._opening(link)
+            await self._opening(link, nursery)
             if self.connects > 1 and self._resumable():
                 why = await self._resume(link)
                 if not why:
@@ -248,7 +258,7 @@ class GuestRuntime:
             link.sock.close()
             link.closed.set()
 
-    async def _opening(self, link: Link) -> None:
+    async def _opening(self, link: Link, nursery: trio.Nursery) -> None:
         core = link.core
         offered = await link.value(core.get_features())
         if not offered & _PROTO_BIT:
@@ -266,6 +276,10 @@ class GuestRuntime:
                                           f"as a VMM does for a plain vhost-user-net back-end")
         mq = (proto & _WANTED) >> PF.MQ & 1
         self.queue_num = int(await link.value(core.get_queue_num())) if mq else 3
+        if (proto & _WANTED) >> PF.BACKEND_REQ & 1:
+            channel = await open_backend_channel(link.send, core)
+            nursery.start_soon(serve_backend_requests, channel, core.backend_requests(),
+                               self._backend_request)
         await link.send(core.set_owner())
         await link.send(core.set_mem_table(self.memory.table(), self.memory.fds()))
 
@@ -412,6 +426,22 @@ class GuestRuntime:
 
     # -- interrupts and frames -------------------------------------------------------
 
+    async def _backend_request(self, message: BackendMessage) -> bool:
+        """A request on the back-end request channel; True once it is handled."""
+        if message.request is not VhostUserBackendRequest.CONFIG_CHANGE_MSG:
+            return False  # BackendRequests lets no other through
+        self.config_changes += 1
+        if self.driver.state is not InitState.LIVE:
+            self._config_deferred = True  # taken at DriverReady
+            return True
+        self.driver.config_interrupt()
+        try:
+            await self.pump()
+        except (VhostUserError, LocalProtocolError) as exc:
+            self.report("error", f"config change not handled: {exc}")
+            return False
+        return True
+
     async def _watch_call(self, index: int, efd: EventFd) -> None:
         while True:
             await efd.wait()
@@ -432,6 +462,11 @@ class GuestRuntime:
                 self.ready.set()
                 self.report("device_ready", e.describe())
                 self._tx_space.set()
+                if self._config_deferred:
+                    self._config_deferred = False
+                    self.driver.config_interrupt()  # pump() carries it next
+            elif isinstance(e, ConfigChanged):
+                self.report("config_changed", e.describe())
             elif isinstance(e, InitFailed):
                 self.report("init_failed", e.describe())
             elif isinstance(e, DeviceError):

@@ -16,7 +16,8 @@ gets a new vhost-user back-end state):
     Disconnected               the device is dropped, its counters kept
 
 Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
-call eventfd, `FrameTransmitted` goes to the host runtime (the wire, or another guest
+call eventfd, `ConfigInterrupt` becomes a CONFIG_CHANGE_MSG on the back-end request
+channel when the front-end set one up (else it is only logged), `FrameTransmitted` goes to the host runtime (the wire, or another guest
 whose MAC it is addressed to), per-queue packet and byte counters follow
 `FrameDelivered` and `FrameTransmitted`.  A device refusal (`VirtioError`) gets the
 front-end a REPLY_ACK nack and the session goes on; a protocol break, or a fault of ours
@@ -72,9 +73,10 @@ if TYPE_CHECKING:
 
 _PF = VhostUserProtocolFeature
 #: What the host back-end offers: the guest runtime needs STATUS and CONFIG to carry
-#: the virtio status and config space, REPLY_ACK to hear refusals at the request.
+#: the virtio status and config space, REPLY_ACK to hear refusals at the request,
+#: BACKEND_REQ to signal config changes (CONFIG_CHANGE_MSG).
 PROTOCOL_FEATURES = (1 << _PF.MQ | 1 << _PF.REPLY_ACK | 1 << _PF.CONFIG | 1 << _PF.STATUS
-                     | 1 << _PF.RESET_DEVICE)
+                     | 1 << _PF.RESET_DEVICE | 1 << _PF.BACKEND_REQ)
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 WIRE_IFINDEX = 1
 FIRST_GUEST_IFINDEX = 2  # guest n is ifindex 2 + n (REDIRECT targets, devmap values)
@@ -373,9 +375,13 @@ class GuestPort:
                     self.interrupts += 1
                     self.session.notify(e.queue)
             elif isinstance(e, ConfigInterrupt):
-                # No back-end to front-end channel (BACKEND_REQ) is negotiated: the guest
-                # learns of config changes when it next reads status and config.
-                log.info("guest %d: config change not signalled: %s", self.number, e.why)
+                if self.session is not None and self.session.signal_config_change():
+                    log.info("guest %d: config change signalled: %s", self.number, e.why)
+                else:
+                    # No back-end request channel (BACKEND_REQ and CONFIG; DPDK virtio_user
+                    # negotiates neither): the guest learns of config changes when it next
+                    # reads status and config.
+                    log.info("guest %d: config change not signalled: %s", self.number, e.why)
             elif isinstance(e, DeviceNeedsReset):
                 log.warning("guest %d: %s", self.number, e.describe())
         if out:

@@ -7,6 +7,14 @@ values and returns one `events.BackendEvent`.  The edge lets the device handle i
 calls `respond(event, answer)` for the bytes to send back (a reply, a REPLY_ACK, or
 nothing).  One message is in flight at a time, as the protocol has it.
 
+The back-end request channel (protocol feature BACKEND_REQ): SET_BACKEND_REQ_FD hands
+the back-end a socket on which it is the one asking.  `Backend.config_change()` returns
+the bytes of a CONFIG_CHANGE_MSG for it (vhost-user.rst allows that message "when
+VHOST_USER_PROTOCOL_F_CONFIG is negotiated"), with NEED_REPLY when REPLY_ACK is
+negotiated; the front-end's ack is read back through `Backend.channel`
+(`BackendChannel.receive_data`).  A channel that breaks is the edge's to drop
+(`drop_channel()`); the session goes on without it.
+
 A message that breaks a rule raises `VhostUserRemoteError` naming the request and the
 rule (its `reply` carries a REPLY_ACK nack when the front-end asked for one); the
 connection is then over, and the edge closes it.  Device refusals that are not protocol
@@ -32,6 +40,8 @@ Order rules (QEMU docs/interop/vhost-user.rst; what QEMU and DPDK virtio-user se
     GET/SET_CONFIG              protocol feature CONFIG
     GET/SET_STATUS              protocol feature STATUS
     RESET_DEVICE                protocol feature RESET_DEVICE (RESET_OWNER: -)
+    SET_BACKEND_REQ_FD          protocol feature BACKEND_REQ; exactly one fd (QEMU sends it
+                                before SET_OWNER, from vhost_user_backend_init)
 
 Ring state (spec, "Ring states"): every ring starts stopped and disabled; it starts on
 SET_VRING_KICK and stops on GET_VRING_BASE; without VHOST_USER_F_PROTOCOL_FEATURES in
@@ -40,6 +50,7 @@ SET_FEATURES every ring is enabled, with it SET_VRING_ENABLE toggles each ring.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -55,16 +66,19 @@ from .messages import (
     VHOST_USER_MAX_CONFIG_SIZE,
     VHOST_USER_VRING_IDX_MASK,
     VHOST_USER_VRING_NOFD_MASK,
+    BackendChannelReader,
     ConfigPayload,
     MemoryTable,
     Message,
     MessageReader,
     PayloadKind,
+    VhostUserBackendRequest,
     VhostUserProtocolFeature,
     VhostUserRequest,
     VringAddr,
     VringState,
     close_fds,
+    encode_backend_request,
     encode_reply,
 )
 
@@ -114,6 +128,64 @@ class Vring:
         return [fd for fd in (self.kick, self.call, self.err) if fd is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelAck:
+    """The front-end's REPLY_ACK to a back-end request: `value` 0 is success."""
+
+    request: VhostUserBackendRequest
+    value: int
+
+    @property
+    def ok(self) -> bool:
+        return self.value == 0
+
+
+class BackendChannel:
+    """The back-end's side of the back-end request channel: requests out, acks in."""
+
+    def __init__(self) -> None:
+        self.reader = BackendChannelReader(replies=True, kind_of=self._ack_kind)
+        self._awaiting: deque[VhostUserBackendRequest] = deque()
+
+    @property
+    def awaiting(self) -> bool:
+        """True while an ack is due."""
+        return bool(self._awaiting)
+
+    def want(self) -> int:
+        return self.reader.want()
+
+    def request(self, request: VhostUserBackendRequest, *, need_reply: bool) -> bytes:
+        """The bytes of one back-end request; its ack is awaited when `need_reply`."""
+        data = encode_backend_request(request, need_reply=need_reply)
+        if need_reply:
+            self._awaiting.append(request)
+        return data
+
+    def _ack_kind(self, request: VhostUserBackendRequest, flags: int) -> PayloadKind:
+        if not self._awaiting:
+            raise VhostUserRemoteError(f"unsolicited reply to {request.spec_name} on the "
+                                       f"back-end request channel")
+        head = self._awaiting[0]
+        if request is not head:
+            raise VhostUserRemoteError(
+                f"reply to {request.spec_name} while one to {head.spec_name} is due")
+        return PayloadKind.U64
+
+    def receive_data(self, data: bytes, fds: Sequence[int] = ()) -> ChannelAck | None:
+        """Feed ack bytes; return the ack they complete."""
+        message = self.reader.feed(data, fds)
+        if message is None:
+            return None
+        request = self._awaiting.popleft()
+        assert isinstance(message.payload, int)
+        return ChannelAck(request, message.payload)
+
+    def close(self) -> None:
+        self.reader.close()
+        self._awaiting.clear()
+
+
 @dataclass
 class _Pending:
     event: ev.BackendEvent
@@ -139,6 +211,8 @@ class Backend:
         self.protocol_features = 0
         self.table: MemoryTable | None = None
         self.vrings = [Vring(i) for i in range(config.queue_num)]
+        self.channel_fd: int | None = None  # SET_BACKEND_REQ_FD's socket
+        self.channel: BackendChannel | None = None
         self._pending: _Pending | None = None
         self._retired: list[int] = []
         self._closed = False
@@ -164,6 +238,7 @@ class Backend:
             _R.SET_CONFIG: self._config,
             _R.SET_STATUS: self._set_status,
             _R.GET_STATUS: self._get_status,
+            _R.SET_BACKEND_REQ_FD: self._set_backend_req_fd,
         }
 
     # -- the edge's entry points -------------------------------------------------------------
@@ -227,6 +302,36 @@ class Backend:
         self._pending = None
         return reply
 
+    def config_change(self) -> bytes:
+        """A CONFIG_CHANGE_MSG for the back-end request channel (NEED_REPLY when REPLY_ACK
+        is negotiated: read the ack through `channel`).  LocalError when the front-end
+        gave no channel or did not negotiate what the message needs."""
+        for feature in (_PF.BACKEND_REQ, _PF.CONFIG):
+            if not self.has(feature):
+                raise VhostUserLocalError(
+                    f"VHOST_USER_BACKEND_CONFIG_CHANGE_MSG without protocol feature "
+                    f"VHOST_USER_PROTOCOL_F_{feature.name} ({int(feature)}) negotiated")
+        if self.channel is None:
+            raise VhostUserLocalError(
+                "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG before VHOST_USER_SET_BACKEND_REQ_FD "
+                "gave a channel")
+        return self.channel.request(VhostUserBackendRequest.CONFIG_CHANGE_MSG,
+                                    need_reply=self.has(_PF.REPLY_ACK))
+
+    @property
+    def can_signal_config(self) -> bool:
+        """True when `config_change()` has a channel and the features it needs."""
+        return self.channel is not None and self.has(_PF.BACKEND_REQ) and self.has(_PF.CONFIG)
+
+    def drop_channel(self) -> None:
+        """Forget the back-end request channel (it broke); its fd is retired."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.channel_fd is not None:
+            self._retired.append(self.channel_fd)
+            self.channel_fd = None
+
     def take_retired(self) -> list[int]:
         """fds the back-end no longer uses: stop watching them, then close them."""
         out, self._retired = self._retired, []
@@ -243,6 +348,7 @@ class Backend:
             if self._pending is not None:
                 self._retired.extend(self._pending.retire_after)
                 self._pending = None
+            self.drop_channel()
         return self.take_retired()
 
     def has(self, feature: VhostUserProtocolFeature) -> bool:
@@ -521,5 +627,20 @@ class Backend:
         self._need_protocol(m, _PF.STATUS)
         return ev.StatusQueried()
 
+    def _set_backend_req_fd(self, m: Message) -> ev.BackendEvent:
+        # vhost-user.rst: "This request should be sent only when
+        # VHOST_USER_F_PROTOCOL_FEATURES has been negotiated, and protocol feature bit
+        # VHOST_USER_PROTOCOL_F_BACKEND_REQ bit is present".  No owner needed: QEMU sends
+        # it from vhost_user_backend_init, before SET_OWNER.
+        self._need_protocol(m, _PF.BACKEND_REQ)
+        old = self.channel_fd
+        if self.channel is not None:
+            self.channel.close()
+        self.channel_fd, self.channel = m.fds[0], BackendChannel()
+        event = ev.BackendChannelSet(m.fds[0])
+        self._pending = _Pending(event, m, [old] if old is not None else [])
+        return event
 
-__all__ = ["VIRTIO_F_RING_PACKED", "Backend", "BackendConfig", "Vring"]
+
+__all__ = ["VIRTIO_F_RING_PACKED", "Backend", "BackendChannel", "BackendConfig", "ChannelAck",
+           "Vring"]

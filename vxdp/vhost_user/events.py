@@ -197,6 +197,17 @@ class ConfigSet(BackendEvent):
 
 
 @dataclass(frozen=True)
+class BackendChannelSet(BackendEvent):
+    """SET_BACKEND_REQ_FD: `fd` is the back-end request channel's socket (it replaces an
+    earlier one, which is retired)."""
+
+    fd: int
+
+    def describe(self) -> str:
+        return f"back-end request channel fd {self.fd}"
+
+
+@dataclass(frozen=True)
 class StatusSet(BackendEvent):
     status: int
 
@@ -242,7 +253,7 @@ class Disconnected(BackendEvent):
 
 
 __all__ = [
-    "BackendEvent", "ConfigQueried", "ConfigSet", "Connected", "DeviceReset", "Disconnected",
+    "BackendChannelSet", "BackendEvent", "ConfigQueried", "ConfigSet", "Connected", "DeviceReset", "Disconnected",
     "FeaturesQueried", "FeaturesSet", "Kicked", "MemTableSet", "OwnerSet",
     "ProtocolFeaturesQueried", "ProtocolFeaturesSet", "QueueNumQueried", "StatusQueried",
     "StatusSet", "VringAddrSet", "VringBaseQueried", "VringBaseSet", "VringCallSet",

@@ -12,11 +12,18 @@ every request without a reply of its own asks for an ack (NEED_REPLY), so a back
 refusal surfaces at the request that caused it; `Reply.value` of an ack is the back-end's
 u64 (0 is success).
 
+The back-end request channel (protocol feature BACKEND_REQ): `set_backend_req_fd(fd)`
+hands the back-end one end of a socketpair; `BackendRequests` (from
+`Frontend.backend_requests()`) is the front-end's side of it: it reads the back-end's
+requests, refuses any whose feature was not negotiated (CONFIG_CHANGE_MSG needs CONFIG,
+vhost-user.rst "Back-end message types"), and builds the REPLY_ACK for each request that
+set NEED_REPLY (0 when handled, 1 otherwise).  A refusal breaks that channel only.
+
 The sequence QEMU's vhost_dev_init / vhost_dev_start send, which `vring_setup()` and the
 edge's `FrontendConnection.negotiate()` follow:
 
     GET_FEATURES, GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM (MQ),
-    SET_OWNER, SET_FEATURES, SET_MEM_TABLE, then per vring: SET_VRING_NUM,
+    SET_BACKEND_REQ_FD (BACKEND_REQ), SET_OWNER, SET_FEATURES, SET_MEM_TABLE, then per vring: SET_VRING_NUM,
     SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ENABLE;
     GET/SET_CONFIG, SET_STATUS as the driver goes; GET_VRING_BASE to stop a ring.
 """
@@ -34,15 +41,20 @@ from .messages import (
     REQUEST_PAYLOAD,
     VHOST_USER_F_PROTOCOL_FEATURES,
     VHOST_USER_VRING_NOFD_MASK,
+    BackendChannelReader,
+    BackendMessage,
     ConfigPayload,
     MemoryTable,
     MessageReader,
     Payload,
     PayloadKind,
+    VhostUserBackendRequest,
     VhostUserProtocolFeature,
     VhostUserRequest,
     VringAddr,
     VringState,
+    backend_request_kind,
+    encode_backend_ack,
     encode_request,
 )
 
@@ -196,6 +208,22 @@ class Frontend:
     def get_status(self) -> Outgoing:
         return self.request(_R.GET_STATUS)
 
+    def set_backend_req_fd(self, fd: int) -> Outgoing:
+        """Hand the back-end its end of the back-end request channel (a socket)."""
+        if not self.has(_PF.BACKEND_REQ):
+            raise VhostUserLocalError(
+                "VHOST_USER_SET_BACKEND_REQ_FD without protocol feature "
+                "VHOST_USER_PROTOCOL_F_BACKEND_REQ (5) negotiated")
+        return self.request(_R.SET_BACKEND_REQ_FD, None, (fd,))
+
+    def backend_requests(self) -> BackendRequests:
+        """The front-end's side of the back-end request channel, for what is negotiated."""
+        if not self.has(_PF.BACKEND_REQ):
+            raise VhostUserLocalError(
+                "no back-end request channel without protocol feature "
+                "VHOST_USER_PROTOCOL_F_BACKEND_REQ (5) negotiated")
+        return BackendRequests(self.protocol_features)
+
     def vring_setup(self, index: int, num: int, desc: int, avail: int, used: int, *,
                     base: int = 0, kick: int | None, call: int | None,
                     enable: bool = True) -> list[Outgoing]:
@@ -258,6 +286,69 @@ class Frontend:
         self._awaiting.clear()
 
 
+#: What each back-end request vxdp takes needs negotiated, besides BACKEND_REQ itself.
+BACKEND_REQUEST_NEEDS = {VhostUserBackendRequest.CONFIG_CHANGE_MSG: _PF.CONFIG}
+
+
+class BackendRequests:
+    """The front-end's side of the back-end request channel (sans-I/O): the edge reads
+    `want()` bytes into `receive_data()` until a request comes out, handles it, and sends
+    `respond(message, ok)` (a REPLY_ACK, or nothing when none was asked).  One request
+    is handled at a time.  A request that breaks a rule raises `VhostUserRemoteError`;
+    the channel is then out of step: close it (the main connection goes on)."""
+
+    def __init__(self, protocol_features: int) -> None:
+        self.protocol_features = protocol_features
+        self.reader = BackendChannelReader(kind_of=self._kind)
+        self._pending: BackendMessage | None = None
+
+    def has(self, feature: VhostUserProtocolFeature) -> bool:
+        return bool(self.protocol_features >> feature & 1)
+
+    def want(self) -> int:
+        return self.reader.want()
+
+    def _kind(self, request: VhostUserBackendRequest, flags: int) -> PayloadKind:
+        kind = backend_request_kind(request, flags)
+        need = BACKEND_REQUEST_NEEDS[request]
+        if not self.has(need):
+            raise VhostUserRemoteError(
+                f"{request.spec_name} without protocol feature "
+                f"VHOST_USER_PROTOCOL_F_{need.name} ({int(need)}) negotiated")
+        return kind
+
+    def receive_data(self, data: bytes, fds: Sequence[int] = ()) -> BackendMessage | None:
+        """Feed request bytes; return the request they complete."""
+        if self._pending is not None:
+            raise VhostUserLocalError(
+                f"respond to {self._pending.request.spec_name} before reading on")
+        message = self.reader.feed(data, fds)
+        self._pending = message
+        return message
+
+    def respond(self, message: BackendMessage, ok: bool = True) -> bytes:
+        """The ack owed for `message`: with REPLY_ACK negotiated and NEED_REPLY set, u64 0
+        when it was handled and 1 when not (vhost-user.rst: "the front-end must respond
+        with zero when operation is successfully completed, or non-zero otherwise");
+        otherwise nothing."""
+        if message is not self._pending:
+            raise VhostUserLocalError(
+                f"{message.request.spec_name} is not the back-end request awaiting an answer")
+        self._pending = None
+        if message.need_reply and self.has(_PF.REPLY_ACK):
+            return encode_backend_ack(message.request, ok)
+        return b""
+
+    @property
+    def idle(self) -> bool:
+        """True at a message boundary with nothing to answer (EOF here is a clean close)."""
+        return self._pending is None and self.reader.idle
+
+    def close(self) -> None:
+        self.reader.close()
+        self._pending = None
+
+
 def check_ack(reply: Reply) -> None:
     """Raise when an ack says the back-end refused its request."""
     if reply.ack and reply.value != 0:
@@ -265,4 +356,5 @@ def check_ack(reply: Reply) -> None:
             f"back-end refused {reply.request.spec_name} (REPLY_ACK {reply.value})")
 
 
-__all__ = ["Frontend", "Outgoing", "Reply", "check_ack"]
+__all__ = ["BACKEND_REQUEST_NEEDS", "BackendRequests", "Frontend", "Outgoing", "Reply",
+           "check_ack"]

@@ -1,8 +1,8 @@
 """vhost-user messages as data: request codes, flags, payload layouts, strict framing.
 
 Everything that decides whether bytes on the socket are a well-formed vhost-user message
-lives here (QEMU docs/interop/vhost-user.rst, "Message format" and "Front-end message
-types").  Order and values (is this request allowed *now*, is this index in range) are the
+lives here (QEMU docs/interop/vhost-user.rst, "Message format", "Front-end message
+types" and "Back-end message types").  Order and values (is this request allowed *now*, is this index in range) are the
 state machines' business (`backend.py`, `frontend.py`).
 
 Wire format: a 12-byte header `{u32 request; u32 flags; u32 size}` in host byte order
@@ -18,6 +18,12 @@ version, the REPLY bit for the direction, a known and supported request, a size 
 request's payload can have.  Then the payload is parsed at exactly that size and the fd
 count is checked against it.  A refused message's fds are closed here: nobody else ever
 saw them.
+
+The back-end request channel (protocol feature BACKEND_REQ, formerly SLAVE_REQ): a second
+socket the front-end hands over with SET_BACKEND_REQ_FD, on which the roles swap: the
+back-end sends requests numbered from their own table (`VhostUserBackendRequest`) and
+the front-end replies (a REPLY_ACK u64 when NEED_REPLY is set).  `BackendChannelReader`
+frames that socket with the same rules; of its requests vxdp speaks CONFIG_CHANGE_MSG.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum, IntFlag
+from typing import Generic, TypeVar
 
 from construct import Array, Bytes, Int32ul, Int64ul, Struct, this
 
@@ -83,6 +90,25 @@ class VhostUserRequest(IntEnum):
     def spec_name(self) -> str:
         """The name as the spec spells it, e.g. `VHOST_USER_SET_VRING_ADDR`."""
         return f"VHOST_USER_{self.name}"
+
+
+class VhostUserBackendRequest(IntEnum):
+    """Back-end message types, sent on the back-end request channel, with the spec's own
+    numbers (name = VHOST_USER_BACKEND_<name>; VHOST_USER_SLAVE_<name> before QEMU 8.1)."""
+
+    IOTLB_MSG = 1
+    CONFIG_CHANGE_MSG = 2
+    VRING_HOST_NOTIFIER_MSG = 3
+    VRING_CALL = 4
+    VRING_ERR = 5
+    SHARED_OBJECT_ADD = 6
+    SHARED_OBJECT_REMOVE = 7
+    SHARED_OBJECT_LOOKUP = 8
+
+    @property
+    def spec_name(self) -> str:
+        """The name as the spec spells it, e.g. `VHOST_USER_BACKEND_CONFIG_CHANGE_MSG`."""
+        return f"VHOST_USER_BACKEND_{self.name}"
 
 
 class VhostUserProtocolFeature(IntEnum):
@@ -274,6 +300,7 @@ REQUEST_PAYLOAD: dict[VhostUserRequest, PayloadKind] = {
     _R.RESET_DEVICE: _K.NONE,
     _R.SET_STATUS: _K.U64,
     _R.GET_STATUS: _K.NONE,
+    _R.SET_BACKEND_REQ_FD: _K.NONE,
 }
 
 #: Payload of the back-end's reply to the requests that have one (without REPLY_ACK).
@@ -289,7 +316,23 @@ REPLY_PAYLOAD: dict[VhostUserRequest, PayloadKind] = {
 #: Requests whose u64 carries a vring index and may carry an eventfd.
 VRING_FILE_REQUESTS = frozenset({_R.SET_VRING_KICK, _R.SET_VRING_CALL, _R.SET_VRING_ERR})
 
+_B = VhostUserBackendRequest
+
+#: Payload of each back-end request vxdp speaks on the back-end request channel (the
+#: reply, when NEED_REPLY asks for one, is a REPLY_ACK u64).
+BACKEND_REQUEST_PAYLOAD: dict[VhostUserBackendRequest, PayloadKind] = {
+    _B.CONFIG_CHANGE_MSG: _K.NONE,
+}
+
 _FIXED_SIZE = {_K.NONE: 0, _K.U64: 8, _K.VRING_STATE: 8, _K.VRING_ADDR: 40}
+
+
+def backend_request_name(code: int) -> str:
+    """`VHOST_USER_BACKEND_CONFIG_CHANGE_MSG (2)`, or `unknown back-end request 99`."""
+    try:
+        return f"{VhostUserBackendRequest(code).spec_name} ({code})"
+    except ValueError:
+        return f"unknown back-end request {code}"
 
 
 def request_name(code: int) -> str:
@@ -440,11 +483,50 @@ def encode_reply(request: VhostUserRequest, kind: PayloadKind, payload: Payload)
     return encode(request, kind, payload, reply=True)
 
 
+@dataclass(frozen=True, slots=True)
+class BackendMessage:
+    """One message on the back-end request channel (a back-end request, or the
+    front-end's reply to one)."""
+
+    request: VhostUserBackendRequest
+    flags: int
+    payload: Payload = None
+
+    @property
+    def need_reply(self) -> bool:
+        return bool(self.flags & VhostUserFlag.NEED_REPLY)
+
+
+def encode_backend_request(request: VhostUserBackendRequest, payload: Payload = None, *,
+                           need_reply: bool = False) -> bytes:
+    """A back-end request laid out as `BACKEND_REQUEST_PAYLOAD` says."""
+    if request not in BACKEND_REQUEST_PAYLOAD:
+        raise VhostUserLocalError(f"{request.spec_name} is not a back-end request vxdp speaks")
+    body = encode_payload(BACKEND_REQUEST_PAYLOAD[request], payload)
+    flags = VHOST_USER_VERSION | (VhostUserFlag.NEED_REPLY if need_reply else 0)
+    return bytes(VhostUserHeader.build({"request": int(request), "flags": int(flags),
+                                        "size": len(body)})) + body
+
+
+def encode_backend_ack(request: VhostUserBackendRequest, ok: bool) -> bytes:
+    """The front-end's REPLY_ACK to a back-end request: REPLY set, u64 0 for success and
+    1 otherwise (vhost-user.rst: "zero when operation is successfully completed, or
+    non-zero otherwise")."""
+    body = bytes(VhostUserU64.build({"u64": 0 if ok else 1}))
+    flags = VHOST_USER_VERSION | VhostUserFlag.REPLY
+    return bytes(VhostUserHeader.build({"request": int(request), "flags": int(flags),
+                                        "size": len(body)})) + body
+
+
 def check_fds(message: Message) -> None:
     """The fd count a request must carry: one per region, one per vring file unless the
-    NOFD bit is set, none otherwise."""
+    NOFD bit is set, one socket for SET_BACKEND_REQ_FD, none otherwise."""
     what = message.request.spec_name
     n = len(message.fds)
+    if message.request is _R.SET_BACKEND_REQ_FD:
+        if n != 1:
+            raise VhostUserRemoteError(f"{what}: needs 1 fd (the channel's socket), got {n}")
+        return
     if message.request is _R.SET_MEM_TABLE:
         assert isinstance(message.payload, MemoryTable)
         want = len(message.payload.regions)
@@ -474,6 +556,8 @@ def close_fds(fds: Sequence[int]) -> None:
 
 #: What the reader asks to learn the payload layout: (request, flags) -> kind.
 KindOf = Callable[[VhostUserRequest, int], PayloadKind]
+#: The same, on the back-end request channel.
+BackendKindOf = Callable[[VhostUserBackendRequest, int], PayloadKind]
 
 
 def request_kind(request: VhostUserRequest, flags: int) -> PayloadKind:
@@ -486,19 +570,33 @@ def request_kind(request: VhostUserRequest, flags: int) -> PayloadKind:
             f"it belongs to") from None
 
 
-class MessageReader:
-    """Frames a byte stream (plus fds) into `Message`s, refusing anything malformed.
+def backend_request_kind(request: VhostUserBackendRequest, flags: int) -> PayloadKind:
+    """Payload kind of a back-end request; refuses requests vxdp does not speak."""
+    try:
+        return BACKEND_REQUEST_PAYLOAD[request]
+    except KeyError:
+        raise VhostUserRemoteError(
+            f"unsupported back-end request {backend_request_name(request)}: vxdp never "
+            f"negotiates the feature it belongs to") from None
 
-    `replies=False` reads front-end requests (REPLY must be clear); `replies=True` reads
-    back-end replies (REPLY must be set) with `kind_of` saying which layout the awaited
-    reply has.  After a refusal the stream is out of step: drop the connection."""
 
-    def __init__(self, *, replies: bool = False, kind_of: KindOf = request_kind) -> None:
+_Code = TypeVar("_Code", VhostUserRequest, VhostUserBackendRequest)
+_Msg = TypeVar("_Msg", Message, BackendMessage)
+
+
+class _Framer(Generic[_Code, _Msg]):
+    """Frames one direction of one socket: the rules both channels share."""
+
+    _codes: type[_Code]
+    _unknown: str
+
+    def __init__(self, *, replies: bool,
+                 kind_of: Callable[[_Code, int], PayloadKind]) -> None:
         self._replies = replies
-        self._kind_of = kind_of
+        self._kind_of: Callable[[_Code, int], PayloadKind] = kind_of
         self._buf = bytearray()
         self._fds: list[int] = []
-        self._header: tuple[VhostUserRequest, int, int, PayloadKind] | None = None
+        self._header: tuple[_Code, int, int, PayloadKind] | None = None
         self._broken = False
 
     def want(self) -> int:
@@ -517,7 +615,7 @@ class MessageReader:
         close_fds(self._fds)
         self._fds = []
 
-    def feed(self, data: bytes, fds: Sequence[int] = ()) -> Message | None:
+    def feed(self, data: bytes, fds: Sequence[int] = ()) -> _Msg | None:
         """Take bytes (at most `want()`) and fds; return the message they complete."""
         if self._broken:
             close_fds(fds)
@@ -534,7 +632,11 @@ class MessageReader:
             self.close()
             raise
 
-    def _advance(self) -> Message | None:
+    def _build(self, request: _Code, flags: int, payload: Payload,
+               fds: tuple[int, ...]) -> _Msg:
+        raise NotImplementedError
+
+    def _advance(self) -> _Msg | None:
         if self._header is None:
             if len(self._buf) < VHOST_USER_HDR_SIZE:
                 return None
@@ -543,25 +645,20 @@ class MessageReader:
         request, flags, size, kind = self._header
         if len(self._buf) < size:
             return None
-        what = request.spec_name
-        payload = decode_payload(kind, bytes(self._buf), what)
-        message = Message(request, flags, payload, tuple(self._fds))
-        if not self._replies:
-            check_fds(message)
-        elif message.fds:
-            raise VhostUserRemoteError(f"{what} reply: carries no fds, got {len(message.fds)}")
+        payload = decode_payload(kind, bytes(self._buf), request.spec_name)
+        message = self._build(request, flags, payload, tuple(self._fds))
         self._buf.clear()
         self._fds = []
         self._header = None
         return message
 
-    def _check_header(self, raw: bytes) -> tuple[VhostUserRequest, int, int, PayloadKind]:
+    def _check_header(self, raw: bytes) -> tuple[_Code, int, int, PayloadKind]:
         h = VhostUserHeader.parse(raw)
         code, flags, size = int(h.request), int(h.flags), int(h.size)
         try:
-            request = VhostUserRequest(code)
+            request = self._codes(code)
         except ValueError:
-            raise VhostUserRemoteError(f"unknown request code {code}") from None
+            raise VhostUserRemoteError(f"unknown {self._unknown} code {code}") from None
         what = request.spec_name
         if flags & VHOST_USER_VERSION_MASK != VHOST_USER_VERSION:
             raise VhostUserRemoteError(
@@ -579,17 +676,66 @@ class MessageReader:
         return request, flags, size, kind
 
 
+class MessageReader(_Framer[VhostUserRequest, Message]):
+    """Frames a byte stream (plus fds) into `Message`s, refusing anything malformed.
+
+    `replies=False` reads front-end requests (REPLY must be clear); `replies=True` reads
+    back-end replies (REPLY must be set) with `kind_of` saying which layout the awaited
+    reply has.  After a refusal the stream is out of step: drop the connection."""
+
+    _codes = VhostUserRequest
+    _unknown = "request"
+
+    def __init__(self, *, replies: bool = False, kind_of: KindOf = request_kind) -> None:
+        super().__init__(replies=replies, kind_of=kind_of)
+
+    def _build(self, request: VhostUserRequest, flags: int, payload: Payload,
+               fds: tuple[int, ...]) -> Message:
+        message = Message(request, flags, payload, fds)
+        if not self._replies:
+            check_fds(message)
+        elif fds:
+            raise VhostUserRemoteError(
+                f"{request.spec_name} reply: carries no fds, got {len(fds)}")
+        return message
+
+
+class BackendChannelReader(_Framer[VhostUserBackendRequest, BackendMessage]):
+    """Frames the back-end request channel: `replies=False` reads the back-end's
+    requests (the front-end's side), `replies=True` the front-end's acks (the back-end's
+    side, `kind_of` saying what is awaited).  No message carries fds here: vxdp never
+    negotiates BACKEND_SEND_FD.  After a refusal the channel is out of step: close it."""
+
+    _codes = VhostUserBackendRequest
+    _unknown = "back-end request"
+
+    def __init__(self, *, replies: bool = False,
+                 kind_of: BackendKindOf = backend_request_kind) -> None:
+        super().__init__(replies=replies, kind_of=kind_of)
+
+    def _build(self, request: VhostUserBackendRequest, flags: int, payload: Payload,
+               fds: tuple[int, ...]) -> BackendMessage:
+        if fds:
+            raise VhostUserRemoteError(
+                f"{request.spec_name}{' reply' if self._replies else ''}: carries no fds "
+                f"(BACKEND_SEND_FD is not negotiated), got {len(fds)}")
+        return BackendMessage(request, flags, payload)
+
+
 __all__ = [
-    "REPLY_PAYLOAD", "REQUEST_PAYLOAD", "VHOST_F_LOG_ALL", "VHOST_MEMORY_BASELINE_NREGIONS",
-    "VHOST_SET_CONFIG_TYPE_FRONTEND", "VHOST_SET_CONFIG_TYPE_MIGRATION",
-    "VHOST_USER_CONFIG_HDR_SIZE", "VHOST_USER_FLAGS_KNOWN", "VHOST_USER_F_PROTOCOL_FEATURES",
-    "VHOST_USER_HDR_SIZE", "VHOST_USER_MAX_CONFIG_SIZE", "VHOST_USER_MEMORY_REGION_SIZE",
-    "VHOST_USER_VERSION", "VHOST_USER_VERSION_MASK", "VHOST_USER_VRING_IDX_MASK",
-    "VHOST_USER_VRING_NOFD_MASK", "VHOST_VRING_F_LOG", "VRING_FILE_REQUESTS",
-    "ConfigPayload", "KindOf", "MemoryRegionDesc", "MemoryTable", "Message", "MessageReader",
-    "Payload", "PayloadKind", "VhostUserConfig", "VhostUserFlag", "VhostUserHeader",
-    "VhostUserMemory", "VhostUserMemoryRegion", "VhostUserProtocolFeature", "VhostUserRequest",
-    "VhostUserU64", "VringAddr", "VringState", "check_fds", "close_fds", "decode_payload",
-    "encode", "encode_payload", "encode_reply", "encode_request", "expected_size",
-    "request_kind", "request_name", "size_ok", "vhost_vring_addr", "vhost_vring_state",
+    "BACKEND_REQUEST_PAYLOAD", "REPLY_PAYLOAD", "REQUEST_PAYLOAD", "VHOST_F_LOG_ALL",
+    "VHOST_MEMORY_BASELINE_NREGIONS", "VHOST_SET_CONFIG_TYPE_FRONTEND",
+    "VHOST_SET_CONFIG_TYPE_MIGRATION", "VHOST_USER_CONFIG_HDR_SIZE",
+    "VHOST_USER_FLAGS_KNOWN", "VHOST_USER_F_PROTOCOL_FEATURES", "VHOST_USER_HDR_SIZE",
+    "VHOST_USER_MAX_CONFIG_SIZE", "VHOST_USER_MEMORY_REGION_SIZE", "VHOST_USER_VERSION",
+    "VHOST_USER_VERSION_MASK", "VHOST_USER_VRING_IDX_MASK", "VHOST_USER_VRING_NOFD_MASK",
+    "VHOST_VRING_F_LOG", "VRING_FILE_REQUESTS", "BackendChannelReader", "BackendKindOf",
+    "BackendMessage", "ConfigPayload", "KindOf", "MemoryRegionDesc", "MemoryTable",
+    "Message", "MessageReader", "Payload", "PayloadKind", "VhostUserBackendRequest",
+    "VhostUserConfig", "VhostUserFlag", "VhostUserHeader", "VhostUserMemory",
+    "VhostUserMemoryRegion", "VhostUserProtocolFeature", "VhostUserRequest", "VhostUserU64",
+    "VringAddr", "VringState", "backend_request_kind", "backend_request_name", "check_fds",
+    "close_fds", "decode_payload", "encode", "encode_backend_ack", "encode_backend_request",
+    "encode_payload", "encode_reply", "encode_request", "expected_size", "request_kind",
+    "request_name", "size_ok", "vhost_vring_addr", "vhost_vring_state",
 ]

@@ -15,6 +15,17 @@ the answer; every other event may go unhandled.  A handler that raises a `Virtio
 and the session goes on.  A handler is looked up by the event's class, then its bases,
 so `{BackendEvent: trace}` sees everything.
 
+Config changes (the back-end request channel, protocol feature BACKEND_REQ): the
+session wraps the socket SET_BACKEND_REQ_FD gave, and `session.signal_config_change()`
+has one task send CONFIG_CHANGE_MSG on it and wait up to `BACKEND_ACK_TIMEOUT` for the
+front-end's ack when REPLY_ACK is negotiated (changes signalled while one is in flight
+are folded into the next message: the front-end re-reads the whole config space).  A
+channel that fails (the front-end closed it, a malformed ack, no ack in time) is logged
+and dropped; the session goes on and config changes are no longer signalled.  The
+front-end's side is `serve_backend_requests()`, which `FrontendConnection.negotiate()`
+sets up (a socketpair, as QEMU's vhost_setup_backend_channel does) when BACKEND_REQ is
+negotiated.
+
 The server serves one front-end at a time.  A malformed or out-of-order message, a peer
 that vanishes mid-message or a socket error ends that session: it is logged (logger
 `vxdp.vhost_user`), the device gets `Disconnected(reason)`, every fd the session held is
@@ -38,11 +49,12 @@ from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteErro
 
 from . import events as ev
 from .backend import Backend, BackendConfig
-from .frontend import Frontend, Outgoing, Reply, check_ack
+from .frontend import BackendRequests, Frontend, Outgoing, Reply, check_ack
 from .memory import BackendMemory, FrontendMemory
 from .messages import (
     VHOST_MEMORY_BASELINE_NREGIONS,
     VHOST_USER_F_PROTOCOL_FEATURES,
+    BackendMessage,
     VhostUserProtocolFeature,
     close_fds,
 )
@@ -51,6 +63,11 @@ log = logging.getLogger("vxdp.vhost_user")
 
 Handler = Callable[["BackendSession", Any], Awaitable[object]]
 Handlers = Mapping[type[ev.BackendEvent], Handler]
+#: What the front-end does with a back-end request: True when handled (ack 0).
+BackendRequestHandler = Callable[[BackendMessage], Awaitable[bool]]
+
+#: Seconds the back-end waits for the front-end's ack of a back-end request.
+BACKEND_ACK_TIMEOUT = 5.0
 
 _FD_SIZE = array.array("i").itemsize
 _ANC_SPACE = socket.CMSG_SPACE(VHOST_MEMORY_BASELINE_NREGIONS * _FD_SIZE)
@@ -132,6 +149,9 @@ class BackendSession:
         self._stale: list[BackendMemory] = []
         self._watchers: dict[int, tuple[int, trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None
+        self._channel: tuple[trio.socket.SocketType, trio.CancelScope] | None = None
+        self._config_changed = trio.Event()
+        self.config_changes_sent = 0
 
     # -- what a device does with the session -----------------------------------------
 
@@ -157,6 +177,15 @@ class BackendSession:
             os.eventfd_write(fd, 1)
         except OSError:
             return False
+        return True
+
+    def signal_config_change(self) -> bool:
+        """Tell the front-end its config space changed (CONFIG_CHANGE_MSG on the back-end
+        request channel); False when there is no channel or CONFIG/BACKEND_REQ was not
+        negotiated (the front-end learns of it when it next reads the config)."""
+        if self._channel is None or not self.backend.can_signal_config:
+            return False
+        self._config_changed.set()
         return True
 
     # -- running ---------------------------------------------------------------------
@@ -224,6 +253,8 @@ class BackendSession:
         try:
             if isinstance(event, ev.MemTableSet):
                 old_memory, self.memory = self.memory, BackendMemory.map(event.table, event.fds)
+            if isinstance(event, ev.BackendChannelSet):
+                ok = await self._open_channel(event.fd)
             try:
                 answer = await self.dispatch(event)
             except VirtioError as exc:
@@ -242,6 +273,84 @@ class BackendSession:
             self._drop_memory(old_memory)
         if reply:
             await send_message(self.sock, reply)
+
+    async def _open_channel(self, fd: int) -> bool:
+        """Serve the back-end request channel on (a duplicate of) `fd`; False, and no
+        channel, when the fd is not a stream socket."""
+        self._close_channel()
+        dup = os.dup(fd)
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError as exc:
+            os.close(dup)
+            log.warning("VHOST_USER_SET_BACKEND_REQ_FD: fd %d is not a socket (%s); no "
+                        "back-end request channel", fd, exc.strerror)
+            self.backend.drop_channel()
+            return False
+        if sock.type != socket.SOCK_STREAM:
+            sock.close()
+            log.warning("VHOST_USER_SET_BACKEND_REQ_FD: fd %d is not a stream socket; no "
+                        "back-end request channel", fd)
+            self.backend.drop_channel()
+            return False
+        assert self._nursery is not None
+        tsock = trio.socket.from_stdlib_socket(sock)
+        scope = await self._nursery.start(self._channel_sender, tsock)
+        self._channel = (tsock, scope)
+        return True
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            sock, scope = self._channel
+            self._channel = None
+            scope.cancel()
+            sock.close()
+
+    async def _channel_sender(self, sock: trio.socket.SocketType,
+                              task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            self._config_changed = trio.Event()
+            try:
+                while True:
+                    await self._config_changed.wait()
+                    self._config_changed = trio.Event()
+                    await self._send_config_change(sock)
+            except (OSError, VhostUserError, trio.TooSlowError) as exc:
+                why = "no ack in time" if isinstance(exc, trio.TooSlowError) else str(exc)
+                log.error("back-end request channel failed: %s; config changes are no longer "
+                          "signalled to this front-end", why)
+                if self._channel is not None and self._channel[0] is sock:
+                    self._channel = None
+                sock.close()
+                self.backend.drop_channel()
+                self._retire()
+
+    async def _send_config_change(self, sock: trio.socket.SocketType) -> None:
+        channel = self.backend.channel
+        assert channel is not None
+        try:
+            await send_message(sock, self.backend.config_change())
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise VhostUserRemoteError(
+                f"front-end closed the back-end request channel ({exc.strerror})") from None
+        self.config_changes_sent += 1
+        if not channel.awaiting:
+            return
+        with trio.fail_after(BACKEND_ACK_TIMEOUT):
+            while True:
+                data, fds = await receive_some(sock, channel.want())
+                if not data:
+                    close_fds(fds)
+                    raise VhostUserRemoteError(
+                        "front-end closed the back-end request channel before acking "
+                        "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG")
+                ack = channel.receive_data(data, fds)
+                if ack is not None:
+                    break
+        if not ack.ok:
+            log.warning("front-end could not handle %s (REPLY_ACK %d)",
+                        ack.request.spec_name, ack.value)
 
     def _drop_memory(self, memory: BackendMemory) -> None:
         try:
@@ -288,6 +397,7 @@ class BackendSession:
 
     async def _teardown(self, reason: str) -> None:
         self._watchers.clear()
+        self._close_channel()
         with trio.CancelScope(shield=True):
             try:
                 await self.dispatch(ev.Disconnected(reason))
@@ -357,6 +467,10 @@ class FrontendConnection:
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock
         self.core = Frontend()
+        #: Our end of the back-end request channel, once negotiate() set one up; serve
+        #: it with `serve_backend_requests(conn.backend_channel, conn.core.backend_requests(),
+        #: handler)`.
+        self.backend_channel: trio.socket.SocketType | None = None
 
     @classmethod
     async def connect(cls, path: str | os.PathLike[str]) -> FrontendConnection:
@@ -377,6 +491,8 @@ class FrontendConnection:
     async def aclose(self) -> None:
         self.core.close()
         self.sock.close()
+        if self.backend_channel is not None:
+            self.backend_channel.close()
         await trio.lowlevel.checkpoint()
 
     async def send(self, out: Outgoing) -> Reply | None:
@@ -410,7 +526,8 @@ class FrontendConnection:
 
     async def negotiate(self, features: int, protocol_features: int = 0) -> tuple[int, int]:
         """QEMU's opening: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM (MQ),
-        SET_OWNER, SET_FEATURES.  Takes what both sides have of `features` and
+        SET_BACKEND_REQ_FD (BACKEND_REQ: `backend_channel`), SET_OWNER, SET_FEATURES.
+        Takes what both sides have of `features` and
         `protocol_features`; returns the two negotiated sets.  As QEMU does, the accepted
         features carry VHOST_USER_F_PROTOCOL_FEATURES whenever the back-end offers it
         (so rings start disabled and SET_VRING_ENABLE turns them on)."""
@@ -423,6 +540,8 @@ class FrontendConnection:
             await self.send(self.core.set_protocol_features(proto))
             if proto >> VhostUserProtocolFeature.MQ & 1:
                 await self.value(self.core.get_queue_num())
+            if proto >> VhostUserProtocolFeature.BACKEND_REQ & 1:
+                self.backend_channel = await open_backend_channel(self.send, self.core)
         await self.send(self.core.set_owner())
         accepted = offered & features
         await self.send(self.core.set_features(accepted))
@@ -447,7 +566,62 @@ class FrontendConnection:
         return int(state.num)
 
 
+async def open_backend_channel(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                               core: Frontend) -> trio.socket.SocketType:
+    """A socketpair for the back-end request channel: one end goes to the back-end with
+    SET_BACKEND_REQ_FD (through `send`, acked when REPLY_ACK is negotiated), the other is
+    returned for `serve_backend_requests`."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        out = core.set_backend_req_fd(theirs.fileno())
+        await send(out)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return trio.socket.from_stdlib_socket(ours)
+
+
+async def serve_backend_requests(sock: trio.socket.SocketType, requests: BackendRequests,
+                                 handler: BackendRequestHandler) -> str:
+    """Serve the back-end request channel until the back-end closes it or breaks the
+    protocol; returns why it ended ("" for a clean close) and closes `sock`.  A request
+    the handler cannot handle (False, or a `VhostUserError`) gets a nack when the back-end
+    asked for an ack.  Never raises for the back-end's faults: the main connection is
+    not this channel's to end."""
+    reason = ""
+    with sock:
+        try:
+            while True:
+                data, fds = await receive_some(sock, requests.want())
+                if not data:
+                    close_fds(fds)
+                    if not requests.idle:
+                        raise VhostUserRemoteError(
+                            "back-end closed its request channel mid-message")
+                    break
+                message = requests.receive_data(data, fds)
+                if message is None:
+                    continue
+                try:
+                    ok = await handler(message)
+                except VhostUserError as exc:
+                    log.warning("%s not handled: %s", message.request.spec_name, exc)
+                    ok = False
+                reply = requests.respond(message, ok)
+                if reply:
+                    await send_message(sock, reply)
+        except (OSError, VhostUserError) as exc:
+            reason = str(exc)
+            log.error("back-end request channel failed: %s; closing it", reason)
+        finally:
+            requests.close()
+    return reason
+
+
 __all__ = [
-    "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
-    "receive_some", "send_message", "serve_backend", "serve_connection",
+    "BACKEND_ACK_TIMEOUT", "BackendRequestHandler", "BackendSession", "EventFd",
+    "FrontendConnection", "Handler", "Handlers", "open_backend_channel", "receive_some",
+    "send_message", "serve_backend", "serve_backend_requests", "serve_connection",
 ]

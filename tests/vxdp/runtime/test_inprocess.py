@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from virtio_spec.features import VirtioNetFeature
+from virtio_spec.structs import VirtioNetStatus
 from vxdp.errors import VhostUserRemoteError
 from vxdp.packets import TrafficGenerator, udp_packet
 from vxdp.pcap import read_pcap
@@ -241,3 +242,36 @@ async def test_a_guest_that_leaves_after_wire_bursts_lets_its_memory_go(
         rig.host.from_wire(TrafficGenerator(5, sizes=(200,)).packets(40))
         await until(lambda: guest.stack["packets"] == 140, "frames after the reconnect")
     assert "cannot be unmapped" not in caplog.text
+
+
+async def test_host_config_changes_reach_the_guest(rig_factory: RigFactory,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Link down, then an announce request: each goes to the guest as a CONFIG_CHANGE_MSG
+    on the back-end request channel; the guest re-reads status and config and answers
+    the announce with VIRTIO_NET_CTRL_ANNOUNCE_ACK (virtio 1.3 §5.1.6.5.4), which clears
+    VIRTIO_NET_S_ANNOUNCE in the device."""
+    caplog.set_level("INFO", logger="vxdp.runtime.guestport")
+    with trio.fail_after(20):
+        rig = rig_factory()
+        guest = await rig.add_guest(port=open_port("null"))
+        port = rig.host.guests[0]
+        device = port.device
+        assert device is not None and port.session is not None
+        assert guest.driver.has(VirtioNetFeature.VIRTIO_NET_F_GUEST_ANNOUNCE)
+        assert port.session.backend.can_signal_config  # BACKEND_REQ, CONFIG negotiated
+        port._handle(device.set_link(False))  # as the host's own carrier change does
+        await until(lambda: ("config_changed", "config changed: link down") in guest.reports,
+                    "the guest to see the link go down")
+        assert device.config.status & int(VirtioNetStatus.VIRTIO_NET_S_ANNOUNCE) == 0
+        port._handle(device.announce())
+        await until(lambda: ("config_changed", "config changed: link down, announce requested")
+                    in guest.reports, "the guest to see the announce request")
+        await until(lambda: not device.config.status
+                    & int(VirtioNetStatus.VIRTIO_NET_S_ANNOUNCE),
+                    "the guest's ANNOUNCE_ACK to clear status.ANNOUNCE")
+        port._handle(device.set_link(True))
+        await until(lambda: guest.reports[-1] == ("config_changed", "config changed: link up"),
+                    "the link back up")
+    assert guest.config_changes == 3 and port.session.config_changes_sent == 3
+    assert caplog.text.count("config change signalled") == 3
+    assert "not signalled" not in caplog.text

@@ -370,3 +370,123 @@ def test_memory_table_replaced_while_running_keeps_rings_in_it(s):
     moved = MemoryRegionDesc(0x0, 0x10_0000, UVA + 0x1000_0000, 0)
     with pytest.raises(VhostUserRemoteError, match="outside every memory region"):
         s.send(s.front.set_mem_table(MemoryTable((moved,)), [s.eventfd()]))
+
+
+# -- the back-end request channel (BACKEND_REQ) --------------------------------------------
+
+CHANNEL_PF = ALL_PF | (1 << PF.BACKEND_REQ)
+
+
+def feed_acks(channel, data: bytes):
+    ack, pos = None, 0
+    while pos < len(data):
+        n = channel.want()
+        ack = channel.receive_data(data[pos:pos + n])
+        pos += n
+    return ack
+
+
+def channel_session(proto=CHANNEL_PF) -> Session:
+    s = Session(protocol_features=CHANNEL_PF)
+    s.send(s.front.get_features())
+    s.send(s.front.get_protocol_features())
+    s.send(s.front.set_protocol_features(proto))
+    return s
+
+
+def test_backend_req_fd_before_set_owner_as_qemu_sends_it():
+    s = channel_session()
+    try:
+        sock = s.eventfd()  # the core sees an fd; that it is a socket is the edge's check
+        event, reply = s.send(s.front.set_backend_req_fd(sock))
+        assert isinstance(event, ev.BackendChannelSet) and event.fd == sock
+        assert reply is not None and reply.ack and reply.value == 0
+        assert s.backend.channel_fd == sock and not s.backend.owner
+        # a second one replaces the first, which is retired
+        event, _ = s.send(s.front.set_backend_req_fd(other := s.eventfd()))
+        assert s.retired() == [sock] and s.backend.channel_fd == other
+    finally:
+        fds = s.backend.close()
+        assert other in fds
+        for fd in fds:
+            os.close(fd)
+
+
+def test_backend_req_fd_needs_the_feature_negotiated():
+    s = channel_session(proto=ALL_PF)
+    fd = os.eventfd(0)
+    data = encode_request(R.SET_BACKEND_REQ_FD)
+    with pytest.raises(VhostUserRemoteError,
+                       match="VHOST_USER_SET_BACKEND_REQ_FD without protocol feature "
+                             r"VHOST_USER_PROTOCOL_F_BACKEND_REQ \(5\) negotiated") as info:
+        s.backend.receive_data(data, [fd])
+    assert not is_open(fd)
+    assert info.value.reply == b""  # no ack asked
+    with pytest.raises(VhostUserLocalError, match="PROTOCOL_F_BACKEND_REQ"):
+        s.front.set_backend_req_fd(0)
+    s.close()
+
+
+def test_config_change_bytes_ack_and_the_rules_for_sending_it():
+    s = channel_session()
+    with pytest.raises(VhostUserLocalError, match="before VHOST_USER_SET_BACKEND_REQ_FD"):
+        s.backend.config_change()
+    assert not s.backend.can_signal_config
+    s.send(s.front.set_backend_req_fd(s.eventfd()))
+    assert s.backend.can_signal_config
+    wire = s.backend.config_change()
+    # CONFIG_CHANGE_MSG is back-end request 2; NEED_REPLY (0x8) since REPLY_ACK is on
+    assert wire == struct.pack("<III", 2, 0x9, 0)
+    channel = s.backend.channel
+    assert channel.awaiting
+    ack = feed_acks(channel, struct.pack("<IIIQ", 2, 0x5, 8, 0))
+    assert ack.ok and not channel.awaiting
+    s.backend.config_change()
+    ack = feed_acks(channel, struct.pack("<IIIQ", 2, 0x5, 8, 1))
+    assert (ack.ok, ack.value) == (False, 1)
+    s.close()
+
+
+def test_config_change_without_reply_ack_asks_nothing_and_refuses_acks():
+    s = channel_session(proto=(1 << PF.CONFIG) | (1 << PF.BACKEND_REQ))
+    s.send(s.front.set_backend_req_fd(s.eventfd()))
+    assert s.backend.config_change() == struct.pack("<III", 2, 0x1, 0)
+    with pytest.raises(VhostUserRemoteError, match="unsolicited reply to "
+                                                   "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"):
+        feed_acks(s.backend.channel, struct.pack("<IIIQ", 2, 0x5, 8, 0))
+    s.close()
+
+
+def test_config_change_needs_config_negotiated():
+    s = channel_session(proto=(1 << PF.REPLY_ACK) | (1 << PF.BACKEND_REQ))
+    s.send(s.front.set_backend_req_fd(s.eventfd()))
+    assert not s.backend.can_signal_config
+    with pytest.raises(VhostUserLocalError,
+                       match=r"without protocol feature VHOST_USER_PROTOCOL_F_CONFIG \(9\)"):
+        s.backend.config_change()
+    s.close()
+
+
+@pytest.mark.parametrize(("wire", "message"), [
+    (struct.pack("<IIIQ", 2, 0x5, 8, 0)[:-4], None),  # short: checked by size below
+    (struct.pack("<III", 2, 0x5, 4) + bytes(4), "payload size 4, a u64 payload is 8"),
+    (struct.pack("<IIIQ", 1, 0x5, 8, 0),
+     "reply to VHOST_USER_BACKEND_IOTLB_MSG while one to "
+     "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG is due"),
+    (struct.pack("<IIIQ", 2, 0x1, 8, 0), "REPLY flag clear where a reply was due"),
+    (struct.pack("<IIIQ", 9, 0x5, 8, 0), "unknown back-end request code 9"),
+])
+def test_malformed_acks_are_refused(wire, message):
+    s = channel_session()
+    s.send(s.front.set_backend_req_fd(s.eventfd()))
+    s.backend.config_change()
+    channel = s.backend.channel
+    if message is None:  # a partial ack is no ack yet
+        assert feed_acks(channel, wire) is None and channel.awaiting
+    else:
+        with pytest.raises(VhostUserRemoteError, match=message):
+            feed_acks(channel, wire)
+        s.backend.drop_channel()  # what the edge does: the session goes on without it
+        assert s.backend.channel is None and len(s.retired()) == 1
+        s.send(s.front.get_features())
+    s.close()

@@ -117,3 +117,60 @@ def test_builders_refuse_local_mistakes():
         front.set_vring_call(256, None)
     with pytest.raises(VhostUserLocalError, match="not a request vxdp speaks"):
         front.request(R.SET_LOG_BASE, 0)
+
+
+# -- the back-end request channel: the front-end's side -----------------------------------
+
+def channel_of(proto: int):
+    front = Frontend()
+    front.set_protocol_features(proto)
+    return front.backend_requests()
+
+
+def feed_requests(requests, data: bytes):
+    message, pos = None, 0
+    while pos < len(data):
+        n = requests.want()
+        message = requests.receive_data(data[pos:pos + n])
+        pos += n
+    return message
+
+
+BACKEND_REQ, CONFIG, REPLY_ACK = 1 << 5, 1 << 9, 1 << 3
+
+
+def test_config_change_is_taken_and_acked_as_asked():
+    requests = channel_of(BACKEND_REQ | CONFIG | REPLY_ACK)
+    message = feed_requests(requests, struct.pack("<III", 2, 0x9, 0))
+    assert message.request.spec_name == "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"
+    assert message.need_reply and not requests.idle
+    with pytest.raises(VhostUserLocalError, match=r"respond to .*CONFIG_CHANGE_MSG"):
+        requests.receive_data(b"\x00")
+    assert requests.respond(message, True) == struct.pack("<IIIQ", 2, 0x5, 8, 0)
+    assert requests.idle
+    with pytest.raises(VhostUserLocalError, match="not the back-end request awaiting"):
+        requests.respond(message)
+    message = feed_requests(requests, struct.pack("<III", 2, 0x9, 0))
+    assert requests.respond(message, False) == struct.pack("<IIIQ", 2, 0x5, 8, 1)
+    # without NEED_REPLY: no ack
+    message = feed_requests(requests, struct.pack("<III", 2, 0x1, 0))
+    assert requests.respond(message) == b""
+
+
+def test_no_ack_without_reply_ack_negotiated():
+    requests = channel_of(BACKEND_REQ | CONFIG)
+    message = feed_requests(requests, struct.pack("<III", 2, 0x9, 0))
+    assert requests.respond(message) == b""
+
+
+def test_config_change_refused_without_config_negotiated():
+    requests = channel_of(BACKEND_REQ | REPLY_ACK)
+    with pytest.raises(VhostUserRemoteError,
+                       match="VHOST_USER_BACKEND_CONFIG_CHANGE_MSG without protocol feature "
+                             r"VHOST_USER_PROTOCOL_F_CONFIG \(9\) negotiated"):
+        feed_requests(requests, struct.pack("<III", 2, 0x9, 0))
+
+
+def test_no_channel_without_backend_req():
+    with pytest.raises(VhostUserLocalError, match="PROTOCOL_F_BACKEND_REQ"):
+        channel_of(CONFIG | REPLY_ACK)

@@ -7,17 +7,22 @@ import pytest
 
 from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user.messages import (
+    BACKEND_REQUEST_PAYLOAD,
     REPLY_PAYLOAD,
     REQUEST_PAYLOAD,
+    BackendChannelReader,
     ConfigPayload,
     MemoryRegionDesc,
     MemoryTable,
     MessageReader,
     PayloadKind,
+    VhostUserBackendRequest,
     VhostUserProtocolFeature,
     VhostUserRequest,
     VringAddr,
     VringState,
+    encode_backend_ack,
+    encode_backend_request,
     encode_reply,
     encode_request,
 )
@@ -70,6 +75,7 @@ REQUEST_VECTORS = [
     (R.RESET_DEVICE, None, 0, hdr(34, 1, b"")),
     (R.SET_STATUS, 0x0F, 0, hdr(39, 1, u64(0x0F))),
     (R.GET_STATUS, None, 0, hdr(40, 1, b"")),
+    (R.SET_BACKEND_REQ_FD, None, 1, hdr(21, 1, b"")),  # the fd: the channel's socket
 ]
 
 # (request, kind, value, wire bytes): back-end replies (REPLY = 0x4).
@@ -203,6 +209,10 @@ MALFORMED = [
     ("kick without fd", hdr(12, 1, u64(0)), 0, r"VHOST_USER_SET_VRING_KICK: u64 0x0 needs 1 fd"),
     ("nofd call with fd", hdr(13, 1, u64(0x100)), 1, r"u64 0x100 needs 0 fd\(s\), got 1"),
     ("fd on SET_OWNER", hdr(3, 1, b""), 1, "VHOST_USER_SET_OWNER: carries no fds, got 1"),
+    ("backend req fd missing", hdr(21, 1, b""), 0,
+     r"VHOST_USER_SET_BACKEND_REQ_FD: needs 1 fd \(the channel's socket\), got 0"),
+    ("backend req two fds", hdr(21, 1, b""), 2, "needs 1 fd .* got 2"),
+    ("backend req payload", hdr(21, 1, u64(3)), 1, "payload size 8, a none payload is 0"),
 ]
 
 
@@ -240,3 +250,85 @@ def test_builders_refuse_what_does_not_fit():
         encode_request(R.SET_LOG_BASE, 0)
     with pytest.raises(VhostUserLocalError, match="must be an int"):
         encode_request(R.SET_FEATURES, VringState(0, 0))
+
+
+# -- the back-end request channel ----------------------------------------------------------
+
+B = VhostUserBackendRequest
+
+
+def test_backend_request_numbers_are_the_specs():
+    # vhost-user.rst, "Back-end message types": their own numbering, from 1.
+    spec = {"IOTLB_MSG": 1, "CONFIG_CHANGE_MSG": 2, "VRING_HOST_NOTIFIER_MSG": 3,
+            "VRING_CALL": 4, "VRING_ERR": 5, "SHARED_OBJECT_ADD": 6,
+            "SHARED_OBJECT_REMOVE": 7, "SHARED_OBJECT_LOOKUP": 8}
+    assert {r.name: int(r) for r in B} == spec
+    assert B.CONFIG_CHANGE_MSG.spec_name == "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"
+    assert int(R.SET_BACKEND_REQ_FD) == 21
+    assert set(BACKEND_REQUEST_PAYLOAD) == {B.CONFIG_CHANGE_MSG}
+
+
+# (request, need_reply, wire): back-end requests; (request, ok, wire): front-end acks.
+BACKEND_REQUEST_VECTORS = [
+    (B.CONFIG_CHANGE_MSG, False, hdr(2, 1, b"")),
+    (B.CONFIG_CHANGE_MSG, True, hdr(2, 9, b"")),
+]
+BACKEND_ACK_VECTORS = [
+    (B.CONFIG_CHANGE_MSG, True, hdr(2, 5, u64(0))),
+    (B.CONFIG_CHANGE_MSG, False, hdr(2, 5, u64(1))),
+]
+
+
+@pytest.mark.parametrize(("request_", "need_reply", "wire"), BACKEND_REQUEST_VECTORS)
+def test_backend_request_vectors_two_way(request_, need_reply, wire):
+    assert encode_backend_request(request_, need_reply=need_reply) == wire
+    message = feed_all(BackendChannelReader(), wire)
+    assert (message.request, message.payload, message.need_reply) == (request_, None, need_reply)
+
+
+@pytest.mark.parametrize(("request_", "ok", "wire"), BACKEND_ACK_VECTORS)
+def test_backend_ack_vectors_two_way(request_, ok, wire):
+    assert encode_backend_ack(request_, ok) == wire
+    reader = BackendChannelReader(replies=True, kind_of=lambda r, f: PayloadKind.U64)
+    message = feed_all(reader, wire)
+    assert (message.request, message.payload) == (request_, 0 if ok else 1)
+
+
+BACKEND_MALFORMED = [
+    ("unknown code", hdr(0, 1, b""), 0, "unknown back-end request code 0"),
+    ("front-end numbering", hdr(24, 1, b""), 0, "unknown back-end request code 24"),
+    ("iotlb never negotiated", hdr(1, 1, bytes(32)), 0,
+     r"unsupported back-end request VHOST_USER_BACKEND_IOTLB_MSG \(1\)"),
+    ("host notifier never negotiated", hdr(3, 1, bytes(24)), 1,
+     "unsupported back-end request VHOST_USER_BACKEND_VRING_HOST_NOTIFIER_MSG"),
+    ("payload on config change", hdr(2, 1, u64(0)), 0,
+     "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG: payload size 8, a none payload is 0"),
+    ("reply flag on a request", hdr(2, 5, b""), 0, "REPLY flag set where a request was due"),
+    ("version 0", hdr(2, 8, b""), 0, "version 0, only version 1 exists"),
+    ("fd on config change", hdr(2, 1, b""), 1,
+     r"carries no fds \(BACKEND_SEND_FD is not negotiated\), got 1"),
+]
+
+
+@pytest.mark.parametrize(("wire", "nfds", "message"), [m[1:] for m in BACKEND_MALFORMED],
+                         ids=[m[0] for m in BACKEND_MALFORMED])
+def test_malformed_backend_requests_are_refused_and_their_fds_closed(wire, nfds, message,
+                                                                     eventfds):
+    fds = eventfds(nfds)
+    reader = BackendChannelReader()
+    with pytest.raises(VhostUserRemoteError, match=message):
+        feed_all(reader, wire, fds)
+    assert not any(is_open(fd) for fd in fds)
+    with pytest.raises(VhostUserLocalError, match="already failed"):
+        reader.feed(b"\x00")
+
+
+def test_backend_ack_reader_refuses_a_short_ack_and_a_request():
+    reader = BackendChannelReader(replies=True, kind_of=lambda r, f: PayloadKind.U64)
+    with pytest.raises(VhostUserRemoteError, match="payload size 4, a u64 payload is 8"):
+        feed_all(reader, hdr(2, 5, b"\x00" * 4))
+    reader = BackendChannelReader(replies=True, kind_of=lambda r, f: PayloadKind.U64)
+    with pytest.raises(VhostUserRemoteError, match="REPLY flag clear where a reply was due"):
+        feed_all(reader, hdr(2, 1, u64(0)))
+    with pytest.raises(VhostUserLocalError, match="not a back-end request vxdp speaks"):
+        encode_backend_request(B.IOTLB_MSG)

@@ -24,6 +24,7 @@ from vxdp.vhost_user.transport import (
     FrontendConnection,
     send_message,
     serve_backend,
+    serve_backend_requests,
     serve_connection,
 )
 
@@ -401,3 +402,124 @@ async def test_a_file_that_is_not_a_socket_is_never_replaced(sockpath):
     with trio.fail_after(5), pytest.raises(VhostUserLocalError, match="not a socket"):
         await serve_backend(sockpath, CONFIG, EchoDevice().handlers)
     assert sockpath.read_text() == "precious"
+
+
+# -- the back-end request channel ----------------------------------------------------------
+
+CHANNEL_PF = ALL_PF | (1 << PF.BACKEND_REQ)
+CHANNEL_CONFIG = BackendConfig(VERSION_1 | PROTOCOL, CHANNEL_PF, queue_num=3,
+                               config_size=len(CONFIG_SPACE))
+
+
+class ChannelRig:
+    """A back-end session and a front-end connection over a socketpair; `session` is the
+    back-end's, as a device handler sees it."""
+
+    def __init__(self, nursery, config=CHANNEL_CONFIG):
+        self.device = EchoDevice()
+        self.session = None
+        self.reasons = []
+        self.front_sock, self.back_sock = trio.socket.socketpair(socket.AF_UNIX,
+                                                                 socket.SOCK_STREAM)
+
+        async def connected(session, event):
+            self.session = session
+        self.device.handlers[ev.Connected] = connected
+
+        async def backend():
+            self.reasons.append(await serve_connection(self.back_sock, config,
+                                                       self.device.handlers))
+        nursery.start_soon(backend)
+        self.conn = FrontendConnection(self.front_sock)
+
+
+async def wait_for(predicate, what):
+    while not predicate():
+        await trio.sleep(0.001)
+
+
+async def test_config_change_reaches_the_front_end_and_is_acked():
+    got = []
+
+    async def handler(message):
+        got.append(message.request.spec_name)
+        return True
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                _, proto = await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
+                assert proto == CHANNEL_PF and conn.backend_channel is not None
+                nursery.start_soon(serve_backend_requests, conn.backend_channel,
+                                   conn.core.backend_requests(), handler)
+                conn.backend_channel = None  # served (and closed) by the task
+                assert rig.session.signal_config_change()
+                await wait_for(lambda: got, "the config change")
+                channel = rig.session.backend.channel
+                await wait_for(lambda: not channel.awaiting, "the ack")
+                assert rig.session.signal_config_change()
+                await wait_for(lambda: len(got) == 2, "the second one")
+                assert got == ["VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"] * 2
+                assert rig.session.config_changes_sent == 2
+                assert await conn.value(conn.core.get_features())  # main socket unharmed
+    assert rig.reasons == [""]
+
+
+async def test_malformed_ack_drops_the_channel_and_the_session_goes_on(caplog):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
+                chan = conn.backend_channel
+                assert rig.session.signal_config_change()
+                assert await chan.recv(64) == struct.pack("<III", 2, 0x9, 0)
+                await chan.send(struct.pack("<III", 2, 0x5, 4) + bytes(4))  # a short ack
+                await wait_for(lambda: rig.session.backend.channel is None, "the drop")
+                assert not rig.session.signal_config_change()
+                assert await conn.value(conn.core.get_status()) == 0
+    assert "back-end request channel failed" in caplog.text
+    assert "payload size 4, a u64 payload is 8" in caplog.text
+    assert rig.reasons == [""]
+
+
+async def test_front_end_that_closed_its_channel_is_logged_not_fatal(caplog):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
+                conn.backend_channel.close()
+                conn.backend_channel = None
+                assert rig.session.signal_config_change()
+                await wait_for(lambda: rig.session.backend.channel is None, "the drop")
+                assert await conn.value(conn.core.get_status()) == 0
+    assert "front-end closed the back-end request channel" in caplog.text
+
+
+async def test_no_channel_without_backend_req_and_a_non_socket_is_refused(caplog):
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
+                assert conn.backend_channel is None
+                assert not rig.session.signal_config_change()  # the log line's case
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                conn.core.set_protocol_features(CHANNEL_PF)  # bypass negotiate's socketpair
+                await conn.value(conn.core.get_features())
+                await conn.value(conn.core.get_protocol_features())
+                await conn.send(conn.core.set_protocol_features(CHANNEL_PF))
+                efd = EventFd()
+                try:
+                    with pytest.raises(VhostUserRemoteError,
+                                       match="refused VHOST_USER_SET_BACKEND_REQ_FD"):
+                        await conn.send(conn.core.set_backend_req_fd(efd.fd))
+                finally:
+                    efd.close()
+                assert not rig.session.signal_config_change()
+                assert await conn.value(conn.core.get_status()) == 0
+    assert "is not a socket" in caplog.text
