@@ -14,10 +14,17 @@ DROP and ABORTED end there, TX goes back out of the wire, REDIRECT goes to ifind
 wire) or to another guest's queues, PASS goes into the guest's receive queue.  Two
 datapaths do this: `c` (default) hands receiveq1/transmitq1 of a live split-ring device
 to the C packet core (`cpath.CPath`, one C call per burst, program included); `python`
-leaves them to the device model with the program on `XdpHook`.  The wire is read once a
-guest has posted receive buffers, and a burst waits (briefly) for guests to have room, so
-that a replay or a generator run is not spent on nobody.  Frames a guest transmits go to
-another guest when addressed to its MAC, else to the wire.
+leaves them to the device model with the program on `XdpHook`.  Frames a guest transmits
+go to another guest when addressed to its MAC, else to the wire.
+
+The wire pump works as vhost-net's receive handler does.  It is read once a guest has
+posted receive buffers, in rounds of at most `burst` frames (256, vhost-net's weight), each
+as large as every live guest has buffers for (`wait_for_room`), so a replay or a
+generator goes as fast as the guests take frames and is not spent on nobody.  While a
+guest's ring holds buffers its C port turns the driver's receive kicks off; when none are
+left the pump turns them on and waits for the kick (at most ROOM_WAIT, then the round
+goes and what finds no buffer drops).  Rounds run back to back for up to TURN seconds
+before the pump lets the other tasks (kicks, control requests) in.
 
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
