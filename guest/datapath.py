@@ -136,6 +136,7 @@ class GuestPort:
         self.program: Program | None = None
         self.maps: list[CoreMap] = []
         self._driver: tuple[Driver, int] | None = None
+        self.reaped = 0  # frames the last rx_burst took off the ring (before XDP)
 
     # ------------------------------------------------------------ hand-over
 
@@ -230,9 +231,11 @@ class GuestPort:
         self.program, self.maps = program, core_maps
 
     def rx_burst(self, budget: int | None = None) -> tuple[list[bytes], Kicks]:
-        """Frames the device delivered (at most `budget`), after the guest's program."""
+        """Frames the device delivered (at most `budget`), after the guest's program;
+        `reaped` says how many the ring gave (fewer than the budget: it is empty)."""
         self._pass.clear()
-        _, mask = native.gport_rx_burst(self.handle, budget or self.burst_size, self._pass)
+        self.reaped, mask = native.gport_rx_burst(self.handle, budget or self.burst_size,
+                                                  self._pass)
         return self._pass.frames(), Kicks.from_mask(mask)
 
     def tx_burst(self, frames: Sequence[bytes]) -> tuple[int, Kicks]:
