@@ -709,7 +709,7 @@ def gport_interrupts(gp: GportHandle, queue: int, enable: bool) -> bool:
     rc = lib.vxdp_gport_interrupts(gp.ptr, queue, int(enable), gp.err, 256)
     if rc < 0:
         raise CoreError(_text(gp.err))
-    return rc > 0
+    return bool(rc > 0)
 
 
 def gport_inflight(gp: GportHandle, queue: int, size: int) -> list[tuple[int, int]]:

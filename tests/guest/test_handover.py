@@ -18,8 +18,8 @@ from virtio_spec.features import VirtioFeature as F
 from virtio_spec.features import mask_of
 from virtio_spec.split import SplitDriverQueue
 
-from .test_driver import OFFER, ScriptedDevice, make_driver, run
 from .test_datapath import frame, prog
+from .test_driver import OFFER, ScriptedDevice, make_driver, run
 
 NO_EVENT_IDX = OFFER & ~mask_of((F.VIRTIO_F_EVENT_IDX,))
 
@@ -51,7 +51,7 @@ def test_a_lent_pair_gets_no_buffers_from_the_driver() -> None:
 
 
 def test_hand_over_starts_at_the_driver_indices_and_moves_frames() -> None:
-    driver, dev, port = lent()
+    driver, _, port = lent()
     g = GuestPort.from_driver(driver)
     assert g.addresses[0] == driver.queues[0].addresses
     assert g.start() == Kicks(rx=True)
@@ -72,7 +72,7 @@ def test_hand_over_refuses_a_pair_the_driver_posted_on() -> None:
 
 
 def test_hand_back_at_c_indices_the_driver_reaps_c_buffers() -> None:
-    driver, dev, port = lent()
+    driver, _, port = lent()
     g = GuestPort.from_driver(driver)
     g.start()
     for r in range(3):  # past one lap of the 32-entry rings
@@ -124,7 +124,7 @@ def test_no_interrupts_asked_while_polling(offered: int) -> None:
     g.attach(prog("mov %r0, 1\nexit"))
     g.interrupts(0, False)  # a non-empty ring is being polled
     before = port.stats["irq_sent"]
-    for r in range(5):
+    for _ in range(5):
         port.rx_burst([frame(64, i) for i in range(8)])
         g.rx_burst()
     st = port.stats

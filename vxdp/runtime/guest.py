@@ -662,7 +662,7 @@ class GuestRuntime:
         rx = {k: dict(v) for k, v in self.rx.items()}
         tx = {k: dict(v) for k, v in self.tx.items()}
         stack, dropped = self.stack, dict(self.dropped)
-        xdp = {**self.xdp.stats(), "attached": self.xdp.attached}
+        xdp: dict[str, Any] = {**self.xdp.stats(), "attached": self.xdp.attached}
         c = self.c_stats()
         datapath: dict[str, Any] = {"kind": "c" if self.cport is not None else "python",
                                     "requested": self.datapath, "refusal": self.c_refusal,
