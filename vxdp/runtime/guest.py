@@ -22,6 +22,16 @@ the guest's stack port, TX goes back out through the device, REDIRECT has no sec
 device here and is dropped (counted), DROP and ABORTED are dropped.  The stack port
 (`port`, a `vxdp.runtime.wire` port) is also where frames to transmit come from.
 
+`datapath="c"` (the default): the driver lends pair 1 at DRIVER_OK and a
+`guest.datapath.GuestPort` runs it in C (refill, rx, XDP, PASS, XDP_TX, tx); the Python
+side moves bursts.  Its rx task polls as virtio_net's NAPI does: interrupts off while
+bursts come back full, on (and the ring checked once more) before it sleeps on the rx
+call eventfd (virtio 1.3 §2.7.7).  Tx kicks are the device's call (§2.7.10); tx
+interrupts are asked for only while frames wait for a full ring.  Packed rings stay on
+the Python driver.  The C port keeps the rings across a host restart (they are guest
+memory, and the resume below starts the new device where the old one stopped) and
+hands them back to the driver (`GuestPort.hand_back`) before a reset.
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays
