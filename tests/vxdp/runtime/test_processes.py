@@ -185,7 +185,7 @@ async def test_host_killed_guest_reports_gone_and_reconnects(tmp_path: Path) -> 
             assert await guest.stop() == 0
     assert "rings resumed" in guest.out
     g = load_json(stats)  # the C datapath kept the rings across the restart
-    assert g["datapath"]["kind"] == "c" and g["connects"] == 2
+    assert g["datapath"]["kind"] == "c" and g["connects"] >= 2
     assert g["rx"]["receiveq1"]["packets"] == 50 == g["stack"]["packets"]
 
 
