@@ -888,6 +888,53 @@ size_t vxdp_gport_last_fault(const struct vxdp_gport *g, char *buf, size_t cap)
     return copy_fault(&g->xdp, buf, cap);
 }
 
+static struct vxdp_vq *gport_queue(const struct vxdp_gport *g, uint32_t queue)
+{
+    return queue == 0 ? g->rx : queue == 1 ? g->tx : NULL;
+}
+
+/* Used-buffer notifications of queue 0 (rx) or 1 (tx), as virtio_net's NAPI poll turns
+ * them: off while the driver polls a non-empty ring (virtqueue_disable_cb), on before it
+ * sleeps (virtqueue_enable_cb_prepare), and then 1 when used buffers arrived in between
+ * (virtqueue_poll): poll again instead of sleeping (virtio 1.3 §2.7.7, §2.7.10). */
+int vxdp_gport_interrupts(struct vxdp_gport *g, uint32_t queue, int enable, char *err,
+                          size_t errlen)
+{
+    struct vxdp_vq *vq = gport_queue(g, queue);
+    if (!vq)
+        return vxdp_errf(err, errlen, -EINVAL, "guest port queue %u: 0 is rx, 1 is tx",
+                         queue);
+    if (!enable) {
+        vxdp_vq_disable_interrupts(vq);
+        return 0;
+    }
+    return vxdp_vq_enable_interrupts(vq, err, errlen);
+}
+
+/* The chains in flight on queue 0 (rx) or 1 (tx), for a hand-back to another driver: each
+ * is one descriptor (its head) carrying one pool buffer at gpa[i]. */
+int vxdp_gport_inflight(const struct vxdp_gport *g, uint32_t queue, uint32_t *heads,
+                        uint64_t *gpa, uint32_t cap, char *err, size_t errlen)
+{
+    const struct vxdp_vq *vq = gport_queue(g, queue);
+    uint32_t n = 0;
+    if (!vq)
+        return vxdp_errf(err, errlen, -EINVAL, "guest port queue %u: 0 is rx, 1 is tx",
+                         queue);
+    for (uint32_t h = 0; h < vq->size; h++) {
+        if (!vq->drv_ndesc[h])
+            continue;
+        if (n == cap)
+            return vxdp_errf(err, errlen, -ENOSPC, "%s: more than %u chains in flight",
+                             vq->name, cap);
+        heads[n] = h;
+        gpa[n] = queue == 0 ? g->rx_gpa + (uint64_t)g->rx_buf_of[h] * g->rx_buf_size
+                            : g->tx_gpa + (uint64_t)g->tx_buf_of[h] * g->tx_buf_size;
+        n++;
+    }
+    return (int)n;
+}
+
 /* Post every free rx buffer the ring has descriptors for; bit 0 of *kicks on a kick. */
 int vxdp_gport_refill(struct vxdp_gport *g, uint32_t *kicks)
 {

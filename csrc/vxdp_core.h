@@ -278,6 +278,10 @@ int vxdp_gport_tx_burst(struct vxdp_gport *gp, const struct vxdp_burst *in, uint
                         char *err, size_t errlen);
 void vxdp_gport_get_stats(const struct vxdp_gport *gp, struct vxdp_gport_stats *st);
 size_t vxdp_gport_last_fault(const struct vxdp_gport *gp, char *buf, size_t cap);
+int vxdp_gport_interrupts(struct vxdp_gport *gp, uint32_t queue, int enable, char *err,
+                          size_t errlen);
+int vxdp_gport_inflight(const struct vxdp_gport *gp, uint32_t queue, uint32_t *heads,
+                        uint64_t *gpa, uint32_t cap, char *err, size_t errlen);
 /* CDEF-END */
 
 #endif

@@ -20,6 +20,11 @@ driver programs every queue of the N pairs the device offers, fills every receiv
 (mergeable buffers when VIRTIO_NET_F_MRG_RXBUF is negotiated, §5.1.6.3), and uses the
 pairs the device was told about (1 after reset, more after VQ_PAIRS_SET, §5.1.6.5.6).
 
+Lending a pair: pairs named in `lend_pairs` are handed at DRIVER_OK to another
+datapath (the C one, `guest.datapath.GuestPort.from_driver`) with nothing posted: the
+driver keeps their ring areas but posts, reaps and kicks nothing on them (`lent`) until
+`take_back()` returns them at the other datapath's indices with its chains in flight.
+
 Hostile device: every answer is checked (feature refusal, config values, queue sizes,
 used lengths, num_buffers, ack bytes); what cannot be trusted is dropped with a
 `DeviceError` event naming the clause, and initialization problems end in FAILED.
@@ -107,7 +112,8 @@ class Driver:
 
     def __init__(self, memory: GuestMemory, allocator: Allocator, *,
                  features: int = SUPPORTED_FEATURES, extra_features: int = 0,
-                 queue_size: int = 256, rx_buffer_size: int = 1536) -> None:
+                 queue_size: int = 256, rx_buffer_size: int = 1536,
+                 lend_pairs: Iterable[int] = ()) -> None:
         self.memory = memory
         self.allocator = allocator
         self.wanted = features & SUPPORTED_FEATURES
@@ -123,6 +129,10 @@ class Driver:
         self.active_pairs = 1
         self.xdp_caps: XdpCapabilities | None = None
         self.queues: dict[int, DriverQueue] = {}
+        # pairs handed to another datapath at DRIVER_OK (the C one); `lent` holds the
+        # queue indices it runs now: the driver posts, reaps and kicks nothing on them
+        self.lend_pairs = frozenset(lend_pairs)
+        self.lent: set[int] = set()
         self._status = 0
         self._polls = 0
         self._plan: list[tuple[int, str]] = []
@@ -207,6 +217,7 @@ class Driver:
         for q in self.queues.values():
             q.release()
         self.queues.clear()
+        self.lent.clear()
         for cmd in self._ctrl.values():
             cmd.done, cmd.error = True, "device reset"
         self._ctrl.clear()
@@ -250,8 +261,10 @@ class Driver:
             self._events.append(DriverReady(
                 ":".join(f"{b:02x}" for b in self.mac), self.mtu, self.max_pairs,
                 len(self.queues), xdp))
+            for pair in sorted(self.lend_pairs):
+                self.lent.update(i for i in (2 * pair, 2 * pair + 1) if i in self.queues)
             for q in self.queues.values():
-                if q.name.startswith("receiveq"):
+                if q.name.startswith("receiveq") and q.index not in self.lent:
                     self._refill(q)
         elif state is InitState.FAILED:
             # §3.1.1: "the driver SHOULD set the FAILED status bit to indicate that it
@@ -390,6 +403,28 @@ class Driver:
         return max(self.rx_buffer_size, MIN_RX_BUFFER,
                    self.hdr_len + self.mtu + _ETH_HLEN + _VLAN_HLEN)
 
+    def lent_queues(self, pair: int = 0) -> tuple[DriverQueue, DriverQueue]:
+        """receiveq(pair+1) and transmitq(pair+1) while another datapath runs them."""
+        rx, tx = 2 * pair, 2 * pair + 1
+        if rx not in self.lent or tx not in self.lent:
+            raise LocalProtocolError(f"pair {pair} is not lent (lent queues: "
+                                     f"{sorted(self.lent)})")
+        return self.queues[rx], self.queues[tx]
+
+    def take_back(self, pair: int = 0,
+                  states: dict[int, tuple[int, int, dict[int, tuple[int, int, bool]],
+                                          list[int]]] | None = None) -> None:
+        """The datapath that ran pair `pair` gives it back: per queue index, (avail idx,
+        next used idx, chains in flight head -> (gpa, len, writable), buffer blocks); no
+        state means it posted nothing.  Receive buffers are topped up (if LIVE)."""
+        queues = self.lent_queues(pair)
+        for q in queues:
+            if states is not None and q.index in states:
+                q.take_over(*states[q.index])
+            self.lent.discard(q.index)
+        if self.state is InitState.LIVE:
+            self._refill(queues[0])
+
     def _refill(self, q: DriverQueue) -> None:
         added = 0
         while q.free_descriptors >= 1:
@@ -403,6 +438,8 @@ class Driver:
         self._require_live()
         if not 0 <= pair < self.active_pairs:
             raise LocalProtocolError(f"pair {pair} is not in use ({self.active_pairs} active)")
+        if 2 * pair + 1 in self.lent:
+            raise LocalProtocolError(f"transmitq{pair + 1} is lent to another datapath")
         q = self.queues[2 * pair + 1]
         self._tx_done(q)
         layout = net_hdr_struct(self.has(_N.VIRTIO_NET_F_HASH_REPORT))
@@ -472,6 +509,8 @@ class Driver:
         if q is None:
             self._events.append(DeviceError(queue, "interrupt for a queue the driver has not set up"))
             return
+        if queue in self.lent:
+            return  # the datapath the queue is lent to reaps it
         try:
             reaped = q.reap()
         except RingError as err:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from virtio_spec.errors import LocalProtocolError
 from virtio_spec.memory import GuestMemory
 from virtio_spec.packed import PackedDriverQueue
 from virtio_spec.split import SplitDriverQueue
@@ -186,6 +187,21 @@ class DriverQueue:
                 self.alloc.free(gpa)
             out.append(Reaped(elem.id, elem.len, bytes(data), capacity))
         return out
+
+    def take_over(self, avail_idx: int, last_used_idx: int,
+                  chains: dict[int, tuple[int, int, bool]], blocks: Sequence[int] = ()) -> None:
+        """Continue the ring where another driver of this queue left it (a hand-back from
+        the C datapath): one-descriptor chains in flight, head -> (gpa, len, writable),
+        whose buffers live in `blocks` (freed with the queue, not per chain)."""
+        if self.packed or not isinstance(self.ring, SplitDriverQueue):
+            raise LocalProtocolError(f"{self.name}: only a split ring can be taken over")
+        if self._chains:
+            raise LocalProtocolError(f"{self.name}: {len(self._chains)} chains of this "
+                                     f"driver still in flight")
+        self.ring.take_over(avail_idx, last_used_idx, {head: [head] for head in chains})
+        self._chains = {head: ([], [(gpa, n)] if writable else [])
+                        for head, (gpa, n, writable) in chains.items()}
+        self._blocks.extend(blocks)
 
     def release(self) -> None:
         """Free every buffer and the ring areas (after a device reset)."""

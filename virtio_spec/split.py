@@ -29,7 +29,7 @@ path, where parsing with construct measured ~250x slower per descriptor.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .chain import Chain, ChainBuilder
@@ -407,6 +407,25 @@ class SplitDriverQueue(_SplitRing):
         while (elem := self.pop_used()) is not None:
             out.append(elem)
         return out
+
+    def take_over(self, avail_idx: int, last_used_idx: int,
+                  chains: Mapping[int, Sequence[int]]) -> None:
+        """Continue a ring another driver ran (a hand-back), without writing the rings:
+        its shadow avail idx (= the published one), the next used index it would have
+        reaped, and its chains in flight (head -> descriptors in chain order)."""
+        count = (avail_idx - last_used_idx) & 0xFFFF
+        taken = [d for ids in chains.values() for d in ids]
+        if count != len(chains) or len(set(taken)) != len(taken) \
+                or any(not 0 <= d < self.size for d in taken):
+            raise LocalProtocolError(f"{self.name}: avail idx {avail_idx} and last used idx "
+                                     f"{last_used_idx} leave {count} chains in flight, "
+                                     f"{len(chains)} given with {len(taken)} descriptors")
+        self.avail_idx = self._kicked = avail_idx & 0xFFFF
+        self.last_used_idx = last_used_idx & 0xFFFF
+        busy = set(taken)
+        self._free = [d for d in range(self.size - 1, -1, -1) if d not in busy]
+        self._chains = {head: list(ids) for head, ids in chains.items()}
+        self._interrupts = True
 
     def enable_interrupts(self) -> bool:
         """Ask for used-buffer notifications; True if used elements already wait."""

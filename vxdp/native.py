@@ -718,6 +718,24 @@ def gport_last_fault(gp: GportHandle) -> str:
     return _fault(lib.vxdp_gport_last_fault, gp.ptr)
 
 
+def gport_interrupts(gp: GportHandle, queue: int, enable: bool) -> bool:
+    """Used-buffer notifications of queue 0 (rx) or 1 (tx) off or on; on enabling, True
+    when used buffers arrived meanwhile (poll again before sleeping)."""
+    rc = lib.vxdp_gport_interrupts(gp.ptr, queue, int(enable), gp.err, 256)
+    if rc < 0:
+        raise CoreError(_text(gp.err))
+    return bool(rc > 0)
+
+
+def gport_inflight(gp: GportHandle, queue: int, size: int) -> list[tuple[int, int]]:
+    """The chains in flight on queue 0 (rx) or 1 (tx): (head, pool buffer gpa) each."""
+    heads, gpa = ffi.new("uint32_t[]", size), ffi.new("uint64_t[]", size)
+    rc = lib.vxdp_gport_inflight(gp.ptr, queue, heads, gpa, size, gp.err, 256)
+    if rc < 0:
+        raise CoreError(_text(gp.err))
+    return [(int(heads[i]), int(gpa[i])) for i in range(rc)]
+
+
 # ---------------------------------------------------------------- compiled programs (jit_glue.c)
 
 def jit_abi() -> int:

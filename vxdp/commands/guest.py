@@ -1,7 +1,7 @@
 """`vxdp guest`: the guest process, a virtio-net driver over a vhost-user front-end.
 
     vxdp guest --socket PATH [--xdp OBJ.o [--section S] [--program NAME]] [--wire SPEC]
-               [--queue-size N] [--retry SECONDS] [--stats-json FILE]
+               [--queue-size N] [--retry SECONDS] [--datapath c|python] [--stats-json FILE]
 
 The guest dials the host's socket (and keeps dialling until it answers), initializes the
 device and moves frames.  `--xdp` runs a program in the driver (driver mode, as XDP in a
@@ -9,7 +9,10 @@ Linux guest's virtio_net): PASS reaches the guest's stack, TX goes back out thro
 device.  `--wire` is the guest's stack side: frames it delivers are transmitted, frames
 that reach the stack go to it (`pcap:out=RX.pcap` captures them).  When the host goes
 away the guest prints `device gone`, keeps its driver state, and reconnects when the
-socket answers again.  SIGINT or SIGTERM writes `--stats-json` and exits 0.
+socket answers again.  `--datapath c` (the default) runs receiveq1/transmitq1 on the C
+core from DRIVER_OK on: refill, receive, driver-mode XDP and transmit per packet in C, in
+bursts; `--datapath python` keeps every queue on the Python driver (the reference).
+SIGINT or SIGTERM writes `--stats-json` and exits 0.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from vxdp.runtime.cli import (
     until_signalled,
     write_stats,
 )
-from vxdp.runtime.guest import QUEUE_MAX, GuestRuntime
+from vxdp.runtime.guest import DATAPATHS, QUEUE_MAX, GuestRuntime
 from vxdp.runtime.wire import open_port
 
 NAME = "guest"
@@ -47,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"virtqueue size (default and most: {QUEUE_MAX})")
     parser.add_argument("--retry", type=float, default=0.1, metavar="SECONDS",
                         help="how often to dial a host that is not there (default 0.1)")
+    parser.add_argument("--datapath", choices=DATAPATHS, default="c",
+                        help="pair 1's per-packet work: the C core (default) or the Python "
+                             "driver")
     add_common(parser)
 
 
@@ -76,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
     hook = make_hook(args)
     port = open_port(args.wire)
     runtime = GuestRuntime(args.socket, xdp=hook, port=port, queue_size=args.queue_size,
-                           retry=args.retry,
+                           retry=args.retry, datapath=args.datapath,
                            report=lambda kind, text: say("guest", f"{kind}: {text}"))
     return trio.run(_main, runtime, args.stats_json)

@@ -8,7 +8,8 @@ same seeded traffic from the host's wire each time:
                             fills the guest's buffers in one call per burst
     host (Python datapath)  the program attached on the host; the device model delivers
     guest (driver mode)     no program on the host; the guest's driver runs it on what it
-                            reaps (XDP_TX goes back out through the device)
+                            reaps (XDP_TX goes back out through the device), on the
+                            guest's C datapath (the host's is C too)
 
 Each run ends when every frame is accounted for: the action counts add up to the frames
 sent, the guest's stack holds the PASS frames and the wire the TX frames.  The numbers
@@ -125,7 +126,8 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
         host.attach(program)
     else:
         guest_hook.attach(program)
-    guest = GuestRuntime(None, xdp=guest_hook, port=NullPort(WireSpec("null")))
+    guest = GuestRuntime(None, xdp=guest_hook, port=NullPort(WireSpec("null")),
+                         datapath=datapath)
     a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     served = False
 
@@ -137,7 +139,7 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
         return b
 
     def actions() -> dict[str, int]:
-        return host.actions() if placement == "host" else dict(guest.xdp.actions)
+        return host.actions() if placement == "host" else guest.actions()
 
     def done() -> bool:
         return (sum(actions().values()) == len(frames)

@@ -28,6 +28,16 @@ the guest's stack port, TX goes back out through the device, REDIRECT has no sec
 device here and is dropped (counted), DROP and ABORTED are dropped.  The stack port
 (`port`, a `vxdp.runtime.wire` port) is also where frames to transmit come from.
 
+`datapath="c"` (the default): the driver lends pair 1 at DRIVER_OK and a
+`guest.datapath.GuestPort` runs it in C (refill, rx, XDP, PASS, XDP_TX, tx); the Python
+side moves bursts.  Its rx task polls as virtio_net's NAPI does: interrupts off while
+bursts come back full, on (and the ring checked once more) before it sleeps on the rx
+call eventfd (virtio 1.3 §2.7.7).  Tx kicks are the device's call (§2.7.10); tx
+interrupts are asked for only while frames wait for a full ring.  Packed rings stay on
+the Python driver.  The C port keeps the rings across a host restart (they are guest
+memory, and the resume below starts the new device where the old one stopped) and
+hands them back to the driver (`GuestPort.hand_back`) before a reset.
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays
@@ -79,18 +89,26 @@ from guest import (
     WriteDriverFeatures,
     WriteStatus,
 )
-from virtio_spec.errors import LocalProtocolError
+from guest.datapath import GuestPort, Kicks
+from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.features import VirtioNetFeature as _N
 from virtio_spec.features import mask_of
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import VirtioNetStatus, virtio_net_config
-from vxdp.errors import UsageError, VhostUserError, VhostUserLocalError, VhostUserRemoteError
+from vxdp.errors import (
+    UsageError,
+    VhostUserError,
+    VhostUserLocalError,
+    VhostUserRemoteError,
+    VxdpError,
+)
 from vxdp.vhost_user import EventFd, FrontendMemory, VhostUserBackendRequest
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .cpath import ACTION_COUNTERS
 from .link import DeviceGone, Link
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
@@ -98,6 +116,8 @@ from .xdp import XdpHook
 log = logging.getLogger("vxdp.runtime.guest")
 
 MEMORY_BASE = 0x4000_0000
+#: `--datapath`: pair 1 on the C core (guest.datapath.GuestPort), or all in Python.
+DATAPATHS = ("c", "python")
 QUEUE_MAX = 256
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
@@ -129,13 +149,17 @@ class GuestRuntime:
     def __init__(self, path: str | os.PathLike[str] | None, *, xdp: XdpHook | None = None,
                  port: WirePort | None = None, memory_size: int = 8 << 20,
                  queue_size: int = 256, features: int = SUPPORTED_FEATURES,
-                 retry: float = 0.1, burst: int = 32,
+                 retry: float = 0.1, burst: int = 32, datapath: str = "c",
                  report: Callable[[str, str], None] | None = None) -> None:
+        if datapath not in DATAPATHS:
+            raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
         self.memory = FrontendMemory.create([(MEMORY_BASE, memory_size)])
         mem = self.memory.guest
+        self.datapath = datapath
         self.driver = Driver(mem, GuestAllocator(mem), features=features,
-                             queue_size=min(queue_size, QUEUE_MAX))
+                             queue_size=min(queue_size, QUEUE_MAX),
+                             lend_pairs=(0,) if datapath == "c" else ())
         self.xdp = xdp if xdp is not None else XdpHook()
         self.port = port if port is not None else NullPort(WireSpec("null"))
         self.retry = retry
@@ -158,11 +182,16 @@ class GuestRuntime:
         self.gone_count = 0
         self.rx: dict[str, dict[str, int]] = {}
         self.tx: dict[str, dict[str, int]] = {}
-        self.stack = {"packets": 0, "bytes": 0}
+        self._stack = {"packets": 0, "bytes": 0}  # what the Python path handed up
         self.dropped = {"xdp": 0, "redirect": 0, "too_big": 0}
         self.device_errors = 0
         self.config_changes = 0  # CONFIG_CHANGE_MSGs the host sent
         self._config_deferred = False  # one came before the driver was live
+        self.cport: GuestPort | None = None  # pair 1 on the C datapath, once taken
+        self.c_totals: dict[str, int] = {}  # counters of C ports handed back
+        self.c_refusal = ""
+        self._c_wake = trio.Event()
+        self._c_tx_irq = False
         self._pending_tx: deque[bytes] = deque()
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
@@ -248,6 +277,7 @@ class GuestRuntime:
                 self.report("reconnected", f"reconnected to {self.path}: the driver was not "
                                            f"live; re-initializing the device")
             self.started.clear()
+            self._c_hand_back("device reset")
             self.driver.initialize()
             await self.pump()
         except DeviceGone:
@@ -421,6 +451,7 @@ class GuestRuntime:
         for index in sorted(self.kicks):
             self.kicks[index].signal()
             self.driver.interrupt(index)
+        self._c_wake.set()  # the C datapath reaps what the old device left, if it runs
         await self.pump()
         return ""
 
@@ -445,8 +476,13 @@ class GuestRuntime:
     async def _watch_call(self, index: int, efd: EventFd) -> None:
         while True:
             await efd.wait()
-            self.driver.interrupt(index)
-            await self.pump()
+            if self.cport is not None and index == 0:
+                self._c_wake.set()
+            elif self.cport is not None and index == 1:
+                self._tx_space.set()
+            else:
+                self.driver.interrupt(index)
+                await self.pump()
 
     def _events(self) -> None:
         burst: list[FrameReceived] = []
@@ -459,6 +495,8 @@ class GuestRuntime:
             elif isinstance(e, TxCompleted):
                 self._tx_space.set()
             elif isinstance(e, DriverReady):
+                if 0 in self.driver.lent:
+                    self._c_take()
                 self.ready.set()
                 self.report("device_ready", e.describe())
                 self._tx_space.set()
@@ -492,8 +530,8 @@ class GuestRuntime:
             self.dropped["xdp"] += verdict.dropped
             self.dropped["redirect"] += len(verdict.redirect)
             if verdict.passed:
-                self.stack["packets"] += len(verdict.passed)
-                self.stack["bytes"] += sum(map(len, verdict.passed))
+                self._stack["packets"] += len(verdict.passed)
+                self._stack["bytes"] += sum(map(len, verdict.passed))
                 self.port.send(verdict.passed)
             if verdict.tx:
                 self._pending_tx.extend(verdict.tx)
@@ -504,6 +542,9 @@ class GuestRuntime:
     def _flush_tx(self) -> None:
         """Queue what fits in the transmit ring (the driver kicks as it decides)."""
         if self.driver.state is not InitState.LIVE:
+            return
+        if self.cport is not None:
+            self._c_flush_tx(self.cport)
             return
         while self._pending_tx:
             frames = list(self._pending_tx)[:self.burst]
@@ -551,22 +592,153 @@ class GuestRuntime:
                 return
             await self.transmit(frames)
 
+    # -- the C datapath --------------------------------------------------------------
+
+    def _c_take(self) -> None:
+        """Run pair 1, which the driver lent at DRIVER_OK, on the C datapath; on refusal
+        the driver takes it back and goes on in Python."""
+        try:
+            port = GuestPort.from_driver(self.driver)
+            if self.xdp.program is not None:
+                port.attach(self.xdp.program, self.xdp.maps)
+        except (VxdpError, VirtioError) as exc:
+            self.c_refusal = str(exc)
+            self.report("datapath", f"pair 1 stays on the Python datapath: {exc}")
+            self.driver.take_back(0)
+            return
+        self.cport = port
+        self.c_refusal = ""
+        # tx completions are reaped on every burst: no interrupt unless the ring fills
+        port.interrupts(1, False)
+        self._c_tx_irq = False
+        self._c_kick(port.start())
+        assert self._nursery is not None
+        self._nursery.start_soon(self._c_rx_loop, port)
+        log.info("pair 1 runs on the C datapath")
+
+    def _c_hand_back(self, why: str) -> None:
+        """Give pair 1 back to the driver (before a reset), keeping the C counters."""
+        port, self.cport = self.cport, None
+        if port is None:
+            return
+        for key, value in port.stats.items():
+            self.c_totals[key] = self.c_totals.get(key, 0) + value
+        port.hand_back()
+        self._c_wake.set()  # its rx loop sees it is no longer the port and ends
+        log.info("pair 1 back on the Python driver: %s", why)
+
+    def _c_kick(self, kicks: Kicks) -> None:
+        for index, due in ((0, kicks.rx), (1, kicks.tx)):
+            efd = self.kicks.get(index)
+            if due and efd is not None:
+                efd.signal()
+
+    async def _c_rx_loop(self, port: GuestPort) -> None:
+        """virtio_net's NAPI poll: interrupts off while the ring has frames, bursts until
+        one comes back short, interrupts on, look again (a frame that slipped in between
+        is polled, not slept on), then sleep on the call eventfd (virtio 1.3 §2.7.7)."""
+        while self.cport is port:
+            port.interrupts(0, False)
+            while self.cport is port:
+                frames, kicks = port.rx_burst()
+                self._c_kick(kicks)
+                if frames:
+                    self.port.send(frames)
+                if port.reaped < port.burst_size:
+                    break
+                await trio.lowlevel.checkpoint()
+            if self.cport is not port:
+                return
+            wake = self._c_wake = trio.Event()
+            try:
+                if port.interrupts(0, True):
+                    continue
+            except VxdpError as exc:
+                # a hostile device broke the ring: it stays broken until a reset
+                self.device_errors += 1
+                self.report("error", f"receiveq1 on the C datapath: {exc}")
+            await wake.wait()
+
+    def _c_flush_tx(self, port: GuestPort) -> None:
+        if self._c_tx_irq:
+            port.interrupts(1, False)
+            self._c_tx_irq = False
+        frames = list(self._pending_tx)
+        sent, kicks = port.tx_burst(frames)
+        self._c_kick(kicks)
+        for _ in range(sent):
+            self._pending_tx.popleft()
+        if self._pending_tx:
+            # ring full: ask for a tx interrupt, and look again if space came meanwhile
+            self._c_tx_irq = True
+            try:
+                if port.interrupts(1, True):
+                    self._tx_space.set()
+            except VxdpError as exc:
+                self.device_errors += 1
+                self.report("error", f"transmitq1 on the C datapath: {exc}")
+
     # -- results ---------------------------------------------------------------------
 
+    def c_stats(self) -> dict[str, int]:
+        """The C datapath's counters, over every port it ran this guest's pair 1 with."""
+        out = dict(self.c_totals)
+        if self.cport is not None:
+            for key, value in self.cport.stats.items():
+                out[key] = out.get(key, 0) + value
+        return out
+
+    def actions(self) -> dict[str, int]:
+        """Driver-mode XDP action counts, both datapaths together."""
+        out = dict(self.xdp.actions)
+        c = self.c_stats()
+        for name, keys in ACTION_COUNTERS.items():
+            out[name] += c.get(keys[0], 0)
+        return out
+
+    @property
+    def stack(self) -> dict[str, int]:
+        """Frames (and bytes) handed to the guest's stack port, both datapaths together."""
+        c = self.c_stats()
+        return {"packets": self._stack["packets"] + c.get("pass_packets", 0),
+                "bytes": self._stack["bytes"] + c.get("pass_bytes", 0)}
+
     def stats(self) -> dict[str, Any]:
+        rx = {k: dict(v) for k, v in self.rx.items()}
+        tx = {k: dict(v) for k, v in self.tx.items()}
+        stack, dropped = self.stack, dict(self.dropped)
+        xdp: dict[str, Any] = {**self.xdp.stats(), "attached": self.xdp.attached}
+        c = self.c_stats()
+        datapath: dict[str, Any] = {"kind": "c" if self.cport is not None else "python",
+                                    "requested": self.datapath, "refusal": self.c_refusal,
+                                    "c_counters": c}
+        if c:
+            for queues, name, pk, by in ((rx, "receiveq1", "rx_packets", "rx_bytes"),
+                                         (tx, "transmitq1", "tx_packets", "tx_bytes")):
+                if c.get(pk):
+                    q = queues.setdefault(name, {"packets": 0, "bytes": 0})
+                    q["packets"] += c[pk]
+                    q["bytes"] += c[by]
+            dropped["xdp"] += c.get("xdp_drop", 0) + c.get("xdp_aborted", 0)
+            dropped["redirect"] += c.get("drop_redirect", 0)
+            dropped["too_big"] += c.get("drop_oversize", 0)
+            # xdp_invalid and xdp_fault are counted in xdp_aborted too, in C
+            xdp["actions"] = self.actions()
+            xdp["faults"] += c.get("xdp_fault", 0)
         return {
             "socket": self.path, "state": str(self.driver.state),
             "connected": self.link is not None, "connects": self.connects,
             "device_gone": self.gone_count, "mac": self.driver.mac.hex(":"),
-            "rx": {k: dict(v) for k, v in sorted(self.rx.items())},
-            "tx": {k: dict(v) for k, v in sorted(self.tx.items())},
-            "tx_waiting": len(self._pending_tx), "stack": dict(self.stack),
-            "dropped": dict(self.dropped), "device_errors": self.device_errors,
-            "xdp": {**self.xdp.stats(), "attached": self.xdp.attached},
-            "port": self.port.stats(),
+            "rx": dict(sorted(rx.items())), "tx": dict(sorted(tx.items())),
+            "tx_waiting": len(self._pending_tx), "stack": stack,
+            "dropped": dropped, "device_errors": self.device_errors,
+            "xdp": xdp, "port": self.port.stats(), "datapath": datapath,
         }
 
     def close(self) -> None:
+        if self.cport is not None:
+            self.c_totals = self.c_stats()
+            self.cport = None
         for efd in [*self.kicks.values(), *self.calls.values()]:
             efd.close()
         self.kicks.clear()
@@ -584,4 +756,4 @@ class GuestRuntime:
                     region.fd = -1
 
 
-__all__ = ["QUEUE_MAX", "DeviceGone", "GuestRuntime", "Link"]
+__all__ = ["DATAPATHS", "QUEUE_MAX", "DeviceGone", "GuestRuntime", "Link"]
