@@ -226,7 +226,14 @@ class PcapPort(WirePort):
 
 
 class GenPort(WirePort):
-    """Seeded traffic from `vxdp.packets.TrafficGenerator`, paced to `rate` pps."""
+    """Seeded traffic from `vxdp.packets.TrafficGenerator`, paced to `rate` pps.
+
+    Building a frame costs the generator tens of microseconds, so, as pktgen and
+    testpmd's txonly cycle prebuilt templates, the first POOL frames are generated and
+    kept, and from then on the same POOL frames go round again: a run of at most POOL
+    frames is exactly the generator's sequence, a longer one repeats it."""
+
+    POOL = 4096
 
     def __init__(self, spec: WireSpec) -> None:
         o = spec.options
@@ -240,6 +247,8 @@ class GenPort(WirePort):
         self.count = int(o.get("count", 0))
         self._made = 0
         self._start: float | None = None
+        self._kept: list[bytes] = []
+        self._pool: PackedFrames | None = None  # once POOL frames are kept
         super().__init__(spec)
 
     async def _next(self, limit: int) -> Sequence[bytes] | None:
@@ -256,8 +265,18 @@ class GenPort(WirePort):
             want = min(want, due)
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
-        self._made += want
-        return PackedFrames.pack(self.gen.packets(want))
+        if self._pool is None:
+            fresh = self.gen.packets(min(want, self.POOL - len(self._kept)))
+            self._kept += fresh
+            if len(self._kept) >= self.POOL:
+                self._pool = PackedFrames.pack(self._kept[:self.POOL])
+                self._kept = []
+            self._made += len(fresh)
+            return PackedFrames.pack(fresh)
+        at = self._made % self.POOL
+        burst = self._pool[at:at + want]  # up to the pool's end: the next burst wraps
+        self._made += len(burst)
+        return burst
 
 
 class TapPort(WirePort):

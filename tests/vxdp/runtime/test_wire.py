@@ -174,3 +174,14 @@ def test_tap_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(UsageError, match="needs root"):
         open_port("tap:vx0")
+
+
+async def test_generator_cycles_its_first_pool_of_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GenPort, "POOL", 100)
+    port = open_port("gen:count=350,seed=3,size=80")
+    out: list[bytes] = []
+    while (burst := await port.receive(32)) is not None:
+        out += burst
+    first = TrafficGenerator(3, sizes=(80,)).packets(100)
+    assert len(out) == 350 and port.rx_packets == 350 and port.rx_bytes == 350 * 80
+    assert out[:100] == first and out[100:200] == first and out[300:] == first[:50]
