@@ -49,6 +49,7 @@ from vxdp import native
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program, ProgType
 from vxdp.errors import CoreError, UsageError
+from vxdp.frames import PackedFrames
 
 if TYPE_CHECKING:
     from .device import Device
@@ -74,7 +75,7 @@ class BurstOut:
     """What one burst produced: frames for the wire, and the guests' interrupts due
     (ifindex -> bit 0 rx, bit 1 tx)."""
 
-    wire: list[bytes]
+    wire: Sequence[bytes]
     interrupts: dict[int, int] = field(default_factory=dict)
 
 
@@ -94,6 +95,13 @@ class HostSwitch:
             if mask:
                 out[ifindex] = mask
         return out
+
+
+def _joined(parts: list[PackedFrames]) -> Sequence[bytes]:
+    """One burst's frames for the wire: the packed burst itself when there was one."""
+    if len(parts) == 1:
+        return parts[0]
+    return [f for part in parts for f in part]
 
 
 def _ring_error(state: dict[str, object]) -> RingError | None:
@@ -251,7 +259,7 @@ class HostPort:
 
     def rx_burst(self, frames: Sequence[bytes]) -> BurstOut:
         """Frames from the wire, in bursts of at most `burst_size` (one C call each)."""
-        wire: list[bytes] = []
+        wire: list[PackedFrames] = []
         step = self.burst_size
         for at in range(0, len(frames), step):
             chunk = frames[at:at + step] if len(frames) > step else frames
@@ -263,21 +271,21 @@ class HostPort:
             self._wire.clear()
             native.port_rx_burst(self.handle, self._in, self._wire)
             if self._wire.count:
-                wire += self._wire.frames()
-        return BurstOut(wire, self.switch.interrupts())
+                wire.append(self._wire.packed())
+        return BurstOut(_joined(wire), self.switch.interrupts())
 
     def tx_burst(self, budget: int = native.BURST_MAX) -> BurstOut:
         """Frames the guest transmitted: every available tx chain, up to `budget`."""
-        wire: list[bytes] = []
+        wire: list[PackedFrames] = []
         while budget > 0:
             self._wire.clear()
             n = native.port_tx_burst(self.handle, min(budget, self.burst_size), self._wire)
             if self._wire.count:
-                wire += self._wire.frames()
+                wire.append(self._wire.packed())
             budget -= n
             if n == 0:
                 break
-        return BurstOut(wire, self.switch.interrupts())
+        return BurstOut(_joined(wire), self.switch.interrupts())
 
     # ------------------------------------------------------------ state
 

@@ -129,7 +129,7 @@ async def _measure(vhost: dpdk.Testpmd, user: dpdk.Testpmd, direction: str,
     return DpdkFigure(direction, rx / elapsed / 1e6, tx / elapsed / 1e6, rx, elapsed)
 
 
-class _BenchWire(WirePort):
+class RepeatWire(WirePort):
     """The host's wire for the bench: counts what leaves; repeats one burst while on."""
 
     def __init__(self) -> None:
@@ -158,7 +158,7 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
     from vxdp.runtime import HostRuntime
 
     sock = f"{tmp}/vxdp-host.sock"
-    wire = _BenchWire()
+    wire = RepeatWire()
     host = HostRuntime([sock], wire=wire, burst=host_burst)
     try:
         async with trio.open_nursery() as nursery:
@@ -261,4 +261,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "VXDP_DIRECTIONS", "DpdkFigure", "DpdkReport", "measure", "run"]
+__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "VXDP_DIRECTIONS", "DpdkFigure", "DpdkReport", "RepeatWire", "measure", "run"]

@@ -238,7 +238,7 @@ class HostRuntime:
     def from_guest(self, guest: GuestPort, frames: Sequence[bytes]) -> None:
         """Frames a guest transmitted: to a local guest addressed by MAC, else the wire."""
         if len(self.guests) == 1:
-            to_wire = list(frames)  # no other guest to address
+            to_wire = frames  # no other guest to address
         else:
             local = {g.profile.mac for g in self.guests if g is not guest}
             to_guests = [f for f in frames if f[:6] in local]
