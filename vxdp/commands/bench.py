@@ -1,6 +1,6 @@
 """`vxdp bench`: every measurement of vxdp, each beside its reference from the same run.
 
-    vxdp bench [-j] [--suite xdp|verifier|datapath|dpdk ...] [--workload NAME ...]
+    vxdp bench [-j] [--suite xdp|verifier|datapath|process|dpdk ...] [--workload NAME ...]
                [--rounds N] [--batch N] [--no-jit] [--progs DIR] [--dpdk-seconds S]
 
 Suites (all by default; `-j` prints one JSON object keyed by suite):
@@ -10,6 +10,9 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   datapath  Mpps of the C datapath: host rx XDP_DROP, host XDP_TX, PASS into the guest,
             guest driver-mode XDP_DROP and XDP_TX, and offload/driver-mode ratios
             (vxdp.bench_datapath)
+  process   the same five workloads end to end: `vxdp host` with a `vxdp guest` child
+            process over vhost-user, and the offload/driver-mode ratios there
+            (vxdp.bench_process)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
@@ -35,7 +38,7 @@ from vxdp.bench import PROGS_DIR, WORKLOADS, Bench, report_json, report_text
 NAME = "bench"
 HELP = ("measurements beside their references: engines vs the kernel JIT, verifier vs the "
         "kernel's, datapath Mpps, DPDK vhost")
-SUITES = ("xdp", "verifier", "datapath", "dpdk")
+SUITES = ("xdp", "verifier", "datapath", "process", "dpdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         datapath = bench_datapath.run()
         out["datapath"] = json.loads(datapath.to_json())
         texts.append("C datapath, 64-byte frames\n" + datapath.text())
+    if "process" in suites:
+        from vxdp import bench_process
+        proc = bench_process.run(args.dpdk_seconds)
+        out["process"] = proc.to_dict()
+        texts.append(proc.text())
     if "dpdk" in suites:
         from vxdp import bench_dpdk
         dp = bench_dpdk.run(args.dpdk_seconds, vxdp_host=True)

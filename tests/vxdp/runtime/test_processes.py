@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from vxdp.bpf.clang import clang_unavailable
 from vxdp.cli import main
 from vxdp.packets import TrafficGenerator
 
@@ -199,3 +200,19 @@ def test_unusable_input_exits_2(argv: list[str], message: str,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+async def test_bench_process_measures_every_workload() -> None:
+    """The end-to-end offload/driver-mode bench moves frames in each of its five
+    workloads (a smoke run: short windows; nothing is asserted about the rates)."""
+    from vxdp import bench_process
+    if (reason := clang_unavailable()) is not None:
+        pytest.skip(reason)
+    with trio.fail_after(90):
+        report = await bench_process.measure(0.2, warmup=0.05)
+    assert report.skipped is None
+    assert [f.workload for f in report.figures] == list(bench_process.WORKLOADS)
+    for f in report.figures:
+        assert f.frames > 0, f
+    assert set(report.ratios()) == {"drop", "tx"}
+    assert "offload/driver-mode DROP end to end" in report.text()
