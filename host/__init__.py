@@ -17,6 +17,7 @@ from .events import (
     FrameTransmitted,
     Interrupt,
     KickIgnored,
+    MoreAvailable,
     QueueReady,
     StatusChanged,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Handler",
     "Interrupt",
     "KickIgnored",
+    "MoreAvailable",
     "NetState",
     "QueueReady",
     "QueueRole",

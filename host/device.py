@@ -13,7 +13,9 @@ Theory of operation
 
 Every call returns the list of `host.events` it caused, in order (chains popped, used
 elements, interrupts sent or suppressed and why, frames, drops).  The edge injects the
-interrupts and forwards the frames.
+interrupts and forwards the frames.  A transmit notification handles at most one lap of
+the ring; when the driver refilled meanwhile (it runs in another process), the events
+end with `MoreAvailable` and the edge calls `notify` again after other work ran.
 
 Status and features go through `virtio_spec.status.DeviceStatusMachine` (the table lives
 there).  The rings are `virtio_spec.split` / `virtio_spec.packed` device queues over the
@@ -58,6 +60,7 @@ from .events import (
     FeaturesWritten,
     Interrupt,
     KickIgnored,
+    MoreAvailable,
     QueueReady,
     StatusChanged,
 )
@@ -259,7 +262,8 @@ class Device:
                            slot.addresses)]
 
     def notify(self, index: int) -> list[DeviceEvent]:
-        """A driver notification (kick) for queue `index`."""
+        """A driver notification (kick) for queue `index`.  A transmit queue gives up
+        to its size in chains, then `MoreAvailable` if the driver has refilled."""
         slot = self._queues.get(index)
         if slot is None or slot.engine is None:
             return [KickIgnored(index, "queue not enabled")]
@@ -273,7 +277,8 @@ class Device:
         events: list[DeviceEvent] = []
         try:
             if slot.role is QueueRole.TX:
-                TxPath(self, slot).process(events)
+                if TxPath(self, slot).process(events):
+                    events.append(MoreAvailable(index, slot.size))
             elif slot.role is QueueRole.RX:
                 RxPath(self, slot).flush_backlog(events)
             else:

@@ -218,6 +218,20 @@ class KickIgnored(DeviceEvent):
 
 
 @dataclass(frozen=True)
+class MoreAvailable(DeviceEvent):
+    """The device stopped after `handled` chains, a lap of the ring, with more available:
+    a driver in another process refilled as fast as they went.  The edge calls
+    `notify(queue)` again once other work had its turn (QEMU's virtio-net tx_burst)."""
+
+    kind: ClassVar[str] = "more_available"
+    queue: int
+    handled: int
+
+    def describe(self) -> str:
+        return f"q{self.queue} more available after {self.handled} chains: notify again"
+
+
+@dataclass(frozen=True)
 class DeviceNeedsReset(DeviceEvent):
     """The device hit an unrecoverable peer error and set DEVICE_NEEDS_RESET."""
 
@@ -233,5 +247,5 @@ class DeviceNeedsReset(DeviceEvent):
 
 __all__ = ["ChainPopped", "ChainUsed", "ConfigInterrupt", "CtrlHandled", "DeviceEvent",
            "DeviceNeedsReset", "FeaturesWritten", "FrameDeferred", "FrameDelivered",
-           "FrameDropped", "FrameTransmitted", "Interrupt", "KickIgnored", "QueueReady",
-           "StatusChanged"]
+           "FrameDropped", "FrameTransmitted", "Interrupt", "KickIgnored", "MoreAvailable",
+           "QueueReady", "StatusChanged"]

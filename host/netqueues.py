@@ -126,14 +126,21 @@ class TxPath:
             return f"frame of {len(frame)} bytes exceeds mtu {dev.profile.mtu}", "5.1.4.2"
         return None
 
-    def process(self, events: list[DeviceEvent]) -> None:
-        """Pop every available chain, hand out its frame, return the chain with len 0."""
+    def process(self, events: list[DeviceEvent]) -> bool:
+        """Pop available chains, hand out their frames, return the chains with len 0.
+
+        At most one lap of the ring (the queue size: all a driver can have made
+        available at once), so a driver in another process that refills as fast as we
+        drain cannot keep the caller here for ever.  True when it stopped there with
+        more available (the caller reports `MoreAvailable`)."""
         dev, slot = self.device, self.slot
         engine = slot.engine
         assert engine is not None
         size = hdr_len(dev)
         layout = net_hdr_struct(dev.has(_N.VIRTIO_NET_F_HASH_REPORT))
-        while (chain := engine.pop()) is not None:
+        popped = 0
+        while popped < slot.size and (chain := engine.pop()) is not None:
+            popped += 1
             events.append(_popped(slot, chain))
             data = chain.read()
             problem: tuple[str, str] | None
@@ -155,6 +162,10 @@ class TxPath:
             dev.stats["tx_frames"] += 1
             dev.stats["tx_bytes"] += len(frame)
             events.append(FrameTransmitted(slot.index, frame))
+        if popped < slot.size:
+            return False
+        return engine.pending() > 0 if isinstance(engine, SplitDeviceQueue) \
+            else engine.has_available()
 
 
 class RxPath:

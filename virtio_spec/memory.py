@@ -19,6 +19,17 @@ datapath want; QEMU instead splits such a buffer into two iovecs.  Our own alloc
 never hand out such ranges, and real guests (one region per memory slot) almost never do.
 
 Views into an `mmap` pin it: the edge must drop them before unmapping a region.
+
+Stores the peer may watch.  The other side reads ring fields while we write them (DPDK's
+virtio PMD polls used.idx from its own process), so every store of an integer field is
+one store of the field's width: a reader sees the old value or the new one, nothing in
+between.  `struct.pack_into` does not promise that: CPython clears the whole field
+(`s_pack_internal` memsets it) before it writes the value, so a reader in another process
+can catch a 0 or half a value.  A used.idx read as 0 made DPDK's tx cleanup take back up
+to 65535 "used" chains and wreck its free list.  So stores go through native word views
+(`memoryview.cast`), which write with a single store; `le16_words`, `load_le16` and
+`store_le16` do it for the ring engines.  Loads through `struct.unpack_from` are single
+loads and need no change.
 """
 
 from __future__ import annotations
@@ -27,8 +38,10 @@ import bisect
 import itertools
 import mmap
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import LocalProtocolError, MemoryAccessError
 
@@ -42,6 +55,31 @@ _ADDRESS_LIMIT = 1 << 64
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+#: Guest memory is little-endian (virtio 1.3 §1.4); word views are native-endian.
+_NATIVE_LE = sys.byteorder == "little"
+
+
+def _le(value: int, width: int) -> int:
+    """`value` as the native word whose bytes in memory are its little-endian form."""
+    return value if _NATIVE_LE else int.from_bytes(value.to_bytes(width, "little"), "big")
+
+
+def le16_words(view: memoryview) -> memoryview:
+    """`view` (an even number of bytes) as 16-bit words for `load_le16`/`store_le16`."""
+    if view.nbytes % 2:
+        raise LocalProtocolError(f"a view of {view.nbytes} bytes is not whole 16-bit words")
+    return view.cast("H")
+
+
+def load_le16(words: memoryview, off: int) -> int:
+    """The le16 at byte offset `off` (even) of `words`, in one 16-bit load."""
+    return _le(int(words[off >> 1]), 2)
+
+
+def store_le16(words: memoryview, off: int, value: int) -> None:
+    """Store `value` as le16 at byte offset `off` (even) of `words` in one 16-bit store:
+    a peer reading the field meanwhile sees the old or the new value (module docstring)."""
+    words[off >> 1] = _le(value & 0xFFFF, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +179,21 @@ class GuestMemory:
         return int(_U64.unpack_from(self.translate(gpa, 8))[0])
 
     def write_u16(self, gpa: int, value: int) -> None:
-        """Little-endian 16-bit store."""
-        _U16.pack_into(self.translate(gpa, 2), 0, value)
+        """Little-endian 16-bit store, one store (the peer never sees a value between)."""
+        self._store(gpa, value, 2, "H")
 
     def write_u32(self, gpa: int, value: int) -> None:
-        """Little-endian 32-bit store."""
-        _U32.pack_into(self.translate(gpa, 4), 0, value)
+        """Little-endian 32-bit store, one store."""
+        self._store(gpa, value, 4, "I")
 
     def write_u64(self, gpa: int, value: int) -> None:
-        """Little-endian 64-bit store."""
-        _U64.pack_into(self.translate(gpa, 8), 0, value)
+        """Little-endian 64-bit store, one store."""
+        self._store(gpa, value, 8, "Q")
+
+    def _store(self, gpa: int, value: int, width: int, fmt: Literal["H", "I", "Q"]) -> None:
+        if not 0 <= value < 1 << 8 * width:
+            raise LocalProtocolError(f"{value} does not fit a {8 * width}-bit field")
+        self.translate(gpa, width).cast(fmt)[0] = _le(value, width)
 
     def __repr__(self) -> str:
         spans = ", ".join(f"{r.base:#x}+{r.size:#x}" for r in self._regions)
@@ -206,4 +249,5 @@ class GuestAllocator:
         return sum(length for _, length in self._free)
 
 
-__all__ = ["MAX_ACCESS", "GuestAllocator", "GuestMemory", "MemoryRegion", "WritableBuffer"]
+__all__ = ["MAX_ACCESS", "GuestAllocator", "GuestMemory", "MemoryRegion", "WritableBuffer",
+           "le16_words", "load_le16", "store_le16"]

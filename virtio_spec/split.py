@@ -21,9 +21,13 @@ or reap until it is rebuilt after a device reset, because its indices can no lon
 trusted.  Chains already popped can still be pushed, so nothing acknowledged is lost.
 Each queue object is independent: one broken queue leaves the others serving.
 
-Descriptors and ring fields are read with precompiled `struct.Struct`s at the offsets of
-`virtq_desc`, `virtq_avail` and `virtq_used` in `structs`: this is the per-descriptor hot
-path, where parsing with construct measured ~250x slower per descriptor.
+Descriptors and used elements are read and written with precompiled `struct.Struct`s at
+the offsets of `virtq_desc` and `virtq_used_elem` in `structs`: this is the
+per-descriptor hot path, where parsing with construct measured ~250x slower per
+descriptor.  The 16-bit fields (idx, flags, avail ring entries, used_event, avail_event),
+which the other side polls, go through word views (`memory.load_le16`/`store_le16`): one
+store each, never `struct.pack_into`, which clears a field before writing it and so shows
+a concurrent reader a 0 (see `memory`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 
 from .chain import Chain, ChainBuilder
 from .errors import LocalProtocolError, MemoryAccessError, RingError
-from .memory import GuestMemory
+from .memory import GuestMemory, le16_words, load_le16, store_le16
 from .notify import split_should_notify
 from .queue import DeviceQueueBase, QueueBase, chain_elements
 from .structs import (
@@ -58,7 +62,6 @@ from .structs import (
 _DESC = struct.Struct("<QIHH")
 # virtq_used_elem: le32 id, le32 len (8 bytes).
 _USED_ELEM = struct.Struct("<II")
-_U16 = struct.Struct("<H")
 _NEXT = int(VIRTQ_DESC_F_NEXT)
 _WRITE = int(VIRTQ_DESC_F_WRITE)
 _INDIRECT = int(VIRTQ_DESC_F_INDIRECT)
@@ -89,6 +92,9 @@ class _SplitRing(QueueBase):
             ("available ring", avail, AVAIL_RING_ALIGN, avail_ring_size(size)),
             ("used ring", used, USED_RING_ALIGN, used_ring_size(size))),
             align_clause="2.7.1", area_clause="2.7")
+        # The avail and used rings as 16-bit words: every idx, flags, event and avail ring
+        # entry is read and written whole (memory.store_le16).
+        self._avail16, self._used16 = le16_words(self._avail), le16_words(self._used)
         self.mem = mem
         self.size = size
         self.event_idx = event_idx
@@ -97,11 +103,11 @@ class _SplitRing(QueueBase):
         self._used_event_off = _RING + 2 * size  # avail.used_event
         self._avail_event_off = _RING + USED_ELEM_SIZE * size  # used.avail_event
 
-    def _u16(self, area: memoryview, off: int) -> int:
-        return int(_U16.unpack_from(area, off)[0])
+    def _u16(self, words: memoryview, off: int) -> int:
+        return load_le16(words, off)
 
-    def _put16(self, area: memoryview, off: int, value: int) -> None:
-        _U16.pack_into(area, off, value & 0xFFFF)
+    def _put16(self, words: memoryview, off: int, value: int) -> None:
+        store_le16(words, off, value)
 
 class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
     """The device side of a split virtqueue.
@@ -130,7 +136,7 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
     def pending(self) -> int:
         """How many chains the driver has made available that we have not popped."""
         self._check_not_broken()
-        avail_idx = self._u16(self._avail, _IDX)
+        avail_idx = self._u16(self._avail16, _IDX)
         count = (avail_idx - self.last_avail_idx) & 0xFFFF
         if count > self.size:
             # virtio 1.3 §2.7.6: idx is where the driver puts the next entry; it can be at
@@ -149,7 +155,7 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
         if not self.pending():
             return None
         slot = self.last_avail_idx % self.size
-        head = self._u16(self._avail, _RING + 2 * slot)
+        head = self._u16(self._avail16, _RING + 2 * slot)
         try:
             chain = self._walk(head, slot)
         except RingError as err:
@@ -158,7 +164,7 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
         self._in_flight[head] = chain.writable_len
         if self.event_idx and self._notifications:
             # virtio 1.3 §2.7.10: ask to be kicked when the driver publishes the next one.
-            self._put16(self._used, self._avail_event_off, self.last_avail_idx)
+            self._put16(self._used16, self._avail_event_off, self.last_avail_idx)
         return chain
 
     def _walk(self, head: int, slot: int) -> Chain:
@@ -249,15 +255,15 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
             idx = (idx + 1) & 0xFFFF
         # virtio 1.3 §2.7.8.2: "The device MUST set len prior to updating the used idx."
         self.used_idx = idx
-        self._put16(self._used, _IDX, idx)
+        self._put16(self._used16, _IDX, idx)
 
     def should_interrupt(self) -> bool:
         """Whether to send a used-buffer notification for what was pushed since the last
         call (virtio 1.3 §2.7.7.2: NO_INTERRUPT flag, or used_event with EVENT_IDX)."""
         old, self._signalled_used = self._signalled_used, self.used_idx
         return split_should_notify(
-            event_idx=self.event_idx, flags=self._u16(self._avail, _FLAGS),
-            suppress_flag=_NO_INTERRUPT, event=self._u16(self._avail, self._used_event_off),
+            event_idx=self.event_idx, flags=self._u16(self._avail16, _FLAGS),
+            suppress_flag=_NO_INTERRUPT, event=self._u16(self._avail16, self._used_event_off),
             new_idx=self.used_idx, old_idx=old)
 
     def enable_notifications(self) -> bool:
@@ -265,9 +271,9 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
         before sleeping, or a kick sent meanwhile is lost)."""
         self._notifications = True
         if self.event_idx:
-            self._put16(self._used, self._avail_event_off, self.last_avail_idx)
+            self._put16(self._used16, self._avail_event_off, self.last_avail_idx)
         else:
-            self._put16(self._used, _FLAGS, self._u16(self._used, _FLAGS) & ~_NO_NOTIFY)
+            self._put16(self._used16, _FLAGS, self._u16(self._used16, _FLAGS) & ~_NO_NOTIFY)
         return self.pending() > 0
 
     def disable_notifications(self) -> None:
@@ -275,7 +281,7 @@ class SplitDeviceQueue(_SplitRing, DeviceQueueBase):
         moving avail_event forward, as vhost does; the driver may still kick once."""
         self._notifications = False
         if not self.event_idx:
-            self._put16(self._used, _FLAGS, self._u16(self._used, _FLAGS) | _NO_NOTIFY)
+            self._put16(self._used16, _FLAGS, self._u16(self._used16, _FLAGS) | _NO_NOTIFY)
 
 
 class SplitDriverQueue(_SplitRing):
@@ -298,14 +304,14 @@ class SplitDriverQueue(_SplitRing):
         self._free = list(range(size - 1, -1, -1))  # a stack: pop() gives 0 first
         self._chains: dict[int, list[int]] = {}  # head -> its descriptors
         self._interrupts = True
-        for area, off in ((self._avail, _FLAGS), (self._used, _FLAGS),
-                          (self._avail, self._used_event_off),
-                          (self._used, self._avail_event_off)):
+        for area, off in ((self._avail16, _FLAGS), (self._used16, _FLAGS),
+                          (self._avail16, self._used_event_off),
+                          (self._used16, self._avail_event_off)):
             self._put16(area, off, 0)
-        self._put16(self._avail, _IDX, start_idx)
-        self._put16(self._used, _IDX, start_idx)
+        self._put16(self._avail16, _IDX, start_idx)
+        self._put16(self._used16, _IDX, start_idx)
         if event_idx:
-            self._put16(self._avail, self._used_event_off, start_idx)
+            self._put16(self._avail16, self._used_event_off, start_idx)
 
     @property
     def free_descriptors(self) -> int:
@@ -353,7 +359,7 @@ class SplitDriverQueue(_SplitRing):
             _DESC.pack_into(self._desc, ids[i] * DESC_SIZE, addr, length, flags | more, nxt)
         head = ids[0]
         self._chains[head] = ids
-        self._put16(self._avail, _RING + 2 * (self.avail_idx % self.size), head)
+        self._put16(self._avail16, _RING + 2 * (self.avail_idx % self.size), head)
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         return head
 
@@ -361,11 +367,11 @@ class SplitDriverQueue(_SplitRing):
         """Make every added chain visible; True when the device wants a kick (§2.7.10)."""
         # virtio 1.3 §2.7.13.3: idx moves after the ring entries are written; §2.7.6.1: it
         # only ever moves forward.
-        self._put16(self._avail, _IDX, self.avail_idx)
+        self._put16(self._avail16, _IDX, self.avail_idx)
         old, self._kicked = self._kicked, self.avail_idx
         return split_should_notify(
-            event_idx=self.event_idx, flags=self._u16(self._used, _FLAGS),
-            suppress_flag=_NO_NOTIFY, event=self._u16(self._used, self._avail_event_off),
+            event_idx=self.event_idx, flags=self._u16(self._used16, _FLAGS),
+            suppress_flag=_NO_NOTIFY, event=self._u16(self._used16, self._avail_event_off),
             new_idx=self.avail_idx, old_idx=old)
 
     def has_used(self) -> bool:
@@ -374,7 +380,7 @@ class SplitDriverQueue(_SplitRing):
 
     def _used_count(self) -> int:
         self._check_not_broken()
-        used_idx = self._u16(self._used, _IDX)
+        used_idx = self._u16(self._used16, _IDX)
         count = (used_idx - self.last_used_idx) & 0xFFFF
         if count > len(self._chains):
             # virtio 1.3 §2.7.8: each used element returns one chain the driver added.
@@ -398,7 +404,7 @@ class SplitDriverQueue(_SplitRing):
         self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
         if self.event_idx and self._interrupts:
             # virtio 1.3 §2.7.7: interrupt us when the next element is used.
-            self._put16(self._avail, self._used_event_off, self.last_used_idx)
+            self._put16(self._avail16, self._used_event_off, self.last_used_idx)
         return UsedElem(head, length)
 
     def reap(self) -> list[UsedElem]:
@@ -431,8 +437,8 @@ class SplitDriverQueue(_SplitRing):
         """Ask for used-buffer notifications; True if used elements already wait."""
         self._interrupts = True
         if self.event_idx:
-            self._put16(self._avail, self._used_event_off, self.last_used_idx)
-        self._put16(self._avail, _FLAGS, self._u16(self._avail, _FLAGS) & ~_NO_INTERRUPT)
+            self._put16(self._avail16, self._used_event_off, self.last_used_idx)
+        self._put16(self._avail16, _FLAGS, self._u16(self._avail16, _FLAGS) & ~_NO_INTERRUPT)
         return self.has_used()
 
     def disable_interrupts(self) -> None:
@@ -441,9 +447,9 @@ class SplitDriverQueue(_SplitRing):
         self._interrupts = False
         if self.event_idx:
             # virtio 1.3 §2.7.7.1: with EVENT_IDX the driver MUST set flags to 0
-            self._put16(self._avail, self._used_event_off, self.last_used_idx - 1)
+            self._put16(self._avail16, self._used_event_off, self.last_used_idx - 1)
         else:
-            self._put16(self._avail, _FLAGS, self._u16(self._avail, _FLAGS) | _NO_INTERRUPT)
+            self._put16(self._avail16, _FLAGS, self._u16(self._avail16, _FLAGS) | _NO_INTERRUPT)
 
 
 __all__ = ["SplitDeviceQueue", "SplitDriverQueue", "UsedElem"]

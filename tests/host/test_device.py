@@ -23,6 +23,7 @@ from host import (
     FrameTransmitted,
     Interrupt,
     KickIgnored,
+    MoreAvailable,
     StatusChanged,
     get_profile,
 )
@@ -217,6 +218,36 @@ def test_tx_strips_the_header_and_returns_the_chain_with_len_zero():
     assert [e.frame for e in of(events, FrameTransmitted)] == [f]
     assert [(u.id, u.len) for u in live.queues[1].used()] == [(head, 0)]
     assert live.dev.stats["tx_bytes"] == 100
+
+
+def test_tx_notify_takes_one_lap_of_a_ring_the_driver_keeps_refilling():
+    """A driver in another process refills as fast as the device drains (DPDK txonly):
+    a notify hands out at most the queue size in frames and ends with MoreAvailable, so
+    the edge can let other work run before it calls again; nothing is lost between."""
+    live = bring_up(size=8)
+    txq = live.queues[1]
+    engine = live.dev.slot(1).engine
+    refills = iter(range(20))
+    push_many = engine.push_many
+
+    def push_and_refill(items):  # the driver reaps each chain and posts a new one
+        push_many(items)
+        txq.used()
+        if next(refills, None) is not None:
+            txq.add_chain([hdr() + frame(OTHER)])
+
+    engine.push_many = push_and_refill
+    for _ in range(8):
+        txq.add_chain([hdr() + frame(OTHER)])
+    rounds = []
+    while True:
+        events = live.kick(1)
+        rounds.append(len(of(events, FrameTransmitted)))
+        if not of(events, MoreAvailable):
+            break
+        assert of(events, MoreAvailable) == [MoreAvailable(1, 8)]
+    assert rounds == [8, 8, 8, 4]
+    assert live.dev.stats["tx_frames"] == 28 and live.dev.live
 
 
 @pytest.mark.parametrize(("bad", "reason"), [

@@ -12,7 +12,7 @@ gets a new vhost-user back-end state):
     SET_MEM_TABLE              set_memory (the mapped memfd regions)
     ring started and enabled   set_queue(num, areas, base) + enable_queue
     GET_VRING_BASE             the ring stops; answered with its next available index
-    kick eventfd               notify(queue)
+    kick eventfd               notify(queue), again after a checkpoint on MoreAvailable
     Disconnected               the device is dropped, its counters kept
 
 Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
@@ -50,6 +50,7 @@ from host import (
     FrameDropped,
     FrameTransmitted,
     Interrupt,
+    MoreAvailable,
 )
 from host.config import ConfigSpace
 from host.datapath import BurstOut
@@ -315,7 +316,17 @@ class GuestPort:
                 # the C port drains the transmit ring; receive buffers it finds by itself
                 self._burst_out(self.cpath.tx(), from_guest=True)
             return
-        self._handle(self.device.notify(event.index))
+        events = self.device.notify(event.index)
+        self._handle(events)
+        while any(isinstance(e, MoreAvailable) for e in events):
+            # a lap of the transmit ring done and the driver refilled meanwhile: let the
+            # other tasks (its vhost-user messages, other guests, the wire) run first
+            await trio.lowlevel.checkpoint()
+            if self.device is None or event.index not in self.running or \
+                    (self.cpath is not None and self.cpath.active and event.index in (0, 1)):
+                return  # stopped, gone, or the C port has the ring now
+            events = self.device.notify(event.index)
+            self._handle(events)
 
     # -- the C datapath --------------------------------------------------------------
 
