@@ -200,9 +200,9 @@ class VhostUserDevice:
             proto = offered_proto & WANTED_PROTOCOL
             self._send(core.set_protocol_features(proto))
         self.protocol = proto
-        self.queue_num = 2
+        self.queue_pairs = 1
         if proto >> _PF.MQ & 1:
-            self.queue_num = int(self._value(core.get_queue_num()))
+            self.queue_pairs = int(self._value(core.get_queue_num()))
         self._send(core.set_owner())
 
     def has(self, feature: VhostUserProtocolFeature) -> bool:
@@ -250,9 +250,14 @@ class VhostUserDevice:
     # -- memory and queues -----------------------------------------------------------
 
     def queue_max_size(self, index: int) -> int:
-        # vhost-user carries no per-ring maximum; GET_QUEUE_NUM bounds the index (our
-        # back-end answers vrings, DPDK queue pairs: both cover the rings that exist).
-        return QUEUE_MAX if 0 <= index < max(self.queue_num, 2) else 0
+        # vhost-user carries no per-ring maximum; GET_QUEUE_NUM bounds the index: it
+        # counts queue pairs (QEMU net, DPDK's vhost and ours), whose rings and a control
+        # queue after them are the rings that may exist.
+        return QUEUE_MAX if 0 <= index < self._ring_bound else 0
+
+    @property
+    def _ring_bound(self) -> int:
+        return 2 * self.queue_pairs + 1
 
     def attach_memory(self, size: int) -> GuestMemory:
         size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
@@ -265,7 +270,7 @@ class VhostUserDevice:
     def setup_queue(self, index: int, size: int, desc: int, driver: int, device: int) -> None:
         if self.memory is None:
             raise TransportRefused("no guest memory attached")
-        if not 0 <= index < max(self.queue_num, 2) or not 1 <= size <= QUEUE_MAX:
+        if not 0 <= index < self._ring_bound or not 1 <= size <= QUEUE_MAX:
             raise TransportRefused(f"queue {index} size {size} is outside what the adapter "
                                    f"offers")
         old = self.rings.get(index)
