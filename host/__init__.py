@@ -2,7 +2,7 @@
 
 from .config import PROFILES, ConfigSpace, DeviceProfile, get_profile
 from .ctrl import ControlQueue, CtrlOutcome, CtrlReply, CtrlRequest, Handler, NetState
-from .device import Device, QueueRole, QueueSlot
+from .device import CtrlOwner, Device, QueueRole, QueueSlot
 from .events import (
     ChainPopped,
     ChainUsed,
@@ -32,6 +32,7 @@ __all__ = [
     "ControlQueue",
     "CtrlHandled",
     "CtrlOutcome",
+    "CtrlOwner",
     "CtrlReply",
     "CtrlRequest",
     "Device",

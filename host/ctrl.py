@@ -86,12 +86,16 @@ class NetState:
         self.guest_offloads = 0
         self.negotiated = 0
 
-    def apply_features(self, negotiated: int) -> None:
-        """FEATURES_OK taken: the filter and offloads follow the negotiated set."""
+    def apply_features(self, negotiated: int, *, filters: bool = True) -> None:
+        """FEATURES_OK taken: the filter and offloads follow the negotiated set.
+
+        `filters=False`: the control queue is a vhost-user front-end's, so its VLAN table
+        never reaches this device, which then filters no VLAN."""
         self.negotiated = negotiated
         # virtio 1.3 §5.1.6.5.3.1: without CTRL_VLAN "the device MUST accept all VLAN
         # tagged packets"; with it, the VLAN table (empty after reset) filters.
-        self.rx_filter.vlan_filtering = bool(negotiated >> _N.VIRTIO_NET_F_CTRL_VLAN & 1)
+        self.rx_filter.vlan_filtering = filters and bool(
+            negotiated >> _N.VIRTIO_NET_F_CTRL_VLAN & 1)
         self.guest_offloads = negotiated & GUEST_OFFLOAD_BITS
 
 

@@ -25,6 +25,21 @@ keyed by (class, command) that later issues extend (the XDP offload class 9).
 Queue layout (virtio 1.3 §5.1.2): index 2k is receiveq(k+1), 2k+1 transmitq(k+1), 2N the
 controlq, N = max_virtqueue_pairs when VIRTIO_NET_F_MQ is negotiated, else 1.
 
+Who answers the control queue (`CtrlOwner`, chosen with every `write_features`):
+* DEVICE, the default and what a driver talking to the device directly gets: the
+  §5.1.3.1 dependencies hold as written (MQ, CTRL_RX, CTRL_VLAN, CTRL_MAC_ADDR,
+  GUEST_ANNOUNCE... need CTRL_VQ), the control queue is index 2N, and curr_queue_pairs
+  changes only by VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (§5.1.6.5.6).
+* FRONTEND, for a vhost-user back-end behind a front-end that keeps the control queue
+  itself (QEMU does for every vhost-user net back-end, DPDK virtio_user with queues > 1):
+  the driver's CTRL_VQ lives in the front-end, so it counts as provided when FEATURES_OK
+  checks those dependencies (not when XDP_OFFLOAD is accepted: offload commands must reach
+  this device); there is no controlq here (N pairs, 2N queues); the receive filter stays
+  at its reset state (promiscuous, no VLAN table), since the front-end's RX, MAC and VLAN
+  commands never reach us; and the edge sets curr_queue_pairs from the rings the
+  front-end enabled (`set_curr_queue_pairs`, vhost-user SET_VRING_ENABLE), as QEMU's and
+  DPDK's vhost back-ends work.
+
 Hostile drivers: transport calls with bad values raise `RemoteProtocolError` (the
 transport answers the peer with it) and change nothing.  A ring that breaks the rules
 while the device works it, or a control chain without header or ack, sets
@@ -71,6 +86,13 @@ _N = VirtioNetFeature
 DeviceQueue = SplitDeviceQueue | PackedDeviceQueue
 
 
+class CtrlOwner(Enum):
+    """Who answers the driver's control virtqueue (see the module docstring)."""
+
+    DEVICE = "device"
+    FRONTEND = "frontend"
+
+
 class QueueRole(Enum):
     """What a virtqueue index is for (virtio 1.3 §5.1.2)."""
 
@@ -112,6 +134,7 @@ class Device:
         self.config = ConfigSpace(self.profile)
         self.net = NetState.initial(self.profile, self.config)
         self.ctrl = ControlQueue(self.net)
+        self._ctrl_owner = CtrlOwner.DEVICE
         self._queues: dict[int, QueueSlot] = {}
         self.stats: dict[str, int] = dict.fromkeys(
             ("tx_frames", "tx_bytes", "tx_dropped", "rx_frames", "rx_bytes", "rx_dropped",
@@ -143,9 +166,27 @@ class Device:
         """The device status field as the driver reads it (virtio 1.3 §2.1)."""
         return int(self._status.status)
 
-    def write_features(self, accepted: int) -> list[DeviceEvent]:
-        """The driver writes the features it accepts (virtio 1.3 §3.1.1 step 4)."""
-        outcome = self._status.write_features(accepted)
+    @property
+    def ctrl_owner(self) -> CtrlOwner:
+        """Who answers the control queue (DEVICE until features say otherwise)."""
+        return self._ctrl_owner
+
+    def write_features(self, accepted: int, *,
+                       ctrl_owner: CtrlOwner = CtrlOwner.DEVICE) -> list[DeviceEvent]:
+        """The driver writes the features it accepts (virtio 1.3 §3.1.1 step 4).
+
+        `ctrl_owner=FRONTEND` says a vhost-user front-end keeps the control queue (see the
+        module docstring); it is for features without VIRTIO_NET_F_CTRL_VQ."""
+        if ctrl_owner is CtrlOwner.FRONTEND and accepted >> _N.VIRTIO_NET_F_CTRL_VQ & 1:
+            raise LocalProtocolError("ctrl_owner FRONTEND with VIRTIO_NET_F_CTRL_VQ accepted: "
+                                     "the driver would have two control queues")
+        provided = 0
+        if ctrl_owner is CtrlOwner.FRONTEND and self.profile.offers(_N.VIRTIO_NET_F_CTRL_VQ) \
+                and not accepted >> _N.VIRTIO_NET_F_XDP_OFFLOAD & 1:
+            provided = 1 << _N.VIRTIO_NET_F_CTRL_VQ
+        outcome = self._status.write_features(accepted, provided=provided)
+        if outcome.accepted:
+            self._ctrl_owner = ctrl_owner
         return [FeaturesWritten(accepted, tuple(describe(accepted)), outcome.accepted,
                                 outcome.reason)]
 
@@ -158,8 +199,24 @@ class Device:
         if outcome.effect is StatusEffect.RESET:
             self._reset()
         elif outcome.effect is StatusEffect.FEATURES_LOCKED:
-            self.net.apply_features(self.negotiated)
+            self.net.apply_features(self.negotiated,
+                                    filters=self._ctrl_owner is CtrlOwner.DEVICE)
         return events
+
+    def set_curr_queue_pairs(self, pairs: int) -> None:
+        """The queue pairs in use, as a front-end that keeps the control queue enabled
+        them (vhost-user SET_VRING_ENABLE); only with `CtrlOwner.FRONTEND` after
+        FEATURES_OK.  With the device's own control queue the driver sets them by
+        VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (virtio 1.3 §5.1.6.5.6)."""
+        if self._ctrl_owner is not CtrlOwner.FRONTEND or self._status.negotiated is None:
+            raise LocalProtocolError(
+                f"curr_queue_pairs set by the transport with the control queue owned by "
+                f"the {self._ctrl_owner.value} and status {self.status_names}: only a "
+                f"front-end that keeps the control queue sets it, after FEATURES_OK")
+        if not 1 <= pairs <= self.queue_pairs:
+            raise LocalProtocolError(
+                f"curr_queue_pairs {pairs} outside 1..{self.queue_pairs}")
+        self.net.curr_queue_pairs = pairs
 
     def read_config(self, offset: int, length: int) -> bytes:
         """Bytes of virtio_net_config (RemoteProtocolError outside it)."""
@@ -386,8 +443,9 @@ class Device:
     def _reset(self) -> None:
         """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset."""
         self._queues.clear()
+        self._ctrl_owner = CtrlOwner.DEVICE
         self.config.reset()
         self.net.reset(self.config)
 
 
-__all__ = ["RX_BACKLOG", "Device", "QueueRole", "QueueSlot"]
+__all__ = ["RX_BACKLOG", "CtrlOwner", "Device", "QueueRole", "QueueSlot"]

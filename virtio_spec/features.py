@@ -333,6 +333,13 @@ def ensure_valid_accept(offered: int, accepted: int) -> None:
     _raise_first_must(check_accept(offered, accepted))
 
 
+def dependents(bit: int) -> int:
+    """The features whose MUST rules require `bit` (for VIRTIO_NET_F_CTRL_VQ: the control
+    queue's classes, MQ, RSS, ... and the XDP offload), as a mask."""
+    return mask_of(r.feature for r in FEATURE_RULES if bit in r.requires_all
+                   and r.level == "MUST")
+
+
 def negotiate(offered: int, wanted: int) -> int:
     """The feature set a sane driver writes back: the bits it wants that the device
     offers and this module describes, with VERSION_1 whenever offered (§6.1), without
@@ -364,6 +371,7 @@ __all__ = [
     "bits_of",
     "check_accept",
     "check_offer",
+    "dependents",
     "describe",
     "ensure_valid_accept",
     "ensure_valid_offer",

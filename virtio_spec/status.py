@@ -16,6 +16,11 @@ Rules
 * The device refuses FEATURES_OK when the accepted features break §2.2.1 or our own
   rules (unoffered bits, missing dependencies, VERSION_1 declined): the bit is simply not
   taken, and the driver sees it unset when it re-reads the status (§2.2.2, §3.1.1 step 6).
+* A device split in two (vhost-user: QEMU and DPDK virtio_user answer the control queue
+  in the front-end) may be told, with the features, which offered bits the other half
+  provides (`write_features(accepted, provided=...)`): they satisfy the dependency rules
+  at FEATURES_OK but are not negotiated with this device.  Without `provided` the check
+  is the spec's, unchanged.
 * The device sets DEVICE_NEEDS_RESET on an unrecoverable error; when DRIVER_OK is set it
   MUST then send a configuration change notification (§2.1.2).
 * The device MUST NOT consume buffers or send used-buffer notifications before DRIVER_OK
@@ -237,6 +242,7 @@ class DeviceStatusMachine:
         self._state = DeviceState.RESET
         self._status = _S(0)
         self._driver_features = 0
+        self._provided = 0
 
     @property
     def state(self) -> DeviceState:
@@ -253,6 +259,11 @@ class DeviceStatusMachine:
         return self._driver_features
 
     @property
+    def provided(self) -> int:
+        """Offered bits the other half of a split device provides (see the rules)."""
+        return self._provided
+
+    @property
     def negotiated(self) -> int | None:
         """The negotiated feature set, or None before the device took FEATURES_OK."""
         return self._driver_features if self._status & _S.FEATURES_OK else None
@@ -267,14 +278,26 @@ class DeviceStatusMachine:
     def _refuse(self, reason: str, clause: str) -> StatusOutcome:
         return StatusOutcome(self._status, False, StatusEffect.NONE, reason, clause)
 
-    def write_features(self, accepted: int) -> StatusOutcome:
-        """The driver writes its accepted feature bits (virtio 1.3 §3.1.1 step 4)."""
+    def write_features(self, accepted: int, *, provided: int = 0) -> StatusOutcome:
+        """The driver writes its accepted feature bits (virtio 1.3 §3.1.1 step 4).
+
+        `provided`: offered bits that the other half of a split device implements for the
+        driver (a vhost-user front-end that keeps the control queue provides
+        VIRTIO_NET_F_CTRL_VQ).  They count as accepted when FEATURES_OK checks the
+        dependencies, and are never part of `negotiated`."""
         if self._state is not DeviceState.DRIVER:
             # §3.1.1 step 4 happens after DRIVER; step 5: no new bits after FEATURES_OK.
             return self._refuse(f"driver wrote features in state {self._state}; "
                                 "features are written after DRIVER and before FEATURES_OK",
                                 "3.1.1")
+        if provided & ~self.offered:
+            raise LocalProtocolError(f"provided bits {describe(provided & ~self.offered)} "
+                                     "were never offered")
+        if provided & accepted:
+            raise LocalProtocolError(f"bits {describe(provided & accepted)} are both accepted "
+                                     "by the driver and provided by the other half")
         self._driver_features = accepted
+        self._provided = provided
         return StatusOutcome(self._status, True)
 
     def write_status(self, value: int, *, accepted: int | None = None) -> StatusOutcome:
@@ -298,7 +321,8 @@ class DeviceStatusMachine:
             clause = "2.1.1" if self._state is DeviceState.FAILED else "3.1.1"
             return self._refuse(f"can't handle {event} in state {self._state}", clause)
         if event is _ev.SET_FEATURES_OK:
-            violations = [v for v in check_accept(self.offered, self._driver_features)
+            violations = [v for v in check_accept(self.offered,
+                                                  self._driver_features | self._provided)
                           if v.level == "MUST"]
             if violations:
                 # §2.2.2: the device "MUST refuse FEATURES_OK"; the bit is not taken.
@@ -310,6 +334,7 @@ class DeviceStatusMachine:
         if event is _ev.RESET:
             self._status = _S(0)
             self._driver_features = 0
+            self._provided = 0
             return StatusOutcome(self._status, True, StatusEffect.RESET)
         self._status |= EVENT_BIT[event]
         effect = {

@@ -24,8 +24,11 @@ What cannot be observed through the socket is reported not applicable, never pas
 status without the STATUS protocol feature, config space without CONFIG, the wire
 without a capture file, frames into the device (`receive`: a socket carries none),
 feature bits the device never offered (SET_FEATURES with them is a protocol error a VMM
-never commits: it filters them), and configuration change notifications, which travel on
-the back-end request channel (BACKEND_REQ) this adapter does not open (`UNOBSERVABLE`).
+never commits: it filters them), features that need CTRL_VQ written without it (over
+vhost-user that says the VMM keeps the control queue, as QEMU always does and DPDK
+virtio_user does with queues > 1, and a back-end rightly takes them: §5.1.3.1's refusal
+is the VMM's to make), and configuration change notifications, which travel on the
+back-end request channel (BACKEND_REQ) this adapter does not open (`UNOBSERVABLE`).
 
 Settling.  The back-end runs in another process and answers a kick in its own time;
 the checks look at the rings right after `kick()`.  The adapter therefore waits after a
@@ -61,7 +64,7 @@ from virtio_spec.conformance import Clause, Report, Result, select
 from virtio_spec.conformance import run as run_checks
 from virtio_spec.conformance.adapter import TransportRefused, Unsupported
 from virtio_spec.features import VirtioNetFeature as _N
-from virtio_spec.features import mask_of
+from virtio_spec.features import dependents, describe, mask_of
 from virtio_spec.memory import GuestMemory
 from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user import Frontend, FrontendMemory, Outgoing, Reply
@@ -76,6 +79,8 @@ from vxdp.vhost_user.messages import (
 
 _PF = VhostUserProtocolFeature
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
+_CTRL_VQ = 1 << _N.VIRTIO_NET_F_CTRL_VQ
+_NEEDS_CTRL_VQ = dependents(_N.VIRTIO_NET_F_CTRL_VQ)
 #: vhost-level bits a VMM keeps to itself (never a virtio device feature).
 VHOST_ONLY_BITS = _PROTO_BIT | 1 << VHOST_F_LOG_ALL
 #: Protocol features the adapter asks for (of what the back-end offers).
@@ -200,9 +205,9 @@ class VhostUserDevice:
             proto = offered_proto & WANTED_PROTOCOL
             self._send(core.set_protocol_features(proto))
         self.protocol = proto
-        self.queue_num = 2
+        self.queue_pairs = 1
         if proto >> _PF.MQ & 1:
-            self.queue_num = int(self._value(core.get_queue_num()))
+            self.queue_pairs = int(self._value(core.get_queue_num()))
         self._send(core.set_owner())
 
     def has(self, feature: VhostUserProtocolFeature) -> bool:
@@ -219,6 +224,12 @@ class VhostUserDevice:
             raise Unsupported(f"bits {extra:#x} were never offered: over vhost-user SET_"
                               f"FEATURES with them is a protocol error, which the front-end "
                               f"(the VMM) never commits")
+        without = features & _NEEDS_CTRL_VQ
+        if without and not features & _CTRL_VQ:
+            raise Unsupported(f"{', '.join(describe(without))} without VIRTIO_NET_F_CTRL_VQ: "
+                              f"over vhost-user that says the front-end keeps the control "
+                              f"queue (QEMU, DPDK virtio_user), which the back-end takes; "
+                              f"the refusal is the VMM's")
         self.features_written = features
         self._send(self.core.set_features(features | (self.offered & _PROTO_BIT)))
 
@@ -250,9 +261,14 @@ class VhostUserDevice:
     # -- memory and queues -----------------------------------------------------------
 
     def queue_max_size(self, index: int) -> int:
-        # vhost-user carries no per-ring maximum; GET_QUEUE_NUM bounds the index (our
-        # back-end answers vrings, DPDK queue pairs: both cover the rings that exist).
-        return QUEUE_MAX if 0 <= index < max(self.queue_num, 2) else 0
+        # vhost-user carries no per-ring maximum; GET_QUEUE_NUM bounds the index: it
+        # counts queue pairs (QEMU net, DPDK's vhost and ours), whose rings and a control
+        # queue after them are the rings that may exist.
+        return QUEUE_MAX if 0 <= index < self._ring_bound else 0
+
+    @property
+    def _ring_bound(self) -> int:
+        return 2 * self.queue_pairs + 1
 
     def attach_memory(self, size: int) -> GuestMemory:
         size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
@@ -265,7 +281,7 @@ class VhostUserDevice:
     def setup_queue(self, index: int, size: int, desc: int, driver: int, device: int) -> None:
         if self.memory is None:
             raise TransportRefused("no guest memory attached")
-        if not 0 <= index < max(self.queue_num, 2) or not 1 <= size <= QUEUE_MAX:
+        if not 0 <= index < self._ring_bound or not 1 <= size <= QUEUE_MAX:
             raise TransportRefused(f"queue {index} size {size} is outside what the adapter "
                                    f"offers")
         old = self.rings.get(index)

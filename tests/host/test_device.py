@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from host import (
     ConfigInterrupt,
     CtrlHandled,
+    CtrlOwner,
     CtrlReply,
     Device,
     DeviceNeedsReset,
@@ -28,7 +29,7 @@ from host import (
     get_profile,
 )
 from virtio_spec.ctrl import build_ctrl
-from virtio_spec.errors import RemoteProtocolError, RingError
+from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature as F
 from virtio_spec.features import VirtioNetFeature as N
 from virtio_spec.features import mask_of, negotiate
@@ -620,3 +621,91 @@ def test_any_well_shaped_ctrl_request_is_answered_and_the_device_stays_live(cls,
     (handled,) = of(events, CtrlHandled)
     assert handled.ack in (0, 1) and used[0].data == bytes([handled.ack])
     assert live.dev.live
+
+
+# -- the control queue kept by a vhost-user front-end (QEMU, DPDK virtio_user) --------------
+
+#: What DPDK virtio_user with queues=2 accepts from the default profile: the control
+#: queue family and MQ, without CTRL_VQ (it answers the control queue itself).
+FRONTEND_FEATURES = mask_of((F.VIRTIO_F_VERSION_1, N.VIRTIO_NET_F_MAC, N.VIRTIO_NET_F_STATUS,
+                             N.VIRTIO_NET_F_MRG_RXBUF, N.VIRTIO_NET_F_CTRL_RX,
+                             N.VIRTIO_NET_F_CTRL_VLAN, N.VIRTIO_NET_F_MQ,
+                             N.VIRTIO_NET_F_CTRL_MAC_ADDR))
+
+
+def frontend_device(features: int = FRONTEND_FEATURES,
+                    owner: CtrlOwner = CtrlOwner.FRONTEND) -> tuple[Device, list]:
+    dev = Device("default", guest_memory(1 << 21))
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    dev.write_features(features, ctrl_owner=owner)
+    return dev, dev.write_status(11)
+
+
+def test_driver_talking_to_the_device_still_needs_ctrl_vq_for_mq():
+    dev, (event,) = frontend_device(owner=CtrlOwner.DEVICE)
+    assert not event.accepted and "without VIRTIO_NET_F_CTRL_VQ" in event.reason
+    assert dev.ctrl_owner is CtrlOwner.DEVICE
+    with pytest.raises(LocalProtocolError, match="only a front-end"):
+        dev.set_curr_queue_pairs(2)
+
+
+def test_frontend_owned_control_queue_takes_mq_and_no_controlq_exists():
+    dev, (event,) = frontend_device()
+    assert event.accepted, event.reason
+    assert dev.ctrl_owner is CtrlOwner.FRONTEND
+    assert dev.negotiated == FRONTEND_FEATURES
+    assert dev.queue_pairs == 2 and dev.num_queues == 4
+    assert [dev.queue_role(i)[0].value for i in range(4)] == \
+        ["receiveq", "transmitq", "receiveq", "transmitq"]
+    with pytest.raises(RemoteProtocolError, match="queue 4 does not exist"):
+        dev.queue_role(4)
+    # the front-end's VLAN table never reaches us: no VLAN filtering with CTRL_VLAN
+    assert not dev.net.rx_filter.vlan_filtering
+    assert dev.net.curr_queue_pairs == 1  # until the front-end enables more
+    dev.set_curr_queue_pairs(2)
+    assert dev.net.curr_queue_pairs == 2
+    for bad in (0, 3):
+        with pytest.raises(LocalProtocolError, match=r"outside 1\.\.2"):
+            dev.set_curr_queue_pairs(bad)
+    dev.write_status(0)  # a reset hands the control queue back to the device
+    assert dev.ctrl_owner is CtrlOwner.DEVICE and dev.net.curr_queue_pairs == 1
+
+
+def test_frontend_owned_pairs_carry_traffic_on_the_second_pair():
+    dev, _ = frontend_device()
+    mem = dev.memory
+    assert mem is not None
+    alloc = GuestAllocator(mem)
+    queues = {}
+    for i in range(4):
+        queues[i] = MockSplitQueue(mem, 8, allocator=alloc)
+        dev.set_queue(i, 8, *queues[i].addresses)
+        dev.enable_queue(i)
+    dev.write_status(15)
+    dev.set_curr_queue_pairs(2)
+    queues[2].add_chain(writable=[512])
+    assert of(dev.receive([frame(MAC, vlan=9)], pair=1), FrameDelivered)
+    f = frame(OTHER, 80)
+    queues[3].add_chain([hdr(), f])
+    assert [e.frame for e in of(dev.notify(3), FrameTransmitted)] == [f]
+
+
+def test_xdp_offload_is_never_served_by_a_frontend_control_queue():
+    dev = Device("rfc2019", guest_memory())
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    dev.write_features(FRONTEND_FEATURES | 1 << N.VIRTIO_NET_F_XDP_OFFLOAD,
+                       ctrl_owner=CtrlOwner.FRONTEND)
+    (event,) = dev.write_status(11)
+    assert not event.accepted and "without VIRTIO_NET_F_CTRL_VQ" in event.reason
+
+
+def test_frontend_owner_with_ctrl_vq_accepted_is_our_mistake():
+    dev = Device("default", guest_memory())
+    for value in (0, 1, 3):
+        dev.write_status(value)
+    with pytest.raises(LocalProtocolError, match="two control queues"):
+        dev.write_features(FRONTEND_FEATURES | 1 << N.VIRTIO_NET_F_CTRL_VQ,
+                           ctrl_owner=CtrlOwner.FRONTEND)
+

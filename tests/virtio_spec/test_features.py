@@ -11,6 +11,7 @@ from virtio_spec.features import (
     bits_of,
     check_accept,
     check_offer,
+    dependents,
     describe,
     ensure_valid_accept,
     ensure_valid_offer,
@@ -192,3 +193,15 @@ def test_negotiate_keeps_a_full_valid_set() -> None:
     offered = m(V1, CTRL, XDP, N.VIRTIO_NET_F_GUEST_CSUM, N.VIRTIO_NET_F_GUEST_TSO4,
                 N.VIRTIO_NET_F_GUEST_ECN)
     assert negotiate(offered, offered) == offered
+
+
+def test_dependents_of_ctrl_vq_are_the_5_1_3_1_must_rules() -> None:
+    got = dependents(N.VIRTIO_NET_F_CTRL_VQ)
+    for bit in (N.VIRTIO_NET_F_CTRL_RX, N.VIRTIO_NET_F_CTRL_VLAN, N.VIRTIO_NET_F_MQ,
+                N.VIRTIO_NET_F_GUEST_ANNOUNCE, N.VIRTIO_NET_F_CTRL_MAC_ADDR,
+                N.VIRTIO_NET_F_XDP_OFFLOAD):
+        assert got >> bit & 1, bit.name
+    # SHOULD-level rules (HASH_REPORT) and unrelated bits are not dependents
+    assert not got >> N.VIRTIO_NET_F_HASH_REPORT & 1
+    assert not got >> N.VIRTIO_NET_F_CTRL_VQ & 1 and not got >> N.VIRTIO_NET_F_MAC & 1
+    assert dependents(N.VIRTIO_NET_F_GUEST_CSUM) >> N.VIRTIO_NET_F_GUEST_TSO4 & 1

@@ -221,3 +221,45 @@ def test_the_device_refuses_to_start_with_an_invalid_offer() -> None:
     with pytest.raises(LocalProtocolError, match="device offer is invalid"):
         DeviceStatusMachine(bad)
     assert DeviceStatusMachine(bad, validate_offer=False).offered == bad
+
+
+# -- a split device: bits the other half provides ------------------------------------------
+
+NET_OFFER = mask_of([F.VIRTIO_F_VERSION_1, N.VIRTIO_NET_F_CTRL_VQ, N.VIRTIO_NET_F_MQ,
+                     N.VIRTIO_NET_F_CTRL_RX, N.VIRTIO_NET_F_MAC])
+NO_CTRL_VQ = mask_of([F.VIRTIO_F_VERSION_1, N.VIRTIO_NET_F_MQ, N.VIRTIO_NET_F_CTRL_RX])
+
+
+def net_at_driver() -> DeviceStatusMachine:
+    dev = DeviceStatusMachine(NET_OFFER)
+    dev.write_status(S.ACKNOWLEDGE)
+    dev.write_status(AD)
+    return dev
+
+
+def test_5_1_3_1_mq_without_ctrl_vq_is_refused_unless_the_other_half_provides_it() -> None:
+    dev = net_at_driver()
+    dev.write_features(NO_CTRL_VQ)
+    refused = dev.write_status(AD | S.FEATURES_OK)
+    assert not refused.accepted and refused.clause == "2.2.1"
+    assert "VIRTIO_NET_F_CTRL_RX accepted without VIRTIO_NET_F_CTRL_VQ" in refused.reason
+    dev = net_at_driver()
+    assert dev.write_features(NO_CTRL_VQ, provided=1 << N.VIRTIO_NET_F_CTRL_VQ).accepted
+    assert dev.write_status(AD | S.FEATURES_OK).accepted
+    assert dev.negotiated == NO_CTRL_VQ  # the provided bit is not negotiated here
+    assert not dev.has_feature(N.VIRTIO_NET_F_CTRL_VQ)
+    assert dev.provided == 1 << N.VIRTIO_NET_F_CTRL_VQ
+    dev.write_status(0)
+    assert dev.provided == 0
+
+
+def test_provided_bits_are_checked() -> None:
+    dev = net_at_driver()
+    with pytest.raises(LocalProtocolError, match="never offered"):
+        dev.write_features(NO_CTRL_VQ, provided=1 << F.VIRTIO_F_RING_PACKED)
+    with pytest.raises(LocalProtocolError, match="both accepted"):
+        dev.write_features(NET_OFFER, provided=1 << N.VIRTIO_NET_F_CTRL_VQ)
+    # a later write without `provided` is judged as the spec has it
+    dev.write_features(NO_CTRL_VQ, provided=1 << N.VIRTIO_NET_F_CTRL_VQ)
+    dev.write_features(NO_CTRL_VQ)
+    assert not dev.write_status(AD | S.FEATURES_OK).accepted

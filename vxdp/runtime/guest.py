@@ -11,7 +11,8 @@ carries each as vhost-user (QEMU's mapping), and answers the driver:
     WriteDriverFeatures     SET_FEATURES (with VHOST_USER_F_PROTOCOL_FEATURES)
     ReadStatus/WriteStatus  GET_STATUS / SET_STATUS (status 0 stops every ring first)
     ReadConfig              GET_CONFIG
-    ReadQueueMax            answered here: QUEUE_MAX below GET_QUEUE_NUM's count, else 0
+    ReadQueueMax            answered here: QUEUE_MAX for the 2 * pairs + 1 rings GET_QUEUE_NUM
+                            allows (it counts queue pairs, as QEMU net and DPDK read it)
     SetupQueue              remembered
     EnableQueue             SET_VRING_NUM, _BASE, _ADDR, _KICK, _CALL, _ENABLE
     Kick                    a write to the ring's kick eventfd (no message)
@@ -166,7 +167,7 @@ class GuestRuntime:
         self.burst = burst
         self.report_to = report
         self.link: Link | None = None
-        self.queue_num = 0
+        self.queue_pairs = 0  # GET_QUEUE_NUM's answer (1 without the MQ protocol feature)
         self.kicks: dict[int, EventFd] = {}
         self.calls: dict[int, EventFd] = {}
         self.setups: dict[int, SetupQueue] = {}
@@ -305,7 +306,7 @@ class GuestRuntime:
                                           f"{' and '.join(kept)}: the front-end keeps them, "
                                           f"as a VMM does for a plain vhost-user-net back-end")
         mq = (proto & _WANTED) >> PF.MQ & 1
-        self.queue_num = int(await link.value(core.get_queue_num())) if mq else 3
+        self.queue_pairs = int(await link.value(core.get_queue_num())) if mq else 1
         if (proto & _WANTED) >> PF.BACKEND_REQ & 1:
             channel = await open_backend_channel(link.send, core)
             nursery.start_soon(serve_backend_requests, channel, core.backend_requests(),
@@ -343,7 +344,8 @@ class GuestRuntime:
             efd.signal()
             return None
         if isinstance(r, ReadQueueMax):
-            return QUEUE_MAX if r.index < self.queue_num else 0
+            # pairs' rx and tx rings, then the control queue
+            return QUEUE_MAX if r.index < 2 * self.queue_pairs + 1 else 0
         if isinstance(r, SetupQueue):
             self.setups[r.index] = r
             return None

@@ -6,11 +6,14 @@ gets a new vhost-user back-end state):
 
     vhost-user event           device call
     SET_FEATURES               write_features (VHOST_USER_F_PROTOCOL_FEATURES removed)
-                               now when the device is at DRIVER, else at FEATURES_OK
+                               now when the device is at DRIVER, else at FEATURES_OK;
+                               ctrl_owner FRONTEND when CTRL_VQ's dependants come
+                               without CTRL_VQ (see below)
     SET_STATUS / GET_STATUS    write_status, one §3.1.1 step at a time / read_status
     GET_CONFIG / SET_CONFIG    read_config / write_config (refused: §5.1.4.2)
     SET_MEM_TABLE              set_memory (the mapped memfd regions)
     ring started and enabled   set_queue(num, areas, base) + enable_queue
+    SET_VRING_ENABLE           set_curr_queue_pairs, when the front-end keeps the ctrl queue
     GET_VRING_BASE             the ring stops; answered with its next available index
     kick eventfd               notify(queue), again after a checkpoint on MoreAvailable
     Disconnected               the device is dropped, its counters kept
@@ -23,10 +26,22 @@ whose MAC it is addressed to), per-queue packet and byte counters follow
 front-end a REPLY_ACK nack and the session goes on; a protocol break, or a fault of ours
 while serving this guest, ends this guest's session only.
 
+The control queue.  Our guest runtime negotiates VIRTIO_NET_F_CTRL_VQ and its commands
+(the XDP offload among them) reach the device's controlq.  QEMU, and DPDK virtio_user with
+queues > 1, keep the control queue in the front-end: their SET_FEATURES carries MQ,
+CTRL_RX, CTRL_VLAN, CTRL_MAC_ADDR without CTRL_VQ.  virtio 1.3 §5.1.3.1 forbids that to a
+driver, so the device is told (`CtrlOwner.FRONTEND`) that the front-end provides CTRL_VQ:
+the device has no controlq and its curr_queue_pairs follows the pairs whose two rings the
+front-end enabled (SET_VRING_ENABLE), as QEMU's and DPDK's vhost back-ends take them.
+GET_QUEUE_NUM answers max_virtqueue_pairs (queue pairs, as QEMU net and DPDK read it).
+
 Frames for the guest enter through the host XDP program (ingress ifindex 2 + n for guest
 n), on the C datapath (`cpath.CPath`: receiveq1/transmitq1 of a live split-ring device,
 one C call per burst, program included) or on the device model with the program on the
-runtime's `XdpHook`.
+runtime's `XdpHook`.  With several pairs in use a burst is spread over them by flow (a
+hash of the IPv4 addresses and ports); on the C datapath only pair 1 is in C, the frames
+of the other pairs go through the `XdpHook` and the device model, and their transmit
+queues are drained by the model.
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ import trio
 
 from host import (
     ConfigInterrupt,
+    CtrlOwner,
     Device,
     DeviceEvent,
     DeviceNeedsReset,
@@ -56,6 +72,7 @@ from host.config import ConfigSpace
 from host.datapath import BurstOut
 from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
+from virtio_spec.features import VirtioNetFeature, dependents
 from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatus
@@ -92,6 +109,25 @@ def guest_mac(profile: DeviceProfile, n: int) -> bytes:
 _STEPS_TO_FEATURES = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER
 _INIT_BITS = (DeviceStatus.ACKNOWLEDGE, DeviceStatus.DRIVER, DeviceStatus.FEATURES_OK,
               DeviceStatus.DRIVER_OK)
+
+
+_CTRL_VQ = 1 << VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ
+#: Features that MUST come with CTRL_VQ (virtio 1.3 §5.1.3.1, and the XDP offload).
+NEEDS_CTRL_VQ = dependents(VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ)
+
+
+def ctrl_owner_for(features: int) -> CtrlOwner:
+    """FRONTEND when a front-end accepted features that need CTRL_VQ without it: it
+    answers the control queue itself, as QEMU does for vhost-user net back-ends and DPDK
+    virtio_user does with queues > 1.  DEVICE otherwise (our guest takes CTRL_VQ)."""
+    if features & NEEDS_CTRL_VQ and not features & _CTRL_VQ:
+        return CtrlOwner.FRONTEND
+    return CtrlOwner.DEVICE
+
+
+def flow_pair(frame: bytes, pairs: int) -> int:
+    """The queue pair of a frame's flow: a hash of the IPv4 addresses and ports."""
+    return zlib.crc32(frame[26:38]) % pairs if pairs > 1 else 0
 
 
 def status_steps(current: int, written: int) -> list[int]:
@@ -133,7 +169,8 @@ class GuestPort:
         self.profile = replace(profile, mac=guest_mac(profile, number))
         self.config = BackendConfig(
             features=self.profile.features | _PROTO_BIT, protocol_features=PROTOCOL_FEATURES,
-            queue_num=2 * self.profile.max_queue_pairs + 1,
+            queue_num=self.profile.max_queue_pairs,  # GET_QUEUE_NUM: pairs (QEMU, DPDK)
+            vrings=2 * self.profile.max_queue_pairs + 1,
             max_queue_size=self.profile.max_queue_size,
             config_size=ConfigSpace(self.profile).size)
         self.ifindex = FIRST_GUEST_IFINDEX + number
@@ -233,8 +270,11 @@ class GuestPort:
         self.features_pending = event.features & ~_PROTO_BIT
         if device.read_status() & _STEPS_TO_FEATURES == _STEPS_TO_FEATURES \
                 and not device.read_status() & DeviceStatus.FEATURES_OK:
-            self._handle(device.write_features(self.features_pending))
+            self._write_features(device, self.features_pending)
             self.features_pending = None
+
+    def _write_features(self, device: Device, features: int) -> None:
+        self._handle(device.write_features(features, ctrl_owner=ctrl_owner_for(features)))
 
     async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
         self._release()
@@ -249,6 +289,8 @@ class GuestPort:
     async def _maybe_start(self, session: BackendSession,
                            event: ev.VringKickSet | ev.VringEnableSet) -> None:
         device = self._need_device()
+        if isinstance(event, ev.VringEnableSet):
+            self._follow_enabled_pairs(session)
         vring = session.backend.vrings[event.index]
         enabled = vring.enabled or not (session.backend.features or 0) & _PROTO_BIT
         if not (vring.started and enabled) or event.index in self.running:
@@ -263,6 +305,25 @@ class GuestPort:
             self._handle(device.enable_queue(event.index))
         self.running.add(event.index)
         self._take()
+
+    def _follow_enabled_pairs(self, session: BackendSession) -> None:
+        """With the control queue in the front-end, the pairs in use are the ones whose
+        rings it enabled: pair k counts when rings 2k and 2k+1 are enabled and every
+        pair before it does (QEMU and DPDK virtio_user enable pairs 0 .. n-1, and
+        disable the rest, for the driver's VQ_PAIRS_SET)."""
+        device = self.device
+        if device is None or device.ctrl_owner is not CtrlOwner.FRONTEND \
+                or not device.read_status() & DeviceStatus.FEATURES_OK:
+            return
+        vrings = session.backend.vrings
+        pairs = 0
+        while pairs < device.queue_pairs and 2 * pairs + 1 < len(vrings) \
+                and vrings[2 * pairs].enabled and vrings[2 * pairs + 1].enabled:
+            pairs += 1
+        if max(pairs, 1) != device.net.curr_queue_pairs:
+            log.info("guest %d: %d queue pair(s) enabled by the front-end", self.number,
+                     pairs)
+        device.set_curr_queue_pairs(max(pairs, 1))
 
     async def _stop(self, session: BackendSession, event: ev.VringBaseQueried) -> int:
         if event.index in (0, 1):
@@ -290,11 +351,12 @@ class GuestPort:
             self.features_pending = None
         for value in status_steps(device.read_status(), event.status):
             if value & DeviceStatus.FEATURES_OK and self.features_pending is not None:
-                self._handle(device.write_features(self.features_pending))
+                self._write_features(device, self.features_pending)
                 self.features_pending = None
             self._handle(device.write_status(value))
             if device.read_status() != value:
                 break  # refused (FEATURES_OK with bad features, ...): the frontend reads it
+        self._follow_enabled_pairs(session)
         self._take()
         self.runtime.note_live()
 
@@ -414,14 +476,30 @@ class GuestPort:
             self.drops["no_device"] += len(frames)
             return
         if self.cpath is not None and self.cpath.active:
-            self._burst_out(self.cpath.rx(frames), from_guest=False)
+            pairs = device.net.curr_queue_pairs
+            model: dict[int, list[bytes]] = {}
+            if pairs > 1:  # pair 1 is in C, the others on the model
+                in_c: list[bytes] = []
+                for frame in frames:
+                    pair = flow_pair(frame, pairs)
+                    (in_c if pair == 0 else model.setdefault(pair, [])).append(frame)
+                frames = in_c
+            if frames:
+                self._burst_out(self.cpath.rx(frames), from_guest=False)
+            for pair, burst in sorted(model.items()):
+                self._deliver_pair(pair, self._xdp(burst))
             return
+        self.deliver(self._xdp(frames))
+
+    def _xdp(self, frames: Sequence[bytes]) -> Sequence[bytes]:
+        """The host XDP program on the model's side: TX and REDIRECT carried out, the
+        frames it passed returned."""
         verdict = self.runtime.xdp.run(frames, ingress_ifindex=self.ifindex)
         if verdict.tx:
             self.runtime.wire.send(verdict.tx)
         for ifindex, frame in verdict.redirect:
             self.runtime.redirect(ifindex, frame)
-        self.deliver(verdict.passed)
+        return verdict.passed
 
     def deliver(self, frames: Sequence[bytes]) -> None:
         """Frames into the receive queues, past XDP (spread over the pairs by flow)."""
@@ -436,13 +514,18 @@ class GuestPort:
         pairs = device.net.curr_queue_pairs
         by_pair: dict[int, list[bytes]] = {}
         for frame in frames:
-            pair = zlib.crc32(frame[26:38]) % pairs if pairs > 1 else 0
-            by_pair.setdefault(pair, []).append(frame)
+            by_pair.setdefault(flow_pair(frame, pairs), []).append(frame)
         for pair, burst in sorted(by_pair.items()):
-            if 2 * pair not in self.running:
-                self.drops["no_device"] += len(burst)
-                continue
-            self._handle(device.receive(burst, pair))
+            self._deliver_pair(pair, burst)
+
+    def _deliver_pair(self, pair: int, frames: Sequence[bytes]) -> None:
+        """Frames past XDP into receiveq(pair + 1) of the device model."""
+        if not frames:
+            return
+        if 2 * pair not in self.running or self.device is None:
+            self.drops["no_device"] += len(frames)
+            return
+        self._handle(self.device.receive(frames, pair))
 
     def rx_arm(self) -> bool:
         """Ask for a kick when the driver posts receive buffers (the C port turns kicks
@@ -512,5 +595,5 @@ class GuestPort:
         }
 
 
-__all__ = ["FIRST_GUEST_IFINDEX", "PROTOCOL_FEATURES", "WIRE_IFINDEX", "GuestPort",
-           "guest_mac", "status_steps"]
+__all__ = ["FIRST_GUEST_IFINDEX", "NEEDS_CTRL_VQ", "PROTOCOL_FEATURES", "WIRE_IFINDEX",
+           "GuestPort", "ctrl_owner_for", "flow_pair", "guest_mac", "status_steps"]

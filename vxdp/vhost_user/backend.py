@@ -27,7 +27,8 @@ Order rules (QEMU docs/interop/vhost-user.rst; what QEMU and DPDK virtio-user se
     GET_FEATURES                -
     GET/SET_PROTOCOL_FEATURES   VHOST_USER_F_PROTOCOL_FEATURES offered
     SET_OWNER                   - (repeatable: QEMU sends one per queue pair)
-    GET_QUEUE_NUM               protocol feature MQ
+    GET_QUEUE_NUM               protocol feature MQ (answered in queue pairs for net:
+                                see BackendConfig)
     SET_FEATURES                owner; bits offered; unchanged while a ring is started
     SET_MEM_TABLE               owner; started rings still inside the new table
     SET_VRING_NUM/BASE          owner; index < queue count; ring stopped
@@ -90,13 +91,20 @@ VIRTIO_F_RING_PACKED = 34
 @dataclass(frozen=True)
 class BackendConfig:
     """What the back-end offers: virtio features (GET_FEATURES), protocol features, the
-    number of vrings it serves (GET_QUEUE_NUM), the largest ring and the config size."""
+    GET_QUEUE_NUM answer, the vrings it serves, the largest ring and the config size.
+
+    `queue_num` is what GET_QUEUE_NUM answers.  The spec text says "how many queues the
+    back-end supports"; for a net device both ends read it as queue pairs: QEMU's
+    net/vhost-user.c refuses a netdev whose `queues=` (pairs) exceeds it, DPDK's vhost
+    library answers VHOST_MAX_QUEUE_PAIRS.  `vrings` is how many vring indices exist
+    (a net back-end: 2 * pairs, + 1 when it serves the control queue); None: queue_num."""
 
     features: int
     protocol_features: int = 0
     queue_num: int = 2
     max_queue_size: int = MAX_QUEUE_SIZE
     config_size: int = 0
+    vrings: int | None = None
 
     def __post_init__(self) -> None:
         if self.protocol_features and not self.features >> VHOST_USER_F_PROTOCOL_FEATURES & 1:
@@ -104,8 +112,15 @@ class BackendConfig:
                 "protocol features need VHOST_USER_F_PROTOCOL_FEATURES (bit 30) offered")
         if not 1 <= self.queue_num <= VHOST_USER_VRING_IDX_MASK + 1:
             raise VhostUserLocalError(f"queue_num {self.queue_num} is not 1..256")
+        if not 1 <= self.ring_count <= VHOST_USER_VRING_IDX_MASK + 1:
+            raise VhostUserLocalError(f"vrings {self.ring_count} is not 1..256")
         if not 1 <= self.max_queue_size <= MAX_QUEUE_SIZE:
             raise VhostUserLocalError(f"max_queue_size {self.max_queue_size} is not 1..32768")
+
+    @property
+    def ring_count(self) -> int:
+        """How many vrings the back-end serves (indices 0 .. ring_count - 1)."""
+        return self.queue_num if self.vrings is None else self.vrings
 
 
 @dataclass
@@ -210,7 +225,7 @@ class Backend:
         self.features: int | None = None
         self.protocol_features = 0
         self.table: MemoryTable | None = None
-        self.vrings = [Vring(i) for i in range(config.queue_num)]
+        self.vrings = [Vring(i) for i in range(config.ring_count)]
         self.channel_fd: int | None = None  # SET_BACKEND_REQ_FD's socket
         self.channel: BackendChannel | None = None
         self._pending: _Pending | None = None
@@ -454,7 +469,7 @@ class Backend:
         self.features = None
         for vring in self.vrings:
             self._retired.extend(vring.fds)
-        self.vrings = [Vring(i) for i in range(self.config.queue_num)]
+        self.vrings = [Vring(i) for i in range(self.config.ring_count)]
         return ev.DeviceReset(m.request)
 
     def _get_queue_num(self, m: Message) -> ev.BackendEvent:

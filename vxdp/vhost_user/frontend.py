@@ -98,7 +98,7 @@ class Frontend:
         self.offered_protocol_features: int | None = None
         self.features: int | None = None
         self.protocol_features = 0
-        self.queue_num: int | None = None
+        self.queue_num: int | None = None  # GET_QUEUE_NUM: queue pairs for net (backend.py)
         self._awaiting: deque[_Awaited] = deque()
 
     # -- state ---------------------------------------------------------------------------

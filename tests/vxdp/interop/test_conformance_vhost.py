@@ -96,6 +96,8 @@ def test_device_clauses_against_vxdp_host(sock_dir: Path, profile: str) -> None:
     # what a socket cannot show is n/a, with the reason, never a pass
     assert v["device:2.1.2/3"] == "n/a" and d["device:2.1.2/3"] == UNOBSERVABLE["device:2.1.2/3"]
     assert v["device:2.2.2/2"] == "n/a" and "protocol error" in d["device:2.2.2/2"]
+    # CTRL_RX without CTRL_VQ: over vhost-user the front-end keeps the control queue
+    assert v["device:2.2.2/3"] == "n/a" and "keeps the control queue" in d["device:2.2.2/3"]
     assert v["device:5.1.6.4.1"] == "n/a" and WIRE_NA in d["device:5.1.6.4.1"]
     if profile == "packed":
         assert v["device:2.8.15"] == v["device:2.8.15/2"] == v["device:2.8.15/3"] == "pass"

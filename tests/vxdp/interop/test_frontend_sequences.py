@@ -12,14 +12,20 @@ host walks the steps a write stands for (`status_steps`).
 from __future__ import annotations
 
 import socket
+from collections import Counter
 
 import pytest
 import trio
 
+from host import CtrlOwner
+from virtio_spec.features import VirtioNetFeature as N
+from virtio_spec.features import mask_of
 from virtio_spec.status import DeviceStatus as S
+from vxdp.packets import udp_packet
 from vxdp.runtime import HostRuntime
+from vxdp.runtime.guestport import flow_pair
 from vxdp.runtime.host import status_steps
-from vxdp.vhost_user import FrontendConnection
+from vxdp.vhost_user import FrontendConnection, FrontendMemory
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
 from vxdp.vhost_user.messages import VhostUserProtocolFeature as PF
 
@@ -144,3 +150,81 @@ async def test_status_walk_before_features_keeps_the_old_order() -> None:
     host.close()
     assert seen == [A | D | F]
     assert S(seen[0]) & S.FEATURES_OK
+
+
+#: DPDK virtio_user 22.11 with queues=2 against the default profile: MQ and the control
+#: queue family without CTRL_VQ (its own control queue answers the driver).
+DPDK_MQ = VERSION_1 | MRG_RXBUF | mask_of((N.VIRTIO_NET_F_MQ, N.VIRTIO_NET_F_CTRL_RX,
+                                           N.VIRTIO_NET_F_CTRL_VLAN,
+                                           N.VIRTIO_NET_F_CTRL_MAC_ADDR))
+
+
+async def test_dpdk_two_pairs_follow_set_vring_enable() -> None:
+    """A front-end that keeps the control queue: FEATURES_OK taken without CTRL_VQ, no
+    controlq at the device, GET_QUEUE_NUM answers pairs, and curr_queue_pairs follows the
+    pairs whose two rings are enabled; frames from the wire spread over them by flow."""
+    host = HostRuntime(["unused.sock"], datapath="python")
+    port = host.guests[0]
+    memory = FrontendMemory.create([(0x4000_0000, 1 << 20)])
+    seen: dict[str, object] = {}
+    frames = [udp_packet("10.0.0.1", "10.0.0.2", 1000 + i, 2000, b"x") for i in range(40)]
+    split = Counter(flow_pair(f, 2) for f in frames)
+    assert split[0] and split[1]
+
+    def backlog(index: int) -> int:
+        slot = port.device.slot(index)  # type: ignore[union-attr]
+        return len(slot.backlog) if slot is not None else -1
+
+    async def script(fe: FrontendConnection) -> None:
+        core = fe.core
+        seen["status"] = await _dpdk_opening(fe, DPDK_MQ)
+        seen["queue_num"] = await fe.value(core.get_queue_num())
+        await fe.set_mem_table(memory)
+        for i in range(4):  # DPDK enables pair 1 first, pair 2 on its VQ_PAIRS_SET
+            areas = [memory.uva(0x4000_0000 + 0x3000 * i + off)
+                     for off in (0, 0x1000, 0x2000)]
+            for out in core.vring_setup(i, 16, *areas, kick=None, call=None, enable=i < 2):
+                await fe.send(out)
+        await fe.send(core.set_status(A | D | F | OK))
+        device = port.device
+        assert device is not None and device.live
+        seen["owner"], seen["queues"] = device.ctrl_owner, device.num_queues
+        seen["pairs"] = [device.net.curr_queue_pairs]
+        await fe.send(core.set_vring_enable(2, True))
+        seen["pairs"].append(device.net.curr_queue_pairs)  # type: ignore[attr-defined]
+        await fe.send(core.set_vring_enable(3, True))
+        seen["pairs"].append(device.net.curr_queue_pairs)  # type: ignore[attr-defined]
+        port.deliver(frames)  # no buffers posted: each pair's frames wait in its backlog
+        seen["backlogs"] = [backlog(0), backlog(2)]
+        await fe.send(core.set_vring_enable(3, False))
+        seen["pairs"].append(device.net.curr_queue_pairs)  # type: ignore[attr-defined]
+        del device
+
+    try:
+        with trio.fail_after(10):
+            await _with_frontend(host, script)
+    finally:
+        host.close()
+        memory.close()
+    assert seen == {"status": A | D | F, "queue_num": 2, "owner": CtrlOwner.FRONTEND,
+                    "queues": 4, "pairs": [1, 1, 2, 1],
+                    "backlogs": [split[0], split[1]]}
+
+
+async def test_our_guest_order_keeps_the_control_queue_at_the_device() -> None:
+    """With CTRL_VQ accepted (our guest) the device answers the control queue: 5 queues
+    for 2 pairs, one pair in use until the driver's VQ_PAIRS_SET."""
+    host = HostRuntime(["unused.sock"], datapath="python")
+    seen: list[object] = []
+
+    async def script(fe: FrontendConnection) -> None:
+        await _dpdk_opening(fe, DPDK_MQ | 1 << N.VIRTIO_NET_F_CTRL_VQ)
+        device = host.guests[0].device
+        assert device is not None
+        seen.extend([device.ctrl_owner, device.num_queues, device.net.curr_queue_pairs])
+        del device
+
+    with trio.fail_after(10):
+        await _with_frontend(host, script)
+    host.close()
+    assert seen == [CtrlOwner.DEVICE, 5, 1]

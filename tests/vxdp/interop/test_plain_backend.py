@@ -97,8 +97,9 @@ async def test_guest_keeps_status_without_status_feature() -> None:
     control queue stays hidden, and the driver reaches DRIVER_OK on the status the
     front-end keeps, with both rings started."""
     offered = (1 << 32 | 1 << 15 | CTRL_VQ | 1 << VHOST_USER_F_PROTOCOL_FEATURES)
+    # GET_QUEUE_NUM counts pairs, as DPDK's vhost answers; its rings: one pair, no ctrl
     config = BackendConfig(features=offered, protocol_features=1 << PF.MQ | 1 << PF.REPLY_ACK,
-                           queue_num=2)
+                           queue_num=1, vrings=2)
     seen: list[str] = []
 
     async def trace(session: BackendSession, event: ev.BackendEvent) -> object:

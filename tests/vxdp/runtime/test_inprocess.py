@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from host import CtrlOwner
 from virtio_spec.features import VirtioNetFeature
 from virtio_spec.structs import VirtioNetStatus
 from vxdp.errors import VhostUserRemoteError
@@ -75,6 +76,11 @@ async def test_guest_to_wire(rig_factory: RigFactory, tmp_path: Path) -> None:
     q = rig.host.stats()["guests"][0]["queues"]["transmitq1"]
     assert q == {"packets": 300, "bytes": 300 * 90}
     assert guest.stats()["tx"]["transmitq1"]["packets"] == 300
+    # GET_QUEUE_NUM counts pairs (QEMU net, DPDK): 2 pairs and the control queue's ring
+    assert guest.queue_pairs == rig.host.profile.max_queue_pairs == 2
+    assert sorted(guest.driver.queues) == [0, 1, 2, 3, 4]
+    assert guest.driver.has(VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ)  # our guest keeps it
+    assert rig.host.guests[0].device.ctrl_owner is CtrlOwner.DEVICE  # type: ignore[union-attr]
 
 
 async def test_switching_between_two_guests(rig_factory: RigFactory) -> None:

@@ -42,9 +42,9 @@ class Session:
     """A front-end core and a back-end core joined in memory, as the edge would join them."""
 
     def __init__(self, *, features=VERSION_1 | PROTOCOL | EVENT_IDX | PACKED,
-                 protocol_features=ALL_PF, queue_num=3, config_size=12):
+                 protocol_features=ALL_PF, queue_num=3, config_size=12, vrings=None):
         self.backend = Backend(BackendConfig(features, protocol_features, queue_num,
-                                             config_size=config_size))
+                                             config_size=config_size, vrings=vrings))
         self.front = Frontend()
         self.events: list[ev.BackendEvent] = []
         self.fds: list[int] = []
@@ -363,6 +363,28 @@ def test_config_checks_its_values():
         BackendConfig(VERSION_1, 1)
     with pytest.raises(VhostUserLocalError, match="queue_num 0"):
         BackendConfig(VERSION_1, queue_num=0)
+    with pytest.raises(VhostUserLocalError, match="vrings 257"):
+        BackendConfig(VERSION_1, queue_num=128, vrings=257)
+
+
+def test_get_queue_num_answers_pairs_while_vrings_bound_the_index():
+    """A net back-end: GET_QUEUE_NUM counts queue pairs (QEMU net/vhost-user.c compares
+    it with the netdev's queues=, DPDK answers VHOST_MAX_QUEUE_PAIRS); its vrings are
+    2 per pair and the control queue."""
+    s = Session(queue_num=2, vrings=5)
+    try:
+        s.send(s.front.get_protocol_features())
+        s.send(s.front.set_protocol_features(ALL_PF))
+        _, r = s.send(s.front.get_queue_num())
+        assert r.value == 2 and s.front.queue_num == 2
+        assert len(s.backend.vrings) == 5
+        s.send(s.front.set_owner())
+        e, _ = s.send(s.front.set_vring_num(4, 64))  # the control queue's index exists
+        assert e == ev.VringNumSet(4, 64)
+        with pytest.raises(VhostUserRemoteError, match="vring index 5 >= queue count 5"):
+            s.send(s.front.set_vring_num(5, 64))
+    finally:
+        s.close()
 
 
 def test_memory_table_replaced_while_running_keeps_rings_in_it(s):
