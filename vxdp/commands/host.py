@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from host import PROFILES
+from host import PROFILES, get_profile
 from vxdp.runtime.cli import (
     add_common,
     make_hook,
@@ -35,6 +35,7 @@ from vxdp.runtime.cli import (
 )
 from vxdp.runtime.host import HostRuntime
 from vxdp.runtime.wire import open_port
+from vxdp.runtime.xdp import host_verifier_profile
 
 NAME = "host"
 HELP = "run a host: vhost-user back-ends (one per guest socket), a wire port, host XDP"
@@ -79,7 +80,7 @@ async def _main(runtime: HostRuntime, stats: Path | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    hook = make_hook(args)
+    hook = make_hook(args, host_verifier_profile(get_profile(args.profile)))
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
                           datapath=args.datapath, control=args.control)

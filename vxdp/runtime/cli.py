@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from vxdp.bpf.verifier import verify
 from vxdp.errors import UsageError
 
 from .xdp import XdpHook, load_program
@@ -44,10 +45,18 @@ def setup_logging(verbose: int) -> None:
                         format="%(name)s: %(levelname)s: %(message)s")
 
 
-def make_hook(args: argparse.Namespace) -> XdpHook:
+def make_hook(args: argparse.Namespace, profile: str) -> XdpHook:
+    """The `--xdp` program, verified under `profile` before anything runs it (as the
+    kernel verifies a program at load): a rejection prints the verifier's log and ends
+    the command with the pc and the reason."""
     hook = XdpHook(args.engine)
     if args.xdp is not None:
-        hook.attach(load_program(args.xdp, section=args.section, name=args.program))
+        program = load_program(args.xdp, section=args.section, name=args.program)
+        report = verify(program, profile=profile)
+        if not report.accepted:
+            print(report.log, file=sys.stderr, end="" if report.log.endswith("\n") else "\n")
+            report.raise_for_rejection()
+        hook.attach(program)
     return hook
 
 

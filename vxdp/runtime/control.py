@@ -67,6 +67,8 @@ from vxdp.control.protocol import (
 )
 from vxdp.errors import BpfError, ControlError, MapError, UsageError, VxdpError
 
+from .xdp import host_verifier_profile
+
 if TYPE_CHECKING:
     from .host import HostRuntime
 
@@ -99,10 +101,8 @@ class Attached:
 
 
 def verifier_profile(runtime: HostRuntime) -> str:
-    """The verifier profile of host-attached programs: the device profile's offload
-    capabilities when it offers the offload, else `host` (everything the C core runs)."""
-    caps = runtime.profile.xdp
-    return caps.name if caps is not None else "host"
+    """The verifier profile of programs attached on this host (`host_verifier_profile`)."""
+    return host_verifier_profile(runtime.profile)
 
 
 def _load_and_verify(path: str, section: str | None, name: str | None, profile: str,

@@ -25,15 +25,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.config import DeviceProfile
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
 from vxdp.bpf.maps import Map
+from vxdp.bpf.profiles import DEFAULT_PROFILE
 from vxdp.bpf.program import Program, XdpAction
 from vxdp.errors import ProgramFault
 
 #: Action names as the stats file and the demo table spell them.
 ACTION_NAMES: tuple[str, ...] = tuple(a.name.lower() for a in XdpAction)
+
+
+def host_verifier_profile(profile: DeviceProfile) -> str:
+    """The verifier profile of host-attached programs: the device profile's offload
+    capabilities when it offers the offload, else `host` (everything the C core runs)."""
+    return profile.xdp.name if profile.xdp is not None else DEFAULT_PROFILE
 
 
 def load_program(path: Path | str, *, section: str | None = None,

@@ -202,6 +202,24 @@ def test_unusable_input_exits_2(argv: list[str], message: str,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["host", "guest"])
+def test_an_xdp_program_the_verifier_rejects_is_never_attached(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--xdp` is verified before the process serves anything (the host under its device
+    profile, the guest as its kernel would): the log is printed, the pc and the reason
+    end the command with 2."""
+    from vxdp.bpf.clang import compile_c
+    if (reason := clang_unavailable()) is not None:
+        pytest.skip(reason)
+    src = Path(__file__).parents[1] / "verifier" / "c" / "parse_no_check.c"
+    obj = compile_c(src)
+    assert main([command, "--socket", "never.sock", "--xdp", str(obj)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid access to packet" in err  # the kernel's words, in the log
+    assert "program 'parse_no_check' rejected at pc" in err
+    assert not Path("never.sock").exists()
+
+
 async def test_bench_process_measures_every_workload() -> None:
     """The end-to-end offload/driver-mode bench moves frames in each of its five
     workloads (a smoke run: short windows; nothing is asserted about the rates)."""
