@@ -79,7 +79,7 @@ from .events import (
     QueueReady,
     StatusChanged,
 )
-from .netqueues import RX_BACKLOG, RxPath, TxPath, explain_interrupt
+from .netqueues import RX_BACKLOG, RxPath, TxPath, explain_interrupt, more_available
 
 _F = VirtioFeature
 _N = VirtioNetFeature
@@ -319,8 +319,8 @@ class Device:
                            slot.addresses)]
 
     def notify(self, index: int) -> list[DeviceEvent]:
-        """A driver notification (kick) for queue `index`.  A transmit queue gives up
-        to its size in chains, then `MoreAvailable` if the driver has refilled."""
+        """A driver notification (kick) for queue `index`.  A transmit or control queue
+        gives up to its size in chains, then `MoreAvailable` if the driver has refilled."""
         slot = self._queues.get(index)
         if slot is None or slot.engine is None:
             return [KickIgnored(index, "queue not enabled")]
@@ -338,8 +338,8 @@ class Device:
                     events.append(MoreAvailable(index, slot.size))
             elif slot.role is QueueRole.RX:
                 RxPath(self, slot).flush_backlog(events)
-            else:
-                self._process_ctrl(slot, events)
+            elif self._process_ctrl(slot, events):
+                events.append(MoreAvailable(index, slot.size))
         except RingError as err:
             events.extend(self.fail(index, str(err), err.clause))
         self.interrupt(slot, events)
@@ -420,10 +420,16 @@ class Device:
         self.stats["interrupts" if sent else "interrupts_suppressed"] += 1
         events.append(Interrupt(slot.index, sent, why))
 
-    def _process_ctrl(self, slot: QueueSlot, events: list[DeviceEvent]) -> None:
+    def _process_ctrl(self, slot: QueueSlot, events: list[DeviceEvent]) -> bool:
+        """Answer up to a ring's worth of commands (as the transmit path takes up to a
+        ring's worth of chains): a driver that refills as fast as commands complete must
+        not hold the device.  True when more are waiting."""
         engine = slot.engine
         assert engine is not None
-        while (chain := engine.pop()) is not None:
+        for _ in range(slot.size):
+            chain = engine.pop()
+            if chain is None:
+                return False
             events.append(ChainPopped(slot.index, chain.head,
                                       tuple(s.length for s in chain.readable),
                                       tuple(s.length for s in chain.writable),
@@ -434,11 +440,12 @@ class Device:
                 # device error; the chain stays unused until the driver resets us.
                 events.extend(self.fail(slot.index, str(outcome.malformed),
                                         outcome.malformed.clause))
-                return
+                return False
             self.stats["ctrl_commands"] += 1
             engine.push(chain, outcome.written)
             events.append(outcome.event(slot.index, chain.head))
             events.append(ChainUsed(slot.index, chain.head, outcome.written))
+        return more_available(engine)
 
     def _reset(self) -> None:
         """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset."""

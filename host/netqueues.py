@@ -86,6 +86,12 @@ def _max_frame(device: Device, frame: bytes) -> int | None:
     return device.profile.mtu + ETH_HLEN + (4 if tagged else 0)
 
 
+def more_available(engine: SplitDeviceQueue | PackedDeviceQueue) -> bool:
+    """Whether the driver has made chains available that the device has not taken."""
+    return engine.pending() > 0 if isinstance(engine, SplitDeviceQueue) \
+        else engine.has_available()
+
+
 class TxPath:
     """Drains one transmit queue."""
 
@@ -164,8 +170,7 @@ class TxPath:
             events.append(FrameTransmitted(slot.index, frame))
         if popped < slot.size:
             return False
-        return engine.pending() > 0 if isinstance(engine, SplitDeviceQueue) \
-            else engine.has_available()
+        return more_available(engine)
 
 
 class RxPath:

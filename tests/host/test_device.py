@@ -251,6 +251,36 @@ def test_tx_notify_takes_one_lap_of_a_ring_the_driver_keeps_refilling():
     assert live.dev.stats["tx_frames"] == 28 and live.dev.live
 
 
+def test_ctrl_notify_takes_one_lap_of_a_ring_the_driver_keeps_refilling():
+    """The control queue too: a driver posting a command for each one answered cannot
+    keep the device in one notify."""
+    live = bring_up(size=8)
+    index = live.dev.num_queues - 1
+    ctrlq = live.queues[index]
+    engine = live.dev.slot(index).engine
+    refills = iter(range(14))
+    push = engine.push
+    promisc = build_ctrl(0, 0, {"on": 1})  # one readable descriptor, one writable
+
+    def push_and_refill(chain, written):
+        push(chain, written)
+        ctrlq.used()
+        if next(refills, None) is not None:
+            ctrlq.add_chain([promisc], [1])
+
+    engine.push = push_and_refill
+    for _ in range(4):  # 8 descriptors: 4 commands in flight
+        ctrlq.add_chain([promisc], [1])
+    rounds = []
+    while True:
+        events = live.kick(index)
+        rounds.append(len(of(events, CtrlHandled)))
+        if not of(events, MoreAvailable):
+            break
+    assert rounds == [8, 8, 2]
+    assert live.dev.stats["ctrl_commands"] == 18 and live.dev.live
+
+
 @pytest.mark.parametrize(("bad", "reason"), [
     ([hdr(num_buffers=1), frame(OTHER)], "num_buffers"),
     ([hdr(flags=2), frame(OTHER)], "DATA_VALID"),

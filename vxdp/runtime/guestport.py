@@ -381,7 +381,7 @@ class GuestPort:
         events = self.device.notify(event.index)
         self._handle(events)
         while any(isinstance(e, MoreAvailable) for e in events):
-            # a lap of the transmit ring done and the driver refilled meanwhile: let the
+            # a lap of the transmit or control ring done and the driver refilled: let the
             # other tasks (its vhost-user messages, other guests, the wire) run first
             await trio.lowlevel.checkpoint()
             if self.device is None or event.index not in self.running or \
