@@ -208,6 +208,17 @@ class HostPort:
         except native.VringError:
             return False  # broken: the burst that finds it counts the drop
 
+    def tx_pending(self) -> int:
+        """Transmit chains the driver has made available and the port not taken yet: a
+        caller whose `tx_burst` stopped at its budget comes back for them (with
+        EVENT_IDX the driver does not kick again for chains it already published)."""
+        if self._tx is None:
+            return 0
+        try:
+            return native.vq_pending(self._tx)
+        except native.VringError:
+            return 0  # broken: nothing more will be taken
+
     def hand_back(self) -> None:
         """Give the queues back to the device model's Python engines, at C's indices."""
         if self._device is None:

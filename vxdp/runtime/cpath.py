@@ -84,6 +84,9 @@ class CPath:
         assert self.port is not None
         return self.port.tx_burst()
 
+    def tx_pending(self) -> bool:
+        return self.port is not None and self.port.tx_pending() > 0
+
     def stats(self) -> dict[str, int]:
         out = dict(self.totals)
         if self.port is not None:

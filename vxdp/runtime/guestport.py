@@ -375,8 +375,14 @@ class GuestPort:
             self.runtime.note_live()
         if self.cpath is not None and self.cpath.active and event.index in (0, 1):
             if event.index == 1:
-                # the C port drains the transmit ring; receive buffers it finds by itself
+                # the C port drains the transmit ring (a budget's worth at a time, other
+                # tasks let in between); receive buffers it finds by itself
                 self._burst_out(self.cpath.tx(), from_guest=True)
+                while self.cpath.tx_pending():
+                    await trio.lowlevel.checkpoint()
+                    if self.device is None or 1 not in self.running or not self.cpath.active:
+                        return
+                    self._burst_out(self.cpath.tx(), from_guest=True)
             return
         events = self.device.notify(event.index)
         self._handle(events)
