@@ -134,7 +134,7 @@ def test_a_transmit_drain_stopped_at_its_budget_says_what_is_left() -> None:
     got = list(out.wire)
     while port.tx_pending():
         got += port.tx_burst(budget=256).wire
-    assert got == frames + [frame(61)]
+    assert got == [*frames, frame(61)]
 
 
 def test_wire_frames_pass_into_the_guest_without_a_program() -> None:
