@@ -230,13 +230,14 @@ class GuestPort:
         native.gport_attach(self.handle, prog, native.env_new(0))
         self.program, self.maps = program, core_maps
 
-    def rx_burst(self, budget: int | None = None) -> tuple[list[bytes], Kicks]:
-        """Frames the device delivered (at most `budget`), after the guest's program;
-        `reaped` says how many the ring gave (fewer than the budget: it is empty)."""
+    def rx_burst(self, budget: int | None = None) -> tuple[Sequence[bytes], Kicks]:
+        """Frames the device delivered (at most `budget`), after the guest's program,
+        packed (`vxdp.frames.PackedFrames`); `reaped` says how many the ring gave (fewer
+        than the budget: it is empty)."""
         self._pass.clear()
         self.reaped, mask = native.gport_rx_burst(self.handle, budget or self.burst_size,
                                                   self._pass)
-        return self._pass.frames(), Kicks.from_mask(mask)
+        return self._pass.packed(), Kicks.from_mask(mask)
 
     def tx_burst(self, frames: Sequence[bytes]) -> tuple[int, Kicks]:
         """Post frames on the tx ring; returns how many fit (the rest: try again after the

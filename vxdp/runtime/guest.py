@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -120,6 +121,11 @@ MEMORY_BASE = 0x4000_0000
 #: `--datapath`: pair 1 on the C core (guest.datapath.GuestPort), or all in Python.
 DATAPATHS = ("c", "python")
 QUEUE_MAX = 256
+#: Frames one receive burst takes at most, then refills: the kernel's NAPI_POLL_WEIGHT.
+NAPI_WEIGHT = 64
+#: The longest the receive loop polls without letting other tasks in (as the host's
+#: wire pump: vxdp.runtime.host.TURN).
+TURN = 0.0005
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
            | 1 << PF.RESET_DEVICE | 1 << PF.BACKEND_REQ)
@@ -636,19 +642,25 @@ class GuestRuntime:
                 efd.signal()
 
     async def _c_rx_loop(self, port: GuestPort) -> None:
-        """virtio_net's NAPI poll: interrupts off while the ring has frames, bursts until
+        """virtio_net's NAPI poll: interrupts off while the ring has frames, bursts of
+        NAPI_WEIGHT (each refills what it took, so the device can fill behind us) until
         one comes back short, interrupts on, look again (a frame that slipped in between
-        is polled, not slept on), then sleep on the call eventfd (virtio 1.3 §2.7.7)."""
+        is polled, not slept on), then sleep on the call eventfd (virtio 1.3 §2.7.7).
+        Other tasks get in at least every TURN seconds."""
+        clock = time.perf_counter
         while self.cport is port:
             port.interrupts(0, False)
+            turn_ends = clock() + TURN
             while self.cport is port:
-                frames, kicks = port.rx_burst()
+                frames, kicks = port.rx_burst(NAPI_WEIGHT)
                 self._c_kick(kicks)
                 if frames:
                     self.port.send(frames)
-                if port.reaped < port.burst_size:
+                if port.reaped < NAPI_WEIGHT:
                     break
-                await trio.lowlevel.checkpoint()
+                if clock() >= turn_ends:
+                    await trio.lowlevel.checkpoint()
+                    turn_ends = clock() + TURN
             if self.cport is not port:
                 return
             wake = self._c_wake = trio.Event()
