@@ -16,7 +16,7 @@ are added to `totals`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from host import Device
 from host.datapath import BurstOut, HostPort, HostSwitch
@@ -30,6 +30,13 @@ log = logging.getLogger("vxdp.runtime.cpath")
 #: Port counters the stats file shows as XDP actions, by action name.
 ACTION_COUNTERS = {"aborted": ("xdp_aborted", "xdp_invalid", "xdp_fault"), "drop": ("xdp_drop",),
                    "pass": ("xdp_pass",), "tx": ("xdp_tx",), "redirect": ("xdp_redirect",)}
+
+
+def add_counts(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Add counters key by key (zeros kept, unlike Counter's +); returns `into`."""
+    for key, value in more.items():
+        into[key] = into.get(key, 0) + value
+    return into
 
 
 class CPath:
@@ -72,8 +79,7 @@ class CPath:
         port, self.port = self.port, None
         if port is None:
             return
-        for key, value in port.stats.items():
-            self.totals[key] = self.totals.get(key, 0) + value
+        add_counts(self.totals, port.stats)
         port.hand_back()
 
     def rx(self, frames: Sequence[bytes]) -> BurstOut:
@@ -89,14 +95,11 @@ class CPath:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.totals)
-        if self.port is not None:
-            for key, value in self.port.stats.items():
-                out[key] = out.get(key, 0) + value
-        return out
+        return add_counts(out, self.port.stats) if self.port is not None else out
 
     def actions(self) -> dict[str, int]:
         s = self.stats()
         return {name: sum(s.get(k, 0) for k in keys) for name, keys in ACTION_COUNTERS.items()}
 
 
-__all__ = ["ACTION_COUNTERS", "CPath"]
+__all__ = ["ACTION_COUNTERS", "CPath", "add_counts"]

@@ -110,7 +110,7 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
-from .cpath import ACTION_COUNTERS
+from .cpath import ACTION_COUNTERS, add_counts
 from .link import DeviceGone, Link
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
@@ -629,8 +629,7 @@ class GuestRuntime:
         port, self.cport = self.cport, None
         if port is None:
             return
-        for key, value in port.stats.items():
-            self.c_totals[key] = self.c_totals.get(key, 0) + value
+        add_counts(self.c_totals, port.stats)
         port.hand_back()
         self._c_wake.set()  # its rx loop sees it is no longer the port and ends
         log.info("pair 1 back on the Python driver: %s", why)
@@ -697,10 +696,7 @@ class GuestRuntime:
     def c_stats(self) -> dict[str, int]:
         """The C datapath's counters, over every port it ran this guest's pair 1 with."""
         out = dict(self.c_totals)
-        if self.cport is not None:
-            for key, value in self.cport.stats.items():
-                out[key] = out.get(key, 0) + value
-        return out
+        return add_counts(out, self.cport.stats) if self.cport is not None else out
 
     def actions(self) -> dict[str, int]:
         """Driver-mode XDP action counts, both datapaths together."""

@@ -82,7 +82,7 @@ from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
 from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
 
-from .cpath import CPath
+from .cpath import CPath, add_counts
 
 log = logging.getLogger("vxdp.runtime.guestport")
 
@@ -253,8 +253,7 @@ class GuestPort:
         self.running.clear()
         self.last_disconnect = event.reason or "closed"
         if device is not None:
-            for key, value in device.stats.items():
-                self.device_totals[key] = self.device_totals.get(key, 0) + value
+            add_counts(self.device_totals, device.stats)
             del device
             # The edge unmaps the session's memory next: cyclic garbage (tracebacks,
             # closures) may still view the rings, so collect before it tries.
@@ -573,8 +572,7 @@ class GuestPort:
     def stats(self) -> dict[str, object]:
         device_stats = dict(self.device_totals)
         if self.device is not None:
-            for key, value in self.device.stats.items():
-                device_stats[key] = device_stats.get(key, 0) + value
+            add_counts(device_stats, self.device.stats)
         queues = {k: dict(v) for k, v in self.queues.items()}
         drops = dict(self.drops)
         datapath: dict[str, object] = {"kind": "python"}
