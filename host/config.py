@@ -138,14 +138,18 @@ class ConfigSpace:
     profile: DeviceProfile
     mac: bytes = b""
     status: int = 0
+    link_up: bool = True  # the carrier: the profile's until `Device.set_link` changes it
 
     def __post_init__(self) -> None:
+        self.link_up = self.profile.link_up
         self.reset()
 
     def reset(self) -> None:
-        """Back to the profile's values (a device reset restores the MAC, QEMU-style)."""
+        """Back to the profile's values (a device reset restores the MAC, QEMU-style),
+        except the carrier: status keeps LINK_UP as last set and loses ANNOUNCE, as
+        QEMU's virtio_net_reset clears only VIRTIO_NET_S_ANNOUNCE."""
         self.mac = self.profile.mac
-        self.status = int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP) if self.profile.link_up else 0
+        self.status = int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP) if self.link_up else 0
 
     @property
     def size(self) -> int:

@@ -372,7 +372,10 @@ class Device:
         return [ConfigInterrupt("status.ANNOUNCE set: the guest should announce itself")]
 
     def set_link(self, up: bool) -> list[DeviceEvent]:
-        """Carrier change; the guest hears of it when STATUS is negotiated."""
+        """Carrier change; the guest hears of it when STATUS is negotiated.  The carrier
+        outlives a device reset (QEMU's link state belongs to the netdev, not to the
+        driver's session)."""
+        self.config.link_up = up
         bit = int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP)
         before = self.config.status
         self.config.status = before | bit if up else before & ~bit

@@ -89,3 +89,13 @@ class VhostUserRemoteError(VhostUserError):
     def __init__(self, message: str, reply: bytes = b"") -> None:
         super().__init__(message)
         self.reply = reply
+
+
+class GuestPortError(VxdpError):
+    """An operator's action on one guest of a host that cannot be done now (`GuestPort`
+    `set_link`/`announce`): `errno` says why, ENOTCONN for a guest without a live
+    device, EOPNOTSUPP for a feature its driver did not negotiate."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno

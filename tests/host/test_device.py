@@ -577,6 +577,23 @@ def test_reset_tears_down_queues_filters_and_config():
     assert get_profile("default").mac == MAC
 
 
+def test_link_down_outlives_a_reset_and_announce_does_not():
+    """The carrier is the host's (QEMU keeps link_down on the netdev and its
+    virtio_net_reset clears only VIRTIO_NET_S_ANNOUNCE): a reset keeps LINK_UP as set."""
+    live = bring_up()
+    (irq,) = live.dev.set_link(False)
+    assert isinstance(irq, ConfigInterrupt) and irq.why == "link down"
+    assert live.dev.set_link(False) == []  # no change, no notification
+    live.dev.announce()
+    assert live.dev.read_config(6, 2) == b"\x02\x00"
+    live.dev.write_status(0)
+    assert live.dev.read_config(6, 2) == b"\x00\x00"
+    assert live.dev.set_link(True) == []  # STATUS not negotiated after the reset
+    assert live.dev.read_config(6, 2) == b"\x01\x00"
+    live.dev.write_status(0)
+    assert live.dev.read_config(6, 2) == b"\x01\x00"
+
+
 # -- hostile rings ------------------------------------------------------------------------
 
 

@@ -61,8 +61,9 @@ Role = Literal["server", "client"]
 Kind = Literal["failed", "usage"]
 
 # Argument kinds: what a value must be.  "map": a map name or id; "value": one hex string
-# or a list of them (one per CPU); "flags": one of UPDATE_FLAGS.
-ArgKind = Literal["str", "hex", "map", "value", "flags"]
+# or a list of them (one per CPU); "flags": one of UPDATE_FLAGS; "guest": a guest number
+# (0..MAX_ID); "bool": true or false.
+ArgKind = Literal["str", "hex", "map", "value", "flags", "guest", "bool"]
 
 #: Every operation: {argument: (kind, required)}.
 OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
@@ -79,6 +80,9 @@ OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
                    "flags": ("flags", False)},
     "map.delete": {"map": ("map", True), "key": ("hex", True)},
     "stats": {},
+    "guest.list": {},
+    "guest.link": {"guest": ("guest", True), "up": ("bool", True)},
+    "guest.announce": {"guest": ("guest", True)},
 }
 
 MAX_VALUE_LIST = 4096  # per-CPU values: one per possible CPU
@@ -176,6 +180,11 @@ def _kind_ok(kind: ArgKind, value: object) -> str | None:
         return None if ok else "a map name or id"
     if kind == "flags":
         return None if value in UPDATE_FLAGS else f"one of {', '.join(UPDATE_FLAGS)}"
+    if kind == "guest":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+        return None if ok else f"a guest number 0..{MAX_ID}"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "true or false"
     ok = isinstance(value, str) or (isinstance(value, list) and 0 < len(value) <= MAX_VALUE_LIST
                                     and all(isinstance(v, str) for v in value))
     return None if ok else "a hex string or a list of hex strings (one per CPU)"

@@ -1,4 +1,5 @@
-"""The host's control socket: `vxdp prog` and `vxdp map` against a running `vxdp host`.
+"""The host's control socket: `vxdp prog`, `vxdp map` and `vxdp link` against a running
+`vxdp host`.
 
     server = ControlServer(runtime, "/run/vxdp/host0.ctl")
     await nursery.start(server.serve)          # HostRuntime.run does this for --control
@@ -23,6 +24,13 @@ Operations (the `OPS` table of the protocol names their arguments):
   id, with the kernel's errnos: ENOENT for a lookup miss or a delete of nothing, E2BIG
   for a full map, EEXIST / ENOENT under noexist / exist, EPERM on a frozen map.
 * `stats`: what `--stats-json` writes.
+* `guest.list`: every guest (`GuestPort.link_info`: number, socket, MAC, link, live,
+  device status, negotiated features, announce pending).  `guest.link` {guest, up} sets a
+  guest's carrier (kept across its reconnects; `GuestPort.set_link`), `guest.announce`
+  {guest} asks it to announce itself; both answer the guest's entry and `signalled`,
+  whether a config change went to the front-end (`guest.link` also `changed`).  ENODEV (usage) for a guest number the
+  host does not serve, ENOTCONN for announce without a live device, EOPNOTSUPP for
+  announce to a driver without VIRTIO_NET_F_GUEST_ANNOUNCE.
 
 Ids: a program gets the next program id when it is first seen attached (bpftool's `id`),
 its maps the next map ids; both only grow for the life of the host.
@@ -70,6 +78,7 @@ from vxdp.errors import BpfError, ControlError, MapError, UsageError, VxdpError
 from .xdp import host_verifier_profile
 
 if TYPE_CHECKING:
+    from .guestport import GuestPort
     from .host import HostRuntime
 
 log = logging.getLogger("vxdp.runtime.control")
@@ -139,7 +148,8 @@ class ControlHandler:
             "prog.dump_jited": self.prog_dump_jited, "map.show": self.map_show,
             "map.dump": self.map_dump, "map.lookup": self.map_lookup,
             "map.update": self.map_update, "map.delete": self.map_delete,
-            "stats": self.stats,
+            "stats": self.stats, "guest.list": self.guest_list,
+            "guest.link": self.guest_link, "guest.announce": self.guest_announce,
         }
 
     async def handle(self, request: Request) -> Any:
@@ -303,6 +313,30 @@ class ControlHandler:
 
     async def stats(self, args: dict[str, Any]) -> Any:
         return self.runtime.stats()
+
+    # -- guests --------------------------------------------------------------------------
+
+    def _guest(self, number: int) -> GuestPort:
+        guests = self.runtime.guests
+        if not 0 <= number < len(guests):
+            have = f"0..{len(guests) - 1}" if guests else "none"
+            raise Refused(ErrorInfo(E.ENODEV, f"no guest {number} on this host (guests: "
+                                              f"{have})", "usage"))
+        return guests[number]
+
+    async def guest_list(self, args: dict[str, Any]) -> Any:
+        return [g.link_info() for g in self.runtime.guests]
+
+    async def guest_link(self, args: dict[str, Any]) -> Any:
+        port = self._guest(args["guest"])
+        changed = port.link_up != args["up"]
+        signalled = port.set_link(args["up"])
+        return {**port.link_info(), "changed": changed, "signalled": signalled}
+
+    async def guest_announce(self, args: dict[str, Any]) -> Any:
+        port = self._guest(args["guest"])
+        signalled = port.announce()
+        return {**port.link_info(), "signalled": signalled}
 
 
 def _is_hex(text: str) -> bool:

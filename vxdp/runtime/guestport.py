@@ -18,6 +18,15 @@ gets a new vhost-user back-end state):
     kick eventfd               notify(queue), again after a checkpoint on MoreAvailable
     Disconnected               the device is dropped, its counters kept
 
+The operator's actions (the control socket's `guest.link` and `guest.announce`):
+`set_link(up)` is the carrier, as QEMU's `set_link` on a netdev: it belongs to the port,
+not to a session, so it holds whether or not a front-end is connected, every new
+session's device starts with it (`profile.link_up`), and a device reset keeps it; the
+current device's status changes and a driver that negotiated VIRTIO_NET_F_STATUS hears
+of it by a config change.  `announce()` asks the live guest to announce itself
+(VIRTIO_NET_S_ANNOUNCE, virtio 1.3 §5.1.6.5.4): refused with ENOTCONN without a live
+device and EOPNOTSUPP when the driver did not negotiate VIRTIO_NET_F_GUEST_ANNOUNCE.
+
 Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
 call eventfd, `ConfigInterrupt` becomes a CONFIG_CHANGE_MSG on the back-end request
 channel when the front-end set one up (else it is only logged), `FrameTransmitted` goes to the host runtime (the wire, or another guest
@@ -46,6 +55,7 @@ queues are drained by the model.
 
 from __future__ import annotations
 
+import errno as E
 import gc
 import logging
 import zlib
@@ -72,11 +82,12 @@ from host.config import ConfigSpace
 from host.datapath import BurstOut
 from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
-from virtio_spec.features import VirtioNetFeature, dependents
+from virtio_spec.features import VirtioNetFeature, dependents, describe
 from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatus
-from vxdp.errors import VhostUserError, VhostUserLocalError, VxdpError
+from virtio_spec.structs import VirtioNetStatus
+from vxdp.errors import GuestPortError, VhostUserError, VhostUserLocalError, VxdpError
 from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
 from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
@@ -230,6 +241,56 @@ class GuestPort:
     async def serve_socket(self, sock: trio.socket.SocketType) -> str:
         """Serve one front-end on a connected socket (tests: a socketpair)."""
         return await serve_connection(sock, self.config, self.handlers)
+
+    # -- the operator's actions -----------------------------------------------------
+
+    @property
+    def link_up(self) -> bool:
+        """The carrier the operator set (up until `set_link(False)`)."""
+        return self.profile.link_up
+
+    def set_link(self, up: bool) -> bool:
+        """Carrier up or down (see the module docstring): kept for this port's sessions
+        to come; the current device, if any, changes its status.  True when the
+        front-end was sent a config change for it (CONFIG_CHANGE_MSG)."""
+        self.profile = replace(self.profile, link_up=up)
+        if self.device is None:
+            log.info("guest %d: link %s (no front-end: its next device starts so)",
+                     self.number, "up" if up else "down")
+            return False
+        return self._handle(self.device.set_link(up)) > 0
+
+    def announce(self) -> bool:
+        """Ask the guest to announce itself (virtio 1.3 §5.1.6.5.4); its driver acks with
+        VIRTIO_NET_CTRL_ANNOUNCE_ACK.  True when the front-end was sent a config change
+        (without one the guest sees the request when it next reads its config)."""
+        device = self.device
+        if device is None:
+            raise GuestPortError(f"guest {self.number}: no front-end connected "
+                                 f"({self.last_disconnect or 'never connected'})", E.ENOTCONN)
+        if not device.live:
+            raise GuestPortError(f"guest {self.number}: the device is not live (status "
+                                 f"{device.status_names})", E.ENOTCONN)
+        if not device.has(VirtioNetFeature.VIRTIO_NET_F_GUEST_ANNOUNCE):
+            raise GuestPortError(f"guest {self.number}: its driver did not negotiate "
+                                 f"VIRTIO_NET_F_GUEST_ANNOUNCE: it cannot be asked to "
+                                 f"announce itself (virtio 1.3 §5.1.6.5.4)", E.EOPNOTSUPP)
+        return self._handle(device.announce()) > 0
+
+    def link_info(self) -> dict[str, object]:
+        """This guest as `vxdp link show` prints it."""
+        device = self.device
+        net_status = device.config.status if device is not None else 0
+        return {
+            "guest": self.number, "socket": self.path, "ifindex": self.ifindex,
+            "mac": self.profile.mac.hex(":"), "link": "up" if self.link_up else "down",
+            "connected": self.session is not None, "live": self.live,
+            "status": device.status_names if device is not None else "",
+            "features": describe(device.negotiated) if device is not None else [],
+            "announce_pending": bool(net_status & VirtioNetStatus.VIRTIO_NET_S_ANNOUNCE),
+            "config_changes": (self.session.config_changes_sent
+                               if self.session is not None else 0),
+        }
 
     # -- handlers --------------------------------------------------------------------
 
@@ -433,9 +494,11 @@ class GuestPort:
     def _queue(self, index: int) -> dict[str, int]:
         return self.queues.setdefault(self._queue_name(index), _counter())
 
-    def _handle(self, events: Sequence[DeviceEvent]) -> None:
-        """Carry out what the device asked for (interrupts, frames) and count."""
+    def _handle(self, events: Sequence[DeviceEvent]) -> int:
+        """Carry out what the device asked for (interrupts, frames) and count; the
+        number of config changes signalled to the front-end."""
         out: list[bytes] = []
+        signalled = 0
         for e in events:
             if isinstance(e, FrameTransmitted):
                 q = self._queue(e.queue)
@@ -454,6 +517,7 @@ class GuestPort:
                     self.session.notify(e.queue)
             elif isinstance(e, ConfigInterrupt):
                 if self.session is not None and self.session.signal_config_change():
+                    signalled += 1
                     log.info("guest %d: config change signalled: %s", self.number, e.why)
                 else:
                     # No back-end request channel (BACKEND_REQ and CONFIG; DPDK virtio_user
@@ -464,6 +528,7 @@ class GuestPort:
                 log.warning("guest %d: %s", self.number, e.describe())
         if out:
             self.runtime.from_guest(self, out)
+        return signalled
 
     def receive(self, frames: Sequence[bytes]) -> None:
         """Frames from the wire for this guest: the host XDP program, then its receive

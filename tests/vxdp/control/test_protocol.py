@@ -140,7 +140,30 @@ MALFORMED: list[tuple[bytes, int, int | None, str]] = [
      E.EINVAL, 5, "one of any, noexist, exist"),
     (framed(request(op="prog.attach", args={"path": None})), E.EINVAL, 5,
      "'path' must be a string, got NoneType"),
+    (framed(request(op="guest.link", args={"guest": True, "up": True})), E.EINVAL, 5,
+     "'guest' must be a guest number 0..4294967295, got bool"),
+    (framed(request(op="guest.link", args={"guest": -1, "up": True})), E.EINVAL, 5,
+     "'guest' must be a guest number"),
+    (framed(request(op="guest.link", args={"guest": 0, "up": "down"})), E.EINVAL, 5,
+     "'up' must be true or false, got str"),
+    (framed(request(op="guest.link", args={"guest": 0, "up": 0})), E.EINVAL, 5,
+     "'up' must be true or false, got int"),
+    (framed(request(op="guest.link", args={"guest": 0})), E.EINVAL, 5,
+     "op 'guest.link' needs argument 'up'"),
+    (framed(request(op="guest.announce", args={"guest": "0"})), E.EINVAL, 5,
+     "'guest' must be a guest number 0..4294967295, got str"),
+    (framed(request(op="guest.list", args={"guest": 0})), E.EINVAL, 5,
+     "op 'guest.list' takes no argument 'guest' (it takes no arguments)"),
 ]
+
+
+def test_guest_requests_go_through() -> None:
+    client, server = Connection("client"), Connection("server")
+    for op, args in (("guest.list", {}), ("guest.link", {"guest": 1, "up": False}),
+                     ("guest.announce", {"guest": 0})):
+        mid, data = client.send_request(op, args)
+        server.receive_data(data)
+        assert server.next_event() == Request(mid, op, args)
 
 
 @pytest.mark.parametrize(("data", "errno", "mid", "words"), MALFORMED)
