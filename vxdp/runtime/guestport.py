@@ -23,9 +23,12 @@ The operator's actions (the control socket's `guest.link` and `guest.announce`):
 not to a session, so it holds whether or not a front-end is connected, every new
 session's device starts with it (`profile.link_up`), and a device reset keeps it; the
 current device's status changes and a driver that negotiated VIRTIO_NET_F_STATUS hears
-of it by a config change.  `announce()` asks the live guest to announce itself
-(VIRTIO_NET_S_ANNOUNCE, virtio 1.3 §5.1.6.5.4): refused with ENOTCONN without a live
-device and EOPNOTSUPP when the driver did not negotiate VIRTIO_NET_F_GUEST_ANNOUNCE.
+of it by a config change.  While the link is down frames to the guest are dropped before
+the host program, and frames it transmits are taken off its ring and dropped (counted as
+`drops.link_down`), as QEMU drops a netdev's traffic with its link down.  `announce()`
+asks the live guest to announce itself (VIRTIO_NET_S_ANNOUNCE, virtio 1.3 §5.1.6.5.4):
+refused with ENOTCONN without a live device and EOPNOTSUPP when the driver did not
+negotiate VIRTIO_NET_F_GUEST_ANNOUNCE.
 
 Whatever the device returns is carried out here: `Interrupt(sent)` signals the ring's
 call eventfd, `ConfigInterrupt` becomes a CONFIG_CHANGE_MSG on the back-end request
@@ -192,7 +195,7 @@ class GuestPort:
         self.sessions = 0
         self.last_disconnect = ""
         self.queues: dict[str, dict[str, int]] = {}
-        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0}
+        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0}
         self.interrupts = 0
         self.kicks: dict[str, int] = {}  # per queue: the driver's notifications
         self.device_totals: dict[str, int] = {}
@@ -481,7 +484,7 @@ class GuestPort:
                     target.session.notify(queue)
         if out.wire:
             if from_guest:
-                self.runtime.from_guest(self, out.wire)
+                self._transmitted(out.wire)
             else:
                 self.runtime.wire.send(out.wire)
 
@@ -527,13 +530,25 @@ class GuestPort:
             elif isinstance(e, DeviceNeedsReset):
                 log.warning("guest %d: %s", self.number, e.describe())
         if out:
-            self.runtime.from_guest(self, out)
+            self._transmitted(out)
         return signalled
+
+    def _transmitted(self, frames: Sequence[bytes]) -> None:
+        """Frames the guest sent: on to the host, or dropped while the link is down
+        (the device took them, as QEMU's virtio-net does with its netdev's link down)."""
+        if self.link_up:
+            self.runtime.from_guest(self, frames)
+        else:
+            self.drops["link_down"] += len(frames)
 
     def receive(self, frames: Sequence[bytes]) -> None:
         """Frames from the wire for this guest: the host XDP program, then its receive
-        queues (in C, both in one call per burst, once the port is taken).  A failure
-        that is this guest's (its rings, its device) costs this burst, not the host."""
+        queues (in C, both in one call per burst, once the port is taken); nothing while
+        its link is down.  A failure that is this guest's (its rings, its device) costs
+        this burst, not the host."""
+        if not self.link_up:
+            self.drops["link_down"] += len(frames)
+            return
         try:
             self._receive(frames)
         except (VirtioError, VxdpError) as exc:

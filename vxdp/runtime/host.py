@@ -159,7 +159,7 @@ class HostRuntime:
         while it has buffers) and asked again."""
         room = n
         for g in self.guests:
-            if g.live:
+            if g.live and g.link_up:  # a guest with its link down takes nothing
                 have = g.rx_room()
                 if have == 0 and arm and g.rx_arm():
                     have = g.rx_room()

@@ -166,3 +166,27 @@ async def test_vxdp_link_cli(rig_factory: RigFactory, tmp_path: Path,
         assert "guest 'zero' is not a number" in capsys.readouterr().err
     assert await vxdp_cli("link", "show", "--host", str(tmp_path / "nobody.ctl")) == 2
     assert "no vxdp host answers at" in capsys.readouterr().err
+
+
+async def test_no_traffic_either_way_while_the_link_is_down(rig_factory: RigFactory,
+                                                           datapath: str) -> None:
+    """As QEMU with a netdev's link down: wire frames never reach the guest and what it
+    transmits is taken and dropped; both count as drops.link_down, and traffic resumes
+    with the link."""
+    with trio.fail_after(30):
+        rig = rig_factory()
+        guest = await rig.add_guest(port=open_port("null"))
+        port = rig.host.guests[0]
+        frames = [bytes.fromhex("ffffffffffff020000000001") + b"\x08\x00" + bytes(46)] * 10
+        port.set_link(False)
+        rig.host.from_wire(frames)
+        await guest.transmit(frames[:4])
+        await until(lambda: port.drops["link_down"] == 14, "14 frames dropped at the link")
+        assert guest.stack["packets"] == 0 and rig.host.wire.tx_packets == 0
+        assert await rig.host.wait_for_room(5) == 5  # a guest with no link holds no wire back
+        port.set_link(True)
+        rig.host.from_wire(frames)
+        await guest.transmit(frames[:4])
+        await until(lambda: guest.stack["packets"] == 10, "10 frames in the guest")
+        await until(lambda: rig.host.wire.tx_packets == 4, "4 frames on the wire")
+    assert port.stats()["drops"]["link_down"] == 14
