@@ -754,12 +754,7 @@ int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *
  * with a broken one. */
 int vxdp_port_rx_room(struct vxdp_port *p)
 {
-    struct vxdp_vq *vq = p->rx;
-    int rc;
-    if (!vq || vq->broken)
-        return -1;
-    vq->avail_seen = vq->last_avail_idx;   /* no shadow: the caller wants what is there */
-    rc = vxdp_vq_pending(vq, NULL, 0);
+    int rc = p->rx ? vxdp_vq_pending(p->rx, NULL, 0) : -1;
     return rc < 0 ? -1 : rc;
 }
 

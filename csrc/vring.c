@@ -345,6 +345,7 @@ int vxdp_vq_pending(struct vxdp_vq *vq, char *err, size_t errlen)
     int rc;
     if (vq->driver)
         return vxdp_errf(err, errlen, -EINVAL, "%s: pending() is the device's", vq->name);
+    vq->avail_seen = vq->last_avail_idx;   /* a caller asking wants what is there now */
     rc = vq_pending(vq);
     return rc < 0 ? vq_report(vq, rc, err, errlen) : rc;
 }
@@ -582,7 +583,9 @@ void vxdp_vq_push_int(struct vxdp_vq *vq, const uint16_t *heads, const uint32_t 
 void vxdp_vq_flush_used(struct vxdp_vq *vq)
 {
     vq->defer_used = false;
-    store_idx_release(vq->used + RING_IDX, vq->used_idx);
+    /* a burst that used nothing (all dropped) leaves the line the driver polls alone */
+    if (vxdp_ld16(vq->used + RING_IDX) != vq->used_idx)
+        store_idx_release(vq->used + RING_IDX, vq->used_idx);
 }
 
 int vxdp_vq_push(struct vxdp_vq *vq, const uint32_t *heads, const uint32_t *lens, uint32_t n,

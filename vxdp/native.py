@@ -16,7 +16,6 @@ import errno as _errno
 import os
 from array import array as _array
 from collections.abc import Sequence
-from itertools import accumulate as _accumulate
 from typing import Any
 
 from vxdp.errors import CoreError, InvalidProgram, MapError, ProgramFault
@@ -498,8 +497,8 @@ DP_MAX_FRAME = 65550
 class Burst:
     """Frames back to back in one C buffer with a length each: what one burst call moves.
 
-    Allocated once and reused, so moving a burst costs one FFI crossing and no per-frame
-    Python work beyond `load` / `frames`."""
+    Allocated once and reused, so moving a burst costs one FFI crossing and two copies
+    each way (`load`, `packed`), whatever the number of frames."""
 
     __slots__ = ("_buf", "_lens", "max_frames", "ptr")
 
@@ -547,15 +546,6 @@ class Burst:
         lens.frombytes(ffi.buffer(self._lens, 4 * n))
         used = int(self.ptr.used)
         return PackedFrames(ffi.buffer(self._buf, used)[:], lens, used)
-
-    def frames(self) -> list[bytes]:
-        """The frames in the burst, as bytes."""
-        n = self.ptr.count
-        if not n:
-            return []
-        ends = list(_accumulate(ffi.unpack(self._lens, n)))
-        blob = ffi.buffer(self._buf, ends[-1])[:]
-        return [blob[a:b] for a, b in zip([0, *ends], ends)]
 
 
 class SwitchHandle:
