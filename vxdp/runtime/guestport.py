@@ -436,28 +436,26 @@ class GuestPort:
         if event.index == 0 and not self.rx_posted and self.device.live:
             self.rx_posted = True  # the driver's first receive buffers are there
             self.runtime.note_live()
-        if self.cpath is not None and self.cpath.active and event.index in (0, 1):
-            if event.index == 1:
-                # the C port drains the transmit ring (a budget's worth at a time, other
-                # tasks let in between); receive buffers it finds by itself
-                self._burst_out(self.cpath.tx(), from_guest=True)
-                while self.cpath.tx_pending():
-                    await trio.lowlevel.checkpoint()
-                    if self.device is None or 1 not in self.running or not self.cpath.active:
-                        return
-                    self._burst_out(self.cpath.tx(), from_guest=True)
-            return
-        events = self.device.notify(event.index)
-        self._handle(events)
-        while any(isinstance(e, MoreAvailable) for e in events):
-            # a lap of the transmit or control ring done and the driver refilled: let the
-            # other tasks (its vhost-user messages, other guests, the wire) run first
+        while not self._serve_kick(event.index):
+            # a lap of the ring done and the driver refilled meanwhile: let the other
+            # tasks (its vhost-user messages, other guests, the wire) run, then go on
             await trio.lowlevel.checkpoint()
-            if self.device is None or event.index not in self.running or \
-                    (self.cpath is not None and self.cpath.active and event.index in (0, 1)):
-                return  # stopped, gone, or the C port has the ring now
-            events = self.device.notify(event.index)
-            self._handle(events)
+            if self.device is None or event.index not in self.running:
+                return
+
+    def _serve_kick(self, index: int) -> bool:
+        """One lap of a kicked queue, by whoever runs it now (the C port for pair 1's
+        transmit queue, which finds receive buffers by itself; the device model for the
+        rest); True when done, False when the driver made more available meanwhile."""
+        assert self.device is not None
+        if self.cpath is not None and self.cpath.active and index in (0, 1):
+            if index == 0:
+                return True
+            self._burst_out(self.cpath.tx(), from_guest=True)
+            return not self.cpath.tx_pending()
+        events = self.device.notify(index)
+        self._handle(events)
+        return not any(isinstance(e, MoreAvailable) for e in events)
 
     # -- the C datapath --------------------------------------------------------------
 

@@ -17,8 +17,8 @@ to the C packet core (`cpath.CPath`, one C call per burst, program included); `p
 leaves them to the device model with the program on `XdpHook`.  Frames a guest transmits
 go to another guest when addressed to its MAC, else to the wire.
 
-The wire pump works as vhost-net's receive handler does.  It is read once a guest has
-posted receive buffers, in rounds of at most `burst` frames (256, vhost-net's weight), each
+The wire pump works as vhost-net's receive handler does.  It reads the wire once a guest
+has posted receive buffers, in rounds of at most `burst` frames (256, vhost-net's weight), each
 as large as every live guest has buffers for (`wait_for_room`), so a replay or a
 generator goes as fast as the guests take frames and is not spent on nobody.  While a
 guest's ring holds buffers its C port turns the driver's receive kicks off; when none are
@@ -60,9 +60,9 @@ from .xdp import XdpHook
 
 log = logging.getLogger("vxdp.runtime.host")
 
-#: Frames the wire pump moves per round at most, between two checkpoints: vhost-net's
-#: per-round weight (VHOST_NET_PKT_WEIGHT).  A round carries what the guests have
-#: buffers for, so a guest that refills in 32s gets rounds of about 32.
+#: Frames the wire pump moves per round at most: vhost-net's per-round weight
+#: (VHOST_NET_PKT_WEIGHT).  A round carries what the guests have buffers for, so a guest
+#: that refills in 32s gets rounds of about 32.
 BURST = 256
 DATAPATHS = ("c", "python")
 #: The longest the wire pump runs rounds without letting other tasks in, as the kernel's

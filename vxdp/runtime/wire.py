@@ -9,8 +9,8 @@
 Every port delivers bursts (`await port.receive(limit)`: up to `limit` frames, None once
 the source is exhausted, an empty list never) and accepts bursts (`port.send(frames)`).
 A port with frames at hand returns them without yielding to other tasks (a cancelled
-caller still gets Cancelled): the caller takes one checkpoint a round, as the host's wire
-pump does, rather than one a burst.
+caller still gets Cancelled): the caller decides when others run, as the host's wire pump
+does every TURN seconds, rather than once a burst.
 `out=` on any port writes what it is sent to a classic pcap file (LINKTYPE_ETHERNET) as it
 goes, flushed after every burst, so tshark reads it while the process runs and after it
 is killed.  Replay runs as fast as the receiver takes frames; `gen` paces itself to `rate`
