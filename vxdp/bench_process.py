@@ -23,7 +23,6 @@ test: nothing asserts a rate.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,9 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import IO
 
 import trio
 
+from vxdp import dpdk
 from vxdp.bench_datapath import FRAME, PROGS, RFC_RATIOS
 from vxdp.bench_dpdk import RepeatWire
 from vxdp.bpf.clang import clang_unavailable, compile_c
@@ -85,11 +86,14 @@ class ProcessReport:
                 "cpus": self.cpus, "skipped": self.skipped}
 
 
-def _spawn_guest(sock: str, obj: Path | None, program: str | None) -> subprocess.Popen[bytes]:
+def _spawn_guest(sock: str, obj: Path, program: str | None,
+                 log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`vxdp guest` on `sock`, its stderr to `log` (a file: a pipe nobody reads while it
+    runs could fill and stall the guest)."""
     cmd = [sys.executable, "-m", "vxdp", "guest", "--socket", sock]
-    if obj is not None and program is not None:
+    if program is not None:
         cmd += ["--xdp", str(obj), "--program", program]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
 async def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -101,15 +105,13 @@ async def _stop(proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
                   sock_dir: Path | None = None) -> ProcessReport:
     from vxdp.runtime import HostRuntime
 
-    report = ProcessReport(cpus=len(os.sched_getaffinity(0)))
+    report = ProcessReport(cpus=dpdk.cpu_count())
     reason = clang_unavailable()
     if reason is not None:
         report.skipped = reason
@@ -145,14 +147,16 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
         async def with_guest(program: str | None, runs: Sequence[tuple[str, Callable[[], int],
                                                                      str | None]]) -> None:
             sessions = port.sessions
-            proc = _spawn_guest(sock, obj, program)
+            log_path = Path(tmp) / "guest.log"
+            with open(log_path, "wb") as log:
+                proc = _spawn_guest(sock, obj, program, log)
             try:
                 with trio.fail_after(20):
                     while not (port.sessions > sessions and port.live and port.rx_posted
                                and port.cpath is not None and port.cpath.active):
                         if proc.poll() is not None:
-                            err = proc.stderr.read().decode() if proc.stderr else ""
-                            raise VxdpError(f"vxdp guest exited {proc.returncode}: {err}")
+                            raise VxdpError(f"vxdp guest exited {proc.returncode}: "
+                                            f"{log_path.read_text(errors='replace')}")
                         await trio.sleep(0.01)
                 for workload, count, offloaded in runs:
                     if offloaded is not None:
