@@ -9,9 +9,10 @@ them, `Error: ...` on stderr, or with -j `{"error": ..., "errno": ...}` on stdou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vxdp.control import ControlClient, RequestFailed
@@ -36,6 +37,19 @@ def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
         return ctl.call(op, **kw)
 
 
+def host_command(body: Callable[[argparse.Namespace], int]
+                 ) -> Callable[[argparse.Namespace], int]:
+    """A command's `run`: a request the host refuses is printed (`failure`) and the
+    exit status is its kind's."""
+    @functools.wraps(body)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except RequestFailed as exc:
+            return failure(args, exc)
+    return run
+
+
 def failure(args: argparse.Namespace, exc: RequestFailed) -> int:
     """Print a failed request as bpftool would; its exit status (1 failed, 2 usage)."""
     err = exc.error
@@ -51,8 +65,12 @@ def failure(args: argparse.Namespace, exc: RequestFailed) -> int:
     return 2 if err.kind == "usage" else 1
 
 
-def print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=None))
+def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
+    """`doc` as one line of JSON with -j, else `text` (nothing when it is empty)."""
+    if args.json:
+        print(json.dumps(doc))
+    elif text:
+        print(text)
 
 
 def hex_tokens(tokens: Sequence[str], what: str) -> str:
@@ -75,5 +93,5 @@ def spaced(hex_text: str) -> str:
     return " ".join(hex_text[i:i + 2] for i in range(0, len(hex_text), 2))
 
 
-__all__ = ["RequestFailed", "add_host_options", "call", "failure", "hex_tokens",
-           "print_json", "spaced"]
+__all__ = ["add_host_options", "call", "emit", "failure", "hex_tokens", "host_command",
+           "spaced"]

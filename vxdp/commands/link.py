@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vxdp.commands._ctl import RequestFailed, add_host_options, call, failure, print_json
+from vxdp.commands._ctl import add_host_options, call, emit, host_command
 from vxdp.errors import UsageError
 
 NAME = "link"
@@ -71,21 +71,12 @@ def show_text(g: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@host_command
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except RequestFailed as exc:
-        return failure(args, exc)
-
-
-def _run(args: argparse.Namespace) -> int:
     cmd = args.link_command
     if cmd in ("show", "list"):
         guests = call(args, "guest.list")
-        if args.json:
-            print_json(guests)
-        for g in [] if args.json else guests:
-            print(show_text(g))
+        emit(args, guests, "\n".join(map(show_text, guests)))
         return 0
     number = guest_number(args.guest)
     if cmd == "set":
@@ -106,8 +97,5 @@ def _run(args: argparse.Namespace) -> int:
         how = ("config change sent" if done["signalled"] else
                "no config change sent: the driver sees it when it next reads its config")
         what = "announce requested"
-    if args.json:
-        print_json(done)
-    else:
-        print(f"guest {number}: {what} ({how})")
+    emit(args, done, f"guest {number}: {what} ({how})")
     return 0

@@ -26,15 +26,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from vxdp.commands._ctl import (
-    RequestFailed,
-    add_host_options,
-    call,
-    failure,
-    hex_tokens,
-    print_json,
-    spaced,
-)
+from vxdp.commands._ctl import add_host_options, call, emit, hex_tokens, host_command, spaced
 from vxdp.control.protocol import UPDATE_FLAGS
 from vxdp.errors import UsageError
 
@@ -82,9 +74,11 @@ def _section(words: list[str], keyword: str, stops: Sequence[str]) -> tuple[list
     return words[1:end], words[end:]
 
 
-def entry_text(entry: dict[str, Any], key_size: int, value_size: int) -> str:
+def entry_text(entry: dict[str, Any]) -> str:
     """One entry as bpftool prints it (short ones on one line, per-CPU values by CPU)."""
     key, value = entry["key"], entry["value"]
+    key_size = len(key) // 2
+    value_size = len(value[0] if isinstance(value, list) else value) // 2
     if isinstance(value, list):
         lines = ["key:", spaced(key)]
         sep = "\n" if value_size > 16 else " "
@@ -104,60 +98,43 @@ def show_text(m: dict[str, Any]) -> str:
     return "\n".join([head, body] + (["\tfrozen"] if m["frozen"] else []))
 
 
+@host_command
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except RequestFailed as exc:
-        return failure(args, exc)
-
-
-def _run(args: argparse.Namespace) -> int:
     cmd = args.map_command
     if cmd == "show":
         ref, rest = map_ref(args.words) if args.words else (None, [])
         _no_more(rest)
         maps = call(args, "map.show", map=ref)
-        if args.json:
-            print_json(maps)
-        for m in [] if args.json else maps:
-            print(show_text(m))
+        emit(args, maps, "\n".join(map(show_text, maps)))
         return 0
     ref, rest = map_ref(args.words)
     if cmd == "dump":
         _no_more(rest)
         dump = call(args, "map.dump", map=ref)
-        if args.json:
-            body = {k: dump[k] for k in ("type", "key_size", "value_size", "max_entries",
-                                         "entries")}
-            print_json({dump["name"]: body})
-        else:
-            for entry in dump["entries"]:
-                print(entry_text(entry, dump["key_size"], dump["value_size"]))
-            n = len(dump["entries"])
-            print(f"Found {n} element{'' if n == 1 else 's'}")
+        body = {k: dump[k] for k in ("type", "key_size", "value_size", "max_entries",
+                                     "entries")}
+        n = len(dump["entries"])
+        emit(args, {dump["name"]: body},
+             "\n".join([*map(entry_text, dump["entries"]),
+                        f"Found {n} element{'' if n == 1 else 's'}"]))
         return 0
     key_words, rest = _section(rest, "key", ("value",))
     key = hex_tokens(key_words, "key")
+    if cmd == "lookup":
+        _no_more(rest)
+        entry = call(args, "map.lookup", map=ref, key=key)
+        emit(args, entry, entry_text(entry))
+        return 0
     if cmd == "update":
         value_words, rest = _section(rest, "value", UPDATE_FLAGS)
         value = hex_tokens(value_words, "value")
         flags = rest.pop(0) if rest else "any"
         _no_more(rest)
         call(args, "map.update", map=ref, key=key, value=value, flags=flags)
-    elif cmd == "delete":
-        _no_more(rest)
-        call(args, "map.delete", map=ref, key=key)
     else:
         _no_more(rest)
-        entry = call(args, "map.lookup", map=ref, key=key)
-        if args.json:
-            print_json(entry)
-        else:
-            info = call(args, "map.show", map=ref)[0]
-            print(entry_text(entry, info["bytes_key"], info["bytes_value"]))
-        return 0
-    if args.json:
-        print_json(None)
+        call(args, "map.delete", map=ref, key=key)
+    emit(args, None, "")
     return 0
 
 

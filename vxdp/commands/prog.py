@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vxdp.commands._ctl import RequestFailed, add_host_options, call, failure, print_json
+from vxdp.commands._ctl import add_host_options, call, emit, host_command
 
 NAME = "prog"
 HELP = "the XDP program of a running host (show, dump xlated|jited, attach, detach)"
@@ -58,46 +58,25 @@ def show_text(prog: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@host_command
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except RequestFailed as exc:
-        return failure(args, exc)
-
-
-def _run(args: argparse.Namespace) -> int:
     cmd = args.prog_command
     if cmd in ("show", "list"):
         progs = call(args, "prog.show")
-        if args.json:
-            print_json(progs)
-        for prog in [] if args.json else progs:
-            print(show_text(prog))
+        emit(args, progs, "\n".join(map(show_text, progs)))
     elif cmd == "dump" and args.what == "xlated":
-        dump = call(args, "prog.dump_xlated")
-        if args.json:
-            print_json(dump["insns"])
-        else:
-            for insn in dump["insns"]:
-                print(f"{insn['pc']:4d}: ({insn['opcode']}) {insn['disasm']}")
+        insns = call(args, "prog.dump_xlated")["insns"]
+        emit(args, insns, "\n".join(f"{i['pc']:4d}: ({i['opcode']}) {i['disasm']}"
+                                    for i in insns))
     elif cmd == "dump":
         dump = call(args, "prog.dump_jited")
-        if args.json:
-            print_json(dump)
-        else:
-            print(f"/* {dump['name']} (id {dump['id']}), from {dump['source_path']} */")
-            print(dump["source"].rstrip())
+        emit(args, dump, f"/* {dump['name']} (id {dump['id']}), from {dump['source_path']} "
+                         f"*/\n{dump['source'].rstrip()}")
     elif cmd == "attach":
         prog = call(args, "prog.attach", path=str(args.object.absolute()),
                     section=args.section, program=args.program)
-        if args.json:
-            print_json(prog)
-        else:
-            print(show_text(prog))
+        emit(args, prog, show_text(prog))
     else:
         gone = call(args, "prog.detach")
-        if args.json:
-            print_json(gone)
-        else:
-            print(f"detached {gone['name']} (id {gone['id']})")
+        emit(args, gone, f"detached {gone['name']} (id {gone['id']})")
     return 0

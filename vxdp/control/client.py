@@ -17,9 +17,9 @@ import socket
 from types import TracebackType
 from typing import Any
 
-from vxdp.errors import ControlError, ControlRemoteError, UsageError
+from vxdp.errors import ControlRemoteError, UsageError
 
-from .protocol import NEED_DATA, Connection, ErrorInfo, expect_reply
+from .protocol import NEED_DATA, Connection, RequestFailed, expect_reply
 
 #: Seconds a call waits for its reply (attaching runs the verifier on the host).
 TIMEOUT = 120.0
@@ -27,14 +27,6 @@ TIMEOUT = 120.0
 
 class HostUnreachable(UsageError):
     """No vxdp host answers on the control socket given."""
-
-
-class RequestFailed(ControlError):
-    """The host answered a request with an error."""
-
-    def __init__(self, error: ErrorInfo) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 class ControlClient:
@@ -81,4 +73,4 @@ class ControlClient:
         self.close()
 
 
-__all__ = ["TIMEOUT", "ControlClient", "HostUnreachable", "RequestFailed"]
+__all__ = ["TIMEOUT", "ControlClient", "HostUnreachable"]

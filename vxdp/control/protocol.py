@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 import msgpack  # type: ignore[import-untyped]
 
-from vxdp.errors import ControlLocalError, ControlRemoteError
+from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
@@ -119,10 +119,20 @@ class ErrorInfo:
         return out
 
 
+class RequestFailed(ControlError):
+    """A request the host answered with an error (`error`): raised by the server's
+    operations and, from the reply, by the client."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Reply:
+    """A reply: `result` when it succeeded, `error` when it did not."""
+
     id: int | None
-    ok: bool
     result: Any = None
     error: ErrorInfo | None = None
 
@@ -245,10 +255,6 @@ class Connection:
         else:
             self._eof = True
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
     def next_event(self) -> Event:
         """The next message, NEED_DATA, a BadMessage, or Closed."""
         if self._closed:
@@ -327,7 +333,7 @@ class Connection:
         if not isinstance(ok, bool):
             return BadMessage(mid, E.EINVAL, "reply 'ok' must be true or false")
         if ok:
-            return Reply(mid, True, doc.get("result"))
+            return Reply(mid, doc.get("result"))
         err = doc.get("error")
         if not isinstance(err, dict) or not isinstance(err.get("errno"), int) \
                 or not isinstance(err.get("message"), str):
@@ -335,7 +341,7 @@ class Connection:
                                              "'errno' and a string 'message'")
         kind = err.get("kind", "failed")
         log = err.get("log", "")
-        return Reply(mid, False, None, ErrorInfo(
+        return Reply(mid, None, ErrorInfo(
             err["errno"], err["message"], "usage" if kind == "usage" else "failed",
             log if isinstance(log, str) else ""))
 
@@ -404,6 +410,7 @@ __all__ = [
     "NeedData",
     "Reply",
     "Request",
+    "RequestFailed",
     "check_args",
     "expect_reply",
     "frame",

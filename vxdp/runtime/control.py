@@ -65,6 +65,7 @@ from vxdp.bpf.maps import Map
 from vxdp.bpf.program import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Program, ProgType
 from vxdp.bpf.verifier import VerifierReport, verify
 from vxdp.control.protocol import (
+    UPDATE_FLAGS,
     BadMessage,
     Closed,
     Connection,
@@ -72,8 +73,9 @@ from vxdp.control.protocol import (
     NeedData,
     Reply,
     Request,
+    RequestFailed,
 )
-from vxdp.errors import BpfError, ControlError, MapError, UsageError, VxdpError
+from vxdp.errors import UsageError, VxdpError
 
 from .xdp import host_verifier_profile
 
@@ -84,19 +86,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("vxdp.runtime.control")
 
 MAX_CLIENTS = 16
-FLAGS = {"any": BPF_ANY, "noexist": BPF_NOEXIST, "exist": BPF_EXIST}
+FLAGS = dict(zip(UPDATE_FLAGS, (BPF_ANY, BPF_NOEXIST, BPF_EXIST), strict=True))
 
 
-class Refused(ControlError):
-    """An operation that failed, with the reply's error."""
-
-    def __init__(self, error: ErrorInfo) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def failed(errno: int, message: str, log_text: str = "") -> Refused:
-    return Refused(ErrorInfo(errno, message, "failed", log_text))
+def failed(errno: int, message: str, log_text: str = "") -> RequestFailed:
+    return RequestFailed(ErrorInfo(errno, message, "failed", log_text))
 
 
 @dataclass
@@ -107,11 +101,6 @@ class Attached:
     program: Program
     map_ids: list[int]
     loaded_at: float
-
-
-def verifier_profile(runtime: HostRuntime) -> str:
-    """The verifier profile of programs attached on this host (`host_verifier_profile`)."""
-    return host_verifier_profile(runtime.profile)
 
 
 def _load_and_verify(path: str, section: str | None, name: str | None, profile: str,
@@ -153,16 +142,16 @@ class ControlHandler:
         }
 
     async def handle(self, request: Request) -> Any:
-        """The result of `request`; Refused carries the error reply of a failure."""
+        """The result of `request`; RequestFailed carries the error reply of a failure
+        (a UsageError is EINVAL "usage"; any other VxdpError "failed", with its errno
+        when it has one: MapError's is the kernel's)."""
         try:
             return await self.ops[request.op](request.args)
-        except Refused:
+        except RequestFailed:
             raise
-        except MapError as exc:
-            raise failed(exc.errno, str(exc)) from None
         except UsageError as exc:
-            raise Refused(ErrorInfo(E.EINVAL, str(exc), "usage")) from None
-        except (BpfError, VxdpError) as exc:  # an engine refusing a program, a core error
+            raise RequestFailed(ErrorInfo(E.EINVAL, str(exc), "usage")) from None
+        except VxdpError as exc:  # a map op, an engine refusing a program, a core error
             raise failed(getattr(exc, "errno", E.EINVAL), str(exc)) from None
 
     # -- the attached program ------------------------------------------------------------
@@ -196,7 +185,7 @@ class ControlHandler:
         if not os.path.isabs(path):
             raise UsageError(f"object path {path!r} is not absolute (the host's working "
                              f"directory is not the client's)")
-        profile = verifier_profile(self.runtime)
+        profile = host_verifier_profile(self.runtime.profile)
         async with self._attach_lock:
             program, report = await trio.to_thread.run_sync(
                 _load_and_verify, path, args.get("section"), args.get("program"), profile,
@@ -298,10 +287,10 @@ class ControlHandler:
         key = mapjson.parse_key(m, args["key"])
         given = args["value"]
         size = m.spec.value_size
-        if m.spec.percpu and isinstance(given, str):  # every CPU's value, one after another
-            raw = bytes.fromhex(given) if _is_hex(given) else b""
-            if len(raw) == size * m.ncpus and m.ncpus > 1:
-                given = [raw[i:i + size].hex() for i in range(0, len(raw), size)]
+        compact = "".join(given.split()) if isinstance(given, str) else ""
+        if m.spec.percpu and len(compact) == 2 * size * m.ncpus:
+            # every CPU's value, one after another (else one value for all, as map JSON)
+            given = [compact[i:i + 2 * size] for i in range(0, len(compact), 2 * size)]
         value = mapjson.parse_value(m, given)
         m.update(key, value, FLAGS[args.get("flags", "any")])
         return None
@@ -320,7 +309,7 @@ class ControlHandler:
         guests = self.runtime.guests
         if not 0 <= number < len(guests):
             have = f"0..{len(guests) - 1}" if guests else "none"
-            raise Refused(ErrorInfo(E.ENODEV, f"no guest {number} on this host (guests: "
+            raise RequestFailed(ErrorInfo(E.ENODEV, f"no guest {number} on this host (guests: "
                                               f"{have})", "usage"))
         return guests[number]
 
@@ -339,14 +328,6 @@ class ControlHandler:
         return {**port.link_info(), "signalled": signalled}
 
 
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True
-
-
 class ControlServer:
     """Listens on `path` and serves control clients for `runtime`."""
 
@@ -357,7 +338,6 @@ class ControlServer:
         self.max_clients = max_clients
         self._check_path()  # before the event loop: a live socket there is a UsageError
         self.clients = 0
-        self.served = 0  # requests answered, errors included
 
     def _check_path(self) -> None:
         try:
@@ -431,7 +411,6 @@ class ControlServer:
                 return
             if isinstance(event, BadMessage):
                 log.info("control client sent a bad message: %s", event.message)
-                self.served += 1
                 await _send_all(sock, conn.send_error(event.id, event.error()))
                 if event.fatal:
                     return
@@ -439,12 +418,11 @@ class ControlServer:
             if isinstance(event, Reply):  # a server Connection never yields one
                 return
             await _send_all(sock, await self._answer(conn, event))
-            self.served += 1
 
     async def _answer(self, conn: Connection, request: Request) -> bytes:
         try:
             result = await self.handler.handle(request)
-        except Refused as exc:
+        except RequestFailed as exc:
             return conn.send_error(request.id, exc.error)
         except Exception as exc:  # never let one request take the host down
             log.exception("control op %s failed unexpectedly", request.op)
@@ -460,5 +438,5 @@ async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
         view = view[sent:]
 
 
-__all__ = ["MAX_CLIENTS", "ControlHandler", "ControlServer", "Refused", "verifier_profile"]
+__all__ = ["MAX_CLIENTS", "ControlHandler", "ControlServer"]
 

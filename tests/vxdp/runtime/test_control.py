@@ -6,7 +6,8 @@ from __future__ import annotations
 import errno as E
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from vxdp.control.protocol import MAX_REQUEST, VERSION
 from vxdp.errors import UsageError
 from vxdp.packets import udp_packet
 from vxdp.runtime import HostRuntime, XdpHook, open_port
-from vxdp.runtime.control import ControlServer
+from vxdp.runtime.control import MAX_CLIENTS, ControlServer
 
 from .conftest import PROGS, Rig, core_unavailable, until
 
@@ -62,9 +63,23 @@ def policy(action: int, hits: int = 0, nbytes: int = 0) -> str:
     return struct.pack("<IIQ", action, hits, nbytes).hex()
 
 
-async def serving(nursery: trio.Nursery, host: HostRuntime, path: Path) -> None:
-    host.control = ControlServer(host, path)
+async def serving(nursery: trio.Nursery, host: HostRuntime, path: Path, **kw: Any) -> None:
+    host.control = ControlServer(host, path, **kw)
     await nursery.start(host.control.serve)
+
+
+@asynccontextmanager
+async def served_host(path: Path, sockets: Sequence[str] = ("unused.sock",), *,
+                      max_clients: int = MAX_CLIENTS, **kw: Any) -> AsyncIterator[HostRuntime]:
+    """A HostRuntime (no guests connected) serving its control socket at `path`."""
+    host = HostRuntime(list(sockets), **kw)
+    try:
+        async with trio.open_nursery() as nursery:
+            await serving(nursery, host, path, max_clients=max_clients)
+            yield host
+            nursery.cancel_scope.cancel()
+    finally:
+        host.close()
 
 
 async def test_map_updates_through_the_socket_steer_the_datapath(
@@ -101,143 +116,119 @@ async def test_map_updates_through_the_socket_steer_the_datapath(
 
 async def test_a_refused_program_keeps_the_attached_one(tmp_path: Path) -> None:
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"], profile="rfc2019")
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            first = await ctl(path, "prog.attach", path=str(obj("xdp_flow_hash")))
-            err = (await refused(path, "prog.attach", path=str(obj("xdp_percpu_hash")))).error
-            assert (err.errno, err.kind) == (E.EACCES, "failed")
-            assert "rejected by the verifier (profile rfc2019) at pc 0" in err.message
-            assert "map type PERCPU_HASH is not offered by device profile rfc2019" in err.log
-            assert "still attached: xdp_flow_lookup" in err.message
-            assert await ctl(path, "prog.show") == [first]
-            assert host.xdp.program is not None and host.xdp.program.name == "xdp_flow_lookup"
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path, profile="rfc2019") as host:
+        first = await ctl(path, "prog.attach", path=str(obj("xdp_flow_hash")))
+        err = (await refused(path, "prog.attach", path=str(obj("xdp_percpu_hash")))).error
+        assert (err.errno, err.kind) == (E.EACCES, "failed")
+        assert "rejected by the verifier (profile rfc2019) at pc 0" in err.message
+        assert "map type PERCPU_HASH is not offered by device profile rfc2019" in err.log
+        assert "still attached: xdp_flow_lookup" in err.message
+        assert await ctl(path, "prog.show") == [first]
+        assert host.xdp.program is not None and host.xdp.program.name == "xdp_flow_lookup"
 
 
 async def test_prog_show_dump_and_detach(tmp_path: Path) -> None:
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"])
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            assert await ctl(path, "prog.show") == []
-            assert await ctl(path, "map.show") == []
-            o = obj("xdp_flow_hash")
-            shown = await ctl(path, "prog.attach", path=str(o))
-            program = host.xdp.program
-            assert program is not None
-            assert shown == {
-                "id": 1, "type": "xdp", "name": "xdp_flow_lookup", "tag": program.tag,
-                "gpl_compatible": True, "loaded_at": shown["loaded_at"],
-                "bytes_xlated": len(program.insns), "insns": program.insn_count,
-                "jited": False, "engine": "interp", "section": "xdp",
-                "digest": program.digest, "map_ids": [1, 2], "maps": ["flows", "misses"]}
-            maps = await ctl(path, "map.show")
-            assert [(m["id"], m["name"], m["type"], m["bytes_key"], m["bytes_value"],
-                     m["max_entries"]) for m in maps] == [(1, "flows", "hash", 16, 16, 4096),
-                                                          (2, "misses", "array", 4, 8, 1)]
-            assert await ctl(path, "map.show", map=2) == [maps[1]]
-            xlated = await ctl(path, "prog.dump_xlated")
-            lines = [f"{i['pc']}: ({i['opcode']}) {i['disasm']}" for i in xlated["insns"]]
-            ours = disassemble(decode(program.insns), map_name=lambda i: f"id:{i + 1}")
-            assert lines == ours
-            assert any("map[id:1]" in line for line in lines)
-            err = (await refused(path, "prog.dump_jited")).error
-            assert err.errno == E.EOPNOTSUPP and "runs on the interp engine" in err.message
-            # attaching again replaces it: new program id, new map ids
-            again = await ctl(path, "prog.attach", path=str(o), program="xdp_flow_lookup")
-            assert (again["id"], again["map_ids"]) == (2, [3, 4])
-            assert await ctl(path, "prog.detach") == {"id": 2, "name": "xdp_flow_lookup"}
-            assert host.xdp.program is None
-            err = (await refused(path, "prog.detach")).error
-            assert (err.errno, err.message) == (E.ENOENT, "no program is attached on this host")
-            assert (await refused(path, "map.dump", map="flows")).error.errno == E.ENOENT
-            stats = await ctl(path, "stats")
-            assert stats["xdp"]["attached"] is False and stats["profile"] == "default"
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path) as host:
+        assert await ctl(path, "prog.show") == []
+        assert await ctl(path, "map.show") == []
+        o = obj("xdp_flow_hash")
+        shown = await ctl(path, "prog.attach", path=str(o))
+        program = host.xdp.program
+        assert program is not None
+        assert shown == {
+            "id": 1, "type": "xdp", "name": "xdp_flow_lookup", "tag": program.tag,
+            "gpl_compatible": True, "loaded_at": shown["loaded_at"],
+            "bytes_xlated": len(program.insns), "insns": program.insn_count,
+            "jited": False, "engine": "interp", "section": "xdp",
+            "digest": program.digest, "map_ids": [1, 2], "maps": ["flows", "misses"]}
+        maps = await ctl(path, "map.show")
+        assert [(m["id"], m["name"], m["type"], m["bytes_key"], m["bytes_value"],
+                 m["max_entries"]) for m in maps] == [(1, "flows", "hash", 16, 16, 4096),
+                                                      (2, "misses", "array", 4, 8, 1)]
+        assert await ctl(path, "map.show", map=2) == [maps[1]]
+        xlated = await ctl(path, "prog.dump_xlated")
+        lines = [f"{i['pc']}: ({i['opcode']}) {i['disasm']}" for i in xlated["insns"]]
+        ours = disassemble(decode(program.insns), map_name=lambda i: f"id:{i + 1}")
+        assert lines == ours
+        assert any("map[id:1]" in line for line in lines)
+        err = (await refused(path, "prog.dump_jited")).error
+        assert err.errno == E.EOPNOTSUPP and "runs on the interp engine" in err.message
+        # attaching again replaces it: new program id, new map ids
+        again = await ctl(path, "prog.attach", path=str(o), program="xdp_flow_lookup")
+        assert (again["id"], again["map_ids"]) == (2, [3, 4])
+        assert await ctl(path, "prog.detach") == {"id": 2, "name": "xdp_flow_lookup"}
+        assert host.xdp.program is None
+        err = (await refused(path, "prog.detach")).error
+        assert (err.errno, err.message) == (E.ENOENT, "no program is attached on this host")
+        assert (await refused(path, "map.dump", map="flows")).error.errno == E.ENOENT
+        stats = await ctl(path, "stats")
+        assert stats["xdp"]["attached"] is False and stats["profile"] == "default"
 
 
 async def test_map_errors_are_the_kernels(tmp_path: Path) -> None:
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"])
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            await ctl(path, "prog.attach", path=str(obj("xdp_lb_dnat")))
-            vips = (await ctl(path, "map.show", map="vips"))[0]
-            ks, vs, n = vips["bytes_key"], vips["bytes_value"], vips["max_entries"]
+    async with served_host(path):
+        await ctl(path, "prog.attach", path=str(obj("xdp_lb_dnat")))
+        vips = (await ctl(path, "map.show", map="vips"))[0]
+        ks, vs, n = vips["bytes_key"], vips["bytes_value"], vips["max_entries"]
 
-            def key(i: int) -> str:
-                return i.to_bytes(ks, "little").hex()
-            value = bytes(vs).hex()
-            for i in range(n):
-                await ctl(path, "map.update", map="vips", key=key(i), value=value,
-                          flags="noexist")
-            cases = [
-                ({"op": "map.update", "map": "vips", "key": key(n), "value": value}, E.E2BIG),
-                ({"op": "map.update", "map": "vips", "key": key(0), "value": value,
-                  "flags": "noexist"}, E.EEXIST),
-                ({"op": "map.update", "map": "vips", "key": key(n + 1), "value": value,
-                  "flags": "exist"}, E.ENOENT),
-                ({"op": "map.delete", "map": "vips", "key": key(n + 1)}, E.ENOENT),
-                ({"op": "map.delete", "map": "backends", "key": "00000000"}, E.EINVAL),
-                ({"op": "map.update", "map": "backends", "key": "ffff0000",
-                  "value": "00" * (await ctl(path, "map.show", map="backends"))[0][
-                      "bytes_value"]}, E.E2BIG),
-            ]
-            for args, errno in cases:
-                op = args.pop("op")
-                err = (await refused(path, op, **args)).error
-                assert (err.errno, err.kind) == (errno, "failed"), (op, args, err)
-            usage = [
-                ("map.lookup", {"map": "vips", "key": "00"}, f"1 bytes, expected {ks}"),
-                ("map.lookup", {"map": "vips", "key": "zz"}, "'zz' is not hex"),
-                ("map.lookup", {"map": "nope", "key": "00"}, "no map named 'nope' (maps: 1 "),
-                ("map.dump", {"map": 99}, "no map id 99"),
-                ("prog.attach", {"path": "relative.o"}, "is not absolute"),
-                ("prog.attach", {"path": str(tmp_path / "none.o")}, "cannot read"),
-                ("prog.attach", {"path": str(obj("xdp_drop")), "program": "nope"},
-                 "has no program 'nope'"),
-            ]
-            for op, args, words in usage:
-                err = (await refused(path, op, **args)).error
-                assert (err.errno, err.kind) == (E.EINVAL, "usage"), (op, args, err)
-                assert words in err.message
-            assert len((await ctl(path, "map.dump", map="vips"))["entries"]) == n
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+        def key(i: int) -> str:
+            return i.to_bytes(ks, "little").hex()
+        value = bytes(vs).hex()
+        for i in range(n):
+            await ctl(path, "map.update", map="vips", key=key(i), value=value,
+                      flags="noexist")
+        cases = [
+            ({"op": "map.update", "map": "vips", "key": key(n), "value": value}, E.E2BIG),
+            ({"op": "map.update", "map": "vips", "key": key(0), "value": value,
+              "flags": "noexist"}, E.EEXIST),
+            ({"op": "map.update", "map": "vips", "key": key(n + 1), "value": value,
+              "flags": "exist"}, E.ENOENT),
+            ({"op": "map.delete", "map": "vips", "key": key(n + 1)}, E.ENOENT),
+            ({"op": "map.delete", "map": "backends", "key": "00000000"}, E.EINVAL),
+            ({"op": "map.update", "map": "backends", "key": "ffff0000",
+              "value": "00" * (await ctl(path, "map.show", map="backends"))[0][
+                  "bytes_value"]}, E.E2BIG),
+        ]
+        for args, errno in cases:
+            op = args.pop("op")
+            err = (await refused(path, op, **args)).error
+            assert (err.errno, err.kind) == (errno, "failed"), (op, args, err)
+        usage = [
+            ("map.lookup", {"map": "vips", "key": "00"}, f"1 bytes, expected {ks}"),
+            ("map.lookup", {"map": "vips", "key": "zz"}, "'zz' is not hex"),
+            ("map.lookup", {"map": "nope", "key": "00"}, "no map named 'nope' (maps: 1 "),
+            ("map.dump", {"map": 99}, "no map id 99"),
+            ("prog.attach", {"path": "relative.o"}, "is not absolute"),
+            ("prog.attach", {"path": str(tmp_path / "none.o")}, "cannot read"),
+            ("prog.attach", {"path": str(obj("xdp_drop")), "program": "nope"},
+             "has no program 'nope'"),
+        ]
+        for op, args, words in usage:
+            err = (await refused(path, op, **args)).error
+            assert (err.errno, err.kind) == (E.EINVAL, "usage"), (op, args, err)
+            assert words in err.message
+        assert len((await ctl(path, "map.dump", map="vips"))["entries"]) == n
 
 
 async def test_per_cpu_values_are_lists(tmp_path: Path) -> None:
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"])
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            await ctl(path, "prog.attach", path=str(obj("xdp_percpu_hash")))
-            m = (await ctl(path, "map.show", map="src_acct"))[0]
-            ncpus = host.xdp.engine_maps[0].ncpus
-            one = "11" * m["bytes_value"]
-            await ctl(path, "map.update", map="src_acct", key="0a000001", value=one)
-            got = await ctl(path, "map.lookup", map="src_acct", key="0a000001")
-            assert got["value"] == [one] * ncpus
-            each = [f"{cpu:02x}" * m["bytes_value"] for cpu in range(ncpus)]
-            await ctl(path, "map.update", map="src_acct", key="0a000002", value="".join(each))
-            got = await ctl(path, "map.lookup", map="src_acct", key="0a000002")
-            assert got["value"] == each
-            await ctl(path, "map.update", map="src_acct", key="0a000003", value=each)
-            dump = await ctl(path, "map.dump", map="src_acct")
-            assert [e["key"] for e in dump["entries"]] == ["0a000001", "0a000002", "0a000003"]
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path) as host:
+        await ctl(path, "prog.attach", path=str(obj("xdp_percpu_hash")))
+        m = (await ctl(path, "map.show", map="src_acct"))[0]
+        ncpus = host.xdp.engine_maps[0].ncpus
+        one = "11" * m["bytes_value"]
+        await ctl(path, "map.update", map="src_acct", key="0a000001", value=one)
+        got = await ctl(path, "map.lookup", map="src_acct", key="0a000001")
+        assert got["value"] == [one] * ncpus
+        each = [f"{cpu:02x}" * m["bytes_value"] for cpu in range(ncpus)]
+        await ctl(path, "map.update", map="src_acct", key="0a000002", value="".join(each))
+        got = await ctl(path, "map.lookup", map="src_acct", key="0a000002")
+        assert got["value"] == each
+        await ctl(path, "map.update", map="src_acct", key="0a000003", value=each)
+        dump = await ctl(path, "map.dump", map="src_acct")
+        assert [e["key"] for e in dump["entries"]] == ["0a000001", "0a000002", "0a000003"]
 
 
 def raw_request(doc: Any) -> bytes:
@@ -319,28 +310,21 @@ async def test_hostile_clients_get_errors_and_the_host_keeps_serving(
 
 async def test_too_many_clients_are_turned_away(tmp_path: Path) -> None:
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"])
-    try:
-        async with trio.open_nursery() as nursery:
-            host.control = ControlServer(host, path, max_clients=2)
-            await nursery.start(host.control.serve)
-            held = []
-            for _ in range(2):
-                s = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                await s.connect(str(path))
-                held.append(s)
-            await until(lambda: host.control is not None and host.control.clients == 2,
-                        "two clients held")
-            err = (await refused(path, "stats")).error
-            assert err.errno == E.EAGAIN and "at most 2 control clients" in err.message
-            for s in held:
-                s.close()
-            await until(lambda: host.control is not None and host.control.clients == 0,
-                        "the held clients gone")
-            assert (await ctl(path, "stats"))["profile"] == "default"
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path, max_clients=2) as host:
+        held = []
+        for _ in range(2):
+            s = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            await s.connect(str(path))
+            held.append(s)
+        await until(lambda: host.control is not None and host.control.clients == 2,
+                    "two clients held")
+        err = (await refused(path, "stats")).error
+        assert err.errno == E.EAGAIN and "at most 2 control clients" in err.message
+        for s in held:
+            s.close()
+        await until(lambda: host.control is not None and host.control.clients == 0,
+                    "the held clients gone")
+        assert (await ctl(path, "stats"))["profile"] == "default"
     assert not path.exists()  # the socket file goes with the server
 
 
@@ -367,15 +351,9 @@ async def test_dump_jited_shows_the_compiled_c(tmp_path: Path) -> None:
     if unavailable():
         pytest.skip(str(unavailable()))
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["unused.sock"], xdp=XdpHook("jit"))
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            shown = await ctl(path, "prog.attach", path=str(obj("xdp_drop")))
-            assert shown["jited"] is True and shown["engine"] == "jit"
-            jited = await ctl(path, "prog.dump_jited")
-            assert Path(jited["source_path"]).read_text() == jited["source"]
-            assert "vxdp jit" in jited["source"] and "vxdp_jit_info" in jited["source"]
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path, xdp=XdpHook("jit")):
+        shown = await ctl(path, "prog.attach", path=str(obj("xdp_drop")))
+        assert shown["jited"] is True and shown["engine"] == "jit"
+        jited = await ctl(path, "prog.dump_jited")
+        assert Path(jited["source_path"]).read_text() == jited["source"]
+        assert "vxdp jit" in jited["source"] and "vxdp_jit_info" in jited["source"]

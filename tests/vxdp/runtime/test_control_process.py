@@ -79,6 +79,10 @@ async def test_cli_drives_a_running_host(tmp_path: Path) -> None:
             assert rc == 1 and json.loads(out)["errno"] == "ENOENT"
             rc, out, err = await vxdp("map", "lookup", "flows", "key", "0xzz", "--host", ctl)
             assert rc == 2 and "'0xzz' is not hex" in err
+            rc, out, _ = await vxdp("map", "dump", "flows", "--host", ctl)
+            assert (rc, out.splitlines()[1:]) == (0, [
+                f"value: {' '.join(value[i:i + 2] for i in range(0, 32, 2))}",
+                "Found 1 element"])
             rc, out, err = await vxdp("map", "dump", "flows", "--host", ctl, "-j")
             assert json.loads(out) == {"flows": {
                 "type": "hash", "key_size": 16, "value_size": 16, "max_entries": 4096,

@@ -17,10 +17,10 @@ from guest.driver import SUPPORTED_FEATURES
 from virtio_spec.features import VirtioNetFeature
 from vxdp.cli import main
 from vxdp.errors import GuestPortError
-from vxdp.runtime import HostRuntime, open_port
+from vxdp.runtime import open_port
 
 from .conftest import Rig, until
-from .test_control import ctl, refused, serving
+from .test_control import ctl, refused, served_host, serving
 
 RigFactory = Callable[..., Rig]
 _ANNOUNCE = 1 << VirtioNetFeature.VIRTIO_NET_F_GUEST_ANNOUNCE
@@ -30,32 +30,26 @@ async def test_guest_ops_without_front_ends(tmp_path: Path) -> None:
     """No guest connected: list shows the sockets; a link setting is kept for the next
     session; announce has no device to ask; a guest number past the last is ENODEV."""
     path = tmp_path / "host.ctl"
-    host = HostRuntime(["g0.sock", "g1.sock"])
-    try:
-        async with trio.open_nursery() as nursery:
-            await serving(nursery, host, path)
-            listed = await ctl(path, "guest.list")
-            assert [(g["guest"], g["socket"], g["link"], g["connected"], g["live"],
-                     g["features"]) for g in listed] == [
-                (0, "g0.sock", "up", False, False, []), (1, "g1.sock", "up", False, False, [])]
-            assert listed[1]["mac"] == host.guests[1].profile.mac.hex(":")
-            done = await ctl(path, "guest.link", guest=1, up=False)
-            assert (done["link"], done["changed"], done["signalled"]) == ("down", True, False)
-            again = await ctl(path, "guest.link", guest=1, up=False)
-            assert again["changed"] is False
-            assert [g["link"] for g in await ctl(path, "guest.list")] == ["up", "down"]
-            assert host.guests[1].profile.link_up is False  # what its next Device gets
-            err = (await refused(path, "guest.announce", guest=0)).error
-            assert (err.errno, err.kind) == (E.ENOTCONN, "failed")
-            assert err.message == "guest 0: no front-end connected (never connected)"
-            err = (await refused(path, "guest.link", guest=2, up=True)).error
-            assert (err.errno, err.kind) == (E.ENODEV, "usage")
-            assert err.message == "no guest 2 on this host (guests: 0..1)"
-            err = (await refused(path, "guest.announce", guest=7)).error
-            assert err.errno == E.ENODEV
-            nursery.cancel_scope.cancel()
-    finally:
-        host.close()
+    async with served_host(path, ["g0.sock", "g1.sock"]) as host:
+        listed = await ctl(path, "guest.list")
+        assert [(g["guest"], g["socket"], g["link"], g["connected"], g["live"],
+                 g["features"]) for g in listed] == [
+            (0, "g0.sock", "up", False, False, []), (1, "g1.sock", "up", False, False, [])]
+        assert listed[1]["mac"] == host.guests[1].profile.mac.hex(":")
+        done = await ctl(path, "guest.link", guest=1, up=False)
+        assert (done["link"], done["changed"], done["signalled"]) == ("down", True, False)
+        again = await ctl(path, "guest.link", guest=1, up=False)
+        assert again["changed"] is False
+        assert [g["link"] for g in await ctl(path, "guest.list")] == ["up", "down"]
+        assert host.guests[1].profile.link_up is False  # what its next Device gets
+        err = (await refused(path, "guest.announce", guest=0)).error
+        assert (err.errno, err.kind) == (E.ENOTCONN, "failed")
+        assert err.message == "guest 0: no front-end connected (never connected)"
+        err = (await refused(path, "guest.link", guest=2, up=True)).error
+        assert (err.errno, err.kind) == (E.ENODEV, "usage")
+        assert err.message == "no guest 2 on this host (guests: 0..1)"
+        err = (await refused(path, "guest.announce", guest=7)).error
+        assert err.errno == E.ENODEV
 
 
 async def test_link_and_announce_reach_a_live_guest_and_outlive_its_reconnect(
