@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from vxdp.bpf import mapjson
-from vxdp.bpf.disasm import insn_text
+from vxdp.bpf.disasm import default_map_name, insn_text
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.isa import decode, iter_insns
 from vxdp.bpf.maps import Map
@@ -215,7 +215,7 @@ class ControlHandler:
 
         def map_name(index: int) -> str:
             ok = 0 <= index < len(att.map_ids)
-            return f"id:{att.map_ids[index]}" if ok else f"idx:{index}"
+            return f"id:{att.map_ids[index]}" if ok else default_map_name(index)
         return {"id": att.id, "name": att.program.name, "insns": [
             {"pc": pc, "opcode": f"{insns[pc].opcode:02x}",
              "disasm": insn_text(insns, pc, map_name=map_name)} for pc in iter_insns(insns)]}

@@ -12,19 +12,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from .conftest import PROGS, core_unavailable
+from .conftest import core_unavailable
 from .procs import ROOT, processes
+from .test_control import obj
 
 pytestmark = pytest.mark.skipif(core_unavailable() is not None,
                                 reason=str(core_unavailable()))
-
-
-def obj(name: str) -> Path:
-    from vxdp.bpf.clang import clang_unavailable, compile_c
-    reason = clang_unavailable()
-    if reason:
-        pytest.skip(reason)
-    return compile_c(PROGS / f"{name}.c")
 
 
 async def vxdp(*args: str | Path) -> tuple[int, str, str]:
