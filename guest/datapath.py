@@ -60,7 +60,7 @@ from virtio_spec.structs import (
 from vxdp import native
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program, ProgType
-from vxdp.errors import UsageError
+from vxdp.errors import CoreError, UsageError
 
 from .driver import Driver
 from .init import InitState
@@ -125,7 +125,7 @@ class GuestPort:
         self._rxq, self._txq = vqs
         rx_pool = self._area(rx_buffers * self.rx_buffer_size, 64)
         tx_pool = self._area(tx_buffers * tx_buffer_size, 64)
-        self.pools = (rx_pool, tx_pool)
+        self._pools = (rx_pool, tx_pool)  # the driver's on a hand-back
         self.handle = native.gport_new(self._rxq, self._txq, features, rx_pool, rx_buffers,
                                        self.rx_buffer_size, tx_pool, tx_buffers,
                                        tx_buffer_size)
@@ -175,25 +175,23 @@ class GuestPort:
         self._driver = None
         states: dict[int, tuple[int, int, dict[int, tuple[int, int, bool]], list[int]]] = {}
         for index, vq, size, pool in ((RX_QUEUE, self._rxq, self.rx_buffer_size,
-                                       self.pools[0]),
+                                       self._pools[0]),
                                       (TX_QUEUE, self._txq, self.tx_buffer_size,
-                                       self.pools[1])):
-            # the driver asks for interrupts; C leaves the rings saying the same
-            native.gport_interrupts(self.handle, index, True)
+                                       self._pools[1])):
+            # the driver asks for interrupts; C leaves the rings saying the same (on a ring
+            # the device broke too: the flags are written first, the driver finds the break)
+            try:
+                native.gport_interrupts(self.handle, index, True)
+            except CoreError:
+                pass
             st = native.vq_state(vq)
             chains = {head: (gpa, size, index == RX_QUEUE)
                       for head, gpa in native.gport_inflight(self.handle, index,
                                                              self.queue_size)}
             states[2 * pair + index] = (int(st["avail_idx"]), int(st["last_used_idx"]),
                                         chains, [pool])
-        self._blocks = [b for b in self._blocks if b not in self.pools]
+        self._blocks = [b for b in self._blocks if b not in self._pools]
         driver.take_back(pair, states)
-
-    def release(self) -> None:
-        """Free what this port allocated (after its queues were reset or handed back)."""
-        for gpa in self._blocks:
-            self.allocator.free(gpa)
-        self._blocks.clear()
 
     def _area(self, size: int, align: int) -> int:
         gpa = self.allocator.alloc(size, align)

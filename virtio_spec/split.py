@@ -421,14 +421,14 @@ class SplitDriverQueue(_SplitRing):
         reaped, and its chains in flight (head -> descriptors in chain order)."""
         count = (avail_idx - last_used_idx) & 0xFFFF
         taken = [d for ids in chains.values() for d in ids]
-        if count != len(chains) or len(set(taken)) != len(taken) \
+        busy = set(taken)
+        if count != len(chains) or len(busy) != len(taken) \
                 or any(not 0 <= d < self.size for d in taken):
             raise LocalProtocolError(f"{self.name}: avail idx {avail_idx} and last used idx "
                                      f"{last_used_idx} leave {count} chains in flight, "
                                      f"{len(chains)} given with {len(taken)} descriptors")
         self.avail_idx = self._kicked = avail_idx & 0xFFFF
         self.last_used_idx = last_used_idx & 0xFFFF
-        busy = set(taken)
         self._free = [d for d in range(self.size - 1, -1, -1) if d not in busy]
         self._chains = {head: list(ids) for head, ids in chains.items()}
         self._interrupts = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from guest import Driver, FrameReceived, TxCompleted
+from guest import DeviceError, Driver, FrameReceived, TxCompleted
 from guest.datapath import GuestPort, Kicks
 from host.datapath import HostPort, HostSwitch, QueueConfig
 from virtio_spec.errors import LocalProtocolError
@@ -154,3 +154,27 @@ def test_tx_kicks_only_when_the_device_asks() -> None:
     assert native_kicks == 0
     assert len(port.tx_burst().wire) == 6
     assert g.tx_burst([frame(65)])[1].tx
+
+
+def test_hand_back_of_a_ring_the_device_broke_leaves_the_driver_to_report_it() -> None:
+    driver, dev, port = lent()
+    g = GuestPort.from_driver(driver)
+    g.start()
+    port.rx_burst([frame(64)])
+    g.rx_burst()
+    # the device moves used idx past every chain it was given (§2.7.8)
+    driver.memory.write_u16(dev.queues[0].device + 2, 1000)
+    g.rx_burst()
+    assert 0 in g.broken()
+    g.hand_back()  # before the reset: the driver gets the queues back all the same
+    assert not driver.lent
+    driver.events()
+    driver.interrupt(0)
+    assert any(isinstance(e, DeviceError) and e.queue == 0 for e in driver.events())
+
+
+def test_take_back_refuses_indices_that_disagree_with_the_chains_given() -> None:
+    driver, _, _ = lent()
+    with pytest.raises(LocalProtocolError, match="leave 5 chains in flight, 1 given"):
+        driver.take_back(0, {0: (5, 0, {3: (0x1000, 64, True)}, [])})
+    assert driver.lent == {0, 1}  # still lent: nothing was taken
