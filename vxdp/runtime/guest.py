@@ -64,7 +64,8 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import islice
 from typing import Any
 
 import trio
@@ -198,7 +199,6 @@ class GuestRuntime:
         self.c_totals: dict[str, int] = {}  # counters of C ports handed back
         self.c_refusal = ""
         self._c_wake = trio.Event()
-        self._c_tx_irq = False
         self._pending_tx: deque[bytes] = deque()
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
@@ -555,7 +555,7 @@ class GuestRuntime:
             self._c_flush_tx(self.cport)
             return
         while self._pending_tx:
-            frames = list(self._pending_tx)[:self.burst]
+            frames = list(islice(self._pending_tx, self.burst))
             try:
                 queued = self.driver.transmit(frames)
             except LocalProtocolError:
@@ -571,7 +571,7 @@ class GuestRuntime:
             if queued < len(frames):
                 return
 
-    async def transmit(self, frames: list[bytes]) -> None:
+    async def transmit(self, frames: Sequence[bytes]) -> None:
         """Send frames through the device, waiting while the transmit ring is full."""
         self._pending_tx.extend(frames)
         while self._pending_tx:
@@ -616,20 +616,23 @@ class GuestRuntime:
             return
         self.cport = port
         self.c_refusal = ""
-        # tx completions are reaped on every burst: no interrupt unless the ring fills
-        port.interrupts(1, False)
-        self._c_tx_irq = False
         self._c_kick(port.start())
         assert self._nursery is not None
         self._nursery.start_soon(self._c_rx_loop, port)
         log.info("pair 1 runs on the C datapath")
 
+    def _c_retire(self) -> GuestPort | None:
+        """Stop using the C port, keeping its counters; returns it (None if none ran)."""
+        port, self.cport = self.cport, None
+        if port is not None:
+            add_counts(self.c_totals, port.stats)
+        return port
+
     def _c_hand_back(self, why: str) -> None:
         """Give pair 1 back to the driver (before a reset), keeping the C counters."""
-        port, self.cport = self.cport, None
+        port = self._c_retire()
         if port is None:
             return
-        add_counts(self.c_totals, port.stats)
         port.hand_back()
         self._c_wake.set()  # its rx loop sees it is no longer the port and ends
         log.info("pair 1 back on the Python driver: %s", why)
@@ -673,17 +676,19 @@ class GuestRuntime:
             await wake.wait()
 
     def _c_flush_tx(self, port: GuestPort) -> None:
-        if self._c_tx_irq:
-            port.interrupts(1, False)
-            self._c_tx_irq = False
-        frames = list(self._pending_tx)
-        sent, kicks = port.tx_burst(frames)
-        self._c_kick(kicks)
-        for _ in range(sent):
-            self._pending_tx.popleft()
+        """Post waiting frames a burst at a time until the ring is full.  Tx completions
+        are reaped by every burst: no tx interrupt unless frames are left waiting."""
+        port.interrupts(1, False)
+        while self._pending_tx:
+            frames = list(islice(self._pending_tx, port.burst_size))
+            sent, kicks = port.tx_burst(frames)
+            self._c_kick(kicks)
+            for _ in range(sent):
+                self._pending_tx.popleft()
+            if sent < len(frames):
+                break
         if self._pending_tx:
             # ring full: ask for a tx interrupt, and look again if space came meanwhile
-            self._c_tx_irq = True
             try:
                 if port.interrupts(1, True):
                     self._tx_space.set()
@@ -703,6 +708,7 @@ class GuestRuntime:
         out = dict(self.xdp.actions)
         c = self.c_stats()
         for name, keys in ACTION_COUNTERS.items():
+            # the first counter only: C counts xdp_invalid and xdp_fault in xdp_aborted too
             out[name] += c.get(keys[0], 0)
         return out
 
@@ -732,7 +738,6 @@ class GuestRuntime:
             dropped["xdp"] += c.get("xdp_drop", 0) + c.get("xdp_aborted", 0)
             dropped["redirect"] += c.get("drop_redirect", 0)
             dropped["too_big"] += c.get("drop_oversize", 0)
-            # xdp_invalid and xdp_fault are counted in xdp_aborted too, in C
             xdp["actions"] = self.actions()
             xdp["faults"] += c.get("xdp_fault", 0)
         return {
@@ -746,9 +751,7 @@ class GuestRuntime:
         }
 
     def close(self) -> None:
-        if self.cport is not None:
-            self.c_totals = self.c_stats()
-            self.cport = None
+        self._c_retire()
         for efd in [*self.kicks.values(), *self.calls.values()]:
             efd.close()
         self.kicks.clear()
