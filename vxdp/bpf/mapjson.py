@@ -31,7 +31,8 @@ def type_name(t: MapType) -> str:
     return t.name.lower()
 
 
-def _hex(value: MapValue) -> str | list[str]:
+def value_hex(value: MapValue) -> str | list[str]:
+    """A map value as the map JSON gives it: hex, or a list of hex per CPU."""
     return [v.hex() for v in value] if isinstance(value, list) else value.hex()
 
 
@@ -44,7 +45,7 @@ def dump_map(m: Map) -> dict[str, Any]:
         "key_size": m.spec.key_size,
         "value_size": m.spec.value_size,
         "max_entries": m.spec.max_entries,
-        "entries": [{"key": k.hex(), "value": _hex(v)} for k, v in items],
+        "entries": [{"key": k.hex(), "value": value_hex(v)} for k, v in items],
     }
 
 

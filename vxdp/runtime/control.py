@@ -280,7 +280,7 @@ class ControlHandler:
         if value is None:
             raise failed(E.ENOENT, f"map {m.name!r}: lookup: no entry for key {key.hex()}")
         return {"key": key.hex(),
-                "value": [v.hex() for v in value] if isinstance(value, list) else value.hex()}
+                "value": mapjson.value_hex(value)}
 
     async def map_update(self, args: dict[str, Any]) -> Any:
         _, m = self._map(args["map"])

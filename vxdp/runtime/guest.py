@@ -707,9 +707,8 @@ class GuestRuntime:
         """Driver-mode XDP action counts, both datapaths together."""
         out = dict(self.xdp.actions)
         c = self.c_stats()
-        for name, keys in ACTION_COUNTERS.items():
-            # the first counter only: C counts xdp_invalid and xdp_fault in xdp_aborted too
-            out[name] += c.get(keys[0], 0)
+        for name, key in ACTION_COUNTERS.items():
+            out[name] += c.get(key, 0)
         return out
 
     @property

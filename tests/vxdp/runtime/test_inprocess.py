@@ -281,3 +281,20 @@ async def test_host_config_changes_reach_the_guest(rig_factory: RigFactory,
     assert guest.config_changes == 3 and port.session.config_changes_sent == 3
     assert caplog.text.count("config change signalled") == 3
     assert "not signalled" not in caplog.text
+
+
+async def test_an_invalid_action_counts_once_as_aborted(rig_factory: RigFactory,
+                                                         datapath: str) -> None:
+    """A program returning an action that does not exist ends aborted (the kernel's
+    bpf_warn_invalid_xdp_action, then trace_xdp_exception): the stats count each frame
+    once under aborted, on either datapath."""
+    from vxdp.bpf.asm import assemble
+    from vxdp.bpf.isa import encode
+    from vxdp.bpf.program import Program
+    with trio.fail_after(20):
+        rig = rig_factory()
+        await rig.add_guest(port=open_port("null"))
+        rig.host.attach(Program("bad_action", "xdp", encode(assemble("mov %r0, 99\nexit"))))
+        rig.host.from_wire([udp_packet("10.0.0.1", "10.0.0.2", 1, 2, b"x")] * 7)
+        actions = rig.host.actions()
+    assert actions == {"aborted": 7, "drop": 0, "pass": 0, "tx": 0, "redirect": 0}
