@@ -97,14 +97,14 @@ class BackendConfig:
     back-end supports"; for a net device both ends read it as queue pairs: QEMU's
     net/vhost-user.c refuses a netdev whose `queues=` (pairs) exceeds it, DPDK's vhost
     library answers VHOST_MAX_QUEUE_PAIRS.  `vrings` is how many vring indices exist
-    (a net back-end: 2 * pairs, + 1 when it serves the control queue); None: queue_num."""
+    (a net back-end: 2 * pairs, + 1 when it serves the control queue)."""
 
     features: int
     protocol_features: int = 0
     queue_num: int = 2
     max_queue_size: int = MAX_QUEUE_SIZE
     config_size: int = 0
-    vrings: int | None = None
+    vrings: int = 2
 
     def __post_init__(self) -> None:
         if self.protocol_features and not self.features >> VHOST_USER_F_PROTOCOL_FEATURES & 1:
@@ -112,15 +112,10 @@ class BackendConfig:
                 "protocol features need VHOST_USER_F_PROTOCOL_FEATURES (bit 30) offered")
         if not 1 <= self.queue_num <= VHOST_USER_VRING_IDX_MASK + 1:
             raise VhostUserLocalError(f"queue_num {self.queue_num} is not 1..256")
-        if not 1 <= self.ring_count <= VHOST_USER_VRING_IDX_MASK + 1:
-            raise VhostUserLocalError(f"vrings {self.ring_count} is not 1..256")
+        if not 1 <= self.vrings <= VHOST_USER_VRING_IDX_MASK + 1:
+            raise VhostUserLocalError(f"vrings {self.vrings} is not 1..256")
         if not 1 <= self.max_queue_size <= MAX_QUEUE_SIZE:
             raise VhostUserLocalError(f"max_queue_size {self.max_queue_size} is not 1..32768")
-
-    @property
-    def ring_count(self) -> int:
-        """How many vrings the back-end serves (indices 0 .. ring_count - 1)."""
-        return self.queue_num if self.vrings is None else self.vrings
 
 
 @dataclass
@@ -156,9 +151,11 @@ class ChannelAck:
 
 
 class BackendChannel:
-    """The back-end's side of the back-end request channel: requests out, acks in."""
+    """The back-end's side of the back-end request channel (the socket `fd` that
+    SET_BACKEND_REQ_FD gave): requests out, acks in."""
 
-    def __init__(self) -> None:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.reader = BackendChannelReader(replies=True, kind_of=self._ack_kind)
         self._awaiting: deque[VhostUserBackendRequest] = deque()
 
@@ -225,8 +222,7 @@ class Backend:
         self.features: int | None = None
         self.protocol_features = 0
         self.table: MemoryTable | None = None
-        self.vrings = [Vring(i) for i in range(config.ring_count)]
-        self.channel_fd: int | None = None  # SET_BACKEND_REQ_FD's socket
+        self.vrings = [Vring(i) for i in range(config.vrings)]
         self.channel: BackendChannel | None = None
         self._pending: _Pending | None = None
         self._retired: list[int] = []
@@ -342,10 +338,8 @@ class Backend:
         """Forget the back-end request channel (it broke); its fd is retired."""
         if self.channel is not None:
             self.channel.close()
+            self._retired.append(self.channel.fd)
             self.channel = None
-        if self.channel_fd is not None:
-            self._retired.append(self.channel_fd)
-            self.channel_fd = None
 
     def take_retired(self) -> list[int]:
         """fds the back-end no longer uses: stop watching them, then close them."""
@@ -469,7 +463,7 @@ class Backend:
         self.features = None
         for vring in self.vrings:
             self._retired.extend(vring.fds)
-        self.vrings = [Vring(i) for i in range(self.config.ring_count)]
+        self.vrings = [Vring(i) for i in range(self.config.vrings)]
         return ev.DeviceReset(m.request)
 
     def _get_queue_num(self, m: Message) -> ev.BackendEvent:
@@ -648,12 +642,12 @@ class Backend:
         # VHOST_USER_PROTOCOL_F_BACKEND_REQ bit is present".  No owner needed: QEMU sends
         # it from vhost_user_backend_init, before SET_OWNER.
         self._need_protocol(m, _PF.BACKEND_REQ)
-        old = self.channel_fd
-        if self.channel is not None:
-            self.channel.close()
-        self.channel_fd, self.channel = m.fds[0], BackendChannel()
+        old = self.channel
+        if old is not None:
+            old.close()
+        self.channel = BackendChannel(m.fds[0])
         event = ev.BackendChannelSet(m.fds[0])
-        self._pending = _Pending(event, m, [old] if old is not None else [])
+        self._pending = _Pending(event, m, [old.fd] if old is not None else [])
         return event
 
 

@@ -2,8 +2,8 @@
 
 Everything that decides whether bytes on the socket are a well-formed vhost-user message
 lives here (QEMU docs/interop/vhost-user.rst, "Message format", "Front-end message
-types" and "Back-end message types").  Order and values (is this request allowed *now*, is this index in range) are the
-state machines' business (`backend.py`, `frontend.py`).
+types" and "Back-end message types").  Order and values (is this request allowed *now*,
+is this index in range) are the state machines' business (`backend.py`, `frontend.py`).
 
 Wire format: a 12-byte header `{u32 request; u32 flags; u32 size}` in host byte order
 (little-endian on every machine we run on), then `size` bytes of payload.  File
@@ -327,14 +327,6 @@ BACKEND_REQUEST_PAYLOAD: dict[VhostUserBackendRequest, PayloadKind] = {
 _FIXED_SIZE = {_K.NONE: 0, _K.U64: 8, _K.VRING_STATE: 8, _K.VRING_ADDR: 40}
 
 
-def backend_request_name(code: int) -> str:
-    """`VHOST_USER_BACKEND_CONFIG_CHANGE_MSG (2)`, or `unknown back-end request 99`."""
-    try:
-        return f"{VhostUserBackendRequest(code).spec_name} ({code})"
-    except ValueError:
-        return f"unknown back-end request {code}"
-
-
 def request_name(code: int) -> str:
     """`VHOST_USER_SET_VRING_ADDR (9)`, or `unknown request 99` for codes not in the spec."""
     try:
@@ -458,9 +450,10 @@ class Message:
         return bool(self.flags & VhostUserFlag.REPLY)
 
 
-def encode(request: VhostUserRequest, kind: PayloadKind, payload: Payload = None, *,
-           reply: bool = False, need_reply: bool = False) -> bytes:
-    """Header and payload bytes of one message (fds are the edge's to attach)."""
+def encode(request: VhostUserRequest | VhostUserBackendRequest, kind: PayloadKind,
+           payload: Payload = None, *, reply: bool = False, need_reply: bool = False) -> bytes:
+    """Header and payload bytes of one message, on either channel (fds are the edge's to
+    attach)."""
     body = encode_payload(kind, payload)
     flags = VHOST_USER_VERSION
     flags |= VhostUserFlag.REPLY if reply else 0
@@ -502,20 +495,14 @@ def encode_backend_request(request: VhostUserBackendRequest, payload: Payload = 
     """A back-end request laid out as `BACKEND_REQUEST_PAYLOAD` says."""
     if request not in BACKEND_REQUEST_PAYLOAD:
         raise VhostUserLocalError(f"{request.spec_name} is not a back-end request vxdp speaks")
-    body = encode_payload(BACKEND_REQUEST_PAYLOAD[request], payload)
-    flags = VHOST_USER_VERSION | (VhostUserFlag.NEED_REPLY if need_reply else 0)
-    return bytes(VhostUserHeader.build({"request": int(request), "flags": int(flags),
-                                        "size": len(body)})) + body
+    return encode(request, BACKEND_REQUEST_PAYLOAD[request], payload, need_reply=need_reply)
 
 
 def encode_backend_ack(request: VhostUserBackendRequest, ok: bool) -> bytes:
     """The front-end's REPLY_ACK to a back-end request: REPLY set, u64 0 for success and
     1 otherwise (vhost-user.rst: "zero when operation is successfully completed, or
     non-zero otherwise")."""
-    body = bytes(VhostUserU64.build({"u64": 0 if ok else 1}))
-    flags = VHOST_USER_VERSION | VhostUserFlag.REPLY
-    return bytes(VhostUserHeader.build({"request": int(request), "flags": int(flags),
-                                        "size": len(body)})) + body
+    return encode(request, PayloadKind.U64, 0 if ok else 1, reply=True)
 
 
 def check_fds(message: Message) -> None:
@@ -576,7 +563,7 @@ def backend_request_kind(request: VhostUserBackendRequest, flags: int) -> Payloa
         return BACKEND_REQUEST_PAYLOAD[request]
     except KeyError:
         raise VhostUserRemoteError(
-            f"unsupported back-end request {backend_request_name(request)}: vxdp never "
+            f"unsupported back-end request {request.spec_name} ({int(request)}): vxdp never "
             f"negotiates the feature it belongs to") from None
 
 
@@ -734,7 +721,7 @@ __all__ = [
     "Message", "MessageReader", "Payload", "PayloadKind", "VhostUserBackendRequest",
     "VhostUserConfig", "VhostUserFlag", "VhostUserHeader", "VhostUserMemory",
     "VhostUserMemoryRegion", "VhostUserProtocolFeature", "VhostUserRequest", "VhostUserU64",
-    "VringAddr", "VringState", "backend_request_kind", "backend_request_name", "check_fds",
+    "VringAddr", "VringState", "backend_request_kind", "check_fds",
     "close_fds", "decode_payload", "encode", "encode_backend_ack", "encode_backend_request",
     "encode_payload", "encode_reply", "encode_request", "expected_size", "request_kind",
     "request_name", "size_ok", "vhost_vring_addr", "vhost_vring_state",

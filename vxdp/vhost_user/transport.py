@@ -40,7 +40,7 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -68,6 +68,9 @@ BackendRequestHandler = Callable[[BackendMessage], Awaitable[bool]]
 
 #: Seconds the back-end waits for the front-end's ack of a back-end request.
 BACKEND_ACK_TIMEOUT = 5.0
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
 
 _FD_SIZE = array.array("i").itemsize
 _ANC_SPACE = socket.CMSG_SPACE(VHOST_MEMORY_BASELINE_NREGIONS * _FD_SIZE)
@@ -100,6 +103,37 @@ async def receive_some(sock: trio.socket.SocketType, want: int) -> tuple[bytes, 
             f"more than {VHOST_MEMORY_BASELINE_NREGIONS} fds in one message (ancillary data "
             f"truncated)")
     return data, fds
+
+
+class _Idle(Protocol):
+    @property
+    def idle(self) -> bool: ...
+
+
+class _Core(Protocol[_T_co]):
+    """A sans-I/O core the edge reads for (`Backend`, `Frontend`, and the two sides of
+    the back-end request channel)."""
+
+    @property
+    def reader(self) -> _Idle: ...
+    def want(self) -> int: ...
+    def receive_data(self, data: bytes, fds: Sequence[int] = ()) -> _T_co | None: ...
+
+
+async def receive_message(sock: trio.socket.SocketType, core: _Core[_T], peer: str) -> _T | None:
+    """Read `sock` into `core` until it completes a message, and return that; None when
+    the peer closed the socket at a message boundary.  `peer` closing it mid-message
+    ("front-end closed the socket") breaks the protocol."""
+    while True:
+        data, fds = await receive_some(sock, core.want())
+        if not data:
+            close_fds(fds)
+            if core.reader.idle:
+                return None
+            raise VhostUserRemoteError(f"{peer} mid-message")
+        message = core.receive_data(data, fds)
+        if message is not None:
+            return message
 
 
 class EventFd:
@@ -236,15 +270,11 @@ class BackendSession:
 
     async def _serve(self) -> str:
         while True:
-            data, fds = await receive_some(self.sock, self.backend.want())
-            if not data:
-                close_fds(fds)
-                if self.backend.reader.idle:
-                    return ""
-                raise VhostUserRemoteError("front-end closed the socket mid-message")
-            event = self.backend.receive_data(data, fds)
-            if event is not None:
-                await self._process(event)
+            event = await receive_message(self.sock, self.backend,
+                                          "front-end closed the socket")
+            if event is None:
+                return ""
+            await self._process(event)
 
     async def _process(self, event: ev.BackendEvent) -> None:
         ok = True
@@ -338,16 +368,12 @@ class BackendSession:
         if not channel.awaiting:
             return
         with trio.fail_after(BACKEND_ACK_TIMEOUT):
-            while True:
-                data, fds = await receive_some(sock, channel.want())
-                if not data:
-                    close_fds(fds)
-                    raise VhostUserRemoteError(
-                        "front-end closed the back-end request channel before acking "
-                        "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG")
-                ack = channel.receive_data(data, fds)
-                if ack is not None:
-                    break
+            ack = await receive_message(sock, channel,
+                                        "front-end closed the back-end request channel")
+        if ack is None:
+            raise VhostUserRemoteError(
+                "front-end closed the back-end request channel before acking "
+                "VHOST_USER_BACKEND_CONFIG_CHANGE_MSG")
         if not ack.ok:
             log.warning("front-end could not handle %s (REPLY_ACK %d)",
                         ack.request.spec_name, ack.value)
@@ -508,16 +534,12 @@ class FrontendConnection:
         await send_message(self.sock, out.data, out.fds)
         if not out.expects_reply:
             return None
-        while True:
-            data, fds = await receive_some(self.sock, self.core.want())
-            if not data:
-                close_fds(fds)
-                raise VhostUserRemoteError(
-                    f"back-end closed the connection before replying to {out.request.spec_name}")
-            reply = self.core.receive_data(data, fds)
-            if reply is not None:
-                check_ack(reply)
-                return reply
+        reply = await receive_message(self.sock, self.core, "back-end closed the connection")
+        if reply is None:
+            raise VhostUserRemoteError(
+                f"back-end closed the connection before replying to {out.request.spec_name}")
+        check_ack(reply)
+        return reply
 
     async def value(self, out: Outgoing) -> Any:
         reply = await self.send(out)
@@ -594,16 +616,10 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
     with sock:
         try:
             while True:
-                data, fds = await receive_some(sock, requests.want())
-                if not data:
-                    close_fds(fds)
-                    if not requests.idle:
-                        raise VhostUserRemoteError(
-                            "back-end closed its request channel mid-message")
-                    break
-                message = requests.receive_data(data, fds)
+                message = await receive_message(sock, requests,
+                                                "back-end closed its request channel")
                 if message is None:
-                    continue
+                    break
                 try:
                     ok = await handler(message)
                 except VhostUserError as exc:

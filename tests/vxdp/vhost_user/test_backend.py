@@ -42,7 +42,7 @@ class Session:
     """A front-end core and a back-end core joined in memory, as the edge would join them."""
 
     def __init__(self, *, features=VERSION_1 | PROTOCOL | EVENT_IDX | PACKED,
-                 protocol_features=ALL_PF, queue_num=3, config_size=12, vrings=None):
+                 protocol_features=ALL_PF, queue_num=3, config_size=12, vrings=3):
         self.backend = Backend(BackendConfig(features, protocol_features, queue_num,
                                              config_size=config_size, vrings=vrings))
         self.front = Frontend()
@@ -423,10 +423,10 @@ def test_backend_req_fd_before_set_owner_as_qemu_sends_it():
         event, reply = s.send(s.front.set_backend_req_fd(sock))
         assert isinstance(event, ev.BackendChannelSet) and event.fd == sock
         assert reply is not None and reply.ack and reply.value == 0
-        assert s.backend.channel_fd == sock and not s.backend.owner
+        assert s.backend.channel.fd == sock and not s.backend.owner
         # a second one replaces the first, which is retired
         event, _ = s.send(s.front.set_backend_req_fd(other := s.eventfd()))
-        assert s.retired() == [sock] and s.backend.channel_fd == other
+        assert s.retired() == [sock] and s.backend.channel.fd == other
     finally:
         fds = s.backend.close()
         assert other in fds

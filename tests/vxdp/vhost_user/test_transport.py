@@ -32,7 +32,7 @@ PF = VhostUserProtocolFeature
 VERSION_1, PROTOCOL = 1 << 32, 1 << 30
 ALL_PF = (1 << PF.MQ) | (1 << PF.REPLY_ACK) | (1 << PF.CONFIG) | (1 << PF.STATUS)
 CONFIG_SPACE = bytes.fromhex("525400123456") + b"\x01\x00" + b"\x02\x00" + b"\xdc\x05"
-CONFIG = BackendConfig(VERSION_1 | PROTOCOL, ALL_PF, queue_num=3,
+CONFIG = BackendConfig(VERSION_1 | PROTOCOL, ALL_PF, queue_num=3, vrings=3,
                        config_size=len(CONFIG_SPACE))
 DESC, AVAIL, USED = 0x1000, 0x2000, 0x3000
 
@@ -407,7 +407,7 @@ async def test_a_file_that_is_not_a_socket_is_never_replaced(sockpath):
 # -- the back-end request channel ----------------------------------------------------------
 
 CHANNEL_PF = ALL_PF | (1 << PF.BACKEND_REQ)
-CHANNEL_CONFIG = BackendConfig(VERSION_1 | PROTOCOL, CHANNEL_PF, queue_num=3,
+CHANNEL_CONFIG = BackendConfig(VERSION_1 | PROTOCOL, CHANNEL_PF, queue_num=3, vrings=3,
                                config_size=len(CONFIG_SPACE))
 
 
