@@ -19,6 +19,8 @@ from vxdp.vhost_user.messages import (
     encode_request,
 )
 
+from .conftest import feed_chunks
+
 PF = VhostUserProtocolFeature
 R = VhostUserRequest
 VERSION_1, PROTOCOL, EVENT_IDX, PACKED = 1 << 32, 1 << 30, 1 << 29, 1 << 34
@@ -400,12 +402,7 @@ CHANNEL_PF = ALL_PF | (1 << PF.BACKEND_REQ)
 
 
 def feed_acks(channel, data: bytes):
-    ack, pos = None, 0
-    while pos < len(data):
-        n = channel.want()
-        ack = channel.receive_data(data[pos:pos + n])
-        pos += n
-    return ack
+    return feed_chunks(channel.receive_data, channel.want, data)
 
 
 def channel_session(proto=CHANNEL_PF) -> Session:

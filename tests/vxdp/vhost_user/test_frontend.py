@@ -15,6 +15,8 @@ from vxdp.vhost_user.messages import (
     encode_reply,
 )
 
+from .conftest import feed_chunks
+
 R = VhostUserRequest
 REPLY_ACK_ONLY = 1 << 3
 
@@ -128,12 +130,7 @@ def channel_of(proto: int):
 
 
 def feed_requests(requests, data: bytes):
-    message, pos = None, 0
-    while pos < len(data):
-        n = requests.want()
-        message = requests.receive_data(data[pos:pos + n])
-        pos += n
-    return message
+    return feed_chunks(requests.receive_data, requests.want, data)
 
 
 BACKEND_REQ, CONFIG, REPLY_ACK = 1 << 5, 1 << 9, 1 << 3

@@ -27,6 +27,8 @@ from vxdp.vhost_user.messages import (
     encode_request,
 )
 
+from .conftest import feed_chunks
+
 R = VhostUserRequest
 
 
@@ -93,14 +95,7 @@ REPLY_VECTORS = [
 
 
 def feed_all(reader: MessageReader, data: bytes, fds=()):
-    """Feed as the edge does: never more than want(), fds with the first chunk."""
-    message, pos, fds = None, 0, list(fds)
-    while pos < len(data):
-        n = reader.want()
-        assert n > 0
-        message = reader.feed(data[pos:pos + n], fds)
-        fds, pos = [], pos + n
-    return message
+    return feed_chunks(reader.feed, reader.want, data, fds)
 
 
 @pytest.fixture
@@ -216,18 +211,6 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("wire", "nfds", "message"), [m[1:] for m in MALFORMED],
-                         ids=[m[0] for m in MALFORMED])
-def test_malformed_requests_are_refused_and_their_fds_closed(wire, nfds, message, eventfds):
-    fds = eventfds(nfds)
-    reader = MessageReader()
-    with pytest.raises(VhostUserRemoteError, match=message):
-        feed_all(reader, wire, fds)
-    assert not any(is_open(fd) for fd in fds)
-    with pytest.raises(VhostUserLocalError, match="already failed"):
-        reader.feed(b"\x00")
-
-
 def test_reply_reader_refuses_a_request_and_fds():
     reader = MessageReader(replies=True, kind_of=lambda r, f: PayloadKind.U64)
     with pytest.raises(VhostUserRemoteError, match="REPLY flag clear where a reply was due"):
@@ -310,12 +293,15 @@ BACKEND_MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("wire", "nfds", "message"), [m[1:] for m in BACKEND_MALFORMED],
-                         ids=[m[0] for m in BACKEND_MALFORMED])
-def test_malformed_backend_requests_are_refused_and_their_fds_closed(wire, nfds, message,
-                                                                     eventfds):
+@pytest.mark.parametrize(("reader_class", "wire", "nfds", "message"),
+                         [(MessageReader, *m[1:]) for m in MALFORMED]
+                         + [(BackendChannelReader, *m[1:]) for m in BACKEND_MALFORMED],
+                         ids=[m[0] for m in MALFORMED]
+                         + [f"back-end {m[0]}" for m in BACKEND_MALFORMED])
+def test_malformed_requests_are_refused_and_their_fds_closed(reader_class, wire, nfds,
+                                                             message, eventfds):
     fds = eventfds(nfds)
-    reader = BackendChannelReader()
+    reader = reader_class()
     with pytest.raises(VhostUserRemoteError, match=message):
         feed_all(reader, wire, fds)
     assert not any(is_open(fd) for fd in fds)

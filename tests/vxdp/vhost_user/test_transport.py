@@ -5,6 +5,7 @@ import os
 import socket
 import struct
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -430,10 +431,23 @@ class ChannelRig:
             self.reasons.append(await serve_connection(self.back_sock, config,
                                                        self.device.handlers))
         nursery.start_soon(backend)
+        self.nursery_start = nursery.start_soon
         self.conn = FrontendConnection(self.front_sock)
 
 
-async def wait_for(predicate, what):
+@asynccontextmanager
+async def negotiated(proto=CHANNEL_PF):
+    """A `ChannelRig` whose front-end negotiated `proto` (QEMU's opening); the session has
+    ended when the block exits."""
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            rig = ChannelRig(nursery)
+            async with rig.conn as conn:
+                _, rig.proto = await conn.negotiate(VERSION_1 | PROTOCOL, proto)
+                yield rig
+
+
+async def wait_for(predicate):
     while not predicate():
         await trio.sleep(0.001)
 
@@ -445,71 +459,61 @@ async def test_config_change_reaches_the_front_end_and_is_acked():
         got.append(message.request.spec_name)
         return True
 
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            rig = ChannelRig(nursery)
-            async with rig.conn as conn:
-                _, proto = await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
-                assert proto == CHANNEL_PF and conn.backend_channel is not None
-                nursery.start_soon(serve_backend_requests, conn.backend_channel,
-                                   conn.core.backend_requests(), handler)
-                conn.backend_channel = None  # served (and closed) by the task
-                assert rig.session.signal_config_change()
-                await wait_for(lambda: got, "the config change")
-                channel = rig.session.backend.channel
-                await wait_for(lambda: not channel.awaiting, "the ack")
-                assert rig.session.signal_config_change()
-                await wait_for(lambda: len(got) == 2, "the second one")
-                assert got == ["VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"] * 2
-                assert rig.session.config_changes_sent == 2
-                assert await conn.value(conn.core.get_features())  # main socket unharmed
+    async with negotiated() as rig:
+        conn = rig.conn
+        assert rig.proto == CHANNEL_PF and conn.backend_channel is not None
+        rig.nursery_start(serve_backend_requests, conn.backend_channel,
+                          conn.core.backend_requests(), handler)
+        conn.backend_channel = None  # served (and closed) by the task
+        assert rig.session.signal_config_change()
+        await wait_for(lambda: got)
+        channel = rig.session.backend.channel
+        await wait_for(lambda: not channel.awaiting)  # the ack
+        assert rig.session.signal_config_change()
+        await wait_for(lambda: len(got) == 2)
+        assert got == ["VHOST_USER_BACKEND_CONFIG_CHANGE_MSG"] * 2
+        assert rig.session.config_changes_sent == 2
+        assert await conn.value(conn.core.get_features())  # main socket unharmed
     assert rig.reasons == [""]
 
 
 async def test_malformed_ack_drops_the_channel_and_the_session_goes_on(caplog):
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            rig = ChannelRig(nursery)
-            async with rig.conn as conn:
-                await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
-                chan = conn.backend_channel
-                assert rig.session.signal_config_change()
-                assert await chan.recv(64) == struct.pack("<III", 2, 0x9, 0)
-                await chan.send(struct.pack("<III", 2, 0x5, 4) + bytes(4))  # a short ack
-                await wait_for(lambda: rig.session.backend.channel is None, "the drop")
-                assert not rig.session.signal_config_change()
-                assert await conn.value(conn.core.get_status()) == 0
+    async with negotiated() as rig:
+        chan = rig.conn.backend_channel
+        assert rig.session.signal_config_change()
+        assert await chan.recv(64) == struct.pack("<III", 2, 0x9, 0)
+        await chan.send(struct.pack("<III", 2, 0x5, 4) + bytes(4))  # a short ack
+        await wait_for(lambda: rig.session.backend.channel is None)
+        assert not rig.session.signal_config_change()
+        assert await rig.conn.value(rig.conn.core.get_status()) == 0
     assert "back-end request channel failed" in caplog.text
     assert "payload size 4, a u64 payload is 8" in caplog.text
     assert rig.reasons == [""]
 
 
 async def test_front_end_that_closed_its_channel_is_logged_not_fatal(caplog):
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            rig = ChannelRig(nursery)
-            async with rig.conn as conn:
-                await conn.negotiate(VERSION_1 | PROTOCOL, CHANNEL_PF)
-                conn.backend_channel.close()
-                conn.backend_channel = None
-                assert rig.session.signal_config_change()
-                await wait_for(lambda: rig.session.backend.channel is None, "the drop")
-                assert await conn.value(conn.core.get_status()) == 0
+    async with negotiated() as rig:
+        rig.conn.backend_channel.close()
+        rig.conn.backend_channel = None
+        assert rig.session.signal_config_change()
+        await wait_for(lambda: rig.session.backend.channel is None)
+        assert await rig.conn.value(rig.conn.core.get_status()) == 0
     assert "front-end closed the back-end request channel" in caplog.text
+    assert rig.reasons == [""]
 
 
-async def test_no_channel_without_backend_req_and_a_non_socket_is_refused(caplog):
+async def test_no_channel_without_backend_req():
+    async with negotiated(ALL_PF) as rig:
+        assert rig.conn.backend_channel is None
+        assert not rig.session.signal_config_change()
+
+
+async def test_a_backend_req_fd_that_is_not_a_socket_is_refused(caplog):
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             rig = ChannelRig(nursery)
             async with rig.conn as conn:
-                await conn.negotiate(VERSION_1 | PROTOCOL, ALL_PF)
-                assert conn.backend_channel is None
-                assert not rig.session.signal_config_change()  # the log line's case
-        async with trio.open_nursery() as nursery:
-            rig = ChannelRig(nursery)
-            async with rig.conn as conn:
-                conn.core.set_protocol_features(CHANNEL_PF)  # bypass negotiate's socketpair
+                # negotiate() would hand over a socketpair: send the opening by hand
                 await conn.value(conn.core.get_features())
                 await conn.value(conn.core.get_protocol_features())
                 await conn.send(conn.core.set_protocol_features(CHANNEL_PF))
