@@ -8,7 +8,7 @@ and the CLI use; `get_profile()` looks one up.
 `ConfigSpace` serves the device-specific configuration (virtio 1.3 §5.1.4) as the bytes of
 `virtio_spec.structs.virtio_net_config`.  A field holds its value only when a feature that
 makes it exist is offered (`VIRTIO_NET_CONFIG_FIELD_FEATURES`); otherwise it reads as 0.
-The space is 28 bytes (the standard fields) or 56 when VIRTIO_NET_F_XDP_OFFLOAD is
+The space is 28 bytes (the standard fields) or 80 when VIRTIO_NET_F_XDP_OFFLOAD is
 offered (vxdp's capability fields follow `supported_tunnel_types`, DESIGN.md).  Reads
 outside it are the peer's mistake; writes are refused (virtio 1.3 §5.1.4.2: "The driver
 MUST NOT write to any of the device configuration fields").
@@ -21,7 +21,6 @@ from typing import Final
 
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, check_offer, mask_of
-from virtio_spec.offload import CONFIG_FIELDS as XDP_CONFIG_FIELDS
 from virtio_spec.offload import PROFILES as XDP_PROFILES
 from virtio_spec.offload import XdpCapabilities
 from virtio_spec.structs import (
@@ -35,6 +34,11 @@ from virtio_spec.structs import (
 
 _F = VirtioFeature
 _N = VirtioNetFeature
+#: What a field reads as when no offered feature makes it exist (virtio 1.3 §5.1.4).
+EMPTY_CAPABILITIES: Final = XdpCapabilities(0, 0, 0, 0, 0, 0)
+EMPTY_CONFIG: Final[dict[str, int | bytes | list[int]]] = {
+    "mac": bytes(6), **{f: 0 for f in VIRTIO_NET_CONFIG_FIELD_FEATURES if f != "mac"},
+    **EMPTY_CAPABILITIES.to_config()}
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -153,26 +157,26 @@ class ConfigSpace:
 
     @property
     def size(self) -> int:
-        """28 bytes, or 56 with the XDP capability fields."""
+        """28 bytes, or 80 with the XDP capability fields."""
         if self.profile.offers(_N.VIRTIO_NET_F_XDP_OFFLOAD):
             return VIRTIO_NET_CONFIG_SIZE
         return VIRTIO_NET_CONFIG_STD_SIZE
 
-    def values(self) -> dict[str, int | bytes]:
+    def values(self) -> dict[str, int | bytes | list[int]]:
         """Every field with its current value; 0 where its feature is not offered."""
         p = self.profile
         xdp = p.xdp
-        raw: dict[str, int | bytes] = {
+        raw: dict[str, int | bytes | list[int]] = {
             "mac": self.mac, "status": self.status, "max_virtqueue_pairs": p.max_queue_pairs,
             "mtu": p.mtu, "speed": 0xFFFFFFFF, "duplex": 0xFF, "rss_max_key_size": 0,
             "rss_max_indirection_table_length": 0, "supported_hash_types": 0,
             "supported_tunnel_types": 0,
         }
-        raw.update(xdp.to_config() if xdp else dict.fromkeys(XDP_CONFIG_FIELDS, 0))
-        out: dict[str, int | bytes] = {}
+        raw.update(xdp.to_config() if xdp else EMPTY_CAPABILITIES.to_config())
+        out: dict[str, int | bytes | list[int]] = {}
         for name, value in raw.items():
             present = any(p.offers(bit) for bit in VIRTIO_NET_CONFIG_FIELD_FEATURES[name])
-            out[name] = value if present else (bytes(6) if name == "mac" else 0)
+            out[name] = value if present else EMPTY_CONFIG[name]
         return out
 
     def to_bytes(self) -> bytes:

@@ -114,16 +114,18 @@ def test_default_profile_offers_the_documented_features():
 
 
 def test_config_fields_are_valid_only_with_their_feature():
-    cfg = virtio_net_config.parse(Device("default").read_config(0, 28).ljust(56, b"\0"))
+    cfg = virtio_net_config.parse(Device("default").read_config(0, 28).ljust(80, b"\0"))
     assert (bytes(cfg.mac), cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (MAC, 1, 2, 1500)
     minimal = Device("minimal").read_config(0, 28)
-    cfg = virtio_net_config.parse(minimal.ljust(56, b"\0"))
+    cfg = virtio_net_config.parse(minimal.ljust(80, b"\0"))
     assert bytes(cfg.mac) == MAC
     assert (cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (0, 0, 0)
     xdp = Device("rfc2019")
-    cfg = virtio_net_config.parse(xdp.read_config(0, 56))
+    cfg = virtio_net_config.parse(xdp.read_config(0, 80))
     assert cfg.xdp_max_insns == 4096 and cfg.xdp_map_types == 0b110
-    assert cfg.xdp_helpers >> 1 & 1 and not cfg.xdp_helpers >> 6 & 1
+    # the 256-bit helper bitmap: map_lookup_elem (1) in word 0, strtol (105) in word 1
+    assert cfg.xdp_helpers[0] >> 1 & 1 and not cfg.xdp_helpers[0] >> 6 & 1
+    assert cfg.xdp_helpers[1] >> (105 - 64) & 1 and cfg.xdp_helpers[2:] == [0, 0]
 
 
 def test_config_reads_outside_and_writes_are_refused():

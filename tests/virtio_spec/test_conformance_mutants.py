@@ -47,7 +47,7 @@ CONFIG_OVERLAY = {
     "device:5.1.4.1/4": (17, b"\x0a"),
     "device:5.1.4.1/5": (18, (16).to_bytes(2, "little")),
     "device:5.1.6.5.2.1": (0, bytes.fromhex("525400123456")),
-    "device:capabilities in config": (52, (2).to_bytes(4, "little")),
+    "device:capabilities in config": (44, (2).to_bytes(4, "little")),
 }
 ACCEPTS_ANYTHING = {"device:2.2.2/2", "device:2.2.2/3",
                     "device:XDP_OFFLOAD requires CTRL_VQ and VERSION_1"}
@@ -235,7 +235,7 @@ class BrokenDevice(HostDeviceAdapter):
             self._ack(index, head, 1)
         if self.bug == "device:5.1.6.5.1.1" and cls == b"\x00":
             self._ack(index, head, 1)
-        if self.bug == "device:class 9 only with XDP_OFFLOAD" and cls == b"\x09":
+        if self.bug == "device:class 9 only with XDP_OFFLOAD" and cls == b"\x40":
             self._ack(index, head, 0)
 
     def _packed_pre_kick(self, index: int) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from vxdp.bpf.profiles import DEFAULT_PROFILE
+from vxdp.bpf.profiles import NATIVE
 from vxdp.errors import UsageError
 from vxdp.runtime.cli import (
     add_common,
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--queue-size {args.queue_size} is outside 1..{QUEUE_MAX}")
     if args.retry <= 0:
         raise UsageError(f"--retry {args.retry} must be above 0")
-    hook = make_hook(args, DEFAULT_PROFILE)  # driver mode: what the guest's kernel admits
+    hook = make_hook(args, NATIVE)  # driver mode: what the guest's kernel admits
     port = open_port(args.wire)
     runtime = GuestRuntime(args.socket, xdp=hook, port=port, queue_size=args.queue_size,
                            retry=args.retry, datapath=args.datapath,

@@ -15,7 +15,7 @@ Operations (the `OPS` table of the protocol names their arguments):
 
 * `prog.attach` loads an ELF object (an absolute path on the host) with the project's
   loader, verifies the program with our verifier under the host's profile (the device
-  profile's XDP capabilities when it offers the offload, else `host`: everything the
+  profile's XDP capabilities when it offers the offload, else `native`: everything the
   C core runs) in a worker thread, then attaches it; a refusal answers EACCES with the
   verifier's log and leaves the attached program in place.
 * `prog.detach`, `prog.show`, `prog.dump_xlated` (kernel syntax, maps as `map[id:N]`),
@@ -62,6 +62,7 @@ from vxdp.bpf.disasm import default_map_name, insn_text
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.isa import decode, iter_insns
 from vxdp.bpf.maps import Map
+from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Program, ProgType
 from vxdp.bpf.verifier import VerifierReport, verify
 from vxdp.control.protocol import (
@@ -103,7 +104,7 @@ class Attached:
     loaded_at: float
 
 
-def _load_and_verify(path: str, section: str | None, name: str | None, profile: str,
+def _load_and_verify(path: str, section: str | None, name: str | None, profile: Profile,
                      engine: str) -> tuple[Program, VerifierReport]:
     """Worker thread: load, verify, and for the jit engine compile ahead (the attach on
     the event loop then finds the compiled object in the process cache)."""
@@ -194,7 +195,7 @@ class ControlHandler:
                 pc = report.errors[0][0] if report.errors else -1
                 keeps = self.runtime.xdp.describe()
                 raise failed(E.EACCES, f"program {program.name!r} rejected by the verifier "
-                                       f"(profile {profile}) at pc {pc}: {report.reason}; "
+                                       f"(profile {profile.name}) at pc {pc}: {report.reason}; "
                                        f"still attached: {keeps}", report.log)
             self.runtime.attach(program)
         return self.describe(self._need())

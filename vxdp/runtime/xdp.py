@@ -30,7 +30,7 @@ from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
 from vxdp.bpf.maps import Map
-from vxdp.bpf.profiles import DEFAULT_PROFILE
+from vxdp.bpf.profiles import NATIVE, Profile
 from vxdp.bpf.program import Program, XdpAction
 from vxdp.errors import ProgramFault
 
@@ -38,10 +38,11 @@ from vxdp.errors import ProgramFault
 ACTION_NAMES: tuple[str, ...] = tuple(a.name.lower() for a in XdpAction)
 
 
-def host_verifier_profile(profile: DeviceProfile) -> str:
+def host_verifier_profile(profile: DeviceProfile) -> Profile:
     """The verifier profile of host-attached programs: the device profile's offload
-    capabilities when it offers the offload, else `host` (everything the C core runs)."""
-    return profile.xdp.name if profile.xdp is not None else DEFAULT_PROFILE
+    capabilities when it offers the offload, else `native` (everything the C core
+    runs)."""
+    return Profile.from_capabilities(profile.xdp) if profile.xdp is not None else NATIVE
 
 
 def load_program(path: Path | str, *, section: str | None = None,
