@@ -12,9 +12,14 @@ Rules
 * Everything else is answered: an unknown (class, command), a command whose feature was
   not negotiated, a malformed body or a value out of range acks VIRTIO_NET_ERR with the
   reason in the trace; the used length is 1 + result bytes.
-* Handlers live in one table keyed by (class, command); later issues `register` more
-  (the XDP offload class 9).  A handler gets the parsed `CtrlRequest` and returns a
-  `CtrlReply`; it changes `NetState`, which the receive path reads for every frame.
+* Handlers live in one table keyed by (class, command); `host.Device` registers the XDP
+  offload's class (`host.offload`) when its profile offers it.  A handler gets the parsed
+  `CtrlRequest` and returns a `CtrlReply`; it changes `NetState`, which the receive path
+  reads for every frame.
+* A reply may be *pending* (`CtrlReply.job`): the command waits for work done outside
+  the device (an offloaded program's verification).  `handle` then writes nothing and
+  returns the job in `CtrlOutcome.pending`; `complete(chain, reply)` answers the chain
+  once the work is done.
 
 Reset state (`NetState.reset`): one queue pair in use (§5.1.6.5.6.2), filters as in
 `host.rxfilter`, every negotiated guest offload on (QEMU), ANNOUNCE clear.
@@ -111,11 +116,15 @@ class CtrlRequest:
 
 @dataclass(frozen=True)
 class CtrlReply:
-    """A handler's answer: ack, result bytes written after the ack, and what it did."""
+    """A handler's answer: ack, result bytes written after the ack, and what it did.
+    `job`: the answer waits for it (see the rules); `changed`: the handler changed what
+    the datapath runs (the offloaded program)."""
 
     ack: int
     detail: str
     result: bytes = b""
+    job: Any = None
+    changed: bool = False
 
     @classmethod
     def ok(cls, detail: str, result: bytes = b"") -> CtrlReply:
@@ -131,7 +140,8 @@ Handler = Callable[[CtrlRequest], CtrlReply]
 
 @dataclass(frozen=True)
 class CtrlOutcome:
-    """What handling one chain came to.  `malformed` set: no ack was written."""
+    """What handling one chain came to.  `malformed` set: no ack was written; `pending`
+    set: nothing written yet, the chain waits for that job (`ControlQueue.complete`)."""
 
     cls: int
     command: int
@@ -140,6 +150,8 @@ class CtrlOutcome:
     written: int
     detail: str
     malformed: RemoteProtocolError | None = None
+    pending: Any = None
+    changed: bool = False
 
     def event(self, queue: int, head: int) -> CtrlHandled:
         return CtrlHandled(queue, head, self.cls, self.command, self.name, self.ack,
@@ -192,13 +204,21 @@ class ControlQueue:
                 f"first writable buffer has {got}", "5.1.6.5"))
         data = chain.read()
         cls, command = data[0], data[1]
-        name = command_name(cls, command, ebpf_class=self.ebpf_class)
         reply = self._answer(cls, command, data, chain.writable_len - 1, negotiated)
+        if reply.job is not None:
+            name = command_name(cls, command, ebpf_class=self.ebpf_class)
+            return CtrlOutcome(cls, command, name, -1, 0, reply.detail, pending=reply.job)
+        return self.complete(chain, cls, command, reply)
+
+    def complete(self, chain: Chain, cls: int, command: int, reply: CtrlReply) -> CtrlOutcome:
+        """Write the ack and the result into the chain's writable buffers."""
+        name = command_name(cls, command, ebpf_class=self.ebpf_class)
         if len(reply.result) > chain.writable_len - 1:
             reply = CtrlReply.err(f"result of {len(reply.result)} bytes does not fit the "
                                   f"{chain.writable_len - 1} writable bytes after the ack")
         written = chain.write(bytes([reply.ack]) + reply.result)
-        return CtrlOutcome(cls, command, name, reply.ack, written, reply.detail)
+        return CtrlOutcome(cls, command, name, reply.ack, written, reply.detail,
+                           changed=reply.changed)
 
     def _answer(self, cls: int, command: int, data: bytes, room: int,
                 negotiated: int) -> CtrlReply:
