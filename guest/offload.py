@@ -61,7 +61,7 @@ from virtio_spec.offload import (
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import BPF_ANY, MapSpec, Program, rebind_map_refs
 from vxdp.bpf.verifier import VerifierReport, verify
-from vxdp.errors import VxdpError
+from vxdp.errors import VxdpError, errno_name
 
 _M, _P = VirtioNetBpfMapCmd, VirtioNetBpfProgCmd
 _PROG, _MAP = VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_PROG, VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_MAP
@@ -77,7 +77,7 @@ class OffloadError(VxdpError):
     `log` for SET_OFFLOAD (the verifier's, ending with the device's own line)."""
 
     def __init__(self, what: str, errno: int, log: str = "") -> None:
-        name = E.errorcode.get(errno, str(errno))
+        name = errno_name(errno)
         reason = log.strip().splitlines()[-1] if log.strip() else os.strerror(errno)
         super().__init__(f"{what}: device answered {name} ({reason})")
         self.what = what

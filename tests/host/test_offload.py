@@ -345,7 +345,7 @@ def test_the_offloaded_program_runs_on_the_way_into_the_guest() -> None:
     pair._device_events(events)
     assert pair.received[-1] == frames[1] and got == []
     stats = pair.device.stats
-    assert (stats["xdp_drop"], stats["xdp_pass"], stats["xdp_tx"]) == (1, 1, 1)
+    assert (stats["offload_drop"], stats["offload_pass"], stats["offload_tx"]) == (1, 1, 1)
 
 
 def test_redirect_and_faults_become_events_and_aborted_counts() -> None:
@@ -357,4 +357,4 @@ def test_redirect_and_faults_become_events_and_aborted_counts() -> None:
     assert [e.ifindex for e in events if isinstance(e, XdpRedirected)] == [7, 7]
     pair.offload(c.load(returning(9)))  # not an xdp_action: ABORTED
     pair.device.receive(to_guest(pair, 1))
-    assert pair.device.stats["xdp_aborted"] == 1
+    assert pair.device.stats["offload_aborted"] == 1

@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 import msgpack  # type: ignore[import-untyped]
 
-from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError
+from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError, errno_name
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
@@ -107,9 +107,7 @@ class ErrorInfo:
     @property
     def code(self) -> str:
         """The errno's symbolic name (`ENOENT`), or its number when it has none."""
-        if self.errno == E.EOPNOTSUPP:  # glibc's errorcode says ENOTSUP (the same 95)
-            return "EOPNOTSUPP"
-        return E.errorcode.get(self.errno, str(self.errno))
+        return errno_name(self.errno)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"errno": self.errno, "code": self.code, "kind": self.kind,

@@ -81,7 +81,8 @@ class HostRuntime:
     def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
                  xdp: XdpHook | None = None, burst: int = BURST,
-                 datapath: str = "c", control: str | os.PathLike[str] | None = None) -> None:
+                 datapath: str = "c", control: str | os.PathLike[str] | None = None,
+                 engine: str | None = None) -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
@@ -95,6 +96,10 @@ class HostRuntime:
         self._macs = {g.profile.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
+        # what offloaded programs run on (interp or jit; the host-attached hook's unless
+        # told otherwise: the kernel engine cannot run them on a device)
+        self.engine = engine or (self.xdp.engine_name if self.xdp.engine_name in ("interp", "jit")
+                                 else "interp")
         self.burst = burst
         self.wire_done = trio.Event()
         self.redirect_failed = 0
