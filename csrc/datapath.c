@@ -161,8 +161,7 @@ static uint32_t xdp_run(struct dp_xdp *x, const uint8_t *pkt, uint32_t len, bool
     r->redirect = -1;
     r->tail_calls = 0;
     r->fault = 0;
-    rc = vxdp_interp(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
-    vxdp_run_release_all(r);
+    rc = vxdp_run_prog(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
     *fault = rc != 0;
     return rc ? XDP_ABORTED : (uint32_t)ret;
 }

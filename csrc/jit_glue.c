@@ -50,6 +50,8 @@ int vxdp_prog_set_jit(struct vxdp_prog *prog, uintptr_t info_addr, char *err, si
                          "program %u", info->ninsns, prog->len);
     if (!info->entry)
         return vxdp_errf(err, errlen, -EINVAL, "compiled program has no entry point");
+    for (uint32_t i = 0; i < prog->nmaps; i++)
+        vxdp_map_jit_desc(prog->maps[i], &prog->jit_maps[i]);
     prog->jit = info->entry;
     return 0;
 }
@@ -215,48 +217,67 @@ static void enter(struct vxdp_jit_ctx *c, struct vxdp_run *r, const struct vxdp_
     c->prog = p;
     c->insns = (const uint8_t *)p->insns;
     c->regions = (const struct vxdp_jit_region *)p->regions;
+    c->maps = p->jit_maps;
     c->nregions = p->nmaps;
+}
+
+/* What stays the same from one run of `p` on `r` to the next: set up on the first run (of
+ * a batch, or after another program ran on `r`), not per packet. */
+static void ctx_setup(struct vxdp_jit_ctx *c, struct vxdp_run *r, const struct vxdp_prog *p)
+{
+    c->ops = &jit_ops;
+    c->run = r;
+    c->stack_base = (uintptr_t)r->stack;
+    c->stack_hi = (uintptr_t)r->stack + sizeof(r->stack);
+    /* the context the load_slow rewriting serves (vm.c), inline for 4-byte loads */
+    c->ctx_lo = p->mode == VXDP_MODE_XDP ? (uintptr_t)r->ctx_md : 0;
+    c->ctx_val[5] = 0;   /* egress_ifindex: 0 outside devmap programs */
+    c->resume_pc = 0;
+    c->next_prog = NULL;
+    r->jit_regs_dirty = true;
+    r->jit_prog_id = p->id;
+    enter(c, r, p);
 }
 
 /* A run of r->prog, which has compiled code: the interpreter's contract (vm.c). */
 int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
 {
-    struct vxdp_jit_ctx c;
+    struct vxdp_jit_ctx *c = &r->jit;
     const struct vxdp_prog *p = r->prog;
     uint32_t entry = 0;
 
-    c.ops = &jit_ops;
-    c.run = r;
-    c.stack_base = (uintptr_t)r->stack;
-    c.stack_hi = (uintptr_t)r->stack + sizeof(r->stack);
-    c.stack_lo = c.stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
-    refresh(&c, r);
-    /* the context the load_slow rewriting serves (vm.c), inline for 4-byte loads */
-    c.ctx_lo = p->mode == VXDP_MODE_XDP ? (uintptr_t)r->ctx_md : 0;
-    c.ctx_val[3] = r->ingress_ifindex;
-    c.ctx_val[4] = r->rx_queue_index;
-    c.ctx_val[5] = 0;   /* egress_ifindex: 0 outside devmap programs */
-    c.status = 0;
-    c.depth = 0;
-    c.budget = VXDP_BRANCH_BUDGET;
-    c.resume_pc = 0;
-    c.next_prog = NULL;
-    /* spelled out: a memset of the registers costs GCC's `rep stos`, slower than the run */
-    c.reg[0] = 0, c.reg[1] = r1, c.reg[2] = r2, c.reg[3] = 0, c.reg[4] = 0, c.reg[5] = 0;
-    c.reg[6] = 0, c.reg[7] = 0, c.reg[8] = 0, c.reg[9] = 0, c.reg[10] = c.stack_hi;
-    r->stack_lo = c.stack_lo;
-    enter(&c, r, p);
+    if (unlikely(r->jit_prog_id != p->id))
+        ctx_setup(c, r, p);
+    else if (unlikely(c->prog != p))   /* the last run ended in another program */
+        enter(c, r, p);
+    refresh(c, r);
+    c->ctx_val[3] = r->ingress_ifindex;
+    c->ctx_val[4] = r->rx_queue_index;
+    c->stack_lo = c->stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
+    r->stack_lo = c->stack_lo;
+    c->status = 0;
+    c->depth = 0;
+    c->budget = VXDP_BRANCH_BUDGET;
+    /* a compiled function writes back r0 only, unless it leaves for another program:
+     * spelled out, a memset of the registers costs GCC's `rep stos`, slower than a run */
+    c->reg[0] = 0, c->reg[1] = r1, c->reg[2] = r2;
+    if (unlikely(r->jit_regs_dirty)) {
+        c->reg[3] = 0, c->reg[4] = 0, c->reg[5] = 0, c->reg[6] = 0, c->reg[7] = 0;
+        c->reg[8] = 0, c->reg[9] = 0, c->reg[10] = c->stack_hi;
+        r->jit_regs_dirty = false;
+    }
 
     for (;;) {
-        int st = p->jit(&c, entry);
+        int st = p->jit(c, entry);
         switch (st) {
         case VXDP_JIT_DONE:
-            *ret = c.reg[0];
+            *ret = c->reg[0];
             return 0;
         case VXDP_JIT_TAIL:
         case VXDP_JIT_RESUME:
-            p = c.next_prog;
-            entry = st == VXDP_JIT_TAIL ? 0 : c.resume_pc;
+            r->jit_regs_dirty = true;
+            p = c->next_prog;
+            entry = st == VXDP_JIT_TAIL ? 0 : c->resume_pc;
             if (!p->jit) {
                 r->pc = entry;
                 return vxdp_run_fail(r, -EINVAL, "%s program %u, which has no compiled code "
@@ -264,7 +285,7 @@ int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
                                      st == VXDP_JIT_TAIL ? "tail call into" : "return into",
                                      p->id);
             }
-            enter(&c, r, p);
+            enter(c, r, p);
             continue;
         default:
             return r->fault ? r->fault : -EFAULT;

@@ -311,6 +311,17 @@ void *vxdp_map_value_ptr(struct vxdp_map *m, uint64_t offset, uint64_t len)
     return m->values + offset;
 }
 
+/* What compiled programs need to look up in the map inline (jit_glue.c): a plain array
+ * (one value per element, no presence bits) qualifies, as in the kernel's JIT. */
+void vxdp_map_jit_desc(const struct vxdp_map *m, struct vxdp_jit_map *out)
+{
+    out->map = (uintptr_t)m;
+    out->values = (uintptr_t)m->values;
+    out->max_entries = m->max_entries;
+    out->stride = m->stride;
+    out->inline_array = m->type == VXDP_MAP_ARRAY && m->ncpus == 1 && !m->present;
+}
+
 /* ---------------------------------------------------------------- hash and LPM slots */
 
 static uint32_t hash_find(const struct vxdp_map *m, const void *key)

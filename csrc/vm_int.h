@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "vxdp_core.h"
+#include "vxdp_jit.h"
 
 #define VXDP_ENOTSUPP 524   /* the kernel's internal ENOTSUPP, as bpf() returns it */
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -109,6 +110,7 @@ struct vxdp_prog {
     const vxdp_helper_fn *helpers;   /* VXDP_HELPER_MAX entries, NULL = unknown */
     /* compiled code (vxdp.bpf.jit, jit_glue.c) run in place of the interpreter, or NULL */
     int (*jit)(struct vxdp_jit_ctx *c, uint32_t entry);
+    struct vxdp_jit_map jit_maps[VXDP_MAX_PROG_MAPS];   /* what it needs of the maps */
 };
 
 struct vxdp_env {
@@ -147,6 +149,11 @@ struct vxdp_run {
     uint32_t nresv;
     struct ringbuf_resv resv[VXDP_MAX_RINGBUF_RESV];
     uint8_t stack[VXDP_MAX_CALL_FRAMES * VXDP_STACK_SIZE] __attribute__((aligned(16)));
+    /* compiled programs (jit_glue.c): the context they run in, kept from one packet to
+     * the next; valid for the program of id jit_prog_id (0: set it up afresh) */
+    uint32_t jit_prog_id;
+    bool jit_regs_dirty;             /* a tail call or resume left other registers there */
+    struct vxdp_jit_ctx jit;
 };
 
 /* errors: negative errno, text formatted into the caller's buffer */
@@ -181,6 +188,17 @@ VXDP_HELPER_DECL(vxdp_h_xdp_get_buff_len);
 VXDP_HELPER_DECL(vxdp_h_xdp_load_bytes);
 VXDP_HELPER_DECL(vxdp_h_xdp_store_bytes);
 void vxdp_run_release_all(struct vxdp_run *r);
+
+/* One run of r->prog as the batch loops make it (xdp.c, datapath.c): compiled code when
+ * the program has some, else the interpreter; ringbuf samples the program left reserved
+ * are released (discarded) after it. */
+static inline int vxdp_run_prog(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+{
+    int rc = r->prog->jit ? vxdp_jit_run(r, r1, r2, ret) : vxdp_interp(r, r1, r2, ret);
+    if (unlikely(r->nresv))
+        vxdp_run_release_all(r);
+    return rc;
+}
 extern const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX];
 extern const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX];
 /* a helper's view of program memory: a host pointer to [addr, addr+len) or NULL (faulted) */
@@ -202,5 +220,6 @@ int vxdp_map_devmap_get(struct vxdp_map *map, uint32_t key, uint32_t *ifindex);
 void *vxdp_ringbuf_reserve(struct vxdp_map *map, uint64_t size);
 void vxdp_ringbuf_commit(struct vxdp_map *map, void *sample, bool discard);
 bool vxdp_map_rdonly_prog(const struct vxdp_map *map);
+void vxdp_map_jit_desc(const struct vxdp_map *map, struct vxdp_jit_map *out);
 
 #endif

@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#define VXDP_JIT_ABI 3
+#define VXDP_JIT_ABI 4
 #define VXDP_JIT_STACK_SIZE 512          /* VXDP_STACK_SIZE */
 #define VXDP_JIT_MAX_FRAMES 8            /* VXDP_MAX_CALL_FRAMES */
 
@@ -72,6 +72,17 @@ struct vxdp_jit_region {
     _Bool writable;
 };
 
+/* what compiled code needs to serve bpf_map_lookup_elem inline, as the kernel's JIT
+ * does for plain arrays (array_map_gen_lookup): one per map of the program, in the
+ * program's map order, filled by the core when the compiled code is attached */
+struct vxdp_jit_map {
+    uintptr_t map;                       /* the address an LD_IMM64 of the map gives */
+    uintptr_t values;                    /* the value of element 0 */
+    uint32_t max_entries;
+    uint32_t stride;                     /* bytes from one element's value to the next */
+    _Bool inline_array;                  /* a plain array: lookups may be served inline */
+};
+
 struct vxdp_jit_frame {
     const void *prog;                    /* the program to return into */
     uint32_t ret_pc;
@@ -96,6 +107,7 @@ struct vxdp_jit_ctx {
     /* the map value arenas of the program running now: loads and stores in them are
      * served inline (a store only where the map is writable for programs) */
     const struct vxdp_jit_region *regions;
+    const struct vxdp_jit_map *maps;     /* as many as regions */
     uint32_t nregions;
     int32_t status;                      /* set by ops: 0, > 0 unwind, < 0 fault */
     uint32_t depth;                      /* bpf-to-bpf frames below the current one */

@@ -32,6 +32,7 @@ static void run_init(struct vxdp_run *r, struct vxdp_prog *prog, struct vxdp_env
     r->nresv = 0;
     r->tail_calls = 0;
     r->redirect = -1;
+    r->jit_prog_id = 0;
     memset(r->stack, 0, sizeof(r->stack));
 }
 
@@ -49,8 +50,7 @@ int vxdp_run_raw(struct vxdp_prog *prog, struct vxdp_env *env, void *mem, size_t
     run_init(r, prog, env, err, errlen);
     r->pkt_lo = (uintptr_t)mem;
     r->pkt_hi = (uintptr_t)mem + (mem ? mem_len : 0);
-    rc = vxdp_interp(r, mem_len ? (uint64_t)(uintptr_t)mem : 0, mem_len, retval);
-    vxdp_run_release_all(r);
+    rc = vxdp_run_prog(r, mem_len ? (uint64_t)(uintptr_t)mem : 0, mem_len, retval);
     free(r);
     return rc;
 }
@@ -107,8 +107,7 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
         r->redirect = -1;
         r->tail_calls = 0;
         r->fault = 0;
-        rc = vxdp_interp(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
-        vxdp_run_release_all(r);
+        rc = vxdp_run_prog(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
         if (rc) {
             /* the interpreter wrote the message; name the packet too */
             char tmp[VXDP_ERRBUF_SIZE];

@@ -287,6 +287,65 @@ def test_map_values_inline_and_read_only_maps_refused() -> None:
     assert b"8-byte read" in fault[1]
 
 
+def test_array_lookups_served_inline_answer_as_the_helper() -> None:
+    """Plain arrays are looked up inline (as the kernel's JIT does); every key place and
+    index gives what the helper gives, and other map types still go to the helper."""
+    def fill(e: Engine) -> None:
+        (m,) = e.maps
+        for i in range(3):
+            value = struct.pack("<Q", 10 * i + 1)
+            m.update(struct.pack("<I", i), [value] * m.ncpus if m.spec.percpu else value)
+
+    # the key is the packet's first four bytes (in the packet), or a copy of them on the
+    # stack; r0 = the value's first byte, 200 for no element (no verifier runs here, so
+    # the packet's length goes unchecked: every packet has 62 bytes)
+    for where in ("mov %r2, %r6", "ldxw %r3, [%r6+0]\nstxw [%r10-4], %r3\n"
+                  "mov %r2, %r10\nadd %r2, -4"):
+        text = f"""
+            ldxw %r6, [%r1+0]
+            {where}
+            lddw %r1, map_fd(0)
+            call 1
+            mov %r1, 200
+            jeq %r0, 0, +1
+            ldxb %r1, [%r0+0]
+            mov %r0, %r1
+            exit
+        """
+        packets = tuple(struct.pack("<I", i) + PKT[4:] for i in (0, 2, 3, 0xFFFFFFFF))
+        for spec in (MapSpec("a", MapType.ARRAY, 4, 8, 3),
+                     MapSpec("p", MapType.PERCPU_ARRAY, 4, 8, 3),
+                     MapSpec("h", MapType.HASH, 4, 8, 3)):
+            res = both(prog(text, spec), fill, packets)
+            assert [r[0] for r in res] == [1, 21, 200, 200], spec.type
+    # a key that is nowhere the program may read: the helper's fault, word for word
+    (fault,) = both(prog("mov %r2, 64\nlddw %r1, map_fd(0)\ncall 1\nmov %r0, 2\nexit",
+                         MapSpec("a", MapType.ARRAY, 4, 8, 3)), packets=(PKT,))
+    assert fault[0] == -1 and b"at pc 3: 4-byte read at 0x40" in fault[1]
+
+
+def test_a_run_after_a_tail_call_starts_with_fresh_registers() -> None:
+    """The compiled context lives from one packet of a batch to the next; the registers a
+    packet had when it tail-called into another program are not the next packet's."""
+    main = prog("""
+        ldxw %r2, [%r1+0]
+        ldxb %r3, [%r2+0]
+        jne %r3, 1, +6
+        mov %r7, 90
+        mov %r8, 9
+        lddw %r2, map_fd(1)
+        mov %r3, 0
+        call 12
+        mov %r0, %r7
+        add %r0, %r8
+        add %r0, %r3
+        exit
+    """, COUNTER, JUMPS, name="main")
+    target = prog("mov %r0, 2\nexit", COUNTER, JUMPS, name="target")
+    packets = (b"\x01" + PKT[1:], b"\x00" + PKT[1:], b"\x01" + PKT[1:], PKT)
+    assert [r[0] for r in both(main, _slot(0, target), packets)] == [2, 0, 2, 0]
+
+
 COUNTER = MapSpec("counter", MapType.ARRAY, 4, 8, 1)
 JUMPS = MapSpec("jumps", MapType.PROG_ARRAY, 4, 4, 2)
 

@@ -42,9 +42,10 @@ from vxdp.bpf.isa import (
 )
 from vxdp.errors import CoreError, InvalidProgram
 
-GENERATOR_VERSION = 7  # part of the cache key: bump when the emitted code changes
+GENERATOR_VERSION = 8  # part of the cache key: bump when the emitted code changes
 JIT_HEADER = Path(__file__).resolve().parents[2] / "csrc" / "vxdp_jit.h"
 MODE_RAW, MODE_XDP = 0, 1
+HELPER_MAP_LOOKUP = 1
 HELPER_TAIL_CALL = 12
 MAX_FRAMES = 8
 STACK_SIZE = 512  # VXDP_JIT_STACK_SIZE
@@ -210,6 +211,25 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
     r0 = ops->call(c, (PC), (ID), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
 #define VX_CALLX(PC, R) do { \
     r0 = ops->callx(c, (PC), (R), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
+/* bpf_map_lookup_elem(map, key): a plain array with its 4-byte key in the packet or the
+ * stack is served here (the helper would find the same value: index < max_entries gives
+ * element index, else NULL); any other map, or a key elsewhere, goes to the helper */
+VX_FN const struct vxdp_jit_map *vx_inline_array(const struct vxdp_jit_ctx *c, uint64_t map)
+{
+    for (uint32_t i = 0; i < c->nregions; i++)
+        if (c->maps[i].map == map)
+            return c->maps[i].inline_array ? &c->maps[i] : 0;
+    return 0;
+}
+#define VX_LOOKUP(PC) do { \
+    const struct vxdp_jit_map *m_ = vx_inline_array(c, r1); \
+    if (m_ && VX_FAST(r2, 4)) { \
+        uint32_t k_; \
+        memcpy(&k_, (const void *)(uintptr_t)r2, 4); \
+        r0 = k_ < m_->max_entries ? m_->values + (uint64_t)k_ * m_->stride : 0; \
+    } else { \
+        VX_HELPER(PC, 1); \
+    } } while (0)
 /* bpf_tail_call: on failure execution goes on with the next instruction */
 #define VX_TAIL_CALL(PC) do { \
     int t_ = ops->tail_call(c, (PC), r2, r3); \
@@ -455,6 +475,8 @@ class _Gen:
             raise self.bad(pc)
         if self.mode == MODE_XDP and i.imm == HELPER_TAIL_CALL:
             return f"VX_TAIL_CALL({pc});"
+        if self.mode == MODE_XDP and i.imm == HELPER_MAP_LOOKUP:
+            return f"VX_LOOKUP({pc});"
         return f"VX_HELPER({pc}, {i.imm});"
 
     @staticmethod
