@@ -59,8 +59,9 @@ from virtio_spec.structs import (
 )
 from vxdp import native
 from vxdp.bpf.coremaps import CoreMap
-from vxdp.bpf.program import Program, ProgType
-from vxdp.errors import CoreError, UsageError
+from vxdp.bpf.interp import load_xdp
+from vxdp.bpf.program import Program
+from vxdp.errors import CoreError
 
 from .driver import Driver
 from .init import InitState
@@ -214,18 +215,18 @@ class GuestPort:
         _, mask = native.gport_refill(self.handle)
         return Kicks.from_mask(mask)
 
-    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None = None) -> None:
-        """Run `program` in driver mode on every received frame (None detaches)."""
+    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None = None,
+               engine: str = "interp") -> None:
+        """Run `program` in driver mode on every received frame (None detaches), on
+        `engine`: interp, or jit (compiled, cached by digest; the port's runs call the
+        compiled code)."""
         if program is None:
             native.gport_attach(self.handle, None, None)
             self.program, self.maps = None, []
             return
-        if program.prog_type != ProgType.XDP:
-            raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
         core_maps = list(maps) if maps is not None else [CoreMap(s) for s in program.maps]
-        prog = native.prog_load(program.insns, native.MODE_XDP,
-                                [m.handle for m in core_maps])
-        native.gport_attach(self.handle, prog, native.env_new(0))
+        native.gport_attach(self.handle, load_xdp(program, core_maps, engine),
+                            native.env_new(0))
         self.program, self.maps = program, core_maps
 
     def rx_burst(self, budget: int | None = None) -> tuple[Sequence[bytes], Kicks]:

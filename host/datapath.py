@@ -52,8 +52,9 @@ from virtio_spec.memory import GuestMemory
 from virtio_spec.split import SplitDeviceQueue
 from vxdp import native
 from vxdp.bpf.coremaps import CoreMap
-from vxdp.bpf.program import Program, ProgType
-from vxdp.errors import CoreError, UsageError
+from vxdp.bpf.interp import load_xdp
+from vxdp.bpf.program import Program
+from vxdp.errors import CoreError
 from vxdp.frames import PackedFrames
 
 if TYPE_CHECKING:
@@ -115,15 +116,7 @@ def _loaded(program: Program, maps: Sequence[CoreMap],
     """`program` loaded into the core over `maps` for XDP runs (compiled and attached
     when `engine` is jit: the datapath's runs then call the compiled code), with a fresh
     environment."""
-    if program.prog_type != ProgType.XDP:
-        raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
-    handles = [m.handle for m in maps]
-    if engine == "jit":
-        from vxdp.bpf import jit
-        prog = jit.load(program.insns, native.MODE_XDP, handles)
-    else:
-        prog = native.prog_load(program.insns, native.MODE_XDP, handles)
-    return prog, native.env_new(0)
+    return load_xdp(program, maps, engine), native.env_new(0)
 
 
 def _ring_error(state: dict[str, object]) -> RingError | None:
@@ -273,15 +266,18 @@ class HostPort:
 
     # ------------------------------------------------------------ programs
 
-    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None = None) -> None:
-        """Offload `program` onto this port (None detaches).  Its maps are created from
-        the program's specs unless `maps` (CoreMaps shared with someone else) are given."""
+    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None = None,
+               engine: str = "interp") -> None:
+        """Offload `program` onto this port (None detaches), to run on `engine`: interp,
+        or jit (compiled, cached by digest; the port's runs call the compiled code).  Its
+        maps are created from the program's specs unless `maps` (CoreMaps shared with
+        someone else) are given."""
         if program is None:
             native.port_attach(self.handle, None, None)
             self.program, self.maps = None, []
             return
         core_maps = list(maps) if maps is not None else [CoreMap(s) for s in program.maps]
-        native.port_attach(self.handle, *_loaded(program, core_maps, "interp"))
+        native.port_attach(self.handle, *_loaded(program, core_maps, engine))
         self.program, self.maps = program, core_maps
 
     def attach_offload(self, offloaded: OffloadedProgram | None) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from guest.datapath import GuestPort, Kicks
 from host.datapath import HostPort, HostSwitch, QueueConfig
 from virtio_spec.features import VirtioFeature, VirtioNetFeature
@@ -57,6 +59,29 @@ def setup(features: int = V1, **kw: int) -> tuple[GuestPort, HostPort]:
                     QueueConfig(tx.size, tx.desc, tx.driver, tx.device), features)
     assert g.start() == Kicks(rx=True)
     return g, port
+
+
+def test_driver_mode_xdp_on_the_jit_engine() -> None:
+    """`attach(..., engine="jit")`: the guest port runs the compiled program, with the
+    interpreter's results (TX back out through the device, PASS up to the stack)."""
+    pytest.importorskip("vxdp.bpf.jit", exc_type=ImportError)
+    from vxdp import native
+    frames = [frame(60 + i, i) for i in range(20)]
+    seen = []
+    for engine in ("interp", "jit"):
+        g, port = setup()
+        got = []
+        for text in (SWAP_TX, "mov %r0, 2\nexit"):
+            g.attach(prog(text), engine=engine)
+            assert native.prog_has_jit(g.handle.prog[0]) is (engine == "jit")
+            port.rx_burst(frames)
+            up, _ = g.rx_burst()
+            got.append((list(up), port.tx_burst().wire))
+        seen.append(got)
+    assert seen[0] == seen[1]
+    (up, wire), (passed, _) = seen[1]
+    assert up == [] and wire == [f[6:12] + f[0:6] + f[12:] for f in frames]
+    assert passed == frames
 
 
 def test_driver_mode_drop() -> None:

@@ -7,6 +7,7 @@ ring breaks its queue only; counters add up; a host.Device hands its queues over
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
@@ -19,6 +20,7 @@ from virtio_spec.testing import GuestAllocator, guest_memory
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
 from vxdp.bpf.program import MapSpec, MapType, Program
+from vxdp.errors import UsageError
 
 V1 = 1 << VirtioFeature.VIRTIO_F_VERSION_1
 EVENT_IDX = 1 << VirtioFeature.VIRTIO_F_EVENT_IDX
@@ -208,6 +210,37 @@ def test_xdp_pass_and_drop_by_content_and_adjust_head() -> None:
     assert g.rx_burst()[0] == [f[4:] for f in frames[:3]]
     st = port.stats
     assert st["xdp_drop"] == 15 and st["xdp_pass"] == 18
+
+
+def test_engine_jit_runs_compiled_code_with_the_interpreters_results() -> None:
+    """`attach(..., engine="jit")`: the port's runs call the compiled program, and every
+    frame ends as on the interpreter (TX bytes, PASS and DROP by content, adjust_head,
+    a fault counted as aborted)."""
+    pytest.importorskip("vxdp.bpf.jit", exc_type=ImportError)
+    from vxdp import native
+    frames = [frame(60 + i, i) for i in range(30)]
+    seen = []
+    for engine in ("interp", "jit"):
+        h = Host(queue_size=128)
+        g, port = h.a
+        out = []
+        for text in (SWAP_TX, ODD_DROP, HEAD_POP, "ldxw %r0, [%r1+4096]\nexit"):
+            port.attach(prog(text), engine=engine)
+            assert native.prog_has_jit(port.handle.prog[0]) is (engine == "jit")
+            out.append((port.rx_burst(frames).wire, g.rx_burst()[0]))
+        fault = re.sub(r"0x[0-9a-f]+", "ADDR", port.last_fault())  # a host address
+        seen.append((out, port.stats, fault))
+    assert seen[0] == seen[1]
+    (swapped, _), (_, odd), (_, popped), _ = seen[1][0]
+    assert swapped == [f[6:12] + f[0:6] + f[12:] for f in frames]
+    assert odd == [f for f in frames if len(f) % 2 == 0] and popped == [f[4:] for f in frames]
+    assert seen[1][1]["xdp_fault"] == 30
+
+
+def test_an_engine_the_core_cannot_run_is_refused() -> None:
+    _, port = Host().a
+    with pytest.raises(UsageError, match="interp or jit, not 'kernel'"):
+        port.attach(prog(DROP), engine="kernel")
 
 
 def test_redirect_through_a_devmap_to_another_guest_and_to_the_wire() -> None:

@@ -11,6 +11,10 @@ the pc and the address.  A batch crosses the FFI once.
 Helpers that have state keep it per engine: `cpu` (get_smp_processor_id and the per-CPU map
 slot, default 0), `seed` (get_prandom_u32 is a seeded xorshift128+, so runs repeat), and the
 trace_printk text, read with `trace_lines()`.
+
+The C datapath (host.datapath, guest.datapath) runs programs in its own loops and loads
+them with `load_xdp(program, maps, engine)`: interpreted, or compiled by the `jit` engine
+and attached, so that the datapath's runs call the compiled code.
 """
 
 from __future__ import annotations
@@ -20,10 +24,30 @@ from collections.abc import Sequence
 from vxdp import native
 from vxdp.bpf import isa
 from vxdp.bpf.coremaps import CoreMap
-from vxdp.bpf.engine import Engine, XdpResult
+from vxdp.bpf.engine import Engine, XdpResult, engine_class
 from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program, ProgType
 from vxdp.errors import InvalidProgram, UsageError
+
+#: The engines the C datapath can run a program on (the kernel engine runs in the kernel).
+CORE_ENGINES = ("interp", "jit")
+
+
+def load_xdp(program: Program, maps: Sequence[CoreMap], engine: str = "interp"
+             ) -> native.ProgHandle:
+    """`program` loaded into the core over `maps` for XDP runs on `engine` (interp, or jit:
+    compiled, cached by digest, and attached to the loaded program)."""
+    if program.prog_type != ProgType.XDP:
+        raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
+    if engine not in CORE_ENGINES:
+        raise UsageError(f"the C datapath runs programs on {' or '.join(CORE_ENGINES)}, "
+                         f"not {engine!r}")
+    handles = [m.handle for m in maps]
+    if engine == "jit":
+        engine_class("jit")  # a UsageError saying why, where nothing compiles
+        from vxdp.bpf import jit
+        return jit.load(program.insns, native.MODE_XDP, handles)
+    return native.prog_load(program.insns, native.MODE_XDP, handles)
 
 
 def run_raw(insns: bytes, mem: bytes = b"") -> int:

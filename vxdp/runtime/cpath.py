@@ -60,9 +60,10 @@ class CPath:
         return self.port is not None
 
     def take(self, device: Device, program: Program | None,
-             maps: Sequence[CoreMap] | None) -> bool:
-        """Move pair 1's queues of a live `device` into C; False (and why, in `refusal`)
-        when the queues cannot go (packed rings, chains in flight)."""
+             maps: Sequence[CoreMap] | None, engine: str = "interp") -> bool:
+        """Move pair 1's queues of a live `device` into C, with the host-attached
+        `program` on `engine` (interp or jit); False (and why, in `refusal`) when the
+        queues cannot go (packed rings, chains in flight)."""
         if self.port is not None:
             return True
         try:
@@ -73,12 +74,14 @@ class CPath:
             return False
         self.port = port
         if program is not None:
-            self.attach(program, maps)
+            self.attach(program, maps, engine)
         return True
 
-    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None) -> None:
+    def attach(self, program: Program | None, maps: Sequence[CoreMap] | None,
+               engine: str = "interp") -> None:
+        """The host-attached program (None: none) on `engine`, interp or jit."""
         if self.port is not None:
-            self.port.attach(program, maps)
+            self.port.attach(program, maps, engine)
 
     def attach_offload(self, offloaded: OffloadedProgram | None) -> None:
         """The program the guest offloaded, on the port's way into the guest."""

@@ -223,7 +223,7 @@ class GuestRuntime:
         else:
             self.xdp.attach(program)
         if self.cport is not None:
-            self.cport.attach(program, self.xdp.maps)
+            self.cport.attach(program, self.xdp.maps, self.xdp.core_engine)
 
     def report(self, kind: str, text: str) -> None:
         self.reports.append((kind, text))
@@ -632,7 +632,7 @@ class GuestRuntime:
         try:
             port = GuestPort.from_driver(self.driver)
             if self.xdp.program is not None:
-                port.attach(self.xdp.program, self.xdp.maps)
+                port.attach(self.xdp.program, self.xdp.maps, self.xdp.core_engine)
         except (VxdpError, VirtioError) as exc:
             self.c_refusal = str(exc)
             self.report("datapath", f"pair 1 stays on the Python datapath: {exc}")

@@ -492,7 +492,7 @@ class GuestPort:
             return
         if self.device.live and {0, 1} <= self.running:
             xdp = self.runtime.xdp
-            if self.cpath.take(self.device, xdp.program, xdp.maps):
+            if self.cpath.take(self.device, xdp.program, xdp.maps, xdp.core_engine):
                 self.cpath.attach_offload(self.device.offloaded)
 
     def _release(self) -> None:

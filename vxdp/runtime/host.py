@@ -114,7 +114,7 @@ class HostRuntime:
         self.xdp.attach(program)
         for g in self.guests:
             if g.cpath is not None:
-                g.cpath.attach(program, self.xdp.maps)
+                g.cpath.attach(program, self.xdp.maps, self.xdp.core_engine)
         log.info("host XDP program attached: %s", self.xdp.describe())
 
     def detach(self) -> bool:

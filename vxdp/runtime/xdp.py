@@ -29,6 +29,7 @@ from host.config import DeviceProfile
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
+from vxdp.bpf.interp import CORE_ENGINES
 from vxdp.bpf.maps import Map
 from vxdp.bpf.profiles import NATIVE, Profile
 from vxdp.bpf.program import Program, XdpAction
@@ -83,6 +84,13 @@ class XdpHook:
         """The attached program's maps, in its map order, whatever the engine (the very
         maps it runs on, and the C ports with it); empty when none is attached."""
         return list(self._engine.maps) if self._engine is not None else []
+
+    @property
+    def core_engine(self) -> str:
+        """The engine the C datapath runs this hook's program on: the hook's own when the
+        core can run it (interp, jit), else the interpreter (the kernel engine's runs go
+        through bpf(), which the C core does not call per packet)."""
+        return self.engine_name if self.engine_name in CORE_ENGINES else "interp"
 
     @property
     def maps(self) -> list[CoreMap] | None:
