@@ -204,9 +204,9 @@ def test_cli_fails_on_a_violation(capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # Our guest.Driver passes 2.5.1 now; hand the CLI the mutant that reads every
     # config byte whatever was offered, and it must say so and exit 1.
-    import vxdp.commands.conformance as cli
+    import vxdp.conformance_adapters as adapters
     from tests.virtio_spec.test_conformance_mutants import BrokenDriver
-    monkeypatch.setattr(cli, "driver_factory", lambda: lambda: BrokenDriver("driver:2.5.1"))
+    monkeypatch.setattr(adapters, "driver_factory", lambda: lambda: BrokenDriver("driver:2.5.1"))
     rc = main(["conformance", "--side", "driver", "--clause", "driver:2.5.1"])
     out = capsys.readouterr().out
     assert rc == 1

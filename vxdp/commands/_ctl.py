@@ -13,10 +13,12 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vxdp.control import ControlClient, RequestFailed
 from vxdp.errors import UsageError
+
+if TYPE_CHECKING:
+    from vxdp.control import RequestFailed
 
 
 def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
@@ -30,6 +32,7 @@ def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
 
 def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
     """One request to the host named by --host; RequestFailed when it says no."""
+    from vxdp.control import ControlClient
     if not args.host:
         raise UsageError("--host PATH is needed: the control socket of a running "
                          "`vxdp host --control PATH`")
@@ -43,6 +46,7 @@ def host_command(body: Callable[[argparse.Namespace], int]
     exit status is its kind's."""
     @functools.wraps(body)
     def run(args: argparse.Namespace) -> int:
+        from vxdp.control import RequestFailed
         try:
             return body(args)
         except RequestFailed as exc:

@@ -33,8 +33,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vxdp.bench import PROGS_DIR, WORKLOADS, Bench, report_json, report_text
-
 NAME = "bench"
 HELP = ("measurements beside their references: engines vs the kernel JIT, verifier vs the "
         "kernel's, datapath Mpps, DPDK vhost")
@@ -42,6 +40,7 @@ SUITES = ("xdp", "verifier", "datapath", "process", "dpdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vxdp.bench import PROGS_DIR, WORKLOADS
     parser.add_argument("-j", "--json", action="store_true", help="print JSON")
     parser.add_argument("--suite", action="append", choices=SUITES,
                         help="run only this suite (repeatable; default: all)")
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     texts: list[str] = []
     if "xdp" in suites:
+        from vxdp.bench import Bench, report_json, report_text
         bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
                       min_seconds=args.seconds, kernel_repeat=args.repeat,
                       workloads=args.workload, with_jit=not args.no_jit)

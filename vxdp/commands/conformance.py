@@ -22,11 +22,6 @@ import argparse
 import json
 from pathlib import Path
 
-from host.config import PROFILES
-from virtio_spec.conformance import merge, select
-from virtio_spec.conformance import run as run_checks
-from vxdp.conformance_adapters import DEVICE_PROFILES, device_factory, driver_factory
-from vxdp.conformance_vhost import CTRL_QUEUE_FEATURES, VhostUserDevice, run_socket
 from vxdp.errors import VxdpError
 
 NAME = "conformance"
@@ -38,6 +33,7 @@ class ConformanceUsageError(VxdpError, ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vxdp.conformance_adapters import DEVICE_PROFILES
     parser.add_argument("--side", choices=("device", "driver", "both"), default="both",
                         help="which side's clauses to run (default both)")
     parser.add_argument("--profile", action="append", metavar="NAME",
@@ -56,12 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from host.config import PROFILES
+    from virtio_spec.conformance import merge, select
+    from virtio_spec.conformance import run as run_checks
+    from vxdp import conformance_adapters as adapters
+    from vxdp.conformance_vhost import CTRL_QUEUE_FEATURES, VhostUserDevice, run_socket
     sides: tuple[str, ...] = ("device", "driver") if args.side == "both" else (args.side,)
     try:
         clauses = select(keys=args.clause) if args.clause else select()
     except KeyError as err:
         raise ConformanceUsageError(str(err.args[0])) from None
-    profiles = args.profile or list(DEVICE_PROFILES)
+    profiles = args.profile or list(adapters.DEVICE_PROFILES)
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
         raise ConformanceUsageError(f"unknown device profile(s) {', '.join(unknown)} "
@@ -85,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if "device" in sides:
         device_clauses = [c for c in clauses if c.side == "device"]
         for name in profiles:
-            reports.append(run_checks(device_clauses, device=device_factory(name),
+            reports.append(run_checks(device_clauses, device=adapters.device_factory(name),
                                       device_name=f"host.Device({name})"))
     if "driver" in sides:
         reports.append(run_checks([c for c in clauses if c.side == "driver"],
-                                  driver=driver_factory(), driver_name="guest.Driver"))
+                                  driver=adapters.driver_factory(), driver_name="guest.Driver"))
     report = merge(reports)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

@@ -35,15 +35,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from host import PROFILES
-from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac, VirtioNetCtrlRx
-from virtio_spec.features import VirtioNetFeature, describe
 from vxdp.errors import UsageError
-from vxdp.packets import icmp_packet, mac, tcp_packet, udp_packet
-from vxdp.pair import Pair
-from vxdp.runtime.compare import compare, demo_program, table
+
+if TYPE_CHECKING:
+    from vxdp.pair import Pair
 
 NAME = "demo"
 HELP = "virtio-net negotiation and ring round trips between a guest driver and a host device"
@@ -55,6 +52,7 @@ MULTICAST_MAC = "01:00:5e:00:00:fb"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from host import PROFILES
     parser.add_argument("-j", "--json", action="store_true",
                         help="print the trace as JSON lines")
     parser.add_argument("--out", metavar="DIR", type=Path,
@@ -71,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo(profile: str = "default", queue_size: int = 8,
              frames: int = 512) -> tuple[Pair, dict[str, Any]]:
     """Run the demo; returns the pair (with its trace) and the summary."""
+    from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac, VirtioNetCtrlRx
+    from virtio_spec.features import VirtioNetFeature, describe
+    from vxdp.packets import icmp_packet, mac, tcp_packet, udp_packet
+    from vxdp.pair import Pair
     if not 1 <= queue_size <= 32768:
         raise UsageError(f"--queue-size {queue_size} is outside 1..32768")
     if not 0 <= frames <= 1_000_000:
@@ -152,6 +154,7 @@ def run_demo(profile: str = "default", queue_size: int = 8,
 
 def _placements(pair: Pair, summary: dict[str, Any], profile: str, frames: int) -> bool:
     """The offload comparison: one program on the host, then in the guest."""
+    from vxdp.runtime.compare import compare, demo_program, table
     trace = pair.trace
     trace.section("XDP on the host (offload) vs in the guest (driver mode), over vhost-user")
     program = demo_program()

@@ -25,22 +25,21 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vxdp.bpf.elf import load_object, select_program
-from vxdp.bpf.engine import ENGINES, XdpResult, create_engine
-from vxdp.bpf.mapjson import dump_maps, load_entries, read_map_json, write_map_json
-from vxdp.bpf.program import ProgType, XdpAction
 from vxdp.errors import UsageError
-from vxdp.pcap import Packet, read_pcap, write_pcap
+
+if TYPE_CHECKING:
+    from vxdp.bpf.engine import XdpResult
 
 NAME = "exec"
 HELP = "run an XDP program over the packets of a pcap file"
-LEAVING = frozenset({XdpAction.PASS, XdpAction.TX, XdpAction.REDIRECT})
+LEAVING = frozenset({"XDP_PASS", "XDP_TX", "XDP_REDIRECT"})  # what --out keeps
 PREVIEW_BYTES = 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vxdp.bpf.engine import ENGINES
     parser.add_argument("object", metavar="OBJ.o", type=Path, help="BPF object file (clang)")
     parser.add_argument("--section", metavar="S", help="the program's ELF section")
     parser.add_argument("--program", metavar="NAME",
@@ -72,6 +71,11 @@ def packet_record(index: int, result: XdpResult) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vxdp.bpf.elf import load_object, select_program
+    from vxdp.bpf.engine import create_engine
+    from vxdp.bpf.mapjson import dump_maps, load_entries, read_map_json, write_map_json
+    from vxdp.bpf.program import ProgType
+    from vxdp.pcap import Packet, read_pcap, write_pcap
     obj = load_object(args.object)
     program = select_program(obj, args.section, args.program)
     if program.prog_type != ProgType.XDP:
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         nsec = any(p.timestamp_ns % 1000 for p in packets)  # keep nanosecond timestamps
         write_pcap(args.out, [Packet(r.data, p.timestamp_ns)
                               for p, r in zip(packets, results, strict=True)
-                              if r.action in LEAVING], nsec=nsec)
+                              if action_name(r) in LEAVING], nsec=nsec)
     if args.json:
         for i, r in enumerate(results):
             print(json.dumps(packet_record(i, r)))

@@ -20,28 +20,20 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
-
-from vxdp.bpf.profiles import NATIVE
 from vxdp.errors import UsageError
-from vxdp.runtime.cli import (
-    add_common,
-    make_hook,
-    say,
-    setup_logging,
-    until_signalled,
-    write_stats,
-)
-from vxdp.runtime.guest import DATAPATHS, QUEUE_MAX, GuestRuntime
-from vxdp.runtime.wire import open_port
+
+if TYPE_CHECKING:
+    from vxdp.runtime.guest import GuestRuntime
 
 NAME = "guest"
 HELP = "run a guest: virtio-net driver over vhost-user, driver-mode XDP, reconnects"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vxdp.runtime.cli import add_common
+    from vxdp.runtime.guest import DATAPATHS, QUEUE_MAX
     parser.add_argument("--socket", required=True, metavar="PATH",
                         help="the host's vhost-user socket for this guest")
     parser.add_argument("--wire", default="null", metavar="SPEC",
@@ -58,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(runtime: GuestRuntime, stats: Path | None) -> int:
+    import trio
+
+    from vxdp.runtime.cli import say, until_signalled, write_stats
     snapshot: dict[str, Any] | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -75,6 +70,12 @@ async def _main(runtime: GuestRuntime, stats: Path | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from vxdp.bpf.profiles import NATIVE
+    from vxdp.runtime.cli import make_hook, say, setup_logging
+    from vxdp.runtime.guest import QUEUE_MAX, GuestRuntime
+    from vxdp.runtime.wire import open_port
     setup_logging(args.verbose)
     if not 1 <= args.queue_size <= QUEUE_MAX:
         raise UsageError(f"--queue-size {args.queue_size} is outside 1..{QUEUE_MAX}")

@@ -20,28 +20,18 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
-
-from host import PROFILES, get_profile
-from vxdp.runtime.cli import (
-    add_common,
-    make_hook,
-    say,
-    setup_logging,
-    until_signalled,
-    write_stats,
-)
-from vxdp.runtime.host import HostRuntime
-from vxdp.runtime.wire import open_port
-from vxdp.runtime.xdp import host_verifier_profile
+if TYPE_CHECKING:
+    from vxdp.runtime.host import HostRuntime
 
 NAME = "host"
 HELP = "run a host: vhost-user back-ends (one per guest socket), a wire port, host XDP"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from host import PROFILES
+    from vxdp.runtime.cli import add_common
     parser.add_argument("--socket", action="append", required=True, metavar="PATH",
                         help="a guest's vhost-user socket to listen on (repeat for more)")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
@@ -58,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(runtime: HostRuntime, stats: Path | None) -> int:
+    import trio
+
+    from vxdp.runtime.cli import say, until_signalled, write_stats
     snapshot: dict[str, Any] | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -79,6 +72,13 @@ async def _main(runtime: HostRuntime, stats: Path | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from host import get_profile
+    from vxdp.runtime.cli import make_hook, setup_logging
+    from vxdp.runtime.host import HostRuntime
+    from vxdp.runtime.wire import open_port
+    from vxdp.runtime.xdp import host_verifier_profile
     setup_logging(args.verbose)
     hook = make_hook(args, host_verifier_profile(get_profile(args.profile)))
     wire = open_port(args.wire)

@@ -13,18 +13,12 @@ import argparse
 import importlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vxdp.bpf.datatest import (
-    DataTest,
-    FileResult,
-    Outcome,
-    RunRaw,
-    data_files,
-    parse_file,
-    run_test,
-    summary,
-)
 from vxdp.errors import UsageError
+
+if TYPE_CHECKING:
+    from vxdp.bpf.datatest import DataTest, RunRaw
 
 NAME = "isa-test"
 HELP = "run .data ISA conformance files (ubpf/bpf_conformance format) through an engine"
@@ -51,6 +45,7 @@ def raw_runner(engine: str) -> RunRaw:
 
 def load_tests(path: Path) -> list[DataTest]:
     """Parse and assemble every file up front, so a broken file stops the run early."""
+    from vxdp.bpf.datatest import data_files, parse_file
     if path.is_file():
         paths = [path]
     elif path.exists():
@@ -64,6 +59,7 @@ def load_tests(path: Path) -> list[DataTest]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vxdp.bpf.datatest import FileResult, Outcome, run_test, summary
     tests = load_tests(args.path)
     run_raw = raw_runner(args.engine)
     results: list[FileResult] = []

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from vxdp.commands._ctl import add_host_options, call, emit, hex_tokens, host_command, spaced
-from vxdp.control.protocol import UPDATE_FLAGS
 from vxdp.errors import UsageError
 
 NAME = "map"
@@ -126,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         emit(args, entry, entry_text(entry))
         return 0
     if cmd == "update":
+        from vxdp.control.protocol import UPDATE_FLAGS
         value_words, rest = _section(rest, "value", UPDATE_FLAGS)
         value = hex_tokens(value_words, "value")
         flags = rest.pop(0) if rest else "any"

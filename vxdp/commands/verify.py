@@ -18,19 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vxdp.bpf.elf import load_object
-from vxdp.bpf.program import Program
-from vxdp.bpf.verifier import VerifierReport, verify
-from vxdp.bpf.verifier.compare import compare_with_kernel
 from vxdp.errors import InvalidProgram, UsageError
-from vxdp.offload_profiles import PROFILE_NAMES, verifier_profile
+
+if TYPE_CHECKING:
+    from vxdp.bpf.program import Program
+    from vxdp.bpf.verifier import VerifierReport
 
 NAME = "verify"
 HELP = "verify the XDP programs of an object file (kernel rules, device profiles)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vxdp.offload_profiles import PROFILE_NAMES
     parser.add_argument("object", metavar="OBJ.o", type=Path, help="BPF object file (clang)")
     parser.add_argument("--section", metavar="S", help="only the programs of this section")
     parser.add_argument("--program", metavar="NAME", help="only the program of this name")
@@ -81,6 +82,10 @@ def _kernel_text(k: dict[str, object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vxdp.bpf.elf import load_object
+    from vxdp.bpf.verifier import verify
+    from vxdp.bpf.verifier.compare import compare_with_kernel
+    from vxdp.offload_profiles import verifier_profile
     try:
         obj = load_object(args.object)
     except InvalidProgram as exc:
