@@ -169,3 +169,49 @@ def test_out_keeps_nanosecond_timestamps(files, capsys):
     run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine("kernel"),
              "--out", str(out))
     assert [p.timestamp_ns for p in read_pcap(out)] == [1_000_000_007, 2_000_000_009]
+
+
+class CountingStdout:
+    """Stands in for sys.stdout: what was written, and in how many writes."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_output_streams_in_chunks_with_the_records_json_dumps_gives(files, monkeypatch,
+                                                                    as_json):
+    """A large run is written a chunk of lines at a time (one write call each, not one
+    per packet: stdout may be unbuffered), and each -j line is json.dumps of the record."""
+    from vxdp.bpf.engine import XdpResult
+    from vxdp.commands import exec as cmd
+    obj, _, tmp = files
+    n = 2 * cmd.CHUNK + 5
+    pcap = tmp / "many.pcap"
+    write_pcap(pcap, [Packet((IPV4, ARP, IPV6)[i % 3], i * 1000) for i in range(n)])
+    out = CountingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["exec", str(obj), "--pcap", str(pcap), *(["-j"] if as_json else [])]) == 0
+    lines = "".join(out.parts).splitlines()
+    assert len(out.parts) <= 4  # header and rows, summary and maps: a few chunks
+    if not as_json:  # header, a row a packet, the summary, a line a map
+        assert lines[0].startswith("index") and lines[n + 1].startswith(f"{n} packets")
+        assert sorted(line.split(":")[0] for line in lines[n + 2:]) == ["map actions",
+                                                                 "map blocked"]
+        return
+    assert len(lines) == n + 1 and set(json.loads(lines[-1])["maps"]) == {"actions", "blocked"}
+    records = [json.loads(line) for line in lines[:-1]]
+    assert [r["index"] for r in records] == list(range(n))
+    for line, rec in zip(lines[:3], records):
+        result = XdpResult(rec["retval"], bytes.fromhex(rec["data_hex"]))
+        assert line == json.dumps(cmd.packet_record(rec["index"], result))
+    for retval in (2, 3, 7):  # 7 is no XDP action: null
+        r = XdpResult(retval, b"\x01\x02")
+        assert cmd.packet_json(5, r) == json.dumps(cmd.packet_record(5, r))

@@ -21,9 +21,12 @@ every packet, dropped ones included.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ NAME = "exec"
 HELP = "run an XDP program over the packets of a pcap file"
 LEAVING = frozenset({"XDP_PASS", "XDP_TX", "XDP_REDIRECT"})  # what --out keeps
 PREVIEW_BYTES = 16
+CHUNK = 4096  # output lines per write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +74,30 @@ def packet_record(index: int, result: XdpResult) -> dict[str, Any]:
             "len": len(result.data), "data_hex": result.data.hex()}
 
 
+@functools.cache
+def _action_json(retval: int) -> str:
+    """The `action` of a packet record as JSON (one per return value seen)."""
+    from vxdp.bpf.engine import XdpResult
+    return json.dumps(action_name(XdpResult(retval, b"")))
+
+
+def packet_json(index: int, result: XdpResult) -> str:
+    """json.dumps(packet_record(index, result)), written out directly: every field is an
+    int, an action name, null or hex, none needs escaping, and json.dumps per packet was
+    most of the time of a large run."""
+    return (f'{{"index": {index}, "retval": {result.retval}, '
+            f'"action": {_action_json(result.retval)}, "len": {len(result.data)}, '
+            f'"data_hex": "{result.data.hex()}"}}')
+
+
+def _stream(lines: Iterator[str]) -> None:
+    """Write `lines` to stdout a chunk at a time: one write call per CHUNK lines, not per
+    line (stdout may be unbuffered, and a pipe then costs a system call a line)."""
+    out = sys.stdout
+    for chunk in iter(lambda: list(itertools.islice(lines, CHUNK)), []):
+        out.write("\n".join(chunk) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from vxdp.bpf.elf import load_object, select_program
     from vxdp.bpf.engine import create_engine
@@ -96,9 +124,8 @@ def run(args: argparse.Namespace) -> int:
                               for p, r in zip(packets, results, strict=True)
                               if action_name(r) in LEAVING], nsec=nsec)
     if args.json:
-        for i, r in enumerate(results):
-            print(json.dumps(packet_record(i, r)))
-        print(json.dumps({"maps": maps}))
+        _stream(itertools.chain(itertools.starmap(packet_json, enumerate(results)),
+                                [json.dumps({"maps": maps})]))
     else:
         _print_table(program.name, args.engine, results, maps)
     return 0
@@ -106,16 +133,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(name: str, engine: str, results: list[XdpResult],
                  maps: dict[str, dict[str, Any]]) -> None:
-    out = sys.stdout
-    out.write(f"{'index':>5}  {'retval':>10}  {'action':<13}  {'len':>5}  data\n")
-    for i, r in enumerate(results):
+    def row(i: int, r: XdpResult) -> str:
         preview = r.data[:PREVIEW_BYTES].hex(" ")
         more = " ..." if len(r.data) > PREVIEW_BYTES else ""
-        out.write(f"{i:>5}  {r.retval:>10}  {action_name(r) or '-':<13}  {len(r.data):>5}  "
-                  f"{preview}{more}\n")
+        return (f"{i:>5}  {r.retval:>10}  {action_name(r) or '-':<13}  {len(r.data):>5}  "
+                f"{preview}{more}")
+
     counts = Counter(action_name(r) or f"retval {r.retval}" for r in results)
     summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
-    out.write(f"{len(results)} packets through {name} ({engine}): {summary or 'none'}\n")
-    for mname, m in maps.items():
-        out.write(f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} "
-                  f"entries\n")
+    _stream(itertools.chain(
+        [f"{'index':>5}  {'retval':>10}  {'action':<13}  {'len':>5}  data"],
+        itertools.starmap(row, enumerate(results)),
+        [f"{len(results)} packets through {name} ({engine}): {summary or 'none'}"],
+        (f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} entries"
+         for mname, m in maps.items())))
