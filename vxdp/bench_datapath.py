@@ -11,7 +11,10 @@ Workloads (64-byte frames, bursts of 32 to 256, one guest over one guest memory)
 
 Each figure is frames / time spent in the burst calls a frame needs on its path (host
 enqueue, guest receive, host transmit), the FFI crossing of each burst included; Python
-only moves the bursts.  Best of `rounds`.  The programs come from vxdp/bench_progs/
+only moves the bursts.  Best of `rounds`.  Every workload runs with its programs on the
+interpreter and, where a C compiler is at hand, compiled by the `jit` engine (the ports'
+`attach(..., engine="jit")`, what `vxdp host --engine jit` does); the jit/interp ratios
+say what compiling buys the datapath.  The programs come from vxdp/bench_progs/
 datapath.c, compiled with clang.  A benchmark, never a test: nothing asserts a timing.
 """
 
@@ -47,36 +50,51 @@ class Figure:
     burst: int
     mpps: float
     ns_per_frame: float
+    engine: str = "interp"
 
 
 @dataclass
 class DatapathReport:
     figures: list[Figure] = field(default_factory=list)
+    jit: str | None = None  # why the jit engine was not measured, None when it was
 
-    def best(self, workload: str) -> float:
-        return max((f.mpps for f in self.figures if f.workload == workload), default=0.0)
+    def best(self, workload: str, engine: str = "interp") -> float:
+        return max((f.mpps for f in self.figures
+                    if f.workload == workload and f.engine == engine), default=0.0)
 
-    def ratios(self) -> dict[str, float]:
+    def ratios(self, engine: str = "interp") -> dict[str, float]:
         """Offloaded over driver mode, best burst of each."""
         out: dict[str, float] = {}
         for name, off, drv in (("drop", "host rx XDP_DROP", "guest XDP_DROP"),
                                ("tx", "host XDP_TX", "guest XDP_TX")):
-            if self.best(drv):
-                out[name] = self.best(off) / self.best(drv)
+            if self.best(drv, engine):
+                out[name] = self.best(off, engine) / self.best(drv, engine)
         return out
 
+    def jit_speedups(self) -> dict[str, float]:
+        """Per workload, the jit's best Mpps over the interpreter's (measured alike)."""
+        return {name: self.best(name, "jit") / self.best(name)
+                for name, *_ in CASES if self.best(name) and self.best(name, "jit")}
+
     def text(self) -> str:
-        lines = [f"{'workload':<20}{'burst':>6}{'Mpps':>9}{'ns/frame':>10}"]
+        lines = [f"{'workload':<20}{'burst':>6}{'engine':>8}{'Mpps':>9}{'ns/frame':>10}"]
         for f in self.figures:
-            lines.append(f"{f.workload:<20}{f.burst:>6}{f.mpps:>9.2f}{f.ns_per_frame:>10.1f}")
+            lines.append(f"{f.workload:<20}{f.burst:>6}{f.engine:>8}{f.mpps:>9.2f}"
+                         f"{f.ns_per_frame:>10.1f}")
         for name, r in self.ratios().items():
             lines.append(f"offload/driver-mode {name.upper()}: {r:.1f}x "
                          f"(RFC 2019: {RFC_RATIOS[name]}x)")
+        if self.jit is not None:
+            lines.append(f"jit not measured: {self.jit}")
+        elif speedups := self.jit_speedups():
+            lines.append("jit/interp, best burst: " + ", ".join(
+                f"{name} {r:.2f}x" for name, r in speedups.items()))
         return "\n".join(lines)
 
     def to_json(self) -> str:
         return json.dumps({"figures": [asdict(f) for f in self.figures],
-                           "ratios": self.ratios()})
+                           "ratios": self.ratios(), "jit_speedups": self.jit_speedups(),
+                           "jit": self.jit})
 
 
 def _programs() -> dict[str, Program]:
@@ -159,28 +177,44 @@ CASES: tuple[tuple[str, str | None, str | None, tuple[str, ...], tuple[str, ...]
 )
 
 
+def _jit_state() -> str | None:
+    """None when the jit engine can compile here, else why not."""
+    from vxdp.bpf.engine import engine_class
+    try:
+        engine_class("jit")
+    except VxdpError as exc:
+        return str(exc)
+    return None
+
+
 def run(bursts: Sequence[int] = (32, 256), frames: int = 200_000, rounds: int = 3,
-        programs: dict[str, Program] | None = None) -> DatapathReport:
-    """Measure every workload at every burst size (best of `rounds`)."""
+        programs: dict[str, Program] | None = None, *, with_jit: bool = True
+        ) -> DatapathReport:
+    """Measure every workload at every burst size on each engine (best of `rounds`;
+    the engines round-robin, so a burst of load hits both alike)."""
     progs = programs or _programs()
-    report = DatapathReport()
+    report = DatapathReport(jit=_jit_state() if with_jit else "not asked for (--no-jit)")
+    engines = ("interp", "jit") if report.jit is None else ("interp",)
     for burst in bursts:
         iterations = max(1, frames // burst)
         for name, host_prog, guest_prog, timed, untimed in CASES:
-            best = float("inf")
+            best = dict.fromkeys(engines, float("inf"))
             for _ in range(rounds):
-                rig = _Rig(burst)
-                if host_prog:
-                    rig.host.attach(progs[host_prog])
-                if guest_prog:
-                    rig.guest.attach(progs[guest_prog])
-                steps = [getattr(rig, s) for s in timed]
-                others = [getattr(rig, s) for s in untimed]
-                _time(steps, others, 4)  # warm up
-                best = min(best, _time(steps, others, iterations))
-                _check(rig, name, (iterations + 4) * burst)
+                for engine in engines:
+                    rig = _Rig(burst)
+                    if host_prog:
+                        rig.host.attach(progs[host_prog], engine=engine)
+                    if guest_prog:
+                        rig.guest.attach(progs[guest_prog], engine=engine)
+                    steps = [getattr(rig, s) for s in timed]
+                    others = [getattr(rig, s) for s in untimed]
+                    _time(steps, others, 4)  # warm up
+                    best[engine] = min(best[engine], _time(steps, others, iterations))
+                    _check(rig, name, (iterations + 4) * burst)
             n = iterations * burst
-            report.figures.append(Figure(name, burst, n / best / 1e6, best / n * 1e9))
+            for engine in engines:
+                report.figures.append(Figure(name, burst, n / best[engine] / 1e6,
+                                             best[engine] / n * 1e9, engine))
     return report
 
 

@@ -87,7 +87,12 @@ def test_report_covers_every_workload():
     text = report_text(report)
     for w in WORKLOADS:
         assert w.name in text
-    assert "targets (core)" in text
+    assert "targets (core)" in text and "target (jit)" in text
+    judged = report.jit is None and kernel
+    assert (report.targets["jit_met"] is not None) == judged
+    if judged:
+        worst = max(report.workloads, key=lambda m: m.jit_ratio or 0)
+        assert report.targets["jit_worst"] == worst.name
     assert json.loads(json.dumps(report_json(report)))["batch"] == QUICK["batch"]
 
 
@@ -125,3 +130,28 @@ def test_verifier_suite_reports_ours_beside_the_kernel():
         assert all(c.agrees and c.kernel_insns for c in bench.rows)
     text = bench.text()
     assert "xdp_flow_lookup" in text and "left out xdp_helper_edges.c" in text
+
+
+@pytest.mark.clang
+def test_startup_and_exec_suites_time_whole_runs_beside_their_references(capsys):
+    """Both suites run the real commands (each must exit 0, or the suite raises) and give
+    min/median/max with the ratios to their references; nothing is judged here."""
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    assert main(["bench", "-j", "--suite", "startup", "--suite", "exec", "--startup-runs",
+                 "2", "--exec-packets", "300"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    startup = {c["name"]: c for c in out["startup"]["commands"]}
+    assert {"python -c pass", "vxdp --help", "vxdp verify xdp_drop.o"} <= set(startup)
+    assert all(c["runs"] == 2 and 0 < c["min_s"] <= c["median_s"] <= c["max_s"]
+               for c in startup.values())
+    assert startup["python -c pass"]["reference"] and not startup["vxdp --help"]["reference"]
+    assert out["startup"]["target_s"] == 0.15 and isinstance(out["startup"]["met"], bool)
+    ex = {c["name"]: c for c in out["exec"]["commands"]}
+    assert {"vxdp exec -j", "vxdp exec (table)"} <= set(ex) and out["exec"]["packets"] == 300
+
+    from vxdp import bench_startup
+    cmds = [bench_startup.Command("ref", ["true"], reference=True, times=[0.002, 0.001]),
+            bench_startup.Command("ours", ["true"], times=[0.01, 0.02, 0.03])]
+    rows = bench_startup.format_rows(cmds)
+    assert "/ref" in rows[0] and rows[2].split()[1:] == ["10.0", "20.0", "30.0", "13.3x"]

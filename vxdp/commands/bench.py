@@ -1,7 +1,8 @@
 """`vxdp bench`: every measurement of vxdp, each beside its reference from the same run.
 
-    vxdp bench [-j] [--suite xdp|verifier|datapath|process|dpdk ...] [--workload NAME ...]
-               [--rounds N] [--batch N] [--no-jit] [--progs DIR] [--dpdk-seconds S]
+    vxdp bench [-j] [--suite xdp|verifier|datapath|process|dpdk|startup|exec ...]
+               [--workload NAME ...] [--rounds N] [--batch N] [--no-jit] [--progs DIR]
+               [--dpdk-seconds S] [--startup-runs N] [--exec-packets N]
 
 Suites (all by default; `-j` prints one JSON object keyed by suite):
   xdp       the engines (vxdp.bench, below)
@@ -16,6 +17,10 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
+  startup   wall time of `vxdp --help` and `vxdp verify` runs beside `python -c pass`
+            and `bpftool version` (vxdp.bench_startup)
+  exec      `vxdp exec` over a 100k-packet capture beside tshark printing the same
+            (vxdp.bench_exec)
 
 The xdp suite prints a table of ns/packet for drop, parse+swap+TX,
 array counter and 5-tuple hash lookup, measured in the same run on the interpreter, on
@@ -36,7 +41,7 @@ from typing import Any
 NAME = "bench"
 HELP = ("measurements beside their references: engines vs the kernel JIT, verifier vs the "
         "kernel's, datapath Mpps, DPDK vhost")
-SUITES = ("xdp", "verifier", "datapath", "process", "dpdk")
+SUITES = ("xdp", "verifier", "datapath", "process", "dpdk", "startup", "exec")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out vxdp's JIT engine (it compiles each program with cc)")
     parser.add_argument("--progs", type=Path, default=PROGS_DIR, metavar="DIR",
                         help="the corpus directory holding the workloads' C sources")
+    parser.add_argument("--startup-runs", type=int, default=20, metavar="N",
+                        help="timed runs of each command in the startup suite")
+    parser.add_argument("--exec-packets", type=int, default=100_000, metavar="N",
+                        help="packets in the exec suite's capture")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     datapath = None
     if "datapath" in suites:
         from vxdp import bench_datapath
-        datapath = bench_datapath.run()
+        datapath = bench_datapath.run(with_jit=not args.no_jit)
         out["datapath"] = json.loads(datapath.to_json())
         texts.append("C datapath, 64-byte frames\n" + datapath.text())
     if "process" in suites:
@@ -100,6 +109,16 @@ def run(args: argparse.Namespace) -> int:
             text += (f"\nC datapath PASS into guest / DPDK vhost enqueue: {ratio:.2f}x "
                      f"(target 0.5x)")
         texts.append(text)
+    if "startup" in suites:
+        from vxdp import bench_startup
+        startup = bench_startup.run(args.progs, runs=args.startup_runs)
+        out["startup"] = startup.to_dict()
+        texts.append(startup.text())
+    if "exec" in suites:
+        from vxdp import bench_exec
+        ex = bench_exec.run(args.progs, packets=args.exec_packets)
+        out["exec"] = ex.to_dict()
+        texts.append(ex.text())
     if args.json:
         print(json.dumps(out, indent=2))
     else:
