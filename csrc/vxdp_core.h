@@ -122,6 +122,11 @@ int vxdp_run_raw(struct vxdp_prog *prog, struct vxdp_env *env, void *mem, size_t
                  uint64_t *retval, char *err, size_t errlen);
 int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_batch *batch,
                  char *err, size_t errlen);
+/* vxdp_run_xdp `repeat` times over one batch, for benchmarks: *cpu_ns is the CPU time
+ * the calling thread spent in them (CLOCK_THREAD_CPUTIME_ID) */
+int vxdp_run_xdp_repeat(struct vxdp_prog *prog, struct vxdp_env *env,
+                        struct vxdp_xdp_batch *batch, uint32_t repeat, uint64_t *cpu_ns,
+                        char *err, size_t errlen);
 
 int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t key_size,
                     uint32_t value_size, uint32_t max_entries, uint32_t flags, uint32_t ncpus,

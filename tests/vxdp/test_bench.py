@@ -155,3 +155,26 @@ def test_startup_and_exec_suites_time_whole_runs_beside_their_references(capsys)
             bench_startup.Command("ours", ["true"], times=[0.01, 0.02, 0.03])]
     rows = bench_startup.format_rows(cmds)
     assert "/ref" in rows[0] and rows[2].split()[1:] == ["10.0", "20.0", "30.0", "13.3x"]
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_cpu_time_of_repeated_batches_runs_each_batch_repeat_times(engine):
+    """The core/jit columns: the core runs the batch `repeat` times in one call (the map
+    counter sees every run) and reports the thread's CPU time; a fault still raises."""
+    if engine == "jit":
+        pytest.importorskip("vxdp.bpf.jit", exc_type=ImportError)
+    from vxdp.bpf.asm import assemble
+    from vxdp.bpf.isa import encode
+    from vxdp.bpf.program import MapSpec, MapType, Program
+    from vxdp.errors import ProgramFault
+    count = ("stw [%r10-4], 0\nlddw %r1, map_fd(0)\nmov %r2, %r10\nadd %r2, -4\ncall 1\n"
+             "jeq %r0, 0, +2\nmov %r1, 1\nlock add [%r0+0], %r1\nmov %r0, 1\nexit")
+    prog = Program("count", "xdp", encode(assemble(count)),
+                   maps=(MapSpec("n", MapType.ARRAY, 4, 8, 1),))
+    with create_engine(engine, prog) as eng:
+        ns = eng.cpu_ns_per_packet([BENCH_PACKET] * 3, 7)
+        assert ns > 0
+        assert eng.maps[0].lookup(bytes(4)) == (3 * 7).to_bytes(8, "little")
+    bad = Program("bad", "xdp", encode(assemble("ldxw %r0, [%r1+4096]\nexit")))
+    with create_engine(engine, bad) as eng, pytest.raises(ProgramFault, match="pc 0"):
+        eng.cpu_ns_per_packet([BENCH_PACKET], 2)

@@ -121,6 +121,15 @@ class InterpEngine(Engine):
                               rx_queue_index)
         return [XdpResult(ret, data, redirect) for ret, data, redirect in runs]
 
+    def cpu_ns_per_packet(self, packets: Sequence[bytes], repeat: int, *,
+                          ingress_ifindex: int = 1, rx_queue_index: int = 0) -> float:
+        """Benchmarks: the batch run `repeat` times inside the core (one FFI crossing); the
+        thread's CPU time per packet, which leaves out time given to other processes, as
+        BPF_PROG_TEST_RUN's own timer does.  Map state carries over, as in run_xdp."""
+        ns = native.run_xdp_cpu_ns(self._prog, self._env, list(packets), repeat,
+                                   ingress_ifindex, rx_queue_index)
+        return ns / (repeat * len(packets))
+
     def load_tail_target(self, program: Program) -> int:
         handle = self._load(program)
         self._targets.append(handle)
