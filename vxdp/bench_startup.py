@@ -24,6 +24,7 @@ A benchmark, never a test: nothing here judges a time except the report's target
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ class Command:
     drain: bool = False  # read its stdout through a pipe (what a consumer of it pays)
     reference: bool = False
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system time of each run
 
     @property
     def median(self) -> float:
@@ -56,7 +58,8 @@ class Command:
     def row(self) -> dict[str, Any]:
         return {"name": self.name, "argv": self.argv, "reference": self.reference,
                 "runs": len(self.times), "min_s": min(self.times),
-                "median_s": self.median, "max_s": max(self.times)}
+                "median_s": self.median, "max_s": max(self.times),
+                "cpu_median_s": statistics.median(self.cpu)}
 
 
 def vxdp_argv() -> list[str]:
@@ -66,7 +69,14 @@ def vxdp_argv() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "vxdp"]
 
 
-def _run_once(cmd: Command) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_once(cmd: Command) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     if cmd.drain:
         with subprocess.Popen(cmd.argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -81,7 +91,7 @@ def _run_once(cmd: Command) -> float:
     elapsed = time.perf_counter() - start
     if rc != 0:
         raise RuntimeError(f"{' '.join(cmd.argv)} exited {rc}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
 def time_interleaved(commands: Sequence[Command], runs: int, warmup: int = 2) -> None:
@@ -92,20 +102,26 @@ def time_interleaved(commands: Sequence[Command], runs: int, warmup: int = 2) ->
             _run_once(cmd)
     for _ in range(runs):
         for cmd in commands:
-            cmd.times.append(_run_once(cmd))
+            wall, cpu = _run_once(cmd)
+            cmd.times.append(wall)
+            cmd.cpu.append(cpu)
 
 
 def format_rows(commands: Sequence[Command], unit: str = "ms") -> list[str]:
-    """A table of min/median/max with the median's ratio to every reference."""
+    """A table of wall time min/median/max and median CPU time (user + system, which
+    the load of other processes hardly moves), with the wall median's ratio to every
+    reference."""
     scale = {"ms": 1e3, "s": 1.0}[unit]
     refs = [c for c in commands if c.reference]
-    head = f"  {'command':<36}{'min':>8}{'median':>8}{'max':>8}  ({unit})"
+    head = f"  {'command':<36}{'min':>8}{'median':>8}{'max':>8}{'cpu':>8}  ({unit})"
     lines = [head + "".join(f"{'/' + r.name.split()[0]:>10}" for r in refs)]
     for c in commands:
         ratios = "".join(f"{'' if c.reference else f'{c.median / r.median:.1f}x':>10}"
                          for r in refs)
+        cpu = statistics.median(c.cpu) if c.cpu else float("nan")
         lines.append(f"  {c.name:<36}{min(c.times) * scale:>8.1f}{c.median * scale:>8.1f}"
-                     f"{max(c.times) * scale:>8.1f}  {'':{len(unit) + 2}}{ratios}")
+                     f"{max(c.times) * scale:>8.1f}{cpu * scale:>8.1f}  "
+                     f"{'':{len(unit) + 2}}{ratios}")
     return lines
 
 
@@ -123,7 +139,7 @@ class StartupReport:
 
     def text(self) -> str:
         lines = [f"start-up: wall time of {self.runs} runs of each command, the commands "
-                 f"taking turns"]
+                 f"taking turns (cpu: median user + system time)"]
         lines += format_rows(self.commands)
         lines += [f"  note: {n}" for n in self.notes]
         verdicts = ", ".join(f"{c.name} {c.median * 1e3:.0f} ms "

@@ -144,17 +144,19 @@ def test_startup_and_exec_suites_time_whole_runs_beside_their_references(capsys)
     startup = {c["name"]: c for c in out["startup"]["commands"]}
     assert {"python -c pass", "vxdp --help", "vxdp verify xdp_drop.o"} <= set(startup)
     assert all(c["runs"] == 2 and 0 < c["min_s"] <= c["median_s"] <= c["max_s"]
-               for c in startup.values())
+               and c["cpu_median_s"] >= 0 for c in startup.values())
     assert startup["python -c pass"]["reference"] and not startup["vxdp --help"]["reference"]
     assert out["startup"]["target_s"] == 0.15 and isinstance(out["startup"]["met"], bool)
     ex = {c["name"]: c for c in out["exec"]["commands"]}
     assert {"vxdp exec -j", "vxdp exec (table)"} <= set(ex) and out["exec"]["packets"] == 300
 
     from vxdp import bench_startup
-    cmds = [bench_startup.Command("ref", ["true"], reference=True, times=[0.002, 0.001]),
-            bench_startup.Command("ours", ["true"], times=[0.01, 0.02, 0.03])]
+    cmds = [bench_startup.Command("ref", ["true"], reference=True, times=[0.002, 0.001],
+                                  cpu=[0.001, 0.001]),
+            bench_startup.Command("ours", ["true"], times=[0.01, 0.02, 0.03],
+                                  cpu=[0.005, 0.004, 0.006])]
     rows = bench_startup.format_rows(cmds)
-    assert "/ref" in rows[0] and rows[2].split()[1:] == ["10.0", "20.0", "30.0", "13.3x"]
+    assert "/ref" in rows[0] and rows[2].split()[1:] == ["10.0", "20.0", "30.0", "5.0", "13.3x"]
 
 
 @pytest.mark.parametrize("engine", ["interp", "jit"])
