@@ -51,6 +51,7 @@ import os
 import socket
 import stat
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,13 +96,35 @@ def failed(errno: int, message: str, log_text: str = "") -> RequestFailed:
 
 
 @dataclass
-class Attached:
-    """The attached program as the control socket shows it."""
+class Shown:
+    """A program as the control socket shows it: the host-attached one (`guest` None) or
+    the one a guest offloaded to its device."""
 
     id: int
     program: Program
+    maps: list[Map]
     map_ids: list[int]
     loaded_at: float
+    engine: str
+    guest: GuestPort | None = None
+
+
+class Ids:
+    """bpftool-style ids: the next number the first time an object is seen, for as long
+    as it lives (kept by weak reference, so a freed object's id is never reused)."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+        self._seen: list[tuple[weakref.ref[Any], int]] = []
+
+    def of(self, obj: Any) -> int:
+        self._seen = [(r, n) for r, n in self._seen if r() is not None]
+        for ref, n in self._seen:
+            if ref() is obj:
+                return n
+        n = next(self._next)
+        self._seen.append((weakref.ref(obj), n))
+        return n
 
 
 def _load_and_verify(path: str, section: str | None, name: str | None, profile: Profile,
@@ -128,9 +151,9 @@ class ControlHandler:
 
     def __init__(self, runtime: HostRuntime) -> None:
         self.runtime = runtime
-        self._prog_ids = itertools.count(1)
-        self._map_ids = itertools.count(1)
-        self._attached: Attached | None = None
+        self._prog_ids = Ids()
+        self._map_ids = Ids()
+        self._loaded_at: dict[int, float] = {}
         self._attach_lock = trio.Lock()
         self.ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "prog.attach": self.prog_attach, "prog.detach": self.prog_detach,
@@ -155,31 +178,70 @@ class ControlHandler:
         except VxdpError as exc:  # a map op, an engine refusing a program, a core error
             raise failed(getattr(exc, "errno", E.EINVAL), str(exc)) from None
 
-    # -- the attached program ------------------------------------------------------------
+    # -- programs: the host-attached one and the ones guests offloaded -------------------
 
-    def current(self) -> Attached | None:
+    def _shown(self, source: Any, program: Program, maps: list[Map], engine: str,
+               guest: GuestPort | None) -> Shown:
+        pid = self._prog_ids.of(source)
+        loaded = self._loaded_at.setdefault(pid, time.time())
+        return Shown(pid, program, maps, [self._map_ids.of(m) for m in maps], loaded,
+                     engine, guest)
+
+    def current(self) -> Shown | None:
+        """The host-attached program."""
         program = self.runtime.xdp.program
         if program is None:
             return None
-        if self._attached is None or self._attached.program is not program:
-            self._attached = Attached(next(self._prog_ids), program,
-                                      [next(self._map_ids) for _ in program.maps], time.time())
-        return self._attached
+        return self._shown(program, program, self.runtime.xdp.engine_maps,
+                           self.runtime.xdp.engine_name, None)
 
-    def _need(self) -> Attached:
+    def offloaded(self) -> list[Shown]:
+        """Every guest's offloaded program, guest by guest."""
+        out = []
+        for g in self.runtime.guests:
+            p = g.device.offloaded if g.device is not None else None
+            if p is not None:
+                out.append(self._shown(p, p.program, [m.map for m in p.maps], p.engine, g))
+        return out
+
+    def programs(self) -> list[Shown]:
+        current = self.current()
+        return ([current] if current is not None else []) + self.offloaded()
+
+    def _need(self) -> Shown:
         att = self.current()
         if att is None:
             raise failed(E.ENOENT, "no program is attached on this host")
         return att
 
-    def describe(self, att: Attached) -> dict[str, Any]:
-        p = att.program
-        engine = self.runtime.xdp.engine_name
-        return {"id": att.id, "type": "xdp", "name": p.name, "tag": p.tag,
-                "gpl_compatible": p.gpl_compatible, "loaded_at": int(att.loaded_at),
-                "bytes_xlated": len(p.insns), "insns": p.insn_count, "jited": engine == "jit",
-                "engine": engine, "section": p.section, "digest": p.digest,
-                "map_ids": list(att.map_ids), "maps": [m.name for m in p.maps]}
+    def _program(self, pid: int | None) -> Shown:
+        """The program `pid` names; without one the host-attached program, or the only
+        offloaded one."""
+        programs = self.programs()
+        if pid is not None:
+            for shown in programs:
+                if shown.id == pid:
+                    return shown
+            have = ", ".join(str(s.id) for s in programs) or "none"
+            raise failed(E.ENOENT, f"no program id {pid} on this host (ids: {have})")
+        if self.current() is not None or len(programs) != 1:
+            return self._need()
+        return programs[0]
+
+    def describe(self, shown: Shown) -> dict[str, Any]:
+        p = shown.program
+        out = {"id": shown.id, "type": "xdp", "name": p.name, "tag": p.tag,
+               "gpl_compatible": p.gpl_compatible, "loaded_at": int(shown.loaded_at),
+               "bytes_xlated": len(p.insns), "insns": p.insn_count,
+               "jited": shown.engine == "jit", "engine": shown.engine, "section": p.section,
+               "digest": p.digest, "map_ids": list(shown.map_ids),
+               "maps": [m.name for m in shown.maps]}
+        if shown.guest is not None:
+            # bpftool shows a device-bound program's `dev`; ours names the owning guest
+            g = shown.guest
+            out["dev"] = {"guest": g.number, "ifindex": g.ifindex, "socket": g.path}
+            out["offloaded"] = True
+        return out
 
     async def prog_attach(self, args: dict[str, Any]) -> Any:
         path = args["path"]
@@ -203,15 +265,13 @@ class ControlHandler:
     async def prog_detach(self, args: dict[str, Any]) -> Any:
         att = self._need()
         self.runtime.detach()
-        self._attached = None
         return {"id": att.id, "name": att.program.name}
 
     async def prog_show(self, args: dict[str, Any]) -> Any:
-        att = self.current()
-        return [] if att is None else [self.describe(att)]
+        return [self.describe(shown) for shown in self.programs()]
 
     async def prog_dump_xlated(self, args: dict[str, Any]) -> Any:
-        att = self._need()
+        att = self._program(args.get("id"))
         insns = decode(att.program.insns)
 
         def map_name(index: int) -> str:
@@ -222,8 +282,8 @@ class ControlHandler:
              "disasm": insn_text(insns, pc, map_name=map_name)} for pc in iter_insns(insns)]}
 
     async def prog_dump_jited(self, args: dict[str, Any]) -> Any:
-        att = self._need()
-        engine = self.runtime.xdp.engine_name
+        att = self._program(args.get("id"))
+        engine = att.engine
         if engine != "jit":
             from vxdp.bpf.engine import engine_class
             try:
@@ -243,32 +303,48 @@ class ControlHandler:
 
     # -- maps ----------------------------------------------------------------------------
 
-    def _maps(self) -> list[tuple[int, Map]]:
-        att = self._need()
-        return list(zip(att.map_ids, self.runtime.xdp.engine_maps, strict=True))
+    def _maps(self) -> list[tuple[int, Map, dict[str, Any] | None]]:
+        """(id, map, dev) of the host-attached program's maps, then of every map a guest
+        created on its device (dev names the guest and the device's handle)."""
+        out: list[tuple[int, Map, dict[str, Any] | None]] = []
+        att = self.current()
+        if att is not None:
+            out.extend((i, m, None) for i, m in zip(att.map_ids, att.maps, strict=True))
+        for g in self.runtime.guests:
+            offload = g.device.offload if g.device is not None else None
+            for om in (offload.maps.values() if offload is not None else ()):
+                out.append((self._map_ids.of(om.map), om.map,
+                            {"guest": g.number, "ifindex": g.ifindex, "handle": om.handle}))
+        return out
 
     def _map(self, ref: str | int) -> tuple[int, Map]:
         maps = self._maps()
-        for map_id, m in maps:
+        if not maps:
+            raise failed(E.ENOENT, "no program is attached on this host and no guest "
+                                   "offloaded a map")
+        for map_id, m, _ in maps:
             if ref == (map_id if isinstance(ref, int) else m.name):
                 return map_id, m
-        have = ", ".join(f"{i} {m.name}" for i, m in maps) or "none"
+        have = ", ".join(f"{i} {m.name}" for i, m, _ in maps) or "none"
         what = f"id {ref}" if isinstance(ref, int) else f"named {ref!r}"
         raise UsageError(f"no map {what} (maps: {have})")
 
     @staticmethod
-    def _show_map(map_id: int, m: Map) -> dict[str, Any]:
+    def _show_map(map_id: int, m: Map, dev: dict[str, Any] | None = None) -> dict[str, Any]:
         s = m.spec
-        return {"id": map_id, "type": mapjson.type_name(s.type), "name": m.name,
-                "flags": s.flags, "bytes_key": s.key_size, "bytes_value": s.value_size,
-                "max_entries": s.max_entries, "frozen": int(s.frozen)}
+        out = {"id": map_id, "type": mapjson.type_name(s.type), "name": m.name,
+               "flags": s.flags, "bytes_key": s.key_size, "bytes_value": s.value_size,
+               "max_entries": s.max_entries, "frozen": int(s.frozen)}
+        if dev is not None:
+            out["dev"] = dev
+        return out
 
     async def map_show(self, args: dict[str, Any]) -> Any:
+        maps = self._maps()
         if "map" in args:
-            return [self._show_map(*self._map(args["map"]))]
-        if self.current() is None:
-            return []
-        return [self._show_map(i, m) for i, m in self._maps()]
+            map_id, _ = self._map(args["map"])
+            return [self._show_map(i, mm, dev) for i, mm, dev in maps if i == map_id]
+        return [self._show_map(i, m, dev) for i, m, dev in maps]
 
     async def map_dump(self, args: dict[str, Any]) -> Any:
         map_id, m = self._map(args["map"])

@@ -98,7 +98,7 @@ from virtio_spec.features import VirtioNetFeature as _N
 from virtio_spec.features import mask_of
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
-from virtio_spec.structs import VirtioNetStatus, virtio_net_config
+from virtio_spec.structs import VirtioNetStatus, virtio_net_config, virtio_net_config_zero
 from vxdp.bpf.program import Program
 from vxdp.errors import (
     UsageError,
@@ -147,7 +147,7 @@ FRONTEND_MAC = bytes.fromhex("525400123456")
 def frontend_config(mac: bytes = FRONTEND_MAC) -> bytes:
     """virtio_net_config as the front-end serves it for a back-end without CONFIG
     (virtio 1.3 §5.1.4): the MAC, link up, one queue pair, MTU 1500."""
-    fields: dict[str, Any] = {sc.name: 0 for sc in virtio_net_config.subcons}
+    fields = virtio_net_config_zero()
     fields.update(mac=mac, status=int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP),
                   max_virtqueue_pairs=1, mtu=1500)
     return bytes(virtio_net_config.build(fields))
