@@ -1,7 +1,7 @@
 """The host's control socket: `vxdp prog`, `vxdp map` and `vxdp link` against a running
 `vxdp host`.
 
-    server = ControlServer(runtime, "/run/vxdp/host0.ctl")
+    server = ControlServer(ControlHandler(runtime), "/run/vxdp/host0.ctl")
     await nursery.start(server.serve)          # HostRuntime.run does this for --control
 
 The trio edge of `vxdp.control.protocol`: one task per client feeds received bytes into a
@@ -54,7 +54,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -62,7 +62,7 @@ from vxdp.bpf import mapjson
 from vxdp.bpf.disasm import default_map_name, insn_text
 from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.isa import decode, iter_insns
-from vxdp.bpf.maps import Map
+from vxdp.bpf.maps import Map, MapValue
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Program, ProgType
 from vxdp.bpf.verifier import VerifierReport, verify
@@ -91,8 +91,9 @@ MAX_CLIENTS = 16
 FLAGS = dict(zip(UPDATE_FLAGS, (BPF_ANY, BPF_NOEXIST, BPF_EXIST), strict=True))
 
 
-def failed(errno: int, message: str, log_text: str = "") -> RequestFailed:
-    return RequestFailed(ErrorInfo(errno, message, "failed", log_text))
+def failed(errno: int, message: str, log_text: str = "", *,
+           kind: Literal["failed", "usage"] = "failed") -> RequestFailed:
+    return RequestFailed(ErrorInfo(errno, message, kind, log_text))
 
 
 @dataclass
@@ -146,8 +147,44 @@ def _load_and_verify(path: str, section: str | None, name: str | None, profile: 
     return program, report
 
 
-class ControlHandler:
+class OpsHandler:
+    """What every control socket's handler shares: the op table, and errors turned into
+    replies.  An op this handler does not serve answers EOPNOTSUPP."""
+
+    ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]
+    serves = "this process"
+
+    async def handle(self, request: Request) -> Any:
+        """The result of `request`; RequestFailed carries the error reply of a failure
+        (a UsageError is EINVAL "usage"; any other VxdpError "failed", with its errno
+        when it has one: MapError's is the kernel's)."""
+        op = self.ops.get(request.op)
+        if op is None:
+            raise failed(E.EOPNOTSUPP, f"{request.op} is not served by {self.serves}")
+        try:
+            return await op(request.args)
+        except RequestFailed:
+            raise
+        except UsageError as exc:
+            raise RequestFailed(ErrorInfo(E.EINVAL, str(exc), "usage")) from None
+        except VxdpError as exc:  # a map op, an engine refusing a program, a core error
+            raise failed(getattr(exc, "errno", E.EINVAL), str(exc)) from None
+
+
+def value_arg(m: Map, given: Any) -> MapValue:
+    """A map.update value: one hex string (per-CPU maps: every CPU's value one after
+    another, else one value for all, as map JSON) or a list of them."""
+    size = m.spec.value_size
+    compact = "".join(given.split()) if isinstance(given, str) else ""
+    if m.spec.percpu and len(compact) == 2 * size * m.ncpus:
+        given = [compact[i:i + 2 * size] for i in range(0, len(compact), 2 * size)]
+    return mapjson.parse_value(m, given)
+
+
+class ControlHandler(OpsHandler):
     """The operations, on one HostRuntime (see the module docstring)."""
+
+    serves = "a host"
 
     def __init__(self, runtime: HostRuntime) -> None:
         self.runtime = runtime
@@ -164,19 +201,6 @@ class ControlHandler:
             "stats": self.stats, "guest.list": self.guest_list,
             "guest.link": self.guest_link, "guest.announce": self.guest_announce,
         }
-
-    async def handle(self, request: Request) -> Any:
-        """The result of `request`; RequestFailed carries the error reply of a failure
-        (a UsageError is EINVAL "usage"; any other VxdpError "failed", with its errno
-        when it has one: MapError's is the kernel's)."""
-        try:
-            return await self.ops[request.op](request.args)
-        except RequestFailed:
-            raise
-        except UsageError as exc:
-            raise RequestFailed(ErrorInfo(E.EINVAL, str(exc), "usage")) from None
-        except VxdpError as exc:  # a map op, an engine refusing a program, a core error
-            raise failed(getattr(exc, "errno", E.EINVAL), str(exc)) from None
 
     # -- programs: the host-attached one and the ones guests offloaded -------------------
 
@@ -362,14 +386,7 @@ class ControlHandler:
     async def map_update(self, args: dict[str, Any]) -> Any:
         _, m = self._map(args["map"])
         key = mapjson.parse_key(m, args["key"])
-        given = args["value"]
-        size = m.spec.value_size
-        compact = "".join(given.split()) if isinstance(given, str) else ""
-        if m.spec.percpu and len(compact) == 2 * size * m.ncpus:
-            # every CPU's value, one after another (else one value for all, as map JSON)
-            given = [compact[i:i + 2 * size] for i in range(0, len(compact), 2 * size)]
-        value = mapjson.parse_value(m, given)
-        m.update(key, value, FLAGS[args.get("flags", "any")])
+        m.update(key, value_arg(m, args["value"]), FLAGS[args.get("flags", "any")])
         return None
 
     async def map_delete(self, args: dict[str, Any]) -> Any:
@@ -406,12 +423,13 @@ class ControlHandler:
 
 
 class ControlServer:
-    """Listens on `path` and serves control clients for `runtime`."""
+    """Listens on `path` and serves control clients with `handler` (a host's
+    ControlHandler, a guest's GuestControlHandler)."""
 
-    def __init__(self, runtime: HostRuntime, path: str | os.PathLike[str], *,
+    def __init__(self, handler: OpsHandler, path: str | os.PathLike[str], *,
                  max_clients: int = MAX_CLIENTS) -> None:
         self.path = os.fspath(path)
-        self.handler = ControlHandler(runtime)
+        self.handler = handler
         self.max_clients = max_clients
         self._check_path()  # before the event loop: a live socket there is a UsageError
         self.clients = 0
@@ -515,5 +533,6 @@ async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
         view = view[sent:]
 
 
-__all__ = ["MAX_CLIENTS", "ControlHandler", "ControlServer"]
+__all__ = ["MAX_CLIENTS", "ControlHandler", "ControlServer", "OpsHandler", "failed",
+           "value_arg"]
 

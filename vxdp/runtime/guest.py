@@ -112,7 +112,9 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .control import ControlServer
 from .cpath import ACTION_COUNTERS, add_counts
+from .guestctl import GuestControlHandler
 from .link import DeviceGone, Link
 from .offload import GuestOffload
 from .wire import NullPort, WirePort, WireSpec
@@ -161,7 +163,8 @@ class GuestRuntime:
                  queue_size: int = 256, features: int = SUPPORTED_FEATURES,
                  retry: float = 0.1, burst: int = 32, datapath: str = "c",
                  report: Callable[[str, str], None] | None = None,
-                 offload: Program | None = None, mode: str = "driver") -> None:
+                 offload: Program | None = None, mode: str = "driver",
+                 control: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
@@ -207,6 +210,8 @@ class GuestRuntime:
         self._pump_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.offload = GuestOffload(self, offload, mode)
+        self.control = ControlServer(GuestControlHandler(self), control) \
+            if control is not None else None
 
     # -- reporting and placing XDP -------------------------------------------------------
 
@@ -248,6 +253,8 @@ class GuestRuntime:
             self._nursery = nursery
             nursery.start_soon(self._stack_pump)
             nursery.start_soon(self._tx_tick)
+            if self.control is not None:  # vxdp prog / vxdp map --guest PATH
+                await nursery.start(self.control.serve)
             task_status.started()
             while True:
                 await self.serve(await dial())
