@@ -20,8 +20,6 @@ import pytest
 
 from host.device import Device
 from host.offload import DeviceOffload, OffloadOutcome
-from vxdp.bpf.program import rebind_map_refs
-from vxdp.bpf.verifier import VerifierReport
 from virtio_spec.conformance import CLAUSES, CONFIG_NOTIFICATION, ReferenceDriver, run_clause
 from virtio_spec.conformance.adapter import Transport, TransportRefused
 from virtio_spec.conformance.observe import ObservedChain, walk_split
@@ -30,6 +28,8 @@ from virtio_spec.features import VirtioFeature, VirtioNetFeature, mask_of, negot
 from virtio_spec.memory import GuestMemory
 from virtio_spec.structs import VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE
 from virtio_spec.testing import MockPackedQueue, MockSplitQueue
+from vxdp.bpf.program import rebind_map_refs
+from vxdp.bpf.verifier import VerifierReport
 from vxdp.conformance_adapters import HostDeviceAdapter
 
 _F, _N = VirtioFeature, VirtioNetFeature
