@@ -28,7 +28,7 @@ def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool,
     parser.add_argument("--host", metavar="PATH", default=default,
                         help="the control socket of a running `vxdp host --control PATH`")
     if guest:
-        parser.add_argument("--guest", metavar="PATH", default=default,
+        parser.add_argument("--guest", metavar="PATH", default=default, dest="guest_socket",
                             help="the control socket of a running `vxdp guest --control "
                                  "PATH` (what the guest placed, its maps over the control "
                                  "queue)")
@@ -39,7 +39,7 @@ def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool,
 def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
     """One request to the host (--host) or guest (--guest); RequestFailed when it says
     no."""
-    host, guest = args.host, getattr(args, "guest", None)
+    host, guest = args.host, getattr(args, "guest_socket", None)
     if bool(host) == bool(guest):
         raise UsageError("--host PATH or --guest PATH is needed (one of them): the control "
                          "socket of a running `vxdp host --control PATH` or `vxdp guest "
