@@ -7,12 +7,13 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   xdp       the engines (vxdp.bench, below)
   verifier  verification time per corpus program, ours beside the kernel's
             (vxdp.bench_verifier)
-  datapath  Mpps of the C datapath: host rx XDP_DROP, host XDP_TX, PASS into the guest,
+  datapath  Mpps of the C datapath: offload XDP_DROP, offload XDP_TX, PASS into the guest,
             guest driver-mode XDP_DROP and XDP_TX, and offload/driver-mode ratios
             (vxdp.bench_datapath)
-  process   the same five workloads end to end: `vxdp host` with a `vxdp guest` child
-            process over vhost-user, and the offload/driver-mode ratios there
-            (vxdp.bench_process)
+  process   the same end to end: `vxdp host` with a `vxdp guest` child process over
+            vhost-user, the guest offloading its program over the control queue (`--mode
+            offload`) or running it in its driver, the host-attached program beside them,
+            and the offload/driver-mode ratios there (vxdp.bench_process)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
