@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from host.ctrl import CtrlReply
 from host.device import Device
 from host.offload import DeviceOffload, OffloadOutcome
 from virtio_spec.conformance import CLAUSES, CONFIG_NOTIFICATION, ReferenceDriver, run_clause
@@ -602,3 +603,17 @@ def test_the_wrappers_alone_pass(key: str) -> None:
             return drv
     result = run_clause(clause, factory, "unbroken")
     assert result.verdict in ("pass", "n/a"), f"{key}: {result.verdict}: {result.detail}"
+
+
+def test_results_check_fails_on_a_device_that_answers_err_to_everything() -> None:
+    """A device that acks VIRTIO_NET_ERR to every offload command, with or without an
+    errno, writes no result a driver can use: docs/offload-spec.md §4.5.2 fails."""
+    for result in (b"", struct.pack("<I", 95)):
+        def make(result: bytes = result) -> BrokenDevice:
+            dev = BrokenDevice("host", "none")
+            dev.device.ctrl.register(0x40, 1, lambda req: CtrlReply(1, "no", result))
+            dev.device.ctrl.register(0x40, 2, lambda req: CtrlReply(1, "no", result))
+            return dev
+        verdict = run_clause(CLAUSES["device:4.5.2"], make, "err-to-everything")
+        assert verdict.verdict == "fail", verdict
+        assert "docs/offload-spec.md \u00a74.5.2" in verdict.detail

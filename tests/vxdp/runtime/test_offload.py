@@ -9,8 +9,10 @@ import errno as E
 import struct
 from collections.abc import Callable
 
+import pytest
 import trio
 
+from guest.offload import OffloadError
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
 from vxdp.bpf.program import MapSpec, MapType, Program
@@ -177,10 +179,38 @@ async def test_a_hostile_command_gets_an_errno_and_the_guest_keeps_going(
         client = guest.offload.client
         assert client is not None and client.offloaded is not None
         (handle,) = client.offloaded.handles
-        try:
+        with pytest.raises(OffloadError) as refused:
             await guest.offload.run(client.free_map(handle))
-        except Exception as exc:
-            err = exc
-        assert getattr(err, "errno", None) == E.EBUSY
+        assert refused.value.errno == E.EBUSY
         value = await guest.offload.run(client.lookup(handle, bytes(4)))
     assert value is not None
+
+
+async def test_the_host_runs_offloaded_programs_compiled_when_asked(
+        rig_factory: RigFactory, datapath: str) -> None:
+    """`vxdp host --engine jit`: the device compiles the program while it verifies it,
+    QUERY says so, and the datapath runs the compiled code with the same verdicts."""
+    from vxdp.bpf import jit
+    if (why := jit.unavailable()) is not None:
+        pytest.skip(why)
+    program = demo_program()
+    frames = TrafficGenerator(13, mix={"udp4": 0.6, "tcp4": 0.4}, vlan_share=0.0).packets(96)
+    want = reference_actions(program, frames)
+    with trio.fail_after(60):
+        rig = rig_factory(profile="host", wire=open_port("null"), engine="jit")
+        guest = await rig.add_guest(port=open_port("null"), offload=program, mode="offload")
+        await until(lambda: guest.offload.state == "offloaded", "the program offloaded",
+                    timeout=50)
+        client = guest.offload.client
+        assert client is not None
+        info = await guest.offload.run(client.query())
+        await send_from_wire(rig, frames)
+        port = rig.host.guests[0]
+        await until(lambda: sum(port.offload_actions().values()) == len(frames),
+                    "every frame through the compiled program")
+    assert info is not None and info.engine.name == "JIT" and info.image_len > 0
+    assert port.offload_actions() == want
+    if datapath == "c":
+        assert port.cpath is not None and port.cpath.port is not None
+        from vxdp import native
+        assert native.prog_has_jit(port.cpath.port.handle.offload[0])
