@@ -4,7 +4,8 @@
     vxdp prog dump xlated [id N] --host PATH [-j]
     vxdp prog dump jited [id N] --host PATH [-j]
     vxdp prog attach OBJ.o [--section S] [--program NAME] --host PATH [-j]
-    vxdp prog detach --host PATH [-j]
+    vxdp prog attach OBJ.o [...] [--mode driver|offload|auto] --guest PATH [-j]
+    vxdp prog detach --host PATH | --guest PATH [-j]
 
 `--host` is the control socket of `vxdp host --control PATH`, `--guest` that of `vxdp
 guest --control PATH`.  `show` prints what `bpftool prog show` prints (id, type, name,
@@ -48,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("object", metavar="OBJ.o", type=Path, help="BPF object file (clang)")
     p.add_argument("--section", metavar="S", help="the program's section")
     p.add_argument("--program", metavar="NAME", help="the program's name")
-    add_host_options(p, leaf=True, guest=False)
+    p.add_argument("--mode", choices=("driver", "offload", "auto"),
+                   help="with --guest: where the guest places it (default: its --mode)")
+    add_host_options(p, leaf=True)
     p = sub.add_parser("detach", help="detach the program (frames pass untouched)")
-    add_host_options(p, leaf=True, guest=False)
+    add_host_options(p, leaf=True)
 
 
 def show_text(prog: dict[str, Any]) -> str:
@@ -103,9 +106,14 @@ def run(args: argparse.Namespace) -> int:
         emit(args, dump, f"/* {dump['name']} (id {dump['id']}), from {dump['source_path']} "
                          f"*/\n{dump['source'].rstrip()}")
     elif cmd == "attach":
+        extra = {"mode": args.mode} if args.mode else {}
         prog = call(args, "prog.attach", path=str(args.object.absolute()),
-                    section=args.section, program=args.program)
-        emit(args, prog, show_text(prog))
+                    section=args.section, program=args.program, **extra)
+        if "state" in prog:  # a guest placed it
+            emit(args, prog, f"{prog['name']}: {prog['state']}"
+                             + (f" ({prog['reason']})" if prog["reason"] else ""))
+        else:
+            emit(args, prog, show_text(prog))
     else:
         gone = call(args, "prog.detach")
         emit(args, gone, f"detached {gone['name']} (id {gone['id']})")

@@ -78,6 +78,7 @@ from vxdp.control.protocol import (
     RequestFailed,
 )
 from vxdp.errors import UsageError, VxdpError
+from vxdp.packets import TrafficGenerator, parse_mix
 
 from .xdp import host_verifier_profile
 
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vxdp.runtime.control")
 
 MAX_CLIENTS = 16
+MAX_INJECT = 1_000_000  # frames one wire.inject may ask for
 FLAGS = dict(zip(UPDATE_FLAGS, (BPF_ANY, BPF_NOEXIST, BPF_EXIST), strict=True))
 
 
@@ -126,6 +128,16 @@ class Ids:
         n = next(self._next)
         self._seen.append((weakref.ref(obj), n))
         return n
+
+
+def object_path(args: dict[str, Any]) -> str:
+    """The object file of a prog.attach: an absolute path (the server's working
+    directory is not the client's)."""
+    path = str(args["path"])
+    if not os.path.isabs(path):
+        raise UsageError(f"object path {path!r} is not absolute (the server's working "
+                         f"directory is not the client's)")
+    return path
 
 
 def _load_and_verify(path: str, section: str | None, name: str | None, profile: Profile,
@@ -200,6 +212,7 @@ class ControlHandler(OpsHandler):
             "map.update": self.map_update, "map.delete": self.map_delete,
             "stats": self.stats, "guest.list": self.guest_list,
             "guest.link": self.guest_link, "guest.announce": self.guest_announce,
+            "wire.inject": self.wire_inject,
         }
 
     # -- programs: the host-attached one and the ones guests offloaded -------------------
@@ -268,10 +281,10 @@ class ControlHandler(OpsHandler):
         return out
 
     async def prog_attach(self, args: dict[str, Any]) -> Any:
-        path = args["path"]
-        if not os.path.isabs(path):
-            raise UsageError(f"object path {path!r} is not absolute (the host's working "
-                             f"directory is not the client's)")
+        path = object_path(args)
+        if "mode" in args:
+            raise UsageError("mode places a guest's program (vxdp prog attach --guest); a "
+                             "host attaches its own")
         profile = host_verifier_profile(self.runtime.profile)
         async with self._attach_lock:
             program, report = await trio.to_thread.run_sync(
@@ -420,6 +433,33 @@ class ControlHandler(OpsHandler):
         port = self._guest(args["guest"])
         signalled = port.announce()
         return {**port.link_info(), "signalled": signalled}
+
+    # -- the wire ------------------------------------------------------------------------
+
+    async def wire_inject(self, args: dict[str, Any]) -> Any:
+        """Seeded traffic into the host as if from its wire (the scenario runner's
+        `traffic` step): `count` frames of TrafficGenerator(seed, flows, mix, size),
+        addressed to guest `guest` when given (else as generated: flooded), in bursts as
+        large as the guests have buffers for (the wire pump's pacing).  Answers when the
+        last burst went in: {"sent": count}."""
+        count = int(args["count"])
+        if count > MAX_INJECT:
+            raise UsageError(f"wire.inject count {count} is above {MAX_INJECT}")
+        size = args.get("size")
+        gen = TrafficGenerator(int(args.get("seed", 0)), flows=max(1, int(args.get("flows", 16))),
+                               mix=parse_mix(args.get("mix")), vlan_share=0.0,
+                               sizes=(int(size),) if size else None)
+        frames = gen.packets(count)
+        if "guest" in args:
+            mac = self._guest(args["guest"]).profile.mac
+            frames = [mac + f[6:] for f in frames]
+        runtime, sent = self.runtime, 0
+        while sent < len(frames):
+            room = await runtime.wait_for_room(min(runtime.burst, len(frames) - sent))
+            runtime.from_wire(frames[sent:sent + room])
+            sent += room
+            await trio.lowlevel.checkpoint()
+        return {"sent": sent}
 
 
 class ControlServer:

@@ -22,12 +22,15 @@ from __future__ import annotations
 import errno as E
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from guest.offload import GuestMap, OffloadError
 from vxdp.bpf import mapjson
 from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program
 
-from .control import FLAGS, OpsHandler, failed, value_arg
+from .control import FLAGS, OpsHandler, failed, object_path, value_arg
+from .xdp import load_program
 
 if TYPE_CHECKING:
     from .guest import GuestRuntime
@@ -42,7 +45,8 @@ class GuestControlHandler(OpsHandler):
 
     def __init__(self, runtime: GuestRuntime) -> None:
         self.runtime = runtime
-        self.ops = {"prog.show": self.prog_show, "map.show": self.map_show,
+        self.ops = {"prog.show": self.prog_show, "prog.attach": self.prog_attach,
+                    "prog.detach": self.prog_detach, "map.show": self.map_show,
                     "map.dump": self.map_dump, "map.lookup": self.map_lookup,
                     "map.update": self.map_update, "map.delete": self.map_delete,
                     "stats": self.stats}
@@ -78,6 +82,34 @@ class GuestControlHandler(OpsHandler):
             out["device"] = info.to_json() if info is not None else None
             out["offloaded"] = True
         return [out]
+
+    async def prog_attach(self, args: dict[str, Any]) -> Any:
+        """Place a program (driver, offload or auto: the `mode` argument, default the
+        guest's own); the answer says where it runs, or why it does not."""
+        path = object_path(args)
+        program = await trio.to_thread.run_sync(
+            lambda: load_program(path, section=args.get("section"), name=args.get("program")),
+            abandon_on_cancel=True)
+        off = self.runtime.offload
+        try:
+            await off.attach(program, str(args.get("mode", off.mode)))
+        except OffloadError as exc:
+            raise failed(exc.errno, str(exc), exc.log) from None
+        if off.state == "refused":
+            raise failed(E.EACCES, f"program {program.name!r} refused: {off.reason}", off.log)
+        return {"name": program.name, "state": off.state, "reason": off.reason,
+                "log": off.log}
+
+    async def prog_detach(self, args: dict[str, Any]) -> Any:
+        off = self.runtime.offload
+        name = off.program.name if off.program is not None else None
+        try:
+            had = await off.detach()
+        except OffloadError as exc:
+            raise failed(exc.errno, str(exc), exc.log) from None
+        if not had:
+            raise failed(E.ENOENT, "no XDP program runs in this guest")
+        return {"name": name}
 
     # -- maps ------------------------------------------------------------------------
 
