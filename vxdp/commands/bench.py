@@ -59,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BPF_PROG_TEST_RUN repeat count per kernel round")
     parser.add_argument("--no-jit", action="store_true",
                         help="leave out vxdp's JIT engine (it compiles each program with cc)")
-    parser.add_argument("--progs", type=Path, default=PROGS_DIR, metavar="DIR",
-                        help="the corpus directory holding the workloads' C sources")
+    parser.add_argument("--progs", type=Path, metavar="DIR",
+                        help=f"the C sources: the xdp suite's workloads (default {PROGS_DIR}) "
+                             f"and the programs the verifier suite verifies (default the "
+                             f"differential corpus in a source tree, else the same folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     texts: list[str] = []
     if "xdp" in suites:
-        bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
+        bench = Bench(progs_dir=args.progs or PROGS_DIR, batch=args.batch, rounds=args.rounds,
                       min_seconds=args.seconds, kernel_repeat=args.repeat,
                       workloads=args.workload, with_jit=not args.no_jit)
         report = bench.run()
