@@ -4,6 +4,9 @@ Config fields (§5.1.4.1), the transmit header (§5.1.6.2.2), receive buffers an
 header the device writes (§5.1.6.3.2, §5.1.6.4.1), control commands (§5.1.6.5).  The
 XDP offload's own rules are in `offload_checks`.  Checks that need the wire are not
 applicable when the adapter cannot reach it.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

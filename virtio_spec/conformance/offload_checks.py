@@ -5,6 +5,9 @@ The checks drive the device through a plain `DriverSession`: bodies built with
 `virtio_spec.offload`, programs hand-encoded (a few instructions each: this library
 imports nothing of vxdp, so no assembler and no verifier).  Every clause needs
 VIRTIO_NET_F_XDP_OFFLOAD offered, except [4.5.1], which checks the class without it.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

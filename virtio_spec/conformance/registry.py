@@ -18,6 +18,9 @@ Clause ids are section numbers of virtio 1.3; `n` numbers the MUST sentences che
 within one section.  The offload's own rules are registered with `origin=VXDP`; their
 ids are the bracketed numbers of its written spec, docs/offload-spec.md, and they are
 not counted as virtio spec clauses.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations
