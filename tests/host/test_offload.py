@@ -64,9 +64,10 @@ exit
 """
 
 
-def counting() -> Program:
+def counting(max_entries: int = 1) -> Program:
+    """Counts every frame in slot 0 of an ARRAY map (of `max_entries`) and passes it."""
     return Program("count", "xdp", encode(assemble(COUNT_ASM)),
-                   (MapSpec("cnt", MapType.ARRAY, 4, 8, 1),))
+                   (MapSpec("cnt", MapType.ARRAY, 4, 8, max_entries),))
 
 
 def returning(action: int) -> Program:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from guest.offload import GuestMap, OffloadError
+from guest.offload import GuestMap, OffloadClient, OffloadError
 from vxdp.bpf import mapjson
 from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program
@@ -75,9 +75,7 @@ class GuestControlHandler(OpsHandler):
             "insns": program.insn_count, "section": program.section, "mode": mode,
             "map_ids": [i for i, _ in maps], "maps": [n for _, n in maps]}
         if mode == "offload":
-            client = self.runtime.offload.client
-            assert client is not None
-            info = await self._remote(client.query())
+            info = await self._remote(self._client().query())
             out["dev"] = {"ifname": "virtio0", "mac": self.runtime.driver.mac.hex(":")}
             out["device"] = info.to_json() if info is not None else None
             out["offloaded"] = True
@@ -142,6 +140,12 @@ class GuestControlHandler(OpsHandler):
         have = ", ".join(f"{i} {m.spec.name}" for i, m in found) or "none"
         raise failed(E.ENOENT, f"no map {ref!r} in this guest (maps: {have})", kind="usage")
 
+    def _client(self) -> OffloadClient:
+        client = self.runtime.offload.client
+        if client is None:
+            raise failed(E.ENODEV, "no device is live in this guest")
+        return client
+
     async def _remote(self, op: Any) -> Any:
         try:
             return await self.runtime.offload.run(op)
@@ -169,9 +173,7 @@ class GuestControlHandler(OpsHandler):
     async def map_dump(self, args: dict[str, Any]) -> Any:
         map_id, m = self._map(args["map"])
         if isinstance(m, GuestMap):
-            client = self.runtime.offload.client
-            assert client is not None
-            entries = await self._remote(client.dump(m.handle))
+            entries = await self._remote(self._client().dump(m.handle))
             return {"id": map_id, "name": m.spec.name, **mapjson.map_doc(m.spec, entries)}
         return {"id": map_id, "name": m.name, **mapjson.dump_map(m)}
 
@@ -179,9 +181,7 @@ class GuestControlHandler(OpsHandler):
         _, m = self._map(args["map"])
         key = _key(m, args["key"])
         if isinstance(m, GuestMap):
-            client = self.runtime.offload.client
-            assert client is not None
-            value = await self._remote(client.lookup(m.handle, key))
+            value = await self._remote(self._client().lookup(m.handle, key))
         else:
             value = m.lookup(key)
         if value is None:
@@ -194,11 +194,9 @@ class GuestControlHandler(OpsHandler):
         key = _key(m, args["key"])
         flags = FLAGS[args.get("flags", "any")]
         if isinstance(m, GuestMap):
-            client = self.runtime.offload.client
-            assert client is not None
             value = mapjson.hex_bytes(args["value"], m.spec.value_size,
-                                   f"map {m.spec.name!r} value")
-            await self._remote(client.update(m.handle, key, value, flags))
+                                      f"map {m.spec.name!r} value")
+            await self._remote(self._client().update(m.handle, key, value, flags))
         else:
             m.update(key, value_arg(m, args["value"]), flags)
         return None
@@ -207,9 +205,7 @@ class GuestControlHandler(OpsHandler):
         _, m = self._map(args["map"])
         key = _key(m, args["key"])
         if isinstance(m, GuestMap):
-            client = self.runtime.offload.client
-            assert client is not None
-            await self._remote(client.delete(m.handle, key))
+            await self._remote(self._client().delete(m.handle, key))
         else:
             m.delete(key)
         return None

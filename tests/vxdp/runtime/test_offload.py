@@ -13,9 +13,10 @@ import pytest
 import trio
 
 from guest.offload import OffloadError
+from tests.host.test_offload import counting
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
-from vxdp.bpf.program import MapSpec, MapType, Program
+from vxdp.bpf.program import Program
 from vxdp.packets import TrafficGenerator
 from vxdp.runtime import open_port
 from vxdp.runtime.compare import demo_program, reference_actions
@@ -23,27 +24,6 @@ from vxdp.runtime.compare import demo_program, reference_actions
 from .conftest import Rig, until
 
 RigFactory = Callable[..., Rig]
-
-COUNT_ASM = """
-stw [%r10-4], 0
-mov %r2, %r10
-add %r2, -4
-lddw %r1, map_fd(0)
-call 1
-jeq %r0, 0, out
-ldxdw %r1, [%r0+0]
-add %r1, 1
-stxdw [%r0+0], %r1
-out:
-mov %r0, 2
-exit
-"""
-
-
-def counting(max_entries: int = 1) -> Program:
-    return Program("count", "xdp", encode(assemble(COUNT_ASM)),
-                   (MapSpec("cnt", MapType.ARRAY, 4, 8, max_entries),))
-
 
 async def send_from_wire(rig: Rig, frames: list[bytes]) -> None:
     at = 0
