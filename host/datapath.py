@@ -11,7 +11,7 @@ one burst per call and turns the C counters and ring refusals into Python values
     switch = HostSwitch(wire_ifindex=1)
     port = HostPort.from_device(switch, 10, device)      # after DRIVER_OK
     port.attach(program)                                  # host-attached XDP, or None
-    port.attach_offload(device.offloaded)                 # the guest's offloaded XDP
+    port.attach_offload(program, maps, "jit")             # the guest's offloaded XDP
     out = port.rx_burst(frames)                           # wire -> XDP -> guest / wire
     out.wire, out.interrupts                              # frames for the wire, irqs due
     port.tx_burst()                                       # guest tx -> wire
@@ -59,7 +59,6 @@ from vxdp.frames import PackedFrames
 
 if TYPE_CHECKING:
     from .device import Device
-    from .offload import OffloadedProgram
 
 _F = VirtioFeature
 _N = VirtioNetFeature
@@ -152,7 +151,7 @@ class HostPort:
         self._wire = native.Burst(2 * burst, 2 * burst * 4096)
         self.program: Program | None = None
         self.maps: list[CoreMap] = []
-        self.offloaded: OffloadedProgram | None = None
+        self.offloaded: Program | None = None
 
     def _queue(self, cfg: QueueConfig | None, name: str,
                kw: dict[str, bool]) -> native.VqHandle | None:
@@ -280,15 +279,15 @@ class HostPort:
         native.port_attach(self.handle, *_loaded(program, core_maps, engine))
         self.program, self.maps = program, core_maps
 
-    def attach_offload(self, offloaded: OffloadedProgram | None) -> None:
-        """Run the program the guest offloaded (on its engine, over the device's maps)
-        on every frame into the guest; None detaches."""
-        if offloaded is None:
+    def attach_offload(self, program: Program | None, maps: Sequence[CoreMap] = (),
+                       engine: str = "interp") -> None:
+        """Run the program the guest offloaded (on `engine`, over the device's maps) on
+        every frame into the guest, after the host-attached one; None detaches."""
+        if program is None:
             native.port_attach_offload(self.handle, None, None)
         else:
-            native.port_attach_offload(self.handle, *_loaded(
-                offloaded.program, [m.map for m in offloaded.maps], offloaded.engine))
-        self.offloaded = offloaded
+            native.port_attach_offload(self.handle, *_loaded(program, maps, engine))
+        self.offloaded = program
 
     # ------------------------------------------------------------ bursts
 

@@ -130,6 +130,7 @@ def test_verifier_suite_reports_ours_beside_the_kernel():
         assert all(c.agrees and c.kernel_insns for c in bench.rows)
     text = bench.text()
     assert "xdp_flow_lookup" in text and "left out xdp_helper_edges.c" in text
+    assert f"per program of {bench_verifier.CORPUS_DIR}" in text  # the source tree's corpus
 
 
 @pytest.mark.clang
@@ -180,3 +181,17 @@ def test_cpu_time_of_repeated_batches_runs_each_batch_repeat_times(engine):
     bad = Program("bad", "xdp", encode(assemble("ldxw %r0, [%r1+4096]\nexit")))
     with create_engine(engine, bad) as eng, pytest.raises(ProgramFault, match="pc 0"):
         eng.cpu_ns_per_packet([BENCH_PACKET], 2)
+
+
+def test_verifier_suite_without_the_source_tree_measures_the_bench_programs(monkeypatch,
+                                                                             tmp_path):
+    """An installed vxdp has no tests/: the verifier suite falls back on vxdp/bench_progs."""
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    from vxdp import bench_verifier
+    from vxdp.bench import PROGS_DIR
+    monkeypatch.setattr(bench_verifier, "CORPUS_DIR", tmp_path / "no-tests")
+    bench = bench_verifier.run(sources=["xdp_drop.c"])
+    assert bench.corpus == PROGS_DIR
+    assert [c.program for c in bench.rows] == ["xdp_drop_all"]
+    assert bench.to_dict()["corpus"] == str(PROGS_DIR)

@@ -8,12 +8,13 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   xdp       the engines (vxdp.bench, below)
   verifier  verification time per corpus program, ours beside the kernel's
             (vxdp.bench_verifier)
-  datapath  Mpps of the C datapath: host rx XDP_DROP, host XDP_TX, PASS into the guest,
+  datapath  Mpps of the C datapath: offload XDP_DROP, offload XDP_TX, PASS into the guest,
             guest driver-mode XDP_DROP and XDP_TX, and offload/driver-mode ratios
             (vxdp.bench_datapath)
-  process   the same five workloads end to end: `vxdp host` with a `vxdp guest` child
-            process over vhost-user, and the offload/driver-mode ratios there
-            (vxdp.bench_process)
+  process   the same end to end: `vxdp host` with a `vxdp guest` child process over
+            vhost-user, the guest offloading its program over the control queue (`--mode
+            offload`) or running it in its driver, the host-attached program beside them,
+            and the offload/driver-mode ratios there (vxdp.bench_process)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
@@ -62,8 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BPF_PROG_TEST_RUN repeat count per kernel round")
     parser.add_argument("--no-jit", action="store_true",
                         help="leave out vxdp's JIT engine (it compiles each program with cc)")
-    parser.add_argument("--progs", type=Path, default=PROGS_DIR, metavar="DIR",
-                        help="the corpus directory holding the workloads' C sources")
+    parser.add_argument("--progs", type=Path, metavar="DIR",
+                        help=f"the C sources: the xdp suite's workloads (default {PROGS_DIR}) "
+                             f"and the programs the verifier suite verifies (default the "
+                             f"differential corpus in a source tree, else the same folder)")
     parser.add_argument("--startup-runs", type=int, default=20, metavar="N",
                         help="timed runs of each command in the startup suite")
     parser.add_argument("--exec-packets", type=int, default=100_000, metavar="N",
@@ -75,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     texts: list[str] = []
     if "xdp" in suites:
-        from vxdp.bench import Bench, report_json, report_text
-        bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
+        from vxdp.bench import PROGS_DIR, Bench, report_json, report_text
+        bench = Bench(progs_dir=args.progs or PROGS_DIR, batch=args.batch, rounds=args.rounds,
                       min_seconds=args.seconds, kernel_repeat=args.repeat,
                       workloads=args.workload, with_jit=not args.no_jit)
         report = bench.run()
@@ -111,12 +114,14 @@ def run(args: argparse.Namespace) -> int:
         texts.append(text)
     if "startup" in suites:
         from vxdp import bench_startup
-        startup = bench_startup.run(args.progs, runs=args.startup_runs)
+        from vxdp.bench import PROGS_DIR
+        startup = bench_startup.run(args.progs or PROGS_DIR, runs=args.startup_runs)
         out["startup"] = startup.to_dict()
         texts.append(startup.text())
     if "exec" in suites:
         from vxdp import bench_exec
-        ex = bench_exec.run(args.progs, packets=args.exec_packets)
+        from vxdp.bench import PROGS_DIR
+        ex = bench_exec.run(args.progs or PROGS_DIR, packets=args.exec_packets)
         out["exec"] = ex.to_dict()
         texts.append(ex.text())
     if args.json:

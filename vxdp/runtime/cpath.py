@@ -85,8 +85,13 @@ class CPath:
 
     def attach_offload(self, offloaded: OffloadedProgram | None) -> None:
         """The program the guest offloaded, on the port's way into the guest."""
-        if self.port is not None:
-            self.port.attach_offload(offloaded)
+        if self.port is None:
+            return
+        if offloaded is None:
+            self.port.attach_offload(None)
+        else:
+            self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps],
+                                     offloaded.engine)
 
     def release(self) -> None:
         """Hand the queues back to the device model and keep the port's counters."""

@@ -98,7 +98,7 @@ from virtio_spec.features import VirtioNetFeature as _N
 from virtio_spec.features import mask_of
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
-from virtio_spec.structs import VirtioNetStatus, virtio_net_config
+from virtio_spec.structs import VirtioNetStatus, virtio_net_config, virtio_net_config_zero
 from vxdp.bpf.program import Program
 from vxdp.errors import (
     UsageError,
@@ -112,7 +112,9 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .control import ControlServer
 from .cpath import ACTION_COUNTERS, add_counts
+from .guestctl import GuestControlHandler
 from .link import DeviceGone, Link
 from .offload import GuestOffload
 from .wire import NullPort, WirePort, WireSpec
@@ -147,7 +149,7 @@ FRONTEND_MAC = bytes.fromhex("525400123456")
 def frontend_config(mac: bytes = FRONTEND_MAC) -> bytes:
     """virtio_net_config as the front-end serves it for a back-end without CONFIG
     (virtio 1.3 §5.1.4): the MAC, link up, one queue pair, MTU 1500."""
-    fields: dict[str, Any] = {sc.name: 0 for sc in virtio_net_config.subcons}
+    fields = virtio_net_config_zero()
     fields.update(mac=mac, status=int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP),
                   max_virtqueue_pairs=1, mtu=1500)
     return bytes(virtio_net_config.build(fields))
@@ -161,7 +163,8 @@ class GuestRuntime:
                  queue_size: int = 256, features: int = SUPPORTED_FEATURES,
                  retry: float = 0.1, burst: int = 32, datapath: str = "c",
                  report: Callable[[str, str], None] | None = None,
-                 offload: Program | None = None, mode: str = "driver") -> None:
+                 offload: Program | None = None, mode: str = "driver",
+                 control: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
@@ -207,6 +210,8 @@ class GuestRuntime:
         self._pump_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.offload = GuestOffload(self, offload, mode)
+        self.control = ControlServer(GuestControlHandler(self), control) \
+            if control is not None else None
 
     # -- reporting and placing XDP -------------------------------------------------------
 
@@ -248,6 +253,8 @@ class GuestRuntime:
             self._nursery = nursery
             nursery.start_soon(self._stack_pump)
             nursery.start_soon(self._tx_tick)
+            if self.control is not None:  # vxdp prog / vxdp map --guest PATH
+                await nursery.start(self.control.serve)
             task_status.started()
             while True:
                 await self.serve(await dial())

@@ -70,6 +70,7 @@ import trio
 
 from host import (
     ConfigInterrupt,
+    CtrlHandled,
     CtrlOwner,
     Device,
     DeviceEvent,
@@ -555,6 +556,9 @@ class GuestPort:
                     log.info("guest %d: config change not signalled: %s", self.number, e.why)
             elif isinstance(e, DeviceNeedsReset):
                 log.warning("guest %d: %s", self.number, e.describe())
+            elif isinstance(e, CtrlHandled) and e.ack != 0:
+                # a refused control command: its errno went to the guest, its reason here
+                log.info("guest %d: %s", self.number, e.describe())
             elif isinstance(e, OffloadVerify):
                 if self._jobs is not None and self.device is not None:
                     self._jobs.start_soon(self._verify, self.device, e.job)

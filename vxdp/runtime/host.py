@@ -46,7 +46,7 @@ from host.datapath import HostSwitch
 from vxdp.bpf.program import Program
 from vxdp.errors import UsageError
 
-from .control import ControlServer
+from .control import ControlHandler, ControlServer
 from .guestport import (
     FIRST_GUEST_IFINDEX,
     PROTOCOL_FEATURES,
@@ -105,7 +105,8 @@ class HostRuntime:
         self.redirect_failed = 0
         self._live = trio.Event()
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
-        self.control = ControlServer(self, control) if control is not None else None
+        self.control = ControlServer(ControlHandler(self), control) \
+            if control is not None else None
 
     # -- the agent's endpoint ----------------------------------------------------------
 

@@ -38,7 +38,7 @@ from virtio_spec.errors import LocalProtocolError
 from vxdp.bpf.profiles import NATIVE
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier import verify
-from vxdp.errors import errno_name
+from vxdp.errors import UsageError, errno_name
 
 if TYPE_CHECKING:
     from .guest import GuestRuntime
@@ -169,6 +169,35 @@ class GuestOffload:
         self.runtime.set_driver_program(self.program)
         self.state = "driver"
         self.runtime.report("offload", f"falling back to driver mode: {self.reason}")
+
+    async def attach(self, program: Program, mode: str) -> None:
+        """Place `program` now, as `mode` says (the guest's control socket: `vxdp prog
+        attach --guest`), replacing what runs; returns once it is placed or refused."""
+        if mode not in MODES:
+            raise UsageError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        await self.detach()
+        self.program, self.mode = program, mode
+        if mode == "driver":
+            report = verify(program, profile=NATIVE)
+            if not report.accepted:
+                raise OffloadError("driver mode", E.EACCES, report.log or report.reason)
+            self.runtime.set_driver_program(program)
+            self.state, self.reason = "driver", ""
+            return
+        if self.client is None:
+            raise OffloadError("offload", E.ENODEV, "no device is live yet")
+        await self.place()
+
+    async def detach(self) -> bool:
+        """Remove the program from wherever it runs; False when none did."""
+        had = self.state in ("offloaded", "driver")
+        client = self.client
+        if self.state == "offloaded" and client is not None:
+            await self.run(client.unload())
+        if self.runtime.xdp.attached:
+            self.runtime.set_driver_program(None)
+        self.state, self.reason = "none", ""
+        return had
 
     # -- results -------------------------------------------------------------------
 

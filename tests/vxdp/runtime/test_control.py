@@ -22,7 +22,7 @@ from vxdp.control.protocol import MAX_REQUEST, VERSION
 from vxdp.errors import UsageError
 from vxdp.packets import udp_packet
 from vxdp.runtime import HostRuntime, XdpHook, open_port
-from vxdp.runtime.control import MAX_CLIENTS, ControlServer
+from vxdp.runtime.control import MAX_CLIENTS, ControlHandler, ControlServer
 
 from .conftest import PROGS, Rig, core_unavailable, until
 
@@ -64,7 +64,7 @@ def policy(action: int, hits: int = 0, nbytes: int = 0) -> str:
 
 
 async def serving(nursery: trio.Nursery, host: HostRuntime, path: Path, **kw: Any) -> None:
-    host.control = ControlServer(host, path, **kw)
+    host.control = ControlServer(ControlHandler(host), path, **kw)
     await nursery.start(host.control.serve)
 
 
@@ -333,12 +333,12 @@ async def test_socket_paths_that_cannot_be_used(tmp_path: Path) -> None:
     try:
         (tmp_path / "file").write_text("x")
         with pytest.raises(UsageError, match="exists and is not a socket"):
-            ControlServer(host, tmp_path / "file")
+            ControlServer(ControlHandler(host), tmp_path / "file")
         path = tmp_path / "host.ctl"
         async with trio.open_nursery() as nursery:
             await serving(nursery, host, path)
             with pytest.raises(UsageError, match="another process serves that socket"):
-                ControlServer(host, path)
+                ControlServer(ControlHandler(host), path)
             nursery.cancel_scope.cancel()
         with pytest.raises(HostUnreachable, match="no vxdp host answers at"):
             ControlClient(path)
