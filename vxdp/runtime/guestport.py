@@ -197,6 +197,7 @@ class GuestPort:
         self.queues: dict[str, dict[str, int]] = {}
         self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0}
         self.interrupts = 0
+        self.coalesced = 0  # interrupts folded into one the driver had not read (ended sessions)
         self.kicks: dict[str, int] = {}  # per queue: the driver's notifications
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
@@ -312,6 +313,7 @@ class GuestPort:
         log.info("guest %d (%s): front-end connected", self.number, self.path)
 
     async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
+        self.coalesced += session.coalesced
         self._release()
         device, self.device, self.session = self.device, None, None
         self.running.clear()
@@ -672,7 +674,10 @@ class GuestPort:
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts, "kicks": dict(sorted(self.kicks.items())),
+            "interrupts": self.interrupts,
+            "interrupts_coalesced": self.coalesced + (self.session.coalesced
+                                                      if self.session is not None else 0),
+            "kicks": dict(sorted(self.kicks.items())),
             "device": device_stats, "datapath": datapath,
         }
 
