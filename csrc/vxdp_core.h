@@ -185,6 +185,7 @@ int vxdp_vq_new(struct vxdp_vq **out, struct vxdp_gmem *mem, uint32_t size, uint
                 const char *name, char *err, size_t errlen);
 void vxdp_vq_free(struct vxdp_vq *vq);
 void vxdp_vq_get_state(const struct vxdp_vq *vq, struct vxdp_vq_state *st);
+int vxdp_vq_broken(const struct vxdp_vq *vq);
 int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *err,
                       size_t errlen);
 int vxdp_vq_pending(struct vxdp_vq *vq, char *err, size_t errlen);

@@ -374,6 +374,12 @@ def vq_state(vq: VqHandle) -> dict[str, Any]:
     return state
 
 
+def vq_broken(vq: VqHandle) -> bool:
+    """Whether the queue refused a hostile ring and is broken until reset (one cheap call;
+    `vq_state` has the error and the clause)."""
+    return bool(lib.vxdp_vq_broken(vq.ptr))
+
+
 def vq_set_state(vq: VqHandle, state: dict[str, Any]) -> None:
     """Take over counters (SET_VRING_BASE, migration); only with nothing in flight."""
     st = ffi.new("struct vxdp_vq_state *")

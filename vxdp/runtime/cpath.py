@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from host import Device
 from host.datapath import BurstOut, HostPort, HostSwitch
-from virtio_spec.errors import VirtioError
+from virtio_spec.errors import RingError, VirtioError
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program
 from vxdp.errors import VxdpError
@@ -91,6 +91,11 @@ class CPath:
     def tx(self) -> BurstOut:
         assert self.port is not None
         return self.port.tx_burst()
+
+    def newly_broken(self, queue: str) -> RingError | None:
+        """The RingError that broke the port's "rx" or "tx" queue, once (see
+        `HostPort.newly_broken`)."""
+        return self.port.newly_broken(queue) if self.port is not None else None
 
     def tx_pending(self) -> bool:
         return self.port is not None and self.port.tx_pending() > 0

@@ -454,6 +454,7 @@ class GuestPort:
             if index == 0:
                 return True
             self._burst_out(self.cpath.tx(), from_guest=True)
+            self._c_broken("tx")
             return not self.cpath.tx_pending()
         events = self.device.notify(index)
         self._handle(events)
@@ -472,6 +473,15 @@ class GuestPort:
     def _release(self) -> None:
         if self.cpath is not None:
             self.cpath.release()
+
+    def _c_broken(self, queue: str) -> None:
+        """A ring the driver broke under the C port ("rx" or "tx" of pair 1): the device
+        sets DEVICE_NEEDS_RESET and tells the driver (virtio 1.3 §2.1.2), logged, as the
+        model does when its own engine refuses a ring."""
+        assert self.cpath is not None
+        err = self.cpath.newly_broken(queue)
+        if err is not None and self.device is not None:
+            self._handle(self.device.fail(0 if queue == "rx" else 1, str(err), err.clause))
 
     def _burst_out(self, out: BurstOut, *, from_guest: bool) -> None:
         for ifindex, mask in out.interrupts.items():
@@ -571,6 +581,7 @@ class GuestPort:
                 frames = in_c
             if frames:
                 self._burst_out(self.cpath.rx(frames), from_guest=False)
+                self._c_broken("rx")
             for pair, burst in sorted(model.items()):
                 self._deliver_pair(pair, self._xdp(burst))
             return
