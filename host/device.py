@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from virtio_spec.chain import Chain
+from virtio_spec.ctrl import VIRTIO_NET_CTRL_HDR_SIZE
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
 from virtio_spec.memory import GuestMemory
@@ -68,6 +69,7 @@ from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatusMachine, StatusEffect, status_names
 from virtio_spec.structs import VirtioNetStatus, check_queue_size
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT
 from vxdp.bpf.program import XdpAction
 
 from .config import ConfigSpace, DeviceProfile, get_profile
@@ -153,6 +155,11 @@ class Device:
             self.offload = DeviceOffload(self.profile.xdp, engine=xdp_engine)
             for command in VirtioNetCtrlEbpf:
                 self.ctrl.register(VIRTIO_NET_CTRL_EBPF, command, self._offload_command)
+            # Its commands are larger than the standard ones (8 bytes an insn): a program
+            # of up to the kernel's insn limit reaches the handler (E2BIG past
+            # xdp_max_insns); a longer chain is refused unread (host.ctrl, max_request).
+            self.ctrl.max_request = max(self.ctrl.max_request,
+                                        VIRTIO_NET_CTRL_HDR_SIZE + 8 + 8 * COMPLEXITY_LIMIT)
         # a control command waiting for its job: (queue, chain, its pending outcome)
         self._ctrl_held: tuple[int, Chain, CtrlOutcome] | None = None
         self._ctrl_owner = CtrlOwner.DEVICE

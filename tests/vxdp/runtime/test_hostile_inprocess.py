@@ -5,16 +5,21 @@ receive ring it never refills.  Each attack costs the attacker and nobody else."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 
 from virtio_spec.status import DeviceStatus
 from vxdp.packets import udp_packet
+from vxdp.pcap import read_pcap
 from vxdp.runtime import open_port
 
 from .conftest import Rig, until
+from .hostile import BUFFERS, VERSION_1, RawGuest, raw_guest
 
 RigFactory = Callable[..., Rig]
 
@@ -59,3 +64,49 @@ async def test_a_ring_broken_under_either_datapath_sets_device_needs_reset(
     assert f"guest 0: q{queue} DEVICE_NEEDS_RESET: " in caplog.text
     assert "avail idx moved from 0 to" in caplog.text
     assert "(virtio 1.3 \u00a72.7.6)" in caplog.text
+
+
+@asynccontextmanager
+async def attacker(rig: Rig, n: int, **kw: int) -> AsyncIterator[RawGuest]:
+    """A raw front-end on host socket `n` of the rig (over a socketpair)."""
+    a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    scope = trio.CancelScope()
+
+    async def serve() -> None:
+        with scope, a:
+            await rig.host.guests[n].serve_socket(a)
+    rig.nursery.start_soon(serve)
+    try:
+        async with raw_guest(sock=b, **kw) as guest:
+            yield guest
+    finally:
+        scope.cancel()
+
+
+async def test_a_tx_chain_of_64_mib_never_reaches_the_wire(rig_factory: RigFactory,
+                                                            tmp_path: Path) -> None:
+    """64 descriptors over one MiB of the attacker's memory: either datapath drops the
+    chain for its length (the model before reading it) and hands it back used."""
+    out = tmp_path / "wire.pcap"
+    with trio.fail_after(20):
+        rig = rig_factory(wire=open_port(f"pcap:out={out}"), sockets=1)
+        async with attacker(rig, 0, queue_size=128) as bad:
+            await bad.bring_up(VERSION_1)
+            tx = bad.rings[1]
+            head = tx.add([(BUFFERS, 1 << 20)] * 64, [])
+            tx.publish()
+            bad.kicks[1].signal()
+            await until(lambda: bad.rings[1].has_used(), "the chain back, used")
+            assert [(u.id, u.len) for u in tx.reap()] == [(head, 0)]
+            ok = udp_packet("10.0.0.1", "10.0.0.9", 7, 8, b"next one goes")
+            bad.memory.guest.write(BUFFERS, bytes(12) + ok)
+            tx.add([(BUFFERS, 12 + len(ok))], [])
+            tx.publish()
+            bad.kicks[1].signal()
+            await until(lambda: rig.host.wire.tx_packets == 1, "the next frame on the wire")
+            del tx
+        drops = rig.host.stats()["guests"][0]["drops"]
+        # (the C port counts an oversize frame of either direction as drop_oversize,
+        # which the stats file adds to "rx")
+        assert sum(drops.values()) == 1
+    assert [p.data for p in read_pcap(out)] == [ok]
