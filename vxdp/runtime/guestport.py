@@ -202,6 +202,8 @@ class GuestPort:
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
+        self.rx_stalled = False  # no buffers for ROOM_WAIT: the wire does not wait for it
+        self.rx_stalls = 0
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
@@ -308,6 +310,7 @@ class GuestPort:
         self.device = Device(self.profile)
         self.running.clear()
         self.rx_posted = False
+        self.rx_stalled = False
         self.features_pending = None
         self.sessions += 1
         log.info("guest %d (%s): front-end connected", self.number, self.path)
@@ -623,6 +626,19 @@ class GuestPort:
             return
         self._handle(self.device.receive(frames, pair))
 
+    def rx_stall(self, waited: float) -> None:
+        """No receive buffers for a whole ROOM_WAIT: the wire stops waiting for this guest
+        (HostRuntime's fairness rule) until it has some again."""
+        self.rx_stalled = True
+        self.rx_stalls += 1
+        log.warning("guest %d: no receive buffers for %g ms: the wire no longer waits for "
+                    "it, its frames drop until it posts some", self.number,
+                    1000 * waited)
+
+    def rx_unstall(self) -> None:
+        self.rx_stalled = False
+        log.info("guest %d: receive buffers again: the wire waits for it again", self.number)
+
     def rx_arm(self) -> bool:
         """Ask for a kick when the driver posts receive buffers (the C port turns kicks
         off while it has some); True when some are there already.  The Python model
@@ -685,7 +701,7 @@ class GuestPort:
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts,
+            "interrupts": self.interrupts, "rx_stalls": self.rx_stalls,
             "interrupts_coalesced": self.coalesced + (self.session.coalesced
                                                       if self.session is not None else 0),
             "kicks": dict(sorted(self.kicks.items())),

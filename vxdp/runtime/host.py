@@ -26,6 +26,14 @@ left the pump turns them on and waits for the kick (at most ROOM_WAIT, then the 
 goes and what finds no buffer drops).  Rounds run back to back for up to TURN seconds
 before the pump lets the other tasks (kicks, control requests) in.
 
+Fairness between guests (the rule): a guest that had no receive buffers for a whole
+ROOM_WAIT is *stalled* and stops holding the wire back for the others: the pump leaves it
+out of the room it waits for until it has buffers again (its frames drop meanwhile, as a
+NIC's full ring drops, counted in its stats), so one guest that stops refilling costs the
+others one ROOM_WAIT, not one a round.  With no other guest to serve, the pump waits for
+the stalled ones as before (ROOM_WAIT a round): nothing is gained by reading the wire
+for nobody.
+
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
 With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`).
@@ -98,6 +106,7 @@ class HostRuntime:
         self.burst = burst
         self.wire_done = trio.Event()
         self.redirect_failed = 0
+        self.room_timeouts = 0  # rounds that waited ROOM_WAIT for guests without buffers
         self._live = trio.Event()
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
         self.control = ControlServer(self, control) if control is not None else None
@@ -154,25 +163,34 @@ class HostRuntime:
         self._room_kicked.set()
 
     def _room(self, n: int, *, arm: bool = False) -> int:
-        """Frames (up to `n`) every live guest can take now; with `arm`, a guest with
-        none is first asked to kick when it posts some (its C port keeps those kicks off
-        while it has buffers) and asked again."""
+        """Frames (up to `n`) every live guest can take now, stalled guests left out while
+        another is served (see the fairness rule); with `arm`, a guest with none is
+        first asked to kick when it posts some (its C port keeps those kicks off while
+        it has buffers) and asked again."""
         room = n
+        served = stalled = False
         for g in self.guests:
             if g.live and g.link_up:  # a guest with its link down takes nothing
                 have = g.rx_room()
                 if have == 0 and arm and g.rx_arm():
                     have = g.rx_room()
+                if g.rx_stalled:
+                    if have == 0:
+                        stalled = True
+                        continue
+                    g.rx_unstall()
+                served = True
                 room = min(room, have)
-        return room
+        return 0 if stalled and not served else room
 
     async def wait_for_room(self, n: int) -> int:
         """How many frames (1 to `n`) the next burst may carry: what every live guest has
         receive buffers for, so that a replay or a generator goes as fast as the guests
         take frames.  With no room anywhere it waits for a receive kick (rechecking every
         ROOM_POLL seconds, for a driver that suppresses kicks or a guest that leaves), at
-        most ROOM_WAIT seconds: a guest that stops refilling costs the others that much a
-        burst, then its frames drop and `n` is answered."""
+        most ROOM_WAIT seconds; then the guests still without buffers are stalled (the
+        fairness rule above): their frames drop, `n` is answered, and the next rounds go
+        at the pace of the others."""
         room = self._room(n)
         if room:
             return room  # the common case: no cancel scope, no checkpoint
@@ -184,7 +202,11 @@ class HostRuntime:
                     return room
                 with trio.move_on_after(ROOM_POLL):
                     await kicked.wait()
-        return n
+        self.room_timeouts += 1
+        for g in self.guests:
+            if g.live and g.link_up and not g.rx_stalled and g.rx_room() == 0:
+                g.rx_stall(ROOM_WAIT)
+        return self._room(n) or n  # the others' room, now the stalled are left out
 
     async def pump_wire(self) -> None:
         """Read the wire once a guest is live, in rounds of at most `burst` frames (as
@@ -255,6 +277,7 @@ class HostRuntime:
             "profile": self.profile.name,
             "guests": [g.stats() for g in self.guests],
             "wire": self.wire.stats(),
+            "room_timeouts": self.room_timeouts,
             "datapath": self.datapath,
             "xdp": {**self.xdp.stats(), "actions": self.actions(),
                     "attached": self.xdp.attached, "redirect_failed": self.redirect_failed},

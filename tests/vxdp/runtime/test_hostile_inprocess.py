@@ -17,6 +17,7 @@ from virtio_spec.status import DeviceStatus
 from vxdp.packets import udp_packet
 from vxdp.pcap import read_pcap
 from vxdp.runtime import open_port
+from vxdp.runtime.host import ROOM_WAIT
 
 from .conftest import Rig, until
 from .hostile import BUFFERS, VERSION_1, RawGuest, raw_guest
@@ -110,3 +111,41 @@ async def test_a_tx_chain_of_64_mib_never_reaches_the_wire(rig_factory: RigFacto
         # which the stats file adds to "rx")
         assert sum(drops.values()) == 1
     assert [p.data for p in read_pcap(out)] == [ok]
+
+
+async def test_a_guest_without_receive_buffers_holds_the_wire_back_once(
+        rig_factory: RigFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """A live guest that posts no receive buffers: the wire waits ROOM_WAIT for it once,
+    then leaves it out (stalled) and moves every frame to the other guest at that one's
+    pace; rounds are driven as the pump drives them (wait_for_room, then the burst).
+    Before, every round waited ROOM_WAIT for it: 40 rounds, at least 40 ROOM_WAITs."""
+    rounds = 40
+    with trio.fail_after(60):
+        rig = rig_factory(sockets=2)
+        good = await rig.add_guest(port=open_port("null"))  # host socket 0
+        async with attacker(rig, 1) as bad:
+            await bad.bring_up(VERSION_1)
+            mac = rig.host.guests[0].profile.mac.hex(":")
+            frame = udp_packet("10.0.0.9", "10.0.0.2", 7, 8, b"for the good guest",
+                               dst_mac=mac)
+            sent = 0
+            started = trio.current_time()
+            for _ in range(rounds):
+                n = await rig.host.wait_for_room(32)
+                rig.host.from_wire([frame] * n)
+                sent += n
+                await trio.sleep(0)
+            elapsed = trio.current_time() - started
+            # a generous bound next to the old cost (rounds * ROOM_WAIT, by construction)
+            assert elapsed < rounds * ROOM_WAIT / 2
+            await until(lambda: good.stack["packets"] == sent, "every frame in the good guest")
+            stats = rig.host.stats()
+            assert stats["room_timeouts"] == 1
+            assert stats["guests"][1]["rx_stalls"] == 1
+            assert rig.host.guests[1].rx_stalled
+            # buffers again: it holds the wire back again (and gets its frames)
+            bad.post_rx(8)
+            await until(lambda: rig.host.guests[1].rx_posted, "the attacker's buffers")
+            await rig.host.wait_for_room(32)
+            assert not rig.host.guests[1].rx_stalled
+    assert "guest 1: no receive buffers for 50 ms" in caplog.text
