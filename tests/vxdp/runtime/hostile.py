@@ -8,7 +8,6 @@ again (this process would take the SIGBUS)."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,9 +40,9 @@ def areas(index: int) -> tuple[int, int, int]:
 class RawGuest:
     """One hostile front-end on a connected socket (see the module docstring)."""
 
-    def __init__(self, sock: trio.socket.SocketType, *, memory_size: int = 4 << 20,
+    def __init__(self, conn: FrontendConnection, *, memory_size: int = 4 << 20,
                  queue_size: int = 64) -> None:
-        self.conn = FrontendConnection(sock)
+        self.conn = conn
         self.memory = FrontendMemory.create([(BASE, memory_size)], seal=False)
         self.queue_size = queue_size
         self.kicks: dict[int, EventFd] = {}
@@ -107,18 +106,28 @@ class RawGuest:
         self.memory.close()
 
 
+def fill(fd: int) -> None:
+    """Write into a pipe (or socket) until it is full, then put it back in blocking mode,
+    as an attacker that wants the host's next write to wait would."""
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(fd, True)
+
+
 @asynccontextmanager
 async def raw_guest(path: Path | str | None = None, *, sock: trio.socket.SocketType | None = None,
                     **kw: int) -> AsyncIterator[RawGuest]:
     """A RawGuest dialling `path` (or on `sock`), closed (memory unmapped) at the end."""
-    if sock is None:
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            await sock.connect(os.fspath(path))
-        except BaseException:
-            sock.close()
-            raise
-    guest = RawGuest(sock, **kw)
+    if sock is not None:
+        conn = FrontendConnection(sock)
+    else:
+        assert path is not None
+        conn = await FrontendConnection.connect(path)
+    guest = RawGuest(conn, **kw)
     try:
         yield guest
     finally:
@@ -126,4 +135,4 @@ async def raw_guest(path: Path | str | None = None, *, sock: trio.socket.SocketT
 
 
 __all__ = ["BASE", "BUFFERS", "CTRL_VQ", "INDIRECT", "STATUS", "VERSION_1", "RawGuest",
-           "areas", "raw_guest"]
+           "areas", "fill", "raw_guest"]

@@ -27,7 +27,7 @@ from vxdp.runtime import GuestRuntime, open_port
 from vxdp.vhost_user.messages import VhostUserProtocolFeature as PF
 
 from .conftest import core_unavailable, until
-from .hostile import STATUS, VERSION_1, raw_guest
+from .hostile import STATUS, VERSION_1, fill, raw_guest
 from .procs import Proc, processes
 
 pytestmark = pytest.mark.skipif(core_unavailable() is not None,
@@ -149,13 +149,7 @@ async def test_a_call_fd_whose_o_nonblock_is_taken_back_ends_only_that_session(
 
 async def test_a_full_pipe_as_call_fd_is_coalesced_not_waited_on(tmp_path: Path) -> None:
     r, w = os.pipe()  # blocking; the attacker fills it and never reads
-    os.set_blocking(w, False)
-    try:
-        while True:
-            os.write(w, b"x" * 4096)
-    except BlockingIOError:
-        pass
-    os.set_blocking(w, True)
+    fill(w)
     try:
         with trio.fail_after(60):
             async with stage(tmp_path) as s, raw_guest(s.bad) as bad:
@@ -201,13 +195,7 @@ async def test_a_backend_request_channel_kept_and_filled_costs_only_the_channel(
                 await bad.conn.send(bad.core.set_backend_req_fd(kept.fileno()))
                 for status in (1, 3, 11):  # to FEATURES_OK: STATUS is negotiated
                     await bad.conn.send(bad.core.set_status(status))
-                kept.setblocking(False)
-                try:
-                    while True:
-                        kept.send(b"\0" * 65536)
-                except BlockingIOError:
-                    pass
-                kept.setblocking(True)  # O_NONBLOCK off the description the host shares
+                fill(kept.fileno())  # and O_NONBLOCK off the description the host shares
                 await ctl(s.ctl, "guest.link", guest=0, up=False)
                 await s.still_serving()
                 await until(lambda: b"back-end request channel failed" in s.host.err,

@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from tests.vxdp.runtime.hostile import fill
 from vxdp.vhost_user import fds
 
 FULL = 0xFFFF_FFFF_FFFF_FFFE  # an eventfd counter a write of 1 would have to wait on
@@ -37,13 +38,7 @@ def test_a_pipe_gets_a_description_of_our_own_the_front_end_cannot_block():
         assert fds.adopt(w, writing=True) == ""
         assert not os.get_blocking(w)
         assert os.get_blocking(theirs)  # theirs is untouched; ours is another description
-        os.set_blocking(theirs, False)
-        try:
-            while True:
-                os.write(theirs, b"x" * 4096)
-        except BlockingIOError:
-            pass
-        os.set_blocking(theirs, True)  # taking O_NONBLOCK back changes nothing for us
+        fill(theirs)  # and O_NONBLOCK taken back: that changes nothing for us
         assert fds.signal(w) is False
         assert fds.adopt(r, writing=False) == ""
         assert fds.drain(r) is True
