@@ -49,7 +49,6 @@ import itertools
 import logging
 import os
 import socket
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,7 +75,8 @@ from vxdp.control.protocol import (
     Request,
     RequestFailed,
 )
-from vxdp.errors import UsageError, VxdpError
+from vxdp.errors import UsageError, VhostUserLocalError, VxdpError
+from vxdp.vhost_user.transport import check_socket_path
 
 from .xdp import host_verifier_profile
 
@@ -342,19 +342,9 @@ class ControlServer:
 
     def _check_path(self) -> None:
         try:
-            mode = os.stat(self.path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise UsageError(f"--control {self.path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.path)
-        except OSError:
-            return  # a socket left behind by a host that is gone: replaced below
-        finally:
-            probe.close()
-        raise UsageError(f"--control {self.path}: another process serves that socket")
+            check_socket_path(self.path, "--control")
+        except VhostUserLocalError as exc:
+            raise UsageError(str(exc)) from None
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                     ) -> None:

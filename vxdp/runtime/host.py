@@ -52,7 +52,8 @@ import trio
 from host import DeviceProfile, get_profile
 from host.datapath import HostSwitch
 from vxdp.bpf.program import Program
-from vxdp.errors import UsageError
+from vxdp.errors import UsageError, VhostUserLocalError
+from vxdp.vhost_user.transport import check_socket_path
 
 from .control import ControlServer
 from .guestport import (
@@ -94,6 +95,13 @@ class HostRuntime:
         paths = [os.fspath(s) for s in sockets]
         if not paths:
             raise ValueError("a host serves at least one guest socket")
+        for path in paths:  # before anything runs: a path no server can use is a usage error
+            if paths.count(path) > 1:
+                raise UsageError(f"--socket {path} is given {paths.count(path)} times")
+            try:
+                check_socket_path(path, "--socket")
+            except VhostUserLocalError as exc:
+                raise UsageError(str(exc)) from None
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r} is not one of {', '.join(DATAPATHS)}")
         self.profile = prof

@@ -544,28 +544,81 @@ async def serve_connection(sock: trio.socket.SocketType, config: BackendConfig,
         return await BackendSession(sock, Backend(config), handlers).run()
 
 
+#: What sun_path holds, its terminating NUL left out (unix(7)).
+SUN_PATH_MAX = 107
+
+
+def _staging(path: str) -> str:
+    """Where `serve_backend` binds before it renames the socket to `path`."""
+    return f"{path}.{os.getpid()}.binding"
+
+
+def check_socket_path(path: str | os.PathLike[str], what: str = "socket") -> None:
+    """Refuse a path a server cannot listen on, before anything is bound: empty, longer
+    than a Unix socket path can be (the temporary name it is bound under first
+    included), in a directory that does not exist, taken by a file that is no socket, or
+    a socket another process accepts on: a second server must not take the first one's
+    clients over.  A stale socket (nobody accepts on it) is replaced.  VhostUserLocalError
+    naming `what` (`--socket`, `--control`) and the path."""
+    path = os.fspath(path)
+    if not path:
+        raise VhostUserLocalError(f"{what}: the path is empty")
+    size = len(os.fsencode(_staging(path)))
+    if size > SUN_PATH_MAX:
+        extra = size - len(os.fsencode(path))
+        raise VhostUserLocalError(f"{what} {path}: too long for a Unix socket ({size - extra} bytes; "
+                         f"at most {SUN_PATH_MAX - extra}, as it is bound as {_staging(path)!r} "
+                         f"first and sun_path holds {SUN_PATH_MAX})")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise VhostUserLocalError(f"{what} {path}: directory {directory} does not exist")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
+        raise VhostUserLocalError(f"{what} {path} exists and is {kind}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a listener with a full backlog answers EAGAIN, not a wait
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: left by a server that is gone, replaced when we listen
+    except BlockingIOError:
+        pass  # someone listens, its backlog is full
+    except OSError as exc:
+        raise VhostUserLocalError(f"{what} {path}: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+    raise VhostUserLocalError(f"{what} {path}: another process serves that socket")
+
+
 async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
                         handlers: Handlers, *,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on a Unix socket at `path` and serve front-ends one at a time, forever.
 
-    A stale socket file at `path` is replaced (any other file is left alone and the
-    server refuses to start); `task_status.started(path)` once listening; the file is
-    removed on exit.  The socket is bound under a temporary name and renamed to `path`
-    only after listen(), so a front-end that finds the file can always connect (with
-    bind straight at `path`, a client racing between bind and listen is refused)."""
+    `check_socket_path` first: a socket another server accepts on is refused, a stale
+    one is replaced, any other file is left alone and the server refuses to start;
+    `task_status.started(path)` once listening; the file is removed on exit.  The socket
+    is bound under a temporary name and renamed to `path` only after listen(), so a
+    front-end that finds the file can always connect (with bind straight at `path`, a
+    client racing between bind and listen is refused)."""
     path = os.fspath(path)
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            raise VhostUserLocalError(f"{path} exists and is not a socket")
-    except FileNotFoundError:
-        pass
-    staging = f"{path}.{os.getpid()}.binding"
+    check_socket_path(path)
+    staging = _staging(path)
+    names = [staging]  # what to remove on the way out
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        await listener.bind(staging)
+        try:
+            await listener.bind(staging)
+        except OSError as exc:
+            raise VhostUserLocalError(f"socket {path}: cannot bind {staging}: "
+                                      f"{exc.strerror or exc}") from None
         listener.listen(4)
         os.replace(staging, path)  # also replaces a socket left behind by an earlier server
+        names.append(path)
         task_status.started(path)
         while True:
             sock, _ = await listener.accept()
@@ -574,7 +627,7 @@ async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
             log.info("vhost-user front-end left %s%s", path, f": {reason}" if reason else "")
     finally:
         listener.close()
-        for name in (staging, path):
+        for name in names:
             try:
                 os.unlink(name)
             except FileNotFoundError:
@@ -733,7 +786,8 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
 
 
 __all__ = [
-    "BACKEND_ACK_TIMEOUT", "BackendRequestHandler", "BackendSession", "EventFd",
-    "FrontendConnection", "Handler", "Handlers", "open_backend_channel", "receive_some",
-    "send_message", "serve_backend", "serve_backend_requests", "serve_connection",
+    "BACKEND_ACK_TIMEOUT", "REPLY_TIMEOUT", "SUN_PATH_MAX", "BackendRequestHandler",
+    "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
+    "check_socket_path", "open_backend_channel", "receive_some", "send_message",
+    "serve_backend", "serve_backend_requests", "serve_connection",
 ]
