@@ -169,3 +169,21 @@ def test_out_keeps_nanosecond_timestamps(files, capsys):
     run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine("kernel"),
              "--out", str(out))
     assert [p.timestamp_ns for p in read_pcap(out)] == [1_000_000_007, 2_000_000_009]
+
+
+@pytest.mark.parametrize("size", [0, 70_000])
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_a_frame_no_xdp_run_can_take_exits_2_naming_it(files, capsys, size, engine):
+    """0 bytes, or more than a page: a usage error naming the file and the packet, not a
+    traceback."""
+    if engine == "jit":
+        from vxdp.bpf.jit import unavailable
+        if unavailable():
+            pytest.skip(str(unavailable()))
+    obj, _, tmp = files
+    pcap = tmp / "odd.pcap"
+    write_pcap(pcap, [Packet(IPV4), Packet(bytes(size))])
+    assert main(["exec", str(obj), "--pcap", str(pcap), "--engine", _engine(engine)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"vxdp: error: {pcap}: packet 1: {size} bytes, an XDP test run takes 14 "
+                   f"to 3520 (engine {engine})\n")
