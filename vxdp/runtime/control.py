@@ -38,8 +38,10 @@ its maps the next map ids; both only grow for the life of the host.
 Hostile clients: a malformed frame is answered with an error and the connection goes on;
 a frame over the limit or a stream that ends mid-frame is answered (when possible) and
 closed; an op that raises anything unexpected answers EIO and is logged.  At most
-`MAX_CLIENTS` clients at once; one more is told EAGAIN and closed.  None of it touches
-the guests' tasks.
+`MAX_CLIENTS` clients at once; one more has its first request answered EUSERS ("too
+many users", naming the limit) and is closed.  None of it touches the guests' tasks.
+`prog.attach` reads a regular file only, MAX_OBJECT_BYTES of it at most, opened without
+waiting: a FIFO or /dev/zero is refused as what it is.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import itertools
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,7 +61,7 @@ import trio
 
 from vxdp.bpf import mapjson
 from vxdp.bpf.disasm import default_map_name, insn_text
-from vxdp.bpf.elf import load_object, select_program
+from vxdp.bpf.elf import load_object, object_name, select_program
 from vxdp.bpf.isa import decode, iter_insns
 from vxdp.bpf.maps import Map
 from vxdp.bpf.profiles import Profile
@@ -76,6 +79,7 @@ from vxdp.control.protocol import (
     RequestFailed,
 )
 from vxdp.errors import UsageError, VhostUserLocalError, VxdpError
+from vxdp.vhost_user.fds import describe as describe_fd
 from vxdp.vhost_user.transport import check_socket_path
 
 from .xdp import host_verifier_profile
@@ -87,6 +91,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("vxdp.runtime.control")
 
 MAX_CLIENTS = 16
+#: Seconds a client over MAX_CLIENTS gets to send its request, then to take the refusal.
+TURN_AWAY_WAIT = 1.0
+#: The largest object file prog.attach reads: BPF objects are kilobytes, a few MiB with
+#: BTF and debug info.
+MAX_OBJECT_BYTES = 64 << 20
 FLAGS = dict(zip(UPDATE_FLAGS, (BPF_ANY, BPF_NOEXIST, BPF_EXIST), strict=True))
 
 
@@ -104,12 +113,40 @@ class Attached:
     loaded_at: float
 
 
+def read_object(path: str) -> bytes:
+    """The bytes of the object file at `path`, read whole, never waiting on the file nor
+    taking more than MAX_OBJECT_BYTES: anything but a regular file (a FIFO, whose open
+    waits for a writer; /dev/zero, which never ends; a directory) is a usage error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path} is {describe_fd(fd)}, not a regular file: an object "
+                             f"file is read whole")
+        data = bytearray()
+        while len(data) <= min(st.st_size, MAX_OBJECT_BYTES) \
+                and (chunk := os.read(fd, 1 << 20)):
+            data += chunk  # (a file that grows while read is read as far as the limit)
+        if max(st.st_size, len(data)) > MAX_OBJECT_BYTES:
+            raise UsageError(f"{path} is larger than the {MAX_OBJECT_BYTES >> 20} MiB an "
+                             f"object file may have")
+        return bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
 def _load_and_verify(path: str, section: str | None, name: str | None, profile: Profile,
                      engine: str) -> tuple[Program, VerifierReport]:
     """Worker thread: load, verify, and for the jit engine compile ahead (the attach on
     the event loop then finds the compiled object in the process cache)."""
+    data = read_object(path)
     try:
-        program = select_program(load_object(path), section, name)
+        program = select_program(load_object(data, name=object_name(path)), section, name)
     except ValueError as exc:  # ElfError, InvalidProgram: an object we cannot use
         raise UsageError(f"{path}: {exc}") from None
     if program.prog_type != ProgType.XDP:
@@ -376,11 +413,26 @@ class ControlServer:
                     pass
 
     async def _turn_away(self, sock: trio.socket.SocketType) -> None:
+        """A client over the limit: its first request (sent within TURN_AWAY_WAIT) is
+        answered EUSERS naming the limit, then the connection closes.  Read first, so
+        that the client gets the answer rather than a reset on its write."""
         conn = Connection("server")
-        with sock, trio.move_on_after(1):
-            await sock.send(conn.send_error(None, ErrorInfo(
-                E.EAGAIN, f"the host serves at most {self.max_clients} control clients at "
-                          f"once", "failed")))
+        request_id: int | None = None
+        with sock:
+            with trio.move_on_after(TURN_AWAY_WAIT):
+                while isinstance(event := conn.next_event(), NeedData):
+                    conn.receive_data(await sock.recv(65536))
+                if isinstance(event, Request):
+                    request_id = event.id
+            error = ErrorInfo(E.EUSERS, f"the host serves at most {self.max_clients} control "
+                                        f"clients at once and {self.clients} are connected: "
+                                        f"this one is turned away (try again once one has "
+                                        f"closed)", "failed")
+            with trio.move_on_after(TURN_AWAY_WAIT):
+                try:
+                    await _send_all(sock, conn.send_error(request_id, error))
+                except OSError:
+                    pass  # it left already
 
     async def _client(self, sock: trio.socket.SocketType) -> None:
         conn = Connection("server")

@@ -30,17 +30,18 @@ from vxdp.errors import VhostUserRemoteError
 EVENTFD_LINK = "anon_inode:[eventfd]"
 
 
-def _kind(fd: int) -> str:
-    """"eventfd", "fifo", or what else the fd is, as an error message names it."""
+def describe(fd: int) -> str:
+    """What kind of file `fd` is, as a message names it: "an eventfd", "a pipe",
+    "a regular file", "a socket", "a character device"..."""
     try:
         mode = os.fstat(fd).st_mode
     except OSError as exc:
         return f"unusable ({exc.strerror})"
     if stat.S_ISFIFO(mode):
-        return "fifo"
+        return "a pipe"
     try:
         if os.readlink(f"/proc/self/fd/{fd}") == EVENTFD_LINK:
-            return "eventfd"
+            return "an eventfd"
     except OSError:
         pass
     for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISSOCK, "a socket"),
@@ -48,7 +49,7 @@ def _kind(fd: int) -> str:
                        (stat.S_ISDIR, "a directory")):
         if test(mode):
             return name
-    return "not an eventfd"
+    return "an anonymous file"
 
 
 def adopt(fd: int, *, writing: bool) -> str:
@@ -56,9 +57,9 @@ def adopt(fd: int, *, writing: bool) -> str:
     done, else what is wrong with it.  `writing`: a call or err fd (we write it), which
     must be an eventfd or the write end of a pipe; a kick fd of another kind is left as
     it is (the watcher reports it when it cannot be polled)."""
-    kind = _kind(fd)
+    kind = describe(fd)
     try:
-        if kind == "fifo":
+        if kind == "a pipe":
             access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
             if access == (os.O_RDONLY if writing else os.O_WRONLY):
                 return f"the {'read' if writing else 'write'} end of a pipe"
@@ -69,7 +70,7 @@ def adopt(fd: int, *, writing: bool) -> str:
             finally:
                 os.close(own)
             return ""
-        if kind == "eventfd" or not writing:
+        if kind == "an eventfd" or not writing:
             os.set_blocking(fd, False)
             return ""
     except OSError as exc:
@@ -113,4 +114,4 @@ def fatal(exc: OSError, what: str) -> VhostUserRemoteError:
     return VhostUserRemoteError(f"{what} failed: {exc.strerror or exc}")
 
 
-__all__ = ["adopt", "drain", "fatal", "signal"]
+__all__ = ["adopt", "describe", "drain", "fatal", "signal"]
