@@ -253,18 +253,18 @@ static int guarded_io(int fd, int writing, char *err, size_t errlen)
     if (n > 0)
         return 1;
     if (n == 0) {               /* a pipe whose writer is gone: no kick, ever */
-        snprintf(err, errlen, "fd %d: end of file (the front-end closed the other end)", fd);
+        snprintf(err, errlen, "end of file (the front-end closed the other end)");
         return -EPIPE;
     }
     if (e == EAGAIN)
         return 0;
     if (e == EINTR) {
-        snprintf(err, errlen, "fd %d: a %s blocked for %d ms (the front-end cleared O_NONBLOCK "
-                 "on it) and was interrupted", fd, writing ? "write" : "read",
+        snprintf(err, errlen, "a %s blocked for %d ms (the front-end cleared O_NONBLOCK on "
+                 "it) and was interrupted", writing ? "write" : "read",
                  VXDP_FD_TICK_MS * VXDP_FD_WAIT_TICKS);
         return -ETIMEDOUT;
     }
-    snprintf(err, errlen, "fd %d: %s failed: %s", fd, writing ? "write" : "read", strerror(e));
+    snprintf(err, errlen, "%s failed: %s", writing ? "write" : "read", strerror(e));
     return -e;
 }
 

@@ -109,9 +109,7 @@ def drain(fd: int) -> bool:
 
 def fatal(exc: OSError, what: str) -> VhostUserRemoteError:
     """The session-ending error for a front-end fd that failed (`what`: "vring 0 call fd")."""
-    if exc.errno == errno.ETIMEDOUT:
-        return VhostUserRemoteError(f"{what}: {exc.strerror}; the front-end made it block")
-    return VhostUserRemoteError(f"{what} failed: {exc.strerror or exc}")
+    return VhostUserRemoteError(f"{what}: {exc.strerror or exc}")
 
 
 __all__ = ["adopt", "describe", "drain", "fatal", "signal"]
