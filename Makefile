@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.vxdp-installed
 DEBS   := $(VENV)/.debian-deps
 PYTEST ?= $(BIN)/pytest
 
-.PHONY: all test demo lint bench fuzz test-asan build deps clean
+.PHONY: all test demo lint bench fuzz test-asan build deps clean dist-check
 
 all: test
 
@@ -63,6 +63,11 @@ test-asan: deps
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(BIN)/python -c 'import os, sys, pytest; os.environ.pop("LD_PRELOAD", None); \
 	    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[1:]]))' $(ASAN_TESTS)
+
+# sdist -> wheel -> a new venv outside the source tree, where vxdp verify, exec --engine jit,
+# bench --suite xdp and the pytest plugin must run (tests/test_dist.py; uses the package index).
+dist-check: deps
+	VXDP_DIST_CHECK=1 $(PYTEST) -q -p no:cacheprovider tests/test_dist.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 2
+#define VXDP_CORE_ABI 3
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -236,6 +236,8 @@ struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, it
     uint64_t drop_ring_broken;              /* the queue refused a hostile ring */
     uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
     uint64_t irq_sent, irq_suppressed;
+    /* the program the guest offloaded, run on every frame into the guest */
+    uint64_t off_aborted, off_drop, off_pass, off_tx, off_redirect, off_invalid, off_fault;
 };
 
 struct vxdp_gport_stats {       /* one guest port (driver-mode XDP) */
@@ -256,6 +258,9 @@ int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifind
 void vxdp_port_free(struct vxdp_port *port);
 int vxdp_port_attach(struct vxdp_port *port, struct vxdp_prog *prog, struct vxdp_env *env,
                      char *err, size_t errlen);
+int vxdp_port_attach_offload(struct vxdp_port *port, struct vxdp_prog *prog,
+                             struct vxdp_env *env, char *err, size_t errlen);
+size_t vxdp_port_offload_fault(const struct vxdp_port *port, char *buf, size_t cap);
 int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
                        struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,

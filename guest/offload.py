@@ -61,7 +61,7 @@ from virtio_spec.offload import (
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import BPF_ANY, MapSpec, Program, rebind_map_refs
 from vxdp.bpf.verifier import VerifierReport, verify
-from vxdp.errors import VxdpError
+from vxdp.errors import VxdpError, errno_name
 
 _M, _P = VirtioNetBpfMapCmd, VirtioNetBpfProgCmd
 _PROG, _MAP = VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_PROG, VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_MAP
@@ -77,7 +77,7 @@ class OffloadError(VxdpError):
     `log` for SET_OFFLOAD (the verifier's, ending with the device's own line)."""
 
     def __init__(self, what: str, errno: int, log: str = "") -> None:
-        name = E.errorcode.get(errno, str(errno))
+        name = errno_name(errno)
         reason = log.strip().splitlines()[-1] if log.strip() else os.strerror(errno)
         super().__init__(f"{what}: device answered {name} ({reason})")
         self.what = what
@@ -215,6 +215,16 @@ class OffloadClient:
             raise OffloadError(request.what, errno, log)
         return answer.result[4:]
 
+    def _unless_missing(self, request: OffloadRequest
+                        ) -> Generator[OffloadRequest, Answer, bytes | None]:
+        """`_exchange`, with ENOENT (no such key, no more keys, no program) as None."""
+        try:
+            return (yield from self._exchange(request))
+        except OffloadError as exc:
+            if exc.errno == E.ENOENT:
+                return None
+            raise
+
     def _map_request(self, cmd: VirtioNetBpfMapCmd, spec: MapSpec, handle: int = 0, *,
                      key: bytes = b"", value: bytes = b"", flags: int = 0,
                      room: int = 4) -> OffloadRequest:
@@ -284,13 +294,8 @@ class OffloadClient:
         _sizes(m, key)
         req = self._map_request(_M.VIRTIO_NET_BPF_CMD_LOOKUP_ELEM, m.spec, handle, key=key,
                                 room=4 + m.spec.value_size)
-        try:
-            out = yield from self._exchange(req)
-        except OffloadError as exc:
-            if exc.errno == E.ENOENT:
-                return None
-            raise
-        return _data(out, m.spec.value_size)
+        out = yield from self._unless_missing(req)
+        return None if out is None else _data(out, m.spec.value_size)
 
     def next_key(self, handle: int, key: bytes | None
                  ) -> Generator[OffloadRequest, Answer, bytes | None]:
@@ -301,13 +306,8 @@ class OffloadClient:
             _sizes(m, key)
         req = self._map_request(cmd, m.spec, handle, key=key or bytes(m.spec.key_size),
                                 room=4 + m.spec.key_size)
-        try:
-            out = yield from self._exchange(req)
-        except OffloadError as exc:
-            if exc.errno == E.ENOENT:
-                return None
-            raise
-        return _data(out, m.spec.key_size)
+        out = yield from self._unless_missing(req)
+        return None if out is None else _data(out, m.spec.key_size)
 
     def dump(self, handle: int, limit: int = 1 << 20
              ) -> Generator[OffloadRequest, Answer, list[tuple[bytes, bytes]]]:
@@ -361,12 +361,9 @@ class OffloadClient:
     def query(self) -> Generator[OffloadRequest, Answer, ProgInfo | None]:
         """QUERY: the device's view of the offloaded program; None when it has none."""
         req = self._prog_request(_P.VIRTIO_NET_BPF_CMD_QUERY, room=QUERY_ROOM)
-        try:
-            out = yield from self._exchange(req)
-        except OffloadError as exc:
-            if exc.errno == E.ENOENT:
-                return None
-            raise
+        out = yield from self._unless_missing(req)
+        if out is None:
+            return None
         if len(out) < QUERY_ROOM - 4:
             raise OffloadError("QUERY", E.EPROTO, f"info of {len(out)} bytes, not "
                                                   f"{QUERY_ROOM - 4}")

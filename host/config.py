@@ -21,6 +21,7 @@ from typing import Final
 
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, check_offer, mask_of
+from virtio_spec.offload import CONFIG_FIELDS as XDP_CONFIG_FIELDS
 from virtio_spec.offload import PROFILES as XDP_PROFILES
 from virtio_spec.offload import XdpCapabilities
 from virtio_spec.structs import (
@@ -30,15 +31,13 @@ from virtio_spec.structs import (
     VIRTIO_NET_CONFIG_STD_SIZE,
     VirtioNetStatus,
     virtio_net_config,
+    virtio_net_config_zero,
 )
 
 _F = VirtioFeature
 _N = VirtioNetFeature
 #: What a field reads as when no offered feature makes it exist (virtio 1.3 §5.1.4).
-EMPTY_CAPABILITIES: Final = XdpCapabilities(0, 0, 0, 0, 0, 0)
-EMPTY_CONFIG: Final[dict[str, int | bytes | list[int]]] = {
-    "mac": bytes(6), **{f: 0 for f in VIRTIO_NET_CONFIG_FIELD_FEATURES if f != "mac"},
-    **EMPTY_CAPABILITIES.to_config()}
+EMPTY_CONFIG: Final[dict[str, int | bytes | list[int]]] = virtio_net_config_zero()
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -172,7 +171,7 @@ class ConfigSpace:
             "rss_max_indirection_table_length": 0, "supported_hash_types": 0,
             "supported_tunnel_types": 0,
         }
-        raw.update(xdp.to_config() if xdp else EMPTY_CAPABILITIES.to_config())
+        raw.update(xdp.to_config() if xdp else {f: EMPTY_CONFIG[f] for f in XDP_CONFIG_FIELDS})
         out: dict[str, int | bytes | list[int]] = {}
         for name, value in raw.items():
             present = any(p.offers(bit) for bit in VIRTIO_NET_CONFIG_FIELD_FEATURES[name])

@@ -166,8 +166,8 @@ class Device:
         self._queues: dict[int, QueueSlot] = {}
         self.stats: dict[str, int] = dict.fromkeys(
             ("tx_frames", "tx_bytes", "tx_dropped", "rx_frames", "rx_bytes", "rx_dropped",
-             "interrupts", "interrupts_suppressed", "ctrl_commands", "xdp_aborted",
-             "xdp_drop", "xdp_pass", "xdp_tx", "xdp_redirect"), 0)
+             "interrupts", "interrupts_suppressed", "ctrl_commands", "offload_aborted",
+             "offload_drop", "offload_pass", "offload_tx", "offload_redirect"), 0)
         self._offload_run: OffloadRun | None = None
 
     # ------------------------------------------------------------------ transport side
@@ -543,7 +543,7 @@ class Device:
         for frame, (action, data, target) in zip(frames, self._offload_run.run(frames,
                                                                                 queue // 2)):
             name = "aborted" if action is None else action.name.lower()
-            self.stats[f"xdp_{name}"] += 1
+            self.stats[f"offload_{name}"] += 1
             if action is XdpAction.PASS:
                 passed.append(data)
             elif action is XdpAction.TX:

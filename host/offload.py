@@ -69,7 +69,7 @@ from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import MapSpec, MapType, Program, XdpAction, rebind_map_refs
 from vxdp.bpf.verifier import VerifierReport, verify
-from vxdp.errors import MapError, ProgramFault, VxdpError
+from vxdp.errors import MapError, ProgramFault, VxdpError, errno_name
 
 _M, _P = VirtioNetBpfMapCmd, VirtioNetBpfProgCmd
 #: Engines a device can run offloaded programs on, as QUERY reports them.
@@ -143,8 +143,16 @@ class VerifyJob:
     cancelled: bool = field(default=False, compare=False)
 
     def run(self) -> None:
-        """Verify, and for the jit engine compile ahead (cached by digest)."""
-        report = verify(self.program, profile=self.profile, log_level=0)
+        """Verify, and for the jit engine compile ahead (cached by digest).  A verifier
+        that fails on hostile input refuses the program rather than taking the device
+        (and every other guest of its host) down."""
+        try:
+            report = verify(self.program, profile=self.profile, log_level=0)
+        except Exception as exc:  # a bug of ours on hostile input: refuse, name it
+            report = VerifierReport(self.program.name, False,
+                                    [(-1, f"verifier failed: {type(exc).__name__}: {exc}")],
+                                    log=f"verifier failed: {type(exc).__name__}: {exc}\n",
+                                    profile=self.profile.name)
         self.report = report
         if not report.accepted or self.engine != "jit":
             return
@@ -254,7 +262,7 @@ class DeviceOffload:
         if result is None:
             result = virtio_net_ebpf_result.build({"errno": errno})
         return OffloadOutcome(int(VIRTIO_NET_ERR), result,
-                              f"{E.errorcode.get(errno, str(errno))}: {message}")
+                              f"{errno_name(errno)}: {message}")
 
     @staticmethod
     def _ok(result: bytes, detail: str, *, changed: bool = False) -> OffloadOutcome:

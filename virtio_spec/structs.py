@@ -396,6 +396,16 @@ def _offsets(struct: Any) -> dict[str, int]:
     return out
 
 
+def virtio_net_config_zero() -> dict[str, Any]:
+    """Every `virtio_net_config` field at zero, ready to `build` (a field no offered
+    feature makes exist reads as zero, virtio 1.3 §5.1.4)."""
+    out: dict[str, Any] = {}
+    for sub in virtio_net_config.subcons:
+        out[sub.name] = bytes(sub.sizeof()) if sub.name == "mac" else (
+            [0] * sub.count if sub.name == "xdp_helpers" else 0)
+    return out
+
+
 #: Byte offset of every `virtio_net_config` field, for serving (offset, length) reads.
 VIRTIO_NET_CONFIG_OFFSETS: Final[dict[str, int]] = _offsets(virtio_net_config)
 
@@ -488,6 +498,7 @@ __all__ = [
     "pvirtq_event_suppress",
     "used_ring_size",
     "virtio_net_config",
+    "virtio_net_config_zero",
     "virtio_net_hdr",
     "virtio_net_hdr_hash",
     "virtq_avail",

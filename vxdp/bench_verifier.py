@@ -2,6 +2,8 @@
 
 Every XDP program of the C corpus (tests/vxdp/progs, the objects the differential suite
 runs) is verified by `vxdp.bpf.verifier` and, where bpf() is permitted, by the kernel.
+The corpus comes with the source tree; an installed vxdp without it measures the bench's
+own programs (vxdp/bench_progs), and the report names the folder it measured.
 Our time is wall time in this process; the kernel's is what it reports itself
 ("verification time N usec", BPF_LOG_STATS), so the syscall's cost is not counted against
 it.  Instructions processed are given for both: they explain most of the difference.
@@ -25,6 +27,9 @@ from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
 from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
 
+#: The differential corpus, in a source checkout.
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "tests" / "vxdp" / "progs"
+
 #: Sources left out, and why (printed with the report).
 SLOW: dict[str, str] = {
     "xdp_helper_edges.c": "562k insns processed here against the kernel's 2k "
@@ -34,13 +39,14 @@ SLOW: dict[str, str] = {
 
 @dataclass
 class VerifierBench:
+    corpus: Path = PROGS_DIR
     rows: list[Comparison] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     unavailable: str | None = None
 
     def text(self) -> str:
-        lines = ["verification time per program (ours: wall time here; kernel: its own "
-                 "reported time)"]
+        lines = [f"verification time per program of {self.corpus} (ours: wall time here; "
+                 f"kernel: its own reported time)"]
         if self.unavailable:
             lines.append(f"  not measured: {self.unavailable}")
             return "\n".join(lines)
@@ -65,16 +71,23 @@ class VerifierBench:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
-        return {"programs": [c.to_json() for c in self.rows], "skipped": self.skipped,
-                "unavailable": self.unavailable}
+        return {"corpus": str(self.corpus), "programs": [c.to_json() for c in self.rows],
+                "skipped": self.skipped, "unavailable": self.unavailable}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def run(progs_dir: Path = PROGS_DIR, sources: Sequence[str] | None = None) -> VerifierBench:
-    """Verify every program of every corpus source (or only `sources`)."""
-    bench = VerifierBench()
+def default_corpus() -> Path:
+    """The differential corpus where the source tree is at hand, else the bench's programs."""
+    return CORPUS_DIR if CORPUS_DIR.is_dir() else PROGS_DIR
+
+
+def run(progs_dir: Path | None = None, sources: Sequence[str] | None = None) -> VerifierBench:
+    """Verify every program of every source in `progs_dir` (default: `default_corpus()`),
+    or only `sources`."""
+    progs_dir = default_corpus() if progs_dir is None else progs_dir
+    bench = VerifierBench(corpus=progs_dir)
     bench.unavailable = clang_unavailable()
     if bench.unavailable:
         return bench

@@ -26,7 +26,7 @@ if os.environ.get("VXDP_CORE") == "asan":
 else:
     from vxdp._vxdp_core import ffi, lib
 
-ABI = 2
+ABI = 3
 
 MODE_RAW = 0
 MODE_XDP = 1
@@ -564,12 +564,13 @@ class SwitchHandle:
 class PortHandle:
     """A host port; keeps its switch, queues and attached program alive."""
 
-    __slots__ = ("deps", "err", "prog", "ptr")
+    __slots__ = ("deps", "err", "offload", "prog", "ptr")
 
     def __init__(self, ptr: Any, deps: tuple[Any, ...]) -> None:
         self.ptr = ptr
         self.deps = deps
         self.prog: tuple[Any, Any] | None = None
+        self.offload: tuple[Any, Any] | None = None
         self.err = _errbuf()  # one per handle: a burst call allocates nothing
 
 
@@ -627,6 +628,18 @@ def port_attach(port: PortHandle, prog: ProgHandle | None, env: EnvHandle | None
     port.prog = None if prog is None else (prog, env)
 
 
+def port_attach_offload(port: PortHandle, prog: ProgHandle | None,
+                        env: EnvHandle | None) -> None:
+    """Attach the program the guest offloaded (loaded MODE_XDP), run on every frame into
+    the guest after the host-attached one; None detaches."""
+    err = _errbuf()
+    rc = lib.vxdp_port_attach_offload(port.ptr, prog if prog is not None else ffi.NULL,
+                                      env if env is not None else ffi.NULL, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    port.offload = None if prog is None else (prog, env)
+
+
 def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
     """Wire frames into the port (XDP, then guest / wire / another port); appends to wire."""
     rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, port.err, 256)
@@ -666,6 +679,11 @@ def port_stats(port: PortHandle) -> dict[str, int]:
 
 def port_last_fault(port: PortHandle) -> str:
     return _fault(lib.vxdp_port_last_fault, port.ptr)
+
+
+def port_offload_fault(port: PortHandle) -> str:
+    """Why the core stopped the offloaded program's last faulting run."""
+    return _fault(lib.vxdp_port_offload_fault, port.ptr)
 
 
 def gport_new(rx: VqHandle, tx: VqHandle, features: int, rx_pool: int, rx_bufs: int,

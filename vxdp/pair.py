@@ -52,6 +52,7 @@ from host import (
     FrameTransmitted,
     Interrupt,
     OffloadVerify,
+    XdpBounced,
 )
 from virtio_spec.errors import RemoteProtocolError
 from virtio_spec.memory import GuestAllocator, GuestMemory
@@ -209,6 +210,11 @@ class Pair:
                                {"len": len(event.frame)})
             elif isinstance(event, Interrupt | ConfigInterrupt):
                 pending.append(event)
+            elif isinstance(event, XdpBounced):  # the offloaded program's XDP_TX
+                self.wire.append(event.frame)
+                self.trace.add("wire", "wire_tx", f"{len(event.frame)} bytes leave the host "
+                                                  f"(bounced by the offloaded program)",
+                               {"len": len(event.frame)})
             elif isinstance(event, OffloadVerify):
                 # in process there is nobody else to serve: verify now, then answer
                 event.job.run()

@@ -6,6 +6,7 @@ commands, and the offloaded program on the device model's receive path."""
 from __future__ import annotations
 
 import errno as E
+import hashlib
 import struct
 
 import pytest
@@ -30,7 +31,14 @@ from virtio_spec.offload import (
 )
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
-from vxdp.bpf.program import BPF_EXIST, BPF_NOEXIST, MapSpec, MapType, Program
+from vxdp.bpf.program import (
+    BPF_EXIST,
+    BPF_NOEXIST,
+    MapSpec,
+    MapType,
+    Program,
+    rebind_map_refs,
+)
 from vxdp.packets import tcp_packet, udp_packet
 from vxdp.pair import Pair
 from vxdp.runtime.compare import demo_program
@@ -56,9 +64,10 @@ exit
 """
 
 
-def counting() -> Program:
+def counting(max_entries: int = 1) -> Program:
+    """Counts every frame in slot 0 of an ARRAY map (of `max_entries`) and passes it."""
     return Program("count", "xdp", encode(assemble(COUNT_ASM)),
-                   (MapSpec("cnt", MapType.ARRAY, 4, 8, 1),))
+                   (MapSpec("cnt", MapType.ARRAY, 4, 8, max_entries),))
 
 
 def returning(action: int) -> Program:
@@ -193,7 +202,9 @@ def test_the_program_is_verified_by_the_device_and_queried() -> None:
     info = pair.offload(c.query())
     assert info is not None and info.state is XdpProgState.LOADED
     assert info.insn_cnt == demo_program().insn_count and info.tag == demo_program().tag
-    assert info.digest == demo_program().digest and info.map_cnt == 0
+    # the digest is of the instructions as sent: map references carry the device's handles
+    sent = rebind_map_refs(demo_program().insns, lambda pc, index: off.handles[index])
+    assert info.digest == hashlib.sha256(sent).hexdigest() and info.map_cnt == 1
     changed = [e for e in pair.trace.of_kind("offload")]
     assert changed and changed[-1].data["tag"] == demo_program().tag
 
@@ -345,7 +356,7 @@ def test_the_offloaded_program_runs_on_the_way_into_the_guest() -> None:
     pair._device_events(events)
     assert pair.received[-1] == frames[1] and got == []
     stats = pair.device.stats
-    assert (stats["xdp_drop"], stats["xdp_pass"], stats["xdp_tx"]) == (1, 1, 1)
+    assert (stats["offload_drop"], stats["offload_pass"], stats["offload_tx"]) == (1, 1, 1)
 
 
 def test_redirect_and_faults_become_events_and_aborted_counts() -> None:
@@ -357,4 +368,4 @@ def test_redirect_and_faults_become_events_and_aborted_counts() -> None:
     assert [e.ifindex for e in events if isinstance(e, XdpRedirected)] == [7, 7]
     pair.offload(c.load(returning(9)))  # not an xdp_action: ABORTED
     pair.device.receive(to_guest(pair, 1))
-    assert pair.device.stats["xdp_aborted"] == 1
+    assert pair.device.stats["offload_aborted"] == 1

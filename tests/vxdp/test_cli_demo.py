@@ -18,7 +18,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 def test_text_trace_shows_negotiation_traffic_and_the_filter(capsys):
     status, out = run_cli(capsys)
     assert status == 0
-    reference = Pair.create()
+    reference = Pair.create("host")
     reference.negotiate()
     names = [line for line in out.splitlines() if "negotiated" in line and "demo" in line]
     (line,) = names
@@ -40,10 +40,13 @@ def test_json_lines_are_consistent_with_the_summary(capsys):
     (tx,) = [r["tx"] for r in rows if r["kind"] == "summary" and "tx" in r]
     assert tx["frames"] == len(tx_frames) == 3
     assert tx["bytes"] == sum(map(len, tx_frames))
-    rx_lens = [len(bytes.fromhex(r["frame"])) for r in rows if r["kind"] == "rx"]
+    sections = [i for i, r in enumerate(rows) if r["kind"] == "section"]
+    receive = next(i for i in sections if rows[i]["text"].startswith("receive:"))
+    after = next(i for i in sections if i > receive)
+    rx_lens = [len(bytes.fromhex(r["frame"])) for r in rows[receive:after] if r["kind"] == "rx"]
     (rx,) = [r["rx"] for r in rows if r["kind"] == "summary" and "rx" in r]
     assert rx["bytes"] == sum(rx_lens) and rx["received"] == len(rx_lens) == 3
-    buffers = [r["buffers"] for r in rows if r["kind"] == "rx_frame"]
+    buffers = [r["buffers"] for r in rows[receive:after] if r["kind"] == "rx_frame"]
     assert rx["buffers_per_frame"] == buffers and max(buffers) > 1  # mergeable rx happened
     status_writes = [r["value"] for r in rows if r["kind"] == "write_status"]
     assert status_writes == [0, 1, 3, 11, 15]

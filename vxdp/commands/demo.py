@@ -9,13 +9,20 @@ host network then sends four frames to the guest: one for its MAC, one for a MAC
 asked for (the filter drops it), a broadcast, and one larger than a receive buffer (it
 spans several mergeable buffers when VIRTIO_NET_F_MRG_RXBUF is negotiated).
 
-Then the offload comparison (`vxdp.runtime.compare`): a host and a guest runtime talk
-vhost-user over a socketpair (memfd memory, eventfd kicks and calls) and the same seeded
-traffic (`--frames`, 0 skips this part) crosses them three times, with one XDP program
-attached on the host (C datapath, then the Python device model) and then in the guest's
-driver (driver mode).  The table shows, per placement, the action counts, frames that
-reached the guest and the wire, and the time, Mpps and microseconds per 32-frame burst
-measured in that run.
+Then the offload itself (docs/offload-spec.md), when the device profile offers
+VIRTIO_NET_F_XDP_OFFLOAD (`host`, the default; `rfc2019`; `smartnic`): the guest creates
+the program's map on the device (MAP CREATE), sends the program (PROG SET_OFFLOAD; the
+device verifies it and answers with its log), the host network sends four frames, the
+host drops one and bounces one before the guest sees them, and the guest reads the
+program's counters back over the control queue (MAP LOOKUP).
+
+Then the comparison (`vxdp.runtime.compare`): a host and a guest runtime talk vhost-user
+over a socketpair (memfd memory, eventfd kicks and calls) and the same seeded traffic
+(`--frames`, 0 skips this part) crosses them once per placement: offloaded over the
+control queue (C datapath, then the Python device model), attached by the host's
+operator instead, and in the guest's driver (driver mode).  The table shows, per
+placement, the action counts, frames that reached the guest and the wire, the offload's
+setup time, and the time, Mpps and microseconds per 32-frame burst measured in that run.
 
 Every line printed is an entry of the pair's trace, produced by the models as they run:
 status writes, features by name, queue addresses, each chain added, popped and used,
@@ -37,13 +44,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from guest.offload import OffloadClient, OffloadError
 from host import PROFILES
 from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac, VirtioNetCtrlRx
 from virtio_spec.features import VirtioNetFeature, describe
+from vxdp.bpf.program import XdpAction
 from vxdp.errors import UsageError
 from vxdp.packets import icmp_packet, mac, tcp_packet, udp_packet
 from vxdp.pair import Pair
-from vxdp.runtime.compare import compare, demo_program, table
+from vxdp.runtime.compare import DEMO_MAP, compare, demo_program, table
 
 NAME = "demo"
 HELP = "virtio-net negotiation and ring round trips between a guest driver and a host device"
@@ -59,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the trace as JSON lines")
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help="write trace.txt, trace.jsonl and summary.json into DIR")
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                        help="device profile (default: default)")
+    parser.add_argument("--profile", default="host", choices=sorted(PROFILES),
+                        help="device profile (default: host, which offers the offload)")
     parser.add_argument("--queue-size", type=int, default=8, metavar="N",
                         help="virtqueue size the driver asks for (default: 8)")
     parser.add_argument("--frames", type=int, default=512, metavar="N",
@@ -68,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "512; 0 skips it)")
 
 
-def run_demo(profile: str = "default", queue_size: int = 8,
+def run_demo(profile: str = "host", queue_size: int = 8,
              frames: int = 512) -> tuple[Pair, dict[str, Any]]:
     """Run the demo; returns the pair (with its trace) and the summary."""
     if not 1 <= queue_size <= 32768:
@@ -145,15 +154,76 @@ def run_demo(profile: str = "default", queue_size: int = 8,
     })
     ok = (wire == outbound and received == expected_rx
           and all(c["ok"] for c in ctrl_results))
+    ok = _offload(pair, summary, guest_mac) and ok
     if frames:
         ok = _placements(pair, summary, profile, frames) and ok
     return _finish(pair, summary, ok=ok)
 
 
+def _offload(pair: Pair, summary: dict[str, Any], guest_mac: str) -> bool:
+    """The guest offloads the demo program over the control queue; the host runs it."""
+    trace = pair.trace
+    trace.section("XDP offload over the control queue (docs/offload-spec.md)")
+    caps = pair.driver.xdp_caps
+    if caps is None:
+        trace.add("demo", "note", "the device does not offer VIRTIO_NET_F_XDP_OFFLOAD: "
+                                  "nothing to offload (try --profile host)")
+        summary["offload"] = None
+        return True
+    program = demo_program()
+    client = OffloadClient(caps)
+    trace.add("demo", "note", f"program {program.name} ({program.insn_count} insns, map "
+                              f"{DEMO_MAP.name}): checked against the capabilities the device "
+                              f"advertises ({caps.xdp_max_insns} insns, "
+                              f"{len(caps.helper_ids)} helpers, map types "
+                              f"{sorted(caps.map_type_ids)}), then its map and itself handed "
+                              f"over", {"program": program.name})
+    try:
+        offloaded = pair.offload(client.load(program))
+    except OffloadError as exc:
+        trace.add("demo", "note", f"offload refused: {exc}", {"error": str(exc)})
+        summary["offload"] = {"error": str(exc)}
+        return False
+    for line in offloaded.log.strip().splitlines():
+        trace.add("host", "offload_log", f"verifier: {line}")
+    trace.add("wire", "note", "four frames from the host network: UDP to an odd port "
+                              "(DROP), UDP to an even port (PASS), TCP (TX), ICMP (PASS)")
+    frames = [udp_packet(PEER_IP, GUEST_IP, 53, 5355, b"odd", src_mac=PEER_MAC,
+                         dst_mac=guest_mac),
+              udp_packet(PEER_IP, GUEST_IP, 53, 5354, b"even", src_mac=PEER_MAC,
+                         dst_mac=guest_mac),
+              tcp_packet(PEER_IP, GUEST_IP, 80, 40000, b"syn", flags="S", src_mac=PEER_MAC,
+                         dst_mac=guest_mac),
+              icmp_packet(PEER_IP, GUEST_IP, 8, 1, b"ping", src_mac=PEER_MAC,
+                          dst_mac=guest_mac)]
+    wire_before = len(pair.wire)
+    received = pair.deliver_to_guest(frames)
+    bounced = pair.device.stats["offload_tx"]
+    counts = {}
+    for action in XdpAction:
+        value = pair.offload(client.lookup(offloaded.handles[0],
+                                           int(action).to_bytes(4, "little")))
+        counts[action.name.lower()] = int.from_bytes(value or bytes(8), "little")
+    trace.add("guest", "note", "counters read over the control queue (MAP LOOKUP): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()), {"counters": counts})
+    info = pair.offload(client.query())
+    summary["offload"] = {
+        "program": program.name, "map_handle": offloaded.handles[0],
+        "received": len(received), "dropped_on_host": pair.device.stats["offload_drop"],
+        "bounced": bounced, "counters": counts,
+        "query": info.to_json() if info is not None else None}
+    bounced_frames = pair.wire[wire_before:]
+    ok = (received == [frames[1], frames[3]] and counts["drop"] == 1
+          and counts["tx"] == 1 and counts["pass"] == 2 and info is not None
+          and len(bounced_frames) == 1 and bounced_frames[0][:6] == frames[2][6:12])
+    pair.offload(client.unload())
+    return ok
+
+
 def _placements(pair: Pair, summary: dict[str, Any], profile: str, frames: int) -> bool:
     """The offload comparison: one program on the host, then in the guest."""
     trace = pair.trace
-    trace.section("XDP on the host (offload) vs in the guest (driver mode), over vhost-user")
+    trace.section("offloaded vs host-attached vs driver mode, over vhost-user")
     program = demo_program()
     trace.add("demo", "note", f"program {program.name} ({program.insn_count} insns): IPv4 UDP "
                               f"to an odd port DROP, IPv4 TCP TX (MACs swapped), else PASS; "
@@ -197,6 +267,14 @@ def _finish(pair: Pair, summary: dict[str, Any], *, ok: bool) -> tuple[Pair, dic
         trace.add("demo", "summary", f"{summary['kicks']} kicks sent; interrupts "
                                      f"{irq['sent']} sent, {irq['suppressed']} suppressed",
                   {"kicks": summary["kicks"], "interrupts": irq})
+    off = summary.get("offload")
+    if off and "error" not in off:
+        c = off["counters"]
+        trace.add("demo", "summary", f"offload: {off['received']} of 4 frames reached the "
+                                     f"guest, {off['dropped_on_host']} dropped and "
+                                     f"{off['bounced']} bounced on the host; counters read "
+                                     f"back over the control queue: drop {c['drop']}, pass "
+                                     f"{c['pass']}, tx {c['tx']}", {"offload": off})
     if "placement" in summary:
         p = summary["placement"]
         fastest = max(p["rows"], key=lambda r: r["mpps"])

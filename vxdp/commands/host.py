@@ -7,8 +7,11 @@
 Each `--socket` is one guest's vhost-user socket (the host listens, the guest dials).
 `--wire` is where frames come from and go to (`null`, `pcap:IN[,out=OUT]`,
 `gen:flows=N,size=S,rate=PPS,count=C,seed=X`, `tap:NAME`; see vxdp.runtime.wire);
-`--xdp` attaches a program on the host, run on every frame from the wire before it is
-switched to a guest.  On SIGINT or SIGTERM the host writes `--stats-json` (per guest
+`--xdp` attaches a program on the host (host-attached: the operator's), run on every
+frame from the wire on its way into each guest.  Guests whose device offers
+VIRTIO_NET_F_XDP_OFFLOAD (`--profile rfc2019|host|smartnic`) offload their own programs
+over the control queue; the host verifies each under that profile's capabilities and
+runs it after the host-attached one, on `--engine` (interp, or jit: compiled to C).  On SIGINT or SIGTERM the host writes `--stats-json` (per guest
 and queue: packets and bytes; the wire's counters; XDP action counts) and exits 0;
 SIGUSR1 writes it without stopping.  `--control PATH` serves the control socket there
 (`vxdp prog ... --host PATH`, `vxdp map ... --host PATH`); there is no default, since
@@ -83,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
     hook = make_hook(args, host_verifier_profile(get_profile(args.profile)))
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
-                          datapath=args.datapath, control=args.control)
+                          datapath=args.datapath, control=args.control,
+                          engine=args.engine if args.engine in ("interp", "jit") else None)
     return trio.run(_main, runtime, args.stats_json)

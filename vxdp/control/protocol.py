@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 import msgpack  # type: ignore[import-untyped]
 
-from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError
+from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError, errno_name
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
@@ -62,17 +62,18 @@ Kind = Literal["failed", "usage"]
 
 # Argument kinds: what a value must be.  "map": a map name or id; "value": one hex string
 # or a list of them (one per CPU); "flags": one of UPDATE_FLAGS; "guest": a guest number
-# (0..MAX_ID); "bool": true or false.
-ArgKind = Literal["str", "hex", "map", "value", "flags", "guest", "bool"]
+# (0..MAX_ID); "id": a program id (0..MAX_ID); "uint": a count (0..MAX_ID); "bool": true
+# or false.
+ArgKind = Literal["str", "hex", "map", "value", "flags", "guest", "id", "uint", "bool"]
 
 #: Every operation: {argument: (kind, required)}.
 OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "prog.attach": {"path": ("str", True), "section": ("str", False),
-                    "program": ("str", False)},
+                    "program": ("str", False), "mode": ("str", False)},
     "prog.detach": {},
     "prog.show": {},
-    "prog.dump_xlated": {},
-    "prog.dump_jited": {},
+    "prog.dump_xlated": {"id": ("id", False)},
+    "prog.dump_jited": {"id": ("id", False)},
     "map.show": {"map": ("map", False)},
     "map.dump": {"map": ("map", True)},
     "map.lookup": {"map": ("map", True), "key": ("hex", True)},
@@ -83,6 +84,8 @@ OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "guest.list": {},
     "guest.link": {"guest": ("guest", True), "up": ("bool", True)},
     "guest.announce": {"guest": ("guest", True)},
+    "wire.inject": {"count": ("uint", True), "seed": ("uint", False), "size": ("uint", False),
+                    "flows": ("uint", False), "mix": ("str", False), "guest": ("guest", False)},
 }
 
 MAX_VALUE_LIST = 4096  # per-CPU values: one per possible CPU
@@ -107,9 +110,7 @@ class ErrorInfo:
     @property
     def code(self) -> str:
         """The errno's symbolic name (`ENOENT`), or its number when it has none."""
-        if self.errno == E.EOPNOTSUPP:  # glibc's errorcode says ENOTSUP (the same 95)
-            return "EOPNOTSUPP"
-        return E.errorcode.get(self.errno, str(self.errno))
+        return errno_name(self.errno)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"errno": self.errno, "code": self.code, "kind": self.kind,
@@ -190,9 +191,10 @@ def _kind_ok(kind: ArgKind, value: object) -> str | None:
         return None if ok else "a map name or id"
     if kind == "flags":
         return None if value in UPDATE_FLAGS else f"one of {', '.join(UPDATE_FLAGS)}"
-    if kind == "guest":
+    if kind in ("guest", "id", "uint"):
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
-        return None if ok else f"a guest number 0..{MAX_ID}"
+        what = {"guest": "a guest number", "id": "a program id", "uint": "a count"}[kind]
+        return None if ok else f"{what} 0..{MAX_ID}"
     if kind == "bool":
         return None if isinstance(value, bool) else "true or false"
     ok = isinstance(value, str) or (isinstance(value, list) and 0 < len(value) <= MAX_VALUE_LIST

@@ -55,7 +55,7 @@ from vxdp.bpf.program import Program
 from vxdp.errors import UsageError, VhostUserLocalError
 from vxdp.vhost_user.transport import check_socket_path
 
-from .control import ControlServer
+from .control import ControlHandler, ControlServer
 from .guestport import (
     FIRST_GUEST_IFINDEX,
     PROTOCOL_FEATURES,
@@ -90,7 +90,8 @@ class HostRuntime:
     def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
                  xdp: XdpHook | None = None, burst: int = BURST,
-                 datapath: str = "c", control: str | os.PathLike[str] | None = None) -> None:
+                 datapath: str = "c", control: str | os.PathLike[str] | None = None,
+                 engine: str | None = None) -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
@@ -111,13 +112,18 @@ class HostRuntime:
         self._macs = {g.profile.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
+        # what offloaded programs run on (interp or jit; the host-attached hook's unless
+        # told otherwise: the kernel engine cannot run them on a device)
+        self.engine = engine or (self.xdp.engine_name if self.xdp.engine_name in ("interp", "jit")
+                                 else "interp")
         self.burst = burst
         self.wire_done = trio.Event()
         self.redirect_failed = 0
         self.room_timeouts = 0  # rounds that waited ROOM_WAIT for guests without buffers
         self._live = trio.Event()
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
-        self.control = ControlServer(self, control) if control is not None else None
+        self.control = ControlServer(ControlHandler(self), control) \
+            if control is not None else None
 
     # -- the agent's endpoint ----------------------------------------------------------
 

@@ -51,4 +51,10 @@ def test_demo_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     (ref,) = [r["reference"] for r in rows if "reference" in r]
     assert all(r["actions"] == ref for r in placed)
     assert main(["demo", "--frames", "0"]) == 0
-    assert "XDP on the host" not in capsys.readouterr().out
+    assert "offloaded vs host-attached vs driver mode" not in capsys.readouterr().out
+
+
+def test_a_profile_without_the_offload_leaves_its_rows_out() -> None:
+    expected, rows = compare(count=32, seed=3, profile="default")
+    assert [r.placement for r in rows] == ["host-attached", "driver"]
+    assert all(r.actions == expected for r in rows)

@@ -23,7 +23,7 @@ from vxdp.control.protocol import MAX_REQUEST, VERSION
 from vxdp.errors import UsageError
 from vxdp.packets import udp_packet
 from vxdp.runtime import HostRuntime, XdpHook, open_port
-from vxdp.runtime.control import MAX_CLIENTS, ControlServer
+from vxdp.runtime.control import MAX_CLIENTS, ControlHandler, ControlServer
 
 from .conftest import PROGS, Rig, core_unavailable, until
 
@@ -65,7 +65,7 @@ def policy(action: int, hits: int = 0, nbytes: int = 0) -> str:
 
 
 async def serving(nursery: trio.Nursery, host: HostRuntime, path: Path, **kw: Any) -> None:
-    host.control = ControlServer(host, path, **kw)
+    host.control = ControlServer(ControlHandler(host), path, **kw)
     await nursery.start(host.control.serve)
 
 
@@ -358,7 +358,7 @@ async def test_attach_reads_only_a_regular_object_file_and_not_forever(
         tmp_path: Path, what: str) -> None:
     """A FIFO (whose open waits for a writer), /dev/zero (which never ends), a directory
     or a file over MAX_OBJECT_BYTES: refused at once, naming it; the host goes on."""
-    from vxdp.runtime.control import MAX_OBJECT_BYTES
+    from vxdp.runtime.xdp import MAX_OBJECT_BYTES
     target = {"fifo": tmp_path / "obj.fifo", "/dev/zero": Path("/dev/zero"),
               "directory": tmp_path, "huge": tmp_path / "huge.o"}[what]
     if what == "fifo":
@@ -383,12 +383,12 @@ async def test_socket_paths_that_cannot_be_used(tmp_path: Path) -> None:
     try:
         (tmp_path / "file").write_text("x")
         with pytest.raises(UsageError, match="exists and is not a socket"):
-            ControlServer(host, tmp_path / "file")
+            ControlServer(ControlHandler(host), tmp_path / "file")
         path = tmp_path / "host.ctl"
         async with trio.open_nursery() as nursery:
             await serving(nursery, host, path)
             with pytest.raises(UsageError, match="another process serves that socket"):
-                ControlServer(host, path)
+                ControlServer(ControlHandler(host), path)
             nursery.cancel_scope.cancel()
         with pytest.raises(HostUnreachable, match="no vxdp host answers at"):
             ControlClient(path)
