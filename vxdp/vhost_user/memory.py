@@ -339,6 +339,17 @@ class BackendMemory:
                            f"file under the mapping); its pages now read as zeros")
         return out
 
+    def __del__(self) -> None:
+        # Never closed (an error path): the guard lets go of the ranges before the mmaps
+        # unmap them, so that a later mapping there is not taken for this memory.
+        for *_, slot in getattr(self, "_mapped", ()):
+            try:
+                _Guard.remove(slot)
+            except Exception:
+                pass  # the interpreter is going away
+        if getattr(self, "lost_fd", -1) >= 0:
+            os.close(self.lost_fd)
+
     def close(self) -> None:
         """Unmap every region; every view of them must be gone (LocalError otherwise)."""
         self._guest = None

@@ -566,9 +566,10 @@ def check_socket_path(path: str | os.PathLike[str], what: str = "socket") -> Non
     size = len(os.fsencode(_staging(path)))
     if size > SUN_PATH_MAX:
         extra = size - len(os.fsencode(path))
-        raise VhostUserLocalError(f"{what} {path}: too long for a Unix socket ({size - extra} bytes; "
-                         f"at most {SUN_PATH_MAX - extra}, as it is bound as {_staging(path)!r} "
-                         f"first and sun_path holds {SUN_PATH_MAX})")
+        raise VhostUserLocalError(
+            f"{what} {path}: too long for a Unix socket ({size - extra} bytes; at most "
+            f"{SUN_PATH_MAX - extra}, as it is bound as {_staging(path)!r} first and "
+            f"sun_path holds {SUN_PATH_MAX})")
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         raise VhostUserLocalError(f"{what} {path}: directory {directory} does not exist")
