@@ -780,7 +780,7 @@ def prog_has_jit(prog: ProgHandle) -> bool:
     return bool(lib.vxdp_prog_has_jit(prog))
 
 
-# ---------------------------------------------------------------- a front-end's memory and fds (guard.c)
+# ------------------------------------------------ a front-end's memory and fds (guard.c)
 
 def guard_install() -> None:
     """Take SIGBUS for guarded guest memory (idempotent; again after someone else took it)."""
