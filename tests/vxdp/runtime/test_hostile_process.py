@@ -74,11 +74,11 @@ class Stage:
 
 
 @asynccontextmanager
-async def stage(tmp: Path) -> AsyncIterator[Stage]:
+async def stage(tmp: Path, datapath: str = "c") -> AsyncIterator[Stage]:
     async with processes(tmp) as procs:
         host = await procs.host(
             "--socket", str(tmp / "bad.sock"), "--socket", str(tmp / "good.sock"),
-            "--control", str(tmp / "host.ctl"),
+            "--control", str(tmp / "host.ctl"), "--datapath", datapath,
             "--wire", "gen:count=10000000,rate=3000,size=128,seed=3")
         good = GuestRuntime(tmp / "good.sock", port=open_port("null"), retry=0.05)
         try:
@@ -208,12 +208,15 @@ async def test_a_backend_request_channel_kept_and_filled_costs_only_the_channel(
         assert "no ack in time" in s.host.err.decode()
 
 
-async def test_memory_shrunk_under_the_host_ends_only_that_session(tmp_path: Path) -> None:
+@pytest.mark.parametrize("datapath", ["c", "python"])
+async def test_memory_shrunk_under_the_host_ends_only_that_session(tmp_path: Path,
+                                                                   datapath: str) -> None:
     """The attacker truncates its (unsealable) memfd after DRIVER_OK: the host's next
-    look at its rings raises SIGBUS.  The host maps zero pages over the region, ends
-    that session naming the region, and serves the other guest."""
+    look at its rings, from C or from the Python model, raises SIGBUS.  The host maps
+    zero pages over the region, ends that session naming the region, and serves the
+    other guest."""
     with trio.fail_after(60):
-        async with stage(tmp_path) as s, raw_guest(s.bad) as bad:
+        async with stage(tmp_path, datapath) as s, raw_guest(s.bad) as bad:
             await bad.bring_up()
             bad.post_rx(8)
             await until(lambda: bad.rings[0].has_used(), "frames in the attacker's ring")
