@@ -30,9 +30,10 @@
  *   EAGAIN is "nothing to do": a full counter or pipe already holds an unread
  *   notification (the new one is coalesced into it), an empty one holds no kick.
  *   A call that blocks all the same is interrupted by a watchdog thread once it has
- *   waited VXDP_FD_WAIT_TICKS ticks of VXDP_FD_TICK_MS (a signal of its own, SIGRTMIN + 8,
- *   whose handler does nothing and is installed without SA_RESTART) and reports
- *   -ETIMEDOUT: the caller ends that front-end's session.
+ *   waited VXDP_FD_WAIT_TICKS ticks of VXDP_FD_TICK_MS asleep in the kernel (a thread
+ *   merely preempted on a busy machine is left alone), with a signal of its own
+ *   (SIGRTMIN + 8, whose handler does nothing and is installed without SA_RESTART), and
+ *   reports -ETIMEDOUT: the caller ends that front-end's session.
  * One thread at a time calls these (the edge's event loop).
  */
 #define _GNU_SOURCE
@@ -183,10 +184,28 @@ static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
 static int watchdog_errno;
 static uint64_t io_seq;         /* odd while a call is in a read or write */
 static pthread_t io_thread;
+static pid_t io_tid;
+static __thread pid_t my_tid;
 
 static int watchdog_signal(void) { return SIGRTMIN + 8; }
 
 static void on_watchdog(int sig) { (void)sig; }
+
+/* Whether thread `tid` sleeps in the kernel (state S or D in /proc): blocked, not merely
+ * preempted on a busy machine, which must not be interrupted. */
+static int sleeping(pid_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *state = strrchr(buf, ')');   /* after "pid (comm)", comm may hold spaces */
+    return state && (state[2] == 'S' || state[2] == 'D');
+}
 
 static void *watchdog_main(void *arg)
 {
@@ -203,7 +222,7 @@ static void *watchdog_main(void *arg)
         } else if (seq != seen) {
             seen = seq;
             ticks = 1;
-        } else if (++ticks > VXDP_FD_WAIT_TICKS) {
+        } else if (++ticks > VXDP_FD_WAIT_TICKS && sleeping(io_tid)) {
             pthread_kill(io_thread, watchdog_signal());   /* again each tick until out */
         }
     }
@@ -245,7 +264,10 @@ static int guarded_io(int fd, int writing, char *err, size_t errlen)
         snprintf(err, errlen, "no watchdog for front-end fds: %s", strerror(watchdog_errno));
         return -watchdog_errno;
     }
+    if (!my_tid)
+        my_tid = gettid();
     io_thread = pthread_self();
+    io_tid = my_tid;
     __atomic_add_fetch(&io_seq, 1, __ATOMIC_ACQ_REL);
     n = writing ? write(fd, &one, sizeof one) : read(fd, sink, sizeof sink);
     int e = errno;
