@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from virtio_spec.memory import GuestMemory
-from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
+from vxdp.errors import CoreError, VhostUserLocalError, VhostUserRemoteError
 
 from .messages import VHOST_MEMORY_BASELINE_NREGIONS, MemoryRegionDesc, MemoryTable
 
@@ -229,8 +229,11 @@ class _Guard:
                 log.warning("guest memory is not guarded against SIGBUS (the C core does "
                             "not load: %s)", exc)
             return None
-        native.guard_install()
-        return native.guard_add(address, length, notify_fd)
+        try:
+            native.guard_install()
+            return native.guard_add(address, length, notify_fd)
+        except CoreError as exc:  # every slot in use: this table is refused, not the host
+            raise VhostUserLocalError(f"guest memory cannot be guarded: {exc}") from None
 
     @staticmethod
     def remove(slot: int | None) -> None:
