@@ -467,10 +467,14 @@ class ControlServer:
     ControlHandler, a guest's GuestControlHandler)."""
 
     def __init__(self, handler: OpsHandler, path: str | os.PathLike[str], *,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, name: str = "control",
+                 connection: Callable[[], Connection] | None = None) -> None:
         self.path = os.fspath(path)
         self.handler = handler
         self.max_clients = max_clients
+        self.name = name  # what messages call the socket and its option (--agent: agent)
+        # a server end of the protocol spoken here (the agent's: vxdp.control.agent)
+        self.connection = connection or (lambda: Connection("server"))
         self._check_path()  # before the event loop: a live socket there is a UsageError
         self.clients = 0
 
@@ -480,7 +484,7 @@ class ControlServer:
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(mode):
-            raise UsageError(f"--control {self.path} exists and is not a socket")
+            raise UsageError(f"--{self.name} {self.path} exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(self.path)
@@ -488,7 +492,7 @@ class ControlServer:
             return  # a socket left behind by a host that is gone: replaced below
         finally:
             probe.close()
-        raise UsageError(f"--control {self.path}: another process serves that socket")
+        raise UsageError(f"--{self.name} {self.path}: another process serves that socket")
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -520,14 +524,14 @@ class ControlServer:
                     pass
 
     async def _turn_away(self, sock: trio.socket.SocketType) -> None:
-        conn = Connection("server")
+        conn = self.connection()
         with sock, trio.move_on_after(1):
             await sock.send(conn.send_error(None, ErrorInfo(
-                E.EAGAIN, f"the host serves at most {self.max_clients} control clients at "
+                E.EAGAIN, f"the host serves at most {self.max_clients} {self.name} clients at "
                           f"once", "failed")))
 
     async def _client(self, sock: trio.socket.SocketType) -> None:
-        conn = Connection("server")
+        conn = self.connection()
         try:
             with sock:
                 await self._converse(sock, conn)

@@ -1,0 +1,187 @@
+"""The agent path end to end in one process: a GuestRuntime offloads over its guest
+agent to the HostRuntime's host agent (a Unix socket per guest), the vhost-user side
+over socketpairs as in the other rigs; the channel is bound to its guest, hostile peers
+get errors, a guest without an agent is told why and `auto` falls back."""
+
+from __future__ import annotations
+
+import errno as E
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import trio
+
+from guest.offload import OffloadClient
+from vxdp.control.agent import agent_connection, command_args
+from vxdp.control.protocol import NEED_DATA, Reply
+from vxdp.packets import TrafficGenerator
+from vxdp.runtime import open_port
+from vxdp.runtime.compare import demo_program, reference_actions
+
+from .conftest import Rig, until
+from .test_offload import counting, send_from_wire
+
+RigFactory = Callable[..., Rig]
+
+
+async def agent_rig(rig_factory: RigFactory, tmp_path: Path, guests: int = 1,
+                    **kw: Any) -> tuple[Rig, list[Path]]:
+    paths = [tmp_path / f"g{n}.agent" for n in range(guests)]
+    rig = rig_factory(sockets=guests, profile="host", wire=open_port("null"), agents=paths,
+                      **kw)
+    await rig.nursery.start(rig.host.serve_agents)
+    return rig, paths
+
+
+async def test_offloaded_over_the_agent_runs_on_the_host(rig_factory: RigFactory,
+                                                         datapath: str, tmp_path: Path) -> None:
+    program = demo_program()
+    frames = TrafficGenerator(11, mix={"udp4": 0.5, "tcp4": 0.3, "udp6": 0.2},
+                              vlan_share=0.0).packets(300)
+    want = reference_actions(program, frames)
+    with trio.fail_after(30):
+        rig, (path,) = await agent_rig(rig_factory, tmp_path)
+        guest = await rig.add_guest(port=open_port("null"), offload=program, mode="offload",
+                                    agent=path)
+        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
+        await send_from_wire(rig, frames)
+        port = rig.host.guests[0]
+        await until(lambda: sum(port.offload_actions().values()) == len(frames),
+                    "every frame through the offloaded program")
+        await until(lambda: guest.stack["packets"] == want["pass"], "PASS frames in the guest")
+    assert port.offload_actions() == want
+    assert rig.host.wire.tx_packets == want["tx"]
+    assert guest.actions() == dict.fromkeys(want, 0)  # nothing ran in the guest's driver
+    host = rig.host.stats()["guests"][0]
+    assert host["offload"]["program"]["tag"] == program.tag
+    assert host["agent"]["hellos"] == 1 and host["agent"]["commands"] == 2  # map, program
+    assert host["device"]["ctrl_commands"] < 5  # the offload did not cross the controlq
+    stats = guest.stats()["offload"]
+    assert (stats["via"], stats["state"], stats["guest"]) == ("agent", "offloaded", 0)
+
+
+async def test_the_guest_reads_and_writes_its_maps_over_the_agent(
+        rig_factory: RigFactory, tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        rig, (path,) = await agent_rig(rig_factory, tmp_path)
+        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
+                                    mode="offload", agent=path)
+        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
+        await send_from_wire(rig, TrafficGenerator(3).packets(40))
+        await until(lambda: guest.stack["packets"] == 40, "40 frames passed")
+        client = guest.offload.client
+        assert client is not None and client.offloaded is not None
+        (handle,) = client.offloaded.handles
+        value = await guest.offload.run(client.lookup(handle, bytes(4)))
+        assert value is not None and struct.unpack("<Q", value)[0] == 40
+        await guest.offload.run(client.update(handle, bytes(4), struct.pack("<Q", 1000)))
+        await send_from_wire(rig, TrafficGenerator(4).packets(2))
+        await until(lambda: guest.stack["packets"] == 42, "2 more frames")
+        value = await guest.offload.run(client.lookup(handle, bytes(4)))
+        info = await guest.offload.run(client.query())
+    assert value is not None and struct.unpack("<Q", value)[0] == 1002
+    assert info is not None and info.tag == counting().tag
+
+
+async def test_a_guest_without_an_agent_is_told_why(rig_factory: RigFactory,
+                                                     tmp_path: Path) -> None:
+    """Nothing at the path, or a socket nobody serves: `offload` runs nothing and says
+    why, `auto` falls back to driver mode with the same reason."""
+    stale = tmp_path / "stale.agent"
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(stale))
+    left.close()  # a socket file whose host is gone
+    program = demo_program()
+    with trio.fail_after(30):
+        rig = rig_factory(sockets=3, profile="host", wire=open_port("null"))
+        none = await rig.add_guest(port=open_port("null"), offload=program, mode="offload",
+                                   agent=tmp_path / "missing.agent")
+        auto = await rig.add_guest(port=open_port("null"), offload=program, mode="auto",
+                                   agent=stale)
+        ctrl = await rig.add_guest(port=open_port("null"), offload=program, mode="offload")
+        await until(lambda: none.offload.state == "refused" and auto.offload.state == "driver"
+                    and ctrl.offload.state == "offloaded", "three placements")
+    assert none.offload.reason.startswith("ENOENT: agent: no host agent answers at ")
+    assert "vxdp host --agent" in none.offload.reason and not none.xdp.attached
+    assert auto.offload.reason.startswith("ECONNREFUSED: agent: no host agent answers")
+    assert auto.xdp.attached  # the program runs in the driver
+    assert any("falling back to driver mode: ECONNREFUSED" in t for _, t in auto.reports)
+    assert rig.host.guests[0].offload_info()["program"] is None
+    assert rig.host.guests[2].offload_info()["program"] is not None  # the control queue
+
+
+async def test_an_older_host_or_another_socket_is_no_agent(rig_factory: RigFactory,
+                                                           tmp_path: Path) -> None:
+    """The guest agent reaches a socket that speaks the framing but not the agent's ops
+    (the host's control socket): EOPNOTSUPP, said plainly."""
+    ctl = tmp_path / "host.ctl"
+    with trio.fail_after(30):
+        rig = rig_factory(profile="host", wire=open_port("null"), control=ctl)
+        assert rig.host.control is not None
+        await rig.nursery.start(rig.host.control.serve)
+        guest = await rig.add_guest(port=open_port("null"), offload=demo_program(),
+                                    mode="auto", agent=ctl)
+        await until(lambda: guest.offload.state == "driver", "the fallback")
+    assert guest.offload.reason.startswith("EOPNOTSUPP: agent: ")
+    assert "does not speak the agent protocol" in guest.offload.reason
+
+
+async def raw_call(path: Path, frames: list[bytes]) -> list[Reply]:
+    """A hostile client: raw frames in, the replies out (the connection kept)."""
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    conn = agent_connection("client")
+    replies: list[Reply] = []
+    with sock:
+        await sock.connect(str(path))
+        for data in frames:
+            await sock.send(data)
+            while (event := conn.next_event()) is NEED_DATA:
+                conn.receive_data(await sock.recv(65536))
+            assert isinstance(event, Reply)
+            replies.append(event)
+    return replies
+
+
+def frame(doc: Any) -> bytes:
+    body = msgpack.packb(doc, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+async def test_a_channel_cannot_be_crossed(rig_factory: RigFactory, tmp_path: Path) -> None:
+    """Guest 1 pointed at guest 0's agent socket is refused (its device's MAC is not
+    guest 0's); a hostile client on guest 0's socket naming guest 1, sending garbage or
+    unknown ops gets errors, reaches no device, and the host goes on serving."""
+    with trio.fail_after(30):
+        rig, (g0, _g1) = await agent_rig(rig_factory, tmp_path, guests=2)
+        first = await rig.add_guest(port=open_port("null"))
+        wrong = await rig.add_guest(port=open_port("null"), offload=counting(),
+                                    mode="offload", agent=g0)
+        await until(lambda: wrong.offload.state == "refused", "the refusal")
+        assert wrong.offload.reason.startswith("EPERM: agent: agent channel ")
+        assert "belongs to guest 0" in wrong.offload.reason
+        ports = rig.host.guests
+        assert all(p.device is not None and p.device.offload is not None
+                   and not p.device.offload.maps for p in ports)
+        create = next(OffloadClient(first.driver.xdp_caps).create_map(counting().maps[0]))
+        args = command_args(create.cls, create.command, create.body, create.room, guest=1)
+        replies = await raw_call(g0, [
+            agent_connection("client").send_request("agent.command", args)[1],
+            b"\x00\x00\x00\x02\xc1\xc1",
+            frame({"v": 1, "id": 4, "op": "map.update", "args": {}}),
+            frame({"v": 1, "id": 5, "op": "agent.hello", "args": {"guest": 1}}),
+            agent_connection("client").send_request("agent.command",
+                                                     {**args, "guest": 0})[1]])
+        assert [r.error.errno if r.error else None for r in replies] == [
+            E.EPERM, E.EBADMSG, E.EOPNOTSUPP, E.EPERM, None]
+        assert "cannot reach guest 1" in replies[0].error.message  # type: ignore[union-attr]
+        assert replies[4].result["ack"] == 0  # the same command for its own guest: done
+        assert ports[0].device is not None and ports[0].device.offload is not None
+        assert len(ports[0].device.offload.maps) == 1
+        assert ports[1].device is not None and ports[1].device.offload is not None
+        assert not ports[1].device.offload.maps
+        assert ports[0].agent is not None and ports[0].agent.agent.counts["crossings"] == 3
+        assert first.ready.is_set() and wrong.ready.is_set()  # both guests still served
