@@ -33,7 +33,7 @@ def test_text_trace_shows_negotiation_traffic_and_the_filter(capsys):
 
 
 def test_json_lines_are_consistent_with_the_summary(capsys):
-    status, out = run_cli(capsys, "-j")
+    status, out = run_cli(capsys, "-j", "--path-frames", "0")
     assert status == 0
     rows = [json.loads(line) for line in out.splitlines()]
     tx_frames = [bytes.fromhex(r["frame"]) for r in rows if r["kind"] == "tx_frame"]
