@@ -240,6 +240,9 @@ class AgentCarrier:
             self.close()
             raise AgentError(E.ETIMEDOUT, f"{self.describe()}: no answer to {op} within "
                                           f"{self.timeout:g} s") from None
+        except trio.ClosedResourceError:  # reset() meanwhile: the guest is on a new device
+            raise AgentError(E.ECONNRESET, f"{self.describe()}: {op}: the session ended "
+                                           f"(a new device)") from None
         except OSError as exc:
             self.close()
             raise AgentError(exc.errno or E.EIO, f"{self.describe()}: {op}: "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import pytest
 import trio
 
 from guest.offload import OffloadClient
@@ -185,3 +186,87 @@ async def test_a_channel_cannot_be_crossed(rig_factory: RigFactory, tmp_path: Pa
         assert not ports[1].device.offload.maps
         assert ports[0].agent is not None and ports[0].agent.agent.counts["crossings"] == 3
         assert first.ready.is_set() and wrong.ready.is_set()  # both guests still served
+
+
+async def hostile_agent(path: Path, answer: Callable[[Any], bytes | None],
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A host agent that answers each request with `answer(request)` (None: never)."""
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    with listener:
+        await listener.bind(str(path))
+        listener.listen(4)
+        task_status.started()
+        while True:
+            sock, _ = await listener.accept()
+            with sock:
+                conn = agent_connection("server")
+                while True:
+                    event = conn.next_event()
+                    if event is NEED_DATA:
+                        data = await sock.recv(65536)
+                        conn.receive_data(data)
+                        if not data:
+                            break
+                        continue
+                    out = answer(event)
+                    if out is None:
+                        await trio.sleep_forever()
+                    await sock.send(out)
+
+
+async def test_a_hostile_or_hung_host_agent_never_takes_the_guest_down(
+        rig_factory: RigFactory, tmp_path: Path) -> None:
+    """A hello of the wrong shape, an answer longer than the room, no answer at all, a
+    session cut by a new device: each is an AgentError for the placement (auto: driver
+    mode), never an exception out of the guest."""
+    from vxdp.runtime.agent import AgentCarrier, AgentError
+    garbage, toolong, hung = (tmp_path / n for n in ("garbage.agent", "toolong.agent",
+                                                     "hung.agent"))
+    server = agent_connection("server")
+    hello = {"agent": 1, "guest": 0, "mac": "52:54:00:12:34:56", "live": True,
+             "profile": "host", "caps": None}
+    from virtio_spec.offload import HOST
+    caps_hello = {**hello, "caps": HOST.to_config()}
+
+    def bad_hello(req: Any) -> bytes:
+        return server.send_result(req.id, {**hello, "caps": {"xdp_max_insns": -1}})
+
+    def long_answer(req: Any) -> bytes:
+        if req.op == "agent.hello":
+            return server.send_result(req.id, caps_hello)
+        return server.send_result(req.id, {"ack": 0, "result": bytes(req.args["room"] + 1)})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hostile_agent, garbage, bad_hello)
+            await nursery.start(hostile_agent, toolong, long_answer)
+            await nursery.start(hostile_agent, hung, lambda req: None)
+            rig = rig_factory(sockets=2, profile="host", wire=open_port("null"))
+            a = await rig.add_guest(port=open_port("null"), offload=counting(), mode="auto",
+                                    agent=garbage)
+            b = await rig.add_guest(port=open_port("null"), offload=counting(),
+                                    mode="offload", agent=toolong)
+            await until(lambda: a.offload.state == "driver" and b.offload.state == "refused",
+                        "both placements")
+            assert a.offload.reason.startswith("EPROTO: agent: ")
+            assert "broke the agent protocol" in a.offload.reason
+            assert b.offload.reason.startswith("EPROTO: agent: ")
+            assert "result bytes for a room of 8" in b.offload.reason
+            carrier = AgentCarrier(a, hung, timeout=0.3)
+            with pytest.raises(AgentError) as slow:
+                await carrier.capabilities()
+            assert slow.value.errno == E.ETIMEDOUT
+            cut = AgentCarrier(a, hung)
+            failure: list[AgentError] = []
+
+            async def ask() -> None:
+                try:
+                    await cut.capabilities()
+                except AgentError as exc:
+                    failure.append(exc)
+            nursery.start_soon(ask)
+            await until(lambda: cut.sessions == 1, "the session opened")
+            await trio.sleep(0.05)
+            cut.reset()  # a new device while the hello waits
+            await until(lambda: bool(failure), "the cut call failed")
+            assert failure[0].errno == E.ECONNRESET
+            nursery.cancel_scope.cancel()
