@@ -88,6 +88,8 @@ def _survival(plt: Any, paths: dict[str, Any], target: Path) -> Path:
             lines = [OUTCOME_TEXT.get(s["outcome"], s["outcome"])]
             if s.get("code"):
                 lines.append(s["code"])
+            if s["outcome"] == "not measured":
+                lines.append(s["detail"])
             if s["outcome"] == "re-offloaded":
                 lines.append("maps kept" if "kept" in s["detail"] else "maps start over")
             if s["seconds"] is not None:

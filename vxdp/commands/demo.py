@@ -90,15 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=512, metavar="N",
                         help="frames per placement in the offload comparison (default: "
                              "512; 0 skips it)")
-    parser.add_argument("--path-frames", type=int, default=4096, metavar="N",
+    parser.add_argument("--path-frames", type=int, default=16384, metavar="N",
                         help="frames per run in the control queue vs agents comparison "
-                             "(default: 4096; 0 skips it)")
+                             "(default: 16384; 0 skips it)")
     parser.add_argument("--runs", type=int, default=3, metavar="N",
                         help="runs of each path in that comparison (default: 3)")
 
 
 def run_demo(profile: str = "host", queue_size: int = 8, frames: int = 512,
-             path_frames: int = 4096, runs: int = 3) -> tuple[Pair, dict[str, Any]]:
+             path_frames: int = 16384, runs: int = 3) -> tuple[Pair, dict[str, Any]]:
     """Run the demo; returns the pair (with its trace) and the summary."""
     if not 1 <= queue_size <= 32768:
         raise UsageError(f"--queue-size {queue_size} is outside 1..32768")

@@ -39,6 +39,10 @@ the Python driver.  The C port keeps the rings across a host restart (they are g
 memory, and the resume below starts the new device where the old one stopped) and
 hands them back to the driver (`GuestPort.hand_back`) before a reset.
 
+The offload (`offload=PROGRAM`, `mode`) goes over the control queue, or with
+`agent=PATH` over the guest agent's channel to the host agent at PATH
+(`vxdp.runtime.offload`, `vxdp.runtime.agent`).
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays

@@ -28,7 +28,9 @@ before the pump lets the other tasks (kicks, control requests) in.
 
 Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
 endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
-With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`).
+With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`);
+with `agents` (one path per guest socket, in order), each guest's host agent, the agent
+path of the offload (`vxdp.runtime.agent`), before the vhost-user sockets.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class PathsReport:
                 "survival": [s.to_json() for s in self.survival]}
 
 
-def compare_paths(program: Program | None = None, *, count: int = 512, runs: int = 3,
+def compare_paths(program: Program | None = None, *, count: int = 16384, runs: int = 3,
                   updates: int = 200, seed: int = 7, profile: str = "host",
                   timeout: float = 10.0, scenarios: bool = True) -> PathsReport:
     """Measure both paths (`runs` each, alternating) and, with `scenarios`, what each
