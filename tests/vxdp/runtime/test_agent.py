@@ -65,29 +65,6 @@ async def test_offloaded_over_the_agent_runs_on_the_host(rig_factory: RigFactory
     assert (stats["via"], stats["state"], stats["guest"]) == ("agent", "offloaded", 0)
 
 
-async def test_the_guest_reads_and_writes_its_maps_over_the_agent(
-        rig_factory: RigFactory, tmp_path: Path) -> None:
-    with trio.fail_after(30):
-        rig, (path,) = await agent_rig(rig_factory, tmp_path)
-        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload", agent=path)
-        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
-        await send_from_wire(rig, TrafficGenerator(3).packets(40))
-        await until(lambda: guest.stack["packets"] == 40, "40 frames passed")
-        client = guest.offload.client
-        assert client is not None and client.offloaded is not None
-        (handle,) = client.offloaded.handles
-        value = await guest.offload.run(client.lookup(handle, bytes(4)))
-        assert value is not None and struct.unpack("<Q", value)[0] == 40
-        await guest.offload.run(client.update(handle, bytes(4), struct.pack("<Q", 1000)))
-        await send_from_wire(rig, TrafficGenerator(4).packets(2))
-        await until(lambda: guest.stack["packets"] == 42, "2 more frames")
-        value = await guest.offload.run(client.lookup(handle, bytes(4)))
-        info = await guest.offload.run(client.query())
-    assert value is not None and struct.unpack("<Q", value)[0] == 1002
-    assert info is not None and info.tag == counting().tag
-
-
 async def test_a_guest_without_an_agent_is_told_why(rig_factory: RigFactory,
                                                      tmp_path: Path) -> None:
     """Nothing at the path, or a socket nobody serves: `offload` runs nothing and says

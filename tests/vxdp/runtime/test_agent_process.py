@@ -6,7 +6,6 @@ runs no agent falls back in auto."""
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from .conftest import core_unavailable
 from .procs import processes
 from .test_control import obj
 from .test_control_process import vxdp
-from .test_offload_process import stats
+from .test_offload_process import counted_and_passed, stats
 
 pytestmark = pytest.mark.skipif(core_unavailable() is not None,
                                 reason=str(core_unavailable()))
@@ -48,18 +47,10 @@ async def test_offload_over_the_agent_between_processes(tmp_path: Path) -> None:
             (shown,) = json.loads(out)  # guest 0's program only
             assert shown["dev"]["guest"] == 0
 
-            async def all_in() -> bool:
-                s = await stats(guest_ctl)
-                return bool(s["stack"]["packets"] == 200)
-            while not await all_in():
-                await trio.sleep(0.1)
             # the guest's map reads go over its agent, answered from the host's maps
-            rc, out, err = await vxdp("map", "dump", "proto_stats", "--guest", guest_ctl, "-j")
-            assert rc == 0, err
-            entries = json.loads(out)["proto_stats"]["entries"]
-            counted = sum(struct.unpack("<QQ", bytes.fromhex(e["value"]))[0] for e in entries)
+            counted, passed = await counted_and_passed(guest_ctl, host_ctl, 200)
+            assert counted == passed > 0
             h = await stats(host_ctl)
-            assert counted == h["guests"][0]["offload"]["actions"]["pass"] > 0
             mine, other = h["guests"][0]["agent"], h["guests"][1]["agent"]
             assert mine["commands"] >= 3  # create, set, GET_FIRST...
             assert (mine["hellos"], mine["crossings"]) == (1, 1)  # guest 1's hello refused

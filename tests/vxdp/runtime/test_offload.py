@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno as E
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -59,11 +60,17 @@ async def test_offloaded_program_runs_on_the_host(rig_factory: RigFactory,
                if kind == "offload")
 
 
-async def test_guest_reads_the_maps_the_host_program_writes(rig_factory: RigFactory) -> None:
+@pytest.mark.parametrize("via", ["controlq", "agent"])
+async def test_guest_reads_the_maps_the_host_program_writes(rig_factory: RigFactory, via: str,
+                                                           tmp_path: Path) -> None:
+    """Over the control queue, or over the agents (the same operations, another
+    transport: tests/vxdp/runtime/test_agent.py)."""
+    agents = [tmp_path / "g0.agent"] if via == "agent" else []
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
+        rig = rig_factory(profile="host", wire=open_port("null"), agents=agents)
+        await rig.nursery.start(rig.host.serve_agents)
         guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload")
+                                    mode="offload", agent=agents[0] if agents else None)
         await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
         await send_from_wire(rig, TrafficGenerator(3).packets(40))
         await until(lambda: guest.stack["packets"] == 40, "40 frames passed")
