@@ -284,7 +284,6 @@ class GuestOffload:
             "log": self.log.strip().splitlines()[-1] if self.log.strip() else "",
         }
 
-
     def close(self) -> None:
         self.carrier.close()
 
