@@ -62,7 +62,8 @@ def test_profile_changes_what_is_printed(capsys):
 
 
 def test_out_dir_holds_the_same_trace(capsys, tmp_path):
-    status, out = run_cli(capsys, "--out", str(tmp_path / "run"))
+    status, out = run_cli(capsys, "--out", str(tmp_path / "run"), "--path-frames", "512",
+                          "--runs", "1")
     assert status == 0
     assert (tmp_path / "run" / "trace.txt").read_text() == out
     rows = (tmp_path / "run" / "trace.jsonl").read_text().splitlines()

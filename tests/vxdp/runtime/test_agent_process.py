@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from vxdp.cli import main
+
 from .conftest import core_unavailable
 from .procs import processes
 from .test_control import obj
@@ -59,17 +61,23 @@ async def test_offload_over_the_agent_between_processes(tmp_path: Path) -> None:
             assert g["offload"]["via"] == "agent" and g["offload"]["sessions"] == 1
 
 
-async def test_no_agent_on_the_host_and_usage_errors(tmp_path: Path) -> None:
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sock = str(tmp_path / "g0.sock")
+    for argv, words in (
+            (["guest", "--socket", sock, "--xdp", "x.o", "--mode", "offload", "--via", "agent"],
+             "--via agent and --agent PATH go together"),
+            (["guest", "--socket", sock, "--agent", "a"], "--agent PATH is for --via agent"),
+            (["guest", "--socket", sock, "--via", "agent", "--agent", "a"],
+             "give --mode offload or auto"),
+            (["host", "--socket", sock, "--socket", "g1.sock", "--agent", "a"],
+             "give one --agent per --socket")):
+        assert main(argv) == 2
+        assert words in capsys.readouterr().err
+
+
+async def test_no_agent_on_the_host(tmp_path: Path) -> None:
     counter = obj("xdp_array_counter")
     sock = tmp_path / "g0.sock"
-    rc, _, err = await vxdp("guest", "--socket", sock, "--xdp", counter, "--mode", "offload",
-                            "--via", "agent")
-    assert rc == 2 and "--via agent and --agent PATH go together" in err
-    rc, _, err = await vxdp("guest", "--socket", sock, "--agent", tmp_path / "a")
-    assert rc == 2 and "--agent PATH is for --via agent" in err
-    rc, _, err = await vxdp("host", "--socket", sock, "--socket", tmp_path / "g1.sock",
-                            "--agent", tmp_path / "a")
-    assert rc == 2 and "give one --agent per --socket" in err
     with trio.fail_after(60):
         async with processes(tmp_path) as procs:
             await procs.host("--socket", str(sock), "--profile", "rfc2019")
