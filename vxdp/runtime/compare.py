@@ -17,6 +17,8 @@ same seeded traffic from the host's wire each time:
 
 The offload rows also time the setup: from the guest's DRIVER_OK to the program running
 on the host (maps created, program sent, verified by the device, attached).
+`run_placement` also offloads over the agents (`via="agent"`) and times map updates
+from the guest: `vxdp.runtime.paths` compares the two paths with it.
 
 Each run ends when every frame is accounted for: the action counts add up to the frames
 sent, the guest's stack holds the PASS frames and the wire the TX frames.  The numbers
@@ -119,7 +121,7 @@ class Row:
     elapsed_s: float = 0.0
     setup_s: float | None = None  # offload: DRIVER_OK to the program running on the host
     complete: bool = False
-    via: str = "controlq"  # offload: what carried its commands (controlq, agent)
+    via: str = "controlq"  # offload: what carried its commands (controlq, agent); else ""
     updates: int = 0  # offload: map updates the guest made after the traffic
     updates_s: float = 0.0  # ... and the time they took, round trip after round trip
 
@@ -152,15 +154,17 @@ def reference_actions(program: Program, frames: list[bytes]) -> dict[str, int]:
     return dict(hook.actions)
 
 
-async def _run(placement: str, datapath: str, program: Program, frames: list[bytes],
-               expected: dict[str, int], profile: str, timeout: float, *,
-               via: str = "controlq", updates: int = 0) -> Row:
+async def run_placement(placement: str, datapath: str, program: Program,
+                        frames: list[bytes],
+                        expected: dict[str, int], profile: str, timeout: float, *,
+                        via: str = "controlq", updates: int = 0) -> Row:
     """One placement's run; an offload goes `via` the control queue or the agents (the
     host agent on a socket in a temporary directory), and makes `updates` map updates
     after the traffic, timed."""
-    row = Row(placement, datapath, len(frames), via=via)
+    offload = placement == "offload"
+    row = Row(placement, datapath, len(frames), via=via if offload else "")
     with tempfile.TemporaryDirectory(prefix="vxdp-agent-") as tmp:
-        agent = os.path.join(tmp, "guest0.agent") if via == "agent" else None
+        agent = os.path.join(tmp, "guest0.agent") if offload and via == "agent" else None
         return await _run_in(row, program, frames, expected, profile, timeout, agent,
                              updates)
 
@@ -274,7 +278,7 @@ def compare(program: Program | None = None, *, count: int = 512, seed: int = 7,
     expected = reference_actions(prog, frames)
 
     async def main() -> list[Row]:
-        return [await _run(p, d, prog, frames, expected, profile, timeout)
+        return [await run_placement(p, d, prog, frames, expected, profile, timeout)
                 for p, d in placements_for(profile)]
     return expected, trio.run(main)
 
@@ -295,4 +299,4 @@ def table(rows: list[Row]) -> list[str]:
 
 
 __all__ = ["DEMO_MAP", "DEMO_PROGRAM_ASM", "PLACEMENTS", "Row", "compare", "demo_program",
-           "placements_for", "reference_actions", "table"]
+           "placements_for", "reference_actions", "run_placement", "table"]

@@ -12,7 +12,7 @@ slot (the C port's offload slot): only the transport differs, so what differs be
 what the transport costs and what it survives.
 
 `compare_paths()` measures, in one run, `runs` times per path (alternating, so a machine
-slowing down mid-run costs both alike; `compare._run` does each):
+slowing down mid-run costs both alike; `compare.run_placement` does each):
 
     setup       the guest's DRIVER_OK (receive buffers posted) to the program running on
                 the host: maps created, program sent, verified by the device, attached
@@ -52,7 +52,7 @@ from virtio_spec.features import VirtioNetFeature
 from vxdp.bpf.program import MapType, Program
 from vxdp.packets import TrafficGenerator
 
-from .compare import Row, _run, demo_program, reference_actions
+from .compare import Row, demo_program, reference_actions, run_placement
 from .guest import GuestRuntime
 from .host import HostRuntime
 from .offload import VIAS
@@ -159,9 +159,9 @@ def compare_paths(program: Program | None = None, *, count: int = 16384, runs: i
     async def main() -> None:
         for _ in range(runs):
             for via in VIAS:
-                report.runs.append(await _run("offload", "c", prog, frames, report.expected,
-                                              profile, timeout, via=via,
-                                              updates=report.updates))
+                report.runs.append(await run_placement(
+                    "offload", "c", prog, frames, report.expected, profile, timeout, via=via,
+                    updates=report.updates))
         if scenarios:
             report.survival.extend(await survival(prog, profile=profile, timeout=timeout))
     trio.run(main)
