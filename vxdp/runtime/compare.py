@@ -155,8 +155,8 @@ def reference_actions(program: Program, frames: list[bytes]) -> dict[str, int]:
 
 
 async def run_placement(placement: str, datapath: str, program: Program,
-                        frames: list[bytes],
-                        expected: dict[str, int], profile: str, timeout: float, *,
+                        frames: list[bytes], expected: dict[str, int], profile: str,
+                        timeout: float, *,
                         via: str = "controlq", updates: int = 0) -> Row:
     """One placement's run; an offload goes `via` the control queue or the agents (the
     host agent on a socket in a temporary directory), and makes `updates` map updates
