@@ -17,14 +17,13 @@ import pytest
 import trio
 
 from guest.offload import OffloadClient
+from tests.host.test_offload import counting
 from vxdp.control.agent import agent_connection, command_args
 from vxdp.control.protocol import NEED_DATA, Reply
-from vxdp.packets import TrafficGenerator
 from vxdp.runtime import open_port
-from vxdp.runtime.compare import demo_program, reference_actions
+from vxdp.runtime.compare import demo_program
 
 from .conftest import Rig, until
-from .test_offload import counting, send_from_wire
 
 RigFactory = Callable[..., Rig]
 
@@ -36,33 +35,6 @@ async def agent_rig(rig_factory: RigFactory, tmp_path: Path, guests: int = 1,
                       **kw)
     await rig.nursery.start(rig.host.serve_agents)
     return rig, paths
-
-
-async def test_offloaded_over_the_agent_runs_on_the_host(rig_factory: RigFactory,
-                                                         datapath: str, tmp_path: Path) -> None:
-    program = demo_program()
-    frames = TrafficGenerator(11, mix={"udp4": 0.5, "tcp4": 0.3, "udp6": 0.2},
-                              vlan_share=0.0).packets(300)
-    want = reference_actions(program, frames)
-    with trio.fail_after(30):
-        rig, (path,) = await agent_rig(rig_factory, tmp_path)
-        guest = await rig.add_guest(port=open_port("null"), offload=program, mode="offload",
-                                    agent=path)
-        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
-        await send_from_wire(rig, frames)
-        port = rig.host.guests[0]
-        await until(lambda: sum(port.offload_actions().values()) == len(frames),
-                    "every frame through the offloaded program")
-        await until(lambda: guest.stack["packets"] == want["pass"], "PASS frames in the guest")
-    assert port.offload_actions() == want
-    assert rig.host.wire.tx_packets == want["tx"]
-    assert guest.actions() == dict.fromkeys(want, 0)  # nothing ran in the guest's driver
-    host = rig.host.stats()["guests"][0]
-    assert host["offload"]["program"]["tag"] == program.tag
-    assert host["agent"]["hellos"] == 1 and host["agent"]["commands"] == 2  # map, program
-    assert host["device"]["ctrl_commands"] < 5  # the offload did not cross the controlq
-    stats = guest.stats()["offload"]
-    assert (stats["via"], stats["state"], stats["guest"]) == ("agent", "offloaded", 0)
 
 
 async def test_a_guest_without_an_agent_is_told_why(rig_factory: RigFactory,
