@@ -136,7 +136,8 @@ class AgentHandler(OpsHandler):
 
 
 def agent_server(port: GuestPort, path: str | os.PathLike[str]) -> ControlServer:
-    """The agent socket of guest `port`, at `path` (served by `ControlServer.serve`)."""
+    """The agent socket of guest `port`, at `path` (served by `ControlServer.serve`);
+    its handler becomes `port.agent` (the host's stats show its counts)."""
     limit = request_limit(port.profile.xdp)
     handler = AgentHandler(port, os.fspath(path))
     port.agent = handler

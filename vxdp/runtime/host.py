@@ -26,8 +26,8 @@ left the pump turns them on and waits for the kick (at most ROOM_WAIT, then the 
 goes and what finds no buffer drops).  Rounds run back to back for up to TURN seconds
 before the pump lets the other tasks (kicks, control requests) in.
 
-Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
-endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
+Attach and detach the host-attached program at run time with
+`HostRuntime.attach(program)` / `detach()` (the control socket's `prog.attach` does).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
 With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`);
 with `agents` (one path per guest socket, in order), each guest's host agent, the agent
 path of the offload (`vxdp.runtime.agent`), before the vhost-user sockets.
@@ -117,7 +117,7 @@ class HostRuntime:
         # the agent path: guest n's host agent on the n-th agent socket, bound to it
         self.agents = [agent_server(g, path) for g, path in zip(self.guests, agents)]
 
-    # -- the agent's endpoint ----------------------------------------------------------
+    # -- the host-attached program -----------------------------------------------------
 
     def attach(self, program: Program) -> None:
         """Attach (or replace) the host XDP program; InvalidProgram keeps the old one."""
