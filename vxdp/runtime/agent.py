@@ -91,7 +91,6 @@ class AgentHandler(OpsHandler):
         self.port = port
         self.agent = HostAgent(AgentBinding(port.number, port.profile.mac, channel))
         self.ops = {HELLO: self.hello, COMMAND: self.command}
-        self.verifying = 0
 
     async def hello(self, args: dict[str, Any]) -> Any:
         mac = bytes.fromhex(args["mac"].replace(":", "")) if "mac" in args else None
@@ -113,11 +112,7 @@ class AgentHandler(OpsHandler):
             raise failed(exc.errno, str(exc)) from None
         if out.job is not None and device is not None:
             log.info("guest %d: agent: %s", port.number, out.detail)
-            self.verifying += 1
-            try:
-                await trio.to_thread.run_sync(out.job.run, abandon_on_cancel=True)
-            finally:
-                self.verifying -= 1
+            await trio.to_thread.run_sync(out.job.run, abandon_on_cancel=True)
             out = self.agent.finish(device, port.device, out.job)
         if out.changed:
             port.offload_changed(f"over the agent: {out.detail}")
