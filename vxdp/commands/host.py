@@ -2,7 +2,7 @@
 
     vxdp host --socket PATH [--socket PATH ...] [--profile P] [--wire SPEC]
               [--xdp OBJ.o [--section S] [--program NAME]] [--stats-json FILE]
-              [--control PATH]
+              [--control PATH] [--agent PATH ...]
 
 Each `--socket` is one guest's vhost-user socket (the host listens, the guest dials).
 `--wire` is where frames come from and go to (`null`, `pcap:IN[,out=OUT]`,
@@ -16,6 +16,10 @@ and queue: packets and bytes; the wire's counters; XDP action counts) and exits 
 SIGUSR1 writes it without stopping.  `--control PATH` serves the control socket there
 (`vxdp prog ... --host PATH`, `vxdp map ... --host PATH`); there is no default, since
 several hosts often run side by side, and without it nothing is listening.
+`--agent PATH`, once per `--socket` and in the same order, serves that guest's host
+agent (the RFC review's agent path, vxdp.runtime.agent): `vxdp guest --via agent
+--agent PATH` offloads over it instead of the control queue.  A channel reaches its own
+guest's device only.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", metavar="PATH",
                         help="serve the control socket (vxdp prog, vxdp map) at PATH "
                              "(default: none)")
+    parser.add_argument("--agent", action="append", default=[], metavar="PATH",
+                        help="serve a guest's host agent at PATH (the agent path of the "
+                             "offload); once per --socket, in the same order")
     add_common(parser)
 
 
@@ -68,7 +75,9 @@ async def _main(runtime: HostRuntime, stats: Path | None) -> int:
             say("host", f"serving {len(runtime.guests)} guest socket(s): "
                         f"{', '.join(g.path for g in runtime.guests)}; wire "
                         f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
-                        + (f"; control {runtime.control.path}" if runtime.control else ""))
+                        + (f"; control {runtime.control.path}" if runtime.control else "")
+                        + (f"; agents {', '.join(a.path for a in runtime.agents)}"
+                           if runtime.agents else ""))
             signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
             snapshot = runtime.stats()  # as it was when the signal came, before teardown
             nursery.cancel_scope.cancel()
@@ -87,5 +96,6 @@ def run(args: argparse.Namespace) -> int:
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
                           datapath=args.datapath, control=args.control,
-                          engine=args.engine if args.engine in ("interp", "jit") else None)
+                          engine=args.engine if args.engine in ("interp", "jit") else None,
+                          agents=args.agent)
     return trio.run(_main, runtime, args.stats_json)

@@ -472,16 +472,20 @@ class ControlServer:
     ControlHandler, a guest's GuestControlHandler)."""
 
     def __init__(self, handler: OpsHandler, path: str | os.PathLike[str], *,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, name: str = "control",
+                 connection: Callable[[], Connection] | None = None) -> None:
         self.path = os.fspath(path)
         self.handler = handler
         self.max_clients = max_clients
+        self.name = name  # what messages call the socket and its option (--agent: agent)
+        # a server end of the protocol spoken here (the agent's: vxdp.control.agent)
+        self.connection = connection or (lambda: Connection("server"))
         self._check_path()  # before the event loop: a live socket there is a UsageError
         self.clients = 0
 
     def _check_path(self) -> None:
         try:
-            check_socket_path(self.path, "--control")
+            check_socket_path(self.path, f"--{self.name}")
         except VhostUserLocalError as exc:
             raise UsageError(str(exc)) from None
 
@@ -518,7 +522,7 @@ class ControlServer:
         """A client over the limit: its first request (sent within TURN_AWAY_WAIT) is
         answered EUSERS naming the limit, then the connection closes.  Read first, so
         that the client gets the answer rather than a reset on its write."""
-        conn = Connection("server")
+        conn = self.connection()
         request_id: int | None = None
         with sock:
             with trio.move_on_after(TURN_AWAY_WAIT):
@@ -526,8 +530,9 @@ class ControlServer:
                     conn.receive_data(await sock.recv(65536))
                 if isinstance(event, Request):
                     request_id = event.id
-            error = ErrorInfo(E.EUSERS, f"the host serves at most {self.max_clients} control "
-                                        f"clients at once and {self.clients} are connected: "
+            error = ErrorInfo(E.EUSERS, f"the host serves at most {self.max_clients} "
+                                        f"{self.name} clients at once and {self.clients} are "
+                                        f"connected: "
                                         f"this one is turned away (try again once one has "
                                         f"closed)", "failed")
             with trio.move_on_after(TURN_AWAY_WAIT):
@@ -537,7 +542,7 @@ class ControlServer:
                     pass  # it left already
 
     async def _client(self, sock: trio.socket.SocketType) -> None:
-        conn = Connection("server")
+        conn = self.connection()
         try:
             with sock:
                 await self._converse(sock, conn)

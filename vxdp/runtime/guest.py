@@ -39,6 +39,10 @@ the Python driver.  The C port keeps the rings across a host restart (they are g
 memory, and the resume below starts the new device where the old one stopped) and
 hands them back to the driver (`GuestPort.hand_back`) before a reset.
 
+The offload (`offload=PROGRAM`, `mode`) goes over the control queue, or with
+`agent=PATH` over the guest agent's channel to the host agent at PATH
+(`vxdp.runtime.offload`, `vxdp.runtime.agent`).
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays
@@ -112,6 +116,7 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .agent import AgentCarrier
 from .control import ControlServer
 from .cpath import ACTION_COUNTERS, add_counts
 from .guestctl import GuestControlHandler
@@ -164,7 +169,8 @@ class GuestRuntime:
                  retry: float = 0.1, burst: int = 32, datapath: str = "c",
                  report: Callable[[str, str], None] | None = None,
                  offload: Program | None = None, mode: str = "driver",
-                 control: str | os.PathLike[str] | None = None) -> None:
+                 control: str | os.PathLike[str] | None = None,
+                 agent: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
@@ -209,7 +215,9 @@ class GuestRuntime:
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
-        self.offload = GuestOffload(self, offload, mode)
+        # the offload's commands: over the control queue, or the guest agent's channel
+        self.offload = GuestOffload(self, offload, mode, AgentCarrier(self, agent)
+                                    if agent is not None else None)
         self.control = ControlServer(GuestControlHandler(self), control) \
             if control is not None else None
 
@@ -783,6 +791,7 @@ class GuestRuntime:
 
     def close(self) -> None:
         self._c_retire()
+        self.offload.close()
         for efd in [*self.kicks.values(), *self.calls.values()]:
             efd.close()
         self.kicks.clear()

@@ -107,6 +107,7 @@ from .cpath import OFFLOAD_COUNTERS, CPath, add_counts
 log = logging.getLogger("vxdp.runtime.guestport")
 
 if TYPE_CHECKING:
+    from .agent import AgentHandler
     from .host import HostRuntime
 
 _PF = VhostUserProtocolFeature
@@ -213,6 +214,7 @@ class GuestPort:
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
         self.offload_totals: dict[str, int] = {}  # offload counters of devices gone
         self._jobs: trio.Nursery | None = None  # runs the offload's verifications
+        self.agent: AgentHandler | None = None  # this guest's host agent, if it has one
         self._hop = 0  # > 0 while frames another guest redirected here are delivered
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
@@ -263,6 +265,13 @@ class GuestPort:
             reason = await serve_connection(sock, self.config, self.handlers)
             nursery.cancel_scope.cancel()
         return reason
+
+    def offload_changed(self, why: str) -> None:
+        """The offloaded program changed by another path than the control queue (the
+        host agent, `vxdp.runtime.agent`): the datapath takes it as it takes the device's
+        `OffloadChanged`."""
+        if self.device is not None:
+            self._handle([OffloadChanged(why, self.device.offloaded)])
 
     async def _verify(self, device: Device, job: VerifyJob) -> None:
         """An offloaded program's verification (and jit compile), on a worker thread so
@@ -761,6 +770,7 @@ class GuestPort:
                                                       if self.session is not None else 0),
             "kicks": dict(sorted(self.kicks.items())),
             "device": device_stats, "datapath": datapath, "offload": self.offload_info(),
+            "agent": self.agent.info() if self.agent is not None else None,
         }
 
     def offload_actions(self) -> dict[str, int]:

@@ -34,9 +34,12 @@ others one ROOM_WAIT, not one a round.  With no other guest to serve, the pump w
 the stalled ones as before (ROOM_WAIT a round): nothing is gained by reading the wire
 for nobody.
 
-Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
-endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
-With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`).
+Attach and detach the host-attached program at run time with
+`HostRuntime.attach(program)` / `detach()` (the control socket's `prog.attach` does).
+`stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
+With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`);
+with `agents` (one path per guest socket, in order), each guest's host agent, the agent
+path of the offload (`vxdp.runtime.agent`), before the vhost-user sockets.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from vxdp.bpf.program import Program
 from vxdp.errors import UsageError, VhostUserLocalError
 from vxdp.vhost_user.transport import check_socket_path
 
+from .agent import agent_server
 from .control import ControlHandler, ControlServer
 from .guestport import (
     FIRST_GUEST_IFINDEX,
@@ -91,7 +95,8 @@ class HostRuntime:
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
                  xdp: XdpHook | None = None, burst: int = BURST,
                  datapath: str = "c", control: str | os.PathLike[str] | None = None,
-                 engine: str | None = None) -> None:
+                 engine: str | None = None,
+                 agents: Sequence[str | os.PathLike[str]] = ()) -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
@@ -103,6 +108,9 @@ class HostRuntime:
                 check_socket_path(path, "--socket")
             except VhostUserLocalError as exc:
                 raise UsageError(str(exc)) from None
+        if agents and len(agents) != len(paths):
+            raise UsageError(f"{len(agents)} agent socket(s) for {len(paths)} guest "
+                             f"socket(s): give one --agent per --socket, in the same order")
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r} is not one of {', '.join(DATAPATHS)}")
         self.profile = prof
@@ -124,8 +132,10 @@ class HostRuntime:
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
         self.control = ControlServer(ControlHandler(self), control) \
             if control is not None else None
+        # the agent path: guest n's host agent on the n-th agent socket, bound to it
+        self.agents = [agent_server(g, path) for g, path in zip(self.guests, agents)]
 
-    # -- the agent's endpoint ----------------------------------------------------------
+    # -- the host-attached program -----------------------------------------------------
 
     def attach(self, program: Program) -> None:
         """Attach (or replace) the host XDP program; InvalidProgram keeps the old one."""
@@ -161,11 +171,21 @@ class HostRuntime:
                   ) -> None:
         """Serve every socket and pump the wire until cancelled."""
         async with trio.open_nursery() as nursery:
+            # the agents first: a guest that finds its device asks its agent at once
+            await nursery.start(self.serve_agents)
             for g in self.guests:
                 await nursery.start(g.serve)
             nursery.start_soon(self.pump_wire)
             if self.control is not None:  # vxdp prog / vxdp map (vxdp.runtime.control)
                 await nursery.start(self.control.serve)
+            task_status.started()
+
+    async def serve_agents(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        """Serve every guest's agent socket (none without `agents`) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for server in self.agents:
+                await nursery.start(server.serve)
             task_status.started()
 
     def note_live(self) -> None:
