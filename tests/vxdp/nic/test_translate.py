@@ -64,6 +64,8 @@ MAPPING = [
      ["sub t0, r2l, r1l", "subc t1, r2h, r1h", "br.lo @0x000d"]),
     ("mov %r1, 5\njeq32 %r1, 9, +1\nmov %r0, 1\nmov %r0, 2\nexit", 1,
      ["xor t0, r1l, #0x9", "br.eq @0x000a"]),
+    ("mov %r1, 5\njne %r1, 0, +1\nmov %r0, 1\nmov %r0, 2\nexit", 1,  # a test for zero
+     ["or t0, r1l, r1h", "br.ne @0x000a"]),
     # the context is the packet vector; the stack is local memory; the packet its own
     ("ldxw %r2, [%r1+4]\nmov %r0, 2\nexit", 0, ["rdpv r2l, data_end", "mov r2h, #0x0"]),
     ("stdw [%r10-8], 7\nmov %r0, 2\nexit", 0,

@@ -705,6 +705,13 @@ class _Translator:
         if op in (JmpOp.JEQ, JmpOp.JNE, JmpOp.JSET):
             f = Op.AND if op == JmpOp.JSET else Op.XOR
             cond = Cond.EQ if op == JmpOp.JEQ else Cond.NE
+            if f is Op.XOR and not x and not k_lo and not k_hi:  # a test for zero
+                if wide:
+                    e(Op.OR, T0, lo(a), hi(a))
+                else:
+                    e(Op.OR, T0, lo(a), imm=0)
+                e.br(cond, target)
+                return
             if x:
                 e(f, T0, lo(a), lo(insn.src))
             else:
