@@ -18,8 +18,9 @@ from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.engine import Engine, XdpResult
 from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program, ProgType
-from vxdp.errors import UsageError
+from vxdp.errors import TranslationRefused, UsageError
 
+from .machine import MACHINE
 from .sim import Simulator
 from .translate import Image, translate
 
@@ -35,7 +36,12 @@ class NicEngine(Engine):
             raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
         super().__init__(program, maps)
         self._owned = maps is None
-        self.image = image if image is not None else translate(program)
+        try:
+            self.image = image if image is not None else translate(program)
+        except TranslationRefused as exc:
+            raise TranslationRefused(f"program {program.name!r}: the NIC's translator "
+                                     f"({MACHINE}) refuses it: {exc}", exc.errno,
+                                     exc.pc) from None
         if maps is None:
             self.maps = [CoreMap(spec) for spec in program.maps]
         self.sim = Simulator(self.image, self.maps, seed=seed)
