@@ -293,3 +293,32 @@ def test_the_corpus_programs_the_nic_takes_run_as_on_the_interpreter() -> None:
         assert got_results == want_results, case.id
         assert got_maps == want_maps, case.id
         assert {r.retval for r in want_results} <= {int(a) for a in XdpAction}
+
+
+# ------------------------------------------------------------------- vxdp exec
+
+
+@pytest.mark.clang
+def test_vxdp_exec_runs_the_image_or_says_why_not(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--engine smartnic`: the same JSON as the interpreter's for a program the NIC
+    takes; exit 2 naming the program, the pc and the rule for one it refuses."""
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    from vxdp.cli import main
+    from vxdp.packets import TrafficGenerator
+    from vxdp.pcap import write_pcap
+    progs = Path(__file__).parents[1] / "progs"
+    pcap = tmp_path / "in.pcap"
+    write_pcap(pcap, TrafficGenerator(7).packets(20))
+    counter = compile_c(progs / "xdp_array_counter.c")
+    outputs = []
+    for engine in ("interp", "smartnic"):
+        assert main(["exec", str(counter), "--pcap", str(pcap), "--engine", engine, "-j"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 21
+    flow = compile_c(progs / "xdp_flow_hash.c")
+    assert main(["exec", str(flow), "--pcap", str(pcap), "--engine", "smartnic"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vxdp: error: program 'xdp_flow_lookup': the NIC's translator "
+                          "(vxme-32) refuses it: pc 81: ") and "map writes not supported" in err
