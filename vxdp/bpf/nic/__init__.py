@@ -2,7 +2,7 @@
 
 `machine` defines it (registers, memories, the instruction word, the NIC's limits),
 `regions` tells which memory each pointer addresses, `translate` turns a verified BPF
-program into an image or refuses it, `sim` runs images, and `engine.NicEngine` is the
+program into an image or refuses it (`emit` holds the code sequences it places), `sim` runs images, and `engine.NicEngine` is the
 `smartnic` engine: translate, then run on the simulator.
 """
 

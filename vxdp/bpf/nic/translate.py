@@ -35,7 +35,7 @@ the firmware resolves at load, helpers as firmware calls.  Dead code is not tran
 from __future__ import annotations
 
 import errno as E
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vxdp.bpf.disasm import helper_name, insn_text
@@ -61,6 +61,7 @@ from vxdp.bpf.isa import (
 from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.errors import TranslationRefused
 
+from .emit import T0, T1, Codegen, Label, sext_hi
 from .machine import (
     CODE_STORE,
     CTX_HANDLE,
@@ -78,25 +79,15 @@ from .machine import (
     hi,
     lo,
     mem_x,
-    temp,
 )
 from .regions import SCALAR, STACK, State, Val, analyse, src_val
 
-T0, T1, T2, T3, T4 = (temp(n) for n in range(5))
 NIC_MAP_TYPES = frozenset({MapType.HASH, MapType.ARRAY})
 MAP_HELPERS = {1: ("map_lookup", (2,)), 2: ("map_update", (2, 3)), 3: ("map_delete", (2,))}
 _SPACES = {"stack": Space.LM, "pkt": Space.PKT, "mapval": Space.EMEM}
 _CTX_FIELDS = {0: PvField.DATA, 4: PvField.DATA_END, 8: PvField.DATA_META,
                12: PvField.INGRESS_IFINDEX, 16: PvField.RX_QUEUE_INDEX,
                20: PvField.EGRESS_IFINDEX}
-_LOGIC = {AluOp.AND: Op.AND, AluOp.OR: Op.OR, AluOp.XOR: Op.XOR}
-_CARRY = {AluOp.ADD: (Op.ADD, Op.ADDC), AluOp.SUB: (Op.SUB, Op.SUBC)}
-_SHIFT = {AluOp.LSH: Op.SHL, AluOp.RSH: Op.SHR, AluOp.ARSH: Op.ASR}
-#: Ordered compares: (operands swapped, branch condition) of the subtraction a - b.
-_ORDER = {JmpOp.JGT: (True, Cond.LO), JmpOp.JGE: (False, Cond.HS),
-          JmpOp.JLT: (False, Cond.LO), JmpOp.JLE: (True, Cond.HS),
-          JmpOp.JSGT: (True, Cond.LT), JmpOp.JSGE: (False, Cond.GE),
-          JmpOp.JSLT: (False, Cond.LT), JmpOp.JSLE: (True, Cond.GE)}
 _NO_ADDRESS = "NIC addresses are not host addresses"
 
 
@@ -157,46 +148,12 @@ def check_map(spec: MapSpec, index: int | None = None) -> None:
                                  f"size (key+value): {MAX_ELEM_SIZE}B", E.ENOMEM, -1)
 
 
-@dataclass
-class _Label:
-    at: int | None = None
-
-
-@dataclass
-class _Emitter:
-    words: list[Word] = field(default_factory=list)
-    fixups: list[tuple[int, int | _Label]] = field(default_factory=list)
-
-    def __call__(self, op: Op, d: int = 0, a: int = 0, b: int = 0, *, imm: int | None = None,
-                 x: int = 0) -> None:
-        self.words.append(Word(op, d, a, b, imm is not None and op not in _NOT_B, x,
-                               0 if imm is None else imm & M32))
-
-    def movi(self, d: int, value: int) -> None:
-        self(Op.MOV, d, imm=value)
-
-    def br(self, cond: Cond, target: int | _Label) -> None:
-        self.fixups.append((len(self.words), target))
-        self.words.append(Word(Op.BR, x=int(cond)))
-
-    def place(self, label: _Label) -> None:
-        label.at = len(self.words)
-
-
-_NOT_B = frozenset({Op.LD, Op.ST, Op.ATADD, Op.RDPV, Op.LDMAP, Op.CALL, Op.BR})
-
-
-def _sext_hi(imm: int) -> int:
-    """The high word of a 32-bit immediate sign-extended to 64 bits."""
-    return M32 if imm < 0 else 0
-
-
-class _Translator:
+class _Translator(Codegen):
     def __init__(self, program: Program) -> None:
         self.program = program
         self.insns = decode(program.insns)
         self.analysis = analyse(self.insns)
-        self.e = _Emitter()
+        super().__init__()
 
     # -- refusals -----------------------------------------------------------------------
 
@@ -235,7 +192,7 @@ class _Translator:
                               f"{insn_text(self.insns, pc)}"))
         words = e.words
         for at, target in e.fixups:
-            dest = target.at if isinstance(target, _Label) else starts[target]
+            dest = target.at if isinstance(target, Label) else starts[target]
             assert dest is not None
             w = words[at]
             words[at] = Word(w.op, x=w.x, imm=dest)
@@ -392,7 +349,7 @@ class _Translator:
         else:
             e.movi(T0, insn.imm)
             if size == 8:
-                e.movi(T1, _sext_hi(insn.imm))
+                e.movi(T1, sext_hi(insn.imm))
             src = T0
         e(Op.ST, 0, lo(insn.dst), src, x=mem_x(_SPACES[mem], size), imm=insn.off)
 
@@ -458,185 +415,6 @@ class _Translator:
         else:
             self.alu32(insn)
 
-    def alu64(self, insn: Insn) -> None:
-        e, op, d = self.e, insn.op, insn.dst
-        x, imm = insn.source == Src.X, insn.imm
-        bl, bh = (lo(insn.src), hi(insn.src)) if x else (None, None)
-
-        def pair(op_lo: Op, op_hi: Op) -> None:
-            if x:
-                e(op_lo, lo(d), lo(d), bl or 0)
-                e(op_hi, hi(d), hi(d), bh or 0)
-            else:
-                e(op_lo, lo(d), lo(d), imm=imm)
-                e(op_hi, hi(d), hi(d), imm=_sext_hi(imm))
-
-        if op == AluOp.MOV:
-            if x and insn.src != d:
-                e(Op.MOV, lo(d), b=lo(insn.src))
-                e(Op.MOV, hi(d), b=hi(insn.src))
-            elif not x:
-                e.movi(lo(d), imm)
-                e.movi(hi(d), _sext_hi(imm))
-        elif op in _CARRY:
-            pair(*_CARRY[AluOp(op)])
-        elif op in _LOGIC:
-            pair(_LOGIC[AluOp(op)], _LOGIC[AluOp(op)])
-        elif op == AluOp.NEG:
-            e.movi(T0, 0)
-            e(Op.SUB, lo(d), T0, lo(d))
-            e(Op.SUBC, hi(d), T0, hi(d))
-        elif op == AluOp.MUL:
-            if not x:
-                e.movi(T2, imm)
-                e.movi(T3, _sext_hi(imm))
-                bl, bh = T2, T3
-            assert bl is not None and bh is not None
-            e(Op.MUL, T0, lo(d), bh)  # the cross products land in the high word
-            e(Op.MUL, T1, hi(d), bl)
-            e(Op.ADD, T0, T0, T1)
-            e(Op.MULHU, T1, lo(d), bl)
-            e(Op.ADD, hi(d), T0, T1)
-            e(Op.MUL, lo(d), lo(d), bl)
-        elif op in _SHIFT:
-            if x:
-                self.shift64_var(AluOp(op), d, lo(insn.src))
-            else:
-                self.shift64_const(AluOp(op), d, imm & 63)
-        else:  # END in the ALU class (to_le / to_be) is translated in alu32
-            raise AssertionError(f"alu64 op {op:#x}")
-
-    def shift64_const(self, op: AluOp, d: int, n: int) -> None:
-        e, L, H = self.e, lo(d), hi(d)
-        if n == 0:
-            return
-        if op == AluOp.LSH:
-            if n < 32:
-                e(Op.SHR, T0, L, imm=32 - n)
-                e(Op.SHL, H, H, imm=n)
-                e(Op.OR, H, H, T0)
-                e(Op.SHL, L, L, imm=n)
-            else:
-                e(Op.SHL, H, L, imm=n - 32)
-                e.movi(L, 0)
-        elif n < 32:  # RSH, ARSH
-            e(Op.SHL, T0, H, imm=32 - n)
-            e(Op.SHR, L, L, imm=n)
-            e(Op.OR, L, L, T0)
-            e(Op.ASR if op == AluOp.ARSH else Op.SHR, H, H, imm=n)
-        elif op == AluOp.ARSH:
-            e(Op.ASR, L, H, imm=n - 32)
-            e(Op.ASR, H, H, imm=31)
-        else:
-            e(Op.SHR, L, H, imm=n - 32)
-            e.movi(H, 0)
-
-    def shift64_var(self, op: AluOp, d: int, amount: int) -> None:
-        """A 64-bit shift by a register (masked to 63): the two halves of the amount's
-        range as two paths; the small path shifts the crossing bits in two steps so a
-        shift by 0 needs no branch of its own."""
-        e, L, H = self.e, lo(d), hi(d)
-        big, done = _Label(), _Label()
-        e(Op.AND, T0, amount, imm=63)  # n
-        e(Op.SUB, T1, T0, imm=32)  # n - 32; C: n >= 32
-        e.br(Cond.HS, big)
-        e.movi(T2, 31)
-        e(Op.SUB, T2, T2, T0)  # 31 - n
-        if op == AluOp.LSH:
-            e(Op.SHR, T3, L, imm=1)
-            e(Op.SHR, T3, T3, T2)  # the bits crossing into the high word
-            e(Op.SHL, H, H, T0)
-            e(Op.OR, H, H, T3)
-            e(Op.SHL, L, L, T0)
-        else:
-            e(Op.SHL, T3, H, imm=1)
-            e(Op.SHL, T3, T3, T2)  # the bits crossing into the low word
-            e(Op.SHR, L, L, T0)
-            e(Op.OR, L, L, T3)
-            e(Op.ASR if op == AluOp.ARSH else Op.SHR, H, H, T0)
-        e.br(Cond.AL, done)
-        e.place(big)
-        if op == AluOp.LSH:
-            e(Op.SHL, H, L, T1)
-            e.movi(L, 0)
-        elif op == AluOp.ARSH:
-            e(Op.ASR, L, H, T1)
-            e(Op.ASR, H, H, imm=31)
-        else:
-            e(Op.SHR, L, H, T1)
-            e.movi(H, 0)
-        e.place(done)
-
-    def alu32(self, insn: Insn) -> None:
-        e, op, d = self.e, insn.op, insn.dst
-        x, imm = insn.source == Src.X, insn.imm
-        L = lo(d)
-
-        def binary(machine_op: Op, value: int | None = None) -> None:
-            if x:
-                e(machine_op, L, L, lo(insn.src))
-            else:
-                e(machine_op, L, L, imm=imm if value is None else value)
-
-        if op == AluOp.MOV:
-            if x:
-                e(Op.MOV, L, b=lo(insn.src))
-            else:
-                e.movi(L, imm)
-        elif op in _CARRY:
-            binary(_CARRY[AluOp(op)][0])
-        elif op in _LOGIC:
-            binary(_LOGIC[AluOp(op)])
-        elif op == AluOp.MUL:
-            binary(Op.MUL)
-        elif op in _SHIFT:
-            binary(_SHIFT[AluOp(op)], imm & 31)
-        elif op == AluOp.NEG:
-            e.movi(T0, 0)
-            e(Op.SUB, L, T0, L)
-        elif op == AluOp.DIV:
-            self.div32_const(L, imm & M32)
-        elif op == AluOp.END:
-            self.endian(insn)
-            return
-        e.movi(hi(d), 0)
-
-    def div32_const(self, L: int, d: int) -> None:
-        """x / d for a constant d: by 0 gives 0 (BPF's rule); a power of two shifts; any
-        other d multiplies by its reciprocal: with l = ceil(log2 d) and
-        m = floor(2^32 * (2^l - d) / d) + 1, t = mulhi(x, m), x / d =
-        (t + ((x - t) >> 1)) >> (l - 1) for every 32-bit x (Granlund and Montgomery,
-        "Division by invariant integers using multiplication", 1994)."""
-        e = self.e
-        if d == 0:
-            e.movi(L, 0)
-        elif d & (d - 1) == 0:
-            if d > 1:
-                e(Op.SHR, L, L, imm=d.bit_length() - 1)
-        else:
-            shift = (d - 1).bit_length()
-            m = (1 << 32) * ((1 << shift) - d) // d + 1
-            e(Op.MULHU, T0, L, imm=m)
-            e(Op.SUB, T1, L, T0)
-            e(Op.SHR, T1, T1, imm=1)
-            e(Op.ADD, T1, T1, T0)
-            e(Op.SHR, L, T1, imm=shift - 1)
-
-    def endian(self, insn: Insn) -> None:
-        e, L, H = self.e, lo(insn.dst), hi(insn.dst)
-        bits, to_be = insn.imm, insn.source == Src.X
-        if bits == 64:
-            if to_be:
-                e(Op.BSWAP, T0, L, x=4)
-                e(Op.BSWAP, L, H, x=4)
-                e(Op.MOV, H, b=T0)
-            return
-        if to_be:
-            e(Op.BSWAP, L, L, x=bits // 8)
-        elif bits == 16:
-            e(Op.AND, L, L, imm=0xFFFF)
-        e.movi(H, 0)
-
     # -- jumps, calls, exit -------------------------------------------------------------
 
     def jmp(self, pc: int, insn: Insn, s: State) -> None:
@@ -694,55 +472,8 @@ class _Translator:
                               f"{_NO_ADDRESS}")
 
     def compare(self, pc: int, insn: Insn, s: State) -> None:
-        e, op, a = self.e, JmpOp(insn.op), insn.dst
-        wide, x = insn.cls == Cls.JMP, insn.source == Src.X
-        self._pointer_cmp(pc, insn, s.regs[a], src_val(insn, s))
-        target = pc + insn.off + 1
-        if wide:
-            k_lo, k_hi = insn.imm & M32, _sext_hi(insn.imm)
-        else:
-            k_lo, k_hi = insn.imm & M32, 0
-        if op in (JmpOp.JEQ, JmpOp.JNE, JmpOp.JSET):
-            f = Op.AND if op == JmpOp.JSET else Op.XOR
-            cond = Cond.EQ if op == JmpOp.JEQ else Cond.NE
-            if f is Op.XOR and not x and not k_lo and not k_hi:  # a test for zero
-                if wide:
-                    e(Op.OR, T0, lo(a), hi(a))
-                else:
-                    e(Op.OR, T0, lo(a), imm=0)
-                e.br(cond, target)
-                return
-            if x:
-                e(f, T0, lo(a), lo(insn.src))
-            else:
-                e(f, T0, lo(a), imm=k_lo)
-            if wide:
-                if x:
-                    e(f, T1, hi(a), hi(insn.src))
-                else:
-                    e(f, T1, hi(a), imm=k_hi)
-                e(Op.OR, T0, T0, T1)
-            e.br(cond, target)
-            return
-        swapped, cond = _ORDER[op]
-        if x:
-            pairs: list[tuple[int, int | None]] = [(lo(a), lo(insn.src)), (hi(a), hi(insn.src))]
-        elif swapped:  # b - a with b the immediate: into registers first
-            e.movi(T2, k_lo)
-            if wide:
-                e.movi(T3, k_hi)
-            pairs = [(lo(a), T2), (hi(a), T3)]
-        else:
-            pairs = [(lo(a), None), (hi(a), None)]  # None: the immediate
-        for n, (ra, rb) in enumerate(pairs[:2 if wide else 1]):
-            machine_op, dreg = (Op.SUB, T0) if n == 0 else (Op.SUBC, T1)
-            if rb is None:
-                e(machine_op, dreg, ra, imm=(k_lo, k_hi)[n])
-            elif swapped:
-                e(machine_op, dreg, rb, ra)
-            else:
-                e(machine_op, dreg, ra, rb)
-        e.br(cond, target)
+        self._pointer_cmp(pc, insn, s.regs[insn.dst], src_val(insn, s))
+        self.branch(insn, pc + insn.off + 1)
 
 
 def translate(program: Program) -> Image:
