@@ -35,6 +35,18 @@ class InvalidProgram(BpfError, ValueError):
     """A program that cannot be decoded, loaded or run: names the pc or section."""
 
 
+class TranslationRefused(InvalidProgram):
+    """A device's translator has no mapping for an instruction or a pattern of a program
+    its verifier accepted: the device's own refusal, as NFP's JIT refuses what it cannot
+    run.  `errno` is the device's (EOPNOTSUPP: no mapping; E2BIG: an image past the code
+    store), `pc` the instruction (-1: the program as a whole)."""
+
+    def __init__(self, message: str, errno: int, pc: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.pc = pc
+
+
 class ElfError(BpfError, ValueError):
     """An object file the loader cannot use: names the section, symbol or relocation."""
 

@@ -1,10 +1,13 @@
 """`vxdp exec`: run an XDP program of an object file over every packet of a pcap file.
 
     vxdp exec prog.o --pcap in.pcap [--section S] [--program NAME] [--out out.pcap]
-              [--maps-in m.json] [--maps-out m.json] [--engine interp|jit|kernel] [-j]
+              [--maps-in m.json] [--maps-out m.json]
+              [--engine interp|jit|kernel|smartnic] [-j]
 
 The packets run in file order through one engine, so map state carries from one packet to
-the next, as on a NIC.  `--maps-in` seeds the maps before the first packet (map JSON; only
+the next, as on a NIC.  `smartnic` translates the program for the SmartNIC's micro-engine
+and runs the image on its simulator (vxdp.bpf.nic): a program it refuses exits 2 with the
+pc and the reason.  `--maps-in` seeds the maps before the first packet (map JSON; only
 `entries` needed); `--maps-out` writes every map after the last one.
 
 Output: with `-j`, one JSON object per packet, {index, retval, action, len, data_hex}, with

@@ -25,21 +25,11 @@ guest's device only.
 from __future__ import annotations
 
 import argparse
-import signal
-from pathlib import Path
-from typing import Any
 
 import trio
 
 from host import PROFILES, get_profile
-from vxdp.runtime.cli import (
-    add_common,
-    make_hook,
-    say,
-    setup_logging,
-    until_signalled,
-    write_stats,
-)
+from vxdp.runtime.cli import add_common, make_hook, serve_until_signalled, setup_logging
 from vxdp.runtime.host import HostRuntime
 from vxdp.runtime.wire import open_port
 from vxdp.runtime.xdp import host_verifier_profile
@@ -67,29 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
 
 
-async def _main(runtime: HostRuntime, stats: Path | None) -> int:
-    snapshot: dict[str, Any] | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
-            say("host", f"serving {len(runtime.guests)} guest socket(s): "
-                        f"{', '.join(g.path for g in runtime.guests)}; wire "
-                        f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
-                        + (f"; control {runtime.control.path}" if runtime.control else "")
-                        + (f"; agents {', '.join(a.path for a in runtime.agents)}"
-                           if runtime.agents else ""))
-            signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
-            snapshot = runtime.stats()  # as it was when the signal came, before teardown
-            nursery.cancel_scope.cancel()
-        say("host", f"{signal.Signals(signum).name}: stopping")
-    finally:
-        try:
-            write_stats(stats, snapshot if snapshot is not None else runtime.stats())
-        finally:
-            runtime.close()
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     hook = make_hook(args, host_verifier_profile(get_profile(args.profile)))
@@ -98,4 +65,12 @@ def run(args: argparse.Namespace) -> int:
                           datapath=args.datapath, control=args.control,
                           engine=args.engine if args.engine in ("interp", "jit") else None,
                           agents=args.agent)
-    return trio.run(_main, runtime, args.stats_json)
+
+    def banner() -> str:
+        return (f"serving {len(runtime.guests)} guest socket(s): "
+                f"{', '.join(g.path for g in runtime.guests)}; wire "
+                f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
+                + (f"; control {runtime.control.path}" if runtime.control else "")
+                + (f"; agents {', '.join(a.path for a in runtime.agents)}"
+                   if runtime.agents else ""))
+    return trio.run(serve_until_signalled, runtime, args.stats_json, "host", banner)

@@ -19,7 +19,8 @@ Operations (the `OPS` table of the protocol names their arguments):
   C core runs) in a worker thread, then attaches it; a refusal answers EACCES with the
   verifier's log and leaves the attached program in place.
 * `prog.detach`, `prog.show`, `prog.dump_xlated` (kernel syntax, maps as `map[id:N]`),
-  `prog.dump_jited` (the C the jit engine compiled; EOPNOTSUPP with the reason otherwise).
+  `prog.dump_jited` (the C the jit engine compiled, or a SmartNIC's image: its machine
+  and, per BPF instruction, the machine words; EOPNOTSUPP with the reason otherwise).
 * `map.show|dump|lookup|update|delete` on the attached program's maps, named by name or
   id, with the kernel's errnos: ENOENT for a lookup miss or a delete of nothing, E2BIG
   for a full map, EEXIST / ENOENT under noexist / exist, EPERM on a frozen map.
@@ -113,6 +114,7 @@ class Shown:
     loaded_at: float
     engine: str
     guest: GuestPort | None = None
+    image: Any = None  # a SmartNIC's translated image (vxdp.bpf.nic.Image)
 
 
 class Ids:
@@ -223,11 +225,11 @@ class ControlHandler(OpsHandler):
     # -- programs: the host-attached one and the ones guests offloaded -------------------
 
     def _shown(self, source: Any, program: Program, maps: list[Map], engine: str,
-               guest: GuestPort | None) -> Shown:
+               guest: GuestPort | None, image: Any = None) -> Shown:
         pid = self._prog_ids.of(source)
         loaded = self._loaded_at.setdefault(pid, time.time())
         return Shown(pid, program, maps, [self._map_ids.of(m) for m in maps], loaded,
-                     engine, guest)
+                     engine, guest, image)
 
     def current(self) -> Shown | None:
         """The host-attached program."""
@@ -243,7 +245,8 @@ class ControlHandler(OpsHandler):
         for g in self.runtime.guests:
             p = g.device.offloaded if g.device is not None else None
             if p is not None:
-                out.append(self._shown(p, p.program, [m.map for m in p.maps], p.engine, g))
+                out.append(self._shown(p, p.program, [m.map for m in p.maps], p.engine, g,
+                                       p.image))
         return out
 
     def programs(self) -> list[Shown]:
@@ -275,9 +278,12 @@ class ControlHandler(OpsHandler):
         out = {"id": shown.id, "type": "xdp", "name": p.name, "tag": p.tag,
                "gpl_compatible": p.gpl_compatible, "loaded_at": int(shown.loaded_at),
                "bytes_xlated": len(p.insns), "insns": p.insn_count,
-               "jited": shown.engine == "jit", "engine": shown.engine, "section": p.section,
-               "digest": p.digest, "map_ids": list(shown.map_ids),
+               "jited": shown.engine in ("jit", "smartnic"), "engine": shown.engine,
+               "section": p.section, "digest": p.digest, "map_ids": list(shown.map_ids),
                "maps": [m.name for m in shown.maps]}
+        if shown.image is not None:  # bpftool's bytes_jited for a device-bound program
+            out["bytes_jited"] = shown.image.size
+            out["machine"] = shown.image.machine
         if shown.guest is not None:
             # bpftool shows a device-bound program's `dev`; ours names the owning guest
             g = shown.guest
@@ -326,6 +332,12 @@ class ControlHandler(OpsHandler):
     async def prog_dump_jited(self, args: dict[str, Any]) -> Any:
         att = self._program(args.get("id"))
         engine = att.engine
+        if att.image is not None:  # a SmartNIC's image: its machine, word by word
+            image = att.image
+            return {"id": att.id, "name": att.program.name, "engine": engine,
+                    "machine": image.machine, "description": image.describe(),
+                    "bytes_jited": image.size, "stack_size": image.stack_size,
+                    "insns": image.listing()}
         if engine != "jit":
             from vxdp.bpf.engine import engine_class
             try:

@@ -86,9 +86,12 @@ class CPath:
             return
         if offloaded is None:
             self.port.attach_offload(None)
-        else:
-            self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps],
-                                     offloaded.engine)
+            return
+        # A SmartNIC's program runs in C on the core's interpreter: the BPF its image was
+        # translated from, with the same semantics (docs/smartnic.md, what is emulated);
+        # the device model's path runs the image itself on the micro-engine's simulator.
+        engine = "interp" if offloaded.engine == "smartnic" else offloaded.engine
+        self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps], engine)
 
     def release(self) -> None:
         """Hand the queues back to the device model and keep the port's counters."""
