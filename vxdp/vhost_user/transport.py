@@ -35,6 +35,7 @@ closed, its memory unmapped, and the server waits for the next front-end.
 from __future__ import annotations
 
 import array
+import errno as E
 import logging
 import os
 import socket
@@ -45,14 +46,29 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from virtio_spec.errors import VirtioError
-from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteError
+from vxdp.errors import (
+    MigrationError,
+    VhostUserError,
+    VhostUserLocalError,
+    VhostUserRemoteError,
+    errno_name,
+)
 
 from . import events as ev
 from .backend import Backend, BackendConfig
-from .frontend import BackendRequests, Frontend, Outgoing, Reply, check_ack
+from .frontend import (
+    BackendRequests,
+    Frontend,
+    Outgoing,
+    Reply,
+    check_ack,
+    device_state_errno,
+)
 from .memory import BackendMemory, FrontendMemory
 from .messages import (
     VHOST_MEMORY_BASELINE_NREGIONS,
+    VHOST_TRANSFER_STATE_DIRECTION_LOAD,
+    VHOST_TRANSFER_STATE_DIRECTION_SAVE,
     VHOST_USER_F_PROTOCOL_FEATURES,
     BackendMessage,
     VhostUserProtocolFeature,
@@ -605,6 +621,74 @@ async def open_backend_channel(send: Callable[[Outgoing], Awaitable[Reply | None
     return trio.socket.from_stdlib_socket(ours)
 
 
+async def save_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                            core: Frontend, *, limit: int) -> bytes:
+    """The back-end's state, as vhost-user.rst "Migrating back-end state" moves it: a
+    pipe's write end goes with SET_DEVICE_STATE_FD (direction SAVE, phase STOPPED: every
+    ring stopped first), the back-end writes its state and closes it, we read to the end
+    of file (at most `limit` bytes), then CHECK_DEVICE_STATE.  MigrationError with the
+    back-end's errno when it says no."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    try:
+        reply = await send(core.set_device_state_fd(VHOST_TRANSFER_STATE_DIRECTION_SAVE, wfd))
+    except BaseException:
+        os.close(rfd)
+        raise
+    finally:
+        os.close(wfd)  # the back-end has its own; ours open would hold the end of file off
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        os.close(rfd)
+        raise MigrationError(f"the back-end refused to save its state: {errno_name(err)}",
+                             err)
+    data = bytearray()
+    async with trio.lowlevel.FdStream(rfd) as stream:
+        while chunk := await stream.receive_some(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                raise MigrationError(f"the back-end's state is over {limit} bytes", E.EFBIG)
+    await _check_state(send, core, "save")
+    return bytes(data)
+
+
+async def load_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                            core: Frontend, data: bytes) -> None:
+    """Give a back-end saved state: a pipe's read end goes with SET_DEVICE_STATE_FD
+    (direction LOAD, phase STOPPED), we write the state and close our end, then
+    CHECK_DEVICE_STATE says whether the back-end could restore it.  MigrationError with
+    the back-end's errno when it says no."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    try:
+        reply = await send(core.set_device_state_fd(VHOST_TRANSFER_STATE_DIRECTION_LOAD, rfd))
+    except BaseException:
+        os.close(wfd)
+        raise
+    finally:
+        os.close(rfd)
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        os.close(wfd)
+        raise MigrationError(f"the back-end refused to load a state: {errno_name(err)}", err)
+    async with trio.lowlevel.FdStream(wfd) as stream:
+        try:
+            await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass  # the back-end stopped reading: its CHECK_DEVICE_STATE says why
+    await _check_state(send, core, "load")
+
+
+async def _check_state(send: Callable[[Outgoing], Awaitable[Reply | None]], core: Frontend,
+                       what: str) -> None:
+    reply = await send(core.check_device_state())
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        raise MigrationError(f"the back-end could not {what} its state "
+                             f"(VHOST_USER_CHECK_DEVICE_STATE: {errno_name(err)})", err)
+
+
 async def serve_backend_requests(sock: trio.socket.SocketType, requests: BackendRequests,
                                  handler: BackendRequestHandler) -> str:
     """Serve the back-end request channel until the back-end closes it or breaks the
@@ -638,6 +722,7 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
 
 __all__ = [
     "BACKEND_ACK_TIMEOUT", "BackendRequestHandler", "BackendSession", "EventFd",
-    "FrontendConnection", "Handler", "Handlers", "open_backend_channel", "receive_some",
-    "send_message", "serve_backend", "serve_backend_requests", "serve_connection",
+    "FrontendConnection", "Handler", "Handlers", "load_device_state", "open_backend_channel",
+    "receive_some", "save_device_state", "send_message", "serve_backend",
+    "serve_backend_requests", "serve_connection",
 ]
