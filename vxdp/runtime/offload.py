@@ -65,6 +65,9 @@ class GuestOffload:
         self.reason = ""
         self.log = ""  # the device's log of the last SET_OFFLOAD
         self.placements = 0
+        #: set by a migration that gave up the offload: the next device runs the program
+        #: in driver mode, its maps filled with the entries (by device handle) it carried
+        self._fallback: tuple[str, dict[int, tuple[tuple[bytes, bytes], ...]]] | None = None
         self._wake = trio.Event()
         self._lock = trio.Lock()
 
@@ -86,8 +89,8 @@ class GuestOffload:
 
     async def _exchange(self, request: OffloadRequest) -> Answer:
         rt = self.runtime
-        link = rt.link
-        if link is None:
+        epoch = rt.epoch
+        if rt.link is None:
             raise OffloadError(request.what, E.ENODEV, "no device connected")
         try:
             cmd = rt.driver.ctrl_command(request.cls, request.command, request.body,
@@ -100,7 +103,7 @@ class GuestOffload:
                 self._wake = trio.Event()
                 if cmd.done:
                     return Answer.of(cmd)
-                if rt.link is not link:
+                if rt.epoch != epoch:  # a migration that resumes the rings is no end
                     raise OffloadError(request.what, E.ENODEV, "the device went away")
                 await self._wake.wait()
         raise OffloadError(request.what, E.ETIMEDOUT,
@@ -110,9 +113,38 @@ class GuestOffload:
 
     def device_ready(self) -> None:
         """The driver is live on a (new) device: place the program as the mode says."""
-        self.client = OffloadClient(self.runtime.driver.xdp_caps)
-        if self.program is not None and self.mode != "driver":
+        old, self.client = self.client, OffloadClient(self.runtime.driver.xdp_caps)
+        if self._fallback is not None:
+            self._driver_mode_after_migration(old)
+        elif self.program is not None and self.mode != "driver":
             self.runtime.spawn(self.place)
+
+    def fall_back(self, reason: str,
+                  entries: dict[int, tuple[tuple[bytes, bytes], ...]]) -> None:
+        """A migration moves the guest to a device that cannot run the offload: on the
+        next device the program runs in driver mode, its maps holding `entries` (the
+        source device's, by handle), and the reason is reported."""
+        self._fallback = (reason, entries)
+
+    def _driver_mode_after_migration(self, old: OffloadClient | None) -> None:
+        assert self._fallback is not None
+        reason, entries = self._fallback
+        self._fallback = None
+        program = self.program
+        if program is None or self.state != "offloaded":
+            return  # nothing was offloaded: what runs in the driver runs on
+        self.runtime.set_driver_program(program)
+        moved = 0
+        offloaded = old.offloaded if old is not None else None
+        by_name = {m.spec.name: m for m in (offloaded.maps if offloaded else ())}
+        for spec, m in zip(program.maps, self.runtime.xdp.maps or ()):
+            guest_map = by_name.get(spec.name)
+            for key, value in entries.get(guest_map.handle, ()) if guest_map else ():
+                m.update(key, value)
+                moved += 1
+        self.state, self.reason = "driver", reason
+        self.runtime.report("offload", f"falling back to driver mode: {reason}; {moved} "
+                                       f"map entries carried over from the offloaded maps")
 
     def device_replaced(self, why: str) -> None:
         """The rings resumed on a new device (the host restarted): what was offloaded
