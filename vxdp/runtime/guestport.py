@@ -606,7 +606,7 @@ class GuestPort:
                 "engine": program.engine, "profile": job.profile.name if job else "",
                 "source_engine": saved.offload.program.engine  # type: ignore[union-attr]
                 if saved.offload and saved.offload.program else ""},
-            "queues": {q.index: q.base for q in saved.queues}}
+            "queues": {str(q.index): q.base for q in saved.queues}}
         self.migration["refused"] = ""
         log.info("guest %d: migrated device restored: %d map(s), %d entries, program %s",
                  self.number, self.migration["restored"]["maps"], saved.map_entries,
