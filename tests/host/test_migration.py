@@ -32,31 +32,14 @@ from virtio_spec.features import VirtioNetFeature
 from virtio_spec.offload import HOST, RFC2019, SMARTNIC
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode as encode_insns
-from vxdp.bpf.program import MapSpec, MapType, Program
+from vxdp.bpf.program import MapSpec, MapType
 from vxdp.errors import MigrationError, StateError
 from vxdp.packets import udp_packet
 from vxdp.pair import InProcessTransport, Pair
 
-COUNT_ASM = """
-stw [%r10-4], 0
-mov %r2, %r10
-add %r2, -4
-lddw %r1, map_fd(0)
-call 1
-jeq %r0, 0, out
-ldxdw %r1, [%r0+0]
-add %r1, 1
-stxdw [%r0+0], %r1
-out:
-mov %r0, 2
-exit
-"""
+from .test_offload import counting
+
 K = struct.pack("<I", 0)
-
-
-def counting() -> Program:
-    return Program("count", "xdp", encode_insns(assemble(COUNT_ASM)),
-                   (MapSpec("cnt", MapType.ARRAY, 4, 8, 1),))
 
 
 def to_guest(pair: Pair, n: int) -> list[bytes]:

@@ -621,6 +621,30 @@ async def open_backend_channel(send: Callable[[Outgoing], Awaitable[Reply | None
     return trio.socket.from_stdlib_socket(ours)
 
 
+async def _open_transfer(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                         core: Frontend, direction: int) -> int:
+    """A pipe for a state transfer: the back-end's end goes with SET_DEVICE_STATE_FD
+    (the write end to SAVE, the read end to LOAD), ours is returned.  Ours alone stays
+    open here: a second copy of the back-end's end would hold the end of file off."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    theirs, ours = (wfd, rfd) if direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE \
+        else (rfd, wfd)
+    try:
+        reply = await send(core.set_device_state_fd(direction, theirs))
+    except BaseException:
+        os.close(ours)
+        raise
+    finally:
+        os.close(theirs)
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        os.close(ours)
+        what = "save its" if direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE else "load a"
+        raise MigrationError(f"the back-end refused to {what} state: {errno_name(err)}", err)
+    return ours
+
+
 async def save_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
                             core: Frontend, *, limit: int) -> bytes:
     """The back-end's state, as vhost-user.rst "Migrating back-end state" moves it: a
@@ -628,20 +652,7 @@ async def save_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
     ring stopped first), the back-end writes its state and closes it, we read to the end
     of file (at most `limit` bytes), then CHECK_DEVICE_STATE.  MigrationError with the
     back-end's errno when it says no."""
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    try:
-        reply = await send(core.set_device_state_fd(VHOST_TRANSFER_STATE_DIRECTION_SAVE, wfd))
-    except BaseException:
-        os.close(rfd)
-        raise
-    finally:
-        os.close(wfd)  # the back-end has its own; ours open would hold the end of file off
-    assert reply is not None
-    err = device_state_errno(reply)
-    if err:
-        os.close(rfd)
-        raise MigrationError(f"the back-end refused to save its state: {errno_name(err)}",
-                             err)
+    rfd = await _open_transfer(send, core, VHOST_TRANSFER_STATE_DIRECTION_SAVE)
     data = bytearray()
     async with trio.lowlevel.FdStream(rfd) as stream:
         while chunk := await stream.receive_some(1 << 16):
@@ -658,19 +669,7 @@ async def load_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
     (direction LOAD, phase STOPPED), we write the state and close our end, then
     CHECK_DEVICE_STATE says whether the back-end could restore it.  MigrationError with
     the back-end's errno when it says no."""
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    try:
-        reply = await send(core.set_device_state_fd(VHOST_TRANSFER_STATE_DIRECTION_LOAD, rfd))
-    except BaseException:
-        os.close(wfd)
-        raise
-    finally:
-        os.close(rfd)
-    assert reply is not None
-    err = device_state_errno(reply)
-    if err:
-        os.close(wfd)
-        raise MigrationError(f"the back-end refused to load a state: {errno_name(err)}", err)
+    wfd = await _open_transfer(send, core, VHOST_TRANSFER_STATE_DIRECTION_LOAD)
     async with trio.lowlevel.FdStream(wfd) as stream:
         try:
             await stream.send_all(data)
