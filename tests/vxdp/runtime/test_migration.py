@@ -6,16 +6,25 @@ mode with its map entries."""
 
 from __future__ import annotations
 
+import errno as E
 import struct
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 import trio
 
+from guest.offload import OffloadClient
 from host import get_profile
+from host.migration import encode, save
 from vxdp.bpf.program import MapSpec, MapType
+from vxdp.errors import MigrationError
 from vxdp.packets import TrafficGenerator
+from vxdp.pair import Pair
 from vxdp.runtime import GuestRuntime, open_port
+from vxdp.runtime.guestport import PROTOCOL_FEATURES
+from vxdp.vhost_user import FrontendConnection
+from vxdp.vhost_user.transport import load_device_state
 
 from .conftest import Rig, until
 from .test_offload import counting, send_from_wire
@@ -171,3 +180,34 @@ async def test_a_destination_that_refuses_the_state_resumes_the_source(
     assert report.downtime_ms is not None and report.frames_lost == 0
     assert "ring size 256 above the destination's 128" in \
         b.host.guests[0].migration["refused"]
+
+
+async def test_a_bad_state_leaves_the_destination_as_it_was(rig_factory: RigFactory) -> None:
+    """A front-end loads state into a host's port over vhost-user: a state with one
+    field corrupted is refused at CHECK_DEVICE_STATE (EINVAL; the port keeps the field's
+    name) and the port's device is untouched; the state as saved is taken whole."""
+    pair = Pair.create("rfc2019")
+    assert pair.negotiate()
+    client = OffloadClient(pair.driver.xdp_caps)
+    pair.offload(client.load(counting()))
+    for index in range(pair.device.num_queues):
+        pair.device.stop_queue(index)
+    doc = save(pair.device)
+    bad = {**doc, "offload": {**doc["offload"], "next_handle": 1}}
+    with trio.fail_after(20):
+        b = rig_factory(profile="host", wire=open_port("null"))
+        port = b.host.guests[0]
+        async with FrontendConnection(b.socket_to(0)) as conn:
+            await conn.negotiate(0, PROTOCOL_FEATURES)
+            with pytest.raises(MigrationError) as refused:
+                await load_device_state(conn.send, conn.core, encode(bad))
+            assert refused.value.errno == E.EINVAL
+            assert "offload.maps[0].handle" in port.migration["refused"]
+            device = port.device
+            assert device is not None and device.read_status() == 0
+            assert device.offload is not None and device.offload.maps == {}
+            await load_device_state(conn.send, conn.core, encode(doc))
+            restored = port.device
+            assert restored is not device and restored is not None
+            assert restored.read_status() == 0x0F and restored.offloaded is not None
+            assert port.migration["restored"]["maps"] == 1
