@@ -155,6 +155,8 @@ class Migration:
                                       os.fspath(name) if not isinstance(name, str) else name,
                                       policy)
         self.t: dict[str, float] = {}
+        self.bases: dict[int, int] | None = None  # the source's rings, once stopped
+        self.handed_over = False  # the destination runs (or the driver starts over there)
 
     def _mark(self, name: str) -> float:
         self.t[name] = now = time.perf_counter()
@@ -192,9 +194,25 @@ class Migration:
         except (VhostUserError, MigrationError, trio.TooSlowError) as exc:
             await _drop(dst)
             what = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
-            rt.report("migration", f"migration failed: {what}")
-            raise MigrationError(f"migration failed: {what}",
+            resumed = await self._recover(src)
+            rt.report("migration", f"migration failed: {what}{resumed}")
+            raise MigrationError(f"migration failed: {what}{resumed}",
                                  getattr(exc, "errno", E.EIO)) from exc
+
+    async def _recover(self, src: Link) -> str:
+        """A move that broke off after the source stopped and before the destination
+        took over: the source goes on where it stopped, if it is still there."""
+        rt = self.rt
+        if self.bases is None or self.handed_over:
+            return ""
+        rt.link = src
+        try:
+            with trio.fail_after(10):
+                await self._restart(src, self.bases)
+        except (VhostUserError, trio.TooSlowError) as exc:
+            return f"; the source could not resume: {exc}"
+        await rt.pump()
+        return "; the source resumed"
 
     def _why_not(self, src: Link | None) -> str:
         rt = self.rt
@@ -269,9 +287,11 @@ class Migration:
             avail, used = mem.read_u16(setup.driver + 2), mem.read_u16(setup.device + 2)
             self.report.commands_in_flight = (avail - used) & 0xFFFF
             bases[ctrl] = int((await src.value(src.core.get_vring_base(ctrl))).num)
+            self.bases = bases
             self._mark("paused")
         for index in sorted(rt.started - {ctrl}):
             bases[index] = int((await src.value(src.core.get_vring_base(index))).num)
+            self.bases = bases
             if "stopped" not in self.t:
                 self._mark("stopped")
         self.t.setdefault("stopped", time.perf_counter())
@@ -301,6 +321,7 @@ class Migration:
                 self._mark("refused")
                 lost = await self._lost(src, saved)
                 await self._restart(src, bases)
+                self.bases = None  # the source runs again
                 self._mark("resumed")
                 await _drop(dst)
                 r.downtime_ms = _ms(self.t["stopped"], self.t["resumed"])
@@ -314,8 +335,9 @@ class Migration:
             if program is not None:
                 r.reverified = "accepted by the destination's verifier"
             rt.link = dst
-            rt.path = self._path() or rt.path
             await self._resume(dst, bases)
+            self.handed_over = True
+            rt.path = self._path() or rt.path
             self._mark("running")
         await rt.pump()
         r.downtime_ms = _ms(self.t["stopped"], self.t["running"])
@@ -393,6 +415,7 @@ class Migration:
             entries = {m.handle: m.entries for m in saved.offload.maps} \
                 if saved.offload else {}
             rt.offload.fall_back(f"the destination cannot run the offload: {why}", entries)
+            self.handed_over = True  # from here the driver starts over on the destination
             rt.link = dst
             rt.path = self._path() or rt.path
             rt.epoch += 1  # commands in flight went with the source's device

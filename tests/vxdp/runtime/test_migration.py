@@ -7,6 +7,7 @@ mode with its map entries."""
 from __future__ import annotations
 
 import errno as E
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,13 +19,14 @@ from guest.offload import OffloadClient
 from host import get_profile
 from host.migration import encode, save
 from vxdp.bpf.program import MapSpec, MapType
-from vxdp.errors import MigrationError
+from vxdp.errors import MigrationError, VhostUserLocalError
 from vxdp.packets import TrafficGenerator
 from vxdp.pair import Pair
 from vxdp.runtime import GuestRuntime, open_port
 from vxdp.runtime.guestport import PROTOCOL_FEATURES
 from vxdp.vhost_user import FrontendConnection
-from vxdp.vhost_user.transport import load_device_state
+from vxdp.vhost_user import events as ev
+from vxdp.vhost_user.transport import load_device_state, serve_connection
 
 from .conftest import Rig, until
 from .test_offload import counting, send_from_wire
@@ -211,3 +213,28 @@ async def test_a_bad_state_leaves_the_destination_as_it_was(rig_factory: RigFact
             assert restored is not device and restored is not None
             assert restored.read_status() == 0x0F and restored.offloaded is not None
             assert port.migration["restored"]["maps"] == 1
+
+
+async def test_a_destination_that_dies_mid_move_leaves_the_source_running(
+        rig_factory: RigFactory) -> None:
+    """The destination's back-end goes away when the state comes (its session ends at
+    SET_DEVICE_STATE_FD): the move breaks off, the source resumes its rings and goes on
+    with its program and maps."""
+    async def crash(session: object, event: object) -> object:
+        raise VhostUserLocalError("the destination crashed")
+
+    with trio.fail_after(30):
+        a, b, guest = await offloaded_guest(rig_factory)
+        await send_from_wire(a, TrafficGenerator(1).packets(6))
+        await until(lambda: guest.stack["packets"] == 6, "frames through the source")
+        theirs, ours = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        port = b.host.guests[0]
+        b.nursery.start_soon(serve_connection, theirs, port.config,
+                             {**port.handlers, ev.DeviceStateFdSet: crash})
+        with pytest.raises(MigrationError, match="the source resumed"):
+            await guest.migrate(ours)
+        await send_from_wire(a, TrafficGenerator(2).packets(6))
+        await until(lambda: guest.stack["packets"] == 12, "frames through the resumed source")
+        assert await counter(guest) == 12
+    assert guest.offload.state == "offloaded"
+    assert any("migration failed" in text for _, text in guest.reports)
