@@ -593,6 +593,7 @@ class GuestPort:
             device.set_memory(session.memory.guest)
         add_counts(self.device_totals, old.stats)
         self.device = device
+        self.features_pending = None  # the restored device negotiated them already
         if saved.mac != self.profile.mac:  # the guest keeps its MAC: frames follow it here
             self.profile = replace(self.profile, mac=saved.mac)
             self.runtime.remap_macs()

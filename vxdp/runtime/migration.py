@@ -59,7 +59,7 @@ from host import migration as state
 from virtio_spec.features import VirtioFeature, VirtioNetFeature
 from virtio_spec.offload import XdpCapabilities
 from virtio_spec.structs import VIRTIO_NET_CONFIG_SIZE, config_ranges, virtio_net_config
-from vxdp.errors import MigrationError, UsageError, VhostUserError
+from vxdp.errors import MigrationError, UsageError, VhostUserError, VhostUserRemoteError
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.transport import load_device_state, save_device_state
 
@@ -74,6 +74,8 @@ NEEDED = {PF.STATUS: "the device status", PF.CONFIG: "config space",
 POLICIES = ("refuse", "fallback")
 #: The longest a whole migration may take.
 TIMEOUT = 60.0
+#: The longest the destination may take to answer the opening of its connection.
+CONNECT_TIMEOUT = 5.0
 #: The most state bytes the guest takes from a source (the destination has its own
 #: limit, from its capabilities).
 STATE_LIMIT = 1 << 31
@@ -175,11 +177,19 @@ class Migration:
         if why:
             return self._refused(why)
         assert src is not None
+        if self._path() is not None and rt.path is not None and \
+                os.path.realpath(rt.path) == os.path.realpath(self._path() or ""):
+            return self._refused("the guest's back-end is there already")
         self._mark("start")
         try:
-            dst = await self._connect()
+            with trio.fail_after(CONNECT_TIMEOUT):
+                dst = await self._connect()
         except (OSError, VhostUserError) as exc:
             return self._refused(f"the destination cannot be reached: {exc}")
+        except trio.TooSlowError:
+            return self._refused(f"the destination did not answer within "
+                                 f"{CONNECT_TIMEOUT:g} s (a vhost-user host serves one "
+                                 f"front-end a socket at a time: is that one taken?)")
         try:
             with trio.fail_after(TIMEOUT):
                 reasons = await self._precheck(src, dst)
@@ -242,8 +252,11 @@ class Migration:
         assert rt._nursery is not None
         rt._nursery.start_soon(dst.reader)
         dst.reading = True
-        proto = await rt._opening(dst, rt._nursery)
-        dst.proto = proto
+        try:
+            dst.proto = await rt._opening(dst, rt._nursery)
+        except BaseException:
+            await _drop(dst)
+            raise
         return dst
 
     async def _config(self, link: Link, offered: int) -> Any:
@@ -304,6 +317,13 @@ class Migration:
     async def _switch(self, src: Link, dst: Link) -> MigrationReport:
         rt = self.rt
         r = self.report
+        try:
+            await self._prepare(dst)
+        except VhostUserRemoteError as exc:  # its ring limits show here (SET_VRING_NUM)
+            await _drop(dst)
+            self._times()
+            return self._refused(f"the destination refused the rings: {exc}")
+        self._mark("prepared")
         async with rt._pump_lock:  # the driver's requests wait, then go to the destination
             bases = await self._stop_source(src)
             data, saved = await self._save(src)
@@ -372,14 +392,38 @@ class Migration:
             rt.driver.interrupt(index)
         rt._c_wake.set()
 
-    async def _resume(self, dst: Link, bases: Mapping[int, int]) -> None:
-        """The destination goes on where the source stopped (the driver's view of the
-        device does not change: no status walk, no config read)."""
+    async def _prepare(self, dst: Link) -> None:
+        """What the destination can be told before the source stops (none of it starts a
+        ring): the features, every ring's size, areas and call eventfd."""
         rt = self.rt
         assert rt.features_written is not None
-        await dst.send(dst.core.set_features(rt._backend_part(rt.features_written) | 1 << 30))
-        await self._restart(dst, bases)
+        core = dst.core
+        await dst.send(core.set_features(rt._backend_part(rt.features_written) | 1 << 30))
+        for index in sorted(rt.started):
+            setup = rt.setups[index]
+            desc, avail, used = (rt.memory.uva(a) for a in (setup.desc, setup.driver,
+                                                           setup.device))
+            await dst.send(core.set_vring_num(index, setup.size))
+            await dst.send(core.set_vring_addr(index, desc, avail, used))
+            await dst.send(core.set_vring_call(index, rt.calls[index].fd))
+
+    async def _resume(self, dst: Link, bases: Mapping[int, int]) -> None:
+        """The destination goes on where the source stopped (the driver's view of the
+        device does not change: no status walk, no config read): each ring's base, its
+        kick (the ring starts) and enable, as QEMU's vhost_virtqueue_start would after
+        `_prepare`; the status; a kick on every ring."""
+        rt = self.rt
+        core = dst.core
+        for index in sorted(bases):
+            await dst.send(core.set_vring_base(index, bases[index]))
+            await dst.send(core.set_vring_kick(index, rt.kicks[index].fd))
+            if core.protocol_negotiated:
+                await dst.send(core.set_vring_enable(index, True))
         await rt._write_status(dst, rt.status_written)
+        for index in sorted(bases):
+            rt.kicks[index].signal()
+            rt.driver.interrupt(index)
+        rt._c_wake.set()
 
     def _leave(self, src: Link, dst: Link) -> None:
         """The source's connection closes; the guest serves the destination's."""
@@ -389,13 +433,16 @@ class Migration:
 
     def _times(self) -> None:
         t, out = self.t, self.report.timings_ms
-        for name, (a, b) in {"precheck": ("start", "prechecked"), "pause": ("prechecked", "paused"),
+        for name, (a, b) in {"precheck": ("start", "prechecked"),
+                             "prepare": ("prechecked", "prepared"),
+                             "pause": ("prepared", "paused"),
                              "stop": ("paused", "stopped"), "save": ("stopped", "saved"),
                              "load": ("saved", "loaded"), "resume": ("loaded", "running"),
-                             "restart": ("refused", "resumed"),
-                             "reinit": ("saved", "running")}.items():
-            if a in t and b in t:
+                             "restart": ("refused", "resumed")}.items():
+            if a in t and b in t and not (name == "resume" and "loaded" not in t):
                 out[name] = _ms(t[a], t[b])
+        if "loaded" not in t and "saved" in t and "running" in t:  # the fallback
+            out["reinit"] = _ms(t["saved"], t["running"])
 
     # -- moving without the offload -----------------------------------------------------
 

@@ -11,6 +11,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import trio
@@ -22,11 +23,11 @@ from vxdp.bpf.program import MapSpec, MapType
 from vxdp.errors import MigrationError, VhostUserLocalError
 from vxdp.packets import TrafficGenerator
 from vxdp.pair import Pair
-from vxdp.runtime import GuestRuntime, open_port
+from vxdp.runtime import GuestRuntime, migration, open_port
 from vxdp.runtime.guestport import PROTOCOL_FEATURES
 from vxdp.vhost_user import FrontendConnection
 from vxdp.vhost_user import events as ev
-from vxdp.vhost_user.transport import load_device_state, serve_connection
+from vxdp.vhost_user.transport import load_device_state
 
 from .conftest import Rig, until
 from .test_offload import counting, send_from_wire
@@ -162,26 +163,43 @@ async def test_smaller_capabilities_refused_or_moved_to_driver_mode(
     assert b.host.guests[0].offload_info()["program"] is None
 
 
-async def test_a_destination_that_refuses_the_state_resumes_the_source(
+async def test_rings_the_destination_cannot_hold_are_refused_before_the_source_stops(
         rig_factory: RigFactory) -> None:
-    """The destination's rings are smaller than the guest's (nothing in its features or
-    config space says so): it refuses the state at CHECK_DEVICE_STATE and the source
-    resumes every ring where it stopped, with its program and maps."""
+    """Nothing in a host's features or config space says how large its rings may be:
+    its refusal of the ring size (SET_VRING_NUM, told before the source stops) refuses
+    the move, and the source never stopped."""
     small = replace(get_profile("rfc2019"), max_queue_size=128)
     with trio.fail_after(30):
         a, b, guest = await offloaded_guest(rig_factory, dest=small)
+        report = await guest.migrate(b.socket_to(0))
+        await send_from_wire(a, TrafficGenerator(2).packets(5))
+        await until(lambda: guest.stack["packets"] == 5, "frames through the source")
+    assert report.outcome == "refused", report.text()
+    assert "VHOST_USER_SET_VRING_NUM" in report.reason and report.downtime_ms is None
+
+
+async def test_a_destination_that_refuses_the_state_resumes_the_source(
+        rig_factory: RigFactory) -> None:
+    """A destination whose CHECK_DEVICE_STATE says no (here a back-end that answers
+    EACCES whatever it read): the source resumes every ring where it stopped, with its
+    program and maps, and the frames that came meanwhile are counted."""
+    async def refuse(session: object, event: object) -> int:
+        return E.EACCES
+
+    with trio.fail_after(30):
+        a, b, guest = await offloaded_guest(rig_factory)
         await send_from_wire(a, TrafficGenerator(1).packets(5))
         await until(lambda: guest.stack["packets"] == 5, "frames through the source")
+        port = b.host.guests[0]
+        port.handlers = {**port.handlers, ev.DeviceStateChecked: refuse}
         report = await guest.migrate(b.socket_to(0))
         await send_from_wire(a, TrafficGenerator(2).packets(5))
         await until(lambda: guest.stack["packets"] == 10, "frames through the resumed source")
         assert await counter(guest) == 10
     assert report.outcome == "refused", report.text()
-    # CHECK_DEVICE_STATE carries an errno; the destination logs (and keeps) the words
-    assert "VHOST_USER_CHECK_DEVICE_STATE: EOPNOTSUPP" in report.reason
+    assert "VHOST_USER_CHECK_DEVICE_STATE: EACCES" in report.reason
     assert report.downtime_ms is not None and report.frames_lost == 0
-    assert "ring size 256 above the destination's 128" in \
-        b.host.guests[0].migration["refused"]
+    assert "timings_ms" in report.to_json() and "restart" in report.timings_ms
 
 
 async def test_a_bad_state_leaves_the_destination_as_it_was(rig_factory: RigFactory) -> None:
@@ -227,14 +245,34 @@ async def test_a_destination_that_dies_mid_move_leaves_the_source_running(
         a, b, guest = await offloaded_guest(rig_factory)
         await send_from_wire(a, TrafficGenerator(1).packets(6))
         await until(lambda: guest.stack["packets"] == 6, "frames through the source")
-        theirs, ours = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         port = b.host.guests[0]
-        b.nursery.start_soon(serve_connection, theirs, port.config,
-                             {**port.handlers, ev.DeviceStateFdSet: crash})
+        port.handlers = {**port.handlers, ev.DeviceStateFdSet: crash}
         with pytest.raises(MigrationError, match="the source resumed"):
-            await guest.migrate(ours)
+            await guest.migrate(b.socket_to(0))
         await send_from_wire(a, TrafficGenerator(2).packets(6))
         await until(lambda: guest.stack["packets"] == 12, "frames through the resumed source")
         assert await counter(guest) == 12
     assert guest.offload.state == "offloaded"
     assert any("migration failed" in text for _, text in guest.reports)
+
+
+async def test_a_destination_that_does_not_answer_is_refused(
+        rig_factory: RigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket nobody serves yet (a host serves one front-end at a time): the move is
+    refused after CONNECT_TIMEOUT and the guest stays; its own socket is refused at once."""
+    monkeypatch.setattr(migration, "CONNECT_TIMEOUT", 0.3)
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await listener.bind(str(tmp_path / "busy.sock"))
+    listener.listen(1)
+    try:
+        with trio.fail_after(30):
+            _, _, guest = await offloaded_guest(rig_factory)
+            link = guest.link
+            report = await guest.migrate(str(tmp_path / "busy.sock"))
+            guest.path = str(tmp_path / "busy.sock")
+            here = await guest.migrate(str(tmp_path / "busy.sock"))
+    finally:
+        listener.close()
+    assert report.outcome == "refused" and "did not answer within 0.3 s" in report.reason
+    assert guest.link is link
+    assert here.outcome == "refused" and "there already" in here.reason
