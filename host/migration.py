@@ -138,7 +138,7 @@ class SavedDevice:
     rx_filter: Mapping[str, Any]
     queues: tuple[SavedQueue, ...]
     offload: SavedOffload | None
-    frames_dropped: int = 0  # what the source's port had dropped for lack of a device
+    frames_dropped: int = 0  # what reached the source since it was suspended, dropped
 
     @property
     def map_entries(self) -> int:

@@ -231,6 +231,7 @@ class GuestPort:
         # the device is live with its receive ring stopped (GET_VRING_BASE, as a
         # migration's source is): frames that come meanwhile count as `suspended`
         self.suspended = False
+        self.suspended_drops = 0  # frames dropped since the current suspension began
         self._transfer: _Transfer | None = None
         self._announce = False  # a restored device asks its guest to announce itself
         self.migration: dict[str, Any] = {"saved": 0, "restored": None, "refused": ""}
@@ -479,10 +480,14 @@ class GuestPort:
             return int(session.backend.vrings[event.index].base)
         base, dropped = stopped
         assert device is not None
-        self.drops["suspended"] += dropped
-        if device.live:
-            self.suspended = True
+        if device.live and not self.suspended:
+            self.suspended, self.suspended_drops = True, 0
+        self._suspended_drop(dropped)
         return base
+
+    def _suspended_drop(self, frames: int) -> None:
+        self.drops["suspended"] += frames
+        self.suspended_drops += frames
 
     # -- migration: the device's state through SET_DEVICE_STATE_FD -------------------
 
@@ -508,7 +513,7 @@ class GuestPort:
         transfer = _Transfer(event.direction)
         if event.direction == _SAVE:
             try:
-                doc = migration.save(device, frames_dropped=self.drops["suspended"])
+                doc = migration.save(device, frames_dropped=self.suspended_drops)
             except MigrationError as exc:
                 log.warning("guest %d: state not saved: %s", self.number, str(exc))
                 return exc.errno
@@ -566,7 +571,7 @@ class GuestPort:
         if transfer.direction == _SAVE:
             self.migration["saved"] += 1
             log.info("guest %d: device state saved (%d bytes, %d frames dropped while "
-                     "suspended)", self.number, len(transfer.data), self.drops["suspended"])
+                     "suspended)", self.number, len(transfer.data), self.suspended_drops)
             return 0
         try:
             return await self._restore(session, transfer.data)
@@ -848,7 +853,10 @@ class GuestPort:
         if not frames:
             return
         if 2 * pair not in self.running or self.device is None:
-            self.drops["suspended" if self.suspended else "no_device"] += len(frames)
+            if self.suspended:
+                self._suspended_drop(len(frames))
+            else:
+                self.drops["no_device"] += len(frames)
             return
         self._handle(self.device.receive(frames, pair))
 

@@ -339,7 +339,7 @@ class Migration:
                 await load_device_state(dst.send, dst.core, data)
             except MigrationError as exc:
                 self._mark("refused")
-                lost = await self._lost(src, saved)
+                lost = await self._lost(src)
                 await self._restart(src, bases)
                 self.bases = None  # the source runs again
                 self._mark("resumed")
@@ -361,7 +361,7 @@ class Migration:
             self._mark("running")
         await rt.pump()
         r.downtime_ms = _ms(self.t["stopped"], self.t["running"])
-        r.frames_lost = await self._lost(src, saved)
+        r.frames_lost = await self._lost(src)
         self._leave(src, dst)
         r.outcome = "migrated"
         r.placement = rt.offload.state
@@ -374,13 +374,14 @@ class Migration:
     def _path(self) -> str | None:
         return os.fspath(self.to) if isinstance(self.to, str | os.PathLike) else None
 
-    async def _lost(self, src: Link, before: state.SavedDevice) -> int | None:
-        """What the suspended source dropped since it was saved (one more SAVE)."""
+    async def _lost(self, src: Link) -> int | None:
+        """What the suspended source dropped since it stopped (one more SAVE: the state
+        carries the count)."""
         try:
             _, after = await self._save(src)
         except (VhostUserError, MigrationError):
             return None
-        return after.frames_dropped - before.frames_dropped
+        return after.frames_dropped
 
     async def _restart(self, src: Link, bases: Mapping[int, int]) -> None:
         """The source resumes: every ring started again at its base, kicked."""
@@ -474,7 +475,7 @@ class Migration:
         await ready.wait()
         self._mark("running")
         r.downtime_ms = _ms(self.t["stopped"], self.t["running"])
-        r.frames_lost = await self._lost(src, saved)
+        r.frames_lost = await self._lost(src)
         self._leave(src, dst)
         r.outcome, r.reason = "fallback", why
         r.placement = f"{rt.offload.state}: {rt.offload.reason}"

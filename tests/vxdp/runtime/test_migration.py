@@ -276,3 +276,28 @@ async def test_a_destination_that_does_not_answer_is_refused(
     assert report.outcome == "refused" and "did not answer within 0.3 s" in report.reason
     assert guest.link is link
     assert here.outcome == "refused" and "there already" in here.reason
+
+
+async def test_frames_that_reach_the_stopped_source_are_reported_lost(
+        rig_factory: RigFactory) -> None:
+    """Ten frames reach the source while it is stopped (sent while the destination
+    checks the state): the report counts them lost, the guest never sees them, and every
+    frame before and after goes through."""
+    with trio.fail_after(30):
+        a, b, guest = await offloaded_guest(rig_factory)
+        await send_from_wire(a, TrafficGenerator(1).packets(7))
+        await until(lambda: guest.stack["packets"] == 7, "frames through the source")
+        port = b.host.guests[0]
+        check = port.handlers[ev.DeviceStateChecked]
+
+        async def check_while_frames_come(session: object, event: object) -> object:
+            a.host.from_wire(TrafficGenerator(3).packets(10))
+            return await check(session, event)  # type: ignore[arg-type]
+
+        port.handlers = {**port.handlers, ev.DeviceStateChecked: check_while_frames_come}
+        report = await guest.migrate(b.socket_to(0))
+        await send_from_wire(b, TrafficGenerator(2).packets(5))
+        await until(lambda: guest.stack["packets"] == 12, "frames through the destination")
+        assert await counter(guest) == 12
+    assert report.outcome == "migrated" and report.frames_lost == 10
+    assert a.host.guests[0].drops["suspended"] == 10
