@@ -154,6 +154,13 @@ class SavedDevice:
 
 # ---------------------------------------------------------------------------- compatibility
 
+def named(caps: XdpCapabilities, otherwise: str) -> XdpCapabilities:
+    """`caps` named after the profile they are (rfc2019, host, smartnic), when they are
+    one, else `otherwise` (capabilities read from config space carry no name)."""
+    known = [p.name for p in XDP_PROFILES.values() if p == caps]
+    return replace(caps, name=known[0] if known else otherwise)
+
+
 @dataclass(frozen=True)
 class Destination:
     """What a destination offers, as its front-end sees it (GET_FEATURES, config space)
@@ -547,10 +554,8 @@ def restore(saved: SavedDevice, profile: DeviceProfile, *, xdp_engine: str = "in
                              E.EOPNOTSUPP)
     xdp = profile.xdp
     if saved.caps_in_use is not None:
-        # the device keeps the capabilities its driver read ([3.2.3]); named after the
-        # profile they are, when they are one
-        known = [p.name for p in XDP_PROFILES.values() if p == saved.caps_in_use]
-        xdp = replace(saved.caps_in_use, name=known[0] if known else "migrated")
+        # the device keeps the capabilities its driver read ([3.2.3])
+        xdp = named(saved.caps_in_use, "migrated")
     device = Device(replace(profile, mac=saved.mac, mtu=saved.mtu, xdp=xdp),
                     xdp_engine=xdp_engine, ifindex=ifindex)
     _replay_status(device, saved)
@@ -657,4 +662,5 @@ def finish(restoring: Restoring) -> Device:
 
 __all__ = ["BASE_STATE_LIMIT", "STATE_KIND", "STATE_VERSION", "Destination", "Restoring",
            "SavedDevice", "SavedMap", "SavedOffload", "SavedProgram", "SavedQueue",
-           "encode", "finish", "load", "restore", "save", "shortfalls", "state_limit"]
+           "encode", "finish", "load", "named", "restore", "save", "shortfalls",
+           "state_limit"]

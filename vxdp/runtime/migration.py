@@ -279,8 +279,8 @@ class Migration:
         mine = await self._config(src, rt.backend_offered)
         theirs = await self._config(dst, offered)
         xdp = bool(negotiated >> _XDP & 1)
-        caps = XdpCapabilities.from_config(mine, "the source") if xdp else None
-        dest_caps = XdpCapabilities.from_config(theirs, "the destination") \
+        caps = state.named(XdpCapabilities.from_config(mine), "advertised") if xdp else None
+        dest_caps = state.named(XdpCapabilities.from_config(theirs), "advertised") \
             if offered >> _XDP & 1 else None
         sizes = [rt.setups[i].size for i in rt.started]
         return state.shortfalls(
@@ -364,7 +364,7 @@ class Migration:
         r.frames_lost = await self._lost(src)
         self._leave(src, dst)
         r.outcome = "migrated"
-        r.placement = rt.offload.state
+        r.placement = rt.offload.state if rt.offload.program is not None else ""
         self._times()
         rt.report("migration", f"migrated to {r.destination}: downtime {r.downtime_ms:.1f} ms, "
                                f"{r.frames_lost} frame(s) lost, {r.maps} map(s) with "
@@ -478,7 +478,7 @@ class Migration:
         r.frames_lost = await self._lost(src)
         self._leave(src, dst)
         r.outcome, r.reason = "fallback", why
-        r.placement = f"{rt.offload.state}: {rt.offload.reason}"
+        r.placement = f"{rt.offload.state} mode (the offload stayed behind)"
         r.reverified = "not moved: the guest runs its program in driver mode"
         self._times()
         rt.report("migration", f"migrated to {r.destination} without the offload ({why}): "
