@@ -309,8 +309,9 @@ class Device:
                                       f"the {size}-entry packed ring", "2.8.1")
         want = self.resume_at.get(index)
         if want is not None and want != (size, base or 0):
-            # a migrated device goes on where the source stopped, or the driver's rings
-            # and the device disagree on what was used (docs/offload-spec.md §10)
+            # docs/offload-spec.md [10.1.4]: "A restored device MUST resume each ring at
+            # its saved base"; any other base and driver and device disagree on what
+            # was used
             raise RemoteProtocolError(
                 f"queue {index} of a migrated device: size {size} base {base or 0}, the "
                 f"saved state has size {want[0]} base {want[1]}")

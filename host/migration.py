@@ -221,6 +221,8 @@ def save(device: Device, *, frames_dropped: int = 0) -> dict[str, Any]:
         if slot is None:
             continue
         if slot.engine is not None:
+            # docs/offload-spec.md [10.1.1]: "A device MUST NOT save its state while a
+            # ring is running" (the control queue stopped first: nothing answered after)
             raise MigrationError(f"queue {index} ({slot.name}) is running: stop every ring "
                                  f"(VHOST_USER_GET_VRING_BASE) before saving", E.EBUSY)
         queues.append({"index": index, "size": slot.size, "base": slot.base or 0})
@@ -550,11 +552,15 @@ def restore(saved: SavedDevice, profile: DeviceProfile, *, xdp_engine: str = "in
                          max_queue_pairs=saved.max_queue_pairs, caps=saved.caps_in_use,
                          ring_sizes=sizes)
     if reasons:
+        # docs/offload-spec.md [10.1.2]: refuse "when its own capabilities do not cover
+        # them, when it does not offer every negotiated feature, or when its queue
+        # layout differs"
         raise MigrationError("the destination cannot take this device: " + "; ".join(reasons),
                              E.EOPNOTSUPP)
     xdp = profile.xdp
     if saved.caps_in_use is not None:
-        # the device keeps the capabilities its driver read ([3.2.3])
+        # docs/offload-spec.md [10.1.2]: the device "MUST keep the saved capability
+        # fields" ([3.2.3]), which the profile it verifies under derives from
         xdp = named(saved.caps_in_use, "migrated")
     device = Device(replace(profile, mac=saved.mac, mtu=saved.mtu, xdp=xdp),
                     xdp_engine=xdp_engine, ifindex=ifindex)
@@ -651,6 +657,8 @@ def finish(restoring: Restoring) -> Device:
         if job.report is None:
             raise ValueError("finish() before the verification job ran")
         if not job.report.accepted:
+            # docs/offload-spec.md [10.1.3]: "MUST verify the program again ... and MUST
+            # refuse the state when it refuses the program"; the device is not used
             pc = job.report.errors[0][0] if job.report.errors else -1
             raise MigrationError(f"the destination's verifier refused the offloaded program "
                                  f"under profile {job.profile.name}: pc {pc}: "

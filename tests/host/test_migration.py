@@ -98,6 +98,8 @@ def move(pair: Pair, dest: str = "rfc2019", *, engine: str = "interp") -> Device
 
 
 def test_maps_program_and_indices_move_and_the_driver_goes_on() -> None:
+    """docs/offload-spec.md [10.1.2] (the capabilities kept) and [10.1.4] (rings resume
+    at their bases): the driver goes on as if nothing moved."""
     pair, client, counter, table = offloaded()
     old = pair.device
     new = move(pair, "host")  # a destination whose capabilities cover rfc2019's
@@ -173,6 +175,7 @@ def test_a_verification_in_progress_is_done_again_by_the_destination() -> None:
 
 
 def test_a_destination_must_cover_features_queues_and_capabilities() -> None:
+    """docs/offload-spec.md [10.1.2] on the destination, [10.2.1] for the front-end."""
     pair, *_ = offloaded()
     stop_all(pair.device)
     saved = load(encode(save(pair.device)))
@@ -190,6 +193,7 @@ def test_a_destination_must_cover_features_queues_and_capabilities() -> None:
 
 
 def test_saving_needs_every_ring_stopped() -> None:
+    """docs/offload-spec.md [10.1.1]."""
     pair, *_ = offloaded()
     with pytest.raises(MigrationError, match=r"queue 0 \(receiveq1\) is running") as info:
         save(pair.device)
@@ -197,7 +201,7 @@ def test_saving_needs_every_ring_stopped() -> None:
 
 
 def test_the_destination_verifier_has_the_last_word() -> None:
-    """A state whose program the destination's verifier refuses (here: an endless loop,
+    """docs/offload-spec.md [10.1.3]: a state whose program the destination's verifier refuses (here: an endless loop,
     with a digest that matches, so only the verifier can tell) is not restored."""
     pair, *_ = offloaded()
     stop_all(pair.device)

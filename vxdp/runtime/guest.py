@@ -48,6 +48,12 @@ rings: the device resumes from what it last completed), and DRIVER_OK; then it k
 every ring.  Frames the guest queued meanwhile are sent then.  A packed ring, or a host
 that no longer offers the negotiated features, gets a full re-initialization instead.
 
+Live migration (`migrate(to)`, vxdp.runtime.migration): the guest opens a second
+connection, to the destination, moves the device's state there (SET_DEVICE_STATE_FD)
+and resumes its rings on it; the connection to the source is then left (`Link.migrated`:
+no "device gone") and the destination's is served (`_handover`).  `epoch` counts the
+devices commands could be lost with: a move that resumes the rings keeps it.
+
 A plain vhost-user-net back-end (DPDK's vhost library, net_vhost) offers neither the
 CONFIG nor always the STATUS protocol feature: config space and the status byte are the
 VMM's.  The runtime then plays QEMU's part: without CONFIG it serves config space itself

@@ -14,9 +14,19 @@ gets a new vhost-user back-end state):
     SET_MEM_TABLE              set_memory (the mapped memfd regions)
     ring started and enabled   set_queue(num, areas, base) + enable_queue
     SET_VRING_ENABLE           set_curr_queue_pairs, when the front-end keeps the ctrl queue
-    GET_VRING_BASE             the ring stops; answered with its next available index
+    GET_VRING_BASE             stop_queue: the ring stops; answered with the first chain
+                               not completed (what it had taken is taken again from there)
+    SET_DEVICE_STATE_FD        SAVE: host.migration.save into the pipe (every ring
+                               stopped); LOAD: the state read from the pipe (device unused)
+    CHECK_DEVICE_STATE         SAVE: written out; LOAD: load, restore, re-verify the
+                               program (worker thread), then the device is swapped in
     kick eventfd               notify(queue), again after a checkpoint on MoreAvailable
     Disconnected               the device is dropped, its counters kept
+
+Migration (vxdp.runtime.migration drives it from the guest): a source port counts the
+frames that find its device live with the receive ring stopped (`drops.suspended`, and
+per suspension in the saved state); a destination that restored a device switches by
+its MAC and asks the guest to announce itself once every ring runs again.
 
 The operator's actions (the control socket's `guest.link` and `guest.announce`):
 `set_link(up)` is the carrier, as QEMU's `set_link` on a netdev: it belongs to the port,

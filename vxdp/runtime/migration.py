@@ -159,6 +159,7 @@ class Migration:
         self.t: dict[str, float] = {}
         self.bases: dict[int, int] | None = None  # the source's rings, once stopped
         self.handed_over = False  # the destination runs (or the driver starts over there)
+        self.profile = ""  # the capabilities the device keeps, by profile name
 
     def _mark(self, name: str) -> float:
         self.t[name] = now = time.perf_counter()
@@ -283,6 +284,8 @@ class Migration:
         dest_caps = state.named(XdpCapabilities.from_config(theirs), "advertised") \
             if offered >> _XDP & 1 else None
         sizes = [rt.setups[i].size for i in rt.started]
+        self.profile = caps.name if caps is not None else ""
+        # docs/offload-spec.md [10.2.1]: checked "before the source stops"
         return state.shortfalls(
             state.Destination(offered, int(theirs.max_virtqueue_pairs), dest_caps),
             negotiated=negotiated, max_queue_pairs=int(mine.max_virtqueue_pairs), caps=caps,
@@ -353,7 +356,8 @@ class Migration:
                 return self._refused(f"the destination refused the state: {exc}")
             self._mark("loaded")
             if program is not None:
-                r.reverified = "accepted by the destination's verifier"
+                r.reverified = f"accepted by the destination's verifier (profile " \
+                               f"{self.profile or 'advertised'})"
             rt.link = dst
             await self._resume(dst, bases)
             self.handed_over = True

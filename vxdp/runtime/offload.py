@@ -17,7 +17,10 @@ placement `vxdp guest --mode` asks for, as `ip link set xdpoffload|xdpdrv` would
 The device owns what was offloaded: a reset, or a restarted host (the guest reconnects
 to a new device), destroys it.  The guest then offloads again from scratch (map contents
 start over: the device's maps went with it) and says so.  A command in flight when the
-device went is lost with it.
+device went is lost with it.  A live migration moves the device, objects and all: the
+guest goes on with them, and its commands in flight are answered by the destination; a
+migration that cannot take the offload along (`fall_back`) runs the program in driver
+mode on the next device, its maps filled with the entries the offloaded maps held.
 
 Every control command waits at most CTRL_TIMEOUT for its answer (a device verifying a
 large program takes seconds; one that never answers must not hold the guest).
