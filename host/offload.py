@@ -239,6 +239,21 @@ class DeviceOffload:
     def mem_kib(self) -> int:
         return sum(m.mem_kib for m in self.maps.values())
 
+    @property
+    def next_handle(self) -> int:
+        """The handle the next CREATE_MAP gets (handles are never reused)."""
+        return self._next_handle
+
+    def adopt(self, maps: list[OffloadedMap], next_handle: int) -> None:
+        """Take maps made elsewhere (a migrated device's, already checked against the
+        capabilities): the device holds them under their handles from now on."""
+        if self.maps or self.program is not None:
+            raise ValueError("adopt() into a device that holds offload objects")
+        if any(not 0 < m.handle < next_handle for m in maps):
+            raise ValueError("adopt(): a handle outside 1..next_handle-1")
+        self.maps = {m.handle: m for m in maps}
+        self._next_handle = next_handle
+
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, command: int, body: Any, room: int) -> OffloadOutcome:
@@ -410,7 +425,17 @@ class DeviceOffload:
 
     def _set(self, body: Any, room: int) -> OffloadOutcome:
         self._need_room(room, 8, "SET_OFFLOAD")
-        sent = bytes(body.insns)
+        job = self.prepare(bytes(body.insns), bool(int(body.gpl_compatible)), room)
+        self.pending = job
+        return OffloadOutcome(int(VIRTIO_NET_OK), b"", f"verifying {job.program.insn_count} "
+                                                       f"insns under profile "
+                                                       f"{self.profile.name}", job=job)
+
+    def prepare(self, sent: bytes, gpl: bool, room: int = 0) -> VerifyJob:
+        """The verification job for instructions as a guest sent them (map handles in
+        LD_IMM64 imm): OffloadRefused for an empty program (EINVAL), one above
+        xdp_max_insns (E2BIG), a handle this device does not hold (EBADF).  Nothing
+        changes until the job is finished."""
         count = len(sent) // BPF_INSN_SIZE
         if count == 0:
             raise _refuse(E.EINVAL, "SET_OFFLOAD without instructions")
@@ -418,12 +443,9 @@ class DeviceOffload:
             raise _refuse(E.E2BIG, f"program of {count} insns exceeds xdp_max_insns "
                                    f"{self.caps.xdp_max_insns}")
         insns, maps = self._rebind(sent)
-        license = "GPL" if int(body.gpl_compatible) else "Proprietary"
+        license = "GPL" if gpl else "Proprietary"
         program = Program(PROGRAM_NAME, "xdp", insns, tuple(m.spec for m in maps), license)
-        job = VerifyJob(program, maps, sent, self.profile, self.engine, room)
-        self.pending = job
-        return OffloadOutcome(int(VIRTIO_NET_OK), b"", f"verifying {count} insns under "
-                                                       f"profile {self.profile.name}", job=job)
+        return VerifyJob(program, maps, sent, self.profile, self.engine, room)
 
     def finish(self, job: VerifyJob) -> OffloadOutcome:
         """The answer to a SET_OFFLOAD whose job ran (see the module docstring)."""
@@ -452,9 +474,7 @@ class DeviceOffload:
                     f"translator: {why}")
             log = _log(report, f"[vxme] {why}") + line + "\n"
             return self._failed(errno, f"translator: {why}", _set_result(errno, log, job.room))
-        self.program = OffloadedProgram(job.program, job.maps, job.sent, report, job.engine,
-                                        job.image_len, job.image)
-        self.counts["loaded"] += 1
+        self.install(job)
         note = f" ({job.engine_note})" if job.engine_note else ""
         line = (f"[{self.name}] program of {count} insns loaded on engine {job.engine}{note} "
                 f"under device profile {self.profile.name}")
@@ -466,6 +486,14 @@ class DeviceOffload:
         return self._ok(_set_result(0, _log(report, line), job.room),
                         f"program of {count} insns offloaded (engine {job.engine}, "
                         f"{len(job.maps)} maps)", changed=True)
+
+    def install(self, job: VerifyJob) -> OffloadedProgram:
+        """Put the program of an accepted job on the receive path."""
+        assert job.report is not None and job.report.accepted
+        self.program = OffloadedProgram(job.program, job.maps, job.sent, job.report,
+                                        job.engine, job.image_len, job.image)
+        self.counts["loaded"] += 1
+        return self.program
 
     def _unset(self, body: Any, room: int) -> OffloadOutcome:
         self._need_room(room, virtio_net_ebpf_result.sizeof(), "UNSET_OFFLOAD")

@@ -151,6 +151,10 @@ class HostRuntime:
                 g.cpath.attach(None, None)
         return self.xdp.detach()
 
+    def remap_macs(self) -> None:
+        """A guest's MAC changed (a migrated device keeps its own): switch by the new."""
+        self._macs = {g.profile.mac: g for g in self.guests}
+
     def by_ifindex(self, ifindex: int) -> GuestPort | None:
         n = ifindex - FIRST_GUEST_IFINDEX
         return self.guests[n] if 0 <= n < len(self.guests) else None

@@ -26,7 +26,10 @@ the placement `vxdp guest --mode` asks for, as `ip link set xdpoffload|xdpdrv` w
 The device owns what was offloaded: a reset, or a restarted host (the guest reconnects
 to a new device), destroys it.  The guest then offloads again from scratch (map contents
 start over: the device's maps went with it) and says so.  A command in flight when the
-device went is lost with it.
+device went is lost with it.  A live migration moves the device, objects and all: the
+guest goes on with them, and its commands in flight are answered by the destination; a
+migration that cannot take the offload along (`fall_back`) runs the program in driver
+mode on the next device, its maps filled with the entries the offloaded maps held.
 
 Every control command waits at most CTRL_TIMEOUT for its answer (a device verifying a
 large program takes seconds; one that never answers must not hold the guest).
@@ -120,8 +123,8 @@ class ControlQueueCarrier:
 
     async def exchange(self, request: OffloadRequest) -> Answer:
         rt = self.runtime
-        link = rt.link
-        if link is None:
+        epoch = rt.epoch
+        if rt.link is None:
             raise OffloadError(request.what, E.ENODEV, "no device connected")
         try:
             cmd = rt.driver.ctrl_command(request.cls, request.command, request.body,
@@ -134,7 +137,7 @@ class ControlQueueCarrier:
                 self._wake = trio.Event()
                 if cmd.done:
                     return Answer.of(cmd)
-                if rt.link is not link:
+                if rt.epoch != epoch:  # a migration that resumes the rings is no end
                     raise OffloadError(request.what, E.ENODEV, "the device went away")
                 await self._wake.wait()
         raise OffloadError(request.what, E.ETIMEDOUT,
@@ -157,6 +160,9 @@ class GuestOffload:
         self.reason = ""
         self.log = ""  # the device's log of the last SET_OFFLOAD
         self.placements = 0
+        #: set by a migration that gave up the offload: the next device runs the program
+        #: in driver mode, its maps filled with the entries (by device handle) it carried
+        self._fallback: tuple[str, dict[int, tuple[tuple[bytes, bytes], ...]]] | None = None
         self._lock = trio.Lock()
 
     # -- carrying commands ---------------------------------------------------------
@@ -181,9 +187,38 @@ class GuestOffload:
         """The driver is live on a (new) device: place the program as the mode says.
         The capabilities are the carrier's to find (`place`)."""
         self.carrier.reset()
-        self.client = OffloadClient(None)
-        if self.program is not None and self.mode != "driver":
+        old, self.client = self.client, OffloadClient(None)
+        if self._fallback is not None:
+            self._driver_mode_after_migration(old)
+        elif self.program is not None and self.mode != "driver":
             self.runtime.spawn(self.place)
+
+    def fall_back(self, reason: str,
+                  entries: dict[int, tuple[tuple[bytes, bytes], ...]]) -> None:
+        """A migration moves the guest to a device that cannot run the offload: on the
+        next device the program runs in driver mode, its maps holding `entries` (the
+        source device's, by handle), and the reason is reported."""
+        self._fallback = (reason, entries)
+
+    def _driver_mode_after_migration(self, old: OffloadClient | None) -> None:
+        assert self._fallback is not None
+        reason, entries = self._fallback
+        self._fallback = None
+        program = self.program
+        if program is None or self.state != "offloaded":
+            return  # nothing was offloaded: what runs in the driver runs on
+        self.runtime.set_driver_program(program)
+        moved = 0
+        offloaded = old.offloaded if old is not None else None
+        by_name = {m.spec.name: m for m in (offloaded.maps if offloaded else ())}
+        for spec, m in zip(program.maps, self.runtime.xdp.maps or ()):
+            guest_map = by_name.get(spec.name)
+            for key, value in entries.get(guest_map.handle, ()) if guest_map else ():
+                m.update(key, value)
+                moved += 1
+        self.state, self.reason = "driver", reason
+        self.runtime.report("offload", f"falling back to driver mode: {reason}; {moved} "
+                                       f"map entries carried over from the offloaded maps")
 
     def device_replaced(self, why: str) -> None:
         """The rings resumed on a new device (the host restarted): what was offloaded

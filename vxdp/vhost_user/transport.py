@@ -48,7 +48,7 @@ most, and never longer than a bound) nor take it down:
 from __future__ import annotations
 
 import array
-import errno
+import errno as E
 import logging
 import os
 import socket
@@ -59,15 +59,30 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from virtio_spec.errors import VirtioError
-from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteError
+from vxdp.errors import (
+    MigrationError,
+    VhostUserError,
+    VhostUserLocalError,
+    VhostUserRemoteError,
+    errno_name,
+)
 
 from . import events as ev
 from . import fds as guest_fds
 from .backend import Backend, BackendConfig
-from .frontend import BackendRequests, Frontend, Outgoing, Reply, check_ack
+from .frontend import (
+    BackendRequests,
+    Frontend,
+    Outgoing,
+    Reply,
+    check_ack,
+    device_state_errno,
+)
 from .memory import BackendMemory, FrontendMemory
 from .messages import (
     VHOST_MEMORY_BASELINE_NREGIONS,
+    VHOST_TRANSFER_STATE_DIRECTION_LOAD,
+    VHOST_TRANSFER_STATE_DIRECTION_SAVE,
     VHOST_USER_F_PROTOCOL_FEATURES,
     BackendMessage,
     VhostUserProtocolFeature,
@@ -506,7 +521,7 @@ class BackendSession:
                 except trio.ClosedResourceError:
                     return
                 except (OSError, ValueError) as exc:
-                    if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
+                    if isinstance(exc, OSError) and exc.errno == E.ETIMEDOUT:
                         self.end(str(guest_fds.fatal(exc, f"vring {index} kick fd {fd}")))
                         return
                     log.error("vring %d: kick fd %d unusable (%s); no longer watched",
@@ -755,6 +770,73 @@ async def open_backend_channel(send: Callable[[Outgoing], Awaitable[Reply | None
     return trio.socket.from_stdlib_socket(ours)
 
 
+async def _open_transfer(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                         core: Frontend, direction: int) -> int:
+    """A pipe for a state transfer: the back-end's end goes with SET_DEVICE_STATE_FD
+    (the write end to SAVE, the read end to LOAD), ours is returned.  Ours alone stays
+    open here: a second copy of the back-end's end would hold the end of file off."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    theirs, ours = (wfd, rfd) if direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE \
+        else (rfd, wfd)
+    try:
+        reply = await send(core.set_device_state_fd(direction, theirs))
+    except BaseException:
+        os.close(ours)
+        raise
+    finally:
+        os.close(theirs)
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        os.close(ours)
+        what = "save its" if direction == VHOST_TRANSFER_STATE_DIRECTION_SAVE else "load a"
+        raise MigrationError(f"the back-end refused to {what} state: {errno_name(err)}", err)
+    return ours
+
+
+async def save_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                            core: Frontend, *, limit: int) -> bytes:
+    """The back-end's state, as vhost-user.rst "Migrating back-end state" moves it: a
+    pipe's write end goes with SET_DEVICE_STATE_FD (direction SAVE, phase STOPPED: every
+    ring stopped first), the back-end writes its state and closes it, we read to the end
+    of file (at most `limit` bytes), then CHECK_DEVICE_STATE.  MigrationError with the
+    back-end's errno when it says no."""
+    rfd = await _open_transfer(send, core, VHOST_TRANSFER_STATE_DIRECTION_SAVE)
+    data = bytearray()
+    async with trio.lowlevel.FdStream(rfd) as stream:
+        while chunk := await stream.receive_some(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                raise MigrationError(f"the back-end's state is over {limit} bytes", E.EFBIG)
+    await _check_state(send, core, "save")
+    return bytes(data)
+
+
+async def load_device_state(send: Callable[[Outgoing], Awaitable[Reply | None]],
+                            core: Frontend, data: bytes) -> None:
+    """Give a back-end saved state: a pipe's read end goes with SET_DEVICE_STATE_FD
+    (direction LOAD, phase STOPPED), we write the state and close our end, then
+    CHECK_DEVICE_STATE says whether the back-end could restore it.  MigrationError with
+    the back-end's errno when it says no."""
+    wfd = await _open_transfer(send, core, VHOST_TRANSFER_STATE_DIRECTION_LOAD)
+    async with trio.lowlevel.FdStream(wfd) as stream:
+        try:
+            await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass  # the back-end stopped reading: its CHECK_DEVICE_STATE says why
+    await _check_state(send, core, "load")
+
+
+async def _check_state(send: Callable[[Outgoing], Awaitable[Reply | None]], core: Frontend,
+                       what: str) -> None:
+    reply = await send(core.check_device_state())
+    assert reply is not None
+    err = device_state_errno(reply)
+    if err:
+        raise MigrationError(f"the back-end could not {what} its state "
+                             f"(VHOST_USER_CHECK_DEVICE_STATE: {errno_name(err)})", err)
+
+
 async def serve_backend_requests(sock: trio.socket.SocketType, requests: BackendRequests,
                                  handler: BackendRequestHandler) -> str:
     """Serve the back-end request channel until the back-end closes it or breaks the
@@ -789,6 +871,7 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
 __all__ = [
     "BACKEND_ACK_TIMEOUT", "REPLY_TIMEOUT", "SUN_PATH_MAX", "BackendRequestHandler",
     "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
-    "check_socket_path", "open_backend_channel", "receive_some", "send_message",
-    "serve_backend", "serve_backend_requests", "serve_connection",
+    "check_socket_path", "load_device_state", "open_backend_channel", "receive_some",
+    "save_device_state", "send_message", "serve_backend", "serve_backend_requests",
+    "serve_connection",
 ]
