@@ -81,6 +81,7 @@
 #define VXDP_RX_MAX_BUFS 64             /* rx buffers one frame may span (MRG_RXBUF) */
 #define VXDP_RX_MAX_SEGS 256            /* writable segments of those buffers */
 #define VXDP_DP_MAX_FRAME 65550         /* a GSO-less frame: 64 KiB + Ethernet and VLAN */
+#define VXDP_GUARD_SLOTS 1024           /* guest memory ranges the SIGBUS guard watches */
 
 /* CDEF-BEGIN */
 struct vxdp_prog;
@@ -189,6 +190,7 @@ int vxdp_vq_new(struct vxdp_vq **out, struct vxdp_gmem *mem, uint32_t size, uint
                 const char *name, char *err, size_t errlen);
 void vxdp_vq_free(struct vxdp_vq *vq);
 void vxdp_vq_get_state(const struct vxdp_vq *vq, struct vxdp_vq_state *st);
+int vxdp_vq_broken(const struct vxdp_vq *vq);
 int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *err,
                       size_t errlen);
 int vxdp_vq_pending(struct vxdp_vq *vq, char *err, size_t errlen);
@@ -292,6 +294,13 @@ int vxdp_gport_interrupts(struct vxdp_gport *gp, uint32_t queue, int enable, cha
                           size_t errlen);
 int vxdp_gport_inflight(const struct vxdp_gport *gp, uint32_t queue, uint32_t *heads,
                         uint64_t *gpa, uint32_t cap, char *err, size_t errlen);
+/* ---- a front-end's memory and fds: the SIGBUS guard, guarded fd i/o (guard.c) ---- */
+int vxdp_guard_install(char *err, size_t errlen);
+int vxdp_guard_add(void *start, uint64_t len, int notify_fd, char *err, size_t errlen);
+int vxdp_guard_remove(int slot);
+int vxdp_guard_lost(int slot, uint64_t *fault);
+int vxdp_fd_signal(int fd, char *err, size_t errlen);
+int vxdp_fd_drain(int fd, char *err, size_t errlen);
 /* CDEF-END */
 
 #endif

@@ -151,6 +151,7 @@ class HostPort:
         self._wire = native.Burst(2 * burst, 2 * burst * 4096)
         self.program: Program | None = None
         self.maps: list[CoreMap] = []
+        self._reported: set[str] = set()  # broken queues `newly_broken` told of
         self.offloaded: Program | None = None
 
     def _queue(self, cfg: QueueConfig | None, name: str,
@@ -331,6 +332,16 @@ class HostPort:
     def last_fault(self) -> str:
         """Why the core stopped the last faulting run (counted as xdp_fault)."""
         return native.port_last_fault(self.handle)
+
+    def newly_broken(self, queue: str) -> RingError | None:
+        """The error that broke queue `queue` ("rx" or "tx") since the last call that
+        reported it, else None: one cheap C call, for the caller to check after a burst
+        (a ring the driver broke sets DEVICE_NEEDS_RESET, as the model's would)."""
+        vq = self._rx if queue == "rx" else self._tx
+        if vq is None or queue in self._reported or not native.vq_broken(vq):
+            return None
+        self._reported.add(queue)
+        return _ring_error(native.vq_state(vq))
 
     def offload_fault(self) -> str:
         """Why the core stopped the offloaded program's last faulting run (off_fault)."""

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from virtio_spec.chain import Chain
+from virtio_spec.ctrl import VIRTIO_NET_CTRL_HDR_SIZE
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
 from virtio_spec.memory import GuestMemory
@@ -68,6 +69,7 @@ from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatusMachine, StatusEffect, status_names
 from virtio_spec.structs import VirtioNetStatus, check_queue_size
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT
 from vxdp.bpf.program import XdpAction
 
 from .config import ConfigSpace, DeviceProfile, get_profile
@@ -153,6 +155,11 @@ class Device:
             self.offload = DeviceOffload(self.profile.xdp, engine=xdp_engine)
             for command in VirtioNetCtrlEbpf:
                 self.ctrl.register(VIRTIO_NET_CTRL_EBPF, command, self._offload_command)
+            # Its commands are larger than the standard ones (8 bytes an insn): a program
+            # of up to the kernel's insn limit reaches the handler (E2BIG past
+            # xdp_max_insns); a longer chain is refused unread (host.ctrl, max_request).
+            self.ctrl.max_request = max(self.ctrl.max_request,
+                                        VIRTIO_NET_CTRL_HDR_SIZE + 8 + 8 * COMPLEXITY_LIMIT)
         # a control command waiting for its job: (queue, chain, its pending outcome)
         self._ctrl_held: tuple[int, Chain, CtrlOutcome] | None = None
         self._ctrl_owner = CtrlOwner.DEVICE
@@ -162,6 +169,9 @@ class Device:
              "interrupts", "interrupts_suppressed", "ctrl_commands", "offload_aborted",
              "offload_drop", "offload_pass", "offload_tx", "offload_redirect"), 0)
         self._offload_run: OffloadRun | None = None
+        #: queue index -> (size, base) a migrated device expects its rings at (set by
+        #: `host.migration.restore`): `set_queue` refuses anything else
+        self.resume_at: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ transport side
 
@@ -304,8 +314,17 @@ class Device:
         if base is not None and packed and (base & 0x7FFF) >= size:
             raise RemoteProtocolError(f"queue {index} base offset {base & 0x7FFF} is outside "
                                       f"the {size}-entry packed ring", "2.8.1")
+        want = self.resume_at.get(index)
+        if want is not None and want != (size, base or 0):
+            # docs/offload-spec.md [10.1.4]: "A restored device MUST resume each ring at
+            # its saved base"; any other base and driver and device disagree on what
+            # was used
+            raise RemoteProtocolError(
+                f"queue {index} of a migrated device: size {size} base {base or 0}, the "
+                f"saved state has size {want[0]} base {want[1]}")
         self._queues[index] = QueueSlot(index, role, pair, size, (desc, driver, device),
                                         base=base)
+        self.resume_at.pop(index, None)
         return []
 
     def enable_queue(self, index: int) -> list[DeviceEvent]:
@@ -340,6 +359,41 @@ class Device:
         slot.last_signalled = start
         return [QueueReady(index, slot.name, slot.size, "packed" if packed else "split",
                            slot.addresses)]
+
+    def stop_queue(self, index: int) -> tuple[int, int] | None:
+        """Stop a running queue where it stands (vhost-user GET_VRING_BASE): the ring
+        engine goes (restarting needs `set_queue` and `enable_queue` again) and what it
+        had in hand is given up: receive chains taken but not filled, a control command
+        waiting for its verification (cancelled: a restarted or migrated device answers
+        it from the ring), frames waiting in the receive backlog (dropped).  Returns
+        (base, frames dropped): base is where the ring resumes, for a split ring the
+        used index, the first chain not completed (chains complete in the order they were
+        taken; a receive buffer too small for the header, returned at once, is the one
+        exception, and the chains held before it are then given up); for a packed ring
+        the next available offset with the wrap counter in bit 15.  None when the queue
+        is not running."""
+        slot = self._queues.get(index)
+        if slot is None or slot.engine is None:
+            return None
+        engine = slot.engine
+        if isinstance(engine, PackedDeviceQueue):
+            base = engine.next_avail | (0x8000 if engine.avail_wrap else 0)
+        else:
+            base = engine.used_idx
+        dropped = len(slot.backlog)
+        self.stats["rx_dropped"] += dropped
+        slot.backlog.clear()
+        slot.held = []
+        slot.engine = None
+        slot.base = base
+        held = self._ctrl_held
+        if held is not None and held[0] == index:
+            self._ctrl_held = None
+            job = held[2].pending
+            job.cancelled = True
+            if self.offload is not None and self.offload.pending is job:
+                self.offload.pending = None
+        return base, dropped
 
     def notify(self, index: int) -> list[DeviceEvent]:
         """A driver notification (kick) for queue `index`.  A transmit or control queue
@@ -558,6 +612,7 @@ class Device:
         """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset; every
         offloaded object destroyed (the kernel's device-bound offload rule)."""
         self._queues.clear()
+        self.resume_at.clear()
         self._ctrl_held = None
         self._offload_run = None
         self._ctrl_owner = CtrlOwner.DEVICE

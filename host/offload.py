@@ -69,11 +69,13 @@ from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import MapSpec, MapType, Program, XdpAction, rebind_map_refs
 from vxdp.bpf.verifier import VerifierReport, verify
-from vxdp.errors import MapError, ProgramFault, VxdpError, errno_name
+from vxdp.errors import MapError, ProgramFault, TranslationRefused, VxdpError, errno_name
 
 _M, _P = VirtioNetBpfMapCmd, VirtioNetBpfProgCmd
-#: Engines a device can run offloaded programs on, as QUERY reports them.
-ENGINES = {"interp": XdpEngine.INTERP, "jit": XdpEngine.JIT}
+#: Engines a device can run offloaded programs on, as QUERY reports them.  `smartnic`
+#: is the SmartNIC model's (`vxdp smartnic`): the program translated for its micro-engine
+#: (vxdp.bpf.nic), which refuses what it has no mapping for.
+ENGINES = {"interp": XdpEngine.INTERP, "jit": XdpEngine.JIT, "smartnic": XdpEngine.SMARTNIC}
 #: The name offloaded programs go by: the RFC's body carries none.
 PROGRAM_NAME = "offloaded"
 
@@ -115,6 +117,7 @@ class OffloadedProgram:
     report: VerifierReport
     engine: str
     image_len: int = 0
+    image: Any = None  # smartnic: the translated image (vxdp.bpf.nic.Image)
 
     @property
     def digest(self) -> bytes:
@@ -140,12 +143,15 @@ class VerifyJob:
     report: VerifierReport | None = None
     image_len: int = 0
     engine_note: str = ""
+    image: Any = None  # smartnic: the translated image
+    refusal: TranslationRefused | None = None  # smartnic: the translator's "no"
     cancelled: bool = field(default=False, compare=False)
 
     def run(self) -> None:
-        """Verify, and for the jit engine compile ahead (cached by digest).  A verifier
-        that fails on hostile input refuses the program rather than taking the device
-        (and every other guest of its host) down."""
+        """Verify, then for the jit engine compile ahead (cached by digest), for the
+        smartnic engine translate for the NIC's micro-engine.  A verifier that fails on
+        hostile input refuses the program rather than taking the device (and every other
+        guest of its host) down."""
         try:
             report = verify(self.program, profile=self.profile, log_level=0)
         except Exception as exc:  # a bug of ours on hostile input: refuse, name it
@@ -154,6 +160,8 @@ class VerifyJob:
                                     log=f"verifier failed: {type(exc).__name__}: {exc}\n",
                                     profile=self.profile.name)
         self.report = report
+        if report.accepted and self.engine == "smartnic":
+            self._translate()
         if not report.accepted or self.engine != "jit":
             return
         from vxdp import native
@@ -172,6 +180,15 @@ class VerifyJob:
             return
         self.image_len = compiled.so_path.stat().st_size
 
+    def _translate(self) -> None:
+        from vxdp.bpf.nic import translate
+        try:
+            self.image = translate(self.program)
+        except TranslationRefused as exc:
+            self.refusal = exc
+            return
+        self.image_len = self.image.size
+
 
 @dataclass(frozen=True)
 class OffloadOutcome:
@@ -189,13 +206,15 @@ class DeviceOffload:
     """The offload objects of one device (see the module docstring)."""
 
     def __init__(self, caps: XdpCapabilities, *, engine: str = "interp",
-                 name: str = "vxdp") -> None:
+                 name: str | None = None) -> None:
         if engine not in ENGINES:
             raise ValueError(f"offload engine {engine!r} is not one of {', '.join(ENGINES)}")
         self.caps = caps
         self.profile = Profile.from_capabilities(caps)
         self.engine = engine
-        self.name = name
+        # the device's own log lines say who speaks: netdevsim's `[netdevsim]`, NFP's
+        # `[nfp]`; ours `[vxdp]`, and the SmartNIC model's `[smartnic]`
+        self.name = name or ("smartnic" if engine == "smartnic" else "vxdp")
         self.maps: dict[int, OffloadedMap] = {}
         self.program: OffloadedProgram | None = None
         self.pending: VerifyJob | None = None
@@ -219,6 +238,21 @@ class DeviceOffload:
     @property
     def mem_kib(self) -> int:
         return sum(m.mem_kib for m in self.maps.values())
+
+    @property
+    def next_handle(self) -> int:
+        """The handle the next CREATE_MAP gets (handles are never reused)."""
+        return self._next_handle
+
+    def adopt(self, maps: list[OffloadedMap], next_handle: int) -> None:
+        """Take maps made elsewhere (a migrated device's, already checked against the
+        capabilities): the device holds them under their handles from now on."""
+        if self.maps or self.program is not None:
+            raise ValueError("adopt() into a device that holds offload objects")
+        if any(not 0 < m.handle < next_handle for m in maps):
+            raise ValueError("adopt(): a handle outside 1..next_handle-1")
+        self.maps = {m.handle: m for m in maps}
+        self._next_handle = next_handle
 
     # ------------------------------------------------------------------ dispatch
 
@@ -296,6 +330,12 @@ class DeviceOffload:
                                     f"xdp_max_maps")
         spec = MapSpec(f"map{self._next_handle}", MapType(mtype), int(body.key_size),
                        int(body.value_size), int(body.max_entries), int(body.map_flags))
+        if self.engine == "smartnic":  # the NIC's own limits, past what it advertises
+            from vxdp.bpf.nic import check_map
+            try:
+                check_map(spec)
+            except TranslationRefused as exc:
+                raise _refuse(exc.errno, f"[{self.name}] {exc}") from None
         need = -(-spec.max_entries * (spec.key_size + spec.value_size) // 1024)
         if self.mem_kib + need > self.caps.xdp_max_map_mem_kib:
             raise _refuse(E.ENOMEM, f"a map of {need} KiB on top of {self.mem_kib} KiB "
@@ -385,7 +425,17 @@ class DeviceOffload:
 
     def _set(self, body: Any, room: int) -> OffloadOutcome:
         self._need_room(room, 8, "SET_OFFLOAD")
-        sent = bytes(body.insns)
+        job = self.prepare(bytes(body.insns), bool(int(body.gpl_compatible)), room)
+        self.pending = job
+        return OffloadOutcome(int(VIRTIO_NET_OK), b"", f"verifying {job.program.insn_count} "
+                                                       f"insns under profile "
+                                                       f"{self.profile.name}", job=job)
+
+    def prepare(self, sent: bytes, gpl: bool, room: int = 0) -> VerifyJob:
+        """The verification job for instructions as a guest sent them (map handles in
+        LD_IMM64 imm): OffloadRefused for an empty program (EINVAL), one above
+        xdp_max_insns (E2BIG), a handle this device does not hold (EBADF).  Nothing
+        changes until the job is finished."""
         count = len(sent) // BPF_INSN_SIZE
         if count == 0:
             raise _refuse(E.EINVAL, "SET_OFFLOAD without instructions")
@@ -393,12 +443,9 @@ class DeviceOffload:
             raise _refuse(E.E2BIG, f"program of {count} insns exceeds xdp_max_insns "
                                    f"{self.caps.xdp_max_insns}")
         insns, maps = self._rebind(sent)
-        license = "GPL" if int(body.gpl_compatible) else "Proprietary"
+        license = "GPL" if gpl else "Proprietary"
         program = Program(PROGRAM_NAME, "xdp", insns, tuple(m.spec for m in maps), license)
-        job = VerifyJob(program, maps, sent, self.profile, self.engine, room)
-        self.pending = job
-        return OffloadOutcome(int(VIRTIO_NET_OK), b"", f"verifying {count} insns under "
-                                                       f"profile {self.profile.name}", job=job)
+        return VerifyJob(program, maps, sent, self.profile, self.engine, room)
 
     def finish(self, job: VerifyJob) -> OffloadOutcome:
         """The answer to a SET_OFFLOAD whose job ran (see the module docstring)."""
@@ -419,15 +466,34 @@ class DeviceOffload:
                     f"{self.profile.name}: pc {pc}: {report.reason}")
             return self._failed(E.EACCES, f"verifier: pc {pc}: {report.reason}",
                                 _set_result(E.EACCES, _log(report, line), job.room))
-        self.program = OffloadedProgram(job.program, job.maps, job.sent, report, job.engine,
-                                        job.image_len)
-        self.counts["loaded"] += 1
+        if job.refusal is not None:  # the NIC's own "no", past its verifier
+            self.counts["rejected"] += 1
+            from vxdp.bpf.nic import MACHINE
+            errno, why = job.refusal.errno, str(job.refusal)
+            line = (f"[{self.name}] program of {count} insns refused by the {MACHINE} "
+                    f"translator: {why}")
+            log = _log(report, f"[vxme] {why}") + line + "\n"
+            return self._failed(errno, f"translator: {why}", _set_result(errno, log, job.room))
+        self.install(job)
         note = f" ({job.engine_note})" if job.engine_note else ""
         line = (f"[{self.name}] program of {count} insns loaded on engine {job.engine}{note} "
                 f"under device profile {self.profile.name}")
+        if job.image is not None:
+            im = job.image
+            line = (f"[{self.name}] program of {count} insns translated for {im.machine} "
+                    f"({len(im.words)} insns, {im.size} B, stack {im.stack_size} B) and loaded "
+                    f"under device profile {self.profile.name}")
         return self._ok(_set_result(0, _log(report, line), job.room),
                         f"program of {count} insns offloaded (engine {job.engine}, "
                         f"{len(job.maps)} maps)", changed=True)
+
+    def install(self, job: VerifyJob) -> OffloadedProgram:
+        """Put the program of an accepted job on the receive path."""
+        assert job.report is not None and job.report.accepted
+        self.program = OffloadedProgram(job.program, job.maps, job.sent, job.report,
+                                        job.engine, job.image_len, job.image)
+        self.counts["loaded"] += 1
+        return self.program
 
     def _unset(self, body: Any, room: int) -> OffloadOutcome:
         self._need_room(room, virtio_net_ebpf_result.sizeof(), "UNSET_OFFLOAD")
@@ -462,7 +528,8 @@ class DeviceOffload:
             "program": None if p is None else {
                 "tag": p.program.tag, "digest": p.digest.hex(), "insns": p.program.insn_count,
                 "engine": p.engine, "gpl_compatible": p.program.gpl_compatible,
-                "maps": list(p.handles), "image_len": p.image_len},
+                "maps": list(p.handles), "image_len": p.image_len,
+                "machine": p.image.machine if p.image is not None else None},
             "maps": [{"handle": m.handle, "type": m.spec.type.name.lower(),
                       "key_size": m.spec.key_size, "value_size": m.spec.value_size,
                       "max_entries": m.spec.max_entries, "flags": m.spec.flags}
@@ -478,11 +545,16 @@ class OffloadRun:
     bpf_warn_invalid_xdp_action and trace_xdp_exception paths do."""
 
     def __init__(self, offloaded: OffloadedProgram, ifindex: int) -> None:
-        from vxdp.bpf.engine import create_engine
+        from vxdp.bpf.engine import Engine, create_engine
         self.offloaded = offloaded
         self.ifindex = ifindex
-        self.engine = create_engine(offloaded.engine, offloaded.program,
-                                    [m.map for m in offloaded.maps])
+        maps = [m.map for m in offloaded.maps]
+        self.engine: Engine
+        if offloaded.image is not None:  # the NIC's image, on its micro-engine's simulator
+            from vxdp.bpf.nic.engine import NicEngine
+            self.engine = NicEngine(offloaded.program, maps, image=offloaded.image)
+        else:
+            self.engine = create_engine(offloaded.engine, offloaded.program, maps)
 
     def run(self, frames: list[bytes], rx_queue: int
             ) -> list[tuple[XdpAction | None, bytes, int | None]]:

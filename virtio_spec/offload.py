@@ -423,14 +423,21 @@ HOST: Final = XdpCapabilities.build(
              190),
     description="everything the host's C core runs for a guest")
 
-#: A NIC-like subset after Netronome's NFP offload: HASH and ARRAY maps, the map
-#: helpers, get_prandom_u32 and packet head/tail adjustment, 8192 instructions, at most
-#: 8 maps in 2 MiB of NIC memory.
+#: The SmartNIC model (`vxdp smartnic`, docs/smartnic.md), after Netronome's NFP, the
+#: one NIC Linux offloads XDP to: only HASH and ARRAY maps (the kernel offloads no other
+#: type); the helpers NFP's verifier hook takes for XDP (drivers/net/ethernet/netronome/
+#: nfp/bpf/verifier.c: map lookup, update and delete, get_prandom_u32, xdp_adjust_head,
+#: xdp_adjust_tail; its perf_event_output has no map type here to write to); 2800
+#: instructions, what an Agilio NIC was measured to hold (CentaurusInfra/mizar's XDP
+#: offload notes), since NFP sizes programs by its code store, not by a BPF count; at
+#: most 8 maps in 2 MiB of NIC memory.  The NIC's own limits past these (its code store,
+#: stack, 64-byte map elements, what its translator maps) are vxdp.bpf.nic.machine's:
+#: no config field carries them, and the NIC refuses with its own errno.
 SMARTNIC: Final = XdpCapabilities.build(
-    "smartnic", max_insns=8192, max_maps=8, max_map_mem_kib=2 * 1024,
+    "smartnic", max_insns=2800, max_maps=8, max_map_mem_kib=2 * 1024,
     map_types=(_T.BPF_MAP_TYPE_HASH, _T.BPF_MAP_TYPE_ARRAY),
     helpers=(1, 2, 3, 7, 44, 65),
-    description="a NIC-like subset: HASH and ARRAY, six helpers, small maps")
+    description="an NFP-like SmartNIC: HASH and ARRAY, six helpers, 2800 insns, small maps")
 
 PROFILES: Final[dict[str, XdpCapabilities]] = {
     p.name: p for p in (RFC2019, HOST, SMARTNIC)}

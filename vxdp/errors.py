@@ -35,6 +35,18 @@ class InvalidProgram(BpfError, ValueError):
     """A program that cannot be decoded, loaded or run: names the pc or section."""
 
 
+class TranslationRefused(InvalidProgram):
+    """A device's translator has no mapping for an instruction or a pattern of a program
+    its verifier accepted: the device's own refusal, as NFP's JIT refuses what it cannot
+    run.  `errno` is the device's (EOPNOTSUPP: no mapping; E2BIG: an image past the code
+    store), `pc` the instruction (-1: the program as a whole)."""
+
+    def __init__(self, message: str, errno: int, pc: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.pc = pc
+
+
 class ElfError(BpfError, ValueError):
     """An object file the loader cannot use: names the section, symbol or relocation."""
 
@@ -110,3 +122,23 @@ class GuestPortError(VxdpError):
     def __init__(self, message: str, errno: int) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class MigrationError(VxdpError):
+    """A live migration that cannot go ahead, or a destination that refused what it was
+    given; `errno` says why as the vhost-user CHECK_DEVICE_STATE reply carries it
+    (EOPNOTSUPP a feature or capability the destination lacks, EACCES a program its
+    verifier refused, EINVAL saved state that does not hold up)."""
+
+    def __init__(self, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class StateError(MigrationError, ValueError):
+    """Saved device state that is malformed or inconsistent: `field` names the first
+    field at fault (a dotted path, `offload.maps[0].entries[3].key`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"saved state: {field}: {message}", _errno.EINVAL)
+        self.field = field

@@ -159,10 +159,11 @@ class Pair:
     def create(cls, profile: DeviceProfile | str = "default", *,
                features: int = SUPPORTED_FEATURES, extra_features: int = 0,
                queue_size: int = 16, rx_buffer_size: int = 1536,
-               memory_size: int = DEFAULT_MEMORY) -> Pair:
-        """A fresh pair: `profile` for the device, `features` the driver wants."""
+               memory_size: int = DEFAULT_MEMORY, xdp_engine: str = "interp") -> Pair:
+        """A fresh pair: `profile` for the device, `features` the driver wants;
+        `xdp_engine` runs what the guest offloads (`smartnic`: the SmartNIC's)."""
         memory = GuestMemory([(MEMORY_BASE, bytearray(memory_size))])
-        device = Device(profile, memory)
+        device = Device(profile, memory, xdp_engine=xdp_engine)
         driver = Driver(memory, GuestAllocator(memory), features=features,
                         extra_features=extra_features, queue_size=queue_size,
                         rx_buffer_size=rx_buffer_size)

@@ -33,7 +33,7 @@ def test_text_trace_shows_negotiation_traffic_and_the_filter(capsys):
 
 
 def test_json_lines_are_consistent_with_the_summary(capsys):
-    status, out = run_cli(capsys, "-j")
+    status, out = run_cli(capsys, "-j", "--path-frames", "0")
     assert status == 0
     rows = [json.loads(line) for line in out.splitlines()]
     tx_frames = [bytes.fromhex(r["frame"]) for r in rows if r["kind"] == "tx_frame"]
@@ -62,7 +62,8 @@ def test_profile_changes_what_is_printed(capsys):
 
 
 def test_out_dir_holds_the_same_trace(capsys, tmp_path):
-    status, out = run_cli(capsys, "--out", str(tmp_path / "run"))
+    status, out = run_cli(capsys, "--out", str(tmp_path / "run"), "--path-frames", "512",
+                          "--runs", "1")
     assert status == 0
     assert (tmp_path / "run" / "trace.txt").read_text() == out
     rows = (tmp_path / "run" / "trace.jsonl").read_text().splitlines()

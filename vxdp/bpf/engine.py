@@ -1,6 +1,6 @@
 """One interface, several engines (DESIGN.md "Execution engines").
 
-    engine = create_engine("interp", program)      # or "kernel", "jit"
+    engine = create_engine("interp", program)      # or "kernel", "jit", "smartnic"
     results = engine.run_xdp([pkt1, pkt2])           # one crossing of the FFI per batch
     engine.maps[0].lookup(key)                       # maps in the order of program.maps
 
@@ -82,6 +82,7 @@ ENGINES: dict[str, str] = {
     "interp": "vxdp.bpf.interp:InterpEngine",
     "jit": "vxdp.bpf.jit:JitEngine",
     "kernel": "vxdp.bpf.kernel:KernelEngine",
+    "smartnic": "vxdp.bpf.nic.engine:NicEngine",  # the SmartNIC's image, simulated
 }
 
 

@@ -1,6 +1,7 @@
 """`vxdp demo`: a virtio-net guest driver and host device negotiating and moving frames.
 
     vxdp demo [-j] [--out DIR] [--profile P] [--queue-size N] [--frames N]
+              [--path-frames N] [--runs N]
 
 The run: the driver initializes the
 device (virtio 1.3 §3.1.1) and negotiates features; the guest transmits three frames; the
@@ -24,16 +25,27 @@ operator instead, and in the guest's driver (driver mode).  The table shows, per
 placement, the action counts, frames that reached the guest and the wire, the offload's
 setup time, and the time, Mpps and microseconds per 32-frame burst measured in that run.
 
+Then the two paths of the RFC's review thread (`vxdp.runtime.paths`): the same program
+offloaded over the control queue (libbpf -> virtio_net -> control virtqueue -> device)
+and over agents (libbpf -> guest agent -> host agent -> device, the path Jakub Kicinski
+asked about), `--runs` times each, alternating: setup latency (DRIVER_OK to the program
+running on the host), map-update round trips per second from the guest, forwarding Mpps
+over `--path-frames` frames (0 skips this part; the same datapath either way), as min,
+median and max; then what each path survives: a host without an agent, a guest driver
+without VIRTIO_NET_F_XDP_OFFLOAD, a host restart (time to run again, map contents), and
+migration (not built yet: reported as not measured).
+
 Every line printed is an entry of the pair's trace, produced by the models as they run:
 status writes, features by name, queue addresses, each chain added, popped and used,
 each kick and interrupt with the reason it was sent or suppressed, the filter's verdicts,
 and a summary computed from the run.  `-j` prints the same entries as JSON lines;
-`--out DIR` writes `trace.txt`, `trace.jsonl` and `summary.json` there.
+`--out DIR` writes `trace.txt`, `trace.jsonl` and `summary.json` there, and the paths'
+plots `paths.png` and `survival.png` (matplotlib, `vxdp.plots`).
 
 Exit status 0 when the run went as the device profile predicts (every transmitted frame
 on the wire, the foreign frame dropped only where the filter was set, every other frame
-received intact, every placement reproducing the program's reference action counts), 1
-otherwise.
+received intact, every placement and every run of both paths reproducing the program's
+reference action counts), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,10 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=512, metavar="N",
                         help="frames per placement in the offload comparison (default: "
                              "512; 0 skips it)")
+    parser.add_argument("--path-frames", type=int, default=16384, metavar="N",
+                        help="frames per run in the control queue vs agents comparison "
+                             "(default: 16384; 0 skips it)")
+    parser.add_argument("--runs", type=int, default=3, metavar="N",
+                        help="runs of each path in that comparison (default: 3)")
 
 
-def run_demo(profile: str = "host", queue_size: int = 8,
-             frames: int = 512) -> tuple[Pair, dict[str, Any]]:
+def run_demo(profile: str = "host", queue_size: int = 8, frames: int = 512,
+             path_frames: int = 16384, runs: int = 3) -> tuple[Pair, dict[str, Any]]:
     """Run the demo; returns the pair (with its trace) and the summary."""
     from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac, VirtioNetCtrlRx
     from virtio_spec.features import VirtioNetFeature, describe
@@ -84,6 +102,10 @@ def run_demo(profile: str = "host", queue_size: int = 8,
         raise UsageError(f"--queue-size {queue_size} is outside 1..32768")
     if not 0 <= frames <= 1_000_000:
         raise UsageError(f"--frames {frames} is outside 0..1000000")
+    if not 0 <= path_frames <= 1_000_000:
+        raise UsageError(f"--path-frames {path_frames} is outside 0..1000000")
+    if not 1 <= runs <= 100:
+        raise UsageError(f"--runs {runs} is outside 1..100")
     pair = Pair.create(profile, queue_size=queue_size, rx_buffer_size=256)
     trace = pair.trace
     trace.section(f"feature negotiation, device profile {profile!r} (virtio 1.3 \u00a73.1.1)")
@@ -157,6 +179,8 @@ def run_demo(profile: str = "host", queue_size: int = 8,
     ok = _offload(pair, summary, guest_mac) and ok
     if frames:
         ok = _placements(pair, summary, profile, frames) and ok
+    if path_frames:
+        ok = _paths(pair, summary, profile, path_frames, runs) and ok
     return _finish(pair, summary, ok=ok)
 
 
@@ -248,6 +272,44 @@ def _placements(pair: Pair, summary: dict[str, Any], profile: str, frames: int) 
     return agree
 
 
+def _paths(pair: Pair, summary: dict[str, Any], profile: str, frames: int,
+           runs: int) -> bool:
+    """The RFC review's two paths, measured: control queue vs agents."""
+    from vxdp.runtime.compare import demo_program
+    from vxdp.runtime.offload import VIAS
+    from vxdp.runtime.paths import compare_paths
+    trace = pair.trace
+    trace.section("the two paths of the RFC's review: control queue vs agents")
+    if pair.driver.xdp_caps is None:
+        trace.add("demo", "note", "the device does not offer VIRTIO_NET_F_XDP_OFFLOAD: "
+                                  "no offload to carry (try --profile host)")
+        return True
+    program = demo_program()
+    trace.add("demo", "note", f"program {program.name} offloaded over the control queue "
+                              f"(virtio_net -> controlq -> device) and over agents (guest "
+                              f"agent -> host agent -> the same device offload), {runs} runs "
+                              f"each, alternating; {frames} frames a run",
+              {"program": program.name, "runs": runs, "frames": frames})
+    report = compare_paths(program, count=frames, runs=runs, profile=profile)
+    lines = report.table()
+    trace.add("demo", "paths_table", lines[0], {"header": True})
+    for line, via in zip(lines[1:], VIAS):
+        trace.add("demo", "paths", line, {"via": via, **{
+            k: asdict(v) for k, v in report.spread(via).items()}})
+    mpps = {via: report.spread(via)["mpps"] for via in VIAS}
+    overlap = max(m.low for m in mpps.values()) <= min(m.high for m in mpps.values())
+    trace.add("demo", "note", "forwarding runs on the same datapath either way (the C "
+                              "port's offload slot): median Mpps " + ", ".join(
+                                  f"{via} {m.median:.3f}" for via, m in mpps.items())
+              + ("; the ranges overlap: no difference measured" if overlap else
+                 "; the ranges do not overlap in this run"), {"mpps_overlap": overlap})
+    for s in report.survival:
+        trace.add("demo", "survival", f"{s.scenario:<17} {s.via:<9} {s.text()}",
+                  s.to_json())
+    summary["paths"] = report.to_json()
+    return report.agree
+
+
 def _finish(pair: Pair, summary: dict[str, Any], *, ok: bool) -> tuple[Pair, dict[str, Any]]:
     summary["ok"] = ok
     trace = pair.trace
@@ -287,13 +349,23 @@ def _finish(pair: Pair, summary: dict[str, Any], *, ok: bool) -> tuple[Pair, dic
                                      f"fastest here: {fastest['placement']} "
                                      f"({fastest['datapath']}) at {fastest['mpps']} Mpps",
                   {"placement_agree": p["agree"]})
+    if "paths" in summary:
+        p = summary["paths"]
+        med = {via: {k: v["median"] for k, v in spread.items()}
+               for via, spread in p["spread"].items()}
+        trace.add("demo", "summary", "paths agree with the reference: "
+                  f"{p['agree']}; medians: " + "; ".join(
+                      f"{via} setup {m['setup_ms']:.1f} ms, {m['updates_per_s']:.0f} "
+                      f"updates/s, {m['mpps']:.3f} Mpps" for via, m in med.items()),
+                  {"paths_agree": p["agree"]})
     trace.add("demo", "summary", "result: " + ("as expected" if ok else "NOT as expected"),
               {"ok": ok})
     return pair, summary
 
 
 def run(args: argparse.Namespace) -> int:
-    pair, summary = run_demo(args.profile, args.queue_size, args.frames)
+    pair, summary = run_demo(args.profile, args.queue_size, args.frames, args.path_frames,
+                             args.runs)
     text, lines = pair.trace.text(), pair.trace.json_lines()
     sys.stdout.write(lines if args.json else text)
     if args.out is not None:
@@ -302,6 +374,9 @@ def run(args: argparse.Namespace) -> int:
             (args.out / "trace.txt").write_text(text)
             (args.out / "trace.jsonl").write_text(lines)
             (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if "paths" in summary:
+                from vxdp.plots import write_plots  # matplotlib: only when plots are asked
+                write_plots(summary["paths"], args.out)
         except OSError as exc:
             raise UsageError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     return 0 if summary["ok"] else 1

@@ -1,10 +1,13 @@
 """`vxdp exec`: run an XDP program of an object file over every packet of a pcap file.
 
     vxdp exec prog.o --pcap in.pcap [--section S] [--program NAME] [--out out.pcap]
-              [--maps-in m.json] [--maps-out m.json] [--engine interp|jit|kernel] [-j]
+              [--maps-in m.json] [--maps-out m.json]
+              [--engine interp|jit|kernel|smartnic] [-j]
 
 The packets run in file order through one engine, so map state carries from one packet to
-the next, as on a NIC.  `--maps-in` seeds the maps before the first packet (map JSON; only
+the next, as on a NIC.  `smartnic` translates the program for the SmartNIC's micro-engine
+and runs the image on its simulator (vxdp.bpf.nic): a program it refuses exits 2 with the
+pc and the reason.  `--maps-in` seeds the maps before the first packet (map JSON; only
 `entries` needed); `--maps-out` writes every map after the last one.
 
 Output: with `-j`, one JSON object per packet, {index, retval, action, len, data_hex}, with
@@ -30,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vxdp.errors import UsageError
+from vxdp.errors import UsageError, VxdpError
 
 if TYPE_CHECKING:
     from vxdp.bpf.engine import XdpResult
@@ -114,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
     with create_engine(args.engine, program) as engine:
         if seed is not None:
             load_entries(engine.maps, seed)
-        results = engine.run_xdp([p.data for p in packets]) if packets else []
+        try:
+            results = engine.run_xdp([p.data for p in packets]) if packets else []
+        except VxdpError:
+            raise
+        except ValueError as exc:  # a packet the engine cannot run (0 bytes, over a page)
+            raise UsageError(f"{args.pcap}: {exc} (engine {args.engine})") from None
         maps = dump_maps(engine.maps)
         if args.maps_out:
             write_map_json(args.maps_out, engine.maps)

@@ -2,7 +2,7 @@
 
     vxdp host --socket PATH [--socket PATH ...] [--profile P] [--wire SPEC]
               [--xdp OBJ.o [--section S] [--program NAME]] [--stats-json FILE]
-              [--control PATH]
+              [--control PATH] [--agent PATH ...]
 
 Each `--socket` is one guest's vhost-user socket (the host listens, the guest dials).
 `--wire` is where frames come from and go to (`null`, `pcap:IN[,out=OUT]`,
@@ -16,17 +16,15 @@ and queue: packets and bytes; the wire's counters; XDP action counts) and exits 
 SIGUSR1 writes it without stopping.  `--control PATH` serves the control socket there
 (`vxdp prog ... --host PATH`, `vxdp map ... --host PATH`); there is no default, since
 several hosts often run side by side, and without it nothing is listening.
+`--agent PATH`, once per `--socket` and in the same order, serves that guest's host
+agent (the RFC review's agent path, vxdp.runtime.agent): `vxdp guest --via agent
+--agent PATH` offloads over it instead of the control queue.  A channel reaches its own
+guest's device only.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from vxdp.runtime.host import HostRuntime
 
 NAME = "host"
 HELP = "run a host: vhost-user back-ends (one per guest socket), a wire port, host XDP"
@@ -47,38 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", metavar="PATH",
                         help="serve the control socket (vxdp prog, vxdp map) at PATH "
                              "(default: none)")
+    parser.add_argument("--agent", action="append", default=[], metavar="PATH",
+                        help="serve a guest's host agent at PATH (the agent path of the "
+                             "offload); once per --socket, in the same order")
     add_common(parser)
-
-
-async def _main(runtime: HostRuntime, stats: Path | None) -> int:
-    import trio
-
-    from vxdp.runtime.cli import say, until_signalled, write_stats
-    snapshot: dict[str, Any] | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
-            say("host", f"serving {len(runtime.guests)} guest socket(s): "
-                        f"{', '.join(g.path for g in runtime.guests)}; wire "
-                        f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
-                        + (f"; control {runtime.control.path}" if runtime.control else ""))
-            signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
-            snapshot = runtime.stats()  # as it was when the signal came, before teardown
-            nursery.cancel_scope.cancel()
-        say("host", f"{signal.Signals(signum).name}: stopping")
-    finally:
-        try:
-            write_stats(stats, snapshot if snapshot is not None else runtime.stats())
-        finally:
-            runtime.close()
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     import trio
 
     from host import get_profile
-    from vxdp.runtime.cli import make_hook, setup_logging
+    from vxdp.runtime.cli import make_hook, serve_until_signalled, setup_logging
     from vxdp.runtime.host import HostRuntime
     from vxdp.runtime.wire import open_port
     from vxdp.runtime.xdp import host_verifier_profile
@@ -87,5 +64,14 @@ def run(args: argparse.Namespace) -> int:
     wire = open_port(args.wire)
     runtime = HostRuntime(args.socket, profile=args.profile, wire=wire, xdp=hook,
                           datapath=args.datapath, control=args.control,
-                          engine=args.engine if args.engine in ("interp", "jit") else None)
-    return trio.run(_main, runtime, args.stats_json)
+                          engine=args.engine if args.engine in ("interp", "jit") else None,
+                          agents=args.agent)
+
+    def banner() -> str:
+        return (f"serving {len(runtime.guests)} guest socket(s): "
+                f"{', '.join(g.path for g in runtime.guests)}; wire "
+                f"{runtime.wire.spec.describe()}; xdp {runtime.xdp.describe()}"
+                + (f"; control {runtime.control.path}" if runtime.control else "")
+                + (f"; agents {', '.join(a.path for a in runtime.agents)}"
+                   if runtime.agents else ""))
+    return trio.run(serve_until_signalled, runtime, args.stats_json, "host", banner)

@@ -15,8 +15,10 @@ owns it, as bpftool shows a device-bound program's device), in a guest the progr
 placed, with the device's own view of an offloaded one (QUERY: state, engine, translated
 size).  `dump xlated` the instructions in the kernel's syntax with maps as `map[id:N]`;
 `dump jited` the C the jit engine compiled the program to (the host must run `--engine
-jit`; otherwise the error says so); `id N` picks a program (default: the host-attached
-one, or the only one).  `attach` loads the
+jit`; otherwise the error says so), or, on a SmartNIC (`vxdp smartnic --control PATH`),
+the image its translator made: the machine type, then each BPF instruction and the
+machine words it became; `id N` picks a program (default: the host-attached one, or the
+only one).  `attach` loads the
 object on the host, which verifies the program under its profile first: a refusal
 prints the verifier's log, exits 1 and leaves the attached program in place.  Exit
 status: 0 done, 1 the operation failed, 2 unusable input or no host at PATH.
@@ -75,10 +77,25 @@ def show_text(prog: dict[str, Any]) -> str:
         lines.append(f"\tdevice: {device['state']} on engine {device['engine']}  xlated "
                      f"{device['xlated_cnt']} insns  image {device['image_len']}B")
     jited = prog.get("jited")
-    lines.append(f"\txlated {prog['bytes_xlated']}B  insns {prog['insns']}"
-                 + ("" if jited is None else f"  {'jited' if jited else 'not jited'}")
+    if "bytes_jited" in prog:  # a SmartNIC's image, as bpftool shows an NFP's
+        jited_text = f"  jited {prog['bytes_jited']}B  machine {prog['machine']}"
+    else:
+        jited_text = "" if jited is None else f"  {'jited' if jited else 'not jited'}"
+    lines.append(f"\txlated {prog['bytes_xlated']}B  insns {prog['insns']}" + jited_text
                  + (f"  mode {prog['mode']}" if "mode" in prog else "")
                  + (f"  map_ids {maps}" if maps else ""))
+    return "\n".join(lines)
+
+
+def image_text(dump: dict[str, Any]) -> str:
+    """A SmartNIC's image as `bpftool prog dump jited linum opcodes` shows an NFP's: each
+    BPF instruction as a comment, then the machine words it became (address, word, the
+    machine's assembly)."""
+    lines = [f"; {dump['name']} (id {dump['id']}): {dump['description']}",
+             f"; machine {dump['machine']}, {dump['bytes_jited']} bytes"]
+    for span in dump["insns"]:
+        lines.append(f"; {span['bpf']}")
+        lines.extend(f"  {w['addr']:04x}: {w['word']}  {w['asm']}" for w in span["words"])
     return "\n".join(lines)
 
 
@@ -103,8 +120,11 @@ def run(args: argparse.Namespace) -> int:
                                     for i in insns))
     elif cmd == "dump":
         dump = call(args, "prog.dump_jited", **prog_ref(args.prog))
-        emit(args, dump, f"/* {dump['name']} (id {dump['id']}), from {dump['source_path']} "
-                         f"*/\n{dump['source'].rstrip()}")
+        if "machine" in dump:
+            emit(args, dump, image_text(dump))
+        else:
+            emit(args, dump, f"/* {dump['name']} (id {dump['id']}), from "
+                             f"{dump['source_path']} */\n{dump['source'].rstrip()}")
     elif cmd == "attach":
         extra = {"mode": args.mode} if args.mode else {}
         prog = call(args, "prog.attach", path=str(args.object.absolute()),

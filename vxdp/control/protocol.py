@@ -42,7 +42,7 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -86,6 +86,7 @@ OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "guest.announce": {"guest": ("guest", True)},
     "wire.inject": {"count": ("uint", True), "seed": ("uint", False), "size": ("uint", False),
                     "flows": ("uint", False), "mix": ("str", False), "guest": ("guest", False)},
+    "guest.migrate": {"to": ("str", True), "policy": ("str", False)},
 }
 
 MAX_VALUE_LIST = 4096  # per-CPU values: one per possible CPU
@@ -221,6 +222,19 @@ def check_args(op: str, args: Mapping[str, object]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Ops:
+    """What a protocol on this framing speaks: its op names and the check of their
+    arguments (None when they suit the op, else what is wrong).  The control socket's
+    are `CONTROL`; the agent protocol (`vxdp.control.agent`) brings its own."""
+
+    names: Collection[str]
+    check: Callable[[str, Mapping[str, object]], str | None]
+
+
+CONTROL: Final = Ops(OPS, check_args)
+
+
 def _type_name(value: object) -> str:
     return type(value).__name__
 
@@ -233,6 +247,7 @@ class Connection:
     role: Role
     max_in: int = 0  # 0: the role's default (MAX_REQUEST for a server, MAX_REPLY a client)
     max_out: int = 0
+    ops: Ops = CONTROL
     _buf: bytearray = field(default_factory=bytearray)
     _eof: bool = False
     _closed: bool = False
@@ -315,9 +330,9 @@ class Connection:
         if not isinstance(op, str):
             return BadMessage(mid, E.EINVAL, f"request 'op' must be a string, got "
                                              f"{_type_name(op)}")
-        if op not in OPS:
+        if op not in self.ops.names:
             return BadMessage(mid, E.EOPNOTSUPP, f"unknown op {op!r:.60} (ops: "
-                                                 f"{', '.join(OPS)})")
+                                                 f"{', '.join(self.ops.names)})")
         args = doc.get("args", {})
         if not isinstance(args, dict):
             return BadMessage(mid, E.EINVAL, f"request 'args' must be a map, got "
@@ -325,7 +340,7 @@ class Connection:
         extra = set(doc) - {"v", "id", "op", "args"}
         if extra:
             return BadMessage(mid, E.EINVAL, f"request has unknown fields {sorted(extra)}")
-        problem = check_args(op, args)
+        problem = self.ops.check(op, args)
         if problem is not None:
             return BadMessage(mid, E.EINVAL, problem)
         return Request(mid, op, args)
@@ -353,10 +368,10 @@ class Connection:
         """A request frame and the id it carries (ids count up from 1)."""
         if self.role != "client":
             raise ControlLocalError("a server does not send requests")
-        if op not in OPS:
+        if op not in self.ops.names:
             raise ControlLocalError(f"unknown op {op!r}")
         body = {k: v for k, v in (args or {}).items() if v is not None}
-        problem = check_args(op, body)
+        problem = self.ops.check(op, body)
         if problem is not None:
             raise ControlLocalError(problem)
         mid = next(self._ids) & MAX_ID
@@ -397,6 +412,7 @@ def expect_reply(event: Event, mid: int) -> Reply:
 
 
 __all__ = [
+    "CONTROL",
     "HEADER",
     "MAX_REPLY",
     "MAX_REQUEST",
@@ -410,6 +426,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "NeedData",
+    "Ops",
     "Reply",
     "Request",
     "RequestFailed",

@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -25,6 +25,9 @@ from vxdp.bpf.verifier import verify
 from vxdp.errors import UsageError
 
 from .xdp import XdpHook, load_program
+
+if TYPE_CHECKING:
+    from .host import HostRuntime
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +79,28 @@ def write_stats(path: Path | None, stats: dict[str, Any]) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+async def serve_until_signalled(runtime: HostRuntime, stats: Path | None, who: str,
+                                banner: Callable[[], str]) -> int:
+    """A host-like process (`vxdp host`, `vxdp smartnic`): serve until SIGINT or SIGTERM,
+    printing `banner()` once serving; the stats file as it was when the signal came
+    (SIGUSR1: written without stopping), then the runtime closed.  Returns 0."""
+    snapshot: dict[str, Any] | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            say(who, banner())
+            signum = await until_signalled(lambda: write_stats(stats, runtime.stats()))
+            snapshot = runtime.stats()  # as it was when the signal came, before teardown
+            nursery.cancel_scope.cancel()
+        say(who, f"{signal.Signals(signum).name}: stopping")
+    finally:
+        try:
+            write_stats(stats, snapshot if snapshot is not None else runtime.stats())
+        finally:
+            runtime.close()
+    return 0
+
+
 async def until_signalled(on_usr1: Callable[[], None] | None = None) -> int:
     """Wait for SIGINT or SIGTERM; returns the signal number.  SIGUSR1 calls `on_usr1`
     (write the stats file now) and waiting goes on."""
@@ -89,5 +114,5 @@ async def until_signalled(on_usr1: Callable[[], None] | None = None) -> int:
     return 0
 
 
-__all__ = ["add_common", "make_hook", "say", "setup_logging", "until_signalled",
-           "write_stats"]
+__all__ = ["add_common", "make_hook", "say", "serve_until_signalled", "setup_logging",
+           "until_signalled", "write_stats"]

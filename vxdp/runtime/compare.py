@@ -17,6 +17,8 @@ same seeded traffic from the host's wire each time:
 
 The offload rows also time the setup: from the guest's DRIVER_OK to the program running
 on the host (maps created, program sent, verified by the device, attached).
+`run_placement` also offloads over the agents (`via="agent"`) and times map updates
+from the guest: `vxdp.runtime.paths` compares the two paths with it.
 
 Each run ends when every frame is accounted for: the action counts add up to the frames
 sent, the guest's stack holds the PASS frames and the wire the TX frames.  The numbers
@@ -27,7 +29,9 @@ action counts every placement must reproduce.
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -117,10 +121,17 @@ class Row:
     elapsed_s: float = 0.0
     setup_s: float | None = None  # offload: DRIVER_OK to the program running on the host
     complete: bool = False
+    via: str = "controlq"  # offload: what carried its commands (controlq, agent); else ""
+    updates: int = 0  # offload: map updates the guest made after the traffic
+    updates_s: float = 0.0  # ... and the time they took, round trip after round trip
 
     @property
     def mpps(self) -> float:
         return self.frames / self.elapsed_s / 1e6 if self.elapsed_s else 0.0
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates / self.updates_s if self.updates_s else 0.0
 
     @property
     def us_per_burst(self) -> float:
@@ -130,6 +141,7 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "mpps": round(self.mpps, 4),
                 "us_per_burst": round(self.us_per_burst, 1),
+                "updates_per_s": round(self.updates_per_s, 1),
                 "setup_ms": None if self.setup_s is None else round(self.setup_s * 1e3, 1)}
 
 
@@ -142,11 +154,26 @@ def reference_actions(program: Program, frames: list[bytes]) -> dict[str, int]:
     return dict(hook.actions)
 
 
-async def _run(placement: str, datapath: str, program: Program, frames: list[bytes],
-               expected: dict[str, int], profile: str, timeout: float) -> Row:
-    row = Row(placement, datapath, len(frames))
+async def run_placement(placement: str, datapath: str, program: Program,
+                        frames: list[bytes], expected: dict[str, int], profile: str,
+                        timeout: float, *,
+                        via: str = "controlq", updates: int = 0) -> Row:
+    """One placement's run; an offload goes `via` the control queue or the agents (the
+    host agent on a socket in a temporary directory), and makes `updates` map updates
+    after the traffic, timed."""
+    offload = placement == "offload"
+    row = Row(placement, datapath, len(frames), via=via if offload else "")
+    with tempfile.TemporaryDirectory(prefix="vxdp-agent-") as tmp:
+        agent = os.path.join(tmp, "guest0.agent") if offload and via == "agent" else None
+        return await _run_in(row, program, frames, expected, profile, timeout, agent,
+                             updates)
+
+
+async def _run_in(row: Row, program: Program, frames: list[bytes], expected: dict[str, int],
+                  profile: str, timeout: float, agent: str | None, updates: int) -> Row:
+    placement, datapath = row.placement, row.datapath
     host = HostRuntime(["demo-guest"], profile=profile, wire=NullPort(WireSpec("null")),
-                       datapath=datapath)
+                       datapath=datapath, agents=[agent] if agent is not None else [])
     guest_hook = XdpHook()
     if placement == "host-attached":
         host.attach(program)
@@ -155,7 +182,7 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
     offload = program if placement == "offload" else None
     guest = GuestRuntime(None, xdp=guest_hook, port=NullPort(WireSpec("null")),
                          datapath=datapath, offload=offload,
-                         mode="offload" if offload is not None else "driver")
+                         mode="offload" if offload is not None else "driver", agent=agent)
     a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     served = False
 
@@ -179,6 +206,7 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
                 and host.wire.tx_packets >= expected["tx"])
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(host.serve_agents)
             nursery.start_soon(port.serve_socket, a)
             await nursery.start(lambda task_status: guest.run(dial=dial,
                                                               task_status=task_status))
@@ -204,6 +232,8 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
                     await trio.sleep(0.0002)
                 row.elapsed_s = time.perf_counter() - start
                 row.complete = True
+                if offload is not None and updates:
+                    row.updates, row.updates_s = updates, await _updates(guest, updates)
             row.actions = actions()
             row.in_guest = guest.stack["packets"]
             row.wire_tx = host.wire.tx_packets
@@ -212,6 +242,23 @@ async def _run(placement: str, datapath: str, program: Program, frames: list[byt
         guest.close()
         host.close()
     return row
+
+
+async def _updates(guest: GuestRuntime, count: int) -> float:
+    """Seconds `count` updates of the program's first map take from the guest, one
+    round trip after another (an array's last key: the demo's XDP_REDIRECT counter,
+    which its program never counts)."""
+    client = guest.offload.client
+    assert client is not None and client.offloaded is not None
+    first = client.offloaded.maps[0]
+    spec = first.spec
+    last = spec.max_entries - 1 if spec.type is MapType.ARRAY else 0
+    key = last.to_bytes(spec.key_size, "little")
+    start = time.perf_counter()
+    for n in range(count):
+        value = n.to_bytes(8, "little")[:spec.value_size].ljust(spec.value_size, b"\0")
+        await guest.offload.run(client.update(first.handle, key, value))
+    return time.perf_counter() - start
 
 
 def placements_for(profile: str) -> tuple[tuple[str, str], ...]:
@@ -231,7 +278,7 @@ def compare(program: Program | None = None, *, count: int = 512, seed: int = 7,
     expected = reference_actions(prog, frames)
 
     async def main() -> list[Row]:
-        return [await _run(p, d, prog, frames, expected, profile, timeout)
+        return [await run_placement(p, d, prog, frames, expected, profile, timeout)
                 for p, d in placements_for(profile)]
     return expected, trio.run(main)
 
@@ -252,4 +299,4 @@ def table(rows: list[Row]) -> list[str]:
 
 
 __all__ = ["DEMO_MAP", "DEMO_PROGRAM_ASM", "PLACEMENTS", "Row", "compare", "demo_program",
-           "placements_for", "reference_actions", "table"]
+           "placements_for", "reference_actions", "run_placement", "table"]

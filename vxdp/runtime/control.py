@@ -19,7 +19,8 @@ Operations (the `OPS` table of the protocol names their arguments):
   C core runs) in a worker thread, then attaches it; a refusal answers EACCES with the
   verifier's log and leaves the attached program in place.
 * `prog.detach`, `prog.show`, `prog.dump_xlated` (kernel syntax, maps as `map[id:N]`),
-  `prog.dump_jited` (the C the jit engine compiled; EOPNOTSUPP with the reason otherwise).
+  `prog.dump_jited` (the C the jit engine compiled, or a SmartNIC's image: its machine
+  and, per BPF instruction, the machine words; EOPNOTSUPP with the reason otherwise).
 * `map.show|dump|lookup|update|delete` on the attached program's maps, named by name or
   id, with the kernel's errnos: ENOENT for a lookup miss or a delete of nothing, E2BIG
   for a full map, EEXIST / ENOENT under noexist / exist, EPERM on a frozen map.
@@ -38,8 +39,10 @@ its maps the next map ids; both only grow for the life of the host.
 Hostile clients: a malformed frame is answered with an error and the connection goes on;
 a frame over the limit or a stream that ends mid-frame is answered (when possible) and
 closed; an op that raises anything unexpected answers EIO and is logged.  At most
-`MAX_CLIENTS` clients at once; one more is told EAGAIN and closed.  None of it touches
-the guests' tasks.
+`MAX_CLIENTS` clients at once; one more has its first request answered EUSERS ("too
+many users", naming the limit) and is closed.  None of it touches the guests' tasks.
+`prog.attach` reads a regular file only, MAX_OBJECT_BYTES of it at most, opened without
+waiting: a FIFO or /dev/zero is refused as what it is (`xdp.read_object`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ import itertools
 import logging
 import os
 import socket
-import stat
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -60,7 +62,6 @@ import trio
 
 from vxdp.bpf import mapjson
 from vxdp.bpf.disasm import default_map_name, insn_text
-from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.isa import decode, iter_insns
 from vxdp.bpf.maps import Map, MapValue
 from vxdp.bpf.profiles import Profile
@@ -77,10 +78,11 @@ from vxdp.control.protocol import (
     Request,
     RequestFailed,
 )
-from vxdp.errors import UsageError, VxdpError
+from vxdp.errors import UsageError, VhostUserLocalError, VxdpError
 from vxdp.packets import TrafficGenerator, parse_mix
+from vxdp.vhost_user.transport import check_socket_path
 
-from .xdp import host_verifier_profile
+from .xdp import host_verifier_profile, load_program
 
 if TYPE_CHECKING:
     from .guestport import GuestPort
@@ -89,6 +91,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vxdp.runtime.control")
 
 MAX_CLIENTS = 16
+#: Seconds a client over MAX_CLIENTS gets to send its request, then to take the refusal.
+TURN_AWAY_WAIT = 1.0
 MAX_INJECT = 1_000_000  # frames one wire.inject may ask for
 FLAGS = dict(zip(UPDATE_FLAGS, (BPF_ANY, BPF_NOEXIST, BPF_EXIST), strict=True))
 
@@ -110,6 +114,7 @@ class Shown:
     loaded_at: float
     engine: str
     guest: GuestPort | None = None
+    image: Any = None  # a SmartNIC's translated image (vxdp.bpf.nic.Image)
 
 
 class Ids:
@@ -145,7 +150,9 @@ def _load_and_verify(path: str, section: str | None, name: str | None, profile: 
     """Worker thread: load, verify, and for the jit engine compile ahead (the attach on
     the event loop then finds the compiled object in the process cache)."""
     try:
-        program = select_program(load_object(path), section, name)
+        program = load_program(path, section=section, name=name)
+    except UsageError:
+        raise
     except ValueError as exc:  # ElfError, InvalidProgram: an object we cannot use
         raise UsageError(f"{path}: {exc}") from None
     if program.prog_type != ProgType.XDP:
@@ -218,11 +225,11 @@ class ControlHandler(OpsHandler):
     # -- programs: the host-attached one and the ones guests offloaded -------------------
 
     def _shown(self, source: Any, program: Program, maps: list[Map], engine: str,
-               guest: GuestPort | None) -> Shown:
+               guest: GuestPort | None, image: Any = None) -> Shown:
         pid = self._prog_ids.of(source)
         loaded = self._loaded_at.setdefault(pid, time.time())
         return Shown(pid, program, maps, [self._map_ids.of(m) for m in maps], loaded,
-                     engine, guest)
+                     engine, guest, image)
 
     def current(self) -> Shown | None:
         """The host-attached program."""
@@ -238,7 +245,8 @@ class ControlHandler(OpsHandler):
         for g in self.runtime.guests:
             p = g.device.offloaded if g.device is not None else None
             if p is not None:
-                out.append(self._shown(p, p.program, [m.map for m in p.maps], p.engine, g))
+                out.append(self._shown(p, p.program, [m.map for m in p.maps], p.engine, g,
+                                       p.image))
         return out
 
     def programs(self) -> list[Shown]:
@@ -270,9 +278,12 @@ class ControlHandler(OpsHandler):
         out = {"id": shown.id, "type": "xdp", "name": p.name, "tag": p.tag,
                "gpl_compatible": p.gpl_compatible, "loaded_at": int(shown.loaded_at),
                "bytes_xlated": len(p.insns), "insns": p.insn_count,
-               "jited": shown.engine == "jit", "engine": shown.engine, "section": p.section,
-               "digest": p.digest, "map_ids": list(shown.map_ids),
+               "jited": shown.engine in ("jit", "smartnic"), "engine": shown.engine,
+               "section": p.section, "digest": p.digest, "map_ids": list(shown.map_ids),
                "maps": [m.name for m in shown.maps]}
+        if shown.image is not None:  # bpftool's bytes_jited for a device-bound program
+            out["bytes_jited"] = shown.image.size
+            out["machine"] = shown.image.machine
         if shown.guest is not None:
             # bpftool shows a device-bound program's `dev`; ours names the owning guest
             g = shown.guest
@@ -321,6 +332,12 @@ class ControlHandler(OpsHandler):
     async def prog_dump_jited(self, args: dict[str, Any]) -> Any:
         att = self._program(args.get("id"))
         engine = att.engine
+        if att.image is not None:  # a SmartNIC's image: its machine, word by word
+            image = att.image
+            return {"id": att.id, "name": att.program.name, "engine": engine,
+                    "machine": image.machine, "description": image.describe(),
+                    "bytes_jited": image.size, "stack_size": image.stack_size,
+                    "insns": image.listing()}
         if engine != "jit":
             from vxdp.bpf.engine import engine_class
             try:
@@ -467,28 +484,22 @@ class ControlServer:
     ControlHandler, a guest's GuestControlHandler)."""
 
     def __init__(self, handler: OpsHandler, path: str | os.PathLike[str], *,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, name: str = "control",
+                 connection: Callable[[], Connection] | None = None) -> None:
         self.path = os.fspath(path)
         self.handler = handler
         self.max_clients = max_clients
+        self.name = name  # what messages call the socket and its option (--agent: agent)
+        # a server end of the protocol spoken here (the agent's: vxdp.control.agent)
+        self.connection = connection or (lambda: Connection("server"))
         self._check_path()  # before the event loop: a live socket there is a UsageError
         self.clients = 0
 
     def _check_path(self) -> None:
         try:
-            mode = os.stat(self.path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise UsageError(f"--control {self.path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.path)
-        except OSError:
-            return  # a socket left behind by a host that is gone: replaced below
-        finally:
-            probe.close()
-        raise UsageError(f"--control {self.path}: another process serves that socket")
+            check_socket_path(self.path, f"--{self.name}")
+        except VhostUserLocalError as exc:
+            raise UsageError(str(exc)) from None
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -520,14 +531,30 @@ class ControlServer:
                     pass
 
     async def _turn_away(self, sock: trio.socket.SocketType) -> None:
-        conn = Connection("server")
-        with sock, trio.move_on_after(1):
-            await sock.send(conn.send_error(None, ErrorInfo(
-                E.EAGAIN, f"the host serves at most {self.max_clients} control clients at "
-                          f"once", "failed")))
+        """A client over the limit: its first request (sent within TURN_AWAY_WAIT) is
+        answered EUSERS naming the limit, then the connection closes.  Read first, so
+        that the client gets the answer rather than a reset on its write."""
+        conn = self.connection()
+        request_id: int | None = None
+        with sock:
+            with trio.move_on_after(TURN_AWAY_WAIT):
+                while isinstance(event := conn.next_event(), NeedData):
+                    conn.receive_data(await sock.recv(65536))
+                if isinstance(event, Request):
+                    request_id = event.id
+            error = ErrorInfo(E.EUSERS, f"the host serves at most {self.max_clients} "
+                                        f"{self.name} clients at once and {self.clients} are "
+                                        f"connected: "
+                                        f"this one is turned away (try again once one has "
+                                        f"closed)", "failed")
+            with trio.move_on_after(TURN_AWAY_WAIT):
+                try:
+                    await _send_all(sock, conn.send_error(request_id, error))
+                except OSError:
+                    pass  # it left already
 
     async def _client(self, sock: trio.socket.SocketType) -> None:
-        conn = Connection("server")
+        conn = self.connection()
         try:
             with sock:
                 await self._converse(sock, conn)

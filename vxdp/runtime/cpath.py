@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from host import Device, OffloadedProgram
 from host.datapath import BurstOut, HostPort, HostSwitch
-from virtio_spec.errors import VirtioError
+from virtio_spec.errors import RingError, VirtioError
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program
 from vxdp.errors import VxdpError
@@ -89,9 +89,12 @@ class CPath:
             return
         if offloaded is None:
             self.port.attach_offload(None)
-        else:
-            self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps],
-                                     offloaded.engine)
+            return
+        # A SmartNIC's program runs in C on the core's interpreter: the BPF its image was
+        # translated from, with the same semantics (docs/smartnic.md, what is emulated);
+        # the device model's path runs the image itself on the micro-engine's simulator.
+        engine = "interp" if offloaded.engine == "smartnic" else offloaded.engine
+        self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps], engine)
 
     def release(self) -> None:
         """Hand the queues back to the device model and keep the port's counters."""
@@ -108,6 +111,11 @@ class CPath:
     def tx(self) -> BurstOut:
         assert self.port is not None
         return self.port.tx_burst()
+
+    def newly_broken(self, queue: str) -> RingError | None:
+        """The RingError that broke the port's "rx" or "tx" queue, once (see
+        `HostPort.newly_broken`)."""
+        return self.port.newly_broken(queue) if self.port is not None else None
 
     def tx_pending(self) -> bool:
         return self.port is not None and self.port.tx_pending() > 0

@@ -39,6 +39,10 @@ the Python driver.  The C port keeps the rings across a host restart (they are g
 memory, and the resume below starts the new device where the old one stopped) and
 hands them back to the driver (`GuestPort.hand_back`) before a reset.
 
+The offload (`offload=PROGRAM`, `mode`) goes over the control queue, or with
+`agent=PATH` over the guest agent's channel to the host agent at PATH
+(`vxdp.runtime.offload`, `vxdp.runtime.agent`).
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays
@@ -47,6 +51,12 @@ the status bits, every ring with SET_VRING_BASE = the used index in guest memory
 rings: the device resumes from what it last completed), and DRIVER_OK; then it kicks
 every ring.  Frames the guest queued meanwhile are sent then.  A packed ring, or a host
 that no longer offers the negotiated features, gets a full re-initialization instead.
+
+Live migration (`migrate(to)`, vxdp.runtime.migration): the guest opens a second
+connection, to the destination, moves the device's state there (SET_DEVICE_STATE_FD)
+and resumes its rings on it; the connection to the source is then left (`Link.migrated`:
+no "device gone") and the destination's is served (`_handover`).  `epoch` counts the
+devices commands could be lost with: a move that resumes the rings keeps it.
 
 A plain vhost-user-net back-end (DPDK's vhost library, net_vhost) offers neither the
 CONFIG nor always the STATUS protocol feature: config space and the status byte are the
@@ -60,6 +70,7 @@ GET_CONFIG is never sent without CONFIG: DPDK 22.11 drops the connection on it.
 
 from __future__ import annotations
 
+import errno as E
 import logging
 import os
 import time
@@ -101,6 +112,7 @@ from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import VirtioNetStatus, virtio_net_config, virtio_net_config_zero
 from vxdp.bpf.program import Program
 from vxdp.errors import (
+    MigrationError,
     UsageError,
     VhostUserError,
     VhostUserLocalError,
@@ -112,10 +124,12 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .agent import AgentCarrier
 from .control import ControlServer
 from .cpath import ACTION_COUNTERS, add_counts
 from .guestctl import GuestControlHandler
 from .link import DeviceGone, Link
+from .migration import MigrationReport, migrate
 from .offload import GuestOffload
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
@@ -133,7 +147,7 @@ NAPI_WEIGHT = 64
 TURN = 0.0005
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
-           | 1 << PF.RESET_DEVICE | 1 << PF.BACKEND_REQ)
+           | 1 << PF.RESET_DEVICE | 1 << PF.BACKEND_REQ | 1 << PF.DEVICE_STATE)
 _PACKED = 34
 #: What the front-end offers of its own when the back-end has no CONFIG (QEMU's part).
 FRONTEND_FEATURES = mask_of((_N.VIRTIO_NET_F_MAC, _N.VIRTIO_NET_F_STATUS))
@@ -164,7 +178,8 @@ class GuestRuntime:
                  retry: float = 0.1, burst: int = 32, datapath: str = "c",
                  report: Callable[[str, str], None] | None = None,
                  offload: Program | None = None, mode: str = "driver",
-                 control: str | os.PathLike[str] | None = None) -> None:
+                 control: str | os.PathLike[str] | None = None,
+                 agent: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
@@ -209,7 +224,16 @@ class GuestRuntime:
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
-        self.offload = GuestOffload(self, offload, mode)
+        #: counts the devices this guest's commands could be lost with: a device gone or
+        #: re-initialized moves it on, a migration that resumes the rings does not
+        self.epoch = 0
+        self._handover: Link | None = None  # the destination of a migration, to serve next
+        self._device_ready: trio.Event | None = None  # set at the next DriverReady
+        self.migrating = False
+        self.migrations: list[dict[str, Any]] = []
+        # the offload's commands: over the control queue, or the guest agent's channel
+        self.offload = GuestOffload(self, offload, mode, AgentCarrier(self, agent)
+                                    if agent is not None else None)
         self.control = ControlServer(GuestControlHandler(self), control) \
             if control is not None else None
 
@@ -245,10 +269,10 @@ class GuestRuntime:
         if dial is None:
             if self.path is None:
                 raise UsageError("no socket path to dial")
-            path = self.path
 
             async def dial() -> trio.socket.SocketType:
-                return await self._dial(path)
+                assert self.path is not None  # a migration moves it to the destination
+                return await self._dial(self.path)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._stack_pump)
@@ -257,7 +281,11 @@ class GuestRuntime:
                 await nursery.start(self.control.serve)
             task_status.started()
             while True:
-                await self.serve(await dial())
+                handover, self._handover = self._handover, None
+                if handover is not None:  # migrated: the destination is up already
+                    await self.serve_link(handover)
+                else:
+                    await self.serve(await dial())
 
     async def _dial(self, path: str) -> trio.socket.SocketType:
         announced = False
@@ -276,19 +304,30 @@ class GuestRuntime:
 
     async def serve(self, sock: trio.socket.SocketType) -> None:
         """Run one connection until the host goes (returns) or we are cancelled."""
-        link = Link(sock)
+        await self.serve_link(Link(sock))
+
+    async def serve_link(self, link: Link) -> None:
+        """Run one connection (brought up here, or by a migration that moved the device
+        to it) until the host goes or a migration leaves it."""
         self.link = link
         self.connects += 1
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(link.reader)
-                nursery.start_soon(self._bring_up, link, nursery)
+                if not link.reading:
+                    link.reading = True
+                    nursery.start_soon(link.reader)
+                    nursery.start_soon(self._bring_up, link, nursery)
                 await link.closed.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self.link = None
             link.close()
-            self.offload.wake()  # a command waiting for this device will not be answered
+            if not link.migrated:
+                if self.link is link:
+                    self.link = None
+                self.epoch += 1
+                self.offload.wake()  # a command waiting for this device is not answered
+        if link.migrated:  # the device lives on at the destination
+            return
         self.gone_count += 1
         self.started.clear()
         queues = len(self.driver.queues)
@@ -323,14 +362,19 @@ class GuestRuntime:
             link.sock.close()
             link.closed.set()
 
-    async def _opening(self, link: Link, nursery: trio.Nursery) -> None:
+    async def _opening(self, link: Link, nursery: trio.Nursery) -> int:
+        """QEMU's opening of a connection; the protocol features negotiated.  The first
+        connection's decide who keeps status and config space (`backend_status`,
+        `backend_config`); a migration's destination must match them."""
         core = link.core
         offered = await link.value(core.get_features())
         if not offered & _PROTO_BIT:
             raise VhostUserRemoteError("host does not offer VHOST_USER_F_PROTOCOL_FEATURES; "
                                        "the guest needs STATUS and CONFIG")
-        proto = await link.value(core.get_protocol_features())
-        await link.send(core.set_protocol_features(proto & _WANTED))
+        proto = await link.value(core.get_protocol_features()) & _WANTED
+        await link.send(core.set_protocol_features(proto))
+        if link is not self.link:  # a migration's destination: opened, nothing decided
+            return await self._open_rest(link, nursery, proto)
         self.backend_status = bool(proto >> PF.STATUS & 1)
         self.backend_config = bool(proto >> PF.CONFIG & 1)
         if self.connects == 1 and not (self.backend_status and self.backend_config):
@@ -339,14 +383,21 @@ class GuestRuntime:
             self.report("frontend_state", f"host lacks the protocol feature(s) for "
                                           f"{' and '.join(kept)}: the front-end keeps them, "
                                           f"as a VMM does for a plain vhost-user-net back-end")
-        mq = (proto & _WANTED) >> PF.MQ & 1
+        mq = proto >> PF.MQ & 1
         self.queue_pairs = int(await link.value(core.get_queue_num())) if mq else 1
-        if (proto & _WANTED) >> PF.BACKEND_REQ & 1:
+        return await self._open_rest(link, nursery, proto)
+
+    async def _open_rest(self, link: Link, nursery: trio.Nursery, proto: int) -> int:
+        core = link.core
+        if link is not self.link and proto >> PF.MQ & 1:
+            await link.value(core.get_queue_num())
+        if proto >> PF.BACKEND_REQ & 1:
             channel = await open_backend_channel(link.send, core)
             nursery.start_soon(serve_backend_requests, channel, core.backend_requests(),
                                self._backend_request)
         await link.send(core.set_owner())
         await link.send(core.set_mem_table(self.memory.table(), self.memory.fds()))
+        return proto
 
     # -- the driver's requests ---------------------------------------------------------
 
@@ -491,6 +542,40 @@ class GuestRuntime:
         await self.pump()
         return ""
 
+    # -- migrating -------------------------------------------------------------------
+
+    async def migrate(self, to: str | os.PathLike[str] | trio.socket.SocketType, *,
+                      policy: str = "refuse") -> MigrationReport:
+        """Move this guest's vhost-user back-end to the host serving `to` (a socket path,
+        or a connected socket) while the guest runs on: `vxdp.runtime.migration`.
+        `policy`: "refuse" when the destination cannot take the device as it is, or
+        "fallback" (re-initialize there, the program in driver mode).  The report says
+        what happened; MigrationError when the move broke off on the way."""
+        if self.migrating:
+            raise MigrationError("a migration of this guest is under way", E.EBUSY)
+        self.migrating = True
+        try:
+            report = await migrate(self, to, policy=policy)
+        finally:
+            self.migrating = False
+        self.migrations.append(report.to_json())
+        return report
+
+    def _drain(self) -> None:
+        """Take every frame the device placed in the receive rings (before a reset)."""
+        port = self.cport
+        if port is not None:
+            while True:
+                frames, _ = port.rx_burst(NAPI_WEIGHT)  # the device is stopped: no kicks
+                if frames:
+                    self.port.send(frames)
+                if not port.reaped:
+                    break
+        for index, q in sorted(self.driver.queues.items()):
+            if q.name.startswith("receiveq") and index not in self.driver.lent:
+                self.driver.interrupt(index)
+        self._events()
+
     # -- interrupts and frames -------------------------------------------------------
 
     async def _backend_request(self, message: BackendMessage) -> bool:
@@ -534,6 +619,9 @@ class GuestRuntime:
                 if 0 in self.driver.lent:
                     self._c_take()
                 self.ready.set()
+                if self._device_ready is not None:
+                    self._device_ready.set()
+                    self._device_ready = None
                 self.report("device_ready", e.describe())
                 self.offload.device_ready()
                 self._tx_space.set()
@@ -779,10 +867,15 @@ class GuestRuntime:
             "tx_waiting": len(self._pending_tx), "stack": stack,
             "dropped": dropped, "device_errors": self.device_errors,
             "xdp": xdp, "port": self.port.stats(), "datapath": datapath,
+            "migrations": list(self.migrations),
         }
 
     def close(self) -> None:
+        handover, self._handover = self._handover, None
+        if handover is not None:  # migrated, and stopped before serving the destination
+            handover.close()
         self._c_retire()
+        self.offload.close()
         for efd in [*self.kicks.values(), *self.calls.values()]:
             efd.close()
         self.kicks.clear()

@@ -14,7 +14,9 @@ driver-mode program are the driver's own.
 Ids: the program is id 1; an offloaded map's id is its device handle, a driver-mode
 map's its position in the program (1, 2, ...).  Maps go by name too (the object's names:
 the guest knows them, the device does not).  Ops of the host's control socket that do
-not exist here (prog.attach, guest.*) answer EOPNOTSUPP.
+not exist here (guest.list, guest.link, guest.announce, wire.inject) answer EOPNOTSUPP;
+`guest.migrate {to, policy}` is this socket's own: the guest's back-end moves to the host
+serving `to` (`vxdp migrate`, vxdp.runtime.migration).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from vxdp.bpf.maps import Map
 from vxdp.bpf.program import Program
 
 from .control import FLAGS, OpsHandler, failed, object_path, value_arg
+from .migration import POLICIES
 from .xdp import load_program
 
 if TYPE_CHECKING:
@@ -49,7 +52,7 @@ class GuestControlHandler(OpsHandler):
                     "prog.detach": self.prog_detach, "map.show": self.map_show,
                     "map.dump": self.map_dump, "map.lookup": self.map_lookup,
                     "map.update": self.map_update, "map.delete": self.map_delete,
-                    "stats": self.stats}
+                    "stats": self.stats, "guest.migrate": self.migrate}
 
     # -- where the program runs ----------------------------------------------------
 
@@ -212,6 +215,17 @@ class GuestControlHandler(OpsHandler):
 
     async def stats(self, args: dict[str, Any]) -> Any:
         return self.runtime.stats()
+
+    async def migrate(self, args: dict[str, Any]) -> Any:
+        """Move this guest's back-end to the host serving `to` (`vxdp migrate`): the
+        report (its `outcome` says whether it moved); a move that broke off on the way
+        fails with its errno."""
+        policy = args.get("policy", "refuse")
+        if policy not in POLICIES:
+            raise failed(E.EINVAL, f"policy {policy!r}: choose one of {', '.join(POLICIES)}",
+                         kind="usage")
+        report = await self.runtime.migrate(args["to"], policy=policy)
+        return report.to_json()
 
 
 def _key(m: GuestMap | Map, text: Any) -> bytes:

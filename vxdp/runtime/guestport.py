@@ -14,9 +14,19 @@ gets a new vhost-user back-end state):
     SET_MEM_TABLE              set_memory (the mapped memfd regions)
     ring started and enabled   set_queue(num, areas, base) + enable_queue
     SET_VRING_ENABLE           set_curr_queue_pairs, when the front-end keeps the ctrl queue
-    GET_VRING_BASE             the ring stops; answered with its next available index
+    GET_VRING_BASE             stop_queue: the ring stops; answered with the first chain
+                               not completed (what it had taken is taken again from there)
+    SET_DEVICE_STATE_FD        SAVE: host.migration.save into the pipe (every ring
+                               stopped); LOAD: the state read from the pipe (device unused)
+    CHECK_DEVICE_STATE         SAVE: written out; LOAD: load, restore, re-verify the
+                               program (worker thread), then the device is swapped in
     kick eventfd               notify(queue), again after a checkpoint on MoreAvailable
     Disconnected               the device is dropped, its counters kept
+
+Migration (vxdp.runtime.migration drives it from the guest): a source port counts the
+frames that find its device live with the receive ring stopped (`drops.suspended`, and
+per suspension in the saved state); a destination that restored a device switches by
+its MAC and asks the guest to announce itself once every ring runs again.
 
 The operator's actions (the control socket's `guest.link` and `guest.announce`):
 `set_link(up)` is the carrier, as QEMU's `set_link` on a netdev: it belongs to the port,
@@ -61,9 +71,10 @@ from __future__ import annotations
 import errno as E
 import gc
 import logging
+import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -86,20 +97,31 @@ from host import (
     VerifyJob,
     XdpBounced,
     XdpRedirected,
+    migration,
 )
 from host.config import ConfigSpace
 from host.datapath import BurstOut
 from host.device import RX_BACKLOG
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.features import VirtioNetFeature, dependents, describe
-from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import VirtioNetStatus
-from vxdp.errors import GuestPortError, VhostUserError, VhostUserLocalError, VxdpError
+from vxdp.errors import (
+    GuestPortError,
+    MigrationError,
+    VhostUserError,
+    VhostUserLocalError,
+    VxdpError,
+)
 from vxdp.vhost_user import BackendConfig, BackendSession, VhostUserProtocolFeature
 from vxdp.vhost_user import events as ev
-from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
+from vxdp.vhost_user.messages import (
+    VHOST_TRANSFER_STATE_DIRECTION_LOAD,
+    VHOST_TRANSFER_STATE_DIRECTION_SAVE,
+    VHOST_TRANSFER_STATE_PHASE_STOPPED,
+    VHOST_USER_F_PROTOCOL_FEATURES,
+)
 from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
 
 from .cpath import OFFLOAD_COUNTERS, CPath, add_counts
@@ -107,14 +129,18 @@ from .cpath import OFFLOAD_COUNTERS, CPath, add_counts
 log = logging.getLogger("vxdp.runtime.guestport")
 
 if TYPE_CHECKING:
+    from .agent import AgentHandler
     from .host import HostRuntime
 
 _PF = VhostUserProtocolFeature
+_SAVE, _LOAD = VHOST_TRANSFER_STATE_DIRECTION_SAVE, VHOST_TRANSFER_STATE_DIRECTION_LOAD
 #: What the host back-end offers: the guest runtime needs STATUS and CONFIG to carry
 #: the virtio status and config space, REPLY_ACK to hear refusals at the request,
-#: BACKEND_REQ to signal config changes (CONFIG_CHANGE_MSG).
+#: BACKEND_REQ to signal config changes (CONFIG_CHANGE_MSG), DEVICE_STATE to migrate.
 PROTOCOL_FEATURES = (1 << _PF.MQ | 1 << _PF.REPLY_ACK | 1 << _PF.CONFIG | 1 << _PF.STATUS
-                     | 1 << _PF.RESET_DEVICE | 1 << _PF.BACKEND_REQ)
+                     | 1 << _PF.RESET_DEVICE | 1 << _PF.BACKEND_REQ | 1 << _PF.DEVICE_STATE)
+#: The longest CHECK_DEVICE_STATE waits for the state to finish moving through the pipe.
+STATE_TIMEOUT = 60.0
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 WIRE_IFINDEX = 1
 FIRST_GUEST_IFINDEX = 2  # guest n is ifindex 2 + n (REDIRECT targets, devmap values)
@@ -178,6 +204,16 @@ def _counter() -> dict[str, int]:
     return {"packets": 0, "bytes": 0}
 
 
+@dataclass
+class _Transfer:
+    """A device state moving through the pipe SET_DEVICE_STATE_FD gave."""
+
+    direction: int
+    done: trio.Event = field(default_factory=trio.Event)
+    data: bytes = b""
+    error: str = ""
+
+
 class GuestPort:
     """One guest's socket, its current session and device, and its counters."""
 
@@ -201,15 +237,27 @@ class GuestPort:
         self.sessions = 0
         self.last_disconnect = ""
         self.queues: dict[str, dict[str, int]] = {}
-        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0}
+        self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0,
+                                      "suspended": 0}
+        # the device is live with its receive ring stopped (GET_VRING_BASE, as a
+        # migration's source is): frames that come meanwhile count as `suspended`
+        self.suspended = False
+        self.suspended_drops = 0  # frames dropped since the current suspension began
+        self._transfer: _Transfer | None = None
+        self._announce = False  # a restored device asks its guest to announce itself
+        self.migration: dict[str, Any] = {"saved": 0, "restored": None, "refused": ""}
         self.interrupts = 0
+        self.coalesced = 0  # interrupts folded into one the driver had not read (ended sessions)
         self.kicks: dict[str, int] = {}  # per queue: the driver's notifications
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
+        self.rx_stalled = False  # no buffers for ROOM_WAIT: the wire does not wait for it
+        self.rx_stalls = 0
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
         self.offload_totals: dict[str, int] = {}  # offload counters of devices gone
         self._jobs: trio.Nursery | None = None  # runs the offload's verifications
+        self.agent: AgentHandler | None = None  # this guest's host agent, if it has one
         self._hop = 0  # > 0 while frames another guest redirected here are delivered
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
@@ -218,7 +266,8 @@ class GuestPort:
             ev.VringEnableSet: self._maybe_start, ev.VringBaseQueried: self._stop,
             ev.ConfigQueried: self._config_read, ev.ConfigSet: self._config_write,
             ev.StatusSet: self._status_write, ev.StatusQueried: self._status_read,
-            ev.Kicked: self._kicked,
+            ev.Kicked: self._kicked, ev.DeviceStateFdSet: self._state_fd,
+            ev.DeviceStateChecked: self._state_check,
         }
         self.handlers = {cls: self._guarded(h) for cls, h in table.items()}
 
@@ -260,6 +309,13 @@ class GuestPort:
             reason = await serve_connection(sock, self.config, self.handlers)
             nursery.cancel_scope.cancel()
         return reason
+
+    def offload_changed(self, why: str) -> None:
+        """The offloaded program changed by another path than the control queue (the
+        host agent, `vxdp.runtime.agent`): the datapath takes it as it takes the device's
+        `OffloadChanged`."""
+        if self.device is not None:
+            self._handle([OffloadChanged(why, self.device.offloaded)])
 
     async def _verify(self, device: Device, job: VerifyJob) -> None:
         """An offloaded program's verification (and jit compile), on a worker thread so
@@ -332,14 +388,20 @@ class GuestPort:
                              ifindex=self.ifindex)
         self.running.clear()
         self.rx_posted = False
+        self.rx_stalled = False
         self.features_pending = None
+        self.suspended = self._announce = False
+        self._transfer = None
         self.sessions += 1
         log.info("guest %d (%s): front-end connected", self.number, self.path)
 
     async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
+        self.coalesced += session.coalesced
         self._release()
         device, self.device, self.session = self.device, None, None
         self.running.clear()
+        self.suspended = False
+        self._transfer = None
         self.last_disconnect = event.reason or "closed"
         if device is not None:
             add_counts(self.device_totals, device.stats)
@@ -358,7 +420,13 @@ class GuestPort:
         # send SET_FEATURES before any SET_STATUS.  The device takes them at DRIVER
         # (virtio 1.3 §3.1.1 step 4); before that they wait for the status walk.
         device = self._need_device()
-        self.features_pending = event.features & ~_PROTO_BIT
+        features = event.features & ~_PROTO_BIT
+        if device.read_status() & DeviceStatus.FEATURES_OK and features == device.negotiated:
+            # the same features again (a front-end restarting its rings, or resuming a
+            # migrated device): nothing to negotiate
+            self.features_pending = None
+            return
+        self.features_pending = features
         if device.read_status() & _STEPS_TO_FEATURES == _STEPS_TO_FEATURES \
                 and not device.read_status() & DeviceStatus.FEATURES_OK:
             self._write_features(device, self.features_pending)
@@ -370,6 +438,7 @@ class GuestPort:
     async def _reset(self, session: BackendSession, event: ev.DeviceReset) -> None:
         self._release()
         self.running.clear()
+        self.suspended = False
         self.features_pending = None
         self._handle(self._need_device().write_status(0))
 
@@ -395,7 +464,14 @@ class GuestPort:
                                           base=vring.base))
             self._handle(device.enable_queue(event.index))
         self.running.add(event.index)
+        self.suspended = False
         self._take()
+        if self._announce and device.live and not device.resume_at:
+            # every ring of a migrated device runs again: ask the guest to announce
+            # itself, so that the network learns where it is now (QEMU does so after a
+            # migration: virtio_net_post_load_device, virtio 1.3 §5.1.6.5.4)
+            self._announce = False
+            self._handle(device.announce())
 
     def _follow_enabled_pairs(self, session: BackendSession) -> None:
         """With the control queue in the front-end, the pairs in use are the ones whose
@@ -417,16 +493,156 @@ class GuestPort:
         device.set_curr_queue_pairs(max(pairs, 1))
 
     async def _stop(self, session: BackendSession, event: ev.VringBaseQueried) -> int:
+        """GET_VRING_BASE: the ring stops where it stands (`Device.stop_queue`: what it
+        had taken and not completed is given up, and taken again from the answer)."""
         if event.index in (0, 1):
             self._release()
         self.running.discard(event.index)
-        slot = self.device.slot(event.index) if self.device is not None else None
-        engine = slot.engine if slot is not None else None
-        if engine is None:
+        device = self.device
+        stopped = device.stop_queue(event.index) if device is not None else None
+        if stopped is None:
             return int(session.backend.vrings[event.index].base)
-        if isinstance(engine, PackedDeviceQueue):
-            return engine.next_avail | (0x8000 if engine.avail_wrap else 0)
-        return engine.last_avail_idx
+        base, dropped = stopped
+        assert device is not None
+        if device.live and not self.suspended:
+            self.suspended, self.suspended_drops = True, 0
+        self._suspended_drop(dropped)
+        return base
+
+    def _suspended_drop(self, frames: int) -> None:
+        self.drops["suspended"] += frames
+        self.suspended_drops += frames
+
+    # -- migration: the device's state through SET_DEVICE_STATE_FD -------------------
+
+    async def _state_fd(self, session: BackendSession, event: ev.DeviceStateFdSet) -> int:
+        """Save the device into the pipe (the source), or read a state to load (the
+        destination): an errno for the reply, 0 when the transfer started.  vhost-user.rst
+        allows it in phase STOPPED only, both devices suspended: every ring stopped."""
+        device = self._need_device()
+        if event.direction not in (_SAVE, _LOAD) \
+                or event.phase != VHOST_TRANSFER_STATE_PHASE_STOPPED:
+            log.warning("guest %d: %s: only direction save or load in phase stopped",
+                        self.number, event.describe())
+            return E.EINVAL
+        if not event.suspended:
+            log.warning("guest %d: %s refused: a ring is running (phase stopped needs "
+                        "every ring stopped)", self.number, event.describe())
+            return E.EBUSY
+        if event.direction == _LOAD and device.read_status() != 0:
+            log.warning("guest %d: state load refused: the front-end already drives this "
+                        "device (status %s)", self.number, device.status_names)
+            return E.EBUSY
+        assert self._jobs is not None
+        transfer = _Transfer(event.direction)
+        if event.direction == _SAVE:
+            try:
+                doc = migration.save(device, frames_dropped=self.suspended_drops)
+            except MigrationError as exc:
+                log.warning("guest %d: state not saved: %s", self.number, str(exc))
+                return exc.errno
+            self._jobs.start_soon(self._send_state, os.dup(event.fd),
+                                  migration.encode(doc), transfer)
+        else:
+            limit = migration.state_limit(self.profile.xdp)
+            self._jobs.start_soon(self._take_state, os.dup(event.fd), limit, transfer)
+        self._transfer = transfer
+        log.info("guest %d: %s", self.number, event.describe())
+        return 0
+
+    @staticmethod
+    async def _send_state(fd: int, data: bytes, transfer: _Transfer) -> None:
+        try:
+            async with trio.lowlevel.FdStream(fd) as stream:
+                await stream.send_all(data)
+        except (OSError, trio.BrokenResourceError) as exc:
+            transfer.error = f"the state was not written out: {exc}"
+        finally:
+            transfer.data = data
+            transfer.done.set()
+
+    @staticmethod
+    async def _take_state(fd: int, limit: int, transfer: _Transfer) -> None:
+        data = bytearray()
+        try:
+            async with trio.lowlevel.FdStream(fd) as stream:
+                while chunk := await stream.receive_some(1 << 16):
+                    data += chunk
+                    if len(data) > limit:
+                        break  # load() refuses it, naming the limit
+        except (OSError, trio.BrokenResourceError) as exc:
+            transfer.error = f"the state was not read in: {exc}"
+        finally:
+            transfer.data = bytes(data)
+            transfer.done.set()
+
+    async def _state_check(self, session: BackendSession,
+                           event: ev.DeviceStateChecked) -> int:
+        """CHECK_DEVICE_STATE: 0 when the state moved (and, loaded, the device it
+        describes now serves this front-end), else an errno; the reason is logged and
+        kept in `migration["refused"]`."""
+        transfer, self._transfer = self._transfer, None
+        if transfer is None:
+            log.warning("guest %d: VHOST_USER_CHECK_DEVICE_STATE with no transfer",
+                        self.number)
+            return E.EINVAL
+        with trio.move_on_after(STATE_TIMEOUT):
+            await transfer.done.wait()
+        if not transfer.done.is_set() or transfer.error:
+            why = transfer.error or f"no end of file within {STATE_TIMEOUT:g} s"
+            log.error("guest %d: device state transfer failed: %s", self.number, why)
+            return E.EIO
+        if transfer.direction == _SAVE:
+            self.migration["saved"] += 1
+            log.info("guest %d: device state saved (%d bytes, %d frames dropped while "
+                     "suspended)", self.number, len(transfer.data), self.suspended_drops)
+            return 0
+        try:
+            return await self._restore(session, transfer.data)
+        except MigrationError as exc:
+            # the words only: a log record keeping the exception would keep its frames,
+            # and with them the session's memory, alive
+            self.migration["refused"] = why = str(exc)
+            log.error("guest %d: migrated device refused: %s", self.number, why)
+            return exc.errno
+
+    async def _restore(self, session: BackendSession, data: bytes) -> int:
+        old = self._need_device()
+        saved = migration.load(data, limit=migration.state_limit(self.profile.xdp))
+        restoring = migration.restore(saved, self.profile, xdp_engine=self.runtime.engine,
+                                      ifindex=self.ifindex)
+        job = restoring.job
+        if job is not None:  # the verifier on a worker thread: the other guests go on
+            await trio.to_thread.run_sync(job.run, abandon_on_cancel=True)
+        device = migration.finish(restoring)
+        if self.device is not old or old.read_status() != 0:
+            log.warning("guest %d: the device changed while its state loaded", self.number)
+            return E.EBUSY
+        if session.memory is not None:
+            device.set_memory(session.memory.guest)
+        add_counts(self.device_totals, old.stats)
+        self.device = device
+        self.features_pending = None  # the restored device negotiated them already
+        if saved.mac != self.profile.mac:  # the guest keeps its MAC: frames follow it here
+            self.profile = replace(self.profile, mac=saved.mac)
+            self.runtime.remap_macs()
+        self._announce = device.has(VirtioNetFeature.VIRTIO_NET_F_GUEST_ANNOUNCE)
+        program = device.offloaded
+        self.migration["restored"] = {
+            "bytes": len(data), "maps": len(saved.offload.maps) if saved.offload else 0,
+            "map_entries": saved.map_entries,
+            "program": None if program is None else {
+                "tag": program.program.tag, "insns": program.program.insn_count,
+                "engine": program.engine, "profile": job.profile.name if job else "",
+                "source_engine": saved.offload.program.engine  # type: ignore[union-attr]
+                if saved.offload and saved.offload.program else ""},
+            "queues": {str(q.index): q.base for q in saved.queues}}
+        self.migration["refused"] = ""
+        log.info("guest %d: migrated device restored: %d map(s), %d entries, program %s",
+                 self.number, self.migration["restored"]["maps"], saved.map_entries,
+                 "none" if program is None else f"{program.program.tag} re-verified under "
+                                                f"{job.profile.name if job else '?'}")
+        return 0
 
     async def _config_read(self, session: BackendSession, event: ev.ConfigQueried) -> bytes:
         return self._need_device().read_config(event.offset, event.size)
@@ -480,6 +696,7 @@ class GuestPort:
             if index == 0:
                 return True
             self._burst_out(self.cpath.tx(), from_guest=True)
+            self._c_broken("tx")
             return not self.cpath.tx_pending()
         events = self.device.notify(index)
         self._handle(events)
@@ -499,6 +716,15 @@ class GuestPort:
     def _release(self) -> None:
         if self.cpath is not None:
             self.cpath.release()
+
+    def _c_broken(self, queue: str) -> None:
+        """A ring the driver broke under the C port ("rx" or "tx" of pair 1): the device
+        sets DEVICE_NEEDS_RESET and tells the driver (virtio 1.3 §2.1.2), logged, as the
+        model does when its own engine refuses a ring."""
+        assert self.cpath is not None
+        err = self.cpath.newly_broken(queue)
+        if err is not None and self.device is not None:
+            self._handle(self.device.fail(0 if queue == "rx" else 1, str(err), err.clause))
 
     def _burst_out(self, out: BurstOut, *, from_guest: bool) -> None:
         for ifindex, mask in out.interrupts.items():
@@ -615,6 +841,7 @@ class GuestPort:
                 frames = in_c
             if frames:
                 self._burst_out(self.cpath.rx(frames), from_guest=False)
+                self._c_broken("rx")
             for pair, burst in sorted(model.items()):
                 self._deliver_pair(pair, self._xdp(burst))
             return
@@ -661,9 +888,25 @@ class GuestPort:
         if not frames:
             return
         if 2 * pair not in self.running or self.device is None:
-            self.drops["no_device"] += len(frames)
+            if self.suspended:
+                self._suspended_drop(len(frames))
+            else:
+                self.drops["no_device"] += len(frames)
             return
         self._handle(self.device.receive(frames, pair))
+
+    def rx_stall(self, waited: float) -> None:
+        """No receive buffers for a whole ROOM_WAIT: the wire stops waiting for this guest
+        (HostRuntime's fairness rule) until it has some again."""
+        self.rx_stalled = True
+        self.rx_stalls += 1
+        log.warning("guest %d: no receive buffers for %g ms: the wire no longer waits for "
+                    "it, its frames drop until it posts some", self.number,
+                    1000 * waited)
+
+    def rx_unstall(self) -> None:
+        self.rx_stalled = False
+        log.info("guest %d: receive buffers again: the wire waits for it again", self.number)
 
     def rx_arm(self) -> bool:
         """Ask for a kick when the driver posts receive buffers (the C port turns kicks
@@ -727,8 +970,13 @@ class GuestPort:
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts, "kicks": dict(sorted(self.kicks.items())),
+            "interrupts": self.interrupts, "rx_stalls": self.rx_stalls,
+            "interrupts_coalesced": self.coalesced + (self.session.coalesced
+                                                      if self.session is not None else 0),
+            "kicks": dict(sorted(self.kicks.items())),
             "device": device_stats, "datapath": datapath, "offload": self.offload_info(),
+            "agent": self.agent.info() if self.agent is not None else None,
+            "migration": dict(self.migration),
         }
 
     def offload_actions(self) -> dict[str, int]:

@@ -9,6 +9,7 @@ or REPLY_ACK when one is due (a nack raises, naming the request).
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import trio
@@ -31,6 +32,9 @@ class Link:
         self.core = Frontend()
         self.gone: str | None = None
         self.closed = trio.Event()
+        self.reading = False  # its reader task runs
+        self.migrated = False  # a migration moved the device away: closing it is no loss
+        self.proto = 0  # the protocol features negotiated
         self._lock = trio.Lock()
         self._send_reply, self._replies = trio.open_memory_channel[Reply](1)
 
@@ -46,7 +50,7 @@ class Link:
                 reply = self.core.receive_data(data, fds)
                 if reply is not None:
                     await self._send_reply.send(reply)
-        except (OSError, VhostUserError) as exc:
+        except (OSError, VhostUserError, trio.ClosedResourceError) as exc:
             reason = f"vhost-user connection failed: {exc}"
         finally:
             self.gone = reason
@@ -74,6 +78,14 @@ class Link:
         reply = await self.send(out)
         assert reply is not None
         return reply.value
+
+    def hang_up(self) -> None:
+        """End the connection from our side: the host sees it close, and our reader its
+        end (then `closed` is set)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
 
     def close(self) -> None:
         self.core.close()

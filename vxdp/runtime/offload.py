@@ -1,9 +1,18 @@
 """The guest process's XDP placement: offloaded over the control queue, or in the driver.
 
 `GuestOffload` is the trio edge of `guest.offload`: it carries each command an operation
-yields over the driver's control queue (`Driver.ctrl_command`, the kick, the completion
-the controlq interrupt brings) and sends the answer back in.  It also carries out the
-placement `vxdp guest --mode` asks for, as `ip link set xdpoffload|xdpdrv` would:
+yields to the device and sends the answer back in.  What carries it is its `carrier`:
+
+    controlq  `ControlQueueCarrier` (the default): the driver's control queue
+              (`Driver.ctrl_command`, the kick, the completion the controlq interrupt
+              brings); the capabilities are those the device advertises in config space;
+    agent     `vxdp.runtime.agent.AgentCarrier` (`vxdp guest --via agent`): the guest
+              agent's RPC to the host agent, which hands the same command to the same
+              device's offload; the capabilities come in the host agent's hello.
+
+Both carry the same `OffloadRequest`s of the same operations and get the same `Answer`s:
+the two paths of the RFC's review thread differ only in transport.  It also carries out
+the placement `vxdp guest --mode` asks for, as `ip link set xdpoffload|xdpdrv` would:
 
     offload   the program is checked against the device's advertised capabilities
               (the same rules the device verifies with), its maps created on the device,
@@ -11,13 +20,16 @@ placement `vxdp guest --mode` asks for, as `ip link set xdpoffload|xdpdrv` would
               and no program runs;
     driver    the program runs in the guest's driver (driver-mode XDP), as before;
     auto      offload, and when the device cannot take the program (no
-              VIRTIO_NET_F_XDP_OFFLOAD, the check or the device refuses it) driver mode,
-              with the device's reason reported.
+              VIRTIO_NET_F_XDP_OFFLOAD, the check or the device refuses it, no host agent
+              answers) driver mode, with the reason reported.
 
 The device owns what was offloaded: a reset, or a restarted host (the guest reconnects
 to a new device), destroys it.  The guest then offloads again from scratch (map contents
 start over: the device's maps went with it) and says so.  A command in flight when the
-device went is lost with it.
+device went is lost with it.  A live migration moves the device, objects and all: the
+guest goes on with them, and its commands in flight are answered by the destination; a
+migration that cannot take the offload along (`fall_back`) runs the program in driver
+mode on the next device, its maps filled with the entries the offloaded maps held.
 
 Every control command waits at most CTRL_TIMEOUT for its answer (a device verifying a
 large program takes seconds; one that never answers must not hold the guest).
@@ -28,13 +40,15 @@ from __future__ import annotations
 import errno as E
 import logging
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
 from guest.ctrl import CommandRefused
 from guest.offload import Answer, OffloadClient, OffloadError, OffloadRequest
 from virtio_spec.errors import LocalProtocolError
+from virtio_spec.features import VirtioNetFeature
+from virtio_spec.offload import XdpCapabilities
 from vxdp.bpf.profiles import NATIVE
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier import verify
@@ -46,48 +60,71 @@ if TYPE_CHECKING:
 log = logging.getLogger("vxdp.runtime.offload")
 
 MODES = ("driver", "offload", "auto")
+#: What carries the offload's commands (`vxdp guest --via`).
+VIAS = ("controlq", "agent")
 #: The longest one control command may take (SET_OFFLOAD includes the verification).
 CTRL_TIMEOUT = 120.0
 T = TypeVar("T")
 
 
-class GuestOffload:
-    """Where the guest's XDP program runs, and its offload objects on the device."""
+class Carrier(Protocol):
+    """What carries the offload's commands to the device (see the module docstring)."""
 
-    def __init__(self, runtime: GuestRuntime, program: Program | None, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
-        self.runtime = runtime
-        self.program = program
-        self.mode = mode
-        self.client: OffloadClient | None = None
-        self.state = "none"  # none, offloaded, driver (fallen back), refused
-        self.reason = ""
-        self.log = ""  # the device's log of the last SET_OFFLOAD
-        self.placements = 0
-        self._wake = trio.Event()
-        self._lock = trio.Lock()
+    via: str
 
-    # -- carrying commands ---------------------------------------------------------
+    async def capabilities(self) -> XdpCapabilities:
+        """What the device offers (OffloadError EOPNOTSUPP when it offers no offload)."""
+
+    async def exchange(self, request: OffloadRequest) -> Answer:
+        """Carry one command; its answer (OffloadError when it could not be carried)."""
 
     def wake(self) -> None:
-        """A control command came back, or the device went: look again."""
+        """A control command came back, or the device went."""
+
+    def reset(self) -> None:
+        """The guest is on a new device."""
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ControlQueueCarrier:
+    """The control virtqueue: each command a `Driver.ctrl_command`, answered by the
+    completion its interrupt brings."""
+
+    via = "controlq"
+
+    def __init__(self, runtime: GuestRuntime) -> None:
+        self.runtime = runtime
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
         self._wake.set()
 
-    async def run(self, op: Generator[OffloadRequest, Answer, T]) -> T:
-        """Run a guest.offload operation over the control queue to its end."""
-        async with self._lock:  # one operation at a time: commands are answered in order
-            try:
-                request = next(op)
-                while True:
-                    request = op.send(await self._exchange(request))
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+    def reset(self) -> None:
+        pass
 
-    async def _exchange(self, request: OffloadRequest) -> Answer:
+    def close(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    async def capabilities(self) -> XdpCapabilities:
+        driver = self.runtime.driver
+        caps = driver.xdp_caps
+        if caps is None:
+            offered = driver.offered >> VirtioNetFeature.VIRTIO_NET_F_XDP_OFFLOAD & 1
+            raise OffloadError("offload", E.EOPNOTSUPP, "the driver did not negotiate "
+                               "VIRTIO_NET_F_XDP_OFFLOAD, which the device offers" if offered
+                               else "the device does not offer VIRTIO_NET_F_XDP_OFFLOAD")
+        return caps
+
+    async def exchange(self, request: OffloadRequest) -> Answer:
         rt = self.runtime
-        link = rt.link
-        if link is None:
+        epoch = rt.epoch
+        if rt.link is None:
             raise OffloadError(request.what, E.ENODEV, "no device connected")
         try:
             cmd = rt.driver.ctrl_command(request.cls, request.command, request.body,
@@ -100,19 +137,88 @@ class GuestOffload:
                 self._wake = trio.Event()
                 if cmd.done:
                     return Answer.of(cmd)
-                if rt.link is not link:
+                if rt.epoch != epoch:  # a migration that resumes the rings is no end
                     raise OffloadError(request.what, E.ENODEV, "the device went away")
                 await self._wake.wait()
         raise OffloadError(request.what, E.ETIMEDOUT,
                            f"no answer within {CTRL_TIMEOUT:g} s")
 
+
+class GuestOffload:
+    """Where the guest's XDP program runs, and its offload objects on the device."""
+
+    def __init__(self, runtime: GuestRuntime, program: Program | None, mode: str,
+                 carrier: Carrier | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        self.runtime = runtime
+        self.program = program
+        self.mode = mode
+        self.carrier: Carrier = carrier if carrier is not None else ControlQueueCarrier(runtime)
+        self.client: OffloadClient | None = None
+        self.state = "none"  # none, offloaded, driver (fallen back), refused
+        self.reason = ""
+        self.log = ""  # the device's log of the last SET_OFFLOAD
+        self.placements = 0
+        #: set by a migration that gave up the offload: the next device runs the program
+        #: in driver mode, its maps filled with the entries (by device handle) it carried
+        self._fallback: tuple[str, dict[int, tuple[tuple[bytes, bytes], ...]]] | None = None
+        self._lock = trio.Lock()
+
+    # -- carrying commands ---------------------------------------------------------
+
+    def wake(self) -> None:
+        """A control command came back, or the device went: look again."""
+        self.carrier.wake()
+
+    async def run(self, op: Generator[OffloadRequest, Answer, T]) -> T:
+        """Run a guest.offload operation over the carrier to its end."""
+        async with self._lock:  # one operation at a time: commands are answered in order
+            try:
+                request = next(op)
+                while True:
+                    request = op.send(await self.carrier.exchange(request))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
     # -- placing the program -------------------------------------------------------
 
     def device_ready(self) -> None:
-        """The driver is live on a (new) device: place the program as the mode says."""
-        self.client = OffloadClient(self.runtime.driver.xdp_caps)
-        if self.program is not None and self.mode != "driver":
+        """The driver is live on a (new) device: place the program as the mode says.
+        The capabilities are the carrier's to find (`place`)."""
+        self.carrier.reset()
+        old, self.client = self.client, OffloadClient(None)
+        if self._fallback is not None:
+            self._driver_mode_after_migration(old)
+        elif self.program is not None and self.mode != "driver":
             self.runtime.spawn(self.place)
+
+    def fall_back(self, reason: str,
+                  entries: dict[int, tuple[tuple[bytes, bytes], ...]]) -> None:
+        """A migration moves the guest to a device that cannot run the offload: on the
+        next device the program runs in driver mode, its maps holding `entries` (the
+        source device's, by handle), and the reason is reported."""
+        self._fallback = (reason, entries)
+
+    def _driver_mode_after_migration(self, old: OffloadClient | None) -> None:
+        assert self._fallback is not None
+        reason, entries = self._fallback
+        self._fallback = None
+        program = self.program
+        if program is None or self.state != "offloaded":
+            return  # nothing was offloaded: what runs in the driver runs on
+        self.runtime.set_driver_program(program)
+        moved = 0
+        offloaded = old.offloaded if old is not None else None
+        by_name = {m.spec.name: m for m in (offloaded.maps if offloaded else ())}
+        for spec, m in zip(program.maps, self.runtime.xdp.maps or ()):
+            guest_map = by_name.get(spec.name)
+            for key, value in entries.get(guest_map.handle, ()) if guest_map else ():
+                m.update(key, value)
+                moved += 1
+        self.state, self.reason = "driver", reason
+        self.runtime.report("offload", f"falling back to driver mode: {reason}; {moved} "
+                                       f"map entries carried over from the offloaded maps")
 
     def device_replaced(self, why: str) -> None:
         """The rings resumed on a new device (the host restarted): what was offloaded
@@ -129,9 +235,8 @@ class GuestOffload:
         assert program is not None and client is not None
         self.placements += 1
         try:
-            if client.caps is None:
-                raise OffloadError("offload", E.EOPNOTSUPP,
-                                   "the device does not offer VIRTIO_NET_F_XDP_OFFLOAD")
+            async with self._lock:  # the agent's first call opens its session
+                client.caps = await self.carrier.capabilities()
             report = client.check(program)
             if not report.accepted:
                 pc = report.errors[0][0] if report.errors else -1
@@ -205,7 +310,8 @@ class GuestOffload:
         client = self.client
         off = client.offloaded if client is not None else None
         return {
-            "mode": self.mode, "state": self.state, "reason": self.reason,
+            "mode": self.mode, "via": self.carrier.via, **self.carrier.stats(),
+            "state": self.state, "reason": self.reason,
             "program": self.program.name if self.program is not None else None,
             "tag": self.program.tag if self.program is not None else None,
             "maps": ({m.spec.name: m.handle for m in off.maps} if off is not None else {}),
@@ -213,5 +319,8 @@ class GuestOffload:
             "log": self.log.strip().splitlines()[-1] if self.log.strip() else "",
         }
 
+    def close(self) -> None:
+        self.carrier.close()
 
-__all__ = ["CTRL_TIMEOUT", "MODES", "GuestOffload"]
+
+__all__ = ["CTRL_TIMEOUT", "MODES", "VIAS", "Carrier", "ControlQueueCarrier", "GuestOffload"]

@@ -8,9 +8,11 @@ SCM_RIGHTS, eventfds, the server and the client).
 Spoken: front-end requests GET/SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE,
 SET_VRING_NUM/ADDR/BASE, GET_VRING_BASE, SET_VRING_KICK/CALL/ERR, GET/SET_PROTOCOL_FEATURES,
 GET_QUEUE_NUM, SET_VRING_ENABLE, SET_BACKEND_REQ_FD, GET/SET_CONFIG, RESET_DEVICE,
-SET/GET_STATUS; back-end request CONFIG_CHANGE_MSG on the back-end request channel.
-Protocol features: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, RESET_DEVICE, STATUS (which of
-them a back-end offers is its `BackendConfig`'s choice).
+SET/GET_STATUS, SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE (a back-end's state moved
+through a pipe for migration: `save_device_state`, `load_device_state`); back-end request
+CONFIG_CHANGE_MSG on the back-end request channel.  Protocol features: MQ, REPLY_ACK,
+BACKEND_REQ, CONFIG, RESET_DEVICE, STATUS, DEVICE_STATE (which of them a back-end offers
+is its `BackendConfig`'s choice).
 """
 
 from .backend import Backend, BackendConfig, Vring

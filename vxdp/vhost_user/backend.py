@@ -43,6 +43,9 @@ Order rules (QEMU docs/interop/vhost-user.rst; what QEMU and DPDK virtio-user se
     RESET_DEVICE                protocol feature RESET_DEVICE (RESET_OWNER: -)
     SET_BACKEND_REQ_FD          protocol feature BACKEND_REQ; exactly one fd (QEMU sends it
                                 before SET_OWNER, from vhost_user_backend_init)
+    SET_DEVICE_STATE_FD         protocol feature DEVICE_STATE; exactly one fd (the device
+                                answers an errno: phase STOPPED needs every ring stopped)
+    CHECK_DEVICE_STATE          protocol feature DEVICE_STATE (always a u64 reply)
 
 Ring state (spec, "Ring states"): every ring starts stopped and disabled; it starts on
 SET_VRING_KICK and stops on GET_VRING_BASE; without VHOST_USER_F_PROTOCOL_FEATURES in
@@ -63,12 +66,15 @@ from .memory import check_table, uva_to_gpa
 from .messages import (
     REPLY_PAYLOAD,
     VHOST_SET_CONFIG_TYPE_MIGRATION,
+    VHOST_USER_DEVICE_STATE_ERROR_MASK,
+    VHOST_USER_DEVICE_STATE_NOFD,
     VHOST_USER_F_PROTOCOL_FEATURES,
     VHOST_USER_MAX_CONFIG_SIZE,
     VHOST_USER_VRING_IDX_MASK,
     VHOST_USER_VRING_NOFD_MASK,
     BackendChannelReader,
     ConfigPayload,
+    DeviceStateTransfer,
     MemoryTable,
     Message,
     MessageReader,
@@ -250,6 +256,8 @@ class Backend:
             _R.SET_STATUS: self._set_status,
             _R.GET_STATUS: self._get_status,
             _R.SET_BACKEND_REQ_FD: self._set_backend_req_fd,
+            _R.SET_DEVICE_STATE_FD: self._set_device_state_fd,
+            _R.CHECK_DEVICE_STATE: self._check_device_state,
         }
 
     # -- the edge's entry points -------------------------------------------------------------
@@ -341,6 +349,18 @@ class Backend:
             self._retired.append(self.channel.fd)
             self.channel = None
 
+    def refuse_fd(self, event: ev.VringCallSet | ev.VringErrSet) -> None:
+        """The edge will not use the call or err fd `event` carried (not an eventfd): the
+        vring goes on without one (as with VHOST_USER_VRING_NOFD_MASK), the fd is retired.
+        Answer the event with `respond(event, ok=False)` as usual."""
+        if event.fd is None:
+            return
+        vring = self.vrings[event.index]
+        attr = "call" if isinstance(event, ev.VringCallSet) else "err"
+        if getattr(vring, attr) == event.fd:
+            setattr(vring, attr, None)
+            self._retired.append(event.fd)
+
     def take_retired(self) -> list[int]:
         """fds the back-end no longer uses: stop watching them, then close them."""
         out, self._retired = self._retired, []
@@ -387,6 +407,18 @@ class Backend:
                     f"config answer must be {event.size} bytes, got {answer!r}")
             return encode_reply(request, PayloadKind.CONFIG,
                                 ConfigPayload(event.offset, event.flags, bytes(answer)))
+        if isinstance(event, ev.DeviceStateFdSet):
+            # vhost-user.rst: "Bits 0-7 are 0 on success, and non-zero on error.  Bit 8 is
+            # the invalid FD flag" (set: this back-end never returns a channel of its own)
+            if not isinstance(answer, int) or not 0 <= answer <= VHOST_USER_DEVICE_STATE_ERROR_MASK:
+                raise VhostUserLocalError(f"device state answer must be an errno below 256, "
+                                          f"got {answer!r}")
+            return encode_reply(request, PayloadKind.U64, answer | VHOST_USER_DEVICE_STATE_NOFD)
+        if isinstance(event, ev.DeviceStateChecked):
+            if not isinstance(answer, int) or answer < 0:
+                raise VhostUserLocalError(f"check answer must be 0 or an error number, got "
+                                          f"{answer!r}")
+            return encode_reply(request, PayloadKind.U64, answer)
         if not isinstance(answer, int) or not 0 <= answer <= 0xFF:
             raise VhostUserLocalError(f"status must be a byte, got {answer!r}")
         return encode_reply(request, PayloadKind.U64, answer)
@@ -635,6 +667,22 @@ class Backend:
     def _get_status(self, m: Message) -> ev.BackendEvent:
         self._need_protocol(m, _PF.STATUS)
         return ev.StatusQueried()
+
+    def _set_device_state_fd(self, m: Message) -> ev.BackendEvent:
+        # vhost-user.rst: "Using this function requires prior negotiation of the
+        # VHOST_USER_PROTOCOL_F_DEVICE_STATE feature."  Direction, phase and whether the
+        # device is suspended are the device's to judge (it answers an errno); the fd
+        # is retired once the device has answered.
+        self._need_protocol(m, _PF.DEVICE_STATE)
+        assert isinstance(m.payload, DeviceStateTransfer)
+        event = ev.DeviceStateFdSet(m.payload.direction, m.payload.phase, m.fds[0],
+                                    not any(v.started for v in self.vrings))
+        self._pending = _Pending(event, m, [m.fds[0]])
+        return event
+
+    def _check_device_state(self, m: Message) -> ev.BackendEvent:
+        self._need_protocol(m, _PF.DEVICE_STATE)
+        return ev.DeviceStateChecked()
 
     def _set_backend_req_fd(self, m: Message) -> ev.BackendEvent:
         # vhost-user.rst: "This request should be sent only when

@@ -208,6 +208,35 @@ class BackendChannelSet(BackendEvent):
 
 
 @dataclass(frozen=True)
+class DeviceStateFdSet(BackendEvent):
+    """SET_DEVICE_STATE_FD: move the device's state through `fd` (SAVE: write it and
+    close; LOAD: read it to the end); `suspended` says every vring is stopped, as the
+    phase requires.  Answer with 0 (success) or an errno below 256; the back-end keeps
+    `fd` only until the answer: work on a duplicate."""
+
+    answer: ClassVar[str] = "device"
+    direction: int
+    phase: int
+    fd: int
+    suspended: bool
+
+    def describe(self) -> str:
+        way = {0: "save", 1: "load"}.get(self.direction, f"direction {self.direction}")
+        return f"device state {way} through fd {self.fd} (phase {self.phase})"
+
+
+@dataclass(frozen=True)
+class DeviceStateChecked(BackendEvent):
+    """CHECK_DEVICE_STATE: answer 0 when the transfer (and, loading, the restore) went
+    through, else an errno."""
+
+    answer: ClassVar[str] = "device"
+
+    def describe(self) -> str:
+        return "device state checked"
+
+
+@dataclass(frozen=True)
 class StatusSet(BackendEvent):
     status: int
 
@@ -253,7 +282,8 @@ class Disconnected(BackendEvent):
 
 
 __all__ = [
-    "BackendChannelSet", "BackendEvent", "ConfigQueried", "ConfigSet", "Connected", "DeviceReset", "Disconnected",
+    "BackendChannelSet", "BackendEvent", "ConfigQueried", "ConfigSet", "Connected",
+    "DeviceReset", "DeviceStateChecked", "DeviceStateFdSet", "Disconnected",
     "FeaturesQueried", "FeaturesSet", "Kicked", "MemTableSet", "OwnerSet",
     "ProtocolFeaturesQueried", "ProtocolFeaturesSet", "QueueNumQueried", "StatusQueried",
     "StatusSet", "VringAddrSet", "VringBaseQueried", "VringBaseSet", "VringCallSet",

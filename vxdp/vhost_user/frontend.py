@@ -39,11 +39,15 @@ from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
 from .messages import (
     REPLY_PAYLOAD,
     REQUEST_PAYLOAD,
+    VHOST_TRANSFER_STATE_PHASE_STOPPED,
+    VHOST_USER_DEVICE_STATE_ERROR_MASK,
+    VHOST_USER_DEVICE_STATE_NOFD,
     VHOST_USER_F_PROTOCOL_FEATURES,
     VHOST_USER_VRING_NOFD_MASK,
     BackendChannelReader,
     BackendMessage,
     ConfigPayload,
+    DeviceStateTransfer,
     MemoryTable,
     MessageReader,
     Payload,
@@ -208,6 +212,26 @@ class Frontend:
     def get_status(self) -> Outgoing:
         return self.request(_R.GET_STATUS)
 
+    def set_device_state_fd(self, direction: int, fd: int,
+                            phase: int = VHOST_TRANSFER_STATE_PHASE_STOPPED) -> Outgoing:
+        """Hand the back-end one end of the state transfer channel (a pipe: the write end
+        to SAVE, the read end to LOAD); the reply's `device_state_errno` says whether it
+        took it."""
+        if not self.has(_PF.DEVICE_STATE):
+            raise VhostUserLocalError(
+                "VHOST_USER_SET_DEVICE_STATE_FD without protocol feature "
+                "VHOST_USER_PROTOCOL_F_DEVICE_STATE (19) negotiated")
+        return self.request(_R.SET_DEVICE_STATE_FD, DeviceStateTransfer(direction, phase),
+                            (fd,))
+
+    def check_device_state(self) -> Outgoing:
+        """After the channel's end of file: did the back-end take (or give) it all?"""
+        if not self.has(_PF.DEVICE_STATE):
+            raise VhostUserLocalError(
+                "VHOST_USER_CHECK_DEVICE_STATE without protocol feature "
+                "VHOST_USER_PROTOCOL_F_DEVICE_STATE (19) negotiated")
+        return self.request(_R.CHECK_DEVICE_STATE)
+
     def set_backend_req_fd(self, fd: int) -> Outgoing:
         """Hand the back-end its end of the back-end request channel (a socket)."""
         if not self.has(_PF.BACKEND_REQ):
@@ -278,6 +302,16 @@ class Frontend:
         elif head.request is _R.GET_QUEUE_NUM:
             assert isinstance(value, int)
             self.queue_num = value
+        elif head.request is _R.SET_DEVICE_STATE_FD:
+            assert isinstance(value, int)
+            if not value & VHOST_USER_DEVICE_STATE_NOFD and \
+                    not value & VHOST_USER_DEVICE_STATE_ERROR_MASK:
+                # a channel of the back-end's own comes as an fd with the reply, which
+                # the reader already refused: one without an fd breaks the rule
+                raise VhostUserRemoteError(
+                    f"{what}: {value:#x} says an fd comes with it, and none did")
+            if value & ~(VHOST_USER_DEVICE_STATE_NOFD | VHOST_USER_DEVICE_STATE_ERROR_MASK):
+                raise VhostUserRemoteError(f"{what}: reserved bits set in {value:#x}")
         return Reply(head.request, value, head.ack)
 
     def close(self) -> None:
@@ -349,6 +383,15 @@ class BackendRequests:
         self._pending = None
 
 
+def device_state_errno(reply: Reply) -> int:
+    """The error of a SET_DEVICE_STATE_FD reply (bits 0-7; 0 when the back-end took the
+    channel) or of a CHECK_DEVICE_STATE reply (0 success, anything else an error)."""
+    assert isinstance(reply.value, int)
+    if reply.request is _R.SET_DEVICE_STATE_FD:
+        return reply.value & VHOST_USER_DEVICE_STATE_ERROR_MASK
+    return reply.value
+
+
 def check_ack(reply: Reply) -> None:
     """Raise when an ack says the back-end refused its request."""
     if reply.ack and reply.value != 0:
@@ -357,4 +400,4 @@ def check_ack(reply: Reply) -> None:
 
 
 __all__ = ["BACKEND_REQUEST_NEEDS", "BackendRequests", "Frontend", "Outgoing", "Reply",
-           "check_ack"]
+           "check_ack", "device_state_errno"]

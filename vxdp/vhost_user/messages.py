@@ -164,6 +164,16 @@ VHOST_VRING_F_LOG = 0x1
 #: VhostUserConfig.flags values.
 VHOST_SET_CONFIG_TYPE_FRONTEND = 0
 VHOST_SET_CONFIG_TYPE_MIGRATION = 1
+#: VhostUserTransferDeviceState.direction: the back-end saves (writes) its state, or
+#: loads (reads) it.
+VHOST_TRANSFER_STATE_DIRECTION_SAVE = 0
+VHOST_TRANSFER_STATE_DIRECTION_LOAD = 1
+#: VhostUserTransferDeviceState.phase: the only one vhost-user defines, both devices
+#: suspended (every vring stopped) before switch-over.
+VHOST_TRANSFER_STATE_PHASE_STOPPED = 0
+#: SET_DEVICE_STATE_FD's reply u64: bits 0-7 0 or an error, bit 8 "no fd returned".
+VHOST_USER_DEVICE_STATE_ERROR_MASK = 0xFF
+VHOST_USER_DEVICE_STATE_NOFD = 0x100
 
 # -- layouts, named as QEMU's hw/virtio/vhost-user.c names them ---------------------------
 
@@ -207,6 +217,8 @@ VhostUserConfig = Struct(
 )
 #: Size of the config header before the window: 3 * u32.
 VHOST_USER_CONFIG_HDR_SIZE = 12
+
+VhostUserTransferDeviceState = Struct("direction" / Int32ul, "phase" / Int32ul)
 
 
 # -- payload values -------------------------------------------------------------------------
@@ -260,7 +272,17 @@ class ConfigPayload:
     data: bytes
 
 
-Payload = None | int | VringState | VringAddr | MemoryTable | ConfigPayload
+@dataclass(frozen=True, slots=True)
+class DeviceStateTransfer:
+    """`VhostUserTransferDeviceState`: SET_DEVICE_STATE_FD's direction and phase (the
+    channel's fd travels in `Message.fds`)."""
+
+    direction: int
+    phase: int
+
+
+Payload = None | int | VringState | VringAddr | MemoryTable | ConfigPayload | \
+    DeviceStateTransfer
 
 
 class PayloadKind(Enum):
@@ -272,6 +294,7 @@ class PayloadKind(Enum):
     VRING_ADDR = "vring address"
     MEMORY = "memory table"
     CONFIG = "config space"
+    DEVICE_STATE = "device state transfer parameters"
 
 
 _R = VhostUserRequest
@@ -301,6 +324,8 @@ REQUEST_PAYLOAD: dict[VhostUserRequest, PayloadKind] = {
     _R.SET_STATUS: _K.U64,
     _R.GET_STATUS: _K.NONE,
     _R.SET_BACKEND_REQ_FD: _K.NONE,
+    _R.SET_DEVICE_STATE_FD: _K.DEVICE_STATE,
+    _R.CHECK_DEVICE_STATE: _K.NONE,
 }
 
 #: Payload of the back-end's reply to the requests that have one (without REPLY_ACK).
@@ -311,6 +336,8 @@ REPLY_PAYLOAD: dict[VhostUserRequest, PayloadKind] = {
     _R.GET_VRING_BASE: _K.VRING_STATE,
     _R.GET_CONFIG: _K.CONFIG,
     _R.GET_STATUS: _K.U64,
+    _R.SET_DEVICE_STATE_FD: _K.U64,
+    _R.CHECK_DEVICE_STATE: _K.U64,
 }
 
 #: Requests whose u64 carries a vring index and may carry an eventfd.
@@ -324,7 +351,8 @@ BACKEND_REQUEST_PAYLOAD: dict[VhostUserBackendRequest, PayloadKind] = {
     _B.CONFIG_CHANGE_MSG: _K.NONE,
 }
 
-_FIXED_SIZE = {_K.NONE: 0, _K.U64: 8, _K.VRING_STATE: 8, _K.VRING_ADDR: 40}
+_FIXED_SIZE = {_K.NONE: 0, _K.U64: 8, _K.VRING_STATE: 8, _K.VRING_ADDR: 40,
+               _K.DEVICE_STATE: 8}
 
 
 def request_name(code: int) -> str:
@@ -369,6 +397,9 @@ def encode_payload(kind: PayloadKind, payload: Payload) -> bytes:
             return bytes(VhostUserU64.build({"u64": payload}))
         if kind is _K.VRING_STATE and isinstance(payload, VringState):
             return bytes(vhost_vring_state.build({"index": payload.index, "num": payload.num}))
+        if kind is _K.DEVICE_STATE and isinstance(payload, DeviceStateTransfer):
+            return bytes(VhostUserTransferDeviceState.build({"direction": payload.direction,
+                                                             "phase": payload.phase}))
         if kind is _K.VRING_ADDR and isinstance(payload, VringAddr):
             return bytes(vhost_vring_addr.build({
                 "index": payload.index, "flags": payload.flags,
@@ -411,6 +442,9 @@ def decode_payload(kind: PayloadKind, body: bytes, what: str) -> Payload:
     if kind is _K.VRING_STATE:
         s = vhost_vring_state.parse(body)
         return VringState(int(s.index), int(s.num))
+    if kind is _K.DEVICE_STATE:
+        t = VhostUserTransferDeviceState.parse(body)
+        return DeviceStateTransfer(int(t.direction), int(t.phase))
     if kind is _K.VRING_ADDR:
         a = vhost_vring_addr.parse(body)
         return VringAddr(int(a.index), int(a.flags), int(a.desc_user_addr),
@@ -513,6 +547,11 @@ def check_fds(message: Message) -> None:
     if message.request is _R.SET_BACKEND_REQ_FD:
         if n != 1:
             raise VhostUserRemoteError(f"{what}: needs 1 fd (the channel's socket), got {n}")
+        return
+    if message.request is _R.SET_DEVICE_STATE_FD:
+        if n != 1:
+            raise VhostUserRemoteError(f"{what}: needs 1 fd (the transfer channel's end), "
+                                       f"got {n}")
         return
     if message.request is _R.SET_MEM_TABLE:
         assert isinstance(message.payload, MemoryTable)
@@ -712,16 +751,19 @@ class BackendChannelReader(_Framer[VhostUserBackendRequest, BackendMessage]):
 __all__ = [
     "BACKEND_REQUEST_PAYLOAD", "REPLY_PAYLOAD", "REQUEST_PAYLOAD", "VHOST_F_LOG_ALL",
     "VHOST_MEMORY_BASELINE_NREGIONS", "VHOST_SET_CONFIG_TYPE_FRONTEND",
-    "VHOST_SET_CONFIG_TYPE_MIGRATION", "VHOST_USER_CONFIG_HDR_SIZE",
-    "VHOST_USER_FLAGS_KNOWN", "VHOST_USER_F_PROTOCOL_FEATURES", "VHOST_USER_HDR_SIZE",
-    "VHOST_USER_MAX_CONFIG_SIZE", "VHOST_USER_MEMORY_REGION_SIZE", "VHOST_USER_VERSION",
-    "VHOST_USER_VERSION_MASK", "VHOST_USER_VRING_IDX_MASK", "VHOST_USER_VRING_NOFD_MASK",
-    "VHOST_VRING_F_LOG", "VRING_FILE_REQUESTS", "BackendChannelReader", "BackendKindOf",
-    "BackendMessage", "ConfigPayload", "KindOf", "MemoryRegionDesc", "MemoryTable",
-    "Message", "MessageReader", "Payload", "PayloadKind", "VhostUserBackendRequest",
-    "VhostUserConfig", "VhostUserFlag", "VhostUserHeader", "VhostUserMemory",
-    "VhostUserMemoryRegion", "VhostUserProtocolFeature", "VhostUserRequest", "VhostUserU64",
-    "VringAddr", "VringState", "backend_request_kind", "check_fds",
+    "VHOST_SET_CONFIG_TYPE_MIGRATION", "VHOST_TRANSFER_STATE_DIRECTION_LOAD",
+    "VHOST_TRANSFER_STATE_DIRECTION_SAVE", "VHOST_TRANSFER_STATE_PHASE_STOPPED",
+    "VHOST_USER_CONFIG_HDR_SIZE", "VHOST_USER_DEVICE_STATE_ERROR_MASK",
+    "VHOST_USER_DEVICE_STATE_NOFD", "VHOST_USER_FLAGS_KNOWN", "VHOST_USER_F_PROTOCOL_FEATURES",
+    "VHOST_USER_HDR_SIZE", "VHOST_USER_MAX_CONFIG_SIZE", "VHOST_USER_MEMORY_REGION_SIZE",
+    "VHOST_USER_VERSION", "VHOST_USER_VERSION_MASK", "VHOST_USER_VRING_IDX_MASK",
+    "VHOST_USER_VRING_NOFD_MASK", "VHOST_VRING_F_LOG", "VRING_FILE_REQUESTS",
+    "BackendChannelReader", "BackendKindOf", "BackendMessage", "ConfigPayload",
+    "DeviceStateTransfer", "KindOf", "MemoryRegionDesc", "MemoryTable", "Message",
+    "MessageReader", "Payload", "PayloadKind", "VhostUserBackendRequest", "VhostUserConfig",
+    "VhostUserFlag", "VhostUserHeader", "VhostUserMemory", "VhostUserMemoryRegion",
+    "VhostUserProtocolFeature", "VhostUserRequest", "VhostUserTransferDeviceState",
+    "VhostUserU64", "VringAddr", "VringState", "backend_request_kind", "check_fds",
     "close_fds", "decode_payload", "encode", "encode_backend_ack", "encode_backend_request",
     "encode_payload", "encode_reply", "encode_request", "expected_size", "request_kind",
     "request_name", "size_ok", "vhost_vring_addr", "vhost_vring_state",

@@ -222,4 +222,5 @@ async def _check_two_pairs(host: HostRuntime, wire: InjectPort, pmd: dpdk.Testpm
     assert isinstance(queues, dict)
     assert queues["receiveq1"]["packets"] == expected[0], queues
     assert queues["receiveq2"]["packets"] == expected[1], queues
-    assert g.stats()["drops"] == {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0}
+    assert g.stats()["drops"] == {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0,
+                                  "suspended": 0}

@@ -100,6 +100,17 @@ class Rig:
         self.nursery.start_soon(serve)
         self._dialers[n].send_nowait(b)
 
+    def socket_to(self, n: int) -> trio.socket.SocketType:
+        """A connected socket whose other end host socket n serves (a migration's
+        destination, in process)."""
+        a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+        async def serve() -> None:
+            await self.host.guests[n].serve_socket(a)
+            a.close()
+        self.nursery.start_soon(serve)
+        return b
+
     def kill_host_side(self, n: int) -> None:
         """The host's end of guest n's connection goes away (as when the host dies)."""
         self.scopes[n].cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno as E
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -34,15 +35,21 @@ async def send_from_wire(rig: Rig, frames: list[bytes]) -> None:
         await trio.lowlevel.checkpoint()
 
 
-async def test_offloaded_program_runs_on_the_host(rig_factory: RigFactory,
-                                                  datapath: str) -> None:
+@pytest.mark.parametrize("via", ["controlq", "agent"])
+async def test_offloaded_program_runs_on_the_host(rig_factory: RigFactory, datapath: str,
+                                                  via: str, tmp_path: Path) -> None:
+    """Over the control queue, or over the agents (the same operations, another
+    transport: tests/vxdp/runtime/test_agent.py)."""
     program = demo_program()
     frames = TrafficGenerator(11, mix={"udp4": 0.5, "tcp4": 0.3, "udp6": 0.2},
                               vlan_share=0.0).packets(300)
     want = reference_actions(program, frames)
+    agents = [tmp_path / "g0.agent"] if via == "agent" else []
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
-        guest = await rig.add_guest(port=open_port("null"), offload=program, mode="offload")
+        rig = rig_factory(profile="host", wire=open_port("null"), agents=agents)
+        await rig.nursery.start(rig.host.serve_agents)
+        guest = await rig.add_guest(port=open_port("null"), offload=program, mode="offload",
+                                    agent=agents[0] if agents else None)
         await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
         await send_from_wire(rig, frames)
         port = rig.host.guests[0]
@@ -52,18 +59,31 @@ async def test_offloaded_program_runs_on_the_host(rig_factory: RigFactory,
     assert port.offload_actions() == want
     assert rig.host.wire.tx_packets == want["tx"]
     assert guest.actions() == dict.fromkeys(want, 0)  # nothing ran in the guest's driver
-    info = rig.host.stats()["guests"][0]["offload"]
+    host = rig.host.stats()["guests"][0]
+    info = host["offload"]
     assert info["program"]["tag"] == program.tag and info["profile"] == "host"
     assert guest.stats()["offload"]["state"] == "offloaded"
+    assert guest.stats()["offload"]["via"] == via
     assert any("offloaded with 1 map(s)" in text for kind, text in guest.reports
                if kind == "offload")
+    if via == "agent":  # map and program over the agent; not one over the control queue
+        assert host["agent"]["hellos"] == 1 and host["agent"]["commands"] == 2
+        assert host["device"]["ctrl_commands"] < 2
+    else:
+        assert host["agent"] is None and host["device"]["ctrl_commands"] >= 2
 
 
-async def test_guest_reads_the_maps_the_host_program_writes(rig_factory: RigFactory) -> None:
+@pytest.mark.parametrize("via", ["controlq", "agent"])
+async def test_guest_reads_the_maps_the_host_program_writes(rig_factory: RigFactory, via: str,
+                                                           tmp_path: Path) -> None:
+    """Over the control queue, or over the agents (the same operations, another
+    transport: tests/vxdp/runtime/test_agent.py)."""
+    agents = [tmp_path / "g0.agent"] if via == "agent" else []
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
+        rig = rig_factory(profile="host", wire=open_port("null"), agents=agents)
+        await rig.nursery.start(rig.host.serve_agents)
         guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload")
+                                    mode="offload", agent=agents[0] if agents else None)
         await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
         await send_from_wire(rig, TrafficGenerator(3).packets(40))
         await until(lambda: guest.stack["packets"] == 40, "40 frames passed")

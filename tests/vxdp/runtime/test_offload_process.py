@@ -30,6 +30,21 @@ async def stats(path: Path) -> dict:  # type: ignore[type-arg]
     return await trio.to_thread.run_sync(go)
 
 
+async def counted_and_passed(guest_ctl: Path, host_ctl: Path, frames: int
+                             ) -> tuple[int, int]:
+    """Once the guest's stack has `frames` frames: the packets the xdp_array_counter
+    program counted in its offloaded map (`vxdp map dump --guest`: read from the guest),
+    and the frames the host's datapath says the offloaded program passed."""
+    while (await stats(guest_ctl))["stack"]["packets"] != frames:
+        await trio.sleep(0.1)
+    rc, out, err = await vxdp("map", "dump", "proto_stats", "--guest", guest_ctl, "-j")
+    assert rc == 0, err
+    entries = json.loads(out)["proto_stats"]["entries"]
+    counted = sum(struct.unpack("<QQ", bytes.fromhex(e["value"]))[0] for e in entries)
+    host = await stats(host_ctl)
+    return counted, host["guests"][0]["offload"]["actions"]["pass"]
+
+
 async def test_offload_seen_from_the_host_and_from_the_guest(tmp_path: Path) -> None:
     counter = obj("xdp_array_counter")
     (program,) = load_object(counter).programs.values()
@@ -58,19 +73,9 @@ async def test_offload_seen_from_the_host_and_from_the_guest(tmp_path: Path) -> 
             rc, out, _ = await vxdp("prog", "show", "--guest", guest_ctl)
             assert "device: loaded on engine interp" in out
 
-            async def all_in() -> bool:
-                s = await stats(guest_ctl)
-                return bool(s["stack"]["packets"] == 300)
-            while not await all_in():
-                await trio.sleep(0.1)
             # the guest dumps its map over the control queue: what the host's program
             # counted is what the host's datapath says the offloaded program passed
-            rc, out, err = await vxdp("map", "dump", "proto_stats", "--guest", guest_ctl, "-j")
-            assert rc == 0, err
-            entries = json.loads(out)["proto_stats"]["entries"]
-            counted = sum(struct.unpack("<QQ", bytes.fromhex(e["value"]))[0] for e in entries)
-            host = await stats(host_ctl)
-            passed = host["guests"][0]["offload"]["actions"]["pass"]
+            counted, passed = await counted_and_passed(guest_ctl, host_ctl, 300)
             assert counted == passed > 0
             # the host sees the same map, named by the device (the guest's names stay in
             # the guest), and the guest can write it over the control queue

@@ -8,7 +8,7 @@ import pytest
 from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
 from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.backend import Backend, BackendConfig
-from vxdp.vhost_user.frontend import Frontend, Outgoing, check_ack
+from vxdp.vhost_user.frontend import Frontend, Outgoing, check_ack, device_state_errno
 from vxdp.vhost_user.messages import (
     MemoryRegionDesc,
     MemoryTable,
@@ -509,3 +509,41 @@ def test_malformed_acks_are_refused(wire, message):
         assert s.backend.channel is None and len(s.retired()) == 1
         s.send(s.front.get_features())
     s.close()
+
+
+def test_device_state_transfer_needs_the_feature_and_says_whether_suspended():
+    """SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE (vhost-user.rst "Migrating back-end
+    state"): the device answers an errno, which the reply carries in bits 0-7 with bit 8
+    set (no channel of the back-end's own); the fd is the back-end's until answered."""
+    s = Session(protocol_features=ALL_PF | 1 << PF.DEVICE_STATE)
+    try:
+        s.open(proto=ALL_PF | 1 << PF.DEVICE_STATE).started(0)
+        s.retired()
+        rfd, wfd = os.pipe()
+        e, r = s.send(s.front.set_device_state_fd(0, wfd), 16)  # EBUSY: a ring runs
+        assert e == ev.DeviceStateFdSet(0, 0, wfd, suspended=False)
+        assert r.value == 0x110 and device_state_errno(r) == 16
+        assert s.retired() == [wfd]
+        s.send(s.front.get_vring_base(0), 0)
+        s.retired()
+        wfd = os.dup(rfd)
+        e, r = s.send(s.front.set_device_state_fd(1, wfd), 0)
+        assert e == ev.DeviceStateFdSet(1, 0, wfd, suspended=True)
+        assert r.value == 0x100 and device_state_errno(r) == 0
+        e, r = s.send(s.front.check_device_state(), 22)
+        assert isinstance(e, ev.DeviceStateChecked) and device_state_errno(r) == 22
+        with pytest.raises(VhostUserLocalError, match="an errno below 256"):
+            s.send(s.front.set_device_state_fd(0, s.eventfd()), 0x100)
+    finally:
+        s.close()
+        os.close(rfd)
+
+
+def test_device_state_without_the_protocol_feature_breaks_the_session(s):
+    s.open()
+    with pytest.raises(VhostUserLocalError, match="VHOST_USER_PROTOCOL_F_DEVICE_STATE"):
+        s.front.set_device_state_fd(0, 99)
+    raw = encode_request(R.CHECK_DEVICE_STATE)
+    with pytest.raises(VhostUserRemoteError, match="without protocol feature "
+                                                   "VHOST_USER_PROTOCOL_F_DEVICE_STATE"):
+        feed_chunks(s.backend.receive_data, s.backend.want, raw, [])

@@ -12,6 +12,7 @@ from vxdp.vhost_user.messages import (
     REQUEST_PAYLOAD,
     BackendChannelReader,
     ConfigPayload,
+    DeviceStateTransfer,
     MemoryRegionDesc,
     MemoryTable,
     MessageReader,
@@ -78,6 +79,9 @@ REQUEST_VECTORS = [
     (R.SET_STATUS, 0x0F, 0, hdr(39, 1, u64(0x0F))),
     (R.GET_STATUS, None, 0, hdr(40, 1, b"")),
     (R.SET_BACKEND_REQ_FD, None, 1, hdr(21, 1, b"")),  # the fd: the channel's socket
+    # direction LOAD, phase STOPPED; the fd: the transfer pipe's read end
+    (R.SET_DEVICE_STATE_FD, DeviceStateTransfer(1, 0), 1, hdr(42, 1, state(1, 0))),
+    (R.CHECK_DEVICE_STATE, None, 0, hdr(43, 1, b"")),
 ]
 
 # (request, kind, value, wire bytes): back-end replies (REPLY = 0x4).
@@ -91,6 +95,9 @@ REPLY_VECTORS = [
     (R.GET_STATUS, PayloadKind.U64, 0x0F, hdr(40, 5, u64(0x0F))),
     (R.SET_MEM_TABLE, PayloadKind.U64, 0, hdr(5, 5, u64(0))),  # a REPLY_ACK
     (R.SET_VRING_NUM, PayloadKind.U64, 1, hdr(8, 5, u64(1))),  # a nack
+    # success, bit 8 set: no fd of the back-end's own comes back
+    (R.SET_DEVICE_STATE_FD, PayloadKind.U64, 0x100, hdr(42, 5, u64(0x100))),
+    (R.CHECK_DEVICE_STATE, PayloadKind.U64, 22, hdr(43, 5, u64(22))),  # EINVAL
 ]
 
 
@@ -208,6 +215,11 @@ MALFORMED = [
      r"VHOST_USER_SET_BACKEND_REQ_FD: needs 1 fd \(the channel's socket\), got 0"),
     ("backend req two fds", hdr(21, 1, b""), 2, "needs 1 fd .* got 2"),
     ("backend req payload", hdr(21, 1, u64(3)), 1, "payload size 8, a none payload is 0"),
+    ("state fd missing", hdr(42, 1, state(0, 0)), 0,
+     r"VHOST_USER_SET_DEVICE_STATE_FD: needs 1 fd \(the transfer channel's end\), got 0"),
+    ("state params short", hdr(42, 1, struct.pack("<I", 0)), 1,
+     "a device state transfer parameters payload is 8"),
+    ("check with payload", hdr(43, 1, u64(0)), 0, "payload size 8, a none payload is 0"),
 ]
 
 
