@@ -18,8 +18,9 @@ module cannot use raises `ElfError` naming the section and the type id.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 from construct import (
     Array,
@@ -142,14 +143,16 @@ class BtfType:
     members: tuple[BtfMember, ...] = ()
     array: tuple[int, int, int] | None = None  # (elem type, index type, nelems)
     extra: int = 0  # INT encoding word, VAR linkage, DECL_TAG component index
+    at: int = 0  # byte offset of the record in the type section (for fix-ups)
 
 
 class Btf:
     """A parsed `.BTF` section: types by id and the string table."""
 
-    def __init__(self, types: list[BtfType], strings: bytes) -> None:
+    def __init__(self, types: list[BtfType], strings: bytes, raw: bytes = b"") -> None:
         self.types = types  # types[0] is void
         self.strings = strings
+        self.raw = raw  # the section as parsed (header included)
 
     def __len__(self) -> int:
         return len(self.types)
@@ -231,10 +234,11 @@ def parse_btf(data: bytes) -> Btf:
     stream = io.BytesIO(raw)
     while stream.tell() < len(raw):
         types.append(_parse_type(stream, len(types), strings))
-    return Btf(types, strings)
+    return Btf(types, strings, data)
 
 
 def _parse_type(stream: io.BytesIO, type_id: int, strings: bytes) -> BtfType:
+    at = stream.tell()
     try:
         head = btf_type.parse_stream(stream)
         raw_kind = (head.info >> 24) & 0x1F
@@ -264,7 +268,7 @@ def _parse_type(stream: io.BytesIO, type_id: int, strings: bytes) -> BtfType:
     except ConstructError:
         raise ElfError(f"section '.BTF': type id {type_id} is truncated") from None
     return BtfType(type_id, kind, name, head.size_or_type, vlen, bool(head.info >> 31),
-                   members, array, extra)
+                   members, array, extra, at)
 
 
 def _member(kind: BtfKind, rec: object, strings: bytes) -> BtfMember:
@@ -279,6 +283,144 @@ def _member(kind: BtfKind, rec: object, strings: bytes) -> BtfMember:
     if kind == BtfKind.FUNC_PROTO:
         return BtfMember(name, r.type, 0)  # type: ignore[attr-defined]
     return BtfMember("", r.type, r.offset, r.size)  # type: ignore[attr-defined]
+
+
+def func_infos(ext: bytes, btf: Btf) -> dict[tuple[str, int], int]:
+    """The func_info records of a `.BTF.ext` section: (section, byte offset of the function
+    in it) -> BTF id of its FUNC (struct bpf_func_info, as libbpf reads it)."""
+    try:
+        hdr = btf_ext_header.parse(ext)
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': truncated header") from None
+    if hdr.magic != BTF_MAGIC:
+        raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    body = ext[hdr.hdr_len + hdr.func_info_off: hdr.hdr_len + hdr.func_info_off
+               + hdr.func_info_len]
+    if not hdr.func_info_len:
+        return {}
+    if len(body) != hdr.func_info_len or len(body) < 4:
+        raise ElfError("section '.BTF.ext': func_info table runs past the section")
+    stream = io.BytesIO(body)
+    out: dict[tuple[str, int], int] = {}
+    try:
+        rec_size = Int32ul.parse_stream(stream)
+        if rec_size < 8:
+            raise ElfError(f"section '.BTF.ext': func_info record size {rec_size} is too "
+                           f"small")
+        while stream.tell() < len(body):
+            section = btf.string(Int32ul.parse_stream(stream))
+            for _ in range(Int32ul.parse_stream(stream)):
+                rec = stream.read(rec_size)
+                if len(rec) != rec_size:
+                    raise ConstructError("short record")
+                insn_off, type_id = Int32ul.parse(rec[:4]), Int32ul.parse(rec[4:8])
+                if btf.type(type_id).kind != BtfKind.FUNC:
+                    raise ElfError(f"section '.BTF.ext': func_info of {section!r} at "
+                                   f"{insn_off} names type id {type_id}, not a FUNC")
+                out[(section, insn_off)] = type_id
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': func_info table is truncated") from None
+    return out
+
+
+def fixup_datasecs(btf: Btf, section_sizes: dict[str, int],
+                   var_offsets: dict[tuple[str, str], int]) -> bytes:
+    """The section's bytes with every DATASEC's size and variable offsets filled in from the
+    ELF file, as libbpf's btf_fixup_datasec() does before handing BTF to the kernel (clang
+    leaves them 0; the kernel checks them)."""
+    raw = bytearray(btf.raw)
+    hdr = btf_header.parse(btf.raw)
+    base = hdr.hdr_len + hdr.type_off
+    for t in btf.types:
+        if t.kind != BtfKind.DATASEC or t.name not in section_sizes:
+            continue
+        struct.pack_into("<I", raw, base + t.at + 8, section_sizes[t.name])
+        for i, m in enumerate(t.members):
+            var = btf.type(m.type)
+            off = var_offsets.get((t.name, var.name))
+            if off is not None:
+                struct.pack_into("<I", raw, base + t.at + 12 + 12 * i + 4, off)
+    return bytes(raw)
+
+
+class ParamKind(Enum):
+    """How the verifier sees a global function's argument (btf_prepare_func_args)."""
+
+    SCALAR = "scalar"  # an int or enum: ARG_ANYTHING
+    CTX = "ctx"  # a pointer to the program's context: ARG_PTR_TO_CTX
+    MEM = "mem"  # a pointer to a sized type: ARG_PTR_TO_MEM (| PTR_MAYBE_NULL)
+
+
+@dataclass(frozen=True)
+class FuncParam:
+    kind: ParamKind
+    size: int = 0  # MEM: bytes the function may read and write
+    nullable: bool = True  # MEM: the caller may pass NULL (no __arg_nonnull tag)
+
+
+@dataclass(frozen=True)
+class FuncProto:
+    """A function of the program as its BTF declares it."""
+
+    name: str
+    is_global: bool
+    params: tuple[FuncParam, ...] = ()
+    problem: str = ""  # why the kernel cannot use this prototype (global functions only)
+
+
+MAX_FUNC_ARGS = 5
+CTX_TYPE_NAMES = ("xdp_md", "xdp_buff")  # the XDP context, as the program and the kernel
+BTF_FUNC_GLOBAL = 1
+
+
+def func_proto(btf: Btf, func_id: int) -> FuncProto:
+    """Decode a FUNC for the verifier the way the kernel's btf_prepare_func_args() does for
+    an XDP program: ints and enums are scalars, a pointer to `struct xdp_md` (or one
+    tagged `__arg_ctx`) the context, any other pointer to a sized type memory of that
+    size, NULL allowed unless tagged `__arg_nonnull`."""
+    fn = btf.type(func_id)
+    name = fn.name
+    is_global = fn.vlen == BTF_FUNC_GLOBAL  # a FUNC's vlen holds its linkage
+    proto = btf.skip_modifiers(fn.size_or_type)
+    if proto.kind != BtfKind.FUNC_PROTO:
+        return FuncProto(name, is_global, problem=f"Invalid type of function {name}()")
+    if len(proto.members) > MAX_FUNC_ARGS:
+        return FuncProto(name, is_global, problem=f"Global function {name}() with "
+                         f"{len(proto.members)} > {MAX_FUNC_ARGS} args. Buggy compiler.")
+    ret = btf.skip_modifiers(proto.size_or_type)
+    if ret.kind not in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
+        return FuncProto(name, is_global, problem=f"Global function {name}() doesn't "
+                         f"return scalar. Only those are supported.")
+    tags: dict[int, set[str]] = {}
+    for t in btf.types:
+        if t.kind == BtfKind.DECL_TAG and t.size_or_type == func_id and \
+                t.name.startswith("arg:"):
+            tags.setdefault(t.extra, set()).add(t.name[4:])
+    params = []
+    for i, m in enumerate(proto.members):
+        t = btf.skip_modifiers(m.type)
+        arg_tags = tags.get(i, set())
+        if t.kind == BtfKind.PTR and ("ctx" in arg_tags or
+                                     btf.skip_modifiers(t.size_or_type).name in CTX_TYPE_NAMES):
+            params.append(FuncParam(ParamKind.CTX))
+            continue
+        if t.kind == BtfKind.PTR:
+            try:
+                size = btf.size_of(t.size_or_type)
+            except ElfError:
+                target = btf.skip_modifiers(t.size_or_type)
+                kind = "UNKNOWN" if target.kind == BtfKind.UNKN else target.kind.name
+                return FuncProto(name, is_global, problem=f"arg#{i} reference type('{kind} "
+                                 f"{target.name if target.id else ''}') size cannot be "
+                                 f"determined: -22")
+            params.append(FuncParam(ParamKind.MEM, size, "nonnull" not in arg_tags))
+            continue
+        if t.kind in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
+            params.append(FuncParam(ParamKind.SCALAR))
+            continue
+        return FuncProto(name, is_global, problem=f"Arg#{i} type {t.kind.name} in {name}() "
+                         f"is not supported yet.")
+    return FuncProto(name, is_global, tuple(params))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,14 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from vxdp.bpf.btf import Btf, core_relocations, parse_btf, parse_map_def
+from vxdp.bpf.btf import (
+    Btf,
+    core_relocations,
+    fixup_datasecs,
+    func_infos,
+    parse_btf,
+    parse_map_def,
+)
 from vxdp.bpf.program import (
     BPF_F_RDONLY_PROG,
     BPF_PSEUDO_CALL,
@@ -257,6 +264,8 @@ class _Loader:
     def __init__(self, elf: ElfFile, name: str) -> None:
         self.elf = elf
         self.name = name
+        self.func_types: dict[tuple[str, int], int] = {}  # (section, offset) -> BTF FUNC
+        self.kernel_btf: bytes | None = None  # .BTF with its DATASECs filled in
         self.btf = self._btf()
         self.maps: list[MapSpec] = []
         self.map_at: dict[tuple[int, int], int] = {}  # (shndx, offset) -> map index
@@ -277,6 +286,11 @@ class _Loader:
                 raise ElfError(f"section {relo.section!r}: co-re relocation at insn "
                                f"{relo.insn_off // INSN_SIZE} (type {relo.type_name!r}, "
                                f"access {relo.access!r}, kind {relo.kind}) is not supported")
+            self.func_types = func_infos(ext.data, btf)
+        sizes = {s.name: s.size for s in self.elf.sections if s.name}
+        offsets = {(self.elf.sections[y.shndx].name, y.name): y.value for y in self.elf.symbols
+                   if 0 < y.shndx < len(self.elf.sections) and y.name}
+        self.kernel_btf = fixup_datasecs(btf, sizes, offsets)
         return btf
 
     def license(self) -> str:
@@ -398,13 +412,22 @@ class _Loader:
 
     # -- linking one program ------------------------------------------------------------
 
-    def link(self, main: _Func) -> tuple[bytes, tuple[int, ...]]:
+    def link(self, main: _Func) -> tuple[bytes, tuple[int, ...], tuple[tuple[int, int], ...]]:
         """The program's code with the functions it calls appended depth-first (as libbpf's
-        bpf_object__reloc_code() does) and every call and map reference fixed."""
+        bpf_object__reloc_code() does) and every call and map reference fixed; with the
+        start of each function and its func_info (insn, BTF FUNC id), empty when the
+        object's BTF does not describe every one of them."""
         code = bytearray(main.section.data[main.start: main.start + main.size])
         placed = {(main.section.index, main.start): 0}
         self._relocate(code, main, placed)
-        return bytes(code), tuple(sorted(placed.values()))
+        info = []
+        for (shndx, start), insn in placed.items():
+            type_id = self.func_types.get((self.elf.sections[shndx].name, start))
+            if type_id is None:
+                info = []
+                break
+            info.append((insn, type_id))
+        return bytes(code), tuple(sorted(placed.values())), tuple(sorted(info))
 
     def _relocate(self, code: bytearray, func: _Func, placed: dict[tuple[int, int], int]) -> None:
         base = placed[(func.section.index, func.start)]
@@ -514,9 +537,9 @@ def load_object(source: Path | str | bytes, *, name: str | None = None) -> BpfOb
     programs: dict[str, Program] = {}
     for f in mains:
         ptype, frags = _prog_type(f.section.name) or (ProgType.XDP, False)
-        insns, starts = loader.link(f)
+        insns, starts, info = loader.link(f)
         programs[f.name] = Program(f.name, f.section.name, insns, maps, lic, ptype, frags,
-                                   starts)
+                                   starts, loader.kernel_btf if info else None, info)
     return BpfObject(obj_name, programs, maps, lic, loader.btf)
 
 

@@ -200,18 +200,31 @@ def rebind(program: Program, fds: Sequence[int]) -> bytes:
 
 
 def _load(program: Program, fds: Sequence[int], log_level: int) -> sc.LoadResult:
+    """BPF_PROG_LOAD as libbpf does it: with the object's BTF and func_info when the
+    program has them (that is what makes a global function global to the verifier)."""
     insns = rebind(program, fds)
     flags = sc.BPF_F_XDP_HAS_FRAGS if program.frags else 0
     attach = sc.BPF_XDP if program.prog_type == ProgType.XDP else 0
     size = LOG_SIZE if log_level else 0
-    while True:
-        res = sc.prog_load(program.prog_type, insns, program.license, log_level=log_level,
-                           log_size=size, prog_flags=flags, name=program.name,
-                           expected_attach_type=attach)
-        if res.errno == errno.ENOSPC and log_level and size < MAX_LOG_SIZE:
-            size *= 8  # the verifier log did not fit
-            continue
-        return res
+    btf_fd = 0
+    if program.btf is not None and program.func_info:
+        try:
+            btf_fd = sc.btf_load(program.btf)
+        except OSError as exc:
+            return sc.LoadResult(None, f"btf: {exc.strerror}", exc.errno or errno.EINVAL)
+    try:
+        while True:
+            res = sc.prog_load(program.prog_type, insns, program.license, log_level=log_level,
+                               log_size=size, prog_flags=flags, name=program.name,
+                               expected_attach_type=attach, btf_fd=btf_fd,
+                               func_info=program.func_info)
+            if res.errno == errno.ENOSPC and log_level and size < MAX_LOG_SIZE:
+                size *= 8  # the verifier log did not fit
+                continue
+            return res
+    finally:
+        if btf_fd:
+            os.close(btf_fd)
 
 
 def load_program(program: Program, fds: Sequence[int]) -> int:

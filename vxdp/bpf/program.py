@@ -144,6 +144,11 @@ class Program:
     prog_type: ProgType = ProgType.XDP
     frags: bool = False  # section xdp.frags: BPF_F_XDP_HAS_FRAGS
     func_starts: tuple[int, ...] = field(default=(0,))  # insn index of each function
+    # the object's BTF as the kernel gets it, and (insn index, FUNC type id) per function:
+    # what marks a function global (verified on its own, from its prototype); without
+    # them every function is static, as for the kernel
+    btf: bytes | None = field(default=None, repr=False, compare=False)
+    func_info: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.insns) % INSN_SIZE:

@@ -34,6 +34,7 @@ class Cmd:
     PROG_LOAD = 5
     PROG_TEST_RUN = 10
     OBJ_GET_INFO_BY_FD = 15
+    BTF_LOAD = 18
     MAP_FREEZE = 22
 
 
@@ -146,10 +147,27 @@ class LoadResult:
     errno: int = 0
 
 
+def btf_load(data: bytes, log_size: int = 1 << 16) -> int:
+    """BPF_BTF_LOAD; OSError on refusal, with the kernel's BTF log in its message."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    log = ctypes.create_string_buffer(log_size)
+    attr = _attr()
+    struct.pack_into("<QQIII", attr, 0, _addr(buf), _addr(log), len(data), log_size, 1)
+    try:
+        return bpf(Cmd.BTF_LOAD, attr)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror}: {_log_text(log).strip()}") from None
+
+
+FUNC_INFO = struct.Struct("<II")  # struct bpf_func_info: insn_off, type_id
+
+
 def prog_load(prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
               log_size: int = 0, prog_flags: int = 0, name: str = "",
-              expected_attach_type: int = 0) -> LoadResult:
-    """BPF_PROG_LOAD; a refusal comes back as LoadResult(fd=None, log, errno)."""
+              expected_attach_type: int = 0, btf_fd: int = 0,
+              func_info: tuple[tuple[int, int], ...] = ()) -> LoadResult:
+    """BPF_PROG_LOAD; a refusal comes back as LoadResult(fd=None, log, errno).  With
+    `btf_fd`, `func_info` gives (insn index, FUNC type id) for each function."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode() + b"\0")
     log = ctypes.create_string_buffer(log_size) if log_level and log_size else None
@@ -158,6 +176,12 @@ def prog_load(prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
                      log_level if log else 0, log_size if log else 0, _addr(log), 0, prog_flags)
     struct.pack_into("16s", attr, 48, obj_name(name))
     struct.pack_into("<I", attr, 68, expected_attach_type)
+    finfo = None
+    if btf_fd and func_info:
+        raw = b"".join(FUNC_INFO.pack(*rec) for rec in func_info)
+        finfo = ctypes.create_string_buffer(raw, len(raw))
+        struct.pack_into("<IIQI", attr, 72, btf_fd, FUNC_INFO.size, _addr(finfo),
+                         len(func_info))
     try:
         fd = bpf(Cmd.PROG_LOAD, attr)
     except OSError as exc:

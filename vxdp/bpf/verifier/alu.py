@@ -117,7 +117,8 @@ def _check_sane_offset(env: Env, reg: Reg, ptr_type: str, known_scalar: bool) ->
         raise Reject(f"value {v.smin} makes {ptr_type} pointer be out of bounds")
 
 
-_ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM})
+_ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM,
+                       T.MEM})
 
 
 def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:

@@ -13,9 +13,11 @@ The walk stops at the first rejection; its (pc, message) goes into the report.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 
+from vxdp.bpf.btf import Btf, FuncProto, func_proto, parse_btf
 from vxdp.bpf.isa import (
     SIZE_BYTES,
     AtomicOp,
@@ -125,14 +127,55 @@ class Analyzer:
         if problem is not None:
             raise _Rejected(problem[0], problem[1], False)
         self.env.subprog_starts = subprog_starts(self.insns)
+        self.env.global_funcs = self._global_funcs()
+        self.env.changes_pkt_data = cfg.funcs_changing_packet(self.insns,
+                                                              calls.CHANGES_PKT_DATA)
+        self.env.note_hook = self.log.note
         self.prune_points = cfg.prune_points(self.insns)
         self.live = cfg.live_regs(self.insns)
         self.stack_live = stacklive.live_slots(self.insns)
 
     # -- the walk ----------------------------------------------------------------------
 
+    def _global_funcs(self) -> dict[int, FuncProto]:
+        """The global functions (entry pc -> prototype), from the program's BTF."""
+        program = self.program
+        if program.btf is None or not program.func_info:
+            return {}  # no BTF: every function is static, as for the kernel
+        starts = [insn for insn, _ in program.func_info]
+        if starts != self.env.subprog_starts:
+            raise _Rejected(0, "func_info BTF section doesn't match subprog layout in BPF "
+                            "program", False)
+        btf = _parse_btf(program.btf)
+        out = {}
+        for insn, type_id in program.func_info[1:]:
+            proto = func_proto(btf, type_id)
+            if proto.is_global:
+                out[insn] = proto
+        return out
+
     def _walk(self) -> None:
-        pending: list[tuple[int, State, Checkpoint | None]] = [(0, new_state(), None)]
+        self._walk_from(0, new_state())
+        # then every global function a verified path called, on its own (the kernel's
+        # do_check_subprogs: in order, again while a pass finds new ones)
+        env = self.env
+        done: set[int] = set()
+        while True:
+            todo = [e for e in sorted(env.global_funcs) if e in env.called_globals
+                    and e not in done]
+            if not todo:
+                return
+            for entry in todo:
+                done.add(entry)
+                name = env.global_funcs[entry].name
+                index = env.subprog_starts.index(entry)
+                self.log.note(f"Validating {name}() func#{index}...")
+                self._walk_from(entry, calls.global_entry_state(env, entry))
+                self.log.note(f"Func#{index} ('{name}') is safe for any args that match "
+                              f"its prototype")
+
+    def _walk_from(self, pc: int, state: State) -> None:
+        pending: list[tuple[int, State, Checkpoint | None]] = [(pc, state, None)]
         while pending:
             pc, state, parent = pending.pop()
             self._path(pc, state, parent, pending)
@@ -197,9 +240,7 @@ class Analyzer:
                 calls.check_helper_call(self.env, state, insn, pc)
                 return pc + 1
             if is_pseudo_call(insn):
-                target = pc + insn.imm + 1
-                calls.push_frame(self.env, state, pc, target)
-                return target
+                return calls.push_frame(self.env, state, pc, pc + insn.imm + 1)
             raise Reject("calling kernel functions is not supported by vxdp")
         self.jumps += 1
         fall, jump = check_cond_jmp(self.env, state, insn)
@@ -400,6 +441,11 @@ class Analyzer:
             frames = 1 + len(self.env.callees)
             raise _Rejected(0, f"combined stack size of {frames} calls is {total}. Too large",
                             False)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_btf(raw: bytes) -> Btf:
+    return parse_btf(raw)
 
 
 def _adopt(state: State, other: State) -> None:

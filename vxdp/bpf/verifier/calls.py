@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from vxdp.bpf.btf import FuncParam, ParamKind
 from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
 from vxdp.bpf.isa import Insn
 from vxdp.bpf.program import MAX_CALL_FRAMES, MapType
@@ -23,18 +24,20 @@ from vxdp.bpf.verifier.state import (
     FP,
     NOT_INIT,
     PACKET_TYPES,
+    SIZED_MEM_TYPES,
     Env,
     Frame,
     Reg,
     Reject,
     State,
     T,
+    new_state,
     pointer,
     scalar,
 )
 
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
-_MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM})
+_MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})
 _MEM_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
 
 
@@ -55,10 +58,11 @@ def _type_err(regno: int, reg: Reg, expected: str) -> Reject:
 
 
 def _mem_access(env: Env, state: State, regno: int, reg: Reg, size: int, write: bool,
-                zero_ok: bool) -> None:
+                zero_ok: bool, expected: str = _MEM_EXPECTED,
+                stack_kind: str = memory.HELPER) -> None:
     """check_helper_mem_access: `size` bytes at the pointer in `regno`."""
     if reg.type is T.STACK:
-        memory.stack_helper_access(env, state, reg, regno, size, write, zero_ok)
+        memory.stack_helper_access(env, state, reg, regno, size, write, zero_ok, stack_kind)
     elif reg.type in PACKET_TYPES:
         memory.check_packet(reg, regno, reg.off, size, zero_ok)
     elif reg.type is T.MAP_VALUE:
@@ -67,10 +71,10 @@ def _mem_access(env: Env, state: State, regno: int, reg: Reg, size: int, write: 
             raise Reject(f"write into map forbidden, value_size={spec.value_size} "
                          f"off={reg.off} size={size}")
         memory.check_region(reg, regno, reg.off, size, spec.value_size, zero_ok)
-    elif reg.type is T.RINGBUF_MEM:
+    elif reg.type in SIZED_MEM_TYPES:
         memory.check_region(reg, regno, reg.off, size, reg.mem_size, zero_ok)
     else:
-        raise _type_err(regno, reg, _MEM_EXPECTED)
+        raise _type_err(regno, reg, expected)
 
 
 def _size_arg(regno: int, reg: Reg, zero_ok: bool) -> int:
@@ -111,8 +115,7 @@ def check_helper_call(env: Env, state: State, insn: Insn, pc: int) -> None:
     if ref_released:
         _release(env, state, ref_released)
     if hid in CHANGES_PKT_DATA:
-        state.map_regs(lambda r: scalar() if r.type in PACKET_TYPES or r.type is
-                       T.PACKET_END else None)
+        clear_packet_pointers(state)
     state.regs[0] = _ret_reg(env, state, helper, map_index, mem_size, pc)
     if never_null:
         state.regs[0] = replace(state.regs[0], maybe_null=False, id=0)
@@ -185,6 +188,12 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
     return map_index
 
 
+def clear_packet_pointers(state: State) -> None:
+    """The packet moved (clear_all_pkt_pointers): every packet pointer becomes unknown."""
+    state.map_regs(lambda r: scalar() if r.type in PACKET_TYPES or r.type is
+                   T.PACKET_END else None)
+
+
 def _const_array_key(env: Env, state: State, map_index: int) -> bool:
     """An array lookup with a constant in-range key on the stack never returns NULL."""
     spec = env.map_spec(map_index)
@@ -222,7 +231,81 @@ def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: i
 # -- bpf-to-bpf calls --------------------------------------------------------------------
 
 
-def push_frame(env: Env, state: State, pc: int, target: int) -> None:
+def call_global(env: Env, state: State, target: int) -> None:
+    """A call of a global function (check_func_call): the arguments must match its BTF
+    prototype; the function is verified on its own later, and returns an unknown scalar."""
+    proto = env.global_funcs[target]
+    index = env.subprog_starts.index(target)
+    try:
+        if proto.problem:
+            raise Reject(proto.problem)
+        for i, param in enumerate(proto.params):
+            _check_global_arg(env, state, i, param)
+    except Reject as exc:
+        raise Reject(f"{exc}\nCaller passes invalid args into func#{index} "
+                     f"('{proto.name}')") from None
+    env.note(f"Func#{index} ('{proto.name}') is global and assumed valid.")
+    env.callees.setdefault(state.cur.subprog, set()).add(target)
+    env.called_globals.add(target)
+    if target in env.changes_pkt_data:
+        clear_packet_pointers(state)
+    for r in CALLER_SAVED:
+        state.regs[r] = NOT_INIT
+    state.regs[0] = scalar()
+
+
+def _check_global_arg(env: Env, state: State, i: int, param: FuncParam) -> None:
+    """btf_check_func_arg_match for one argument."""
+    regno = i + 1
+    reg = state.regs[regno]
+    if param.kind is ParamKind.SCALAR:
+        if not reg.is_scalar:
+            raise Reject(f"R{regno} is not a scalar")
+        return
+    if param.kind is ParamKind.CTX:
+        if reg.type is T.CTX:
+            memory.check_ctx_ptr(reg, regno)
+            return
+        raise Reject(f"arg#{i} expects pointer to ctx")
+    if reg.is_scalar and reg.var.is_const and reg.var.value == 0:
+        if not param.nullable:
+            raise Reject(f"arg#{i} is expected to be non-NULL")
+        return  # NULL is a valid argument
+    if reg.type is T.NOT_INIT:
+        raise Reject(f"R{regno} !read_ok")
+    plain = replace(reg, maybe_null=False)
+    for write in (False, True):  # the function may read and write all of it
+        _mem_access(env, state, regno, plain, param.size, write, True, expected="fp",
+                    stack_kind=memory.WRITE if write else memory.READ)
+    if reg.maybe_null and not param.nullable:
+        raise Reject(f"arg#{i} is expected to be non-NULL")
+
+
+def global_entry_state(env: Env, entry: int) -> State:
+    """The state a global function is verified from: its arguments as its prototype
+    declares them (do_check_common), anything else uninitialised."""
+    state = new_state()
+    frame = state.cur
+    frame.subprog = entry
+    frame.regs[1] = NOT_INIT
+    for i, param in enumerate(env.global_funcs[entry].params):
+        if param.kind is ParamKind.CTX:
+            reg = pointer(T.CTX)
+        elif param.kind is ParamKind.SCALAR:
+            reg = scalar()
+        else:
+            reg = replace(pointer(T.MEM), mem_size=param.size, maybe_null=param.nullable,
+                          id=env.new_id() if param.nullable else 0)
+        frame.regs[i + 1] = reg
+    return state
+
+
+def push_frame(env: Env, state: State, pc: int, target: int) -> int:
+    """A bpf-to-bpf call: returns the pc to continue at (the callee's entry, or the next
+    instruction for a global function, which is verified on its own)."""
+    if target in env.global_funcs:
+        call_global(env, state, target)
+        return pc + 1
     if len(state.frames) >= MAX_CALL_FRAMES:
         raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep !")
     caller = state.cur
@@ -234,14 +317,13 @@ def push_frame(env: Env, state: State, pc: int, target: int) -> None:
     env.callees.setdefault(caller.subprog, set()).add(target)
     for r in CALLER_SAVED:
         caller.regs[r] = NOT_INIT
+    return target
 
 
 def pop_frame(env: Env, state: State) -> int:
     """The callee's exit: returns the pc to continue at."""
     callee = state.frames[-1]
-    r0 = callee.regs[0]
-    if r0.type is T.NOT_INIT:
-        raise Reject("R0 !read_ok")
+    r0 = callee.regs[0]  # may be NOT_INIT: a void function (the caller cannot read it)
     if r0.type is T.STACK and r0.frame == len(state.frames) - 1:
         raise Reject("cannot return stack pointer to the caller")
     _record_depth(env, callee)
@@ -257,12 +339,16 @@ def _record_depth(env: Env, frame: Frame) -> None:
 
 
 def check_exit(env: Env, state: State) -> None:
-    """The program's own exit: R0 is its return value; every reference released."""
+    """The exit of the program (or of a global function verified on its own): R0 is its
+    return value; every reference released."""
     r0 = state.regs[0]
     if r0.type is T.NOT_INIT:
         raise Reject("R0 !read_ok")
     if r0.is_pointer and not env.allow_ptr_leaks:
         raise Reject("R0 leaks addr as return value")
+    if state.cur.subprog and not r0.is_scalar:  # a global function, verified on its own
+        raise Reject(f"At subprogram exit the register R0 is not a scalar value "
+                     f"({r0.type_name()})")
     for rid, alloc_pc in sorted(state.refs.items()):
         raise Reject(f"Unreleased reference id={rid} alloc_insn={alloc_pc}")
     _record_depth(env, state.cur)

@@ -24,6 +24,7 @@ from vxdp.bpf.isa import (
     is_jump,
     is_ldimm64,
     is_pseudo_call,
+    is_pseudo_func,
     is_unconditional_jump,
     iter_insns,
     jump_target,
@@ -166,3 +167,27 @@ def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
                 changed = True
     return live_in
 
+
+
+def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int]) -> frozenset[int]:
+    """Entry pcs of the functions that may move the packet: those calling one of `helpers`
+    and, transitively, their callers (a call of a global function invalidates the caller's
+    packet pointers when its callee's may, as the kernel's changes_pkt_data)."""
+    starts = subprog_starts(insns)
+    calls: dict[int, set[int]] = {s: set() for s in starts}
+    changing: set[int] = set()
+    for pc in iter_insns(insns):
+        func = max(s for s in starts if s <= pc)
+        insn = insns[pc]
+        if is_helper_call(insn) and insn.imm in helpers:
+            changing.add(func)
+        elif is_pseudo_call(insn) or is_pseudo_func(insn):
+            calls[func].add(pc + insn.imm + 1)
+    grew = True
+    while grew:
+        grew = False
+        for func, callees in calls.items():
+            if func not in changing and callees & changing:
+                changing.add(func)
+                grew = True
+    return frozenset(changing)

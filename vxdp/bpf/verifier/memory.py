@@ -15,6 +15,7 @@ from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
     BPF_MAX_VAR_OFF,
     NUM_SLOTS,
+    SIZED_MEM_TYPES,
     SLOT,
     STACK_SIZE,
     B,
@@ -294,11 +295,12 @@ def check_stack_initialized(env: Env, state: State, frame: int, lo: int, hi: int
 
 
 def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
-                        write: bool, zero_ok: bool) -> None:
-    """A helper reads (or, for uninit-mem arguments, writes) `size` bytes of stack."""
+                        write: bool, zero_ok: bool, kind: str = HELPER) -> None:
+    """A helper reads (or, for uninit-mem arguments, writes) `size` bytes of stack
+    (`kind` words the bounds message: a global function's argument is a read or a write)."""
     if size == 0 and zero_ok:
         return
-    lo, hi = _stack_bounds(env, reg, regno, reg.off, size, HELPER)
+    lo, hi = _stack_bounds(env, reg, regno, reg.off, size, kind)
     _touch(env, state, reg.frame, lo)
     if write:
         _write_bytes(state, reg.frame, lo, hi, B.MISC)
@@ -343,7 +345,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         if kind == WRITE and value is None:
             check_ctx_ptr(reg, regno)
         return ctx_access(reg, regno, insn_off, size, kind)
-    if reg.type is T.RINGBUF_MEM:
+    if reg.type in SIZED_MEM_TYPES:
         if leak:
             raise Reject(f"R{value_regno} leaks addr into mem")
         check_region(reg, regno, off, size, reg.mem_size)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
 from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import MapSpec, Program
@@ -47,11 +48,13 @@ class T(Enum):
     PACKET_META = "pkt_meta"
     PACKET_END = "pkt_end"
     RINGBUF_MEM = "ringbuf_mem"
+    MEM = "mem"  # a global function's pointer argument (PTR_TO_MEM of its BTF size)
 
     __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
 
 
 PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
+SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
 
 
@@ -67,7 +70,7 @@ class Reg:
     map: int = -1  # index into Program.maps
     range: int = 0  # packet pointers: bytes known in bounds from (base + var)
     maybe_null: bool = False
-    mem_size: int = 0  # ring-buffer memory
+    mem_size: int = 0  # ring-buffer and global-argument memory
     ref: int = 0  # reference id a release helper must get back
     frame: int = 0  # stack pointers: the frame they point into
 
@@ -114,6 +117,8 @@ class Reg:
             parts.append(f"r={self.range}")
         if self.type is T.RINGBUF_MEM:
             parts.append(f"mem_size={self.mem_size}")
+        elif self.type is T.MEM:
+            parts.append(f"sz={self.mem_size}")
         if not self.var.is_const or self.var.value:
             parts.append(self.var.fields())
         return f"{self.type_name()}({','.join(p for p in parts if p)})"
@@ -256,6 +261,15 @@ class Env:
     frames_alive: int = 1  # call frames of the current state (stack pointers beyond: stale)
     # told of every stack read (frame index, slot mask): the analyzer's read marks
     read_hook: Callable[[State, int, int], None] | None = None
+    # global functions (entry pc -> BTF prototype): verified on their own, after main
+    global_funcs: dict[int, FuncProto] = field(default_factory=dict)
+    called_globals: set[int] = field(default_factory=set)
+    changes_pkt_data: frozenset[int] = frozenset()  # functions that may move the packet
+    note_hook: Callable[[str], None] | None = None  # a line for the log (level 1)
+
+    def note(self, line: str) -> None:
+        if self.note_hook is not None:
+            self.note_hook(line)
 
     def mark_read(self, state: State, frame: int, lo: int, hi: int) -> None:
         """Bytes [lo, hi) of a frame's stack were read (negative offsets)."""
