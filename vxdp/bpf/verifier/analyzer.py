@@ -294,9 +294,9 @@ class Analyzer:
                          f"allowed")
         if insn.imm == AtomicOp.CMPXCHG:
             read_reg(state, 0)
-        memory.access(self.env, state, insn.dst, insn.off, size, memory.READ)
+        memory.access(self.env, state, insn.dst, insn.off, size, memory.READ, strict=True)
         memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
-                      value=scalar())
+                      value=scalar(), strict=True)
         loaded = scalar(Scalar.unsigned(size))
         if insn.imm == AtomicOp.CMPXCHG:
             state.regs[0] = loaded

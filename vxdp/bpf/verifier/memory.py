@@ -91,14 +91,20 @@ def check_packet(reg: Reg, regno: int, off: int, size: int, zero_ok: bool = Fals
                      + f"\nR{regno} offset is outside of the packet")
 
 
-def check_alignment(reg: Reg, insn_off: int, size: int) -> None:
-    """Only stack accesses must be aligned (x86 has efficient unaligned access)."""
-    if reg.type is not T.STACK:
+_ALIGN_DESC = {T.STACK: "stack ", T.MAP_VALUE: "value ", T.CTX: "context "}
+
+
+def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) -> None:
+    """check_ptr_alignment: stack accesses must be aligned (x86 has efficient unaligned
+    access, so others need not), every access when `strict` (atomics, as the kernel's
+    strict_alignment_once); single bytes always are."""
+    if size == 1 or not (strict or reg.type is T.STACK):
         return
     t = reg.var.var_off.add(reg.var.var_off.const(reg.off + insn_off))
     if not t.is_aligned(size):
         var = str(to_s64(reg.var.value)) if reg.var.is_const else str(reg.var.var_off)
-        raise Reject(f"misaligned stack access off {var}+{reg.off}+{insn_off} size {size}")
+        raise Reject(f"misaligned {_ALIGN_DESC.get(reg.type, '')}access off "
+                     f"{var}+{reg.off}+{insn_off} size {size}")
 
 
 # -- the context -----------------------------------------------------------------------
@@ -313,16 +319,16 @@ def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
 
 
 def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: str,
-           value: Reg | None = None, imm: int | None = None, value_regno: int = -1
-           ) -> Reg | None:
+           value: Reg | None = None, imm: int | None = None, value_regno: int = -1,
+           strict: bool = False) -> Reg | None:
     """check_mem_access for a load (returns the loaded register) or a store of `value`
-    (held in `value_regno`) or `imm`."""
+    (held in `value_regno`) or `imm`; `strict` for atomics, which must be aligned."""
     reg = state.regs[regno]
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")
     if reg.maybe_null or reg.type in (T.SCALAR, T.PACKET_END, T.MAP_PTR):
         raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
-    check_alignment(reg, insn_off, size)
+    check_alignment(reg, insn_off, size, strict)
     off = reg.off + insn_off
     leak = kind == WRITE and value is not None and value.is_pointer and not env.allow_ptr_leaks
     if reg.type is T.MAP_VALUE:
