@@ -385,32 +385,47 @@ static uintptr_t run_stack_lo(const struct vxdp_run *r, uint32_t depth)
     return (uintptr_t)r->stack + (VXDP_MAX_CALL_FRAMES - 1 - depth) * VXDP_STACK_SIZE;
 }
 
-void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write)
+/* Which region holds [addr, addr+len): 1 writable, 0 read-only, -1 none. */
+static int region_of(const struct vxdp_run *r, uint64_t addr, uint64_t len)
 {
     uintptr_t slo = r->stack_lo;
     uintptr_t shi = (uintptr_t)r->stack + sizeof(r->stack);
 
     if (in_region(addr, len, slo, shi) || in_region(addr, len, r->pkt_lo, r->pkt_hi))
-        return (void *)(uintptr_t)addr;
+        return 1;
     for (uint32_t i = 0; i < r->prog->nmaps; i++) {
         const struct vxdp_map_region *reg = &r->prog->regions[i];
-        if (in_region(addr, len, reg->lo, reg->hi)) {
-            if (write && !reg->writable) {
-                vxdp_run_fail(r, -EACCES, "write into read-only map value at pc %u: "
-                              "%llu bytes at 0x%llx", r->pc, (unsigned long long)len,
-                              (unsigned long long)addr);
-                return NULL;
-            }
-            return (void *)(uintptr_t)addr;
-        }
+        if (in_region(addr, len, reg->lo, reg->hi))
+            return reg->writable;
     }
     for (uint32_t i = 0; i < r->nresv; i++)
         if (in_region(addr, len, (uintptr_t)r->resv[i].lo, (uintptr_t)r->resv[i].hi))
-            return (void *)(uintptr_t)addr;
+            return 1;
+    return -1;
+}
+
+void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write)
+{
+    int kind = region_of(r, addr, len);
+
+    if (kind == 1 || (kind == 0 && !write))
+        return (void *)(uintptr_t)addr;
+    if (kind == 0) {
+        vxdp_run_fail(r, -EACCES, "write into read-only map value at pc %u: "
+                      "%llu bytes at 0x%llx", r->pc, (unsigned long long)len,
+                      (unsigned long long)addr);
+        return NULL;
+    }
     vxdp_run_fail(r, -EFAULT, "invalid memory access at pc %u: %llu-byte %s at 0x%llx outside "
                   "every region", r->pc, (unsigned long long)len, write ? "write" : "read",
                   (unsigned long long)addr);
     return NULL;
+}
+
+/* The kernel's *_nofault reads: readable program memory or NULL, never a fault. */
+const void *vxdp_mem_peek(const struct vxdp_run *r, uint64_t addr, uint64_t len)
+{
+    return region_of(r, addr, len) >= 0 ? (const void *)(uintptr_t)addr : NULL;
 }
 
 /* A load outside the stack and the packet: the XDP context (whose 32-bit fields the kernel

@@ -185,6 +185,8 @@ extern const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX];
 extern const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX];
 /* a helper's view of program memory: a host pointer to [addr, addr+len) or NULL (faulted) */
 void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write);
+/* the same without failing the run (the kernel's copy_from_kernel_nofault) */
+const void *vxdp_mem_peek(const struct vxdp_run *r, uint64_t addr, uint64_t len);
 
 /* maps.c: what the interpreter and helpers need of maps */
 void vxdp_map_region(const struct vxdp_map *map, struct vxdp_map_region *out);

@@ -63,9 +63,9 @@ HELPERS: dict[int, Helper] = {h.id: h for h in [
            Ret.INTEGER, _KV_MAPS),
     Helper(3, "map_delete_elem", (_A.CONST_MAP_PTR, _A.PTR_TO_MAP_KEY), Ret.INTEGER, _KV_MAPS),
     Helper(5, "ktime_get_ns", (), Ret.INTEGER),
-    Helper(6, "trace_printk",
-           (_A.PTR_TO_MEM, _A.CONST_SIZE, _A.ANYTHING, _A.ANYTHING, _A.ANYTHING),
-           Ret.INTEGER, gpl_only=True),
+    # arguments 3-5 are the format's values: the kernel's prototype leaves them unchecked
+    # (clang does not set them for a bare format); the core reads them as plain numbers
+    Helper(6, "trace_printk", (_A.PTR_TO_MEM, _A.CONST_SIZE), Ret.INTEGER, gpl_only=True),
     Helper(7, "get_prandom_u32", (), Ret.INTEGER),
     Helper(8, "get_smp_processor_id", (), Ret.INTEGER),
     Helper(12, "tail_call", (_A.PTR_TO_CTX, _A.CONST_MAP_PTR, _A.ANYTHING), Ret.VOID,
