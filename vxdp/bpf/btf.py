@@ -486,6 +486,7 @@ class BtfMapDef:
     flags: int = 0
 
 
+LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME = 0, 1  # enum libbpf_pin_type
 _INT_FIELDS = ("type", "max_entries", "map_flags", "key_size", "value_size", "numa_node",
                "pinning", "map_extra")
 
@@ -519,8 +520,10 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
         if which in sizes and f"{which}_size" in ints and sizes[which] != ints[f"{which}_size"]:
             raise ElfError(f"{where}: conflicting {which} sizes {sizes[which]} and "
                            f"{ints[which + '_size']}")
-    if ints.get("pinning", 0):
-        raise ElfError(f"{where}: pinning is not supported")
+    # LIBBPF_PIN_BY_NAME asks the loader to share the map through bpffs; vxdp creates a
+    # program's maps with the program, so it is ignored (stock xdp-tools objects set it)
+    if ints.get("pinning", 0) not in (LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME):
+        raise ElfError(f"{where}: invalid pinning value {ints['pinning']}")
     if ints.get("map_extra", 0):
         raise ElfError(f"{where}: map_extra is not supported")
     if "type" not in ints:
