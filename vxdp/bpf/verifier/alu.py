@@ -74,6 +74,9 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             raise Reject(f"invalid shift {insn.imm}")
         sreg = const(insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF)
     if dreg.is_pointer or sreg.is_pointer:
+        if insn.source == Src.X and dreg.is_pointer != sreg.is_pointer:
+            # the pointer's offset is the scalar's value from now on
+            env.mark_precise(state, insn.src if dreg.is_pointer else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
     signed_op = op in (AluOp.DIV, AluOp.MOD) and insn.off == 1

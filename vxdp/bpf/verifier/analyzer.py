@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from vxdp.bpf.btf import Btf, FuncProto, func_proto, parse_btf
 from vxdp.bpf.isa import (
@@ -39,25 +39,10 @@ from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune, stacklive
 from vxdp.bpf.verifier.alu import check_alu, read_reg
 from vxdp.bpf.verifier.branch import check_cond_jmp
+from vxdp.bpf.verifier.precision import Checkpoint, Hist, backtrack, jump_links, propagate
 from vxdp.bpf.verifier.report import Log, VerifierReport
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
-
-
-@dataclass(eq=False)
-class Checkpoint:
-    pc: int
-    state: State
-    key: object
-    parent: Checkpoint | None
-    branches: int = 1
-    hits: int = 0
-    misses: int = 0
-    # stack liveness, the kernel's way: slots (per frame index) that some path from here
-    # read before overwriting them whole, and the slots overwritten whole on the way here
-    # from the previous checkpoint (they screen a read from reaching further up)
-    reads: dict[int, int] = field(default_factory=dict)
-    written_before: tuple[int, ...] = ()
 
 
 class Analyzer:
@@ -67,7 +52,9 @@ class Analyzer:
         self.insns: list[Insn] = decode(program.insns)
         self.env = Env(program, self.insns, profile, privileged)
         self.env.read_hook = self._mark_read
+        self.env.precise_hook = self._mark_precise
         self.cur_parent: Checkpoint | None = None
+        self.hist: Hist = None  # the current path's instructions since cur_parent
         self.log = Log(self.insns, log_level, program.maps)
         self.limit = complexity_limit
         self.processed = 0
@@ -175,40 +162,51 @@ class Analyzer:
                               f"its prototype")
 
     def _walk_from(self, pc: int, state: State) -> None:
-        pending: list[tuple[int, State, Checkpoint | None]] = [(pc, state, None)]
+        pending: list[Pending] = [(pc, state, None, None)]
         while pending:
-            pc, state, parent = pending.pop()
-            self._path(pc, state, parent, pending)
+            pc, state, parent, hist = pending.pop()
+            self._path(pc, state, parent, hist, pending)
 
-    def _path(self, pc: int, state: State, parent: Checkpoint | None,
-              pending: list[tuple[int, State, Checkpoint | None]]) -> None:
+    def _path(self, pc: int, state: State, parent: Checkpoint | None, hist: Hist,
+              pending: list[Pending]) -> None:
         insns = self.insns
+        env = self.env
+        self.hist = hist
         while True:
             self.processed += 1
             if self.processed > self.limit:
                 raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
                                 f"insn", False)
+            self.cur_parent = parent
             if pc in self.prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
                 if hit:
                     self._finish(parent)
                     return
-            self.env.pc = pc
-            self.env.frames_alive = len(state.frames)
+            env.pc = pc
+            env.frames_alive = len(state.frames)
+            env.aux = None
             self.cur_parent = parent
             self.log.insn(pc, state)
             insn = insns[pc]
+            depth = len(state.frames) - 1
             try:
                 nxt = self._step(pc, insn, state, parent, pending)
             except Reject as exc:
                 raise _Rejected(pc, str(exc), True) from None
+            self.hist = (pc, depth, env.aux, self.hist)
             if nxt is None:
                 self._finish(parent)
                 return
             pc = nxt
 
+    def _mark_precise(self, regs: set[tuple[int, int]], slots: set[tuple[int, int]]) -> None:
+        """A decision at the current instruction needed these values: mark where they came
+        from precise, up the path's checkpoints."""
+        backtrack(self.insns, self.hist, self.cur_parent, regs, slots)
+
     def _step(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
-              pending: list[tuple[int, State, Checkpoint | None]]) -> int | None:
+              pending: list[Pending]) -> int | None:
         cls = insn.cls
         if cls in (Cls.ALU, Cls.ALU64):
             check_alu(self.env, state, insn)
@@ -243,12 +241,14 @@ class Analyzer:
                 return calls.push_frame(self.env, state, pc, pc + insn.imm + 1)
             raise Reject("calling kernel functions is not supported by vxdp")
         self.jumps += 1
+        self.env.aux = jump_links(state, insn)
         fall, jump = check_cond_jmp(self.env, state, insn)
         target = pc + insn.off + 1
         if fall is not None and jump is not None:
             if parent is not None:
                 parent.branches += 1
-            pending.append((target, jump, parent))
+            depth = len(state.frames) - 1
+            pending.append((target, jump, parent, (pc, depth, self.env.aux, self.hist)))
             return pc + 1
         if jump is not None:
             _adopt(state, jump)
@@ -355,14 +355,16 @@ class Analyzer:
             for cp in done:
                 if not hit and (cp.key == key or prune.subsumes(
                         cp.state, cleaned, live, self.env.allow_uninit_stack,
-                        slots & cp.reads.get(top, 0))):
+                        slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
                     hit = True
-                    # this path's future is the old one's: so are its stack reads
+                    # this path's future is the old one's: so are its stack reads and
+                    # the values it depended on
                     self.cur_parent = parent
                     for frame, mask in cp.reads.items():
                         if frame <= top:
                             self._mark_read(state, frame, mask)
+                    propagate(self.insns, cp, state, self.hist, parent)
                 elif not hit:
                     cp.misses += 1
                     # the kernel's eviction: a state that rarely prunes is not worth keeping
@@ -378,8 +380,9 @@ class Analyzer:
         if not new_cp:
             return False, parent
         self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
-        cp = Checkpoint(pc, cleaned, key, parent,
+        cp = Checkpoint(pc, cleaned, key, parent, self.hist,
                         written_before=tuple(f.written for f in state.frames))
+        self.hist = None
         for f in state.frames:
             f.written = 0
         bucket = self.in_progress.setdefault(pc, {})
@@ -389,6 +392,14 @@ class Analyzer:
         self.peak_states = max(self.peak_states, self.cur_states)
         self.per_insn[pc] = self.per_insn.get(pc, 0) + 1
         return False, cp
+
+    def _precision(self, cp: Checkpoint) -> tuple[set[tuple[int, int]] | None,
+                                                  set[tuple[int, int]] | None]:
+        """The scalars of `cp` pruning must compare: those some path needed; every one
+        for unprivileged programs (the kernel starts their scalars precise)."""
+        if not self.env.privileged:
+            return None, None
+        return cp.precise, cp.precise_slots
 
     def _mark_read(self, state: State, frame: int, mask: int) -> None:
         """A path read these slots of a frame: every checkpoint up the path learns it,
@@ -415,6 +426,7 @@ class Analyzer:
             if not bucket[cp.key]:
                 del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
+            cp.hist = None  # no path will backtrack through it again
             self.cur_states -= 1  # states still being proved: the kernel's peak_states
             cp = cp.parent
 
@@ -453,6 +465,9 @@ def _adopt(state: State, other: State) -> None:
     if other is not state:
         state.frames = other.frames
         state.refs = other.refs
+
+
+Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 
 
 class _Rejected(Exception):

@@ -45,10 +45,16 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
         if dreg.is_pointer and not env.allow_ptr_leaks and not _zero(sreg):
             raise Reject(f"R{insn.dst} pointer comparison prohibited")
     if dreg.is_scalar and sreg.is_scalar:
-        return _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
+        fall, jump = _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
+        if fall is None or jump is None:  # decided by the values: they matter
+            env.mark_precise(state, *([insn.dst] if src_regno is None
+                                      else [insn.dst, src_regno]))
+        return fall, jump
     if bits == 64 and op in (JmpOp.JEQ, JmpOp.JNE):
         nullable, other = (dreg, sreg) if dreg.is_pointer else (sreg, dreg)
         if other.is_scalar and _zero(other):
+            if src_regno is not None:  # a NULL check because that register is 0
+                env.mark_precise(state, insn.src if dreg.is_pointer else insn.dst)
             return _null_branch(state, op, nullable)
     if dreg.is_pointer and sreg.is_pointer and bits == 64:
         return _pkt_branch(state, op, dreg, sreg)

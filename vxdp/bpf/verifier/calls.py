@@ -163,16 +163,22 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
             size_reg = _arg_reg(state, regno + 1)
             zero_ok = nxt in (Arg.CONST_SIZE_OR_ZERO, Arg.CONST_ALLOC_SIZE_OR_ZERO)
             size = _size_arg(regno + 1, size_reg, zero_ok)
+            env.mark_precise(state, regno + 1, *([regno] if null else []))
             if null:
                 if size:
                     raise _type_err(regno, reg, _MEM_EXPECTED)
                 continue
-            _mem_access(env, state, regno, reg, size, arg is Arg.PTR_TO_UNINIT_MEM, zero_ok)
+            write = arg is Arg.PTR_TO_UNINIT_MEM
+            # a memory/size pair is a read or a write (the kernel's words for its bounds)
+            _mem_access(env, state, regno, reg, size, write, zero_ok,
+                        stack_kind=memory.WRITE if write else memory.READ)
         elif arg in (Arg.CONST_SIZE, Arg.CONST_SIZE_OR_ZERO):
             _size_arg(regno, reg, arg is Arg.CONST_SIZE_OR_ZERO)
+            env.mark_precise(state, regno)
         elif arg is Arg.CONST_ALLOC_SIZE_OR_ZERO:
             if not (reg.is_scalar and reg.var.is_const):
                 raise Reject(f"R{regno} is not a known constant'")
+            env.mark_precise(state, regno)
         elif arg is Arg.PTR_TO_LONG:
             if reg.type not in (T.STACK, T.MAP_VALUE) or reg.maybe_null:
                 raise _type_err(regno, reg, "fp, map_value")
@@ -245,6 +251,7 @@ def call_global(env: Env, state: State, target: int) -> None:
         raise Reject(f"{exc}\nCaller passes invalid args into func#{index} "
                      f"('{proto.name}')") from None
     env.note(f"Func#{index} ('{proto.name}') is global and assumed valid.")
+    env.aux = "global"  # for backtracking: R0 is a value of its own, as a helper's
     env.callees.setdefault(state.cur.subprog, set()).add(target)
     env.called_globals.add(target)
     if target in env.changes_pkt_data:
@@ -270,6 +277,7 @@ def _check_global_arg(env: Env, state: State, i: int, param: FuncParam) -> None:
     if reg.is_scalar and reg.var.is_const and reg.var.value == 0:
         if not param.nullable:
             raise Reject(f"arg#{i} is expected to be non-NULL")
+        env.mark_precise(state, regno)
         return  # NULL is a valid argument
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")

@@ -194,8 +194,9 @@ def _write_bytes(state: State, frame: int, lo: int, hi: int, kind: B) -> None:
 
 
 def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: int,
-                value: Reg | None, imm: int | None) -> None:
-    """A store of `value` (a register) or `imm` (BPF_ST) through a stack pointer."""
+                value: Reg | None, imm: int | None, value_regno: int = -1) -> None:
+    """A store of `value` (register `value_regno`) or `imm` (BPF_ST) through a stack
+    pointer.  A spill records its slot for precision backtracking (`env.aux`)."""
     lo, hi = _stack_bounds(env, reg, regno, off, size, WRITE)
     frame = reg.frame
     if value is not None and value.type is T.STACK and frame != len(state.frames) - 1:
@@ -215,14 +216,18 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
             raise Reject("invalid size of register spill")
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
         f.written |= 1 << si
+        env.aux = (frame, si)
         return
     if value is None:
         value = const(imm if imm is not None else 0)
     if size == SLOT:
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
         f.written |= 1 << si
+        env.aux = (frame, si)
         return
     is_zero = value.var.is_const and value.var.value & ((1 << (size * 8)) - 1) == 0
+    if is_zero and value_regno >= 0:
+        env.mark_precise(state, value_regno)  # zero bytes stand for this register's value
     _write_bytes(state, frame, lo, hi, B.ZERO if is_zero else B.MISC)
     if bi == 0 and (value.var.is_const or value.var.umax < (1 << (size * 8))):
         # a narrow spill of a scalar that fits keeps its value for a fill of the same size,
@@ -233,6 +238,7 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
             kinds[i] = B.SPILL
         narrow = replace(value, var=value.var.cast(size), id=0)
         f.stack[si] = Slot(tuple(kinds), narrow)
+        env.aux = (frame, si)
 
 
 def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int) -> Reg:
@@ -254,8 +260,10 @@ def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int
             if s.spilled.is_pointer:
                 if size != SLOT:
                     raise Reject("invalid size of register fill")
+                env.aux = (frame, si)
                 return s.spilled
             if bi == spill_lo and size == spill_len:
+                env.aux = (frame, si)  # a fill: the value is the spilled register's
                 return s.spilled
     zero = all(k is B.ZERO for k in s.bytes[bi:bi + size])
     check_stack_initialized(env, state, frame, lo, hi, regno, READ)
@@ -276,6 +284,7 @@ def stack_const(env: Env, state: State, reg: Reg, size: int) -> int | None:
     sp = s.spilled
     if sp is not None and sp.is_scalar and sp.var.is_const and all(k is B.SPILL for k in kinds):
         start = s.bytes.index(B.SPILL)
+        env.mark_slot_precise(reg.frame, si)  # the decision rests on this constant
         return (sp.var.value >> ((bi - start) * 8)) & ((1 << (size * 8)) - 1)
     return None
 
@@ -359,7 +368,7 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
     if reg.type is T.STACK:
         if kind == READ:
             return stack_read(env, state, reg, regno, reg.off + insn_off, size)
-        stack_write(env, state, reg, regno, reg.off + insn_off, size, value, imm)
+        stack_write(env, state, reg, regno, reg.off + insn_off, size, value, imm, value_regno)
         return None
     raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
 

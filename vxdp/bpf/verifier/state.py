@@ -73,6 +73,15 @@ class Reg:
     mem_size: int = 0  # ring-buffer and global-argument memory
     ref: int = 0  # reference id a release helper must get back
     frame: int = 0  # stack pointers: the frame they point into
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash((self.type, self.var, self.off, self.id, self.map, self.range,
+                      self.maybe_null, self.mem_size, self.ref, self.frame)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @property
     def is_pointer(self) -> bool:
@@ -156,6 +165,14 @@ class Slot:
 
     bytes: tuple[B, ...] = (B.INVALID,) * SLOT
     spilled: Reg | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash((self.bytes, self.spilled)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def __str__(self) -> str:
         return self.text(())
@@ -266,6 +283,22 @@ class Env:
     called_globals: set[int] = field(default_factory=set)
     changes_pkt_data: frozenset[int] = frozenset()  # functions that may move the packet
     note_hook: Callable[[str], None] | None = None  # a line for the log (level 1)
+    # told which scalars (frame, regno) and spilled slots (frame, slot) a decision needed
+    precise_hook: Callable[[set[tuple[int, int]], set[tuple[int, int]]], None] | None = None
+    aux: object = None  # what the instruction being checked records for backtracking
+
+    def mark_precise(self, state: State, *regnos: int) -> None:
+        """The verdict depends on these registers' values (scalars only): mark_chain_precision."""
+        if self.precise_hook is None:
+            return
+        f = len(state.frames) - 1
+        regs = {(f, r) for r in regnos if state.regs[r].is_scalar}
+        if regs:
+            self.precise_hook(regs, set())
+
+    def mark_slot_precise(self, frame: int, slot: int) -> None:
+        if self.precise_hook is not None:
+            self.precise_hook(set(), {(frame, slot)})
 
     def note(self, line: str) -> None:
         if self.note_hook is not None:
