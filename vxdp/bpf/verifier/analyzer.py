@@ -38,6 +38,7 @@ from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune, stacklive
 from vxdp.bpf.verifier.alu import check_alu, read_reg
+from vxdp.bpf.verifier.arith import sext
 from vxdp.bpf.verifier.branch import check_cond_jmp
 from vxdp.bpf.verifier.precision import Checkpoint, Hist, backtrack, jump_links, propagate
 from vxdp.bpf.verifier.report import Log, VerifierReport
@@ -266,10 +267,7 @@ class Analyzer:
         assert val is not None
         if val.is_scalar:
             if insn.mode == Mode.MEMSX:
-                bits = size * 8
-                v = val.var.value & ((1 << bits) - 1)
-                val = scalar(Scalar.const(v - ((v >> (bits - 1)) << bits)) if val.var.is_const
-                             else Scalar.signed(size))
+                val = scalar(sext(val.var, size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val
         state.regs[insn.dst] = replace(val, id=0) if val.is_scalar else val
