@@ -57,7 +57,8 @@ _REDIRECT_MAPS = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
 
 HELPERS: dict[int, Helper] = {h.id: h for h in [
     Helper(1, "map_lookup_elem", (_A.CONST_MAP_PTR, _A.PTR_TO_MAP_KEY),
-           Ret.PTR_TO_MAP_VALUE_OR_NULL, _KV_MAPS | {MapType.DEVMAP, MapType.DEVMAP_HASH}),
+           Ret.PTR_TO_MAP_VALUE_OR_NULL,
+           _KV_MAPS | {MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.XSKMAP}),
     Helper(2, "map_update_elem",
            (_A.CONST_MAP_PTR, _A.PTR_TO_MAP_KEY, _A.PTR_TO_MAP_VALUE, _A.ANYTHING),
            Ret.INTEGER, _KV_MAPS),

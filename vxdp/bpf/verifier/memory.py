@@ -365,6 +365,13 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
             raise Reject(f"R{value_regno} leaks addr into mem")
         check_region(reg, regno, off, size, reg.mem_size)
         return scalar(Scalar.unsigned(size)) if kind == READ else None
+    if reg.type is T.XDP_SOCK:
+        # bpf_xdp_sock_is_valid_access: only the u32 queue_id, read whole
+        if kind != READ:
+            raise Reject(f"R{regno} cannot write into {reg.type_name()}")
+        if off != 0 or size != 4 or not reg.var.is_const or reg.var.value:
+            raise Reject(f"R{regno} invalid {reg.type_name()} access off={off} size={size}")
+        return scalar(Scalar.unsigned(4))
     if reg.type is T.STACK:
         if kind == READ:
             return stack_read(env, state, reg, regno, reg.off + insn_off, size)

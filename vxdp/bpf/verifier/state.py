@@ -18,6 +18,7 @@ check refuses, with the kernel's wording (the analyzer turns it into a report en
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -25,7 +26,7 @@ from enum import Enum
 from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
 from vxdp.bpf.profiles import Profile
-from vxdp.bpf.program import MapSpec, Program
+from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.bpf.verifier.scalar import Scalar
 
 STACK_SIZE = 512
@@ -49,6 +50,7 @@ class T(Enum):
     PACKET_END = "pkt_end"
     RINGBUF_MEM = "ringbuf_mem"
     MEM = "mem"  # a global function's pointer argument (PTR_TO_MEM of its BTF size)
+    XDP_SOCK = "xdp_sock"  # an XSKMAP lookup, NULL-checked: struct bpf_xdp_sock
 
     __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
 
@@ -318,6 +320,12 @@ class Env:
 
     def map_spec(self, index: int) -> MapSpec:
         return self.program.maps[index]
+
+    @functools.cached_property
+    def xsk_maps(self) -> frozenset[int]:
+        """Indices of the program's XSKMAPs (a lookup in one gives an xdp_sock)."""
+        return frozenset(i for i, m in enumerate(self.program.maps)
+                         if m.type is MapType.XSKMAP)
 
     @property
     def allow_ptr_leaks(self) -> bool:
