@@ -539,6 +539,100 @@ void vxdp_run_release_all(struct vxdp_run *r)
         ringbuf_release(r, (uint64_t)(uintptr_t)r->resv[0].lo, true);
 }
 
+/* ---------------------------------------------------------------- perf_event_output */
+
+#define BPF_F_INDEX_MASK 0xffffffffull
+#define BPF_F_CURRENT_CPU BPF_F_INDEX_MASK
+#define BPF_F_CTXLEN_MASK (0xfffffull << 32)
+
+static bool xdp_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
+{
+    if (a1 == (uint64_t)(uintptr_t)r->ctx_md)
+        return true;
+    vxdp_run_fail(r, -EINVAL, "%s at pc %u: r1 is not the context", helper, r->pc);
+    return false;
+}
+
+/* bpf_xdp_event_output (net/core/filter.c) into __bpf_perf_event_output: the record is
+ * the data, then the packet's first (flags >> 32) bytes.  Every slot of the map is taken
+ * to have a reader on the CPU of its index (as libbpf's perf_buffer opens them), so a
+ * write to another CPU's slot is -EOPNOTSUPP, as the kernel's oncpu check. */
+HELPER(h_perf_event_output)
+{
+    UNUSED_ARGS();
+    struct vxdp_map *m = xdp_ctx(r, a1, "perf_event_output") ?
+                         prog_map(r, a2, "perf_event_output") : NULL;
+    const void *data = m ? vxdp_mem_check(r, a4, a5, false) : NULL;
+    uint64_t pkt_len = (uint64_t)(r->data_end - r->data);
+    uint64_t ctx_len = (a3 & BPF_F_CTXLEN_MASK) >> 32, index = a3 & BPF_F_INDEX_MASK;
+    if (!data)
+        return 0;
+    if (vxdp_map_type(m) != VXDP_MAP_PERF_EVENT_ARRAY) {
+        vxdp_run_fail(r, -EINVAL, "perf_event_output at pc %u: r2 is not a perf event array",
+                      r->pc);
+        return 0;
+    }
+    if (a3 & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK))
+        return (uint64_t)-EINVAL;
+    if (ctx_len > pkt_len)
+        return (uint64_t)-EFAULT;
+    if (index == BPF_F_CURRENT_CPU)
+        index = r->cpu;
+    return (uint64_t)(int64_t)vxdp_perf_output(m, index, r->cpu, data, a5, r->data, ctx_len);
+}
+
+/* ---------------------------------------------------------------- fib_lookup */
+
+#define BPF_FIB_LOOKUP_FLAGS 0x3full    /* DIRECT OUTPUT SKIP_NEIGH TBID SRC MARK */
+#define BPF_FIB_LKUP_RET_NOT_FWDED 4
+#define BPF_FIB_LKUP_RET_FWD_DISABLED 5
+#define FIB_AF_INET 2
+#define FIB_AF_INET6 10
+#define FIB_PARAMS_SIZE 64              /* sizeof(struct bpf_fib_lookup) */
+
+/* rt6_need_strict: multicast, link-local (fe80::/10) and loopback (::1) are never
+ * forwarded */
+static bool ipv6_strict(const uint8_t *a)
+{
+    static const uint8_t loopback[16] = {[15] = 1};
+    return a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+           !memcmp(a, loopback, 16);
+}
+
+/* bpf_xdp_fib_lookup on a host with no routes and forwarding disabled on every device:
+ * the parameter checks of net/core/filter.c, then bpf_ipv{4,6}_fib_lookup's first steps.
+ * The only device is the one the packet came in on (ctx->ingress_ifindex): any other
+ * ifindex is -ENODEV; on it forwarding is off, so the answer is
+ * BPF_FIB_LKUP_RET_FWD_DISABLED (IPv6 link-local, multicast and loopback addresses are
+ * BPF_FIB_LKUP_RET_NOT_FWDED before that).  The guest never sees host routes. */
+HELPER(h_fib_lookup)
+{
+    UNUSED_ARGS();
+    uint8_t *p = xdp_ctx(r, a1, "fib_lookup") ? vxdp_mem_check(r, a2, FIB_PARAMS_SIZE, true)
+                                              : NULL;
+    uint32_t ifindex;
+    if ((int64_t)(int32_t)a3 < FIB_PARAMS_SIZE)
+        return (uint64_t)-EINVAL;
+    if (!p)
+        return 0;
+    if ((uint32_t)a4 & ~BPF_FIB_LOOKUP_FLAGS)
+        return (uint64_t)-EINVAL;
+    memcpy(&ifindex, p + 8, 4);
+    switch (p[0]) {
+    case FIB_AF_INET:
+        break;
+    case FIB_AF_INET6:
+        if (ipv6_strict(p + 32) || ipv6_strict(p + 16))
+            return BPF_FIB_LKUP_RET_NOT_FWDED;
+        break;
+    default:
+        return (uint64_t)-EAFNOSUPPORT;
+    }
+    if (ifindex != r->ingress_ifindex)
+        return (uint64_t)-ENODEV;
+    return BPF_FIB_LKUP_RET_FWD_DISABLED;
+}
+
 /* ---------------------------------------------------------------- the XDP table */
 
 const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
@@ -551,11 +645,13 @@ const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
     [8] = h_get_smp_processor_id,
     /* 12, tail_call, is served by the interpreter itself */
     [23] = vxdp_h_redirect,
+    [25] = h_perf_event_output,
     [28] = h_csum_diff,
     [44] = vxdp_h_xdp_adjust_head,
     [51] = vxdp_h_redirect_map,
     [54] = vxdp_h_xdp_adjust_meta,
     [65] = vxdp_h_xdp_adjust_tail,
+    [69] = h_fib_lookup,
     [105] = h_strtol,
     [106] = h_strtoul,
     [118] = h_jiffies64,

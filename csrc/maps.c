@@ -1,6 +1,13 @@
 /*
  * BPF maps with the kernel's semantics (kernel/bpf/arraymap.c, hashtab.c, lpm_trie.c,
- * devmap.c, ringbuf.c, syscall.c), errno included.
+ * devmap.c, ringbuf.c, syscall.c, net/xdp/xskmap.c), errno included.
+ *
+ * Two kinds have no AF_XDP socket or perf event behind them here.  An XSKMAP slot holds the
+ * rx queue its "socket" is bound to (a u32 the user writes; the kernel takes a socket fd),
+ * and a program's lookup sees that queue as bpf_xdp_sock.queue_id.  A PERF_EVENT_ARRAY
+ * behaves as if a reader had opened every slot: bpf_perf_event_output's records go into one
+ * ring per map (the ringbuf's code, each record prefixed with its slot index), read back
+ * with vxdp_ringbuf_read.
  *
  * Every map keeps the values programs may point at in one arena (`values`), so the
  * interpreter's bounds check of a map value is two compares.  Hash maps preallocate their
@@ -58,7 +65,13 @@ static bool lru_evict(void *arg, uint32_t i);
 static bool is_array(uint32_t t)
 {
     return t == VXDP_MAP_ARRAY || t == VXDP_MAP_PERCPU_ARRAY || t == VXDP_MAP_PROG_ARRAY ||
-           t == VXDP_MAP_DEVMAP;
+           t == VXDP_MAP_DEVMAP || t == VXDP_MAP_XSKMAP;
+}
+
+/* Maps of records, not elements: the ringbuf and the perf event array. */
+static bool is_stream(uint32_t t)
+{
+    return t == VXDP_MAP_RINGBUF || t == VXDP_MAP_PERF_EVENT_ARRAY;
 }
 
 static bool is_hash(uint32_t t)
@@ -119,6 +132,11 @@ static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, ui
                              "and a power-of-2 page multiple as max_entries");
         return 0;
     }
+    if (type == VXDP_MAP_PERF_EVENT_ARRAY && (ks != 4 || vs != 4 || !max))
+        return vxdp_errf(err, errlen, -EINVAL, "perf event array needs key_size 4, "
+                         "value_size 4 and max_entries above 0");
+    if (type == VXDP_MAP_XSKMAP && (ks != 4 || vs != 4))   /* xsk_map_alloc */
+        return vxdp_errf(err, errlen, -EINVAL, "xskmap needs key_size 4, value_size 4");
     if (!max || !ks || !vs)
         return vxdp_errf(err, errlen, -EINVAL, "map needs key_size, value_size and "
                          "max_entries above 0");
@@ -152,8 +170,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     int rc;
 
     *out = NULL;
-    if (!is_array(type) && !is_hash(type) && type != VXDP_MAP_LPM_TRIE &&
-        type != VXDP_MAP_RINGBUF)
+    if (!is_array(type) && !is_hash(type) && type != VXDP_MAP_LPM_TRIE && !is_stream(type))
         return vxdp_errf(err, errlen, -EINVAL, "map type %u is not supported by the core",
                          type);
     rc = check_attrs(type, ks, vs, max, flags, err, errlen);
@@ -171,9 +188,9 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     m->ncpus = is_percpu(type) ? m->possible_cpus : 1;
     m->refcnt = 1;
     m->free_head = NIL;
-    if (type == VXDP_MAP_RINGBUF) {
-        m->rb_size = max;
-        m->rb = calloc(2, max);
+    if (is_stream(type)) {
+        m->rb_size = type == VXDP_MAP_RINGBUF ? max : VXDP_PERF_RING_SIZE;
+        m->rb = calloc(2, m->rb_size);
         if (!m->rb)
             goto nomem;
         *out = m;
@@ -199,7 +216,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     m->values = calloc(1, m->values_len);
     if (!m->values)
         goto nomem;
-    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP) {
+    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP || type == VXDP_MAP_XSKMAP) {
         m->present = calloc(max, 1);
         if (!m->present)
             goto nomem;
@@ -272,7 +289,7 @@ void vxdp_map_region(const struct vxdp_map *m, struct vxdp_map_region *out)
     out->lo = (uintptr_t)m->values;
     out->hi = (uintptr_t)m->values + m->values_len;
     out->writable = !(m->flags & VXDP_F_RDONLY_PROG) && m->type != VXDP_MAP_DEVMAP &&
-                    m->type != VXDP_MAP_DEVMAP_HASH;
+                    m->type != VXDP_MAP_DEVMAP_HASH && m->type != VXDP_MAP_XSKMAP;
 }
 
 /* Direct value access (BPF_PSEUDO_MAP_VALUE): single-element arrays only, as the kernel's
@@ -448,8 +465,8 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
                     char *err, size_t errlen)
 {
     uint32_t i;
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to look up");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to look up");
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "lookup needs %u values, got %u", m->ncpus,
                          cpu_values);
@@ -498,7 +515,11 @@ static int array_update(struct vxdp_map *m, const void *key, const uint8_t *valu
      * included, refuse BPF_NOEXIST (their elements always exist) and accept BPF_EXIST */
     if (m->type == VXDP_MAP_PROG_ARRAY && flags != BPF_ANY)
         return vxdp_errf(err, errlen, -EINVAL, "prog array updates take BPF_ANY only");
-    if (flags == BPF_NOEXIST)
+    if (m->type == VXDP_MAP_XSKMAP) {   /* xsk_map_update_elem: a slot may be empty */
+        int rc = check_flags(m->present[idx] ? idx : NIL, flags, err, errlen);
+        if (rc)
+            return rc;
+    } else if (flags == BPF_NOEXIST)
         return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
     if (m->type == VXDP_MAP_PROG_ARRAY) {
         uint32_t id;
@@ -601,8 +622,8 @@ static int update(struct vxdp_map *m, const void *key, const uint8_t *value, boo
 int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
                     uint32_t cpu_values, uint64_t flags, char *err, size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to update");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to update");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     if (cpu_values != m->ncpus)
@@ -619,7 +640,7 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
     if (m->present) {
         /* dev_map_delete_elem: EINVAL past the end, an empty slot is fine;
          * fd_array_map_delete_elem: E2BIG past the end, ENOENT for an empty slot */
-        bool devmap = m->type == VXDP_MAP_DEVMAP;
+        bool devmap = m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_XSKMAP;
         if (array_index(m, key, &i))
             return vxdp_errf(err, errlen, devmap ? -EINVAL : -E2BIG,
                              "index %u not below max_entries %u", i, m->max_entries);
@@ -650,8 +671,8 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
 
 int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to delete");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to delete");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     return delete(m, key, err, errlen);
@@ -660,8 +681,8 @@ int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errle
 int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err,
                       size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no keys");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no keys");
     if (is_array(m->type)) {
         /* array_map_get_next_key: every index, present or not; a bad key restarts */
         uint32_t idx = 0, n;
@@ -711,7 +732,7 @@ int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err
 void *vxdp_map_prog_lookup(struct vxdp_map *m, const void *key, uint32_t cpu)
 {
     uint32_t i;
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF)
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type))
         return NULL;
     i = find_slot(m, key, true);
     if (i == NIL)
@@ -722,7 +743,7 @@ void *vxdp_map_prog_lookup(struct vxdp_map *m, const void *key, uint32_t cpu)
 int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
                          uint64_t flags, uint32_t cpu)
 {
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
         m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
         return -EINVAL;
     return update(m, key, value, false, cpu, flags, NULL, 0);
@@ -730,7 +751,7 @@ int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
 
 int vxdp_map_prog_delete(struct vxdp_map *m, const void *key)
 {
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
         m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
         return -EINVAL;
     return delete(m, key, NULL, 0);
@@ -741,6 +762,38 @@ int vxdp_map_prog_array_get(struct vxdp_map *m, uint32_t index, uint32_t *prog_i
     if (m->type != VXDP_MAP_PROG_ARRAY || index >= m->max_entries || !m->present[index])
         return -ENOENT;
     memcpy(prog_id, slot_value(m, index, 0), 4);
+    return 0;
+}
+
+/* The queue an XSKMAP slot's socket is bound to, -ENOENT for an empty slot. */
+int vxdp_map_xsk_get(struct vxdp_map *m, uint32_t key, uint32_t *queue)
+{
+    if (m->type != VXDP_MAP_XSKMAP || key >= m->max_entries || !m->present[key])
+        return -ENOENT;
+    memcpy(queue, slot_value(m, key, 0), 4);
+    return 0;
+}
+
+/* __bpf_perf_event_output into slot `index` from `cpu`: the record is the index, then `a`
+ * and `b` (the program's data, then packet bytes).  Slot i's reader is on CPU i, so
+ * another CPU's slot is -EOPNOTSUPP; -ENOSPC when the ring is full (a lost record). */
+int vxdp_perf_output(struct vxdp_map *m, uint64_t index, uint32_t cpu, const void *a,
+                     uint64_t alen, const void *b, uint64_t blen)
+{
+    uint8_t *rec;
+    if (m->type != VXDP_MAP_PERF_EVENT_ARRAY)
+        return -EINVAL;
+    if (index >= m->max_entries)
+        return -E2BIG;
+    if (index != cpu)
+        return -EOPNOTSUPP;
+    rec = vxdp_ringbuf_reserve(m, 4 + alen + blen);
+    if (!rec)
+        return -ENOSPC;
+    memcpy(rec, &(uint32_t){(uint32_t)index}, 4);
+    memcpy(rec + 4, a, alen);
+    memcpy(rec + 4 + alen, b, blen);
+    vxdp_ringbuf_commit(m, rec, false);
     return 0;
 }
 
@@ -763,7 +816,7 @@ void *vxdp_ringbuf_reserve(struct vxdp_map *m, uint64_t size)
      * outstanding between consumer and producer */
     uint64_t len = (size + RB_HDR + 7) & ~7ull, off;
     uint32_t hdr[2];
-    if (m->type != VXDP_MAP_RINGBUF || size > RINGBUF_MAX_RECORD_SZ ||
+    if (!is_stream(m->type) || size > RINGBUF_MAX_RECORD_SZ ||
         size > m->rb_size - RB_HDR || len > m->rb_size ||
         m->prod + len - m->cons > m->rb_size - 1)
         return NULL;
@@ -793,7 +846,7 @@ void vxdp_ringbuf_commit(struct vxdp_map *m, void *sample, bool discard)
  * nothing consumed) when cap is too small. */
 int vxdp_ringbuf_read(struct vxdp_map *m, void *buf, size_t cap)
 {
-    if (m->type != VXDP_MAP_RINGBUF)
+    if (!is_stream(m->type))
         return -EINVAL;
     while (m->cons < m->prod) {
         uint64_t off = m->cons & (m->rb_size - 1), first;

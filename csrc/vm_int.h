@@ -201,6 +201,9 @@ int vxdp_map_prog_delete(struct vxdp_map *map, const void *key);
 uint32_t vxdp_map_key_size(const struct vxdp_map *map);
 int vxdp_map_prog_array_get(struct vxdp_map *map, uint32_t index, uint32_t *prog_id);
 int vxdp_map_devmap_get(struct vxdp_map *map, uint32_t key, uint32_t *ifindex);
+int vxdp_map_xsk_get(struct vxdp_map *map, uint32_t key, uint32_t *queue);
+int vxdp_perf_output(struct vxdp_map *map, uint64_t index, uint32_t cpu, const void *a,
+                     uint64_t alen, const void *b, uint64_t blen);
 void *vxdp_ringbuf_reserve(struct vxdp_map *map, uint64_t size);
 void vxdp_ringbuf_commit(struct vxdp_map *map, void *sample, bool discard);
 bool vxdp_map_rdonly_prog(const struct vxdp_map *map);

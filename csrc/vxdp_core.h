@@ -32,6 +32,8 @@
 #define VXDP_MAX_PROG_MAPS 64           /* MAX_USED_MAPS */
 #define VXDP_BRANCH_BUDGET (1u << 26)   /* taken backward jumps + calls per run (hang guard) */
 #define VXDP_MAX_RINGBUF_RESV 64        /* outstanding ringbuf reservations per run */
+#define VXDP_PERF_RING_SIZE (256u << 10) /* bytes of perf_event_output records a
+                                           PERF_EVENT_ARRAY keeps until they are read */
 #define VXDP_TRACE_BUF_SIZE (64u << 10) /* bytes of trace_printk output kept per env */
 
 /* XDP frame of BPF_PROG_TEST_RUN (net/bpf/test_run.c, bpf_prog_test_run_xdp) */
@@ -56,12 +58,14 @@
 #define VXDP_MAP_HASH 1
 #define VXDP_MAP_ARRAY 2
 #define VXDP_MAP_PROG_ARRAY 3
+#define VXDP_MAP_PERF_EVENT_ARRAY 4
 #define VXDP_MAP_PERCPU_HASH 5
 #define VXDP_MAP_PERCPU_ARRAY 6
 #define VXDP_MAP_LRU_HASH 9
 #define VXDP_MAP_LRU_PERCPU_HASH 10
 #define VXDP_MAP_LPM_TRIE 11
 #define VXDP_MAP_DEVMAP 14
+#define VXDP_MAP_XSKMAP 17
 #define VXDP_MAP_DEVMAP_HASH 25
 #define VXDP_MAP_RINGBUF 27
 

@@ -278,10 +278,18 @@ VXDP_HELPER_DECL(vxdp_h_redirect_map)
         if ((uint64_t)(uintptr_t)p->maps[i] == a1)
             m = p->maps[i];
     type = m ? vxdp_map_type(m) : 0;
-    if (type != VXDP_MAP_DEVMAP && type != VXDP_MAP_DEVMAP_HASH) {
-        vxdp_run_fail(r, -EINVAL, "redirect_map at pc %u: r1 is not a devmap of this program",
-                      r->pc);
+    if (type != VXDP_MAP_DEVMAP && type != VXDP_MAP_DEVMAP_HASH && type != VXDP_MAP_XSKMAP) {
+        vxdp_run_fail(r, -EINVAL, "redirect_map at pc %u: r1 is not a devmap or xskmap of "
+                      "this program", r->pc);
         return 0;
+    }
+    if (type == VXDP_MAP_XSKMAP) {
+        /* xsk_map_redirect: flags other than the action bits are XDP_ABORTED; a socket
+         * is no device, so no ifindex is recorded (vxdp has no AF_XDP sockets) */
+        uint32_t queue;
+        if (a3 & ~(uint64_t)3)
+            return XDP_ABORTED;
+        return vxdp_map_xsk_get(m, (uint32_t)a2, &queue) ? a3 & 3 : XDP_REDIRECT;
     }
     if (a3 & ~(uint64_t)(3 | BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS))
         return XDP_ABORTED;

@@ -35,7 +35,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -52,6 +52,7 @@ from vxdp.bpf.btf import (
     parse_btf,
     parse_map_def,
 )
+from vxdp.bpf.maps import possible_cpus
 from vxdp.bpf.program import (
     BPF_F_RDONLY_PROG,
     BPF_PSEUDO_CALL,
@@ -314,6 +315,9 @@ class _Loader:
                 self._data_map(sec)
 
     def _add_map(self, spec: MapSpec) -> int:
+        if spec.type == MapType.PERF_EVENT_ARRAY and not spec.max_entries:
+            # libbpf gives a perf event array without max_entries one slot per CPU
+            spec = replace(spec, max_entries=possible_cpus())
         self.maps.append(spec)
         return len(self.maps) - 1
 

@@ -24,6 +24,7 @@ class Arg(Enum):
     PTR_TO_MEM = "ARG_PTR_TO_MEM"  # read-only memory of the size given by the next arg
     PTR_TO_MEM_OR_NULL = "ARG_PTR_TO_MEM_OR_NULL"
     PTR_TO_UNINIT_MEM = "ARG_PTR_TO_UNINIT_MEM"  # written by the helper, size in next arg
+    PTR_TO_MEM_RW = "ARG_PTR_TO_MEM (writable)"  # the helper reads and writes it (fib_lookup)
     CONST_SIZE = "ARG_CONST_SIZE"
     CONST_SIZE_OR_ZERO = "ARG_CONST_SIZE_OR_ZERO"
     CONST_ALLOC_SIZE_OR_ZERO = "ARG_CONST_ALLOC_SIZE_OR_ZERO"
@@ -48,6 +49,9 @@ class Helper:
     map_types: frozenset[MapType] | None = None
     xdp: bool = True  # callable from XDP programs (and implemented by the C core)
     gpl_only: bool = False
+    # answers from the host's own state (routes, devices): never for an offloaded guest
+    # program (the RFC discussion's objection to fib_lookup), whatever a profile says
+    host_state: bool = False
 
 
 _A = Arg
@@ -72,6 +76,9 @@ HELPERS: dict[int, Helper] = {h.id: h for h in [
     Helper(12, "tail_call", (_A.PTR_TO_CTX, _A.CONST_MAP_PTR, _A.ANYTHING), Ret.VOID,
            frozenset({MapType.PROG_ARRAY})),
     Helper(23, "redirect", (_A.ANYTHING, _A.ANYTHING), Ret.INTEGER),
+    Helper(25, "perf_event_output",
+           (_A.PTR_TO_CTX, _A.CONST_MAP_PTR, _A.ANYTHING, _A.PTR_TO_MEM, _A.CONST_SIZE_OR_ZERO),
+           Ret.INTEGER, frozenset({MapType.PERF_EVENT_ARRAY}), gpl_only=True),
     Helper(28, "csum_diff",
            (_A.PTR_TO_MEM_OR_NULL, _A.CONST_SIZE_OR_ZERO, _A.PTR_TO_MEM_OR_NULL,
             _A.CONST_SIZE_OR_ZERO, _A.ANYTHING), Ret.INTEGER),
@@ -81,6 +88,8 @@ HELPERS: dict[int, Helper] = {h.id: h for h in [
            _REDIRECT_MAPS),
     Helper(54, "xdp_adjust_meta", (_A.PTR_TO_CTX, _A.ANYTHING), Ret.INTEGER),
     Helper(65, "xdp_adjust_tail", (_A.PTR_TO_CTX, _A.ANYTHING), Ret.INTEGER),
+    Helper(69, "fib_lookup", (_A.PTR_TO_CTX, _A.PTR_TO_MEM_RW, _A.CONST_SIZE, _A.ANYTHING),
+           Ret.INTEGER, gpl_only=True, host_state=True),
     Helper(105, "strtol", (_A.PTR_TO_MEM, _A.CONST_SIZE, _A.ANYTHING, _A.PTR_TO_LONG),
            Ret.INTEGER),
     Helper(106, "strtoul", (_A.PTR_TO_MEM, _A.CONST_SIZE, _A.ANYTHING, _A.PTR_TO_LONG),
@@ -105,6 +114,10 @@ HELPERS_BY_NAME: dict[str, Helper] = {h.name: h for h in HELPERS.values()}
 
 XDP_HELPER_IDS: frozenset[int] = frozenset(i for i, h in HELPERS.items() if h.xdp)
 """Every helper the C core runs for XDP programs (the `host` profile)."""
+
+HOST_STATE_HELPER_IDS: frozenset[int] = frozenset(i for i, h in HELPERS.items() if h.host_state)
+"""Helpers that read the host's own state (fib_lookup): for programs the host loads itself,
+never for an offload target."""
 
 RFC2019_HELPER_IDS: frozenset[int] = frozenset({1, 2, 3, 5, 7, 40, 44, 54, 65, 105, 106})
 """The helpers the 2019 RFC let an offloaded program call (patch 18/18)."""

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vxdp.bpf.maps import Map, MapValue
+from vxdp.bpf.maps import RECORD_MAP_TYPES, Map, MapValue
 from vxdp.bpf.program import ARRAY_MAP_TYPES, BPF_ANY, MapType
 from vxdp.errors import MapError, UsageError
 
@@ -37,16 +37,27 @@ def value_hex(value: MapValue) -> str | list[str]:
 
 
 def dump_map(m: Map) -> dict[str, Any]:
-    items = list(m.items())
-    if m.spec.type not in ARRAY_MAP_TYPES:
-        items.sort(key=lambda kv: kv[0])  # hash order is each engine's own: sort by key
-    return {
+    """A map as map JSON; a RINGBUF or PERF_EVENT_ARRAY has no entries but `records`
+    (taken from the map: hex of each ringbuf record, {cpu, data} for each perf event
+    record), left out where the engine cannot read them (the kernel's)."""
+    out: dict[str, Any] = {
         "type": type_name(m.spec.type),
         "key_size": m.spec.key_size,
         "value_size": m.spec.value_size,
         "max_entries": m.spec.max_entries,
-        "entries": [{"key": k.hex(), "value": value_hex(v)} for k, v in items],
+        "entries": [],
     }
+    if m.spec.type in RECORD_MAP_TYPES:
+        recs = m.records()
+        if recs is not None:
+            out["records"] = [data.hex() if slot is None else {"cpu": slot, "data": data.hex()}
+                              for slot, data in recs]
+        return out
+    items = list(m.items())
+    if m.spec.type not in ARRAY_MAP_TYPES:
+        items.sort(key=lambda kv: kv[0])  # hash order is each engine's own: sort by key
+    out["entries"] = [{"key": k.hex(), "value": value_hex(v)} for k, v in items]
+    return out
 
 
 def dump_maps(maps: Iterable[Map]) -> dict[str, dict[str, Any]]:

@@ -21,10 +21,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-from vxdp.bpf.program import BPF_ANY, MapSpec
+from vxdp.bpf.program import BPF_ANY, MapSpec, MapType
 from vxdp.errors import MapError
 
 MapValue = bytes | list[bytes]
+# maps of records rather than elements: no keys to walk, records to read
+RECORD_MAP_TYPES = frozenset({MapType.RINGBUF, MapType.PERF_EVENT_ARRAY})
 
 
 @functools.cache
@@ -98,6 +100,11 @@ class Map(ABC):
             if len(v) != self.spec.value_size:
                 raise MapError(f"map {self.name!r}: value is {len(v)} bytes, "
                                f"value_size is {self.spec.value_size}", errno.EINVAL)
+
+    def records(self) -> list[tuple[int | None, bytes]] | None:
+        """Take the records a RINGBUF (slot None) or PERF_EVENT_ARRAY (the slot written)
+        holds, oldest first; None where this engine cannot read them."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most maps own nothing
         """Release what the map holds (a kernel fd); the default owns nothing."""

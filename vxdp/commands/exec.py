@@ -9,7 +9,9 @@ the next, as on a NIC.  `--maps-in` seeds the maps before the first packet (map 
 
 Output: with `-j`, one JSON object per packet, {index, retval, action, len, data_hex}, with
 `action` the kernel's name (`XDP_PASS`...) or null when the program returned something that
-is not an XDP action, then one final {"maps": {...}}.  Without `-j`, a table and a summary.
+is not an XDP action, then one final {"maps": {...}}, where a ringbuf or perf event array
+has the `records` the run left in it (vxdp.bpf.mapjson).  Without `-j`, a table and a
+summary.
 
 `--out` writes the packets that leave the program alive: those it answered XDP_PASS,
 XDP_TX or XDP_REDIRECT, with their bytes as the program left them and their original
@@ -113,5 +115,8 @@ def _print_table(name: str, engine: str, results: list[XdpResult],
     summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
     out.write(f"{len(results)} packets through {name} ({engine}): {summary or 'none'}\n")
     for mname, m in maps.items():
+        if "records" in m:  # a ringbuf or perf event array: what the program wrote
+            out.write(f"map {mname}: {m['type']}, {len(m['records'])} records\n")
+            continue
         out.write(f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} "
                   f"entries\n")

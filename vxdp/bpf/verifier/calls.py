@@ -41,6 +41,10 @@ _MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF
 _MEM_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
 
 
+# a memory argument is checked as a read, or (writable memory) as a write, as the kernel
+_MEM_ACCESSES = {Arg.PTR_TO_UNINIT_MEM: (True,), Arg.PTR_TO_MEM_RW: (True,)}
+
+
 def helper_name(hid: int) -> str:
     h = HELPERS.get(hid)
     return f"bpf_{h.name}#{hid}" if h else f"unknown#{hid}"
@@ -155,7 +159,8 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
             if reg.type is not T.CTX:
                 raise _type_err(regno, reg, "ctx")
             memory.check_ctx_ptr(reg, regno)
-        elif arg in (Arg.PTR_TO_MEM, Arg.PTR_TO_MEM_OR_NULL, Arg.PTR_TO_UNINIT_MEM):
+        elif arg in (Arg.PTR_TO_MEM, Arg.PTR_TO_MEM_OR_NULL, Arg.PTR_TO_UNINIT_MEM,
+                     Arg.PTR_TO_MEM_RW):
             null = arg is Arg.PTR_TO_MEM_OR_NULL and reg.is_scalar and reg.var.is_const \
                 and reg.var.value == 0
             if not null and (reg.maybe_null or reg.type not in _MEM_TYPES):
@@ -168,10 +173,10 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
                 if size:
                     raise _type_err(regno, reg, _MEM_EXPECTED)
                 continue
-            write = arg is Arg.PTR_TO_UNINIT_MEM
             # a memory/size pair is a read or a write (the kernel's words for its bounds)
-            _mem_access(env, state, regno, reg, size, write, zero_ok,
-                        stack_kind=memory.WRITE if write else memory.READ)
+            for write in _MEM_ACCESSES.get(arg, (False,)):
+                _mem_access(env, state, regno, reg, size, write, zero_ok,
+                            stack_kind=memory.WRITE if write else memory.READ)
         elif arg in (Arg.CONST_SIZE, Arg.CONST_SIZE_OR_ZERO):
             _size_arg(regno, reg, arg is Arg.CONST_SIZE_OR_ZERO)
             env.mark_precise(state, regno)
