@@ -169,3 +169,28 @@ def test_out_keeps_nanosecond_timestamps(files, capsys):
     run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine("kernel"),
              "--out", str(out))
     assert [p.timestamp_ns for p in read_pcap(out)] == [1_000_000_007, 2_000_000_009]
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_ringbuf_and_perf_records_are_shown(tmp_path, capsys, engine):
+    # a ringbuf map has no elements to dump: exec used to fail on it ("get_next_key");
+    # its records, and a perf event array's, come with the final maps object
+    if reason := clang_unavailable():
+        pytest.skip(reason)
+    obj = compile_c(ROOT / "tests" / "vxdp" / "progs" / "xdp_ringbuf.c")
+    perf = compile_c(ROOT / "tests" / "vxdp" / "verifier" / "c" / "perf_fib_ok.c")
+    pcap = tmp_path / "in.pcap"
+    big = IPV4 + bytes(range(14))  # 74 bytes: the sample copies the first 64
+    write_pcap(pcap, [Packet(big, 1_000_000_000), Packet(ARP, 2_000_000_000)])
+    _, maps = run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine(engine))
+    samples = maps["samples"]
+    assert samples["type"] == "ringbuf" and samples["entries"] == []
+    first = bytes.fromhex(samples["records"][0])  # struct sample {len, ifindex, head[64]}
+    assert first[:8] == len(big).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    assert first[8:72] == big[:64]
+    _, maps = run_json(capsys, str(perf), "--pcap", str(pcap), "--engine", _engine(engine))
+    tag = (0x1122334455667788).to_bytes(8, "little")
+    assert maps["events"]["records"] == [{"cpu": 0, "data": (tag + big[:14]).hex()},
+                                         {"cpu": 0, "data": (tag + ARP[:14]).hex()}]
+    assert main(["exec", str(perf), "--pcap", str(pcap)]) == 0
+    assert "map events: perf_event_array, 2 records" in capsys.readouterr().out
