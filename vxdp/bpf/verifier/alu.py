@@ -166,7 +166,7 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
         res = replace(ptr, off=new_off)
     else:
         var = alu(op, ptr.var, off_reg.var, 64)
-        res = replace(ptr, var=var)
+        res = ptr.with_var(var)
         if ptr.type in PACKET_TYPES:  # a new variable part: re-learn the range
             res = replace(res, id=env.new_id(), range=0)
     _check_sane_offset(env, res, tname, False)

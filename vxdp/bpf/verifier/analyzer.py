@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import replace
 
 from vxdp.bpf.btf import Btf, FuncProto, func_proto, parse_btf
 from vxdp.bpf.isa import (
@@ -32,7 +31,6 @@ from vxdp.bpf.isa import (
     is_helper_call,
     is_pseudo_call,
     jump_target,
-    subprog_starts,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
@@ -111,17 +109,18 @@ class Analyzer:
             if spec.type not in profile.map_types:
                 raise _Rejected(0, f"map {spec.name!r} (#{i}): map type {spec.type.name} is "
                                 f"not offered by device profile {profile.name}", False)
-        problem = cfg.structural_problem(self.insns, self.env.privileged)
+        flow = cfg.Flow(self.insns)
+        problem = cfg.structural_problem(self.insns, self.env.privileged, flow)
         if problem is not None:
             raise _Rejected(problem[0], problem[1], False)
-        self.env.subprog_starts = subprog_starts(self.insns)
+        self.env.subprog_starts = flow.starts
         self.env.global_funcs = self._global_funcs()
         self.env.changes_pkt_data = cfg.funcs_changing_packet(self.insns,
-                                                              calls.CHANGES_PKT_DATA)
+                                                              calls.CHANGES_PKT_DATA, flow)
         self.env.note_hook = self.log.note
-        self.prune_points = cfg.prune_points(self.insns)
-        self.live = cfg.live_regs(self.insns)
-        self.stack_live = stacklive.live_slots(self.insns)
+        self.prune_points = cfg.prune_points(self.insns, flow)
+        self.live = cfg.live_regs(self.insns, flow)
+        self.stack_live = stacklive.live_slots(self.insns, flow)
 
     # -- the walk ----------------------------------------------------------------------
 
@@ -188,7 +187,8 @@ class Analyzer:
             env.frames_alive = len(state.frames)
             env.aux = None
             self.cur_parent = parent
-            self.log.insn(pc, state)
+            if self.log.level:
+                self.log.insn(pc, state)
             insn = insns[pc]
             depth = len(state.frames) - 1
             try:
@@ -270,7 +270,7 @@ class Analyzer:
                 val = scalar(sext(val.var, size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val
-        state.regs[insn.dst] = replace(val, id=0) if val.is_scalar else val
+        state.regs[insn.dst] = scalar(val.var) if val.is_scalar else val  # a fill: no link
 
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]

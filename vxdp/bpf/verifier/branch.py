@@ -96,9 +96,9 @@ def _refined(state: State, op: int, dst: int, src: int | None, dreg: Reg, sreg: 
 
 def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
     """Give the refined value to the register and to every copy sharing its id."""
-    state.regs[regno] = replace(old, var=value)
+    state.regs[regno] = old.with_var(value)
     if old.id:
-        state.map_regs(lambda r: replace(r, var=value)
+        state.map_regs(lambda r: r.with_var(value)
                        if r.type is T.SCALAR and r.id == old.id else None)
 
 

@@ -116,14 +116,19 @@ def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = Tru
         for regno in range(11):
             if fi == last and regno not in live and regno != 10:
                 continue
-            if not regsafe(fo.regs[regno], fc.regs[regno], ids,
-                           precise is None or (fi, regno) in precise):
+            ro, rc = fo.regs[regno], fc.regs[regno]
+            if ro is rc and not ro.id and not ro.ref:
+                continue  # the same register (states share them): safe, no id to map
+            if not regsafe(ro, rc, ids, precise is None or (fi, regno) in precise):
                 return False
         for si in fo.stack.keys() | fc.stack.keys():
             if fi == last and not live_slots >> si & 1:
                 continue  # no path from here reads this slot of the current frame
-            if not _slot_safe(fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT), ids,
-                              uninit_ok, precise_slots is None or (fi, si) in precise_slots):
+            so, sc = fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT)
+            if so is sc and (so.spilled is None or not (so.spilled.id or so.spilled.ref)):
+                continue
+            if not _slot_safe(so, sc, ids, uninit_ok,
+                              precise_slots is None or (fi, si) in precise_slots):
                 return False
     return True
 

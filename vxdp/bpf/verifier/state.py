@@ -89,6 +89,11 @@ class Reg:
     def is_pointer(self) -> bool:
         return self.type in POINTER_TYPES
 
+    def with_var(self, var: Scalar) -> Reg:
+        """This register with another value (variable part): dataclasses.replace, fast."""
+        return Reg(self.type, var, self.off, self.id, self.map, self.range, self.maybe_null,
+                   self.mem_size, self.ref, self.frame)
+
     @property
     def is_scalar(self) -> bool:
         return self.type is T.SCALAR
