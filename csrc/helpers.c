@@ -633,6 +633,40 @@ HELPER(h_fib_lookup)
     return BPF_FIB_LKUP_RET_FWD_DISABLED;
 }
 
+/* ---------------------------------------------------------------- bpf_loop */
+
+/* bpf_loop (kernel/bpf/bpf_iter.c): callback(i, ctx) for i = 0.. until it returns nonzero
+ * or nr_loops ran; returns the rounds run.  The callback is one the program named with an
+ * LD_IMM64 of a function (vm.c marks them at load); it runs in the frame below. */
+HELPER(h_loop)
+{
+    UNUSED_ARGS();
+    const struct vxdp_prog *p = r->prog;
+    uintptr_t fn = (uintptr_t)a2, base = (uintptr_t)p->insns;
+    uint32_t entry;
+    uint64_t i, ret = 0;
+    if (a4)
+        return (uint64_t)-EINVAL;
+    if (a1 > BPF_MAX_LOOPS)
+        return (uint64_t)-E2BIG;
+    entry = (uint32_t)((fn - base) / sizeof(struct bpf_insn));
+    if (fn < base || (fn - base) % sizeof(struct bpf_insn) || entry >= p->len ||
+        !p->callable[entry]) {
+        vxdp_run_fail(r, -EINVAL, "loop at pc %u: r2 is not a function of this program",
+                      r->pc);
+        return 0;
+    }
+    for (i = 0; i < a1; i++) {
+        uint32_t pc = r->pc;
+        if (vxdp_interp_callback(r, entry, i, a3, &ret))
+            return 0;   /* the run failed in the callback (r->fault says why) */
+        r->pc = pc;
+        if (ret)
+            return i + 1;
+    }
+    return i;
+}
+
 /* ---------------------------------------------------------------- the XDP table */
 
 const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
@@ -660,6 +694,7 @@ const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
     [131] = h_ringbuf_reserve,
     [132] = h_ringbuf_submit,
     [133] = h_ringbuf_discard,
+    [181] = h_loop,
     [188] = vxdp_h_xdp_get_buff_len,
     [189] = vxdp_h_xdp_load_bytes,
     [190] = vxdp_h_xdp_store_bytes,

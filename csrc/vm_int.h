@@ -83,6 +83,9 @@ struct bpf_insn {
 #define BPF_PSEUDO_MAP_FD 1
 #define BPF_PSEUDO_MAP_VALUE 2
 #define BPF_PSEUDO_CALL 1
+#define BPF_PSEUDO_FUNC 4
+#define BPF_FUNC_loop 181
+#define BPF_MAX_LOOPS (8u * 1024 * 1024)
 
 #define VXDP_HELPER_MAX 212   /* helper ids are below this (BPF_FUNC_xxx) */
 #define BPF_FUNC_tail_call 12
@@ -107,6 +110,7 @@ struct vxdp_prog {
     struct vxdp_map *maps[VXDP_MAX_PROG_MAPS];
     struct vxdp_map_region regions[VXDP_MAX_PROG_MAPS];   /* value arenas, fixed at load */
     const vxdp_helper_fn *helpers;   /* VXDP_HELPER_MAX entries, NULL = unknown */
+    uint8_t *callable;               /* per insn: an LD_IMM64 of a function names it */
     /* compiled code (vxdp.bpf.jit, jit_glue.c) run in place of the interpreter, or NULL */
     int (*jit)(struct vxdp_jit_ctx *c, uint32_t entry);
 };
@@ -144,6 +148,7 @@ struct vxdp_run {
     uint32_t ctx_md[6];
     int64_t redirect;
     uint32_t tail_calls;
+    uint32_t callbacks;              /* callbacks (bpf_loop) running now */
     uint32_t nresv;
     struct ringbuf_resv resv[VXDP_MAX_RINGBUF_RESV];
     uint8_t stack[VXDP_MAX_CALL_FRAMES * VXDP_STACK_SIZE] __attribute__((aligned(16)));
@@ -161,6 +166,10 @@ void *vxdp_memcpy(void *dst, const void *src, size_t n);
 
 /* vm.c */
 int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
+/* run the function at insn `entry` of the running program as a callback, in the frame
+ * below the current one (bpf_loop); the interpreter runs it even for compiled programs */
+int vxdp_interp_callback(struct vxdp_run *r, uint32_t entry, uint64_t r1, uint64_t r2,
+                         uint64_t *ret);
 struct vxdp_prog *vxdp_prog_by_id(uint32_t id);
 /* the interpreter's slow memory paths, shared with compiled code (jit_glue.c) */
 int vxdp_load_slow(struct vxdp_run *r, uint64_t addr, uint32_t size, bool sx, uint64_t *out);

@@ -169,3 +169,34 @@ def test_perf_event_output_refusals_follow_the_kernel(flags_asm: str, want: int)
         (res,) = eng.run_xdp([bytes(20)])
         assert eng.maps[0].records() == []
     assert res.retval == want & 0xFFFFFFFF
+
+
+LOOP_SOURCES = ["loop_callback_ok.c", "loop_callback_unrolled.c"]
+
+
+@pytest.mark.clang
+@pytest.mark.parametrize("source", LOOP_SOURCES)
+def test_bpf_loop_runs_the_same_on_every_engine(source: str) -> None:
+    # bpf_loop calls back into the program: the interpreter runs the callback (for the
+    # jit too) in the frame below; the kernel's answer is the reference where it runs
+    from pathlib import Path
+
+    from vxdp.bpf.clang import clang_unavailable, compile_c
+    from vxdp.bpf.elf import load_object
+    from vxdp.bpf.engine import ENGINES
+    from vxdp.bpf.kernel import kernel_unavailable
+    if reason := clang_unavailable():
+        pytest.skip(reason)
+    src = Path(__file__).parent / "verifier" / "c" / source
+    prog = next(iter(load_object(compile_c(src)).programs.values()))
+    pkt = bytes.fromhex("020000000001020000000002" "0800") + bytes(50)
+    answers = {}
+    for name in ("interp", "jit", "kernel"):
+        if name not in ENGINES or (name == "kernel" and kernel_unavailable()):
+            continue
+        with create_engine(name, prog) as eng:
+            answers[name] = [r.retval for q in (0, 0) for r in
+                             eng.run_xdp([pkt], rx_queue_index=q)]
+    assert len(set(map(tuple, answers.values()))) == 1, answers
+    assert answers["interp"] == {"loop_callback_ok.c": [3, 3],
+                                 "loop_callback_unrolled.c": [1, 1]}[source]

@@ -14,13 +14,15 @@ What is understood, as libbpf does it (tools/lib/bpf/libbpf.c):
   BPF_F_RDONLY_PROG; every program of the object shares the object's map list, so a map
   index means the same map in each of them (tail calls rely on this);
 * relocations: R_BPF_64_64 on LD_IMM64 (a map: BPF_PSEUDO_MAP_FD, imm = map index; global
-  data: BPF_PSEUDO_MAP_VALUE, second slot imm = symbol value + addend), R_BPF_64_32 on
+  data: BPF_PSEUDO_MAP_VALUE, second slot imm = symbol value + addend; a function, the
+  callback of bpf_loop: BPF_PSEUDO_FUNC, imm its offset, the function placed as a called
+  one), R_BPF_64_32 on
   bpf-to-bpf calls (global functions, and static ones through the section symbol plus imm);
   the `.text` functions a program calls are appended after it, as libbpf does, and the call
   offsets fixed.
 
-Everything else (externs/kfuncs, CO-RE relocations, function pointers, relocation types
-other than the two above) raises `ElfError` naming the section, symbol and relocation.
+Everything else (externs/kfuncs, CO-RE relocations, relocation types other than the two
+above) raises `ElfError` naming the section, symbol and relocation.
 
 Where vxdp differs from libbpf 1.x, on purpose: it still accepts `xdp/*` section names and
 the legacy `maps` section (libbpf 1.0 dropped both; older objects use them); it does not set
@@ -56,6 +58,7 @@ from vxdp.bpf.maps import possible_cpus
 from vxdp.bpf.program import (
     BPF_F_RDONLY_PROG,
     BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
     BPF_PSEUDO_KFUNC_CALL,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
@@ -471,7 +474,11 @@ class _Loader:
         elif rtype == R_BPF_64_64:
             if opcode != _LD_IMM64 or k + 1 >= func.size // INSN_SIZE:
                 raise ElfError(f"{where}: not a 16-byte ld_imm64 instruction")
-            self._set_map_ref(code, pc, regs, imm, sym, target_sec, where)
+            if target_sec.executable:  # a function's address: a callback (bpf_loop)
+                target = self._func_at(target_sec, sym.value + imm, where)
+                self._set_func_ref(code, pc, regs, target, func, placed)
+            else:
+                self._set_map_ref(code, pc, regs, imm, sym, target_sec, where)
         else:
             raise ElfError(f"{where}: relocation type not supported")
 
@@ -495,11 +502,18 @@ class _Loader:
             self._relocate(code, target, placed)
         struct.pack_into("<i", code, pc * INSN_SIZE + 4, placed[key] - (pc + 1))
 
+    def _set_func_ref(self, code: bytearray, pc: int, regs: int, target: _Func, caller: _Func,
+                      placed: dict[tuple[int, int], int]) -> None:
+        """LD_IMM64 of a function (BPF_PSEUDO_FUNC): placed like a called one, imm the
+        offset to it from the next instruction, as libbpf relocates a callback."""
+        self._set_call(code, pc, target, caller, placed)  # places it, sets imm
+        at = pc * INSN_SIZE
+        code[at + 1] = (regs & 0x0F) | (BPF_PSEUDO_FUNC << 4)
+        struct.pack_into("<i", code, at + INSN_SIZE + 4, 0)
+
     def _set_map_ref(self, code: bytearray, pc: int, regs: int, imm: int, sym: ElfSymbol,
                      sec: ElfSection, where: str) -> None:
         at = pc * INSN_SIZE
-        if sec.executable:
-            raise ElfError(f"{where}: function pointers (BPF_PSEUDO_FUNC) are not supported")
         if sec.index in self.data_map:
             index, src = self.data_map[sec.index], BPF_PSEUDO_MAP_VALUE
             offset = sym.value + imm

@@ -30,6 +30,8 @@ class Arg(Enum):
     CONST_ALLOC_SIZE_OR_ZERO = "ARG_CONST_ALLOC_SIZE_OR_ZERO"
     PTR_TO_LONG = "ARG_PTR_TO_LONG"  # 8 writable, aligned bytes (strtol's result)
     PTR_TO_RINGBUF_MEM = "ARG_PTR_TO_RINGBUF_MEM"  # a reservation, released by the call
+    PTR_TO_FUNC = "ARG_PTR_TO_FUNC"  # a callback: LD_IMM64 of a function (BPF_PSEUDO_FUNC)
+    PTR_TO_STACK_OR_NULL = "ARG_PTR_TO_STACK_OR_NULL"  # the callback's context
 
 
 class Ret(Enum):
@@ -103,6 +105,8 @@ HELPERS: dict[int, Helper] = {h.id: h for h in [
            Ret.PTR_TO_RINGBUF_MEM_OR_NULL, frozenset({MapType.RINGBUF})),
     Helper(132, "ringbuf_submit", (_A.PTR_TO_RINGBUF_MEM, _A.ANYTHING), Ret.VOID),
     Helper(133, "ringbuf_discard", (_A.PTR_TO_RINGBUF_MEM, _A.ANYTHING), Ret.VOID),
+    Helper(181, "loop", (_A.ANYTHING, _A.PTR_TO_FUNC, _A.PTR_TO_STACK_OR_NULL, _A.ANYTHING),
+           Ret.INTEGER),
     Helper(188, "xdp_get_buff_len", (_A.PTR_TO_CTX,), Ret.INTEGER),
     Helper(189, "xdp_load_bytes", (_A.PTR_TO_CTX, _A.ANYTHING, _A.PTR_TO_UNINIT_MEM,
                                    _A.CONST_SIZE), Ret.INTEGER),
@@ -111,6 +115,10 @@ HELPERS: dict[int, Helper] = {h.id: h for h in [
 ]}
 
 HELPERS_BY_NAME: dict[str, Helper] = {h.name: h for h in HELPERS.values()}
+
+CALLBACK_HELPER_IDS: frozenset[int] = frozenset({181})
+"""Helpers that call a callback of the program (bpf_loop): the callback is verified as a
+loop body, from the call, as often as it may run."""
 
 XDP_HELPER_IDS: frozenset[int] = frozenset(i for i, h in HELPERS.items() if h.xdp)
 """Every helper the C core runs for XDP programs (the `host` profile)."""

@@ -173,5 +173,7 @@ def test_kernel_verdict(case: dict[str, Any]) -> None:
     if reason:
         pytest.skip(reason)
     program = build(case)
-    ok, log = verify_in_kernel(program)
-    assert ("accept" if ok else "reject") == case["kernel"], log[-2000:]
+    ok, _ = verify_in_kernel(program, log_level=0)  # the log only to explain a mismatch
+    if ("accept" if ok else "reject") != case["kernel"]:
+        ok, log = verify_in_kernel(program)
+        assert ("accept" if ok else "reject") == case["kernel"], log[-2000:]

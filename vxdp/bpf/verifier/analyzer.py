@@ -17,6 +17,7 @@ import functools
 import time
 
 from vxdp.bpf.btf import Btf, FuncProto, func_proto, parse_btf
+from vxdp.bpf.helpers import CALLBACK_HELPER_IDS
 from vxdp.bpf.isa import (
     SIZE_BYTES,
     AtomicOp,
@@ -58,6 +59,7 @@ class Analyzer:
         self.limit = complexity_limit
         self.processed = 0
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
+        self.looping: dict[int, list[Checkpoint]] = {}  # callback call pc -> in progress
         self.complete: dict[int, list[Checkpoint]] = {}
         self.per_insn: dict[int, int] = {}
         self.jumps = 0
@@ -119,6 +121,8 @@ class Analyzer:
                                                               calls.CHANGES_PKT_DATA, flow)
         self.env.note_hook = self.log.note
         self.prune_points = cfg.prune_points(self.insns, flow)
+        self.callback_sites = {pc for pc in flow.pcs if is_helper_call(self.insns[pc])
+                               and self.insns[pc].imm in CALLBACK_HELPER_IDS}
         self.live = cfg.live_regs(self.insns, flow)
         self.stack_live = stacklive.live_slots(self.insns, flow)
 
@@ -231,11 +235,16 @@ class Analyzer:
         if op == JmpOp.EXIT:
             assert is_exit(insn)
             if len(state.frames) > 1:
+                if state.cur.in_callback:
+                    self.env.aux = "callback"  # back to the helper call, not after it
+                    return calls.pop_callback(self.env, state)
                 return calls.pop_frame(self.env, state)
             calls.check_exit(self.env, state)
             return None
         if op == JmpOp.CALL:
             if is_helper_call(insn):
+                if insn.imm in CALLBACK_HELPER_IDS:
+                    return self._callback_call(pc, insn, state, parent, pending)
                 calls.check_helper_call(self.env, state, insn, pc)
                 return pc + 1
             if is_pseudo_call(insn):
@@ -256,6 +265,24 @@ class Analyzer:
             return target
         assert fall is not None
         _adopt(state, fall)
+        return pc + 1
+
+    def _callback_call(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
+                       pending: list[Pending]) -> int:
+        """bpf_loop (the kernel's push_callback_call): the callback is verified as a loop
+        body from the call, as long as it may run again (fewer rounds on this path than
+        R1 may ask for); the caller goes on after the call as if it ran no more.  Coming
+        back to the call in a state an earlier round covers ends the loop (_checkpoint)."""
+        before = state.copy()
+        calls.check_helper_call(self.env, state, insn, pc)
+        self.env.mark_precise(before, 1, 4)  # the rounds, and the flags, decide
+        if before.cur.callback_depth < before.regs[1].var.umax:
+            cb = calls.callback_state(self.env, before, pc)
+            if parent is not None:
+                parent.branches += 1
+            depth = len(before.frames) - 1
+            pending.append((cb.cur.subprog, cb, parent, (pc, depth, "callback", self.hist)))
+        state.cur.callback_depth = 0
         return pc + 1
 
     # -- loads and stores --------------------------------------------------------------
@@ -325,8 +352,13 @@ class Analyzer:
             state.regs[insn.dst] = pointer(T.MAP_VALUE, map=idx, off=off)
             return
         if src == Pseudo.FUNC:
-            raise Reject("callback functions (ld_imm64 of a subprogram) are not supported "
-                         "by vxdp")
+            if not self.program.func_info:
+                raise Reject("missing btf func_info")  # the kernel needs BTF for callbacks
+            target = pc + insn.imm + 1
+            if target in self.env.global_funcs:
+                raise Reject("callback function not static")
+            state.regs[insn.dst] = pointer(T.FUNC, off=target)
+            return
         raise Reject("kernel BTF objects (ld_imm64 of a BTF id) are not supported by vxdp")
 
     # -- pruning -----------------------------------------------------------------------
@@ -338,11 +370,17 @@ class Analyzer:
         top = len(state.frames) - 1
         done = self.complete.get(pc)
         running = self.in_progress.get(pc)
-        new_cp = self.processed - self.last_cp_insn >= 8 and self.jumps - self.last_cp_jumps >= 2
+        callback_site = pc in self.callback_sites
+        # a callback's loop converges on the states kept at its call: keep every one (the
+        # kernel's forced checkpoint at callback call sites)
+        new_cp = callback_site or (self.processed - self.last_cp_insn >= 8
+                                   and self.jumps - self.last_cp_jumps >= 2)
         if not (done or running or new_cp):
             return False, parent
         cleaned = prune.clean(state, live, slots)
         key = prune.state_key(cleaned)
+        if callback_site and self._converged(pc, cleaned, key, live, slots, state, parent):
+            return True, parent
         # Incomplete checkpoints are exactly the current path's ancestors (the walk is
         # depth-first), so meeting one again in exactly this state is an infinite loop.
         if running and key in running:
@@ -385,11 +423,33 @@ class Analyzer:
             f.written = 0
         bucket = self.in_progress.setdefault(pc, {})
         bucket[key] = bucket.get(key, 0) + 1
+        if callback_site:
+            self.looping.setdefault(pc, []).append(cp)
         self.total_states += 1
         self.cur_states += 1
         self.peak_states = max(self.peak_states, self.cur_states)
         self.per_insn[pc] = self.per_insn.get(pc, 0) + 1
         return False, cp
+
+    def _converged(self, pc: int, cleaned: State, key: object, live: frozenset[int],
+                   slots: int, state: State, parent: Checkpoint | None) -> bool:
+        """Back at a callback's helper call in a state an earlier round on this path
+        covers (every scalar compared, precise or not: the kernel's RANGE_WITHIN): that
+        round goes on to explore all this one would, so this path ends.  Its scalars are
+        marked precise on this path (all of them: the round's own marks are not final)."""
+        # the latest rounds only: a loop whose state grows every round would otherwise be
+        # compared with every earlier round (fewer candidates: less pruning, never unsound)
+        for cp in reversed(self.looping.get(pc, [])[-LOOP_CANDIDATES:]):
+            if cp.key == key or prune.subsumes(cp.state, cleaned, live,
+                                               self.env.allow_uninit_stack, slots):
+                regs = {(fi, r) for fi, _, r, reg in cp.state.all_regs()
+                        if r >= 0 and reg.is_scalar}
+                spills = {(fi, si) for fi, si, _, reg in cp.state.all_regs()
+                          if si is not None and reg.is_scalar}
+                backtrack(self.insns, self.hist, parent, regs, spills)
+                self.log.note(f"{pc}: safe (the callback's loop converged)")
+                return True
+        return False
 
     def _precision(self, cp: Checkpoint) -> tuple[set[tuple[int, int]] | None,
                                                   set[tuple[int, int]] | None]:
@@ -425,6 +485,8 @@ class Analyzer:
                 del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
             cp.hist = None  # no path will backtrack through it again
+            if cp.pc in self.looping:
+                self.looping[cp.pc].remove(cp)
             self.cur_states -= 1  # states still being proved: the kernel's peak_states
             cp = cp.parent
 
@@ -465,6 +527,7 @@ def _adopt(state: State, other: State) -> None:
         state.refs = other.refs
 
 
+LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 
 

@@ -106,6 +106,9 @@ def check_helper_call(env: Env, state: State, insn: Insn, pc: int) -> None:
     if not env.profile.allows_helper(hid):
         raise Reject(f"program of this type cannot use helper {helper_name(hid)} "
                      f"(not offered by device profile {env.profile.name})")
+    if hid == 12 and any(f.in_callback for f in state.frames):
+        # the kernel fails on it ("verifier bug: callback unexpected regs 1", EFAULT)
+        raise Reject("bpf_tail_call is not allowed in a callback")
     if helper.gpl_only and not env.program.gpl_compatible:
         raise Reject("cannot call GPL-restricted function from non-GPL compatible program")
     map_index = _check_args(env, state, helper)
@@ -189,6 +192,15 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
                 raise _type_err(regno, reg, "fp, map_value")
             _mem_access(env, state, regno, reg, 8, write=True, zero_ok=False)
             memory.check_alignment(reg, 0, 8)
+        elif arg is Arg.PTR_TO_FUNC:
+            if reg.type is not T.FUNC:
+                raise _type_err(regno, reg, "func")
+        elif arg is Arg.PTR_TO_STACK_OR_NULL:
+            if reg.type is not T.STACK and not (reg.is_scalar and reg.var.is_const
+                                                and reg.var.value == 0):
+                raise _type_err(regno, reg, "fp")
+            if reg.is_scalar:
+                env.mark_precise(state, regno)
         elif arg is Arg.PTR_TO_RINGBUF_MEM:
             if reg.type is not T.RINGBUF_MEM or reg.maybe_null:
                 raise _type_err(regno, reg, "ringbuf_mem")
@@ -333,6 +345,46 @@ def push_frame(env: Env, state: State, pc: int, target: int) -> int:
     return target
 
 
+def callback_state(env: Env, state: State, pc: int) -> State:
+    """The state a bpf_loop callback starts in (set_loop_callback_state): a copy of the
+    caller's at the call, R1 the index (any scalar), R2 the caller's R3, a new frame; its
+    exit comes back to the call (`pop_callback`)."""
+    if len(state.frames) >= MAX_CALL_FRAMES:
+        raise Reject(f"the call stack of {len(state.frames) + 1} frames is too deep !")
+    cb = state.copy()
+    caller = cb.cur
+    target = caller.regs[2].off
+    regs = [NOT_INIT] * 11
+    regs[1] = scalar()
+    regs[2] = caller.regs[3]
+    regs[FP] = pointer(T.STACK, frame=len(cb.frames))
+    caller.callback_depth += 1
+    cb.frames.append(Frame(regs, {}, callsite=pc, subprog=target, in_callback=True))
+    env.callees.setdefault(caller.subprog, set()).add(target)
+    return cb
+
+
+def pop_callback(env: Env, state: State) -> int:
+    """A callback's exit: R0 must be 0 (go on) or 1 (stop); back to the helper call, which
+    runs again with the caller's state as the callback left it."""
+    callee = state.frames[-1]
+    r0 = callee.regs[0]
+    if r0.type is T.NOT_INIT:
+        raise Reject("R0 !read_ok")
+    if not r0.is_scalar:
+        raise Reject("R0 not a scalar value")
+    env.mark_precise(state, 0)
+    v = r0.var
+    if v.umin > 1 or v.umax > 1:
+        value = ("unknown scalar value" if v.var_off.is_unknown
+                 else f"smin={v.smin} smax={v.smax}")
+        raise Reject(f"At callback return the register R0 has {value} should have been "
+                     f"in [0, 1]")
+    _record_depth(env, callee)
+    state.frames.pop()
+    return callee.callsite
+
+
 def pop_frame(env: Env, state: State) -> int:
     """The callee's exit: returns the pc to continue at."""
     callee = state.frames[-1]
@@ -372,5 +424,5 @@ def alloc_size(state: State) -> int:
     return to_s64(reg.var.value) if reg.is_scalar and reg.var.is_const else 0
 
 
-__all__ = ["CHANGES_PKT_DATA", "alloc_size", "check_exit", "check_helper_call",
-           "helper_name", "pop_frame", "push_frame"]
+__all__ = ["CHANGES_PKT_DATA", "alloc_size", "callback_state", "check_exit",
+           "check_helper_call", "helper_name", "pop_callback", "pop_frame", "push_frame"]

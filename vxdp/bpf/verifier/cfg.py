@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vxdp.bpf.helpers import HELPERS
+from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
     AtomicOp,
     Cls,
@@ -76,7 +76,7 @@ def structural_problem(insns: Sequence[Insn], privileged: bool,
     starts = [0]
     callees = set()
     for pc in flow.pcs:
-        if is_pseudo_call(insns[pc]):
+        if is_pseudo_call(insns[pc]) or is_pseudo_func(insns[pc]):
             callees.add(pc + insns[pc].imm + 1)
     starts.extend(sorted(callees))
     for start in starts:
@@ -122,6 +122,8 @@ def prune_points(insns: Sequence[Insn], flow: Flow | None = None) -> set[int]:
                 points.add(pc + 1)
         elif insn.opcode == 0x85:
             points.add(pc + 1)
+            if is_helper_call(insn) and insn.imm in CALLBACK_HELPER_IDS:
+                points.add(pc)  # a callback comes back here: where its loop converges
     return points
 
 

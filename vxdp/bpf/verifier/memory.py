@@ -265,6 +265,11 @@ def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int
             if bi == spill_lo and size == spill_len:
                 env.aux = (frame, si)  # a fill: the value is the spilled register's
                 return s.spilled
+            if bi == spill_lo == 0 and size < spill_len:
+                # a narrow fill from the start of a wider spill keeps what the value's low
+                # bytes can be (the kernel's bpf_stack_narrow_access_ok and coercion)
+                env.aux = (frame, si)
+                return scalar(s.spilled.var.cast(size))
     zero = all(k is B.ZERO for k in s.bytes[bi:bi + size])
     check_stack_initialized(env, state, frame, lo, hi, regno, READ)
     return const(0) if zero else scalar()

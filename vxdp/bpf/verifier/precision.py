@@ -72,6 +72,14 @@ def _back_alu(insn: Insn, f: int, regs: set[RegKey]) -> None:
 
 def _back_call(insn: Insn, f: int, aux: object, regs: set[RegKey],
                slots: set[SlotKey]) -> None:
+    if aux == "callback":
+        # into a callback from the helper call: its R2 was the caller's R3, its R1 a
+        # fresh index; the caller's frame went on untouched
+        moved = {(f, 3)} if (f + 1, 2) in regs else set()
+        regs.difference_update({k for k in regs if k[0] > f})
+        slots.difference_update({k for k in slots if k[0] > f})
+        regs.update(moved)
+        return
     if is_helper_call(insn) or aux == "global":
         for r in range(6):  # R0 is the helper's (or global function's) own; R1-R5 died
             regs.discard((f, r))
@@ -115,8 +123,9 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
     elif insn.op == JmpOp.CALL:
         _back_call(insn, f, aux, regs, slots)
     elif insn.op == JmpOp.EXIT:
-        # a function returning to its caller (depth f - 1): R0 came from the callee
-        if (f - 1, 0) in regs:
+        # a function returning to its caller (depth f - 1): R0 came from the callee; a
+        # callback returns to the helper call with the caller's registers as they were
+        if aux != "callback" and (f - 1, 0) in regs:
             regs.discard((f - 1, 0))
             regs.add((f, 0))
     elif insn.op != JmpOp.JA and aux is not None:

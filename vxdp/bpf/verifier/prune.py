@@ -111,7 +111,7 @@ def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = Tru
     ids = _IdMap()
     last = len(old.frames) - 1
     for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
-        if fo.callsite != fc.callsite:
+        if fo.callsite != fc.callsite or fo.in_callback != fc.in_callback:
             return False
         for regno in range(11):
             if fi == last and regno not in live and regno != 10:
@@ -153,7 +153,9 @@ def state_key(state: State) -> Hashable:
     round is not recognised here, and runs into the complexity limit instead)."""
     out: list[object] = []
     for f in state.frames:
-        out.append(f.callsite)
+        # a callback's rounds differ in how many ran before: the same state again in a
+        # later round is the loop going on, not an infinite loop
+        out.append((f.callsite, f.in_callback, f.callback_depth))
         out.append(tuple(f.regs))
         if f.stack:
             out.append(tuple(sorted(f.stack.items())))

@@ -51,6 +51,7 @@ class T(Enum):
     RINGBUF_MEM = "ringbuf_mem"
     MEM = "mem"  # a global function's pointer argument (PTR_TO_MEM of its BTF size)
     XDP_SOCK = "xdp_sock"  # an XSKMAP lookup, NULL-checked: struct bpf_xdp_sock
+    FUNC = "func"  # a function's address (a callback); `off` is its entry pc
 
     __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
 
@@ -201,10 +202,12 @@ class Frame:
     subprog: int = 0  # entry pc of the function this frame runs
     depth: int = 0  # deepest stack byte touched, as a positive number
     written: int = 0  # slots overwritten whole since the path's last checkpoint
+    in_callback: bool = False  # a callback's frame: its exit goes back to the helper call
+    callback_depth: int = 0  # callbacks this frame's helper call has run on this path
 
     def copy(self) -> Frame:
         return Frame(list(self.regs), dict(self.stack), self.callsite, self.subprog,
-                     self.depth, self.written)
+                     self.depth, self.written, self.in_callback, self.callback_depth)
 
     def slot(self, index: int) -> Slot:
         return self.stack.get(index, EMPTY_SLOT)
