@@ -152,9 +152,13 @@ const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX] = {
 static struct vxdp_map *prog_map(struct vxdp_run *r, uint64_t addr, const char *helper)
 {
     const struct vxdp_prog *p = r->prog;
+    struct vxdp_map *inner;
     for (uint32_t i = 0; i < p->nmaps; i++)
         if ((uint64_t)(uintptr_t)p->maps[i] == addr)
             return p->maps[i];
+    for (uint32_t i = 0; i < p->nmaps; i++)   /* a map a map-in-map gave the program */
+        if ((inner = vxdp_map_inner_find(p->maps[i], addr)))
+            return inner;
     vxdp_run_fail(r, -EINVAL, "%s at pc %u: r1 is not a map of this program", helper, r->pc);
     return NULL;
 }

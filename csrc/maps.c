@@ -9,6 +9,11 @@
  * ring per map (the ringbuf's code, each record prefixed with its slot index), read back
  * with vxdp_ringbuf_read.
  *
+ * A map-in-map (ARRAY_OF_MAPS, HASH_OF_MAPS) holds references to other maps: the syscall
+ * side writes and reads their ids (the kernel takes an fd and gives back an id), a slot
+ * keeps the map itself, and a program's lookup gets the map, which it may hand to
+ * helpers and whose values it may then reach (helpers.c, vm.c ask here).
+ *
  * Every map keeps the values programs may point at in one arena (`values`), so the
  * interpreter's bounds check of a map value is two compares.  Hash maps preallocate their
  * elements there, as the kernel does by default; keys and chain links live apart from the
@@ -22,6 +27,7 @@
 #include "vm_int.h"
 
 #define NIL UINT32_MAX
+#define MAP_REGISTRY_SIZE (1u << 16)   /* live maps findable by id */
 #define VXDP_MAP_VALUE_MAX (1u << 22)  /* KMALLOC_MAX_SIZE-ish bound on one value */
 #define VXDP_MAP_MEM_MAX (1ull << 31)  /* bound on one map's memory */
 #define LPM_DATA_SIZE_MAX 256          /* LPM_DATA_SIZE_MAX, kernel/bpf/lpm_trie.c */
@@ -40,6 +46,7 @@ struct hent {
 
 struct vxdp_map {
     uint32_t type, key_size, value_size, max_entries, flags;
+    uint32_t id;
     uint32_t ncpus;             /* values per element: possible CPUs for per-CPU maps, or 1 */
     uint32_t possible_cpus;
     uint32_t elem_size;         /* round_up(value_size, 8) */
@@ -62,10 +69,26 @@ struct vxdp_map {
 
 static bool lru_evict(void *arg, uint32_t i);
 
+static struct vxdp_map *map_registry[MAP_REGISTRY_SIZE];
+static uint32_t map_next_id = 1;
+
+static bool is_of_maps(uint32_t t)
+{
+    return t == VXDP_MAP_ARRAY_OF_MAPS || t == VXDP_MAP_HASH_OF_MAPS;
+}
+
+static struct vxdp_map *map_by_id(uint32_t id)
+{
+    struct vxdp_map *m = map_registry[id % MAP_REGISTRY_SIZE];
+    return m && m->id == id ? m : NULL;
+}
+
+uint32_t vxdp_map_id(const struct vxdp_map *m) { return m->id; }
+
 static bool is_array(uint32_t t)
 {
     return t == VXDP_MAP_ARRAY || t == VXDP_MAP_PERCPU_ARRAY || t == VXDP_MAP_PROG_ARRAY ||
-           t == VXDP_MAP_DEVMAP || t == VXDP_MAP_XSKMAP;
+           t == VXDP_MAP_DEVMAP || t == VXDP_MAP_XSKMAP || t == VXDP_MAP_ARRAY_OF_MAPS;
 }
 
 /* Maps of records, not elements: the ringbuf and the perf event array. */
@@ -77,7 +100,8 @@ static bool is_stream(uint32_t t)
 static bool is_hash(uint32_t t)
 {
     return t == VXDP_MAP_HASH || t == VXDP_MAP_PERCPU_HASH || t == VXDP_MAP_LRU_HASH ||
-           t == VXDP_MAP_LRU_PERCPU_HASH || t == VXDP_MAP_DEVMAP_HASH;
+           t == VXDP_MAP_LRU_PERCPU_HASH || t == VXDP_MAP_DEVMAP_HASH ||
+           t == VXDP_MAP_HASH_OF_MAPS;
 }
 
 static bool is_lru(uint32_t t)
@@ -137,6 +161,8 @@ static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, ui
                          "value_size 4 and max_entries above 0");
     if (type == VXDP_MAP_XSKMAP && (ks != 4 || vs != 4))   /* xsk_map_alloc */
         return vxdp_errf(err, errlen, -EINVAL, "xskmap needs key_size 4, value_size 4");
+    if (is_of_maps(type) && vs != 4)   /* bpf_map_meta_alloc's outer map: an fd or id */
+        return vxdp_errf(err, errlen, -EINVAL, "map-in-map needs value_size 4");
     if (!max || !ks || !vs)
         return vxdp_errf(err, errlen, -EINVAL, "map needs key_size, value_size and "
                          "max_entries above 0");
@@ -181,7 +207,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
     m->type = type;
     m->key_size = ks;
-    m->value_size = vs;
+    m->value_size = is_of_maps(type) ? sizeof(struct vxdp_map *) : vs;   /* a slot: the map */
     m->max_entries = max;
     m->flags = flags;
     m->possible_cpus = ncpus ? ncpus : 1;
@@ -193,8 +219,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         m->rb = calloc(2, m->rb_size);
         if (!m->rb)
             goto nomem;
-        *out = m;
-        return 0;
+        goto done;
     }
     if (flags & VXDP_F_NO_COMMON_LRU) {
         /* htab_map_alloc: a per-CPU LRU holds max_entries rounded to whole CPUs */
@@ -203,7 +228,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         max = up <= UINT32_MAX ? (uint32_t)up : max / m->possible_cpus * m->possible_cpus;
         m->max_entries = max;
     }
-    m->elem_size = round_up8(vs);
+    m->elem_size = round_up8(m->value_size);
     m->stride = m->elem_size * m->ncpus;
     if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX ||
         (uint64_t)(ks + sizeof(struct hent)) * max > VXDP_MAP_MEM_MAX) {
@@ -216,7 +241,8 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     m->values = calloc(1, m->values_len);
     if (!m->values)
         goto nomem;
-    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP || type == VXDP_MAP_XSKMAP) {
+    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP || type == VXDP_MAP_XSKMAP ||
+        type == VXDP_MAP_ARRAY_OF_MAPS) {
         m->present = calloc(max, 1);
         if (!m->present)
             goto nomem;
@@ -244,6 +270,18 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
                 goto nomem;
         }
     }
+done:
+    {
+        uint32_t tries;
+        for (tries = 0; tries < MAP_REGISTRY_SIZE &&
+             map_registry[map_next_id % MAP_REGISTRY_SIZE]; tries++)
+            map_next_id = map_next_id + 1 ? map_next_id + 1 : 1;
+        if (tries < MAP_REGISTRY_SIZE) {   /* else id 0: not findable, still usable */
+            m->id = map_next_id;
+            map_registry[m->id % MAP_REGISTRY_SIZE] = m;
+            map_next_id = map_next_id + 1 ? map_next_id + 1 : 1;
+        }
+    }
     *out = m;
     return 0;
 nomem:
@@ -254,10 +292,55 @@ nomem:
 
 void vxdp_map_get(struct vxdp_map *m) { m->refcnt++; }
 
+/* ---------------------------------------------------------------- map-in-map slots */
+
+static bool slot_used(const struct vxdp_map *m, uint32_t i)
+{
+    return m->present ? m->present[i] : m->ents[i].used;
+}
+
+static struct vxdp_map *slot_map(const struct vxdp_map *m, uint32_t i)
+{
+    struct vxdp_map *inner;
+    memcpy(&inner, m->values + (size_t)i * m->stride, sizeof(inner));
+    return inner;
+}
+
+struct vxdp_map *vxdp_map_inner_find(struct vxdp_map *m, uint64_t addr)
+{
+    if (!is_of_maps(m->type))
+        return NULL;
+    for (uint32_t i = 0; i < m->max_entries; i++)
+        if (slot_used(m, i) && (uint64_t)(uintptr_t)slot_map(m, i) == addr)
+            return slot_map(m, i);
+    return NULL;
+}
+
+int vxdp_map_inner_region(struct vxdp_map *m, uint64_t addr, uint64_t len)
+{
+    struct vxdp_map_region reg;
+    if (!is_of_maps(m->type))
+        return -1;
+    for (uint32_t i = 0; i < m->max_entries; i++) {
+        if (!slot_used(m, i))
+            continue;
+        vxdp_map_region(slot_map(m, i), &reg);
+        if (addr >= reg.lo && addr <= reg.hi && reg.hi - addr >= len)
+            return reg.writable;
+    }
+    return -1;
+}
+
 void vxdp_map_free(struct vxdp_map *m)
 {
     if (!m || --m->refcnt > 0)
         return;
+    if (map_registry[m->id % MAP_REGISTRY_SIZE] == m)
+        map_registry[m->id % MAP_REGISTRY_SIZE] = NULL;
+    if (is_of_maps(m->type))
+        for (uint32_t i = 0; i < m->max_entries; i++)
+            if (slot_used(m, i))
+                vxdp_map_free(slot_map(m, i));
     free(m->values);
     free(m->present);
     free(m->keys);
@@ -281,7 +364,7 @@ bool vxdp_map_rdonly_prog(const struct vxdp_map *m) { return m->flags & VXDP_F_R
 
 void vxdp_map_region(const struct vxdp_map *m, struct vxdp_map_region *out)
 {
-    if (!m->values || m->type == VXDP_MAP_PROG_ARRAY) {
+    if (!m->values || m->type == VXDP_MAP_PROG_ARRAY || is_of_maps(m->type)) {
         out->lo = out->hi = 0;
         out->writable = false;
         return;
@@ -473,6 +556,11 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
     i = find_slot(m, key, false);
     if (i == NIL)
         return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    if (is_of_maps(m->type)) {   /* the kernel gives the inner map's id */
+        uint32_t id = slot_map(m, i)->id;
+        memcpy(value, &id, 4);
+        return 0;
+    }
     for (uint32_t c = 0; c < m->ncpus; c++)
         memcpy((uint8_t *)value + (size_t)c * m->elem_size, slot_value(m, i, c),
                m->ncpus > 1 ? m->elem_size : m->value_size);
@@ -513,8 +601,10 @@ static int array_update(struct vxdp_map *m, const void *key, const uint8_t *valu
                          m->max_entries);
     /* bpf_fd_array_map_update_elem takes BPF_ANY only; the other arrays, dev_map_update_elem
      * included, refuse BPF_NOEXIST (their elements always exist) and accept BPF_EXIST */
-    if (m->type == VXDP_MAP_PROG_ARRAY && flags != BPF_ANY)
-        return vxdp_errf(err, errlen, -EINVAL, "prog array updates take BPF_ANY only");
+    if ((m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_ARRAY_OF_MAPS) &&
+        flags != BPF_ANY)   /* bpf_fd_array_map_update_elem */
+        return vxdp_errf(err, errlen, -EINVAL, "%s updates take BPF_ANY only",
+                         m->type == VXDP_MAP_PROG_ARRAY ? "prog array" : "array of maps");
     if (m->type == VXDP_MAP_XSKMAP) {   /* xsk_map_update_elem: a slot may be empty */
         int rc = check_flags(m->present[idx] ? idx : NIL, flags, err, errlen);
         if (rc)
@@ -619,6 +709,29 @@ static int update(struct vxdp_map *m, const void *key, const uint8_t *value, boo
     return 0;
 }
 
+/* A map-in-map slot takes a map's id: the map (not itself a map-in-map) is referenced
+ * from the slot, the one it replaces released. */
+static int of_maps_update(struct vxdp_map *m, const void *key, const void *value,
+                          uint64_t flags, char *err, size_t errlen)
+{
+    uint32_t id, old;
+    struct vxdp_map *inner, *prev = NULL;
+    int rc;
+    memcpy(&id, value, 4);
+    inner = map_by_id(id);
+    if (!inner || is_of_maps(inner->type))
+        return vxdp_errf(err, errlen, -EBADF, "no map with id %u to put in a map-in-map", id);
+    old = find_slot(m, key, false);
+    if (old != NIL)
+        prev = slot_map(m, old);
+    rc = update(m, key, (const uint8_t *)&inner, true, 0, flags, err, errlen);
+    if (rc)
+        return rc;
+    vxdp_map_get(inner);
+    vxdp_map_free(prev);
+    return 0;
+}
+
 int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
                     uint32_t cpu_values, uint64_t flags, char *err, size_t errlen)
 {
@@ -629,6 +742,8 @@ int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "update needs %u values, got %u", m->ncpus,
                          cpu_values);
+    if (is_of_maps(m->type))
+        return of_maps_update(m, key, value, flags, err, errlen);
     return update(m, key, value, true, 0, flags, err, errlen);
 }
 
@@ -646,6 +761,8 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
                              "index %u not below max_entries %u", i, m->max_entries);
         if (!m->present[i])
             return devmap ? 0 : vxdp_errf(err, errlen, -ENOENT, "no such element");
+        if (is_of_maps(m->type))
+            vxdp_map_free(slot_map(m, i));
         m->present[i] = 0;
         memset(slot_value(m, i, 0), 0, m->stride);
         return 0;
@@ -665,6 +782,8 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
     i = hash_find(m, key);
     if (i == NIL)
         return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    if (is_of_maps(m->type))
+        vxdp_map_free(slot_map(m, i));
     hash_unlink(m, i);
     return 0;
 }
@@ -737,6 +856,8 @@ void *vxdp_map_prog_lookup(struct vxdp_map *m, const void *key, uint32_t cpu)
     i = find_slot(m, key, true);
     if (i == NIL)
         return NULL;
+    if (is_of_maps(m->type))   /* the inner map itself, as the kernel's lookup gives */
+        return slot_map(m, i);
     return slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0);
 }
 
@@ -744,7 +865,7 @@ int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
                          uint64_t flags, uint32_t cpu)
 {
     if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
-        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH || is_of_maps(m->type))
         return -EINVAL;
     return update(m, key, value, false, cpu, flags, NULL, 0);
 }
@@ -752,7 +873,7 @@ int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
 int vxdp_map_prog_delete(struct vxdp_map *m, const void *key)
 {
     if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
-        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH || is_of_maps(m->type))
         return -EINVAL;
     return delete(m, key, NULL, 0);
 }

@@ -420,6 +420,11 @@ static int region_of(const struct vxdp_run *r, uint64_t addr, uint64_t len)
         if (in_region(addr, len, reg->lo, reg->hi))
             return reg->writable;
     }
+    for (uint32_t i = 0; i < r->prog->nmaps; i++) {   /* maps inside map-in-maps */
+        int kind = vxdp_map_inner_region(r->prog->maps[i], addr, len);
+        if (kind >= 0)
+            return kind;
+    }
     for (uint32_t i = 0; i < r->nresv; i++)
         if (in_region(addr, len, (uintptr_t)r->resv[i].lo, (uintptr_t)r->resv[i].hi))
             return 1;

@@ -211,6 +211,10 @@ uint32_t vxdp_map_key_size(const struct vxdp_map *map);
 int vxdp_map_prog_array_get(struct vxdp_map *map, uint32_t index, uint32_t *prog_id);
 int vxdp_map_devmap_get(struct vxdp_map *map, uint32_t key, uint32_t *ifindex);
 int vxdp_map_xsk_get(struct vxdp_map *map, uint32_t key, uint32_t *queue);
+/* map-in-map: the inner map `outer` holds at address addr (NULL when none), and which
+ * region of its inner maps holds [addr, addr+len): 1 writable, 0 read-only, -1 none */
+struct vxdp_map *vxdp_map_inner_find(struct vxdp_map *outer, uint64_t addr);
+int vxdp_map_inner_region(struct vxdp_map *outer, uint64_t addr, uint64_t len);
 int vxdp_perf_output(struct vxdp_map *map, uint64_t index, uint32_t cpu, const void *a,
                      uint64_t alen, const void *b, uint64_t blen);
 void *vxdp_ringbuf_reserve(struct vxdp_map *map, uint64_t size);

@@ -64,6 +64,8 @@
 #define VXDP_MAP_LRU_HASH 9
 #define VXDP_MAP_LRU_PERCPU_HASH 10
 #define VXDP_MAP_LPM_TRIE 11
+#define VXDP_MAP_ARRAY_OF_MAPS 12
+#define VXDP_MAP_HASH_OF_MAPS 13
 #define VXDP_MAP_DEVMAP 14
 #define VXDP_MAP_XSKMAP 17
 #define VXDP_MAP_DEVMAP_HASH 25
@@ -139,6 +141,8 @@ int vxdp_map_delete(struct vxdp_map *map, const void *key, char *err, size_t err
 int vxdp_map_next_key(struct vxdp_map *map, const void *key, void *next_key, char *err,
                       size_t errlen);
 int vxdp_map_freeze(struct vxdp_map *map);
+/* a map's id (> 0): what a map-in-map slot holds on the syscall side */
+uint32_t vxdp_map_id(const struct vxdp_map *map);
 int vxdp_ringbuf_read(struct vxdp_map *map, void *buf, size_t cap);
 /* programs compiled by vxdp.bpf.jit (jit_glue.c, ABI in vxdp_jit.h): `info` is the
  * address of the compiled object's vxdp_jit_info, 0 to go back to the interpreter */

@@ -151,7 +151,7 @@ def test_map_definition_decodes_uint_and_type_fields():
 
 
 @pytest.mark.parametrize(("field", "message"), [
-    ("values", "field 'values'"),
+    ("values", "field 'values' is only supported for map-in-map"),
     ("bogus", "unknown field 'bogus'"),
 ])
 def test_map_definition_refuses_what_vxdp_cannot_do(field, message):

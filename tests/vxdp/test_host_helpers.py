@@ -200,3 +200,34 @@ def test_bpf_loop_runs_the_same_on_every_engine(source: str) -> None:
     assert len(set(map(tuple, answers.values()))) == 1, answers
     assert answers["interp"] == {"loop_callback_ok.c": [3, 3],
                                  "loop_callback_unrolled.c": [1, 1]}[source]
+
+
+@pytest.mark.clang
+def test_map_in_map_slots_lookups_and_updates_on_every_engine() -> None:
+    # slot 1 holds inner_b from load (the object's `.values`); a packet starting with 1
+    # bumps it, one with 0 finds slot 0 empty; a map put in the hash of maps by id is used
+    from pathlib import Path
+
+    from vxdp.bpf.clang import clang_unavailable, compile_c
+    from vxdp.bpf.elf import load_object
+    from vxdp.bpf.engine import ENGINES
+    from vxdp.bpf.kernel import kernel_unavailable
+    if reason := clang_unavailable():
+        pytest.skip(reason)
+    src = Path(__file__).parent / "verifier" / "c" / "map_in_map_ok.c"
+    prog = next(iter(load_object(compile_c(src)).programs.values()))
+    seen = {}
+    for name in ("interp", "jit", "kernel"):
+        if name not in ENGINES or (name == "kernel" and kernel_unavailable()):
+            continue
+        with create_engine(name, prog) as eng:
+            maps = {m.name: m for m in eng.maps}
+            ids = {n: m.id for n, m in maps.items()}
+            assert maps["by_queue"].lookup(struct.pack("<I", 1)) == struct.pack("<I",
+                                                                              ids["inner_b"])
+            assert maps["by_queue"].lookup(struct.pack("<I", 0)) is None
+            maps["by_ifindex"].update(struct.pack("<I", 1), struct.pack("<I", ids["inner_a"]))
+            res = [r.retval for r in eng.run_xdp([bytes([q]) + bytes(59) for q in (0, 1, 1)])]
+            seen[name] = (tuple(res), maps["inner_b"].lookup(bytes(4)), maps["inner_a"].lookup(bytes(4)))
+    assert seen["interp"] == ((1, 2, 2), struct.pack("<Q", 2), struct.pack("<Q", 4))
+    assert len(set(seen.values())) == 1, seen

@@ -32,7 +32,7 @@ from construct import (
     Struct,
 )
 
-from vxdp.bpf.program import MapType
+from vxdp.bpf.program import MAP_IN_MAP_TYPES, MapType
 from vxdp.errors import ElfError
 
 BTF_MAGIC = 0xEB9F
@@ -484,6 +484,8 @@ class BtfMapDef:
     value_size: int
     max_entries: int
     flags: int = 0
+    inner: BtfMapDef | None = None  # map-in-map: what `__array(values, struct ...)` declares
+    values_offset: int = 0  # byte offset of the `values` slots in the definition
 
 
 LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME = 0, 1  # enum libbpf_pin_type
@@ -498,11 +500,15 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
     if var.kind != BtfKind.VAR:
         raise ElfError(f"{where}: btf type id {var.id} is a {var.kind.name.lower()}, "
                        f"not a variable")
-    st = btf.skip_modifiers(var.size_or_type)
+    return _map_struct(btf, btf.skip_modifiers(var.size_or_type), name, where, 0)
+
+
+def _map_struct(btf: Btf, st: BtfType, name: str, where: str, depth: int) -> BtfMapDef:
     if st.kind != BtfKind.STRUCT:
         raise ElfError(f"{where}: definition is a {st.kind.name.lower()}, not a struct")
     ints: dict[str, int] = {}
     sizes: dict[str, int] = {}
+    values: BtfMember | None = None
     for m in st.members:
         if m.name in _INT_FIELDS:
             ints[m.name] = _field_int(btf, m, where)
@@ -512,8 +518,7 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
                 raise ElfError(f"{where}: field {m.name!r} is not a __type() pointer")
             sizes[m.name] = btf.size_of(ptr.size_or_type)
         elif m.name == "values":
-            raise ElfError(f"{where}: field 'values' (map-in-map or initial prog array "
-                           f"slots) is not supported")
+            values = m
         else:
             raise ElfError(f"{where}: unknown field {m.name!r}")
     for which in ("key", "value"):
@@ -532,10 +537,29 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
         map_type = MapType(ints["type"])
     except ValueError:
         raise ElfError(f"{where}: unknown map type {ints['type']}") from None
+    inner = None
+    if values is not None:
+        # `__array(values, struct inner)`: an array of pointers to the inner map's
+        # definition (libbpf's parse_btf_map_def, is_inner); initial slots come as
+        # relocations against it
+        if map_type not in MAP_IN_MAP_TYPES or depth:
+            raise ElfError(f"{where}: field 'values' is only supported for map-in-map "
+                           f"(initial prog array slots are not)")
+        arr = btf.skip_modifiers(values.type)
+        ptr = btf.skip_modifiers(arr.array[0]) if arr.kind == BtfKind.ARRAY and arr.array \
+            else None
+        if ptr is None or ptr.kind != BtfKind.PTR:
+            raise ElfError(f"{where}: field 'values' is not an array of pointers")
+        inner = _map_struct(btf, btf.skip_modifiers(ptr.size_or_type), f"{name}.inner",
+                            f"{where} (inner map)", depth + 1)
+        ints.setdefault("value_size", 4)  # a slot holds a map (its fd, then its id)
+    elif map_type in MAP_IN_MAP_TYPES:
+        raise ElfError(f"{where}: a map-in-map needs __array(values, ...) for its inner map")
     return BtfMapDef(name, map_type,
                      sizes.get("key", ints.get("key_size", 0)),
                      sizes.get("value", ints.get("value_size", 0)),
-                     ints.get("max_entries", 0), ints.get("map_flags", 0))
+                     ints.get("max_entries", 0), ints.get("map_flags", 0), inner,
+                     values.offset // 8 if values is not None else 0)
 
 
 def _field_int(btf: Btf, m: BtfMember, where: str) -> int:

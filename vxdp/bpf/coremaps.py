@@ -108,6 +108,11 @@ class CoreMap(Map):
         except MapError as exc:
             raise self._wrap("get_next_key", exc) from None
 
+    @property
+    def id(self) -> int:
+        """The map's id in the core: what a map-in-map slot holds (update and lookup)."""
+        return native.map_id(self.handle)
+
     def freeze(self) -> None:
         """BPF_MAP_FREEZE: syscall-side writes fail with EPERM from now on."""
         native.map_freeze(self.handle)

@@ -273,6 +273,8 @@ class _Loader:
         self.btf = self._btf()
         self.maps: list[MapSpec] = []
         self.map_at: dict[tuple[int, int], int] = {}  # (shndx, offset) -> map index
+        # map-in-map: (shndx, offset of the `values` slots) -> (map index, their bytes)
+        self.slot_base: dict[tuple[int, int], tuple[int, int]] = {}
         self.data_map: dict[int, int] = {}  # global data shndx -> map index
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, offset) -> function
         self.relocs: dict[int, dict[int, tuple[int, ElfSymbol]]] = {}
@@ -359,8 +361,18 @@ class _Loader:
             sym = by_name.get(var.name)
             if sym is None:
                 raise ElfError(f"section '.maps': map {var.name!r} has no ELF symbol")
-            spec = MapSpec(d.name, d.type, d.key_size, d.value_size, d.max_entries, d.flags)
-            self.map_at[(sec.index, sym.value)] = self._add_map(spec)
+            inner = None
+            if d.inner is not None:
+                i = d.inner
+                inner = MapSpec(i.name, i.type, i.key_size, i.value_size, i.max_entries,
+                                i.flags)
+            spec = MapSpec(d.name, d.type, d.key_size, d.value_size, d.max_entries, d.flags,
+                           inner=inner)
+            index = self._add_map(spec)
+            self.map_at[(sec.index, sym.value)] = index
+            if inner is not None:  # where its initial slots' relocations land
+                self.slot_base[(sec.index, sym.value + d.values_offset)] = \
+                    (index, sym.size - d.values_offset)
 
     def _data_map(self, sec: ElfSection) -> None:
         if sec.size > MAX_GLOBAL_DATA:
@@ -405,6 +417,9 @@ class _Loader:
             if not target.executable:
                 if target.name in (".BTF", ".BTF.ext") or target.name.startswith(".debug"):
                     continue
+                if target.name == ".maps":
+                    self._map_slots(rel, target)
+                    continue
                 if rel.entries:
                     raise ElfError(f"section {target.name!r}: relocations in data sections "
                                    f"are not supported ({rel.name!r})")
@@ -416,6 +431,25 @@ class _Loader:
                                    f"{_RELOC_NAMES.get(rtype, rtype)} against {sym.name!r} at "
                                    f"offset {offset} is not on an instruction")
                 table[offset] = (rtype, sym)
+
+    def _map_slots(self, rel: ElfRelocations, sec: ElfSection) -> None:
+        """The initial slots of map-in-map definitions (`.values = { [1] = &inner }`):
+        each relocation names the map a slot holds, as libbpf's init_slots."""
+        for offset, _rtype, sym in rel.entries:
+            where = f"section '.maps': relocation against {sym.name!r} at offset {offset}"
+            hit = next(((base, outer) for (shndx, base), (outer, size) in self.slot_base.items()
+                        if shndx == sec.index and base <= offset < base + size), None)
+            if hit is None:
+                raise ElfError(f"{where}: not in the slots of a map-in-map")
+            base, outer = hit
+            inner = self.map_at.get((sym.shndx, sym.value))
+            if inner is None or (offset - base) % 8:
+                raise ElfError(f"{where}: does not name a map")
+            spec = self.maps[outer]
+            slot = (offset - base) // 8
+            if slot >= spec.max_entries:
+                raise ElfError(f"{where}: slot {slot} past max_entries {spec.max_entries}")
+            self.maps[outer] = replace(spec, slots=(*spec.slots, (slot, inner)))
 
     # -- linking one program ------------------------------------------------------------
 

@@ -26,12 +26,13 @@ from contextlib import contextmanager
 
 from vxdp.bpf import syscall as sc
 from vxdp.bpf.engine import Engine, XdpResult
-from vxdp.bpf.maps import Map, MapValue, possible_cpus
+from vxdp.bpf.maps import Map, MapValue, fill_slots, possible_cpus
 from vxdp.bpf.program import (
     BPF_ANY,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
     INSN_SIZE,
+    MAP_IN_MAP_TYPES,
     MapSpec,
     MapType,
     Program,
@@ -100,12 +101,17 @@ class KernelMap(Map):
     def __init__(self, spec: MapSpec) -> None:
         require_kernel()
         self.spec = spec
+        template = KernelMap(spec.inner) if spec.inner is not None else None
         try:
             self.fd = sc.map_create(spec.type, spec.key_size, spec.value_size, spec.max_entries,
-                                    spec.flags, spec.name)
+                                    spec.flags, spec.name,
+                                    template.fd if template is not None else 0)
         except OSError as exc:
             raise MapError(f"map {spec.name!r}: create: {_strerror(exc.errno or 0)}",
                            exc.errno or 0) from None
+        finally:  # the kernel keeps what it needs of a map-in-map's template
+            if template is not None:
+                template.close()
         self._finalizer = weakref.finalize(self, os.close, self.fd)
         try:
             if spec.initial is not None:
@@ -145,10 +151,17 @@ class KernelMap(Map):
             raw = b"".join(v.ljust(stride, b"\0") for v in value)
         else:
             raw = value
+        inner_fd = None
         try:
+            if self.spec.type in MAP_IN_MAP_TYPES:  # a map's id in, the kernel takes an fd
+                inner_fd = sc.map_fd_by_id(struct.unpack("<I", raw)[0])
+                raw = struct.pack("<I", inner_fd)
             sc.map_update(self.fd, key, raw, flags)
         except OSError as exc:
             raise self._fail("update", exc) from None
+        finally:
+            if inner_fd is not None:
+                os.close(inner_fd)
 
     def delete(self, key: bytes) -> None:
         self.check_key(key)
@@ -164,6 +177,14 @@ class KernelMap(Map):
             return sc.map_next_key(self.fd, key, self.spec.key_size)
         except OSError as exc:
             raise self._fail("get_next_key", exc) from None
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of the map (what a map-in-map slot holds)."""
+        try:
+            return sc.map_info_id(self.fd)
+        except OSError as exc:
+            raise self._fail("get_info", exc) from None
 
     def freeze(self) -> None:
         try:
@@ -271,6 +292,7 @@ class KernelEngine(Engine):
                     m = KernelMap(spec)
                     self._owned.append(m)
                     self.maps.append(m)
+                fill_slots(program.maps, self._owned)
             self.fd = self._load(program)
         except BaseException:
             self.close()
@@ -339,6 +361,7 @@ def verify_in_kernel(program: Program, log_level: int = 1) -> tuple[bool, str]:
     require_kernel()
     maps = [KernelMap(spec) for spec in program.maps]
     try:
+        fill_slots(program.maps, maps)
         res = _load(program, [m.fd for m in maps], log_level)
         if res.fd is not None:
             os.close(res.fd)

@@ -85,6 +85,7 @@ class MapType(IntEnum):
     RINGBUF = 27
 
 
+MAP_IN_MAP_TYPES = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 PERCPU_MAP_TYPES = frozenset({MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
 ARRAY_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                              MapType.DEVMAP})
@@ -126,6 +127,10 @@ class MapSpec:
     flags: int = 0
     initial: bytes | None = None  # global data: the section's bytes (.bss: zeros)
     frozen: bool = False  # .rodata: frozen after the initial value is written
+    # map-in-map: the inner maps' template (what lookups give), and the slots filled at
+    # load: (slot index, index in Program.maps of the map put there)
+    inner: MapSpec | None = None
+    slots: tuple[tuple[int, int], ...] = ()
 
     @property
     def percpu(self) -> bool:

@@ -33,6 +33,7 @@ class Cmd:
     MAP_GET_NEXT_KEY = 4
     PROG_LOAD = 5
     PROG_TEST_RUN = 10
+    MAP_GET_FD_BY_ID = 14
     OBJ_GET_INFO_BY_FD = 15
     BTF_LOAD = 18
     MAP_FREEZE = 22
@@ -85,9 +86,10 @@ def obj_name(name: str) -> bytes:
 
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
-               flags: int = 0, name: str = "") -> int:
+               flags: int = 0, name: str = "", inner_map_fd: int = 0) -> int:
     attr = _attr()
-    struct.pack_into("<5I", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    struct.pack_into("<6I", attr, 0, map_type, key_size, value_size, max_entries, flags,
+                     inner_map_fd)
     struct.pack_into("16s", attr, 28, obj_name(name))
     return bpf(Cmd.MAP_CREATE, attr)
 
@@ -132,6 +134,13 @@ def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
             return None
         raise
     return nxt.raw[:key_size]
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """BPF_MAP_GET_FD_BY_ID: a new fd of the map with that id."""
+    attr = _attr()
+    struct.pack_into("<I", attr, 0, map_id)
+    return bpf(Cmd.MAP_GET_FD_BY_ID, attr)
 
 
 def map_freeze(fd: int) -> None:
@@ -241,6 +250,15 @@ class ProgInfo:
     xlated: bytes  # the instructions after the verifier's rewrites
     jited_len: int
     map_ids: tuple[int, ...]
+
+
+def map_info_id(fd: int) -> int:
+    """The id of a map (struct bpf_map_info: type, then id)."""
+    info = ctypes.create_string_buffer(80)
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, fd, len(info), _addr(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return int(struct.unpack_from("<I", info, 4)[0])
 
 
 def prog_info(fd: int) -> ProgInfo:

@@ -140,7 +140,7 @@ def _check_args(env: Env, state: State, helper: Helper) -> int:
             if reg.is_pointer and not env.allow_ptr_leaks:
                 raise Reject(f"R{regno} leaks addr into helper function")
         elif arg is Arg.CONST_MAP_PTR:
-            if reg.type is not T.MAP_PTR:
+            if reg.type is not T.MAP_PTR or reg.maybe_null:
                 raise _type_err(regno, reg, "map_ptr")
             map_index = reg.map
             mtype = env.map_spec(map_index).type
@@ -241,6 +241,9 @@ def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: i
     if helper.ret is Ret.VOID:
         return NOT_INIT
     if helper.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL:
+        if map_index in env.inner_map:  # a map-in-map gives one of its maps, or NULL
+            return replace(pointer(T.MAP_PTR, map=env.inner_map[map_index]),
+                           maybe_null=True, id=env.new_id())
         return replace(pointer(T.MAP_VALUE, map=map_index), maybe_null=True,
                        id=env.new_id())
     # ring-buffer reservation: a reference the program must submit or discard

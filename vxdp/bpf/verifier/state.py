@@ -327,7 +327,25 @@ class Env:
         return self.next_id
 
     def map_spec(self, index: int) -> MapSpec:
-        return self.program.maps[index]
+        """The program's map `index`; past them, the inner-map templates of its
+        map-in-maps (what a lookup in one gives: `inner_map`)."""
+        maps = self.program.maps
+        if index < len(maps):
+            return maps[index]
+        return self._inner_specs[index - len(maps)]
+
+    @functools.cached_property
+    def _inner_specs(self) -> list[MapSpec]:
+        return [m.inner for m in self.program.maps if m.inner is not None]
+
+    @functools.cached_property
+    def inner_map(self) -> dict[int, int]:
+        """Map-in-map index -> the map index standing for its inner maps."""
+        out: dict[int, int] = {}
+        for i, m in enumerate(self.program.maps):
+            if m.inner is not None:
+                out[i] = len(self.program.maps) + len(out)
+        return out
 
     @functools.cached_property
     def xsk_maps(self) -> frozenset[int]:
