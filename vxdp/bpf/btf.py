@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from construct import (
-    Array,
     ConstructError,
     Int8ul,
     Int16ul,
@@ -231,58 +230,73 @@ def parse_btf(data: bytes) -> Btf:
     strings = data[base + hdr.str_off: base + hdr.str_off + hdr.str_len]
     raw = data[base + hdr.type_off: base + hdr.type_off + hdr.type_len]
     types = [BtfType(0, BtfKind.UNKN, "void", 0)]
-    stream = io.BytesIO(raw)
-    while stream.tell() < len(raw):
-        types.append(_parse_type(stream, len(types), strings))
+    at = 0
+    while at < len(raw):
+        t, at = _parse_type(raw, at, len(types), strings)
+        types.append(t)
     return Btf(types, strings, data)
 
 
-def _parse_type(stream: io.BytesIO, type_id: int, strings: bytes) -> BtfType:
-    at = stream.tell()
+_HEAD = struct.Struct("<III")  # struct btf_type: name_off, info, size_or_type
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_REC = {  # the record each member of a vlen kind has, by kind (include/uapi/linux/btf.h)
+    BtfKind.STRUCT: struct.Struct("<III"), BtfKind.UNION: struct.Struct("<III"),
+    BtfKind.ENUM: struct.Struct("<Ii"), BtfKind.ENUM64: struct.Struct("<III"),
+    BtfKind.FUNC_PROTO: struct.Struct("<II"), BtfKind.DATASEC: struct.Struct("<III"),
+}
+
+
+def _parse_type(raw: bytes, at: int, type_id: int, strings: bytes) -> tuple[BtfType, int]:
+    """One `struct btf_type` and its records at `at`: the type and where the next starts
+    (read with struct, the layouts above, for speed: programs carry hundreds of types)."""
     try:
-        head = btf_type.parse_stream(stream)
-        raw_kind = (head.info >> 24) & 0x1F
+        name_off, info, size_or_type = _HEAD.unpack_from(raw, at)
+        pos = at + _HEAD.size
+        raw_kind = (info >> 24) & 0x1F
         try:
             kind = BtfKind(raw_kind)
         except ValueError:
             raise ElfError(f"section '.BTF': type id {type_id} has unknown kind "
                            f"{raw_kind}") from None
-        vlen = head.info & 0xFFFF
-        name = _string_at(strings, head.name_off, ".BTF")
+        vlen = info & 0xFFFF
+        name = _string_at(strings, name_off, ".BTF")
         members: tuple[BtfMember, ...] = ()
         array = None
         extra = 0
-        if kind in _VLEN_RECORD:
-            recs = Array(vlen, _VLEN_RECORD[kind]).parse_stream(stream)
-            members = tuple(_member(kind, r, strings) for r in recs)
-        elif kind in _SINGLE_RECORD:
-            rec = _SINGLE_RECORD[kind].parse_stream(stream)
-            if kind == BtfKind.ARRAY:
-                array = (rec.type, rec.index_type, rec.nelems)
-            elif kind == BtfKind.INT:
-                extra = rec
-            elif kind == BtfKind.VAR:
-                extra = rec.linkage
-            else:
-                extra = rec.component_idx
-    except ConstructError:
+        rec = _REC.get(kind)
+        if rec is not None:
+            out = []
+            for _ in range(vlen):
+                out.append(_member(kind, rec.unpack_from(raw, pos), strings))
+                pos += rec.size
+            members = tuple(out)
+        elif kind == BtfKind.ARRAY:
+            array = struct.unpack_from("<III", raw, pos)
+            pos += 12
+        elif kind in (BtfKind.INT, BtfKind.VAR):
+            extra = _U32.unpack_from(raw, pos)[0]
+            pos += 4
+        elif kind == BtfKind.DECL_TAG:
+            extra = _I32.unpack_from(raw, pos)[0]
+            pos += 4
+    except struct.error:
         raise ElfError(f"section '.BTF': type id {type_id} is truncated") from None
-    return BtfType(type_id, kind, name, head.size_or_type, vlen, bool(head.info >> 31),
-                   members, array, extra, at)
+    return BtfType(type_id, kind, name, size_or_type, vlen, bool(info >> 31), members,
+                   array, extra, at), pos
 
 
-def _member(kind: BtfKind, rec: object, strings: bytes) -> BtfMember:
-    r = rec  # a construct Container
-    name = _string_at(strings, getattr(r, "name_off", 0), ".BTF")
+def _member(kind: BtfKind, rec: tuple[int, ...], strings: bytes) -> BtfMember:
+    if kind == BtfKind.DATASEC:
+        return BtfMember("", rec[0], rec[1], rec[2])
+    name = _string_at(strings, rec[0], ".BTF")
     if kind in (BtfKind.STRUCT, BtfKind.UNION):
-        return BtfMember(name, r.type, r.offset)  # type: ignore[attr-defined]
+        return BtfMember(name, rec[1], rec[2])
     if kind == BtfKind.ENUM:
-        return BtfMember(name, 0, r.val)  # type: ignore[attr-defined]
+        return BtfMember(name, 0, rec[1])
     if kind == BtfKind.ENUM64:
-        return BtfMember(name, 0, r.val_lo32 | (r.val_hi32 << 32))  # type: ignore[attr-defined]
-    if kind == BtfKind.FUNC_PROTO:
-        return BtfMember(name, r.type, 0)  # type: ignore[attr-defined]
-    return BtfMember("", r.type, r.offset, r.size)  # type: ignore[attr-defined]
+        return BtfMember(name, 0, rec[1] | (rec[2] << 32))
+    return BtfMember(name, rec[1], 0)  # FUNC_PROTO: a parameter
 
 
 def func_infos(ext: bytes, btf: Btf) -> dict[tuple[str, int], int]:

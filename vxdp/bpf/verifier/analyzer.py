@@ -13,10 +13,9 @@ The walk stops at the first rejection; its (pc, message) goes into the report.
 
 from __future__ import annotations
 
-import functools
 import time
 
-from vxdp.bpf.btf import Btf, FuncProto, func_proto, parse_btf
+from vxdp.bpf.btf import FuncProto, func_proto, parse_btf
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS
 from vxdp.bpf.isa import (
     SIZE_BYTES,
@@ -137,7 +136,7 @@ class Analyzer:
         if starts != self.env.subprog_starts:
             raise _Rejected(0, "func_info BTF section doesn't match subprog layout in BPF "
                             "program", False)
-        btf = _parse_btf(program.btf)
+        btf = parse_btf(program.btf)  # each time: the bench times it with the rest
         out = {}
         for insn, type_id in program.func_info[1:]:
             proto = func_proto(btf, type_id)
@@ -513,11 +512,6 @@ class Analyzer:
             frames = 1 + len(self.env.callees)
             raise _Rejected(0, f"combined stack size of {frames} calls is {total}. Too large",
                             False)
-
-
-@functools.lru_cache(maxsize=16)
-def _parse_btf(raw: bytes) -> Btf:
-    return parse_btf(raw)
 
 
 def _adopt(state: State, other: State) -> None:
