@@ -136,6 +136,8 @@ class Analyzer:
         if starts != self.env.subprog_starts:
             raise _Rejected(0, "func_info BTF section doesn't match subprog layout in BPF "
                             "program", False)
+        if len(starts) == 1:
+            return {}  # the main program alone: no function to ask the BTF about
         btf = parse_btf(program.btf)  # each time: the bench times it with the rest
         out = {}
         for insn, type_id in program.func_info[1:]:

@@ -45,10 +45,10 @@ Regs = tuple[Val, ...]
 def _slots(lo: int, hi: int) -> int:
     """The slots holding any byte of [lo, hi) (negative offsets from fp)."""
     lo, hi = max(lo, -512), min(hi, 0)
-    mask = 0
-    for b in range(lo, hi):
-        mask |= 1 << ((-b - 1) // 8)
-    return mask
+    if lo >= hi:
+        return 0
+    first, last = (-hi) // 8, (-lo - 1) // 8  # slot of byte hi - 1, slot of byte lo
+    return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
 
 
 def _join(a: Val, b: Val) -> Val:
