@@ -549,14 +549,6 @@ void vxdp_run_release_all(struct vxdp_run *r)
 #define BPF_F_CURRENT_CPU BPF_F_INDEX_MASK
 #define BPF_F_CTXLEN_MASK (0xfffffull << 32)
 
-static bool xdp_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
-{
-    if (a1 == (uint64_t)(uintptr_t)r->ctx_md)
-        return true;
-    vxdp_run_fail(r, -EINVAL, "%s at pc %u: r1 is not the context", helper, r->pc);
-    return false;
-}
-
 /* bpf_xdp_event_output (net/core/filter.c) into __bpf_perf_event_output: the record is
  * the data, then the packet's first (flags >> 32) bytes.  Every slot of the map is taken
  * to have a reader on the CPU of its index (as libbpf's perf_buffer opens them), so a
@@ -564,7 +556,7 @@ static bool xdp_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
 HELPER(h_perf_event_output)
 {
     UNUSED_ARGS();
-    struct vxdp_map *m = xdp_ctx(r, a1, "perf_event_output") ?
+    struct vxdp_map *m = vxdp_is_ctx(r, a1, "perf_event_output") ?
                          prog_map(r, a2, "perf_event_output") : NULL;
     const void *data = m ? vxdp_mem_check(r, a4, a5, false) : NULL;
     uint64_t pkt_len = (uint64_t)(r->data_end - r->data);
@@ -612,7 +604,7 @@ static bool ipv6_strict(const uint8_t *a)
 HELPER(h_fib_lookup)
 {
     UNUSED_ARGS();
-    uint8_t *p = xdp_ctx(r, a1, "fib_lookup") ? vxdp_mem_check(r, a2, FIB_PARAMS_SIZE, true)
+    uint8_t *p = vxdp_is_ctx(r, a1, "fib_lookup") ? vxdp_mem_check(r, a2, FIB_PARAMS_SIZE, true)
                                               : NULL;
     uint32_t ifindex;
     if ((int64_t)(int32_t)a3 < FIB_PARAMS_SIZE)

@@ -190,6 +190,8 @@ VXDP_HELPER_DECL(vxdp_h_xdp_get_buff_len);
 VXDP_HELPER_DECL(vxdp_h_xdp_load_bytes);
 VXDP_HELPER_DECL(vxdp_h_xdp_store_bytes);
 void vxdp_run_release_all(struct vxdp_run *r);
+/* a1 is the run's context, else the run fails naming the helper (xdp.c) */
+bool vxdp_is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper);
 extern const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX];
 extern const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX];
 /* a helper's view of program memory: a host pointer to [addr, addr+len) or NULL (faulted) */

@@ -142,7 +142,7 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
 
 /* ---------------------------------------------------------------- frame helpers */
 
-static bool is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
+bool vxdp_is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
 {
     if (a1 == (uint64_t)(uintptr_t)r->ctx_md)
         return true;
@@ -155,7 +155,7 @@ static bool is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_head"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_head"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t metalen = r->data - r->data_meta;
@@ -179,7 +179,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_meta"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_meta"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t meta = (intptr_t)r->data_meta + off;
@@ -200,7 +200,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_tail)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_tail"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_tail"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t hard_end = (intptr_t)r->hard_start + r->frame_sz - VXDP_XDP_TAILROOM;
@@ -217,7 +217,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_tail)
 VXDP_HELPER_DECL(vxdp_h_xdp_get_buff_len)
 {
     (void)a2, (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_get_buff_len"))
+    if (!vxdp_is_ctx(r, a1, "xdp_get_buff_len"))
         return 0;
     return (uint64_t)(r->data_end - r->data);
 }
@@ -228,7 +228,7 @@ static int xdp_bytes(struct vxdp_run *r, uint64_t a1, uint64_t a2, uint64_t a3, 
 {
     uint32_t off = (uint32_t)a2, len = (uint32_t)a4;
     uint8_t *buf;
-    if (!is_ctx(r, a1, store ? "xdp_store_bytes" : "xdp_load_bytes"))
+    if (!vxdp_is_ctx(r, a1, store ? "xdp_store_bytes" : "xdp_load_bytes"))
         return 0;
     buf = vxdp_mem_check(r, a3, len, !store);
     if (!buf)

@@ -21,6 +21,7 @@ import io
 import struct
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import Any
 
 from construct import (
     ConstructError,
@@ -299,15 +300,21 @@ def _member(kind: BtfKind, rec: tuple[int, ...], strings: bytes) -> BtfMember:
     return BtfMember(name, rec[1], 0)  # FUNC_PROTO: a parameter
 
 
-def func_infos(ext: bytes, btf: Btf) -> dict[tuple[str, int], int]:
-    """The func_info records of a `.BTF.ext` section: (section, byte offset of the function
-    in it) -> BTF id of its FUNC (struct bpf_func_info, as libbpf reads it)."""
+def _ext_header(ext: bytes) -> Any:
+    """The `.BTF.ext` header (struct btf_ext_header), checked."""
     try:
         hdr = btf_ext_header.parse(ext)
     except ConstructError:
         raise ElfError("section '.BTF.ext': truncated header") from None
     if hdr.magic != BTF_MAGIC:
         raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    return hdr
+
+
+def func_infos(ext: bytes, btf: Btf) -> dict[tuple[str, int], int]:
+    """The func_info records of a `.BTF.ext` section: (section, byte offset of the function
+    in it) -> BTF id of its FUNC (struct bpf_func_info, as libbpf reads it)."""
+    hdr = _ext_header(ext)
     body = ext[hdr.hdr_len + hdr.func_info_off: hdr.hdr_len + hdr.func_info_off
                + hdr.func_info_len]
     if not hdr.func_info_len:
@@ -450,12 +457,7 @@ class CoreRelo:
 
 def core_relocations(ext: bytes, btf: Btf) -> list[CoreRelo]:
     """The CO-RE relocation records of a `.BTF.ext` section (empty when it has none)."""
-    try:
-        hdr = btf_ext_header.parse(ext)
-    except ConstructError:
-        raise ElfError("section '.BTF.ext': truncated header") from None
-    if hdr.magic != BTF_MAGIC:
-        raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    hdr = _ext_header(ext)
     if hdr.hdr_len < 32:
         return []
     try:
