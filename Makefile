@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.vxdp-installed
 DEBS   := $(VENV)/.debian-deps
 PYTEST ?= $(BIN)/pytest
 
-.PHONY: all test demo lint bench fuzz test-asan build deps clean
+.PHONY: all test demo lint bench fuzz test-asan build deps clean dist-check
 
 all: test
 
@@ -55,7 +55,7 @@ ASAN_TESTS := tests/vxdp/test_native_smoke.py tests/vxdp/test_interp.py \
   tests/vxdp/test_coremaps.py tests/vxdp/test_xdp_helpers.py tests/vxdp/test_vring_c.py \
   tests/vxdp/test_datatest.py tests/vxdp/test_differential.py tests/vxdp/test_jit.py \
   tests/host/test_datapath.py tests/guest/test_datapath.py tests/guest/test_handover.py \
-  tests/vxdp/test_frames.py
+  tests/vxdp/test_frames.py tests/vxdp/vhost_user/test_fds.py
 
 test-asan: deps
 	VXDP_SANITIZE=1 $(BIN)/python setup.py -q build_ext --inplace
@@ -63,6 +63,11 @@ test-asan: deps
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(BIN)/python -c 'import os, sys, pytest; os.environ.pop("LD_PRELOAD", None); \
 	    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[1:]]))' $(ASAN_TESTS)
+
+# sdist -> wheel -> a new venv outside the source tree, where vxdp verify, exec --engine jit,
+# bench --suite xdp and the pytest plugin must run (tests/test_dist.py; uses the package index).
+dist-check: deps
+	VXDP_DIST_CHECK=1 $(PYTEST) -q -p no:cacheprovider tests/test_dist.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c

@@ -8,16 +8,23 @@
  *   one receive queue and one transmit queue of a guest (split rings of vring.c over the
  *   guest's memory) and, optionally, an offloaded XDP program with its environment.
  *
- *   Host rx burst: each wire frame goes through the program, if one is attached, in place
- *   on a host frame with XDP_PACKET_HEADROOM (as xdp.c frames it), then:
+ *   Two program slots a port: the host-attached program (the operator's, `xdp`) and the
+ *   program the guest offloaded over its control queue (`offload`).  Host rx burst: each
+ *   wire frame goes through the host-attached program, if one is attached, in place on
+ *   a host frame with XDP_PACKET_HEADROOM (as xdp.c frames it), then:
  *     DROP       counted;
  *     ABORTED    dropped and counted (also unknown actions and runs the core stopped);
  *     TX         back out on the wire (the out burst);
- *     PASS       into the guest: a virtio_net_hdr and the frame written into its rx
- *                chains, spanning several with VIRTIO_NET_F_MRG_RXBUF (num_buffers set,
- *                virtio 1.3 §5.1.6.3.2, §5.1.6.4), all of them used together;
- *     REDIRECT   to the port the target ifindex names (its guest's rx path), to the
+ *     PASS       into the guest (guest_in);
+ *     REDIRECT   to the port the target ifindex names (into its guest, guest_in), to the
  *                wire when it names the uplink, else dropped and counted.
+ *   Into the guest (guest_in): the offloaded program, if any, on its own frame; its
+ *   DROP and ABORTED end there, TX goes back out of the port the frame came in (the
+ *   wire), REDIRECT as above but one hop only (a frame another port redirected here is
+ *   dropped when this program redirects it again: no loops), and PASS writes a
+ *   virtio_net_hdr and the frame into the guest's rx chains, spanning several with
+ *   VIRTIO_NET_F_MRG_RXBUF (num_buffers set, virtio 1.3 §5.1.6.3.2, §5.1.6.4), all of
+ *   them used together.
  *   Without buffers the frame is dropped and counted (rx_no_buffer), as vhost does; with
  *   MRG_RXBUF chains taken for a frame that did not fit are held for the next one.
  *   Host tx burst: guest tx chains become wire frames once their header is checked
@@ -247,7 +254,8 @@ struct vxdp_port {
     uint64_t features;
     uint32_t hdr_len, mtu;
     bool mrg;
-    struct dp_xdp xdp;
+    struct dp_xdp xdp;              /* the host-attached program */
+    struct dp_xdp offload;          /* the program the guest offloaded */
     struct vxdp_port_stats st;
     /* rx chains taken for a frame: held over to the next one when they were too few */
     uint32_t held, nseg;
@@ -343,6 +351,7 @@ void vxdp_port_free(struct vxdp_port *p)
     }
     switch_put(sw);
     xdp_free(&p->xdp);
+    xdp_free(&p->offload);
     free(p);
 }
 
@@ -350,6 +359,17 @@ int vxdp_port_attach(struct vxdp_port *p, struct vxdp_prog *prog, struct vxdp_en
                      char *err, size_t errlen)
 {
     return xdp_attach(&p->xdp, prog, env, err, errlen);
+}
+
+int vxdp_port_attach_offload(struct vxdp_port *p, struct vxdp_prog *prog,
+                             struct vxdp_env *env, char *err, size_t errlen)
+{
+    return xdp_attach(&p->offload, prog, env, err, errlen);
+}
+
+size_t vxdp_port_offload_fault(const struct vxdp_port *p, char *buf, size_t cap)
+{
+    return copy_fault(&p->offload, buf, cap);
 }
 
 void vxdp_port_get_stats(const struct vxdp_port *p, struct vxdp_port_stats *st)
@@ -549,6 +569,69 @@ static void to_wire(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t 
     p->st.wire_bytes += len;
 }
 
+/* Into this port's guest: its offloaded program, then PASS into its receive queue (see
+ * the top of the file).  `hop` is 0 for a frame from the wire or this port's host
+ * program, 1 for a frame another port redirected here. */
+static void guest_in(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t *pkt,
+                     uint32_t len, int hop)
+{
+    struct dp_xdp *x = &p->offload;
+    const uint8_t *data;
+    uint32_t act, dlen;
+    bool fault;
+
+    if (!x->prog) {
+        deliver(p, pkt, len);
+        return;
+    }
+    if (len > VXDP_XDP_MAX_DATA) {
+        p->st.drop_oversize++;   /* larger than an XDP frame can hold */
+        return;
+    }
+    if (hop)
+        xdp_burst_begin(x, p->ifindex, 0);   /* another port's burst: set up this run */
+    act = xdp_run(x, pkt, len, &fault);
+    data = x->run->data;
+    dlen = (uint32_t)(x->run->data_end - x->run->data);
+    switch (act) {
+    case XDP_DROP:
+        p->st.off_drop++;
+        break;
+    case XDP_PASS:
+        p->st.off_pass++;
+        deliver(p, data, dlen);
+        break;
+    case XDP_TX:
+        p->st.off_tx++;
+        to_wire(p, wire, data, dlen);
+        break;
+    case XDP_REDIRECT: {
+        int64_t target = x->run->redirect;
+        struct vxdp_port *to;
+        p->st.off_redirect++;
+        if (target == (int64_t)p->sw->wire_ifindex) {
+            to_wire(p, wire, data, dlen);
+        } else if (target == (int64_t)p->ifindex) {
+            deliver(p, data, dlen);   /* out of its own device: into the guest */
+        } else if (!hop && target > 0 && (to = switch_find(p->sw, (uint32_t)target))) {
+            to->st.redirect_in++;
+            guest_in(to, wire, data, dlen, 1);
+        } else {
+            p->st.drop_redirect++;
+        }
+        break;
+    }
+    default:
+        if (fault)
+            p->st.off_fault++;
+        else if (act != XDP_ABORTED)
+            p->st.off_invalid++;
+        p->st.off_aborted++;
+        break;
+    }
+    xdp_scrub(x);
+}
+
 int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
                        struct vxdp_burst *wire, char *err, size_t errlen)
 {
@@ -560,6 +643,8 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
         return rc;
     if (p->xdp.prog)
         xdp_burst_begin(&p->xdp, p->ifindex, 0);
+    if (p->offload.prog)
+        xdp_burst_begin(&p->offload, p->ifindex, 0);
     /* While the ring holds buffers the driver need not kick: a kick per refill would
      * cost the guest a notification and this side a wake-up for nothing.  Kicks come
      * back on when take_chain finds the ring empty (virtio 1.3 §2.7.10). */
@@ -583,7 +668,7 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
             if (len > VXDP_DP_MAX_FRAME)
                 p->st.drop_oversize++;
             else
-                deliver(p, pkt, len);
+                guest_in(p, wire, pkt, len, 0);
             continue;
         }
         if (len > VXDP_XDP_MAX_DATA) {
@@ -600,7 +685,7 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
             break;
         case XDP_PASS:
             p->st.xdp_pass++;
-            deliver(p, data, dlen);
+            guest_in(p, wire, data, dlen, 0);
             break;
         case XDP_TX:
             p->st.xdp_tx++;
@@ -614,7 +699,7 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
                 to_wire(p, wire, data, dlen);
             } else if (target > 0 && (to = switch_find(p->sw, (uint32_t)target))) {
                 to->st.redirect_in++;
-                deliver(to, data, dlen);
+                guest_in(to, wire, data, dlen, to == p ? 0 : 1);
             } else {
                 p->st.drop_redirect++;
             }

@@ -276,6 +276,9 @@ void vxdp_vq_get_state(const struct vxdp_vq *vq, struct vxdp_vq_state *st)
     snprintf(st->error, sizeof(st->error), "%s", vq->error);
 }
 
+/* 0, or the negative errno of the refusal that broke the queue (its text: get_state). */
+int vxdp_vq_broken(const struct vxdp_vq *vq) { return vq->broken; }
+
 /* Hand a queue over (SET_VRING_BASE, migration): only between chains, never with some in
  * flight, whose descriptors the new owner could not know. */
 int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *err,

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 2
+#define VXDP_CORE_ABI 3
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -87,6 +87,7 @@
 #define VXDP_RX_MAX_BUFS 64             /* rx buffers one frame may span (MRG_RXBUF) */
 #define VXDP_RX_MAX_SEGS 256            /* writable segments of those buffers */
 #define VXDP_DP_MAX_FRAME 65550         /* a GSO-less frame: 64 KiB + Ethernet and VLAN */
+#define VXDP_GUARD_SLOTS 1024           /* guest memory ranges the SIGBUS guard watches */
 
 /* CDEF-BEGIN */
 struct vxdp_prog;
@@ -192,6 +193,7 @@ int vxdp_vq_new(struct vxdp_vq **out, struct vxdp_gmem *mem, uint32_t size, uint
                 const char *name, char *err, size_t errlen);
 void vxdp_vq_free(struct vxdp_vq *vq);
 void vxdp_vq_get_state(const struct vxdp_vq *vq, struct vxdp_vq_state *st);
+int vxdp_vq_broken(const struct vxdp_vq *vq);
 int vxdp_vq_set_state(struct vxdp_vq *vq, const struct vxdp_vq_state *st, char *err,
                       size_t errlen);
 int vxdp_vq_pending(struct vxdp_vq *vq, char *err, size_t errlen);
@@ -242,6 +244,8 @@ struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, it
     uint64_t drop_ring_broken;              /* the queue refused a hostile ring */
     uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
     uint64_t irq_sent, irq_suppressed;
+    /* the program the guest offloaded, run on every frame into the guest */
+    uint64_t off_aborted, off_drop, off_pass, off_tx, off_redirect, off_invalid, off_fault;
 };
 
 struct vxdp_gport_stats {       /* one guest port (driver-mode XDP) */
@@ -262,6 +266,9 @@ int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifind
 void vxdp_port_free(struct vxdp_port *port);
 int vxdp_port_attach(struct vxdp_port *port, struct vxdp_prog *prog, struct vxdp_env *env,
                      char *err, size_t errlen);
+int vxdp_port_attach_offload(struct vxdp_port *port, struct vxdp_prog *prog,
+                             struct vxdp_env *env, char *err, size_t errlen);
+size_t vxdp_port_offload_fault(const struct vxdp_port *port, char *buf, size_t cap);
 int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
                        struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,
@@ -290,6 +297,13 @@ int vxdp_gport_interrupts(struct vxdp_gport *gp, uint32_t queue, int enable, cha
                           size_t errlen);
 int vxdp_gport_inflight(const struct vxdp_gport *gp, uint32_t queue, uint32_t *heads,
                         uint64_t *gpa, uint32_t cap, char *err, size_t errlen);
+/* ---- a front-end's memory and fds: the SIGBUS guard, guarded fd i/o (guard.c) ---- */
+int vxdp_guard_install(char *err, size_t errlen);
+int vxdp_guard_add(void *start, uint64_t len, int notify_fd, char *err, size_t errlen);
+int vxdp_guard_remove(int slot);
+int vxdp_guard_lost(int slot, uint64_t *fault);
+int vxdp_fd_signal(int fd, char *err, size_t errlen);
+int vxdp_fd_drain(int fd, char *err, size_t errlen);
 /* CDEF-END */
 
 #endif

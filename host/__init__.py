@@ -18,9 +18,14 @@ from .events import (
     Interrupt,
     KickIgnored,
     MoreAvailable,
+    OffloadChanged,
+    OffloadVerify,
     QueueReady,
     StatusChanged,
+    XdpBounced,
+    XdpRedirected,
 )
+from .offload import DeviceOffload, OffloadedMap, OffloadedProgram, VerifyJob
 from .rxfilter import RxFilter, Verdict
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "Device",
     "DeviceEvent",
     "DeviceNeedsReset",
+    "DeviceOffload",
     "DeviceProfile",
     "FeaturesWritten",
     "FrameDeferred",
@@ -49,11 +55,18 @@ __all__ = [
     "KickIgnored",
     "MoreAvailable",
     "NetState",
+    "OffloadChanged",
+    "OffloadVerify",
+    "OffloadedMap",
+    "OffloadedProgram",
     "QueueReady",
     "QueueRole",
     "QueueSlot",
     "RxFilter",
     "StatusChanged",
     "Verdict",
+    "VerifyJob",
+    "XdpBounced",
+    "XdpRedirected",
     "get_profile",
 ]

@@ -8,7 +8,7 @@ and the CLI use; `get_profile()` looks one up.
 `ConfigSpace` serves the device-specific configuration (virtio 1.3 §5.1.4) as the bytes of
 `virtio_spec.structs.virtio_net_config`.  A field holds its value only when a feature that
 makes it exist is offered (`VIRTIO_NET_CONFIG_FIELD_FEATURES`); otherwise it reads as 0.
-The space is 28 bytes (the standard fields) or 56 when VIRTIO_NET_F_XDP_OFFLOAD is
+The space is 28 bytes (the standard fields) or 80 when VIRTIO_NET_F_XDP_OFFLOAD is
 offered (vxdp's capability fields follow `supported_tunnel_types`, DESIGN.md).  Reads
 outside it are the peer's mistake; writes are refused (virtio 1.3 §5.1.4.2: "The driver
 MUST NOT write to any of the device configuration fields").
@@ -31,10 +31,13 @@ from virtio_spec.structs import (
     VIRTIO_NET_CONFIG_STD_SIZE,
     VirtioNetStatus,
     virtio_net_config,
+    virtio_net_config_zero,
 )
 
 _F = VirtioFeature
 _N = VirtioNetFeature
+#: What a field reads as when no offered feature makes it exist (virtio 1.3 §5.1.4).
+EMPTY_CONFIG: Final[dict[str, int | bytes | list[int]]] = virtio_net_config_zero()
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -153,26 +156,26 @@ class ConfigSpace:
 
     @property
     def size(self) -> int:
-        """28 bytes, or 56 with the XDP capability fields."""
+        """28 bytes, or 80 with the XDP capability fields."""
         if self.profile.offers(_N.VIRTIO_NET_F_XDP_OFFLOAD):
             return VIRTIO_NET_CONFIG_SIZE
         return VIRTIO_NET_CONFIG_STD_SIZE
 
-    def values(self) -> dict[str, int | bytes]:
+    def values(self) -> dict[str, int | bytes | list[int]]:
         """Every field with its current value; 0 where its feature is not offered."""
         p = self.profile
         xdp = p.xdp
-        raw: dict[str, int | bytes] = {
+        raw: dict[str, int | bytes | list[int]] = {
             "mac": self.mac, "status": self.status, "max_virtqueue_pairs": p.max_queue_pairs,
             "mtu": p.mtu, "speed": 0xFFFFFFFF, "duplex": 0xFF, "rss_max_key_size": 0,
             "rss_max_indirection_table_length": 0, "supported_hash_types": 0,
             "supported_tunnel_types": 0,
         }
-        raw.update(xdp.to_config() if xdp else dict.fromkeys(XDP_CONFIG_FIELDS, 0))
-        out: dict[str, int | bytes] = {}
+        raw.update(xdp.to_config() if xdp else {f: EMPTY_CONFIG[f] for f in XDP_CONFIG_FIELDS})
+        out: dict[str, int | bytes | list[int]] = {}
         for name, value in raw.items():
             present = any(p.offers(bit) for bit in VIRTIO_NET_CONFIG_FIELD_FEATURES[name])
-            out[name] = value if present else (bytes(6) if name == "mac" else 0)
+            out[name] = value if present else EMPTY_CONFIG[name]
         return out
 
     def to_bytes(self) -> bytes:

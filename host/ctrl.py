@@ -9,12 +9,22 @@ Rules
 * A chain without the 2-byte header or without a 1-byte writable ack is *malformed*: the
   device cannot even answer, so it sets DEVICE_NEEDS_RESET (QEMU `virtio_net_handle_ctrl`
   "virtio-net ctrl missing headers"), see `CtrlOutcome.malformed`.
+* A chain with more readable bytes than `ControlQueue.max_request` is answered
+  VIRTIO_NET_ERR, naming the limit, before anything past its header is read: a driver can
+  make a chain of up to 4 GiB out of a few MiB of memory (§2.7.5.2).  The default is the
+  largest standard command the device accepts (`MAX_STANDARD_REQUEST`, a MAC_TABLE_SET of
+  `MAC_TABLE_MAX_READ` addresses); a class with larger commands raises it.
 * Everything else is answered: an unknown (class, command), a command whose feature was
   not negotiated, a malformed body or a value out of range acks VIRTIO_NET_ERR with the
   reason in the trace; the used length is 1 + result bytes.
-* Handlers live in one table keyed by (class, command); later issues `register` more
-  (the XDP offload class 9).  A handler gets the parsed `CtrlRequest` and returns a
-  `CtrlReply`; it changes `NetState`, which the receive path reads for every frame.
+* Handlers live in one table keyed by (class, command); `host.Device` registers the XDP
+  offload's class (`host.offload`) when its profile offers it.  A handler gets the parsed
+  `CtrlRequest` and returns a `CtrlReply`; it changes `NetState`, which the receive path
+  reads for every frame.
+* A reply may be *pending* (`CtrlReply.job`): the command waits for work done outside
+  the device (an offloaded program's verification).  `handle` then writes nothing and
+  returns the job in `CtrlOutcome.pending`; `complete(chain, reply)` answers the chain
+  once the work is done.
 
 Reset state (`NetState.reset`): one queue pair in use (§5.1.6.5.6.2), filters as in
 `host.rxfilter`, every negotiated guest offload on (QEMU), ANNOUNCE clear.
@@ -51,7 +61,7 @@ from virtio_spec.structs import VirtioNetStatus
 
 from .config import ConfigSpace, DeviceProfile
 from .events import CtrlHandled
-from .rxfilter import MAX_VLAN, RxFilter, mac_str
+from .rxfilter import MAC_TABLE_ENTRIES, MAX_VLAN, RxFilter, mac_str
 
 _N = VirtioNetFeature
 _C = VirtioNetCtrlClass
@@ -61,6 +71,26 @@ GUEST_OFFLOAD_BITS = mask_of((
     _N.VIRTIO_NET_F_GUEST_CSUM, _N.VIRTIO_NET_F_GUEST_TSO4, _N.VIRTIO_NET_F_GUEST_TSO6,
     _N.VIRTIO_NET_F_GUEST_ECN, _N.VIRTIO_NET_F_GUEST_UFO, _N.VIRTIO_NET_F_GUEST_USO4,
     _N.VIRTIO_NET_F_GUEST_USO6))
+
+
+#: The most addresses a VIRTIO_NET_CTRL_MAC_TABLE_SET may carry, both tables together.
+#: The device keeps MAC_TABLE_ENTRIES and takes a longer table as overflow (every address
+#: of that kind accepted, as QEMU does), so past that the addresses only cost reading;
+#: 64 times QEMU's table is more than any driver's address lists.
+MAC_TABLE_MAX_READ = 64 * MAC_TABLE_ENTRIES
+#: The largest standard command: the header and a MAC_TABLE_SET of MAC_TABLE_MAX_READ
+#: addresses (two le32 `entries`, 6 bytes an address, virtio 1.3 §5.1.6.5.2).
+MAX_STANDARD_REQUEST = VIRTIO_NET_CTRL_HDR_SIZE + 2 * 4 + 6 * MAC_TABLE_MAX_READ
+
+
+def _readable_head(chain: Chain, n: int) -> bytes:
+    """The first `n` device-readable bytes of `chain` (nothing past them is read)."""
+    out = b""
+    for seg in chain.readable:
+        out += bytes(seg.view[:n - len(out)])
+        if len(out) >= n:
+            break
+    return out
 
 
 @dataclass
@@ -111,11 +141,15 @@ class CtrlRequest:
 
 @dataclass(frozen=True)
 class CtrlReply:
-    """A handler's answer: ack, result bytes written after the ack, and what it did."""
+    """A handler's answer: ack, result bytes written after the ack, and what it did.
+    `job`: the answer waits for it (see the rules); `changed`: the handler changed what
+    the datapath runs (the offloaded program)."""
 
     ack: int
     detail: str
     result: bytes = b""
+    job: Any = None
+    changed: bool = False
 
     @classmethod
     def ok(cls, detail: str, result: bytes = b"") -> CtrlReply:
@@ -131,7 +165,8 @@ Handler = Callable[[CtrlRequest], CtrlReply]
 
 @dataclass(frozen=True)
 class CtrlOutcome:
-    """What handling one chain came to.  `malformed` set: no ack was written."""
+    """What handling one chain came to.  `malformed` set: no ack was written; `pending`
+    set: nothing written yet, the chain waits for that job (`ControlQueue.complete`)."""
 
     cls: int
     command: int
@@ -140,6 +175,8 @@ class CtrlOutcome:
     written: int
     detail: str
     malformed: RemoteProtocolError | None = None
+    pending: Any = None
+    changed: bool = False
 
     def event(self, queue: int, head: int) -> CtrlHandled:
         return CtrlHandled(queue, head, self.cls, self.command, self.name, self.ack,
@@ -149,9 +186,13 @@ class CtrlOutcome:
 class ControlQueue:
     """The (class, command) dispatch table and the chain handling around it."""
 
-    def __init__(self, net: NetState, *, ebpf_class: int = VIRTIO_NET_CTRL_EBPF) -> None:
+    def __init__(self, net: NetState, *, ebpf_class: int = VIRTIO_NET_CTRL_EBPF,
+                 max_request: int = MAX_STANDARD_REQUEST) -> None:
         self.net = net
         self.ebpf_class = ebpf_class
+        #: Readable bytes a command may have (header included); longer chains are
+        #: answered VIRTIO_NET_ERR unread.  Raise it for a class with larger commands.
+        self.max_request = max_request
         self._table: dict[tuple[int, int], Handler] = {}
         for rx in VirtioNetCtrlRx:
             self.register(_C.VIRTIO_NET_CTRL_RX, rx, self._rx_mode)
@@ -190,15 +231,29 @@ class ControlQueue:
             return CtrlOutcome(-1, -1, "malformed", -1, 0, "", RemoteProtocolError(
                 f"control chain {chain.head}: the ack must be 1 device-writable byte, the "
                 f"first writable buffer has {got}", "5.1.6.5"))
+        if head_len > self.max_request:
+            cls, command = _readable_head(chain, VIRTIO_NET_CTRL_HDR_SIZE)
+            return self.complete(chain, cls, command, CtrlReply.err(
+                f"control chain {chain.head}: {head_len} readable bytes, more than the "
+                f"{self.max_request} this device reads for a command (max_request); not "
+                f"read"))
         data = chain.read()
         cls, command = data[0], data[1]
-        name = command_name(cls, command, ebpf_class=self.ebpf_class)
         reply = self._answer(cls, command, data, chain.writable_len - 1, negotiated)
+        if reply.job is not None:
+            name = command_name(cls, command, ebpf_class=self.ebpf_class)
+            return CtrlOutcome(cls, command, name, -1, 0, reply.detail, pending=reply.job)
+        return self.complete(chain, cls, command, reply)
+
+    def complete(self, chain: Chain, cls: int, command: int, reply: CtrlReply) -> CtrlOutcome:
+        """Write the ack and the result into the chain's writable buffers."""
+        name = command_name(cls, command, ebpf_class=self.ebpf_class)
         if len(reply.result) > chain.writable_len - 1:
             reply = CtrlReply.err(f"result of {len(reply.result)} bytes does not fit the "
                                   f"{chain.writable_len - 1} writable bytes after the ack")
         written = chain.write(bytes([reply.ack]) + reply.result)
-        return CtrlOutcome(cls, command, name, reply.ack, written, reply.detail)
+        return CtrlOutcome(cls, command, name, reply.ack, written, reply.detail,
+                           changed=reply.changed)
 
     def _answer(self, cls: int, command: int, data: bytes, room: int,
                 negotiated: int) -> CtrlReply:
@@ -282,5 +337,5 @@ class ControlQueue:
         return CtrlReply.ok(f"guest offloads: {', '.join(describe(offloads)) or 'none'}")
 
 
-__all__ = ["GUEST_OFFLOAD_BITS", "ControlQueue", "CtrlOutcome", "CtrlReply", "CtrlRequest",
-           "Handler", "NetState"]
+__all__ = ["GUEST_OFFLOAD_BITS", "MAC_TABLE_MAX_READ", "MAX_STANDARD_REQUEST", "ControlQueue",
+           "CtrlOutcome", "CtrlReply", "CtrlRequest", "Handler", "NetState"]

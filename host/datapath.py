@@ -10,15 +10,20 @@ one burst per call and turns the C counters and ring refusals into Python values
 
     switch = HostSwitch(wire_ifindex=1)
     port = HostPort.from_device(switch, 10, device)      # after DRIVER_OK
-    port.attach(program)                                  # offloaded XDP, or None
+    port.attach(program)                                  # host-attached XDP, or None
+    port.attach_offload(program, maps, "jit")             # the guest's offloaded XDP
     out = port.rx_burst(frames)                           # wire -> XDP -> guest / wire
     out.wire, out.interrupts                              # frames for the wire, irqs due
     port.tx_burst()                                       # guest tx -> wire
 
-Actions: DROP and ABORTED count; TX puts the frame in `wire`; PASS writes a virtio_net_hdr
-and the frame into the guest's rx buffers (several with MRG_RXBUF, num_buffers set, virtio
-1.3 §5.1.6.4); REDIRECT follows the devmap value: another port's guest, or the wire when it
-names the switch's uplink.  Without rx buffers a frame is dropped and counted.
+Two programs a port, both optional: the host-attached one (the operator's) and the one the
+guest offloaded over its control queue (`host.offload`), which runs on every frame going
+into the guest after the host-attached one passed it (csrc/datapath.c).  Actions: DROP and
+ABORTED count; TX puts the frame in `wire`; PASS goes on into the guest, where the last
+PASS writes a virtio_net_hdr and the frame into the guest's rx buffers (several with
+MRG_RXBUF, num_buffers set, virtio 1.3 §5.1.6.4); REDIRECT follows the devmap value:
+another port's guest, or the wire when it names the switch's uplink.  Without rx buffers
+a frame is dropped and counted.
 
 Notifications on the receive queue follow vhost-net: a burst turns the driver's kicks off
 while the ring holds buffers and back on when it runs dry (re-checking once after), so a
@@ -104,6 +109,22 @@ def _joined(parts: list[PackedFrames]) -> Sequence[bytes]:
     return [f for part in parts for f in part]
 
 
+def _loaded(program: Program, maps: Sequence[CoreMap],
+            engine: str) -> tuple[native.ProgHandle, native.EnvHandle]:
+    """`program` loaded into the core over `maps` for XDP runs (compiled and attached
+    when `engine` is jit: the datapath's runs then call the compiled code), with a fresh
+    environment."""
+    if program.prog_type != ProgType.XDP:
+        raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
+    handles = [m.handle for m in maps]
+    if engine == "jit":
+        from vxdp.bpf import jit
+        prog = jit.load(program.insns, native.MODE_XDP, handles)
+    else:
+        prog = native.prog_load(program.insns, native.MODE_XDP, handles)
+    return prog, native.env_new(0)
+
+
 def _ring_error(state: dict[str, object]) -> RingError | None:
     """The RingError a C queue's break record stands for (None when not broken)."""
     code = int(state["broken"])  # type: ignore[call-overload]
@@ -137,6 +158,8 @@ class HostPort:
         self._wire = native.Burst(2 * burst, 2 * burst * 4096)
         self.program: Program | None = None
         self.maps: list[CoreMap] = []
+        self._reported: set[str] = set()  # broken queues `newly_broken` told of
+        self.offloaded: Program | None = None
 
     def _queue(self, cfg: QueueConfig | None, name: str,
                kw: dict[str, bool]) -> native.VqHandle | None:
@@ -257,14 +280,19 @@ class HostPort:
             native.port_attach(self.handle, None, None)
             self.program, self.maps = None, []
             return
-        if program.prog_type != ProgType.XDP:
-            raise UsageError(f"program {program.name!r} is {program.prog_type.name}, not xdp")
         core_maps = list(maps) if maps is not None else [CoreMap(s) for s in program.maps]
-        prog = native.prog_load(program.insns, native.MODE_XDP,
-                                [m.handle for m in core_maps])
-        env = native.env_new(0)
-        native.port_attach(self.handle, prog, env)
+        native.port_attach(self.handle, *_loaded(program, core_maps, "interp"))
         self.program, self.maps = program, core_maps
+
+    def attach_offload(self, program: Program | None, maps: Sequence[CoreMap] = (),
+                       engine: str = "interp") -> None:
+        """Run the program the guest offloaded (on `engine`, over the device's maps) on
+        every frame into the guest, after the host-attached one; None detaches."""
+        if program is None:
+            native.port_attach_offload(self.handle, None, None)
+        else:
+            native.port_attach_offload(self.handle, *_loaded(program, maps, engine))
+        self.offloaded = program
 
     # ------------------------------------------------------------ bursts
 
@@ -308,6 +336,20 @@ class HostPort:
     def last_fault(self) -> str:
         """Why the core stopped the last faulting run (counted as xdp_fault)."""
         return native.port_last_fault(self.handle)
+
+    def newly_broken(self, queue: str) -> RingError | None:
+        """The error that broke queue `queue` ("rx" or "tx") since the last call that
+        reported it, else None: one cheap C call, for the caller to check after a burst
+        (a ring the driver broke sets DEVICE_NEEDS_RESET, as the model's would)."""
+        vq = self._rx if queue == "rx" else self._tx
+        if vq is None or queue in self._reported or not native.vq_broken(vq):
+            return None
+        self._reported.add(queue)
+        return _ring_error(native.vq_state(vq))
+
+    def offload_fault(self) -> str:
+        """Why the core stopped the offloaded program's last faulting run (off_fault)."""
+        return native.port_offload_fault(self.handle)
 
     def broken(self) -> dict[str, RingError]:
         """Queues a hostile driver broke, with the error virtio_spec.split would raise."""

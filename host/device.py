@@ -20,7 +20,11 @@ end with `MoreAvailable` and the edge calls `notify` again after other work ran.
 Status and features go through `virtio_spec.status.DeviceStatusMachine` (the table lives
 there).  The rings are `virtio_spec.split` / `virtio_spec.packed` device queues over the
 shared `GuestMemory`.  The control queue is `host.ctrl.ControlQueue`, a dispatch table
-keyed by (class, command) that later issues extend (the XDP offload class 9).
+keyed by (class, command).  With VIRTIO_NET_F_XDP_OFFLOAD in the profile the offload's
+class (VIRTIO_NET_CTRL_EBPF) is answered by `host.offload.DeviceOffload`: a SET_OFFLOAD
+ends in `OffloadVerify` (the edge runs the verification, then `finish_ctrl`), and a
+change of the offloaded program in `OffloadChanged` (the edge attaches it on the
+receive path).  A reset destroys every offloaded object (`OffloadChanged(None)`).
 
 Queue layout (virtio 1.3 §5.1.2): index 2k is receiveq(k+1), 2k+1 transmitq(k+1), 2N the
 controlq, N = max_virtqueue_pairs when VIRTIO_NET_F_MQ is negotiated, else 1.
@@ -56,16 +60,20 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from virtio_spec.chain import Chain
+from virtio_spec.ctrl import VIRTIO_NET_CTRL_HDR_SIZE
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
 from virtio_spec.memory import GuestMemory
+from virtio_spec.offload import VIRTIO_NET_CTRL_EBPF, VirtioNetCtrlEbpf
 from virtio_spec.packed import PackedDeviceQueue
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatusMachine, StatusEffect, status_names
 from virtio_spec.structs import VirtioNetStatus, check_queue_size
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT
+from vxdp.bpf.program import XdpAction
 
 from .config import ConfigSpace, DeviceProfile, get_profile
-from .ctrl import ControlQueue, NetState
+from .ctrl import ControlQueue, CtrlOutcome, CtrlReply, CtrlRequest, NetState
 from .events import (
     ChainPopped,
     ChainUsed,
@@ -73,13 +81,19 @@ from .events import (
     DeviceEvent,
     DeviceNeedsReset,
     FeaturesWritten,
+    FrameDropped,
     Interrupt,
     KickIgnored,
     MoreAvailable,
+    OffloadChanged,
+    OffloadVerify,
     QueueReady,
     StatusChanged,
+    XdpBounced,
+    XdpRedirected,
 )
 from .netqueues import RX_BACKLOG, RxPath, TxPath, explain_interrupt, more_available
+from .offload import DeviceOffload, OffloadedProgram, OffloadRun, VerifyJob
 
 _F = VirtioFeature
 _N = VirtioNetFeature
@@ -127,18 +141,34 @@ class Device:
     """One virtio-net device.  See the module docstring for the two sides."""
 
     def __init__(self, profile: DeviceProfile | str = "default",
-                 memory: GuestMemory | None = None) -> None:
+                 memory: GuestMemory | None = None, *, xdp_engine: str = "interp",
+                 ifindex: int = 0) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.memory = memory
+        self.ifindex = ifindex  # what the offloaded program sees as ingress_ifindex
         self._status = DeviceStatusMachine(self.profile.features)
         self.config = ConfigSpace(self.profile)
         self.net = NetState.initial(self.profile, self.config)
         self.ctrl = ControlQueue(self.net)
+        self.offload: DeviceOffload | None = None
+        if self.profile.xdp is not None:
+            self.offload = DeviceOffload(self.profile.xdp, engine=xdp_engine)
+            for command in VirtioNetCtrlEbpf:
+                self.ctrl.register(VIRTIO_NET_CTRL_EBPF, command, self._offload_command)
+            # Its commands are larger than the standard ones (8 bytes an insn): a program
+            # of up to the kernel's insn limit reaches the handler (E2BIG past
+            # xdp_max_insns); a longer chain is refused unread (host.ctrl, max_request).
+            self.ctrl.max_request = max(self.ctrl.max_request,
+                                        VIRTIO_NET_CTRL_HDR_SIZE + 8 + 8 * COMPLEXITY_LIMIT)
+        # a control command waiting for its job: (queue, chain, its pending outcome)
+        self._ctrl_held: tuple[int, Chain, CtrlOutcome] | None = None
         self._ctrl_owner = CtrlOwner.DEVICE
         self._queues: dict[int, QueueSlot] = {}
         self.stats: dict[str, int] = dict.fromkeys(
             ("tx_frames", "tx_bytes", "tx_dropped", "rx_frames", "rx_bytes", "rx_dropped",
-             "interrupts", "interrupts_suppressed", "ctrl_commands"), 0)
+             "interrupts", "interrupts_suppressed", "ctrl_commands", "offload_aborted",
+             "offload_drop", "offload_pass", "offload_tx", "offload_redirect"), 0)
+        self._offload_run: OffloadRun | None = None
 
     # ------------------------------------------------------------------ transport side
 
@@ -197,7 +227,7 @@ class Device:
             value, int(outcome.status), status_names(outcome.status), outcome.accepted,
             outcome.reason, outcome.clause)]
         if outcome.effect is StatusEffect.RESET:
-            self._reset()
+            events.extend(self._reset())
         elif outcome.effect is StatusEffect.FEATURES_LOCKED:
             self.net.apply_features(self.negotiated,
                                     filters=self._ctrl_owner is CtrlOwner.DEVICE)
@@ -355,6 +385,8 @@ class Device:
         slot = self._queues.get(2 * pair)
         events: list[DeviceEvent] = []
         path = RxPath(self, slot)
+        if self.offloaded is not None and self.live:
+            frames = self._run_offloaded([bytes(f) for f in frames], 2 * pair, events)
         try:
             for frame in frames:
                 path.receive(bytes(frame), events)
@@ -426,10 +458,13 @@ class Device:
     def _process_ctrl(self, slot: QueueSlot, events: list[DeviceEvent]) -> bool:
         """Answer up to a ring's worth of commands (as the transmit path takes up to a
         ring's worth of chains): a driver that refills as fast as commands complete must
-        not hold the device.  True when more are waiting."""
+        not hold the device.  True when more are waiting.  Commands complete in order:
+        while one waits for its job (`OffloadVerify`) the rest wait behind it."""
         engine = slot.engine
         assert engine is not None
         for _ in range(slot.size):
+            if self._ctrl_held is not None:
+                return False
             chain = engine.pop()
             if chain is None:
                 return False
@@ -444,18 +479,100 @@ class Device:
                 events.extend(self.fail(slot.index, str(outcome.malformed),
                                         outcome.malformed.clause))
                 return False
-            self.stats["ctrl_commands"] += 1
-            engine.push(chain, outcome.written)
-            events.append(outcome.event(slot.index, chain.head))
-            events.append(ChainUsed(slot.index, chain.head, outcome.written))
+            if outcome.pending is not None:
+                self._ctrl_held = (slot.index, chain, outcome)
+                events.append(OffloadVerify(slot.index, chain.head,
+                                            outcome.pending.program.insn_count,
+                                            outcome.pending))
+                return False
+            self._ctrl_done(slot, chain, outcome, events)
         return more_available(engine)
 
-    def _reset(self) -> None:
-        """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset."""
+    def _ctrl_done(self, slot: QueueSlot, chain: Chain, outcome: CtrlOutcome,
+                   events: list[DeviceEvent]) -> None:
+        engine = slot.engine
+        assert engine is not None
+        self.stats["ctrl_commands"] += 1
+        engine.push(chain, outcome.written)
+        events.append(outcome.event(slot.index, chain.head))
+        events.append(ChainUsed(slot.index, chain.head, outcome.written))
+        if outcome.changed and self.offload is not None:
+            events.append(OffloadChanged(outcome.detail, self.offload.program))
+
+    def _offload_command(self, req: CtrlRequest) -> CtrlReply:
+        assert self.offload is not None
+        out = self.offload.handle(req.command, req.body, req.result_room)
+        return CtrlReply(out.ack, out.detail, out.result, out.job, out.changed)
+
+    def finish_ctrl(self, job: VerifyJob) -> list[DeviceEvent]:
+        """The job an `OffloadVerify` asked for has run: answer its command, then go on
+        with the commands behind it.  A job the device no longer waits for (a reset came
+        meanwhile) is dropped: nothing it verified is loaded."""
+        held = self._ctrl_held
+        if held is None or held[2].pending is not job or job.cancelled \
+                or self.offload is None:
+            return []
+        index, chain, waiting = held
+        self._ctrl_held = None
+        slot = self._queues.get(index)
+        out = self.offload.finish(job)
+        events: list[DeviceEvent] = []
+        if slot is None or slot.engine is None:
+            return events
+        try:
+            outcome = self.ctrl.complete(chain, waiting.cls, waiting.command,
+                                         CtrlReply(out.ack, out.detail, out.result,
+                                                   changed=out.changed))
+            self._ctrl_done(slot, chain, outcome, events)
+            if self._process_ctrl(slot, events):
+                events.append(MoreAvailable(index, slot.size))
+        except RingError as err:
+            events.extend(self.fail(index, str(err), err.clause))
+        self.interrupt(slot, events)
+        return events
+
+    def _run_offloaded(self, frames: list[bytes], queue: int,
+                       events: list[DeviceEvent]) -> list[bytes]:
+        """The offloaded program on the way into receiveq: PASS goes on (returned), DROP
+        and ABORTED end here, TX and REDIRECT become events for the edge."""
+        program = self.offloaded
+        assert program is not None
+        if self._offload_run is None or self._offload_run.offloaded is not program:
+            self._offload_run = OffloadRun(program, self.ifindex)
+        passed: list[bytes] = []
+        for frame, (action, data, target) in zip(frames, self._offload_run.run(frames,
+                                                                                queue // 2)):
+            name = "aborted" if action is None else action.name.lower()
+            self.stats[f"offload_{name}"] += 1
+            if action is XdpAction.PASS:
+                passed.append(data)
+            elif action is XdpAction.TX:
+                events.append(XdpBounced(queue, data))
+            elif action is XdpAction.REDIRECT:
+                events.append(XdpRedirected(queue, target or 0, data))
+            else:
+                self.stats["rx_dropped"] += 1
+                events.append(FrameDropped(queue, "rx", len(frame),
+                                           f"offloaded program: XDP_{name.upper()}"))
+        return passed
+
+    @property
+    def offloaded(self) -> OffloadedProgram | None:
+        """The program the guest offloaded, if any (what the receive path runs)."""
+        return self.offload.program if self.offload is not None else None
+
+    def _reset(self) -> list[DeviceEvent]:
+        """virtio 1.3 §2.4: queues, filters, ctrl state and config back to reset; every
+        offloaded object destroyed (the kernel's device-bound offload rule)."""
         self._queues.clear()
+        self._ctrl_held = None
+        self._offload_run = None
         self._ctrl_owner = CtrlOwner.DEVICE
         self.config.reset()
         self.net.reset(self.config)
+        if self.offload is not None and self.offload.reset():
+            return [OffloadChanged("device reset: offloaded program and maps destroyed")]
+        return []
 
 
 __all__ = ["RX_BACKLOG", "CtrlOwner", "Device", "QueueRole", "QueueSlot"]

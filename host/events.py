@@ -9,8 +9,8 @@ dict (bytes become hex).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from virtio_spec.events import Record
 
@@ -245,7 +245,80 @@ class DeviceNeedsReset(DeviceEvent):
         return f"q{self.queue} DEVICE_NEEDS_RESET: {self.reason}{cite}"
 
 
+@dataclass(frozen=True)
+class XdpBounced(DeviceEvent):
+    """The offloaded program returned XDP_TX: the frame goes back out of the port it
+    came in (the wire, for frames from the wire)."""
+
+    kind: ClassVar[str] = "xdp_tx"
+    queue: int
+    frame: bytes
+
+    def describe(self) -> str:
+        return f"q{self.queue} offloaded XDP_TX: {len(self.frame)} bytes back out"
+
+
+@dataclass(frozen=True)
+class XdpRedirected(DeviceEvent):
+    """The offloaded program returned XDP_REDIRECT to `ifindex` (a devmap value or
+    bpf_redirect's argument): the edge delivers the frame there or counts the drop."""
+
+    kind: ClassVar[str] = "xdp_redirect"
+    queue: int
+    ifindex: int
+    frame: bytes
+
+    def describe(self) -> str:
+        return (f"q{self.queue} offloaded XDP_REDIRECT: {len(self.frame)} bytes to ifindex "
+                f"{self.ifindex}")
+
+
+@dataclass(frozen=True)
+class OffloadVerify(DeviceEvent):
+    """A SET_OFFLOAD waits for its program's verification: the edge runs `job.run()`
+    (CPU only, off its event loop if it likes) and hands it to `Device.finish_ctrl`.
+    The control queue holds this command, and the ones behind it, until then."""
+
+    kind: ClassVar[str] = "offload_verify"
+    queue: int
+    head: int
+    insns: int
+    job: Any = field(repr=False, compare=False)
+
+    def describe(self) -> str:
+        return (f"q{self.queue} SET_OFFLOAD (chain {self.head}): {self.insns} insns to verify "
+                f"before the command is answered")
+
+    def fields(self) -> dict[str, object]:
+        return {"kind": self.kind, "queue": self.queue, "head": self.head,
+                "insns": self.insns}
+
+
+@dataclass(frozen=True)
+class OffloadChanged(DeviceEvent):
+    """The program the guest offloaded changed: the edge attaches `program` (a
+    `host.offload.OffloadedProgram`) on this device's receive path, or detaches it
+    (None)."""
+
+    kind: ClassVar[str] = "offload"
+    reason: str
+    program: Any = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        p = self.program
+        what = "none" if p is None else (f"program {p.program.tag} ({p.program.insn_count} "
+                                         f"insns, {len(p.maps)} maps, engine {p.engine})")
+        return f"offloaded program now {what}: {self.reason}"
+
+    def fields(self) -> dict[str, object]:
+        p = self.program
+        return {"kind": self.kind, "reason": self.reason,
+                "tag": None if p is None else p.program.tag,
+                "insns": None if p is None else p.program.insn_count}
+
+
 __all__ = ["ChainPopped", "ChainUsed", "ConfigInterrupt", "CtrlHandled", "DeviceEvent",
            "DeviceNeedsReset", "FeaturesWritten", "FrameDeferred", "FrameDelivered",
            "FrameDropped", "FrameTransmitted", "Interrupt", "KickIgnored", "MoreAvailable",
-           "QueueReady", "StatusChanged"]
+           "OffloadChanged", "OffloadVerify", "QueueReady", "StatusChanged", "XdpBounced",
+           "XdpRedirected"]

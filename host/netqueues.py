@@ -55,6 +55,11 @@ _N = VirtioNetFeature
 #: Frames a receive queue holds while the guest has no buffers posted (QEMU leaves them
 #: queued in the net layer; a tap would stop being read).
 RX_BACKLOG = 256
+#: The largest frame the device transmits: 64 KiB and an Ethernet header with a VLAN
+#: tag, as the C datapath's VXDP_DP_MAX_FRAME.  A transmit chain whose readable part is
+#: longer than the virtio_net_hdr and this is dropped before a byte of it is read (a
+#: driver can make a chain of up to 4 GiB out of a few MiB of memory, §2.7.5.2).
+MAX_TX_FRAME = 65550
 _HDR_F = VirtioNetHdrFlag
 _GSO = VirtioNetHdrGso
 
@@ -148,9 +153,15 @@ class TxPath:
         while popped < slot.size and (chain := engine.pop()) is not None:
             popped += 1
             events.append(_popped(slot, chain))
-            data = chain.read()
+            readable = chain.readable_len
+            data = chain.read() if readable <= size + MAX_TX_FRAME else b""
             problem: tuple[str, str] | None
-            if len(data) < size:
+            if readable > size + MAX_TX_FRAME:
+                problem = (f"{readable} readable bytes, more than the {size}-byte "
+                           f"virtio_net_hdr and the largest frame ({MAX_TX_FRAME} bytes); "
+                           f"not read", "")
+                frame = b""
+            elif len(data) < size:
                 problem = (f"{len(data)} readable bytes, less than the {size}-byte "
                            "virtio_net_hdr", "5.1.6.2")
                 frame = b""
@@ -162,7 +173,7 @@ class TxPath:
             events.append(ChainUsed(slot.index, chain.head, 0))
             if problem is not None:
                 dev.stats["tx_dropped"] += 1
-                events.append(FrameDropped(slot.index, "tx", max(len(data) - size, 0),
+                events.append(FrameDropped(slot.index, "tx", max(readable - size, 0),
                                            *problem))
                 continue
             dev.stats["tx_frames"] += 1
@@ -316,4 +327,4 @@ def explain_interrupt(slot: QueueSlot,
             f"{old:#x}->{new:#x} (\u00a72.8.10)", new)
 
 
-__all__ = ["RX_BACKLOG", "RxPath", "TxPath", "explain_interrupt", "hdr_len"]
+__all__ = ["MAX_TX_FRAME", "RX_BACKLOG", "RxPath", "TxPath", "explain_interrupt", "hdr_len"]

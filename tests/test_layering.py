@@ -19,6 +19,17 @@ def test_sans_io_packages_do_not_import_trio():
     assert out.stdout.strip() == "False"
 
 
+def test_virtio_spec_imports_no_test_framework_but_in_its_pytest_plugin():
+    code = ("import sys, virtio_spec, pkgutil, importlib\n"
+            "for m in pkgutil.walk_packages(virtio_spec.__path__, 'virtio_spec.'):\n"
+            "    if m.name != 'virtio_spec.pytest_plugin':\n"
+            "        importlib.import_module(m.name)\n"
+            "print(sorted(n for n in ('pytest', '_pytest', 'hypothesis') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     names: set[str] = set()

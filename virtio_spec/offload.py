@@ -5,9 +5,11 @@ netdev, Nov 2019), as fixed in DESIGN.md "Protocol decisions":
 
 * feature bit VIRTIO_NET_F_XDP_OFFLOAD = 58 (in `features`), requiring CTRL_VQ and
   VERSION_1;
-* control class VIRTIO_NET_CTRL_EBPF = 9.  The RFC used 6, which virtio 1.3 assigned to
-  VIRTIO_NET_CTRL_NOTF_COAL; `rfc_compat` mode still uses 6 and is refused when
-  NOTF_COAL is negotiated (`ebpf_ctrl_class`);
+* control class VIRTIO_NET_CTRL_EBPF = 0x40.  The RFC used 6, which virtio 1.3 assigned
+  to VIRTIO_NET_CTRL_NOTF_COAL; DESIGN.md's 9 is VIRTNET_RSS_CTX_CTRL in the drafts after
+  virtio 1.4, so vxdp moved to 0x40, far above the classes the spec hands out in order
+  (docs/offload-spec.md).  `rfc_compat` mode still uses 6 and is refused when NOTF_COAL
+  is negotiated (`ebpf_ctrl_class`);
 * commands PROG = 1 and MAP = 2, with the sub-command in the body's `cmd` field;
 * bodies byte-exact to the RFC, little-endian (`virtio_net_ctrl_ebpf_prog`, 8-byte header
   then raw 8-byte instructions; `virtio_net_ctrl_ebpf_map`, 40-byte header then
@@ -15,7 +17,10 @@ netdev, Nov 2019), as fixed in DESIGN.md "Protocol decisions":
 * results in device-writable buffers after the ack byte (virtio 1.4 style
   command-specific-result), never written back into the driver's readable request:
   le32 errno (a positive Linux errno, 0 on success) then the command's result;
-* capabilities in config space from offset 28 (`XdpCapabilities`), with three profiles.
+* capabilities in config space from offset 28 (`XdpCapabilities`), the helpers as a
+  256-bit bitmap (le64[4]), with three profiles.  A profile is the one source of truth:
+  the device advertises it and verifies against it, and vxdp's verifier profile is
+  derived from it (`vxdp.bpf.profiles.Profile.from_capabilities`).
 
 virtio_spec imports nothing else of vxdp, so the few BPF numbers needed here are defined
 locally; they come from Linux include/uapi/linux/bpf.h (enum bpf_map_type, the helper
@@ -49,10 +54,10 @@ from .features import VirtioNetFeature
 # ----------------------------------------------------------------------------------------
 # Control class, commands, sub-commands
 
-#: Our control class for the offload (DESIGN.md).  Note: virtio drafts after 1.4 give
-#: class 9 to VIRTNET_RSS_CTX_CTRL (with VIRTIO_NET_F_RSS_CONTEXT, bit 64); the two can
-#: only meet on a device offering both, which vxdp does not.
-VIRTIO_NET_CTRL_EBPF: Final = 9
+#: Our control class for the offload.  DESIGN.md chose 9, which the virtio drafts after
+#: 1.4 give to VIRTNET_RSS_CTX_CTRL (VIRTIO_NET_F_RSS_CONTEXT, bit 64); the spec assigns
+#: classes in order from 0, so 0x40 stays clear of them (docs/offload-spec.md).
+VIRTIO_NET_CTRL_EBPF: Final = 0x40
 #: The RFC's class; since virtio 1.3 it is VIRTIO_NET_CTRL_NOTF_COAL.
 VIRTIO_NET_CTRL_EBPF_RFC: Final = 6
 #: Version of the bodies and results below, reported in `xdp_abi_version`.
@@ -281,19 +286,34 @@ class BpfMapType(IntEnum):
     BPF_MAP_TYPE_RINGBUF = 27
 
 
-#: Width of the helper mask in config space: helper ids >= 64 cannot be advertised and
-#: are therefore not offloadable (DESIGN.md).
-HELPER_MASK_BITS: Final = 64
+#: Width of the helper bitmap in config space: le64 xdp_helpers[4], bit i of word i / 64
+#: for helper id i.  Every helper id the kernel has (211 in Linux 6.18) fits.
+HELPER_MASK_BITS: Final = 256
+HELPER_MASK_WORDS: Final = HELPER_MASK_BITS // 64
 #: Width of the map type mask (le32 xdp_map_types).
 MAP_TYPE_MASK_BITS: Final = 32
 
 
-def _mask(ids: Iterable[int], width: int) -> int:
-    return sum(1 << i for i in set(ids) if 0 <= i < width)
+def _mask(ids: Iterable[int], width: int, what: str) -> int:
+    ids = set(ids)
+    wide = sorted(i for i in ids if not 0 <= i < width)
+    if wide:
+        raise LocalProtocolError(f"{what} ids {wide} do not fit the {width}-bit mask")
+    return sum(1 << i for i in ids)
 
 
 def _ids(mask: int) -> frozenset[int]:
     return frozenset(i for i in range(mask.bit_length()) if mask >> i & 1)
+
+
+def helper_words(mask: int) -> list[int]:
+    """The 256-bit helper mask as the four le64 words of `xdp_helpers`, word 0 first."""
+    return [mask >> (64 * w) & (2**64 - 1) for w in range(HELPER_MASK_WORDS)]
+
+
+def helper_mask(words: Iterable[int]) -> int:
+    """The helper mask from the four le64 words of `xdp_helpers`."""
+    return sum(int(word) << (64 * w) for w, word in enumerate(words))
 
 
 @dataclass(frozen=True)
@@ -301,8 +321,8 @@ class XdpCapabilities:
     """What a device offers for offloaded XDP, as read from or written to config space.
 
     `xdp_max_maps` counts maps held by the device at once; `xdp_max_map_mem_kib` caps
-    their summed key+value storage.  `unadvertised_helpers` records helper ids >= 64 the
-    profile's source lists: they do not fit the mask, so they are not offloadable.
+    their summed storage, max_entries * (key_size + value_size) per map;
+    `xdp_helpers` is the 256-bit helper mask.
     """
 
     xdp_max_insns: int
@@ -312,28 +332,34 @@ class XdpCapabilities:
     xdp_helpers: int
     xdp_abi_version: int = XDP_ABI_VERSION
     name: str = field(default="", compare=False)
-    unadvertised_helpers: frozenset[int] = field(default=frozenset(), compare=False)
+    description: str = field(default="", compare=False)
 
     @classmethod
     def build(cls, name: str, *, max_insns: int, max_maps: int, max_map_mem_kib: int,
-              map_types: Iterable[int], helpers: Iterable[int]) -> XdpCapabilities:
-        """Capabilities from lists of ids; helper ids >= 64 go to `unadvertised_helpers`."""
-        helpers = frozenset(helpers)
+              map_types: Iterable[int], helpers: Iterable[int],
+              description: str = "") -> XdpCapabilities:
+        """Capabilities from lists of ids (LocalProtocolError for an id the masks cannot
+        hold)."""
         return cls(max_insns, max_maps, max_map_mem_kib,
-                   _mask(map_types, MAP_TYPE_MASK_BITS), _mask(helpers, HELPER_MASK_BITS),
-                   XDP_ABI_VERSION, name,
-                   frozenset(h for h in helpers if h >= HELPER_MASK_BITS))
+                   _mask(map_types, MAP_TYPE_MASK_BITS, "map type"),
+                   _mask(helpers, HELPER_MASK_BITS, "helper"), XDP_ABI_VERSION, name,
+                   description)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str = "") -> XdpCapabilities:
-        """From a parsed `virtio_net_config` (or any mapping with the xdp_* fields)."""
+        """From a parsed `virtio_net_config` (or any mapping with the xdp_* fields;
+        `xdp_helpers` as its four le64 words or as one integer)."""
+        helpers = config["xdp_helpers"]
+        mask = int(helpers) if isinstance(helpers, int) else helper_mask(helpers)
         return cls(int(config["xdp_max_insns"]), int(config["xdp_max_maps"]),
                    int(config["xdp_max_map_mem_kib"]), int(config["xdp_map_types"]),
-                   int(config["xdp_helpers"]), int(config["xdp_abi_version"]), name)
+                   mask, int(config["xdp_abi_version"]), name)
 
-    def to_config(self) -> dict[str, int]:
+    def to_config(self) -> dict[str, Any]:
         """The xdp_* fields, ready to merge into a `virtio_net_config` build."""
-        return {f: getattr(self, f) for f in CONFIG_FIELDS}
+        out: dict[str, Any] = {f: getattr(self, f) for f in CONFIG_FIELDS}
+        out["xdp_helpers"] = helper_words(self.xdp_helpers)
+        return out
 
     @property
     def map_type_ids(self) -> frozenset[int]:
@@ -341,7 +367,7 @@ class XdpCapabilities:
 
     @property
     def helper_ids(self) -> frozenset[int]:
-        """The offloadable helper ids (all < 64)."""
+        """The offloadable helper ids."""
         return _ids(self.xdp_helpers)
 
     def allows_map_type(self, map_type: int) -> bool:
@@ -369,40 +395,42 @@ class XdpCapabilities:
 
 
 CONFIG_FIELDS: Final = ("xdp_max_insns", "xdp_max_maps", "xdp_max_map_mem_kib",
-                        "xdp_map_types", "xdp_helpers", "xdp_abi_version")
+                        "xdp_map_types", "xdp_abi_version", "xdp_helpers")
 
 _T = BpfMapType
-#: Exactly the RFC: HASH and ARRAY maps (patch 17/18), the helper allow-list of patch
-#: 18/18, and QEMU's 4096-instruction buffer.  The RFC set no map limits (a TODO in its
-#: cover letter); we pick 16 maps and 4 MiB, as `vxdp.bpf.profiles` does.
-#: Helpers 65 (xdp_adjust_tail), 105 (strtol) and 106 (strtoul) were allowed by the RFC
-#: but do not fit the le64 mask, so this profile cannot offload them.
+#: The 2019 RFC: HASH and ARRAY maps (patch 17/18), the helper allow-list of patch
+#: 18/18 without csum_update (40), which the kernel refuses to XDP programs ("program of
+#: this type cannot use helper bpf_csum_update#40"), and QEMU's 4096-instruction buffer.
+#: The RFC set no map limits (a TODO in its cover letter); we pick 16 maps and 4 MiB.
 RFC2019: Final = XdpCapabilities.build(
     "rfc2019", max_insns=4096, max_maps=16, max_map_mem_kib=4 * 1024,
     map_types=(_T.BPF_MAP_TYPE_HASH, _T.BPF_MAP_TYPE_ARRAY),
-    helpers=(1, 2, 3, 5, 7, 40, 44, 54, 65, 105, 106))
+    helpers=(1, 2, 3, 5, 7, 44, 54, 65, 105, 106),
+    description="the 2019 RFC's offload: HASH and ARRAY, ten helpers, 4096 insns")
 
-#: Everything vxdp's host core runs; 1,000,000 instructions (the kernel's
-#: BPF_COMPLEXITY_LIMIT_INSNS), 64 maps, 1 GiB.  Helpers 65, 105, 106, 118, 125 and
-#: 130-133 (ringbuf) run in the core but are >= 64: not offloadable.  Helper 25
-#: (perf_event_output) runs in the core too; 69 (fib_lookup) reads host state and is left
-#: out of every offload profile.
+#: What vxdp's host core runs for a guest: 1,000,000 instructions (the kernel's
+#: BPF_COMPLEXITY_LIMIT_INSNS), 64 maps, 1 GiB; every XDP helper the core implements
+#: except tail_call (12: there is one program slot per device, so a PROG_ARRAY could
+#: never be filled) and the ring buffer (130-133: no command reads records back);
+#: key/value maps, the LPM trie and device maps, but no per-CPU maps (their values are
+#: one per host CPU, which the guest cannot size or should not learn).
 HOST: Final = XdpCapabilities.build(
     "host", max_insns=1_000_000, max_maps=64, max_map_mem_kib=1024 * 1024,
-    map_types=(_T.BPF_MAP_TYPE_ARRAY, _T.BPF_MAP_TYPE_PERCPU_ARRAY, _T.BPF_MAP_TYPE_HASH,
-               _T.BPF_MAP_TYPE_PERCPU_HASH, _T.BPF_MAP_TYPE_LRU_HASH,
-               _T.BPF_MAP_TYPE_LRU_PERCPU_HASH, _T.BPF_MAP_TYPE_LPM_TRIE,
-               _T.BPF_MAP_TYPE_PROG_ARRAY, _T.BPF_MAP_TYPE_DEVMAP,
-               _T.BPF_MAP_TYPE_DEVMAP_HASH, _T.BPF_MAP_TYPE_RINGBUF),
-    helpers=(1, 2, 3, 5, 6, 7, 8, 12, 23, 25, 28, 44, 51, 54,
-             65, 105, 106, 118, 125, 130, 131, 132, 133))
+    map_types=(_T.BPF_MAP_TYPE_ARRAY, _T.BPF_MAP_TYPE_HASH, _T.BPF_MAP_TYPE_LRU_HASH,
+               _T.BPF_MAP_TYPE_LPM_TRIE, _T.BPF_MAP_TYPE_DEVMAP,
+               _T.BPF_MAP_TYPE_DEVMAP_HASH),
+    helpers=(1, 2, 3, 5, 6, 7, 8, 23, 28, 44, 51, 54, 65, 105, 106, 118, 125, 188, 189,
+             190),
+    description="everything the host's C core runs for a guest")
 
-#: A NIC-like subset: HASH and ARRAY only, map helpers, time, random and packet
-#: head/meta adjustment, 8192 instructions, at most 8 maps in 2 MiB of NIC memory.
+#: A NIC-like subset after Netronome's NFP offload: HASH and ARRAY maps, the map
+#: helpers, get_prandom_u32 and packet head/tail adjustment, 8192 instructions, at most
+#: 8 maps in 2 MiB of NIC memory.
 SMARTNIC: Final = XdpCapabilities.build(
     "smartnic", max_insns=8192, max_maps=8, max_map_mem_kib=2 * 1024,
     map_types=(_T.BPF_MAP_TYPE_HASH, _T.BPF_MAP_TYPE_ARRAY),
-    helpers=(1, 2, 3, 5, 7, 44, 54))
+    helpers=(1, 2, 3, 7, 44, 65),
+    description="a NIC-like subset: HASH and ARRAY, six helpers, small maps")
 
 PROFILES: Final[dict[str, XdpCapabilities]] = {
     p.name: p for p in (RFC2019, HOST, SMARTNIC)}
@@ -424,6 +452,7 @@ __all__ = [
     "EBPF_PROG_HDR_SIZE",
     "EBPF_RESULTS",
     "HELPER_MASK_BITS",
+    "HELPER_MASK_WORDS",
     "HOST",
     "MAP_TYPE_MASK_BITS",
     "PROFILES",
@@ -442,6 +471,8 @@ __all__ = [
     "XdpProgState",
     "ebpf_ctrl_class",
     "ebpf_result_struct",
+    "helper_mask",
+    "helper_words",
     "map_buf_len",
     "profile",
     "split_map_buf",

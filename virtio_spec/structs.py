@@ -351,14 +351,14 @@ class VirtioNetHashTunnelType(IntFlag):
 
 
 #: struct virtio_net_config (virtio 1.3 §5.1.4), 28 bytes, followed by vxdp's XDP
-#: offload capabilities (DESIGN.md "Protocol decisions"), present when
-#: VIRTIO_NET_F_XDP_OFFLOAD is offered; 56 bytes in all.  Offsets:
+#: offload capabilities (docs/offload-spec.md), present when VIRTIO_NET_F_XDP_OFFLOAD is
+#: offered; 80 bytes in all.  Offsets:
 #:
 #:  0 mac[6]  6 status  8 max_virtqueue_pairs  10 mtu  12 speed  16 duplex
 #:  17 rss_max_key_size  18 rss_max_indirection_table_length  20 supported_hash_types
 #:  24 supported_tunnel_types | 28 xdp_max_insns  32 xdp_max_maps  36 xdp_max_map_mem_kib
-#:  40 xdp_map_types  44 xdp_helpers (le64, not 8-aligned: the order is the contract)
-#:  52 xdp_abi_version
+#:  40 xdp_map_types  44 xdp_abi_version  48 xdp_helpers[4] (le64 each: the 256-bit helper
+#:  bitmap, naturally aligned as every field of virtio_net_config is)
 #:
 #: duplex: the field text says 0x01 full / 0x00 half, §5.1.4.1 says the reverse; readers
 #: should treat anything but 0x00/0x01 as unknown (§5.1.4.2).
@@ -377,14 +377,14 @@ virtio_net_config: Any = Struct(
     "xdp_max_maps" / Int32ul,
     "xdp_max_map_mem_kib" / Int32ul,
     "xdp_map_types" / Int32ul,
-    "xdp_helpers" / Int64ul,
     "xdp_abi_version" / Int32ul,
+    "xdp_helpers" / Array(4, Int64ul),
 )
 
 #: Size of the standard part (through supported_tunnel_types), virtio 1.3 §5.1.4.
 VIRTIO_NET_CONFIG_STD_SIZE: Final = 28
-#: Size with the XDP capability fields: 28 + 4 * 4 + 8 + 4 = 56.
-VIRTIO_NET_CONFIG_SIZE: Final = 56
+#: Size with the XDP capability fields: 28 + 5 * 4 + 4 * 8 = 80.
+VIRTIO_NET_CONFIG_SIZE: Final = 80
 
 
 def _offsets(struct: Any) -> dict[str, int]:
@@ -393,6 +393,16 @@ def _offsets(struct: Any) -> dict[str, int]:
     for sub in struct.subcons:
         out[sub.name] = at
         at += sub.sizeof()
+    return out
+
+
+def virtio_net_config_zero() -> dict[str, Any]:
+    """Every `virtio_net_config` field at zero, ready to `build` (a field no offered
+    feature makes exist reads as zero, virtio 1.3 §5.1.4)."""
+    out: dict[str, Any] = {}
+    for sub in virtio_net_config.subcons:
+        out[sub.name] = bytes(sub.sizeof()) if sub.name == "mac" else (
+            [0] * sub.count if sub.name == "xdp_helpers" else 0)
     return out
 
 
@@ -414,7 +424,7 @@ VIRTIO_NET_CONFIG_FIELD_FEATURES: Final[dict[str, tuple[int, ...]]] = {
     "supported_tunnel_types": (_N.VIRTIO_NET_F_HASH_TUNNEL,),
     **{name: (_N.VIRTIO_NET_F_XDP_OFFLOAD,) for name in (
         "xdp_max_insns", "xdp_max_maps", "xdp_max_map_mem_kib", "xdp_map_types",
-        "xdp_helpers", "xdp_abi_version")},
+        "xdp_abi_version", "xdp_helpers")},
 }
 
 
@@ -488,6 +498,7 @@ __all__ = [
     "pvirtq_event_suppress",
     "used_ring_size",
     "virtio_net_config",
+    "virtio_net_config_zero",
     "virtio_net_hdr",
     "virtio_net_hdr_hash",
     "virtq_avail",

@@ -1,6 +1,7 @@
 """`vxdp bench`: nanoseconds per packet on the interpreter beside the kernel JIT.
 
-Four workloads, compiled from the differential corpus (tests/vxdp/progs):
+Four workloads, compiled from their C sources in vxdp/bench_progs (package data; the
+differential corpus, tests/vxdp/progs, links to them):
 
     drop                 xdp_drop.c            return XDP_DROP
     parse+swap+TX        xdp_parse_swap_tx.c   Ethernet/IPv4/UDP parse, swap, XDP_TX
@@ -49,7 +50,8 @@ from vxdp.bpf.engine import Engine, create_engine
 from vxdp.bpf.program import Program
 from vxdp.errors import UsageError, VxdpError
 
-PROGS_DIR = Path(__file__).resolve().parents[1] / "tests" / "vxdp" / "progs"
+#: The workloads' C sources, shipped in the package (an installed vxdp benches without tests/).
+PROGS_DIR = Path(__file__).resolve().parent / "bench_progs"
 TARGET_NS_PER_INSN = 2.5
 TARGET_FIXED_NS = 20.0
 CAL_SHORT = 4  # r3 = ingress_ifindex; r0 = r3; r0 &= 3; exit

@@ -1,13 +1,17 @@
-"""Mpps of the C datapath: offloaded XDP on the host port against the same programs in
+"""Mpps of the C datapath: XDP offloaded to the host port against the same programs in
 guest driver mode (the RFC's comparison: 5.2x for DROP, 4.8x for TX).
 
 Workloads (64-byte frames, bursts of 32 to 256, one guest over one guest memory):
 
-    host rx XDP_DROP   wire -> host port, xdp_drop offloaded: nothing reaches the guest
-    host XDP_TX        wire -> host port, xdp_swap_tx offloaded: back to the wire
+    offload XDP_DROP   wire -> host port, xdp_drop in the port's offload slot (where a
+                       program a guest offloads runs): nothing reaches the guest
+    offload XDP_TX     wire -> host port, xdp_swap_tx offloaded: back to the wire
     PASS into guest    wire -> host port, xdp_pass offloaded -> guest rx ring (enqueue)
-    guest XDP_DROP     wire -> host port -> guest rx ring -> guest xdp_drop (driver mode)
-    guest XDP_TX       wire -> host -> guest xdp_swap_tx -> guest tx ring -> host -> wire
+    driver XDP_DROP    wire -> host port -> guest rx ring -> guest xdp_drop (driver mode)
+    driver XDP_TX      wire -> host -> guest xdp_swap_tx -> guest tx ring -> host -> wire
+
+This is the C work alone; `vxdp bench --suite process` measures the same through the
+control queue, end to end, between a `vxdp host` and a `vxdp guest` process.
 
 Each figure is frames / time spent in the burst calls a frame needs on its path (host
 enqueue, guest receive, host transmit), the FFI crossing of each burst included; Python
@@ -59,8 +63,8 @@ class DatapathReport:
     def ratios(self) -> dict[str, float]:
         """Offloaded over driver mode, best burst of each."""
         out: dict[str, float] = {}
-        for name, off, drv in (("drop", "host rx XDP_DROP", "guest XDP_DROP"),
-                               ("tx", "host XDP_TX", "guest XDP_TX")):
+        for name, off, drv in (("drop", "offload XDP_DROP", "driver XDP_DROP"),
+                               ("tx", "offload XDP_TX", "driver XDP_TX")):
             if self.best(drv):
                 out[name] = self.best(off) / self.best(drv)
         return out
@@ -132,11 +136,11 @@ def _time(steps: Sequence[Callable[[], None]], untimed: Sequence[Callable[[], No
 
 #: the counter that must have seen every frame of a workload: (host or guest, counter)
 EXPECT = {
-    "host rx XDP_DROP": ("host", "xdp_drop"),
-    "host XDP_TX": ("host", "wire_packets"),
+    "offload XDP_DROP": ("host", "off_drop"),
+    "offload XDP_TX": ("host", "wire_packets"),
     "PASS into guest": ("host", "guest_packets"),
-    "guest XDP_DROP": ("guest", "xdp_drop"),
-    "guest XDP_TX": ("host", "tx_packets"),
+    "driver XDP_DROP": ("guest", "xdp_drop"),
+    "driver XDP_TX": ("host", "tx_packets"),
 }
 
 
@@ -151,11 +155,11 @@ def _check(rig: _Rig, workload: str, frames: int) -> None:
 
 #: (workload, program offloaded on the host, program in the guest, timed steps, untimed)
 CASES: tuple[tuple[str, str | None, str | None, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("host rx XDP_DROP", "xdp_drop", None, ("host_rx",), ()),
-    ("host XDP_TX", "xdp_swap_tx", None, ("host_rx",), ()),
+    ("offload XDP_DROP", "xdp_drop", None, ("host_rx",), ()),
+    ("offload XDP_TX", "xdp_swap_tx", None, ("host_rx",), ()),
     ("PASS into guest", "xdp_pass", None, ("host_rx",), ("guest_rx",)),
-    ("guest XDP_DROP", None, "xdp_drop", ("host_rx", "guest_rx"), ()),
-    ("guest XDP_TX", None, "xdp_swap_tx", ("host_rx", "guest_rx", "host_tx"), ()),
+    ("driver XDP_DROP", None, "xdp_drop", ("host_rx", "guest_rx"), ()),
+    ("driver XDP_TX", None, "xdp_swap_tx", ("host_rx", "guest_rx", "host_tx"), ()),
 )
 
 
@@ -171,7 +175,7 @@ def run(bursts: Sequence[int] = (32, 256), frames: int = 200_000, rounds: int = 
             for _ in range(rounds):
                 rig = _Rig(burst)
                 if host_prog:
-                    rig.host.attach(progs[host_prog])
+                    rig.host.attach_offload(progs[host_prog])
                 if guest_prog:
                     rig.guest.attach(progs[guest_prog])
                 steps = [getattr(rig, s) for s in timed]

@@ -1,12 +1,15 @@
 """Mpps of the offload against guest driver mode end to end: `vxdp host` and a `vxdp guest`
 process over vhost-user, as the RFC measured a host and a VM.
 
-    host XDP_DROP      wire -> host, xdp_drop offloaded: nothing reaches the guest
-    host XDP_TX        wire -> host, xdp_swap_tx offloaded: back out of the wire
-    PASS into guest    wire -> host -> the guest process's receive ring (no program)
-    guest XDP_DROP     wire -> host -> guest process, xdp_drop in its driver
-    guest XDP_TX       wire -> host -> guest process, xdp_swap_tx in its driver -> its
-                       transmit ring -> host -> wire
+    offload XDP_DROP        the guest offloaded xdp_drop over its control queue (`vxdp
+                            guest --mode offload`): wire -> host, nothing reaches the guest
+    offload XDP_TX          the guest offloaded xdp_swap_tx: back out of the wire
+    host-attached XDP_DROP  the same program attached by the host's operator: what the
+    host-attached XDP_TX    offload costs against it on the same datapath
+    PASS into guest         wire -> host -> the guest process's receive ring (no program)
+    driver XDP_DROP         wire -> host -> guest process, xdp_drop in its driver
+    driver XDP_TX           wire -> host -> guest process, xdp_swap_tx in its driver -> its
+                            transmit ring -> host -> wire
 
 The host runs in this process (its C datapath, a wire repeating one 60-byte frame as fast
 as the host takes it); the guest is a child process (`vxdp guest`, its C datapath), so
@@ -42,10 +45,11 @@ from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
 from vxdp.errors import VxdpError
 
-WORKLOADS = ("host XDP_DROP", "host XDP_TX", "PASS into guest", "guest XDP_DROP",
-             "guest XDP_TX")
+WORKLOADS = ("offload XDP_DROP", "offload XDP_TX", "host-attached XDP_DROP",
+             "host-attached XDP_TX", "PASS into guest", "driver XDP_DROP", "driver XDP_TX")
 #: offloaded workload, driver-mode workload
-PAIRS = {"drop": ("host XDP_DROP", "guest XDP_DROP"), "tx": ("host XDP_TX", "guest XDP_TX")}
+PAIRS = {"drop": ("offload XDP_DROP", "driver XDP_DROP"),
+         "tx": ("offload XDP_TX", "driver XDP_TX")}
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,10 @@ class ProcessReport:
     def text(self) -> str:
         if self.skipped:
             return f"vxdp host + vxdp guest processes: not measured ({self.skipped})"
-        lines = [f"{'host + guest process':<20}{'Mpps':>9}"]
+        lines = [f"{'host + guest process':<24}{'Mpps':>9}"]
         for name in WORKLOADS:
             if self.best(name):
-                lines.append(f"{name:<20}{self.best(name):>9.2f}")
+                lines.append(f"{name:<24}{self.best(name):>9.2f}")
         lines += [f"offload/driver-mode {name.upper()} end to end: {r:.1f}x "
                   f"(RFC 2019: {RFC_RATIOS[name]}x)" for name, r in self.ratios().items()]
         lines.append(f"(60-byte frames, {self.cpus} CPU(s), host and guest one process each)")
@@ -86,13 +90,13 @@ class ProcessReport:
                 "cpus": self.cpus, "skipped": self.skipped}
 
 
-def _spawn_guest(sock: str, obj: Path, program: str | None,
+def _spawn_guest(sock: str, obj: Path, program: str | None, mode: str,
                  log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """`vxdp guest` on `sock`, its stderr to `log` (a file: a pipe nobody reads while it
-    runs could fill and stall the guest)."""
+    """`vxdp guest` on `sock` placing `program` as `mode` says, its stderr to `log` (a
+    file: a pipe nobody reads while it runs could fill and stall the guest)."""
     cmd = [sys.executable, "-m", "vxdp", "guest", "--socket", sock]
     if program is not None:
-        cmd += ["--xdp", str(obj), "--program", program]
+        cmd += ["--xdp", str(obj), "--program", program, "--mode", mode]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -121,7 +125,7 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
     with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
         sock = f"{tmp}/guest.sock"
         wire = RepeatWire()
-        host = HostRuntime([sock], wire=wire)
+        host = HostRuntime([sock], wire=wire, profile="host")  # offers the offload
         port = host.guests[0]
         frame = port.profile.mac + FRAME[6:]  # to the guest's MAC: no flooding
 
@@ -144,16 +148,25 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
                                                 t1 - t0))
             await trio.sleep(0.05)  # let the rings drain before the next workload
 
-        async def with_guest(program: str | None, runs: Sequence[tuple[str, Callable[[], int],
-                                                                     str | None]]) -> None:
+        async def with_guest(program: str | None, mode: str,
+                             runs: Sequence[tuple[str, Callable[[], int], str | None]]
+                             ) -> None:
             sessions = port.sessions
             log_path = Path(tmp) / "guest.log"
             with open(log_path, "wb") as log:
-                proc = _spawn_guest(sock, obj, program, log)
+                proc = _spawn_guest(sock, obj, program, mode, log)
+
+            def ready() -> bool:
+                up = (port.sessions > sessions and port.live and port.rx_posted
+                      and port.cpath is not None and port.cpath.active)
+                if mode != "offload":
+                    return up
+                # the guest's program offloaded over the control queue, on the C port
+                return up and port.cpath.port is not None \
+                    and port.cpath.port.offloaded is not None  # type: ignore[union-attr]
             try:
-                with trio.fail_after(20):
-                    while not (port.sessions > sessions and port.live and port.rx_posted
-                               and port.cpath is not None and port.cpath.active):
+                with trio.fail_after(30):
+                    while not ready():
                         if proc.poll() is not None:
                             raise VxdpError(f"vxdp guest exited {proc.returncode}: "
                                             f"{log_path.read_text(errors='replace')}")
@@ -172,12 +185,18 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
             async with trio.open_nursery() as nursery:
                 await nursery.start(host.run)
                 for _ in range(rounds):
-                    await with_guest(None, [
-                        ("host XDP_DROP", c("xdp_drop"), "xdp_drop"),
-                        ("host XDP_TX", on_wire, "xdp_swap_tx"),
+                    await with_guest("xdp_drop", "offload",
+                                     [("offload XDP_DROP", c("off_drop"), None)])
+                    await with_guest("xdp_swap_tx", "offload",
+                                     [("offload XDP_TX", on_wire, None)])
+                    await with_guest(None, "driver", [
+                        ("host-attached XDP_DROP", c("xdp_drop"), "xdp_drop"),
+                        ("host-attached XDP_TX", on_wire, "xdp_swap_tx"),
                         ("PASS into guest", c("guest_packets"), None)])
-                    await with_guest("xdp_drop", [("guest XDP_DROP", c("guest_packets"), None)])
-                    await with_guest("xdp_swap_tx", [("guest XDP_TX", on_wire, None)])
+                    await with_guest("xdp_drop", "driver",
+                                     [("driver XDP_DROP", c("guest_packets"), None)])
+                    await with_guest("xdp_swap_tx", "driver",
+                                     [("driver XDP_TX", on_wire, None)])
                 nursery.cancel_scope.cancel()
         finally:
             host.close()

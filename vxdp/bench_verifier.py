@@ -1,7 +1,9 @@
 """Verification time per program: our verifier beside the kernel's, on the same objects.
 
 Every XDP program of the C corpus (tests/vxdp/progs, the objects the differential suite
-runs) and, when Debian's libxdp1 is installed, of the stock xdp-tools objects (programs
+runs; an installed vxdp without the source tree measures the bench's own programs,
+vxdp/bench_progs, and the report names the folder it measured) and, when Debian's libxdp1
+is installed, of the stock xdp-tools objects (programs
 nobody here wrote) is verified by `vxdp.bpf.verifier` and, where bpf() is permitted, by
 the kernel in the same run, `repeat` times each, keeping each side's best time.  Our time
 is wall time in this process; the kernel's is what it reports itself ("verification time N usec",
@@ -26,12 +28,15 @@ from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
 from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
 
+#: The differential corpus, in a source checkout.
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "tests" / "vxdp" / "progs"
 STOCK_DIR = Path(f"/usr/lib/{platform.machine()}-linux-gnu/bpf")
 STOCK_GLOBS = ("xdp*.o", "xsk*.o")  # libxdp1's XDP objects (xdp-tools)
 
 
 @dataclass
 class VerifierBench:
+    corpus: Path = PROGS_DIR
     rows: list[Comparison] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     unavailable: str | None = None
@@ -45,8 +50,9 @@ class VerifierBench:
         return out[0], out[1]
 
     def text(self) -> str:
-        lines = ["verification time per program (ours: wall time here, best of the runs; "
-                 "kernel: its own reported time, with its instruction log / without)"]
+        lines = [f"verification time per program of {self.corpus} and the stock objects "
+                 f"(ours: wall time here, best of the runs; kernel: its own reported time, "
+                 f"with its instruction log / without)"]
         if self.unavailable:
             lines.append(f"  not measured: {self.unavailable}")
             return "\n".join(lines)
@@ -78,7 +84,8 @@ class VerifierBench:
 
     def to_dict(self) -> dict[str, object]:
         logged, quiet = self.medians()
-        return {"programs": [c.to_json() for c in self.rows], "skipped": self.skipped,
+        return {"corpus": str(self.corpus), "programs": [c.to_json() for c in self.rows],
+                "skipped": self.skipped,
                 "unavailable": self.unavailable, "median_ratio": logged,
                 "median_ratio_quiet": quiet}
 
@@ -94,10 +101,17 @@ def objects(progs_dir: Path, sources: Sequence[str] | None) -> list[tuple[str, P
     return [(n, p) for n, p in out if sources is None or n in sources]
 
 
-def run(progs_dir: Path = PROGS_DIR, sources: Sequence[str] | None = None,
+def default_corpus() -> Path:
+    """The differential corpus where the source tree is at hand, else the bench's programs."""
+    return CORPUS_DIR if CORPUS_DIR.is_dir() else PROGS_DIR
+
+
+def run(progs_dir: Path | None = None, sources: Sequence[str] | None = None,
         repeat: int = 3) -> VerifierBench:
-    """Verify every program of every corpus source and stock object (or only `sources`)."""
-    bench = VerifierBench()
+    """Verify every program of every source in `progs_dir` (default: `default_corpus()`)
+    and every stock object (or only `sources`)."""
+    progs_dir = default_corpus() if progs_dir is None else progs_dir
+    bench = VerifierBench(corpus=progs_dir)
     bench.unavailable = clang_unavailable()
     if bench.unavailable:
         return bench

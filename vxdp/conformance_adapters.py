@@ -36,7 +36,7 @@ from guest.transport import (
     WriteStatus,
 )
 from host.device import Device
-from host.events import ConfigInterrupt, DeviceEvent, FrameTransmitted, Interrupt
+from host.events import ConfigInterrupt, DeviceEvent, FrameTransmitted, Interrupt, OffloadVerify
 from virtio_spec.conformance.adapter import CONFIG_NOTIFICATION, Transport, TransportRefused
 from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMq, VirtioNetCtrlRx
 from virtio_spec.errors import LocalProtocolError, RemoteProtocolError
@@ -64,6 +64,10 @@ class HostDeviceAdapter:
                 self._notes.append(CONFIG_NOTIFICATION)
             elif isinstance(ev, FrameTransmitted):
                 self._wire.append(bytes(ev.frame))
+            elif isinstance(ev, OffloadVerify):
+                # nothing else runs here: verify now, and the command is answered
+                ev.job.run()
+                self._take(self.device.finish_ctrl(ev.job))
 
     def _call(self, fn: Callable[[], list[DeviceEvent]]) -> None:
         try:
@@ -248,7 +252,7 @@ def device_factory(profile: str = "default") -> Callable[[], HostDeviceAdapter]:
 
 
 #: The device profiles the CLI and the tests run the device checks on.
-DEVICE_PROFILES = ("default", "packed", "minimal", "host")
+DEVICE_PROFILES = ("default", "packed", "minimal", "host", "rfc2019")
 
 
 __all__ = ["DEVICE_PROFILES", "MEMORY_BASE", "GuestDriverAdapter", "HostDeviceAdapter",

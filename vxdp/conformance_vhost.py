@@ -446,12 +446,14 @@ class VhostUserDevice:
 
 class VhostUserDeviceFactory:
     """A fresh session per call, the previous one closed first (one front-end at a
-    time is all a vhost-user back-end serves)."""
+    time is all a vhost-user back-end serves).  `unobservable` tells the pytest plugin
+    (virtio_spec.pytest_plugin) which clauses to skip unrun, as `run_socket` does."""
 
     def __init__(self, path: str | os.PathLike[str], **options: object) -> None:
         self.path = os.fspath(path)
         self.options = options
         self.last: VhostUserDevice | None = None
+        self.unobservable = UNOBSERVABLE
         self.__name__ = f"vhost-user {self.path}"
 
     def __call__(self) -> VhostUserDevice:

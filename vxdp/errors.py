@@ -7,6 +7,17 @@ name the rule, and the index or pc where there is one.
 
 from __future__ import annotations
 
+import errno as _errno
+
+
+def errno_name(code: int) -> str:
+    """An errno's symbolic name (`ENOENT`), or its number when it has none.  95 is
+    EOPNOTSUPP, as the kernel's messages and bpftool spell it (glibc's errorcode says
+    ENOTSUP for the same number)."""
+    if code == _errno.EOPNOTSUPP:
+        return "EOPNOTSUPP"
+    return _errno.errorcode.get(code, str(code))
+
 
 class VxdpError(Exception):
     """Root of every error vxdp raises on purpose."""

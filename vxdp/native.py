@@ -26,7 +26,7 @@ if os.environ.get("VXDP_CORE") == "asan":
 else:
     from vxdp._vxdp_core import ffi, lib
 
-ABI = 2
+ABI = 3
 
 MODE_RAW = 0
 MODE_XDP = 1
@@ -379,6 +379,12 @@ def vq_state(vq: VqHandle) -> dict[str, Any]:
     return state
 
 
+def vq_broken(vq: VqHandle) -> bool:
+    """Whether the queue refused a hostile ring and is broken until reset (one cheap call;
+    `vq_state` has the error and the clause)."""
+    return bool(lib.vxdp_vq_broken(vq.ptr))
+
+
 def vq_set_state(vq: VqHandle, state: dict[str, Any]) -> None:
     """Take over counters (SET_VRING_BASE, migration); only with nothing in flight."""
     st = ffi.new("struct vxdp_vq_state *")
@@ -563,12 +569,13 @@ class SwitchHandle:
 class PortHandle:
     """A host port; keeps its switch, queues and attached program alive."""
 
-    __slots__ = ("deps", "err", "prog", "ptr")
+    __slots__ = ("deps", "err", "offload", "prog", "ptr")
 
     def __init__(self, ptr: Any, deps: tuple[Any, ...]) -> None:
         self.ptr = ptr
         self.deps = deps
         self.prog: tuple[Any, Any] | None = None
+        self.offload: tuple[Any, Any] | None = None
         self.err = _errbuf()  # one per handle: a burst call allocates nothing
 
 
@@ -626,6 +633,18 @@ def port_attach(port: PortHandle, prog: ProgHandle | None, env: EnvHandle | None
     port.prog = None if prog is None else (prog, env)
 
 
+def port_attach_offload(port: PortHandle, prog: ProgHandle | None,
+                        env: EnvHandle | None) -> None:
+    """Attach the program the guest offloaded (loaded MODE_XDP), run on every frame into
+    the guest after the host-attached one; None detaches."""
+    err = _errbuf()
+    rc = lib.vxdp_port_attach_offload(port.ptr, prog if prog is not None else ffi.NULL,
+                                      env if env is not None else ffi.NULL, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    port.offload = None if prog is None else (prog, env)
+
+
 def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
     """Wire frames into the port (XDP, then guest / wire / another port); appends to wire."""
     rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, port.err, 256)
@@ -665,6 +684,11 @@ def port_stats(port: PortHandle) -> dict[str, int]:
 
 def port_last_fault(port: PortHandle) -> str:
     return _fault(lib.vxdp_port_last_fault, port.ptr)
+
+
+def port_offload_fault(port: PortHandle) -> str:
+    """Why the core stopped the offloaded program's last faulting run."""
+    return _fault(lib.vxdp_port_offload_fault, port.ptr)
 
 
 def gport_new(rx: VqHandle, tx: VqHandle, features: int, rx_pool: int, rx_bufs: int,
@@ -759,3 +783,59 @@ def prog_set_jit(prog: ProgHandle, info_addr: int) -> None:
 
 def prog_has_jit(prog: ProgHandle) -> bool:
     return bool(lib.vxdp_prog_has_jit(prog))
+
+
+# ------------------------------------------------ a front-end's memory and fds (guard.c)
+
+def guard_install() -> None:
+    """Take SIGBUS for guarded guest memory (idempotent; again after someone else took it)."""
+    err = _errbuf()
+    if lib.vxdp_guard_install(err, 256) < 0:
+        raise CoreError(_text(err))
+
+
+def guard_add(address: int, length: int, notify_fd: int) -> int:
+    """Guard `length` bytes mapped at `address`: a SIGBUS there maps zero pages over the
+    range and writes 1 to eventfd `notify_fd`.  Returns the slot to query and remove."""
+    if not (0 < address < 2**64 and 0 < length < 2**64):
+        raise ValueError(f"range {address:#x}+{length:#x} out of range")
+    err = _errbuf()
+    rc = lib.vxdp_guard_add(ffi.cast("void *", address), length, notify_fd, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return int(rc)
+
+
+def guard_remove(slot: int) -> None:
+    """Stop guarding a slot's range (before it is unmapped)."""
+    lib.vxdp_guard_remove(slot)
+
+
+def guard_lost(slot: int) -> int | None:
+    """The address whose SIGBUS cost the slot its pages, None while they are intact."""
+    fault = ffi.new("uint64_t *")
+    rc = lib.vxdp_guard_lost(slot, fault)
+    return int(fault[0]) if rc > 0 else None
+
+
+def fd_signal(fd: int) -> bool:
+    """Write 1 to a front-end's eventfd (8 bytes to a pipe) without waiting: True when
+    written, False when it was full (the notification is coalesced into the unread one).
+    OSError (its errno) when the fd refuses: ETIMEDOUT for a write that blocked
+    (O_NONBLOCK taken away) until the watchdog interrupted it."""
+    err = _errbuf()
+    rc = lib.vxdp_fd_signal(fd, err, 256)
+    if rc < 0:
+        raise OSError(-rc, _text(err))
+    return bool(rc)
+
+
+def fd_drain(fd: int) -> bool:
+    """Read what a front-end's eventfd (or pipe) holds without waiting: True when there was
+    something (a kick), False when it was empty.  OSError as for `fd_signal` (EPIPE: a
+    pipe whose writer is gone)."""
+    err = _errbuf()
+    rc = lib.vxdp_fd_drain(fd, err, 256)
+    if rc < 0:
+        raise OSError(-rc, _text(err))
+    return bool(rc)

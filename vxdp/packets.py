@@ -294,6 +294,22 @@ ANOMALIES = ("truncate", "ttl1", "garbage", "ip_options", "ipv6_ext", "bad_check
              "tcp_flags", "non_ip")
 
 
+def parse_mix(text: str | None) -> Mapping[str, float]:
+    """A protocol mix written `udp4:0.5,tcp4:0.3,icmp4` (a bare kind weighs 1); None or
+    "" is DEFAULT_MIX.  TrafficGenerator checks the kinds and weights."""
+    if not text:
+        return DEFAULT_MIX
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        kind, _, weight = item.strip().partition(":")
+        try:
+            out[kind] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UsageError(f"protocol mix {text!r}: weight {weight!r} of {kind} is not a "
+                             f"number") from None
+    return out
+
+
 class TrafficGenerator:
     """Seeded random traffic: a fixed set of flows, sizes and a protocol mix.
 

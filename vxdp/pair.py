@@ -13,6 +13,7 @@ and in the guest.
     pair.send_from_guest([frame])      # -> frames that reached the wire
     pair.deliver_to_guest([frame])     # -> frames the guest received
     pair.ctrl(cls, command, body)      # -> guest.CtrlCommand, acked
+    pair.offload(client.load(program)) # a guest.offload operation, run to its end
 
 No trio: everything here is synchronous calls between the two sans-I/O models.
 """
@@ -20,9 +21,9 @@ No trio: everything here is synchronous calls between the two sans-I/O models.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from guest import (
     SUPPORTED_FEATURES,
@@ -42,10 +43,21 @@ from guest import (
     WriteDriverFeatures,
     WriteStatus,
 )
-from host import ConfigInterrupt, Device, DeviceEvent, DeviceProfile, FrameTransmitted, Interrupt
+from guest.offload import Answer, OffloadRequest
+from host import (
+    ConfigInterrupt,
+    Device,
+    DeviceEvent,
+    DeviceProfile,
+    FrameTransmitted,
+    Interrupt,
+    OffloadVerify,
+    XdpBounced,
+)
 from virtio_spec.errors import RemoteProtocolError
 from virtio_spec.memory import GuestAllocator, GuestMemory
 
+T = TypeVar("T")
 #: Guest memory of a pair unless told otherwise (rings and buffers of every queue fit).
 DEFAULT_MEMORY = 4 << 20
 #: Guest-physical base of that memory (not 0, so that "address 0" bugs show).
@@ -198,6 +210,15 @@ class Pair:
                                {"len": len(event.frame)})
             elif isinstance(event, Interrupt | ConfigInterrupt):
                 pending.append(event)
+            elif isinstance(event, XdpBounced):  # the offloaded program's XDP_TX
+                self.wire.append(event.frame)
+                self.trace.add("wire", "wire_tx", f"{len(event.frame)} bytes leave the host "
+                                                  f"(bounced by the offloaded program)",
+                               {"len": len(event.frame)})
+            elif isinstance(event, OffloadVerify):
+                # in process there is nobody else to serve: verify now, then answer
+                event.job.run()
+                self._device_events(self.device.finish_ctrl(event.job))
         self._driver_events()
         for event in pending:
             if isinstance(event, Interrupt):
@@ -248,6 +269,19 @@ class Pair:
         cmd = self.driver.ctrl_command(cls, command, body, result_size=result_size)
         self.pump()
         return cmd
+
+    def offload(self, op: Generator[OffloadRequest, Answer, T]) -> T:
+        """Run a `guest.offload` operation over the control queue: each command it
+        yields is sent and answered (the device verifies SET_OFFLOAD's program in
+        place); returns what the operation returns, or raises its OffloadError."""
+        try:
+            request = next(op)
+            while True:
+                cmd = self.ctrl(request.cls, request.command, request.body,
+                                result_size=request.room)
+                request = op.send(Answer.of(cmd))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def notify(self, queue: int) -> None:
         """Deliver a notification for `queue` to the device outside the driver's own

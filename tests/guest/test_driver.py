@@ -49,7 +49,7 @@ def config(**values: Any) -> bytes:
         mac=MAC, status=1, max_virtqueue_pairs=1, mtu=1500, speed=0, duplex=0,
         rss_max_key_size=0, rss_max_indirection_table_length=0, supported_hash_types=0,
         supported_tunnel_types=0, xdp_max_insns=0, xdp_max_maps=0, xdp_max_map_mem_kib=0,
-        xdp_map_types=0, xdp_helpers=0, xdp_abi_version=0)
+        xdp_map_types=0, xdp_abi_version=0, xdp_helpers=[0, 0, 0, 0])
     base.update(values)
     return bytes(virtio_net_config.build(base))
 
@@ -368,15 +368,15 @@ def test_reset_writes_zero_and_frees_the_rings():
 def test_xdp_capabilities_are_read_from_config_when_negotiated():
     offered = OFFER | 1 << N.VIRTIO_NET_F_XDP_OFFLOAD
     dev = ScriptedDevice(offered=offered, cfg=config(xdp_max_insns=512, xdp_max_maps=3,
-                                                     xdp_map_types=0b110, xdp_helpers=0b1110,
+                                                     xdp_map_types=0b110, xdp_helpers=[0b1110, 0, 0, 1 << 63],
                                                      xdp_abi_version=1))
     driver, dev = up(dev)
     reads = [(r.offset, r.length) for r in dev.log if isinstance(r, ReadConfig)]
-    # only the fields the offer makes exist (virtio 1.3 §2.5.1): the XDP block at 28..56
+    # only the fields the offer makes exist (virtio 1.3 §2.5.1): the XDP block at 28..80
     assert reads[:len(config_ranges(offered))] == config_ranges(offered)
-    assert (28, 28) in reads
+    assert (28, 52) in reads
     assert driver.xdp_caps is not None and driver.xdp_caps.xdp_max_insns == 512
-    assert driver.xdp_caps.helper_ids == {1, 2, 3}
+    assert driver.xdp_caps.helper_ids == {1, 2, 3, 255}  # all four le64 words read
     ready = [e for e in driver.events() if e.kind == "driver_ok"]
     assert "max_insns=512" in ready[0].describe()
     plain, _ = up()

@@ -114,16 +114,18 @@ def test_default_profile_offers_the_documented_features():
 
 
 def test_config_fields_are_valid_only_with_their_feature():
-    cfg = virtio_net_config.parse(Device("default").read_config(0, 28).ljust(56, b"\0"))
+    cfg = virtio_net_config.parse(Device("default").read_config(0, 28).ljust(80, b"\0"))
     assert (bytes(cfg.mac), cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (MAC, 1, 2, 1500)
     minimal = Device("minimal").read_config(0, 28)
-    cfg = virtio_net_config.parse(minimal.ljust(56, b"\0"))
+    cfg = virtio_net_config.parse(minimal.ljust(80, b"\0"))
     assert bytes(cfg.mac) == MAC
     assert (cfg.status, cfg.max_virtqueue_pairs, cfg.mtu) == (0, 0, 0)
     xdp = Device("rfc2019")
-    cfg = virtio_net_config.parse(xdp.read_config(0, 56))
+    cfg = virtio_net_config.parse(xdp.read_config(0, 80))
     assert cfg.xdp_max_insns == 4096 and cfg.xdp_map_types == 0b110
-    assert cfg.xdp_helpers >> 1 & 1 and not cfg.xdp_helpers >> 6 & 1
+    # the 256-bit helper bitmap: map_lookup_elem (1) in word 0, strtol (105) in word 1
+    assert cfg.xdp_helpers[0] >> 1 & 1 and not cfg.xdp_helpers[0] >> 6 & 1
+    assert cfg.xdp_helpers[1] >> (105 - 64) & 1 and cfg.xdp_helpers[2:] == [0, 0]
 
 
 def test_config_reads_outside_and_writes_are_refused():
@@ -756,3 +758,82 @@ def test_frontend_owner_with_ctrl_vq_accepted_is_our_mistake():
         dev.write_features(FRONTEND_FEATURES | 1 << N.VIRTIO_NET_F_CTRL_VQ,
                            ctrl_owner=CtrlOwner.FRONTEND)
 
+
+
+def _peak_bytes(call):
+    """What `call()` returns, and the most memory Python held for it meanwhile."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_tx_chain_longer_than_any_frame_is_dropped_before_it_is_read():
+    """64 descriptors over the same MiB make a 64 MiB chain: it is dropped for its
+    length, unread (the device never holds more than a frame of it), and used with 0."""
+    live = bring_up(size=128)
+    txq = live.queues[1]
+    buf = txq.alloc.alloc(1 << 20)
+    head = txq.driver.add([(buf, 1 << 20)] * 64, [])
+    txq.publish()
+    events, peak = _peak_bytes(lambda: live.kick(1))
+    assert peak < 1 << 20
+    (drop,) = of(events, FrameDropped)
+    assert drop.reason == (f"{64 << 20} readable bytes, more than the 12-byte virtio_net_hdr "
+                           f"and the largest frame (65550 bytes); not read")
+    assert not of(events, FrameTransmitted)
+    assert [(u.id, u.len) for u in txq.driver.reap()] == [(head, 0)]
+    assert live.dev.stats["tx_dropped"] == 1
+    txq.add_chain([hdr() + frame()])  # the queue goes on
+    assert len(of(live.kick(1), FrameTransmitted)) == 1
+
+
+def test_the_largest_tx_frame_is_the_c_datapaths():
+    from host.netqueues import MAX_TX_FRAME
+    native = pytest.importorskip("vxdp.native")
+    assert MAX_TX_FRAME == native.DP_MAX_FRAME
+
+
+def test_a_control_chain_longer_than_max_request_is_err_unread():
+    """The same 64 MiB trick on the control queue: VIRTIO_NET_ERR naming the limit, before
+    the body is read; the device stays live and answers the next command."""
+    from host.ctrl import MAX_STANDARD_REQUEST
+    live = bring_up(size=128)
+    ctrlq = live.queues[live.dev.num_queues - 1]
+    hdr_gpa = ctrlq.alloc.alloc(2)
+    live.dev.memory.write(hdr_gpa, bytes([1, 0]))  # MAC_TABLE_SET
+    buf = ctrlq.alloc.alloc(1 << 20)
+    ack = ctrlq.alloc.alloc(1)
+    ctrlq.driver.add([(hdr_gpa, 2)] + [(buf, 1 << 20)] * 64, [(ack, 1)])
+    ctrlq.publish()
+    events, peak = _peak_bytes(lambda: live.kick(live.dev.num_queues - 1))
+    assert peak < 1 << 20
+    (done,) = of(events, CtrlHandled)
+    assert done.ack == 1 and done.name == "MAC_TABLE_SET"
+    assert f"{2 + (64 << 20)} readable bytes, more than the {MAX_STANDARD_REQUEST}" \
+        in done.detail and "max_request" in done.detail
+    assert live.dev.memory.read(ack, 1) == b"\x01"
+    assert [u.len for u in ctrlq.driver.reap()] == [1]
+    assert live.dev.live
+    _, used = live.ctrl(build_ctrl(0, 0, {"on": 0}))
+    assert used[-1].data == b"\x00"
+
+
+def test_max_request_admits_the_largest_standard_command_and_can_be_raised():
+    """A MAC table of MAC_TABLE_MAX_READ addresses is read (and overflows, as QEMU's
+    longer tables do); one address more is refused unread, until max_request is raised."""
+    from host.ctrl import MAC_TABLE_MAX_READ, MAX_STANDARD_REQUEST
+    live = bring_up(size=16)
+    macs = [bytes([2, 0, 0, i >> 8 & 0xFF, i & 0xFF, 1]) for i in range(MAC_TABLE_MAX_READ)]
+    table = mac_table(macs, [])
+    assert len(table) == MAX_STANDARD_REQUEST
+    events, used = live.ctrl(table)
+    assert used[0].data == b"\x00" and live.dev.net.rx_filter.uni_overflow
+    events, used = live.ctrl(mac_table([*macs, OTHER], []))
+    assert used[0].data == b"\x01" and "max_request" in of(events, CtrlHandled)[0].detail
+    live.dev.ctrl.max_request = MAX_STANDARD_REQUEST + 6
+    _, used = live.ctrl(mac_table([*macs, OTHER], []))
+    assert used[0].data == b"\x00"

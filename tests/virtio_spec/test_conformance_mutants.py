@@ -10,13 +10,17 @@ test_every_clause_has_a_mutant keeps the table complete as clauses are added.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
+from host.ctrl import CtrlReply
 from host.device import Device
+from host.offload import DeviceOffload, OffloadOutcome
 from virtio_spec.conformance import CLAUSES, CONFIG_NOTIFICATION, ReferenceDriver, run_clause
 from virtio_spec.conformance.adapter import Transport, TransportRefused
 from virtio_spec.conformance.observe import ObservedChain, walk_split
@@ -25,6 +29,8 @@ from virtio_spec.features import VirtioFeature, VirtioNetFeature, mask_of, negot
 from virtio_spec.memory import GuestMemory
 from virtio_spec.structs import VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE
 from virtio_spec.testing import MockPackedQueue, MockSplitQueue
+from vxdp.bpf.program import rebind_map_refs
+from vxdp.bpf.verifier import VerifierReport
 from vxdp.conformance_adapters import HostDeviceAdapter
 
 _F, _N = VirtioFeature, VirtioNetFeature
@@ -47,12 +53,94 @@ CONFIG_OVERLAY = {
     "device:5.1.4.1/4": (17, b"\x0a"),
     "device:5.1.4.1/5": (18, (16).to_bytes(2, "little")),
     "device:5.1.6.5.2.1": (0, bytes.fromhex("525400123456")),
-    "device:capabilities in config": (52, (2).to_bytes(4, "little")),
+    "device:3.2.1": (44, (2).to_bytes(4, "little")),
+    "device:3.2.2": (32, bytes(4)),
 }
-ACCEPTS_ANYTHING = {"device:2.2.2/2", "device:2.2.2/3",
-                    "device:XDP_OFFLOAD requires CTRL_VQ and VERSION_1"}
+ACCEPTS_ANYTHING = {"device:2.2.2/2", "device:2.2.2/3", "device:2.2.1"}
 STICKY_STATUS = {"device:2.1.2/2", "device:2.4.1"}
-SCRIBBLE_READABLE = {"device:2.7.5.1", "device:results after the ack"}
+SCRIBBLE_READABLE = {"device:2.7.5.1", "device:4.5.2"}
+
+
+def _wrap(obj: Any, name: str, around: Callable[..., Any]) -> None:
+    """Replace obj.name by around(original, *args)."""
+    original = getattr(obj, name)
+    setattr(obj, name, lambda *a, **kw: around(original, *a, **kw))
+
+
+def _ack_ok_always(orig: Callable[..., OffloadOutcome], *a: Any) -> OffloadOutcome:
+    out = orig(*a)
+    return dataclasses.replace(out, ack=0)
+
+
+def _lookup_miss_is_zeros(orig: Callable[..., OffloadOutcome], command: int, body: Any,
+                          room: int) -> OffloadOutcome:
+    out = orig(command, body, room)
+    if int(body.cmd) == 4 and out.ack:
+        return OffloadOutcome(0, bytes(4 + int(body.value_size)), "zeros")
+    return out
+
+
+def _unset_refuses_nothing(orig: Callable[..., OffloadOutcome], body: Any,
+                           room: int) -> OffloadOutcome:
+    return OffloadOutcome(1, struct.pack("<I", 2), "ENOENT") if orig.__self__.program is None \
+        else orig(body, room)
+
+
+def _accept_every_program(offload: DeviceOffload) -> None:
+    def finish(orig: Callable[..., OffloadOutcome], job: Any) -> OffloadOutcome:
+        job.report = VerifierReport(job.program.name, True, log="trusted\n")
+        return orig(job)
+    _wrap(offload, "finish", finish)
+
+
+def _first_map_for_unknown(offload: DeviceOffload) -> None:
+    def lookup(orig: Callable[..., Any], handle: int) -> Any:
+        return offload.maps.get(handle) or next(iter(offload.maps.values()))
+    _wrap(offload, "_map", lookup)
+
+
+def _rebind_unknown_to_first(offload: DeviceOffload) -> None:
+    def rebind(orig: Callable[..., Any], insns: bytes) -> Any:
+        first = next(iter(offload.maps))
+        fixed = rebind_map_refs(insns, lambda pc, h: h if h in offload.maps else first)
+        return orig(fixed)
+    _wrap(offload, "_rebind", rebind)
+
+
+def _query_digest_of_what_runs(orig: Callable[..., OffloadOutcome], body: Any,
+                               room: int) -> OffloadOutcome:
+    out = orig(body, room)
+    program = orig.__self__.program
+    if program is None:
+        return out
+    return dataclasses.replace(out, result=out.result[:-32]
+                               + hashlib.sha256(program.program.insns).digest())
+
+
+#: Bugs of the offload, patched into the device's DeviceOffload (or the device).
+OFFLOAD_BUGS: dict[str, Callable[[Device], None]] = {
+    "device:4.5.3": lambda d: _wrap(d.offload, "handle", _ack_ok_always),
+    "device:4.5.4": lambda d: _wrap(d.offload, "_create", lambda orig, body, room: (
+        dataclasses.replace(orig(body, room), result=struct.pack("<II", 0, 1)))),
+    "device:4.5.5": lambda d: setattr(d.offload, "caps", dataclasses.replace(
+        d.offload.caps, xdp_map_types=2**32 - 2)),
+    "device:4.5.6": lambda d: setattr(d.offload, "caps", dataclasses.replace(
+        d.offload.caps, xdp_max_maps=10**6)),
+    "device:4.5.7": lambda d: _first_map_for_unknown(d.offload),
+    "device:4.5.8": lambda d: _wrap(d.offload, "handle", _lookup_miss_is_zeros),
+    "device:4.5.9": lambda d: setattr(d.offload, "_need_room", lambda room, size, what: None),
+    "device:4.5.10": lambda d: setattr(d.offload, "caps", dataclasses.replace(
+        d.offload.caps, xdp_max_insns=10**7)),
+    "device:4.5.11": lambda d: _accept_every_program(d.offload),
+    "device:4.5.12": lambda d: setattr(d.offload, "profile", dataclasses.replace(
+        d.offload.profile, helpers=frozenset(range(256)))),
+    "device:4.5.13": lambda d: _rebind_unknown_to_first(d.offload),
+    "device:4.5.14": lambda d: setattr(d.offload, "_in_use", lambda handle: False),
+    "device:4.5.15": lambda d: _wrap(d.offload, "_query", _query_digest_of_what_runs),
+    "device:4.5.16": lambda d: _wrap(d.offload, "_unset", _unset_refuses_nothing),
+    "device:5.1.1": lambda d: setattr(d, "_run_offloaded", lambda frames, q, ev: frames),
+    "device:6.1.1": lambda d: setattr(d.offload, "reset", lambda: False),
+}
 
 
 class BrokenDevice(HostDeviceAdapter):
@@ -61,6 +149,8 @@ class BrokenDevice(HostDeviceAdapter):
     def __init__(self, profile: str, bug: str) -> None:
         super().__init__(Device(profile))
         self.bug = bug
+        if bug in OFFLOAD_BUGS:
+            OFFLOAD_BUGS[bug](self.device)
         self.real_offer = self.device.device_features
         self.setups: dict[int, tuple[int, int, int, int]] = {}
         self.mem: GuestMemory | None = None
@@ -158,6 +248,8 @@ class BrokenDevice(HostDeviceAdapter):
         overlay = CONFIG_OVERLAY.get(self.bug)
         if self.bug == "device:5.1.4.1/3" and super().read_status() & 4:
             overlay = (10, (1400).to_bytes(2, "little"))
+        if self.bug == "device:3.2.3" and super().read_status() & 4:
+            overlay = (28, (1234).to_bytes(4, "little"))  # xdp_max_insns changes
         if overlay is not None:
             at, data = overlay
             for i, b in enumerate(data):
@@ -235,7 +327,7 @@ class BrokenDevice(HostDeviceAdapter):
             self._ack(index, head, 1)
         if self.bug == "device:5.1.6.5.1.1" and cls == b"\x00":
             self._ack(index, head, 1)
-        if self.bug == "device:class 9 only with XDP_OFFLOAD" and cls == b"\x09":
+        if self.bug == "device:4.5.1" and cls == b"\x40":
             self._ack(index, head, 0)
 
     def _packed_pre_kick(self, index: int) -> None:
@@ -291,8 +383,10 @@ class BrokenDevice(HostDeviceAdapter):
 def _device_profile(key: str) -> str:
     if key.startswith("device:2.8.15"):
         return "packed"
-    if key in ("device:XDP_OFFLOAD requires CTRL_VQ and VERSION_1",
-               "device:results after the ack", "device:capabilities in config"):
+    if key in ("device:4.5.10", "device:4.5.12"):
+        return "rfc2019"  # host: every helper the check could call, a 1M-insn limit
+    if key.startswith(("device:2.2.1", "device:3.", "device:4.5", "device:5.1.1",
+                       "device:6.1.1")) and key != "device:4.5.1":
         return "host"
     return "default"
 
@@ -509,3 +603,17 @@ def test_the_wrappers_alone_pass(key: str) -> None:
             return drv
     result = run_clause(clause, factory, "unbroken")
     assert result.verdict in ("pass", "n/a"), f"{key}: {result.verdict}: {result.detail}"
+
+
+def test_results_check_fails_on_a_device_that_answers_err_to_everything() -> None:
+    """A device that acks VIRTIO_NET_ERR to every offload command, with or without an
+    errno, writes no result a driver can use: docs/offload-spec.md §4.5.2 fails."""
+    for result in (b"", struct.pack("<I", 95)):
+        def make(result: bytes = result) -> BrokenDevice:
+            dev = BrokenDevice("host", "none")
+            dev.device.ctrl.register(0x40, 1, lambda req: CtrlReply(1, "no", result))
+            dev.device.ctrl.register(0x40, 2, lambda req: CtrlReply(1, "no", result))
+            return dev
+        verdict = run_clause(CLAUSES["device:4.5.2"], make, "err-to-everything")
+        assert verdict.verdict == "fail", verdict
+        assert "docs/offload-spec.md \u00a74.5.2" in verdict.detail

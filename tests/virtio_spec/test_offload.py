@@ -38,19 +38,19 @@ def map_body(cmd: int, buf: bytes, **kw: int) -> dict[str, Any]:
 REQUESTS: list[tuple[str, int, dict[str, Any], bytes]] = [
     ("prog set_offload", PROG,
      {"len": 16, "cmd": P.VIRTIO_NET_BPF_CMD_SET_OFFLOAD, "gpl_compatible": 1, "insns": INSNS},
-     bytes.fromhex("0901" "10000000" "0100" "0100") + INSNS),
+     bytes.fromhex("4001" "10000000" "0100" "0100") + INSNS),
     ("prog unset_offload", PROG,
      {"len": 0, "cmd": P.VIRTIO_NET_BPF_CMD_UNSET_OFFLOAD, "gpl_compatible": 0, "insns": b""},
-     bytes.fromhex("0901" "00000000" "0200" "0000")),
+     bytes.fromhex("4001" "00000000" "0200" "0000")),
     ("prog query", PROG,
      {"len": 0, "cmd": P.VIRTIO_NET_BPF_CMD_QUERY, "gpl_compatible": 0, "insns": b""},
-     bytes.fromhex("0901" "00000000" "0300" "0000")),
+     bytes.fromhex("4001" "00000000" "0300" "0000")),
     ("map create", MAP, map_body(M.VIRTIO_NET_BPF_CMD_CREATE_MAP, b""),
-     bytes.fromhex("0902" "00000000" "01000000" "01000000" "04000000" "08000000" "02000000"
+     bytes.fromhex("4002" "00000000" "01000000" "01000000" "04000000" "08000000" "02000000"
                    "00000000" "00000000" "0000000000000000")),
     ("map update", MAP,
      map_body(M.VIRTIO_NET_BPF_CMD_UPDATE_ELEM, bytes(range(12)), map_fd=3, flags=1),
-     bytes.fromhex("0902" "0c000000" "03000000" "01000000" "04000000" "08000000" "02000000"
+     bytes.fromhex("4002" "0c000000" "03000000" "01000000" "04000000" "08000000" "02000000"
                    "00000000" "03000000" "0100000000000000") + bytes(range(12))),
 ]
 
@@ -72,13 +72,13 @@ def test_headers_are_the_rfc_sizes() -> None:
     assert O.map_buf_len(4, 8) == 12 and O.map_buf_len(16, 4) == 32
 
 
-def test_rfc_compat_uses_class_6_and_nothing_answers_on_9() -> None:
+def test_rfc_compat_uses_class_6_and_nothing_answers_on_0x40() -> None:
     raw9 = REQUESTS[0][3]
     raw6 = bytes([6]) + raw9[1:]
     parsed = parse_ctrl(raw6, ebpf_class=O.VIRTIO_NET_CTRL_EBPF_RFC)
     assert bytes(parsed.data.insns) == INSNS
     assert build_ctrl(6, PROG, plain(parsed.data), ebpf_class=6) == raw6
-    with pytest.raises(RemoteProtocolError, match="unknown control class 9"):
+    with pytest.raises(RemoteProtocolError, match="unknown control class 64"):
         parse_ctrl(raw9, ebpf_class=6)
     # Without rfc_compat, class 6 command 1 is NOTF_COAL RX_SET, 8 bytes: the body is wrong.
     with pytest.raises(RemoteProtocolError, match="malformed control class 6"):
@@ -86,7 +86,7 @@ def test_rfc_compat_uses_class_6_and_nothing_answers_on_9() -> None:
 
 
 def test_rfc_compat_is_refused_when_notf_coal_is_negotiated() -> None:
-    assert O.ebpf_ctrl_class(0) == 9
+    assert O.ebpf_ctrl_class(0) == 0x40
     assert O.ebpf_ctrl_class(mask_of([N.VIRTIO_NET_F_CTRL_VQ]), rfc_compat=True) == 6
     with pytest.raises(LocalProtocolError, match="NOTF_COAL"):
         O.ebpf_ctrl_class(mask_of([N.VIRTIO_NET_F_CTRL_VQ, N.VIRTIO_NET_F_NOTF_COAL]),
@@ -95,17 +95,17 @@ def test_rfc_compat_is_refused_when_notf_coal_is_negotiated() -> None:
 
 def test_offload_commands_need_the_feature_bit_except_in_rfc_compat() -> None:
     with pytest.raises(RemoteProtocolError, match="VIRTIO_NET_F_XDP_OFFLOAD"):
-        check_command_allowed(9, PROG, mask_of([N.VIRTIO_NET_F_CTRL_VQ]))
-    check_command_allowed(9, PROG, mask_of([N.VIRTIO_NET_F_CTRL_VQ, N.VIRTIO_NET_F_XDP_OFFLOAD]))
+        check_command_allowed(0x40, PROG, mask_of([N.VIRTIO_NET_F_CTRL_VQ]))
+    check_command_allowed(0x40, PROG, mask_of([N.VIRTIO_NET_F_CTRL_VQ, N.VIRTIO_NET_F_XDP_OFFLOAD]))
     check_command_allowed(6, MAP, mask_of([N.VIRTIO_NET_F_CTRL_VQ]), ebpf_class=6)
 
 
 @pytest.mark.parametrize("raw,match", [
-    (bytes.fromhex("0901" "03000000" "0100" "0000") + b"abc", "len: object failed validation: 3"),
-    (bytes.fromhex("0901" "10000000" "0100" "0000") + INSNS[:8], "insns"),
-    (bytes.fromhex("0901" "00000000" "0100" "0000") + INSNS, "expected end of stream"),
-    (bytes.fromhex("0902" "ffffff7f") + bytes(36), "buf"),
-    (bytes.fromhex("0903"), "unknown control class 9 command 3"),
+    (bytes.fromhex("4001" "03000000" "0100" "0000") + b"abc", "len: object failed validation: 3"),
+    (bytes.fromhex("4001" "10000000" "0100" "0000") + INSNS[:8], "insns"),
+    (bytes.fromhex("4001" "00000000" "0100" "0000") + INSNS, "expected end of stream"),
+    (bytes.fromhex("4002" "ffffff7f") + bytes(36), "buf"),
+    (bytes.fromhex("4003"), "unknown control class 64 command 3"),
 ])
 def test_hostile_offload_bodies_are_remote_errors(raw: bytes, match: str) -> None:
     with pytest.raises(RemoteProtocolError, match=match):
@@ -115,11 +115,11 @@ def test_hostile_offload_bodies_are_remote_errors(raw: bytes, match: str) -> Non
 def test_split_map_buf_checks_the_sizes() -> None:
     body = parse_ctrl(REQUESTS[4][3]).data
     assert O.split_map_buf(body) == (bytes(range(4)), bytes(range(4, 12)))
-    short = parse_ctrl(build_ctrl(9, MAP, map_body(M.VIRTIO_NET_BPF_CMD_UPDATE_ELEM,
+    short = parse_ctrl(build_ctrl(0x40, MAP, map_body(M.VIRTIO_NET_BPF_CMD_UPDATE_ELEM,
                                                    bytes(8)))).data
     with pytest.raises(RemoteProtocolError, match="buf_len 8 shorter than the 12 bytes"):
         O.split_map_buf(short)
-    lookup = parse_ctrl(build_ctrl(9, MAP, map_body(M.VIRTIO_NET_BPF_CMD_LOOKUP_ELEM,
+    lookup = parse_ctrl(build_ctrl(0x40, MAP, map_body(M.VIRTIO_NET_BPF_CMD_LOOKUP_ELEM,
                                                     bytes(4)))).data
     assert O.split_map_buf(lookup) == (bytes(4), b"")
 
@@ -170,23 +170,36 @@ def test_unknown_result_pair_is_a_remote_error() -> None:
         O.ebpf_result_struct(MAP, 9)
 
 
-def test_rfc2019_profile_is_exactly_the_rfc() -> None:
+def test_rfc2019_profile_is_the_rfc_less_what_xdp_may_not_call() -> None:
     caps = O.profile("rfc2019")
     assert caps.xdp_map_types == (1 << 1) | (1 << 2)
-    assert caps.helper_ids == {1, 2, 3, 5, 7, 40, 44, 54}
-    assert caps.unadvertised_helpers == {65, 105, 106}
+    # patch 18/18's list without csum_update (40): the kernel refuses it to XDP programs
+    assert caps.helper_ids == {1, 2, 3, 5, 7, 44, 54, 65, 105, 106}
     assert (caps.xdp_max_insns, caps.xdp_abi_version) == (4096, 1)
-    assert caps.allows_helper(44) and not caps.allows_helper(65) and not caps.allows_helper(69)
+    assert caps.allows_helper(105) and not caps.allows_helper(40)
+    assert not caps.allows_helper(69)  # fib_lookup reads host state (D. Ahern)
     assert caps.allows_map_type(2) and not caps.allows_map_type(6)
+    assert not caps.allows_helper(256) and not caps.allows_helper(-1)
 
 
-def test_host_profile_runs_everything_but_masks_only_ids_below_64() -> None:
+def test_helper_ids_beyond_the_bitmap_are_refused_when_a_profile_is_built() -> None:
+    with pytest.raises(LocalProtocolError, match=r"helper ids \[256\] do not fit the 256-bit"):
+        O.XdpCapabilities.build("x", max_insns=1, max_maps=1, max_map_mem_kib=1,
+                                map_types=(1,), helpers=(1, 256))
+
+
+def test_helper_bitmap_is_four_le64_words() -> None:
+    mask = 1 << 1 | 1 << 105 | 1 << 255
+    assert O.helper_words(mask) == [2, 1 << 41, 0, 1 << 63]
+    assert O.helper_mask(O.helper_words(mask)) == mask
+
+
+def test_host_profile_leaves_out_what_a_guest_cannot_use() -> None:
     caps = O.HOST
-    assert caps.map_type_ids == {1, 2, 3, 5, 6, 9, 10, 11, 14, 25, 27}
-    assert caps.helper_ids == {1, 2, 3, 5, 6, 7, 8, 12, 23, 25, 28, 44, 51, 54}
-    assert caps.unadvertised_helpers == {65, 105, 106, 118, 125, 130, 131, 132, 133}
+    assert caps.map_type_ids == {1, 2, 9, 11, 14, 25}
+    assert not caps.helper_ids & {12, 130, 131, 132, 133}  # tail calls, ring buffer
+    assert {105, 106, 188, 189, 190} <= caps.helper_ids  # ids above 64 are advertised
     assert caps.xdp_max_insns == 1_000_000
-    assert caps.xdp_helpers < 1 << 64
 
 
 def test_smartnic_is_a_strict_subset_of_the_host() -> None:
@@ -200,7 +213,7 @@ def test_smartnic_is_a_strict_subset_of_the_host() -> None:
 def test_shortfalls_name_each_dimension() -> None:
     out = O.SMARTNIC.shortfalls(O.RFC2019)
     assert "xdp_max_maps 8 < 16" in out
-    assert "helpers missing: [40]" in out
+    assert "helpers missing: [5, 54, 105, 106]" in out
     assert not any(s.startswith("map types") for s in out)
 
 
@@ -210,7 +223,8 @@ def test_capabilities_round_trip_through_config_space() -> None:
            "supported_hash_types": 0, "supported_tunnel_types": 0, **O.HOST.to_config()}
     raw = virtio_net_config.build(cfg)
     assert raw[28:32] == (1_000_000).to_bytes(4, "little")
-    assert raw[44:52] == O.HOST.xdp_helpers.to_bytes(8, "little")
+    assert raw[44:48] == (1).to_bytes(4, "little")  # xdp_abi_version
+    assert raw[48:80] == O.HOST.xdp_helpers.to_bytes(32, "little")
     back = O.XdpCapabilities.from_config(virtio_net_config.parse(raw))
     assert back == O.HOST and back.shortfalls(O.HOST) == []
 
@@ -222,25 +236,25 @@ def test_unknown_profile_names_the_known_ones() -> None:
 
 def test_xdp_offload_feature_and_class_values() -> None:
     assert N.VIRTIO_NET_F_XDP_OFFLOAD == 58 and F.VIRTIO_F_VERSION_1 == 32
-    assert O.VIRTIO_NET_CTRL_EBPF == 9 and O.VIRTIO_NET_CTRL_EBPF_RFC == 6
+    assert O.VIRTIO_NET_CTRL_EBPF == 0x40 and O.VIRTIO_NET_CTRL_EBPF_RFC == 6
     assert O.VIRTIO_NET_CTRL_EBPF_RFC == VirtioNetCtrlClass.VIRTIO_NET_CTRL_NOTF_COAL
+    assert O.VIRTIO_NET_CTRL_EBPF not in set(VirtioNetCtrlClass)
     assert [int(c) for c in M] == list(range(1, 8))
     assert [int(c) for c in P] == [1, 2, 3]
 
 
-def test_profiles_agree_with_the_verifier_profiles_of_vxdp_bpf() -> None:
-    """virtio_spec may not import vxdp, so the shared numbers are kept in step here."""
-    from vxdp.bpf.profiles import PROFILES as VERIFIER
+def test_verifier_profiles_are_derived_from_the_capabilities() -> None:
+    """One source of truth: the verifier's profile is the advertised capabilities."""
+    from vxdp.bpf.helpers import XDP_HELPER_IDS
+    from vxdp.bpf.profiles import NATIVE, Profile
 
     for name, caps in O.PROFILES.items():
-        ver = VERIFIER[name]
-        assert caps.xdp_max_insns == ver.max_insns, name
-        assert caps.xdp_max_map_mem_kib == ver.max_map_mem_kib, name
-    for name in ("rfc2019", "host"):
-        caps, ver = O.PROFILES[name], VERIFIER[name]
-        assert caps.xdp_helpers == ver.helper_mask(), name
-        assert caps.xdp_max_maps == ver.max_maps, name
-    assert O.RFC2019.xdp_map_types == VERIFIER["rfc2019"].map_type_mask()
-    assert O.RFC2019.unadvertised_helpers == {h for h in VERIFIER["rfc2019"].helpers if h >= 64}
-    # Every map type we advertise for the host, its verifier accepts.
-    assert O.HOST.xdp_map_types & ~VERIFIER["host"].map_type_mask() == 0
+        ver = Profile.from_capabilities(caps)
+        assert ver.name == name
+        assert ver.helpers == caps.helper_ids
+        assert {int(t) for t in ver.map_types} == caps.map_type_ids
+        assert (ver.max_insns, ver.max_maps, ver.max_map_mem_kib) == (
+            caps.xdp_max_insns, caps.xdp_max_maps, caps.xdp_max_map_mem_kib)
+        # every profile is something the C core runs
+        assert caps.helper_ids <= XDP_HELPER_IDS, name
+        assert ver.map_types <= NATIVE.map_types, name

@@ -144,15 +144,17 @@ CONFIG_VALUE = {
     "rss_max_key_size": 40, "rss_max_indirection_table_length": 128,
     "supported_hash_types": 0x3F, "supported_tunnel_types": 0x10,
     "xdp_max_insns": 4096, "xdp_max_maps": 16, "xdp_max_map_mem_kib": 1024,
-    "xdp_map_types": 0b110, "xdp_helpers": 0x0040_1000_0000_00AE, "xdp_abi_version": 1,
+    "xdp_map_types": 0b110, "xdp_abi_version": 1,
+    "xdp_helpers": [0x0040_1000_0000_00AE, 0x0000_0600_0000_0002, 0, 1 << 63],
 }
 CONFIG_BYTES = bytes.fromhex(
     "525400123456" "0100" "0400" "dc05" "10270000" "01" "28" "8000" "3f000000" "10000000"
-    "00100000" "10000000" "00040000" "06000000" "ae00000000104000" "01000000")
+    "00100000" "10000000" "00040000" "06000000" "01000000"
+    "ae00000000104000" "0200000000060000" "0000000000000000" "0000000000000080")
 
 
 def test_config_vector_parses_and_builds() -> None:
-    assert len(CONFIG_BYTES) == S.VIRTIO_NET_CONFIG_SIZE == 56
+    assert len(CONFIG_BYTES) == S.VIRTIO_NET_CONFIG_SIZE == 80
     assert plain(S.virtio_net_config.parse(CONFIG_BYTES)) == CONFIG_VALUE
     assert S.virtio_net_config.build(CONFIG_VALUE) == CONFIG_BYTES
 
@@ -162,13 +164,16 @@ def test_config_vector_parses_and_builds() -> None:
     ("speed", 12, 4), ("duplex", 16, 1), ("rss_max_key_size", 17, 1),
     ("rss_max_indirection_table_length", 18, 2), ("supported_hash_types", 20, 4),
     ("supported_tunnel_types", 24, 4), ("xdp_max_insns", 28, 4), ("xdp_max_maps", 32, 4),
-    ("xdp_max_map_mem_kib", 36, 4), ("xdp_map_types", 40, 4), ("xdp_helpers", 44, 8),
-    ("xdp_abi_version", 52, 4)])
+    ("xdp_max_map_mem_kib", 36, 4), ("xdp_map_types", 40, 4), ("xdp_abi_version", 44, 4),
+    ("xdp_helpers", 48, 32)])
 def test_config_field_offsets(field: str, offset: int, size: int) -> None:
     assert S.VIRTIO_NET_CONFIG_OFFSETS[field] == offset
     # The bytes at that offset are the field's own encoding.
     value = CONFIG_VALUE[field]
-    raw = value if isinstance(value, bytes) else int(value).to_bytes(size, "little")
+    if isinstance(value, list):  # xdp_helpers: four le64 words
+        raw = b"".join(int(w).to_bytes(8, "little") for w in value)
+    else:
+        raw = value if isinstance(value, bytes) else int(value).to_bytes(size, "little")
     assert CONFIG_BYTES[offset:offset + size] == raw
     assert field in S.VIRTIO_NET_CONFIG_FIELD_FEATURES
 
@@ -191,7 +196,7 @@ def test_package_re_exports_resolve() -> None:
     (0, [(0, 6)]),  # mac always exists (§5.1.4)
     (1 << 16 | 1 << 3, [(0, 8), (10, 2)]),  # STATUS, MTU: the MQ gap at 8 is skipped
     (1 << 22 | 1 << 16 | 1 << 3, [(0, 12)]),  # with MQ the runs merge
-    (1 << 58, [(0, 6), (28, 28)]),  # XDP capabilities sit after supported_tunnel_types
+    (1 << 58, [(0, 6), (28, 52)]),  # XDP capabilities sit after supported_tunnel_types
 ])
 def test_config_ranges_cover_only_offered_fields(features, ranges):
     from virtio_spec.structs import config_ranges

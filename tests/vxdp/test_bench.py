@@ -130,3 +130,18 @@ def test_verifier_suite_reports_ours_beside_the_kernel():
         assert all(c.agrees and c.kernel_insns for c in bench.rows)
         assert all(c.kernel_seconds_quiet and c.ratio(True) for c in bench.rows)
         assert "median ours/kernel" in text and bench.to_dict()["median_ratio_quiet"]
+    assert f"per program of {bench_verifier.CORPUS_DIR}" in text  # the source tree's corpus
+
+
+def test_verifier_suite_without_the_source_tree_measures_the_bench_programs(monkeypatch,
+                                                                             tmp_path):
+    """An installed vxdp has no tests/: the verifier suite falls back on vxdp/bench_progs."""
+    if (why := clang_unavailable()) is not None:
+        pytest.skip(why)
+    from vxdp import bench_verifier
+    from vxdp.bench import PROGS_DIR
+    monkeypatch.setattr(bench_verifier, "CORPUS_DIR", tmp_path / "no-tests")
+    bench = bench_verifier.run(sources=["xdp_drop.c"], repeat=1)
+    assert bench.corpus == PROGS_DIR
+    assert [c.program for c in bench.rows] == ["xdp_drop_all"]
+    assert bench.to_dict()["corpus"] == str(PROGS_DIR)

@@ -18,7 +18,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 def test_text_trace_shows_negotiation_traffic_and_the_filter(capsys):
     status, out = run_cli(capsys)
     assert status == 0
-    reference = Pair.create()
+    reference = Pair.create("host")
     reference.negotiate()
     names = [line for line in out.splitlines() if "negotiated" in line and "demo" in line]
     (line,) = names
@@ -33,17 +33,20 @@ def test_text_trace_shows_negotiation_traffic_and_the_filter(capsys):
 
 
 def test_json_lines_are_consistent_with_the_summary(capsys):
-    status, out = run_cli(capsys, "-j")
+    status, out = run_cli(capsys, "-j", "--path-frames", "0")
     assert status == 0
     rows = [json.loads(line) for line in out.splitlines()]
     tx_frames = [bytes.fromhex(r["frame"]) for r in rows if r["kind"] == "tx_frame"]
     (tx,) = [r["tx"] for r in rows if r["kind"] == "summary" and "tx" in r]
     assert tx["frames"] == len(tx_frames) == 3
     assert tx["bytes"] == sum(map(len, tx_frames))
-    rx_lens = [len(bytes.fromhex(r["frame"])) for r in rows if r["kind"] == "rx"]
+    sections = [i for i, r in enumerate(rows) if r["kind"] == "section"]
+    receive = next(i for i in sections if rows[i]["text"].startswith("receive:"))
+    after = next(i for i in sections if i > receive)
+    rx_lens = [len(bytes.fromhex(r["frame"])) for r in rows[receive:after] if r["kind"] == "rx"]
     (rx,) = [r["rx"] for r in rows if r["kind"] == "summary" and "rx" in r]
     assert rx["bytes"] == sum(rx_lens) and rx["received"] == len(rx_lens) == 3
-    buffers = [r["buffers"] for r in rows if r["kind"] == "rx_frame"]
+    buffers = [r["buffers"] for r in rows[receive:after] if r["kind"] == "rx_frame"]
     assert rx["buffers_per_frame"] == buffers and max(buffers) > 1  # mergeable rx happened
     status_writes = [r["value"] for r in rows if r["kind"] == "write_status"]
     assert status_writes == [0, 1, 3, 11, 15]
@@ -59,7 +62,8 @@ def test_profile_changes_what_is_printed(capsys):
 
 
 def test_out_dir_holds_the_same_trace(capsys, tmp_path):
-    status, out = run_cli(capsys, "--out", str(tmp_path / "run"))
+    status, out = run_cli(capsys, "--out", str(tmp_path / "run"), "--path-frames", "512",
+                          "--runs", "1")
     assert status == 0
     assert (tmp_path / "run" / "trace.txt").read_text() == out
     rows = (tmp_path / "run" / "trace.jsonl").read_text().splitlines()

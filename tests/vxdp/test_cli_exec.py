@@ -194,3 +194,21 @@ def test_ringbuf_and_perf_records_are_shown(tmp_path, capsys, engine):
                                          {"cpu": 0, "data": (tag + ARP[:14]).hex()}]
     assert main(["exec", str(perf), "--pcap", str(pcap)]) == 0
     assert "map events: perf_event_array, 2 records" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size", [0, 70_000])
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_a_frame_no_xdp_run_can_take_exits_2_naming_it(files, capsys, size, engine):
+    """0 bytes, or more than a page: a usage error naming the file and the packet, not a
+    traceback."""
+    if engine == "jit":
+        from vxdp.bpf.jit import unavailable
+        if unavailable():
+            pytest.skip(str(unavailable()))
+    obj, _, tmp = files
+    pcap = tmp / "odd.pcap"
+    write_pcap(pcap, [Packet(IPV4), Packet(bytes(size))])
+    assert main(["exec", str(obj), "--pcap", str(pcap), "--engine", _engine(engine)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"vxdp: error: {pcap}: packet 1: {size} bytes, an XDP test run takes 14 "
+                   f"to 3520 (engine {engine})\n")

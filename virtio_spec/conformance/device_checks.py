@@ -8,6 +8,9 @@ boundary (status, features, config, guest memory, notifications, the wire).
 
 Chapters 2 and 6 (status, features, reset, config access, split and packed rings,
 notifications, VERSION_1, IN_ORDER) are here; §5.1 net rules are in `net_device_checks`.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Each check takes a `DriverFactory`, starts a fresh driver against a recording de
 offering what the clause needs, lets it work (transmit, receive, change its filter), and
 judges the record.  A clause whose features the driver did not negotiate is not
 applicable (`DriverRun.require`, reading the clause from the registry).
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Driver-side checks of the rings the driver builds (virtio 1.3 §2.7 split, §2.8 packed):
 alignment, chain shape, indirect tables, the available index, notification suppression.
 The recording device observes every chain with the lenient walkers of `observe`.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Device-side checks of the network device (virtio 1.3 §5.1) and of the XDP offload.
+"""Device-side checks of the network device (virtio 1.3 §5.1).
 
 Config fields (§5.1.4.1), the transmit header (§5.1.6.2.2), receive buffers and the
-header the device writes (§5.1.6.3.2, §5.1.6.4.1), control commands (§5.1.6.5), then
-the rules of vxdp's offload extension (DESIGN.md "Protocol decisions"), registered with
-origin "vxdp extension" and not counted as spec clauses.  Checks that need the wire are
-not applicable when the adapter cannot reach it.
+header the device writes (§5.1.6.3.2, §5.1.6.4.1), control commands (§5.1.6.5).  The
+XDP offload's own rules are in `offload_checks`.  Checks that need the wire are not
+applicable when the adapter cannot reach it.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations
@@ -12,26 +14,16 @@ from __future__ import annotations
 import struct
 
 from ..ctrl import (
-    VIRTIO_NET_ERR,
     VIRTIO_NET_OK,
     VirtioNetCtrlClass,
     VirtioNetCtrlMac,
     VirtioNetCtrlRx,
 )
 from ..features import VirtioFeature, VirtioNetFeature, mask_of
-from ..offload import (
-    VIRTIO_NET_CTRL_EBPF,
-    XDP_ABI_VERSION,
-    VirtioNetBpfMapCmd,
-    VirtioNetBpfProgCmd,
-    VirtioNetCtrlEbpf,
-    virtio_net_ctrl_ebpf_map,
-    virtio_net_ctrl_ebpf_prog,
-)
 from ..structs import VIRTIO_NET_CONFIG_OFFSETS, VIRTIO_NET_HDR_GSO_ECN
 from .adapter import DeviceFactory, NotApplicable
-from .probes import fill, read_segments, segments, wire
-from .registry import VXDP, device_clause
+from .probes import wire
+from .registry import device_clause
 from .session import DEFAULT_WANT, DriverSession, SetupError, ethernet_frame, net_hdr
 
 _F, _N = VirtioFeature, VirtioNetFeature
@@ -314,90 +306,6 @@ def check_5_1_6_5_2_1_mac_addr_set(make: DeviceFactory) -> None:
              "MAC_ADDR_SET")
     now = s.dev.read_config(VIRTIO_NET_CONFIG_OFFSETS["mac"], 6)
     assert now == mac, f"config mac {now.hex()} after MAC_ADDR_SET {mac.hex()} was used"
-
-
-# ----------------------------------------------------------------------------------------
-# vxdp extension: the XDP offload (DESIGN.md "Protocol decisions")
-
-_XDP = _N.VIRTIO_NET_F_XDP_OFFLOAD
-
-
-@device_clause("XDP_OFFLOAD requires CTRL_VQ and VERSION_1", "offload feature dependencies",
-               "The device must refuse FEATURES_OK when XDP_OFFLOAD is accepted without "
-               "CTRL_VQ or without VERSION_1.", requires=[_XDP], origin=VXDP)
-def check_vxdp_offload_dependencies(make: DeviceFactory) -> None:
-    """VIRTIO_NET_F_XDP_OFFLOAD requires VIRTIO_NET_F_CTRL_VQ and VIRTIO_F_VERSION_1; a
-    device refuses FEATURES_OK otherwise (DESIGN.md)."""
-    s = DriverSession(make())
-    for features in (mask_of([_F.VIRTIO_F_VERSION_1, _XDP]),
-                     mask_of([_N.VIRTIO_NET_F_CTRL_VQ, _XDP])):
-        assert not s.negotiate(exact=features), f"FEATURES_OK taken for {features:#x}"
-    assert s.negotiate(exact=mask_of([_F.VIRTIO_F_VERSION_1, _N.VIRTIO_NET_F_CTRL_VQ, _XDP])), \
-        "FEATURES_OK refused for XDP_OFFLOAD with its dependencies"
-
-
-@device_clause("results after the ack", "offload results in writable buffers",
-               "Offload results must go into the device-writable buffers after the ack, "
-               "never into the driver's readable request; used.len covers them.",
-               requires=[_XDP], origin=VXDP)
-def check_vxdp_results_after_ack(make: DeviceFactory) -> None:
-    """Results go in device-writable buffers after the 1-byte ack, never back into the
-    driver's readable request (DESIGN.md; the 2019 RFC's QEMU broke §2.7.5.1 there).
-    CREATE_MAP's result is le32 errno + le32 map handle; QUERY's le32 errno + info."""
-    s = DriverSession(make()).bring_up(DEFAULT_WANT | 1 << _XDP)
-    create = virtio_net_ctrl_ebpf_map.build(dict(
-        cmd=VirtioNetBpfMapCmd.VIRTIO_NET_BPF_CMD_CREATE_MAP, map_type=1, key_size=4,
-        value_size=8, max_entries=16, map_flags=0, map_fd=0, flags=0, buf=b""))
-    query = virtio_net_ctrl_ebpf_prog.build(dict(cmd=VirtioNetBpfProgCmd.VIRTIO_NET_BPF_CMD_QUERY,
-                                                 gpl_compatible=0, insns=b""))
-    mem = s.memory()
-    for command, body, room in ((VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_MAP, create, 8),
-                                (VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_PROG, query, 68)):
-        head = s.add(s.ctrlq, [bytes([VIRTIO_NET_CTRL_EBPF, command]), body], [1, room])
-        segs = segments(s, s.ctrlq, head)
-        before = read_segments(mem, segs)
-        fill(mem, segments(s, s.ctrlq, head, writable=True))
-        s.kick(s.ctrlq)
-        assert read_segments(mem, segs) == before, \
-            f"command {command}: the device wrote into the readable request"
-        used = [u for u in s.reap(s.ctrlq) if u.id == head]
-        assert used, f"command {command}: request never used"
-        u = used[0]
-        assert u.data and u.data[0] in (VIRTIO_NET_OK, VIRTIO_NET_ERR), \
-            f"command {command}: ack {u.data[:1].hex()}"
-        if u.data[0] == VIRTIO_NET_OK:
-            assert u.len >= 5, f"command {command}: ack OK but used.len {u.len} leaves no errno"
-            errno = struct.unpack_from("<I", u.data, 1)[0]
-            assert errno == 0, f"command {command}: ack OK with errno {errno}"
-
-
-@device_clause("capabilities in config", "offload capabilities readable",
-               "A device offering XDP_OFFLOAD must expose its capability fields from config "
-               "offset 28, with xdp_abi_version 1 and non-zero limits.", requires=[_XDP],
-               origin=VXDP)
-def check_vxdp_capabilities(make: DeviceFactory) -> None:
-    """Capabilities live in config space after supported_tunnel_types, present when the
-    bit is offered (DESIGN.md)."""
-    s = _config_session(make)
-    abi = _u(s, "xdp_abi_version", 4)
-    assert abi == XDP_ABI_VERSION, f"xdp_abi_version {abi}"
-    for name in ("xdp_max_insns", "xdp_max_maps", "xdp_map_types"):
-        assert _u(s, name, 4) > 0, f"{name} is 0"
-
-
-@device_clause("class 9 only with XDP_OFFLOAD", "offload class refused when not negotiated",
-               "Without XDP_OFFLOAD negotiated the device must answer class 9 with "
-               "VIRTIO_NET_ERR.", requires=[_N.VIRTIO_NET_F_CTRL_VQ], origin=VXDP)
-def check_vxdp_class_needs_feature(make: DeviceFactory) -> None:
-    """A command whose feature was not negotiated is answered VIRTIO_NET_ERR; for the
-    offload class that feature is VIRTIO_NET_F_XDP_OFFLOAD (DESIGN.md)."""
-    s = DriverSession(make()).bring_up(DEFAULT_WANT & ~(1 << _XDP))
-    query = virtio_net_ctrl_ebpf_prog.build(dict(cmd=VirtioNetBpfProgCmd.VIRTIO_NET_BPF_CMD_QUERY,
-                                                 gpl_compatible=0, insns=b""))
-    reply = s.ctrl(VIRTIO_NET_CTRL_EBPF, VirtioNetCtrlEbpf.VIRTIO_NET_CTRL_EBPF_PROG, query,
-                   result=68)
-    assert reply is not None, "request never used"
-    assert reply.ack == VIRTIO_NET_ERR, f"ack {reply.ack} for class 9 without XDP_OFFLOAD"
 
 
 __all__ = [name for name in dir() if name.startswith("check_")]

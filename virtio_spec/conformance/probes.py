@@ -4,6 +4,9 @@ snapshots of what the driver wrote, traffic on every queue.
 A probe prefers the control queue (every device with VIRTIO_NET_F_CTRL_VQ answers a
 request with an ack, whatever the command) and uses the wire when the adapter reaches it;
 with neither, the check that needs it is not applicable.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

@@ -157,8 +157,8 @@ class RecordingDevice:
                       mtu=self.mtu, speed=0xFFFFFFFF, duplex=0xFF, rss_max_key_size=0,
                       rss_max_indirection_table_length=0, supported_hash_types=0,
                       supported_tunnel_types=0, xdp_max_insns=4096, xdp_max_maps=8,
-                      xdp_max_map_mem_kib=1024, xdp_map_types=6, xdp_helpers=0xE,
-                      xdp_abi_version=1)
+                      xdp_max_map_mem_kib=1024, xdp_map_types=6, xdp_abi_version=1,
+                      xdp_helpers=[0xE, 0, 0, 0])
         raw = bytes(virtio_net_config.build(values))
         xdp = self.offer >> _N.VIRTIO_NET_F_XDP_OFFLOAD & 1
         return raw[:VIRTIO_NET_CONFIG_SIZE if xdp else VIRTIO_NET_CONFIG_STD_SIZE]

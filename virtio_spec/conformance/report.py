@@ -96,7 +96,7 @@ class Report:
         rows = [("target", "clause", "lvl", "title", "verdict")]
         for r in self.results:
             c = r.clause
-            ref = (f"\u00a7{c.id}" if c.origin == SPEC else "vxdp") + \
+            ref = (f"\u00a7{c.id}" if c.origin == SPEC else f"offload \u00a7{c.id}") + \
                 (f" ({c.n})" if c.n > 1 else "")
             rows.append((r.target, f"{c.side} {ref}", c.level, c.title, r.verdict))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
@@ -116,7 +116,8 @@ class Report:
         spec = self.counts(spec_only=True)
         lines += ["", "total: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
                   + f" ({sum(spec.values())} results on virtio 1.3 clauses, "
-                  f"{sum(counts.values()) - sum(spec.values())} on the vxdp extension)"]
+                  f"{sum(counts.values()) - sum(spec.values())} on the vxdp extension, "
+                  f"docs/offload-spec.md)"]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:

@@ -9,6 +9,9 @@ and post receive buffers.  It never reads an implementation's internals: only th
 
 `ReferenceDriver` wraps a session as a `DriverUnderTest`, so the driver checks have a
 known-good driver to run against and the library's two halves check each other.
+
+PYTEST_DONT_REWRITE: a check's message is the same under pytest (the plugin) as under
+`vxdp conformance`.
 """
 
 from __future__ import annotations

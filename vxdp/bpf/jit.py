@@ -53,7 +53,8 @@ def unavailable() -> str | None:
     if shutil.which(compiler()) is None:
         return f"no C compiler {compiler()!r} on PATH (set CC)"
     if not jitgen.JIT_HEADER.is_file():
-        return f"the ABI header {jitgen.JIT_HEADER} is missing (the jit needs the source tree)"
+        return (f"the ABI header {jitgen.JIT_HEADER} is missing (package data of vxdp: "
+                f"reinstall the package)")
     return None
 
 

@@ -22,7 +22,7 @@ program, and refuses (InvalidProgram) any opcode that loader would have refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import resources
 
 from vxdp.bpf.disasm import format_insn
 from vxdp.bpf.isa import (
@@ -43,7 +43,9 @@ from vxdp.bpf.isa import (
 from vxdp.errors import CoreError, InvalidProgram
 
 GENERATOR_VERSION = 7  # part of the cache key: bump when the emitted code changes
-JIT_HEADER = Path(__file__).resolve().parents[2] / "csrc" / "vxdp_jit.h"
+#: csrc/vxdp_jit.h as package data: vxdp/bpf/vxdp_jit.h links to it in the source tree, a
+#: wheel carries a copy (docs/architecture.md, "Packaging").
+JIT_HEADER = resources.files("vxdp.bpf") / "vxdp_jit.h"
 MODE_RAW, MODE_XDP = 0, 1
 HELPER_TAIL_CALL = 12
 MAX_FRAMES = 8
@@ -290,7 +292,7 @@ leave_resume:
 
 
 def jit_header() -> str:
-    """The ABI header the core was built with (csrc/vxdp_jit.h)."""
+    """The ABI header the core was built with (csrc/vxdp_jit.h, package data)."""
     try:
         return JIT_HEADER.read_text()
     except OSError as exc:

@@ -29,14 +29,12 @@ from vxdp.bpf.engine import Engine, XdpResult
 from vxdp.bpf.maps import Map, MapValue, fill_slots, possible_cpus
 from vxdp.bpf.program import (
     BPF_ANY,
-    BPF_PSEUDO_MAP_FD,
-    BPF_PSEUDO_MAP_VALUE,
-    INSN_SIZE,
     MAP_IN_MAP_TYPES,
     MapSpec,
     MapType,
     Program,
     ProgType,
+    rebind_map_refs,
 )
 from vxdp.errors import InvalidProgram, KernelUnavailable, MapError, UsageError
 
@@ -202,22 +200,12 @@ class KernelMap(Map):
 
 def rebind(program: Program, fds: Sequence[int]) -> bytes:
     """The program's instructions with each map index replaced by the map's fd."""
-    code = bytearray(program.insns)
-    pc = 0
-    while pc < program.insn_count:
-        at = pc * INSN_SIZE
-        if code[at] == 0x18:  # LD_IMM64: two slots
-            src = code[at + 1] >> 4
-            if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE):
-                index = struct.unpack_from("<i", code, at + 4)[0]
-                if not 0 <= index < len(fds):
-                    raise InvalidProgram(f"program {program.name!r}: insn {pc} references map "
-                                         f"index {index}; the program has {len(fds)} maps")
-                struct.pack_into("<i", code, at + 4, fds[index])
-            pc += 2
-            continue
-        pc += 1
-    return bytes(code)
+    def fd(pc: int, index: int) -> int:
+        if not 0 <= index < len(fds):
+            raise InvalidProgram(f"program {program.name!r}: insn {pc} references map "
+                                 f"index {index}; the program has {len(fds)} maps")
+        return fds[index]
+    return rebind_map_refs(program.insns, fd)
 
 
 def _load(program: Program, fds: Sequence[int], log_level: int) -> sc.LoadResult:

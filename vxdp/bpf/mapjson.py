@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vxdp.bpf.maps import RECORD_MAP_TYPES, Map, MapValue
-from vxdp.bpf.program import ARRAY_MAP_TYPES, BPF_ANY, MapType
+from vxdp.bpf.program import ARRAY_MAP_TYPES, BPF_ANY, MapSpec, MapType
 from vxdp.errors import MapError, UsageError
 
 
@@ -40,24 +40,29 @@ def dump_map(m: Map) -> dict[str, Any]:
     """A map as map JSON; a RINGBUF or PERF_EVENT_ARRAY has no entries but `records`
     (taken from the map: hex of each ringbuf record, {cpu, data} for each perf event
     record), left out where the engine cannot read them (the kernel's)."""
-    out: dict[str, Any] = {
-        "type": type_name(m.spec.type),
-        "key_size": m.spec.key_size,
-        "value_size": m.spec.value_size,
-        "max_entries": m.spec.max_entries,
-        "entries": [],
-    }
-    if m.spec.type in RECORD_MAP_TYPES:
-        recs = m.records()
-        if recs is not None:
-            out["records"] = [data.hex() if slot is None else {"cpu": slot, "data": data.hex()}
-                              for slot, data in recs]
-        return out
-    items = list(m.items())
-    if m.spec.type not in ARRAY_MAP_TYPES:
-        items.sort(key=lambda kv: kv[0])  # hash order is each engine's own: sort by key
-    out["entries"] = [{"key": k.hex(), "value": value_hex(v)} for k, v in items]
+    if m.spec.type not in RECORD_MAP_TYPES:
+        return map_doc(m.spec, m.items())
+    out = map_doc(m.spec, [])
+    recs = m.records()
+    if recs is not None:
+        out["records"] = [data.hex() if slot is None else {"cpu": slot, "data": data.hex()}
+                          for slot, data in recs]
     return out
+
+
+def map_doc(spec: MapSpec, entries: Iterable[tuple[bytes, MapValue]]) -> dict[str, Any]:
+    """Map JSON of a map with these entries (hash maps sorted by key: their order is each
+    engine's own)."""
+    items = list(entries)
+    if spec.type not in ARRAY_MAP_TYPES:
+        items.sort(key=lambda kv: kv[0])
+    return {
+        "type": type_name(spec.type),
+        "key_size": spec.key_size,
+        "value_size": spec.value_size,
+        "max_entries": spec.max_entries,
+        "entries": [{"key": k.hex(), "value": value_hex(v)} for k, v in items],
+    }
 
 
 def dump_maps(maps: Iterable[Map]) -> dict[str, dict[str, Any]]:
@@ -65,7 +70,7 @@ def dump_maps(maps: Iterable[Map]) -> dict[str, dict[str, Any]]:
     return {m.name: dump_map(m) for m in maps}
 
 
-def _bytes(text: object, size: int, what: str) -> bytes:
+def hex_bytes(text: object, size: int, what: str) -> bytes:
     if not isinstance(text, str):
         raise UsageError(f"{what}: expected a hex string, got {type(text).__name__}")
     try:
@@ -80,18 +85,18 @@ def _bytes(text: object, size: int, what: str) -> bytes:
 def _value(m: Map, value: object, what: str) -> MapValue:
     size = m.spec.value_size
     if not m.spec.percpu:
-        return _bytes(value, size, what)
+        return hex_bytes(value, size, what)
     if isinstance(value, str):
-        return [_bytes(value, size, what)] * m.ncpus
+        return [hex_bytes(value, size, what)] * m.ncpus
     if not isinstance(value, list) or len(value) != m.ncpus:
         raise UsageError(f"{what}: a per-CPU value is a list of {m.ncpus} hex strings "
                          f"(one per possible CPU) or one hex string for all")
-    return [_bytes(v, size, f"{what}[{i}]") for i, v in enumerate(value)]
+    return [hex_bytes(v, size, f"{what}[{i}]") for i, v in enumerate(value)]
 
 
 def parse_key(m: Map, text: object, what: str = "key") -> bytes:
     """A key given as hex (map JSON spelling) for map `m`; UsageError names `what`."""
-    return _bytes(text, m.spec.key_size, f"map {m.name!r} {what}")
+    return hex_bytes(text, m.spec.key_size, f"map {m.name!r} {what}")
 
 
 def parse_value(m: Map, value: object, what: str = "value") -> MapValue:
@@ -130,7 +135,7 @@ def load_entries(maps: Iterable[Map], doc: object) -> int:
             what = f"map {name!r} entry {i}"
             if not isinstance(entry, dict) or "key" not in entry or "value" not in entry:
                 raise UsageError(f"{what}: expected {{'key': hex, 'value': hex}}")
-            key = _bytes(entry["key"], m.spec.key_size, f"{what} key")
+            key = hex_bytes(entry["key"], m.spec.key_size, f"{what} key")
             value = _value(m, entry["value"], f"{what} value")
             try:
                 m.update(key, value, BPF_ANY)

@@ -1,27 +1,49 @@
-"""Device profiles: what an offload target runs, as data (DESIGN.md "Protocol decisions").
+"""Verifier profiles: what a target runs, as data the verifier is given (PREVAIL's
+"platform"): the helpers a program may call, the map types it may use, how many
+instructions it may have.
 
-A profile is the platform knowledge the verifier is given instead of hard-coding it
-(PREVAIL's "platform"): the helpers a program may call, the map types it may use, how many
-instructions it may have.  The same numbers fill the device's capability fields in config
-space (`xdp_max_insns`, `xdp_map_types`, `xdp_helpers`), so a guest sees exactly what the
-host's verifier will accept.
+The device profiles (`rfc2019`, `host`, `smartnic`) have one definition: the capabilities
+a device advertises in config space (`virtio_spec.offload`: `xdp_max_insns`,
+`xdp_map_types`, the 256-bit `xdp_helpers`...).  `Profile.from_capabilities` derives the
+verifier's profile from them, so the guest that read the capabilities and the device that
+advertised them verify against exactly the same rules.  vxdp.bpf may not import
+virtio_spec (DESIGN.md), so it takes any object with the capability fields
+(`Capabilities`); the edge resolves profile names (`vxdp verify --profile`).
 
-* `rfc2019`: exactly the 2019 RFC: HASH and ARRAY maps, helpers 1,2,3,5,7,40,44,54,65,105,106,
-  4096 instructions.
-* `host`: everything the C core runs (every `xdp=True` helper), 1,000,000 instructions.
-* `smartnic`: a NIC-like subset: key/value maps, devmap redirects, no ring buffer, no string
-  parsing, no tail calls; 8192 instructions and small maps.
+`NATIVE` is not a device profile: it is everything the C core runs (every helper of
+vxdp.bpf.helpers marked `xdp`, every map type the core implements) under the kernel's
+limits.  Driver-mode XDP in a guest and programs an operator attaches on a host are
+verified against it, as the kernel verifies a program loaded without a target device.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
+from typing import Protocol
 
-from vxdp.bpf.helpers import HELPERS, RFC2019_HELPER_IDS, XDP_HELPER_IDS
+from vxdp.bpf.helpers import XDP_HELPER_IDS
 from vxdp.bpf.program import MapType
 from vxdp.errors import UsageError
 
 COMPLEXITY_LIMIT = 1_000_000  # BPF_COMPLEXITY_LIMIT_INSNS: instructions processed
+
+
+class Capabilities(Protocol):
+    """What a device advertises (virtio_spec.offload.XdpCapabilities has these)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def xdp_max_insns(self) -> int: ...
+    @property
+    def xdp_max_maps(self) -> int: ...
+    @property
+    def xdp_max_map_mem_kib(self) -> int: ...
+    @property
+    def helper_ids(self) -> Set[int]: ...
+    @property
+    def map_type_ids(self) -> Set[int]: ...
 
 
 @dataclass(frozen=True)
@@ -34,45 +56,42 @@ class Profile:
     max_map_mem_kib: int = 1 << 20
     description: str = ""
 
+    @classmethod
+    def from_capabilities(cls, caps: Capabilities, name: str | None = None) -> Profile:
+        """The verifier profile of a device's advertised capabilities.  Map type ids
+        vxdp does not know are left out (no program can declare them here)."""
+        known = {int(t) for t in MapType}
+        return cls(name or caps.name or "device", frozenset(caps.helper_ids),
+                   frozenset(MapType(t) for t in caps.map_type_ids if t in known),
+                   caps.xdp_max_insns, caps.xdp_max_maps, caps.xdp_max_map_mem_kib,
+                   getattr(caps, "description", "") or "a device's advertised capabilities")
+
     def allows_helper(self, helper_id: int) -> bool:
         return helper_id in self.helpers
-
-    def helper_mask(self) -> int:
-        """The le64 `xdp_helpers` capability: bit i set when helper i (< 64) is allowed."""
-        return sum(1 << i for i in self.helpers if i < 64)
-
-    def map_type_mask(self) -> int:
-        """The le32 `xdp_map_types` capability: bit t set for each allowed map type."""
-        return sum(1 << int(t) for t in self.map_types if t < 32)
 
 
 _ALL_MAPS = frozenset(MapType) - {MapType.UNSPEC, MapType.STRUCT_OPS}
 
-PROFILES: dict[str, Profile] = {p.name: p for p in [
-    Profile("rfc2019", RFC2019_HELPER_IDS, frozenset({MapType.HASH, MapType.ARRAY}), 4096,
-            max_maps=16, max_map_mem_kib=4096,
-            description="the 2019 RFC's offload: HASH and ARRAY, eleven helpers"),
-    Profile("host", XDP_HELPER_IDS, _ALL_MAPS, COMPLEXITY_LIMIT,
-            description="everything the host's C core runs"),
-    Profile("smartnic",
-            frozenset({1, 2, 3, 5, 7, 8, 23, 28, 44, 51, 54, 65, 188}) & frozenset(HELPERS),
-            frozenset({MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY,
-                       MapType.LRU_HASH, MapType.DEVMAP, MapType.DEVMAP_HASH}),
-            8192, max_maps=32, max_map_mem_kib=2048,
-            description="a NIC-like subset: key/value maps and redirects, small maps"),
-]}
+NATIVE = Profile("native", XDP_HELPER_IDS, _ALL_MAPS, COMPLEXITY_LIMIT,
+                 description="everything the C core runs (driver mode, host-attached)")
 
-DEFAULT_PROFILE = "host"
+DEFAULT_PROFILE = NATIVE.name
 
 
-def get_profile(name: str | None) -> Profile:
-    """The named profile (None: `host`); UsageError for an unknown name."""
-    key = name or DEFAULT_PROFILE
-    try:
-        return PROFILES[key]
-    except KeyError:
-        raise UsageError(f"unknown device profile {key!r} "
-                         f"(choose from {', '.join(PROFILES)})") from None
+def get_profile(profile: Profile | Capabilities | str | None) -> Profile:
+    """A Profile from a Profile, a device's capabilities, or the name `native` (None:
+    native); UsageError for other names: device profiles are capabilities, which the
+    edge looks up (virtio_spec.offload.profile)."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile is None or profile == NATIVE.name:
+        return NATIVE
+    if isinstance(profile, str):
+        raise UsageError(f"unknown verifier profile {profile!r}: {NATIVE.name!r}, or a "
+                         f"device's capabilities (rfc2019, host, smartnic: "
+                         f"virtio_spec.offload.profile)")
+    return Profile.from_capabilities(profile)
 
 
-__all__ = ["COMPLEXITY_LIMIT", "DEFAULT_PROFILE", "PROFILES", "Profile", "get_profile"]
+__all__ = ["COMPLEXITY_LIMIT", "DEFAULT_PROFILE", "NATIVE", "Capabilities", "Profile",
+           "get_profile"]

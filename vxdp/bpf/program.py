@@ -16,6 +16,8 @@ A `Program` is the unit every engine, the verifier and the offload protocol agre
 from __future__ import annotations
 
 import hashlib
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -113,6 +115,29 @@ class XdpMd(IntEnum):
 
 
 XDP_MD_SIZE = 24
+
+
+LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW: two slots
+
+
+def rebind_map_refs(insns: bytes, new_imm: Callable[[int, int], int]) -> bytes:
+    """`insns` with the imm of every map reference (LD_IMM64 whose src_reg is
+    BPF_PSEUDO_MAP_FD or BPF_PSEUDO_MAP_VALUE) replaced by `new_imm(pc, imm)`: the one
+    walk every rebinding shares (index -> kernel fd, index -> the device's map handle a
+    guest sends, handle -> index on the device).  Other LD_IMM64s are left alone, and
+    their second slot is never read as an instruction."""
+    code = bytearray(insns)
+    pc, n = 0, len(code) // INSN_SIZE
+    while pc < n:
+        at = pc * INSN_SIZE
+        if code[at] == LD_IMM64:
+            if code[at + 1] >> 4 in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE):
+                imm = struct.unpack_from("<i", code, at + 4)[0]
+                struct.pack_into("<i", code, at + 4, new_imm(pc, imm))
+            pc += 2
+            continue
+        pc += 1
+    return bytes(code)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What `vxdp prog` and `vxdp map` share: the host's control socket, errors, hex input.
+"""What `vxdp prog` and `vxdp map` share: the control socket of a host (`--host`) or of a
+guest (`--guest`), errors, hex input.
 
 Exit statuses: 0 done; 1 the host tried and the operation failed (ENOENT, EEXIST, E2BIG,
 a program the verifier refused); 2 input that cannot be used (bad hex, an unknown map, an
@@ -19,21 +20,31 @@ from vxdp.control import ControlClient, RequestFailed
 from vxdp.errors import UsageError
 
 
-def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
-    """--host and -j, accepted before and after the sub-command (a leaf's value wins)."""
+def add_host_options(parser: argparse.ArgumentParser, *, leaf: bool,
+                     guest: bool = True) -> None:
+    """--host (and --guest) and -j, accepted before and after the sub-command (a leaf's
+    value wins)."""
     default: Any = argparse.SUPPRESS if leaf else None
     parser.add_argument("--host", metavar="PATH", default=default,
                         help="the control socket of a running `vxdp host --control PATH`")
+    if guest:
+        parser.add_argument("--guest", metavar="PATH", default=default, dest="guest_socket",
+                            help="the control socket of a running `vxdp guest --control "
+                                 "PATH` (what the guest placed, its maps over the control "
+                                 "queue)")
     parser.add_argument("-j", "--json", action="store_true",
                         default=argparse.SUPPRESS if leaf else False, help="print JSON")
 
 
 def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
-    """One request to the host named by --host; RequestFailed when it says no."""
-    if not args.host:
-        raise UsageError("--host PATH is needed: the control socket of a running "
-                         "`vxdp host --control PATH`")
-    with ControlClient(args.host) as ctl:
+    """One request to the host (--host) or guest (--guest); RequestFailed when it says
+    no."""
+    host, guest = args.host, getattr(args, "guest_socket", None)
+    if bool(host) == bool(guest):
+        raise UsageError("--host PATH or --guest PATH is needed (one of them): the control "
+                         "socket of a running `vxdp host --control PATH` or `vxdp guest "
+                         "--control PATH`")
+    with ControlClient(host or guest) as ctl:
         return ctl.call(op, **kw)
 
 

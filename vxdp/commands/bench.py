@@ -7,12 +7,13 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   xdp       the engines (vxdp.bench, below)
   verifier  verification time per corpus program, ours beside the kernel's
             (vxdp.bench_verifier)
-  datapath  Mpps of the C datapath: host rx XDP_DROP, host XDP_TX, PASS into the guest,
+  datapath  Mpps of the C datapath: offload XDP_DROP, offload XDP_TX, PASS into the guest,
             guest driver-mode XDP_DROP and XDP_TX, and offload/driver-mode ratios
             (vxdp.bench_datapath)
-  process   the same five workloads end to end: `vxdp host` with a `vxdp guest` child
-            process over vhost-user, and the offload/driver-mode ratios there
-            (vxdp.bench_process)
+  process   the same end to end: `vxdp host` with a `vxdp guest` child process over
+            vhost-user, the guest offloading its program over the control queue (`--mode
+            offload`) or running it in its driver, the host-attached program beside them,
+            and the offload/driver-mode ratios there (vxdp.bench_process)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
@@ -58,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BPF_PROG_TEST_RUN repeat count per kernel round")
     parser.add_argument("--no-jit", action="store_true",
                         help="leave out vxdp's JIT engine (it compiles each program with cc)")
-    parser.add_argument("--progs", type=Path, default=PROGS_DIR, metavar="DIR",
-                        help="the corpus directory holding the workloads' C sources")
+    parser.add_argument("--progs", type=Path, metavar="DIR",
+                        help=f"the C sources: the xdp suite's workloads (default {PROGS_DIR}) "
+                             f"and the programs the verifier suite verifies (default the "
+                             f"differential corpus in a source tree, else the same folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     texts: list[str] = []
     if "xdp" in suites:
-        bench = Bench(progs_dir=args.progs, batch=args.batch, rounds=args.rounds,
+        bench = Bench(progs_dir=args.progs or PROGS_DIR, batch=args.batch, rounds=args.rounds,
                       min_seconds=args.seconds, kernel_repeat=args.repeat,
                       workloads=args.workload, with_jit=not args.no_jit)
         report = bench.run()

@@ -33,7 +33,7 @@ from vxdp.bpf.elf import load_object, select_program
 from vxdp.bpf.engine import ENGINES, XdpResult, create_engine
 from vxdp.bpf.mapjson import dump_maps, load_entries, read_map_json, write_map_json
 from vxdp.bpf.program import ProgType, XdpAction
-from vxdp.errors import UsageError
+from vxdp.errors import UsageError, VxdpError
 from vxdp.pcap import Packet, read_pcap, write_pcap
 
 NAME = "exec"
@@ -84,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
     with create_engine(args.engine, program) as engine:
         if seed is not None:
             load_entries(engine.maps, seed)
-        results = engine.run_xdp([p.data for p in packets]) if packets else []
+        try:
+            results = engine.run_xdp([p.data for p in packets]) if packets else []
+        except VxdpError:
+            raise
+        except ValueError as exc:  # a packet the engine cannot run (0 bytes, over a page)
+            raise UsageError(f"{args.pcap}: {exc} (engine {args.engine})") from None
         maps = dump_maps(engine.maps)
         if args.maps_out:
             write_map_json(args.maps_out, engine.maps)

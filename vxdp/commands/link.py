@@ -30,17 +30,17 @@ HELP = "the guests of a running host: link state and announce (show, set, announ
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_host_options(parser, leaf=False)
+    add_host_options(parser, leaf=False, guest=False)
     sub = parser.add_subparsers(dest="link_command", metavar="COMMAND", required=True)
     p = sub.add_parser("show", aliases=["list"], help="every guest and its link")
-    add_host_options(p, leaf=True)
+    add_host_options(p, leaf=True, guest=False)
     p = sub.add_parser("set", help="set a guest's link up or down")
     p.add_argument("guest", metavar="GUEST", help="the guest's number on the host")
     p.add_argument("state", choices=("up", "down"))
-    add_host_options(p, leaf=True)
+    add_host_options(p, leaf=True, guest=False)
     p = sub.add_parser("announce", help="ask a guest to announce itself")
     p.add_argument("guest", metavar="GUEST", help="the guest's number on the host")
-    add_host_options(p, leaf=True)
+    add_host_options(p, leaf=True, guest=False)
 
 
 def guest_number(text: str) -> int:

@@ -1,14 +1,18 @@
-"""`vxdp map`: the maps of the program attached on a running host, bpftool-style.
+"""`vxdp map`: the maps of a running host's or guest's programs, bpftool-style.
 
-    vxdp map show [MAP] --host PATH [-j]
-    vxdp map dump MAP --host PATH [-j]
-    vxdp map lookup MAP key HEX --host PATH [-j]
-    vxdp map update MAP key HEX value HEX [any|noexist|exist] --host PATH [-j]
-    vxdp map delete MAP key HEX --host PATH [-j]
+    vxdp map show [MAP] --host PATH | --guest PATH [-j]
+    vxdp map dump MAP --host PATH | --guest PATH [-j]
+    vxdp map lookup MAP key HEX --host PATH | --guest PATH [-j]
+    vxdp map update MAP key HEX value HEX [any|noexist|exist] --host PATH | --guest PATH
+    vxdp map delete MAP key HEX --host PATH | --guest PATH [-j]
 
     MAP := NAME | name NAME | id ID
 
-These are the maps the host's datapath runs on: an update is seen by the next frame.
+These are the maps the host's datapath runs on: an update is seen by the next frame.  On
+a host: the host-attached program's maps and every map a guest created on its device
+(`dev` names the guest and the device's handle).  In a guest (`--guest`): the maps of the
+program it placed; an offloaded program's maps are read and written over the control
+virtqueue (LOOKUP, UPDATE, DELETE, GET_FIRST / GET_NEXT), from the device's own maps.
 Bytes are hex, as one string (`0a000001`) or one token a byte (`0a 00 00 01`, `0x0a ...`,
 `hex 0a 00 00 01`); bare tokens are hex, unlike bpftool's decimal.  A per-CPU value is
 one value for every CPU, or every CPU's value one after another.  Text output is
@@ -31,7 +35,7 @@ from vxdp.control.protocol import UPDATE_FLAGS
 from vxdp.errors import UsageError
 
 NAME = "map"
-HELP = "the maps of a running host's program (show, dump, lookup, update, delete)"
+HELP = "the maps of a running host's or guest's programs (show, dump, lookup, update, delete)"
 
 SHAPES = {
     "show": "[MAP]", "dump": "MAP", "lookup": "MAP key HEX", "delete": "MAP key HEX",
@@ -43,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_host_options(parser, leaf=False)
     sub = parser.add_subparsers(dest="map_command", metavar="COMMAND", required=True)
     for name, shape in SHAPES.items():
-        p = sub.add_parser(name, help=f"map {name} {shape}", usage=f"vxdp map {name} {shape} "
-                                                                  f"--host PATH [-j]")
+        p = sub.add_parser(name, help=f"map {name} {shape}",
+                           usage=f"vxdp map {name} {shape} --host PATH | --guest PATH [-j]")
         p.add_argument("words", nargs="*", metavar="WORD", help=shape)
         add_host_options(p, leaf=True)
 
@@ -95,7 +99,12 @@ def show_text(m: dict[str, Any]) -> str:
     head = f"{m['id']}: {m['type']}  name {m['name']}  flags {m['flags']:#x}"
     body = (f"\tkey {m['bytes_key']}B  value {m['bytes_value']}B  "
             f"max_entries {m['max_entries']}")
-    return "\n".join([head, body] + (["\tfrozen"] if m["frozen"] else []))
+    extra = ["\tfrozen"] if m.get("frozen") else []
+    dev = m.get("dev")
+    if dev is not None:
+        owner = f"guest {dev['guest']}" if "guest" in dev else dev.get("ifname", "device")
+        extra.append(f"\toffloaded to dev {owner}  handle {dev['handle']}")
+    return "\n".join([head, body, *extra])
 
 
 @host_command

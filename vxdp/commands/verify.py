@@ -20,11 +20,11 @@ import json
 from pathlib import Path
 
 from vxdp.bpf.elf import load_object
-from vxdp.bpf.profiles import DEFAULT_PROFILE, PROFILES
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier import VerifierReport, verify
 from vxdp.bpf.verifier.compare import compare_with_kernel
 from vxdp.errors import InvalidProgram, UsageError
+from vxdp.offload_profiles import PROFILE_NAMES, verifier_profile
 
 NAME = "verify"
 HELP = "verify the XDP programs of an object file (kernel rules, device profiles)"
@@ -34,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("object", metavar="OBJ.o", type=Path, help="BPF object file (clang)")
     parser.add_argument("--section", metavar="S", help="only the programs of this section")
     parser.add_argument("--program", metavar="NAME", help="only the program of this name")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
-                        help=f"device profile to verify for (default: {DEFAULT_PROFILE})")
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default=PROFILE_NAMES[0],
+                        help="native: what the C core runs, as the kernel verifies a program "
+                             "for no device (the default); rfc2019, host, smartnic: a "
+                             "device's offload capabilities")
     parser.add_argument("--unprivileged", action="store_true",
                         help="the rules for a loader without CAP_BPF (no pointer leaks, no "
                              "uninitialised stack reads)")
@@ -84,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
     except InvalidProgram as exc:
         raise UsageError(f"{args.object}: {exc}") from None
     programs = select(obj.programs, args.section, args.program)
+    profile = verifier_profile(args.profile)
     status = 0
     for program in programs:
-        report = verify(program, profile=args.profile, privileged=not args.unprivileged,
+        report = verify(program, profile=profile, privileged=not args.unprivileged,
                         log_level=args.log_level)
-        kernel = compare_with_kernel(program, args.profile).to_json() if args.kernel else None
+        kernel = compare_with_kernel(program, profile).to_json() if args.kernel else None
         if args.json:
             doc = report.to_json()
             if kernel is not None:

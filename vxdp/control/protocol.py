@@ -42,13 +42,13 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import msgpack  # type: ignore[import-untyped]
 
-from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError
+from vxdp.errors import ControlError, ControlLocalError, ControlRemoteError, errno_name
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
@@ -62,17 +62,18 @@ Kind = Literal["failed", "usage"]
 
 # Argument kinds: what a value must be.  "map": a map name or id; "value": one hex string
 # or a list of them (one per CPU); "flags": one of UPDATE_FLAGS; "guest": a guest number
-# (0..MAX_ID); "bool": true or false.
-ArgKind = Literal["str", "hex", "map", "value", "flags", "guest", "bool"]
+# (0..MAX_ID); "id": a program id (0..MAX_ID); "uint": a count (0..MAX_ID); "bool": true
+# or false.
+ArgKind = Literal["str", "hex", "map", "value", "flags", "guest", "id", "uint", "bool"]
 
 #: Every operation: {argument: (kind, required)}.
 OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "prog.attach": {"path": ("str", True), "section": ("str", False),
-                    "program": ("str", False)},
+                    "program": ("str", False), "mode": ("str", False)},
     "prog.detach": {},
     "prog.show": {},
-    "prog.dump_xlated": {},
-    "prog.dump_jited": {},
+    "prog.dump_xlated": {"id": ("id", False)},
+    "prog.dump_jited": {"id": ("id", False)},
     "map.show": {"map": ("map", False)},
     "map.dump": {"map": ("map", True)},
     "map.lookup": {"map": ("map", True), "key": ("hex", True)},
@@ -83,6 +84,8 @@ OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "guest.list": {},
     "guest.link": {"guest": ("guest", True), "up": ("bool", True)},
     "guest.announce": {"guest": ("guest", True)},
+    "wire.inject": {"count": ("uint", True), "seed": ("uint", False), "size": ("uint", False),
+                    "flows": ("uint", False), "mix": ("str", False), "guest": ("guest", False)},
 }
 
 MAX_VALUE_LIST = 4096  # per-CPU values: one per possible CPU
@@ -107,9 +110,7 @@ class ErrorInfo:
     @property
     def code(self) -> str:
         """The errno's symbolic name (`ENOENT`), or its number when it has none."""
-        if self.errno == E.EOPNOTSUPP:  # glibc's errorcode says ENOTSUP (the same 95)
-            return "EOPNOTSUPP"
-        return E.errorcode.get(self.errno, str(self.errno))
+        return errno_name(self.errno)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"errno": self.errno, "code": self.code, "kind": self.kind,
@@ -190,9 +191,10 @@ def _kind_ok(kind: ArgKind, value: object) -> str | None:
         return None if ok else "a map name or id"
     if kind == "flags":
         return None if value in UPDATE_FLAGS else f"one of {', '.join(UPDATE_FLAGS)}"
-    if kind == "guest":
+    if kind in ("guest", "id", "uint"):
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
-        return None if ok else f"a guest number 0..{MAX_ID}"
+        what = {"guest": "a guest number", "id": "a program id", "uint": "a count"}[kind]
+        return None if ok else f"{what} 0..{MAX_ID}"
     if kind == "bool":
         return None if isinstance(value, bool) else "true or false"
     ok = isinstance(value, str) or (isinstance(value, list) and 0 < len(value) <= MAX_VALUE_LIST
@@ -219,6 +221,19 @@ def check_args(op: str, args: Mapping[str, object]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Ops:
+    """What a protocol on this framing speaks: its op names and the check of their
+    arguments (None when they suit the op, else what is wrong).  The control socket's
+    are `CONTROL`; the agent protocol (`vxdp.control.agent`) brings its own."""
+
+    names: Collection[str]
+    check: Callable[[str, Mapping[str, object]], str | None]
+
+
+CONTROL: Final = Ops(OPS, check_args)
+
+
 def _type_name(value: object) -> str:
     return type(value).__name__
 
@@ -231,6 +246,7 @@ class Connection:
     role: Role
     max_in: int = 0  # 0: the role's default (MAX_REQUEST for a server, MAX_REPLY a client)
     max_out: int = 0
+    ops: Ops = CONTROL
     _buf: bytearray = field(default_factory=bytearray)
     _eof: bool = False
     _closed: bool = False
@@ -313,9 +329,9 @@ class Connection:
         if not isinstance(op, str):
             return BadMessage(mid, E.EINVAL, f"request 'op' must be a string, got "
                                              f"{_type_name(op)}")
-        if op not in OPS:
+        if op not in self.ops.names:
             return BadMessage(mid, E.EOPNOTSUPP, f"unknown op {op!r:.60} (ops: "
-                                                 f"{', '.join(OPS)})")
+                                                 f"{', '.join(self.ops.names)})")
         args = doc.get("args", {})
         if not isinstance(args, dict):
             return BadMessage(mid, E.EINVAL, f"request 'args' must be a map, got "
@@ -323,7 +339,7 @@ class Connection:
         extra = set(doc) - {"v", "id", "op", "args"}
         if extra:
             return BadMessage(mid, E.EINVAL, f"request has unknown fields {sorted(extra)}")
-        problem = check_args(op, args)
+        problem = self.ops.check(op, args)
         if problem is not None:
             return BadMessage(mid, E.EINVAL, problem)
         return Request(mid, op, args)
@@ -351,10 +367,10 @@ class Connection:
         """A request frame and the id it carries (ids count up from 1)."""
         if self.role != "client":
             raise ControlLocalError("a server does not send requests")
-        if op not in OPS:
+        if op not in self.ops.names:
             raise ControlLocalError(f"unknown op {op!r}")
         body = {k: v for k, v in (args or {}).items() if v is not None}
-        problem = check_args(op, body)
+        problem = self.ops.check(op, body)
         if problem is not None:
             raise ControlLocalError(problem)
         mid = next(self._ids) & MAX_ID
@@ -395,6 +411,7 @@ def expect_reply(event: Event, mid: int) -> Reply:
 
 
 __all__ = [
+    "CONTROL",
     "HEADER",
     "MAX_REPLY",
     "MAX_REQUEST",
@@ -408,6 +425,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "NeedData",
+    "Ops",
     "Reply",
     "Request",
     "RequestFailed",

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from vxdp.bpf.profiles import Profile
 from vxdp.bpf.verifier import verify
 from vxdp.errors import UsageError
 
@@ -45,7 +46,7 @@ def setup_logging(verbose: int) -> None:
                         format="%(name)s: %(levelname)s: %(message)s")
 
 
-def make_hook(args: argparse.Namespace, profile: str) -> XdpHook:
+def make_hook(args: argparse.Namespace, profile: Profile) -> XdpHook:
     """The `--xdp` program, verified under `profile` before anything runs it (as the
     kernel verifies a program at load): a rejection prints the verifier's log and ends
     the command with the pc and the reason."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from host import Device
+from host import Device, OffloadedProgram
 from host.datapath import BurstOut, HostPort, HostSwitch
-from virtio_spec.errors import VirtioError
+from virtio_spec.errors import RingError, VirtioError
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.program import Program
 from vxdp.errors import VxdpError
@@ -32,6 +32,10 @@ log = logging.getLogger("vxdp.runtime.cpath")
 #: (those two have counters of their own as well).
 ACTION_COUNTERS = {"aborted": "xdp_aborted", "drop": "xdp_drop", "pass": "xdp_pass",
                    "tx": "xdp_tx", "redirect": "xdp_redirect"}
+#: The same for the program the guest offloaded (off_aborted counts its faults and
+#: invalid actions too).
+OFFLOAD_COUNTERS = {name: "off_" + key.removeprefix("xdp_")
+                    for name, key in ACTION_COUNTERS.items()}
 
 
 def add_counts(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
@@ -76,6 +80,16 @@ class CPath:
         if self.port is not None:
             self.port.attach(program, maps)
 
+    def attach_offload(self, offloaded: OffloadedProgram | None) -> None:
+        """The program the guest offloaded, on the port's way into the guest."""
+        if self.port is None:
+            return
+        if offloaded is None:
+            self.port.attach_offload(None)
+        else:
+            self.port.attach_offload(offloaded.program, [m.map for m in offloaded.maps],
+                                     offloaded.engine)
+
     def release(self) -> None:
         """Hand the queues back to the device model and keep the port's counters."""
         port, self.port = self.port, None
@@ -92,6 +106,11 @@ class CPath:
         assert self.port is not None
         return self.port.tx_burst()
 
+    def newly_broken(self, queue: str) -> RingError | None:
+        """The RingError that broke the port's "rx" or "tx" queue, once (see
+        `HostPort.newly_broken`)."""
+        return self.port.newly_broken(queue) if self.port is not None else None
+
     def tx_pending(self) -> bool:
         return self.port is not None and self.port.tx_pending() > 0
 
@@ -99,9 +118,11 @@ class CPath:
         out = dict(self.totals)
         return add_counts(out, self.port.stats) if self.port is not None else out
 
-    def actions(self) -> dict[str, int]:
+    def actions(self, counters: Mapping[str, str] = ACTION_COUNTERS) -> dict[str, int]:
+        """Action counts of the host-attached program (or, with OFFLOAD_COUNTERS, of the
+        offloaded one), over every port this guest had."""
         s = self.stats()
-        return {name: s.get(key, 0) for name, key in ACTION_COUNTERS.items()}
+        return {name: s.get(key, 0) for name, key in counters.items()}
 
 
-__all__ = ["ACTION_COUNTERS", "CPath", "add_counts"]
+__all__ = ["ACTION_COUNTERS", "OFFLOAD_COUNTERS", "CPath", "add_counts"]

@@ -39,6 +39,10 @@ the Python driver.  The C port keeps the rings across a host restart (they are g
 memory, and the resume below starts the new device where the old one stopped) and
 hands them back to the driver (`GuestPort.hand_back`) before a reset.
 
+The offload (`offload=PROGRAM`, `mode`) goes over the control queue, or with
+`agent=PATH` over the guest agent's channel to the host agent at PATH
+(`vxdp.runtime.offload`, `vxdp.runtime.agent`).
+
 The host gone: the reader sees the socket close.  The runtime reports "device gone",
 keeps the driver as it is (features, rings and buffers in guest memory, the XDP program,
 the counters) and dials again every `retry` seconds.  On a new connection it replays
@@ -98,7 +102,8 @@ from virtio_spec.features import VirtioNetFeature as _N
 from virtio_spec.features import mask_of
 from virtio_spec.memory import GuestAllocator
 from virtio_spec.status import DeviceStatus
-from virtio_spec.structs import VirtioNetStatus, virtio_net_config
+from virtio_spec.structs import VirtioNetStatus, virtio_net_config, virtio_net_config_zero
+from vxdp.bpf.program import Program
 from vxdp.errors import (
     UsageError,
     VhostUserError,
@@ -111,8 +116,12 @@ from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
 from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
 
+from .agent import AgentCarrier
+from .control import ControlServer
 from .cpath import ACTION_COUNTERS, add_counts
+from .guestctl import GuestControlHandler
 from .link import DeviceGone, Link
+from .offload import GuestOffload
 from .wire import NullPort, WirePort, WireSpec
 from .xdp import XdpHook
 
@@ -145,7 +154,7 @@ FRONTEND_MAC = bytes.fromhex("525400123456")
 def frontend_config(mac: bytes = FRONTEND_MAC) -> bytes:
     """virtio_net_config as the front-end serves it for a back-end without CONFIG
     (virtio 1.3 §5.1.4): the MAC, link up, one queue pair, MTU 1500."""
-    fields: dict[str, Any] = {sc.name: 0 for sc in virtio_net_config.subcons}
+    fields = virtio_net_config_zero()
     fields.update(mac=mac, status=int(VirtioNetStatus.VIRTIO_NET_S_LINK_UP),
                   max_virtqueue_pairs=1, mtu=1500)
     return bytes(virtio_net_config.build(fields))
@@ -158,7 +167,10 @@ class GuestRuntime:
                  port: WirePort | None = None, memory_size: int = 8 << 20,
                  queue_size: int = 256, features: int = SUPPORTED_FEATURES,
                  retry: float = 0.1, burst: int = 32, datapath: str = "c",
-                 report: Callable[[str, str], None] | None = None) -> None:
+                 report: Callable[[str, str], None] | None = None,
+                 offload: Program | None = None, mode: str = "driver",
+                 control: str | os.PathLike[str] | None = None,
+                 agent: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
         self.path = os.fspath(path) if path is not None else None
@@ -203,8 +215,28 @@ class GuestRuntime:
         self._tx_space = trio.Event()
         self._pump_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        # the offload's commands: over the control queue, or the guest agent's channel
+        self.offload = GuestOffload(self, offload, mode, AgentCarrier(self, agent)
+                                    if agent is not None else None)
+        self.control = ControlServer(GuestControlHandler(self), control) \
+            if control is not None else None
 
-    # -- reporting ---------------------------------------------------------------------
+    # -- reporting and placing XDP -------------------------------------------------------
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn` beside the guest's other tasks (the offload's placements)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(fn)
+
+    def set_driver_program(self, program: Program | None) -> None:
+        """Run `program` in the driver (driver-mode XDP; None: none), on whichever
+        datapath runs pair 1 now."""
+        if program is None:
+            self.xdp.detach()
+        else:
+            self.xdp.attach(program)
+        if self.cport is not None:
+            self.cport.attach(program, self.xdp.maps)
 
     def report(self, kind: str, text: str) -> None:
         self.reports.append((kind, text))
@@ -229,6 +261,8 @@ class GuestRuntime:
             self._nursery = nursery
             nursery.start_soon(self._stack_pump)
             nursery.start_soon(self._tx_tick)
+            if self.control is not None:  # vxdp prog / vxdp map --guest PATH
+                await nursery.start(self.control.serve)
             task_status.started()
             while True:
                 await self.serve(await dial())
@@ -262,6 +296,7 @@ class GuestRuntime:
         finally:
             self.link = None
             link.close()
+            self.offload.wake()  # a command waiting for this device will not be answered
         self.gone_count += 1
         self.started.clear()
         queues = len(self.driver.queues)
@@ -277,6 +312,7 @@ class GuestRuntime:
                 if not why:
                     self.report("reconnected", f"reconnected to {self.path}: rings resumed "
                                                f"where the device left them")
+                    self.offload.device_replaced("the host restarted")
                     return
                 self.report("reconnected", f"reconnected to {self.path}: {why}; "
                                            f"re-initializing the device")
@@ -507,6 +543,7 @@ class GuestRuntime:
                     self._c_take()
                 self.ready.set()
                 self.report("device_ready", e.describe())
+                self.offload.device_ready()
                 self._tx_space.set()
                 if self._config_deferred:
                     self._config_deferred = False
@@ -518,8 +555,10 @@ class GuestRuntime:
             elif isinstance(e, DeviceError):
                 self.device_errors += 1
                 log.warning("%s", e.describe())
+                self.offload.wake()
             elif isinstance(e, CtrlCompleted):
                 log.info("%s", e.describe())
+                self.offload.wake()
         if burst:
             self._received(burst)
         if self._pending_tx:
@@ -740,6 +779,7 @@ class GuestRuntime:
             xdp["actions"] = self.actions()
             xdp["faults"] += c.get("xdp_fault", 0)
         return {
+            "offload": self.offload.stats(),
             "socket": self.path, "state": str(self.driver.state),
             "connected": self.link is not None, "connects": self.connects,
             "device_gone": self.gone_count, "mac": self.driver.mac.hex(":"),
@@ -751,6 +791,7 @@ class GuestRuntime:
 
     def close(self) -> None:
         self._c_retire()
+        self.offload.close()
         for efd in [*self.kicks.values(), *self.calls.values()]:
             efd.close()
         self.kicks.clear()

@@ -70,6 +70,7 @@ import trio
 
 from host import (
     ConfigInterrupt,
+    CtrlHandled,
     CtrlOwner,
     Device,
     DeviceEvent,
@@ -80,6 +81,11 @@ from host import (
     FrameTransmitted,
     Interrupt,
     MoreAvailable,
+    OffloadChanged,
+    OffloadVerify,
+    VerifyJob,
+    XdpBounced,
+    XdpRedirected,
 )
 from host.config import ConfigSpace
 from host.datapath import BurstOut
@@ -96,11 +102,12 @@ from vxdp.vhost_user import events as ev
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES
 from vxdp.vhost_user.transport import Handler, serve_backend, serve_connection
 
-from .cpath import CPath, add_counts
+from .cpath import OFFLOAD_COUNTERS, CPath, add_counts
 
 log = logging.getLogger("vxdp.runtime.guestport")
 
 if TYPE_CHECKING:
+    from .agent import AgentHandler
     from .host import HostRuntime
 
 _PF = VhostUserProtocolFeature
@@ -197,11 +204,18 @@ class GuestPort:
         self.queues: dict[str, dict[str, int]] = {}
         self.drops: dict[str, int] = {"rx": 0, "tx": 0, "no_device": 0, "link_down": 0}
         self.interrupts = 0
+        self.coalesced = 0  # interrupts folded into one the driver had not read (ended sessions)
         self.kicks: dict[str, int] = {}  # per queue: the driver's notifications
         self.device_totals: dict[str, int] = {}
         self.running: set[int] = set()  # queues the device works (started and enabled)
         self.rx_posted = False  # the driver kicked receiveq1 since DRIVER_OK
+        self.rx_stalled = False  # no buffers for ROOM_WAIT: the wire does not wait for it
+        self.rx_stalls = 0
         self.features_pending: int | None = None  # SET_FEATURES before DRIVER was set
+        self.offload_totals: dict[str, int] = {}  # offload counters of devices gone
+        self._jobs: trio.Nursery | None = None  # runs the offload's verifications
+        self.agent: AgentHandler | None = None  # this guest's host agent, if it has one
+        self._hop = 0  # > 0 while frames another guest redirected here are delivered
         table: dict[type[ev.BackendEvent], Handler] = {
             ev.Connected: self._connected, ev.Disconnected: self._disconnected,
             ev.FeaturesSet: self._features, ev.DeviceReset: self._reset,
@@ -239,11 +253,33 @@ class GuestPort:
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         """Listen on this guest's socket and serve its front-ends one after another."""
-        await serve_backend(self.path, self.config, self.handlers, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            self._jobs = nursery
+            await serve_backend(self.path, self.config, self.handlers,
+                                task_status=task_status)
 
     async def serve_socket(self, sock: trio.socket.SocketType) -> str:
         """Serve one front-end on a connected socket (tests: a socketpair)."""
-        return await serve_connection(sock, self.config, self.handlers)
+        async with trio.open_nursery() as nursery:
+            self._jobs = nursery
+            reason = await serve_connection(sock, self.config, self.handlers)
+            nursery.cancel_scope.cancel()
+        return reason
+
+    def offload_changed(self, why: str) -> None:
+        """The offloaded program changed by another path than the control queue (the
+        host agent, `vxdp.runtime.agent`): the datapath takes it as it takes the device's
+        `OffloadChanged`."""
+        if self.device is not None:
+            self._handle([OffloadChanged(why, self.device.offloaded)])
+
+    async def _verify(self, device: Device, job: VerifyJob) -> None:
+        """An offloaded program's verification (and jit compile), on a worker thread so
+        that the host's other guests go on meanwhile; then the device answers the guest
+        (a device gone meanwhile drops the job: nothing is loaded)."""
+        await trio.to_thread.run_sync(job.run, abandon_on_cancel=True)
+        if device is self.device:
+            self._handle(device.finish_ctrl(job))
 
     # -- the operator's actions -----------------------------------------------------
 
@@ -304,20 +340,26 @@ class GuestPort:
 
     async def _connected(self, session: BackendSession, event: ev.Connected) -> None:
         self.session = session
-        self.device = Device(self.profile)
+        self.device = Device(self.profile, xdp_engine=self.runtime.engine,
+                             ifindex=self.ifindex)
         self.running.clear()
         self.rx_posted = False
+        self.rx_stalled = False
         self.features_pending = None
         self.sessions += 1
         log.info("guest %d (%s): front-end connected", self.number, self.path)
 
     async def _disconnected(self, session: BackendSession, event: ev.Disconnected) -> None:
+        self.coalesced += session.coalesced
         self._release()
         device, self.device, self.session = self.device, None, None
         self.running.clear()
         self.last_disconnect = event.reason or "closed"
         if device is not None:
             add_counts(self.device_totals, device.stats)
+            if device.offload is not None and device.offload.program is not None:
+                log.info("guest %d: front-end gone: its offloaded program and %d map(s) "
+                         "destroyed", self.number, len(device.offload.maps))
             del device
             # The edge unmaps the session's memory next: cyclic garbage (tracebacks,
             # closures) may still view the rings, so collect before it tries.
@@ -452,6 +494,7 @@ class GuestPort:
             if index == 0:
                 return True
             self._burst_out(self.cpath.tx(), from_guest=True)
+            self._c_broken("tx")
             return not self.cpath.tx_pending()
         events = self.device.notify(index)
         self._handle(events)
@@ -465,11 +508,21 @@ class GuestPort:
             return
         if self.device.live and {0, 1} <= self.running:
             xdp = self.runtime.xdp
-            self.cpath.take(self.device, xdp.program, xdp.maps)
+            if self.cpath.take(self.device, xdp.program, xdp.maps):
+                self.cpath.attach_offload(self.device.offloaded)
 
     def _release(self) -> None:
         if self.cpath is not None:
             self.cpath.release()
+
+    def _c_broken(self, queue: str) -> None:
+        """A ring the driver broke under the C port ("rx" or "tx" of pair 1): the device
+        sets DEVICE_NEEDS_RESET and tells the driver (virtio 1.3 §2.1.2), logged, as the
+        model does when its own engine refuses a ring."""
+        assert self.cpath is not None
+        err = self.cpath.newly_broken(queue)
+        if err is not None and self.device is not None:
+            self._handle(self.device.fail(0 if queue == "rx" else 1, str(err), err.clause))
 
     def _burst_out(self, out: BurstOut, *, from_guest: bool) -> None:
         for ifindex, mask in out.interrupts.items():
@@ -527,6 +580,23 @@ class GuestPort:
                     log.info("guest %d: config change not signalled: %s", self.number, e.why)
             elif isinstance(e, DeviceNeedsReset):
                 log.warning("guest %d: %s", self.number, e.describe())
+            elif isinstance(e, CtrlHandled) and e.ack != 0:
+                # a refused control command: its errno went to the guest, its reason here
+                log.info("guest %d: %s", self.number, e.describe())
+            elif isinstance(e, OffloadVerify):
+                if self._jobs is not None and self.device is not None:
+                    self._jobs.start_soon(self._verify, self.device, e.job)
+            elif isinstance(e, OffloadChanged):
+                log.info("guest %d: %s", self.number, e.describe())
+                if self.cpath is not None:
+                    self.cpath.attach_offload(e.program)
+            elif isinstance(e, XdpBounced):
+                self.runtime.wire.send([e.frame])  # back out of the port it came in
+            elif isinstance(e, XdpRedirected):
+                if self._hop:  # one hop: a redirected frame is not redirected again
+                    self.drops["redirect"] = self.drops.get("redirect", 0) + 1
+                else:
+                    self.runtime.redirect(e.ifindex, e.frame)
         if out:
             self._transmitted(out)
         return signalled
@@ -569,10 +639,11 @@ class GuestPort:
                 frames = in_c
             if frames:
                 self._burst_out(self.cpath.rx(frames), from_guest=False)
+                self._c_broken("rx")
             for pair, burst in sorted(model.items()):
                 self._deliver_pair(pair, self._xdp(burst))
             return
-        self.deliver(self._xdp(frames))
+        self._deliver(self._xdp(frames))
 
     def _xdp(self, frames: Sequence[bytes]) -> Sequence[bytes]:
         """The host XDP program on the model's side: TX and REDIRECT carried out, the
@@ -585,7 +656,16 @@ class GuestPort:
         return verdict.passed
 
     def deliver(self, frames: Sequence[bytes]) -> None:
-        """Frames into the receive queues, past XDP (spread over the pairs by flow)."""
+        """Frames another guest's program redirected here: into the receive queues past
+        the host-attached program, through the offloaded one (spread over the pairs by
+        flow); a second redirect is dropped (one hop, no loops)."""
+        self._hop += 1
+        try:
+            self._deliver(frames)
+        finally:
+            self._hop -= 1
+
+    def _deliver(self, frames: Sequence[bytes]) -> None:
         device = self.device
         if device is None or not device.live:
             self.drops["no_device"] += len(frames)
@@ -609,6 +689,19 @@ class GuestPort:
             self.drops["no_device"] += len(frames)
             return
         self._handle(self.device.receive(frames, pair))
+
+    def rx_stall(self, waited: float) -> None:
+        """No receive buffers for a whole ROOM_WAIT: the wire stops waiting for this guest
+        (HostRuntime's fairness rule) until it has some again."""
+        self.rx_stalled = True
+        self.rx_stalls += 1
+        log.warning("guest %d: no receive buffers for %g ms: the wire no longer waits for "
+                    "it, its frames drop until it posts some", self.number,
+                    1000 * waited)
+
+    def rx_unstall(self) -> None:
+        self.rx_stalled = False
+        log.info("guest %d: receive buffers again: the wire waits for it again", self.number)
 
     def rx_arm(self) -> bool:
         """Ask for a kick when the driver posts receive buffers (the C port turns kicks
@@ -672,9 +765,33 @@ class GuestPort:
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
-            "interrupts": self.interrupts, "kicks": dict(sorted(self.kicks.items())),
-            "device": device_stats, "datapath": datapath,
+            "interrupts": self.interrupts, "rx_stalls": self.rx_stalls,
+            "interrupts_coalesced": self.coalesced + (self.session.coalesced
+                                                      if self.session is not None else 0),
+            "kicks": dict(sorted(self.kicks.items())),
+            "device": device_stats, "datapath": datapath, "offload": self.offload_info(),
+            "agent": self.agent.info() if self.agent is not None else None,
         }
+
+    def offload_actions(self) -> dict[str, int]:
+        """The offloaded program's action counts: the C port's and the device model's."""
+        out = {name: 0 for name in OFFLOAD_COUNTERS}
+        if self.cpath is not None:
+            add_counts(out, self.cpath.actions(OFFLOAD_COUNTERS))
+        model = dict(self.device_totals)
+        if self.device is not None:
+            add_counts(model, self.device.stats)
+        for name in out:
+            out[name] += model.get(f"offload_{name}", 0)
+        return out
+
+    def offload_info(self) -> dict[str, object]:
+        """What this guest offloaded (the device's view) and the actions it took."""
+        device = self.device
+        offload = device.offload if device is not None else None
+        view: dict[str, object] = offload.describe() if offload is not None else {
+            "profile": None, "program": None, "maps": []}
+        return {**view, "actions": self.offload_actions()}
 
 
 __all__ = ["FIRST_GUEST_IFINDEX", "NEEDS_CTRL_VQ", "PROTOCOL_FEATURES", "WIRE_IFINDEX",

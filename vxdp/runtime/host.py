@@ -26,9 +26,20 @@ left the pump turns them on and waits for the kick (at most ROOM_WAIT, then the 
 goes and what finds no buffer drops).  Rounds run back to back for up to TURN seconds
 before the pump lets the other tasks (kicks, control requests) in.
 
-Attach and detach at run time with `HostRuntime.attach(program)` / `detach()` (the
-endpoint a host agent drives).  `stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
-With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`).
+Fairness between guests (the rule): a guest that had no receive buffers for a whole
+ROOM_WAIT is *stalled* and stops holding the wire back for the others: the pump leaves it
+out of the room it waits for until it has buffers again (its frames drop meanwhile, as a
+NIC's full ring drops, counted in its stats), so one guest that stops refilling costs the
+others one ROOM_WAIT, not one a round.  With no other guest to serve, the pump waits for
+the stalled ones as before (ROOM_WAIT a round): nothing is gained by reading the wire
+for nobody.
+
+Attach and detach the host-attached program at run time with
+`HostRuntime.attach(program)` / `detach()` (the control socket's `prog.attach` does).
+`stats()` is the JSON the CLI writes on SIGINT/SIGTERM.
+With `control=PATH`, `run` also serves that control socket (`vxdp.runtime.control`);
+with `agents` (one path per guest socket, in order), each guest's host agent, the agent
+path of the offload (`vxdp.runtime.agent`), before the vhost-user sockets.
 """
 
 from __future__ import annotations
@@ -44,9 +55,11 @@ import trio
 from host import DeviceProfile, get_profile
 from host.datapath import HostSwitch
 from vxdp.bpf.program import Program
-from vxdp.errors import UsageError
+from vxdp.errors import UsageError, VhostUserLocalError
+from vxdp.vhost_user.transport import check_socket_path
 
-from .control import ControlServer
+from .agent import agent_server
+from .control import ControlHandler, ControlServer
 from .guestport import (
     FIRST_GUEST_IFINDEX,
     PROTOCOL_FEATURES,
@@ -81,11 +94,23 @@ class HostRuntime:
     def __init__(self, sockets: Sequence[str | os.PathLike[str]], *,
                  profile: DeviceProfile | str = "default", wire: WirePort | None = None,
                  xdp: XdpHook | None = None, burst: int = BURST,
-                 datapath: str = "c", control: str | os.PathLike[str] | None = None) -> None:
+                 datapath: str = "c", control: str | os.PathLike[str] | None = None,
+                 engine: str | None = None,
+                 agents: Sequence[str | os.PathLike[str]] = ()) -> None:
         prof = get_profile(profile) if isinstance(profile, str) else profile
         paths = [os.fspath(s) for s in sockets]
         if not paths:
             raise ValueError("a host serves at least one guest socket")
+        for path in paths:  # before anything runs: a path no server can use is a usage error
+            if paths.count(path) > 1:
+                raise UsageError(f"--socket {path} is given {paths.count(path)} times")
+            try:
+                check_socket_path(path, "--socket")
+            except VhostUserLocalError as exc:
+                raise UsageError(str(exc)) from None
+        if agents and len(agents) != len(paths):
+            raise UsageError(f"{len(agents)} agent socket(s) for {len(paths)} guest "
+                             f"socket(s): give one --agent per --socket, in the same order")
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r} is not one of {', '.join(DATAPATHS)}")
         self.profile = prof
@@ -95,14 +120,22 @@ class HostRuntime:
         self._macs = {g.profile.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
+        # what offloaded programs run on (interp or jit; the host-attached hook's unless
+        # told otherwise: the kernel engine cannot run them on a device)
+        self.engine = engine or (self.xdp.engine_name if self.xdp.engine_name in ("interp", "jit")
+                                 else "interp")
         self.burst = burst
         self.wire_done = trio.Event()
         self.redirect_failed = 0
+        self.room_timeouts = 0  # rounds that waited ROOM_WAIT for guests without buffers
         self._live = trio.Event()
         self._room_kicked = trio.Event()  # set by a receive kick; renewed by each wait
-        self.control = ControlServer(self, control) if control is not None else None
+        self.control = ControlServer(ControlHandler(self), control) \
+            if control is not None else None
+        # the agent path: guest n's host agent on the n-th agent socket, bound to it
+        self.agents = [agent_server(g, path) for g, path in zip(self.guests, agents)]
 
-    # -- the agent's endpoint ----------------------------------------------------------
+    # -- the host-attached program -----------------------------------------------------
 
     def attach(self, program: Program) -> None:
         """Attach (or replace) the host XDP program; InvalidProgram keeps the old one."""
@@ -138,11 +171,21 @@ class HostRuntime:
                   ) -> None:
         """Serve every socket and pump the wire until cancelled."""
         async with trio.open_nursery() as nursery:
+            # the agents first: a guest that finds its device asks its agent at once
+            await nursery.start(self.serve_agents)
             for g in self.guests:
                 await nursery.start(g.serve)
             nursery.start_soon(self.pump_wire)
             if self.control is not None:  # vxdp prog / vxdp map (vxdp.runtime.control)
                 await nursery.start(self.control.serve)
+            task_status.started()
+
+    async def serve_agents(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        """Serve every guest's agent socket (none without `agents`) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for server in self.agents:
+                await nursery.start(server.serve)
             task_status.started()
 
     def note_live(self) -> None:
@@ -154,25 +197,34 @@ class HostRuntime:
         self._room_kicked.set()
 
     def _room(self, n: int, *, arm: bool = False) -> int:
-        """Frames (up to `n`) every live guest can take now; with `arm`, a guest with
-        none is first asked to kick when it posts some (its C port keeps those kicks off
-        while it has buffers) and asked again."""
+        """Frames (up to `n`) every live guest can take now, stalled guests left out while
+        another is served (see the fairness rule); with `arm`, a guest with none is
+        first asked to kick when it posts some (its C port keeps those kicks off while
+        it has buffers) and asked again."""
         room = n
+        served = stalled = False
         for g in self.guests:
             if g.live and g.link_up:  # a guest with its link down takes nothing
                 have = g.rx_room()
                 if have == 0 and arm and g.rx_arm():
                     have = g.rx_room()
+                if g.rx_stalled:
+                    if have == 0:
+                        stalled = True
+                        continue
+                    g.rx_unstall()
+                served = True
                 room = min(room, have)
-        return room
+        return 0 if stalled and not served else room
 
     async def wait_for_room(self, n: int) -> int:
         """How many frames (1 to `n`) the next burst may carry: what every live guest has
         receive buffers for, so that a replay or a generator goes as fast as the guests
         take frames.  With no room anywhere it waits for a receive kick (rechecking every
         ROOM_POLL seconds, for a driver that suppresses kicks or a guest that leaves), at
-        most ROOM_WAIT seconds: a guest that stops refilling costs the others that much a
-        burst, then its frames drop and `n` is answered."""
+        most ROOM_WAIT seconds; then the guests still without buffers are stalled (the
+        fairness rule above): their frames drop, `n` is answered, and the next rounds go
+        at the pace of the others."""
         room = self._room(n)
         if room:
             return room  # the common case: no cancel scope, no checkpoint
@@ -184,7 +236,11 @@ class HostRuntime:
                     return room
                 with trio.move_on_after(ROOM_POLL):
                     await kicked.wait()
-        return n
+        self.room_timeouts += 1
+        for g in self.guests:
+            if g.live and g.link_up and not g.rx_stalled and g.rx_room() == 0:
+                g.rx_stall(ROOM_WAIT)
+        return self._room(n) or n  # the others' room, now the stalled are left out
 
     async def pump_wire(self) -> None:
         """Read the wire once a guest is live, in rounds of at most `burst` frames (as
@@ -255,6 +311,7 @@ class HostRuntime:
             "profile": self.profile.name,
             "guests": [g.stats() for g in self.guests],
             "wire": self.wire.stats(),
+            "room_timeouts": self.room_timeouts,
             "datapath": self.datapath,
             "xdp": {**self.xdp.stats(), "actions": self.actions(),
                     "attached": self.xdp.attached, "redirect_failed": self.redirect_failed},

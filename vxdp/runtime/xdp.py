@@ -20,6 +20,8 @@ A return value outside enum xdp_action is treated as ABORTED too, as the kernel'
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,27 +29,63 @@ from pathlib import Path
 
 from host.config import DeviceProfile
 from vxdp.bpf.coremaps import CoreMap
-from vxdp.bpf.elf import load_object, select_program
+from vxdp.bpf.elf import load_object, object_name, select_program
 from vxdp.bpf.engine import Engine, XdpResult, create_engine
 from vxdp.bpf.maps import Map
-from vxdp.bpf.profiles import DEFAULT_PROFILE
+from vxdp.bpf.profiles import NATIVE, Profile
 from vxdp.bpf.program import Program, XdpAction
-from vxdp.errors import ProgramFault
+from vxdp.errors import ProgramFault, UsageError
+from vxdp.vhost_user.fds import describe as describe_fd
 
 #: Action names as the stats file and the demo table spell them.
 ACTION_NAMES: tuple[str, ...] = tuple(a.name.lower() for a in XdpAction)
 
 
-def host_verifier_profile(profile: DeviceProfile) -> str:
+def host_verifier_profile(profile: DeviceProfile) -> Profile:
     """The verifier profile of host-attached programs: the device profile's offload
-    capabilities when it offers the offload, else `host` (everything the C core runs)."""
-    return profile.xdp.name if profile.xdp is not None else DEFAULT_PROFILE
+    capabilities when it offers the offload, else `native` (everything the C core
+    runs)."""
+    return Profile.from_capabilities(profile.xdp) if profile.xdp is not None else NATIVE
+
+
+#: The largest object file `read_object` reads: BPF objects are kilobytes, a few MiB with
+#: BTF and debug info.
+MAX_OBJECT_BYTES = 64 << 20
+
+
+def read_object(path: Path | str) -> bytes:
+    """The bytes of the object file at `path`, read whole, never waiting on the file nor
+    taking more than MAX_OBJECT_BYTES: anything but a regular file (a FIFO, whose open
+    waits for a writer; /dev/zero, which never ends; a directory) is a usage error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path} is {describe_fd(fd)}, not a regular file: an object "
+                             f"file is read whole")
+        data = bytearray()
+        while len(data) <= min(st.st_size, MAX_OBJECT_BYTES) \
+                and (chunk := os.read(fd, 1 << 20)):
+            data += chunk  # (a file that grows while read is read as far as the limit)
+        if max(st.st_size, len(data)) > MAX_OBJECT_BYTES:
+            raise UsageError(f"{path} is larger than the {MAX_OBJECT_BYTES >> 20} MiB an "
+                             f"object file may have")
+        return bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def load_program(path: Path | str, *, section: str | None = None,
                  name: str | None = None) -> Program:
-    """The one XDP program of an object file (or the one `section`/`name` pick)."""
-    return select_program(load_object(path), section, name)
+    """The one XDP program of an object file (or the one `section`/`name` pick), read
+    with `read_object` (a control socket's client names the path)."""
+    return select_program(load_object(read_object(path), name=object_name(path)), section,
+                          name)
 
 
 @dataclass
@@ -178,4 +216,4 @@ class XdpHook:
         self.detach()
 
 
-__all__ = ["ACTION_NAMES", "Verdict", "XdpHook", "load_program"]
+__all__ = ["ACTION_NAMES", "MAX_OBJECT_BYTES", "Verdict", "XdpHook", "load_program", "read_object"]

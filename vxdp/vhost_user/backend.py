@@ -341,6 +341,18 @@ class Backend:
             self._retired.append(self.channel.fd)
             self.channel = None
 
+    def refuse_fd(self, event: ev.VringCallSet | ev.VringErrSet) -> None:
+        """The edge will not use the call or err fd `event` carried (not an eventfd): the
+        vring goes on without one (as with VHOST_USER_VRING_NOFD_MASK), the fd is retired.
+        Answer the event with `respond(event, ok=False)` as usual."""
+        if event.fd is None:
+            return
+        vring = self.vrings[event.index]
+        attr = "call" if isinstance(event, ev.VringCallSet) else "err"
+        if getattr(vring, attr) == event.fd:
+            setattr(vring, attr, None)
+            self._retired.append(event.fd)
+
     def take_retired(self) -> list[int]:
         """fds the back-end no longer uses: stop watching them, then close them."""
         out, self._retired = self._retired, []

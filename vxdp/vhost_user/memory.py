@@ -12,6 +12,18 @@ bytes from file offset 0 (mmap wants page-aligned file offsets; the region's byt
 `mmap_offset` into the mapping, as DPDK does), and views the regions as one
 `virtio_spec.memory.GuestMemory`.
 
+A front-end that shrinks a region's file under the mapping would have the back-end's next
+access to it raise SIGBUS, which ends the process.  Two rules keep the host alive:
+
+* Seal where the file allows it.  The front-end's memfds are made with
+  MFD_ALLOW_SEALING and sealed GROW|SHRINK|SEAL, as QEMU's memory-backend-memfd is by
+  default; the back-end adds F_SEAL_SHRINK to a received fd that can take seals and has
+  not got it (a memfd made without MFD_ALLOW_SEALING, a hugetlbfs or tmpfs file cannot).
+* Guard every mapping.  Each mapped region is registered with the core's SIGBUS guard
+  (csrc/guard.c): a fault there maps zero pages over the region and signals
+  `BackendMemory.lost_fd`; `lost()` then names the region, and the edge ends that
+  front-end's session (the other guests never notice).
+
 Both sides close what they own with `close()`.  Views pin an mmap: drop every
 `GuestMemory`, queue and view built over the regions first, or `close()` refuses.
 """
@@ -19,18 +31,24 @@ Both sides close what they own with `close()`.  Views pin an mmap: drop every
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import itertools
+import logging
 import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from virtio_spec.memory import GuestMemory
-from vxdp.errors import VhostUserLocalError, VhostUserRemoteError
+from vxdp.errors import CoreError, VhostUserLocalError, VhostUserRemoteError
 
 from .messages import VHOST_MEMORY_BASELINE_NREGIONS, MemoryRegionDesc, MemoryTable
 
+log = logging.getLogger("vxdp.vhost_user")
+
 _LIMIT = 1 << 64
+#: What the front-end seals its memfds with (QEMU memory-backend-memfd, seal=on).
+FRONTEND_SEALS = fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 
 
 def _address_of(mm: mmap.mmap) -> int:
@@ -88,12 +106,17 @@ class MemfdRegion:
     userspace_addr: int
 
     @classmethod
-    def create(cls, guest_phys_addr: int, size: int, name: str = "vxdp-guest") -> MemfdRegion:
+    def create(cls, guest_phys_addr: int, size: int, name: str = "vxdp-guest", *,
+               seal: bool = True) -> MemfdRegion:
+        """A memfd of `size` bytes, mapped; sealed GROW|SHRINK|SEAL unless `seal` is False
+        (the back-end can then seal it, or finds it cannot be sealed)."""
         if size <= 0 or size % mmap.PAGESIZE:
             raise VhostUserLocalError(f"region size {size:#x} is not a positive page multiple")
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if seal else 0))
         try:
             os.ftruncate(fd, size)
+            if seal:
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, FRONTEND_SEALS)
             mapping = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
@@ -136,11 +159,11 @@ class FrontendMemory:
         return self._guest
 
     @classmethod
-    def create(cls, layout: Sequence[tuple[int, int]]) -> FrontendMemory:
+    def create(cls, layout: Sequence[tuple[int, int]], *, seal: bool = True) -> FrontendMemory:
         made: list[MemfdRegion] = []
         try:
             for gpa, size in layout:
-                made.append(MemfdRegion.create(gpa, size))
+                made.append(MemfdRegion.create(gpa, size, seal=seal))
             return cls(made)
         except BaseException:
             for r in made:
@@ -174,21 +197,89 @@ class FrontendMemory:
             raise VhostUserLocalError("; ".join(busy))
 
 
+def seal_shrink(fd: int) -> bool:
+    """Add F_SEAL_SHRINK to a region's fd where the file takes seals; True when the file
+    cannot shrink any more (sealed now or before)."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        return False  # EINVAL: not a file that has seals (a regular or hugetlbfs file)
+    if seals & fcntl.F_SEAL_SHRINK:
+        return True
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+    except OSError:
+        return False  # EPERM: made without MFD_ALLOW_SEALING, or sealed with F_SEAL_SEAL
+    return True
+
+
+class _Guard:
+    """The core's SIGBUS guard, when the core loads (without it a truncated region still
+    kills the process: logged once)."""
+
+    warned = False
+
+    @staticmethod
+    def add(address: int, length: int, notify_fd: int) -> int | None:
+        try:
+            from vxdp import native
+        except ImportError as exc:
+            if not _Guard.warned:
+                _Guard.warned = True
+                log.warning("guest memory is not guarded against SIGBUS (the C core does "
+                            "not load: %s)", exc)
+            return None
+        try:
+            native.guard_install()
+            return native.guard_add(address, length, notify_fd)
+        except CoreError as exc:  # every slot in use: this table is refused, not the host
+            raise VhostUserLocalError(f"guest memory cannot be guarded: {exc}") from None
+
+    @staticmethod
+    def remove(slot: int | None) -> None:
+        if slot is not None:
+            from vxdp import native
+            native.guard_remove(slot)
+
+    @staticmethod
+    def lost(slot: int | None) -> int | None:
+        if slot is None:
+            return None
+        from vxdp import native
+        return native.guard_lost(slot)
+
+
 class BackendMemory:
     """The back-end's view of the front-end's memory: received fds mapped shared.
 
     `BackendMemory.map(table, fds)` takes ownership of nothing: the mmaps hold their own
-    duplicates of the fds, so the caller closes the fds it received whenever it likes."""
+    duplicates of the fds, so the caller closes the fds it received whenever it likes.
+    Every region is sealed against shrinking where its file allows and guarded against
+    SIGBUS (see the module docstring): `lost_fd` (an eventfd) becomes readable when a
+    region lost its pages, and `lost()` says which."""
 
-    def __init__(self, table: MemoryTable, mappings: Sequence[mmap.mmap]) -> None:
+    def __init__(self, table: MemoryTable, mappings: Sequence[mmap.mmap],
+                 sealed: Sequence[bool] = ()) -> None:
         self.table = table
-        self._mappings = list(mappings)
+        self.sealed = tuple(sealed) or (False,) * len(mappings)
         views = []
-        for r, mm in zip(table.regions, self._mappings):
+        for r, mm in zip(table.regions, mappings):
             views.append((r.guest_phys_addr,
                           memoryview(mm)[r.mmap_offset:r.mmap_offset + r.memory_size]))
         self._guest: GuestMemory | None = GuestMemory(views)
         del views
+        self.lost_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # (region index, mapping, its address, guard slot) of every region still mapped
+        self._mapped: list[tuple[int, mmap.mmap, int, int | None]] = []
+        try:
+            for i, mm in enumerate(mappings):
+                start = _address_of(mm)
+                self._mapped.append((i, mm, start, _Guard.add(start, len(mm), self.lost_fd)))
+        except BaseException:
+            for *_, slot in self._mapped:
+                _Guard.remove(slot)
+            os.close(self.lost_fd)
+            raise
 
     @property
     def guest(self) -> GuestMemory:
@@ -204,9 +295,12 @@ class BackendMemory:
             raise VhostUserRemoteError(
                 f"VHOST_USER_SET_MEM_TABLE: {len(table.regions)} regions, {len(fds)} fds")
         mappings: list[mmap.mmap] = []
+        sealed: list[bool] = []
         try:
             for i, (r, fd) in enumerate(zip(table.regions, fds)):
                 length = r.mmap_offset + r.memory_size
+                # sealed before the size check: a file that cannot shrink stays big enough
+                sealed.append(seal_shrink(fd))
                 try:
                     file_size = os.fstat(fd).st_size
                 except OSError as exc:
@@ -223,7 +317,7 @@ class BackendMemory:
                     raise VhostUserRemoteError(
                         f"VHOST_USER_SET_MEM_TABLE: region {i} cannot be mapped: {exc}"
                     ) from exc
-            return cls(table, mappings)
+            return cls(table, mappings, sealed)
         except BaseException:
             for mm in mappings:
                 mm.close()
@@ -233,20 +327,51 @@ class BackendMemory:
         """Guest-physical address of a front-end virtual range."""
         return uva_to_gpa(self.table.regions, uva, length)
 
+    def lost(self) -> list[str]:
+        """The regions whose pages a SIGBUS took (their file shrank under the mapping),
+        each described for a log line; empty while every region is intact."""
+        out = []
+        for i, _, start, slot in self._mapped:
+            fault = _Guard.lost(slot)
+            if fault is not None:
+                r = self.table.regions[i]
+                offset = fault - start - r.mmap_offset
+                out.append(f"memory region {i} (guest_phys_addr {r.guest_phys_addr:#x}, "
+                           f"{r.memory_size:#x} bytes) lost its backing: an access at "
+                           f"offset {offset:#x} raised SIGBUS (the front-end shrank the "
+                           f"file under the mapping); its pages now read as zeros")
+        return out
+
+    def __del__(self) -> None:
+        # Never closed (an error path): the guard lets go of the ranges before the mmaps
+        # unmap them, so that a later mapping there is not taken for this memory.
+        for *_, slot in getattr(self, "_mapped", ()):
+            try:
+                _Guard.remove(slot)
+            except Exception:
+                pass  # the interpreter is going away
+        if getattr(self, "lost_fd", -1) >= 0:
+            os.close(self.lost_fd)
+
     def close(self) -> None:
         """Unmap every region; every view of them must be gone (LocalError otherwise)."""
         self._guest = None
-        busy = []
-        for mm in self._mappings:
+        busy: list[tuple[int, mmap.mmap, int, int | None]] = []
+        for i, mm, start, slot in self._mapped:
+            _Guard.remove(slot)  # unguarded before unmapped: the range may be reused
             try:
                 mm.close()
             except BufferError:
-                busy.append(mm)
-        self._mappings = busy
+                busy.append((i, mm, start, _Guard.add(start, len(mm), self.lost_fd)))
+        self._mapped = busy
         if busy:
             raise VhostUserLocalError(
                 f"{len(busy)} mapped region(s) still viewed (a queue or GuestMemory outlives "
                 f"the memory table); drop them and close again")
+        if self.lost_fd >= 0:
+            os.close(self.lost_fd)
+            self.lost_fd = -1
 
 
-__all__ = ["BackendMemory", "FrontendMemory", "MemfdRegion", "check_table", "uva_to_gpa"]
+__all__ = ["FRONTEND_SEALS", "BackendMemory", "FrontendMemory", "MemfdRegion", "check_table",
+           "seal_shrink", "uva_to_gpa"]

@@ -30,11 +30,25 @@ The server serves one front-end at a time.  A malformed or out-of-order message,
 that vanishes mid-message or a socket error ends that session: it is logged (logger
 `vxdp.vhost_user`), the device gets `Disconnected(reason)`, every fd the session held is
 closed, its memory unmapped, and the server waits for the next front-end.
+
+A hostile front-end cannot make the host wait (one task of the host waits for it at
+most, and never longer than a bound) nor take it down:
+* kick, call and err fds are taken non-blocking for good and used without waiting
+  (`fds`): a call fd that would block has its notification coalesced into the unread one
+  (`BackendSession.coalesced`); a call or err fd that is no eventfd (nor pipe) is nacked
+  and the ring goes on without it; one that blocks all the same ends the session.
+* every sendmsg and recvmsg is MSG_DONTWAIT, whatever the socket's O_NONBLOCK (a
+  front-end that kept its copy of the back-end request channel can clear it); a reply
+  the front-end leaves unread for REPLY_TIMEOUT, or a back-end request it does not take
+  and ack within BACKEND_ACK_TIMEOUT, ends the session or the channel.
+* memory regions are sealed against shrinking where possible and guarded against SIGBUS
+  (`memory`): a region that loses its pages ends the session, naming the region.
 """
 
 from __future__ import annotations
 
 import array
+import errno
 import logging
 import os
 import socket
@@ -48,6 +62,7 @@ from virtio_spec.errors import VirtioError
 from vxdp.errors import VhostUserError, VhostUserLocalError, VhostUserRemoteError
 
 from . import events as ev
+from . import fds as guest_fds
 from .backend import Backend, BackendConfig
 from .frontend import BackendRequests, Frontend, Outgoing, Reply, check_ack
 from .memory import BackendMemory, FrontendMemory
@@ -66,8 +81,10 @@ Handlers = Mapping[type[ev.BackendEvent], Handler]
 #: What the front-end does with a back-end request: True when handled (ack 0).
 BackendRequestHandler = Callable[[BackendMessage], Awaitable[bool]]
 
-#: Seconds the back-end waits for the front-end's ack of a back-end request.
+#: Seconds the back-end waits for the front-end to take a back-end request and ack it.
 BACKEND_ACK_TIMEOUT = 5.0
+#: Seconds the back-end waits for the front-end to take a reply (it reads its socket).
+REPLY_TIMEOUT = 5.0
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
@@ -80,18 +97,23 @@ _ANC_SPACE = socket.CMSG_SPACE(VHOST_MEMORY_BASELINE_NREGIONS * _FD_SIZE)
 
 async def send_message(sock: trio.socket.SocketType, data: bytes,
                        fds: Sequence[int] = ()) -> None:
-    """Send one message; its fds ride on the first byte (SCM_RIGHTS)."""
+    """Send one message; its fds ride on the first byte (SCM_RIGHTS).  Every sendmsg is
+    MSG_DONTWAIT: a socket whose O_NONBLOCK a peer holding the same description took
+    away (a back-end request channel the front-end kept its copy of) still never blocks
+    the thread; trio waits for room instead."""
     view = memoryview(data)
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds \
         else []
     while view:
-        sent = await sock.sendmsg([view], anc)
+        sent = await sock.sendmsg([view], anc, socket.MSG_DONTWAIT)
         view, anc = view[sent:], []
 
 
 async def receive_some(sock: trio.socket.SocketType, want: int) -> tuple[bytes, list[int]]:
-    """One recvmsg of at most `want` bytes and the fds that came with them (CLOEXEC)."""
-    data, ancdata, flags, _ = await sock.recvmsg(want, _ANC_SPACE, socket.MSG_CMSG_CLOEXEC)
+    """One recvmsg of at most `want` bytes and the fds that came with them (CLOEXEC;
+    MSG_DONTWAIT, as for `send_message`)."""
+    data, ancdata, flags, _ = await sock.recvmsg(
+        want, _ANC_SPACE, socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -185,33 +207,44 @@ class BackendSession:
         self._nursery: trio.Nursery | None = None
         self._channel: tuple[trio.socket.SocketType, trio.CancelScope] | None = None
         self._config_changed = trio.Event()
+        self._memory_watch: trio.CancelScope | None = None
+        self._fault: str | None = None
         self.config_changes_sent = 0
+        #: notifications folded into one the front-end had not read yet (a full counter)
+        self.coalesced = 0
 
     # -- what a device does with the session -----------------------------------------
 
     def notify(self, index: int) -> bool:
         """Signal the used-buffer notification (call eventfd) of vring `index`; False
-        when the front-end gave no call fd (it polls)."""
-        fd = self.backend.vrings[index].call
-        if fd is None:
+        when the front-end gave no call fd (it polls).  Never waits: a full counter
+        already holds a notification, so this one is coalesced into it (`coalesced`);
+        a call fd that fails or blocks ends the session (`end`)."""
+        return self._signal(index, self.backend.vrings[index].call, "call")
+
+    def signal_error(self, index: int) -> bool:
+        """Signal vring `index`'s error eventfd; False without one (as `notify`)."""
+        return self._signal(index, self.backend.vrings[index].err, "err")
+
+    def _signal(self, index: int, fd: int | None, what: str) -> bool:
+        if fd is None or self._fault is not None:
             return False
         try:
-            os.eventfd_write(fd, 1)
+            if not guest_fds.signal(fd):
+                self.coalesced += 1
         except OSError as exc:
-            log.warning("vring %d: call fd %d cannot be signalled: %s", index, fd, exc)
+            self.end(str(guest_fds.fatal(exc, f"vring {index} {what} fd {fd}")))
             return False
         return True
 
-    def signal_error(self, index: int) -> bool:
-        """Signal vring `index`'s error eventfd; False without one."""
-        fd = self.backend.vrings[index].err
-        if fd is None:
-            return False
-        try:
-            os.eventfd_write(fd, 1)
-        except OSError:
-            return False
-        return True
+    def end(self, reason: str) -> None:
+        """End this session from anywhere (a task of the session, a handler, another
+        guest's burst): logged, the front-end is disconnected, `reason` is its reason."""
+        if self._fault is None:
+            self._fault = reason
+            log.error("vhost-user front-end: %s; disconnecting", reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def signal_config_change(self) -> bool:
         """Tell the front-end its config space changed (CONFIG_CHANGE_MSG on the back-end
@@ -265,6 +298,7 @@ class BackendSession:
                     nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
+            reason = self._fault or reason
             await self._teardown(reason)
         return reason
 
@@ -283,10 +317,15 @@ class BackendSession:
         try:
             if isinstance(event, ev.MemTableSet):
                 old_memory, self.memory = self.memory, BackendMemory.map(event.table, event.fds)
+                await self._watch_memory(self.memory)
             if isinstance(event, ev.BackendChannelSet):
                 ok = await self._open_channel(event.fd)
+            refused = self._adopt_fd(event)
             try:
-                answer = await self.dispatch(event)
+                if refused:
+                    ok = False
+                else:
+                    answer = await self.dispatch(event)
             except VirtioError as exc:
                 if event.answer == "device":
                     raise
@@ -302,7 +341,57 @@ class BackendSession:
         if old_memory is not None:
             self._drop_memory(old_memory)
         if reply:
+            await self._reply(reply, event)
+
+    async def _reply(self, reply: bytes, event: ev.BackendEvent) -> None:
+        """Send a reply; a front-end that leaves it unread for REPLY_TIMEOUT seconds
+        (its socket buffer full) breaks the protocol."""
+        with trio.move_on_after(REPLY_TIMEOUT):
             await send_message(self.sock, reply)
+            return
+        raise VhostUserRemoteError(
+            f"front-end did not read the reply to {event.describe()} within "
+            f"{REPLY_TIMEOUT:g} s")
+
+    def _adopt_fd(self, event: ev.BackendEvent) -> bool:
+        """Take a kick, call or err fd non-blocking for good (`fds.adopt`); True when a
+        call or err fd is refused (not an eventfd or a pipe): the ring goes on without
+        it and the front-end gets a nack."""
+        if not isinstance(event, (ev.VringKickSet, ev.VringCallSet, ev.VringErrSet)) \
+                or event.fd is None:
+            return False
+        what = {ev.VringKickSet: "kick", ev.VringCallSet: "call", ev.VringErrSet: "err"}[
+            type(event)]
+        problem = guest_fds.adopt(event.fd, writing=what != "kick")
+        if not problem:
+            return False
+        if isinstance(event, ev.VringKickSet):
+            log.warning("vring %d: kick fd %d is %s", event.index, event.fd, problem)
+            return False
+        log.warning("vring %d: %s fd %d refused: it is %s (vhost-user: an eventfd); the "
+                    "ring gets no %s notifications", event.index, what, event.fd, problem,
+                    "used-buffer" if what == "call" else "error")
+        self.backend.refuse_fd(event)
+        return True
+
+    async def _watch_memory(self, memory: BackendMemory) -> None:
+        """Watch `memory` for a region that loses its pages (SIGBUS guard): that ends
+        the session, naming the region."""
+        if self._memory_watch is not None:
+            self._memory_watch.cancel()
+        assert self._nursery is not None
+        self._memory_watch = await self._nursery.start(self._memory_watcher, memory)
+
+    async def _memory_watcher(self, memory: BackendMemory,
+                              task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            try:
+                await trio.lowlevel.wait_readable(memory.lost_fd)
+            except trio.ClosedResourceError:
+                return  # unmapped meanwhile
+            lost = memory.lost() or ["guest memory lost its backing (SIGBUS)"]
+            self.end("; ".join(lost))
 
     async def _open_channel(self, fd: int) -> bool:
         """Serve the back-end request channel on (a duplicate of) `fd`; False, and no
@@ -359,15 +448,18 @@ class BackendSession:
     async def _send_config_change(self, sock: trio.socket.SocketType) -> None:
         channel = self.backend.channel
         assert channel is not None
-        try:
-            await send_message(sock, self.backend.config_change())
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise VhostUserRemoteError(
-                f"front-end closed the back-end request channel ({exc.strerror})") from None
-        self.config_changes_sent += 1
-        if not channel.awaiting:
-            return
+        # the front-end gets BACKEND_ACK_TIMEOUT to take the request and ack it: one that
+        # keeps the channel full fails it, never the session or the host
         with trio.fail_after(BACKEND_ACK_TIMEOUT):
+            try:
+                await send_message(sock, self.backend.config_change())
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise VhostUserRemoteError(
+                    f"front-end closed the back-end request channel ({exc.strerror})"
+                ) from None
+            self.config_changes_sent += 1
+            if not channel.awaiting:
+                return
             ack = await receive_message(sock, channel,
                                         "front-end closed the back-end request channel")
         if ack is None:
@@ -379,6 +471,8 @@ class BackendSession:
                         ack.request.spec_name, ack.value)
 
     def _drop_memory(self, memory: BackendMemory) -> None:
+        if memory.lost_fd >= 0:
+            trio.lowlevel.notify_closing(memory.lost_fd)
         try:
             memory.close()
         except VhostUserLocalError:
@@ -407,12 +501,14 @@ class BackendSession:
             while True:
                 try:
                     await trio.lowlevel.wait_readable(fd)
-                    os.eventfd_read(fd)
-                except BlockingIOError:
-                    continue
+                    if not guest_fds.drain(fd):
+                        continue  # someone else read it first: no kick
                 except trio.ClosedResourceError:
                     return
                 except (OSError, ValueError) as exc:
+                    if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
+                        self.end(str(guest_fds.fatal(exc, f"vring {index} kick fd {fd}")))
+                        return
                     log.error("vring %d: kick fd %d unusable (%s); no longer watched",
                               index, fd, exc)
                     return
@@ -448,28 +544,82 @@ async def serve_connection(sock: trio.socket.SocketType, config: BackendConfig,
         return await BackendSession(sock, Backend(config), handlers).run()
 
 
+#: What sun_path holds, its terminating NUL left out (unix(7)).
+SUN_PATH_MAX = 107
+
+
+def _staging(path: str) -> str:
+    """Where `serve_backend` binds before it renames the socket to `path`."""
+    return f"{path}.{os.getpid()}.binding"
+
+
+def check_socket_path(path: str | os.PathLike[str], what: str = "socket") -> None:
+    """Refuse a path a server cannot listen on, before anything is bound: empty, longer
+    than a Unix socket path can be (the temporary name it is bound under first
+    included), in a directory that does not exist, taken by a file that is no socket, or
+    a socket another process accepts on: a second server must not take the first one's
+    clients over.  A stale socket (nobody accepts on it) is replaced.  VhostUserLocalError
+    naming `what` (`--socket`, `--control`) and the path."""
+    path = os.fspath(path)
+    if not path:
+        raise VhostUserLocalError(f"{what}: the path is empty")
+    size = len(os.fsencode(_staging(path)))
+    if size > SUN_PATH_MAX:
+        extra = size - len(os.fsencode(path))
+        raise VhostUserLocalError(
+            f"{what} {path}: too long for a Unix socket ({size - extra} bytes; at most "
+            f"{SUN_PATH_MAX - extra}, as it is bound as {_staging(path)!r} first and "
+            f"sun_path holds {SUN_PATH_MAX})")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise VhostUserLocalError(f"{what} {path}: directory {directory} does not exist")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
+        raise VhostUserLocalError(f"{what} {path} exists and is {kind}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a listener with a full backlog answers EAGAIN, not a wait
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: left by a server that is gone, replaced when we listen
+    except BlockingIOError:
+        pass  # someone listens, its backlog is full
+    except OSError as exc:
+        raise VhostUserLocalError(f"{what} {path}: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+    raise VhostUserLocalError(f"{what} {path}: another process serves that socket")
+
+
 async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
                         handlers: Handlers, *,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on a Unix socket at `path` and serve front-ends one at a time, forever.
 
-    A stale socket file at `path` is replaced (any other file is left alone and the
-    server refuses to start); `task_status.started(path)` once listening; the file is
-    removed on exit.  The socket is bound under a temporary name and renamed to `path`
-    only after listen(), so a front-end that finds the file can always connect (with
-    bind straight at `path`, a client racing between bind and listen is refused)."""
+    `check_socket_path` first: a socket another server accepts on is refused, a stale
+    one is replaced, any other file is left alone and the server refuses to start;
+    `task_status.started(path)` once listening; the file is removed on exit.  The socket
+    is bound under a temporary name and renamed to `path` only after listen(), so a
+    front-end that finds the file can always connect (with bind straight at `path`, a
+    client racing between bind and listen is refused)."""
     path = os.fspath(path)
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            raise VhostUserLocalError(f"{path} exists and is not a socket")
-    except FileNotFoundError:
-        pass
-    staging = f"{path}.{os.getpid()}.binding"
+    check_socket_path(path)
+    staging = _staging(path)
+    names = [staging]  # what to remove on the way out
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        await listener.bind(staging)
+        try:
+            await listener.bind(staging)
+        except OSError as exc:
+            raise VhostUserLocalError(f"socket {path}: cannot bind {staging}: "
+                                      f"{exc.strerror or exc}") from None
         listener.listen(4)
         os.replace(staging, path)  # also replaces a socket left behind by an earlier server
+        names.append(path)
         task_status.started(path)
         while True:
             sock, _ = await listener.accept()
@@ -478,7 +628,7 @@ async def serve_backend(path: str | os.PathLike[str], config: BackendConfig,
             log.info("vhost-user front-end left %s%s", path, f": {reason}" if reason else "")
     finally:
         listener.close()
-        for name in (staging, path):
+        for name in names:
             try:
                 os.unlink(name)
             except FileNotFoundError:
@@ -637,7 +787,8 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
 
 
 __all__ = [
-    "BACKEND_ACK_TIMEOUT", "BackendRequestHandler", "BackendSession", "EventFd",
-    "FrontendConnection", "Handler", "Handlers", "open_backend_channel", "receive_some",
-    "send_message", "serve_backend", "serve_backend_requests", "serve_connection",
+    "BACKEND_ACK_TIMEOUT", "REPLY_TIMEOUT", "SUN_PATH_MAX", "BackendRequestHandler",
+    "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
+    "check_socket_path", "open_backend_channel", "receive_some", "send_message",
+    "serve_backend", "serve_backend_requests", "serve_connection",
 ]

@@ -43,12 +43,18 @@ def test_another_program_gives_other_numbers() -> None:
 
 
 def test_demo_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "-j", "--frames", "64"]) == 0
+    assert main(["demo", "-j", "--frames", "64", "--path-frames", "0"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     placed = [r for r in rows if r["kind"] == "placement"]
     assert [(r["placement"], r["datapath"]) for r in placed] == list(PLACEMENTS)
     assert all(r["frames"] == 64 and r["complete"] and r["us_per_burst"] > 0 for r in placed)
     (ref,) = [r["reference"] for r in rows if "reference" in r]
     assert all(r["actions"] == ref for r in placed)
-    assert main(["demo", "--frames", "0"]) == 0
-    assert "XDP on the host" not in capsys.readouterr().out
+    assert main(["demo", "--frames", "0", "--path-frames", "0"]) == 0
+    assert "offloaded vs host-attached vs driver mode" not in capsys.readouterr().out
+
+
+def test_a_profile_without_the_offload_leaves_its_rows_out() -> None:
+    expected, rows = compare(count=32, seed=3, profile="default")
+    assert [r.placement for r in rows] == ["host-attached", "driver"]
+    assert all(r.actions == expected for r in rows)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno as E
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,7 +23,7 @@ from vxdp.control.protocol import MAX_REQUEST, VERSION
 from vxdp.errors import UsageError
 from vxdp.packets import udp_packet
 from vxdp.runtime import HostRuntime, XdpHook, open_port
-from vxdp.runtime.control import MAX_CLIENTS, ControlServer
+from vxdp.runtime.control import MAX_CLIENTS, ControlHandler, ControlServer
 
 from .conftest import PROGS, Rig, core_unavailable, until
 
@@ -64,7 +65,7 @@ def policy(action: int, hits: int = 0, nbytes: int = 0) -> str:
 
 
 async def serving(nursery: trio.Nursery, host: HostRuntime, path: Path, **kw: Any) -> None:
-    host.control = ControlServer(host, path, **kw)
+    host.control = ControlServer(ControlHandler(host), path, **kw)
     await nursery.start(host.control.serve)
 
 
@@ -319,7 +320,9 @@ async def test_too_many_clients_are_turned_away(tmp_path: Path) -> None:
         await until(lambda: host.control is not None and host.control.clients == 2,
                     "two clients held")
         err = (await refused(path, "stats")).error
-        assert err.errno == E.EAGAIN and "at most 2 control clients" in err.message
+        assert err.errno == E.EUSERS and err.message == (
+            "the host serves at most 2 control clients at once and 2 are connected: this "
+            "one is turned away (try again once one has closed)")
         for s in held:
             s.close()
         await until(lambda: host.control is not None and host.control.clients == 0,
@@ -328,17 +331,64 @@ async def test_too_many_clients_are_turned_away(tmp_path: Path) -> None:
     assert not path.exists()  # the socket file goes with the server
 
 
+async def test_the_cli_over_the_limit_is_told_why_not_a_broken_pipe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vxdp prog show` as the client over the limit: its request is read and answered
+    (exit 1, the limit named), where closing it unread showed "Broken pipe"."""
+    from vxdp.cli import main
+    path = tmp_path / "host.ctl"
+    async with served_host(path, max_clients=1) as host:
+        held = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with held:
+            await held.connect(str(path))
+            await until(lambda: host.control is not None and host.control.clients == 1,
+                        "one client held")
+            for _ in range(3):  # whatever the timing of its write and our close
+                status = await trio.to_thread.run_sync(
+                    main, ["prog", "show", "--host", str(path)])
+                assert status == 1
+                assert capsys.readouterr().err == (
+                    "Error: the host serves at most 1 control clients at once and 1 are "
+                    "connected: this one is turned away (try again once one has closed) "
+                    "(EUSERS)\n")
+
+
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero", "directory", "huge"])
+async def test_attach_reads_only_a_regular_object_file_and_not_forever(
+        tmp_path: Path, what: str) -> None:
+    """A FIFO (whose open waits for a writer), /dev/zero (which never ends), a directory
+    or a file over MAX_OBJECT_BYTES: refused at once, naming it; the host goes on."""
+    from vxdp.runtime.xdp import MAX_OBJECT_BYTES
+    target = {"fifo": tmp_path / "obj.fifo", "/dev/zero": Path("/dev/zero"),
+              "directory": tmp_path, "huge": tmp_path / "huge.o"}[what]
+    if what == "fifo":
+        os.mkfifo(target)
+    elif what == "huge":
+        with open(target, "wb") as f:
+            f.truncate(MAX_OBJECT_BYTES + 1)  # sparse: nothing is written
+    expected = {"fifo": "is a pipe, not a regular file", "/dev/zero":
+                "is a character device, not a regular file", "directory":
+                "is a directory, not a regular file", "huge": "is larger than the 64 MiB"}[what]
+    path = tmp_path / "host.ctl"
+    with trio.fail_after(10):
+        async with served_host(path):
+            err = (await refused(path, "prog.attach", path=str(target))).error
+            assert err.errno == E.EINVAL and err.kind == "usage"
+            assert err.message.startswith(f"{target} {expected}")
+            assert await ctl(path, "prog.show") == []
+
+
 async def test_socket_paths_that_cannot_be_used(tmp_path: Path) -> None:
     host = HostRuntime(["unused.sock"])
     try:
         (tmp_path / "file").write_text("x")
         with pytest.raises(UsageError, match="exists and is not a socket"):
-            ControlServer(host, tmp_path / "file")
+            ControlServer(ControlHandler(host), tmp_path / "file")
         path = tmp_path / "host.ctl"
         async with trio.open_nursery() as nursery:
             await serving(nursery, host, path)
             with pytest.raises(UsageError, match="another process serves that socket"):
-                ControlServer(host, path)
+                ControlServer(ControlHandler(host), path)
             nursery.cancel_scope.cancel()
         with pytest.raises(HostUnreachable, match="no vxdp host answers at"):
             ControlClient(path)

@@ -221,7 +221,7 @@ def test_an_xdp_program_the_verifier_rejects_is_never_attached(
 
 
 async def test_bench_process_measures_every_workload() -> None:
-    """The end-to-end offload/driver-mode bench moves frames in each of its five
+    """The end-to-end offload/driver-mode bench moves frames in each of its seven
     workloads (a smoke run: short windows; nothing is asserted about the rates)."""
     from vxdp import bench_process
     if (reason := clang_unavailable()) is not None:

@@ -27,6 +27,7 @@ from vxdp.bpf.isa import encode
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT
 from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.bpf.verifier import verify
+from vxdp.offload_profiles import verifier_profile
 
 HERE = Path(__file__).parent
 DATA = HERE / "corpus.yaml"
@@ -157,7 +158,7 @@ def test_never_accept_what_the_kernel_rejects() -> None:
 @pytest.mark.parametrize("case", cases())
 def test_our_verdict(case: dict[str, Any]) -> None:
     program = build(case)
-    report = verify(program, profile=case.get("profile"),
+    report = verify(program, profile=verifier_profile(case.get("profile")),
                     privileged=case.get("privileged", True),
                     complexity_limit=case.get("limit", COMPLEXITY_LIMIT))
     want = case.get("ours", case["kernel"])

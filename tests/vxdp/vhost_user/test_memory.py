@@ -1,5 +1,6 @@
 """memfd regions: created, shared, mapped at an offset, translated, closed."""
 
+import fcntl
 import os
 
 import pytest
@@ -83,3 +84,81 @@ def test_frontend_close_tries_every_region_and_can_be_retried():
     pinned.release()
     front.close()
     assert front.regions[0].fd == -1
+
+
+SEALS = fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
+
+
+def _memfd(size: int, flags: int = 0) -> int:
+    fd = os.memfd_create("t", os.MFD_CLOEXEC | flags)
+    os.ftruncate(fd, size)
+    return fd
+
+
+def test_frontend_memfds_are_sealed_as_qemu_seals_them():
+    front = FrontendMemory.create([(0x0, 0x4000)])
+    try:
+        fd = front.fds()[0]
+        assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & SEALS == SEALS
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+    finally:
+        front.close()
+
+
+@pytest.mark.parametrize(("flags", "sealed"), [(os.MFD_ALLOW_SEALING, True), (0, False)])
+def test_backend_seals_what_can_be_sealed_against_shrinking(flags, sealed):
+    """A memfd that allows seals gets F_SEAL_SHRINK from the back-end, so the front-end
+    can no longer truncate it; one made without MFD_ALLOW_SEALING stays as it is (the
+    SIGBUS guard covers it)."""
+    fd = _memfd(0x2000, flags)
+    try:
+        table = MemoryTable((MemoryRegionDesc(0x0, 0x2000, 0x7F0000000000, 0),))
+        back = BackendMemory.map(table, [fd])
+        try:
+            assert back.sealed == (sealed,)
+            if sealed:
+                with pytest.raises(PermissionError):
+                    os.ftruncate(fd, 0)
+                os.ftruncate(fd, 0x4000)  # growing is no harm to the mapping
+        finally:
+            back.close()
+    finally:
+        os.close(fd)
+
+
+GUARD_CHILD = """
+import os, select
+from vxdp.vhost_user.memory import BackendMemory
+from vxdp.vhost_user.messages import MemoryRegionDesc, MemoryTable
+fd = os.memfd_create("shrinks", os.MFD_CLOEXEC)
+os.ftruncate(fd, 0x3000)
+os.pwrite(fd, b"guest data", 0x1000)
+table = MemoryTable((MemoryRegionDesc(0x40000000, 0x2000, 0x7F0000000000, 0x1000),))
+back = BackendMemory.map(table, [fd])
+assert back.guest.read(0x40000000, 10) == b"guest data"
+assert back.lost() == []
+os.ftruncate(fd, 0x1800)  # the front-end shrinks its file under the mapping
+print(back.guest.read(0x40000000 + 0x1000, 4).hex())  # past the end: SIGBUS
+print(back.guest.read(0x40000000, 10).hex())  # the whole region reads as zeros now
+back.guest.write(0x40000000, b"host")  # writes go nowhere, and do not fault
+print(select.select([back.lost_fd], [], [], 0)[0] == [back.lost_fd])
+print(back.lost()[0])
+back.close()
+print(os.pread(fd, 10, 0x1000))  # the file kept what it had: nothing was written back
+"""
+
+
+def test_a_region_that_shrinks_under_the_mapping_reads_zeros_and_is_reported():
+    """The SIGBUS guard, in a child process (without it the child dies of SIGBUS)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "VXDP_CORE"}  # the plain core
+    run = subprocess.run([sys.executable, "-c", GUARD_CHILD], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert run.returncode == 0, f"child ended {run.returncode}: {run.stderr}"
+    lines = run.stdout.splitlines()
+    assert lines[:3] == ["00000000", "00" * 10, "True"]
+    assert lines[3].startswith("memory region 0 (guest_phys_addr 0x40000000, 0x2000 bytes) "
+                               "lost its backing: an access at offset 0x1000 raised SIGBUS")
+    assert lines[4] == repr(b"guest data")

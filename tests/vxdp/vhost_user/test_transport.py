@@ -527,3 +527,30 @@ async def test_a_backend_req_fd_that_is_not_a_socket_is_refused(caplog):
                 assert not rig.session.signal_config_change()
                 assert await conn.value(conn.core.get_status()) == 0
     assert "is not a socket" in caplog.text
+
+
+async def test_a_front_end_that_never_reads_its_replies_is_disconnected(monkeypatch, caplog):
+    """It keeps sending GET_FEATURES and reads nothing: once the replies fill its socket
+    the back-end waits REPLY_TIMEOUT for room, then ends the session saying why."""
+    from vxdp.vhost_user import transport
+    from vxdp.vhost_user.frontend import Frontend
+    monkeypatch.setattr(transport, "REPLY_TIMEOUT", 0.2)
+    front, back = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    request = Frontend().get_features().data
+    reasons = []
+
+    async def backend():
+        reasons.append(await serve_connection(back, CONFIG, EchoDevice().handlers))
+
+    with front, trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(backend)
+            try:
+                while not reasons:
+                    await front.send(request * 256)
+            except OSError:
+                pass  # the back-end closed: the session is over
+            await wait_for(lambda: reasons)
+    assert reasons[0] == (f"front-end did not read the reply to {ev.FeaturesQueried().describe()}"
+                          f" within 0.2 s")
+    assert "did not read the reply" in caplog.text

@@ -1,6 +1,6 @@
 """The verifier: kernel-compatible safety checking of XDP programs, with a useful log.
 
-    report = verify(program, profile="rfc2019")
+    report = verify(program, profile=virtio_spec.offload.RFC2019)   # or a Profile
     if not report.accepted:
         pc, message = report.errors[0]
 
@@ -14,17 +14,17 @@ Privileged mode, as the kernel for root, is the default.  See docs/verifier.md.
 
 from __future__ import annotations
 
-from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile, get_profile
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Capabilities, Profile, get_profile
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier.analyzer import Analyzer
 from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
 from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport
 
 
-def verify(program: Program, *, profile: Profile | str | None = None, privileged: bool = True,
+def verify(program: Program, *, profile: Profile | Capabilities | str | None = None, privileged: bool = True,
            log_level: int = 0, complexity_limit: int = COMPLEXITY_LIMIT) -> VerifierReport:
     """Verify `program`; the report says whether it is accepted and, if not, why."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = get_profile(profile)
     return Analyzer(program, prof, privileged, log_level, complexity_limit).run()
 
 

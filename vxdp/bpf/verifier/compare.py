@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vxdp.bpf.profiles import Profile
+from vxdp.bpf.profiles import Capabilities, Profile
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier.analyzer import Analyzer
 from vxdp.bpf.verifier.report import VerifierReport
@@ -69,13 +69,13 @@ def _parse_kernel_log(log: str) -> tuple[float | None, int | None]:
     return (int(t.group(1)) / 1e6 if t else None), (int(n.group(1)) if n else None)
 
 
-def compare_with_kernel(program: Program, profile: Profile | str | None = None
+def compare_with_kernel(program: Program, profile: Profile | Capabilities | str | None = None
                         ) -> Comparison:
     """Verify with ours (privileged, as the kernel for root) and, if permitted, the kernel."""
     from vxdp.bpf.kernel import kernel_unavailable, verify_in_kernel
     from vxdp.bpf.profiles import get_profile
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = get_profile(profile)
     ours = Analyzer(program, prof, True, 0).run()
     why = kernel_unavailable()
     if why is not None:

@@ -1,0 +1,1 @@
+../../csrc/vxdp_jit.h
