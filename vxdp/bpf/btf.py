@@ -562,11 +562,11 @@ def _map_struct(btf: Btf, st: BtfType, name: str, where: str, depth: int) -> Btf
             raise ElfError(f"{where}: field 'values' is only supported for map-in-map "
                            f"(initial prog array slots are not)")
         arr = btf.skip_modifiers(values.type)
-        ptr = btf.skip_modifiers(arr.array[0]) if arr.kind == BtfKind.ARRAY and arr.array \
+        slot = btf.skip_modifiers(arr.array[0]) if arr.kind == BtfKind.ARRAY and arr.array \
             else None
-        if ptr is None or ptr.kind != BtfKind.PTR:
+        if slot is None or slot.kind != BtfKind.PTR:
             raise ElfError(f"{where}: field 'values' is not an array of pointers")
-        inner = _map_struct(btf, btf.skip_modifiers(ptr.size_or_type), f"{name}.inner",
+        inner = _map_struct(btf, btf.skip_modifiers(slot.size_or_type), f"{name}.inner",
                             f"{where} (inner map)", depth + 1)
         ints.setdefault("value_size", 4)  # a slot holds a map (its fd, then its id)
     elif map_type in MAP_IN_MAP_TYPES:

@@ -96,6 +96,8 @@ def _round8(n: int) -> int:
 class KernelMap(Map):
     """A real kernel map behind an fd, created from a MapSpec."""
 
+    fd: int
+
     def __init__(self, spec: MapSpec) -> None:
         require_kernel()
         self.spec = spec

@@ -28,6 +28,7 @@ the checkpoint's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call
 from vxdp.bpf.verifier.state import State
@@ -96,6 +97,7 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
     """What had to be precise before `insn` (run at call depth `f`) for `regs` and `slots`
     to be precise after it."""
     cls = insn.cls
+    slot = cast(SlotKey, aux)  # what loads and stores record: the stack slot, or None
     if cls in (Cls.ALU, Cls.ALU64):
         _back_alu(insn, f, regs)
     elif cls == Cls.LDX:
@@ -103,20 +105,20 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
         if dst in regs:
             regs.discard(dst)
             if aux is not None:  # a fill: the value was the spilled register's
-                slots.add(aux)  # type: ignore[arg-type]
+                slots.add(slot)
     elif cls == Cls.ST:
         if aux is not None:
-            slots.discard(aux)  # type: ignore[arg-type]
+            slots.discard(slot)
     elif cls == Cls.STX:
         if insn.mode == Mode.ATOMIC:
             if aux is not None:
-                slots.discard(aux)  # type: ignore[arg-type]
+                slots.discard(slot)
             if insn.imm == AtomicOp.CMPXCHG:
                 regs.discard((f, 0))
             elif insn.imm & AtomicOp.FETCH:
                 regs.discard((f, insn.src))
-        elif aux is not None and aux in slots:
-            slots.discard(aux)  # type: ignore[arg-type]
+        elif aux is not None and slot in slots:
+            slots.discard(slot)
             regs.add((f, insn.src))  # a spill: the slot held this register
     elif cls == Cls.LD:
         regs.discard((f, insn.dst))
@@ -129,7 +131,7 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
             regs.discard((f - 1, 0))
             regs.add((f, 0))
     elif insn.op != JmpOp.JA and aux is not None:
-        linked_regs, linked_slots = aux  # type: ignore[misc]
+        linked_regs, linked_slots = cast(tuple[frozenset[RegKey], frozenset[SlotKey]], aux)
         if regs & linked_regs or slots & linked_slots:
             regs.update(linked_regs)
             slots.update(linked_slots)
