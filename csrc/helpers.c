@@ -105,6 +105,24 @@ static const char *checked_string(struct vxdp_run *r, uint64_t addr)
     }
 }
 
+/* strncpy_from_kernel_nofault into buf (cap bytes): the string at addr, cut to cap - 1
+ * bytes, or "" when it runs out of readable program memory before its end. */
+static const char *peek_string(const struct vxdp_run *r, uint64_t addr, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; n + 1 < cap; n++) {
+        const char *p = vxdp_mem_peek(r, addr + n, 1);
+        if (!p) {
+            n = 0;
+            break;
+        }
+        if (!(buf[n] = *p))
+            break;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 HELPER(raw_strcmp_ext)
 {
     UNUSED_ARGS();
@@ -134,9 +152,13 @@ const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX] = {
 static struct vxdp_map *prog_map(struct vxdp_run *r, uint64_t addr, const char *helper)
 {
     const struct vxdp_prog *p = r->prog;
+    struct vxdp_map *inner;
     for (uint32_t i = 0; i < p->nmaps; i++)
         if ((uint64_t)(uintptr_t)p->maps[i] == addr)
             return p->maps[i];
+    for (uint32_t i = 0; i < p->nmaps; i++)   /* a map a map-in-map gave the program */
+        if ((inner = vxdp_map_inner_find(p->maps[i], addr)))
+            return inner;
     vxdp_run_fail(r, -EINVAL, "%s at pc %u: r1 is not a map of this program", helper, r->pc);
     return NULL;
 }
@@ -240,9 +262,10 @@ HELPER(h_trace_printk)
             return (uint64_t)-EINVAL;
         uint64_t v = args[used++];
         if (*p == 's') {
-            const char *s = v ? checked_string(r, v) : "(null)";
-            if (!s)
-                return 0;
+            /* %s reads as the kernel's strncpy_from_kernel_nofault: a bad address (R3-R5
+             * are not checked by the verifier) prints nothing, it does not fail the run */
+            char str[TRACE_LINE_MAX];
+            const char *s = v ? peek_string(r, v, str, sizeof(str)) : "(null)";
             spec[sl++] = 's';
             spec[sl] = 0;
             w = snprintf(piece, sizeof(piece), spec, s);
@@ -520,6 +543,126 @@ void vxdp_run_release_all(struct vxdp_run *r)
         ringbuf_release(r, (uint64_t)(uintptr_t)r->resv[0].lo, true);
 }
 
+/* ---------------------------------------------------------------- perf_event_output */
+
+#define BPF_F_INDEX_MASK 0xffffffffull
+#define BPF_F_CURRENT_CPU BPF_F_INDEX_MASK
+#define BPF_F_CTXLEN_MASK (0xfffffull << 32)
+
+/* bpf_xdp_event_output (net/core/filter.c) into __bpf_perf_event_output: the record is
+ * the data, then the packet's first (flags >> 32) bytes.  Every slot of the map is taken
+ * to have a reader on the CPU of its index (as libbpf's perf_buffer opens them), so a
+ * write to another CPU's slot is -EOPNOTSUPP, as the kernel's oncpu check. */
+HELPER(h_perf_event_output)
+{
+    UNUSED_ARGS();
+    struct vxdp_map *m = vxdp_is_ctx(r, a1, "perf_event_output") ?
+                         prog_map(r, a2, "perf_event_output") : NULL;
+    const void *data = m ? vxdp_mem_check(r, a4, a5, false) : NULL;
+    uint64_t pkt_len = (uint64_t)(r->data_end - r->data);
+    uint64_t ctx_len = (a3 & BPF_F_CTXLEN_MASK) >> 32, index = a3 & BPF_F_INDEX_MASK;
+    if (!data)
+        return 0;
+    if (vxdp_map_type(m) != VXDP_MAP_PERF_EVENT_ARRAY) {
+        vxdp_run_fail(r, -EINVAL, "perf_event_output at pc %u: r2 is not a perf event array",
+                      r->pc);
+        return 0;
+    }
+    if (a3 & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK))
+        return (uint64_t)-EINVAL;
+    if (ctx_len > pkt_len)
+        return (uint64_t)-EFAULT;
+    if (index == BPF_F_CURRENT_CPU)
+        index = r->cpu;
+    return (uint64_t)(int64_t)vxdp_perf_output(m, index, r->cpu, data, a5, r->data, ctx_len);
+}
+
+/* ---------------------------------------------------------------- fib_lookup */
+
+#define BPF_FIB_LOOKUP_FLAGS 0x3full    /* DIRECT OUTPUT SKIP_NEIGH TBID SRC MARK */
+#define BPF_FIB_LKUP_RET_NOT_FWDED 4
+#define BPF_FIB_LKUP_RET_FWD_DISABLED 5
+#define FIB_AF_INET 2
+#define FIB_AF_INET6 10
+#define FIB_PARAMS_SIZE 64              /* sizeof(struct bpf_fib_lookup) */
+
+/* rt6_need_strict: multicast, link-local (fe80::/10) and loopback (::1) are never
+ * forwarded */
+static bool ipv6_strict(const uint8_t *a)
+{
+    static const uint8_t loopback[16] = {[15] = 1};
+    return a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+           !memcmp(a, loopback, 16);
+}
+
+/* bpf_xdp_fib_lookup on a host with no routes and forwarding disabled on every device:
+ * the parameter checks of net/core/filter.c, then bpf_ipv{4,6}_fib_lookup's first steps.
+ * The only device is the one the packet came in on (ctx->ingress_ifindex): any other
+ * ifindex is -ENODEV; on it forwarding is off, so the answer is
+ * BPF_FIB_LKUP_RET_FWD_DISABLED (IPv6 link-local, multicast and loopback addresses are
+ * BPF_FIB_LKUP_RET_NOT_FWDED before that).  The guest never sees host routes. */
+HELPER(h_fib_lookup)
+{
+    UNUSED_ARGS();
+    uint8_t *p = vxdp_is_ctx(r, a1, "fib_lookup") ? vxdp_mem_check(r, a2, FIB_PARAMS_SIZE, true)
+                                              : NULL;
+    uint32_t ifindex;
+    if ((int64_t)(int32_t)a3 < FIB_PARAMS_SIZE)
+        return (uint64_t)-EINVAL;
+    if (!p)
+        return 0;
+    if ((uint32_t)a4 & ~BPF_FIB_LOOKUP_FLAGS)
+        return (uint64_t)-EINVAL;
+    memcpy(&ifindex, p + 8, 4);
+    switch (p[0]) {
+    case FIB_AF_INET:
+        break;
+    case FIB_AF_INET6:
+        if (ipv6_strict(p + 32) || ipv6_strict(p + 16))
+            return BPF_FIB_LKUP_RET_NOT_FWDED;
+        break;
+    default:
+        return (uint64_t)-EAFNOSUPPORT;
+    }
+    if (ifindex != r->ingress_ifindex)
+        return (uint64_t)-ENODEV;
+    return BPF_FIB_LKUP_RET_FWD_DISABLED;
+}
+
+/* ---------------------------------------------------------------- bpf_loop */
+
+/* bpf_loop (kernel/bpf/bpf_iter.c): callback(i, ctx) for i = 0.. until it returns nonzero
+ * or nr_loops ran; returns the rounds run.  The callback is one the program named with an
+ * LD_IMM64 of a function (vm.c marks them at load); it runs in the frame below. */
+HELPER(h_loop)
+{
+    UNUSED_ARGS();
+    const struct vxdp_prog *p = r->prog;
+    uintptr_t fn = (uintptr_t)a2, base = (uintptr_t)p->insns;
+    uint32_t entry;
+    uint64_t i, ret = 0;
+    if (a4)
+        return (uint64_t)-EINVAL;
+    if (a1 > BPF_MAX_LOOPS)
+        return (uint64_t)-E2BIG;
+    entry = (uint32_t)((fn - base) / sizeof(struct bpf_insn));
+    if (fn < base || (fn - base) % sizeof(struct bpf_insn) || entry >= p->len ||
+        !p->callable[entry]) {
+        vxdp_run_fail(r, -EINVAL, "loop at pc %u: r2 is not a function of this program",
+                      r->pc);
+        return 0;
+    }
+    for (i = 0; i < a1; i++) {
+        uint32_t pc = r->pc;
+        if (vxdp_interp_callback(r, entry, i, a3, &ret))
+            return 0;   /* the run failed in the callback (r->fault says why) */
+        r->pc = pc;
+        if (ret)
+            return i + 1;
+    }
+    return i;
+}
+
 /* ---------------------------------------------------------------- the XDP table */
 
 const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
@@ -532,11 +675,13 @@ const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
     [8] = h_get_smp_processor_id,
     /* 12, tail_call, is served by the interpreter itself */
     [23] = vxdp_h_redirect,
+    [25] = h_perf_event_output,
     [28] = h_csum_diff,
     [44] = vxdp_h_xdp_adjust_head,
     [51] = vxdp_h_redirect_map,
     [54] = vxdp_h_xdp_adjust_meta,
     [65] = vxdp_h_xdp_adjust_tail,
+    [69] = h_fib_lookup,
     [105] = h_strtol,
     [106] = h_strtoul,
     [118] = h_jiffies64,
@@ -545,6 +690,7 @@ const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX] = {
     [131] = h_ringbuf_reserve,
     [132] = h_ringbuf_submit,
     [133] = h_ringbuf_discard,
+    [181] = h_loop,
     [188] = vxdp_h_xdp_get_buff_len,
     [189] = vxdp_h_xdp_load_bytes,
     [190] = vxdp_h_xdp_store_bytes,

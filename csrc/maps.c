@@ -1,6 +1,18 @@
 /*
  * BPF maps with the kernel's semantics (kernel/bpf/arraymap.c, hashtab.c, lpm_trie.c,
- * devmap.c, ringbuf.c, syscall.c), errno included.
+ * devmap.c, ringbuf.c, syscall.c, net/xdp/xskmap.c), errno included.
+ *
+ * Two kinds have no AF_XDP socket or perf event behind them here.  An XSKMAP slot holds the
+ * rx queue its "socket" is bound to (a u32 the user writes; the kernel takes a socket fd),
+ * and a program's lookup sees that queue as bpf_xdp_sock.queue_id.  A PERF_EVENT_ARRAY
+ * behaves as if a reader had opened every slot: bpf_perf_event_output's records go into one
+ * ring per map (the ringbuf's code, each record prefixed with its slot index), read back
+ * with vxdp_ringbuf_read.
+ *
+ * A map-in-map (ARRAY_OF_MAPS, HASH_OF_MAPS) holds references to other maps: the syscall
+ * side writes and reads their ids (the kernel takes an fd and gives back an id), a slot
+ * keeps the map itself, and a program's lookup gets the map, which it may hand to
+ * helpers and whose values it may then reach (helpers.c, vm.c ask here).
  *
  * Every map keeps the values programs may point at in one arena (`values`), so the
  * interpreter's bounds check of a map value is two compares.  Hash maps preallocate their
@@ -15,6 +27,7 @@
 #include "vm_int.h"
 
 #define NIL UINT32_MAX
+#define MAP_REGISTRY_SIZE (1u << 16)   /* live maps findable by id */
 #define VXDP_MAP_VALUE_MAX (1u << 22)  /* KMALLOC_MAX_SIZE-ish bound on one value */
 #define VXDP_MAP_MEM_MAX (1ull << 31)  /* bound on one map's memory */
 #define LPM_DATA_SIZE_MAX 256          /* LPM_DATA_SIZE_MAX, kernel/bpf/lpm_trie.c */
@@ -33,6 +46,7 @@ struct hent {
 
 struct vxdp_map {
     uint32_t type, key_size, value_size, max_entries, flags;
+    uint32_t id;
     uint32_t ncpus;             /* values per element: possible CPUs for per-CPU maps, or 1 */
     uint32_t possible_cpus;
     uint32_t elem_size;         /* round_up(value_size, 8) */
@@ -55,16 +69,39 @@ struct vxdp_map {
 
 static bool lru_evict(void *arg, uint32_t i);
 
+static struct vxdp_map *map_registry[MAP_REGISTRY_SIZE];
+static uint32_t map_next_id = 1;
+
+static bool is_of_maps(uint32_t t)
+{
+    return t == VXDP_MAP_ARRAY_OF_MAPS || t == VXDP_MAP_HASH_OF_MAPS;
+}
+
+static struct vxdp_map *map_by_id(uint32_t id)
+{
+    struct vxdp_map *m = map_registry[id % MAP_REGISTRY_SIZE];
+    return m && m->id == id ? m : NULL;
+}
+
+uint32_t vxdp_map_id(const struct vxdp_map *m) { return m->id; }
+
 static bool is_array(uint32_t t)
 {
     return t == VXDP_MAP_ARRAY || t == VXDP_MAP_PERCPU_ARRAY || t == VXDP_MAP_PROG_ARRAY ||
-           t == VXDP_MAP_DEVMAP;
+           t == VXDP_MAP_DEVMAP || t == VXDP_MAP_XSKMAP || t == VXDP_MAP_ARRAY_OF_MAPS;
+}
+
+/* Maps of records, not elements: the ringbuf and the perf event array. */
+static bool is_stream(uint32_t t)
+{
+    return t == VXDP_MAP_RINGBUF || t == VXDP_MAP_PERF_EVENT_ARRAY;
 }
 
 static bool is_hash(uint32_t t)
 {
     return t == VXDP_MAP_HASH || t == VXDP_MAP_PERCPU_HASH || t == VXDP_MAP_LRU_HASH ||
-           t == VXDP_MAP_LRU_PERCPU_HASH || t == VXDP_MAP_DEVMAP_HASH;
+           t == VXDP_MAP_LRU_PERCPU_HASH || t == VXDP_MAP_DEVMAP_HASH ||
+           t == VXDP_MAP_HASH_OF_MAPS;
 }
 
 static bool is_lru(uint32_t t)
@@ -145,6 +182,13 @@ static int check_attrs(uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, ui
                              "and a power-of-2 page multiple as max_entries");
         return 0;
     }
+    if (type == VXDP_MAP_PERF_EVENT_ARRAY && (ks != 4 || vs != 4 || !max))
+        return vxdp_errf(err, errlen, -EINVAL, "perf event array needs key_size 4, "
+                         "value_size 4 and max_entries above 0");
+    if (type == VXDP_MAP_XSKMAP && (ks != 4 || vs != 4))   /* xsk_map_alloc */
+        return vxdp_errf(err, errlen, -EINVAL, "xskmap needs key_size 4, value_size 4");
+    if (is_of_maps(type) && vs != 4)   /* bpf_map_meta_alloc's outer map: an fd or id */
+        return vxdp_errf(err, errlen, -EINVAL, "map-in-map needs value_size 4");
     if (!max || !ks || !vs)
         return vxdp_errf(err, errlen, -EINVAL, "map needs key_size, value_size and "
                          "max_entries above 0");
@@ -178,8 +222,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     int rc;
 
     *out = NULL;
-    if (!is_array(type) && !is_hash(type) && type != VXDP_MAP_LPM_TRIE &&
-        type != VXDP_MAP_RINGBUF)
+    if (!is_array(type) && !is_hash(type) && type != VXDP_MAP_LPM_TRIE && !is_stream(type))
         return vxdp_errf(err, errlen, -EINVAL, "map type %u is not supported by the core",
                          type);
     rc = check_attrs(type, ks, vs, max, flags, err, errlen);
@@ -190,20 +233,19 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
     m->type = type;
     m->key_size = ks;
-    m->value_size = vs;
+    m->value_size = is_of_maps(type) ? sizeof(struct vxdp_map *) : vs;   /* a slot: the map */
     m->max_entries = max;
     m->flags = flags;
     m->possible_cpus = ncpus ? ncpus : 1;
     m->ncpus = is_percpu(type) ? m->possible_cpus : 1;
     m->refcnt = 1;
     m->free_head = NIL;
-    if (type == VXDP_MAP_RINGBUF) {
-        m->rb_size = max;
-        m->rb = calloc(2, max);
+    if (is_stream(type)) {
+        m->rb_size = type == VXDP_MAP_RINGBUF ? max : VXDP_PERF_RING_SIZE;
+        m->rb = calloc(2, m->rb_size);
         if (!m->rb)
             goto nomem;
-        *out = m;
-        return 0;
+        goto done;
     }
     if (flags & VXDP_F_NO_COMMON_LRU) {
         /* htab_map_alloc: a per-CPU LRU holds max_entries rounded to whole CPUs */
@@ -212,7 +254,7 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
         max = up <= UINT32_MAX ? (uint32_t)up : max / m->possible_cpus * m->possible_cpus;
         m->max_entries = max;
     }
-    m->elem_size = round_up8(vs);
+    m->elem_size = round_up8(m->value_size);
     m->stride = m->elem_size * m->ncpus;
     if ((uint64_t)m->stride * max > VXDP_MAP_MEM_MAX ||
         (uint64_t)(ks + sizeof(struct hent)) * max > VXDP_MAP_MEM_MAX) {
@@ -225,7 +267,8 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
     m->values = calloc(1, m->values_len);
     if (!m->values)
         goto nomem;
-    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP) {
+    if (type == VXDP_MAP_PROG_ARRAY || type == VXDP_MAP_DEVMAP || type == VXDP_MAP_XSKMAP ||
+        type == VXDP_MAP_ARRAY_OF_MAPS) {
         m->present = calloc(max, 1);
         if (!m->present)
             goto nomem;
@@ -253,6 +296,18 @@ int vxdp_map_create(struct vxdp_map **out, uint32_t type, uint32_t ks, uint32_t 
                 goto nomem;
         }
     }
+done:
+    {
+        uint32_t tries;
+        for (tries = 0; tries < MAP_REGISTRY_SIZE &&
+             map_registry[map_next_id % MAP_REGISTRY_SIZE]; tries++)
+            map_next_id = map_next_id + 1 ? map_next_id + 1 : 1;
+        if (tries < MAP_REGISTRY_SIZE) {   /* else id 0: not findable, still usable */
+            m->id = map_next_id;
+            map_registry[m->id % MAP_REGISTRY_SIZE] = m;
+            map_next_id = map_next_id + 1 ? map_next_id + 1 : 1;
+        }
+    }
     *out = m;
     return 0;
 nomem:
@@ -263,10 +318,55 @@ nomem:
 
 void vxdp_map_get(struct vxdp_map *m) { m->refcnt++; }
 
+/* ---------------------------------------------------------------- map-in-map slots */
+
+static bool slot_used(const struct vxdp_map *m, uint32_t i)
+{
+    return m->present ? m->present[i] : m->ents[i].used;
+}
+
+static struct vxdp_map *slot_map(const struct vxdp_map *m, uint32_t i)
+{
+    struct vxdp_map *inner;
+    memcpy(&inner, m->values + (size_t)i * m->stride, sizeof(inner));
+    return inner;
+}
+
+struct vxdp_map *vxdp_map_inner_find(struct vxdp_map *m, uint64_t addr)
+{
+    if (!is_of_maps(m->type))
+        return NULL;
+    for (uint32_t i = 0; i < m->max_entries; i++)
+        if (slot_used(m, i) && (uint64_t)(uintptr_t)slot_map(m, i) == addr)
+            return slot_map(m, i);
+    return NULL;
+}
+
+int vxdp_map_inner_region(struct vxdp_map *m, uint64_t addr, uint64_t len)
+{
+    struct vxdp_map_region reg;
+    if (!is_of_maps(m->type))
+        return -1;
+    for (uint32_t i = 0; i < m->max_entries; i++) {
+        if (!slot_used(m, i))
+            continue;
+        vxdp_map_region(slot_map(m, i), &reg);
+        if (addr >= reg.lo && addr <= reg.hi && reg.hi - addr >= len)
+            return reg.writable;
+    }
+    return -1;
+}
+
 void vxdp_map_free(struct vxdp_map *m)
 {
     if (!m || --m->refcnt > 0)
         return;
+    if (map_registry[m->id % MAP_REGISTRY_SIZE] == m)
+        map_registry[m->id % MAP_REGISTRY_SIZE] = NULL;
+    if (is_of_maps(m->type))
+        for (uint32_t i = 0; i < m->max_entries; i++)
+            if (slot_used(m, i))
+                vxdp_map_free(slot_map(m, i));
     free(m->values);
     free(m->present);
     free(m->keys);
@@ -290,7 +390,7 @@ bool vxdp_map_rdonly_prog(const struct vxdp_map *m) { return m->flags & VXDP_F_R
 
 void vxdp_map_region(const struct vxdp_map *m, struct vxdp_map_region *out)
 {
-    if (!m->values || m->type == VXDP_MAP_PROG_ARRAY) {
+    if (!m->values || m->type == VXDP_MAP_PROG_ARRAY || is_of_maps(m->type)) {
         out->lo = out->hi = 0;
         out->writable = false;
         return;
@@ -298,7 +398,7 @@ void vxdp_map_region(const struct vxdp_map *m, struct vxdp_map_region *out)
     out->lo = (uintptr_t)m->values;
     out->hi = (uintptr_t)m->values + m->values_len;
     out->writable = !(m->flags & VXDP_F_RDONLY_PROG) && m->type != VXDP_MAP_DEVMAP &&
-                    m->type != VXDP_MAP_DEVMAP_HASH;
+                    m->type != VXDP_MAP_DEVMAP_HASH && m->type != VXDP_MAP_XSKMAP;
 }
 
 /* Direct value access (BPF_PSEUDO_MAP_VALUE): single-element arrays only, as the kernel's
@@ -485,14 +585,19 @@ int vxdp_map_lookup(struct vxdp_map *m, const void *key, void *value, uint32_t c
                     char *err, size_t errlen)
 {
     uint32_t i;
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to look up");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to look up");
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "lookup needs %u values, got %u", m->ncpus,
                          cpu_values);
     i = find_slot(m, key, false);
     if (i == NIL)
         return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    if (is_of_maps(m->type)) {   /* the kernel gives the inner map's id */
+        uint32_t id = slot_map(m, i)->id;
+        memcpy(value, &id, 4);
+        return 0;
+    }
     for (uint32_t c = 0; c < m->ncpus; c++)
         memcpy((uint8_t *)value + (size_t)c * m->elem_size, slot_value(m, i, c),
                m->ncpus > 1 ? m->elem_size : m->value_size);
@@ -533,9 +638,15 @@ static int array_update(struct vxdp_map *m, const void *key, const uint8_t *valu
                          m->max_entries);
     /* bpf_fd_array_map_update_elem takes BPF_ANY only; the other arrays, dev_map_update_elem
      * included, refuse BPF_NOEXIST (their elements always exist) and accept BPF_EXIST */
-    if (m->type == VXDP_MAP_PROG_ARRAY && flags != BPF_ANY)
-        return vxdp_errf(err, errlen, -EINVAL, "prog array updates take BPF_ANY only");
-    if (flags == BPF_NOEXIST)
+    if ((m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_ARRAY_OF_MAPS) &&
+        flags != BPF_ANY)   /* bpf_fd_array_map_update_elem */
+        return vxdp_errf(err, errlen, -EINVAL, "%s updates take BPF_ANY only",
+                         m->type == VXDP_MAP_PROG_ARRAY ? "prog array" : "array of maps");
+    if (m->type == VXDP_MAP_XSKMAP) {   /* xsk_map_update_elem: a slot may be empty */
+        int rc = check_flags(m->present[idx] ? idx : NIL, flags, err, errlen);
+        if (rc)
+            return rc;
+    } else if (flags == BPF_NOEXIST)
         return vxdp_errf(err, errlen, -EEXIST, "array elements always exist");
     if (m->type == VXDP_MAP_PROG_ARRAY) {
         uint32_t id;
@@ -635,16 +746,41 @@ static int update(struct vxdp_map *m, const void *key, const uint8_t *value, boo
     return 0;
 }
 
+/* A map-in-map slot takes a map's id: the map (not itself a map-in-map) is referenced
+ * from the slot, the one it replaces released. */
+static int of_maps_update(struct vxdp_map *m, const void *key, const void *value,
+                          uint64_t flags, char *err, size_t errlen)
+{
+    uint32_t id, old;
+    struct vxdp_map *inner, *prev = NULL;
+    int rc;
+    memcpy(&id, value, 4);
+    inner = map_by_id(id);
+    if (!inner || is_of_maps(inner->type))
+        return vxdp_errf(err, errlen, -EBADF, "no map with id %u to put in a map-in-map", id);
+    old = find_slot(m, key, false);
+    if (old != NIL)
+        prev = slot_map(m, old);
+    rc = update(m, key, (const uint8_t *)&inner, true, 0, flags, err, errlen);
+    if (rc)
+        return rc;
+    vxdp_map_get(inner);
+    vxdp_map_free(prev);
+    return 0;
+}
+
 int vxdp_map_update(struct vxdp_map *m, const void *key, const void *value,
                     uint32_t cpu_values, uint64_t flags, char *err, size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to update");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to update");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     if (cpu_values != m->ncpus)
         return vxdp_errf(err, errlen, -EINVAL, "update needs %u values, got %u", m->ncpus,
                          cpu_values);
+    if (is_of_maps(m->type))
+        return of_maps_update(m, key, value, flags, err, errlen);
     return update(m, key, value, true, 0, flags, err, errlen);
 }
 
@@ -656,12 +792,14 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
     if (m->present) {
         /* dev_map_delete_elem: EINVAL past the end, an empty slot is fine;
          * fd_array_map_delete_elem: E2BIG past the end, ENOENT for an empty slot */
-        bool devmap = m->type == VXDP_MAP_DEVMAP;
+        bool devmap = m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_XSKMAP;
         if (array_index(m, key, &i))
             return vxdp_errf(err, errlen, devmap ? -EINVAL : -E2BIG,
                              "index %u not below max_entries %u", i, m->max_entries);
         if (!m->present[i])
             return devmap ? 0 : vxdp_errf(err, errlen, -ENOENT, "no such element");
+        if (is_of_maps(m->type))
+            vxdp_map_free(slot_map(m, i));
         m->present[i] = 0;
         memset(slot_value(m, i, 0), 0, m->stride);
         return 0;
@@ -681,14 +819,16 @@ static int delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
     i = hash_find(m, key);
     if (i == NIL)
         return vxdp_errf(err, errlen, -ENOENT, "no such element");
+    if (is_of_maps(m->type))
+        vxdp_map_free(slot_map(m, i));
     hash_unlink(m, i);
     return 0;
 }
 
 int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no elements to delete");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no elements to delete");
     if (m->frozen)
         return vxdp_errf(err, errlen, -EPERM, "map is frozen");
     return delete(m, key, err, errlen);
@@ -697,8 +837,8 @@ int vxdp_map_delete(struct vxdp_map *m, const void *key, char *err, size_t errle
 int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err,
                       size_t errlen)
 {
-    if (m->type == VXDP_MAP_RINGBUF)
-        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "ringbuf maps have no keys");
+    if (is_stream(m->type))
+        return vxdp_errf(err, errlen, -VXDP_ENOTSUPP, "record maps have no keys");
     if (is_array(m->type)) {
         /* array_map_get_next_key: every index, present or not; a bad key restarts */
         uint32_t idx = 0, n;
@@ -748,27 +888,29 @@ int vxdp_map_next_key(struct vxdp_map *m, const void *key, void *next, char *err
 void *vxdp_map_prog_lookup(struct vxdp_map *m, const void *key, uint32_t cpu)
 {
     uint32_t i;
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF)
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type))
         return NULL;
     i = find_slot(m, key, true);
     if (i == NIL)
         return NULL;
+    if (is_of_maps(m->type))   /* the inner map itself, as the kernel's lookup gives */
+        return slot_map(m, i);
     return slot_value(m, i, m->ncpus > 1 ? cpu % m->ncpus : 0);
 }
 
 int vxdp_map_prog_update(struct vxdp_map *m, const void *key, const void *value,
                          uint64_t flags, uint32_t cpu)
 {
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
-        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH || is_of_maps(m->type))
         return -EINVAL;
     return update(m, key, value, false, cpu, flags, NULL, 0);
 }
 
 int vxdp_map_prog_delete(struct vxdp_map *m, const void *key)
 {
-    if (m->type == VXDP_MAP_PROG_ARRAY || m->type == VXDP_MAP_RINGBUF ||
-        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH)
+    if (m->type == VXDP_MAP_PROG_ARRAY || is_stream(m->type) || m->type == VXDP_MAP_XSKMAP ||
+        m->type == VXDP_MAP_DEVMAP || m->type == VXDP_MAP_DEVMAP_HASH || is_of_maps(m->type))
         return -EINVAL;
     return delete(m, key, NULL, 0);
 }
@@ -778,6 +920,38 @@ int vxdp_map_prog_array_get(struct vxdp_map *m, uint32_t index, uint32_t *prog_i
     if (m->type != VXDP_MAP_PROG_ARRAY || index >= m->max_entries || !m->present[index])
         return -ENOENT;
     memcpy(prog_id, slot_value(m, index, 0), 4);
+    return 0;
+}
+
+/* The queue an XSKMAP slot's socket is bound to, -ENOENT for an empty slot. */
+int vxdp_map_xsk_get(struct vxdp_map *m, uint32_t key, uint32_t *queue)
+{
+    if (m->type != VXDP_MAP_XSKMAP || key >= m->max_entries || !m->present[key])
+        return -ENOENT;
+    memcpy(queue, slot_value(m, key, 0), 4);
+    return 0;
+}
+
+/* __bpf_perf_event_output into slot `index` from `cpu`: the record is the index, then `a`
+ * and `b` (the program's data, then packet bytes).  Slot i's reader is on CPU i, so
+ * another CPU's slot is -EOPNOTSUPP; -ENOSPC when the ring is full (a lost record). */
+int vxdp_perf_output(struct vxdp_map *m, uint64_t index, uint32_t cpu, const void *a,
+                     uint64_t alen, const void *b, uint64_t blen)
+{
+    uint8_t *rec;
+    if (m->type != VXDP_MAP_PERF_EVENT_ARRAY)
+        return -EINVAL;
+    if (index >= m->max_entries)
+        return -E2BIG;
+    if (index != cpu)
+        return -EOPNOTSUPP;
+    rec = vxdp_ringbuf_reserve(m, 4 + alen + blen);
+    if (!rec)
+        return -ENOSPC;
+    memcpy(rec, &(uint32_t){(uint32_t)index}, 4);
+    memcpy(rec + 4, a, alen);
+    memcpy(rec + 4 + alen, b, blen);
+    vxdp_ringbuf_commit(m, rec, false);
     return 0;
 }
 
@@ -800,7 +974,7 @@ void *vxdp_ringbuf_reserve(struct vxdp_map *m, uint64_t size)
      * outstanding between consumer and producer */
     uint64_t len = (size + RB_HDR + 7) & ~7ull, off;
     uint32_t hdr[2];
-    if (m->type != VXDP_MAP_RINGBUF || size > RINGBUF_MAX_RECORD_SZ ||
+    if (!is_stream(m->type) || size > RINGBUF_MAX_RECORD_SZ ||
         size > m->rb_size - RB_HDR || len > m->rb_size ||
         m->prod + len - m->cons > m->rb_size - 1)
         return NULL;
@@ -830,7 +1004,7 @@ void vxdp_ringbuf_commit(struct vxdp_map *m, void *sample, bool discard)
  * nothing consumed) when cap is too small. */
 int vxdp_ringbuf_read(struct vxdp_map *m, void *buf, size_t cap)
 {
-    if (m->type != VXDP_MAP_RINGBUF)
+    if (!is_stream(m->type))
         return -EINVAL;
     while (m->cons < m->prod) {
         uint64_t off = m->cons & (m->rb_size - 1), first;

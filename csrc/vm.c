@@ -175,6 +175,19 @@ static int check_insn(struct vxdp_prog *p, uint32_t pc, uint8_t *second_slot,
         second_slot[pc + 1] = 1;
         if (in->src == 0)
             return 0;
+        if (in->src == BPF_PSEUDO_FUNC) {   /* a callback: the address of its first insn */
+            uint64_t addr;
+            target = (int64_t)pc + 1 + in->imm;
+            if (target < 0 || target >= (int64_t)p->len || hi->imm)
+                return vxdp_errf(err, errlen, -EINVAL, "ld_imm64 at pc %u: function at %lld "
+                                 "is not in the program", pc, (long long)target);
+            p->callable[target] = 1;
+            addr = (uint64_t)(uintptr_t)&p->insns[target];
+            in->src = 0;
+            in->imm = (int32_t)(uint32_t)addr;
+            hi->imm = (int32_t)(uint32_t)(addr >> 32);
+            return 0;
+        }
         if (in->src != BPF_PSEUDO_MAP_FD && in->src != BPF_PSEUDO_MAP_VALUE)
             return vxdp_errf(err, errlen, -EINVAL,
                              "unsupported ld_imm64 src_reg %u at pc %u", in->src, pc);
@@ -292,8 +305,9 @@ int vxdp_prog_load(struct vxdp_prog **out, const void *insns, size_t len, uint32
     p->mode = mode;
     p->helpers = mode == VXDP_MODE_RAW ? vxdp_raw_helpers : vxdp_xdp_helpers;
     p->insns = malloc(len);
+    p->callable = calloc(p->len, 1);
     second_slot = calloc(p->len, 1);
-    if (!p->insns || !second_slot) {
+    if (!p->insns || !second_slot || !p->callable) {
         rc = vxdp_errf(err, errlen, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -310,6 +324,13 @@ int vxdp_prog_load(struct vxdp_prog **out, const void *insns, size_t len, uint32
         rc = vxdp_errf(err, errlen, -EINVAL, "jump into the middle of ldimm64 insn at pc %u",
                        bad_pc);
         goto fail;
+    }
+    for (uint32_t pc = 0; pc < p->len; pc++) {
+        if (p->callable[pc] && second_slot[pc]) {
+            rc = vxdp_errf(err, errlen, -EINVAL, "function address into the middle of ldimm64 "
+                           "insn %u", pc - 1);
+            goto fail;
+        }
     }
     {
         const struct bpf_insn *last = &p->insns[p->len - 1];
@@ -362,6 +383,7 @@ void vxdp_prog_free(struct vxdp_prog *p)
     for (uint32_t i = 0; i < p->nmaps; i++)
         vxdp_map_free(p->maps[i]);   /* drops the reference taken at load */
     free(p->insns);
+    free(p->callable);
     free(p);
 }
 
@@ -385,32 +407,52 @@ static uintptr_t run_stack_lo(const struct vxdp_run *r, uint32_t depth)
     return (uintptr_t)r->stack + (VXDP_MAX_CALL_FRAMES - 1 - depth) * VXDP_STACK_SIZE;
 }
 
-void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write)
+/* Which region holds [addr, addr+len): 1 writable, 0 read-only, -1 none. */
+static int region_of(const struct vxdp_run *r, uint64_t addr, uint64_t len)
 {
     uintptr_t slo = r->stack_lo;
     uintptr_t shi = (uintptr_t)r->stack + sizeof(r->stack);
 
     if (in_region(addr, len, slo, shi) || in_region(addr, len, r->pkt_lo, r->pkt_hi))
-        return (void *)(uintptr_t)addr;
+        return 1;
     for (uint32_t i = 0; i < r->prog->nmaps; i++) {
         const struct vxdp_map_region *reg = &r->prog->regions[i];
-        if (in_region(addr, len, reg->lo, reg->hi)) {
-            if (write && !reg->writable) {
-                vxdp_run_fail(r, -EACCES, "write into read-only map value at pc %u: "
-                              "%llu bytes at 0x%llx", r->pc, (unsigned long long)len,
-                              (unsigned long long)addr);
-                return NULL;
-            }
-            return (void *)(uintptr_t)addr;
-        }
+        if (in_region(addr, len, reg->lo, reg->hi))
+            return reg->writable;
+    }
+    for (uint32_t i = 0; i < r->prog->nmaps; i++) {   /* maps inside map-in-maps */
+        int kind = vxdp_map_inner_region(r->prog->maps[i], addr, len);
+        if (kind >= 0)
+            return kind;
     }
     for (uint32_t i = 0; i < r->nresv; i++)
         if (in_region(addr, len, (uintptr_t)r->resv[i].lo, (uintptr_t)r->resv[i].hi))
-            return (void *)(uintptr_t)addr;
+            return 1;
+    return -1;
+}
+
+void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write)
+{
+    int kind = region_of(r, addr, len);
+
+    if (kind == 1 || (kind == 0 && !write))
+        return (void *)(uintptr_t)addr;
+    if (kind == 0) {
+        vxdp_run_fail(r, -EACCES, "write into read-only map value at pc %u: "
+                      "%llu bytes at 0x%llx", r->pc, (unsigned long long)len,
+                      (unsigned long long)addr);
+        return NULL;
+    }
     vxdp_run_fail(r, -EFAULT, "invalid memory access at pc %u: %llu-byte %s at 0x%llx outside "
                   "every region", r->pc, (unsigned long long)len, write ? "write" : "read",
                   (unsigned long long)addr);
     return NULL;
+}
+
+/* The kernel's *_nofault reads: readable program memory or NULL, never a fault. */
+const void *vxdp_mem_peek(const struct vxdp_run *r, uint64_t addr, uint64_t len)
+{
+    return region_of(r, addr, len) >= 0 ? (const void *)(uintptr_t)addr : NULL;
 }
 
 /* A load outside the stack and the packet: the XDP context (whose 32-bit fields the kernel
@@ -468,7 +510,10 @@ static inline uint64_t bswap64(uint64_t v) { return __builtin_bswap64(v); }
     X(JSLT) X(JSLE)
 #define MEM_SIZES(X) X(B, uint8_t) X(H, uint16_t) X(W, uint32_t) X(DW, uint64_t)
 
-int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+/* The interpreter: from `start`, in call frame `base` (0 for a program's run, the frame
+ * below the caller's for a callback), until the exit of that frame. */
+static int interp(struct vxdp_run *r, const struct bpf_insn *start, uint32_t base,
+                  uint64_t r1, uint64_t r2, uint64_t *ret)
 {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverride-init"   /* specific opcodes over the default */
@@ -512,22 +557,20 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
         [BPF_STX | BPF_ATOMIC | BPF_DW] = &&STX_ATOMIC_DW,
     };
 #pragma GCC diagnostic pop
-    if (r->prog->jit)   /* compiled by vxdp.bpf.jit: the same semantics (jit_glue.c) */
-        return vxdp_jit_run(r, r1, r2, ret);
     const struct vxdp_prog *prog = r->prog;
-    const struct bpf_insn *insn = prog->insns;
+    const struct bpf_insn *insn = start;
     uint64_t reg[11] = {0};
     struct frame frames[VXDP_MAX_CALL_FRAMES];
-    uint32_t depth = 0;
+    uint32_t depth = base;
     uint32_t budget = VXDP_BRANCH_BUDGET;
     const uintptr_t stack_hi = (uintptr_t)r->stack + sizeof(r->stack);
-    uintptr_t stack_lo = run_stack_lo(r, 0);
+    uintptr_t stack_lo = run_stack_lo(r, base);
     uint64_t addr;
     void *ptr;
 
     reg[1] = r1;
     reg[2] = r2;
-    reg[10] = stack_hi;
+    reg[10] = stack_lo + VXDP_STACK_SIZE;
     r->stack_lo = stack_lo;
 
 #define DST reg[insn->dst]
@@ -741,6 +784,11 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
                           "program", PC);
             goto fault;
         }
+        if (r->callbacks) {   /* the verifier refuses it too */
+            r->pc = PC;
+            vxdp_run_fail(r, -EINVAL, "tail call at pc %u inside a callback", PC);
+            goto fault;
+        }
         if (r->tail_calls >= VXDP_MAX_TAIL_CALLS)
             CONT;
         if (vxdp_map_prog_array_get(m, (uint32_t)reg[3], &id))
@@ -758,7 +806,7 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
     }
     }
     JMP_EXIT:
-        if (depth == 0)
+        if (depth == base)
             goto done;
         depth--;
         insn = frames[depth].ret;
@@ -869,6 +917,32 @@ done:
     return 0;
 fault:
     return r->fault ? r->fault : -EFAULT;
+}
+
+int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+{
+    r->callbacks = 0;   /* a run starts outside every callback */
+    if (r->prog->jit)   /* compiled by vxdp.bpf.jit: the same semantics (jit_glue.c) */
+        return vxdp_jit_run(r, r1, r2, ret);
+    return interp(r, r->prog->insns, 0, r1, r2, ret);
+}
+
+int vxdp_interp_callback(struct vxdp_run *r, uint32_t entry, uint64_t r1, uint64_t r2,
+                         uint64_t *ret)
+{
+    uintptr_t caller_lo = r->stack_lo;
+    uint32_t caller = VXDP_MAX_CALL_FRAMES - 1 -
+                      (uint32_t)((caller_lo - (uintptr_t)r->stack) / VXDP_STACK_SIZE);
+    int rc;
+
+    if (caller + 1 >= VXDP_MAX_CALL_FRAMES)
+        return vxdp_run_fail(r, -E2BIG, "the call stack of %d frames is too deep at pc %u",
+                             VXDP_MAX_CALL_FRAMES, r->pc);
+    r->callbacks++;
+    rc = interp(r, &r->prog->insns[entry], caller + 1, r1, r2, ret);
+    r->callbacks--;
+    r->stack_lo = caller_lo;
+    return rc;
 }
 
 /* The slow paths of compiled programs are the interpreter's own (jit_glue.c). */

@@ -84,6 +84,9 @@ struct bpf_insn {
 #define BPF_PSEUDO_MAP_FD 1
 #define BPF_PSEUDO_MAP_VALUE 2
 #define BPF_PSEUDO_CALL 1
+#define BPF_PSEUDO_FUNC 4
+#define BPF_FUNC_loop 181
+#define BPF_MAX_LOOPS (8u * 1024 * 1024)
 
 #define VXDP_HELPER_MAX 212   /* helper ids are below this (BPF_FUNC_xxx) */
 #define BPF_FUNC_tail_call 12
@@ -108,6 +111,7 @@ struct vxdp_prog {
     struct vxdp_map *maps[VXDP_MAX_PROG_MAPS];
     struct vxdp_map_region regions[VXDP_MAX_PROG_MAPS];   /* value arenas, fixed at load */
     const vxdp_helper_fn *helpers;   /* VXDP_HELPER_MAX entries, NULL = unknown */
+    uint8_t *callable;               /* per insn: an LD_IMM64 of a function names it */
     /* compiled code (vxdp.bpf.jit, jit_glue.c) run in place of the interpreter, or NULL */
     int (*jit)(struct vxdp_jit_ctx *c, uint32_t entry);
     struct vxdp_jit_map jit_maps[VXDP_MAX_PROG_MAPS];   /* what it needs of the maps */
@@ -146,6 +150,7 @@ struct vxdp_run {
     uint32_t ctx_md[6];
     int64_t redirect;
     uint32_t tail_calls;
+    uint32_t callbacks;              /* callbacks (bpf_loop) running now */
     uint32_t nresv;
     struct ringbuf_resv resv[VXDP_MAX_RINGBUF_RESV];
     uint8_t stack[VXDP_MAX_CALL_FRAMES * VXDP_STACK_SIZE] __attribute__((aligned(16)));
@@ -168,6 +173,10 @@ void *vxdp_memcpy(void *dst, const void *src, size_t n);
 
 /* vm.c */
 int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
+/* run the function at insn `entry` of the running program as a callback, in the frame
+ * below the current one (bpf_loop); the interpreter runs it even for compiled programs */
+int vxdp_interp_callback(struct vxdp_run *r, uint32_t entry, uint64_t r1, uint64_t r2,
+                         uint64_t *ret);
 struct vxdp_prog *vxdp_prog_by_id(uint32_t id);
 /* the interpreter's slow memory paths, shared with compiled code (jit_glue.c) */
 int vxdp_load_slow(struct vxdp_run *r, uint64_t addr, uint32_t size, bool sx, uint64_t *out);
@@ -199,10 +208,15 @@ static inline int vxdp_run_prog(struct vxdp_run *r, uint64_t r1, uint64_t r2, ui
         vxdp_run_release_all(r);
     return rc;
 }
+
+/* a1 is the run's context, else the run fails naming the helper (xdp.c) */
+bool vxdp_is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper);
 extern const vxdp_helper_fn vxdp_raw_helpers[VXDP_HELPER_MAX];
 extern const vxdp_helper_fn vxdp_xdp_helpers[VXDP_HELPER_MAX];
 /* a helper's view of program memory: a host pointer to [addr, addr+len) or NULL (faulted) */
 void *vxdp_mem_check(struct vxdp_run *r, uint64_t addr, uint64_t len, bool write);
+/* the same without failing the run (the kernel's copy_from_kernel_nofault) */
+const void *vxdp_mem_peek(const struct vxdp_run *r, uint64_t addr, uint64_t len);
 
 /* maps.c: what the interpreter and helpers need of maps */
 void vxdp_map_region(const struct vxdp_map *map, struct vxdp_map_region *out);
@@ -217,6 +231,13 @@ int vxdp_map_prog_delete(struct vxdp_map *map, const void *key);
 uint32_t vxdp_map_key_size(const struct vxdp_map *map);
 int vxdp_map_prog_array_get(struct vxdp_map *map, uint32_t index, uint32_t *prog_id);
 int vxdp_map_devmap_get(struct vxdp_map *map, uint32_t key, uint32_t *ifindex);
+int vxdp_map_xsk_get(struct vxdp_map *map, uint32_t key, uint32_t *queue);
+/* map-in-map: the inner map `outer` holds at address addr (NULL when none), and which
+ * region of its inner maps holds [addr, addr+len): 1 writable, 0 read-only, -1 none */
+struct vxdp_map *vxdp_map_inner_find(struct vxdp_map *outer, uint64_t addr);
+int vxdp_map_inner_region(struct vxdp_map *outer, uint64_t addr, uint64_t len);
+int vxdp_perf_output(struct vxdp_map *map, uint64_t index, uint32_t cpu, const void *a,
+                     uint64_t alen, const void *b, uint64_t blen);
 void *vxdp_ringbuf_reserve(struct vxdp_map *map, uint64_t size);
 void vxdp_ringbuf_commit(struct vxdp_map *map, void *sample, bool discard);
 bool vxdp_map_rdonly_prog(const struct vxdp_map *map);

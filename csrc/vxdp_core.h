@@ -32,6 +32,8 @@
 #define VXDP_MAX_PROG_MAPS 64           /* MAX_USED_MAPS */
 #define VXDP_BRANCH_BUDGET (1u << 26)   /* taken backward jumps + calls per run (hang guard) */
 #define VXDP_MAX_RINGBUF_RESV 64        /* outstanding ringbuf reservations per run */
+#define VXDP_PERF_RING_SIZE (256u << 10) /* bytes of perf_event_output records a
+                                           PERF_EVENT_ARRAY keeps until they are read */
 #define VXDP_TRACE_BUF_SIZE (64u << 10) /* bytes of trace_printk output kept per env */
 
 /* XDP frame of BPF_PROG_TEST_RUN (net/bpf/test_run.c, bpf_prog_test_run_xdp) */
@@ -56,12 +58,16 @@
 #define VXDP_MAP_HASH 1
 #define VXDP_MAP_ARRAY 2
 #define VXDP_MAP_PROG_ARRAY 3
+#define VXDP_MAP_PERF_EVENT_ARRAY 4
 #define VXDP_MAP_PERCPU_HASH 5
 #define VXDP_MAP_PERCPU_ARRAY 6
 #define VXDP_MAP_LRU_HASH 9
 #define VXDP_MAP_LRU_PERCPU_HASH 10
 #define VXDP_MAP_LPM_TRIE 11
+#define VXDP_MAP_ARRAY_OF_MAPS 12
+#define VXDP_MAP_HASH_OF_MAPS 13
 #define VXDP_MAP_DEVMAP 14
+#define VXDP_MAP_XSKMAP 17
 #define VXDP_MAP_DEVMAP_HASH 25
 #define VXDP_MAP_RINGBUF 27
 
@@ -141,6 +147,8 @@ int vxdp_map_delete(struct vxdp_map *map, const void *key, char *err, size_t err
 int vxdp_map_next_key(struct vxdp_map *map, const void *key, void *next_key, char *err,
                       size_t errlen);
 int vxdp_map_freeze(struct vxdp_map *map);
+/* a map's id (> 0): what a map-in-map slot holds on the syscall side */
+uint32_t vxdp_map_id(const struct vxdp_map *map);
 int vxdp_ringbuf_read(struct vxdp_map *map, void *buf, size_t cap);
 /* programs compiled by vxdp.bpf.jit (jit_glue.c, ABI in vxdp_jit.h): `info` is the
  * address of the compiled object's vxdp_jit_info, 0 to go back to the interpreter */

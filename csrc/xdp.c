@@ -162,7 +162,7 @@ int vxdp_run_xdp_repeat(struct vxdp_prog *prog, struct vxdp_env *env,
 
 /* ---------------------------------------------------------------- frame helpers */
 
-static bool is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
+bool vxdp_is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
 {
     if (a1 == (uint64_t)(uintptr_t)r->ctx_md)
         return true;
@@ -175,7 +175,7 @@ static bool is_ctx(struct vxdp_run *r, uint64_t a1, const char *helper)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_head"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_head"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t metalen = r->data - r->data_meta;
@@ -199,7 +199,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_head)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_meta"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_meta"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t meta = (intptr_t)r->data_meta + off;
@@ -220,7 +220,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_meta)
 VXDP_HELPER_DECL(vxdp_h_xdp_adjust_tail)
 {
     (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_adjust_tail"))
+    if (!vxdp_is_ctx(r, a1, "xdp_adjust_tail"))
         return 0;
     int32_t off = (int32_t)a2;
     intptr_t hard_end = (intptr_t)r->hard_start + r->frame_sz - VXDP_XDP_TAILROOM;
@@ -237,7 +237,7 @@ VXDP_HELPER_DECL(vxdp_h_xdp_adjust_tail)
 VXDP_HELPER_DECL(vxdp_h_xdp_get_buff_len)
 {
     (void)a2, (void)a3, (void)a4, (void)a5;
-    if (!is_ctx(r, a1, "xdp_get_buff_len"))
+    if (!vxdp_is_ctx(r, a1, "xdp_get_buff_len"))
         return 0;
     return (uint64_t)(r->data_end - r->data);
 }
@@ -248,7 +248,7 @@ static int xdp_bytes(struct vxdp_run *r, uint64_t a1, uint64_t a2, uint64_t a3, 
 {
     uint32_t off = (uint32_t)a2, len = (uint32_t)a4;
     uint8_t *buf;
-    if (!is_ctx(r, a1, store ? "xdp_store_bytes" : "xdp_load_bytes"))
+    if (!vxdp_is_ctx(r, a1, store ? "xdp_store_bytes" : "xdp_load_bytes"))
         return 0;
     buf = vxdp_mem_check(r, a3, len, !store);
     if (!buf)
@@ -298,10 +298,18 @@ VXDP_HELPER_DECL(vxdp_h_redirect_map)
         if ((uint64_t)(uintptr_t)p->maps[i] == a1)
             m = p->maps[i];
     type = m ? vxdp_map_type(m) : 0;
-    if (type != VXDP_MAP_DEVMAP && type != VXDP_MAP_DEVMAP_HASH) {
-        vxdp_run_fail(r, -EINVAL, "redirect_map at pc %u: r1 is not a devmap of this program",
-                      r->pc);
+    if (type != VXDP_MAP_DEVMAP && type != VXDP_MAP_DEVMAP_HASH && type != VXDP_MAP_XSKMAP) {
+        vxdp_run_fail(r, -EINVAL, "redirect_map at pc %u: r1 is not a devmap or xskmap of "
+                      "this program", r->pc);
         return 0;
+    }
+    if (type == VXDP_MAP_XSKMAP) {
+        /* xsk_map_redirect: flags other than the action bits are XDP_ABORTED; a socket
+         * is no device, so no ifindex is recorded (vxdp has no AF_XDP sockets) */
+        uint32_t queue;
+        if (a3 & ~(uint64_t)3)
+            return XDP_ABORTED;
+        return vxdp_map_xsk_get(m, (uint32_t)a2, &queue) ? a3 & 3 : XDP_REDIRECT;
     }
     if (a3 & ~(uint64_t)(3 | BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS))
         return XDP_ABORTED;

@@ -265,6 +265,11 @@ def map_freeze(m: MapHandle) -> None:
     lib.vxdp_map_freeze(m)
 
 
+def map_id(m: MapHandle) -> int:
+    """The core's id of a map (what a map-in-map slot holds on the syscall side)."""
+    return int(lib.vxdp_map_id(m))
+
+
 def ringbuf_read(m: MapHandle, max_record: int) -> bytes | None:
     """The next committed ringbuf record, None when none is ready."""
     buf = ffi.new("uint8_t[]", max(1, max_record))

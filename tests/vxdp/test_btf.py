@@ -151,9 +151,8 @@ def test_map_definition_decodes_uint_and_type_fields():
 
 
 @pytest.mark.parametrize(("field", "message"), [
-    ("values", "field 'values'"),
+    ("values", "field 'values' is only supported for map-in-map"),
     ("bogus", "unknown field 'bogus'"),
-    ("pinning", "pinning is not supported"),
 ])
 def test_map_definition_refuses_what_vxdp_cannot_do(field, message):
     b = BtfBuilder()
@@ -162,6 +161,19 @@ def test_map_definition_refuses_what_vxdp_cannot_do(field, message):
     btf = parse_btf(b.build())
     with pytest.raises(ElfError, match=message):
         parse_map_def(btf, btf.type(var))
+
+
+def test_map_definition_pinning_by_name_is_ignored_other_values_refused():
+    b = BtfBuilder()
+    i32 = b.int_("int", 4)
+    by_name = _map_var(b, [("type", b.uint_field(i32, 2)), ("max_entries", b.uint_field(i32, 4)),
+                           ("pinning", b.uint_field(i32, 1))])
+    bogus = _map_var(b, [("type", b.uint_field(i32, 2)), ("pinning", b.uint_field(i32, 2))])
+    btf = parse_btf(b.build())
+    d = parse_map_def(btf, btf.type(by_name))
+    assert (d.type, d.max_entries) == (MapType.ARRAY, 4)
+    with pytest.raises(ElfError, match="invalid pinning value 2"):
+        parse_map_def(btf, btf.type(bogus))
 
 
 def test_map_definition_conflicting_key_sizes_and_missing_type():

@@ -217,6 +217,31 @@ def test_output_streams_in_chunks_with_the_records_json_dumps_gives(files, monke
         assert cmd.packet_json(5, r) == json.dumps(cmd.packet_record(5, r))
 
 
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_ringbuf_and_perf_records_are_shown(tmp_path, capsys, engine):
+    # a ringbuf map has no elements to dump: exec used to fail on it ("get_next_key");
+    # its records, and a perf event array's, come with the final maps object
+    if reason := clang_unavailable():
+        pytest.skip(reason)
+    obj = compile_c(ROOT / "tests" / "vxdp" / "progs" / "xdp_ringbuf.c")
+    perf = compile_c(ROOT / "tests" / "vxdp" / "verifier" / "c" / "perf_fib_ok.c")
+    pcap = tmp_path / "in.pcap"
+    big = IPV4 + bytes(range(14))  # 74 bytes: the sample copies the first 64
+    write_pcap(pcap, [Packet(big, 1_000_000_000), Packet(ARP, 2_000_000_000)])
+    _, maps = run_json(capsys, str(obj), "--pcap", str(pcap), "--engine", _engine(engine))
+    samples = maps["samples"]
+    assert samples["type"] == "ringbuf" and samples["entries"] == []
+    first = bytes.fromhex(samples["records"][0])  # struct sample {len, ifindex, head[64]}
+    assert first[:8] == len(big).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    assert first[8:72] == big[:64]
+    _, maps = run_json(capsys, str(perf), "--pcap", str(pcap), "--engine", _engine(engine))
+    tag = (0x1122334455667788).to_bytes(8, "little")
+    assert maps["events"]["records"] == [{"cpu": 0, "data": (tag + big[:14]).hex()},
+                                         {"cpu": 0, "data": (tag + ARP[:14]).hex()}]
+    assert main(["exec", str(perf), "--pcap", str(pcap)]) == 0
+    assert "map events: perf_event_array, 2 records" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("size", [0, 70_000])
 @pytest.mark.parametrize("engine", ["interp", "jit"])
 def test_a_frame_no_xdp_run_can_take_exits_2_naming_it(files, capsys, size, engine):

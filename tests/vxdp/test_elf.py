@@ -11,6 +11,7 @@ import pytest
 
 from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import internal_map_name, load_object, object_name, read_elf, select_program
+from vxdp.bpf.isa import decode
 from vxdp.bpf.program import (
     BPF_F_NO_PREALLOC,
     BPF_F_RDONLY_PROG,
@@ -165,11 +166,20 @@ def test_select_program_follows_the_cli_rules(multi):
                   r"at insn 0: extern symbols"),
     ("bad_core", r"section 'xdp': co-re relocation at insn 0 \(type 'md_view'"),
     ("bad_section", r"section 'kprobe/do_sys_open': program 'probe': section type not"),
-    ("bad_callback", r"relocation R_BPF_64_64 against symbol '.text' .* function pointers"),
 ])
 def test_unsupported_features_name_section_symbol_and_relocation(source, message):
     with pytest.raises(ElfError, match=message):
         load_object(compiled(source))
+
+
+def test_callback_address_is_a_pseudo_func_to_the_placed_function():
+    prog = load_object(compiled("callback")).programs["loops"]
+    insns = decode(prog.insns)
+    (at,) = [pc for pc, i in enumerate(insns) if i.opcode == 0x18 and i.src == 4]
+    target = at + insns[at].imm + 1
+    assert target in prog.func_starts[1:]  # the callback, appended after the program
+    assert insns[at + 1].imm == 0
+    assert any(i.opcode == 0x85 and i.imm == 181 for i in insns)
 
 
 def _patch_reloc_type(data: bytes, section: str, new_type: int) -> bytes:

@@ -331,6 +331,18 @@ def test_trace_printk_is_captured() -> None:
     assert e.trace_lines() == []
 
 
+def test_trace_printk_string_from_anywhere_prints_empty_not_a_fault() -> None:
+    # the verifier leaves arguments 3-5 unchecked (as the kernel): a %s of a number reads
+    # nothing, as strncpy_from_kernel_nofault, and the run goes on
+    fmt = MapSpec("f.rodata", MapType.ARRAY, 4, 16, 1, initial=b"s=[%s] n=%d\0",
+                  frozen=True)
+    code = ("mov %r3, 12345\nmov %r4, 9\nlddw %r1, map_value(0, 0)\nmov %r2, 12\n"
+            "call 6\nmov %r0, 2\nexit")
+    e = InterpEngine(prog(code, fmt))
+    assert [r.retval for r in e.run_xdp([PKT])] == [2]
+    assert e.trace_lines() == ["s=[] n=9"]
+
+
 def test_prandom_is_seeded_and_cpu_time_helpers_answer() -> None:
     p = prog("call 7\nexit")
     a = [r.retval for r in InterpEngine(p, seed=1).run_xdp([PKT] * 8)]

@@ -18,11 +18,12 @@ module cannot use raises `ElfError` naming the section and the type id.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
+from typing import Any
 
 from construct import (
-    Array,
     ConstructError,
     Int8ul,
     Int16ul,
@@ -31,7 +32,7 @@ from construct import (
     Struct,
 )
 
-from vxdp.bpf.program import MapType
+from vxdp.bpf.program import MAP_IN_MAP_TYPES, MapType
 from vxdp.errors import ElfError
 
 BTF_MAGIC = 0xEB9F
@@ -142,14 +143,16 @@ class BtfType:
     members: tuple[BtfMember, ...] = ()
     array: tuple[int, int, int] | None = None  # (elem type, index type, nelems)
     extra: int = 0  # INT encoding word, VAR linkage, DECL_TAG component index
+    at: int = 0  # byte offset of the record in the type section (for fix-ups)
 
 
 class Btf:
     """A parsed `.BTF` section: types by id and the string table."""
 
-    def __init__(self, types: list[BtfType], strings: bytes) -> None:
+    def __init__(self, types: list[BtfType], strings: bytes, raw: bytes = b"") -> None:
         self.types = types  # types[0] is void
         self.strings = strings
+        self.raw = raw  # the section as parsed (header included)
 
     def __len__(self) -> int:
         return len(self.types)
@@ -228,57 +231,217 @@ def parse_btf(data: bytes) -> Btf:
     strings = data[base + hdr.str_off: base + hdr.str_off + hdr.str_len]
     raw = data[base + hdr.type_off: base + hdr.type_off + hdr.type_len]
     types = [BtfType(0, BtfKind.UNKN, "void", 0)]
-    stream = io.BytesIO(raw)
-    while stream.tell() < len(raw):
-        types.append(_parse_type(stream, len(types), strings))
-    return Btf(types, strings)
+    at = 0
+    while at < len(raw):
+        t, at = _parse_type(raw, at, len(types), strings)
+        types.append(t)
+    return Btf(types, strings, data)
 
 
-def _parse_type(stream: io.BytesIO, type_id: int, strings: bytes) -> BtfType:
+_HEAD = struct.Struct("<III")  # struct btf_type: name_off, info, size_or_type
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_REC = {  # the record each member of a vlen kind has, by kind (include/uapi/linux/btf.h)
+    BtfKind.STRUCT: struct.Struct("<III"), BtfKind.UNION: struct.Struct("<III"),
+    BtfKind.ENUM: struct.Struct("<Ii"), BtfKind.ENUM64: struct.Struct("<III"),
+    BtfKind.FUNC_PROTO: struct.Struct("<II"), BtfKind.DATASEC: struct.Struct("<III"),
+}
+
+
+def _parse_type(raw: bytes, at: int, type_id: int, strings: bytes) -> tuple[BtfType, int]:
+    """One `struct btf_type` and its records at `at`: the type and where the next starts
+    (read with struct, the layouts above, for speed: programs carry hundreds of types)."""
     try:
-        head = btf_type.parse_stream(stream)
-        raw_kind = (head.info >> 24) & 0x1F
+        name_off, info, size_or_type = _HEAD.unpack_from(raw, at)
+        pos = at + _HEAD.size
+        raw_kind = (info >> 24) & 0x1F
         try:
             kind = BtfKind(raw_kind)
         except ValueError:
             raise ElfError(f"section '.BTF': type id {type_id} has unknown kind "
                            f"{raw_kind}") from None
-        vlen = head.info & 0xFFFF
-        name = _string_at(strings, head.name_off, ".BTF")
+        vlen = info & 0xFFFF
+        name = _string_at(strings, name_off, ".BTF")
         members: tuple[BtfMember, ...] = ()
         array = None
         extra = 0
-        if kind in _VLEN_RECORD:
-            recs = Array(vlen, _VLEN_RECORD[kind]).parse_stream(stream)
-            members = tuple(_member(kind, r, strings) for r in recs)
-        elif kind in _SINGLE_RECORD:
-            rec = _SINGLE_RECORD[kind].parse_stream(stream)
-            if kind == BtfKind.ARRAY:
-                array = (rec.type, rec.index_type, rec.nelems)
-            elif kind == BtfKind.INT:
-                extra = rec
-            elif kind == BtfKind.VAR:
-                extra = rec.linkage
-            else:
-                extra = rec.component_idx
-    except ConstructError:
+        rec = _REC.get(kind)
+        if rec is not None:
+            out = []
+            for _ in range(vlen):
+                out.append(_member(kind, rec.unpack_from(raw, pos), strings))
+                pos += rec.size
+            members = tuple(out)
+        elif kind == BtfKind.ARRAY:
+            array = struct.unpack_from("<III", raw, pos)
+            pos += 12
+        elif kind in (BtfKind.INT, BtfKind.VAR):
+            extra = _U32.unpack_from(raw, pos)[0]
+            pos += 4
+        elif kind == BtfKind.DECL_TAG:
+            extra = _I32.unpack_from(raw, pos)[0]
+            pos += 4
+    except struct.error:
         raise ElfError(f"section '.BTF': type id {type_id} is truncated") from None
-    return BtfType(type_id, kind, name, head.size_or_type, vlen, bool(head.info >> 31),
-                   members, array, extra)
+    return BtfType(type_id, kind, name, size_or_type, vlen, bool(info >> 31), members,
+                   array, extra, at), pos
 
 
-def _member(kind: BtfKind, rec: object, strings: bytes) -> BtfMember:
-    r = rec  # a construct Container
-    name = _string_at(strings, getattr(r, "name_off", 0), ".BTF")
+def _member(kind: BtfKind, rec: tuple[int, ...], strings: bytes) -> BtfMember:
+    if kind == BtfKind.DATASEC:
+        return BtfMember("", rec[0], rec[1], rec[2])
+    name = _string_at(strings, rec[0], ".BTF")
     if kind in (BtfKind.STRUCT, BtfKind.UNION):
-        return BtfMember(name, r.type, r.offset)  # type: ignore[attr-defined]
+        return BtfMember(name, rec[1], rec[2])
     if kind == BtfKind.ENUM:
-        return BtfMember(name, 0, r.val)  # type: ignore[attr-defined]
+        return BtfMember(name, 0, rec[1])
     if kind == BtfKind.ENUM64:
-        return BtfMember(name, 0, r.val_lo32 | (r.val_hi32 << 32))  # type: ignore[attr-defined]
-    if kind == BtfKind.FUNC_PROTO:
-        return BtfMember(name, r.type, 0)  # type: ignore[attr-defined]
-    return BtfMember("", r.type, r.offset, r.size)  # type: ignore[attr-defined]
+        return BtfMember(name, 0, rec[1] | (rec[2] << 32))
+    return BtfMember(name, rec[1], 0)  # FUNC_PROTO: a parameter
+
+
+def _ext_header(ext: bytes) -> Any:
+    """The `.BTF.ext` header (struct btf_ext_header), checked."""
+    try:
+        hdr = btf_ext_header.parse(ext)
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': truncated header") from None
+    if hdr.magic != BTF_MAGIC:
+        raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    return hdr
+
+
+def func_infos(ext: bytes, btf: Btf) -> dict[tuple[str, int], int]:
+    """The func_info records of a `.BTF.ext` section: (section, byte offset of the function
+    in it) -> BTF id of its FUNC (struct bpf_func_info, as libbpf reads it)."""
+    hdr = _ext_header(ext)
+    body = ext[hdr.hdr_len + hdr.func_info_off: hdr.hdr_len + hdr.func_info_off
+               + hdr.func_info_len]
+    if not hdr.func_info_len:
+        return {}
+    if len(body) != hdr.func_info_len or len(body) < 4:
+        raise ElfError("section '.BTF.ext': func_info table runs past the section")
+    stream = io.BytesIO(body)
+    out: dict[tuple[str, int], int] = {}
+    try:
+        rec_size = Int32ul.parse_stream(stream)
+        if rec_size < 8:
+            raise ElfError(f"section '.BTF.ext': func_info record size {rec_size} is too "
+                           f"small")
+        while stream.tell() < len(body):
+            section = btf.string(Int32ul.parse_stream(stream))
+            for _ in range(Int32ul.parse_stream(stream)):
+                rec = stream.read(rec_size)
+                if len(rec) != rec_size:
+                    raise ConstructError("short record")
+                insn_off, type_id = Int32ul.parse(rec[:4]), Int32ul.parse(rec[4:8])
+                if btf.type(type_id).kind != BtfKind.FUNC:
+                    raise ElfError(f"section '.BTF.ext': func_info of {section!r} at "
+                                   f"{insn_off} names type id {type_id}, not a FUNC")
+                out[(section, insn_off)] = type_id
+    except ConstructError:
+        raise ElfError("section '.BTF.ext': func_info table is truncated") from None
+    return out
+
+
+def fixup_datasecs(btf: Btf, section_sizes: dict[str, int],
+                   var_offsets: dict[tuple[str, str], int]) -> bytes:
+    """The section's bytes with every DATASEC's size and variable offsets filled in from the
+    ELF file, as libbpf's btf_fixup_datasec() does before handing BTF to the kernel (clang
+    leaves them 0; the kernel checks them)."""
+    raw = bytearray(btf.raw)
+    hdr = btf_header.parse(btf.raw)
+    base = hdr.hdr_len + hdr.type_off
+    for t in btf.types:
+        if t.kind != BtfKind.DATASEC or t.name not in section_sizes:
+            continue
+        struct.pack_into("<I", raw, base + t.at + 8, section_sizes[t.name])
+        for i, m in enumerate(t.members):
+            var = btf.type(m.type)
+            off = var_offsets.get((t.name, var.name))
+            if off is not None:
+                struct.pack_into("<I", raw, base + t.at + 12 + 12 * i + 4, off)
+    return bytes(raw)
+
+
+class ParamKind(Enum):
+    """How the verifier sees a global function's argument (btf_prepare_func_args)."""
+
+    SCALAR = "scalar"  # an int or enum: ARG_ANYTHING
+    CTX = "ctx"  # a pointer to the program's context: ARG_PTR_TO_CTX
+    MEM = "mem"  # a pointer to a sized type: ARG_PTR_TO_MEM (| PTR_MAYBE_NULL)
+
+
+@dataclass(frozen=True)
+class FuncParam:
+    kind: ParamKind
+    size: int = 0  # MEM: bytes the function may read and write
+    nullable: bool = True  # MEM: the caller may pass NULL (no __arg_nonnull tag)
+
+
+@dataclass(frozen=True)
+class FuncProto:
+    """A function of the program as its BTF declares it."""
+
+    name: str
+    is_global: bool
+    params: tuple[FuncParam, ...] = ()
+    problem: str = ""  # why the kernel cannot use this prototype (global functions only)
+
+
+MAX_FUNC_ARGS = 5
+CTX_TYPE_NAMES = ("xdp_md", "xdp_buff")  # the XDP context, as the program and the kernel
+BTF_FUNC_GLOBAL = 1
+
+
+def func_proto(btf: Btf, func_id: int) -> FuncProto:
+    """Decode a FUNC for the verifier the way the kernel's btf_prepare_func_args() does for
+    an XDP program: ints and enums are scalars, a pointer to `struct xdp_md` (or one
+    tagged `__arg_ctx`) the context, any other pointer to a sized type memory of that
+    size, NULL allowed unless tagged `__arg_nonnull`."""
+    fn = btf.type(func_id)
+    name = fn.name
+    is_global = fn.vlen == BTF_FUNC_GLOBAL  # a FUNC's vlen holds its linkage
+    proto = btf.skip_modifiers(fn.size_or_type)
+    if proto.kind != BtfKind.FUNC_PROTO:
+        return FuncProto(name, is_global, problem=f"Invalid type of function {name}()")
+    if len(proto.members) > MAX_FUNC_ARGS:
+        return FuncProto(name, is_global, problem=f"Global function {name}() with "
+                         f"{len(proto.members)} > {MAX_FUNC_ARGS} args. Buggy compiler.")
+    ret = btf.skip_modifiers(proto.size_or_type)
+    if ret.kind not in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
+        return FuncProto(name, is_global, problem=f"Global function {name}() doesn't "
+                         f"return scalar. Only those are supported.")
+    tags: dict[int, set[str]] = {}
+    for t in btf.types:
+        if t.kind == BtfKind.DECL_TAG and t.size_or_type == func_id and \
+                t.name.startswith("arg:"):
+            tags.setdefault(t.extra, set()).add(t.name[4:])
+    params = []
+    for i, m in enumerate(proto.members):
+        t = btf.skip_modifiers(m.type)
+        arg_tags = tags.get(i, set())
+        if t.kind == BtfKind.PTR and ("ctx" in arg_tags or
+                                     btf.skip_modifiers(t.size_or_type).name in CTX_TYPE_NAMES):
+            params.append(FuncParam(ParamKind.CTX))
+            continue
+        if t.kind == BtfKind.PTR:
+            try:
+                size = btf.size_of(t.size_or_type)
+            except ElfError:
+                target = btf.skip_modifiers(t.size_or_type)
+                kind = "UNKNOWN" if target.kind == BtfKind.UNKN else target.kind.name
+                return FuncProto(name, is_global, problem=f"arg#{i} reference type('{kind} "
+                                 f"{target.name if target.id else ''}') size cannot be "
+                                 f"determined: -22")
+            params.append(FuncParam(ParamKind.MEM, size, "nonnull" not in arg_tags))
+            continue
+        if t.kind in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64):
+            params.append(FuncParam(ParamKind.SCALAR))
+            continue
+        return FuncProto(name, is_global, problem=f"Arg#{i} type {t.kind.name} in {name}() "
+                         f"is not supported yet.")
+    return FuncProto(name, is_global, tuple(params))
 
 
 @dataclass(frozen=True)
@@ -294,12 +457,7 @@ class CoreRelo:
 
 def core_relocations(ext: bytes, btf: Btf) -> list[CoreRelo]:
     """The CO-RE relocation records of a `.BTF.ext` section (empty when it has none)."""
-    try:
-        hdr = btf_ext_header.parse(ext)
-    except ConstructError:
-        raise ElfError("section '.BTF.ext': truncated header") from None
-    if hdr.magic != BTF_MAGIC:
-        raise ElfError(f"section '.BTF.ext': bad magic {hdr.magic:#06x}")
+    hdr = _ext_header(ext)
     if hdr.hdr_len < 32:
         return []
     try:
@@ -342,8 +500,11 @@ class BtfMapDef:
     value_size: int
     max_entries: int
     flags: int = 0
+    inner: BtfMapDef | None = None  # map-in-map: what `__array(values, struct ...)` declares
+    values_offset: int = 0  # byte offset of the `values` slots in the definition
 
 
+LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME = 0, 1  # enum libbpf_pin_type
 _INT_FIELDS = ("type", "max_entries", "map_flags", "key_size", "value_size", "numa_node",
                "pinning", "map_extra")
 
@@ -355,11 +516,15 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
     if var.kind != BtfKind.VAR:
         raise ElfError(f"{where}: btf type id {var.id} is a {var.kind.name.lower()}, "
                        f"not a variable")
-    st = btf.skip_modifiers(var.size_or_type)
+    return _map_struct(btf, btf.skip_modifiers(var.size_or_type), name, where, 0)
+
+
+def _map_struct(btf: Btf, st: BtfType, name: str, where: str, depth: int) -> BtfMapDef:
     if st.kind != BtfKind.STRUCT:
         raise ElfError(f"{where}: definition is a {st.kind.name.lower()}, not a struct")
     ints: dict[str, int] = {}
     sizes: dict[str, int] = {}
+    values: BtfMember | None = None
     for m in st.members:
         if m.name in _INT_FIELDS:
             ints[m.name] = _field_int(btf, m, where)
@@ -369,16 +534,17 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
                 raise ElfError(f"{where}: field {m.name!r} is not a __type() pointer")
             sizes[m.name] = btf.size_of(ptr.size_or_type)
         elif m.name == "values":
-            raise ElfError(f"{where}: field 'values' (map-in-map or initial prog array "
-                           f"slots) is not supported")
+            values = m
         else:
             raise ElfError(f"{where}: unknown field {m.name!r}")
     for which in ("key", "value"):
         if which in sizes and f"{which}_size" in ints and sizes[which] != ints[f"{which}_size"]:
             raise ElfError(f"{where}: conflicting {which} sizes {sizes[which]} and "
                            f"{ints[which + '_size']}")
-    if ints.get("pinning", 0):
-        raise ElfError(f"{where}: pinning is not supported")
+    # LIBBPF_PIN_BY_NAME asks the loader to share the map through bpffs; vxdp creates a
+    # program's maps with the program, so it is ignored (stock xdp-tools objects set it)
+    if ints.get("pinning", 0) not in (LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME):
+        raise ElfError(f"{where}: invalid pinning value {ints['pinning']}")
     if ints.get("map_extra", 0):
         raise ElfError(f"{where}: map_extra is not supported")
     if "type" not in ints:
@@ -387,10 +553,29 @@ def parse_map_def(btf: Btf, var: BtfType) -> BtfMapDef:
         map_type = MapType(ints["type"])
     except ValueError:
         raise ElfError(f"{where}: unknown map type {ints['type']}") from None
+    inner = None
+    if values is not None:
+        # `__array(values, struct inner)`: an array of pointers to the inner map's
+        # definition (libbpf's parse_btf_map_def, is_inner); initial slots come as
+        # relocations against it
+        if map_type not in MAP_IN_MAP_TYPES or depth:
+            raise ElfError(f"{where}: field 'values' is only supported for map-in-map "
+                           f"(initial prog array slots are not)")
+        arr = btf.skip_modifiers(values.type)
+        slot = btf.skip_modifiers(arr.array[0]) if arr.kind == BtfKind.ARRAY and arr.array \
+            else None
+        if slot is None or slot.kind != BtfKind.PTR:
+            raise ElfError(f"{where}: field 'values' is not an array of pointers")
+        inner = _map_struct(btf, btf.skip_modifiers(slot.size_or_type), f"{name}.inner",
+                            f"{where} (inner map)", depth + 1)
+        ints.setdefault("value_size", 4)  # a slot holds a map (its fd, then its id)
+    elif map_type in MAP_IN_MAP_TYPES:
+        raise ElfError(f"{where}: a map-in-map needs __array(values, ...) for its inner map")
     return BtfMapDef(name, map_type,
                      sizes.get("key", ints.get("key_size", 0)),
                      sizes.get("value", ints.get("value_size", 0)),
-                     ints.get("max_entries", 0), ints.get("map_flags", 0))
+                     ints.get("max_entries", 0), ints.get("map_flags", 0), inner,
+                     values.offset // 8 if values is not None else 0)
 
 
 def _field_int(btf: Btf, m: BtfMember, where: str) -> int:

@@ -15,11 +15,12 @@ import errno
 import struct
 
 from vxdp import native
-from vxdp.bpf.maps import Map, MapValue, possible_cpus
+from vxdp.bpf.maps import RECORD_MAP_TYPES, Map, MapValue, possible_cpus
 from vxdp.bpf.program import BPF_ANY, MapSpec, MapType
 from vxdp.errors import MapError
 
 ENOTSUPP = 524  # the kernel's internal ENOTSUPP, what bpf() returns for ringbuf lookups
+PERF_RING_SIZE = 256 << 10  # VXDP_PERF_RING_SIZE: the longest perf_event_output record
 
 
 def _round8(n: int) -> int:
@@ -56,8 +57,9 @@ class CoreMap(Map):
         return _round8(self.spec.value_size) if self.spec.percpu else self.spec.value_size
 
     def _ringbuf_refuses(self, op: str) -> None:
-        if self.spec.type == MapType.RINGBUF:
-            raise MapError(f"map {self.name!r}: {op}: ringbuf maps have no elements", ENOTSUPP)
+        if self.spec.type in RECORD_MAP_TYPES:
+            raise MapError(f"map {self.name!r}: {op}: {self.spec.type.name.lower()} maps "
+                           f"have no elements", ENOTSUPP)
 
     def _wrap(self, op: str, exc: MapError) -> MapError:
         return MapError(f"map {self.name!r}: {op}: {exc}", exc.errno)
@@ -106,6 +108,11 @@ class CoreMap(Map):
         except MapError as exc:
             raise self._wrap("get_next_key", exc) from None
 
+    @property
+    def id(self) -> int:
+        """The map's id in the core: what a map-in-map slot holds (update and lookup)."""
+        return native.map_id(self.handle)
+
     def freeze(self) -> None:
         """BPF_MAP_FREEZE: syscall-side writes fail with EPERM from now on."""
         native.map_freeze(self.handle)
@@ -114,7 +121,19 @@ class CoreMap(Map):
         """Consume every committed record of a RINGBUF map, oldest first."""
         if self.spec.type != MapType.RINGBUF:
             raise MapError(f"map {self.name!r} is not a ringbuf", errno.EINVAL)
+        return self._drain(self.spec.max_entries)
+
+    def _drain(self, max_record: int) -> list[bytes]:
         out = []
-        while (rec := native.ringbuf_read(self.handle, self.spec.max_entries)) is not None:
+        while (rec := native.ringbuf_read(self.handle, max_record)) is not None:
             out.append(rec)
         return out
+
+    def records(self) -> list[tuple[int | None, bytes]] | None:
+        if self.spec.type == MapType.RINGBUF:
+            return [(None, rec) for rec in self.ringbuf_drain()]
+        if self.spec.type == MapType.PERF_EVENT_ARRAY:
+            # each record is its slot index (u32), then what the program wrote
+            return [(struct.unpack_from("<I", rec)[0], rec[4:])
+                    for rec in self._drain(PERF_RING_SIZE)]
+        return None

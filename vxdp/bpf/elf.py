@@ -14,13 +14,15 @@ What is understood, as libbpf does it (tools/lib/bpf/libbpf.c):
   BPF_F_RDONLY_PROG; every program of the object shares the object's map list, so a map
   index means the same map in each of them (tail calls rely on this);
 * relocations: R_BPF_64_64 on LD_IMM64 (a map: BPF_PSEUDO_MAP_FD, imm = map index; global
-  data: BPF_PSEUDO_MAP_VALUE, second slot imm = symbol value + addend), R_BPF_64_32 on
+  data: BPF_PSEUDO_MAP_VALUE, second slot imm = symbol value + addend; a function, the
+  callback of bpf_loop: BPF_PSEUDO_FUNC, imm its offset, the function placed as a called
+  one), R_BPF_64_32 on
   bpf-to-bpf calls (global functions, and static ones through the section symbol plus imm);
   the `.text` functions a program calls are appended after it, as libbpf does, and the call
   offsets fixed.
 
-Everything else (externs/kfuncs, CO-RE relocations, function pointers, relocation types
-other than the two above) raises `ElfError` naming the section, symbol and relocation.
+Everything else (externs/kfuncs, CO-RE relocations, relocation types other than the two
+above) raises `ElfError` naming the section, symbol and relocation.
 
 Where vxdp differs from libbpf 1.x, on purpose: it still accepts `xdp/*` section names and
 the legacy `maps` section (libbpf 1.0 dropped both; older objects use them); it does not set
@@ -35,7 +37,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -44,10 +46,19 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from vxdp.bpf.btf import Btf, core_relocations, parse_btf, parse_map_def
+from vxdp.bpf.btf import (
+    Btf,
+    core_relocations,
+    fixup_datasecs,
+    func_infos,
+    parse_btf,
+    parse_map_def,
+)
+from vxdp.bpf.maps import possible_cpus
 from vxdp.bpf.program import (
     BPF_F_RDONLY_PROG,
     BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
     BPF_PSEUDO_KFUNC_CALL,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
@@ -257,9 +268,13 @@ class _Loader:
     def __init__(self, elf: ElfFile, name: str) -> None:
         self.elf = elf
         self.name = name
+        self.func_types: dict[tuple[str, int], int] = {}  # (section, offset) -> BTF FUNC
+        self.kernel_btf: bytes | None = None  # .BTF with its DATASECs filled in
         self.btf = self._btf()
         self.maps: list[MapSpec] = []
         self.map_at: dict[tuple[int, int], int] = {}  # (shndx, offset) -> map index
+        # map-in-map: (shndx, offset of the `values` slots) -> (map index, their bytes)
+        self.slot_base: dict[tuple[int, int], tuple[int, int]] = {}
         self.data_map: dict[int, int] = {}  # global data shndx -> map index
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, offset) -> function
         self.relocs: dict[int, dict[int, tuple[int, ElfSymbol]]] = {}
@@ -277,6 +292,11 @@ class _Loader:
                 raise ElfError(f"section {relo.section!r}: co-re relocation at insn "
                                f"{relo.insn_off // INSN_SIZE} (type {relo.type_name!r}, "
                                f"access {relo.access!r}, kind {relo.kind}) is not supported")
+            self.func_types = func_infos(ext.data, btf)
+        sizes = {s.name: s.size for s in self.elf.sections if s.name}
+        offsets = {(self.elf.sections[y.shndx].name, y.name): y.value for y in self.elf.symbols
+                   if 0 < y.shndx < len(self.elf.sections) and y.name}
+        self.kernel_btf = fixup_datasecs(btf, sizes, offsets)
         return btf
 
     def license(self) -> str:
@@ -300,6 +320,9 @@ class _Loader:
                 self._data_map(sec)
 
     def _add_map(self, spec: MapSpec) -> int:
+        if spec.type == MapType.PERF_EVENT_ARRAY and not spec.max_entries:
+            # libbpf gives a perf event array without max_entries one slot per CPU
+            spec = replace(spec, max_entries=possible_cpus())
         self.maps.append(spec)
         return len(self.maps) - 1
 
@@ -338,8 +361,18 @@ class _Loader:
             sym = by_name.get(var.name)
             if sym is None:
                 raise ElfError(f"section '.maps': map {var.name!r} has no ELF symbol")
-            spec = MapSpec(d.name, d.type, d.key_size, d.value_size, d.max_entries, d.flags)
-            self.map_at[(sec.index, sym.value)] = self._add_map(spec)
+            inner = None
+            if d.inner is not None:
+                i = d.inner
+                inner = MapSpec(i.name, i.type, i.key_size, i.value_size, i.max_entries,
+                                i.flags)
+            spec = MapSpec(d.name, d.type, d.key_size, d.value_size, d.max_entries, d.flags,
+                           inner=inner)
+            index = self._add_map(spec)
+            self.map_at[(sec.index, sym.value)] = index
+            if inner is not None:  # where its initial slots' relocations land
+                self.slot_base[(sec.index, sym.value + d.values_offset)] = \
+                    (index, sym.size - d.values_offset)
 
     def _data_map(self, sec: ElfSection) -> None:
         if sec.size > MAX_GLOBAL_DATA:
@@ -384,6 +417,9 @@ class _Loader:
             if not target.executable:
                 if target.name in (".BTF", ".BTF.ext") or target.name.startswith(".debug"):
                     continue
+                if target.name == ".maps":
+                    self._map_slots(rel, target)
+                    continue
                 if rel.entries:
                     raise ElfError(f"section {target.name!r}: relocations in data sections "
                                    f"are not supported ({rel.name!r})")
@@ -396,15 +432,43 @@ class _Loader:
                                    f"offset {offset} is not on an instruction")
                 table[offset] = (rtype, sym)
 
+    def _map_slots(self, rel: ElfRelocations, sec: ElfSection) -> None:
+        """The initial slots of map-in-map definitions (`.values = { [1] = &inner }`):
+        each relocation names the map a slot holds, as libbpf's init_slots."""
+        for offset, _rtype, sym in rel.entries:
+            where = f"section '.maps': relocation against {sym.name!r} at offset {offset}"
+            hit = next(((base, outer) for (shndx, base), (outer, size) in self.slot_base.items()
+                        if shndx == sec.index and base <= offset < base + size), None)
+            if hit is None:
+                raise ElfError(f"{where}: not in the slots of a map-in-map")
+            base, outer = hit
+            inner = self.map_at.get((sym.shndx, sym.value))
+            if inner is None or (offset - base) % 8:
+                raise ElfError(f"{where}: does not name a map")
+            spec = self.maps[outer]
+            slot = (offset - base) // 8
+            if slot >= spec.max_entries:
+                raise ElfError(f"{where}: slot {slot} past max_entries {spec.max_entries}")
+            self.maps[outer] = replace(spec, slots=(*spec.slots, (slot, inner)))
+
     # -- linking one program ------------------------------------------------------------
 
-    def link(self, main: _Func) -> tuple[bytes, tuple[int, ...]]:
+    def link(self, main: _Func) -> tuple[bytes, tuple[int, ...], tuple[tuple[int, int], ...]]:
         """The program's code with the functions it calls appended depth-first (as libbpf's
-        bpf_object__reloc_code() does) and every call and map reference fixed."""
+        bpf_object__reloc_code() does) and every call and map reference fixed; with the
+        start of each function and its func_info (insn, BTF FUNC id), empty when the
+        object's BTF does not describe every one of them."""
         code = bytearray(main.section.data[main.start: main.start + main.size])
         placed = {(main.section.index, main.start): 0}
         self._relocate(code, main, placed)
-        return bytes(code), tuple(sorted(placed.values()))
+        info = []
+        for (shndx, start), insn in placed.items():
+            type_id = self.func_types.get((self.elf.sections[shndx].name, start))
+            if type_id is None:
+                info = []
+                break
+            info.append((insn, type_id))
+        return bytes(code), tuple(sorted(placed.values())), tuple(sorted(info))
 
     def _relocate(self, code: bytearray, func: _Func, placed: dict[tuple[int, int], int]) -> None:
         base = placed[(func.section.index, func.start)]
@@ -444,7 +508,11 @@ class _Loader:
         elif rtype == R_BPF_64_64:
             if opcode != _LD_IMM64 or k + 1 >= func.size // INSN_SIZE:
                 raise ElfError(f"{where}: not a 16-byte ld_imm64 instruction")
-            self._set_map_ref(code, pc, regs, imm, sym, target_sec, where)
+            if target_sec.executable:  # a function's address: a callback (bpf_loop)
+                target = self._func_at(target_sec, sym.value + imm, where)
+                self._set_func_ref(code, pc, regs, target, func, placed)
+            else:
+                self._set_map_ref(code, pc, regs, imm, sym, target_sec, where)
         else:
             raise ElfError(f"{where}: relocation type not supported")
 
@@ -468,11 +536,18 @@ class _Loader:
             self._relocate(code, target, placed)
         struct.pack_into("<i", code, pc * INSN_SIZE + 4, placed[key] - (pc + 1))
 
+    def _set_func_ref(self, code: bytearray, pc: int, regs: int, target: _Func, caller: _Func,
+                      placed: dict[tuple[int, int], int]) -> None:
+        """LD_IMM64 of a function (BPF_PSEUDO_FUNC): placed like a called one, imm the
+        offset to it from the next instruction, as libbpf relocates a callback."""
+        self._set_call(code, pc, target, caller, placed)  # places it, sets imm
+        at = pc * INSN_SIZE
+        code[at + 1] = (regs & 0x0F) | (BPF_PSEUDO_FUNC << 4)
+        struct.pack_into("<i", code, at + INSN_SIZE + 4, 0)
+
     def _set_map_ref(self, code: bytearray, pc: int, regs: int, imm: int, sym: ElfSymbol,
                      sec: ElfSection, where: str) -> None:
         at = pc * INSN_SIZE
-        if sec.executable:
-            raise ElfError(f"{where}: function pointers (BPF_PSEUDO_FUNC) are not supported")
         if sec.index in self.data_map:
             index, src = self.data_map[sec.index], BPF_PSEUDO_MAP_VALUE
             offset = sym.value + imm
@@ -514,9 +589,9 @@ def load_object(source: Path | str | bytes, *, name: str | None = None) -> BpfOb
     programs: dict[str, Program] = {}
     for f in mains:
         ptype, frags = _prog_type(f.section.name) or (ProgType.XDP, False)
-        insns, starts = loader.link(f)
+        insns, starts, info = loader.link(f)
         programs[f.name] = Program(f.name, f.section.name, insns, maps, lic, ptype, frags,
-                                   starts)
+                                   starts, loader.kernel_btf if info else None, info)
     return BpfObject(obj_name, programs, maps, lic, loader.btf)
 
 

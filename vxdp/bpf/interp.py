@@ -25,7 +25,7 @@ from vxdp import native
 from vxdp.bpf import isa
 from vxdp.bpf.coremaps import CoreMap
 from vxdp.bpf.engine import Engine, XdpResult, engine_class
-from vxdp.bpf.maps import Map
+from vxdp.bpf.maps import Map, fill_slots
 from vxdp.bpf.program import Program, ProgType
 from vxdp.errors import InvalidProgram, UsageError
 
@@ -81,6 +81,7 @@ class InterpEngine(Engine):
         self._owned = maps is None
         if maps is None:
             self.maps = [CoreMap(spec) for spec in program.maps]
+            fill_slots(program.maps, self.maps)
         self._env = native.env_new(seed)
         native.env_set_cpu(self._env, cpu)
         self._cpu = cpu

@@ -534,8 +534,8 @@ class _Gen:
             raise self.bad(pc)
         if i.src == 0:
             return f"r{i.dst} = 0x{imm64(self.insns, pc):x}ull;"
-        if i.src in (1, 2):  # a map or a map value: the address the core bound at load
-            return f"r{i.dst} = vx_imm64(c->insns, {pc});"
+        if i.src in (1, 2, 4):  # a map, a map value or a callback (bpf_loop): the address
+            return f"r{i.dst} = vx_imm64(c->insns, {pc});"  # the core bound at load
         raise self.bad(pc)
 
     def statement(self, pc: int) -> str:

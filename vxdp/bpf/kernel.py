@@ -26,9 +26,10 @@ from contextlib import contextmanager
 
 from vxdp.bpf import syscall as sc
 from vxdp.bpf.engine import Engine, XdpResult
-from vxdp.bpf.maps import Map, MapValue, possible_cpus
+from vxdp.bpf.maps import Map, MapValue, fill_slots, possible_cpus
 from vxdp.bpf.program import (
     BPF_ANY,
+    MAP_IN_MAP_TYPES,
     MapSpec,
     MapType,
     Program,
@@ -95,15 +96,22 @@ def _round8(n: int) -> int:
 class KernelMap(Map):
     """A real kernel map behind an fd, created from a MapSpec."""
 
+    fd: int
+
     def __init__(self, spec: MapSpec) -> None:
         require_kernel()
         self.spec = spec
+        template = KernelMap(spec.inner) if spec.inner is not None else None
         try:
             self.fd = sc.map_create(spec.type, spec.key_size, spec.value_size, spec.max_entries,
-                                    spec.flags, spec.name)
+                                    spec.flags, spec.name,
+                                    template.fd if template is not None else 0)
         except OSError as exc:
             raise MapError(f"map {spec.name!r}: create: {_strerror(exc.errno or 0)}",
                            exc.errno or 0) from None
+        finally:  # the kernel keeps what it needs of a map-in-map's template
+            if template is not None:
+                template.close()
         self._finalizer = weakref.finalize(self, os.close, self.fd)
         try:
             if spec.initial is not None:
@@ -143,10 +151,17 @@ class KernelMap(Map):
             raw = b"".join(v.ljust(stride, b"\0") for v in value)
         else:
             raw = value
+        inner_fd = None
         try:
+            if self.spec.type in MAP_IN_MAP_TYPES:  # a map's id in, the kernel takes an fd
+                inner_fd = sc.map_fd_by_id(struct.unpack("<I", raw)[0])
+                raw = struct.pack("<I", inner_fd)
             sc.map_update(self.fd, key, raw, flags)
         except OSError as exc:
             raise self._fail("update", exc) from None
+        finally:
+            if inner_fd is not None:
+                os.close(inner_fd)
 
     def delete(self, key: bytes) -> None:
         self.check_key(key)
@@ -162,6 +177,14 @@ class KernelMap(Map):
             return sc.map_next_key(self.fd, key, self.spec.key_size)
         except OSError as exc:
             raise self._fail("get_next_key", exc) from None
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of the map (what a map-in-map slot holds)."""
+        try:
+            return sc.map_info_id(self.fd)
+        except OSError as exc:
+            raise self._fail("get_info", exc) from None
 
     def freeze(self) -> None:
         try:
@@ -188,18 +211,31 @@ def rebind(program: Program, fds: Sequence[int]) -> bytes:
 
 
 def _load(program: Program, fds: Sequence[int], log_level: int) -> sc.LoadResult:
+    """BPF_PROG_LOAD as libbpf does it: with the object's BTF and func_info when the
+    program has them (that is what makes a global function global to the verifier)."""
     insns = rebind(program, fds)
     flags = sc.BPF_F_XDP_HAS_FRAGS if program.frags else 0
     attach = sc.BPF_XDP if program.prog_type == ProgType.XDP else 0
     size = LOG_SIZE if log_level else 0
-    while True:
-        res = sc.prog_load(program.prog_type, insns, program.license, log_level=log_level,
-                           log_size=size, prog_flags=flags, name=program.name,
-                           expected_attach_type=attach)
-        if res.errno == errno.ENOSPC and log_level and size < MAX_LOG_SIZE:
-            size *= 8  # the verifier log did not fit
-            continue
-        return res
+    btf_fd = 0
+    if program.btf is not None and program.func_info:
+        try:
+            btf_fd = sc.btf_load(program.btf)
+        except OSError as exc:
+            return sc.LoadResult(None, f"btf: {exc.strerror}", exc.errno or errno.EINVAL)
+    try:
+        while True:
+            res = sc.prog_load(program.prog_type, insns, program.license, log_level=log_level,
+                               log_size=size, prog_flags=flags, name=program.name,
+                               expected_attach_type=attach, btf_fd=btf_fd,
+                               func_info=program.func_info)
+            if res.errno == errno.ENOSPC and log_level and size < MAX_LOG_SIZE:
+                size *= 8  # the verifier log did not fit
+                continue
+            return res
+    finally:
+        if btf_fd:
+            os.close(btf_fd)
 
 
 def load_program(program: Program, fds: Sequence[int]) -> int:
@@ -246,6 +282,7 @@ class KernelEngine(Engine):
                     m = KernelMap(spec)
                     self._owned.append(m)
                     self.maps.append(m)
+                fill_slots(program.maps, self._owned)
             self.fd = self._load(program)
         except BaseException:
             self.close()
@@ -314,6 +351,7 @@ def verify_in_kernel(program: Program, log_level: int = 1) -> tuple[bool, str]:
     require_kernel()
     maps = [KernelMap(spec) for spec in program.maps]
     try:
+        fill_slots(program.maps, maps)
         res = _load(program, [m.fd for m in maps], log_level)
         if res.fd is not None:
             os.close(res.fd)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vxdp.bpf.maps import Map, MapValue
+from vxdp.bpf.maps import RECORD_MAP_TYPES, Map, MapValue
 from vxdp.bpf.program import ARRAY_MAP_TYPES, BPF_ANY, MapSpec, MapType
 from vxdp.errors import MapError, UsageError
 
@@ -37,7 +37,17 @@ def value_hex(value: MapValue) -> str | list[str]:
 
 
 def dump_map(m: Map) -> dict[str, Any]:
-    return map_doc(m.spec, m.items())
+    """A map as map JSON; a RINGBUF or PERF_EVENT_ARRAY has no entries but `records`
+    (taken from the map: hex of each ringbuf record, {cpu, data} for each perf event
+    record), left out where the engine cannot read them (the kernel's)."""
+    if m.spec.type not in RECORD_MAP_TYPES:
+        return map_doc(m.spec, m.items())
+    out = map_doc(m.spec, [])
+    recs = m.records()
+    if recs is not None:
+        out["records"] = [data.hex() if slot is None else {"cpu": slot, "data": data.hex()}
+                          for slot, data in recs]
+    return out
 
 
 def map_doc(spec: MapSpec, entries: Iterable[tuple[bytes, MapValue]]) -> dict[str, Any]:

@@ -17,14 +17,25 @@ from __future__ import annotations
 
 import errno
 import functools
+import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vxdp.bpf.program import BPF_ANY, MapSpec
+from vxdp.bpf.program import BPF_ANY, MapSpec, MapType
 from vxdp.errors import MapError
 
 MapValue = bytes | list[bytes]
+# maps of records rather than elements: no keys to walk, records to read
+RECORD_MAP_TYPES = frozenset({MapType.RINGBUF, MapType.PERF_EVENT_ARRAY})
+
+
+def fill_slots(specs: Sequence[MapSpec], maps: Sequence[Map]) -> None:
+    """Put the maps a map-in-map's definition names into its slots, as libbpf's
+    init_slots does at load (`MapSpec.slots`: slot index, index of the map put there)."""
+    for spec, m in zip(specs, maps, strict=True):
+        for slot, inner in spec.slots:
+            m.update(struct.pack("<I", slot), struct.pack("<I", maps[inner].id))
 
 
 @functools.cache
@@ -98,6 +109,16 @@ class Map(ABC):
             if len(v) != self.spec.value_size:
                 raise MapError(f"map {self.name!r}: value is {len(v)} bytes, "
                                f"value_size is {self.spec.value_size}", errno.EINVAL)
+
+    @property
+    def id(self) -> int:
+        """The map's id, what a map-in-map slot holds (an engine without ids raises)."""
+        raise MapError(f"map {self.name!r}: this engine gives maps no ids", errno.EOPNOTSUPP)
+
+    def records(self) -> list[tuple[int | None, bytes]] | None:
+        """Take the records a RINGBUF (slot None) or PERF_EVENT_ARRAY (the slot written)
+        holds, oldest first; None where this engine cannot read them."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most maps own nothing
         """Release what the map holds (a kernel fd); the default owns nothing."""

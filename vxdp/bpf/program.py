@@ -87,6 +87,7 @@ class MapType(IntEnum):
     RINGBUF = 27
 
 
+MAP_IN_MAP_TYPES = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 PERCPU_MAP_TYPES = frozenset({MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
 ARRAY_MAP_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                              MapType.DEVMAP})
@@ -151,6 +152,10 @@ class MapSpec:
     flags: int = 0
     initial: bytes | None = None  # global data: the section's bytes (.bss: zeros)
     frozen: bool = False  # .rodata: frozen after the initial value is written
+    # map-in-map: the inner maps' template (what lookups give), and the slots filled at
+    # load: (slot index, index in Program.maps of the map put there)
+    inner: MapSpec | None = None
+    slots: tuple[tuple[int, int], ...] = ()
 
     @property
     def percpu(self) -> bool:
@@ -169,6 +174,11 @@ class Program:
     prog_type: ProgType = ProgType.XDP
     frags: bool = False  # section xdp.frags: BPF_F_XDP_HAS_FRAGS
     func_starts: tuple[int, ...] = field(default=(0,))  # insn index of each function
+    # the object's BTF as the kernel gets it, and (insn index, FUNC type id) per function:
+    # what marks a function global (verified on its own, from its prototype); without
+    # them every function is static, as for the kernel
+    btf: bytes | None = field(default=None, repr=False, compare=False)
+    func_info: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.insns) % INSN_SIZE:

@@ -33,7 +33,9 @@ class Cmd:
     MAP_GET_NEXT_KEY = 4
     PROG_LOAD = 5
     PROG_TEST_RUN = 10
+    MAP_GET_FD_BY_ID = 14
     OBJ_GET_INFO_BY_FD = 15
+    BTF_LOAD = 18
     MAP_FREEZE = 22
 
 
@@ -84,9 +86,10 @@ def obj_name(name: str) -> bytes:
 
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
-               flags: int = 0, name: str = "") -> int:
+               flags: int = 0, name: str = "", inner_map_fd: int = 0) -> int:
     attr = _attr()
-    struct.pack_into("<5I", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    struct.pack_into("<6I", attr, 0, map_type, key_size, value_size, max_entries, flags,
+                     inner_map_fd)
     struct.pack_into("16s", attr, 28, obj_name(name))
     return bpf(Cmd.MAP_CREATE, attr)
 
@@ -133,6 +136,13 @@ def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
     return nxt.raw[:key_size]
 
 
+def map_fd_by_id(map_id: int) -> int:
+    """BPF_MAP_GET_FD_BY_ID: a new fd of the map with that id."""
+    attr = _attr()
+    struct.pack_into("<I", attr, 0, map_id)
+    return bpf(Cmd.MAP_GET_FD_BY_ID, attr)
+
+
 def map_freeze(fd: int) -> None:
     attr = _attr()
     struct.pack_into("<I", attr, 0, fd)
@@ -146,10 +156,27 @@ class LoadResult:
     errno: int = 0
 
 
+def btf_load(data: bytes, log_size: int = 1 << 16) -> int:
+    """BPF_BTF_LOAD; OSError on refusal, with the kernel's BTF log in its message."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    log = ctypes.create_string_buffer(log_size)
+    attr = _attr()
+    struct.pack_into("<QQIII", attr, 0, _addr(buf), _addr(log), len(data), log_size, 1)
+    try:
+        return bpf(Cmd.BTF_LOAD, attr)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror}: {_log_text(log).strip()}") from None
+
+
+FUNC_INFO = struct.Struct("<II")  # struct bpf_func_info: insn_off, type_id
+
+
 def prog_load(prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
               log_size: int = 0, prog_flags: int = 0, name: str = "",
-              expected_attach_type: int = 0) -> LoadResult:
-    """BPF_PROG_LOAD; a refusal comes back as LoadResult(fd=None, log, errno)."""
+              expected_attach_type: int = 0, btf_fd: int = 0,
+              func_info: tuple[tuple[int, int], ...] = ()) -> LoadResult:
+    """BPF_PROG_LOAD; a refusal comes back as LoadResult(fd=None, log, errno).  With
+    `btf_fd`, `func_info` gives (insn index, FUNC type id) for each function."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode() + b"\0")
     log = ctypes.create_string_buffer(log_size) if log_level and log_size else None
@@ -158,6 +185,12 @@ def prog_load(prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
                      log_level if log else 0, log_size if log else 0, _addr(log), 0, prog_flags)
     struct.pack_into("16s", attr, 48, obj_name(name))
     struct.pack_into("<I", attr, 68, expected_attach_type)
+    finfo = None
+    if btf_fd and func_info:
+        raw = b"".join(FUNC_INFO.pack(*rec) for rec in func_info)
+        finfo = ctypes.create_string_buffer(raw, len(raw))
+        struct.pack_into("<IIQI", attr, 72, btf_fd, FUNC_INFO.size, _addr(finfo),
+                         len(func_info))
     try:
         fd = bpf(Cmd.PROG_LOAD, attr)
     except OSError as exc:
@@ -217,6 +250,15 @@ class ProgInfo:
     xlated: bytes  # the instructions after the verifier's rewrites
     jited_len: int
     map_ids: tuple[int, ...]
+
+
+def map_info_id(fd: int) -> int:
+    """The id of a map (struct bpf_map_info: type, then id)."""
+    info = ctypes.create_string_buffer(80)
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, fd, len(info), _addr(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return int(struct.unpack_from("<I", info, 4)[0])
 
 
 def prog_info(fd: int) -> ProgInfo:

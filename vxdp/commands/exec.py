@@ -12,7 +12,9 @@ pc and the reason.  `--maps-in` seeds the maps before the first packet (map JSON
 
 Output: with `-j`, one JSON object per packet, {index, retval, action, len, data_hex}, with
 `action` the kernel's name (`XDP_PASS`...) or null when the program returned something that
-is not an XDP action, then one final {"maps": {...}}.  Without `-j`, a table and a summary.
+is not an XDP action, then one final {"maps": {...}}, where a ringbuf or perf event array
+has the `records` the run left in it (vxdp.bpf.mapjson).  Without `-j`, a table and a
+summary.
 
 `--out` writes the packets that leave the program alive: those it answered XDP_PASS,
 XDP_TX or XDP_REDIRECT, with their bytes as the program left them and their original
@@ -153,5 +155,6 @@ def _print_table(name: str, engine: str, results: list[XdpResult],
         [f"{'index':>5}  {'retval':>10}  {'action':<13}  {'len':>5}  data"],
         itertools.starmap(row, enumerate(results)),
         [f"{len(results)} packets through {name} ({engine}): {summary or 'none'}"],
-        (f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} entries"
+        (f"map {mname}: {m['type']}, {len(m['records'])} records" if "records" in m
+         else f"map {mname}: {m['type']}, {len(m['entries'])} of {m['max_entries']} entries"
          for mname, m in maps.items())))

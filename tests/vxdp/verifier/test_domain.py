@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vxdp.bpf.isa import AluOp, JmpOp
-from vxdp.bpf.verifier.arith import JSET_FALSE, _concrete, alu, branch_taken, refine
+from vxdp.bpf.verifier.arith import (
+    JSET_FALSE,
+    _concrete,
+    alu,
+    branch_taken,
+    bswap,
+    movsx,
+    refine,
+    sext,
+)
 from vxdp.bpf.verifier.scalar import Scalar, to_s32, to_s64
 from vxdp.bpf.verifier.tnum import U32, U64, Tnum
 
@@ -172,3 +181,45 @@ def test_refinement_examples() -> None:
     assert branch_taken(JmpOp.JGT, Scalar.unsigned(1), Scalar.const(255), 64) is False
     assert branch_taken(JmpOp.JLE, Scalar.unsigned(1), Scalar.const(255), 64) is True
     assert alu(AluOp.AND, Scalar.unknown(), Scalar.const(0xFF), 64).umax == 0xFF
+
+
+def _bswap(x: int, width: int) -> int:
+    return int.from_bytes((x & ((1 << width) - 1)).to_bytes(width // 8, "little"), "big")
+
+
+def _sext(x: int, bits: int) -> int:
+    x &= (1 << bits) - 1
+    return (x - (1 << bits) if x >> (bits - 1) else x) & U64
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=values64, span=st.integers(0, 40), width=st.sampled_from([16, 32, 64]),
+       swap=st.booleans())
+def test_byte_swap_and_truncation_are_sound(lo: int, span: int, width: int,
+                                            swap: bool) -> None:
+    xs = [(lo + i) & U64 for i in range(span + 1)]
+    res = bswap(abstract(xs), width, swap, False)
+    for x in xs:
+        want = _bswap(x, width) if swap else x & ((1 << width) - 1)
+        assert contains(res, want), (xs, width, swap, res)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=values64, span=st.integers(0, 300), size=st.sampled_from([1, 2, 4]),
+       alu64=st.booleans())
+def test_sign_extension_is_sound(lo: int, span: int, size: int, alu64: bool) -> None:
+    xs = [(lo + i) & U64 for i in range(span + 1)]
+    res = movsx(abstract(xs), size * 8, alu64)
+    for x in xs:
+        want = _sext(x, size * 8) if alu64 else _sext(x, size * 8) & U32
+        assert contains(res, want), (xs, size, alu64, res)
+    assert contains(sext(abstract(xs), size), _sext(xs[0], size * 8))
+
+
+def test_byte_swap_and_sign_extension_keep_bounds_as_the_kernel() -> None:
+    # be16 of (x & 0x300) is in [0, 3]; (s8) of [0, 15] stays [0, 15] (Linux 6.18)
+    masked = alu(AluOp.AND, Scalar.unknown(), Scalar.const(0x300), 64)
+    assert bswap(masked, 16, True, False).umax == 3
+    small = alu(AluOp.AND, Scalar.unknown(), Scalar.const(15), 64)
+    assert (movsx(small, 8, True).smin, movsx(small, 8, True).umax) == (0, 15)
+    assert bswap(small, 16, False, False).umax == 15  # le16 truncates, bounds kept

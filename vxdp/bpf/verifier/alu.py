@@ -74,6 +74,9 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             raise Reject(f"invalid shift {insn.imm}")
         sreg = const(insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF)
     if dreg.is_pointer or sreg.is_pointer:
+        if insn.source == Src.X and dreg.is_pointer != sreg.is_pointer:
+            # the pointer's offset is the scalar's value from now on
+            env.mark_precise(state, insn.src if dreg.is_pointer else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
     signed_op = op in (AluOp.DIV, AluOp.MOD) and insn.off == 1
@@ -117,7 +120,8 @@ def _check_sane_offset(env: Env, reg: Reg, ptr_type: str, known_scalar: bool) ->
         raise Reject(f"value {v.smin} makes {ptr_type} pointer be out of bounds")
 
 
-_ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM})
+_ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM,
+                       T.MEM})
 
 
 def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
@@ -162,7 +166,7 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
         res = replace(ptr, off=new_off)
     else:
         var = alu(op, ptr.var, off_reg.var, 64)
-        res = replace(ptr, var=var)
+        res = ptr.with_var(var)
         if ptr.type in PACKET_TYPES:  # a new variable part: re-learn the range
             res = replace(res, id=env.new_id(), range=0)
     _check_sane_offset(env, res, tname, False)

@@ -14,8 +14,9 @@ The walk stops at the first rejection; its (pc, message) goes into the report.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 
+from vxdp.bpf.btf import FuncProto, func_proto, parse_btf
+from vxdp.bpf.helpers import CALLBACK_HELPER_IDS
 from vxdp.bpf.isa import (
     SIZE_BYTES,
     AtomicOp,
@@ -30,32 +31,17 @@ from vxdp.bpf.isa import (
     is_helper_call,
     is_pseudo_call,
     jump_target,
-    subprog_starts,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune, stacklive
 from vxdp.bpf.verifier.alu import check_alu, read_reg
+from vxdp.bpf.verifier.arith import sext
 from vxdp.bpf.verifier.branch import check_cond_jmp
+from vxdp.bpf.verifier.precision import Checkpoint, Hist, backtrack, jump_links, propagate
 from vxdp.bpf.verifier.report import Log, VerifierReport
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
-
-
-@dataclass(eq=False)
-class Checkpoint:
-    pc: int
-    state: State
-    key: object
-    parent: Checkpoint | None
-    branches: int = 1
-    hits: int = 0
-    misses: int = 0
-    # stack liveness, the kernel's way: slots (per frame index) that some path from here
-    # read before overwriting them whole, and the slots overwritten whole on the way here
-    # from the previous checkpoint (they screen a read from reaching further up)
-    reads: dict[int, int] = field(default_factory=dict)
-    written_before: tuple[int, ...] = ()
 
 
 class Analyzer:
@@ -65,11 +51,14 @@ class Analyzer:
         self.insns: list[Insn] = decode(program.insns)
         self.env = Env(program, self.insns, profile, privileged)
         self.env.read_hook = self._mark_read
+        self.env.precise_hook = self._mark_precise
         self.cur_parent: Checkpoint | None = None
+        self.hist: Hist = None  # the current path's instructions since cur_parent
         self.log = Log(self.insns, log_level, program.maps)
         self.limit = complexity_limit
         self.processed = 0
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
+        self.looping: dict[int, list[Checkpoint]] = {}  # callback call pc -> in progress
         self.complete: dict[int, list[Checkpoint]] = {}
         self.per_insn: dict[int, int] = {}
         self.jumps = 0
@@ -121,51 +110,109 @@ class Analyzer:
             if spec.type not in profile.map_types:
                 raise _Rejected(0, f"map {spec.name!r} (#{i}): map type {spec.type.name} is "
                                 f"not offered by device profile {profile.name}", False)
-        problem = cfg.structural_problem(self.insns, self.env.privileged)
+        flow = cfg.Flow(self.insns)
+        problem = cfg.structural_problem(self.insns, self.env.privileged, flow)
         if problem is not None:
             raise _Rejected(problem[0], problem[1], False)
-        self.env.subprog_starts = subprog_starts(self.insns)
-        self.prune_points = cfg.prune_points(self.insns)
-        self.live = cfg.live_regs(self.insns)
-        self.stack_live = stacklive.live_slots(self.insns)
+        self.env.subprog_starts = flow.starts
+        self.env.global_funcs = self._global_funcs()
+        self.env.changes_pkt_data = cfg.funcs_changing_packet(self.insns,
+                                                              calls.CHANGES_PKT_DATA, flow)
+        self.env.note_hook = self.log.note
+        self.prune_points = cfg.prune_points(self.insns, flow)
+        self.callback_sites = {pc for pc in flow.pcs if is_helper_call(self.insns[pc])
+                               and self.insns[pc].imm in CALLBACK_HELPER_IDS}
+        self.live = cfg.live_regs(self.insns, flow)
+        self.stack_live = stacklive.live_slots(self.insns, flow)
 
     # -- the walk ----------------------------------------------------------------------
 
-    def _walk(self) -> None:
-        pending: list[tuple[int, State, Checkpoint | None]] = [(0, new_state(), None)]
-        while pending:
-            pc, state, parent = pending.pop()
-            self._path(pc, state, parent, pending)
+    def _global_funcs(self) -> dict[int, FuncProto]:
+        """The global functions (entry pc -> prototype), from the program's BTF."""
+        program = self.program
+        if program.btf is None or not program.func_info:
+            return {}  # no BTF: every function is static, as for the kernel
+        starts = [insn for insn, _ in program.func_info]
+        if starts != self.env.subprog_starts:
+            raise _Rejected(0, "func_info BTF section doesn't match subprog layout in BPF "
+                            "program", False)
+        if len(starts) == 1:
+            return {}  # the main program alone: no function to ask the BTF about
+        btf = parse_btf(program.btf)  # each time: the bench times it with the rest
+        out = {}
+        for insn, type_id in program.func_info[1:]:
+            proto = func_proto(btf, type_id)
+            if proto.is_global:
+                out[insn] = proto
+        return out
 
-    def _path(self, pc: int, state: State, parent: Checkpoint | None,
-              pending: list[tuple[int, State, Checkpoint | None]]) -> None:
+    def _walk(self) -> None:
+        self._walk_from(0, new_state())
+        # then every global function a verified path called, on its own (the kernel's
+        # do_check_subprogs: in order, again while a pass finds new ones)
+        env = self.env
+        done: set[int] = set()
+        while True:
+            todo = [e for e in sorted(env.global_funcs) if e in env.called_globals
+                    and e not in done]
+            if not todo:
+                return
+            for entry in todo:
+                done.add(entry)
+                name = env.global_funcs[entry].name
+                index = env.subprog_starts.index(entry)
+                self.log.note(f"Validating {name}() func#{index}...")
+                self._walk_from(entry, calls.global_entry_state(env, entry))
+                self.log.note(f"Func#{index} ('{name}') is safe for any args that match "
+                              f"its prototype")
+
+    def _walk_from(self, pc: int, state: State) -> None:
+        pending: list[Pending] = [(pc, state, None, None)]
+        while pending:
+            pc, state, parent, hist = pending.pop()
+            self._path(pc, state, parent, hist, pending)
+
+    def _path(self, pc: int, state: State, parent: Checkpoint | None, hist: Hist,
+              pending: list[Pending]) -> None:
         insns = self.insns
+        env = self.env
+        self.hist = hist
         while True:
             self.processed += 1
             if self.processed > self.limit:
                 raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
                                 f"insn", False)
+            self.cur_parent = parent
             if pc in self.prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
                 if hit:
                     self._finish(parent)
                     return
-            self.env.pc = pc
-            self.env.frames_alive = len(state.frames)
+            env.pc = pc
+            env.frames_alive = len(state.frames)
+            env.aux = None
             self.cur_parent = parent
-            self.log.insn(pc, state)
+            if self.log.level:
+                self.log.insn(pc, state)
             insn = insns[pc]
+            depth = len(state.frames) - 1
             try:
                 nxt = self._step(pc, insn, state, parent, pending)
             except Reject as exc:
                 raise _Rejected(pc, str(exc), True) from None
+            self.hist = (pc, depth, env.aux, self.hist)
             if nxt is None:
                 self._finish(parent)
                 return
             pc = nxt
 
+    def _mark_precise(self, regs: set[tuple[int, int]], slots: set[tuple[int, int]]) -> None:
+        """A decision at the current instruction needed these values: mark where they came
+        from precise, up the path's checkpoints."""
+        backtrack(self.insns, self.hist, self.cur_parent, regs, slots)
+
     def _step(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
-              pending: list[tuple[int, State, Checkpoint | None]]) -> int | None:
+              pending: list[Pending]) -> int | None:
         cls = insn.cls
         if cls in (Cls.ALU, Cls.ALU64):
             check_alu(self.env, state, insn)
@@ -189,31 +236,54 @@ class Analyzer:
         if op == JmpOp.EXIT:
             assert is_exit(insn)
             if len(state.frames) > 1:
+                if state.cur.in_callback:
+                    self.env.aux = "callback"  # back to the helper call, not after it
+                    return calls.pop_callback(self.env, state)
                 return calls.pop_frame(self.env, state)
             calls.check_exit(self.env, state)
             return None
         if op == JmpOp.CALL:
             if is_helper_call(insn):
+                if insn.imm in CALLBACK_HELPER_IDS:
+                    return self._callback_call(pc, insn, state, parent, pending)
                 calls.check_helper_call(self.env, state, insn, pc)
                 return pc + 1
             if is_pseudo_call(insn):
-                target = pc + insn.imm + 1
-                calls.push_frame(self.env, state, pc, target)
-                return target
+                return calls.push_frame(self.env, state, pc, pc + insn.imm + 1)
             raise Reject("calling kernel functions is not supported by vxdp")
         self.jumps += 1
+        self.env.aux = jump_links(state, insn)
         fall, jump = check_cond_jmp(self.env, state, insn)
         target = pc + insn.off + 1
         if fall is not None and jump is not None:
             if parent is not None:
                 parent.branches += 1
-            pending.append((target, jump, parent))
+            depth = len(state.frames) - 1
+            pending.append((target, jump, parent, (pc, depth, self.env.aux, self.hist)))
             return pc + 1
         if jump is not None:
             _adopt(state, jump)
             return target
         assert fall is not None
         _adopt(state, fall)
+        return pc + 1
+
+    def _callback_call(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
+                       pending: list[Pending]) -> int:
+        """bpf_loop (the kernel's push_callback_call): the callback is verified as a loop
+        body from the call, as long as it may run again (fewer rounds on this path than
+        R1 may ask for); the caller goes on after the call as if it ran no more.  Coming
+        back to the call in a state an earlier round covers ends the loop (_checkpoint)."""
+        before = state.copy()
+        calls.check_helper_call(self.env, state, insn, pc)
+        self.env.mark_precise(before, 1, 4)  # the rounds, and the flags, decide
+        if before.cur.callback_depth < before.regs[1].var.umax:
+            cb = calls.callback_state(self.env, before, pc)
+            if parent is not None:
+                parent.branches += 1
+            depth = len(before.frames) - 1
+            pending.append((cb.cur.subprog, cb, parent, (pc, depth, "callback", self.hist)))
+        state.cur.callback_depth = 0
         return pc + 1
 
     # -- loads and stores --------------------------------------------------------------
@@ -225,13 +295,10 @@ class Analyzer:
         assert val is not None
         if val.is_scalar:
             if insn.mode == Mode.MEMSX:
-                bits = size * 8
-                v = val.var.value & ((1 << bits) - 1)
-                val = scalar(Scalar.const(v - ((v >> (bits - 1)) << bits)) if val.var.is_const
-                             else Scalar.signed(size))
+                val = scalar(sext(val.var, size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val
-        state.regs[insn.dst] = replace(val, id=0) if val.is_scalar else val
+        state.regs[insn.dst] = scalar(val.var) if val.is_scalar else val  # a fill: no link
 
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
@@ -253,9 +320,9 @@ class Analyzer:
                          f"allowed")
         if insn.imm == AtomicOp.CMPXCHG:
             read_reg(state, 0)
-        memory.access(self.env, state, insn.dst, insn.off, size, memory.READ)
+        memory.access(self.env, state, insn.dst, insn.off, size, memory.READ, strict=True)
         memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
-                      value=scalar())
+                      value=scalar(), strict=True)
         loaded = scalar(Scalar.unsigned(size))
         if insn.imm == AtomicOp.CMPXCHG:
             state.regs[0] = loaded
@@ -286,8 +353,13 @@ class Analyzer:
             state.regs[insn.dst] = pointer(T.MAP_VALUE, map=idx, off=off)
             return
         if src == Pseudo.FUNC:
-            raise Reject("callback functions (ld_imm64 of a subprogram) are not supported "
-                         "by vxdp")
+            if not self.program.func_info:
+                raise Reject("missing btf func_info")  # the kernel needs BTF for callbacks
+            target = pc + insn.imm + 1
+            if target in self.env.global_funcs:
+                raise Reject("callback function not static")
+            state.regs[insn.dst] = pointer(T.FUNC, off=target)
+            return
         raise Reject("kernel BTF objects (ld_imm64 of a BTF id) are not supported by vxdp")
 
     # -- pruning -----------------------------------------------------------------------
@@ -299,11 +371,17 @@ class Analyzer:
         top = len(state.frames) - 1
         done = self.complete.get(pc)
         running = self.in_progress.get(pc)
-        new_cp = self.processed - self.last_cp_insn >= 8 and self.jumps - self.last_cp_jumps >= 2
+        callback_site = pc in self.callback_sites
+        # a callback's loop converges on the states kept at its call: keep every one (the
+        # kernel's forced checkpoint at callback call sites)
+        new_cp = callback_site or (self.processed - self.last_cp_insn >= 8
+                                   and self.jumps - self.last_cp_jumps >= 2)
         if not (done or running or new_cp):
             return False, parent
         cleaned = prune.clean(state, live, slots)
         key = prune.state_key(cleaned)
+        if callback_site and self._converged(pc, cleaned, key, live, slots, state, parent):
+            return True, parent
         # Incomplete checkpoints are exactly the current path's ancestors (the walk is
         # depth-first), so meeting one again in exactly this state is an infinite loop.
         if running and key in running:
@@ -314,14 +392,16 @@ class Analyzer:
             for cp in done:
                 if not hit and (cp.key == key or prune.subsumes(
                         cp.state, cleaned, live, self.env.allow_uninit_stack,
-                        slots & cp.reads.get(top, 0))):
+                        slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
                     hit = True
-                    # this path's future is the old one's: so are its stack reads
+                    # this path's future is the old one's: so are its stack reads and
+                    # the values it depended on
                     self.cur_parent = parent
                     for frame, mask in cp.reads.items():
                         if frame <= top:
                             self._mark_read(state, frame, mask)
+                    propagate(self.insns, cp, state, self.hist, parent)
                 elif not hit:
                     cp.misses += 1
                     # the kernel's eviction: a state that rarely prunes is not worth keeping
@@ -337,17 +417,48 @@ class Analyzer:
         if not new_cp:
             return False, parent
         self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
-        cp = Checkpoint(pc, cleaned, key, parent,
+        cp = Checkpoint(pc, cleaned, key, parent, self.hist,
                         written_before=tuple(f.written for f in state.frames))
+        self.hist = None
         for f in state.frames:
             f.written = 0
         bucket = self.in_progress.setdefault(pc, {})
         bucket[key] = bucket.get(key, 0) + 1
+        if callback_site:
+            self.looping.setdefault(pc, []).append(cp)
         self.total_states += 1
         self.cur_states += 1
         self.peak_states = max(self.peak_states, self.cur_states)
         self.per_insn[pc] = self.per_insn.get(pc, 0) + 1
         return False, cp
+
+    def _converged(self, pc: int, cleaned: State, key: object, live: frozenset[int],
+                   slots: int, state: State, parent: Checkpoint | None) -> bool:
+        """Back at a callback's helper call in a state an earlier round on this path
+        covers (every scalar compared, precise or not: the kernel's RANGE_WITHIN): that
+        round goes on to explore all this one would, so this path ends.  Its scalars are
+        marked precise on this path (all of them: the round's own marks are not final)."""
+        # the latest rounds only: a loop whose state grows every round would otherwise be
+        # compared with every earlier round (fewer candidates: less pruning, never unsound)
+        for cp in reversed(self.looping.get(pc, [])[-LOOP_CANDIDATES:]):
+            if cp.key == key or prune.subsumes(cp.state, cleaned, live,
+                                               self.env.allow_uninit_stack, slots):
+                regs = {(fi, r) for fi, _, r, reg in cp.state.all_regs()
+                        if r >= 0 and reg.is_scalar}
+                spills = {(fi, si) for fi, si, _, reg in cp.state.all_regs()
+                          if si is not None and reg.is_scalar}
+                backtrack(self.insns, self.hist, parent, regs, spills)
+                self.log.note(f"{pc}: safe (the callback's loop converged)")
+                return True
+        return False
+
+    def _precision(self, cp: Checkpoint) -> tuple[set[tuple[int, int]] | None,
+                                                  set[tuple[int, int]] | None]:
+        """The scalars of `cp` pruning must compare: those some path needed; every one
+        for unprivileged programs (the kernel starts their scalars precise)."""
+        if not self.env.privileged:
+            return None, None
+        return cp.precise, cp.precise_slots
 
     def _mark_read(self, state: State, frame: int, mask: int) -> None:
         """A path read these slots of a frame: every checkpoint up the path learns it,
@@ -374,6 +485,9 @@ class Analyzer:
             if not bucket[cp.key]:
                 del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
+            cp.hist = None  # no path will backtrack through it again
+            if cp.pc in self.looping:
+                self.looping[cp.pc].remove(cp)
             self.cur_states -= 1  # states still being proved: the kernel's peak_states
             cp = cp.parent
 
@@ -407,6 +521,10 @@ def _adopt(state: State, other: State) -> None:
     if other is not state:
         state.frames = other.frames
         state.refs = other.refs
+
+
+LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
+Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 
 
 class _Rejected(Exception):

@@ -15,7 +15,7 @@ import functools
 
 from vxdp.bpf.isa import AluOp, JmpOp
 from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
-from vxdp.bpf.verifier.tnum import U32, Tnum
+from vxdp.bpf.verifier.tnum import U64, Tnum
 
 NEGATE: dict[int, int] = {
     JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
@@ -195,24 +195,49 @@ def alu(op: int, dst: Scalar, src: Scalar, bits: int, *, signed_op: bool = False
     return out if out is not None else Scalar.unknown()
 
 
+def _swap(v: int, width: int) -> int:
+    return int.from_bytes((v & ((1 << width) - 1)).to_bytes(width // 8, "little"), "big")
+
+
 def bswap(value: Scalar, width: int, to_be: bool, alu64: bool) -> Scalar:
-    """BPF_END: byte swap (or truncation) of a constant; anything else becomes unknown
-    within the width."""
+    """BPF_END (the kernel's scalar_byte_swap): a swap (to_be on this little-endian
+    machine, and every ALU64 bswap) swaps the tnum's bytes and derives the bounds from it;
+    to_le only truncates, keeping the bounds of a value that fits."""
+    if to_be or alu64:
+        t = value.var_off
+        s = Scalar(Tnum(_swap(t.value, width), _swap(t.mask, width))).sync()
+        return s if s is not None else Scalar.unsigned(width // 8)
+    return value.cast(width // 8)
+
+
+def _sx(x: int, bits: int) -> int:
+    """The low `bits` bits of x as a signed number."""
+    x &= (1 << bits) - 1
+    return x - (1 << bits) if x >> (bits - 1) else x
+
+
+def sext(value: Scalar, size: int) -> Scalar:
+    """Sign-extension of the low `size` bytes to 64 bits (coerce_reg_to_size_sx): the
+    bounds survive when every value has the same upper bits and one sign once extended."""
+    bits = size * 8
     if value.is_const:
-        v = value.value & ((1 << width) - 1)
-        if to_be or alu64:
-            v = int.from_bytes(v.to_bytes(width // 8, "little"), "big")
-        return Scalar.const(v)
-    return Scalar.unsigned(width // 8)
+        return Scalar.const(_sx(value.value, bits))
+    if value.smin >> bits == value.smax >> bits:
+        lo, hi = sorted((_sx(value.smin, bits), _sx(value.smax, bits)))
+        if (lo >= 0) == (hi >= 0):
+            s = Scalar(Tnum.range(lo & U64, hi & U64), lo & U64, hi & U64, lo, hi).sync()
+            if s is not None:
+                return s
+    return Scalar.signed(size)
 
 
 def movsx(value: Scalar, size_bits: int, alu64: bool) -> Scalar:
-    """MOVSX: sign-extend the low `size_bits` bits."""
-    if value.is_const:
-        v = _signed(value.value & ((1 << size_bits) - 1), size_bits)
-        return Scalar.const(v if alu64 else v & U32)
-    s = Scalar.signed(size_bits // 8)
-    return s if alu64 else s.zext32()
+    """MOVSX: sign-extend the low `size_bits` bits (to 64, or to 32 and zero-extended,
+    as coerce_subreg_to_size_sx)."""
+    if alu64:
+        return sext(value, size_bits // 8)
+    low = sext(value.zext32(), size_bits // 8)
+    return low.zext32()
 
 
 # -- comparisons -------------------------------------------------------------------------

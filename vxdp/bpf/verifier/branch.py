@@ -45,11 +45,17 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
         if dreg.is_pointer and not env.allow_ptr_leaks and not _zero(sreg):
             raise Reject(f"R{insn.dst} pointer comparison prohibited")
     if dreg.is_scalar and sreg.is_scalar:
-        return _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
+        fall, jump = _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
+        if fall is None or jump is None:  # decided by the values: they matter
+            env.mark_precise(state, *([insn.dst] if src_regno is None
+                                      else [insn.dst, src_regno]))
+        return fall, jump
     if bits == 64 and op in (JmpOp.JEQ, JmpOp.JNE):
         nullable, other = (dreg, sreg) if dreg.is_pointer else (sreg, dreg)
         if other.is_scalar and _zero(other):
-            return _null_branch(state, op, nullable)
+            if src_regno is not None:  # a NULL check because that register is 0
+                env.mark_precise(state, insn.src if dreg.is_pointer else insn.dst)
+            return _null_branch(env, state, op, nullable)
     if dreg.is_pointer and sreg.is_pointer and bits == 64:
         return _pkt_branch(state, op, dreg, sreg)
     return state.copy(), state
@@ -90,25 +96,27 @@ def _refined(state: State, op: int, dst: int, src: int | None, dreg: Reg, sreg: 
 
 def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
     """Give the refined value to the register and to every copy sharing its id."""
-    state.regs[regno] = replace(old, var=value)
+    state.regs[regno] = old.with_var(value)
     if old.id:
-        state.map_regs(lambda r: replace(r, var=value)
+        state.map_regs(lambda r: r.with_var(value)
                        if r.type is T.SCALAR and r.id == old.id else None)
 
 
-def _null_branch(state: State, op: int, ptr: Reg) -> Outcome:
+def _null_branch(env: Env, state: State, op: int, ptr: Reg) -> Outcome:
     if not ptr.maybe_null:
         # a valid pointer is never NULL: `== 0` never jumps, `!= 0` always does
         return (state, None) if op == JmpOp.JEQ else (None, state)
     other = state.copy()
     is_null_side, non_null_side = (other, state) if op == JmpOp.JEQ else (state, other)
     mark_ptr_or_null(is_null_side, ptr.id, True)
-    mark_ptr_or_null(non_null_side, ptr.id, False)
+    mark_ptr_or_null(non_null_side, ptr.id, False, env.xsk_maps)
     return state, other
 
 
-def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool) -> None:
-    """Every copy of the nullable pointer `ptr_id` becomes 0 or a valid pointer."""
+def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool,
+                     xsk_maps: frozenset[int] = frozenset()) -> None:
+    """Every copy of the nullable pointer `ptr_id` becomes 0 or a valid pointer (an
+    `xdp_sock` for a lookup in one of the XSKMAPs `xsk_maps`, as the kernel)."""
     ref = 0
 
     def fix(r: Reg) -> Reg | None:
@@ -118,6 +126,8 @@ def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool) -> None:
         if is_null:
             ref = r.ref or ref
             return const(0)
+        if r.type is T.MAP_VALUE and r.map in xsk_maps:  # the socket itself
+            return replace(r, type=T.XDP_SOCK, maybe_null=False, id=0)
         return replace(r, maybe_null=False, id=0)
 
     state.map_regs(fix)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vxdp.bpf.helpers import HELPERS
+from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
     AtomicOp,
     Cls,
@@ -24,6 +24,7 @@ from vxdp.bpf.isa import (
     is_jump,
     is_ldimm64,
     is_pseudo_call,
+    is_pseudo_func,
     is_unconditional_jump,
     iter_insns,
     jump_target,
@@ -47,15 +48,35 @@ def successors(insns: Sequence[Insn], pc: int) -> list[int]:
     return [pc + step]
 
 
-def structural_problem(insns: Sequence[Insn], privileged: bool) -> tuple[int, str] | None:
+class Flow:
+    """The control flow of a program, computed once for every analysis before the walk:
+    the instruction pcs, each one's successors, the functions' entries and which function
+    holds each pc."""
+
+    def __init__(self, insns: Sequence[Insn]) -> None:
+        self.insns = insns
+        self.pcs = list(iter_insns(insns))
+        self.succ = {pc: successors(insns, pc) for pc in self.pcs}
+        self.starts = subprog_starts(insns)
+        self.func_of: dict[int, int] = {}
+        k = 0
+        for pc in self.pcs:
+            while k + 1 < len(self.starts) and self.starts[k + 1] <= pc:
+                k += 1
+            self.func_of[pc] = self.starts[k]
+
+
+def structural_problem(insns: Sequence[Insn], privileged: bool,
+                       flow: Flow | None = None) -> tuple[int, str] | None:
     """The first structural reason to reject, as (pc, message); None when sound."""
     for p in problems(insns):
         return p.pc, p.message
+    flow = flow or Flow(insns)
     reached: set[int] = set()
     starts = [0]
     callees = set()
-    for pc in iter_insns(insns):
-        if is_pseudo_call(insns[pc]):
+    for pc in flow.pcs:
+        if is_pseudo_call(insns[pc]) or is_pseudo_func(insns[pc]):
             callees.add(pc + insns[pc].imm + 1)
     starts.extend(sorted(callees))
     for start in starts:
@@ -67,7 +88,7 @@ def structural_problem(insns: Sequence[Insn], privileged: bool) -> tuple[int, st
         colour[start] = 1
         while stack:
             pc, i = stack.pop()
-            succ = successors(insns, pc)
+            succ = flow.succ[pc]
             if i < len(succ):
                 stack.append((pc, i + 1))
                 nxt = succ[i]
@@ -80,17 +101,18 @@ def structural_problem(insns: Sequence[Insn], privileged: bool) -> tuple[int, st
             else:
                 colour[pc] = 2
         reached.update(colour)
-    for pc in iter_insns(insns):
+    for pc in flow.pcs:
         if pc not in reached:
             return pc, f"unreachable insn {pc}"
     return None
 
 
-def prune_points(insns: Sequence[Insn]) -> set[int]:
+def prune_points(insns: Sequence[Insn], flow: Flow | None = None) -> set[int]:
     """Jump targets, both sides of conditional jumps, function entries, and the
     instructions after calls: where explored states are kept and compared."""
-    points = set(subprog_starts(insns))
-    for pc in iter_insns(insns):
+    flow = flow or Flow(insns)
+    points = set(flow.starts)
+    for pc in flow.pcs:
         insn = insns[pc]
         if is_jump(insn):
             target = jump_target(insn, pc)
@@ -100,6 +122,8 @@ def prune_points(insns: Sequence[Insn]) -> set[int]:
                 points.add(pc + 1)
         elif insn.opcode == 0x85:
             points.add(pc + 1)
+            if is_helper_call(insn) and insn.imm in CALLBACK_HELPER_IDS:
+                points.add(pc)  # a callback comes back here: where its loop converges
     return points
 
 
@@ -141,12 +165,13 @@ def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
     return ({insn.dst, insn.src} if x else {insn.dst}), set()
 
 
-def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
+def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
     """Registers live on entry to each instruction (backward data flow to a fixpoint).
 
     Each frame has its own registers, so an exit reads only R0 (the caller's R6-R9 live
     in the caller's frame, which pruning compares whole)."""
-    pcs = list(iter_insns(insns))
+    flow = flow or Flow(insns)
+    pcs = flow.pcs
     live_in: dict[int, frozenset[int]] = {pc: frozenset() for pc in pcs}
     info = {pc: _uses_defs(insns[pc]) for pc in pcs}
     changed = True
@@ -158,7 +183,7 @@ def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
                 new = frozenset({0})
             else:
                 out: set[int] = set()
-                for s in successors(insns, pc):
+                for s in flow.succ[pc]:
                     out |= live_in.get(s, frozenset())
                 new = frozenset((out - defs) | uses)
             if new != live_in[pc]:
@@ -166,3 +191,28 @@ def live_regs(insns: Sequence[Insn]) -> dict[int, frozenset[int]]:
                 changed = True
     return live_in
 
+
+
+def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
+                          flow: Flow | None = None) -> frozenset[int]:
+    """Entry pcs of the functions that may move the packet: those calling one of `helpers`
+    and, transitively, their callers (a call of a global function invalidates the caller's
+    packet pointers when its callee's may, as the kernel's changes_pkt_data)."""
+    flow = flow or Flow(insns)
+    calls: dict[int, set[int]] = {s: set() for s in flow.starts}
+    changing: set[int] = set()
+    for pc in flow.pcs:
+        func = flow.func_of[pc]
+        insn = insns[pc]
+        if is_helper_call(insn) and insn.imm in helpers:
+            changing.add(func)
+        elif is_pseudo_call(insn) or is_pseudo_func(insn):
+            calls[func].add(pc + insn.imm + 1)
+    grew = True
+    while grew:
+        grew = False
+        for func, callees in calls.items():
+            if func not in changing and callees & changing:
+                changing.add(func)
+                grew = True
+    return frozenset(changing)

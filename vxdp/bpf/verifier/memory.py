@@ -15,6 +15,7 @@ from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
     BPF_MAX_VAR_OFF,
     NUM_SLOTS,
+    SIZED_MEM_TYPES,
     SLOT,
     STACK_SIZE,
     B,
@@ -90,14 +91,20 @@ def check_packet(reg: Reg, regno: int, off: int, size: int, zero_ok: bool = Fals
                      + f"\nR{regno} offset is outside of the packet")
 
 
-def check_alignment(reg: Reg, insn_off: int, size: int) -> None:
-    """Only stack accesses must be aligned (x86 has efficient unaligned access)."""
-    if reg.type is not T.STACK:
+_ALIGN_DESC = {T.STACK: "stack ", T.MAP_VALUE: "value ", T.CTX: "context "}
+
+
+def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) -> None:
+    """check_ptr_alignment: stack accesses must be aligned (x86 has efficient unaligned
+    access, so others need not), every access when `strict` (atomics, as the kernel's
+    strict_alignment_once); single bytes always are."""
+    if size == 1 or not (strict or reg.type is T.STACK):
         return
     t = reg.var.var_off.add(reg.var.var_off.const(reg.off + insn_off))
     if not t.is_aligned(size):
         var = str(to_s64(reg.var.value)) if reg.var.is_const else str(reg.var.var_off)
-        raise Reject(f"misaligned stack access off {var}+{reg.off}+{insn_off} size {size}")
+        raise Reject(f"misaligned {_ALIGN_DESC.get(reg.type, '')}access off "
+                     f"{var}+{reg.off}+{insn_off} size {size}")
 
 
 # -- the context -----------------------------------------------------------------------
@@ -187,8 +194,9 @@ def _write_bytes(state: State, frame: int, lo: int, hi: int, kind: B) -> None:
 
 
 def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: int,
-                value: Reg | None, imm: int | None) -> None:
-    """A store of `value` (a register) or `imm` (BPF_ST) through a stack pointer."""
+                value: Reg | None, imm: int | None, value_regno: int = -1) -> None:
+    """A store of `value` (register `value_regno`) or `imm` (BPF_ST) through a stack
+    pointer.  A spill records its slot for precision backtracking (`env.aux`)."""
     lo, hi = _stack_bounds(env, reg, regno, off, size, WRITE)
     frame = reg.frame
     if value is not None and value.type is T.STACK and frame != len(state.frames) - 1:
@@ -208,14 +216,18 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
             raise Reject("invalid size of register spill")
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
         f.written |= 1 << si
+        env.aux = (frame, si)
         return
     if value is None:
         value = const(imm if imm is not None else 0)
     if size == SLOT:
         f.stack[si] = Slot((B.SPILL,) * SLOT, value)
         f.written |= 1 << si
+        env.aux = (frame, si)
         return
     is_zero = value.var.is_const and value.var.value & ((1 << (size * 8)) - 1) == 0
+    if is_zero and value_regno >= 0:
+        env.mark_precise(state, value_regno)  # zero bytes stand for this register's value
     _write_bytes(state, frame, lo, hi, B.ZERO if is_zero else B.MISC)
     if bi == 0 and (value.var.is_const or value.var.umax < (1 << (size * 8))):
         # a narrow spill of a scalar that fits keeps its value for a fill of the same size,
@@ -226,6 +238,7 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
             kinds[i] = B.SPILL
         narrow = replace(value, var=value.var.cast(size), id=0)
         f.stack[si] = Slot(tuple(kinds), narrow)
+        env.aux = (frame, si)
 
 
 def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int) -> Reg:
@@ -247,9 +260,16 @@ def stack_read(env: Env, state: State, reg: Reg, regno: int, off: int, size: int
             if s.spilled.is_pointer:
                 if size != SLOT:
                     raise Reject("invalid size of register fill")
+                env.aux = (frame, si)
                 return s.spilled
             if bi == spill_lo and size == spill_len:
+                env.aux = (frame, si)  # a fill: the value is the spilled register's
                 return s.spilled
+            if bi == spill_lo == 0 and size < spill_len:
+                # a narrow fill from the start of a wider spill keeps what the value's low
+                # bytes can be (the kernel's bpf_stack_narrow_access_ok and coercion)
+                env.aux = (frame, si)
+                return scalar(s.spilled.var.cast(size))
     zero = all(k is B.ZERO for k in s.bytes[bi:bi + size])
     check_stack_initialized(env, state, frame, lo, hi, regno, READ)
     return const(0) if zero else scalar()
@@ -269,6 +289,7 @@ def stack_const(env: Env, state: State, reg: Reg, size: int) -> int | None:
     sp = s.spilled
     if sp is not None and sp.is_scalar and sp.var.is_const and all(k is B.SPILL for k in kinds):
         start = s.bytes.index(B.SPILL)
+        env.mark_slot_precise(reg.frame, si)  # the decision rests on this constant
         return (sp.var.value >> ((bi - start) * 8)) & ((1 << (size * 8)) - 1)
     return None
 
@@ -294,11 +315,12 @@ def check_stack_initialized(env: Env, state: State, frame: int, lo: int, hi: int
 
 
 def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
-                        write: bool, zero_ok: bool) -> None:
-    """A helper reads (or, for uninit-mem arguments, writes) `size` bytes of stack."""
+                        write: bool, zero_ok: bool, kind: str = HELPER) -> None:
+    """A helper reads (or, for uninit-mem arguments, writes) `size` bytes of stack
+    (`kind` words the bounds message: a global function's argument is a read or a write)."""
     if size == 0 and zero_ok:
         return
-    lo, hi = _stack_bounds(env, reg, regno, reg.off, size, HELPER)
+    lo, hi = _stack_bounds(env, reg, regno, reg.off, size, kind)
     _touch(env, state, reg.frame, lo)
     if write:
         _write_bytes(state, reg.frame, lo, hi, B.MISC)
@@ -311,16 +333,16 @@ def stack_helper_access(env: Env, state: State, reg: Reg, regno: int, size: int,
 
 
 def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: str,
-           value: Reg | None = None, imm: int | None = None, value_regno: int = -1
-           ) -> Reg | None:
+           value: Reg | None = None, imm: int | None = None, value_regno: int = -1,
+           strict: bool = False) -> Reg | None:
     """check_mem_access for a load (returns the loaded register) or a store of `value`
-    (held in `value_regno`) or `imm`."""
+    (held in `value_regno`) or `imm`; `strict` for atomics, which must be aligned."""
     reg = state.regs[regno]
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")
     if reg.maybe_null or reg.type in (T.SCALAR, T.PACKET_END, T.MAP_PTR):
         raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
-    check_alignment(reg, insn_off, size)
+    check_alignment(reg, insn_off, size, strict)
     off = reg.off + insn_off
     leak = kind == WRITE and value is not None and value.is_pointer and not env.allow_ptr_leaks
     if reg.type is T.MAP_VALUE:
@@ -343,15 +365,22 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         if kind == WRITE and value is None:
             check_ctx_ptr(reg, regno)
         return ctx_access(reg, regno, insn_off, size, kind)
-    if reg.type is T.RINGBUF_MEM:
+    if reg.type in SIZED_MEM_TYPES:
         if leak:
             raise Reject(f"R{value_regno} leaks addr into mem")
         check_region(reg, regno, off, size, reg.mem_size)
         return scalar(Scalar.unsigned(size)) if kind == READ else None
+    if reg.type is T.XDP_SOCK:
+        # bpf_xdp_sock_is_valid_access: only the u32 queue_id, read whole
+        if kind != READ:
+            raise Reject(f"R{regno} cannot write into {reg.type_name()}")
+        if off != 0 or size != 4 or not reg.var.is_const or reg.var.value:
+            raise Reject(f"R{regno} invalid {reg.type_name()} access off={off} size={size}")
+        return scalar(Scalar.unsigned(4))
     if reg.type is T.STACK:
         if kind == READ:
             return stack_read(env, state, reg, regno, reg.off + insn_off, size)
-        stack_write(env, state, reg, regno, reg.off + insn_off, size, value, imm)
+        stack_write(env, state, reg, regno, reg.off + insn_off, size, value, imm, value_regno)
         return None
     raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
 

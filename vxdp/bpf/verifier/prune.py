@@ -13,7 +13,7 @@ back to a state it has already been in) and as a fast path for pruning.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 
 from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
 
@@ -40,12 +40,16 @@ class _IdMap:
         return seen == cur
 
 
-def regsafe(old: Reg, cur: Reg, ids: _IdMap) -> bool:
+def regsafe(old: Reg, cur: Reg, ids: _IdMap, precise: bool = True) -> bool:
+    """`precise` False: no path from `old` depended on this scalar's value, so any
+    scalar will do (the kernel's regsafe for a scalar without its precise mark)."""
     if old.type is T.NOT_INIT:
         return True
     if old.type is not cur.type:
         return False
     if old.type is T.SCALAR:
+        if not precise:
+            return True
         return old.var.includes(cur.var) and ids.check(old.id, cur.id)
     if (old.off != cur.off or old.map != cur.map or old.maybe_null != cur.maybe_null
             or old.frame != cur.frame or old.mem_size != cur.mem_size):
@@ -59,9 +63,16 @@ def regsafe(old: Reg, cur: Reg, ids: _IdMap) -> bool:
     return ids.check(old.ref, cur.ref)
 
 
-def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool) -> bool:
+_SCALAR_BYTES = {B.SPILL: B.MISC}
+
+
+def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool, precise: bool = True
+               ) -> bool:
     if old == cur:
         return True
+    if old.spilled is not None and old.spilled.is_scalar and not precise:
+        # a spilled scalar nothing depended on: any data will do
+        old = Slot(tuple(_SCALAR_BYTES.get(b, b) for b in old.bytes))
     if old.spilled is not None:
         if cur.spilled is None or old.bytes != cur.bytes:
             if old.spilled.is_scalar and old.spilled.var.var_off.is_unknown and \
@@ -91,24 +102,33 @@ def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool) -> bool:
 
 
 def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = True,
-             live_slots: int = -1) -> bool:
+             live_slots: int = -1, precise: Collection[tuple[int, int]] | None = None,
+             precise_slots: Collection[tuple[int, int]] | None = None) -> bool:
+    """`precise`/`precise_slots`: the (frame, regno) and (frame, slot) scalars of `old`
+    some path depended on (None: all of them)."""
     if len(old.frames) != len(cur.frames) or len(old.refs) != len(cur.refs):
         return False
     ids = _IdMap()
     last = len(old.frames) - 1
     for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
-        if fo.callsite != fc.callsite:
+        if fo.callsite != fc.callsite or fo.in_callback != fc.in_callback:
             return False
         for regno in range(11):
             if fi == last and regno not in live and regno != 10:
                 continue
-            if not regsafe(fo.regs[regno], fc.regs[regno], ids):
+            ro, rc = fo.regs[regno], fc.regs[regno]
+            if ro is rc and not ro.id and not ro.ref:
+                continue  # the same register (states share them): safe, no id to map
+            if not regsafe(ro, rc, ids, precise is None or (fi, regno) in precise):
                 return False
         for si in fo.stack.keys() | fc.stack.keys():
             if fi == last and not live_slots >> si & 1:
                 continue  # no path from here reads this slot of the current frame
-            if not _slot_safe(fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT), ids,
-                              uninit_ok):
+            so, sc = fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT)
+            if so is sc and (so.spilled is None or not (so.spilled.id or so.spilled.ref)):
+                continue
+            if not _slot_safe(so, sc, ids, uninit_ok,
+                              precise_slots is None or (fi, si) in precise_slots):
                 return False
     return True
 
@@ -133,7 +153,9 @@ def state_key(state: State) -> Hashable:
     round is not recognised here, and runs into the complexity limit instead)."""
     out: list[object] = []
     for f in state.frames:
-        out.append(f.callsite)
+        # a callback's rounds differ in how many ran before: the same state again in a
+        # later round is the loop going on, not an infinite loop
+        out.append((f.callsite, f.in_callback, f.callback_depth))
         out.append(tuple(f.regs))
         if f.stack:
             out.append(tuple(sorted(f.stack.items())))

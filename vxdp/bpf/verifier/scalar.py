@@ -13,7 +13,7 @@ halves with one width-generic routine, as the kernel does for its 32- and 64-bit
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vxdp.bpf.verifier.tnum import U32, U64, Tnum
 
@@ -85,6 +85,16 @@ class Scalar:
     u32_max: int = U32
     s32_min: int = S32_MIN
     s32_max: int = S32_MAX
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # states are hashed whole (exact-state keys, memoised ALU): compute once
+        h = self._hash
+        if not h:
+            h = hash((self.var_off.value, self.var_off.mask, self.umin, self.umax, self.smin,
+                      self.smax, self.u32_min, self.u32_max, self.s32_min, self.s32_max)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     # -- constructors -------------------------------------------------------------------
 

@@ -33,10 +33,8 @@ from vxdp.bpf.isa import (
     Src,
     is_exit,
     is_helper_call,
-    iter_insns,
-    subprog_starts,
 )
-from vxdp.bpf.verifier.cfg import successors
+from vxdp.bpf.verifier.cfg import Flow
 
 ALL = (1 << 64) - 1
 ANY = "any"  # an address in the frame at an unknown offset
@@ -47,10 +45,10 @@ Regs = tuple[Val, ...]
 def _slots(lo: int, hi: int) -> int:
     """The slots holding any byte of [lo, hi) (negative offsets from fp)."""
     lo, hi = max(lo, -512), min(hi, 0)
-    mask = 0
-    for b in range(lo, hi):
-        mask |= 1 << ((-b - 1) // 8)
-    return mask
+    if lo >= hi:
+        return 0
+    first, last = (-hi) // 8, (-lo - 1) // 8  # slot of byte hi - 1, slot of byte lo
+    return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
 
 
 def _join(a: Val, b: Val) -> Val:
@@ -121,17 +119,14 @@ def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
     return 0, 0
 
 
-def live_slots(insns: Sequence[Insn]) -> dict[int, int]:
+def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int]:
     """For each instruction, the bitmask of the function's own stack slots that may be
     read from there on (ALL where we cannot tell)."""
-    pcs = list(iter_insns(insns))
-    starts = subprog_starts(insns)
+    flow = flow or Flow(insns)
+    pcs, starts, func_of = flow.pcs, flow.starts, flow.func_of
     entry_regs: Regs = (None,) * 10 + (0,)
     regs_in: dict[int, Regs] = {}
     escaped: set[int] = set()  # functions whose frame address escaped
-    func_of = {}
-    for pc in pcs:
-        func_of[pc] = max(s for s in starts if s <= pc)
     work = list(starts)
     for s in starts:
         regs_in[s] = entry_regs
@@ -143,7 +138,7 @@ def live_slots(insns: Sequence[Insn]) -> dict[int, int]:
         if after is None:
             escaped.add(func_of[pc])
             continue
-        for nxt in successors(insns, pc):
+        for nxt in flow.succ[pc]:
             before = regs_in.get(nxt)
             joined = after if before is None else tuple(
                 _join(a, b) for a, b in zip(before, after))
@@ -165,7 +160,7 @@ def live_slots(insns: Sequence[Insn]) -> dict[int, int]:
             gen, kill = info[pc]
             out = 0
             if not is_exit(insns[pc]):
-                for s in successors(insns, pc):
+                for s in flow.succ[pc]:
                     out |= live.get(s, ALL)
             new = (out & ~kill) | gen
             if func_of[pc] in escaped:

@@ -18,13 +18,15 @@ check refuses, with the kernel's wording (the analyzer turns it into a report en
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
 from vxdp.bpf.profiles import Profile
-from vxdp.bpf.program import MapSpec, Program
+from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.bpf.verifier.scalar import Scalar
 
 STACK_SIZE = 512
@@ -47,11 +49,15 @@ class T(Enum):
     PACKET_META = "pkt_meta"
     PACKET_END = "pkt_end"
     RINGBUF_MEM = "ringbuf_mem"
+    MEM = "mem"  # a global function's pointer argument (PTR_TO_MEM of its BTF size)
+    XDP_SOCK = "xdp_sock"  # an XSKMAP lookup, NULL-checked: struct bpf_xdp_sock
+    FUNC = "func"  # a function's address (a callback); `off` is its entry pc
 
     __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
 
 
 PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
+SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
 
 
@@ -67,13 +73,27 @@ class Reg:
     map: int = -1  # index into Program.maps
     range: int = 0  # packet pointers: bytes known in bounds from (base + var)
     maybe_null: bool = False
-    mem_size: int = 0  # ring-buffer memory
+    mem_size: int = 0  # ring-buffer and global-argument memory
     ref: int = 0  # reference id a release helper must get back
     frame: int = 0  # stack pointers: the frame they point into
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash((self.type, self.var, self.off, self.id, self.map, self.range,
+                      self.maybe_null, self.mem_size, self.ref, self.frame)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @property
     def is_pointer(self) -> bool:
         return self.type in POINTER_TYPES
+
+    def with_var(self, var: Scalar) -> Reg:
+        """This register with another value (variable part): dataclasses.replace, fast."""
+        return Reg(self.type, var, self.off, self.id, self.map, self.range, self.maybe_null,
+                   self.mem_size, self.ref, self.frame)
 
     @property
     def is_scalar(self) -> bool:
@@ -114,6 +134,8 @@ class Reg:
             parts.append(f"r={self.range}")
         if self.type is T.RINGBUF_MEM:
             parts.append(f"mem_size={self.mem_size}")
+        elif self.type is T.MEM:
+            parts.append(f"sz={self.mem_size}")
         if not self.var.is_const or self.var.value:
             parts.append(self.var.fields())
         return f"{self.type_name()}({','.join(p for p in parts if p)})"
@@ -151,6 +173,14 @@ class Slot:
 
     bytes: tuple[B, ...] = (B.INVALID,) * SLOT
     spilled: Reg | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash((self.bytes, self.spilled)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def __str__(self) -> str:
         return self.text(())
@@ -172,10 +202,12 @@ class Frame:
     subprog: int = 0  # entry pc of the function this frame runs
     depth: int = 0  # deepest stack byte touched, as a positive number
     written: int = 0  # slots overwritten whole since the path's last checkpoint
+    in_callback: bool = False  # a callback's frame: its exit goes back to the helper call
+    callback_depth: int = 0  # callbacks this frame's helper call has run on this path
 
     def copy(self) -> Frame:
         return Frame(list(self.regs), dict(self.stack), self.callsite, self.subprog,
-                     self.depth, self.written)
+                     self.depth, self.written, self.in_callback, self.callback_depth)
 
     def slot(self, index: int) -> Slot:
         return self.stack.get(index, EMPTY_SLOT)
@@ -256,6 +288,31 @@ class Env:
     frames_alive: int = 1  # call frames of the current state (stack pointers beyond: stale)
     # told of every stack read (frame index, slot mask): the analyzer's read marks
     read_hook: Callable[[State, int, int], None] | None = None
+    # global functions (entry pc -> BTF prototype): verified on their own, after main
+    global_funcs: dict[int, FuncProto] = field(default_factory=dict)
+    called_globals: set[int] = field(default_factory=set)
+    changes_pkt_data: frozenset[int] = frozenset()  # functions that may move the packet
+    note_hook: Callable[[str], None] | None = None  # a line for the log (level 1)
+    # told which scalars (frame, regno) and spilled slots (frame, slot) a decision needed
+    precise_hook: Callable[[set[tuple[int, int]], set[tuple[int, int]]], None] | None = None
+    aux: object = None  # what the instruction being checked records for backtracking
+
+    def mark_precise(self, state: State, *regnos: int) -> None:
+        """The verdict depends on these registers' values (scalars only): mark_chain_precision."""
+        if self.precise_hook is None:
+            return
+        f = len(state.frames) - 1
+        regs = {(f, r) for r in regnos if state.regs[r].is_scalar}
+        if regs:
+            self.precise_hook(regs, set())
+
+    def mark_slot_precise(self, frame: int, slot: int) -> None:
+        if self.precise_hook is not None:
+            self.precise_hook(set(), {(frame, slot)})
+
+    def note(self, line: str) -> None:
+        if self.note_hook is not None:
+            self.note_hook(line)
 
     def mark_read(self, state: State, frame: int, lo: int, hi: int) -> None:
         """Bytes [lo, hi) of a frame's stack were read (negative offsets)."""
@@ -270,7 +327,31 @@ class Env:
         return self.next_id
 
     def map_spec(self, index: int) -> MapSpec:
-        return self.program.maps[index]
+        """The program's map `index`; past them, the inner-map templates of its
+        map-in-maps (what a lookup in one gives: `inner_map`)."""
+        maps = self.program.maps
+        if index < len(maps):
+            return maps[index]
+        return self._inner_specs[index - len(maps)]
+
+    @functools.cached_property
+    def _inner_specs(self) -> list[MapSpec]:
+        return [m.inner for m in self.program.maps if m.inner is not None]
+
+    @functools.cached_property
+    def inner_map(self) -> dict[int, int]:
+        """Map-in-map index -> the map index standing for its inner maps."""
+        out: dict[int, int] = {}
+        for i, m in enumerate(self.program.maps):
+            if m.inner is not None:
+                out[i] = len(self.program.maps) + len(out)
+        return out
+
+    @functools.cached_property
+    def xsk_maps(self) -> frozenset[int]:
+        """Indices of the program's XSKMAPs (a lookup in one gives an xdp_sock)."""
+        return frozenset(i for i, m in enumerate(self.program.maps)
+                         if m.type is MapType.XSKMAP)
 
     @property
     def allow_ptr_leaks(self) -> bool:

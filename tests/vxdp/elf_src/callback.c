@@ -1,4 +1,4 @@
-// A callback passed to bpf_loop(): a function pointer (BPF_PSEUDO_FUNC), not supported.
+// A callback passed to bpf_loop(): a function pointer, loaded as BPF_PSEUDO_FUNC.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
