@@ -42,6 +42,7 @@
 
 #include "vm_int.h"
 #include "vring_int.h"
+#include "datapath_int.h"
 
 #define XDP_ABORTED 0
 #define XDP_DROP 1
@@ -78,13 +79,6 @@
 
 /* ---------------------------------------------------------------- XDP runs */
 
-struct dp_xdp {
-    struct vxdp_prog *prog;
-    struct vxdp_env *env;
-    struct vxdp_run *run;
-    uint8_t *frame;
-    char fault[VXDP_ERRBUF_SIZE];
-};
 
 static int xdp_attach(struct dp_xdp *x, struct vxdp_prog *prog, struct vxdp_env *env,
                       char *err, size_t errlen)
@@ -189,7 +183,7 @@ static size_t copy_fault(const struct dp_xdp *x, char *buf, size_t cap)
 
 /* ---------------------------------------------------------------- bursts */
 
-static int burst_check(const struct vxdp_burst *b, bool out, const char *what, char *err,
+int dp_burst_check(const struct vxdp_burst *b, bool out, const char *what, char *err,
                        size_t errlen)
 {
     if (!b || (!b->buf && b->cap) || !b->len)
@@ -212,7 +206,7 @@ static int burst_check(const struct vxdp_burst *b, bool out, const char *what, c
     return 0;
 }
 
-static bool burst_put(struct vxdp_burst *b, const uint8_t *data, uint32_t len)
+bool dp_burst_put(struct vxdp_burst *b, const uint8_t *data, uint32_t len)
 {
     if (b->count >= b->max || len > b->cap - b->used)
         return false;
@@ -234,42 +228,6 @@ static uint32_t hdr_len_of(uint64_t features)
 
 /* ---------------------------------------------------------------- host switch and ports */
 
-struct vxdp_switch {
-    uint32_t wire_ifindex;
-    uint32_t refs;
-    uint32_t nports;
-    struct vxdp_port *ports[VXDP_SWITCH_MAX_PORTS];
-};
-
-struct rx_seg {
-    uint8_t *p;
-    uint32_t len;
-};
-
-struct vxdp_port {
-    struct vxdp_switch *sw;
-    uint32_t ifindex;
-    struct vxdp_vq *rx, *tx;
-    uint64_t features;
-    uint32_t hdr_len, mtu;
-    bool mrg;
-    struct dp_xdp xdp;              /* the host-attached program */
-    struct dp_xdp offload;          /* the program the guest offloaded */
-    struct vxdp_port_stats st;
-    /* rx chains taken for a frame: held over to the next one when they were too few */
-    uint32_t held, nseg;
-    uint64_t room;
-    uint16_t head[VXDP_RX_MAX_BUFS];
-    uint64_t cap[VXDP_RX_MAX_BUFS];
-    uint32_t written[VXDP_RX_MAX_BUFS];
-    uint32_t segs_of[VXDP_RX_MAX_BUFS];   /* writable segments of each held chain */
-    struct rx_seg seg[VXDP_RX_MAX_SEGS];
-    /* tx chains completed in this burst */
-    uint16_t tx_head[VXDP_BURST_MAX];
-    uint32_t tx_len[VXDP_BURST_MAX];
-    uint8_t tx_hdr[HDR_MAX];
-};
-
 int vxdp_switch_new(struct vxdp_switch **out, uint32_t wire_ifindex, char *err, size_t errlen)
 {
     struct vxdp_switch *sw = calloc(1, sizeof(*sw));
@@ -286,15 +244,17 @@ int vxdp_switch_new(struct vxdp_switch **out, uint32_t wire_ifindex, char *err, 
     return 0;
 }
 
-static void switch_put(struct vxdp_switch *sw)
+void dp_switch_release(struct vxdp_switch *sw)
 {
-    if (sw && --sw->refs == 0)
+    if (sw && --sw->refs == 0) {
+        free(sw->stage);
         free(sw);
+    }
 }
 
-void vxdp_switch_free(struct vxdp_switch *sw) { switch_put(sw); }
+void vxdp_switch_free(struct vxdp_switch *sw) { dp_switch_release(sw); }
 
-static struct vxdp_port *switch_find(const struct vxdp_switch *sw, uint32_t ifindex)
+struct vxdp_port *dp_switch_find(const struct vxdp_switch *sw, uint32_t ifindex)
 {
     for (uint32_t i = 0; i < sw->nports; i++)
         if (sw->ports[i]->ifindex == ifindex)
@@ -311,7 +271,7 @@ int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifind
     *out = NULL;
     if (!sw)
         return vxdp_errf(err, errlen, -EINVAL, "a port needs a switch");
-    if (ifindex == 0 || ifindex == sw->wire_ifindex || switch_find(sw, ifindex))
+    if (ifindex == 0 || ifindex == sw->wire_ifindex || dp_switch_find(sw, ifindex))
         return vxdp_errf(err, errlen, -EEXIST, "ifindex %u is 0, the wire's or taken",
                          ifindex);
     if (sw->nports == VXDP_SWITCH_MAX_PORTS)
@@ -348,7 +308,8 @@ void vxdp_port_free(struct vxdp_port *p)
             break;
         }
     }
-    switch_put(sw);
+    dp_switch_forget(sw, p);
+    dp_switch_release(sw);
     xdp_free(&p->xdp);
     xdp_free(&p->offload);
     free(p);
@@ -560,7 +521,7 @@ static void deliver(struct vxdp_port *p, const uint8_t *frame, uint32_t len)
 static void to_wire(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t *data,
                     uint32_t len)
 {
-    if (!burst_put(wire, data, len)) {
+    if (!dp_burst_put(wire, data, len)) {
         p->st.drop_wire_full++;
         return;
     }
@@ -612,7 +573,7 @@ static void guest_in(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t
             to_wire(p, wire, data, dlen);
         } else if (target == (int64_t)p->ifindex) {
             deliver(p, data, dlen);   /* out of its own device: into the guest */
-        } else if (!hop && target > 0 && (to = switch_find(p->sw, (uint32_t)target))) {
+        } else if (!hop && target > 0 && (to = dp_switch_find(p->sw, (uint32_t)target))) {
             to->st.redirect_in++;
             guest_in(to, wire, data, dlen, 1);
         } else {
@@ -631,15 +592,8 @@ static void guest_in(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t
     xdp_scrub(x);
 }
 
-int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
-                       struct vxdp_burst *wire, char *err, size_t errlen)
+void dp_rx_begin(struct vxdp_port *p)
 {
-    const uint8_t *pkt;
-    int rc;
-
-    if ((rc = burst_check(in, false, "rx", err, errlen)) ||
-        (rc = burst_check(wire, true, "wire", err, errlen)))
-        return rc;
     if (p->xdp.prog)
         xdp_burst_begin(&p->xdp, p->ifindex, 0);
     if (p->offload.prog)
@@ -647,75 +601,99 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
     /* While the ring holds buffers the driver need not kick: a kick per refill would
      * cost the guest a notification and this side a wake-up for nothing.  Kicks come
      * back on when take_chain finds the ring empty (virtio 1.3 §2.7.10). */
-    if (p->rx && p->rx->notifications && !p->rx->broken && in->count)
+    if (p->rx && p->rx->notifications && !p->rx->broken)
         vxdp_vq_disable_notifications(p->rx);
     if (p->rx)
         p->rx->defer_used = true;   /* used idx once, at the end of the burst */
-    pkt = in->buf;
-    for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++) {
-        uint32_t len = in->len[i], act, dlen;
-        uint8_t *data;
-        bool fault;
+}
 
-        p->st.rx_packets++;
-        p->st.rx_bytes += len;
-        if (len < VXDP_ETH_HLEN) {
-            p->st.drop_runt++;
-            continue;
-        }
-        if (!p->xdp.prog) {
-            if (len > VXDP_DP_MAX_FRAME)
-                p->st.drop_oversize++;
-            else
-                guest_in(p, wire, pkt, len, 0);
-            continue;
-        }
-        if (len > VXDP_XDP_MAX_DATA) {
-            /* larger than an XDP frame can hold: native XDP drops it */
-            p->st.drop_oversize++;
-            continue;
-        }
-        act = xdp_run(&p->xdp, pkt, len, &fault);
-        data = p->xdp.run->data;
-        dlen = (uint32_t)(p->xdp.run->data_end - data);
-        switch (act) {
-        case XDP_DROP:
-            p->st.xdp_drop++;
-            break;
-        case XDP_PASS:
-            p->st.xdp_pass++;
-            guest_in(p, wire, data, dlen, 0);
-            break;
-        case XDP_TX:
-            p->st.xdp_tx++;
-            to_wire(p, wire, data, dlen);
-            break;
-        case XDP_REDIRECT: {
-            int64_t target = p->xdp.run->redirect;
-            struct vxdp_port *to;
-            p->st.xdp_redirect++;
-            if (target == (int64_t)p->sw->wire_ifindex) {
-                to_wire(p, wire, data, dlen);
-            } else if (target > 0 && (to = switch_find(p->sw, (uint32_t)target))) {
-                to->st.redirect_in++;
-                guest_in(to, wire, data, dlen, to == p ? 0 : 1);
-            } else {
-                p->st.drop_redirect++;
-            }
-            break;
-        }
-        default:
-            if (fault)
-                p->st.xdp_fault++;
-            else if (act != XDP_ABORTED)
-                p->st.xdp_invalid++;
-            p->st.xdp_aborted++;
-            break;
-        }
-        xdp_scrub(&p->xdp);
+void dp_rx_frame(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t *pkt,
+                 uint32_t len)
+{
+    uint32_t act, dlen;
+    uint8_t *data;
+    bool fault;
+
+    p->st.rx_packets++;
+    p->st.rx_bytes += len;
+    if (len < VXDP_ETH_HLEN) {
+        p->st.drop_runt++;
+        return;
     }
+    if (!p->xdp.prog) {
+        if (len > VXDP_DP_MAX_FRAME)
+            p->st.drop_oversize++;
+        else
+            guest_in(p, wire, pkt, len, 0);
+        return;
+    }
+    if (len > VXDP_XDP_MAX_DATA) {
+        /* larger than an XDP frame can hold: native XDP drops it */
+        p->st.drop_oversize++;
+        return;
+    }
+    act = xdp_run(&p->xdp, pkt, len, &fault);
+    data = p->xdp.run->data;
+    dlen = (uint32_t)(p->xdp.run->data_end - data);
+    switch (act) {
+    case XDP_DROP:
+        p->st.xdp_drop++;
+        break;
+    case XDP_PASS:
+        p->st.xdp_pass++;
+        guest_in(p, wire, data, dlen, 0);
+        break;
+    case XDP_TX:
+        p->st.xdp_tx++;
+        to_wire(p, wire, data, dlen);
+        break;
+    case XDP_REDIRECT: {
+        int64_t target = p->xdp.run->redirect;
+        struct vxdp_port *to;
+        p->st.xdp_redirect++;
+        if (target == (int64_t)p->sw->wire_ifindex) {
+            to_wire(p, wire, data, dlen);
+        } else if (target > 0 && (to = dp_switch_find(p->sw, (uint32_t)target))) {
+            to->st.redirect_in++;
+            guest_in(to, wire, data, dlen, to == p ? 0 : 1);
+        } else {
+            p->st.drop_redirect++;
+        }
+        break;
+    }
+    default:
+        if (fault)
+            p->st.xdp_fault++;
+        else if (act != XDP_ABORTED)
+            p->st.xdp_invalid++;
+        p->st.xdp_aborted++;
+        break;
+    }
+    xdp_scrub(&p->xdp);
+}
+
+void dp_rx_end(struct vxdp_port *p)
+{
     if (p->rx)
         vxdp_vq_flush_used(p->rx);
+}
+
+int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
+                       struct vxdp_burst *wire, char *err, size_t errlen)
+{
+    const uint8_t *pkt;
+    int rc;
+
+    if ((rc = dp_burst_check(in, false, "rx", err, errlen)) ||
+        (rc = dp_burst_check(wire, true, "wire", err, errlen)))
+        return rc;
+    if (!in->count)
+        return 0;
+    dp_rx_begin(p);
+    pkt = in->buf;
+    for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++)
+        dp_rx_frame(p, wire, pkt, in->len[i]);
+    dp_rx_end(p);
     return (int)in->count;
 }
 
@@ -774,15 +752,12 @@ static void gather(const struct vxdp_vq *vq, uint64_t at, uint8_t *dst, uint64_t
     }
 }
 
-int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire,
-                       char *err, size_t errlen)
+int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
 {
     struct vxdp_vq *vq = p->tx;
     uint32_t done = 0, n = 0;
     int rc;
 
-    if ((rc = burst_check(wire, true, "wire", err, errlen)))
-        return rc;
     if (!vq || vq->broken)
         return 0;
     if (budget > VXDP_BURST_MAX)
@@ -798,10 +773,10 @@ int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *
             frame_len = vq->readable_len - p->hdr_len;
             gather(vq, 0, p->tx_hdr, p->hdr_len);
             if (frame_len > VXDP_DP_MAX_FRAME) {
-                p->st.drop_oversize++;
+                p->st.drop_tx_oversize++;
             } else if (frame_len > wire->cap - wire->used || wire->count >= wire->max) {
                 if (frame_len > wire->cap) {
-                    p->st.drop_oversize++;
+                    p->st.drop_tx_oversize++;
                 } else {
                     /* the wire is full: leave the chain for the next burst */
                     vxdp_vq_unpop(vq, &vq->head, 1);
@@ -833,6 +808,15 @@ int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *
     return (int)done;
 }
 
+int vxdp_port_tx_burst(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire,
+                       char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = dp_burst_check(wire, true, "wire", err, errlen)))
+        return rc;
+    return dp_tx_take(p, budget, wire);
+}
+
 /* Receive buffers posted and not taken, as the driver's avail idx says now (read afresh):
  * one buffer a frame, less for frames that span several.  -1 without a receive queue or
  * with a broken one. */
@@ -858,6 +842,19 @@ int vxdp_port_irq(struct vxdp_port *p)
         }
     }
     return mask;
+}
+
+uint32_t dp_port_collect(struct vxdp_port *p)
+{
+    uint32_t broken = 0;
+    p->events |= (uint32_t)vxdp_port_irq(p);   /* VXDP_EV_RX_IRQ, VXDP_EV_TX_IRQ */
+    if (p->rx && p->rx->broken)
+        broken |= VXDP_EV_RX_BROKEN;
+    if (p->tx && p->tx->broken)
+        broken |= VXDP_EV_TX_BROKEN;
+    p->events |= broken & ~p->told_broken;
+    p->told_broken |= broken;
+    return p->events;
 }
 
 /* ---------------------------------------------------------------- guest ports */
@@ -1092,7 +1089,7 @@ int vxdp_gport_rx_burst(struct vxdp_gport *g, uint32_t budget, struct vxdp_burst
     int rc;
 
     *kicks = 0;
-    if ((rc = burst_check(pass, true, "pass", err, errlen)))
+    if ((rc = dp_burst_check(pass, true, "pass", err, errlen)))
         return rc;
     tx_reap(g);
     if (g->xdp.prog)
@@ -1152,7 +1149,7 @@ int vxdp_gport_rx_burst(struct vxdp_gport *g, uint32_t budget, struct vxdp_burst
         g->st.rx_packets++;
         g->st.rx_bytes += flen;
         if (!g->xdp.prog) {
-            if (burst_put(pass, frame, flen)) {
+            if (dp_burst_put(pass, frame, flen)) {
                 g->st.pass_packets++;
                 g->st.pass_bytes += flen;
             } else {
@@ -1175,7 +1172,7 @@ int vxdp_gport_rx_burst(struct vxdp_gport *g, uint32_t budget, struct vxdp_burst
                 break;
             case XDP_PASS:
                 g->st.xdp_pass++;
-                if (burst_put(pass, data, dlen)) {
+                if (dp_burst_put(pass, data, dlen)) {
                     g->st.pass_packets++;
                     g->st.pass_bytes += dlen;
                 } else {
@@ -1220,7 +1217,7 @@ int vxdp_gport_tx_burst(struct vxdp_gport *g, const struct vxdp_burst *in, uint3
     int rc;
 
     *kicks = 0;
-    if ((rc = burst_check(in, false, "tx", err, errlen)))
+    if ((rc = dp_burst_check(in, false, "tx", err, errlen)))
         return rc;
     tx_reap(g);
     p = in->buf;

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 3
+#define VXDP_CORE_ABI 4
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -88,6 +88,16 @@
 #define VXDP_RX_MAX_SEGS 256            /* writable segments of those buffers */
 #define VXDP_DP_MAX_FRAME 65550         /* a GSO-less frame: 64 KiB + Ethernet and VLAN */
 #define VXDP_GUARD_SLOTS 1024           /* guest memory ranges the SIGBUS guard watches */
+/* what a switch call leaves the edge, per port (vxdp_switch_events) */
+#define VXDP_EV_RX_IRQ 1                /* receive queue: interrupt due */
+#define VXDP_EV_TX_IRQ 2                /* transmit queue: interrupt due */
+#define VXDP_EV_RX_BROKEN 4             /* receive queue broken since the last report */
+#define VXDP_EV_TX_BROKEN 8             /* transmit queue broken since the last report */
+/* why vxdp_switch_pump returned */
+#define VXDP_PUMP_TURN 0                /* its turn (turn_ns) is over */
+#define VXDP_PUMP_NO_ROOM 1             /* a guest it waits for had no receive room for spin_ns */
+#define VXDP_PUMP_END 2                 /* the source has no more frames for it */
+#define VXDP_PUMP_EDGE 3                /* the edge has work: events, frames for it, a full wire */
 
 /* CDEF-BEGIN */
 struct vxdp_prog;
@@ -243,11 +253,12 @@ struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, it
     uint64_t drop_no_buffer;                /* guest posted no (or too few) rx buffers */
     uint64_t drop_small_buffer;             /* rx buffer below the header, or frame too big */
     uint64_t drop_fragmented;               /* frame needs > VXDP_RX_MAX_BUFS/SEGS buffers */
-    uint64_t drop_runt, drop_oversize, drop_mtu;
+    uint64_t drop_runt, drop_oversize, drop_mtu;   /* frames into the guest */
     uint64_t drop_redirect;                 /* REDIRECT to an unknown ifindex */
     uint64_t drop_wire_full;                /* wire out burst full */
     uint64_t drop_ring_broken;              /* the queue refused a hostile ring */
     uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
+    uint64_t drop_tx_oversize;              /* tx frame past VXDP_DP_MAX_FRAME, or the wire */
     uint64_t irq_sent, irq_suppressed;
     /* the program the guest offloaded, run on every frame into the guest */
     uint64_t off_aborted, off_drop, off_pass, off_tx, off_redirect, off_invalid, off_fault;
@@ -263,8 +274,58 @@ struct vxdp_gport_stats {       /* one guest port (driver-mode XDP) */
     uint64_t drop_redirect, drop_tx_full, drop_pass_full, drop_ring_broken;
 };
 
+/* One guest in a switch's table (switch.c): the switch forwards by destination MAC. */
+struct vxdp_switch_guest {
+    uint8_t mac[6];
+    uint8_t flood;              /* live: broadcast, multicast and unknown unicast reach it */
+    uint8_t wait;               /* the pump waits for its receive room */
+    struct vxdp_port *port;     /* the port its frames go to; NULL: the edge delivers them */
+};
+
+/* Frames for guests the edge delivers (no port in the table): frame i of the input (a
+ * burst's, or a pump source's index) for guest[i] of the table. */
+struct vxdp_switch_edge {
+    uint32_t *frame;
+    uint32_t *guest;
+    uint32_t max;
+    uint32_t count;             /* out */
+};
+
+/* Frames the pump takes without asking the edge: `count` frames packed in `buf`. */
+struct vxdp_wire_src {
+    const uint8_t *buf;
+    const uint32_t *len;
+    uint32_t count;
+    uint32_t at;                /* in/out: the next frame */
+    uint64_t offset;            /* in/out: its byte offset in buf */
+    uint32_t cycle;             /* 1: after the last frame comes the first again */
+    uint64_t limit;             /* frames this call may take */
+    uint64_t taken, taken_bytes;   /* out */
+};
+
+struct vxdp_pump {              /* one vxdp_switch_pump call */
+    uint32_t round_max;         /* frames a round at most */
+    uint64_t turn_ns;           /* rounds run back to back for this long */
+    uint64_t spin_ns;           /* how long a round waits for receive room */
+    uint32_t rounds;            /* out */
+    uint32_t why;               /* out: VXDP_PUMP_* */
+};
+
 int vxdp_switch_new(struct vxdp_switch **out, uint32_t wire_ifindex, char *err, size_t errlen);
 void vxdp_switch_free(struct vxdp_switch *sw);
+int vxdp_switch_set_guests(struct vxdp_switch *sw, const struct vxdp_switch_guest *guests,
+                           uint32_t n, char *err, size_t errlen);
+int vxdp_switch_rx(struct vxdp_switch *sw, const struct vxdp_burst *in,
+                   struct vxdp_burst *wire, struct vxdp_switch_edge *edge, char *err,
+                   size_t errlen);
+int vxdp_switch_tx(struct vxdp_switch *sw, struct vxdp_port *from, uint32_t budget,
+                   struct vxdp_burst *out, uint32_t *dest, char *err, size_t errlen);
+int vxdp_switch_room(struct vxdp_switch *sw, uint32_t limit);
+int vxdp_switch_pump(struct vxdp_switch *sw, struct vxdp_wire_src *src,
+                     struct vxdp_pump *pump, struct vxdp_burst *wire,
+                     struct vxdp_switch_edge *edge, char *err, size_t errlen);
+int vxdp_switch_events(struct vxdp_switch *sw, uint32_t *ifindex, uint32_t *events,
+                       uint32_t cap);
 int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifindex,
                   struct vxdp_vq *rx, struct vxdp_vq *tx, uint64_t features, uint32_t mtu,
                   char *err, size_t errlen);

@@ -26,7 +26,7 @@ if os.environ.get("VXDP_CORE") == "asan":
 else:
     from vxdp._vxdp_core import ffi, lib
 
-ABI = 3
+ABI = 4
 
 MODE_RAW = 0
 MODE_XDP = 1
