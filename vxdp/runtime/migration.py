@@ -280,8 +280,8 @@ class Migration:
         mine = await self._config(src, rt.backend_offered)
         theirs = await self._config(dst, offered)
         xdp = bool(negotiated >> _XDP & 1)
-        caps = state.named(XdpCapabilities.from_config(mine), "advertised") if xdp else None
-        dest_caps = state.named(XdpCapabilities.from_config(theirs), "advertised") \
+        caps = XdpCapabilities.from_config(mine).as_profile("advertised") if xdp else None
+        dest_caps = XdpCapabilities.from_config(theirs).as_profile("advertised") \
             if offered >> _XDP & 1 else None
         sizes = [rt.setups[i].size for i in rt.started]
         self.profile = caps.name if caps is not None else ""
