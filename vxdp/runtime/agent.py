@@ -51,7 +51,7 @@ from vxdp.control.agent import (
     request_limit,
 )
 from vxdp.control.protocol import NEED_DATA, Connection, expect_reply
-from vxdp.errors import ControlError, VxdpError
+from vxdp.errors import ControlError
 
 from .control import ControlServer, OpsHandler, failed
 
@@ -73,10 +73,8 @@ class AgentError(OffloadError):
     the protocol.  An OffloadError, so a placement treats it as any refusal."""
 
     def __init__(self, errno: int, message: str) -> None:
-        VxdpError.__init__(self, f"agent: {message}")
-        self.what = "agent"
-        self.errno = errno
-        self.log = ""
+        super().__init__("agent", errno, message)
+        self.log = ""  # no device log: a placement's reason is the whole "agent: ..." line
 
 
 # -- the host agent ------------------------------------------------------------------------
