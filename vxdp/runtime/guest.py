@@ -122,7 +122,11 @@ from vxdp.errors import (
 from vxdp.vhost_user import EventFd, FrontendMemory, VhostUserBackendRequest
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
-from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
+from vxdp.vhost_user.transport import (
+    check_dial_path,
+    open_backend_channel,
+    serve_backend_requests,
+)
 
 from .agent import AgentCarrier
 from .control import ControlServer
@@ -182,6 +186,11 @@ class GuestRuntime:
                  agent: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
+        if path is not None:  # before anything is made: a path no host can ever serve
+            try:
+                check_dial_path(path, "--socket")
+            except VhostUserLocalError as exc:
+                raise UsageError(str(exc)) from None
         self.path = os.fspath(path) if path is not None else None
         self.memory = FrontendMemory.create([(MEMORY_BASE, memory_size)])
         mem = self.memory.guest
