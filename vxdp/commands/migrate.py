@@ -1,6 +1,7 @@
 """`vxdp migrate`: move a running guest's vhost-user back-end to another host.
 
-    vxdp migrate --guest GUEST.ctl --to HOST_B.sock [--policy refuse|fallback] [-j]
+    vxdp migrate --guest GUEST.ctl --to HOST_B.sock [--agent HOST_B.agent]
+                 [--policy refuse|fallback] [-j]
 
 The guest (`vxdp guest --control GUEST.ctl`) stays where it is, with its memory, driver
 and rings; its device moves from the host it uses now to the host serving `HOST_B.sock`
@@ -11,6 +12,10 @@ VHOST_USER_SET_DEVICE_STATE_FD; the destination re-verifies the offloaded progra
 the destination cannot take the device as it is, `--policy refuse` (the default) leaves
 the guest where it was and says why; `--policy fallback` moves it anyway, re-initializes
 its device there and runs its program in driver mode, with the map entries it had.
+A guest that offloaded over its agent (`vxdp guest --via agent`) needs `--agent`, the
+destination host's agent socket for this guest: its channel to the source's agent
+stays behind, and is re-bound there (without it, or with no agent answering there, the
+destination cannot take the offload as it is: refused, or the fallback).
 
 The report: the outcome, the downtime (source stopped to destination running), the
 frames lost (those that reached the source after it stopped), the maps and entries
@@ -36,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the control socket of the running `vxdp guest --control PATH`")
     parser.add_argument("--to", required=True, metavar="PATH",
                         help="the destination host's vhost-user socket for this guest")
+    parser.add_argument("--agent", metavar="PATH",
+                        help="the destination host's agent socket for this guest (a guest "
+                             "whose offload goes over its agent: vxdp guest --via agent)")
     parser.add_argument("--policy", choices=POLICIES, default="refuse",
                         help="when the destination cannot take the device as it is: refuse "
                              "(default), or fall back to driver mode and move anyway")
@@ -46,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vxdp.runtime.migration import MigrationReport
     args.host = None
-    doc = call(args, "guest.migrate", to=os.path.abspath(args.to), policy=args.policy)
+    extra = {"agent": os.path.abspath(args.agent)} if args.agent else {}
+    doc = call(args, "guest.migrate", to=os.path.abspath(args.to), policy=args.policy, **extra)
     report = MigrationReport(**doc)
     emit(args, doc, report.text())
     return 1 if report.outcome == "refused" else 0

@@ -554,17 +554,20 @@ class GuestRuntime:
     # -- migrating -------------------------------------------------------------------
 
     async def migrate(self, to: str | os.PathLike[str] | trio.socket.SocketType, *,
-                      policy: str = "refuse") -> MigrationReport:
+                      policy: str = "refuse",
+                      agent: str | os.PathLike[str] | None = None) -> MigrationReport:
         """Move this guest's vhost-user back-end to the host serving `to` (a socket path,
         or a connected socket) while the guest runs on: `vxdp.runtime.migration`.
         `policy`: "refuse" when the destination cannot take the device as it is, or
-        "fallback" (re-initialize there, the program in driver mode).  The report says
-        what happened; MigrationError when the move broke off on the way."""
+        "fallback" (re-initialize there, the program in driver mode).  `agent`: the
+        destination's host agent for this guest, which an offload over the agent path
+        needs (its channel is re-bound there).  The report says what happened;
+        MigrationError when the move broke off on the way."""
         if self.migrating:
             raise MigrationError("a migration of this guest is under way", E.EBUSY)
         self.migrating = True
         try:
-            report = await migrate(self, to, policy=policy)
+            report = await migrate(self, to, policy=policy, agent=agent)
         finally:
             self.migrating = False
         self.migrations.append(report.to_json())
