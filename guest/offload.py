@@ -19,8 +19,8 @@ control queue: `Driver.ctrl_command`, then the completion) and never decides any
 
 Operations: `create_map`, `free_map`, `update`, `lookup`, `delete`, `next_key`, `dump`
 (GET_FIRST / GET_NEXT and a LOOKUP per key), `load` (every map of the program created,
-global data written, then SET_OFFLOAD with each map reference's imm set to the device's
-map handle), `unload` (UNSET_OFFLOAD, then the maps freed), `query`.
+global data and any carried-over entries written, then SET_OFFLOAD with each map
+reference's imm set to the device's map handle), `unload` (UNSET_OFFLOAD, then the maps freed), `query`.
 
 A device's refusal raises `OffloadError` with the errno, the device's detail and (for
 SET_OFFLOAD) the verifier log; `load` frees the maps it created before it raises, so a
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import errno as E
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,15 +333,21 @@ class OffloadClient:
 
     # ------------------------------------------------------------------ the program
 
-    def load(self, program: Program) -> Generator[OffloadRequest, Answer, Offloaded]:
+    def load(self, program: Program, contents: Mapping[str, Iterable[tuple[bytes, bytes]]]
+             | None = None) -> Generator[OffloadRequest, Answer, Offloaded]:
         """Offload `program`: its maps created on the device first, global data written,
-        then SET_OFFLOAD with every map reference's imm the device's handle.  It
-        replaces a program this guest offloaded before (whose maps are then freed).
-        On a refusal the maps created here are freed again and OffloadError raised."""
+        `contents` (entries by map name: what a move carries over) written, then
+        SET_OFFLOAD with every map reference's imm the device's handle, so the program
+        never runs on maps still being filled.  It replaces a program this guest
+        offloaded before (whose maps are then freed).  On a refusal the maps created
+        here are freed again and OffloadError raised."""
         created: list[GuestMap] = []
         try:
             for spec in program.maps:
-                created.append((yield from self.create_map(spec)))
+                m = yield from self.create_map(spec)
+                created.append(m)
+                for key, value in (contents or {}).get(spec.name, ()):
+                    yield from self.update(m.handle, key, value)
             handles = [m.handle for m in created]
             insns = rebind_map_refs(program.insns, lambda pc, index: handles[index])
             req = self._prog_request(_P.VIRTIO_NET_BPF_CMD_SET_OFFLOAD, insns,

@@ -34,7 +34,13 @@ default) leaves everything as it was and says why; "fallback" moves the guest an
 and gives up the offload: the source is stopped and saved (step 2 to 4), the driver
 takes every frame the source placed in its rings, re-initializes the device on the
 destination (as it would a new device) and runs its program in driver mode, its maps
-filled with the entries the source's maps held.
+filled with the entries the source's maps held.  "reoffload" moves it the same way and
+then places the program as the guest's mode says, under the destination's own
+capabilities: the maps created there, the entries written, then SET_OFFLOAD (the
+program never runs on half-filled maps); a destination that refuses the program leaves
+it in driver mode (mode auto) or not running (mode offload), said in the report.  That is
+passthrough: a guest moved onto a SmartNIC's virtual function offloads to the NIC, which
+translates the program for its micro-engine or refuses it.
 
 The agent path (`vxdp guest --via agent`) carries the offload's commands over a channel
 to the source host's agent, which is no part of the device: the objects move with the
@@ -84,7 +90,7 @@ if TYPE_CHECKING:
 #: What the front-end asks of a back-end it migrates to or from.
 NEEDED = {PF.STATUS: "the device status", PF.CONFIG: "config space",
           PF.DEVICE_STATE: "moving the device's state"}
-POLICIES = ("refuse", "fallback")
+POLICIES = ("refuse", "fallback", "reoffload")
 #: The longest a whole migration may take.
 TIMEOUT = 60.0
 #: The longest the destination may take to answer the opening of its connection.
@@ -99,7 +105,7 @@ _XDP = VirtioNetFeature.VIRTIO_NET_F_XDP_OFFLOAD
 class MigrationReport:
     """What a migration did (JSON-ready with `to_json`)."""
 
-    outcome: str  # "migrated", "refused", "fallback"
+    outcome: str  # "migrated", "refused", "fallback", "reoffloaded"
     reason: str
     source: str
     destination: str
@@ -123,6 +129,7 @@ class MigrationReport:
         """The report as `vxdp migrate` prints it."""
         head = {"migrated": f"migrated to {self.destination}",
                 "fallback": f"migrated to {self.destination} without the offload",
+                "reoffloaded": f"migrated to {self.destination} and offloaded again",
                 "refused": f"not migrated to {self.destination}"}[self.outcome]
         lines = [f"{head}: {self.reason}" if self.reason else head]
         if self.downtime_ms is not None:
@@ -216,9 +223,9 @@ class Migration:
                     await _drop(dst)
                     self._times()
                     return self._refused("; ".join(reasons))
+                if reasons:
+                    return await self._fall_back(src, dst, "; ".join(reasons))
                 async with self._hold():
-                    if reasons:
-                        return await self._fall_back(src, dst, "; ".join(reasons))
                     return await self._switch(src, dst)
         except (VhostUserError, MigrationError, trio.TooSlowError) as exc:
             await _drop(dst)
@@ -493,13 +500,22 @@ class Migration:
                 out[name] = _ms(t[a], t[b])
         if "loaded" not in t and "saved" in t and "running" in t:  # the fallback
             out["reinit"] = _ms(t["saved"], t["running"])
+        if "placed" in t and "running" in t:  # fallback and reoffload: placed again
+            out["place"] = _ms(t["running"], t["placed"])
 
-    # -- moving without the offload -----------------------------------------------------
+    # -- moving without the device's state --------------------------------------------
 
     async def _fall_back(self, src: Link, dst: Link, why: str) -> MigrationReport:
         """Move anyway, giving up what the destination cannot take: the driver starts
-        over on a new device there, its program runs in driver mode with the maps' entries
-        carried over."""
+        over on a new device there and its program runs again with the maps' entries
+        carried over: in driver mode (policy fallback), or offloaded to the new device
+        as the guest's mode says (policy reoffload)."""
+        async with self._hold():  # released before the program is placed again
+            await self._move_without_state(src, dst, why)
+        await self.rt.offload.settled.wait()  # placed again (offloaded there, or in the driver)
+        return self._fallen_back(why)
+
+    async def _move_without_state(self, src: Link, dst: Link, why: str) -> None:
         rt = self.rt
         r = self.report
         async with rt._pump_lock:
@@ -511,7 +527,10 @@ class Migration:
             rt._drain()
             entries = {m.handle: m.entries for m in saved.offload.maps} \
                 if saved.offload else {}
-            rt.offload.fall_back(f"the destination cannot run the offload: {why}", entries)
+            replace = self.policy == "reoffload"
+            rt.offload.moved(f"the destination cannot take the device's state: {why}"
+                             if replace else f"the destination cannot run the offload: {why}",
+                             entries, replace=replace)
             self.handed_over = True  # from here the driver starts over on the destination
             rt.link = dst
             rt.path = self._path() or rt.path
@@ -527,13 +546,26 @@ class Migration:
         r.frames_lost = await self._lost(src)
         self._leave(src, dst)
         await self._rebind(connect=False)
-        r.outcome, r.reason = "fallback", why
-        r.placement = f"{rt.offload.state} mode (the offload stayed behind)"
-        r.reverified = "not moved: the guest runs its program in driver mode"
+
+    def _fallen_back(self, why: str) -> MigrationReport:
+        rt = self.rt
+        r = self.report
+        replace = self.policy == "reoffload"
+        self._mark("placed")
+        r.outcome, r.reason = ("reoffloaded" if replace else "fallback"), why
+        state = rt.offload.state
+        r.placement = (f"{state} mode (the offload stayed behind)" if not replace else
+                       f"offloaded to the destination, {r.map_entries} map entries written "
+                       f"before its program" if state == "offloaded" else
+                       f"{state}: {rt.offload.reason}")
+        r.reverified = ("not moved: the guest runs its program in driver mode" if not replace
+                        else "not moved: the guest offloaded the program again under the "
+                             "destination's capabilities")
         self._times()
-        rt.report("migration", f"migrated to {r.destination} without the offload ({why}): "
-                               f"downtime {r.downtime_ms:.1f} ms, {r.frames_lost} frame(s) "
-                               f"lost, {r.map_entries} map entries carried into driver mode")
+        rt.report("migration", f"migrated to {r.destination} without the device's state "
+                               f"({why}): downtime {r.downtime_ms:.1f} ms, {r.frames_lost} "
+                               f"frame(s) lost, {r.map_entries} map entries carried over; "
+                               f"the program: {r.placement}")
         return r
 
 

@@ -66,8 +66,8 @@ from vxdp.packets import TrafficGenerator
 
 from .compare import Row, demo_program, reference_actions, run_placement
 from .guest import GuestRuntime
-from .migration import MigrationReport
 from .host import HostRuntime
+from .migration import MigrationReport
 from .offload import VIAS
 from .wire import NullPort, WireSpec
 

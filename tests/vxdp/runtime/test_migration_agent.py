@@ -72,7 +72,7 @@ async def test_the_agent_channel_is_re_bound_to_the_destinations_agent(
 async def test_no_agent_named_or_none_answering_refuses_or_falls_back(
         rig_factory: RigFactory, tmp_path: Path) -> None:
     with trio.fail_after(40):
-        a, b, _, guest = await agent_guest(rig_factory, tmp_path, agents=False)
+        _, b, _, guest = await agent_guest(rig_factory, tmp_path, agents=False)
         unnamed = await guest.migrate(b.socket_to(0))
         await until(lambda: b.host.guests[0].session is None, "the refused session gone")
         silent = await guest.migrate(b.socket_to(0), agent=tmp_path / "b" / "none.agent")
