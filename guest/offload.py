@@ -73,16 +73,24 @@ QUERY_ROOM = 4 + virtio_net_ebpf_prog_info.sizeof()
 
 
 class OffloadError(VxdpError):
-    """The device refused an offload command: `errno` (a Linux errno), the device's
-    `log` for SET_OFFLOAD (the verifier's, ending with the device's own line)."""
+    """An offload command failed: `errno` (a Linux errno) and `log` (the device's log
+    for SET_OFFLOAD, the verifier's, ending with the device's own line; else the detail).
 
-    def __init__(self, what: str, errno: int, log: str = "") -> None:
+    The message says who ended the command: `answered` when the errno is the device's
+    answer ("SET_OFFLOAD: device answered EACCES (...)"); otherwise the guest ended it
+    itself, before or without an answer (its own checks, a broken answer, its transport
+    or agent: "UPDATE_ELEM: the device went away"), and the detail is the message."""
+
+    def __init__(self, what: str, errno: int, log: str = "", *,
+                 answered: bool = False) -> None:
         name = errno_name(errno)
         reason = log.strip().splitlines()[-1] if log.strip() else os.strerror(errno)
-        super().__init__(f"{what}: device answered {name} ({reason})")
+        super().__init__(f"{what}: device answered {name} ({reason})" if answered
+                         else f"{what}: {reason}")
         self.what = what
         self.errno = errno
         self.log = log
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class OffloadClient:
             log = ""
             if request.command == _PROG and request.what == "SET_OFFLOAD":
                 log = _set_log(answer.result)
-            raise OffloadError(request.what, errno, log)
+            raise OffloadError(request.what, errno, log, answered=True)
         return answer.result[4:]
 
     def _unless_missing(self, request: OffloadRequest

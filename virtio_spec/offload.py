@@ -30,7 +30,7 @@ FN() list) and stay in step with `vxdp.bpf` by test, not by import.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Final
 
@@ -354,6 +354,12 @@ class XdpCapabilities:
         return cls(int(config["xdp_max_insns"]), int(config["xdp_max_maps"]),
                    int(config["xdp_max_map_mem_kib"]), int(config["xdp_map_types"]),
                    mask, int(config["xdp_abi_version"]), name)
+
+    def as_profile(self, otherwise: str) -> XdpCapabilities:
+        """These capabilities named after the profile whose fields they equal (`rfc2019`,
+        `host`, `smartnic`), else `otherwise`: config space carries fields, no name."""
+        known = [p.name for p in PROFILES.values() if p == self]
+        return replace(self, name=known[0] if known else otherwise)
 
     def to_config(self) -> dict[str, Any]:
         """The xdp_* fields, ready to merge into a `virtio_net_config` build."""

@@ -1,6 +1,7 @@
 """`vxdp migrate`: move a running guest's vhost-user back-end to another host.
 
-    vxdp migrate --guest GUEST.ctl --to HOST_B.sock [--policy refuse|fallback|reoffload] [-j]
+    vxdp migrate --guest GUEST.ctl --to HOST_B.sock [--agent HOST_B.agent]
+                 [--policy refuse|fallback|reoffload] [-j]
 
 The guest (`vxdp guest --control GUEST.ctl`) stays where it is, with its memory, driver
 and rings; its device moves from the host it uses now to the host serving `HOST_B.sock`
@@ -14,7 +15,11 @@ its device there and runs its program in driver mode, with the map entries it ha
 `--policy reoffload` moves it the same way and offloads the program again to the
 destination under that device's own capabilities, the map entries written before the
 program (passthrough to a SmartNIC's virtual function: the NIC translates it or refuses
-it, and a guest in mode auto then runs it in its driver).
+it, and a guest in mode auto then runs it in its driver).  A guest that offloaded over
+its agent (`vxdp guest --via agent`) needs `--agent`, the destination host's agent
+socket for this guest: its channel to the source's agent stays behind, and is re-bound
+there (without it, or with no agent answering there, the destination cannot take the
+offload as it is: refused, or one of the other policies).
 
 The report: the outcome, the downtime (source stopped to destination running), the
 frames lost (those that reached the source after it stopped), the maps and entries
@@ -40,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the control socket of the running `vxdp guest --control PATH`")
     parser.add_argument("--to", required=True, metavar="PATH",
                         help="the destination host's vhost-user socket for this guest")
+    parser.add_argument("--agent", metavar="PATH",
+                        help="the destination host's agent socket for this guest (a guest "
+                             "whose offload goes over its agent: vxdp guest --via agent)")
     parser.add_argument("--policy", choices=POLICIES, default="refuse",
                         help="when the destination cannot take the device as it is: refuse "
                              "(default), fallback (move anyway, the program in driver mode) "
@@ -51,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vxdp.runtime.migration import MigrationReport
     args.host = None
-    doc = call(args, "guest.migrate", to=os.path.abspath(args.to), policy=args.policy)
+    extra = {"agent": os.path.abspath(args.agent)} if args.agent else {}
+    doc = call(args, "guest.migrate", to=os.path.abspath(args.to), policy=args.policy, **extra)
     report = MigrationReport(**doc)
     emit(args, doc, report.text())
     return 1 if report.outcome == "refused" else 0

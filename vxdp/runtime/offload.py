@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import errno as E
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -90,6 +91,13 @@ class Carrier(Protocol):
     def reset(self) -> None:
         """The guest is on a new device."""
 
+    async def probe(self, agent: str | None) -> str:
+        """Why the carrier cannot follow the device to another host, whose agent for
+        this guest is at `agent` ("" when it can)."""
+
+    async def moved(self, agent: str | None, *, connect: bool) -> str:
+        """The device moved to another host (a migration): what changed, in words."""
+
     def close(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
@@ -110,6 +118,12 @@ class ControlQueueCarrier:
 
     def reset(self) -> None:
         pass
+
+    async def probe(self, agent: str | None) -> str:
+        return ""  # the control queue is the device's: it moves with it
+
+    async def moved(self, agent: str | None, *, connect: bool) -> str:
+        return ""
 
     def close(self) -> None:
         pass
@@ -186,6 +200,17 @@ class GuestOffload:
                     request = op.send(await self.carrier.exchange(request))
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """No offload operation runs inside (those under way finish first): a migration
+        holds the agent path's commands so, from before the source stops until the
+        channel is re-bound.  The control queue needs no such hold: the source pauses
+        it, and the destination answers what waits in its ring; a host agent answers
+        from outside any ring, so what it acknowledged after the source's state was
+        saved would be lost."""
+        async with self._lock:
+            yield
 
     # -- placing the program -------------------------------------------------------
 
