@@ -344,7 +344,8 @@ class Driver:
                 return
             self.mtu = int(cfg.mtu)
         # DESIGN.md: the XDP offload capabilities follow supported_tunnel_types.
-        self.xdp_caps = XdpCapabilities.from_config(cfg, "device") \
+        # named after the profile they equal (a refusal says which), else "device"
+        self.xdp_caps = XdpCapabilities.from_config(cfg).as_profile("device") \
             if self.has(_N.VIRTIO_NET_F_XDP_OFFLOAD) else None
         self.max_pairs = 1
         if self.has(_N.VIRTIO_NET_F_MQ):

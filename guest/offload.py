@@ -19,8 +19,8 @@ control queue: `Driver.ctrl_command`, then the completion) and never decides any
 
 Operations: `create_map`, `free_map`, `update`, `lookup`, `delete`, `next_key`, `dump`
 (GET_FIRST / GET_NEXT and a LOOKUP per key), `load` (every map of the program created,
-global data written, then SET_OFFLOAD with each map reference's imm set to the device's
-map handle), `unload` (UNSET_OFFLOAD, then the maps freed), `query`.
+global data and any carried-over entries written, then SET_OFFLOAD with each map
+reference's imm set to the device's map handle), `unload` (UNSET_OFFLOAD, then the maps freed), `query`.
 
 A device's refusal raises `OffloadError` with the errno, the device's detail and (for
 SET_OFFLOAD) the verifier log; `load` frees the maps it created before it raises, so a
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import errno as E
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,16 +73,24 @@ QUERY_ROOM = 4 + virtio_net_ebpf_prog_info.sizeof()
 
 
 class OffloadError(VxdpError):
-    """The device refused an offload command: `errno` (a Linux errno), the device's
-    `log` for SET_OFFLOAD (the verifier's, ending with the device's own line)."""
+    """An offload command failed: `errno` (a Linux errno) and `log` (the device's log
+    for SET_OFFLOAD, the verifier's, ending with the device's own line; else the detail).
 
-    def __init__(self, what: str, errno: int, log: str = "") -> None:
+    The message says who ended the command: `answered` when the errno is the device's
+    answer ("SET_OFFLOAD: device answered EACCES (...)"); otherwise the guest ended it
+    itself, before or without an answer (its own checks, a broken answer, its transport
+    or agent: "UPDATE_ELEM: the device went away"), and the detail is the message."""
+
+    def __init__(self, what: str, errno: int, log: str = "", *,
+                 answered: bool = False) -> None:
         name = errno_name(errno)
         reason = log.strip().splitlines()[-1] if log.strip() else os.strerror(errno)
-        super().__init__(f"{what}: device answered {name} ({reason})")
+        super().__init__(f"{what}: device answered {name} ({reason})" if answered
+                         else f"{what}: {reason}")
         self.what = what
         self.errno = errno
         self.log = log
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class OffloadClient:
             log = ""
             if request.command == _PROG and request.what == "SET_OFFLOAD":
                 log = _set_log(answer.result)
-            raise OffloadError(request.what, errno, log)
+            raise OffloadError(request.what, errno, log, answered=True)
         return answer.result[4:]
 
     def _unless_missing(self, request: OffloadRequest
@@ -325,15 +333,21 @@ class OffloadClient:
 
     # ------------------------------------------------------------------ the program
 
-    def load(self, program: Program) -> Generator[OffloadRequest, Answer, Offloaded]:
+    def load(self, program: Program, contents: Mapping[str, Iterable[tuple[bytes, bytes]]]
+             | None = None) -> Generator[OffloadRequest, Answer, Offloaded]:
         """Offload `program`: its maps created on the device first, global data written,
-        then SET_OFFLOAD with every map reference's imm the device's handle.  It
-        replaces a program this guest offloaded before (whose maps are then freed).
-        On a refusal the maps created here are freed again and OffloadError raised."""
+        `contents` (entries by map name: what a move carries over) written, then
+        SET_OFFLOAD with every map reference's imm the device's handle, so the program
+        never runs on maps still being filled.  It replaces a program this guest
+        offloaded before (whose maps are then freed).  On a refusal the maps created
+        here are freed again and OffloadError raised."""
         created: list[GuestMap] = []
         try:
             for spec in program.maps:
-                created.append((yield from self.create_map(spec)))
+                m = yield from self.create_map(spec)
+                created.append(m)
+                for key, value in (contents or {}).get(spec.name, ()):
+                    yield from self.update(m.handle, key, value)
             handles = [m.handle for m in created]
             insns = rebind_map_refs(program.insns, lambda pc, index: handles[index])
             req = self._prog_request(_P.VIRTIO_NET_BPF_CMD_SET_OFFLOAD, insns,

@@ -39,7 +39,7 @@ Rules
 from __future__ import annotations
 
 import errno as E
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from virtio_spec.ctrl import VIRTIO_NET_ERR, parse_ctrl
 from virtio_spec.errors import RemoteProtocolError
@@ -94,8 +94,17 @@ class HostAgent:
                                         f"with mac {mac.hex(':')}: the agent socket and the "
                                         f"vhost-user socket are of different guests")
 
-    def live_device(self, device: Device | None) -> Device:
-        """The channel's guest's device, when one is live (ENODEV otherwise)."""
+    def follow(self, mac: bytes) -> None:
+        """The channel's guest's device now has `mac` (a migrated device keeps the MAC
+        its driver read on the source): the hello's check follows it.  The binding is
+        still the channel; only what mis-wiring is recognised by changes."""
+        if mac != self.binding.mac:
+            self.binding = replace(self.binding, mac=mac)
+
+    def live_device(self, device: Device | None, *, suspended: bool = False) -> Device:
+        """The channel's guest's device, when one is live (ENODEV otherwise) and not
+        suspended (EAGAIN: a migration is saving it, and what it answered now would not
+        move with it; the control queue is paused the same way)."""
         g = self.binding.guest
         if device is None:
             raise AgentRefused(E.ENODEV, f"guest {g} has no device: its front-end is not "
@@ -103,13 +112,17 @@ class HostAgent:
         if not device.live:
             raise AgentRefused(E.ENODEV, f"guest {g}'s device is not live (status "
                                          f"{device.status_names or 'reset'})")
+        if suspended:
+            raise AgentRefused(E.EAGAIN, f"guest {g}'s device is stopped (its rings "
+                                         f"suspended: a migration is saving it); ask the "
+                                         f"host it moves to")
         return device
 
     def command(self, device: Device | None, cls: int, command: int, body: bytes,
-                room: int) -> OffloadOutcome:
+                room: int, *, suspended: bool = False) -> OffloadOutcome:
         """One offload command for the guest's device: the outcome the control queue's
         handler would give (`job` set for a SET_OFFLOAD to verify)."""
-        dev = self.live_device(device)
+        dev = self.live_device(device, suspended=suspended)
         self.counts["commands"] += 1
         offload = dev.offload
         if offload is None:

@@ -48,7 +48,6 @@ import msgpack  # type: ignore[import-untyped]
 
 from virtio_spec.errors import RemoteProtocolError, RingError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature, describe
-from virtio_spec.offload import PROFILES as XDP_PROFILES
 from virtio_spec.offload import XdpCapabilities, helper_mask
 from virtio_spec.status import DeviceStatus
 from virtio_spec.structs import MAX_QUEUE_SIZE, VirtioNetStatus, check_queue_size
@@ -153,13 +152,6 @@ class SavedDevice:
 
 
 # ---------------------------------------------------------------------------- compatibility
-
-def named(caps: XdpCapabilities, otherwise: str) -> XdpCapabilities:
-    """`caps` named after the profile they are (rfc2019, host, smartnic), when they are
-    one, else `otherwise` (capabilities read from config space carry no name)."""
-    known = [p.name for p in XDP_PROFILES.values() if p == caps]
-    return replace(caps, name=known[0] if known else otherwise)
-
 
 @dataclass(frozen=True)
 class Destination:
@@ -561,7 +553,7 @@ def restore(saved: SavedDevice, profile: DeviceProfile, *, xdp_engine: str = "in
     if saved.caps_in_use is not None:
         # docs/offload-spec.md [10.1.2]: the device "MUST keep the saved capability
         # fields" ([3.2.3]), which the profile it verifies under derives from
-        xdp = named(saved.caps_in_use, "migrated")
+        xdp = saved.caps_in_use.as_profile("migrated")
     device = Device(replace(profile, mac=saved.mac, mtu=saved.mtu, xdp=xdp),
                     xdp_engine=xdp_engine, ifindex=ifindex)
     _replay_status(device, saved)
@@ -673,5 +665,5 @@ def finish(restoring: Restoring) -> Device:
 
 __all__ = ["BASE_STATE_LIMIT", "STATE_KIND", "STATE_VERSION", "Destination", "Restoring",
            "SavedDevice", "SavedMap", "SavedOffload", "SavedProgram", "SavedQueue",
-           "encode", "finish", "load", "named", "restore", "save", "shortfalls",
+           "encode", "finish", "load", "restore", "save", "shortfalls",
            "state_limit"]

@@ -30,7 +30,7 @@ FN() list) and stay in step with `vxdp.bpf` by test, not by import.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Final
 
@@ -355,6 +355,12 @@ class XdpCapabilities:
                    int(config["xdp_max_map_mem_kib"]), int(config["xdp_map_types"]),
                    mask, int(config["xdp_abi_version"]), name)
 
+    def as_profile(self, otherwise: str) -> XdpCapabilities:
+        """These capabilities named after the profile whose fields they equal (`rfc2019`,
+        `host`, `smartnic`), else `otherwise`: config space carries fields, no name."""
+        known = [p.name for p in PROFILES.values() if p == self]
+        return replace(self, name=known[0] if known else otherwise)
+
     def to_config(self) -> dict[str, Any]:
         """The xdp_* fields, ready to merge into a `virtio_net_config` build."""
         out: dict[str, Any] = {f: getattr(self, f) for f in CONFIG_FIELDS}
@@ -411,7 +417,10 @@ RFC2019: Final = XdpCapabilities.build(
 #: What vxdp's host core runs for a guest: 1,000,000 instructions (the kernel's
 #: BPF_COMPLEXITY_LIMIT_INSNS), 64 maps, 1 GiB; every XDP helper the core implements
 #: except tail_call (12: there is one program slot per device, so a PROG_ARRAY could
-#: never be filled) and the ring buffer (130-133: no command reads records back);
+#: never be filled), the ring buffer and perf_event_output (130-133, 25: no command
+#: reads records back), fib_lookup (69: it answers from the host's routing table, which
+#: is not the guest's to read) and bpf_loop (181: its callback is verified from the
+#: program's BTF, which SET_OFFLOAD does not carry);
 #: key/value maps, the LPM trie and device maps, but no per-CPU maps (their values are
 #: one per host CPU, which the guest cannot size or should not learn).
 HOST: Final = XdpCapabilities.build(

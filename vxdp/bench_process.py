@@ -4,6 +4,10 @@ process over vhost-user, as the RFC measured a host and a VM.
     offload XDP_DROP        the guest offloaded xdp_drop over its control queue (`vxdp
                             guest --mode offload`): wire -> host, nothing reaches the guest
     offload XDP_TX          the guest offloaded xdp_swap_tx: back out of the wire
+    agent XDP_DROP          the same two, offloaded over the agent path instead (`vxdp
+    agent XDP_TX            guest --via agent`, the host's agent for the guest): the same
+                            device offload and datapath slot, reached another way; the
+                            agent/controlq ratios (same run, same windows) should be 1
     host-attached XDP_DROP  the same program attached by the host's operator: what the
     host-attached XDP_TX    offload costs against it on the same datapath
     PASS into guest         wire -> host -> the guest process's receive ring (no program)
@@ -45,11 +49,15 @@ from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
 from vxdp.errors import VxdpError
 
-WORKLOADS = ("offload XDP_DROP", "offload XDP_TX", "host-attached XDP_DROP",
-             "host-attached XDP_TX", "PASS into guest", "driver XDP_DROP", "driver XDP_TX")
+WORKLOADS = ("offload XDP_DROP", "offload XDP_TX", "agent XDP_DROP", "agent XDP_TX",
+             "host-attached XDP_DROP", "host-attached XDP_TX", "PASS into guest",
+             "driver XDP_DROP", "driver XDP_TX")
 #: offloaded workload, driver-mode workload
 PAIRS = {"drop": ("offload XDP_DROP", "driver XDP_DROP"),
          "tx": ("offload XDP_TX", "driver XDP_TX")}
+#: the agent path's workload, the control queue's
+VIA_PAIRS = {"drop": ("agent XDP_DROP", "offload XDP_DROP"),
+             "tx": ("agent XDP_TX", "offload XDP_TX")}
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,11 @@ class ProcessReport:
     def best(self, workload: str) -> float:
         return max((f.mpps for f in self.figures if f.workload == workload), default=0.0)
 
-    def ratios(self) -> dict[str, float]:
-        return {name: self.best(off) / self.best(drv) for name, (off, drv) in PAIRS.items()
-                if self.best(drv)}
+    def ratios(self, pairs: dict[str, tuple[str, str]] = PAIRS) -> dict[str, float]:
+        """best(first) / best(second) of each pair (offload over driver mode; with
+        VIA_PAIRS, the agent path over the control queue)."""
+        return {name: self.best(a) / self.best(b) for name, (a, b) in pairs.items()
+                if self.best(b)}
 
     def text(self) -> str:
         if self.skipped:
@@ -82,21 +92,27 @@ class ProcessReport:
                 lines.append(f"{name:<24}{self.best(name):>9.2f}")
         lines += [f"offload/driver-mode {name.upper()} end to end: {r:.1f}x "
                   f"(RFC 2019: {RFC_RATIOS[name]}x)" for name, r in self.ratios().items()]
+        lines += [f"agent/controlq offload {name.upper()}: {r:.2f}x (the same datapath "
+                  f"slot: 1 expected)" for name, r in self.ratios(VIA_PAIRS).items()]
         lines.append(f"(60-byte frames, {self.cpus} CPU(s), host and guest one process each)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
         return {"figures": [asdict(f) for f in self.figures], "ratios": self.ratios(),
-                "cpus": self.cpus, "skipped": self.skipped}
+                "agent_ratios": self.ratios(VIA_PAIRS), "cpus": self.cpus,
+                "skipped": self.skipped}
 
 
 def _spawn_guest(sock: str, obj: Path, program: str | None, mode: str,
-                 log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """`vxdp guest` on `sock` placing `program` as `mode` says, its stderr to `log` (a
-    file: a pipe nobody reads while it runs could fill and stall the guest)."""
+                 log: IO[bytes], agent: str | None = None) -> subprocess.Popen[bytes]:
+    """`vxdp guest` on `sock` placing `program` as `mode` says (an offload over the
+    host agent at `agent`, when given), its stderr to `log` (a file: a pipe nobody reads
+    while it runs could fill and stall the guest)."""
     cmd = [sys.executable, "-m", "vxdp", "guest", "--socket", sock]
     if program is not None:
         cmd += ["--xdp", str(obj), "--program", program, "--mode", mode]
+    if agent is not None:
+        cmd += ["--via", "agent", "--agent", agent]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -123,9 +139,10 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
     obj = compile_c(PROGS)
     programs = dict(load_object(obj).programs)
     with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
-        sock = f"{tmp}/guest.sock"
+        sock, agent = f"{tmp}/guest.sock", f"{tmp}/guest.agent"
         wire = RepeatWire()
-        host = HostRuntime([sock], wire=wire, profile="host")  # offers the offload
+        # offers the offload, over the control queue and over the guest's host agent
+        host = HostRuntime([sock], wire=wire, profile="host", agents=[agent])
         port = host.guests[0]
         frame = port.profile.mac + FRAME[6:]  # to the guest's MAC: no flooding
 
@@ -149,19 +166,21 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
             await trio.sleep(0.05)  # let the rings drain before the next workload
 
         async def with_guest(program: str | None, mode: str,
-                             runs: Sequence[tuple[str, Callable[[], int], str | None]]
-                             ) -> None:
+                             runs: Sequence[tuple[str, Callable[[], int], str | None]],
+                             via_agent: bool = False) -> None:
             sessions = port.sessions
             log_path = Path(tmp) / "guest.log"
             with open(log_path, "wb") as log:
-                proc = _spawn_guest(sock, obj, program, mode, log)
+                proc = _spawn_guest(sock, obj, program, mode, log,
+                                    agent if via_agent else None)
 
             def ready() -> bool:
                 up = (port.sessions > sessions and port.live and port.rx_posted
                       and port.cpath is not None and port.cpath.active)
                 if mode != "offload":
                     return up
-                # the guest's program offloaded over the control queue, on the C port
+                # the guest's program offloaded (over its control queue or its agent), on
+                # the C port
                 return up and port.cpath.port is not None \
                     and port.cpath.port.offloaded is not None  # type: ignore[union-attr]
             try:
@@ -189,6 +208,10 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
                                      [("offload XDP_DROP", c("off_drop"), None)])
                     await with_guest("xdp_swap_tx", "offload",
                                      [("offload XDP_TX", on_wire, None)])
+                    await with_guest("xdp_drop", "offload",
+                                     [("agent XDP_DROP", c("off_drop"), None)], True)
+                    await with_guest("xdp_swap_tx", "offload",
+                                     [("agent XDP_TX", on_wire, None)], True)
                     await with_guest(None, "driver", [
                         ("host-attached XDP_DROP", c("xdp_drop"), "xdp_drop"),
                         ("host-attached XDP_TX", on_wire, "xdp_swap_tx"),
@@ -225,4 +248,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["PAIRS", "WORKLOADS", "ProcessFigure", "ProcessReport", "measure", "run"]
+__all__ = ["PAIRS", "VIA_PAIRS", "WORKLOADS", "ProcessFigure", "ProcessReport", "measure", "run"]

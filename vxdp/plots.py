@@ -5,8 +5,10 @@ path, and what each path survived), so a plot shows exactly the numbers of the t
 
     paths.png      setup latency, map-update round trips per second and forwarding Mpps,
                    one panel each: every run a dot, the median a bar, min..max a line
-    survival.png   scenario x path: where the program ended up (offloaded, driver mode,
-                   refused, not measured), with the time it took
+    survival.png   scenario x path: where the program ended up (offloaded, migrated,
+                   driver mode, refused), with the time it took; for a migration the
+                   median downtime and frames lost over its runs (and the agent's
+                   re-bind)
 
 matplotlib is the `demo` extra (`pip install 'vxdp[demo]'`); the Agg backend draws
 without a display.
@@ -27,8 +29,8 @@ PANELS = (("setup_ms", "setup: DRIVER_OK to program running", "ms"),
 LABELS = {"controlq": "control queue", "agent": "agents"}
 COLOURS = {"controlq": "#4c72b0", "agent": "#dd8452"}
 OUTCOME_TEXT = {"driver": "driver mode (fallback)"}
-OUTCOME_COLOURS = {"offloaded": "#55a868", "re-offloaded": "#55a868", "driver": "#ccb974",
-                   "refused": "#c44e52", "lost": "#c44e52", "not measured": "#bbbbbb"}
+OUTCOME_COLOURS = {"offloaded": "#55a868", "re-offloaded": "#55a868", "migrated": "#55a868",
+                   "driver": "#ccb974", "refused": "#c44e52", "lost": "#c44e52"}
 
 
 def _pyplot() -> Any:
@@ -88,12 +90,11 @@ def _survival(plt: Any, paths: dict[str, Any], target: Path) -> Path:
             lines = [OUTCOME_TEXT.get(s["outcome"], s["outcome"])]
             if s.get("code"):
                 lines.append(s["code"])
-            if s["outcome"] == "not measured":
-                lines.append(s["detail"])
             if s["outcome"] == "re-offloaded":
                 lines.append("maps kept" if "kept" in s["detail"] else "maps start over")
             if s["seconds"] is not None:
                 lines.append(f"{s['seconds'] * 1e3:.0f} ms")
+            lines.extend(_moved(s))
             ax.text(x + 0.5, y + 0.5, "\n".join(lines), ha="center", va="center",
                     fontsize=9)
     ax.set_xlim(0, len(vias))
@@ -101,12 +102,23 @@ def _survival(plt: Any, paths: dict[str, Any], target: Path) -> Path:
     ax.set_xticks([x + 0.5 for x in range(len(vias))], [LABELS[v] for v in vias])
     ax.set_yticks([y + 0.5 for y in range(len(rows))], rows)
     ax.tick_params(length=0)
-    ax.set_title("what each path survives (time: from the host's start to the placement)",
-                 fontsize=10)
+    ax.set_title("what each path survives (time: from the host's start to the placement; "
+                 "migration: medians over its runs)", fontsize=10)
     fig.tight_layout()
     fig.savefig(target, dpi=100)
     plt.close(fig)
     return target
+
+
+def _moved(s: dict[str, Any]) -> list[str]:
+    """A migration cell's figures (medians over its runs)."""
+    if not s.get("downtime_ms"):
+        return []
+    lines = [f"{s['runs']} move(s): downtime {s['downtime_ms']['median']:.1f} ms, "
+             f"{s['frames_lost']['median']:.0f} frames lost"]
+    if s.get("rebind_ms"):
+        lines.append(f"agent re-bound in {s['rebind_ms']['median']:.1f} ms")
+    return lines
 
 
 __all__ = ["PANELS", "write_plots"]

@@ -32,6 +32,7 @@ from virtio_spec.errors import LocalProtocolError, RemoteProtocolError
 from virtio_spec.features import VirtioFeature as F
 from virtio_spec.features import VirtioNetFeature as N
 from virtio_spec.features import mask_of
+from virtio_spec.offload import PROFILES as XDP_PROFILES
 from virtio_spec.split import SplitDeviceQueue
 from virtio_spec.status import DeviceStatus as S
 from virtio_spec.structs import config_ranges, virtio_net_config, virtio_net_hdr
@@ -379,5 +380,17 @@ def test_xdp_capabilities_are_read_from_config_when_negotiated():
     assert driver.xdp_caps.helper_ids == {1, 2, 3, 255}  # all four le64 words read
     ready = [e for e in driver.events() if e.kind == "driver_ok"]
     assert "max_insns=512" in ready[0].describe()
+    assert driver.xdp_caps.name == "device"  # fields of no profile
     plain, _ = up()
     assert plain.xdp_caps is None
+
+
+@pytest.mark.parametrize("name", sorted(XDP_PROFILES))
+def test_xdp_capabilities_are_named_after_the_profile_they_equal(name: str) -> None:
+    """Config space carries fields, not a name: capabilities equal to a profile's are
+    named after it, so that a refusal says "(profile rfc2019)", not "(profile device)"."""
+    caps = XDP_PROFILES[name]
+    dev = ScriptedDevice(offered=OFFER | 1 << N.VIRTIO_NET_F_XDP_OFFLOAD,
+                         cfg=config(**caps.to_config()))
+    driver, _ = up(dev)
+    assert driver.xdp_caps == caps and driver.xdp_caps.name == name

@@ -8,10 +8,12 @@ from __future__ import annotations
 import errno as E
 import hashlib
 import struct
+from collections.abc import Generator
+from typing import TypeVar
 
 import pytest
 
-from guest.offload import Answer, OffloadClient, OffloadError
+from guest.offload import Answer, OffloadClient, OffloadError, OffloadRequest
 from host import (
     CtrlHandled,
     FrameDropped,
@@ -43,6 +45,7 @@ from vxdp.packets import tcp_packet, udp_packet
 from vxdp.pair import Pair
 from vxdp.runtime.compare import demo_program
 
+T = TypeVar("T")
 HASH = MapSpec("h", MapType.HASH, 4, 8, 2)
 ARRAY = MapSpec("a", MapType.ARRAY, 4, 8, 2)
 K0, K1, K2 = (struct.pack("<I", i) for i in range(3))
@@ -207,6 +210,30 @@ def test_the_program_is_verified_by_the_device_and_queried() -> None:
     assert info.digest == hashlib.sha256(sent).hexdigest() and info.map_cnt == 1
     changed = [e for e in pair.trace.of_kind("offload")]
     assert changed and changed[-1].data["tag"] == demo_program().tag
+
+
+def test_carried_entries_are_written_before_the_program_is_set() -> None:
+    """load(program, contents): every entry of a map written right after its CREATE and
+    before SET_OFFLOAD (what a move onto another device carries over), so the first
+    frame the program sees finds them."""
+    pair, c = live()
+    contents = {"cnt": [(K0, struct.pack("<Q", 41))], "unused": [(K1, V)]}
+    sent: list[str] = []
+
+    def recorded(op: Generator[OffloadRequest, Answer, T]
+                 ) -> Generator[OffloadRequest, Answer, T]:
+        request = next(op)
+        while True:
+            sent.append(request.what)
+            try:
+                request = op.send((yield request))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    off = pair.offload(recorded(c.load(counting(), contents)))
+    assert sent == ["CREATE_MAP", "UPDATE_ELEM", "SET_OFFLOAD"]
+    pair.device.receive(to_guest(pair))
+    assert pair.offload(c.lookup(off.handles[0], K0)) == struct.pack("<Q", 42)
 
 
 def test_a_refused_program_returns_the_log_and_leaves_nothing_behind() -> None:

@@ -202,6 +202,18 @@ def test_host_profile_leaves_out_what_a_guest_cannot_use() -> None:
     assert caps.xdp_max_insns == 1_000_000
 
 
+def test_host_profile_is_every_core_helper_but_the_ones_left_out_with_a_reason() -> None:
+    """A helper the core gains is decided on here: offered to guests, or left out with
+    its reason in virtio_spec/offload.py's comment on HOST."""
+    from vxdp.bpf.helpers import HOST_STATE_HELPER_IDS, XDP_HELPER_IDS
+
+    left_out = {12: "one program slot", 25: "records", 69: "host routing state",
+                130: "records", 131: "records", 132: "records", 133: "records",
+                181: "callback needs BTF"}
+    assert O.HOST.helper_ids == XDP_HELPER_IDS - set(left_out)
+    assert HOST_STATE_HELPER_IDS <= set(left_out)  # nothing reads the host's state
+
+
 def test_smartnic_is_a_strict_subset_of_the_host() -> None:
     nic = O.SMARTNIC
     assert nic.map_type_ids == {1, 2}

@@ -29,11 +29,17 @@ def test_the_demo_compares_the_paths_and_draws_them(capsys: pytest.CaptureFixtur
     text = capsys.readouterr().out
     assert "the two paths of the RFC's review: control queue vs agents" in text
     assert "forwarding runs on the same datapath either way" in text
-    assert "migration         agent     not measured" in text
+    assert "migration           agent     migrated: 2/2 moves: program, map entries and " \
+        "counters on the destination, counting on; downtime " in text
+    assert "agent channel re-bound to the destination's host agent in " in text
+    assert "migration, no agent agent     driver: moved without the offload: " in text
     summary = json.loads((out / "summary.json").read_text())
     paths = summary["paths"]
     assert paths["agree"] and len(paths["runs"]) == 4 and paths["frames"] == 128
     assert {s["scenario"] for s in paths["survival"]} == set(SCENARIOS)
+    moved = {s["via"]: s for s in paths["survival"] if s["scenario"] == "migration"}
+    assert moved["agent"]["downtime_ms"]["median"] > 0 and moved["agent"]["rebind_ms"]
+    assert moved["controlq"]["frames_lost"] is not None and moved["controlq"]["runs"] == 2
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -216,6 +216,27 @@ def test_not_bpf_elf_and_not_elf_at_all(tmp_path):
         load_object(tmp_path / "missing.o")
 
 
+def _patch_symbol_value(data: bytes, name: str, value: int) -> bytes:
+    import io
+
+    from elftools.elf.elffile import ELFFile
+    symtab = ELFFile(io.BytesIO(data)).get_section_by_name(".symtab")
+    index = next(i for i, y in enumerate(symtab.iter_symbols()) if y.name == name)
+    out = bytearray(data)
+    struct.pack_into("<Q", out, symtab["sh_offset"] + 24 * index + 8, value)  # st_value
+    return bytes(out)
+
+
+@pytest.mark.parametrize("value", [2**40, 5])
+def test_a_variable_outside_its_section_is_named(value):
+    """libbpf's btf_fixup_datasec() refuses a variable its section cannot hold; so do we
+    (a 64-bit st_value once escaped as a struct.error)."""
+    data = _patch_symbol_value(compiled("multi").read_bytes(), "seen", value)
+    with pytest.raises(ElfError, match=rf"variable 'seen' at offset {value} \(\+4 bytes\) "
+                                       r"lies outside section '.data' of 4 bytes"):
+        load_object(data)
+
+
 def test_corrupt_objects_never_escape_as_tracebacks():
     """Truncations and byte flips anywhere: either a clean load or an ElfError."""
     data = compiled("multi").read_bytes()

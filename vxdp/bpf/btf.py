@@ -355,12 +355,21 @@ def fixup_datasecs(btf: Btf, section_sizes: dict[str, int],
     for t in btf.types:
         if t.kind != BtfKind.DATASEC or t.name not in section_sizes:
             continue
-        struct.pack_into("<I", raw, base + t.at + 8, section_sizes[t.name])
+        sec_size = section_sizes[t.name]
+        if sec_size > 0xFFFF_FFFF:  # a DATASEC's size is a u32
+            raise ElfError(f"section {t.name!r}: {sec_size} bytes do not fit the 32-bit "
+                           f"size of its DATASEC in '.BTF'")
+        struct.pack_into("<I", raw, base + t.at + 8, sec_size)
         for i, m in enumerate(t.members):
             var = btf.type(m.type)
             off = var_offsets.get((t.name, var.name))
-            if off is not None:
-                struct.pack_into("<I", raw, base + t.at + 12 + 12 * i + 4, off)
+            if off is None:
+                continue
+            if off + m.size > sec_size:  # libbpf: "variable ... is out of section"
+                raise ElfError(f"section '.BTF': variable {var.name!r} at offset {off} "
+                               f"(+{m.size} bytes) lies outside section {t.name!r} "
+                               f"of {sec_size} bytes")
+            struct.pack_into("<I", raw, base + t.at + 12 + 12 * i + 4, off)
     return bytes(raw)
 
 

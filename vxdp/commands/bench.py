@@ -13,8 +13,9 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
             (vxdp.bench_datapath)
   process   the same end to end: `vxdp host` with a `vxdp guest` child process over
             vhost-user, the guest offloading its program over the control queue (`--mode
-            offload`) or running it in its driver, the host-attached program beside them,
-            and the offload/driver-mode ratios there (vxdp.bench_process)
+            offload`) or over its agent (`--via agent`), or running it in its driver, the
+            host-attached program beside them, and the offload/driver-mode and
+            agent/controlq ratios there (vxdp.bench_process)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate

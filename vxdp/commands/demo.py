@@ -33,7 +33,10 @@ running on the host), map-update round trips per second from the guest, forwardi
 over `--path-frames` frames (0 skips this part; the same datapath either way), as min,
 median and max; then what each path survives: a host without an agent, a guest driver
 without VIRTIO_NET_F_XDP_OFFLOAD, a host restart (time to run again, map contents), and
-migration (not built yet: reported as not measured).
+a live migration of the guest's back-end to another host, `--runs` times (downtime and
+frames lost, the program, a map entry and the counters found on the destination; the
+agent path's channel re-bound to the destination's host agent), and once to a host that
+runs no agent.
 
 Every line printed is an entry of the pair's trace, produced by the models as they run:
 status writes, features by name, queue addresses, each chain added, popped and used,
@@ -303,8 +306,9 @@ def _paths(pair: Pair, summary: dict[str, Any], profile: str, frames: int,
                                   f"{via} {m.median:.3f}" for via, m in mpps.items())
               + ("; the ranges overlap: no difference measured" if overlap else
                  "; the ranges do not overlap in this run"), {"mpps_overlap": overlap})
+    width = max((len(s.scenario) for s in report.survival), default=0)
     for s in report.survival:
-        trace.add("demo", "survival", f"{s.scenario:<17} {s.via:<9} {s.text()}",
+        trace.add("demo", "survival", f"{s.scenario:<{width}} {s.via:<9} {s.text()}",
                   s.to_json())
     summary["paths"] = report.to_json()
     return report.agree

@@ -86,7 +86,7 @@ OPS: Final[dict[str, dict[str, tuple[ArgKind, bool]]]] = {
     "guest.announce": {"guest": ("guest", True)},
     "wire.inject": {"count": ("uint", True), "seed": ("uint", False), "size": ("uint", False),
                     "flows": ("uint", False), "mix": ("str", False), "guest": ("guest", False)},
-    "guest.migrate": {"to": ("str", True), "policy": ("str", False)},
+    "guest.migrate": {"to": ("str", True), "policy": ("str", False), "agent": ("str", False)},
 }
 
 MAX_VALUE_LIST = 4096  # per-CPU values: one per possible CPU

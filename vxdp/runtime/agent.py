@@ -51,7 +51,7 @@ from vxdp.control.agent import (
     request_limit,
 )
 from vxdp.control.protocol import NEED_DATA, Connection, expect_reply
-from vxdp.errors import ControlError, VxdpError
+from vxdp.errors import ControlError, errno_name
 
 from .control import ControlServer, OpsHandler, failed
 
@@ -65,6 +65,8 @@ log = logging.getLogger("vxdp.runtime.agent")
 MAX_AGENT_CLIENTS = 4
 #: The longest one agent call may take (SET_OFFLOAD includes the host's verification).
 AGENT_TIMEOUT = 120.0
+#: The longest a destination's host agent may take to answer a migration's probe.
+PROBE_TIMEOUT = 5.0
 
 
 class AgentError(OffloadError):
@@ -73,10 +75,8 @@ class AgentError(OffloadError):
     the protocol.  An OffloadError, so a placement treats it as any refusal."""
 
     def __init__(self, errno: int, message: str) -> None:
-        VxdpError.__init__(self, f"agent: {message}")
-        self.what = "agent"
-        self.errno = errno
-        self.log = ""
+        super().__init__("agent", errno, message)
+        self.log = ""  # no device log: a placement's reason is the whole "agent: ..." line
 
 
 # -- the host agent ------------------------------------------------------------------------
@@ -107,7 +107,7 @@ class AgentHandler(OpsHandler):
         device = port.device
         try:
             out = self.agent.command(device, args["cls"], args["command"], args["body"],
-                                     args["room"])
+                                     args["room"], suspended=port.suspended)
         except AgentRefused as exc:
             raise failed(exc.errno, str(exc)) from None
         if out.job is not None and device is not None:
@@ -119,6 +119,7 @@ class AgentHandler(OpsHandler):
         return answer_result(out.ack, out.result)
 
     def _check(self, named: int | None, mac: bytes | None = None) -> None:
+        self.agent.follow(self.port.profile.mac)  # a migrated device brings its MAC
         try:
             self.agent.check(named, mac)
         except AgentRefused as exc:
@@ -151,8 +152,11 @@ class AgentCarrier:
     def __init__(self, runtime: GuestRuntime, path: str | os.PathLike[str], *,
                  timeout: float = AGENT_TIMEOUT) -> None:
         self.runtime = runtime
-        self.path = os.fspath(path)
+        self.path: str | None = os.fspath(path)
         self.timeout = timeout
+        #: why there is no path (a migration moved the device to a host whose agent it
+        #: was not told): what a command is answered with
+        self.unbound = ""
         self.hello: Hello | None = None
         self.sessions = 0
         self.calls = 0
@@ -160,7 +164,7 @@ class AgentCarrier:
         self._conn: Connection | None = None
 
     def describe(self) -> str:
-        return f"the host agent at {self.path}"
+        return f"the host agent at {self.path}" if self.path else "no host agent"
 
     def wake(self) -> None:
         """Nothing waits on the device here: the host agent answers for it."""
@@ -173,6 +177,49 @@ class AgentCarrier:
         if self._sock is not None:
             self._sock.close()
         self._sock, self._conn, self.hello = None, None, None
+
+    async def probe(self, path: str | None) -> str:
+        """Why the channel cannot follow the guest's device to a host whose agent for it
+        is at `path` ("" when it can): nothing named, nothing answering there, no agent
+        protocol, or an agent whose guest has a live device already (the agent socket
+        of another guest).  A hello without the MAC: the destination's guest takes this
+        guest's MAC only when the device state arrives."""
+        if path is None:
+            return (f"the guest's offload goes over its agent channel to {self.describe()}, "
+                    f"which stays with the source host: name the destination's host agent "
+                    f"(vxdp migrate --agent PATH)")
+        probe = AgentCarrier(self.runtime, path, timeout=PROBE_TIMEOUT)
+        try:
+            hello = await probe._session(mac=False)
+        except AgentError as exc:
+            return f"the destination's host agent: {errno_name(exc.errno)}: {exc}"
+        finally:
+            probe.close()
+        if hello.live:
+            return (f"the destination's host agent at {path} is guest {hello.guest}'s, whose "
+                    f"device is live: not the agent of the socket this guest moves to")
+        return ""
+
+    async def moved(self, path: str | None, *, connect: bool) -> str:
+        """The guest's device moved to another host (a live migration): the session
+        belonged to the source host's agent and ends (kept, it would reach whatever
+        device that host's socket serves next); the next command goes to `path`, the
+        destination's host agent for this guest.  With `connect`, the session opens now
+        (AgentError when it cannot).  What happened, in words."""
+        source = self.describe()
+        self.close()
+        self.path = path
+        if path is None:
+            self.unbound = (f"the agent channel stayed with the source host ({source}) when "
+                            f"the device migrated, and no host agent was named for the "
+                            f"destination")
+            return f"left {source}; no host agent named for the destination"
+        self.unbound = ""
+        if not connect:
+            return f"left {source}; the next command goes to the host agent at {path}"
+        hello = await self._session()
+        return (f"re-bound from {source} to the host agent at {path} (guest {hello.guest} "
+                f"there)")
 
     async def capabilities(self) -> XdpCapabilities:
         hello = await self._session()
@@ -193,10 +240,12 @@ class AgentCarrier:
             raise AgentError(getattr(exc, "errno", E.EPROTO), str(exc)) from None
         return Answer(ack, data)
 
-    async def _session(self) -> Hello:
+    async def _session(self, *, mac: bool = True) -> Hello:
         if self._sock is not None and self.hello is not None:
             return self.hello
         self.close()
+        if self.path is None:
+            raise AgentError(E.ENOTCONN, f"no host agent: {self.unbound}")
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         try:
             await sock.connect(self.path)
@@ -208,7 +257,8 @@ class AgentCarrier:
                              ) from None
         self._sock, self._conn = sock, agent_connection("client")
         self.sessions += 1
-        doc = await self._call(HELLO, {"mac": mac_text(self.runtime.driver.mac)})
+        doc = await self._call(HELLO, {"mac": mac_text(self.runtime.driver.mac)} if mac
+                               else {})
         try:
             self.hello = Hello.from_wire(doc)
         except ControlError as exc:

@@ -122,7 +122,11 @@ from vxdp.errors import (
 from vxdp.vhost_user import EventFd, FrontendMemory, VhostUserBackendRequest
 from vxdp.vhost_user import VhostUserProtocolFeature as PF
 from vxdp.vhost_user.messages import VHOST_USER_F_PROTOCOL_FEATURES, BackendMessage
-from vxdp.vhost_user.transport import open_backend_channel, serve_backend_requests
+from vxdp.vhost_user.transport import (
+    check_dial_path,
+    open_backend_channel,
+    serve_backend_requests,
+)
 
 from .agent import AgentCarrier
 from .control import ControlServer
@@ -182,6 +186,11 @@ class GuestRuntime:
                  agent: str | os.PathLike[str] | None = None) -> None:
         if datapath not in DATAPATHS:
             raise UsageError(f"datapath {datapath!r}: choose one of {', '.join(DATAPATHS)}")
+        if path is not None:  # before anything is made: a path no host can ever serve
+            try:
+                check_dial_path(path, "--socket")
+            except VhostUserLocalError as exc:
+                raise UsageError(str(exc)) from None
         self.path = os.fspath(path) if path is not None else None
         self.memory = FrontendMemory.create([(MEMORY_BASE, memory_size)])
         mem = self.memory.guest
@@ -545,17 +554,20 @@ class GuestRuntime:
     # -- migrating -------------------------------------------------------------------
 
     async def migrate(self, to: str | os.PathLike[str] | trio.socket.SocketType, *,
-                      policy: str = "refuse") -> MigrationReport:
+                      policy: str = "refuse",
+                      agent: str | os.PathLike[str] | None = None) -> MigrationReport:
         """Move this guest's vhost-user back-end to the host serving `to` (a socket path,
         or a connected socket) while the guest runs on: `vxdp.runtime.migration`.
         `policy`: "refuse" when the destination cannot take the device as it is, or
-        "fallback" (re-initialize there, the program in driver mode).  The report says
-        what happened; MigrationError when the move broke off on the way."""
+        "fallback" (re-initialize there, the program in driver mode).  `agent`: the
+        destination's host agent for this guest, which an offload over the agent path
+        needs (its channel is re-bound there).  The report says what happened;
+        MigrationError when the move broke off on the way."""
         if self.migrating:
             raise MigrationError("a migration of this guest is under way", E.EBUSY)
         self.migrating = True
         try:
-            report = await migrate(self, to, policy=policy)
+            report = await migrate(self, to, policy=policy, agent=agent)
         finally:
             self.migrating = False
         self.migrations.append(report.to_json())

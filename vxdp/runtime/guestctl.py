@@ -15,8 +15,9 @@ Ids: the program is id 1; an offloaded map's id is its device handle, a driver-m
 map's its position in the program (1, 2, ...).  Maps go by name too (the object's names:
 the guest knows them, the device does not).  Ops of the host's control socket that do
 not exist here (guest.list, guest.link, guest.announce, wire.inject) answer EOPNOTSUPP;
-`guest.migrate {to, policy}` is this socket's own: the guest's back-end moves to the host
-serving `to` (`vxdp migrate`, vxdp.runtime.migration).
+`guest.migrate {to, policy, agent}` is this socket's own: the guest's back-end moves to
+the host serving `to`, an agent path's channel to that host's agent at `agent` (`vxdp
+migrate`, vxdp.runtime.migration).
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ class GuestControlHandler(OpsHandler):
         if policy not in POLICIES:
             raise failed(E.EINVAL, f"policy {policy!r}: choose one of {', '.join(POLICIES)}",
                          kind="usage")
-        report = await self.runtime.migrate(args["to"], policy=policy)
+        report = await self.runtime.migrate(args["to"], policy=policy, agent=args.get("agent"))
         return report.to_json()
 
 

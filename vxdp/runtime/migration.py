@@ -34,7 +34,24 @@ default) leaves everything as it was and says why; "fallback" moves the guest an
 and gives up the offload: the source is stopped and saved (step 2 to 4), the driver
 takes every frame the source placed in its rings, re-initializes the device on the
 destination (as it would a new device) and runs its program in driver mode, its maps
-filled with the entries the source's maps held.
+filled with the entries the source's maps held.  "reoffload" moves it the same way and
+then places the program as the guest's mode says, under the destination's own
+capabilities: the maps created there, the entries written, then SET_OFFLOAD (the
+program never runs on half-filled maps); a destination that refuses the program leaves
+it in driver mode (mode auto) or not running (mode offload), said in the report.  That is
+passthrough: a guest moved onto a SmartNIC's virtual function offloads to the NIC, which
+translates the program for its micro-engine or refuses it.
+
+The agent path (`vxdp guest --via agent`) carries the offload's commands over a channel
+to the source host's agent, which is no part of the device: the objects move with the
+device (the host agent keeps none of its own), the channel does not.  The migration is
+told the destination's host agent for this guest (`agent`), probes it in step 1 (a
+shortfall when none is named or none answers, so "refuse" or "fallback" decide), holds
+the guest's agent commands from step 2 to the end (a host agent answers outside any
+ring, so what the source's answered after its state was saved would be lost), and after
+step 7 leaves the source's agent and opens a session with the destination's (`rebind`
+in the timings).  A session left open would reach whatever device the source's socket
+serves next.
 
 The report (`MigrationReport`) says what happened and gives the downtime (from the
 source's stop to the destination's resume, measured here), the frames lost (what reached
@@ -49,12 +66,14 @@ import errno as E
 import os
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from guest import InitState
+from guest.offload import OffloadError
 from host import migration as state
 from virtio_spec.features import VirtioFeature, VirtioNetFeature
 from virtio_spec.offload import XdpCapabilities
@@ -71,7 +90,7 @@ if TYPE_CHECKING:
 #: What the front-end asks of a back-end it migrates to or from.
 NEEDED = {PF.STATUS: "the device status", PF.CONFIG: "config space",
           PF.DEVICE_STATE: "moving the device's state"}
-POLICIES = ("refuse", "fallback")
+POLICIES = ("refuse", "fallback", "reoffload")
 #: The longest a whole migration may take.
 TIMEOUT = 60.0
 #: The longest the destination may take to answer the opening of its connection.
@@ -86,7 +105,7 @@ _XDP = VirtioNetFeature.VIRTIO_NET_F_XDP_OFFLOAD
 class MigrationReport:
     """What a migration did (JSON-ready with `to_json`)."""
 
-    outcome: str  # "migrated", "refused", "fallback"
+    outcome: str  # "migrated", "refused", "fallback", "reoffloaded"
     reason: str
     source: str
     destination: str
@@ -100,6 +119,7 @@ class MigrationReport:
     program: dict[str, Any] | None = None
     reverified: str = ""
     placement: str = ""  # where the guest's program runs afterwards
+    agent: str = ""  # the agent path: what became of the guest's agent channel
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +129,7 @@ class MigrationReport:
         """The report as `vxdp migrate` prints it."""
         head = {"migrated": f"migrated to {self.destination}",
                 "fallback": f"migrated to {self.destination} without the offload",
+                "reoffloaded": f"migrated to {self.destination} and offloaded again",
                 "refused": f"not migrated to {self.destination}"}[self.outcome]
         lines = [f"{head}: {self.reason}" if self.reason else head]
         if self.downtime_ms is not None:
@@ -123,6 +144,8 @@ class MigrationReport:
                          f"  {self.reverified}")
         if self.placement:
             lines.append(f"\tthe guest's program: {self.placement}")
+        if self.agent:
+            lines.append(f"\tagent channel: {self.agent}")
         if self.timings_ms:
             lines.append("\t" + "  ".join(f"{k} {v:.1f} ms" for k, v in
                                           self.timings_ms.items()))
@@ -145,13 +168,14 @@ class Migration:
     """One migration of a GuestRuntime's back-end (see the module docstring)."""
 
     def __init__(self, rt: GuestRuntime, to: str | os.PathLike[str] | trio.socket.SocketType,
-                 policy: str) -> None:
+                 policy: str, agent: str | os.PathLike[str] | None = None) -> None:
         if policy not in POLICIES:
             raise UsageError(f"migration policy {policy!r}: choose one of "
                              f"{', '.join(POLICIES)}")
         self.rt = rt
         self.to = to
         self.policy = policy
+        self.agent = os.fspath(agent) if agent is not None else None
         name = to if isinstance(to, str | os.PathLike) else "a connected socket"
         self.report = MigrationReport("refused", "", str(rt.path or "a connected socket"),
                                       os.fspath(name) if not isinstance(name, str) else name,
@@ -201,7 +225,8 @@ class Migration:
                     return self._refused("; ".join(reasons))
                 if reasons:
                     return await self._fall_back(src, dst, "; ".join(reasons))
-                return await self._switch(src, dst)
+                async with self._hold():
+                    return await self._switch(src, dst)
         except (VhostUserError, MigrationError, trio.TooSlowError) as exc:
             await _drop(dst)
             what = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
@@ -280,16 +305,41 @@ class Migration:
         mine = await self._config(src, rt.backend_offered)
         theirs = await self._config(dst, offered)
         xdp = bool(negotiated >> _XDP & 1)
-        caps = state.named(XdpCapabilities.from_config(mine), "advertised") if xdp else None
-        dest_caps = state.named(XdpCapabilities.from_config(theirs), "advertised") \
+        caps = XdpCapabilities.from_config(mine).as_profile("advertised") if xdp else None
+        dest_caps = XdpCapabilities.from_config(theirs).as_profile("advertised") \
             if offered >> _XDP & 1 else None
         sizes = [rt.setups[i].size for i in rt.started]
         self.profile = caps.name if caps is not None else ""
         # docs/offload-spec.md [10.2.1]: checked "before the source stops"
-        return state.shortfalls(
+        reasons = state.shortfalls(
             state.Destination(offered, int(theirs.max_virtqueue_pairs), dest_caps),
             negotiated=negotiated, max_queue_pairs=int(mine.max_virtqueue_pairs), caps=caps,
             ring_sizes=sizes)
+        if rt.offload.state == "offloaded":  # the agent path: its channel must follow
+            why = await rt.offload.carrier.probe(self.agent)
+            if why:
+                reasons.append(why)
+        return reasons
+
+    def _hold(self) -> AbstractAsyncContextManager[None]:
+        """The agent path's commands wait through the move (`GuestOffload.held`)."""
+        offload = self.rt.offload
+        return offload.held() if offload.carrier.via == "agent" else nullcontext()
+
+    async def _rebind(self, *, connect: bool) -> None:
+        """The offload's carrier follows the device (the agent path: the source host's
+        agent is left, the destination's is used; with `connect` its session opens now,
+        timed).  A channel that cannot be re-bound leaves the program running on the
+        destination and the guest without a way to reach it: the report says so."""
+        self._mark("left")
+        try:
+            self.report.agent = await self.rt.offload.carrier.moved(self.agent,
+                                                                    connect=connect)
+        except OffloadError as exc:
+            self.report.agent = f"not re-bound: {exc}"
+            self.rt.report("migration", f"the agent channel could not be re-bound: {exc}")
+        if connect and self.report.agent:
+            self._mark("rebound")
 
     async def _stop_source(self, src: Link) -> dict[int, int]:
         """Pause the control queue, then stop every ring: their bases."""
@@ -367,6 +417,7 @@ class Migration:
         r.downtime_ms = _ms(self.t["stopped"], self.t["running"])
         r.frames_lost = await self._lost(src)
         self._leave(src, dst)
+        await self._rebind(connect=True)
         r.outcome = "migrated"
         r.placement = rt.offload.state if rt.offload.program is not None else ""
         self._times()
@@ -443,18 +494,28 @@ class Migration:
                              "pause": ("prepared", "paused"),
                              "stop": ("paused", "stopped"), "save": ("stopped", "saved"),
                              "load": ("saved", "loaded"), "resume": ("loaded", "running"),
-                             "restart": ("refused", "resumed")}.items():
+                             "restart": ("refused", "resumed"),
+                             "rebind": ("left", "rebound")}.items():
             if a in t and b in t and not (name == "resume" and "loaded" not in t):
                 out[name] = _ms(t[a], t[b])
         if "loaded" not in t and "saved" in t and "running" in t:  # the fallback
             out["reinit"] = _ms(t["saved"], t["running"])
+        if "placed" in t and "running" in t:  # fallback and reoffload: placed again
+            out["place"] = _ms(t["running"], t["placed"])
 
-    # -- moving without the offload -----------------------------------------------------
+    # -- moving without the device's state --------------------------------------------
 
     async def _fall_back(self, src: Link, dst: Link, why: str) -> MigrationReport:
         """Move anyway, giving up what the destination cannot take: the driver starts
-        over on a new device there, its program runs in driver mode with the maps' entries
-        carried over."""
+        over on a new device there and its program runs again with the maps' entries
+        carried over: in driver mode (policy fallback), or offloaded to the new device
+        as the guest's mode says (policy reoffload)."""
+        async with self._hold():  # released before the program is placed again
+            await self._move_without_state(src, dst, why)
+        await self.rt.offload.settled.wait()  # placed again (offloaded there, or in the driver)
+        return self._fallen_back(why)
+
+    async def _move_without_state(self, src: Link, dst: Link, why: str) -> None:
         rt = self.rt
         r = self.report
         async with rt._pump_lock:
@@ -466,7 +527,10 @@ class Migration:
             rt._drain()
             entries = {m.handle: m.entries for m in saved.offload.maps} \
                 if saved.offload else {}
-            rt.offload.fall_back(f"the destination cannot run the offload: {why}", entries)
+            replace = self.policy == "reoffload"
+            rt.offload.moved(f"the destination cannot take the device's state: {why}"
+                             if replace else f"the destination cannot run the offload: {why}",
+                             entries, replace=replace)
             self.handed_over = True  # from here the driver starts over on the destination
             rt.link = dst
             rt.path = self._path() or rt.path
@@ -481,20 +545,36 @@ class Migration:
         r.downtime_ms = _ms(self.t["stopped"], self.t["running"])
         r.frames_lost = await self._lost(src)
         self._leave(src, dst)
-        r.outcome, r.reason = "fallback", why
-        r.placement = f"{rt.offload.state} mode (the offload stayed behind)"
-        r.reverified = "not moved: the guest runs its program in driver mode"
+        await self._rebind(connect=False)
+
+    def _fallen_back(self, why: str) -> MigrationReport:
+        rt = self.rt
+        r = self.report
+        replace = self.policy == "reoffload"
+        self._mark("placed")
+        r.outcome, r.reason = ("reoffloaded" if replace else "fallback"), why
+        state = rt.offload.state
+        r.placement = (f"{state} mode (the offload stayed behind)" if not replace else
+                       f"offloaded to the destination, {r.map_entries} map entries written "
+                       f"before its program" if state == "offloaded" else
+                       f"{state}: {rt.offload.reason}")
+        r.reverified = ("not moved: the guest runs its program in driver mode" if not replace
+                        else "not moved: the guest offloaded the program again under the "
+                             "destination's capabilities")
         self._times()
-        rt.report("migration", f"migrated to {r.destination} without the offload ({why}): "
-                               f"downtime {r.downtime_ms:.1f} ms, {r.frames_lost} frame(s) "
-                               f"lost, {r.map_entries} map entries carried into driver mode")
+        rt.report("migration", f"migrated to {r.destination} without the device's state "
+                               f"({why}): downtime {r.downtime_ms:.1f} ms, {r.frames_lost} "
+                               f"frame(s) lost, {r.map_entries} map entries carried over; "
+                               f"the program: {r.placement}")
         return r
 
 
 async def migrate(rt: GuestRuntime, to: str | os.PathLike[str] | trio.socket.SocketType, *,
-                  policy: str = "refuse") -> MigrationReport:
-    """Move `rt`'s back-end to the host serving `to` (see the module docstring)."""
-    return await Migration(rt, to, policy).run()
+                  policy: str = "refuse",
+                  agent: str | os.PathLike[str] | None = None) -> MigrationReport:
+    """Move `rt`'s back-end to the host serving `to`, and the agent path's channel to
+    the host agent at `agent` (see the module docstring)."""
+    return await Migration(rt, to, policy, agent).run()
 
 
 __all__ = ["NEEDED", "POLICIES", "TIMEOUT", "Migration", "MigrationReport", "migrate"]

@@ -28,8 +28,10 @@ to a new device), destroys it.  The guest then offloads again from scratch (map 
 start over: the device's maps went with it) and says so.  A command in flight when the
 device went is lost with it.  A live migration moves the device, objects and all: the
 guest goes on with them, and its commands in flight are answered by the destination; a
-migration that cannot take the offload along (`fall_back`) runs the program in driver
-mode on the next device, its maps filled with the entries the offloaded maps held.
+migration that cannot take the device's state along (`moved`) runs the program again on
+the next device, its maps filled with the entries the offloaded maps held: in driver mode
+(policy fallback), or placed as the mode says, offloaded to the new device when it takes
+the program (policy reoffload: passthrough to a SmartNIC's virtual function).
 
 Every control command waits at most CTRL_TIMEOUT for its answer (a device verifying a
 large program takes seconds; one that never answers must not hold the guest).
@@ -39,7 +41,9 @@ from __future__ import annotations
 
 import errno as E
 import logging
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
@@ -65,6 +69,9 @@ VIAS = ("controlq", "agent")
 #: The longest one control command may take (SET_OFFLOAD includes the verification).
 CTRL_TIMEOUT = 120.0
 T = TypeVar("T")
+#: A device's map entries by its map handle, and a program's by map name.
+HandleEntries = Mapping[int, Sequence[tuple[bytes, bytes]]]
+NameEntries = Mapping[str, Sequence[tuple[bytes, bytes]]]
 
 
 class Carrier(Protocol):
@@ -83,6 +90,13 @@ class Carrier(Protocol):
 
     def reset(self) -> None:
         """The guest is on a new device."""
+
+    async def probe(self, agent: str | None) -> str:
+        """Why the carrier cannot follow the device to another host, whose agent for
+        this guest is at `agent` ("" when it can)."""
+
+    async def moved(self, agent: str | None, *, connect: bool) -> str:
+        """The device moved to another host (a migration): what changed, in words."""
 
     def close(self) -> None: ...
 
@@ -104,6 +118,12 @@ class ControlQueueCarrier:
 
     def reset(self) -> None:
         pass
+
+    async def probe(self, agent: str | None) -> str:
+        return ""  # the control queue is the device's: it moves with it
+
+    async def moved(self, agent: str | None, *, connect: bool) -> str:
+        return ""
 
     def close(self) -> None:
         pass
@@ -160,9 +180,9 @@ class GuestOffload:
         self.reason = ""
         self.log = ""  # the device's log of the last SET_OFFLOAD
         self.placements = 0
-        #: set by a migration that gave up the offload: the next device runs the program
-        #: in driver mode, its maps filled with the entries (by device handle) it carried
-        self._fallback: tuple[str, dict[int, tuple[tuple[bytes, bytes], ...]]] | None = None
+        #: set by a migration that did not move the device's state (`moved`)
+        self._moved: tuple[str, HandleEntries, bool] | None = None
+        self.settled = trio.Event()  # the program placed again after such a move
         self._lock = trio.Lock()
 
     # -- carrying commands ---------------------------------------------------------
@@ -181,6 +201,17 @@ class GuestOffload:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """No offload operation runs inside (those under way finish first): a migration
+        holds the agent path's commands so, from before the source stops until the
+        channel is re-bound.  The control queue needs no such hold: the source pauses
+        it, and the destination answers what waits in its ring; a host agent answers
+        from outside any ring, so what it acknowledged after the source's state was
+        saved would be lost."""
+        async with self._lock:
+            yield
+
     # -- placing the program -------------------------------------------------------
 
     def device_ready(self) -> None:
@@ -188,37 +219,52 @@ class GuestOffload:
         The capabilities are the carrier's to find (`place`)."""
         self.carrier.reset()
         old, self.client = self.client, OffloadClient(None)
-        if self._fallback is not None:
-            self._driver_mode_after_migration(old)
-        elif self.program is not None and self.mode != "driver":
+        moved, self._moved = self._moved, None
+        if moved is not None:
+            reason, entries, replace = moved
+            if self.program is not None and self.state == "offloaded":
+                contents = _by_name(old, entries)
+                if replace:
+                    self.runtime.spawn(partial(self._place_moved, contents))
+                    return
+                self._driver_mode(f"falling back to driver mode: {reason}", contents)
+                self.state, self.reason = "driver", reason
+            self.settled.set()
+            if self.state != "none":
+                return  # what runs in the driver runs on
+        if self.program is not None and self.mode != "driver":
             self.runtime.spawn(self.place)
 
-    def fall_back(self, reason: str,
-                  entries: dict[int, tuple[tuple[bytes, bytes], ...]]) -> None:
-        """A migration moves the guest to a device that cannot run the offload: on the
-        next device the program runs in driver mode, its maps holding `entries` (the
-        source device's, by handle), and the reason is reported."""
-        self._fallback = (reason, entries)
+    def moved(self, reason: str, entries: HandleEntries, *, replace: bool) -> None:
+        """A migration moves the guest to a device that does not take the source's state
+        (`vxdp.runtime.migration`, policies fallback and reoffload): on the next device
+        an offloaded program runs again with its maps holding `entries` (the source
+        device's, by handle): in driver mode (`replace` False), or placed as the mode
+        says (True: offloaded to the new device under its own capabilities, the entries
+        written before SET_OFFLOAD; `auto` falls back to driver mode with them).
+        `settled` is set once the program runs again, or was refused."""
+        self._moved = (reason, entries, replace)
+        self.settled = trio.Event()
 
-    def _driver_mode_after_migration(self, old: OffloadClient | None) -> None:
-        assert self._fallback is not None
-        reason, entries = self._fallback
-        self._fallback = None
-        program = self.program
-        if program is None or self.state != "offloaded":
-            return  # nothing was offloaded: what runs in the driver runs on
-        self.runtime.set_driver_program(program)
+    async def _place_moved(self, contents: NameEntries) -> None:
+        try:
+            self.state = "none"
+            await self.place(contents)
+        finally:
+            self.settled.set()
+
+    def _driver_mode(self, what: str, contents: NameEntries | None) -> None:
+        """The program into the driver, its maps holding `contents`; reported."""
+        assert self.program is not None
+        self.runtime.set_driver_program(self.program)
         moved = 0
-        offloaded = old.offloaded if old is not None else None
-        by_name = {m.spec.name: m for m in (offloaded.maps if offloaded else ())}
-        for spec, m in zip(program.maps, self.runtime.xdp.maps or ()):
-            guest_map = by_name.get(spec.name)
-            for key, value in entries.get(guest_map.handle, ()) if guest_map else ():
+        for spec, m in zip(self.program.maps, self.runtime.xdp.maps or ()):
+            for key, value in (contents or {}).get(spec.name, ()):
                 m.update(key, value)
                 moved += 1
-        self.state, self.reason = "driver", reason
-        self.runtime.report("offload", f"falling back to driver mode: {reason}; {moved} "
-                                       f"map entries carried over from the offloaded maps")
+        carried = (f"; {moved} map entries carried over from the offloaded maps"
+                   if contents is not None else "")
+        self.runtime.report("offload", f"{what}{carried}")
 
     def device_replaced(self, why: str) -> None:
         """The rings resumed on a new device (the host restarted): what was offloaded
@@ -230,7 +276,10 @@ class GuestOffload:
         self.state = "none"
         self.device_ready()
 
-    async def place(self) -> None:
+    async def place(self, contents: NameEntries | None = None) -> None:
+        """Offload the program to the device, or as the mode says when it cannot
+        (`contents`: entries its maps start with, by map name, carried over from the
+        device the guest moved from)."""
         program, client = self.program, self.client
         assert program is not None and client is not None
         self.placements += 1
@@ -243,37 +292,41 @@ class GuestOffload:
                 raise OffloadError("offload", E.EACCES,
                                    f"the device's capabilities (profile {client.caps.name}) do "
                                    f"not admit the program: pc {pc}: {report.reason}")
-            offloaded = await self.run(client.load(program))
+            offloaded = await self.run(client.load(program, contents))
         except OffloadError as exc:
-            self._refused(exc)
+            self._refused(exc, contents)
             return
         self.log = offloaded.log
         self.state, self.reason = "offloaded", ""
         if self.runtime.xdp.attached:  # a driver-mode fallback from before: offload wins
             self.runtime.set_driver_program(None)
         last = offloaded.log.strip().splitlines()[-1] if offloaded.log.strip() else ""
+        carried = (f", {sum(map(len, contents.values()))} map entries carried over from the "
+                   f"device it moved from" if contents is not None else "")
         self.runtime.report("offload", f"program {program.name} ({program.insn_count} insns) "
-                                       f"offloaded with {len(offloaded.maps)} map(s): {last}")
+                                       f"offloaded with {len(offloaded.maps)} map(s){carried}: "
+                                       f"{last}")
 
-    def _refused(self, exc: OffloadError) -> None:
+    def _refused(self, exc: OffloadError, contents: NameEntries | None = None) -> None:
         self.log = exc.log
         name = errno_name(exc.errno)
         line = exc.log.strip().splitlines()[-1] if exc.log.strip() else str(exc)
         self.reason = f"{name}: {line}"
+        lost = (f"; the {sum(map(len, contents.values()))} map entries carried over from the "
+                f"device it moved from are dropped" if contents is not None else "")
         if self.mode != "auto":
             self.state = "refused"
-            self.runtime.report("offload", f"refused: {self.reason}; no program runs")
+            self.runtime.report("offload", f"refused: {self.reason}; no program runs{lost}")
             return
         assert self.program is not None
         native = verify(self.program, profile=NATIVE)
         if not native.accepted:
             self.state = "refused"
             self.runtime.report("offload", f"refused: {self.reason}; driver mode refuses it "
-                                           f"too: {native.reason}")
+                                           f"too: {native.reason}{lost}")
             return
-        self.runtime.set_driver_program(self.program)
+        self._driver_mode(f"falling back to driver mode: {self.reason}", contents)
         self.state = "driver"
-        self.runtime.report("offload", f"falling back to driver mode: {self.reason}")
 
     async def attach(self, program: Program, mode: str) -> None:
         """Place `program` now, as `mode` says (the guest's control socket: `vxdp prog
@@ -321,6 +374,14 @@ class GuestOffload:
 
     def close(self) -> None:
         self.carrier.close()
+
+
+def _by_name(client: OffloadClient | None, entries: HandleEntries) -> NameEntries:
+    """The entries of a device's maps (by handle) by the names of the guest's maps that
+    are on it."""
+    offloaded = client.offloaded if client is not None else None
+    return {m.spec.name: tuple(entries.get(m.handle, ()))
+            for m in (offloaded.maps if offloaded is not None else ())}
 
 
 __all__ = ["CTRL_TIMEOUT", "MODES", "VIAS", "Carrier", "ControlQueueCarrier", "GuestOffload"]

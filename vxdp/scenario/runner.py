@@ -5,14 +5,16 @@
 
 Theory of operation
 -------------------
-Every host is a `vxdp host` process with a control socket and one vhost-user socket per
-guest slot; every guest a `vxdp guest` process dialling its slot, with a control socket
-of its own.  They start in a fresh directory, hosts first; a guest counts as started once
+Every host is a `vxdp host` process (or, with `kind: smartnic`, a `vxdp smartnic`: its
+slots are virtual functions) with a control socket and one vhost-user socket per guest
+slot; every guest a `vxdp guest` process dialling its slot, with a control socket of its
+own.  They start in a fresh directory, hosts first; a guest counts as started once
 its driver is live and, when it places a program, once the placement is done (offloaded,
 fallen back or refused).  Then the steps run in order: a step with `at` waits until that
 many seconds after the start; everything else happens through the control sockets
-(`stats`, `wire.inject`, `map.*`, `prog.*`, `guest.link`) or as signals to the
-processes (kill, stop, start).  A `wait` polls a condition until it holds or its timeout
+(`stats`, `wire.inject`, `map.*`, `prog.*`, `guest.link`, `guest.migrate`: a migrate
+or passthrough step moves a guest's back-end, and later steps find it where it went) or
+as signals to the processes (kill, stop, start).  A `wait` polls a condition until it holds or its timeout
 passes; an `expect` checks it once.  The first step that fails ends the run; the
 processes are killed and reaped whatever happens.  Progress goes to `progress` (stderr
 for `vxdp run`), one line a step.
@@ -105,6 +107,9 @@ class Runner:
         self.procs: dict[str, Proc] = {}
         self.argv: dict[str, list[str]] = {}
         self.objects: dict[str, str] = {}
+        #: where each guest's back-end is now (a migrate or passthrough step moves it)
+        self.at: dict[str, tuple[str, int]] = {
+            name: (g["host"], int(g["slot"])) for name, g in scenario["guests"].items()}
         self.t0 = 0.0
 
     # -- the parts -----------------------------------------------------------------
@@ -116,14 +121,20 @@ class Runner:
         return self.dir / f"{host}-g{slot}.sock"
 
     def guest_slot(self, name: str) -> tuple[str, int]:
-        g = self.sc["guests"][name]
-        return g["host"], int(g["slot"])
+        return self.at[name]
+
+    def kind(self, name: str) -> str:
+        """What process `name` is: host, smartnic or guest."""
+        if name in self.sc["hosts"]:
+            return str(self.sc["hosts"][name].get("kind", "host"))
+        return "guest"
 
     def _host_argv(self, name: str) -> list[str]:
         h = self.sc["hosts"][name]
-        argv = ["host", "--profile", h.get("profile", "host"), "--datapath",
-                h.get("datapath", "c"), "--engine", h.get("engine", "interp"),
-                "--control", str(self.ctl(name)), "--wire", "null"]
+        argv = ["host", "--profile", h.get("profile", "host"), "--engine",
+                h.get("engine", "interp")] if self.kind(name) == "host" else ["smartnic"]
+        argv += ["--datapath", h.get("datapath", "c"), "--control", str(self.ctl(name)),
+                 "--wire", "null"]
         for slot in range(int(h.get("guests", 1))):
             argv += ["--socket", str(self.sock(name, slot))]
         return argv + self._xdp(h)
@@ -157,13 +168,14 @@ class Runner:
 
     async def start(self, procs: Processes, name: str) -> None:
         """Start host or guest `name` and wait until it is up (see the docstring)."""
-        is_host = name in self.sc["hosts"]
-        if name not in self.argv:
-            self.argv[name] = self._host_argv(name) if is_host else self._guest_argv(name)
+        kind = self.kind(name)
+        is_host = kind != "guest"
+        # a guest dials where its back-end is now (it may have moved since it started)
+        self.argv[name] = self._host_argv(name) if is_host else self._guest_argv(name)
         with trio.fail_after(START_TIMEOUT):
             proc = await procs.start(name, *self.argv[name])
             self.procs[name] = proc
-            await proc.wait_for("vxdp host: serving" if is_host else "device_ready")
+            await proc.wait_for(f"vxdp {kind}: serving" if is_host else "device_ready")
             g = self.sc["guests"].get(name, {})
             if not is_host and "xdp" in g and g.get("mode", "driver") != "driver":
                 while (await self.call(name, "stats"))["offload"]["state"] == "none":
@@ -259,6 +271,41 @@ class Runner:
         host, slot = self.guest_slot(a["guest"])
         await self.call(host, "guest.link", guest=slot, up=bool(a["up"]))
         return f"{a['guest']}: link {'up' if a['up'] else 'down'}"
+
+    async def _migrate(self, procs: Processes, a: dict[str, Any]) -> str:
+        return await self._move(a["guest"], a["to"], int(a["slot"]),
+                                a.get("policy", "refuse"), a.get("outcome"))
+
+    async def _passthrough(self, procs: Processes, a: dict[str, Any]) -> str:
+        """A migration onto a SmartNIC's virtual function that offloads the program
+        again there (policy reoffload); `placement` is where it must run afterwards."""
+        message = await self._move(a["guest"], a["nic"], int(a["slot"]), "reoffload", None)
+        if "placement" in a:
+            state = (await self.call(a["guest"], "stats"))["offload"]
+            if state["state"] != a["placement"]:
+                raise StepFailed(f"{a['guest']}: the program is {state['state']} after the "
+                                 f"passthrough, expected {a['placement']}: {message}; "
+                                 f"{state['reason']}")
+        return message
+
+    async def _move(self, guest: str, to: str, slot: int, policy: str,
+                    outcome: str | None) -> str:
+        """`guest.migrate` to `to`'s socket `slot`; the outcome must be `outcome` (by
+        default anything but a refusal); the guest is then where it moved."""
+        report = await self.call(guest, "guest.migrate", to=str(self.sock(to, slot)),
+                                 policy=policy)
+        got = report["outcome"]
+        first = report["reason"] or got
+        if (outcome is None and got == "refused") or (outcome is not None and got != outcome):
+            raise StepFailed(f"{guest}: migration to {to} {got}"
+                             + (f", expected {outcome}" if outcome else "") + f": {first}")
+        if got != "refused":
+            self.at[guest] = (to, slot)
+        if report["downtime_ms"] is None:
+            return f"{guest}: {got}: {first}"
+        return (f"{guest}: {got} to {to} (slot {slot}): downtime {report['downtime_ms']:.1f} "
+                f"ms, {report['frames_lost']} frame(s) lost, {report['map_entries']} map "
+                f"entries; the program: {report['placement'] or 'moved with the device'}")
 
     async def _kill(self, procs: Processes, name: str) -> str:
         proc = self.procs[name]

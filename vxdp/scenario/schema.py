@@ -92,6 +92,24 @@ STEPS: Final[dict[str, Any]] = {
                "additionalProperties": False},
     "link": {"type": "object", "properties": {"guest": _NAME, "up": {"type": "boolean"}},
              "required": ["guest", "up"], "additionalProperties": False},
+    "migrate": {
+        "type": "object",
+        "properties": {"guest": _NAME, "to": _NAME,
+                       "slot": {"type": "integer", "minimum": 0, "maximum": 7},
+                       "policy": {"enum": ["refuse", "fallback", "reoffload"]},
+                       "outcome": {"enum": ["migrated", "fallback", "reoffloaded",
+                                            "refused"]}},
+        "required": ["guest", "to"],
+        "additionalProperties": False,
+    },
+    "passthrough": {
+        "type": "object",
+        "properties": {"guest": _NAME, "nic": _NAME,
+                       "slot": {"type": "integer", "minimum": 0, "maximum": 7},
+                       "placement": {"enum": ["offloaded", "driver", "refused"]}},
+        "required": ["guest", "nic"],
+        "additionalProperties": False,
+    },
     "kill": _NAME,
     "stop": _NAME,
     "start": _NAME,
@@ -112,6 +130,7 @@ SCHEMA: Final[dict[str, Any]] = {
             "additionalProperties": {
                 "type": "object",
                 "properties": {
+                    "kind": {"enum": ["host", "smartnic"]},
                     "profile": {"enum": ["default", "packed", "minimal", "rfc2019", "host",
                                          "smartnic"]},
                     "guests": {"type": "integer", "minimum": 1, "maximum": 8},
@@ -121,6 +140,12 @@ SCHEMA: Final[dict[str, Any]] = {
                     "section": {"type": "string"},
                     "program": {"type": "string"},
                 },
+                "if": {"properties": {"kind": {"const": "smartnic"}}, "required": ["kind"]},
+                "then": {"not": {"anyOf": [{"required": [k]} for k in
+                                           ("profile", "engine", "xdp", "section", "program")]},
+                         "x-message": "a smartnic has its own profile and engine and runs "
+                                      "no program of its own: profile, engine, xdp, "
+                                      "section and program are for hosts"},
                 "additionalProperties": False,
             },
         },
@@ -285,7 +310,8 @@ def load(path: str | Path) -> dict[str, Any]:
         kind = next(k for k in step if k in STEPS)
         args = step[kind]
         refs = [args] if isinstance(args, str) and kind != "sleep" else [
-            args.get(k) for k in ("node", "host", "guest") if isinstance(args, dict)]
+            args.get(k) for k in ("node", "host", "guest", "to", "nic")
+            if isinstance(args, dict)]
         for ref in refs:
             if ref is not None and ref not in names:
                 raise _located(str(path), _node_at(node, ["steps", i, kind]),
@@ -301,6 +327,38 @@ def load(path: str | Path) -> dict[str, Any]:
                 raise _located(str(path), _node_at(node, [*where, "xdp"]),
                                f"program {spec['xdp']!r}: no such file ({program})")
             spec["xdp"] = str(program)
+    for i, step in enumerate(doc["steps"]):  # where guests move to: a host, a free slot
+        kind = next(k for k in step if k in STEPS)
+        if kind not in ("migrate", "passthrough"):
+            continue
+        args = step[kind]
+        target = args["to" if kind == "migrate" else "nic"]
+        if target not in hosts:
+            raise _located(str(path), _node_at(node, ["steps", i, kind]),
+                           f"step {i} ({kind}): {target!r} is a guest; a guest moves to a "
+                           f"host or a smartnic")
+        is_nic = hosts[target].get("kind") == "smartnic"
+        if kind == "passthrough" and not is_nic:
+            raise _located(str(path), _node_at(node, ["steps", i, kind, "nic"]),
+                           f"step {i} (passthrough): {target!r} is not a smartnic (give it "
+                           f"kind: smartnic, or use a migrate step)")
+        slots = int(hosts[target].get("guests", 1))
+        free = [s for s in range(slots) if (target, s) not in taken]
+        slot = args.get("slot", free[0] if free else None)
+        if slot is None or slot >= slots or (target, slot) in taken:
+            raise _located(str(path), _node_at(node, ["steps", i, kind]),
+                           f"step {i} ({kind}): {target!r} has no free socket"
+                           + (f" {slot}" if slot is not None else "")
+                           + f" (it serves {slots}; guests on it: "
+                           f"{', '.join(n for (h, _), n in taken.items() if h == target) or 'none'})")
+        args["slot"] = slot
+        if args.get("outcome") != "refused":  # the guest is there for the steps after
+            guest = guests.get(args["guest"])
+            if guest is None:
+                raise _located(str(path), _node_at(node, ["steps", i, kind, "guest"]),
+                               f"step {i} ({kind}): {args['guest']!r} is not a guest")
+            taken = {k: v for k, v in taken.items() if v != args["guest"]}
+            taken[(target, slot)] = args["guest"]
     doc.setdefault("guests", guests)
     doc["source"] = str(path)
     doc["step_lines"] = [_node_at(node, ["steps", i]).start_mark.line + 1

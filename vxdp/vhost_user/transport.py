@@ -568,6 +568,43 @@ def _staging(path: str) -> str:
     return f"{path}.{os.getpid()}.binding"
 
 
+def _check_path(path: str, what: str, *, staging: bool) -> bool:
+    """What a listening and a dialing side both need of a Unix socket path: not empty,
+    short enough for sun_path (with `staging`, as bound under its temporary name), in a
+    directory that exists, and no file that is not a socket in the way.  Whether a
+    socket is there."""
+    if not path:
+        raise VhostUserLocalError(f"{what}: the path is empty")
+    bound = _staging(path) if staging else path
+    size = len(os.fsencode(bound))
+    if size > SUN_PATH_MAX:
+        extra = size - len(os.fsencode(path))
+        how = f", as it is bound as {bound!r} first and sun_path holds {SUN_PATH_MAX}" \
+            if staging else ""
+        raise VhostUserLocalError(
+            f"{what} {path}: too long for a Unix socket ({size - extra} bytes; at most "
+            f"{SUN_PATH_MAX - extra}{how})")
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise VhostUserLocalError(f"{what} {path}: directory {directory} does not exist")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
+        raise VhostUserLocalError(f"{what} {path} exists and is {kind}")
+    return True
+
+
+def check_dial_path(path: str | os.PathLike[str], what: str = "socket") -> None:
+    """Refuse a path a client can never dial: empty, too long for sun_path, in a
+    directory that does not exist, or a file that is not a socket.  No socket there yet
+    is fine: its server may come later (the guest keeps dialling).  VhostUserLocalError
+    naming `what` and the path."""
+    _check_path(os.fspath(path), what, staging=False)
+
+
 def check_socket_path(path: str | os.PathLike[str], what: str = "socket") -> None:
     """Refuse a path a server cannot listen on, before anything is bound: empty, longer
     than a Unix socket path can be (the temporary name it is bound under first
@@ -576,25 +613,8 @@ def check_socket_path(path: str | os.PathLike[str], what: str = "socket") -> Non
     clients over.  A stale socket (nobody accepts on it) is replaced.  VhostUserLocalError
     naming `what` (`--socket`, `--control`) and the path."""
     path = os.fspath(path)
-    if not path:
-        raise VhostUserLocalError(f"{what}: the path is empty")
-    size = len(os.fsencode(_staging(path)))
-    if size > SUN_PATH_MAX:
-        extra = size - len(os.fsencode(path))
-        raise VhostUserLocalError(
-            f"{what} {path}: too long for a Unix socket ({size - extra} bytes; at most "
-            f"{SUN_PATH_MAX - extra}, as it is bound as {_staging(path)!r} first and "
-            f"sun_path holds {SUN_PATH_MAX})")
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise VhostUserLocalError(f"{what} {path}: directory {directory} does not exist")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    if not _check_path(path, what, staging=True):
         return
-    if not stat.S_ISSOCK(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
-        raise VhostUserLocalError(f"{what} {path} exists and is {kind}")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.setblocking(False)  # a listener with a full backlog answers EAGAIN, not a wait
     try:
@@ -871,7 +891,7 @@ async def serve_backend_requests(sock: trio.socket.SocketType, requests: Backend
 __all__ = [
     "BACKEND_ACK_TIMEOUT", "REPLY_TIMEOUT", "SUN_PATH_MAX", "BackendRequestHandler",
     "BackendSession", "EventFd", "FrontendConnection", "Handler", "Handlers",
-    "check_socket_path", "load_device_state", "open_backend_channel", "receive_some",
+    "check_dial_path", "check_socket_path", "load_device_state", "open_backend_channel", "receive_some",
     "save_device_state", "send_message", "serve_backend", "serve_backend_requests",
     "serve_connection",
 ]

@@ -1,6 +1,6 @@
 """`vxdp host --socket PATH`: a path no server can listen on is a usage error (exit 2, one
 line naming the path and what is wrong), and a socket another host serves is never
-taken over."""
+taken over; `vxdp guest --socket PATH`: the same for a path no host could ever serve."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from vxdp.cli import main
+from vxdp.errors import UsageError
 from vxdp.runtime import GuestRuntime, HostRuntime, open_port
 from vxdp.vhost_user.transport import SUN_PATH_MAX
 
@@ -43,6 +44,29 @@ def test_socket_paths_no_server_can_listen_on(tmp_path: Path,
     assert "too long for a Unix socket" in run_host(capsys, long)
     twice = str(tmp_path / "g.sock")
     assert run_host(capsys, twice, twice) == f"vxdp: error: --socket {twice} is given 2 times\n"
+
+
+def test_socket_paths_no_guest_can_dial(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A guest dials: no socket there yet is fine (it waits for its host), but a path no
+    host could ever serve is refused in one line, exit 2."""
+    (tmp_path / "file").write_text("precious")
+    missing = tmp_path / "nowhere" / "g.sock"
+    long = str(tmp_path / ("x" * SUN_PATH_MAX))
+    cases = {str(missing): f"--socket {missing}: directory {missing.parent} does not exist",
+             str(tmp_path / "file"): f"--socket {tmp_path / 'file'} exists and is not a socket",
+             str(tmp_path): f"--socket {tmp_path} exists and is a directory",
+             "": "--socket: the path is empty",
+             long: f"--socket {long}: too long for a Unix socket ({len(long)} bytes; at "
+                   f"most {SUN_PATH_MAX})"}
+    for path, why in cases.items():
+        with pytest.raises(UsageError) as refused:  # before the guest dials (forever)
+            GuestRuntime(path)
+        assert str(refused.value) == why
+        assert main(["guest", "--socket", path]) == 2
+        err = capsys.readouterr().err
+        assert err == f"vxdp: error: {why}\n", err
+    assert (tmp_path / "file").read_text() == "precious"
 
 
 @pytest.mark.skipif(core_unavailable() is not None, reason=str(core_unavailable()))

@@ -4,8 +4,10 @@ receive ring it never refills.  Each attack costs the attacker and nobody else."
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,10 +15,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from virtio_spec.errors import RingError
 from virtio_spec.status import DeviceStatus
 from vxdp.packets import udp_packet
 from vxdp.pcap import read_pcap
-from vxdp.runtime import open_port
+from vxdp.runtime import HostRuntime, open_port
 from vxdp.runtime.host import ROOM_WAIT
 
 from .conftest import Rig, until
@@ -149,3 +152,32 @@ async def test_a_guest_without_receive_buffers_holds_the_wire_back_once(
             await rig.host.wait_for_room(32)
             assert not rig.host.guests[1].rx_stalled
     assert "guest 1: no receive buffers for 50 ms" in caplog.text
+
+
+def test_a_lost_burst_is_logged_as_text_and_keeps_nothing_alive(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst lost to a guest's broken rings is logged; the record holds the text, not
+    the exception, whose traceback would keep what the failing frames held (the guest
+    memory they were bound for) alive for as long as the log capture keeps records."""
+    caplog.set_level(logging.ERROR, logger="vxdp.runtime.guestport")
+    host = HostRuntime(["unused-0.sock"], wire=open_port("null"))
+    port = host.guests[0]
+
+    class Mapped:  # stands in for a view of the guest's memory
+        pass
+    held: list[weakref.ref[Mapped]] = []
+
+    def broken(frames: object) -> None:
+        memory = Mapped()  # a local of the failing frame, as a ring's memory view is
+        held.append(weakref.ref(memory))
+        raise RingError("descriptor 3 points outside guest memory")
+    monkeypatch.setattr(port, "_receive", broken)
+    try:
+        port.receive([BCAST] * 3)
+    finally:
+        host.close()
+    gc.collect()
+    assert port.drops["rx"] == 3
+    assert "guest 0: burst of 3 frame(s) lost: descriptor 3 points outside" in caplog.text
+    assert held[0]() is None  # nothing of the failure outlives it
+    assert not any(isinstance(a, BaseException) for r in caplog.records for a in r.args or ())

@@ -19,11 +19,14 @@ import trio
 from guest.offload import OffloadClient
 from host import get_profile
 from host.migration import encode, save
-from vxdp.bpf.program import MapSpec, MapType
+from vxdp.bpf import isa
+from vxdp.bpf.asm import assemble
+from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.errors import MigrationError, VhostUserLocalError
 from vxdp.packets import TrafficGenerator
 from vxdp.pair import Pair
 from vxdp.runtime import GuestRuntime, migration, open_port
+from vxdp.runtime.compare import DEMO_MAP, demo_program
 from vxdp.runtime.guestport import PROTOCOL_FEATURES
 from vxdp.vhost_user import FrontendConnection
 from vxdp.vhost_user import events as ev
@@ -31,6 +34,7 @@ from vxdp.vhost_user.transport import load_device_state
 
 from .conftest import Rig, until
 from .test_offload import counting, send_from_wire
+from .test_smartnic import NIC_ASM
 
 RigFactory = Callable[..., Rig]
 K = bytes(4)
@@ -160,6 +164,73 @@ async def test_smaller_capabilities_refused_or_moved_to_driver_mode(
     assert counts is not None and struct.unpack("<Q", counts)[0] == 20  # 16 carried + 4
     assert "fall short" in guest.offload.reason and report.map_entries == 1
     assert any("1 map entries carried over" in text for _, text in guest.reports)
+    assert b.host.guests[0].offload_info()["program"] is None
+
+
+def demo_count(counts: list[tuple[bytes, bytes]]) -> int:
+    """Frames the demo program counted: the sum over its ARRAY of per-action counters."""
+    return sum(struct.unpack("<Q", value)[0] for _, value in counts)
+
+
+async def test_reoffload_moves_onto_a_smartnic_and_offloads_there(
+        rig_factory: RigFactory) -> None:
+    """Passthrough: from an rfc2019 host to a SmartNIC's virtual function, whose
+    capabilities fall short of the source's: with policy reoffload the guest moves,
+    offloads its program again to the NIC (translated for its micro-engine), the
+    counters it had written into the NIC's map before SET_OFFLOAD; frames on the NIC
+    count on from there."""
+    program = Program("xdp_nic_count", "xdp", isa.encode(assemble(NIC_ASM)), (DEMO_MAP,))
+    with trio.fail_after(40):
+        a = rig_factory(profile="rfc2019", wire=open_port("null"))
+        b = rig_factory(profile="smartnic", engine="smartnic", wire=open_port("null"))
+        guest = await a.add_guest(port=open_port("null"), offload=program, mode="offload")
+        await until(lambda: guest.offload.state == "offloaded", "offloaded to the host")
+        await send_from_wire(a, TrafficGenerator(1).packets(16))
+        await until(lambda: guest.stack["packets"] + sum(
+            a.host.guests[0].offload_actions().values()) >= 16, "16 frames on the source")
+        report = await guest.migrate(b.socket_to(0), policy="reoffload")
+        assert report.outcome == "reoffloaded", report.text()
+        assert guest.offload.state == "offloaded"
+        port = b.host.guests[0]
+        await until(lambda: port.live and port.rx_posted, "the NIC serving")
+        await send_from_wire(b, TrafficGenerator(2).packets(4))
+        await until(lambda: sum(port.offload_actions().values()) == 4, "4 frames on the NIC")
+        client = guest.offload.client
+        assert client is not None and client.offloaded is not None
+        counts = await guest.offload.run(client.dump(client.offloaded.handles[0]))
+    assert demo_count(counts) == 20  # 16 carried over + 4
+    assert "fall short" in report.reason and report.map_entries == 5
+    assert "offloaded to the destination, 5 map entries" in report.placement
+    assert port.offload_info()["program"]["engine"] == "smartnic"
+    assert "translated for vxme-32" in guest.offload.log
+    assert any("5 map entries carried over" in text for _, text in guest.reports)
+    assert a.host.guests[0].offload_info()["program"] is None
+
+
+async def test_reoffload_refused_by_the_nic_runs_in_the_driver_with_the_entries(
+        rig_factory: RigFactory) -> None:
+    """The NIC's translator refuses the demo program (a map write): a guest in mode
+    auto runs it in its driver, its maps holding what the source's held; in mode
+    offload nothing runs and the report says the entries were dropped."""
+    with trio.fail_after(40):
+        a = rig_factory(profile="rfc2019", wire=open_port("null"))
+        b = rig_factory(profile="smartnic", engine="smartnic", wire=open_port("null"))
+        guest = await a.add_guest(port=open_port("null"), offload=demo_program(), mode="auto")
+        await until(lambda: guest.offload.state == "offloaded", "offloaded to the host")
+        await send_from_wire(a, TrafficGenerator(1).packets(16))
+        await until(lambda: sum(a.host.guests[0].offload_actions().values()) == 16,
+                    "16 frames through the source's program")
+        report = await guest.migrate(b.socket_to(0), policy="reoffload")
+        assert report.outcome == "reoffloaded", report.text()
+        assert guest.offload.state == "driver"
+        await until(lambda: b.host.guests[0].live and b.host.guests[0].rx_posted,
+                    "the NIC serving")
+        await send_from_wire(b, TrafficGenerator(2).packets(4))
+        await until(lambda: sum(guest.actions().values()) == 4, "4 frames in driver mode")
+    driver_map = guest.xdp.maps[0]  # type: ignore[index]
+    assert demo_count([(k, v) for k, v in driver_map.items()]) == 20
+    assert report.placement.startswith("driver: EOPNOTSUPP: [smartnic]")
+    assert "map writes not supported" in guest.offload.reason
     assert b.host.guests[0].offload_info()["program"] is None
 
 

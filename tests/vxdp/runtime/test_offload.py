@@ -186,6 +186,30 @@ async def test_a_hostile_command_gets_an_errno_and_the_guest_keeps_going(
     assert value is not None
 
 
+async def test_an_error_says_whether_the_device_answered(rig_factory: RigFactory) -> None:
+    """"device answered" only when the errno is the device's answer; a command the
+    guest's transport ended (no device connected, the device went away) says that."""
+    with trio.fail_after(30):
+        rig = rig_factory(profile="host", wire=open_port("null"))
+        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
+                                    mode="offload")
+        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
+        client = guest.offload.client
+        assert client is not None and client.offloaded is not None
+        (handle,) = client.offloaded.handles
+        with pytest.raises(OffloadError) as busy:
+            await guest.offload.run(client.free_map(handle))
+        rig.kill_host_side(0)
+        await until(lambda: guest.link is None, "the guest without a device")
+        with pytest.raises(OffloadError) as gone:
+            await guest.offload.run(client.lookup(handle, bytes(4)))
+    assert str(busy.value).startswith("FREE_MAP: device answered EBUSY (")
+    assert busy.value.answered
+    assert (str(gone.value), gone.value.errno) == ("LOOKUP_ELEM: no device connected",
+                                                   E.ENODEV)
+    assert not gone.value.answered
+
+
 async def test_the_host_runs_offloaded_programs_compiled_when_asked(
         rig_factory: RigFactory, datapath: str) -> None:
     """`vxdp host --engine jit`: the device compiles the program while it verifies it,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from vxdp.runtime.paths import MIGRATION_NOTE, SCENARIOS, compare_paths, survival
+from vxdp.runtime.paths import SCENARIOS, compare_paths, survival
 
 from .conftest import core_unavailable
 
@@ -34,9 +34,9 @@ def test_both_paths_are_measured_in_the_same_run() -> None:
 
 async def test_what_each_path_survives() -> None:
     with trio.fail_after(90):
-        got = await survival()
+        got = await survival(runs=2)
     for s in got:
-        print(f"{s.scenario:<17} {s.via:<9} {s.text()}")
+        print(f"{s.scenario:<19} {s.via:<9} {s.text()}")
     by = {(s.scenario, s.via): s for s in got}
     assert set(by) == {(sc, via) for sc in SCENARIOS for via in ("controlq", "agent")}
     # a host without an agent: the control queue does not need one
@@ -54,6 +54,19 @@ async def test_what_each_path_survives() -> None:
         restart = by["host restart", via]
         assert restart.outcome == "re-offloaded" and "started over" in restart.detail
         assert restart.seconds is not None and restart.seconds > 0
-        migration = by["migration", via]
-        assert (migration.outcome, migration.detail, migration.seconds) == (
-            "not measured", MIGRATION_NOTE, None)
+    # a live migration: both keep the program, the map entries and the counters on B,
+    # measured over the runs; the agent path's channel is re-bound to B's host agent
+    for via in ("controlq", "agent"):
+        moved = by["migration", via]
+        assert (moved.outcome, moved.runs) == ("migrated", 2), moved.text()
+        assert "program, map entries and counters on the destination" in moved.detail
+        assert moved.downtime_ms is not None and moved.downtime_ms.low > 0
+        assert moved.frames_lost is not None and moved.frames_lost.low >= 0
+        assert (moved.rebind_ms is not None) == (via == "agent")
+    assert "agent channel re-bound" in by["migration", "agent"].detail
+    # to a host without an agent: the control queue moves its offload, the agent path
+    # cannot, and its program goes on in the guest's driver with its map entries
+    assert by["migration, no agent", "controlq"].outcome == "migrated"
+    stays = by["migration, no agent", "agent"]
+    assert (stays.outcome, stays.code) == ("driver", "ENOENT"), stays.text()
+    assert "moved without the offload" in stays.detail and "counting on" in stays.detail

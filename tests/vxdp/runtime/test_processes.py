@@ -221,8 +221,9 @@ def test_an_xdp_program_the_verifier_rejects_is_never_attached(
 
 
 async def test_bench_process_measures_every_workload() -> None:
-    """The end-to-end offload/driver-mode bench moves frames in each of its seven
-    workloads (a smoke run: short windows; nothing is asserted about the rates)."""
+    """The end-to-end offload/driver-mode bench moves frames in each of its nine
+    workloads, the offload over the control queue and over the agent path (a smoke run:
+    short windows; nothing is asserted about the rates)."""
     from vxdp import bench_process
     if (reason := clang_unavailable()) is not None:
         pytest.skip(reason)
@@ -233,4 +234,6 @@ async def test_bench_process_measures_every_workload() -> None:
     for f in report.figures:
         assert f.frames > 0, f
     assert set(report.ratios()) == {"drop", "tx"}
+    assert set(report.ratios(bench_process.VIA_PAIRS)) == {"drop", "tx"}
     assert "offload/driver-mode DROP end to end" in report.text()
+    assert "agent/controlq offload TX: " in report.text()

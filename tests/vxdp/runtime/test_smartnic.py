@@ -94,7 +94,7 @@ async def test_the_guest_filters_by_the_nics_capabilities(rig_factory: RigFactor
         guest = await rig.add_guest(port=open_port("null"), offload=ktime, mode="auto")
         await until(lambda: guest.offload.state == "driver", "the fallback to driver mode")
     assert guest.offload.reason.startswith(
-        "EACCES: the device's capabilities (profile device) do not admit the program: pc 0: "
+        "EACCES: the device's capabilities (profile smartnic) do not admit the program: pc 0: "
         "program of this type cannot use helper bpf_ktime_get_ns#5")
     assert rig.host.guests[0].device.offload.counts["commands"] == 0  # type: ignore[union-attr]
 

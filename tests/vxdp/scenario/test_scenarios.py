@@ -51,6 +51,25 @@ steps:
                             "guests.0.offload.actions.drop is 50 (equals 51: no)")
 
 
+async def test_a_migration_refused_unexpectedly_fails_the_run_saying_why(
+        tmp_path: Path) -> None:
+    """A destination without the offload: the move is refused before the source stops;
+    a step that did not expect it fails with the reason, and the guest is still on h1."""
+    path = tmp_path / "refused.yaml"
+    path.write_text(f"""\
+name: refused
+hosts: {{h1: {{profile: host}}, h2: {{profile: default}}}}
+guests: {{g0: {{host: h1, xdp: {ROOT}/scenarios/progs/mix.c, mode: offload}}}}
+steps:
+  - migrate: {{guest: g0, to: h2}}
+""")
+    with trio.fail_after(60):
+        result = await run_scenario(load(path), workdir=tmp_path)
+    assert not result.ok and len(result.steps) == 1
+    assert result.error.startswith("step 0 (migrate, line 5): g0: migration to h2 refused: ")
+    assert "VIRTIO_NET_F_XDP_OFFLOAD" in result.error
+
+
 async def _vxdp(*args: str) -> tuple[int, str, str]:
     env = {**os.environ}
     env.pop("LD_PRELOAD", None)

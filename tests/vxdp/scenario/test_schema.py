@@ -24,6 +24,17 @@ steps:
 """
 
 
+MOVES = """\
+name: moves
+hosts:
+  h1: {guests: 2}
+  h2: {}
+guests: {g0: {host: h1}, g1: {host: h1}}
+steps:
+  - sleep: 0.1
+"""
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -57,6 +68,16 @@ def test_a_good_file_loads_with_slots_and_step_lines(tmp_path: Path) -> None:
      "program 'nope.c': no such file"),
     ("name: x\nhosts: {h1: {}}\nsteps:\n  - expect: {node: h1, path: a}\n", ":4:",
      "a condition needs at least one of equals, ge, gt, le, lt, contains"),
+    ("name: x\nhosts:\n  n: {kind: smartnic, profile: host}\nsteps: [{sleep: 1}]\n", ":3:",
+     "a smartnic has its own profile and engine"),
+    (MOVES + "  - passthrough: {guest: g0, nic: h2}\n", ":8:",
+     "'h2' is not a smartnic"),
+    (MOVES + "  - migrate: {guest: g0, to: g0}\n", ":8:",
+     "'g0' is a guest; a guest moves to a host or a smartnic"),
+    (MOVES + "  - migrate: {guest: g0, to: h2}\n  - migrate: {guest: g1, to: h2}\n", ":9:",
+     "'h2' has no free socket (it serves 1; guests on it: g0)"),
+    (MOVES + "  - migrate: {guest: g0, to: h2, slot: 3}\n", ":8:",
+     "'h2' has no free socket 3"),
 ])
 def test_mistakes_name_their_line(tmp_path: Path, text: str, where: str,
                                   message: str) -> None:
@@ -65,6 +86,17 @@ def test_mistakes_name_their_line(tmp_path: Path, text: str, where: str,
         load(path)
     assert str(info.value).startswith(f"{path}{where}"), str(info.value)
     assert message in str(info.value)
+
+
+def test_moves_take_a_free_socket_and_leave_theirs(tmp_path: Path) -> None:
+    """A migrate step without a slot takes the destination's first free socket; a
+    refused one moves nothing; a guest that moved on leaves its socket free."""
+    doc = load(write(tmp_path, MOVES + "  - migrate: {guest: g0, to: h2, outcome: refused}\n"
+                                       "  - migrate: {guest: g1, to: h2}\n"
+                                       "  - migrate: {guest: g1, to: h1}\n"
+                                       "  - migrate: {guest: g0, to: h2}\n"))
+    slots = [s["migrate"]["slot"] for s in doc["steps"][1:]]
+    assert slots == [0, 0, 1, 0]
 
 
 def test_yaml_on_is_not_a_key_we_use() -> None:
