@@ -85,13 +85,153 @@ class BurstOut:
     interrupts: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class SwitchOut:
+    """What one switch call produced: frames for the wire (in order), frames for guests
+    the edge delivers (guest index -> frames, in table order), and events (ifindex ->
+    native.EV_* bits: interrupts due, rings newly broken)."""
+
+    wire: Sequence[bytes]
+    edge: dict[int, list[bytes]] = field(default_factory=dict)
+    events: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class TxOut:
+    """What a guest's transmit burst through the switch produced: runs of frames in
+    order, each for the wire (None) or for a guest the edge delivers (its index)."""
+
+    runs: list[tuple[int | None, Sequence[bytes]]]
+    events: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class PumpOut:
+    """What one pump call did: rounds, why it stopped (native.PUMP_*), frames and bytes
+    taken from the source, and what the edge has to do (see SwitchOut)."""
+
+    rounds: int
+    why: int
+    taken: int
+    taken_bytes: int
+    at: int  # the source's next frame
+    out: SwitchOut
+
+
+#: A forwarding table entry: (MAC, live, waited for by the pump, port or None).
+TableEntry = tuple[bytes, bool, bool, "HostPort | None"]
+
+
+def _runs(frames: PackedFrames, dest: Sequence[int]) -> list[tuple[int | None, Sequence[bytes]]]:
+    """Consecutive frames of one destination together (0: the wire, g + 1: guest g)."""
+    out: list[tuple[int | None, Sequence[bytes]]] = []
+    start = 0
+    for i in range(1, len(frames) + 1):
+        if i == len(frames) or dest[i] != dest[start]:
+            d = dest[start]
+            out.append((None if d == 0 else d - 1, frames[start:i]))
+            start = i
+    return out
+
+
 class HostSwitch:
-    """The uplink (`wire_ifindex`) and the ports REDIRECT can reach."""
+    """The uplink (`wire_ifindex`) and the ports REDIRECT can reach; with a forwarding
+    table (`set_table`), the host's L2 switch in C: one call a burst from the wire
+    (`rx`), a guest's transmit burst (`tx`) or a whole turn of the wire pump (`pump`),
+    every port's program run within it (csrc/switch.c)."""
 
     def __init__(self, wire_ifindex: int = 1) -> None:
         self.wire_ifindex = wire_ifindex
         self.handle = native.switch_new(wire_ifindex)
         self.ports: dict[int, HostPort] = {}
+        self.table: tuple[TableEntry, ...] = ()
+        self._in = native.Burst(native.BURST_MAX, native.BURST_MAX * 2048)
+        self._wire = native.Burst(1, 1)
+        self._out = native.Burst(2 * native.BURST_MAX, 2 * native.BURST_MAX * 4096)
+        self._dest = native.switch_dest(2 * native.BURST_MAX)
+        self._sources: dict[int, tuple[PackedFrames, native.WireSource]] = {}
+
+    def set_table(self, table: Sequence[TableEntry]) -> None:
+        """The forwarding table, one entry a guest in the host's order (a C call only
+        when it changed).  A port that leaves the switch leaves the table too."""
+        table = tuple(table)
+        if table == self.table:
+            return
+        native.switch_set_guests(self.handle, [(mac, live, wait, p.handle if p else None)
+                                               for mac, live, wait, p in table])
+        self.table = table
+        # what the ports' programs may send out of one burst: as the per-port bursts hold
+        frames = 2 * native.BURST_MAX * max(1, min(len(table), 16))
+        if self._wire.max_frames < frames:
+            self._wire = native.Burst(frames, frames * 2048)
+
+    def _out_of(self, wire: list[PackedFrames], edge: list[tuple[int, int]],
+                frames: Sequence[bytes]) -> SwitchOut:
+        out = SwitchOut(_joined(wire))
+        for index, guest in edge:
+            out.edge.setdefault(guest, []).append(frames[index])
+        out.events = native.switch_events(self.handle)
+        return out
+
+    def rx(self, frames: Sequence[bytes]) -> SwitchOut:
+        """Frames from the wire switched by the table, in bursts of at most BURST_MAX
+        (one C call each)."""
+        wire: list[PackedFrames] = []
+        edge: list[tuple[int, int]] = []
+        step = native.BURST_MAX
+        for at in range(0, len(frames), step):
+            chunk = frames[at:at + step] if len(frames) > step else frames
+            try:
+                self._in.load(chunk)
+            except CoreError:  # larger frames than the burst buffer was sized for
+                self._in = native.Burst(step, sum(map(len, chunk)))
+                self._in.load(chunk)
+            self._wire.clear()
+            edge += [(at + i, g) for i, g in native.switch_rx(self.handle, self._in,
+                                                              self._wire)]
+            if self._wire.count:
+                wire.append(self._wire.packed())
+        return self._out_of(wire, edge, frames)
+
+    def tx(self, port: HostPort, budget: int = native.BURST_MAX) -> TxOut:
+        """A guest's transmit chains (up to `budget`) switched by the table."""
+        runs: list[tuple[int | None, Sequence[bytes]]] = []
+        while budget > 0:
+            self._out.clear()
+            n = native.switch_tx(self.handle, port.handle, min(budget, port.burst_size),
+                                 self._out, self._dest)
+            if self._out.count:
+                runs += _runs(self._out.packed(), self._dest)
+            budget -= n
+            if n == 0:
+                break
+        return TxOut(runs, native.switch_events(self.handle))
+
+    def room(self, limit: int) -> int:
+        """Frames (up to `limit`) every guest the pump waits for can take now."""
+        return native.switch_room(self.handle, limit)
+
+    def pump(self, frames: PackedFrames, at: int, *, cycle: bool, limit: int,
+             round_max: int, turn: float, spin: float) -> PumpOut:
+        """The wire pump's rounds in one C call, from frame `at` of `frames` (round
+        again from the first with `cycle`), at most `limit` frames, for `turn` seconds,
+        waiting at most `spin` seconds for receive room (see csrc/switch.c)."""
+        cached = self._sources.get(id(frames))
+        if cached is None or cached[0] is not frames:
+            if len(self._sources) > 8:
+                self._sources.clear()
+            cached = (frames, native.WireSource(frames))
+            self._sources[id(frames)] = cached
+        src = cached[1]
+        offset = frames.ends[at - 1] if 0 < at <= len(frames) else 0
+        src.start(at, offset, cycle, limit)
+        self._wire.clear()
+        rounds, why = native.switch_pump(self.handle, src, self._wire, round_max=round_max,
+                                         turn_ns=int(turn * 1e9), spin_ns=int(spin * 1e9))
+        wire = [self._wire.packed()] if self._wire.count else []
+        out = self._out_of(wire, native.switch_edge(self.handle), frames)
+        return PumpOut(rounds, why, int(src.ptr.taken), int(src.ptr.taken_bytes), int(src.ptr.at),
+                       out)
 
     def interrupts(self) -> dict[int, int]:
         """Every port's interrupts due since the last call (one C call per port)."""
@@ -240,6 +380,7 @@ class HostPort:
         if self._device is None:
             raise LocalProtocolError("this port did not take its queues from a Device")
         device, pair = self._device
+        self._leave_table()  # the switch sends it nothing from here on
         native.port_release(self.handle)
         self.rx_arm()  # the model expects the driver's kicks: leave them on
         assert device.memory is not None
@@ -259,8 +400,15 @@ class HostPort:
             slot.last_signalled = engine.used_idx
         self.close()
 
+    def _leave_table(self) -> None:
+        table = self.switch.table
+        if any(port is self for *_, port in table):
+            self.switch.set_table([(mac, live, wait, None if port is self else port)
+                                   for mac, live, wait, port in table])
+
     def close(self) -> None:
-        """Leave the switch; the handles go with the object."""
+        """Leave the switch (and its table); the handles go with the object."""
+        self._leave_table()
         self.switch.ports.pop(self.ifindex, None)
         self._device = None
 
@@ -357,4 +505,5 @@ class HostPort:
         return out
 
 
-__all__ = ["BurstOut", "HostPort", "HostSwitch", "QueueConfig"]
+__all__ = ["BurstOut", "HostPort", "HostSwitch", "PumpOut", "QueueConfig", "SwitchOut",
+           "TableEntry", "TxOut"]

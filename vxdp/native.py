@@ -587,11 +587,44 @@ class Burst:
         return PackedFrames(ffi.buffer(self._buf, used)[:], lens, used)
 
 
+SWITCH_MAX_PORTS = 256
+PUMP_TURN, PUMP_NO_ROOM, PUMP_END, PUMP_EDGE = 0, 1, 2, 3  # why vxdp_switch_pump returned
+EV_RX_IRQ, EV_TX_IRQ, EV_RX_BROKEN, EV_TX_BROKEN = 1, 2, 4, 8  # vxdp_switch_events
+
+
 class SwitchHandle:
-    __slots__ = ("ptr",)
+    """A host switch, with what its calls fill in allocated once: its forwarding table
+    (`switch_set_guests`), the edge's list of frames for guests without a port, the
+    events list."""
+
+    __slots__ = ("edge", "edge_frame", "edge_guest", "err", "ev_ifindex", "ev_mask",
+                 "nguests", "ports", "ptr", "pump", "src", "table")
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = ptr
+        self.err = _errbuf()
+        self.nguests = 0
+        self.ports: tuple[Any, ...] = ()  # the table's ports, kept alive with it
+        self.table = ffi.new("struct vxdp_switch_guest[]", SWITCH_MAX_PORTS)
+        self.edge = ffi.new("struct vxdp_switch_edge *")
+        self.edge_frame = self.edge_guest = ffi.NULL
+        self.ev_ifindex = ffi.new("uint32_t[]", SWITCH_MAX_PORTS)
+        self.ev_mask = ffi.new("uint32_t[]", SWITCH_MAX_PORTS)
+        self.pump = ffi.new("struct vxdp_pump *")
+        self.src = ffi.new("struct vxdp_wire_src *")
+
+    def _edge_for(self, frames: int) -> None:
+        need = max(1, frames * self.nguests)
+        if self.edge.max < need:
+            self.edge_frame = ffi.new("uint32_t[]", need)
+            self.edge_guest = ffi.new("uint32_t[]", need)
+            self.edge.frame, self.edge.guest, self.edge.max = \
+                self.edge_frame, self.edge_guest, need
+
+    def edge_list(self) -> list[tuple[int, int]]:
+        """(frame index, guest index) of what the last call left the edge."""
+        return [(int(self.edge_frame[i]), int(self.edge_guest[i]))
+                for i in range(self.edge.count)]
 
 
 class PortHandle:
@@ -637,6 +670,108 @@ def switch_new(wire_ifindex: int) -> SwitchHandle:
     if rc < 0:
         raise CoreError(_text(err))
     return SwitchHandle(ffi.gc(out[0], lib.vxdp_switch_free))
+
+
+def switch_set_guests(sw: SwitchHandle,
+                      guests: Sequence[tuple[bytes, bool, bool, PortHandle | None]]) -> None:
+    """The switch's forwarding table, one entry a guest in the host's order: (MAC, live:
+    floods reach it, the pump waits for its receive room, its port or None when the
+    edge delivers its frames)."""
+    n = len(guests)
+    if n > SWITCH_MAX_PORTS:
+        raise CoreError(f"{n} guests: a switch has at most {SWITCH_MAX_PORTS}")
+    for i, (mac, flood, wait, port) in enumerate(guests):
+        if len(mac) != 6:
+            raise CoreError(f"guest {i}: a MAC of {len(mac)} bytes")
+        e = sw.table[i]
+        ffi.memmove(e.mac, mac, 6)
+        e.flood, e.wait = int(flood), int(wait)
+        e.port = port.ptr if port is not None else ffi.NULL
+    rc = lib.vxdp_switch_set_guests(sw.ptr, sw.table, n, sw.err, 256)
+    if rc < 0:
+        raise CoreError(_text(sw.err))
+    sw.nguests = n
+    sw.ports = tuple(g[3] for g in guests)
+    sw._edge_for(BURST_MAX)
+
+
+def switch_rx(sw: SwitchHandle, frames: Burst, wire: Burst) -> list[tuple[int, int]]:
+    """Wire frames switched by destination MAC (flooded to live guests when no MAC
+    matches), each through its guest's port; what the ports' programs send out is
+    appended to `wire`.  Returns (frame index, guest index) for guests without a port."""
+    sw._edge_for(frames.count)
+    rc = lib.vxdp_switch_rx(sw.ptr, frames.ptr, wire.ptr, sw.edge, sw.err, 256)
+    if rc < 0:
+        raise CoreError(_text(sw.err))
+    return sw.edge_list() if sw.edge.count else []
+
+
+def switch_tx(sw: SwitchHandle, port: PortHandle, budget: int, out: Burst,
+              dest: Any) -> int:
+    """Up to `budget` transmit chains of `port` switched: frames for other guests with a
+    port go through theirs here; `out` gets, in order, the frames for the wire (`dest`
+    0) and those for guests without a port (guest index + 1).  `dest` is a uint32_t
+    array of out.max_frames (`switch_dest`).  Returns chains completed."""
+    rc = lib.vxdp_switch_tx(sw.ptr, port.ptr, budget, out.ptr, dest, sw.err, 256)
+    if rc < 0:
+        raise CoreError(_text(sw.err))
+    return int(rc)
+
+
+def switch_dest(frames: int) -> Any:
+    """A destination array for `switch_tx`."""
+    return ffi.new("uint32_t[]", frames)
+
+
+def switch_room(sw: SwitchHandle, limit: int) -> int:
+    """Frames (up to `limit`) every guest the table waits for has receive buffers for."""
+    return int(lib.vxdp_switch_room(sw.ptr, limit))
+
+
+class WireSource:
+    """Frames the pump takes without asking the edge: packed frames (kept alive here)."""
+
+    __slots__ = ("_buf", "_lens", "frames", "ptr")
+
+    def __init__(self, frames: PackedFrames) -> None:
+        self.frames = frames
+        self.ptr = ffi.new("struct vxdp_wire_src *")
+        self._buf = ffi.from_buffer("uint8_t[]", frames.buffer) if frames.nbytes \
+            else ffi.new("uint8_t[]", 1)
+        lens = frames.lengths
+        self._lens = ffi.from_buffer("uint32_t[]", lens) if len(lens) \
+            else ffi.new("uint32_t[]", 1)
+        self.ptr.buf, self.ptr.len, self.ptr.count = self._buf, self._lens, len(frames)
+
+    def start(self, at: int, offset: int, cycle: bool, limit: int) -> None:
+        p = self.ptr
+        p.at, p.offset, p.cycle, p.limit = at, offset, int(cycle), limit
+
+
+def switch_pump(sw: SwitchHandle, src: WireSource, wire: Burst, *, round_max: int,
+                turn_ns: int, spin_ns: int) -> tuple[int, int]:
+    """The wire's rounds in C (see csrc/switch.c): (rounds, why: PUMP_*).  What was
+    taken is in src.ptr (taken, taken_bytes, at, offset); frames for guests without a
+    port in `sw.edge_list()` (indices into the source)."""
+    p = sw.pump
+    p.round_max, p.turn_ns, p.spin_ns = round_max, turn_ns, spin_ns
+    sw._edge_for(min(round_max, BURST_MAX))
+    rc = lib.vxdp_switch_pump(sw.ptr, src.ptr, p, wire.ptr, sw.edge, sw.err, 256)
+    if rc < 0:
+        raise CoreError(_text(sw.err))
+    return int(rc), int(p.why)
+
+
+def switch_edge(sw: SwitchHandle) -> list[tuple[int, int]]:
+    """(frame index, guest index) of what the last switch call left the edge."""
+    return sw.edge_list() if sw.edge.count else []
+
+
+def switch_events(sw: SwitchHandle) -> list[tuple[int, int]]:
+    """Every port's events since the last call: (ifindex, EV_* bits), interrupts due and
+    rings newly broken."""
+    n = lib.vxdp_switch_events(sw.ptr, sw.ev_ifindex, sw.ev_mask, SWITCH_MAX_PORTS)
+    return [(int(sw.ev_ifindex[i]), int(sw.ev_mask[i])) for i in range(n)]
 
 
 def port_new(sw: SwitchHandle, ifindex: int, rx: VqHandle | None, tx: VqHandle | None,

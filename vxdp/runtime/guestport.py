@@ -695,7 +695,8 @@ class GuestPort:
         if self.cpath is not None and self.cpath.active and index in (0, 1):
             if index == 0:
                 return True
-            self._burst_out(self.cpath.tx(), from_guest=True)
+            if not (self.link_up and self.runtime.c_transmit(self)):
+                self._burst_out(self.cpath.tx(), from_guest=True)
             self._c_broken("tx")
             return not self.cpath.tx_pending()
         events = self.device.notify(index)
@@ -965,9 +966,10 @@ class GuestPort:
                     q = queues.setdefault(name, _counter())
                     q["packets"] += c[pk]
                     q["bytes"] += c[by]
+            tx_drops = ("drop_tx_header", "drop_tx_oversize")
             drops["rx"] += sum(v for k, v in c.items()
-                               if k.startswith("drop_") and k != "drop_tx_header")
-            drops["tx"] += c.get("drop_tx_header", 0)
+                               if k.startswith("drop_") and k not in tx_drops)
+            drops["tx"] += sum(c.get(k, 0) for k in tx_drops)
         return {
             "socket": self.path, "ifindex": self.ifindex, "mac": self.profile.mac.hex(":"),
             "connected": self.session is not None, "live": self.live,

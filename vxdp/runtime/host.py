@@ -53,7 +53,8 @@ from typing import Any
 import trio
 
 from host import DeviceProfile, get_profile
-from host.datapath import HostSwitch
+from host.datapath import HostSwitch, SwitchOut
+from vxdp import native
 from vxdp.bpf.program import Program
 from vxdp.errors import UsageError, VhostUserLocalError
 from vxdp.vhost_user.transport import check_socket_path
@@ -68,7 +69,7 @@ from .guestport import (
     guest_mac,
     status_steps,
 )
-from .wire import NullPort, WirePort, WireSpec
+from .wire import NullPort, PackedRun, WirePort, WireSpec
 from .xdp import XdpHook
 
 log = logging.getLogger("vxdp.runtime.host")
@@ -86,6 +87,10 @@ TURN = 0.0005
 ROOM_WAIT = 0.05
 #: How often a waiting burst rechecks room between receive kicks.
 ROOM_POLL = 0.0005
+#: How long the C pump polls the guests' rings for receive room before it leaves the
+#: wait to `wait_for_room` (vhost-net's busy-poll): a guest that refills from another
+#: core (a polling driver) is back within microseconds.
+PUMP_SPIN = 0.00005
 
 
 class HostRuntime:
@@ -116,6 +121,10 @@ class HostRuntime:
         self.profile = prof
         self.datapath = datapath
         self.switch = HostSwitch(WIRE_IFINDEX) if datapath == "c" else None
+        # switching (and the wire pump's rounds) in C for the guests on C ports; False
+        # keeps the per-frame Python switch in front of the ports (a bench's reference)
+        self.c_switch = True
+        self.c_pumped = self.c_rounds = 0  # wire frames (rounds) the C pump took
         self.guests = [GuestPort(self, n, p, prof) for n, p in enumerate(paths)]
         self._macs = {g.profile.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
@@ -254,6 +263,15 @@ class HostRuntime:
         clock = time.perf_counter
         turn_ends = clock() + TURN
         while True:
+            run = self.wire.packed_run() if self.switch is not None else None
+            if run is not None and self.c_pump_ready():
+                # a whole turn of rounds in one C call; without room the round below
+                # waits for the guests' kicks (and the fairness rule)
+                if self._pump_c(run) != native.PUMP_NO_ROOM:
+                    if clock() >= turn_ends:
+                        await trio.lowlevel.checkpoint()
+                        turn_ends = clock() + TURN
+                    continue
             frames = await self.wire.receive(await self.wait_for_room(self.burst))
             if frames is None:
                 self.wire_done.set()
@@ -263,13 +281,112 @@ class HostRuntime:
                 await trio.lowlevel.checkpoint()
                 turn_ends = clock() + TURN
 
+    # -- the switch in C ---------------------------------------------------------------
+
+    def c_table(self) -> bool:
+        """Give the C switch its forwarding table from the guests' state now (a C call
+        only when it changed); True when at least one guest is served in C.  A guest is
+        when its pair 1 is on a C port, its link is up and it runs one queue pair; the
+        others' frames come back to `GuestPort.receive` (the device model, a link down,
+        several pairs, no device: counted there as before)."""
+        switch = self.switch
+        if switch is None or not self.c_switch:
+            return False
+        table = []
+        any_c = False
+        for g in self.guests:
+            port = g.cpath.port if g.cpath is not None else None
+            live = g.live
+            if port is not None and not (live and g.link_up and g.device is not None
+                                         and g.device.net.curr_queue_pairs == 1):
+                port = None
+            any_c = any_c or port is not None
+            table.append((g.profile.mac, live, live and g.link_up and not g.rx_stalled,
+                          port))
+        switch.set_table(table)
+        return any_c
+
+    def c_pump_ready(self) -> bool:
+        """The C pump may take the wire's rounds: every guest the wire waits for is served
+        in C and has posted receive buffers, and none is stalled (the fairness rule stays
+        with `wait_for_room`)."""
+        if not self.c_table():
+            return False
+        assert self.switch is not None
+        for g, (_, live, _wait, port) in zip(self.guests, self.switch.table):
+            if g.rx_stalled or (live and g.link_up and (port is None or not g.rx_posted)):
+                return False
+        return True
+
+    def c_out(self, out: SwitchOut) -> None:
+        """Carry out what a C switch call left: frames for the wire, frames for guests
+        the edge serves (their own receive path), interrupts and rings newly broken."""
+        if out.wire:
+            self.wire.send(out.wire)
+        for index, frames in out.edge.items():
+            self.guests[index].receive(frames)
+        self.c_events(out.events)
+
+    def c_events(self, events: Sequence[tuple[int, int]]) -> None:
+        for ifindex, mask in events:
+            g = self.by_ifindex(ifindex)
+            if g is None:
+                continue
+            if g.session is not None:
+                for queue, bit in ((0, native.EV_RX_IRQ), (1, native.EV_TX_IRQ)):
+                    if mask & bit:
+                        g.interrupts += 1
+                        g.session.notify(queue)
+            if g.cpath is not None:
+                if mask & native.EV_RX_BROKEN:
+                    g._c_broken("rx")
+                if mask & native.EV_TX_BROKEN:
+                    g._c_broken("tx")
+
+    def c_transmit(self, guest: GuestPort) -> bool:
+        """A kick on `guest`'s transmitq1 served through the C switch (its frames for
+        other guests go through their ports in the same call); False when the sender is
+        not in the table (the caller takes the per-port path)."""
+        port = guest.cpath.port if guest.cpath is not None else None
+        if port is None or not self.c_table():
+            return False
+        assert self.switch is not None
+        if self.switch.table[guest.number][3] is not port:
+            return False
+        out = self.switch.tx(port)
+        for dest, frames in out.runs:
+            if dest is None:
+                self.wire.send(frames)
+            else:
+                self.guests[dest].receive(frames)
+        self.c_events(out.events)
+        if not self._live.is_set():
+            self.note_live()
+        return True
+
+    def _pump_c(self, run: PackedRun) -> int:
+        """One turn of the wire's rounds in C from `run`; why it stopped (PUMP_*)."""
+        assert self.switch is not None
+        res = self.switch.pump(run.frames, run.at, cycle=run.cycle, limit=run.limit,
+                               round_max=self.burst, turn=TURN, spin=PUMP_SPIN)
+        self.wire.took(run, res.taken, res.taken_bytes, res.at)
+        self.c_pumped += res.taken
+        self.c_rounds += res.rounds
+        self.c_out(res.out)
+        return res.why
+
     def from_wire(self, frames: Sequence[bytes]) -> None:
         """One burst from the wire, switched to the guests (each runs the program)."""
+        if self.c_table():
+            assert self.switch is not None
+            self.c_out(self.switch.rx(frames))
+            return
         self.switch_frames(frames, source=None)
 
     def switch_frames(self, frames: Sequence[bytes], source: GuestPort | None) -> None:
         """Deliver by destination MAC; flood broadcast, multicast and unknown unicast
-        to every live guest but the source (frames from the wire only)."""
+        to every live guest but the source (frames from the wire only): the switch's
+        Python path (the C one: `from_wire` and `c_transmit`)."""
         if len(self.guests) == 1:
             # one guest: every frame is its own or flooded to it (no per-frame sorting)
             g = self.guests[0]
@@ -316,6 +433,8 @@ class HostRuntime:
             "guests": [g.stats() for g in self.guests],
             "wire": self.wire.stats(),
             "room_timeouts": self.room_timeouts,
+            "switch": {"c": self.switch is not None and self.c_switch,
+                       "c_frames": self.c_pumped, "c_rounds": self.c_rounds},
             "datapath": self.datapath,
             "xdp": {**self.xdp.stats(), "actions": self.actions(),
                     "attached": self.xdp.attached, "redirect_failed": self.redirect_failed},

@@ -156,6 +156,18 @@ def _in_trio() -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class PackedRun:
+    """Frames a port has at hand for the host's C pump to take without asking it
+    (`WirePort.packed_run`): `frames` from `at`, round again from the first with
+    `cycle`, at most `limit` of them."""
+
+    frames: PackedFrames
+    at: int
+    cycle: bool
+    limit: int
+
+
 class WirePort(ABC):
     """A source and sink of frames; see the module docstring."""
 
@@ -177,6 +189,21 @@ class WirePort(ABC):
             self.rx_packets += len(frames)
             self.rx_bytes += total_bytes(frames)
         return frames
+
+    def packed_run(self) -> PackedRun | None:
+        """The frames the port has at hand, packed, for the host's C pump (None: ask
+        `receive`).  Whoever takes some reports it with `took`."""
+        return None
+
+    def took(self, run: PackedRun, frames: int, nbytes: int, at: int) -> None:
+        """`frames` (`nbytes`) of `run` were taken, up to frame `at`: as `receive`
+        would have delivered them."""
+        self.rx_packets += frames
+        self.rx_bytes += nbytes
+        self._advance(run, frames, at)
+
+    def _advance(self, run: PackedRun, frames: int, at: int) -> None:  # noqa: B027
+        """Move the port's position past what `took` reports (ports with runs)."""
 
     def send(self, frames: Sequence[bytes]) -> None:
         """Frames leaving through this port (captured when out= was given)."""
@@ -216,6 +243,13 @@ class PcapPort(WirePort):
         self._at = 0
         super().__init__(spec)
 
+    def packed_run(self) -> PackedRun | None:
+        left = len(self._frames) - self._at
+        return PackedRun(self._frames, self._at, False, left) if left > 0 else None
+
+    def _advance(self, run: PackedRun, frames: int, at: int) -> None:
+        self._at = at
+
     async def _next(self, limit: int) -> Sequence[bytes] | None:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._at >= len(self._frames):
@@ -250,6 +284,16 @@ class GenPort(WirePort):
         self._kept: list[bytes] = []
         self._pool: PackedFrames | None = None  # once POOL frames are kept
         super().__init__(spec)
+
+    def packed_run(self) -> PackedRun | None:
+        """The kept pool, going round, once it is complete and without pacing."""
+        if self._pool is None or self.rate or (self.count and self._made >= self.count):
+            return None
+        limit = self.count - self._made if self.count else 1 << 62
+        return PackedRun(self._pool, self._made % self.POOL, True, limit)
+
+    def _advance(self, run: PackedRun, frames: int, at: int) -> None:
+        self._made += frames
 
     async def _next(self, limit: int) -> Sequence[bytes] | None:
         if self.count and self._made >= self.count:
