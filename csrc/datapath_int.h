@@ -24,6 +24,7 @@ struct dp_xdp {
 
 /* One guest of the forwarding table, as vxdp_switch_set_guests gave it. */
 struct dp_guest {
+    uint64_t key;                        /* the MAC as an integer (switch.c) */
     uint8_t mac[6];
     bool flood, wait;
     struct vxdp_port *port;
@@ -40,6 +41,8 @@ struct vxdp_switch {
     int32_t dest[VXDP_BURST_MAX];        /* one call's frames: a guest, or DP_FLOOD/DP_WIRE */
     const uint8_t *frame[VXDP_BURST_MAX];
     uint32_t flen[VXDP_BURST_MAX];
+    uint16_t link[VXDP_BURST_MAX];       /* the frames of one destination, chained */
+    uint16_t head[VXDP_SWITCH_MAX_PORTS], flood_head;
     uint8_t *stage;                      /* a transmit burst, when it may stay local */
     size_t stage_cap;
 };

@@ -46,6 +46,16 @@
 /* the most a frame can grow in an XDP run: headroom and tailroom both taken */
 #define XDP_GROWTH (VXDP_PAGE_SIZE - VXDP_XDP_MAX_DATA)
 
+/* Six bytes of MAC as one integer, to compare in one instruction. */
+static inline uint64_t mac_key(const uint8_t *p)
+{
+    uint32_t lo;
+    uint16_t hi;
+    memcpy(&lo, p, 4);
+    memcpy(&hi, p + 4, 2);
+    return lo | (uint64_t)hi << 32;
+}
+
 int vxdp_switch_set_guests(struct vxdp_switch *sw, const struct vxdp_switch_guest *guests,
                            uint32_t n, char *err, size_t errlen)
 {
@@ -64,6 +74,7 @@ int vxdp_switch_set_guests(struct vxdp_switch *sw, const struct vxdp_switch_gues
     for (uint32_t i = 0; i < n; i++) {
         struct dp_guest *g = &sw->guests[i];
         memcpy(g->mac, guests[i].mac, 6);
+        g->key = mac_key(g->mac);
         g->flood = guests[i].flood;
         g->wait = guests[i].wait;
         g->port = guests[i].port;
@@ -82,10 +93,12 @@ void dp_switch_forget(struct vxdp_switch *sw, const struct vxdp_port *p)
 /* The guest a MAC names: the last entry that has it (the edge's table is by MAC). */
 static int32_t by_mac(const struct vxdp_switch *sw, const uint8_t *frame, uint32_t len)
 {
+    uint64_t key;
     if (len < 6)
         return -1;
+    key = mac_key(frame);
     for (int32_t i = (int32_t)sw->nguests - 1; i >= 0; i--)
-        if (!memcmp(sw->guests[i].mac, frame, 6))
+        if (sw->guests[i].key == key)
             return i;
     return -1;
 }
@@ -108,9 +121,55 @@ static int32_t tx_dest(const struct vxdp_switch *sw, int32_t from, const uint8_t
     /* its own MAC: to the wire, unless another guest has that MAC too (then the table
      * names the sender, which is not sent its own frames) */
     for (uint32_t i = 0; i < sw->nguests; i++)
-        if ((int32_t)i != from && !memcmp(sw->guests[i].mac, frame, 6))
+        if ((int32_t)i != from && sw->guests[i].key == sw->guests[g].key)
             return DP_NONE;
     return DP_WIRE;
+}
+
+/* The frames of each guest, in order, without scanning the whole burst once a guest:
+ * sw->link chains the frames of one destination (a guest, or DP_FLOOD), from
+ * sw->head[g] / sw->flood_head; `walk` merges a guest's own chain with the flood chain
+ * (when it takes floods) in frame order.  DP_END ends a chain. */
+#define DP_END UINT16_MAX
+
+static void chain(struct vxdp_switch *sw, uint32_t n)
+{
+    uint16_t tail[VXDP_SWITCH_MAX_PORTS], flood_tail = DP_END;
+    for (uint32_t g = 0; g < sw->nguests; g++)
+        sw->head[g] = tail[g] = DP_END;
+    sw->flood_head = DP_END;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t d = sw->dest[i];
+        sw->link[i] = DP_END;
+        if (d >= 0) {
+            if (tail[d] == DP_END)
+                sw->head[d] = (uint16_t)i;
+            else
+                sw->link[tail[d]] = (uint16_t)i;
+            tail[d] = (uint16_t)i;
+        } else if (d == DP_FLOOD) {
+            if (flood_tail == DP_END)
+                sw->flood_head = (uint16_t)i;
+            else
+                sw->link[flood_tail] = (uint16_t)i;
+            flood_tail = (uint16_t)i;
+        }
+    }
+}
+
+/* The next frame of guest g's merged chain: *own and *flood advance. */
+static uint32_t walk(const struct vxdp_switch *sw, uint16_t *own, uint16_t *flood)
+{
+    uint16_t i;
+    if (*flood == DP_END || (*own != DP_END && *own < *flood)) {
+        i = *own;
+        if (i != DP_END)
+            *own = sw->link[i];
+    } else {
+        i = *flood;
+        *flood = sw->link[i];
+    }
+    return i;
 }
 
 /* The `n` frames of sw->frame/flen/dest to their guests, in table order (see the top).
@@ -118,12 +177,12 @@ static int32_t tx_dest(const struct vxdp_switch *sw, int32_t from, const uint8_t
 static void deliver(struct vxdp_switch *sw, uint32_t n, struct vxdp_burst *wire,
                     struct vxdp_switch_edge *edge, uint32_t base)
 {
+    chain(sw, n);
     for (uint32_t g = 0; g < sw->nguests; g++) {
         struct dp_guest *e = &sw->guests[g];
+        uint16_t own = sw->head[g], flood = e->flood ? sw->flood_head : DP_END;
         bool begun = false;
-        for (uint32_t i = 0; i < n; i++) {
-            if (sw->dest[i] != (int32_t)g && !(sw->dest[i] == DP_FLOOD && e->flood))
-                continue;
+        for (uint32_t i; (i = walk(sw, &own, &flood)) != DP_END;) {
             if (!e->port) {
                 if (edge->count < edge->max) {
                     edge->frame[edge->count] = base + i;
@@ -248,12 +307,12 @@ int vxdp_switch_tx(struct vxdp_switch *sw, struct vxdp_port *from, uint32_t budg
         }
     }
     /* guests with a port: their receive paths, here; without: the edge's, marked */
+    chain(sw, stage.count);
     for (uint32_t g = 0; g < sw->nguests; g++) {
         struct dp_guest *e = &sw->guests[g];
+        uint16_t own = sw->head[g], none = DP_END;
         bool begun = false;
-        for (uint32_t i = 0; i < stage.count; i++) {
-            if (sw->dest[i] != (int32_t)g)
-                continue;
+        for (uint32_t i; (i = walk(sw, &own, &none)) != DP_END;) {
             if (!e->port) {
                 out_put(from, out, dest, sw->frame[i], sw->flen[i], g + 1);
                 continue;

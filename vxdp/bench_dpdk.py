@@ -137,8 +137,10 @@ class RepeatWire(WirePort):
         self.burst = PackedFrames.pack([])
         self._on = trio.Event()
 
-    def start(self, frame: bytes, count: int) -> None:
-        self.burst = PackedFrames.pack([frame] * count)
+    def start(self, frame: bytes | Sequence[bytes], count: int) -> None:
+        """Repeat `count` frames: `frame`, or the frames given, in turn."""
+        frames = [frame] if isinstance(frame, bytes) else list(frame)
+        self.burst = PackedFrames.pack([frames[i % len(frames)] for i in range(count)])
         self._on.set()
 
     def stop(self) -> None:

@@ -1,6 +1,6 @@
 """`vxdp bench`: every measurement of vxdp, each beside its reference from the same run.
 
-    vxdp bench [-j] [--suite xdp|verifier|datapath|process|dpdk|startup|exec ...]
+    vxdp bench [-j] [--suite xdp|verifier|datapath|process|switch|dpdk|startup|exec ...]
                [--workload NAME ...] [--rounds N] [--batch N] [--no-jit] [--progs DIR]
                [--dpdk-seconds S] [--startup-runs N] [--exec-packets N]
 
@@ -16,6 +16,9 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
             offload`) or over its agent (`--via agent`), or running it in its driver, the
             host-attached program beside them, and the offload/driver-mode and
             agent/controlq ratios there (vxdp.bench_process)
+  switch    host-attached XDP_DROP with 1, 2 and 4 `vxdp guest` processes, frames to
+            each guest's MAC in turn: the switch in C beside the per-frame Python switch,
+            and the 4-guest/1-guest ratio against its 0.8x target (vxdp.bench_switch)
   dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
             (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
             vhost enqueue rate
@@ -43,7 +46,7 @@ from typing import Any
 NAME = "bench"
 HELP = ("measurements beside their references: engines vs the kernel JIT, verifier vs the "
         "kernel's, datapath Mpps, DPDK vhost")
-SUITES = ("xdp", "verifier", "datapath", "process", "dpdk", "startup", "exec")
+SUITES = ("xdp", "verifier", "datapath", "process", "switch", "dpdk", "startup", "exec")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         proc = bench_process.run(args.dpdk_seconds)
         out["process"] = proc.to_dict()
         texts.append(proc.text())
+    if "switch" in suites:
+        from vxdp import bench_switch
+        sw = bench_switch.run(args.dpdk_seconds)
+        out["switch"] = sw.to_dict()
+        texts.append(sw.text())
     if "dpdk" in suites:
         from vxdp import bench_dpdk
         dp = bench_dpdk.run(args.dpdk_seconds, vxdp_host=True)
