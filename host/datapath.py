@@ -104,6 +104,11 @@ class TxOut:
     runs: list[tuple[int | None, Sequence[bytes]]]
     events: list[tuple[int, int]] = field(default_factory=list)
 
+    @property
+    def edge_served(self) -> bool:
+        """Some frames were for guests the edge delivers."""
+        return any(dest is not None for dest, _ in self.runs)
+
 
 @dataclass
 class PumpOut:
@@ -364,6 +369,20 @@ class HostPort:
         except native.VringError:
             return False  # broken: the burst that finds it counts the drop
 
+    def tx_quiet(self, quiet: bool) -> bool:
+        """Transmit kicks off (`quiet`: the caller polls the ring, as vhost-net's tx
+        handler does while it works) or back on; on, True when chains arrived meanwhile
+        (poll again before waiting for a kick)."""
+        if self._tx is None:
+            return False
+        if quiet:
+            native.vq_disable_notifications(self._tx)
+            return False
+        try:
+            return native.vq_enable_notifications(self._tx)
+        except native.VringError:
+            return False  # broken: nothing more will be taken
+
     def tx_pending(self) -> int:
         """Transmit chains the driver has made available and the port not taken yet: a
         caller whose `tx_burst` stopped at its budget comes back for them (with
@@ -383,6 +402,7 @@ class HostPort:
         self._leave_table()  # the switch sends it nothing from here on
         native.port_release(self.handle)
         self.rx_arm()  # the model expects the driver's kicks: leave them on
+        self.tx_quiet(False)
         assert device.memory is not None
         for index, vq in ((2 * pair, self._rx), (2 * pair + 1, self._tx)):
             slot = device.slot(index)

@@ -42,8 +42,14 @@ from vxdp.runtime.wire import PackedRun, WirePort, WireSpec
 
 DIRECTIONS = ("virtio_user -> vhost", "vhost -> virtio_user")
 ENQUEUE = "vhost -> virtio_user"
-VXDP_DIRECTIONS = ("virtio_user -> vxdp host", "vxdp host -> virtio_user")
+DEQUEUE = "virtio_user -> vhost"
+VXDP_DIRECTIONS = ("virtio_user -> vxdp host", "vxdp host -> virtio_user",
+                   "virtio_user -> guest 1 XDP_DROP")
 FRAME_LEN = 60
+#: vxdp's figure over DPDK's, each from the same run: PASS into a DPDK guest over DPDK's
+#: vhost enqueue; a DPDK guest's frames to another guest, dropped by the host's program
+#: on that guest's port, over DPDK's vhost dequeue
+TARGETS = {"pass": 0.8, "guest_drop": 0.8}
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,22 @@ class DpdkReport:
 
     @property
     def vxdp_pass_ratio(self) -> float | None:
-        """vxdp host -> DPDK guest over DPDK's vhost enqueue (the 0.5x target)."""
+        """vxdp host -> DPDK guest over DPDK's vhost enqueue (best over best)."""
         ours, theirs = self.mpps(VXDP_DIRECTIONS[1]), self.vhost_enqueue_mpps
         return ours / theirs if ours is not None and theirs else None
+
+    @property
+    def guest_drop_ratio(self) -> float | None:
+        """DPDK guest -> host XDP_DROP on guest 1 over DPDK's vhost dequeue."""
+        ours, theirs = self.mpps(VXDP_DIRECTIONS[2]), self.mpps(DEQUEUE)
+        return ours / theirs if ours is not None and theirs else None
+
+    def round_ratios(self, ours: str, theirs: str) -> list[float]:
+        """ours/theirs round by round (the figures of round i taken together: the
+        rounds interleave vxdp's windows and DPDK's, so each ratio is of one moment)."""
+        a = [f.mpps for f in self.figures if f.direction == ours]
+        b = [f.mpps for f in self.figures if f.direction == theirs]
+        return [x / y for x, y in zip(a, b) if y]
 
     def text(self) -> str:
         if self.skipped:
@@ -85,16 +104,30 @@ class DpdkReport:
                    for f in self.figures),
                  f"({self.frame_len}-byte frames, {self.cpus} CPU(s), one forwarding lcore "
                  f"per process)"]
-        if self.vxdp_pass_ratio is not None:
-            lines.append(f"vxdp host -> DPDK guest / DPDK vhost enqueue: "
-                         f"{self.vxdp_pass_ratio:.2f}x (target 0.5x)")
+        for name, ratio, ours, theirs, what in (
+                ("pass", self.vxdp_pass_ratio, VXDP_DIRECTIONS[1], ENQUEUE,
+                 "vxdp host -> DPDK guest / DPDK vhost enqueue"),
+                ("guest_drop", self.guest_drop_ratio, VXDP_DIRECTIONS[2], DEQUEUE,
+                 "DPDK guest -> XDP_DROP on guest 1 / DPDK vhost dequeue")):
+            if ratio is None:
+                continue
+            rounds = sorted(self.round_ratios(ours, theirs))
+            spread = (f"; by round min / median / max {rounds[0]:.2f} / "
+                      f"{rounds[len(rounds) // 2]:.2f} / {rounds[-1]:.2f}x"
+                      if len(rounds) > 1 else "")
+            lines.append(f"{what}: {ratio:.2f}x best over best{spread} "
+                         f"(target {TARGETS[name]}x)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
         return {"figures": [asdict(f) for f in self.figures], "frame_len": self.frame_len,
                 "cpus": self.cpus, "skipped": self.skipped,
                 "vhost_enqueue_mpps": self.vhost_enqueue_mpps,
-                "vxdp_pass_ratio": self.vxdp_pass_ratio}
+                "vxdp_pass_ratio": self.vxdp_pass_ratio,
+                "guest_drop_ratio": self.guest_drop_ratio,
+                "pass_ratios": self.round_ratios(VXDP_DIRECTIONS[1], ENQUEUE),
+                "guest_drop_ratios": self.round_ratios(VXDP_DIRECTIONS[2], DEQUEUE),
+                "targets": TARGETS}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -159,19 +192,44 @@ class RepeatWire(WirePort):
 
 
 async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: float,
-                        frame_len: int, rounds: int, host_burst: int = BURST) -> None:
+                        frame_len: int, rounds: int, host_burst: int = BURST,
+                        guest_drop: bool = True) -> None:
+    """testpmd's virtio_user as guest 0 of `vxdp host`: its transmit to the wire, PASS
+    into it and, with `guest_drop`, its frames to guest 1 (an idle `vxdp guest` child
+    process) dropped by the host's program on guest 1's port."""
+    import subprocess
+    import sys
+
+    from vxdp.bpf.asm import assemble
+    from vxdp.bpf.isa import encode
+    from vxdp.bpf.program import Program
     from vxdp.packets import Flow
     from vxdp.runtime import HostRuntime
 
-    sock = f"{tmp}/vxdp-host.sock"
+    import os
+    socks = [f"{tmp}/vxdp-host.sock"] + ([f"{tmp}/vxdp-guest1.sock"] if guest_drop else [])
+    # The host where DPDK's second testpmd forwards in its own pair (testpmd as guest
+    # forwards where DPDK's first does): one CPU each, as theirs have.  Unpinned, the
+    # scheduler put the host on testpmd's busy CPU in about one window of three, at
+    # half the rate.
+    cpu, affinity = dpdk.forwarding_cpu(1), os.sched_getaffinity(0)
     wire = RepeatWire()
-    host = HostRuntime([sock], wire=wire, burst=host_burst)
+    host = HostRuntime(socks, wire=wire, burst=host_burst)
+    drop = Program("xdp_drop", "xdp", encode(assemble("mov %r0, 1\nexit")))
+    second = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
-            async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+            if guest_drop:
+                with open(f"{tmp}/guest1.log", "wb") as log:
+                    second = subprocess.Popen(
+                        [sys.executable, "-m", "vxdp", "guest", "--socket", socks[1]],
+                        stdout=subprocess.DEVNULL, stderr=log)
+            async with dpdk.open_testpmd([f"virtio_user0,path={socks[0]},queues=1"],
                                          prefix=dpdk.unique_prefix("bench-guest"),
                                          lcores=dpdk.lcores_for(0)) as user:
+                if cpu is not None and cpu in affinity:
+                    os.sched_setaffinity(0, {cpu})
                 await user.command(f"set txpkts {frame_len}")
                 frame = Flow("udp", "10.0.0.1", "10.1.0.1", 40000, 53).packet(
                     bytes(max(frame_len - 42, 0)))
@@ -203,41 +261,87 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
                     rx = r1.rx_packets - r0.rx_packets
                     report.figures.append(DpdkFigure(VXDP_DIRECTIONS[1], rx / (t1 - t0) / 1e6,
                                                      (w1 - w0) / (t1 - t0) / 1e6, rx, t1 - t0))
+                    if guest_drop:
+                        await _guest_drop(report, host, user, second, drop, seconds, warmup)
             nursery.cancel_scope.cancel()
     finally:
+        os.sched_setaffinity(0, affinity)
+        if second is not None and second.poll() is None:
+            second.terminate()
+            second.wait()
         host.close()
+
+
+async def _guest_drop(report: DpdkReport, host: object, user: dpdk.Testpmd,
+                      second: object, drop: object, seconds: float, warmup: float) -> None:
+    """testpmd (guest 0) transmits to guest 1's MAC; the host's xdp_drop on guest 1's
+    port drops them (switched guest to guest in the host, never on the wire)."""
+    from vxdp.runtime import HostRuntime
+    assert isinstance(host, HostRuntime)
+    g1 = host.guests[1]
+    with trio.fail_after(30):
+        while not (g1.live and g1.cpath is not None and g1.cpath.active):
+            if second is not None and second.poll() is not None:  # type: ignore[attr-defined]
+                raise dpdk.DpdkError("the second guest (vxdp guest) exited")
+            await trio.sleep(0.01)
+
+    def dropped() -> int:
+        return g1.cpath.stats().get("xdp_drop", 0) if g1.cpath is not None else 0
+    await user.command(f"set eth-peer 0 {g1.profile.mac.hex(':')}")
+    host.attach(drop)  # type: ignore[arg-type]
+    try:
+        await user.forward("txonly")
+        await trio.sleep(warmup)
+        a, s0, t0 = dropped(), await user.port_stats(0), time.perf_counter()
+        await trio.sleep(seconds)
+        b, s1, t1 = dropped(), await user.port_stats(0), time.perf_counter()
+        await user.halt()
+    finally:
+        host.detach()
+        await user.command("set eth-peer 0 02:00:00:00:00:00")
+    report.figures.append(DpdkFigure(VXDP_DIRECTIONS[2], (b - a) / (t1 - t0) / 1e6,
+                                     (s1.tx_packets - s0.tx_packets) / (t1 - t0) / 1e6,
+                                     b - a, t1 - t0))
 
 
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
                   rounds: int = 1, directions: Sequence[str] = DIRECTIONS,
                   vxdp_host: bool = False, host_burst: int = BURST,
-                  sock_dir: Path | None = None) -> DpdkReport:
-    """Both directions (best of `rounds`) with one pair of testpmd processes; with
-    `vxdp_host`, then both directions between testpmd's virtio_user and `vxdp host`
-    (at most `host_burst` frames a round, `vxdp host`'s default)."""
+                  sock_dir: Path | None = None, guest_drop: bool = True) -> DpdkReport:
+    """Both directions with one pair of testpmd processes; with `vxdp_host`, before
+    them the directions between testpmd's virtio_user and `vxdp host` (at most
+    `host_burst` frames a round, `vxdp host`'s default; with `guest_drop`, also to a
+    second guest whose port drops them).  `rounds` times, vxdp's windows and DPDK's
+    taking turns, so that a ratio can be taken round by round."""
     report = DpdkReport(frame_len=frame_len, cpus=dpdk.cpu_count())
     reason = dpdk.unavailable()
     if reason is not None:
         report.skipped = reason
         return report
     with TemporaryDirectory(prefix="vxdp-bench-", dir=sock_dir) as tmp:
-        if vxdp_host:
-            await _measure_vxdp(report, tmp, seconds, warmup, frame_len, rounds, host_burst)
-        sock = f"{tmp}/vhost.sock"
-        async with dpdk.open_testpmd([f"net_vhost0,iface={sock},queues=1"],
-                                     prefix=dpdk.unique_prefix("bench-vhost"),
-                                     lcores=dpdk.lcores_for(0)) as vhost:
-            async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
-                                         prefix=dpdk.unique_prefix("bench-user"),
-                                         lcores=dpdk.lcores_for(1)) as user:
-                await vhost.wait_for("virtio is now ready for processing")
-                for pmd in (vhost, user):
-                    await pmd.command(f"set txpkts {frame_len}")
-                for _ in range(rounds):
-                    for direction in directions:
-                        report.figures.append(
-                            await _measure(vhost, user, direction, seconds, warmup))
+        for _ in range(rounds):
+            if vxdp_host:
+                await _measure_vxdp(report, tmp, seconds, warmup, frame_len, 1, host_burst,
+                                    guest_drop)
+            await _measure_dpdk(report, tmp, seconds, warmup, frame_len, directions)
     return report
+
+
+async def _measure_dpdk(report: DpdkReport, tmp: str, seconds: float, warmup: float,
+                        frame_len: int, directions: Sequence[str]) -> None:
+    sock = f"{tmp}/vhost.sock"
+    async with dpdk.open_testpmd([f"net_vhost0,iface={sock},queues=1"],
+                                 prefix=dpdk.unique_prefix("bench-vhost"),
+                                 lcores=dpdk.lcores_for(0)) as vhost:
+        async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+                                     prefix=dpdk.unique_prefix("bench-user"),
+                                     lcores=dpdk.lcores_for(1)) as user:
+            await vhost.wait_for("virtio is now ready for processing")
+            for pmd in (vhost, user):
+                await pmd.command(f"set txpkts {frame_len}")
+            for direction in directions:
+                report.figures.append(
+                    await _measure(vhost, user, direction, seconds, warmup))
 
 
 def run(seconds: float = 2.0, **kw: object) -> DpdkReport:

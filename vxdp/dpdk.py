@@ -143,6 +143,13 @@ def lcores_for(instance: int) -> str:
     return "0@0,1@1" if instance % 2 == 0 else "0@1,1@0"
 
 
+def forwarding_cpu(instance: int) -> int | None:
+    """The CPU the `instance`-th testpmd forwards on (`lcores_for`), None with one CPU."""
+    if cpu_count() < 2:
+        return None
+    return int(lcores_for(instance).split(",")[1].split("@")[1])
+
+
 # -- port statistics ------------------------------------------------------------------------
 
 @dataclass(frozen=True)

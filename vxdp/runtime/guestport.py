@@ -144,6 +144,11 @@ STATE_TIMEOUT = 60.0
 _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 WIRE_IFINDEX = 1
 FIRST_GUEST_IFINDEX = 2  # guest n is ifindex 2 + n (REDIRECT targets, devmap values)
+#: How long a transmit kick's handler polls the ring for more after it ran dry, before
+#: it turns the driver's kicks back on and waits for one (vhost-net's busy-poll on tx):
+#: a guest that sends from another core is back within microseconds, and a kick costs
+#: its driver a system call and this side a wake-up.
+TX_SPIN = 0.00002
 ROOM_UNKNOWN = 1 << 30  # rx_room() when it cannot tell (packed rings, no device)
 
 
@@ -692,13 +697,19 @@ class GuestPort:
         transmit queue, which finds receive buffers by itself; the device model for the
         rest); True when done, False when the driver made more available meanwhile."""
         assert self.device is not None
-        if self.cpath is not None and self.cpath.active and index in (0, 1):
+        if self.cpath is not None and self.cpath.port is not None and index in (0, 1):
             if index == 0:
                 return True
-            if not (self.link_up and self.runtime.c_transmit(self)):
+            port = self.cpath.port
+            # vhost-net's transmit handler: kicks off while it works the ring (laps for
+            # up to TURN, polling it TX_SPIN when it runs dry), on again before it waits
+            port.tx_quiet(True)
+            if not (self.link_up and self.runtime.c_transmit(self, spin=TX_SPIN)):
                 self._burst_out(self.cpath.tx(), from_guest=True)
             self._c_broken("tx")
-            return not self.cpath.tx_pending()
+            if self.cpath.port is not port or port.tx_pending():
+                return False
+            return not port.tx_quiet(False)
         events = self.device.notify(index)
         self._handle(events)
         return not any(isinstance(e, MoreAvailable) for e in events)

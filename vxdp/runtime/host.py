@@ -343,23 +343,40 @@ class HostRuntime:
                 if mask & native.EV_TX_BROKEN:
                     g._c_broken("tx")
 
-    def c_transmit(self, guest: GuestPort) -> bool:
+    def c_transmit(self, guest: GuestPort, *, spin: float = 0.0) -> bool:
         """A kick on `guest`'s transmitq1 served through the C switch (its frames for
-        other guests go through their ports in the same call); False when the sender is
-        not in the table (the caller takes the per-port path)."""
+        other guests go through their ports in the same call): bursts while the ring
+        has chains, for up to TURN, and when it runs dry, polled for `spin` seconds
+        more.  False when the sender is not in the table (the caller takes the per-port
+        path)."""
         port = guest.cpath.port if guest.cpath is not None else None
         if port is None or not self.c_table():
             return False
-        assert self.switch is not None
-        if self.switch.table[guest.number][3] is not port:
+        switch = self.switch
+        assert switch is not None
+        if switch.table[guest.number][3] is not port:
             return False
-        out = self.switch.tx(port)
-        for dest, frames in out.runs:
-            if dest is None:
-                self.wire.send(frames)
-            else:
-                self.guests[dest].receive(frames)
-        self.c_events(out.events)
+        clock = time.perf_counter
+        turn_ends = clock() + TURN
+        while True:
+            out = switch.tx(port)
+            for dest, frames in out.runs:
+                if dest is None:
+                    self.wire.send(frames)
+                else:
+                    self.guests[dest].receive(frames)
+            self.c_events(out.events)
+            if out.events or out.edge_served or switch.table[guest.number][3] is not port:
+                break  # the edge did something: the table may be out of date
+            now = clock()
+            if now >= turn_ends:
+                break
+            if not port.tx_pending():
+                until = now + spin
+                while clock() < until and not port.tx_pending():
+                    pass
+                if not port.tx_pending():
+                    break
         if not self._live.is_set():
             self.note_live()
         return True
