@@ -197,6 +197,7 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
     """testpmd's virtio_user as guest 0 of `vxdp host`: its transmit to the wire, PASS
     into it and, with `guest_drop`, its frames to guest 1 (an idle `vxdp guest` child
     process) dropped by the host's program on guest 1's port."""
+    import os
     import subprocess
     import sys
 
@@ -205,8 +206,6 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
     from vxdp.bpf.program import Program
     from vxdp.packets import Flow
     from vxdp.runtime import HostRuntime
-
-    import os
     socks = [f"{tmp}/vxdp-host.sock"] + ([f"{tmp}/vxdp-guest1.sock"] if guest_drop else [])
     # The host where DPDK's second testpmd forwards in its own pair (testpmd as guest
     # forwards where DPDK's first does): one CPU each, as theirs have.  Unpinned, the
