@@ -54,7 +54,8 @@ fuzz: deps
 ASAN_TESTS := tests/vxdp/test_native_smoke.py tests/vxdp/test_interp.py \
   tests/vxdp/test_coremaps.py tests/vxdp/test_xdp_helpers.py tests/vxdp/test_vring_c.py \
   tests/vxdp/test_datatest.py tests/vxdp/test_differential.py tests/vxdp/test_jit.py \
-  tests/host/test_datapath.py tests/guest/test_datapath.py tests/guest/test_handover.py \
+  tests/host/test_datapath.py tests/host/test_switch.py tests/guest/test_datapath.py \
+  tests/guest/test_handover.py \
   tests/vxdp/test_frames.py tests/vxdp/vhost_user/test_fds.py tests/vxdp/test_host_helpers.py
 
 test-asan: deps
