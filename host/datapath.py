@@ -185,12 +185,8 @@ class HostSwitch:
         edge: list[tuple[int, int]] = []
         step = native.BURST_MAX
         for at in range(0, len(frames), step):
-            chunk = frames[at:at + step] if len(frames) > step else frames
-            try:
-                self._in.load(chunk)
-            except CoreError:  # larger frames than the burst buffer was sized for
-                self._in = native.Burst(step, sum(map(len, chunk)))
-                self._in.load(chunk)
+            self._in = _loaded_burst(self._in, frames[at:at + step] if len(frames) > step
+                                     else frames)
             self._wire.clear()
             edge += [(at + i, g) for i, g in native.switch_rx(self.handle, self._in,
                                                               self._wire)]
@@ -253,6 +249,16 @@ def _joined(parts: list[PackedFrames]) -> Sequence[bytes]:
     if len(parts) == 1:
         return parts[0]
     return [f for part in parts for f in part]
+
+
+def _loaded_burst(burst: native.Burst, frames: Sequence[bytes]) -> native.Burst:
+    """`burst` with `frames` loaded, or a new burst large enough for them."""
+    try:
+        burst.load(frames)
+    except CoreError:  # larger frames than the burst buffer was sized for
+        burst = native.Burst(burst.max_frames, sum(map(len, frames)))
+        burst.load(frames)
+    return burst
 
 
 def _loaded(program: Program, maps: Sequence[CoreMap],
@@ -465,12 +471,8 @@ class HostPort:
         wire: list[PackedFrames] = []
         step = self.burst_size
         for at in range(0, len(frames), step):
-            chunk = frames[at:at + step] if len(frames) > step else frames
-            try:
-                self._in.load(chunk)
-            except CoreError:  # larger frames than the burst buffer was sized for
-                self._in = native.Burst(step, sum(map(len, chunk)))
-                self._in.load(chunk)
+            self._in = _loaded_burst(self._in, frames[at:at + step] if len(frames) > step
+                                     else frames)
             self._wire.clear()
             native.port_rx_burst(self.handle, self._in, self._wire)
             if self._wire.count:

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from host import get_profile
+from tests.host.test_switch import BY_BYTE
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
 from vxdp.bpf.program import Program
@@ -26,19 +27,6 @@ from vxdp.runtime.wire import PackedRun, WirePort, WireSpec
 from .conftest import Rig, until
 
 RigFactory = Callable[..., Rig]
-# the action is the frame's byte 14 & 3 (aborted, drop, pass, tx)
-BY_BYTE = """
-ldxw %r2, [%r1+0]
-ldxw %r3, [%r1+4]
-mov %r4, %r2
-add %r4, 15
-mov %r0, 2
-jgt %r4, %r3, out
-ldxb %r0, [%r2+14]
-and %r0, 3
-out:
-exit
-"""
 
 
 class GatedWire(WirePort):
