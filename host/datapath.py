@@ -168,7 +168,7 @@ class HostSwitch:
         # what the ports' programs may send out of one burst: as the per-port bursts hold
         frames = 2 * native.BURST_MAX * max(1, min(len(table), 16))
         if self._wire.max_frames < frames:
-            self._wire = native.Burst(frames, frames * 2048)
+            self._wire = native.Burst(frames, frames * 4096)
 
     def _out_of(self, wire: list[PackedFrames], edge: list[tuple[int, int]],
                 frames: Sequence[bytes]) -> SwitchOut:
