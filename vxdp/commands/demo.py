@@ -66,7 +66,8 @@ if TYPE_CHECKING:
     from vxdp.pair import Pair
 
 NAME = "demo"
-HELP = "virtio-net negotiation and ring round trips between a guest driver and a host device"
+HELP = ("a guest offloads its XDP program to the host over the control queue; the same "
+        "offload over agents; placements and paths compared")
 
 GUEST_IP, PEER_IP = "10.0.0.1", "10.0.0.2"
 PEER_MAC = "02:00:00:00:00:02"
