@@ -463,3 +463,22 @@ def test_event_idx_suppresses_interrupts_until_the_guest_catches_up() -> None:
     assert port.rx_burst([frame(64)]).interrupts == {GUEST_A: 1}
     st = port.stats
     assert (st["irq_sent"], st["irq_suppressed"]) == (2, 1)
+
+
+def test_oversize_frames_count_by_direction() -> None:
+    """A transmit chain past the largest frame counts as drop_tx_oversize (the stats file
+    adds it to the tx drops), a wire frame past what XDP can hold as drop_oversize."""
+    from virtio_spec.testing import MockSplitQueue
+    mem = guest_memory(size=1 << 20)
+    alloc = GuestAllocator(mem)
+    txq = MockSplitQueue(mem, 16, allocator=alloc)
+    port = HostPort(HostSwitch(WIRE), GUEST_A, mem, None,
+                    QueueConfig(16, *txq.addresses), V1)
+    hdr = bytes(12)
+    txq.add_chain([hdr + bytes(40000), bytes(40000)])  # 80000 bytes of frame
+    txq.add_chain([hdr + frame(64)])
+    assert port.tx_burst().wire == [frame(64)]
+    port.attach(prog(DROP))
+    port.rx_burst([frame(5000)])
+    st = port.stats
+    assert (st["drop_tx_oversize"], st["drop_oversize"], st["tx_packets"]) == (1, 1, 1)
