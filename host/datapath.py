@@ -201,7 +201,10 @@ class HostSwitch:
             self._out.clear()
             n = native.switch_tx(self.handle, port.handle, min(budget, port.burst_size),
                                  self._out, self._dest)
-            if self._out.count:
+            count = self._out.count
+            if count and native.switch_dest_wire(self._dest, count):
+                runs.append((None, self._out.packed()))  # the common case: no work a frame
+            elif count:
                 runs += _runs(self._out.packed(), self._dest)
             budget -= n
             if n == 0:

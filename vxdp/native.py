@@ -723,6 +723,12 @@ def switch_dest(frames: int) -> Any:
     return ffi.new("uint32_t[]", frames)
 
 
+def switch_dest_wire(dest: Any, n: int) -> bool:
+    """Every one of the first `n` destinations `switch_tx` wrote is the wire (0)."""
+    raw = ffi.buffer(dest, 4 * n)[:]
+    return raw.count(0) == len(raw)
+
+
 def switch_room(sw: SwitchHandle, limit: int) -> int:
     """Frames (up to `limit`) every guest the table waits for has receive buffers for."""
     return int(lib.vxdp_switch_room(sw.ptr, limit))
