@@ -726,7 +726,7 @@ def switch_dest(frames: int) -> Any:
 def switch_dest_wire(dest: Any, n: int) -> bool:
     """Every one of the first `n` destinations `switch_tx` wrote is the wire (0)."""
     raw = ffi.buffer(dest, 4 * n)[:]
-    return raw.count(0) == len(raw)
+    return bool(raw.count(0) == len(raw))
 
 
 def switch_room(sw: SwitchHandle, limit: int) -> int:
