@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vxdp.bpf.isa import AluOp, Cls, Insn, Src
+from vxdp.bpf.isa import AluOp, Cls, Insn, Src, plain
 from vxdp.bpf.verifier.arith import alu, bswap, movsx
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
@@ -25,6 +25,9 @@ from vxdp.bpf.verifier.state import (
     const,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, Cls, Src, T = plain(AluOp), plain(Cls), plain(Src), plain(T)
 
 OP_TEXT: dict[int, str] = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
            AluOp.OR: "|=", AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=",

@@ -31,6 +31,7 @@ from vxdp.bpf.isa import (
     is_helper_call,
     is_pseudo_call,
     jump_target,
+    plain,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
@@ -42,6 +43,10 @@ from vxdp.bpf.verifier.precision import Checkpoint, Hist, backtrack, jump_links,
 from vxdp.bpf.verifier.report import Log, VerifierReport
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AtomicOp, Cls, JmpOp, Mode, Pseudo, T = (
+    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Pseudo), plain(T))
 
 
 class Analyzer:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vxdp.bpf.isa import Cls, Insn, JmpOp, Src
+from vxdp.bpf.isa import Cls, Insn, JmpOp, Src, plain
 from vxdp.bpf.verifier.arith import NEGATE, SWAP, branch_taken, refine
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)
 
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 

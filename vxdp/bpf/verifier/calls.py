@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from vxdp.bpf.btf import FuncParam, ParamKind
 from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
-from vxdp.bpf.isa import Insn
+from vxdp.bpf.isa import Insn, plain
 from vxdp.bpf.program import MAX_CALL_FRAMES, MapType
 from vxdp.bpf.verifier import memory
 from vxdp.bpf.verifier.scalar import to_s64
@@ -35,6 +35,9 @@ from vxdp.bpf.verifier.state import (
     pointer,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+T = plain(T)
 
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
 _MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})

@@ -28,9 +28,13 @@ from vxdp.bpf.isa import (
     is_unconditional_jump,
     iter_insns,
     jump_target,
+    plain,
     problems,
     subprog_starts,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AtomicOp, Cls, JmpOp, Mode, Src = plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src)
 
 
 def successors(insns: Sequence[Insn], pc: int) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from vxdp.bpf.isa import plain
 from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, XdpMd
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
@@ -29,6 +30,9 @@ from vxdp.bpf.verifier.state import (
     pointer,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+B, T = plain(B), plain(T)
 
 READ, WRITE, HELPER = "read", "write", "helper"
 

@@ -30,8 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call
+from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call, plain
 from vxdp.bpf.verifier.state import State
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (
+    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 RegKey = tuple[int, int]  # (frame, regno)
 SlotKey = tuple[int, int]  # (frame, slot index)

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Hashable
 
+from vxdp.bpf.isa import plain
 from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+B, T = plain(B), plain(T)
 
 
 class _IdMap:

@@ -33,8 +33,13 @@ from vxdp.bpf.isa import (
     Src,
     is_exit,
     is_helper_call,
+    plain,
 )
 from vxdp.bpf.verifier.cfg import Flow
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (
+    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 ALL = (1 << 64) - 1
 ANY = "any"  # an address in the frame at an unknown offset

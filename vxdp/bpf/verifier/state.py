@@ -59,6 +59,7 @@ class T(Enum):
 PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
 SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
+_SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Reg:
 
     @property
     def is_scalar(self) -> bool:
-        return self.type is T.SCALAR
+        return self.type is _SCALAR
 
     def type_name(self) -> str:
         """As the kernel's reg_type_str: `map_value_or_null`, `pkt`, `fp`, ..."""
@@ -145,11 +146,11 @@ NOT_INIT = Reg(T.NOT_INIT)
 
 
 def scalar(value: Scalar | None = None) -> Reg:
-    return Reg(T.SCALAR, value if value is not None else Scalar.unknown())
+    return Reg(_SCALAR, value if value is not None else Scalar.unknown())
 
 
 def const(v: int) -> Reg:
-    return Reg(T.SCALAR, Scalar.const(v))
+    return Reg(_SCALAR, Scalar.const(v))
 
 
 def pointer(t: T, **kw: int | bool) -> Reg:
