@@ -200,11 +200,11 @@ class Insn:
     src: int = 0
     off: int = 0
     imm: int = 0
-    cls: int = field(default=0, init=False, repr=False, compare=False)  # opcode & 0x07
-    size: int = field(default=0, init=False, repr=False, compare=False)  # opcode & 0x18
-    mode: int = field(default=0, init=False, repr=False, compare=False)  # opcode & 0xE0
-    op: int = field(default=0, init=False, repr=False, compare=False)  # opcode & 0xF0
-    source: int = field(default=0, init=False, repr=False, compare=False)  # opcode & 0x08
+    cls: int = field(init=False, repr=False, compare=False)  # opcode & 0x07
+    size: int = field(init=False, repr=False, compare=False)  # opcode & 0x18
+    mode: int = field(init=False, repr=False, compare=False)  # opcode & 0xE0
+    op: int = field(init=False, repr=False, compare=False)  # opcode & 0xF0
+    source: int = field(init=False, repr=False, compare=False)  # opcode & 0x08
 
     def __post_init__(self) -> None:
         opcode = self.opcode
@@ -353,13 +353,14 @@ def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
         yield Problem(0, "program has no instructions")
         return
     found = False
-    for pc in iter_insns(insns):
+    pcs = list(iter_insns(insns))
+    for pc in pcs:
         message = _check_insn(insns, pc, legacy_packet_access)
         if message is not None:
             found = True
             yield Problem(pc, message)
     if not found:  # jump checks need well-formed instructions to mean anything
-        yield from _check_flow(insns)
+        yield from _check_flow(insns, pcs)
 
 
 def _reg(insn: Insn, dst_written: bool, src_used: bool) -> str | None:
@@ -494,21 +495,22 @@ def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
     return _reg(insn, dst_written=True, src_used=False)
 
 
-def subprog_starts(insns: Sequence[Insn]) -> list[int]:
-    """Sorted entry pcs of the functions: 0 plus every local-call and pseudo-func target."""
+def subprog_starts(insns: Sequence[Insn], pcs: Iterable[int] | None = None) -> list[int]:
+    """Sorted entry pcs of the functions: 0 plus every local-call and pseudo-func target
+    (`pcs`: those of iter_insns(insns), when the caller has them)."""
     starts = {0}
-    for pc in iter_insns(insns):
+    for pc in iter_insns(insns) if pcs is None else pcs:
         insn = insns[pc]
         if is_pseudo_call(insn) or is_pseudo_func(insn):
             starts.add(pc + insn.imm + 1)
     return sorted(starts)
 
 
-def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
+def _check_flow(insns: Sequence[Insn], pcs: list[int]) -> Iterator[Problem]:
     """Jump targets, call targets and fall-through (the kernel's check_subprogs)."""
     n = len(insns)
-    second_halves = {pc + 1 for pc in iter_insns(insns) if is_ldimm64(insns[pc])}
-    for pc in iter_insns(insns):
+    second_halves = {pc + 1 for pc in pcs if insns[pc].opcode == OP_LD_IMM64}
+    for pc in pcs:
         insn = insns[pc]
         if is_pseudo_call(insn) or is_pseudo_func(insn):
             target = pc + insn.imm + 1
@@ -516,7 +518,7 @@ def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
                 yield Problem(pc, "call to invalid destination")
             elif target in second_halves:
                 yield Problem(pc, f"jump into the middle of ldimm64 insn {target - 1}")
-    starts = subprog_starts(insns)
+    starts = subprog_starts(insns, pcs)
     if starts[0] < 0 or starts[-1] >= n:
         return  # already reported as a call to an invalid destination
     bounds = [*starts, n]

@@ -8,8 +8,6 @@ nullable pointers), and the bounds a pointer's variable offset may reach.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vxdp.bpf.isa import AluOp, Cls, Insn, Src, plain
 from vxdp.bpf.verifier.arith import alu, bswap, movsx
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
@@ -96,7 +94,7 @@ def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:
     if bits == 64:
         if src.is_scalar and not src.var.is_const and insn.src != insn.dst:
             if not src.id:  # link the copies: a bound learned on one holds for both
-                src = replace(src, id=env.new_id())
+                src = src.with_id(env.new_id())
                 state.regs[insn.src] = src
         return src
     if src.is_pointer:
@@ -166,12 +164,14 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
         new_off = ptr.off + (delta if op == AluOp.ADD else -delta)
         if not -(1 << 31) <= new_off < (1 << 31):
             raise Reject(f"R{dst} pointer arithmetic overflow")
-        res = replace(ptr, off=new_off)
+        res = ptr.with_off(new_off)
     else:
         var = alu(op, ptr.var, off_reg.var, 64)
-        res = ptr.with_var(var)
         if ptr.type in PACKET_TYPES:  # a new variable part: re-learn the range
-            res = replace(res, id=env.new_id(), range=0)
+            res = Reg(ptr.type, var, ptr.off, env.new_id(), ptr.map, 0, ptr.maybe_null,
+                      ptr.mem_size, ptr.ref, ptr.frame)
+        else:
+            res = ptr.with_var(var)
     _check_sane_offset(env, res, tname, False)
     if ptr.type is T.STACK and not env.allow_ptr_leaks:
         _check_stack_ptr_bounds(res, dst)

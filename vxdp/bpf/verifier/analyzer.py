@@ -371,9 +371,6 @@ class Analyzer:
 
     def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
                     ) -> tuple[bool, Checkpoint | None]:
-        live = self.live.get(pc, frozenset(range(11)))
-        slots = self.stack_live.get(pc, -1)
-        top = len(state.frames) - 1
         done = self.complete.get(pc)
         running = self.in_progress.get(pc)
         callback_site = pc in self.callback_sites
@@ -383,6 +380,9 @@ class Analyzer:
                                    and self.jumps - self.last_cp_jumps >= 2)
         if not (done or running or new_cp):
             return False, parent
+        live = self.live.get(pc, ALL_REGS)
+        slots = self.stack_live.get(pc, -1)
+        top = len(state.frames) - 1
         cleaned = prune.clean(state, live, slots)
         key = prune.state_key(cleaned)
         if callback_site and self._converged(pc, cleaned, key, live, slots, state, parent):
@@ -528,6 +528,7 @@ def _adopt(state: State, other: State) -> None:
         state.refs = other.refs
 
 
+ALL_REGS = frozenset(range(11))
 LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 

@@ -173,5 +173,5 @@ def _good_pkt_pointers(state: State, ptr: Reg, right_open: bool) -> None:
     if ptr.var.umax > MAX_PACKET_OFF or ptr.var.umax + ptr.off > MAX_PACKET_OFF:
         return
     new_range = ptr.off + (1 if right_open else 0)
-    state.map_regs(lambda r: replace(r, range=max(r.range, new_range))
+    state.map_regs(lambda r: r.with_range(max(r.range, new_range))
                    if r.type is ptr.type and r.id == ptr.id else None)

@@ -61,7 +61,7 @@ class Flow:
         self.insns = insns
         self.pcs = list(iter_insns(insns))
         self.succ = {pc: successors(insns, pc) for pc in self.pcs}
-        self.starts = subprog_starts(insns)
+        self.starts = subprog_starts(insns, self.pcs)
         self.func_of: dict[int, int] = {}
         k = 0
         for pc in self.pcs:
@@ -169,32 +169,51 @@ def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
     return ({insn.dst, insn.src} if x else {insn.dst}), set()
 
 
+def _mask(regs: set[int]) -> int:
+    out = 0
+    for r in regs:
+        out |= 1 << r
+    return out
+
+
 def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
     """Registers live on entry to each instruction (backward data flow to a fixpoint).
 
     Each frame has its own registers, so an exit reads only R0 (the caller's R6-R9 live
-    in the caller's frame, which pruning compares whole)."""
+    in the caller's frame, which pruning compares whole).  Worked on bitmasks, one bit a
+    register; each distinct set is made once."""
     flow = flow or Flow(insns)
     pcs = flow.pcs
-    live_in: dict[int, frozenset[int]] = {pc: frozenset() for pc in pcs}
-    info = {pc: _uses_defs(insns[pc]) for pc in pcs}
+    succ = flow.succ
+    # (pc, uses, ~defs, successors); an exit reads R0 and nothing after it
+    info = []
+    for pc in reversed(pcs):
+        insn = insns[pc]
+        uses, defs = _uses_defs(insn)
+        if is_exit(insn):
+            info.append((pc, 1, 0, ()))
+        else:
+            info.append((pc, _mask(uses), ~_mask(defs), tuple(succ[pc])))
+    live: dict[int, int] = dict.fromkeys(pcs, 0)
     changed = True
     while changed:
         changed = False
-        for pc in reversed(pcs):
-            uses, defs = info[pc]
-            if is_exit(insns[pc]):
-                new = frozenset({0})
-            else:
-                out: set[int] = set()
-                for s in flow.succ[pc]:
-                    out |= live_in.get(s, frozenset())
-                new = frozenset((out - defs) | uses)
-            if new != live_in[pc]:
-                live_in[pc] = new
+        for pc, uses, keep, nexts in info:
+            out = 0
+            for s in nexts:
+                out |= live.get(s, 0)
+            new = (out & keep) | uses
+            if new != live[pc]:
+                live[pc] = new
                 changed = True
-    return live_in
-
+    sets: dict[int, frozenset[int]] = {}
+    result: dict[int, frozenset[int]] = {}
+    for pc, m in live.items():
+        fs = sets.get(m)
+        if fs is None:
+            fs = sets[m] = frozenset(r for r in range(16) if m >> r & 1)
+        result[pc] = fs
+    return result
 
 
 def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],

@@ -150,26 +150,26 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             if joined != before:
                 regs_in[nxt] = joined
                 work.append(nxt)
-    info = {}
-    for pc in pcs:
+    live: dict[int, int] = dict.fromkeys(pcs, 0)
+    # (pc, slots read, ~slots overwritten, successors), last pc first; a function whose
+    # frame address escaped has every slot live everywhere, once and for all
+    info = []
+    for pc in reversed(pcs):
+        if func_of[pc] in escaped:
+            live[pc] = ALL
+            continue
         regs = regs_in.get(pc)
-        if regs is None or func_of[pc] in escaped:
-            info[pc] = (ALL, 0)
-        else:
-            info[pc] = _reads(insns[pc], regs)
-    live: dict[int, int] = {pc: 0 for pc in pcs}
+        gen, kill = (ALL, 0) if regs is None else _reads(insns[pc], regs)
+        nexts = () if is_exit(insns[pc]) else tuple(flow.succ[pc])
+        info.append((pc, gen, ~kill, nexts))
     changed = True
     while changed:
         changed = False
-        for pc in reversed(pcs):
-            gen, kill = info[pc]
+        for pc, gen, keep, nexts in info:
             out = 0
-            if not is_exit(insns[pc]):
-                for s in flow.succ[pc]:
-                    out |= live.get(s, ALL)
-            new = (out & ~kill) | gen
-            if func_of[pc] in escaped:
-                new = ALL
+            for s in nexts:
+                out |= live.get(s, ALL)
+            new = (out & keep) | gen
             if new != live[pc]:
                 live[pc] = new
                 changed = True

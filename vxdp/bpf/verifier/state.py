@@ -96,6 +96,21 @@ class Reg:
         return Reg(self.type, var, self.off, self.id, self.map, self.range, self.maybe_null,
                    self.mem_size, self.ref, self.frame)
 
+    def with_off(self, off: int) -> Reg:
+        """This register with another fixed offset (dataclasses.replace, fast)."""
+        return Reg(self.type, self.var, off, self.id, self.map, self.range, self.maybe_null,
+                   self.mem_size, self.ref, self.frame)
+
+    def with_id(self, id: int) -> Reg:
+        """This register with another id (dataclasses.replace, fast)."""
+        return Reg(self.type, self.var, self.off, id, self.map, self.range, self.maybe_null,
+                   self.mem_size, self.ref, self.frame)
+
+    def with_range(self, range: int) -> Reg:
+        """This register with another packet range (dataclasses.replace, fast)."""
+        return Reg(self.type, self.var, self.off, self.id, self.map, range, self.maybe_null,
+                   self.mem_size, self.ref, self.frame)
+
     @property
     def is_scalar(self) -> bool:
         return self.type is _SCALAR
@@ -145,10 +160,14 @@ class Reg:
 NOT_INIT = Reg(T.NOT_INIT)
 
 
+# Registers are immutable, so the scalar registers a value makes are shared: one lookup
+# instead of building an eleven-field frozen dataclass on most instructions.
+@functools.lru_cache(maxsize=1 << 14)
 def scalar(value: Scalar | None = None) -> Reg:
     return Reg(_SCALAR, value if value is not None else Scalar.unknown())
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def const(v: int) -> Reg:
     return Reg(_SCALAR, Scalar.const(v))
 
@@ -250,10 +269,18 @@ class State:
 
     def map_regs(self, fn: Callable[[Reg], Reg | None]) -> None:
         """Replace every register r (and spilled register) with fn(r) (None: keep)."""
-        for fi, si, regno, r in self.all_regs():
-            new = fn(r)
-            if new is not None and new is not r:
-                self.set_reg(fi, si, regno, new)
+        for f in self.frames:  # the order of all_regs(): fn may count what it sees
+            regs = f.regs
+            for regno, r in enumerate(regs):
+                new = fn(r)
+                if new is not None and new is not r:
+                    regs[regno] = new
+            stack = f.stack
+            for si, s in stack.items():  # values replaced, keys kept: safe while iterating
+                if s.spilled is not None:
+                    new = fn(s.spilled)
+                    if new is not None and new is not s.spilled:
+                        stack[si] = Slot(s.bytes, new)
 
 
 def new_state() -> State:
