@@ -181,28 +181,32 @@ class Analyzer:
               pending: list[Pending]) -> None:
         insns = self.insns
         env = self.env
+        prune_points = self.prune_points
+        limit = self.limit
+        logging = self.log.level
+        step = self._step
         self.hist = hist
         while True:
             self.processed += 1
-            if self.processed > self.limit:
+            if self.processed > limit:
                 raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
                                 f"insn", False)
             self.cur_parent = parent
-            if pc in self.prune_points:
+            if pc in prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
                 if hit:
                     self._finish(parent)
                     return
             env.pc = pc
-            env.frames_alive = len(state.frames)
+            depth = len(state.frames)
+            env.frames_alive = depth
+            depth -= 1
             env.aux = None
             self.cur_parent = parent
-            if self.log.level:
+            if logging:
                 self.log.insn(pc, state)
-            insn = insns[pc]
-            depth = len(state.frames) - 1
             try:
-                nxt = self._step(pc, insn, state, parent, pending)
+                nxt = step(pc, insns[pc], state, parent, pending)
             except Reject as exc:
                 raise _Rejected(pc, str(exc), True) from None
             self.hist = (pc, depth, env.aux, self.hist)
@@ -219,13 +223,13 @@ class Analyzer:
     def _step(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
               pending: list[Pending]) -> int | None:
         cls = insn.cls
-        if cls in (Cls.ALU, Cls.ALU64):
+        if cls in _ALU_CLASSES:
             check_alu(self.env, state, insn)
             return pc + 1
-        if cls == Cls.LDX:
+        if cls == _LDX:
             self._ldx(state, insn)
             return pc + 1
-        if cls in (Cls.ST, Cls.STX):
+        if cls in _STORE_CLASSES:
             self._store(state, insn)
             return pc + 1
         if cls == Cls.LD:
@@ -383,19 +387,27 @@ class Analyzer:
         live = self.live.get(pc, ALL_REGS)
         slots = self.stack_live.get(pc, -1)
         top = len(state.frames) - 1
-        cleaned = prune.clean(state, live, slots)
-        key = prune.state_key(cleaned)
-        if callback_site and self._converged(pc, cleaned, key, live, slots, state, parent):
-            return True, parent
-        # Incomplete checkpoints are exactly the current path's ancestors (the walk is
-        # depth-first), so meeting one again in exactly this state is an infinite loop.
-        if running and key in running:
-            raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
+        key: object = None
+        if running or new_cp:
+            cleaned = prune.clean(state, live, slots)
+            key = prune.state_key(cleaned)
+            if callback_site and self._converged(pc, cleaned, key, live, slots, state,
+                                                 parent):
+                return True, parent
+            # Incomplete checkpoints are exactly the current path's ancestors (the walk is
+            # depth-first), so meeting one again in exactly this state is an infinite loop.
+            if running and key in running:
+                raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
+        else:
+            # Only compared, never kept: subsumes looks past the dead registers and slots
+            # itself, so the state as it is gives the same answer as its clean copy (and
+            # an equal key is only a shortcut to a match subsumes finds as well).
+            cleaned = state
         if done:
             keep: list[Checkpoint] = []
             hit = False
             for cp in done:
-                if not hit and (cp.key == key or prune.subsumes(
+                if not hit and ((key is not None and cp.key == key) or prune.subsumes(
                         cp.state, cleaned, live, self.env.allow_uninit_stack,
                         slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
@@ -415,7 +427,8 @@ class Analyzer:
                 keep.append(cp)
             self.complete[pc] = keep
             if hit:
-                self.log.note(f"{pc}: safe")
+                if self.log.level:
+                    self.log.note(f"{pc}: safe")
                 return True, parent
         # Remember a new state only now and then on straight paths (the kernel's
         # heuristic), so long loops do not keep one state per iteration.
@@ -529,6 +542,9 @@ def _adopt(state: State, other: State) -> None:
 
 
 ALL_REGS = frozenset(range(11))
+_ALU_CLASSES = frozenset({Cls.ALU, Cls.ALU64})
+_STORE_CLASSES = frozenset({Cls.ST, Cls.STX})
+_LDX = Cls.LDX
 LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 
