@@ -37,7 +37,8 @@ from vxdp.bpf.verifier.state import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-T = plain(T)
+Arg, MapType, ParamKind, Ret, T = (
+    plain(Arg), plain(MapType), plain(ParamKind), plain(Ret), plain(T))
 
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
 _MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})

@@ -9,6 +9,7 @@ interpreter: where states are remembered, and which registers a path may still r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
@@ -30,7 +31,6 @@ from vxdp.bpf.isa import (
     jump_target,
     plain,
     problems,
-    subprog_starts,
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
@@ -60,8 +60,18 @@ class Flow:
     def __init__(self, insns: Sequence[Insn]) -> None:
         self.insns = insns
         self.pcs = list(iter_insns(insns))
-        self.succ = {pc: successors(insns, pc) for pc in self.pcs}
-        self.starts = subprog_starts(insns, self.pcs)
+        self.succ: dict[int, list[int]] = {}
+        self.loops = False  # whether some jump goes backwards (or to itself): a loop, maybe
+        self.func_refs: list[tuple[int, int]] = []  # (pc, entry) of local calls, func loads
+        for pc in self.pcs:
+            nexts = self.succ[pc] = successors(insns, pc)
+            for s in nexts:
+                if s <= pc:
+                    self.loops = True
+            insn = insns[pc]
+            if is_pseudo_call(insn) or is_pseudo_func(insn):
+                self.func_refs.append((pc, pc + insn.imm + 1))
+        self.starts = sorted({0, *(entry for _, entry in self.func_refs)})  # subprog_starts
         self.func_of: dict[int, int] = {}
         k = 0
         for pc in self.pcs:
@@ -78,10 +88,7 @@ def structural_problem(insns: Sequence[Insn], privileged: bool,
     flow = flow or Flow(insns)
     reached: set[int] = set()
     starts = [0]
-    callees = set()
-    for pc in flow.pcs:
-        if is_pseudo_call(insns[pc]) or is_pseudo_func(insns[pc]):
-            callees.add(pc + insns[pc].imm + 1)
+    callees = {entry for _, entry in flow.func_refs}
     starts.extend(sorted(callees))
     for start in starts:
         if start in reached:
@@ -169,13 +176,6 @@ def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
     return ({insn.dst, insn.src} if x else {insn.dst}), set()
 
 
-def _mask(regs: set[int]) -> int:
-    out = 0
-    for r in regs:
-        out |= 1 << r
-    return out
-
-
 def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
     """Registers live on entry to each instruction (backward data flow to a fixpoint).
 
@@ -189,11 +189,16 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, froz
     info = []
     for pc in reversed(pcs):
         insn = insns[pc]
-        uses, defs = _uses_defs(insn)
         if is_exit(insn):
             info.append((pc, 1, 0, ()))
-        else:
-            info.append((pc, _mask(uses), ~_mask(defs), tuple(succ[pc])))
+            continue
+        uses, defs = _uses_defs(insn)
+        use_mask = def_mask = 0
+        for r in uses:
+            use_mask |= 1 << r
+        for r in defs:
+            def_mask |= 1 << r
+        info.append((pc, use_mask, ~def_mask, tuple(succ[pc])))
     live: dict[int, int] = dict.fromkeys(pcs, 0)
     changed = True
     while changed:
@@ -206,14 +211,15 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, froz
             if new != live[pc]:
                 live[pc] = new
                 changed = True
-    sets: dict[int, frozenset[int]] = {}
-    result: dict[int, frozenset[int]] = {}
-    for pc, m in live.items():
-        fs = sets.get(m)
-        if fs is None:
-            fs = sets[m] = frozenset(r for r in range(16) if m >> r & 1)
-        result[pc] = fs
-    return result
+        # without a backward jump, one pass from the last instruction is the fixpoint
+        changed = changed and flow.loops
+    return {pc: _reg_set(m) for pc, m in live.items()}
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _reg_set(mask: int) -> frozenset[int]:
+    """The registers of a bitmask (each set made once: there are few)."""
+    return frozenset(r for r in range(16) if mask >> r & 1)
 
 
 def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
@@ -225,12 +231,11 @@ def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
     calls: dict[int, set[int]] = {s: set() for s in flow.starts}
     changing: set[int] = set()
     for pc in flow.pcs:
-        func = flow.func_of[pc]
         insn = insns[pc]
         if is_helper_call(insn) and insn.imm in helpers:
-            changing.add(func)
-        elif is_pseudo_call(insn) or is_pseudo_func(insn):
-            calls[func].add(pc + insn.imm + 1)
+            changing.add(flow.func_of[pc])
+    for pc, entry in flow.func_refs:
+        calls[flow.func_of[pc]].add(entry)
     grew = True
     while grew:
         grew = False

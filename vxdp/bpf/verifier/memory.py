@@ -104,6 +104,9 @@ def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) ->
     strict_alignment_once); single bytes always are."""
     if size == 1 or not (strict or reg.type is T.STACK):
         return
+    vt = reg.var.var_off
+    if not vt.mask and not (vt.value + reg.off + insn_off) & (size - 1):
+        return  # a constant address, aligned (what the tnum sum below would say)
     t = reg.var.var_off.add(reg.var.var_off.const(reg.off + insn_off))
     if not t.is_aligned(size):
         var = str(to_s64(reg.var.value)) if reg.var.is_const else str(reg.var.var_off)

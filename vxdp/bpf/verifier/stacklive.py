@@ -173,4 +173,6 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             if new != live[pc]:
                 live[pc] = new
                 changed = True
+        # without a backward jump, one pass from the last instruction is the fixpoint
+        changed = changed and flow.loops
     return live

@@ -172,6 +172,7 @@ def const(v: int) -> Reg:
     return Reg(_SCALAR, Scalar.const(v))
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def pointer(t: T, **kw: int | bool) -> Reg:
     return Reg(t, Scalar.const(0), **kw)  # type: ignore[arg-type]
 
