@@ -259,7 +259,17 @@ def decode(data: bytes) -> list[Insn]:
     if len(data) % INSN_SIZE:
         raise InvalidProgram(f"program of {len(data)} bytes is not a whole number of "
                              f"{INSN_SIZE}-byte instructions")
-    return [Insn.from_bytes(data, i) for i in range(0, len(data), INSN_SIZE)]
+    # an instruction met again (a program repeats about a third of its slots) is the same
+    # immutable Insn: made, and checked, once
+    made: dict[tuple[int, int, int, int], Insn] = {}
+    out: list[Insn] = []
+    for fields in _INSN.iter_unpack(data):
+        insn = made.get(fields)
+        if insn is None:
+            opcode, regs, off, imm = fields
+            insn = made[fields] = Insn(opcode, regs & 0x0F, regs >> 4, off, imm)
+        out.append(insn)
+    return out
 
 
 def encode(insns: Iterable[Insn]) -> bytes:

@@ -9,10 +9,8 @@ data_end (or data_meta with data) proves a range for every pointer sharing the i
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vxdp.bpf.isa import Cls, Insn, JmpOp, Src, plain
-from vxdp.bpf.verifier.arith import NEGATE, SWAP, branch_taken, refine
+from vxdp.bpf.verifier.arith import NEGATE, SWAP, refine
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
 
@@ -75,22 +73,21 @@ def _is_pkt_cmp(a: Reg, b: Reg) -> bool:
 
 def _scalar_branch(state: State, insn: Insn, op: int, dreg: Reg, sreg: Reg,
                    src_regno: int | None, bits: int) -> Outcome:
-    taken = branch_taken(op, dreg.var, sreg.var, bits)
-    if taken is True:
-        return None, state
-    if taken is False:
-        return state, None
+    # arith.branch_taken, with the refinements kept for the sides that may run
+    on_jump = refine(op, dreg.var, sreg.var, bits)
+    if on_jump is None:
+        return state, None  # never taken
+    on_fall = refine(NEGATE[op], dreg.var, sreg.var, bits)
+    if on_fall is None:
+        return None, state  # always taken
     other = state.copy()
-    jump = _refined(other, op, insn.dst, src_regno, dreg, sreg, bits)
-    fall = _refined(state, NEGATE[op], insn.dst, src_regno, dreg, sreg, bits)
+    jump = _refined(other, on_jump, insn.dst, src_regno, dreg, sreg)
+    fall = _refined(state, on_fall, insn.dst, src_regno, dreg, sreg)
     return fall, jump
 
 
-def _refined(state: State, op: int, dst: int, src: int | None, dreg: Reg, sreg: Reg,
-             bits: int) -> State | None:
-    res = refine(op, dreg.var, sreg.var, bits)
-    if res is None:
-        return None
+def _refined(state: State, res: tuple[Scalar, Scalar], dst: int, src: int | None,
+             dreg: Reg, sreg: Reg) -> State:
     _assign(state, dst, dreg, res[0])
     if src is not None:
         _assign(state, src, sreg, res[1])
@@ -130,8 +127,8 @@ def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool,
             ref = r.ref or ref
             return const(0)
         if r.type is T.MAP_VALUE and r.map in xsk_maps:  # the socket itself
-            return replace(r, type=T.XDP_SOCK, maybe_null=False, id=0)
-        return replace(r, maybe_null=False, id=0)
+            return r._replace(type=T.XDP_SOCK, maybe_null=False, id=0)
+        return r._replace(maybe_null=False, id=0)
 
     state.map_regs(fix)
     if is_null and ref:

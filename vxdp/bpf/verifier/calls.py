@@ -10,8 +10,6 @@ that may move the packet invalidate every packet pointer.  A local call pushes a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vxdp.bpf.btf import FuncParam, ParamKind
 from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
 from vxdp.bpf.isa import Insn, plain
@@ -129,7 +127,7 @@ def check_helper_call(env: Env, state: State, insn: Insn, pc: int) -> None:
         clear_packet_pointers(state)
     state.regs[0] = _ret_reg(env, state, helper, map_index, mem_size, pc)
     if never_null:
-        state.regs[0] = replace(state.regs[0], maybe_null=False, id=0)
+        state.regs[0] = state.regs[0]._replace(maybe_null=False, id=0)
 
 
 def _check_args(env: Env, state: State, helper: Helper) -> int:
@@ -246,15 +244,15 @@ def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: i
         return NOT_INIT
     if helper.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL:
         if map_index in env.inner_map:  # a map-in-map gives one of its maps, or NULL
-            return replace(pointer(T.MAP_PTR, map=env.inner_map[map_index]),
-                           maybe_null=True, id=env.new_id())
-        return replace(pointer(T.MAP_VALUE, map=map_index), maybe_null=True,
-                       id=env.new_id())
+            return pointer(T.MAP_PTR, map=env.inner_map[map_index])._replace(
+                maybe_null=True, id=env.new_id())
+        return pointer(T.MAP_VALUE, map=map_index)._replace(maybe_null=True,
+                                                            id=env.new_id())
     # ring-buffer reservation: a reference the program must submit or discard
     env.new_id()  # the kernel spends one id on the NULL check, then uses the reference's
     rid = env.new_id()
     state.refs[rid] = pc
-    return replace(pointer(T.RINGBUF_MEM), maybe_null=True, id=rid, ref=rid,
+    return pointer(T.RINGBUF_MEM)._replace(maybe_null=True, id=rid, ref=rid,
                    mem_size=mem_size)
 
 
@@ -305,7 +303,7 @@ def _check_global_arg(env: Env, state: State, i: int, param: FuncParam) -> None:
         return  # NULL is a valid argument
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")
-    plain = replace(reg, maybe_null=False)
+    plain = reg._replace(maybe_null=False)
     for write in (False, True):  # the function may read and write all of it
         _mem_access(env, state, regno, plain, param.size, write, True, expected="fp",
                     stack_kind=memory.WRITE if write else memory.READ)
@@ -326,7 +324,7 @@ def global_entry_state(env: Env, entry: int) -> State:
         elif param.kind is ParamKind.SCALAR:
             reg = scalar()
         else:
-            reg = replace(pointer(T.MEM), mem_size=param.size, maybe_null=param.nullable,
+            reg = pointer(T.MEM)._replace(mem_size=param.size, maybe_null=param.nullable,
                           id=env.new_id() if param.nullable else 0)
         frame.regs[i + 1] = reg
     return state

@@ -8,8 +8,6 @@ offset) and ring-buffer memory.  Every rejection uses the kernel's message.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vxdp.bpf.isa import plain
 from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, XdpMd
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
@@ -243,7 +241,7 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
         kinds = list(s.bytes)
         for i in range(bi, bi + size):
             kinds[i] = B.SPILL
-        narrow = replace(value, var=value.var.cast(size), id=0)
+        narrow = value._replace(var=value.var.cast(size), id=0)
         f.stack[si] = Slot(tuple(kinds), narrow)
         env.aux = (frame, si)
 

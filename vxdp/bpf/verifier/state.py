@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
@@ -60,15 +61,20 @@ PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
 SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
 _SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
+_UNKNOWN_VAR = Scalar.unknown()
+_new = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
-class Reg:
+class Reg(NamedTuple):
     """One register.  For pointers, `off` is the fixed offset and `var` the variable part
-    (a scalar; constant zero for most pointers); for scalars `var` is the value."""
+    (a scalar; constant zero for most pointers); for scalars `var` is the value.
+
+    Immutable, as a tuple: the walk makes one for most instructions, and a tuple is made
+    several times faster than a frozen dataclass (whose every field is an
+    object.__setattr__).  `_replace` gives a copy with some fields changed."""
 
     type: T
-    var: Scalar = field(default_factory=Scalar.unknown)
+    var: Scalar = _UNKNOWN_VAR
     off: int = 0
     id: int = 0  # scalars: copies share it; nullable/packet pointers: one check refines all
     map: int = -1  # index into Program.maps
@@ -77,39 +83,30 @@ class Reg:
     mem_size: int = 0  # ring-buffer and global-argument memory
     ref: int = 0  # reference id a release helper must get back
     frame: int = 0  # stack pointers: the frame they point into
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __hash__(self) -> int:
-        h = self._hash
-        if not h:
-            h = hash((self.type, self.var, self.off, self.id, self.map, self.range,
-                      self.maybe_null, self.mem_size, self.ref, self.frame)) or 1
-            object.__setattr__(self, "_hash", h)
-        return h
 
     @property
     def is_pointer(self) -> bool:
         return self.type in POINTER_TYPES
 
     def with_var(self, var: Scalar) -> Reg:
-        """This register with another value (variable part): dataclasses.replace, fast."""
-        return Reg(self.type, var, self.off, self.id, self.map, self.range, self.maybe_null,
-                   self.mem_size, self.ref, self.frame)
+        """This register with another value (variable part): _replace, fast."""
+        return _new(Reg, (self.type, var, self.off, self.id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
 
     def with_off(self, off: int) -> Reg:
-        """This register with another fixed offset (dataclasses.replace, fast)."""
-        return Reg(self.type, self.var, off, self.id, self.map, self.range, self.maybe_null,
-                   self.mem_size, self.ref, self.frame)
+        """This register with another fixed offset (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, off, self.id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
 
     def with_id(self, id: int) -> Reg:
-        """This register with another id (dataclasses.replace, fast)."""
-        return Reg(self.type, self.var, self.off, id, self.map, self.range, self.maybe_null,
-                   self.mem_size, self.ref, self.frame)
+        """This register with another id (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, self.off, id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
 
     def with_range(self, range: int) -> Reg:
-        """This register with another packet range (dataclasses.replace, fast)."""
-        return Reg(self.type, self.var, self.off, self.id, self.map, range, self.maybe_null,
-                   self.mem_size, self.ref, self.frame)
+        """This register with another packet range (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, self.off, self.id, self.map, range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
 
     @property
     def is_scalar(self) -> bool:
@@ -266,7 +263,7 @@ class State:
         if slot is None:
             f.regs[regno] = reg
         else:
-            f.stack[slot] = replace(f.stack[slot], spilled=reg)
+            f.stack[slot] = Slot(f.stack[slot].bytes, reg)
 
     def map_regs(self, fn: Callable[[Reg], Reg | None]) -> None:
         """Replace every register r (and spilled register) with fn(r) (None: keep)."""
