@@ -63,6 +63,7 @@ class Analyzer:
         self.limit = complexity_limit
         self.processed = 0
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
+        self.unkeyed: dict[int, list[Checkpoint]] = {}  # in progress, key not made yet
         self.looping: dict[int, list[Checkpoint]] = {}  # callback call pc -> in progress
         self.complete: dict[int, list[Checkpoint]] = {}
         self.per_insn: dict[int, int] = {}
@@ -299,7 +300,7 @@ class Analyzer:
 
     def _ldx(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
-        read_reg(state, insn.src)
+        # memory.access refuses an unreadable base register first, as read_reg would
         val = memory.access(self.env, state, insn.src, insn.off, size, memory.READ)
         assert val is not None
         if val.is_scalar:
@@ -312,7 +313,7 @@ class Analyzer:
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
         if insn.cls == Cls.ST:
-            read_reg(state, insn.dst)
+            # memory.access refuses an unreadable base register first, as read_reg would
             memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
                           imm=insn.imm)
             return
@@ -376,6 +377,14 @@ class Analyzer:
     def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
                     ) -> tuple[bool, Checkpoint | None]:
         done = self.complete.get(pc)
+        unkeyed = self.unkeyed.get(pc)
+        if unkeyed:
+            # back at a pc with checkpoints in progress (a loop): now their keys are needed
+            bucket = self.in_progress.setdefault(pc, {})
+            for cp in unkeyed:
+                cp.key = prune.state_key(cp.state)
+                bucket[cp.key] = bucket.get(cp.key, 0) + 1
+            unkeyed.clear()
         running = self.in_progress.get(pc)
         callback_site = pc in self.callback_sites
         # a callback's loop converges on the states kept at its call: keep every one (the
@@ -390,7 +399,11 @@ class Analyzer:
         key: object = None
         if running or new_cp:
             cleaned = prune.clean(state, live, slots)
-            key = prune.state_key(cleaned)
+            # the exact key only where it is compared: with checkpoints in progress here
+            # (a loop) or at a callback's call; a new checkpoint gets its key when a path
+            # comes back while it is in progress (above), if one ever does
+            if running or callback_site:
+                key = prune.state_key(cleaned)
             if callback_site and self._converged(pc, cleaned, key, live, slots, state,
                                                  parent):
                 return True, parent
@@ -440,8 +453,11 @@ class Analyzer:
         self.hist = None
         for f in state.frames:
             f.written = 0
-        bucket = self.in_progress.setdefault(pc, {})
-        bucket[key] = bucket.get(key, 0) + 1
+        if key is None:
+            self.unkeyed.setdefault(pc, []).append(cp)
+        else:
+            bucket = self.in_progress.setdefault(pc, {})
+            bucket[key] = bucket.get(key, 0) + 1
         if callback_site:
             self.looping.setdefault(pc, []).append(cp)
         self.total_states += 1
@@ -498,10 +514,13 @@ class Analyzer:
             cp.branches -= 1
             if cp.branches > 0:
                 return
-            bucket = self.in_progress[cp.pc]
-            bucket[cp.key] -= 1
-            if not bucket[cp.key]:
-                del bucket[cp.key]
+            if cp.key is None:
+                self.unkeyed[cp.pc].remove(cp)
+            else:
+                bucket = self.in_progress[cp.pc]
+                bucket[cp.key] -= 1
+                if not bucket[cp.key]:
+                    del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
             cp.hist = None  # no path will backtrack through it again
             if cp.pc in self.looping:

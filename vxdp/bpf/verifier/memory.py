@@ -145,12 +145,15 @@ def ctx_access(reg: Reg, regno: int, off: int, size: int, kind: str) -> Reg:
 # -- the stack -------------------------------------------------------------------------
 
 
+_BOUNDS_WORDS = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}
+
+
 def _stack_bounds(env: Env, reg: Reg, regno: int, off: int, size: int, kind: str
                   ) -> tuple[int, int]:
     """check_stack_access_within_bounds: the [lo, hi) byte range (negative offsets)."""
     if reg.frame >= env.frames_alive:
         raise Reject(f"R{regno} points into the stack of a function that returned")
-    extra = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}[kind]
+    extra = _BOUNDS_WORDS[kind]
     v = reg.var
     if v.is_const:
         lo = off + to_s64(v.value)
@@ -347,7 +350,8 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         raise Reject(f"R{regno} !read_ok")
     if reg.maybe_null or reg.type in (T.SCALAR, T.PACKET_END, T.MAP_PTR):
         raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
-    check_alignment(reg, insn_off, size, strict)
+    if size != 1 and (strict or reg.type is T.STACK):
+        check_alignment(reg, insn_off, size, strict)
     off = reg.off + insn_off
     leak = kind == WRITE and value is not None and value.is_pointer and not env.allow_ptr_leaks
     if reg.type is T.MAP_VALUE:

@@ -145,6 +145,8 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             continue
         for nxt in flow.succ[pc]:
             before = regs_in.get(nxt)
+            if before == after:
+                continue  # nothing new reaches nxt
             joined = after if before is None else tuple(
                 _join(a, b) for a, b in zip(before, after))
             if joined != before:
