@@ -80,8 +80,10 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             env.mark_precise(state, insn.src if dreg.is_pointer else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
-    signed_op = op in (AluOp.DIV, AluOp.MOD) and insn.off == 1
-    regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=signed_op))
+    if insn.off == 1 and op in (AluOp.DIV, AluOp.MOD):  # sdiv, smod
+        regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=True))
+    else:  # no keyword: the memoised call's key is shorter
+        regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits))
 
 
 def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:

@@ -98,8 +98,8 @@ def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
     """Give the refined value to the register and to every copy sharing its id."""
     state.regs[regno] = old.with_var(value)
     if old.id:
-        state.map_regs(lambda r: r.with_var(value)
-                       if r.type is T.SCALAR and r.id == old.id else None)
+        state.map_regs_with_id(old.id, lambda r: r.with_var(value)
+                               if r.type is T.SCALAR and r.id == old.id else None)
 
 
 def _null_branch(env: Env, state: State, op: int, ptr: Reg) -> Outcome:
@@ -130,7 +130,7 @@ def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool,
             return r._replace(type=T.XDP_SOCK, maybe_null=False, id=0)
         return r._replace(maybe_null=False, id=0)
 
-    state.map_regs(fix)
+    state.map_regs_with_id(ptr_id, fix)
     if is_null and ref:
         state.refs.pop(ref, None)  # a NULL reservation holds nothing to release
 
@@ -170,5 +170,5 @@ def _good_pkt_pointers(state: State, ptr: Reg, right_open: bool) -> None:
     if ptr.var.umax > MAX_PACKET_OFF or ptr.var.umax + ptr.off > MAX_PACKET_OFF:
         return
     new_range = ptr.off + (1 if right_open else 0)
-    state.map_regs(lambda r: r.with_range(max(r.range, new_range))
-                   if r.type is ptr.type and r.id == ptr.id else None)
+    state.map_regs_with_id(ptr.id, lambda r: r.with_range(max(r.range, new_range))
+                           if r.type is ptr.type and r.id == ptr.id else None)

@@ -138,42 +138,48 @@ def prune_points(insns: Sequence[Insn], flow: Flow | None = None) -> set[int]:
     return points
 
 
-def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
-    """Registers an instruction reads and writes (conservatively: reads may be more)."""
+def _uses_defs(insn: Insn) -> tuple[int, int]:
+    """Registers an instruction reads and writes (conservatively: reads may be more), as
+    bitmasks (bit r: register r)."""
     cls, op = insn.cls, insn.op
     x = insn.source == Src.X
-    if cls in (Cls.ALU, Cls.ALU64):
-        uses = {insn.src} if x else set()
+    dst, src = 1 << insn.dst, 1 << insn.src
+    if cls == Cls.ALU or cls == Cls.ALU64:
+        uses = src if x else 0
         if op != 0xB0:  # everything but MOV reads dst
-            uses.add(insn.dst)
-        return uses, {insn.dst}
+            uses |= dst
+        return uses, dst
     if cls == Cls.LDX:
-        return {insn.src}, {insn.dst}
+        return src, dst
     if cls == Cls.ST:
-        return {insn.dst}, set()
+        return dst, 0
     if cls == Cls.STX:
         if insn.mode == Mode.ATOMIC:
-            uses, defs = {insn.dst, insn.src}, set()
+            uses, defs = dst | src, 0
             if insn.imm == AtomicOp.CMPXCHG:
-                uses.add(0)
-                defs.add(0)
+                uses |= 1
+                defs |= 1
             elif insn.imm & AtomicOp.FETCH:
-                defs.add(insn.src)
+                defs |= src
             return uses, defs
-        return {insn.dst, insn.src}, set()
+        return dst | src, 0
     if cls == Cls.LD:
-        return set(), {insn.dst}
+        return 0, dst
     if op == JmpOp.CALL:
         if is_helper_call(insn):
             h = HELPERS.get(insn.imm)
             nargs = len(h.args) if h else 5
-            return set(range(1, nargs + 1)), {0, 1, 2, 3, 4, 5}
-        return {1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}
+            return ((1 << (nargs + 1)) - 2), _CALL_DEFS  # R1..R<nargs>
+        return _CALL_ARGS, _CALL_DEFS
     if op == JmpOp.EXIT:
-        return {0}, set()
+        return 1, 0
     if op == JmpOp.JA:
-        return set(), set()
-    return ({insn.dst, insn.src} if x else {insn.dst}), set()
+        return 0, 0
+    return (dst | src if x else dst), 0
+
+
+_CALL_ARGS = 0b111110  # R1-R5
+_CALL_DEFS = 0b111111  # R0-R5
 
 
 def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
@@ -193,12 +199,7 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, froz
             info.append((pc, 1, 0, ()))
             continue
         uses, defs = _uses_defs(insn)
-        use_mask = def_mask = 0
-        for r in uses:
-            use_mask |= 1 << r
-        for r in defs:
-            def_mask |= 1 << r
-        info.append((pc, use_mask, ~def_mask, tuple(succ[pc])))
+        info.append((pc, uses, ~defs, tuple(succ[pc])))
     live: dict[int, int] = dict.fromkeys(pcs, 0)
     changed = True
     while changed:

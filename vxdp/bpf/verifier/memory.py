@@ -191,14 +191,17 @@ def _touch(env: Env, state: State, frame: int, lo: int) -> None:
 
 def _write_bytes(state: State, frame: int, lo: int, hi: int, kind: B) -> None:
     f = state.frames[frame]
-    for b in range(lo, hi):
+    b = lo
+    while b < hi:  # slot by slot: the bytes of one slot are consecutive, low first
         si, bi = _slot_of(b)
+        n = min(hi - b, SLOT - bi)
         s = f.slot(si)
         kinds = list(s.bytes)
         if s.spilled is not None:  # a partial overwrite turns the rest of a spill to data
             kinds = [B.MISC if k is B.SPILL else k for k in kinds]
-        kinds[bi] = kind
+        kinds[bi:bi + n] = [kind] * n
         f.stack[si] = Slot(tuple(kinds), None)
+        b += n
 
 
 def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: int,

@@ -280,6 +280,24 @@ class State:
                     if new is not None and new is not s.spilled:
                         stack[si] = Slot(s.bytes, new)
 
+    def map_regs_with_id(self, id: int, fn: Callable[[Reg], Reg | None]) -> None:
+        """map_regs over the registers whose id is `id` only, in the same order: for an
+        `fn` that leaves every other register alone (it checks the id itself)."""
+        for f in self.frames:
+            regs = f.regs
+            for regno, r in enumerate(regs):
+                if r.id == id:
+                    new = fn(r)
+                    if new is not None and new is not r:
+                        regs[regno] = new
+            stack = f.stack
+            for si, s in stack.items():
+                sp = s.spilled
+                if sp is not None and sp.id == id:
+                    new = fn(sp)
+                    if new is not None and new is not sp:
+                        stack[si] = Slot(s.bytes, new)
+
 
 def new_state() -> State:
     """The state at a program's first instruction: R1 = ctx, R10 = fp."""
