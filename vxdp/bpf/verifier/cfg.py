@@ -90,6 +90,16 @@ def structural_problem(insns: Sequence[Insn], privileged: bool,
     starts = [0]
     callees = {entry for _, entry in flow.func_refs}
     starts.extend(sorted(callees))
+    if privileged:  # back-edges are allowed: only reachability is asked
+        reached.update(starts)
+        work = list(starts)
+        succ_of = flow.succ
+        while work:
+            for nxt in succ_of[work.pop()]:
+                if nxt not in reached:
+                    reached.add(nxt)
+                    work.append(nxt)
+        starts = []
     for start in starts:
         if start in reached:
             continue
