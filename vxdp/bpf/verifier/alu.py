@@ -25,7 +25,7 @@ from vxdp.bpf.verifier.state import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, Cls, Src, T = plain(AluOp), plain(Cls), plain(Src), plain(T)
+AluOp, Cls, Src, T = plain(AluOp), plain(Cls), plain(Src), plain(T)  # type: ignore[misc]
 
 OP_TEXT: dict[int, str] = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
            AluOp.OR: "|=", AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=",

@@ -45,7 +45,7 @@ from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AtomicOp, Cls, JmpOp, Mode, Pseudo, T = (
+AtomicOp, Cls, JmpOp, Mode, Pseudo, T = (  # type: ignore[misc]
     plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Pseudo), plain(T))
 
 

@@ -15,7 +15,7 @@ from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)
+Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)  # type: ignore[misc]
 
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 

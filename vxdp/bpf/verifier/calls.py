@@ -35,7 +35,7 @@ from vxdp.bpf.verifier.state import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-Arg, MapType, ParamKind, Ret, T = (
+Arg, MapType, ParamKind, Ret, T = (  # type: ignore[misc]
     plain(Arg), plain(MapType), plain(ParamKind), plain(Ret), plain(T))
 
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail

@@ -34,7 +34,8 @@ from vxdp.bpf.isa import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AtomicOp, Cls, JmpOp, Mode, Src = plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src)
+AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
+    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 
 def successors(insns: Sequence[Insn], pc: int) -> list[int]:
@@ -202,7 +203,7 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, froz
     pcs = flow.pcs
     succ = flow.succ
     # (pc, uses, ~defs, successors); an exit reads R0 and nothing after it
-    info = []
+    info: list[tuple[int, int, int, tuple[int, ...]]] = []
     for pc in reversed(pcs):
         insn = insns[pc]
         if is_exit(insn):

@@ -30,7 +30,7 @@ from vxdp.bpf.verifier.state import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-B, T = plain(B), plain(T)
+B, T = plain(B), plain(T)  # type: ignore[misc]
 
 READ, WRITE, HELPER = "read", "write", "helper"
 

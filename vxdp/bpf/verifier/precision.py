@@ -34,7 +34,7 @@ from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper
 from vxdp.bpf.verifier.state import State
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
     plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 RegKey = tuple[int, int]  # (frame, regno)

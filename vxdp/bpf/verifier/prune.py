@@ -19,7 +19,7 @@ from vxdp.bpf.isa import plain
 from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-B, T = plain(B), plain(T)
+B, T = plain(B), plain(T)  # type: ignore[misc]
 
 
 class _IdMap:

@@ -38,7 +38,7 @@ from vxdp.bpf.isa import (
 from vxdp.bpf.verifier.cfg import Flow
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
     plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 ALL = (1 << 64) - 1
