@@ -158,7 +158,7 @@ NOT_INIT = Reg(T.NOT_INIT)
 
 
 # Registers are immutable, so the scalar registers a value makes are shared: one lookup
-# instead of building an eleven-field frozen dataclass on most instructions.
+# instead of making a register on most instructions.
 @functools.lru_cache(maxsize=1 << 14)
 def scalar(value: Scalar | None = None) -> Reg:
     return Reg(_SCALAR, value if value is not None else Scalar.unknown())
