@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
 from itertools import pairwise
+from typing import TypeVar, cast
 
 from vxdp.errors import InvalidProgram
+
+E = TypeVar("E", bound=Enum)
 
 INSN_SIZE = 8
 MAX_REG = 10  # r0..r10; r10 is the read-only frame pointer
@@ -149,6 +152,16 @@ class CallSrc(IntEnum):
     KFUNC = 2  # helper by BTF id
 
 
+def plain(enum: type[E]) -> type[E]:
+    """The members of `enum` as the attributes of a plain class: `plain(AluOp).MOV is
+    AluOp.MOV`, the same objects, read four times faster.  On Python 3.11 every
+    `AluOp.MOV` goes through the hook of EnumType.__getattr__ (about 60 ns); the verifier
+    reads such constants for every instruction of every path, so its modules rebind the
+    names they use to these (`AluOp = plain(AluOp)`).  Only member access is offered: no
+    iteration, lookup by value or isinstance."""
+    return cast("type[E]", type(enum.__name__, (), dict(enum.__members__)))
+
+
 _ALU_OPS = frozenset(int(v) for v in AluOp)
 _JMP_OPS = frozenset(int(v) for v in JmpOp)
 _CALL_SRCS = frozenset(int(v) for v in CallSrc)
@@ -163,6 +176,12 @@ OP_CALLX = Cls.JMP | JmpOp.CALL | Src.X  # 0x8d
 OP_EXIT = Cls.JMP | JmpOp.EXIT  # 0x95
 
 
+# the members as plain attributes for the checks below, which run on every instruction
+_AluOp, _AtomicOp, _CallSrc, _Cls, _JmpOp, _Mode, _Pseudo, _Size, _Src = (
+    plain(AluOp), plain(AtomicOp), plain(CallSrc), plain(Cls), plain(JmpOp), plain(Mode),
+    plain(Pseudo), plain(Size), plain(Src))
+
+
 # -- instructions --------------------------------------------------------------------------
 
 _INSN = struct.Struct("<BBhi")
@@ -170,38 +189,34 @@ _INSN = struct.Struct("<BBhi")
 
 @dataclass(frozen=True, slots=True)
 class Insn:
-    """One 8-byte instruction slot.  `off` is signed 16-bit, `imm` signed 32-bit."""
+    """One 8-byte instruction slot.  `off` is signed 16-bit, `imm` signed 32-bit.
+
+    The opcode's fields (`cls`, `size`, `mode`, `op`, `source`) are plain ints worked out
+    once when the instruction is made: the verifier reads them for every instruction of
+    every path, and an attribute is several times cheaper than a property."""
 
     opcode: int
     dst: int = 0
     src: int = 0
     off: int = 0
     imm: int = 0
+    cls: int = field(init=False, repr=False, compare=False)  # opcode & 0x07
+    size: int = field(init=False, repr=False, compare=False)  # opcode & 0x18
+    mode: int = field(init=False, repr=False, compare=False)  # opcode & 0xE0
+    op: int = field(init=False, repr=False, compare=False)  # opcode & 0xF0
+    source: int = field(init=False, repr=False, compare=False)  # opcode & 0x08
 
     def __post_init__(self) -> None:
-        if not (0 <= self.opcode <= 0xFF and 0 <= self.dst <= 15 and 0 <= self.src <= 15
+        opcode = self.opcode
+        if not (0 <= opcode <= 0xFF and 0 <= self.dst <= 15 and 0 <= self.src <= 15
                 and -0x8000 <= self.off <= 0x7FFF and -0x80000000 <= self.imm <= 0x7FFFFFFF):
             raise ValueError(f"instruction field out of range: {self!r}")
-
-    @property
-    def cls(self) -> int:
-        return self.opcode & 0x07
-
-    @property
-    def size(self) -> int:
-        return self.opcode & 0x18
-
-    @property
-    def mode(self) -> int:
-        return self.opcode & 0xE0
-
-    @property
-    def op(self) -> int:
-        return self.opcode & 0xF0
-
-    @property
-    def source(self) -> int:
-        return self.opcode & 0x08
+        setattr_ = object.__setattr__
+        setattr_(self, "cls", opcode & 0x07)
+        setattr_(self, "size", opcode & 0x18)
+        setattr_(self, "mode", opcode & 0xE0)
+        setattr_(self, "op", opcode & 0xF0)
+        setattr_(self, "source", opcode & 0x08)
 
     def to_bytes(self) -> bytes:
         return _INSN.pack(self.opcode, self.dst | self.src << 4, self.off, self.imm)
@@ -224,7 +239,7 @@ def s16(value: int) -> int:
     return value - (1 << 16) if value & 0x8000 else value
 
 
-def ld_imm64(dst: int, value: int, src: int = Pseudo.NONE, hi_imm: int | None = None
+def ld_imm64(dst: int, value: int, src: int = _Pseudo.NONE, hi_imm: int | None = None
              ) -> tuple[Insn, Insn]:
     """The two slots of `dst = value`; for pseudo forms `hi_imm` sets the second imm."""
     lo = s32(value)
@@ -244,7 +259,17 @@ def decode(data: bytes) -> list[Insn]:
     if len(data) % INSN_SIZE:
         raise InvalidProgram(f"program of {len(data)} bytes is not a whole number of "
                              f"{INSN_SIZE}-byte instructions")
-    return [Insn.from_bytes(data, i) for i in range(0, len(data), INSN_SIZE)]
+    # an instruction met again (a program repeats about a third of its slots) is the same
+    # immutable Insn: made, and checked, once
+    made: dict[tuple[int, int, int, int], Insn] = {}
+    out: list[Insn] = []
+    for fields in _INSN.iter_unpack(data):
+        insn = made.get(fields)
+        if insn is None:
+            opcode, regs, off, imm = fields
+            insn = made[fields] = Insn(opcode, regs & 0x0F, regs >> 4, off, imm)
+        out.append(insn)
+    return out
 
 
 def encode(insns: Iterable[Insn]) -> bytes:
@@ -259,16 +284,16 @@ def is_ldimm64(insn: Insn) -> bool:
 
 
 def is_helper_call(insn: Insn) -> bool:
-    return insn.opcode == OP_CALL and insn.src == CallSrc.HELPER
+    return insn.opcode == OP_CALL and insn.src == _CallSrc.HELPER
 
 
 def is_pseudo_call(insn: Insn) -> bool:
     """A bpf-to-bpf call (`call pc+N`)."""
-    return insn.opcode == OP_CALL and insn.src == CallSrc.LOCAL
+    return insn.opcode == OP_CALL and insn.src == _CallSrc.LOCAL
 
 
 def is_kfunc_call(insn: Insn) -> bool:
-    return insn.opcode == OP_CALL and insn.src == CallSrc.KFUNC
+    return insn.opcode == OP_CALL and insn.src == _CallSrc.KFUNC
 
 
 def is_callx(insn: Insn) -> bool:
@@ -281,12 +306,12 @@ def is_exit(insn: Insn) -> bool:
 
 def is_pseudo_func(insn: Insn) -> bool:
     """LD_IMM64 of a subprogram's address (a callback for bpf_loop and friends)."""
-    return insn.opcode == OP_LD_IMM64 and insn.src == Pseudo.FUNC
+    return insn.opcode == OP_LD_IMM64 and insn.src == _Pseudo.FUNC
 
 
 def is_jump(insn: Insn) -> bool:
     """ja, gotol or a conditional jump (not call or exit)."""
-    return insn.cls in (Cls.JMP, Cls.JMP32) and insn.op not in (JmpOp.CALL, JmpOp.EXIT)
+    return insn.cls in (_Cls.JMP, _Cls.JMP32) and insn.op not in (_JmpOp.CALL, _JmpOp.EXIT)
 
 
 def is_unconditional_jump(insn: Insn) -> bool:
@@ -338,13 +363,14 @@ def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
         yield Problem(0, "program has no instructions")
         return
     found = False
-    for pc in iter_insns(insns):
+    pcs = list(iter_insns(insns))
+    for pc in pcs:
         message = _check_insn(insns, pc, legacy_packet_access)
         if message is not None:
             found = True
             yield Problem(pc, message)
     if not found:  # jump checks need well-formed instructions to mean anything
-        yield from _check_flow(insns)
+        yield from _check_flow(insns, pcs)
 
 
 def _reg(insn: Insn, dst_written: bool, src_used: bool) -> str | None:
@@ -361,39 +387,39 @@ def _reg(insn: Insn, dst_written: bool, src_used: bool) -> str | None:
 def _check_insn(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
     insn = insns[pc]
     cls = insn.cls
-    if cls in (Cls.ALU, Cls.ALU64):
+    if cls in (_Cls.ALU, _Cls.ALU64):
         return _check_alu(insn)
-    if cls in (Cls.JMP, Cls.JMP32):
+    if cls in (_Cls.JMP, _Cls.JMP32):
         return _check_jmp(insn)
-    if cls == Cls.LDX:
-        if insn.mode not in (Mode.MEM, Mode.MEMSX) or (
-                insn.mode == Mode.MEMSX and insn.size == Size.DW):
+    if cls == _Cls.LDX:
+        if insn.mode not in (_Mode.MEM, _Mode.MEMSX) or (
+                insn.mode == _Mode.MEMSX and insn.size == _Size.DW):
             return f"unknown opcode {insn.opcode:02x}"
         if insn.imm != 0:
             return "BPF_LDX uses reserved fields"
         return _reg(insn, dst_written=True, src_used=True)
-    if cls == Cls.ST:
-        if insn.mode != Mode.MEM:
+    if cls == _Cls.ST:
+        if insn.mode != _Mode.MEM:
             return f"unknown opcode {insn.opcode:02x}"
         if insn.src != 0:
             return "BPF_ST uses reserved fields"
         return _reg(insn, dst_written=False, src_used=False)
-    if cls == Cls.STX:
+    if cls == _Cls.STX:
         return _check_stx(insn)
     return _check_ld(insns, pc, legacy)
 
 
 def _check_alu(insn: Insn) -> str | None:
-    op, alu64, x = insn.op, insn.cls == Cls.ALU64, insn.source == Src.X
-    if op not in _ALU_OPS or (op == AluOp.NEG and x) or (op == AluOp.END and alu64 and x):
+    op, alu64, x = insn.op, insn.cls == _Cls.ALU64, insn.source == _Src.X
+    if op not in _ALU_OPS or (op == _AluOp.NEG and x) or (op == _AluOp.END and alu64 and x):
         return f"unknown opcode {insn.opcode:02x}"
-    if op == AluOp.END:
+    if op == _AluOp.END:
         if insn.src != 0 or insn.off != 0 or insn.imm not in (16, 32, 64):
             return "BPF_END uses reserved fields"
-    elif op == AluOp.NEG:
+    elif op == _AluOp.NEG:
         if insn.src != 0 or insn.off != 0 or insn.imm != 0:
             return "BPF_NEG uses reserved fields"
-    elif op == AluOp.MOV:
+    elif op == _AluOp.MOV:
         if x:
             allowed = (0, 8, 16, 32) if alu64 else (0, 8, 16)
             if insn.off not in allowed or insn.imm != 0:
@@ -401,7 +427,7 @@ def _check_alu(insn: Insn) -> str | None:
         elif insn.src != 0 or insn.off != 0:
             return "BPF_MOV uses reserved fields"
     else:
-        signed_ok = op in (AluOp.DIV, AluOp.MOD)
+        signed_ok = op in (_AluOp.DIV, _AluOp.MOD)
         if insn.off not in ((0, 1) if signed_ok else (0,)):
             return "BPF_ALU uses reserved fields"
         if (x and insn.imm != 0) or (not x and insn.src != 0):
@@ -410,24 +436,24 @@ def _check_alu(insn: Insn) -> str | None:
 
 
 def _check_jmp(insn: Insn) -> str | None:
-    op, jmp32, x = insn.op, insn.cls == Cls.JMP32, insn.source == Src.X
-    if op not in _JMP_OPS or (jmp32 and op in (JmpOp.CALL, JmpOp.EXIT)) or (
-            x and op in (JmpOp.JA, JmpOp.EXIT)):
+    op, jmp32, x = insn.op, insn.cls == _Cls.JMP32, insn.source == _Src.X
+    if op not in _JMP_OPS or (jmp32 and op in (_JmpOp.CALL, _JmpOp.EXIT)) or (
+            x and op in (_JmpOp.JA, _JmpOp.EXIT)):
         return f"unknown opcode {insn.opcode:02x}"
-    if op == JmpOp.JA:
+    if op == _JmpOp.JA:
         if insn.src != 0 or insn.dst != 0 or (insn.imm if not jmp32 else insn.off):
             return "BPF_JA uses reserved fields"
         return None
-    if op == JmpOp.CALL:
+    if op == _JmpOp.CALL:
         if x:  # callx (RFC 9669 conformance group "callx"): the target is in dst_reg
             if insn.src != 0 or insn.off != 0 or insn.imm != 0:
                 return "BPF_CALL uses reserved fields"
             return _reg(insn, dst_written=False, src_used=False)
         if insn.src not in _CALL_SRCS or insn.dst != 0 or (
-                insn.src != CallSrc.KFUNC and insn.off != 0):
+                insn.src != _CallSrc.KFUNC and insn.off != 0):
             return "BPF_CALL uses reserved fields"
         return None
-    if op == JmpOp.EXIT:
+    if op == _JmpOp.EXIT:
         # The kernel ignores `off` here; RFC 9669 says unused fields are zero.
         if insn.imm != 0 or insn.src != 0 or insn.dst != 0 or insn.off != 0:
             return "BPF_EXIT uses reserved fields"
@@ -438,18 +464,18 @@ def _check_jmp(insn: Insn) -> str | None:
 
 
 def _check_stx(insn: Insn) -> str | None:
-    if insn.mode == Mode.MEM:
+    if insn.mode == _Mode.MEM:
         if insn.imm != 0:
             return "BPF_STX uses reserved fields"
         return _reg(insn, dst_written=False, src_used=True)
-    if insn.mode != Mode.ATOMIC:
+    if insn.mode != _Mode.ATOMIC:
         return f"unknown opcode {insn.opcode:02x}"
-    if insn.size not in (Size.W, Size.DW):
+    if insn.size not in (_Size.W, _Size.DW):
         return "invalid atomic operand size"
     if insn.imm not in ATOMIC_IMMS:
         return f"BPF_ATOMIC uses invalid atomic opcode {insn.imm & 0xFFFFFFFF:02x}"
     problem = _reg(insn, dst_written=False, src_used=True)
-    if problem is None and insn.imm & AtomicOp.FETCH and insn.imm != AtomicOp.CMPXCHG \
+    if problem is None and insn.imm & _AtomicOp.FETCH and insn.imm != _AtomicOp.CMPXCHG \
             and insn.src == REG_FP:
         return "frame pointer is read only"  # fetch forms write src_reg
     return problem
@@ -457,12 +483,12 @@ def _check_stx(insn: Insn) -> str | None:
 
 def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
     insn = insns[pc]
-    if insn.mode in (Mode.ABS, Mode.IND) and insn.size != Size.DW:
+    if insn.mode in (_Mode.ABS, _Mode.IND) and insn.size != _Size.DW:
         if not legacy:
             return "BPF_LD_[ABS|IND] instructions not allowed for this program type"
-        if insn.dst != 0 or insn.off != 0 or (insn.mode == Mode.ABS and insn.src != 0):
+        if insn.dst != 0 or insn.off != 0 or (insn.mode == _Mode.ABS and insn.src != 0):
             return "BPF_LD_[ABS|IND] uses reserved fields"
-        return _reg(insn, dst_written=False, src_used=insn.mode == Mode.IND)
+        return _reg(insn, dst_written=False, src_used=insn.mode == _Mode.IND)
     if insn.opcode != OP_LD_IMM64:
         return f"unknown opcode {insn.opcode:02x}"
     if pc + 1 >= len(insns):
@@ -474,26 +500,27 @@ def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
         return "BPF_LD_IMM64 uses reserved fields"
     if insn.src not in _PSEUDOS:
         return "unrecognized bpf_ld_imm64 insn"
-    if insn.src in (Pseudo.MAP_FD, Pseudo.MAP_IDX) and nxt.imm != 0:
+    if insn.src in (_Pseudo.MAP_FD, _Pseudo.MAP_IDX) and nxt.imm != 0:
         return "unrecognized bpf_ld_imm64 insn"
     return _reg(insn, dst_written=True, src_used=False)
 
 
-def subprog_starts(insns: Sequence[Insn]) -> list[int]:
-    """Sorted entry pcs of the functions: 0 plus every local-call and pseudo-func target."""
+def subprog_starts(insns: Sequence[Insn], pcs: Iterable[int] | None = None) -> list[int]:
+    """Sorted entry pcs of the functions: 0 plus every local-call and pseudo-func target
+    (`pcs`: those of iter_insns(insns), when the caller has them)."""
     starts = {0}
-    for pc in iter_insns(insns):
+    for pc in iter_insns(insns) if pcs is None else pcs:
         insn = insns[pc]
         if is_pseudo_call(insn) or is_pseudo_func(insn):
             starts.add(pc + insn.imm + 1)
     return sorted(starts)
 
 
-def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
+def _check_flow(insns: Sequence[Insn], pcs: list[int]) -> Iterator[Problem]:
     """Jump targets, call targets and fall-through (the kernel's check_subprogs)."""
     n = len(insns)
-    second_halves = {pc + 1 for pc in iter_insns(insns) if is_ldimm64(insns[pc])}
-    for pc in iter_insns(insns):
+    second_halves = {pc + 1 for pc in pcs if insns[pc].opcode == OP_LD_IMM64}
+    for pc in pcs:
         insn = insns[pc]
         if is_pseudo_call(insn) or is_pseudo_func(insn):
             target = pc + insn.imm + 1
@@ -501,7 +528,7 @@ def _check_flow(insns: Sequence[Insn]) -> Iterator[Problem]:
                 yield Problem(pc, "call to invalid destination")
             elif target in second_halves:
                 yield Problem(pc, f"jump into the middle of ldimm64 insn {target - 1}")
-    starts = subprog_starts(insns)
+    starts = subprog_starts(insns, pcs)
     if starts[0] < 0 or starts[-1] >= n:
         return  # already reported as a call to an invalid destination
     bounds = [*starts, n]

@@ -8,9 +8,7 @@ nullable pointers), and the bounds a pointer's variable offset may reach.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from vxdp.bpf.isa import AluOp, Cls, Insn, Src
+from vxdp.bpf.isa import AluOp, Cls, Insn, Src, plain
 from vxdp.bpf.verifier.arith import alu, bswap, movsx
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
@@ -25,6 +23,9 @@ from vxdp.bpf.verifier.state import (
     const,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, Cls, Src, T = plain(AluOp), plain(Cls), plain(Src), plain(T)  # type: ignore[misc]
 
 OP_TEXT: dict[int, str] = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
            AluOp.OR: "|=", AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=",
@@ -79,8 +80,10 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             env.mark_precise(state, insn.src if dreg.is_pointer else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
-    signed_op = op in (AluOp.DIV, AluOp.MOD) and insn.off == 1
-    regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=signed_op))
+    if insn.off == 1 and op in (AluOp.DIV, AluOp.MOD):  # sdiv, smod
+        regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=True))
+    else:  # no keyword: the memoised call's key is shorter
+        regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits))
 
 
 def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:
@@ -93,7 +96,7 @@ def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:
     if bits == 64:
         if src.is_scalar and not src.var.is_const and insn.src != insn.dst:
             if not src.id:  # link the copies: a bound learned on one holds for both
-                src = replace(src, id=env.new_id())
+                src = src.with_id(env.new_id())
                 state.regs[insn.src] = src
         return src
     if src.is_pointer:
@@ -163,12 +166,14 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
         new_off = ptr.off + (delta if op == AluOp.ADD else -delta)
         if not -(1 << 31) <= new_off < (1 << 31):
             raise Reject(f"R{dst} pointer arithmetic overflow")
-        res = replace(ptr, off=new_off)
+        res = ptr.with_off(new_off)
     else:
         var = alu(op, ptr.var, off_reg.var, 64)
-        res = ptr.with_var(var)
         if ptr.type in PACKET_TYPES:  # a new variable part: re-learn the range
-            res = replace(res, id=env.new_id(), range=0)
+            res = Reg(ptr.type, var, ptr.off, env.new_id(), ptr.map, 0, ptr.maybe_null,
+                      ptr.mem_size, ptr.ref, ptr.frame)
+        else:
+            res = ptr.with_var(var)
     _check_sane_offset(env, res, tname, False)
     if ptr.type is T.STACK and not env.allow_ptr_leaks:
         _check_stack_ptr_bounds(res, dst)

@@ -31,6 +31,7 @@ from vxdp.bpf.isa import (
     is_helper_call,
     is_pseudo_call,
     jump_target,
+    plain,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
 from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
@@ -42,6 +43,10 @@ from vxdp.bpf.verifier.precision import Checkpoint, Hist, backtrack, jump_links,
 from vxdp.bpf.verifier.report import Log, VerifierReport
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AtomicOp, Cls, JmpOp, Mode, Pseudo, T = (  # type: ignore[misc]
+    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Pseudo), plain(T))
 
 
 class Analyzer:
@@ -58,6 +63,7 @@ class Analyzer:
         self.limit = complexity_limit
         self.processed = 0
         self.in_progress: dict[int, dict[object, int]] = {}  # pc -> key -> count
+        self.unkeyed: dict[int, list[Checkpoint]] = {}  # in progress, key not made yet
         self.looping: dict[int, list[Checkpoint]] = {}  # callback call pc -> in progress
         self.complete: dict[int, list[Checkpoint]] = {}
         self.per_insn: dict[int, int] = {}
@@ -176,28 +182,32 @@ class Analyzer:
               pending: list[Pending]) -> None:
         insns = self.insns
         env = self.env
+        prune_points = self.prune_points
+        limit = self.limit
+        logging = self.log.level
+        step = self._step
         self.hist = hist
         while True:
             self.processed += 1
-            if self.processed > self.limit:
+            if self.processed > limit:
                 raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
                                 f"insn", False)
             self.cur_parent = parent
-            if pc in self.prune_points:
+            if pc in prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
                 if hit:
                     self._finish(parent)
                     return
             env.pc = pc
-            env.frames_alive = len(state.frames)
+            depth = len(state.frames)
+            env.frames_alive = depth
+            depth -= 1
             env.aux = None
             self.cur_parent = parent
-            if self.log.level:
+            if logging:
                 self.log.insn(pc, state)
-            insn = insns[pc]
-            depth = len(state.frames) - 1
             try:
-                nxt = self._step(pc, insn, state, parent, pending)
+                nxt = step(pc, insns[pc], state, parent, pending)
             except Reject as exc:
                 raise _Rejected(pc, str(exc), True) from None
             self.hist = (pc, depth, env.aux, self.hist)
@@ -214,13 +224,13 @@ class Analyzer:
     def _step(self, pc: int, insn: Insn, state: State, parent: Checkpoint | None,
               pending: list[Pending]) -> int | None:
         cls = insn.cls
-        if cls in (Cls.ALU, Cls.ALU64):
+        if cls in _ALU_CLASSES:
             check_alu(self.env, state, insn)
             return pc + 1
-        if cls == Cls.LDX:
+        if cls == _LDX:
             self._ldx(state, insn)
             return pc + 1
-        if cls in (Cls.ST, Cls.STX):
+        if cls in _STORE_CLASSES:
             self._store(state, insn)
             return pc + 1
         if cls == Cls.LD:
@@ -290,7 +300,7 @@ class Analyzer:
 
     def _ldx(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
-        read_reg(state, insn.src)
+        # memory.access refuses an unreadable base register first, as read_reg would
         val = memory.access(self.env, state, insn.src, insn.off, size, memory.READ)
         assert val is not None
         if val.is_scalar:
@@ -303,7 +313,7 @@ class Analyzer:
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
         if insn.cls == Cls.ST:
-            read_reg(state, insn.dst)
+            # memory.access refuses an unreadable base register first, as read_reg would
             memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
                           imm=insn.imm)
             return
@@ -366,10 +376,15 @@ class Analyzer:
 
     def _checkpoint(self, pc: int, state: State, parent: Checkpoint | None
                     ) -> tuple[bool, Checkpoint | None]:
-        live = self.live.get(pc, frozenset(range(11)))
-        slots = self.stack_live.get(pc, -1)
-        top = len(state.frames) - 1
         done = self.complete.get(pc)
+        unkeyed = self.unkeyed.get(pc)
+        if unkeyed:
+            # back at a pc with checkpoints in progress (a loop): now their keys are needed
+            bucket = self.in_progress.setdefault(pc, {})
+            for cp in unkeyed:
+                cp.key = prune.state_key(cp.state)
+                bucket[cp.key] = bucket.get(cp.key, 0) + 1
+            unkeyed.clear()
         running = self.in_progress.get(pc)
         callback_site = pc in self.callback_sites
         # a callback's loop converges on the states kept at its call: keep every one (the
@@ -378,19 +393,34 @@ class Analyzer:
                                    and self.jumps - self.last_cp_jumps >= 2)
         if not (done or running or new_cp):
             return False, parent
-        cleaned = prune.clean(state, live, slots)
-        key = prune.state_key(cleaned)
-        if callback_site and self._converged(pc, cleaned, key, live, slots, state, parent):
-            return True, parent
-        # Incomplete checkpoints are exactly the current path's ancestors (the walk is
-        # depth-first), so meeting one again in exactly this state is an infinite loop.
-        if running and key in running:
-            raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
+        live = self.live.get(pc, ALL_REGS)
+        slots = self.stack_live.get(pc, -1)
+        top = len(state.frames) - 1
+        key: object = None
+        if running or new_cp:
+            cleaned = prune.clean(state, live, slots)
+            # the exact key only where it is compared: with checkpoints in progress here
+            # (a loop) or at a callback's call; a new checkpoint gets its key when a path
+            # comes back while it is in progress (above), if one ever does
+            if running or callback_site:
+                key = prune.state_key(cleaned)
+            if callback_site and self._converged(pc, cleaned, key, live, slots, state,
+                                                 parent):
+                return True, parent
+            # Incomplete checkpoints are exactly the current path's ancestors (the walk is
+            # depth-first), so meeting one again in exactly this state is an infinite loop.
+            if running and key in running:
+                raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
+        else:
+            # Only compared, never kept: subsumes looks past the dead registers and slots
+            # itself, so the state as it is gives the same answer as its clean copy (and
+            # an equal key is only a shortcut to a match subsumes finds as well).
+            cleaned = state
         if done:
             keep: list[Checkpoint] = []
             hit = False
             for cp in done:
-                if not hit and (cp.key == key or prune.subsumes(
+                if not hit and ((key is not None and cp.key == key) or prune.subsumes(
                         cp.state, cleaned, live, self.env.allow_uninit_stack,
                         slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
@@ -410,7 +440,8 @@ class Analyzer:
                 keep.append(cp)
             self.complete[pc] = keep
             if hit:
-                self.log.note(f"{pc}: safe")
+                if self.log.level:
+                    self.log.note(f"{pc}: safe")
                 return True, parent
         # Remember a new state only now and then on straight paths (the kernel's
         # heuristic), so long loops do not keep one state per iteration.
@@ -422,8 +453,11 @@ class Analyzer:
         self.hist = None
         for f in state.frames:
             f.written = 0
-        bucket = self.in_progress.setdefault(pc, {})
-        bucket[key] = bucket.get(key, 0) + 1
+        if key is None:
+            self.unkeyed.setdefault(pc, []).append(cp)
+        else:
+            bucket = self.in_progress.setdefault(pc, {})
+            bucket[key] = bucket.get(key, 0) + 1
         if callback_site:
             self.looping.setdefault(pc, []).append(cp)
         self.total_states += 1
@@ -480,10 +514,13 @@ class Analyzer:
             cp.branches -= 1
             if cp.branches > 0:
                 return
-            bucket = self.in_progress[cp.pc]
-            bucket[cp.key] -= 1
-            if not bucket[cp.key]:
-                del bucket[cp.key]
+            if cp.key is None:
+                self.unkeyed[cp.pc].remove(cp)
+            else:
+                bucket = self.in_progress[cp.pc]
+                bucket[cp.key] -= 1
+                if not bucket[cp.key]:
+                    del bucket[cp.key]
             self.complete.setdefault(cp.pc, []).append(cp)
             cp.hist = None  # no path will backtrack through it again
             if cp.pc in self.looping:
@@ -523,6 +560,10 @@ def _adopt(state: State, other: State) -> None:
         state.refs = other.refs
 
 
+ALL_REGS = frozenset(range(11))
+_ALU_CLASSES = frozenset({Cls.ALU, Cls.ALU64})
+_STORE_CLASSES = frozenset({Cls.ST, Cls.STX})
+_LDX = Cls.LDX
 LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 

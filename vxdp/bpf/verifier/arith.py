@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import functools
 
-from vxdp.bpf.isa import AluOp, JmpOp
+from vxdp.bpf.isa import AluOp, JmpOp, plain
 from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
 from vxdp.bpf.verifier.tnum import U64, Tnum
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, JmpOp = plain(AluOp), plain(JmpOp)  # type: ignore[misc]
 
 NEGATE: dict[int, int] = {
     JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,

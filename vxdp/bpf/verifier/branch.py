@@ -9,12 +9,13 @@ data_end (or data_meta with data) proves a range for every pointer sharing the i
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from vxdp.bpf.isa import Cls, Insn, JmpOp, Src
-from vxdp.bpf.verifier.arith import NEGATE, SWAP, branch_taken, refine
+from vxdp.bpf.isa import Cls, Insn, JmpOp, Src, plain
+from vxdp.bpf.verifier.arith import NEGATE, SWAP, refine
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)  # type: ignore[misc]
 
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 
@@ -72,22 +73,21 @@ def _is_pkt_cmp(a: Reg, b: Reg) -> bool:
 
 def _scalar_branch(state: State, insn: Insn, op: int, dreg: Reg, sreg: Reg,
                    src_regno: int | None, bits: int) -> Outcome:
-    taken = branch_taken(op, dreg.var, sreg.var, bits)
-    if taken is True:
-        return None, state
-    if taken is False:
-        return state, None
+    # arith.branch_taken, with the refinements kept for the sides that may run
+    on_jump = refine(op, dreg.var, sreg.var, bits)
+    if on_jump is None:
+        return state, None  # never taken
+    on_fall = refine(NEGATE[op], dreg.var, sreg.var, bits)
+    if on_fall is None:
+        return None, state  # always taken
     other = state.copy()
-    jump = _refined(other, op, insn.dst, src_regno, dreg, sreg, bits)
-    fall = _refined(state, NEGATE[op], insn.dst, src_regno, dreg, sreg, bits)
+    jump = _refined(other, on_jump, insn.dst, src_regno, dreg, sreg)
+    fall = _refined(state, on_fall, insn.dst, src_regno, dreg, sreg)
     return fall, jump
 
 
-def _refined(state: State, op: int, dst: int, src: int | None, dreg: Reg, sreg: Reg,
-             bits: int) -> State | None:
-    res = refine(op, dreg.var, sreg.var, bits)
-    if res is None:
-        return None
+def _refined(state: State, res: tuple[Scalar, Scalar], dst: int, src: int | None,
+             dreg: Reg, sreg: Reg) -> State:
     _assign(state, dst, dreg, res[0])
     if src is not None:
         _assign(state, src, sreg, res[1])
@@ -98,8 +98,8 @@ def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
     """Give the refined value to the register and to every copy sharing its id."""
     state.regs[regno] = old.with_var(value)
     if old.id:
-        state.map_regs(lambda r: r.with_var(value)
-                       if r.type is T.SCALAR and r.id == old.id else None)
+        state.map_regs_with_id(old.id, lambda r: r.with_var(value)
+                               if r.type is T.SCALAR and r.id == old.id else None)
 
 
 def _null_branch(env: Env, state: State, op: int, ptr: Reg) -> Outcome:
@@ -127,10 +127,10 @@ def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool,
             ref = r.ref or ref
             return const(0)
         if r.type is T.MAP_VALUE and r.map in xsk_maps:  # the socket itself
-            return replace(r, type=T.XDP_SOCK, maybe_null=False, id=0)
-        return replace(r, maybe_null=False, id=0)
+            return r._replace(type=T.XDP_SOCK, maybe_null=False, id=0)
+        return r._replace(maybe_null=False, id=0)
 
-    state.map_regs(fix)
+    state.map_regs_with_id(ptr_id, fix)
     if is_null and ref:
         state.refs.pop(ref, None)  # a NULL reservation holds nothing to release
 
@@ -170,5 +170,5 @@ def _good_pkt_pointers(state: State, ptr: Reg, right_open: bool) -> None:
     if ptr.var.umax > MAX_PACKET_OFF or ptr.var.umax + ptr.off > MAX_PACKET_OFF:
         return
     new_range = ptr.off + (1 if right_open else 0)
-    state.map_regs(lambda r: replace(r, range=max(r.range, new_range))
-                   if r.type is ptr.type and r.id == ptr.id else None)
+    state.map_regs_with_id(ptr.id, lambda r: r.with_range(max(r.range, new_range))
+                           if r.type is ptr.type and r.id == ptr.id else None)

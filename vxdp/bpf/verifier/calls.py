@@ -10,11 +10,9 @@ that may move the packet invalidate every packet pointer.  A local call pushes a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from vxdp.bpf.btf import FuncParam, ParamKind
 from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
-from vxdp.bpf.isa import Insn
+from vxdp.bpf.isa import Insn, plain
 from vxdp.bpf.program import MAX_CALL_FRAMES, MapType
 from vxdp.bpf.verifier import memory
 from vxdp.bpf.verifier.scalar import to_s64
@@ -35,6 +33,10 @@ from vxdp.bpf.verifier.state import (
     pointer,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+Arg, MapType, ParamKind, Ret, T = (  # type: ignore[misc]
+    plain(Arg), plain(MapType), plain(ParamKind), plain(Ret), plain(T))
 
 CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
 _MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})
@@ -125,7 +127,7 @@ def check_helper_call(env: Env, state: State, insn: Insn, pc: int) -> None:
         clear_packet_pointers(state)
     state.regs[0] = _ret_reg(env, state, helper, map_index, mem_size, pc)
     if never_null:
-        state.regs[0] = replace(state.regs[0], maybe_null=False, id=0)
+        state.regs[0] = state.regs[0]._replace(maybe_null=False, id=0)
 
 
 def _check_args(env: Env, state: State, helper: Helper) -> int:
@@ -242,15 +244,15 @@ def _ret_reg(env: Env, state: State, helper: Helper, map_index: int, mem_size: i
         return NOT_INIT
     if helper.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL:
         if map_index in env.inner_map:  # a map-in-map gives one of its maps, or NULL
-            return replace(pointer(T.MAP_PTR, map=env.inner_map[map_index]),
-                           maybe_null=True, id=env.new_id())
-        return replace(pointer(T.MAP_VALUE, map=map_index), maybe_null=True,
-                       id=env.new_id())
+            return pointer(T.MAP_PTR, map=env.inner_map[map_index])._replace(
+                maybe_null=True, id=env.new_id())
+        return pointer(T.MAP_VALUE, map=map_index)._replace(maybe_null=True,
+                                                            id=env.new_id())
     # ring-buffer reservation: a reference the program must submit or discard
     env.new_id()  # the kernel spends one id on the NULL check, then uses the reference's
     rid = env.new_id()
     state.refs[rid] = pc
-    return replace(pointer(T.RINGBUF_MEM), maybe_null=True, id=rid, ref=rid,
+    return pointer(T.RINGBUF_MEM)._replace(maybe_null=True, id=rid, ref=rid,
                    mem_size=mem_size)
 
 
@@ -301,7 +303,7 @@ def _check_global_arg(env: Env, state: State, i: int, param: FuncParam) -> None:
         return  # NULL is a valid argument
     if reg.type is T.NOT_INIT:
         raise Reject(f"R{regno} !read_ok")
-    plain = replace(reg, maybe_null=False)
+    plain = reg._replace(maybe_null=False)
     for write in (False, True):  # the function may read and write all of it
         _mem_access(env, state, regno, plain, param.size, write, True, expected="fp",
                     stack_kind=memory.WRITE if write else memory.READ)
@@ -322,7 +324,7 @@ def global_entry_state(env: Env, entry: int) -> State:
         elif param.kind is ParamKind.SCALAR:
             reg = scalar()
         else:
-            reg = replace(pointer(T.MEM), mem_size=param.size, maybe_null=param.nullable,
+            reg = pointer(T.MEM)._replace(mem_size=param.size, maybe_null=param.nullable,
                           id=env.new_id() if param.nullable else 0)
         frame.regs[i + 1] = reg
     return state

@@ -9,6 +9,7 @@ interpreter: where states are remembered, and which registers a path may still r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
@@ -28,9 +29,13 @@ from vxdp.bpf.isa import (
     is_unconditional_jump,
     iter_insns,
     jump_target,
+    plain,
     problems,
-    subprog_starts,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
+    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 
 def successors(insns: Sequence[Insn], pc: int) -> list[int]:
@@ -56,8 +61,18 @@ class Flow:
     def __init__(self, insns: Sequence[Insn]) -> None:
         self.insns = insns
         self.pcs = list(iter_insns(insns))
-        self.succ = {pc: successors(insns, pc) for pc in self.pcs}
-        self.starts = subprog_starts(insns)
+        self.succ: dict[int, list[int]] = {}
+        self.loops = False  # whether some jump goes backwards (or to itself): a loop, maybe
+        self.func_refs: list[tuple[int, int]] = []  # (pc, entry) of local calls, func loads
+        for pc in self.pcs:
+            nexts = self.succ[pc] = successors(insns, pc)
+            for s in nexts:
+                if s <= pc:
+                    self.loops = True
+            insn = insns[pc]
+            if is_pseudo_call(insn) or is_pseudo_func(insn):
+                self.func_refs.append((pc, pc + insn.imm + 1))
+        self.starts = sorted({0, *(entry for _, entry in self.func_refs)})  # subprog_starts
         self.func_of: dict[int, int] = {}
         k = 0
         for pc in self.pcs:
@@ -74,11 +89,18 @@ def structural_problem(insns: Sequence[Insn], privileged: bool,
     flow = flow or Flow(insns)
     reached: set[int] = set()
     starts = [0]
-    callees = set()
-    for pc in flow.pcs:
-        if is_pseudo_call(insns[pc]) or is_pseudo_func(insns[pc]):
-            callees.add(pc + insns[pc].imm + 1)
+    callees = {entry for _, entry in flow.func_refs}
     starts.extend(sorted(callees))
+    if privileged:  # back-edges are allowed: only reachability is asked
+        reached.update(starts)
+        work = list(starts)
+        succ_of = flow.succ
+        while work:
+            for nxt in succ_of[work.pop()]:
+                if nxt not in reached:
+                    reached.add(nxt)
+                    work.append(nxt)
+        starts = []
     for start in starts:
         if start in reached:
             continue
@@ -127,70 +149,89 @@ def prune_points(insns: Sequence[Insn], flow: Flow | None = None) -> set[int]:
     return points
 
 
-def _uses_defs(insn: Insn) -> tuple[set[int], set[int]]:
-    """Registers an instruction reads and writes (conservatively: reads may be more)."""
+def _uses_defs(insn: Insn) -> tuple[int, int]:
+    """Registers an instruction reads and writes (conservatively: reads may be more), as
+    bitmasks (bit r: register r)."""
     cls, op = insn.cls, insn.op
     x = insn.source == Src.X
-    if cls in (Cls.ALU, Cls.ALU64):
-        uses = {insn.src} if x else set()
+    dst, src = 1 << insn.dst, 1 << insn.src
+    if cls == Cls.ALU or cls == Cls.ALU64:
+        uses = src if x else 0
         if op != 0xB0:  # everything but MOV reads dst
-            uses.add(insn.dst)
-        return uses, {insn.dst}
+            uses |= dst
+        return uses, dst
     if cls == Cls.LDX:
-        return {insn.src}, {insn.dst}
+        return src, dst
     if cls == Cls.ST:
-        return {insn.dst}, set()
+        return dst, 0
     if cls == Cls.STX:
         if insn.mode == Mode.ATOMIC:
-            uses, defs = {insn.dst, insn.src}, set()
+            uses, defs = dst | src, 0
             if insn.imm == AtomicOp.CMPXCHG:
-                uses.add(0)
-                defs.add(0)
+                uses |= 1
+                defs |= 1
             elif insn.imm & AtomicOp.FETCH:
-                defs.add(insn.src)
+                defs |= src
             return uses, defs
-        return {insn.dst, insn.src}, set()
+        return dst | src, 0
     if cls == Cls.LD:
-        return set(), {insn.dst}
+        return 0, dst
     if op == JmpOp.CALL:
         if is_helper_call(insn):
             h = HELPERS.get(insn.imm)
             nargs = len(h.args) if h else 5
-            return set(range(1, nargs + 1)), {0, 1, 2, 3, 4, 5}
-        return {1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}
+            return ((1 << (nargs + 1)) - 2), _CALL_DEFS  # R1..R<nargs>
+        return _CALL_ARGS, _CALL_DEFS
     if op == JmpOp.EXIT:
-        return {0}, set()
+        return 1, 0
     if op == JmpOp.JA:
-        return set(), set()
-    return ({insn.dst, insn.src} if x else {insn.dst}), set()
+        return 0, 0
+    return (dst | src if x else dst), 0
+
+
+_CALL_ARGS = 0b111110  # R1-R5
+_CALL_DEFS = 0b111111  # R0-R5
 
 
 def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
     """Registers live on entry to each instruction (backward data flow to a fixpoint).
 
     Each frame has its own registers, so an exit reads only R0 (the caller's R6-R9 live
-    in the caller's frame, which pruning compares whole)."""
+    in the caller's frame, which pruning compares whole).  Worked on bitmasks, one bit a
+    register; each distinct set is made once."""
     flow = flow or Flow(insns)
     pcs = flow.pcs
-    live_in: dict[int, frozenset[int]] = {pc: frozenset() for pc in pcs}
-    info = {pc: _uses_defs(insns[pc]) for pc in pcs}
+    succ = flow.succ
+    # (pc, uses, ~defs, successors); an exit reads R0 and nothing after it
+    info: list[tuple[int, int, int, tuple[int, ...]]] = []
+    for pc in reversed(pcs):
+        insn = insns[pc]
+        if is_exit(insn):
+            info.append((pc, 1, 0, ()))
+            continue
+        uses, defs = _uses_defs(insn)
+        info.append((pc, uses, ~defs, tuple(succ[pc])))
+    live: dict[int, int] = dict.fromkeys(pcs, 0)
     changed = True
     while changed:
         changed = False
-        for pc in reversed(pcs):
-            uses, defs = info[pc]
-            if is_exit(insns[pc]):
-                new = frozenset({0})
-            else:
-                out: set[int] = set()
-                for s in flow.succ[pc]:
-                    out |= live_in.get(s, frozenset())
-                new = frozenset((out - defs) | uses)
-            if new != live_in[pc]:
-                live_in[pc] = new
+        for pc, uses, keep, nexts in info:
+            out = 0
+            for s in nexts:
+                out |= live.get(s, 0)
+            new = (out & keep) | uses
+            if new != live[pc]:
+                live[pc] = new
                 changed = True
-    return live_in
+        # without a backward jump, one pass from the last instruction is the fixpoint
+        changed = changed and flow.loops
+    return {pc: _reg_set(m) for pc, m in live.items()}
 
+
+@functools.lru_cache(maxsize=1 << 12)
+def _reg_set(mask: int) -> frozenset[int]:
+    """The registers of a bitmask (each set made once: there are few)."""
+    return frozenset(r for r in range(16) if mask >> r & 1)
 
 
 def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
@@ -202,12 +243,11 @@ def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
     calls: dict[int, set[int]] = {s: set() for s in flow.starts}
     changing: set[int] = set()
     for pc in flow.pcs:
-        func = flow.func_of[pc]
         insn = insns[pc]
         if is_helper_call(insn) and insn.imm in helpers:
-            changing.add(func)
-        elif is_pseudo_call(insn) or is_pseudo_func(insn):
-            calls[func].add(pc + insn.imm + 1)
+            changing.add(flow.func_of[pc])
+    for pc, entry in flow.func_refs:
+        calls[flow.func_of[pc]].add(entry)
     grew = True
     while grew:
         grew = False

@@ -8,8 +8,7 @@ offset) and ring-buffer memory.  Every rejection uses the kernel's message.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from vxdp.bpf.isa import plain
 from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, XdpMd
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
@@ -29,6 +28,9 @@ from vxdp.bpf.verifier.state import (
     pointer,
     scalar,
 )
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+B, T = plain(B), plain(T)  # type: ignore[misc]
 
 READ, WRITE, HELPER = "read", "write", "helper"
 
@@ -100,6 +102,9 @@ def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) ->
     strict_alignment_once); single bytes always are."""
     if size == 1 or not (strict or reg.type is T.STACK):
         return
+    vt = reg.var.var_off
+    if not vt.mask and not (vt.value + reg.off + insn_off) & (size - 1):
+        return  # a constant address, aligned (what the tnum sum below would say)
     t = reg.var.var_off.add(reg.var.var_off.const(reg.off + insn_off))
     if not t.is_aligned(size):
         var = str(to_s64(reg.var.value)) if reg.var.is_const else str(reg.var.var_off)
@@ -140,12 +145,15 @@ def ctx_access(reg: Reg, regno: int, off: int, size: int, kind: str) -> Reg:
 # -- the stack -------------------------------------------------------------------------
 
 
+_BOUNDS_WORDS = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}
+
+
 def _stack_bounds(env: Env, reg: Reg, regno: int, off: int, size: int, kind: str
                   ) -> tuple[int, int]:
     """check_stack_access_within_bounds: the [lo, hi) byte range (negative offsets)."""
     if reg.frame >= env.frames_alive:
         raise Reject(f"R{regno} points into the stack of a function that returned")
-    extra = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}[kind]
+    extra = _BOUNDS_WORDS[kind]
     v = reg.var
     if v.is_const:
         lo = off + to_s64(v.value)
@@ -183,14 +191,17 @@ def _touch(env: Env, state: State, frame: int, lo: int) -> None:
 
 def _write_bytes(state: State, frame: int, lo: int, hi: int, kind: B) -> None:
     f = state.frames[frame]
-    for b in range(lo, hi):
+    b = lo
+    while b < hi:  # slot by slot: the bytes of one slot are consecutive, low first
         si, bi = _slot_of(b)
+        n = min(hi - b, SLOT - bi)
         s = f.slot(si)
         kinds = list(s.bytes)
         if s.spilled is not None:  # a partial overwrite turns the rest of a spill to data
             kinds = [B.MISC if k is B.SPILL else k for k in kinds]
-        kinds[bi] = kind
+        kinds[bi:bi + n] = [kind] * n
         f.stack[si] = Slot(tuple(kinds), None)
+        b += n
 
 
 def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: int,
@@ -236,7 +247,7 @@ def stack_write(env: Env, state: State, reg: Reg, regno: int, off: int, size: in
         kinds = list(s.bytes)
         for i in range(bi, bi + size):
             kinds[i] = B.SPILL
-        narrow = replace(value, var=value.var.cast(size), id=0)
+        narrow = value._replace(var=value.var.cast(size), id=0)
         f.stack[si] = Slot(tuple(kinds), narrow)
         env.aux = (frame, si)
 
@@ -342,7 +353,8 @@ def access(env: Env, state: State, regno: int, insn_off: int, size: int, kind: s
         raise Reject(f"R{regno} !read_ok")
     if reg.maybe_null or reg.type in (T.SCALAR, T.PACKET_END, T.MAP_PTR):
         raise Reject(f"R{regno} invalid mem access '{reg.type_name()}'")
-    check_alignment(reg, insn_off, size, strict)
+    if size != 1 and (strict or reg.type is T.STACK):
+        check_alignment(reg, insn_off, size, strict)
     off = reg.off + insn_off
     leak = kind == WRITE and value is not None and value.is_pointer and not env.allow_ptr_leaks
     if reg.type is T.MAP_VALUE:

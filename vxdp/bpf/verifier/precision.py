@@ -30,8 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call
+from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call, plain
 from vxdp.bpf.verifier.state import State
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
+    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 RegKey = tuple[int, int]  # (frame, regno)
 SlotKey = tuple[int, int]  # (frame, slot index)
@@ -97,7 +101,7 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
     """What had to be precise before `insn` (run at call depth `f`) for `regs` and `slots`
     to be precise after it."""
     cls = insn.cls
-    slot = cast(SlotKey, aux)  # what loads and stores record: the stack slot, or None
+    slot: SlotKey = aux  # type: ignore[assignment]  # loads and stores record the slot
     if cls in (Cls.ALU, Cls.ALU64):
         _back_alu(insn, f, regs)
     elif cls == Cls.LDX:
@@ -140,12 +144,16 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
 def jump_links(state: State, insn: Insn) -> tuple[frozenset[RegKey], frozenset[SlotKey]] | None:
     """The registers and spilled slots a comparison refines together (the compared ones
     and every scalar sharing their ids), when a later need for one means a need for all."""
+    cur = state.regs
+    dreg = cur[insn.dst]
+    x = insn.source == Src.X
+    if not x and not (dreg.id and dreg.is_scalar):
+        return None  # `dst op K`, nothing linked: dst's need is its own (the common case)
     f = len(state.frames) - 1
     regs = {(f, insn.dst)}
-    if insn.source == Src.X:
+    if x:
         regs.add((f, insn.src))
-    ids = {state.regs[r].id for _, r in regs
-           if state.regs[r].is_scalar and state.regs[r].id}
+    ids = {cur[r].id for _, r in regs if cur[r].is_scalar and cur[r].id}
     slots: set[SlotKey] = set()
     if ids:
         for fi, si, regno, reg in state.all_regs():

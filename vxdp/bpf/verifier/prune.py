@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Hashable
 
+from vxdp.bpf.isa import plain
 from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+B, T = plain(B), plain(T)  # type: ignore[misc]
 
 
 class _IdMap:
@@ -148,6 +152,27 @@ def clean(state: State, live: frozenset[int], live_slots: int = -1) -> State:
     return st
 
 
+class StateKey:
+    """A state's exact identity, hashed once: a key goes in and out of the analyzer's
+    dicts several times, and a tuple hashes every register again each time."""
+
+    __slots__ = ("hash", "items")
+
+    def __init__(self, items: tuple[object, ...]) -> None:
+        self.items = items
+        self.hash = hash(items)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, StateKey):
+            return NotImplemented
+        return self.hash == other.hash and self.items == other.items
+
+
 def state_key(state: State) -> Hashable:
     """Exact identity of a state (ids as they are: a loop that renumbers ids every time
     round is not recognised here, and runs into the complexity limit instead)."""
@@ -161,4 +186,4 @@ def state_key(state: State) -> Hashable:
             out.append(tuple(sorted(f.stack.items())))
     if state.refs:
         out.append(tuple(sorted(state.refs)))
-    return tuple(out)
+    return StateKey(tuple(out))

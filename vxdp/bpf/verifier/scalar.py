@@ -174,6 +174,7 @@ class Scalar:
         assert s is not None
         return s
 
+    @functools.lru_cache(maxsize=1 << 14)  # noqa: B019 - frozen values, a bounded cache
     def cast(self, size: int) -> Scalar:
         """Truncate to `size` bytes, zero-extended (coerce_reg_to_size)."""
         if size >= 8:

@@ -33,8 +33,13 @@ from vxdp.bpf.isa import (
     Src,
     is_exit,
     is_helper_call,
+    plain,
 )
 from vxdp.bpf.verifier.cfg import Flow
+
+# enum members as plain attributes: read on every instruction (see isa.plain)
+AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
+    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 ALL = (1 << 64) - 1
 ANY = "any"  # an address in the frame at an unknown offset
@@ -140,32 +145,36 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             continue
         for nxt in flow.succ[pc]:
             before = regs_in.get(nxt)
+            if before == after:
+                continue  # nothing new reaches nxt
             joined = after if before is None else tuple(
                 _join(a, b) for a, b in zip(before, after))
             if joined != before:
                 regs_in[nxt] = joined
                 work.append(nxt)
-    info = {}
-    for pc in pcs:
+    live: dict[int, int] = dict.fromkeys(pcs, 0)
+    # (pc, slots read, ~slots overwritten, successors), last pc first; a function whose
+    # frame address escaped has every slot live everywhere, once and for all
+    info = []
+    for pc in reversed(pcs):
+        if func_of[pc] in escaped:
+            live[pc] = ALL
+            continue
         regs = regs_in.get(pc)
-        if regs is None or func_of[pc] in escaped:
-            info[pc] = (ALL, 0)
-        else:
-            info[pc] = _reads(insns[pc], regs)
-    live: dict[int, int] = {pc: 0 for pc in pcs}
+        gen, kill = (ALL, 0) if regs is None else _reads(insns[pc], regs)
+        nexts = () if is_exit(insns[pc]) else tuple(flow.succ[pc])
+        info.append((pc, gen, ~kill, nexts))
     changed = True
     while changed:
         changed = False
-        for pc in reversed(pcs):
-            gen, kill = info[pc]
+        for pc, gen, keep, nexts in info:
             out = 0
-            if not is_exit(insns[pc]):
-                for s in flow.succ[pc]:
-                    out |= live.get(s, ALL)
-            new = (out & ~kill) | gen
-            if func_of[pc] in escaped:
-                new = ALL
+            for s in nexts:
+                out |= live.get(s, ALL)
+            new = (out & keep) | gen
             if new != live[pc]:
                 live[pc] = new
                 changed = True
+        # without a backward jump, one pass from the last instruction is the fixpoint
+        changed = changed and flow.loops
     return live

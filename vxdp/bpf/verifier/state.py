@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
@@ -59,15 +60,21 @@ class T(Enum):
 PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
 SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
 POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
+_SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
+_UNKNOWN_VAR = Scalar.unknown()
+_new = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
-class Reg:
+class Reg(NamedTuple):
     """One register.  For pointers, `off` is the fixed offset and `var` the variable part
-    (a scalar; constant zero for most pointers); for scalars `var` is the value."""
+    (a scalar; constant zero for most pointers); for scalars `var` is the value.
+
+    Immutable, as a tuple: the walk makes one for most instructions, and a tuple is made
+    several times faster than a frozen dataclass (whose every field is an
+    object.__setattr__).  `_replace` gives a copy with some fields changed."""
 
     type: T
-    var: Scalar = field(default_factory=Scalar.unknown)
+    var: Scalar = _UNKNOWN_VAR
     off: int = 0
     id: int = 0  # scalars: copies share it; nullable/packet pointers: one check refines all
     map: int = -1  # index into Program.maps
@@ -76,28 +83,34 @@ class Reg:
     mem_size: int = 0  # ring-buffer and global-argument memory
     ref: int = 0  # reference id a release helper must get back
     frame: int = 0  # stack pointers: the frame they point into
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __hash__(self) -> int:
-        h = self._hash
-        if not h:
-            h = hash((self.type, self.var, self.off, self.id, self.map, self.range,
-                      self.maybe_null, self.mem_size, self.ref, self.frame)) or 1
-            object.__setattr__(self, "_hash", h)
-        return h
 
     @property
     def is_pointer(self) -> bool:
         return self.type in POINTER_TYPES
 
     def with_var(self, var: Scalar) -> Reg:
-        """This register with another value (variable part): dataclasses.replace, fast."""
-        return Reg(self.type, var, self.off, self.id, self.map, self.range, self.maybe_null,
-                   self.mem_size, self.ref, self.frame)
+        """This register with another value (variable part): _replace, fast."""
+        return _new(Reg, (self.type, var, self.off, self.id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
+
+    def with_off(self, off: int) -> Reg:
+        """This register with another fixed offset (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, off, self.id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
+
+    def with_id(self, id: int) -> Reg:
+        """This register with another id (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, self.off, id, self.map, self.range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
+
+    def with_range(self, range: int) -> Reg:
+        """This register with another packet range (_replace, fast)."""
+        return _new(Reg, (self.type, self.var, self.off, self.id, self.map, range,
+                          self.maybe_null, self.mem_size, self.ref, self.frame))
 
     @property
     def is_scalar(self) -> bool:
-        return self.type is T.SCALAR
+        return self.type is _SCALAR
 
     def type_name(self) -> str:
         """As the kernel's reg_type_str: `map_value_or_null`, `pkt`, `fp`, ..."""
@@ -144,14 +157,19 @@ class Reg:
 NOT_INIT = Reg(T.NOT_INIT)
 
 
+# Registers are immutable, so the scalar registers a value makes are shared: one lookup
+# instead of making a register on most instructions.
+@functools.lru_cache(maxsize=1 << 14)
 def scalar(value: Scalar | None = None) -> Reg:
-    return Reg(T.SCALAR, value if value is not None else Scalar.unknown())
+    return Reg(_SCALAR, value if value is not None else Scalar.unknown())
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def const(v: int) -> Reg:
-    return Reg(T.SCALAR, Scalar.const(v))
+    return Reg(_SCALAR, Scalar.const(v))
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def pointer(t: T, **kw: int | bool) -> Reg:
     return Reg(t, Scalar.const(0), **kw)  # type: ignore[arg-type]
 
@@ -245,14 +263,40 @@ class State:
         if slot is None:
             f.regs[regno] = reg
         else:
-            f.stack[slot] = replace(f.stack[slot], spilled=reg)
+            f.stack[slot] = Slot(f.stack[slot].bytes, reg)
 
     def map_regs(self, fn: Callable[[Reg], Reg | None]) -> None:
         """Replace every register r (and spilled register) with fn(r) (None: keep)."""
-        for fi, si, regno, r in self.all_regs():
-            new = fn(r)
-            if new is not None and new is not r:
-                self.set_reg(fi, si, regno, new)
+        for f in self.frames:  # the order of all_regs(): fn may count what it sees
+            regs = f.regs
+            for regno, r in enumerate(regs):
+                new = fn(r)
+                if new is not None and new is not r:
+                    regs[regno] = new
+            stack = f.stack
+            for si, s in stack.items():  # values replaced, keys kept: safe while iterating
+                if s.spilled is not None:
+                    new = fn(s.spilled)
+                    if new is not None and new is not s.spilled:
+                        stack[si] = Slot(s.bytes, new)
+
+    def map_regs_with_id(self, id: int, fn: Callable[[Reg], Reg | None]) -> None:
+        """map_regs over the registers whose id is `id` only, in the same order: for an
+        `fn` that leaves every other register alone (it checks the id itself)."""
+        for f in self.frames:
+            regs = f.regs
+            for regno, r in enumerate(regs):
+                if r.id == id:
+                    new = fn(r)
+                    if new is not None and new is not r:
+                        regs[regno] = new
+            stack = f.stack
+            for si, s in stack.items():
+                sp = s.spilled
+                if sp is not None and sp.id == id:
+                    new = fn(sp)
+                    if new is not None and new is not sp:
+                        stack[si] = Slot(s.bytes, new)
 
 
 def new_state() -> State:
