@@ -397,13 +397,13 @@ class Analyzer:
         slots = self.stack_live.get(pc, -1)
         top = len(state.frames) - 1
         key: object = None
-        if running or new_cp:
+        cleaned: State | None = None
+        # the exact key only where it is compared: with checkpoints in progress here
+        # (a loop) or at a callback's call; a new checkpoint gets its key when a path
+        # comes back while it is in progress (above), if one ever does
+        if running or callback_site:
             cleaned = prune.clean(state, live, slots)
-            # the exact key only where it is compared: with checkpoints in progress here
-            # (a loop) or at a callback's call; a new checkpoint gets its key when a path
-            # comes back while it is in progress (above), if one ever does
-            if running or callback_site:
-                key = prune.state_key(cleaned)
+            key = prune.state_key(cleaned)
             if callback_site and self._converged(pc, cleaned, key, live, slots, state,
                                                  parent):
                 return True, parent
@@ -411,17 +411,17 @@ class Analyzer:
             # depth-first), so meeting one again in exactly this state is an infinite loop.
             if running and key in running:
                 raise _Rejected(pc, f"infinite loop detected at insn {pc}", False)
-        else:
-            # Only compared, never kept: subsumes looks past the dead registers and slots
-            # itself, so the state as it is gives the same answer as its clean copy (and
-            # an equal key is only a shortcut to a match subsumes finds as well).
-            cleaned = state
+        # Compared before it is kept (if it is): subsumes looks past the dead registers
+        # and slots itself, so the state as it is gives the same answer as its clean copy
+        # (and an equal key is only a shortcut to a match subsumes finds as well); the
+        # copy is made below, only for a state that is not pruned and is kept.
+        compared = state if cleaned is None else cleaned
         if done:
             keep: list[Checkpoint] = []
             hit = False
             for cp in done:
                 if not hit and ((key is not None and cp.key == key) or prune.subsumes(
-                        cp.state, cleaned, live, self.env.allow_uninit_stack,
+                        cp.state, compared, live, self.env.allow_uninit_stack,
                         slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
                     hit = True
@@ -448,6 +448,8 @@ class Analyzer:
         if not new_cp:
             return False, parent
         self.last_cp_insn, self.last_cp_jumps = self.processed, self.jumps
+        if cleaned is None:
+            cleaned = prune.clean(state, live, slots)
         cp = Checkpoint(pc, cleaned, key, parent, self.hist,
                         written_before=tuple(f.written for f in state.frames))
         self.hist = None
