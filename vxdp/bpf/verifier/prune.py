@@ -109,32 +109,60 @@ def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = Tru
              live_slots: int = -1, precise: Collection[tuple[int, int]] | None = None,
              precise_slots: Collection[tuple[int, int]] | None = None) -> bool:
     """`precise`/`precise_slots`: the (frame, regno) and (frame, slot) scalars of `old`
-    some path depended on (None: all of them)."""
-    if len(old.frames) != len(cur.frames) or len(old.refs) != len(cur.refs):
+    some path depended on (None: all of them).
+
+    The answer does not depend on the order things are compared in (the ids' one-to-one
+    map fails on a conflicting pair whichever comes first), so the cheap cases come
+    first: the same register object, an imprecise scalar against a scalar (regsafe's
+    answer for it), and only `old`'s stack slots (a slot `old` never wrote is INVALID
+    there, which any slot of `cur` satisfies)."""
+    old_frames, cur_frames = old.frames, cur.frames
+    if len(old_frames) != len(cur_frames) or len(old.refs) != len(cur.refs):
         return False
     ids = _IdMap()
-    last = len(old.frames) - 1
-    for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
+    last = len(old_frames) - 1
+    for fi in range(last + 1):
+        fo, fc = old_frames[fi], cur_frames[fi]
         if fo.callsite != fc.callsite or fo.in_callback != fc.in_callback:
             return False
-        for regno in range(11):
-            if fi == last and regno not in live and regno != 10:
-                continue
-            ro, rc = fo.regs[regno], fc.regs[regno]
+        oregs, cregs = fo.regs, fc.regs
+        for regno in (_compared_regs(live) if fi == last else _ALL_REGNOS):
+            ro, rc = oregs[regno], cregs[regno]
             if ro is rc and not ro.id and not ro.ref:
                 continue  # the same register (states share them): safe, no id to map
-            if not regsafe(ro, rc, ids, precise is None or (fi, regno) in precise):
+            if ro.type is _SCALAR_T:
+                if rc.type is not _SCALAR_T:
+                    return False
+                if precise is not None and (fi, regno) not in precise:
+                    continue  # nothing depended on its value: any scalar will do
+                if not (ro.var.includes(rc.var) and ids.check(ro.id, rc.id)):
+                    return False
+            elif not regsafe(ro, rc, ids):
                 return False
-        for si in fo.stack.keys() | fc.stack.keys():
+        cstack = fc.stack
+        for si, so in fo.stack.items():
             if fi == last and not live_slots >> si & 1:
                 continue  # no path from here reads this slot of the current frame
-            so, sc = fo.stack.get(si, EMPTY_SLOT), fc.stack.get(si, EMPTY_SLOT)
+            sc = cstack.get(si, EMPTY_SLOT)
             if so is sc and (so.spilled is None or not (so.spilled.id or so.spilled.ref)):
                 continue
             if not _slot_safe(so, sc, ids, uninit_ok,
                               precise_slots is None or (fi, si) in precise_slots):
                 return False
     return True
+
+
+_SCALAR_T = T.SCALAR
+_ALL_REGNOS = tuple(range(11))
+_COMPARED: dict[frozenset[int], tuple[int, ...]] = {}
+
+
+def _compared_regs(live: frozenset[int]) -> tuple[int, ...]:
+    """The innermost frame's registers pruning compares: the live ones and R10."""
+    regs = _COMPARED.get(live)
+    if regs is None:
+        regs = _COMPARED[live] = tuple(r for r in range(11) if r in live or r == 10)
+    return regs
 
 
 def clean(state: State, live: frozenset[int], live_slots: int = -1) -> State:
