@@ -364,8 +364,19 @@ def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
         return
     found = False
     pcs = list(iter_insns(insns))
+    # an instruction's own checks depend on it alone (an LD_IMM64's on the next slot
+    # too): a slot decode shares between pcs is checked once
+    seen: dict[int, str | None] = {}
     for pc in pcs:
-        message = _check_insn(insns, pc, legacy_packet_access)
+        insn = insns[pc]
+        if insn.cls == _Cls.LD:
+            message = _check_insn(insns, pc, legacy_packet_access)
+        else:
+            key = id(insn)
+            if key in seen:
+                message = seen[key]
+            else:
+                message = seen[key] = _check_insn(insns, pc, legacy_packet_access)
         if message is not None:
             found = True
             yield Problem(pc, message)
@@ -522,7 +533,8 @@ def _check_flow(insns: Sequence[Insn], pcs: list[int]) -> Iterator[Problem]:
     second_halves = {pc + 1 for pc in pcs if insns[pc].opcode == OP_LD_IMM64}
     for pc in pcs:
         insn = insns[pc]
-        if is_pseudo_call(insn) or is_pseudo_func(insn):
+        if insn.opcode in (OP_CALL, OP_LD_IMM64) and (is_pseudo_call(insn)
+                                                     or is_pseudo_func(insn)):
             target = pc + insn.imm + 1
             if not 0 <= target < n:
                 yield Problem(pc, "call to invalid destination")
@@ -532,11 +544,12 @@ def _check_flow(insns: Sequence[Insn], pcs: list[int]) -> Iterator[Problem]:
     if starts[0] < 0 or starts[-1] >= n:
         return  # already reported as a call to an invalid destination
     bounds = [*starts, n]
+    jmp = (_Cls.JMP, _Cls.JMP32)
     for start, end in pairwise(bounds):
         for pc in range(start, end):
-            if pc in second_halves:
-                continue
             insn = insns[pc]
+            if insn.cls not in jmp or pc in second_halves:
+                continue  # is_jump below, tested on the class first (most are not)
             if is_jump(insn):
                 dest = jump_target(insn, pc)
                 assert dest is not None

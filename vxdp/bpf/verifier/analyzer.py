@@ -126,7 +126,7 @@ class Analyzer:
                                                               calls.CHANGES_PKT_DATA, flow)
         self.env.note_hook = self.log.note
         self.prune_points = cfg.prune_points(self.insns, flow)
-        self.callback_sites = {pc for pc in flow.pcs if is_helper_call(self.insns[pc])
+        self.callback_sites = {pc for pc in flow.calls if is_helper_call(self.insns[pc])
                                and self.insns[pc].imm in CALLBACK_HELPER_IDS}
         self.live = cfg.live_regs(self.insns, flow)
         self.stack_live = stacklive.live_slots(self.insns, flow)

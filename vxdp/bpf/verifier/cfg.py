@@ -14,20 +14,24 @@ from collections.abc import Sequence
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
+    OP_CALL,
+    OP_EXIT,
+    OP_GOTOL,
+    OP_JA,
+    OP_LD_IMM64,
     AtomicOp,
+    CallSrc,
     Cls,
     Insn,
     JmpOp,
     Mode,
+    Pseudo,
     Src,
     is_exit,
     is_helper_call,
     is_jump,
     is_ldimm64,
-    is_pseudo_call,
-    is_pseudo_func,
     is_unconditional_jump,
-    iter_insns,
     jump_target,
     plain,
     problems,
@@ -60,18 +64,41 @@ class Flow:
 
     def __init__(self, insns: Sequence[Insn]) -> None:
         self.insns = insns
-        self.pcs = list(iter_insns(insns))
+        self.pcs: list[int] = []
         self.succ: dict[int, list[int]] = {}
         self.loops = False  # whether some jump goes backwards (or to itself): a loop, maybe
         self.func_refs: list[tuple[int, int]] = []  # (pc, entry) of local calls, func loads
-        for pc in self.pcs:
-            nexts = self.succ[pc] = successors(insns, pc)
-            for s in nexts:
-                if s <= pc:
-                    self.loops = True
+        self.jumps: list[int] = []  # pcs of the jumps (is_jump), for the later passes
+        self.calls: list[int] = []  # pcs of the calls (helpers, functions, kfuncs)
+        # One sweep, `successors` and `iter_insns` written out on the opcode (they are
+        # the reference: test_cfg checks this sweep against them).
+        pcs, succ, jumps, calls = self.pcs, self.succ, self.jumps, self.calls
+        n = len(insns)
+        pc = 0
+        while pc < n:
+            pcs.append(pc)
             insn = insns[pc]
-            if is_pseudo_call(insn) or is_pseudo_func(insn):
-                self.func_refs.append((pc, pc + insn.imm + 1))
+            opcode = insn.opcode
+            if opcode == _EXIT:
+                succ[pc] = []
+            elif insn.cls in _JMP_CLASSES and insn.op not in _CALL_OR_EXIT:  # is_jump
+                jumps.append(pc)
+                target = pc + (insn.imm if opcode == _GOTOL else insn.off) + 1
+                if target <= pc:
+                    self.loops = True
+                succ[pc] = [target] if opcode in _UNCONDITIONAL else [pc + 1, target]
+            elif opcode == _LD_IMM64:
+                succ[pc] = [pc + 2]
+                if insn.src == _PSEUDO_FUNC:  # is_pseudo_func
+                    self.func_refs.append((pc, pc + insn.imm + 1))
+                pc += 1
+            else:
+                succ[pc] = [pc + 1]
+                if opcode == _CALL:
+                    calls.append(pc)
+                    if insn.src == _LOCAL_CALL:  # is_pseudo_call
+                        self.func_refs.append((pc, pc + insn.imm + 1))
+            pc += 1
         self.starts = sorted({0, *(entry for _, entry in self.func_refs)})  # subprog_starts
         self.func_of: dict[int, int] = {}
         k = 0
@@ -79,6 +106,14 @@ class Flow:
             while k + 1 < len(self.starts) and self.starts[k + 1] <= pc:
                 k += 1
             self.func_of[pc] = self.starts[k]
+
+
+_EXIT, _GOTOL, _LD_IMM64, _CALL = OP_EXIT, OP_GOTOL, OP_LD_IMM64, OP_CALL
+_JMP_CLASSES = (Cls.JMP, Cls.JMP32)
+_CALL_OR_EXIT = (JmpOp.CALL, JmpOp.EXIT)
+_UNCONDITIONAL = (OP_JA, OP_GOTOL)
+_PSEUDO_FUNC = int(Pseudo.FUNC)
+_LOCAL_CALL = int(CallSrc.LOCAL)
 
 
 def structural_problem(insns: Sequence[Insn], privileged: bool,
@@ -134,18 +169,14 @@ def prune_points(insns: Sequence[Insn], flow: Flow | None = None) -> set[int]:
     instructions after calls: where explored states are kept and compared."""
     flow = flow or Flow(insns)
     points = set(flow.starts)
-    for pc in flow.pcs:
+    succ = flow.succ
+    for pc in flow.jumps:
+        points.update(succ[pc])  # the target, and the fall-through of a conditional one
+    for pc in flow.calls:
+        points.add(pc + 1)
         insn = insns[pc]
-        if is_jump(insn):
-            target = jump_target(insn, pc)
-            assert target is not None
-            points.add(target)
-            if not is_unconditional_jump(insn):
-                points.add(pc + 1)
-        elif insn.opcode == 0x85:
-            points.add(pc + 1)
-            if is_helper_call(insn) and insn.imm in CALLBACK_HELPER_IDS:
-                points.add(pc)  # a callback comes back here: where its loop converges
+        if insn.src == 0 and insn.imm in CALLBACK_HELPER_IDS:  # is_helper_call
+            points.add(pc)  # a callback comes back here: where its loop converges
     return points
 
 
@@ -203,14 +234,18 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, froz
     pcs = flow.pcs
     succ = flow.succ
     # (pc, uses, ~defs, successors); an exit reads R0 and nothing after it
-    info: list[tuple[int, int, int, tuple[int, ...]]] = []
+    info: list[tuple[int, int, int, list[int]]] = []
+    seen: dict[int, tuple[int, int]] = {}  # id(insn) -> (uses, ~defs): decode shares slots
     for pc in reversed(pcs):
         insn = insns[pc]
-        if is_exit(insn):
-            info.append((pc, 1, 0, ()))
+        if insn.opcode == _EXIT:
+            info.append((pc, 1, 0, []))
             continue
-        uses, defs = _uses_defs(insn)
-        info.append((pc, uses, ~defs, tuple(succ[pc])))
+        masks = seen.get(id(insn))
+        if masks is None:
+            uses, defs = _uses_defs(insn)
+            masks = seen[id(insn)] = (uses, ~defs)
+        info.append((pc, masks[0], masks[1], succ[pc]))
     live: dict[int, int] = dict.fromkeys(pcs, 0)
     changed = True
     while changed:
@@ -242,9 +277,8 @@ def funcs_changing_packet(insns: Sequence[Insn], helpers: frozenset[int],
     flow = flow or Flow(insns)
     calls: dict[int, set[int]] = {s: set() for s in flow.starts}
     changing: set[int] = set()
-    for pc in flow.pcs:
-        insn = insns[pc]
-        if is_helper_call(insn) and insn.imm in helpers:
+    for pc in flow.calls:
+        if is_helper_call(insns[pc]) and insns[pc].imm in helpers:
             changing.add(flow.func_of[pc])
     for pc, entry in flow.func_refs:
         calls[flow.func_of[pc]].add(entry)

@@ -31,7 +31,6 @@ from vxdp.bpf.isa import (
     JmpOp,
     Mode,
     Src,
-    is_exit,
     is_helper_call,
     plain,
 )
@@ -66,8 +65,22 @@ def _join(a: Val, b: Val) -> Val:
 
 def _step(insn: Insn, regs: Regs) -> Regs | None:
     """Forward transfer; None when a frame address escapes to memory."""
-    r = list(regs)
     cls, op = insn.cls, insn.op
+    # the common cases change nothing: `regs` itself, no copy
+    if cls == Cls.JMP32 or cls == Cls.ST or (cls == Cls.JMP and op != JmpOp.CALL):
+        return regs
+    if cls == Cls.ALU or cls == Cls.LDX or cls == Cls.LD:
+        if regs[insn.dst] is None:
+            return regs
+    elif cls == Cls.STX:
+        if regs[insn.src] is not None:
+            return None  # a frame address stored to memory: we lose track of it
+        if insn.mode != Mode.ATOMIC:
+            return regs
+    elif cls == Cls.ALU64 and regs[insn.dst] is None and (
+            insn.source == Src.K or regs[insn.src] is None):
+        return regs  # no frame address in, none out
+    r = list(regs)
     if cls == Cls.ALU64:
         src: Val = r[insn.src] if insn.source == Src.X else None
         if op == AluOp.MOV:
@@ -124,6 +137,9 @@ def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
     return 0, 0
 
 
+_NO_ACCESS = (Cls.ALU, Cls.ALU64, Cls.LD, Cls.JMP32)  # classes that touch no memory
+
+
 def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int]:
     """For each instruction, the bitmask of the function's own stack slots that may be
     read from there on (ALL where we cannot tell)."""
@@ -161,9 +177,14 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             live[pc] = ALL
             continue
         regs = regs_in.get(pc)
-        gen, kill = (ALL, 0) if regs is None else _reads(insns[pc], regs)
-        nexts = () if is_exit(insns[pc]) else tuple(flow.succ[pc])
-        info.append((pc, gen, ~kill, nexts))
+        insn = insns[pc]
+        if regs is None:
+            gen, kill = ALL, 0
+        elif insn.cls in _NO_ACCESS or (insn.cls == Cls.JMP and insn.op != JmpOp.CALL):
+            gen, kill = 0, 0  # what _reads says of them, without the call
+        else:
+            gen, kill = _reads(insn, regs)
+        info.append((pc, gen, ~kill, flow.succ[pc]))  # an exit has no successor
     changed = True
     while changed:
         changed = False
