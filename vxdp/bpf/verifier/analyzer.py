@@ -558,8 +558,7 @@ class Analyzer:
 def _adopt(state: State, other: State) -> None:
     """Make `state` (the object the walk holds) become `other` in place."""
     if other is not state:
-        state.frames = other.frames
-        state.refs = other.refs
+        state.adopt(other)
 
 
 ALL_REGS = frozenset(range(11))

@@ -343,7 +343,7 @@ def push_frame(env: Env, state: State, pc: int, target: int) -> int:
     for r in CALLER_SAVED:
         regs[r] = caller.regs[r]
     regs[FP] = pointer(T.STACK, frame=len(state.frames))
-    state.frames.append(Frame(regs, {}, callsite=pc, subprog=target))
+    state.push(Frame(regs, {}, callsite=pc, subprog=target))
     env.callees.setdefault(caller.subprog, set()).add(target)
     for r in CALLER_SAVED:
         caller.regs[r] = NOT_INIT
@@ -364,7 +364,7 @@ def callback_state(env: Env, state: State, pc: int) -> State:
     regs[2] = caller.regs[3]
     regs[FP] = pointer(T.STACK, frame=len(cb.frames))
     caller.callback_depth += 1
-    cb.frames.append(Frame(regs, {}, callsite=pc, subprog=target, in_callback=True))
+    cb.push(Frame(regs, {}, callsite=pc, subprog=target, in_callback=True))
     env.callees.setdefault(caller.subprog, set()).add(target)
     return cb
 
@@ -386,7 +386,7 @@ def pop_callback(env: Env, state: State) -> int:
         raise Reject(f"At callback return the register R0 has {value} should have been "
                      f"in [0, 1]")
     _record_depth(env, callee)
-    state.frames.pop()
+    state.pop()
     return callee.callsite
 
 
@@ -397,7 +397,7 @@ def pop_frame(env: Env, state: State) -> int:
     if r0.type is T.STACK and r0.frame == len(state.frames) - 1:
         raise Reject("cannot return stack pointer to the caller")
     _record_depth(env, callee)
-    state.frames.pop()
+    state.pop()
     state.cur.regs[0] = r0
     return callee.callsite + 1
 

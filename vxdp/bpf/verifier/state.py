@@ -233,16 +233,38 @@ class Frame:
 
 @dataclass(slots=True)
 class State:
+    """`cur` (the innermost frame) and `regs` (its registers) are read for nearly every
+    instruction: plain attributes, set again whenever the frames change, which they do
+    only through `push`, `pop` and `adopt` (never assign `frames` directly)."""
+
     frames: list[Frame]
     refs: dict[int, int] = field(default_factory=dict)  # reference id -> pc that acquired it
+    cur: Frame = field(init=False, repr=False, compare=False)
+    regs: list[Reg] = field(init=False, repr=False, compare=False)
 
-    @property
-    def cur(self) -> Frame:
-        return self.frames[-1]
+    def __post_init__(self) -> None:
+        cur = self.cur = self.frames[-1]
+        self.regs = cur.regs
 
-    @property
-    def regs(self) -> list[Reg]:
-        return self.frames[-1].regs
+    def push(self, frame: Frame) -> None:
+        """A call: `frame` becomes the innermost."""
+        self.frames.append(frame)
+        self.cur = frame
+        self.regs = frame.regs
+
+    def pop(self) -> Frame:
+        """A return: the innermost frame goes."""
+        frame = self.frames.pop()
+        cur = self.cur = self.frames[-1]
+        self.regs = cur.regs
+        return frame
+
+    def adopt(self, other: State) -> None:
+        """Become `other` (its frames and references, shared, not copied)."""
+        self.frames = other.frames
+        self.refs = other.refs
+        self.cur = other.cur
+        self.regs = other.regs
 
     def copy(self) -> State:
         return State([f.copy() for f in self.frames], dict(self.refs))
