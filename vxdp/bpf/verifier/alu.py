@@ -53,6 +53,13 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             v = insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF
             regs[dst] = const(v)
         return
+    dreg = regs[dst]
+    if dreg.type is _SCALAR and insn.source == Src.K and op in _PLAIN_K_OPS:
+        # the commonest case, `scalar op= K` with no K to refuse (the checks below,
+        # none of which applies): the value alone
+        regs[dst] = scalar(alu(op, dreg.var, const(insn.imm if bits == 64
+                                                   else insn.imm & 0xFFFFFFFF).var, bits))
+        return
     dreg = read_reg(state, dst)
     if op in (AluOp.NEG, AluOp.END):
         if dreg.is_pointer:
@@ -84,6 +91,13 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
         regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=True))
     else:  # no keyword: the memoised call's key is shorter
         regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits))
+
+
+_SCALAR = T.SCALAR
+# `dst op= K` of a scalar that needs no check of K (division by zero, shift range) and
+# is not NEG or END: everything but DIV, MOD, the shifts, NEG, END and MOV
+_PLAIN_K_OPS = frozenset({AluOp.ADD, AluOp.SUB, AluOp.MUL, AluOp.OR, AluOp.AND,
+                          AluOp.XOR})
 
 
 def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:

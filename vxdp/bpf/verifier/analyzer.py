@@ -187,23 +187,23 @@ class Analyzer:
         logging = self.log.level
         step = self._step
         self.hist = hist
+        self.cur_parent = parent  # the path's newest checkpoint (set again when one is kept)
         while True:
             self.processed += 1
             if self.processed > limit:
                 raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
                                 f"insn", False)
-            self.cur_parent = parent
             if pc in prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
                 if hit:
                     self._finish(parent)
                     return
+                self.cur_parent = parent
             env.pc = pc
             depth = len(state.frames)
             env.frames_alive = depth
             depth -= 1
             env.aux = None
-            self.cur_parent = parent
             if logging:
                 self.log.insn(pc, state)
             try:
@@ -419,9 +419,10 @@ class Analyzer:
         if done:
             keep: list[Checkpoint] = []
             hit = False
+            uninit_ok = self.env.allow_uninit_stack
             for cp in done:
                 if not hit and ((key is not None and cp.key == key) or prune.subsumes(
-                        cp.state, compared, live, self.env.allow_uninit_stack,
+                        cp.state, compared, live, uninit_ok,
                         slots & cp.reads.get(top, 0), *self._precision(cp))):
                     cp.hits += 1
                     hit = True
