@@ -81,10 +81,12 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
         if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH) and not 0 <= insn.imm < bits:
             raise Reject(f"invalid shift {insn.imm}")
         sreg = const(insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF)
-    if dreg.is_pointer or sreg.is_pointer:
-        if insn.source == Src.X and dreg.is_pointer != sreg.is_pointer:
+    # both initialised (read_reg, const): a pointer is what is not a scalar
+    dst_ptr, src_ptr = dreg.type is not _SCALAR, sreg.type is not _SCALAR
+    if dst_ptr or src_ptr:
+        if insn.source == Src.X and dst_ptr != src_ptr:
             # the pointer's offset is the scalar's value from now on
-            env.mark_precise(state, insn.src if dreg.is_pointer else dst)
+            env.mark_precise(state, insn.src if dst_ptr else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
     if insn.off == 1 and op in (AluOp.DIV, AluOp.MOD):  # sdiv, smod

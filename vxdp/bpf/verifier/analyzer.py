@@ -141,8 +141,9 @@ class Analyzer:
         self.prune_points = cfg.prune_points(self.insns, flow)
         self.callback_sites = {pc for pc in flow.calls if is_helper_call(self.insns[pc])
                                and self.insns[pc].imm in CALLBACK_HELPER_IDS}
-        self.live = cfg.live_regs(self.insns, flow)
-        self.stack_live = stacklive.live_slots(self.insns, flow)
+        # liveness is looked at where states are kept and compared: at prune points
+        self.live = cfg.live_regs(self.insns, flow, self.prune_points)
+        self.stack_live = stacklive.live_slots(self.insns, flow, self.prune_points)
 
     # -- the walk ----------------------------------------------------------------------
 
@@ -321,12 +322,13 @@ class Analyzer:
         # memory.access refuses an unreadable base register first, as read_reg would
         val = memory.access(self.env, state, insn.src, insn.off, size, memory.READ)
         assert val is not None
-        if val.is_scalar:
+        if val.type is _SCALAR:  # val.is_scalar
             if insn.mode == Mode.MEMSX:
                 val = scalar(sext(val.var, size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val
-        state.regs[insn.dst] = scalar(val.var) if val.is_scalar else val  # a fill: no link
+            val = scalar(val.var)  # a fill: no link
+        state.regs[insn.dst] = val
 
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
@@ -584,6 +586,7 @@ ALL_REGS = frozenset(range(11))
 _ALU_CLASSES = frozenset({Cls.ALU, Cls.ALU64})
 _STORE_CLASSES = frozenset({Cls.ST, Cls.STX})
 _LDX = Cls.LDX
+_SCALAR = T.SCALAR
 LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 

@@ -17,6 +17,7 @@ from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, 
 # enum members as plain attributes: read on every instruction (see isa.plain)
 Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)  # type: ignore[misc]
 
+_SCALAR = T.SCALAR
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 
 
@@ -45,7 +46,7 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
         src_regno = None
         if dreg.is_pointer and not env.allow_ptr_leaks and not _zero(sreg):
             raise Reject(f"R{insn.dst} pointer comparison prohibited")
-    if dreg.is_scalar and sreg.is_scalar:
+    if dreg.type is _SCALAR and sreg.type is _SCALAR:  # is_scalar, without the calls
         fall, jump = _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
         if fall is None or jump is None:  # decided by the values: they matter
             env.mark_precise(state, *([insn.dst] if src_regno is None

@@ -10,7 +10,7 @@ interpreter: where states are remembered, and which registers a path may still r
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
@@ -224,43 +224,64 @@ _CALL_ARGS = 0b111110  # R1-R5
 _CALL_DEFS = 0b111111  # R0-R5
 
 
-def live_regs(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, frozenset[int]]:
-    """Registers live on entry to each instruction (backward data flow to a fixpoint).
+def live_regs(insns: Sequence[Insn], flow: Flow | None = None,
+              at: Iterable[int] | None = None) -> dict[int, frozenset[int]]:
+    """Registers live on entry to each instruction (backward data flow to a fixpoint),
+    for the pcs `at` (default: every instruction).
 
     Each frame has its own registers, so an exit reads only R0 (the caller's R6-R9 live
     in the caller's frame, which pruning compares whole).  Worked on bitmasks, one bit a
     register; each distinct set is made once."""
     flow = flow or Flow(insns)
-    pcs = flow.pcs
-    succ = flow.succ
-    # (pc, uses, ~defs, successors); an exit reads R0 and nothing after it
-    info: list[tuple[int, int, int, list[int]]] = []
+    # (pc, uses, ~defs), last pc first; an exit reads R0 and nothing after it
+    facts: list[tuple[int, int, int]] = []
     seen: dict[int, tuple[int, int]] = {}  # id(insn) -> (uses, ~defs): decode shares slots
-    for pc in reversed(pcs):
+    for pc in reversed(flow.pcs):
         insn = insns[pc]
         if insn.opcode == _EXIT:
-            info.append((pc, 1, 0, []))
+            facts.append((pc, 1, 0))
             continue
         masks = seen.get(id(insn))
         if masks is None:
             uses, defs = _uses_defs(insn)
             masks = seen[id(insn)] = (uses, ~defs)
-        info.append((pc, masks[0], masks[1], succ[pc]))
-    live: dict[int, int] = dict.fromkeys(pcs, 0)
+        facts.append((pc, masks[0], masks[1]))
+    live = solve_backward(flow, facts, {}, 0)
+    return {pc: _reg_set(live[pc]) for pc in (flow.pcs if at is None else at)}
+
+
+def solve_backward(flow: Flow, facts: list[tuple[int, int, int]], fixed: dict[int, int],
+                   outside: int) -> list[int]:
+    """A backward data flow over bitmasks, to its fixpoint: for each (pc, gen, keep) of
+    `facts` (last pc first), mask(pc) = (mask of its successors, or-ed) & keep | gen.
+    `fixed`: pcs whose mask is given and stays; a successor that is no instruction
+    counts as `outside`.  Indexed by pc (a list: two indexings a fact, no lookups)."""
+    n = len(flow.insns)
+    none, out_of = n, n + 1  # "no successor" (0) and "not an instruction" (outside)
+    live = [0] * (n + 2)
+    live[out_of] = outside
+    for pc, mask in fixed.items():
+        live[pc] = mask
+    pcs = set(flow.pcs)
+    succ = flow.succ
+    work: list[tuple[int, int, int, int, int]] = []
+    for pc, gen, keep in facts:
+        nexts = succ[pc] if keep else ()  # keep 0: the successors do not matter
+        a = nexts[0] if nexts else none
+        b = nexts[1] if len(nexts) > 1 else none
+        work.append((pc, gen, keep, a if a == none or a in pcs else out_of,
+                     b if b == none or b in pcs else out_of))
     changed = True
     while changed:
         changed = False
-        for pc, uses, keep, nexts in info:
-            out = 0
-            for s in nexts:
-                out |= live.get(s, 0)
-            new = (out & keep) | uses
+        for pc, gen, keep, a, b in work:
+            new = ((live[a] | live[b]) & keep) | gen
             if new != live[pc]:
                 live[pc] = new
                 changed = True
         # without a backward jump, one pass from the last instruction is the fixpoint
         changed = changed and flow.loops
-    return {pc: _reg_set(m) for pc, m in live.items()}
+    return live
 
 
 @functools.lru_cache(maxsize=1 << 12)

@@ -139,7 +139,7 @@ class Scalar:
 
     @property
     def is_const(self) -> bool:
-        return self.var_off.is_const
+        return self.var_off.mask == 0  # var_off.is_const, without its call
 
     @property
     def value(self) -> int:

@@ -20,9 +20,10 @@ Slots are bits of an int: bit i covers bytes fp-8(i+1) .. fp-8i-1 (state.Frame.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from vxdp.bpf.isa import (
+    OP_EXIT,
     SIZE_BYTES,
     AluOp,
     AtomicOp,
@@ -34,7 +35,7 @@ from vxdp.bpf.isa import (
     is_helper_call,
     plain,
 )
-from vxdp.bpf.verifier.cfg import Flow
+from vxdp.bpf.verifier.cfg import Flow, solve_backward
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
 AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
@@ -140,9 +141,10 @@ def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
 _NO_ACCESS = (Cls.ALU, Cls.ALU64, Cls.LD, Cls.JMP32)  # classes that touch no memory
 
 
-def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int]:
-    """For each instruction, the bitmask of the function's own stack slots that may be
-    read from there on (ALL where we cannot tell)."""
+def live_slots(insns: Sequence[Insn], flow: Flow | None = None,
+               at: Iterable[int] | None = None) -> dict[int, int]:
+    """For each instruction (or the pcs `at`), the bitmask of the function's own stack
+    slots that may be read from there on (ALL where we cannot tell)."""
     flow = flow or Flow(insns)
     pcs, starts, func_of = flow.pcs, flow.starts, flow.func_of
     entry_regs: Regs = (None,) * 10 + (0,)
@@ -168,13 +170,13 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             if joined != before:
                 regs_in[nxt] = joined
                 work.append(nxt)
-    live: dict[int, int] = dict.fromkeys(pcs, 0)
-    # (pc, slots read, ~slots overwritten, successors), last pc first; a function whose
-    # frame address escaped has every slot live everywhere, once and for all
-    info = []
+    # (pc, slots read, ~slots overwritten), last pc first; a function whose frame
+    # address escaped has every slot live everywhere, once and for all
+    fixed: dict[int, int] = {}
+    facts: list[tuple[int, int, int]] = []
     for pc in reversed(pcs):
         if func_of[pc] in escaped:
-            live[pc] = ALL
+            fixed[pc] = ALL
             continue
         regs = regs_in.get(pc)
         insn = insns[pc]
@@ -184,18 +186,9 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None) -> dict[int, int
             gen, kill = 0, 0  # what _reads says of them, without the call
         else:
             gen, kill = _reads(insn, regs)
-        info.append((pc, gen, ~kill, flow.succ[pc]))  # an exit has no successor
-    changed = True
-    while changed:
-        changed = False
-        for pc, gen, keep, nexts in info:
-            out = 0
-            for s in nexts:
-                out |= live.get(s, ALL)
-            new = (out & keep) | gen
-            if new != live[pc]:
-                live[pc] = new
-                changed = True
-        # without a backward jump, one pass from the last instruction is the fixpoint
-        changed = changed and flow.loops
-    return live
+        if insn.opcode == OP_EXIT:
+            facts.append((pc, gen, 0))  # nothing is read after it
+        else:
+            facts.append((pc, gen, ~kill))
+    live = solve_backward(flow, facts, fixed, ALL)
+    return {pc: live[pc] for pc in (pcs if at is None else at)}

@@ -63,6 +63,7 @@ POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
 _SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
 _UNKNOWN_VAR = Scalar.unknown()
 _new = tuple.__new__
+_new_object = object.__new__
 
 
 class Reg(NamedTuple):
@@ -267,7 +268,14 @@ class State:
         self.regs = other.regs
 
     def copy(self) -> State:
-        return State([f.copy() for f in self.frames], dict(self.refs))
+        """A copy whose frames and references can change on their own (registers and
+        slots, immutable, are shared)."""
+        st = _new_object(State)  # the fields set here, not through __init__: made often
+        frames = st.frames = [f.copy() for f in self.frames]
+        st.refs = self.refs.copy()
+        cur = st.cur = frames[-1]
+        st.regs = cur.regs
+        return st
 
     def all_regs(self) -> list[tuple[int, int | None, int, Reg]]:
         """(frame, slot or None, regno, reg) for every register and spilled register."""
