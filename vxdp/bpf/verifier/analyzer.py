@@ -202,10 +202,12 @@ class Analyzer:
         step = self._step
         self.hist = hist
         self.cur_parent = parent  # the path's newest checkpoint (set again when one is kept)
+        processed = self.processed  # counted here, stored back for whoever reads it
         while True:
-            self.processed += 1
-            if self.processed > limit:
-                raise _Rejected(pc, f"BPF program is too large. Processed {self.processed} "
+            processed += 1
+            self.processed = processed
+            if processed > limit:
+                raise _Rejected(pc, f"BPF program is too large. Processed {processed} "
                                 f"insn", False)
             if pc in prune_points:
                 hit, parent = self._checkpoint(pc, state, parent)
@@ -472,7 +474,7 @@ class Analyzer:
         if cleaned is None:
             cleaned = prune.clean(state, live, slots)
         cp = Checkpoint(pc, cleaned, key, parent, self.hist,
-                        written_before=tuple(f.written for f in state.frames))
+                        written_before=tuple([f.written for f in state.frames]))
         self.hist = None
         for f in state.frames:
             f.written = 0

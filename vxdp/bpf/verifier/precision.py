@@ -42,7 +42,7 @@ SlotKey = tuple[int, int]  # (frame, slot index)
 Hist = tuple[int, int, object, "Hist"] | None  # (pc, frame, aux, older)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Checkpoint:
     pc: int
     state: State
