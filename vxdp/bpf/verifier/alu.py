@@ -145,7 +145,9 @@ _ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.R
 
 def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
     op, dst = insn.op, insn.dst
-    if dreg.is_pointer and sreg.is_pointer:
+    # both initialised (check_alu): a pointer is what is not a scalar
+    dst_ptr = dreg.type is not _SCALAR
+    if dst_ptr and sreg.type is not _SCALAR:
         if op == AluOp.SUB and env.allow_ptr_leaks:
             return scalar() if bits == 64 else scalar(Scalar.unknown().zext32())
         raise Reject(f"R{dst} pointer {OP_TEXT[op]} pointer prohibited")
@@ -153,7 +155,7 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
         if op == AluOp.SUB and env.allow_ptr_leaks:
             return scalar(Scalar.unknown().zext32())
         raise Reject(f"R{dst} 32-bit pointer arithmetic prohibited")
-    ptr, off_reg = (dreg, sreg) if dreg.is_pointer else (sreg, dreg)
+    ptr, off_reg = (dreg, sreg) if dst_ptr else (sreg, dreg)
     if ptr.maybe_null:
         raise Reject(f"R{dst} pointer arithmetic on {ptr.type_name()} prohibited, "
                      f"null-check it first")

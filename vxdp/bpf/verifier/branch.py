@@ -33,9 +33,12 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
     bits = 32 if insn.cls == Cls.JMP32 else 64
     op = insn.op
     dreg = _read(state, insn.dst)
+    # both operands are initialised (_read, const): a pointer is what is not a scalar
+    dst_ptr = dreg.type is not _SCALAR
     if insn.source == Src.X:
         sreg = _read(state, insn.src)
-        if not env.allow_ptr_leaks and (dreg.is_pointer or sreg.is_pointer):
+        src_ptr = sreg.type is not _SCALAR
+        if not env.allow_ptr_leaks and (dst_ptr or src_ptr):
             bad = insn.src if sreg.is_pointer else insn.dst
             if not (dreg.is_pointer and sreg.is_pointer and _is_pkt_cmp(dreg, sreg)):
                 raise Reject(f"R{bad} pointer comparison prohibited")
@@ -43,22 +46,23 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
     else:
         imm = insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF
         sreg = const(imm)
+        src_ptr = False
         src_regno = None
-        if dreg.is_pointer and not env.allow_ptr_leaks and not _zero(sreg):
+        if dst_ptr and not env.allow_ptr_leaks and not _zero(sreg):
             raise Reject(f"R{insn.dst} pointer comparison prohibited")
-    if dreg.type is _SCALAR and sreg.type is _SCALAR:  # is_scalar, without the calls
+    if not (dst_ptr or src_ptr):
         fall, jump = _scalar_branch(state, insn, op, dreg, sreg, src_regno, bits)
         if fall is None or jump is None:  # decided by the values: they matter
             env.mark_precise(state, *([insn.dst] if src_regno is None
                                       else [insn.dst, src_regno]))
         return fall, jump
     if bits == 64 and op in (JmpOp.JEQ, JmpOp.JNE):
-        nullable, other = (dreg, sreg) if dreg.is_pointer else (sreg, dreg)
-        if other.is_scalar and _zero(other):
+        nullable, other = (dreg, sreg) if dst_ptr else (sreg, dreg)
+        if other.type is _SCALAR and _zero(other):
             if src_regno is not None:  # a NULL check because that register is 0
-                env.mark_precise(state, insn.src if dreg.is_pointer else insn.dst)
+                env.mark_precise(state, insn.src if dst_ptr else insn.dst)
             return _null_branch(env, state, op, nullable)
-    if dreg.is_pointer and sreg.is_pointer and bits == 64:
+    if dst_ptr and src_ptr and bits == 64:
         return _pkt_branch(state, op, dreg, sreg)
     return state.copy(), state
 

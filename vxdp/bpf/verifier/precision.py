@@ -157,7 +157,7 @@ def jump_links(state: State, insn: Insn) -> tuple[frozenset[RegKey], frozenset[S
     slots: set[SlotKey] = set()
     if ids:
         for fi, si, regno, reg in state.all_regs():
-            if reg.is_scalar and reg.id in ids:
+            if reg.id in ids and reg.is_scalar:  # the id first: most registers have none
                 if si is None:
                     regs.add((fi, regno))
                 else:
