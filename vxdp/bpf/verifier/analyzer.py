@@ -223,6 +223,7 @@ class Analyzer:
             if logging:
                 self.log.insn(pc, state)
             insn = insns[pc]
+            nxt: int | None
             try:
                 if insn.cls in _ALU_CLASSES:  # half of all instructions: no _step call
                     check_alu(env, state, insn)
