@@ -639,7 +639,7 @@ class GuestPort:
             "program": None if program is None else {
                 "tag": program.program.tag, "insns": program.program.insn_count,
                 "engine": program.engine, "profile": job.profile.name if job else "",
-                "source_engine": saved.offload.program.engine  # type: ignore[union-attr]
+                "source_engine": saved.offload.program.engine
                 if saved.offload and saved.offload.program else ""},
             "queues": {str(q.index): q.base for q in saved.queues}}
         self.migration["refused"] = ""
@@ -1007,7 +1007,7 @@ class GuestPort:
             out[name] += model.get(f"offload_{name}", 0)
         return out
 
-    def offload_info(self) -> dict[str, object]:
+    def offload_info(self) -> dict[str, Any]:
         """What this guest offloaded (the device's view) and the actions it took."""
         device = self.device
         offload = device.offload if device is not None else None
