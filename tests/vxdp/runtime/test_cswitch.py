@@ -15,6 +15,7 @@ import trio
 
 from host import get_profile
 from tests.host.test_switch import BY_BYTE
+from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac
 from virtio_spec.status import DeviceStatus
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
@@ -155,3 +156,41 @@ async def test_a_ring_broken_under_the_c_pump_needs_a_reset(rig_factory: RigFact
     assert rig.host.stats()["switch"]["c_frames"] > 0
     c = rig.host.stats()["guests"][0]["datapath"]["c_counters"]
     assert c["drop_ring_broken"] > 0
+
+
+@pytest.mark.parametrize("c_switch", [True, False], ids=["c-switch", "python-switch"])
+@pytest.mark.parametrize("datapath", ["c"])
+async def test_the_switch_follows_a_mac_the_driver_set(rig_factory: RigFactory,
+                                                        c_switch: bool) -> None:
+    """VIRTIO_NET_CTRL_MAC_ADDR_SET: the host switches the guest's frames by the address
+    its driver set (the device's config mac), not the configured one; a device reset
+    brings the configured one back (QEMU's virtio_net_reset)."""
+    prof = get_profile("default")
+    configured, new = guest_mac(prof, 0), bytes.fromhex("02aabbccdd01")
+    with trio.fail_after(30):
+        rig = rig_factory(sockets=2)
+        rig.host.c_switch = c_switch
+        first = await rig.add_guest(port=open_port("null"))
+        other = await rig.add_guest(port=open_port("null"))
+        port = rig.host.guests[0]
+        await until(lambda: all(g.cpath is not None and g.cpath.active and g.rx_posted
+                                for g in rig.host.guests), "two C ports")
+        cmd = first.driver.ctrl_command(int(VirtioNetCtrlClass.VIRTIO_NET_CTRL_MAC),
+                                        int(VirtioNetCtrlMac.VIRTIO_NET_CTRL_MAC_ADDR_SET),
+                                        {"mac": new})
+        await first.pump()
+        await until(lambda: cmd.done, "MAC_ADDR_SET answered")
+        assert cmd.ok and first.driver.mac == new
+        assert port.mac == new and rig.host.stats()["guests"][0]["mac"] == new.hex(":")
+        rig.host.from_wire([_frame(new, 2, k) for k in range(10)])  # action byte 2: PASS
+        await until(lambda: first.stack["packets"] == 10, "the frames to the new MAC")
+        await _settle(rig)
+        assert other.stack["packets"] == 0  # to a known unicast MAC: not flooded
+        seen = rig.host.stats()["guests"][1]
+        assert not any(seen["drops"].values()) and seen["datapath"]["c_counters"]["rx_packets"] == 0
+        # from the other guest: switched to the first by its new MAC, not to the wire
+        await other.transmit([_frame(new, 2, 100 + k) for k in range(5)])
+        await until(lambda: first.stack["packets"] == 15, "the other guest's frames")
+    port._handle(port._need_device().write_status(0))  # a reset, as the driver's
+    port._sync_mac()
+    assert port.mac == configured and rig.host._macs[configured] is port
