@@ -697,6 +697,26 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
     return (int)in->count;
 }
 
+int vxdp_port_redirect_in(struct vxdp_port *p, const struct vxdp_burst *in,
+                          struct vxdp_burst *wire, char *err, size_t errlen)
+{
+    const uint8_t *pkt;
+    int rc;
+
+    if ((rc = dp_burst_check(in, false, "redirect", err, errlen)) ||
+        (rc = dp_burst_check(wire, true, "wire", err, errlen)))
+        return rc;
+    if (!in->count)
+        return 0;
+    pkt = in->buf;
+    for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++) {
+        p->st.redirect_in++;
+        guest_in(p, wire, pkt, in->len[i], 1);
+    }
+    dp_rx_end(p);
+    return (int)in->count;
+}
+
 /* true when a tx header and its frame keep to §5.1.6.2.1 and §5.1.4.2 */
 static bool tx_header_ok(const struct vxdp_port *p, const uint8_t *hdr, uint32_t frame_len,
                          const uint8_t *eth)

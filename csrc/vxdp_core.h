@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 4
+#define VXDP_CORE_ABI 5
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -339,6 +339,11 @@ int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
                        struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,
                        char *err, size_t errlen);
+/* frames another port's program redirected here from outside the core (a port the
+ * Python side serves): past the host-attached program, through the offloaded one, as
+ * the switch's own redirects go (one hop: a second redirect is dropped) */
+int vxdp_port_redirect_in(struct vxdp_port *port, const struct vxdp_burst *in,
+                          struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_irq(struct vxdp_port *port);
 int vxdp_port_rx_room(struct vxdp_port *port);
 int vxdp_port_release(struct vxdp_port *port);

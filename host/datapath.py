@@ -482,6 +482,20 @@ class HostPort:
                 wire.append(self._wire.packed())
         return BurstOut(_joined(wire), self.switch.interrupts())
 
+    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
+        """Frames a program on a port outside the core redirected here: past the
+        host-attached program, through the offloaded one (as the switch's own redirects
+        go), in bursts of at most `burst_size`."""
+        wire: list[PackedFrames] = []
+        step = self.burst_size
+        for at in range(0, len(frames), step):
+            self._in = _loaded_burst(self._in, frames[at:at + step])
+            self._wire.clear()
+            native.port_redirect_in(self.handle, self._in, self._wire)
+            if self._wire.count:
+                wire.append(self._wire.packed())
+        return BurstOut(_joined(wire), self.switch.interrupts())
+
     def tx_burst(self, budget: int = native.BURST_MAX) -> BurstOut:
         """Frames the guest transmitted: every available tx chain, up to `budget`."""
         wire: list[PackedFrames] = []

@@ -108,6 +108,10 @@ class CPath:
         assert self.port is not None
         return self.port.rx_burst(frames)
 
+    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
+        assert self.port is not None
+        return self.port.redirect_in(frames)
+
     def tx(self) -> BurstOut:
         assert self.port is not None
         return self.port.tx_burst()

@@ -916,16 +916,17 @@ class GuestPort:
         if device is None or not device.live:
             self.drops["no_device"] += len(frames)
             return
-        if self.cpath is not None and self.cpath.active:
-            # a frame redirected here: the C port has the rings; count it as not taken
-            self.drops["no_device"] += len(frames)
-            return
         pairs = device.net.curr_queue_pairs
         by_pair: dict[int, list[bytes]] = {}
         for frame in frames:
-            by_pair.setdefault(flow_pair(frame, pairs), []).append(frame)
+            by_pair.setdefault(flow_pair(frame, pairs) if pairs > 1 else 0, []).append(frame)
         for pair, burst in sorted(by_pair.items()):
-            self._deliver_pair(pair, burst)
+            if pair == 0 and self.cpath is not None and self.cpath.active:
+                # the C port has pair 1's rings: in there, through the offloaded program
+                self._burst_out(self.cpath.redirect_in(burst), from_guest=False)
+                self._c_broken("rx")
+            else:
+                self._deliver_pair(pair, burst)
 
     def _deliver_pair(self, pair: int, frames: Sequence[bytes]) -> None:
         """Frames past XDP into receiveq(pair + 1) of the device model."""

@@ -15,7 +15,7 @@ import trio
 
 from host import get_profile
 from tests.host.test_switch import BY_BYTE
-from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac
+from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac, VirtioNetCtrlMq
 from virtio_spec.status import DeviceStatus
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
@@ -23,6 +23,7 @@ from vxdp.bpf.program import Program
 from vxdp.frames import PackedFrames
 from vxdp.packets import udp_packet
 from vxdp.runtime import open_port
+from vxdp.runtime.guestport import FIRST_GUEST_IFINDEX, flow_pair
 from vxdp.runtime.host import guest_mac
 from vxdp.runtime.wire import PackedRun, WirePort, WireSpec
 
@@ -194,3 +195,39 @@ async def test_the_switch_follows_a_mac_the_driver_set(rig_factory: RigFactory,
     port._handle(port._need_device().write_status(0))  # a reset, as the driver's
     port._sync_mac()
     assert port.mac == configured and rig.host._macs[configured] is port
+
+
+@pytest.mark.parametrize("datapath", ["c"])
+async def test_a_redirect_from_the_python_side_reaches_a_c_port(rig_factory: RigFactory
+                                                                ) -> None:
+    """Guest 0 runs 2 queue pairs (pair 2 is the device model's, so its frames meet the
+    host's program in Python); the program redirects every frame to guest 1, whose
+    receive ring is the C port's: the frames from both sides arrive there, none dropped."""
+    prof = get_profile("default")
+    to_g0 = [udp_packet("10.0.0.9", "10.0.0.1", 1000 + k, 8, bytes([k]) * 30,
+                        src_mac="02:00:00:00:00:09", dst_mac=guest_mac(prof, 0).hex(":"))
+             for k in range(40)]
+    via_model = sum(flow_pair(f, 2) != 0 for f in to_g0)
+    assert 0 < via_model < len(to_g0)  # both paths taken
+    redirect = Program("to_guest1", "xdp", encode(assemble(
+        f"mov %r1, {FIRST_GUEST_IFINDEX + 1}\nmov %r2, 0\ncall 23\nexit")))
+    with trio.fail_after(30):
+        rig = rig_factory(sockets=2)
+        g0 = await rig.add_guest(port=open_port("null"))
+        g1 = await rig.add_guest(port=open_port("null"))
+        await until(lambda: all(g.cpath is not None and g.cpath.active and g.rx_posted
+                                for g in rig.host.guests), "two C ports")
+        cmd = g0.driver.ctrl_command(int(VirtioNetCtrlClass.VIRTIO_NET_CTRL_MQ),
+                                     int(VirtioNetCtrlMq.VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET),
+                                     {"virtqueue_pairs": 2})
+        await g0.pump()
+        await until(lambda: cmd.done, "VQ_PAIRS_SET answered")
+        assert cmd.ok
+        rig.host.attach(redirect)
+        rig.host.from_wire(to_g0)
+        await until(lambda: g1.stack["packets"] == len(to_g0), "every frame on guest 1")
+        await _settle(rig)
+    stats = rig.host.stats()["guests"]
+    assert g0.stack["packets"] == 0
+    assert not any(stats[1]["drops"].values())
+    assert stats[1]["datapath"]["c_counters"]["redirect_in"] == len(to_g0)
