@@ -403,6 +403,11 @@ class HostPort:
         except native.VringError:
             return 0  # broken: nothing more will be taken
 
+    def set_carrier(self, up: bool) -> None:
+        """The guest's link (the operator's up/down): while it is down, frames other
+        ports redirect here are dropped (`drop_link_down`)."""
+        native.port_set_carrier(self.handle, up)
+
     def hand_back(self) -> None:
         """Give the queues back to the device model's Python engines, at C's indices."""
         if self._device is None:

@@ -822,6 +822,11 @@ def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
     return int(rc)
 
 
+def port_set_carrier(port: PortHandle, up: bool) -> None:
+    """The guest's link: while down, frames redirected to the port are dropped."""
+    lib.vxdp_port_set_carrier(port.ptr, 1 if up else 0)
+
+
 def port_redirect_in(port: PortHandle, frames: Burst, wire: Burst) -> int:
     """Frames redirected here from a port outside the core: the offloaded program (not
     the host-attached one), then guest / wire; appends to wire."""

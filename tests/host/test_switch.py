@@ -270,3 +270,9 @@ def test_frames_redirected_in_from_outside_skip_the_host_program() -> None:
     s = port.stats
     assert (s["redirect_in"], s["xdp_drop"], s["off_pass"], s["off_tx"], s["off_drop"]) \
         == (4, 0, 2, 1, 1)
+    port.set_carrier(False)  # the guest's link down: what is redirected to it is dropped
+    assert not list(port.redirect_in(frames).wire) and h.received()[0] == []
+    assert (port.stats["redirect_in"], port.stats["drop_link_down"]) == (8, 4)
+    port.set_carrier(True)
+    port.redirect_in(frames[:1])
+    assert h.received()[0] == [frames[0]]

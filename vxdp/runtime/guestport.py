@@ -346,6 +346,8 @@ class GuestPort:
         to come; the current device, if any, changes its status.  True when the
         front-end was sent a config change for it (CONFIG_CHANGE_MSG)."""
         self.profile = replace(self.profile, link_up=up)
+        if self.cpath is not None and self.cpath.port is not None:
+            self.cpath.port.set_carrier(up)
         if self.device is None:
             log.info("guest %d: link %s (no front-end: its next device starts so)",
                      self.number, "up" if up else "down")
@@ -730,7 +732,8 @@ class GuestPort:
             return
         if self.device.live and {0, 1} <= self.running:
             xdp = self.runtime.xdp
-            if self.cpath.take(self.device, xdp.program, xdp.maps, xdp.core_engine):
+            if self.cpath.take(self.device, xdp.program, xdp.maps, xdp.core_engine,
+                               link_up=self.link_up):
                 self.cpath.attach_offload(self.device.offloaded)
 
     def _release(self) -> None:
@@ -912,6 +915,9 @@ class GuestPort:
             self._hop -= 1
 
     def _deliver(self, frames: Sequence[bytes]) -> None:
+        if not self.link_up:  # as QEMU drops a netdev's frames while its link is down
+            self.drops["link_down"] += len(frames)
+            return
         device = self.device
         if device is None or not device.live:
             self.drops["no_device"] += len(frames)

@@ -197,12 +197,15 @@ async def test_the_switch_follows_a_mac_the_driver_set(rig_factory: RigFactory,
     assert port.mac == configured and rig.host._macs[configured] is port
 
 
+@pytest.mark.parametrize("link_up", [True, False], ids=["link-up", "link-down"])
 @pytest.mark.parametrize("datapath", ["c"])
-async def test_a_redirect_from_the_python_side_reaches_a_c_port(rig_factory: RigFactory
-                                                                ) -> None:
+async def test_a_redirect_from_the_python_side_reaches_a_c_port(rig_factory: RigFactory,
+                                                                link_up: bool) -> None:
     """Guest 0 runs 2 queue pairs (pair 2 is the device model's, so its frames meet the
     host's program in Python); the program redirects every frame to guest 1, whose
-    receive ring is the C port's: the frames from both sides arrive there, none dropped."""
+    receive ring is the C port's: the frames from both sides arrive there, none dropped.
+    With guest 1's link down, frames redirected to it from either side are dropped, as
+    QEMU drops a netdev's frames while its link is down."""
     prof = get_profile("default")
     to_g0 = [udp_packet("10.0.0.9", "10.0.0.1", 1000 + k, 8, bytes([k]) * 30,
                         src_mac="02:00:00:00:00:09", dst_mac=guest_mac(prof, 0).hex(":"))
@@ -224,10 +227,18 @@ async def test_a_redirect_from_the_python_side_reaches_a_c_port(rig_factory: Rig
         await until(lambda: cmd.done, "VQ_PAIRS_SET answered")
         assert cmd.ok
         rig.host.attach(redirect)
+        rig.host.guests[1].set_link(link_up)
         rig.host.from_wire(to_g0)
-        await until(lambda: g1.stack["packets"] == len(to_g0), "every frame on guest 1")
+        if link_up:
+            await until(lambda: g1.stack["packets"] == len(to_g0), "every frame on guest 1")
         await _settle(rig)
     stats = rig.host.stats()["guests"]
+    c = stats[1]["datapath"]["c_counters"]
     assert g0.stack["packets"] == 0
-    assert not any(stats[1]["drops"].values())
-    assert stats[1]["datapath"]["c_counters"]["redirect_in"] == len(to_g0)
+    assert c["redirect_in"] == len(to_g0) - (0 if link_up else via_model)
+    if link_up:
+        assert not any(stats[1]["drops"].values())
+    else:
+        assert g1.stack["packets"] == 0
+        assert stats[1]["drops"]["link_down"] == via_model  # from the Python side
+        assert c["drop_link_down"] == len(to_g0) - via_model  # from guest 0's C port
