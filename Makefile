@@ -38,7 +38,7 @@ demo: deps
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy virtio_spec guest host
+	$(BIN)/mypy virtio_spec guest host vxdp
 
 bench: deps
 	$(BIN)/vxdp bench

@@ -540,6 +540,10 @@ static void guest_in(struct vxdp_port *p, struct vxdp_burst *wire, const uint8_t
     uint32_t act, dlen;
     bool fault;
 
+    if (hop && p->carrier_off) {
+        p->st.drop_link_down++;   /* redirected to a guest whose link is down */
+        return;
+    }
     if (!x->prog) {
         deliver(p, pkt, len);
         return;
@@ -693,6 +697,31 @@ int vxdp_port_rx_burst(struct vxdp_port *p, const struct vxdp_burst *in,
     pkt = in->buf;
     for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++)
         dp_rx_frame(p, wire, pkt, in->len[i]);
+    dp_rx_end(p);
+    return (int)in->count;
+}
+
+void vxdp_port_set_carrier(struct vxdp_port *p, int up)
+{
+    p->carrier_off = !up;
+}
+
+int vxdp_port_redirect_in(struct vxdp_port *p, const struct vxdp_burst *in,
+                          struct vxdp_burst *wire, char *err, size_t errlen)
+{
+    const uint8_t *pkt;
+    int rc;
+
+    if ((rc = dp_burst_check(in, false, "redirect", err, errlen)) ||
+        (rc = dp_burst_check(wire, true, "wire", err, errlen)))
+        return rc;
+    if (!in->count)
+        return 0;
+    pkt = in->buf;
+    for (uint32_t i = 0; i < in->count; pkt += in->len[i], i++) {
+        p->st.redirect_in++;
+        guest_in(p, wire, pkt, in->len[i], 1);
+    }
     dp_rx_end(p);
     return (int)in->count;
 }

@@ -59,6 +59,7 @@ struct vxdp_port {
     uint64_t features;
     uint32_t hdr_len, mtu;
     bool mrg;
+    bool carrier_off;               /* the link is down: redirects into it are dropped */
     struct dp_xdp xdp;              /* the host-attached program */
     struct dp_xdp offload;          /* the program the guest offloaded */
     struct vxdp_port_stats st;

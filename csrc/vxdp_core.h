@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 4
+#define VXDP_CORE_ABI 5
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -259,6 +259,7 @@ struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, it
     uint64_t drop_ring_broken;              /* the queue refused a hostile ring */
     uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
     uint64_t drop_tx_oversize;              /* tx frame past VXDP_DP_MAX_FRAME, or the wire */
+    uint64_t drop_link_down;                /* redirected here while the carrier was off */
     uint64_t irq_sent, irq_suppressed;
     /* the program the guest offloaded, run on every frame into the guest */
     uint64_t off_aborted, off_drop, off_pass, off_tx, off_redirect, off_invalid, off_fault;
@@ -339,7 +340,16 @@ int vxdp_port_rx_burst(struct vxdp_port *port, const struct vxdp_burst *in,
                        struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_tx_burst(struct vxdp_port *port, uint32_t budget, struct vxdp_burst *wire,
                        char *err, size_t errlen);
+/* frames another port's program redirected here from outside the core (a port the
+ * Python side serves): past the host-attached program, through the offloaded one, as
+ * the switch's own redirects go (one hop: a second redirect is dropped) */
+int vxdp_port_redirect_in(struct vxdp_port *port, const struct vxdp_burst *in,
+                          struct vxdp_burst *wire, char *err, size_t errlen);
 int vxdp_port_irq(struct vxdp_port *port);
+/* the guest's carrier (the operator's link up/down, as QEMU's): while it is off, frames
+ * other ports redirect to this one are dropped (drop_link_down); the switch keeps wire
+ * and guest traffic off a link-down port by its table */
+void vxdp_port_set_carrier(struct vxdp_port *port, int up);
 int vxdp_port_rx_room(struct vxdp_port *port);
 int vxdp_port_release(struct vxdp_port *port);
 void vxdp_port_get_stats(const struct vxdp_port *port, struct vxdp_port_stats *st);

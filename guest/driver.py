@@ -465,6 +465,10 @@ class Driver:
             self._publish(q)
         return queued
 
+    def ctrl_in_flight(self) -> list[CtrlCommand]:
+        """The control commands made available that the device has not returned."""
+        return list(self._ctrl.values())
+
     def ctrl_command(self, cls: int, command: int, body: Any = None, *,
                      result_size: int = 0) -> CtrlCommand:
         """Send a control command; the returned object is completed when the device

@@ -403,6 +403,11 @@ class HostPort:
         except native.VringError:
             return 0  # broken: nothing more will be taken
 
+    def set_carrier(self, up: bool) -> None:
+        """The guest's link (the operator's up/down): while it is down, frames other
+        ports redirect here are dropped (`drop_link_down`)."""
+        native.port_set_carrier(self.handle, up)
+
     def hand_back(self) -> None:
         """Give the queues back to the device model's Python engines, at C's indices."""
         if self._device is None:
@@ -478,6 +483,20 @@ class HostPort:
                                      else frames)
             self._wire.clear()
             native.port_rx_burst(self.handle, self._in, self._wire)
+            if self._wire.count:
+                wire.append(self._wire.packed())
+        return BurstOut(_joined(wire), self.switch.interrupts())
+
+    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
+        """Frames a program on a port outside the core redirected here: past the
+        host-attached program, through the offloaded one (as the switch's own redirects
+        go), in bursts of at most `burst_size`."""
+        wire: list[PackedFrames] = []
+        step = self.burst_size
+        for at in range(0, len(frames), step):
+            self._in = _loaded_burst(self._in, frames[at:at + step])
+            self._wire.clear()
+            native.port_redirect_in(self.handle, self._in, self._wire)
             if self._wire.count:
                 wire.append(self._wire.packed())
         return BurstOut(_joined(wire), self.switch.interrupts())

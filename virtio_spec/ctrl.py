@@ -59,8 +59,8 @@ from .offload import (
 
 
 class VirtioNetCtrlClass(IntEnum):
-    """Control classes (virtio 1.3 §5.1.6.5; STATS is virtio 1.4).  vxdp's class 9 is
-    `offload.VIRTIO_NET_CTRL_EBPF`."""
+    """Control classes (virtio 1.3 §5.1.6.5; STATS is virtio 1.4).  vxdp's offload class
+    is `offload.VIRTIO_NET_CTRL_EBPF` (0x40; 6 in the RFC's numbering)."""
 
     VIRTIO_NET_CTRL_RX = 0
     VIRTIO_NET_CTRL_MAC = 1

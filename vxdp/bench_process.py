@@ -175,14 +175,14 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
                                     agent if via_agent else None)
 
             def ready() -> bool:
-                up = (port.sessions > sessions and port.live and port.rx_posted
-                      and port.cpath is not None and port.cpath.active)
-                if mode != "offload":
-                    return up
-                # the guest's program offloaded (over its control queue or its agent), on
-                # the C port
-                return up and port.cpath.port is not None \
-                    and port.cpath.port.offloaded is not None  # type: ignore[union-attr]
+                cpath = port.cpath
+                if not (port.sessions > sessions and port.live and port.rx_posted
+                        and cpath is not None and cpath.active):
+                    return False
+                # offload: the guest's program offloaded (over its control queue or its
+                # agent), on the C port
+                return mode != "offload" or (cpath.port is not None
+                                             and cpath.port.offloaded is not None)
             try:
                 with trio.fail_after(30):
                     while not ready():

@@ -26,7 +26,7 @@ if os.environ.get("VXDP_CORE") == "asan":
 else:
     from vxdp._vxdp_core import ffi, lib
 
-ABI = 4
+ABI = 5
 
 MODE_RAW = 0
 MODE_XDP = 1
@@ -817,6 +817,20 @@ def port_attach_offload(port: PortHandle, prog: ProgHandle | None,
 def port_rx_burst(port: PortHandle, frames: Burst, wire: Burst) -> int:
     """Wire frames into the port (XDP, then guest / wire / another port); appends to wire."""
     rc = lib.vxdp_port_rx_burst(port.ptr, frames.ptr, wire.ptr, port.err, 256)
+    if rc < 0:
+        raise CoreError(_text(port.err))
+    return int(rc)
+
+
+def port_set_carrier(port: PortHandle, up: bool) -> None:
+    """The guest's link: while down, frames redirected to the port are dropped."""
+    lib.vxdp_port_set_carrier(port.ptr, 1 if up else 0)
+
+
+def port_redirect_in(port: PortHandle, frames: Burst, wire: Burst) -> int:
+    """Frames redirected here from a port outside the core: the offloaded program (not
+    the host-attached one), then guest / wire; appends to wire."""
+    rc = lib.vxdp_port_redirect_in(port.ptr, frames.ptr, wire.ptr, port.err, 256)
     if rc < 0:
         raise CoreError(_text(port.err))
     return int(rc)

@@ -10,4 +10,4 @@ int xdp_icmp_guard(struct xdp_md *ctx)
 	return ip && ip->protocol == IPPROTO_ICMP ? XDP_DROP : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

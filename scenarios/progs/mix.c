@@ -44,4 +44,4 @@ int xdp_mix(struct xdp_md *ctx)
 	return action;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

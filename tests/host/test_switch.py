@@ -254,3 +254,25 @@ def test_bad_calls_are_refused() -> None:
         h.switch.set_table([(b"\x01", True, True, None)])
     with pytest.raises(native.CoreError, match="not on this switch"):
         other.tx(h.ports[0])
+
+
+def test_frames_redirected_in_from_outside_skip_the_host_program() -> None:
+    """`HostPort.redirect_in` (a redirect by a program the Python side ran): past the
+    port's host-attached program, through its offloaded one, as the switch's own
+    redirects go; frames the offloaded program bounces go to the wire."""
+    h = Hosts(1, program="mov %r0, 1\nexit")  # host-attached: drop everything
+    port = h.ports[0]
+    port.attach_offload(Program("o", "xdp", encode(assemble(BY_BYTE))))
+    frames = [frame(mac(0), 2, 1), frame(mac(0), 3, 2), frame(mac(0), 1, 3), frame(mac(0), 2, 4)]
+    out = port.redirect_in(frames)
+    assert list(out.wire) == [frames[1]]  # XDP_TX by the offloaded program
+    assert h.received()[0] == [frames[0], frames[3]]
+    s = port.stats
+    assert (s["redirect_in"], s["xdp_drop"], s["off_pass"], s["off_tx"], s["off_drop"]) \
+        == (4, 0, 2, 1, 1)
+    port.set_carrier(False)  # the guest's link down: what is redirected to it is dropped
+    assert not list(port.redirect_in(frames).wire) and h.received()[0] == []
+    assert (port.stats["redirect_in"], port.stats["drop_link_down"]) == (8, 4)
+    port.set_carrier(True)
+    port.redirect_in(frames[:1])
+    assert h.received()[0] == [frames[0]]

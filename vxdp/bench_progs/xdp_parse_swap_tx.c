@@ -51,4 +51,4 @@ int xdp_swap_tx(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -461,7 +461,7 @@ class _Loader:
         code = bytearray(main.section.data[main.start: main.start + main.size])
         placed = {(main.section.index, main.start): 0}
         self._relocate(code, main, placed)
-        info = []
+        info: list[tuple[int, int]] = []
         for (shndx, start), insn in placed.items():
             type_id = self.func_types.get((self.elf.sections[shndx].name, start))
             if type_id is None:

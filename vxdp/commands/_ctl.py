@@ -47,7 +47,7 @@ def call(args: argparse.Namespace, op: str, **kw: Any) -> Any:
         raise UsageError("--host PATH or --guest PATH is needed (one of them): the control "
                          "socket of a running `vxdp host --control PATH` or `vxdp guest "
                          "--control PATH`")
-    with ControlClient(host or guest) as ctl:
+    with ControlClient(str(host or guest)) as ctl:
         return ctl.call(op, **kw)
 
 

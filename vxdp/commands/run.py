@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 NAME = "run"
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keep is not None:
             workdir = args.keep / scenario["name"]
             workdir.mkdir(parents=True, exist_ok=True)
-        result = trio.run(lambda s=scenario, w=workdir, p=progress: run_scenario(
-            s, progress=p, workdir=w))
+        result = trio.run(partial(run_scenario, scenario, progress=progress, workdir=workdir))
         print(json.dumps(result.to_json()) if args.json else result.summary(), flush=True)
         if not result.ok:
             status = 1

@@ -468,7 +468,7 @@ class ControlHandler(OpsHandler):
                                sizes=(int(size),) if size else None)
         frames = gen.packets(count)
         if "guest" in args:
-            mac = self._guest(args["guest"]).profile.mac
+            mac = self._guest(args["guest"]).mac
             frames = [mac + f[6:] for f in frames]
         runtime, sent = self.runtime, 0
         while sent < len(frames):

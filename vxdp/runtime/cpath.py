@@ -60,10 +60,11 @@ class CPath:
         return self.port is not None
 
     def take(self, device: Device, program: Program | None,
-             maps: Sequence[CoreMap] | None, engine: str = "interp") -> bool:
+             maps: Sequence[CoreMap] | None, engine: str = "interp", *,
+             link_up: bool = True) -> bool:
         """Move pair 1's queues of a live `device` into C, with the host-attached
-        `program` on `engine` (interp or jit); False (and why, in `refusal`) when the
-        queues cannot go (packed rings, chains in flight)."""
+        `program` on `engine` (interp or jit) and the guest's carrier; False (and why,
+        in `refusal`) when the queues cannot go (packed rings, chains in flight)."""
         if self.port is not None:
             return True
         try:
@@ -73,6 +74,7 @@ class CPath:
             log.info("port %d stays on the Python datapath: %s", self.ifindex, exc)
             return False
         self.port = port
+        port.set_carrier(link_up)
         if program is not None:
             self.attach(program, maps, engine)
         return True
@@ -107,6 +109,10 @@ class CPath:
     def rx(self, frames: Sequence[bytes]) -> BurstOut:
         assert self.port is not None
         return self.port.rx_burst(frames)
+
+    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
+        assert self.port is not None
+        return self.port.redirect_in(frames)
 
     def tx(self) -> BurstOut:
         assert self.port is not None

@@ -104,6 +104,7 @@ from guest import (
     WriteStatus,
 )
 from guest.datapath import GuestPort, Kicks
+from virtio_spec.ctrl import VirtioNetCtrlClass
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.features import VirtioNetFeature as _N
 from virtio_spec.features import mask_of
@@ -153,6 +154,13 @@ _PROTO_BIT = 1 << VHOST_USER_F_PROTOCOL_FEATURES
 _WANTED = (1 << PF.MQ | 1 << PF.REPLY_ACK | 1 << PF.CONFIG | 1 << PF.STATUS
            | 1 << PF.RESET_DEVICE | 1 << PF.BACKEND_REQ | 1 << PF.DEVICE_STATE)
 _PACKED = 34
+#: Control classes whose commands set state (virtio 1.3 §5.1.6.5.1 to .5.6: rx mode,
+#: MAC, VLAN, announce ack, queue pairs, guest offloads): run twice, they leave what
+#: running once does, so a ring resumed on a new device may take them again.
+REPLAYABLE_CTRL_CLASSES = frozenset(int(c) for c in (
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_RX, VirtioNetCtrlClass.VIRTIO_NET_CTRL_MAC,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_VLAN, VirtioNetCtrlClass.VIRTIO_NET_CTRL_ANNOUNCE,
+    VirtioNetCtrlClass.VIRTIO_NET_CTRL_MQ, VirtioNetCtrlClass.VIRTIO_NET_CTRL_GUEST_OFFLOADS))
 #: What the front-end offers of its own when the back-end has no CONFIG (QEMU's part).
 FRONTEND_FEATURES = mask_of((_N.VIRTIO_NET_F_MAC, _N.VIRTIO_NET_F_STATUS))
 #: Hidden without CONFIG: config fields or a control queue a plain back-end does not serve.
@@ -524,6 +532,15 @@ class GuestRuntime:
         """Replay the device's state; "" when the rings resumed, else why they cannot."""
         core = link.core
         assert self.features_written is not None
+        # A resumed ring is taken again from the used index the old device published, so
+        # a command it had not answered runs on the new device.  The spec's classes set
+        # state and run twice harmlessly; an offload command does not (a second MAP
+        # CREATE leaves a map nobody holds): reset the device instead.
+        unsafe = [c.name for c in self.driver.ctrl_in_flight()
+                  if c.cls not in REPLAYABLE_CTRL_CLASSES]
+        if unsafe:
+            return (f"{', '.join(unsafe)} was in flight and would run again on the new "
+                    f"device")
         offered = await self._offered(link)
         if offered & self.features_written != self.features_written:
             return (f"the host no longer offers the negotiated features "

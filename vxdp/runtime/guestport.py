@@ -102,6 +102,7 @@ from host import (
 from host.config import ConfigSpace
 from host.datapath import BurstOut
 from host.device import RX_BACKLOG
+from virtio_spec.ctrl import VirtioNetCtrlClass, VirtioNetCtrlMac
 from virtio_spec.errors import LocalProtocolError, VirtioError
 from virtio_spec.features import VirtioNetFeature, dependents, describe
 from virtio_spec.split import SplitDeviceQueue
@@ -163,6 +164,8 @@ _INIT_BITS = (DeviceStatus.ACKNOWLEDGE, DeviceStatus.DRIVER, DeviceStatus.FEATUR
 
 
 _CTRL_VQ = 1 << VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ
+_CTRL_MAC = int(VirtioNetCtrlClass.VIRTIO_NET_CTRL_MAC)
+_MAC_ADDR_SET = int(VirtioNetCtrlMac.VIRTIO_NET_CTRL_MAC_ADDR_SET)
 #: Features that MUST come with CTRL_VQ (virtio 1.3 §5.1.3.1, and the XDP offload).
 NEEDS_CTRL_VQ = dependents(VirtioNetFeature.VIRTIO_NET_F_CTRL_VQ)
 
@@ -228,6 +231,7 @@ class GuestPort:
         self.number = number
         self.path = path
         self.profile = replace(profile, mac=guest_mac(profile, number))
+        self._switched_mac = self.profile.mac
         self.config = BackendConfig(
             features=self.profile.features | _PROTO_BIT, protocol_features=PROTOCOL_FEATURES,
             queue_num=self.profile.max_queue_pairs,  # GET_QUEUE_NUM: pairs (QEMU, DPDK)
@@ -342,6 +346,8 @@ class GuestPort:
         to come; the current device, if any, changes its status.  True when the
         front-end was sent a config change for it (CONFIG_CHANGE_MSG)."""
         self.profile = replace(self.profile, link_up=up)
+        if self.cpath is not None and self.cpath.port is not None:
+            self.cpath.port.set_carrier(up)
         if self.device is None:
             log.info("guest %d: link %s (no front-end: its next device starts so)",
                      self.number, "up" if up else "down")
@@ -371,7 +377,7 @@ class GuestPort:
         net_status = device.config.status if device is not None else 0
         return {
             "guest": self.number, "socket": self.path, "ifindex": self.ifindex,
-            "mac": self.profile.mac.hex(":"), "link": "up" if self.link_up else "down",
+            "mac": self.mac.hex(":"), "link": "up" if self.link_up else "down",
             "connected": self.session is not None, "live": self.live,
             "status": device.status_names if device is not None else "",
             "features": describe(device.negotiated) if device is not None else [],
@@ -391,6 +397,7 @@ class GuestPort:
         self.session = session
         self.device = Device(self.profile, xdp_engine=self.runtime.engine,
                              ifindex=self.ifindex)
+        self._sync_mac()  # a MAC the last session's driver set went with its device
         self.running.clear()
         self.rx_posted = False
         self.rx_stalled = False
@@ -446,6 +453,7 @@ class GuestPort:
         self.suspended = False
         self.features_pending = None
         self._handle(self._need_device().write_status(0))
+        self._sync_mac()
 
     async def _mem_table(self, session: BackendSession, event: ev.MemTableSet) -> None:
         assert session.memory is not None
@@ -630,7 +638,7 @@ class GuestPort:
         self.features_pending = None  # the restored device negotiated them already
         if saved.mac != self.profile.mac:  # the guest keeps its MAC: frames follow it here
             self.profile = replace(self.profile, mac=saved.mac)
-            self.runtime.remap_macs()
+        self._sync_mac()
         self._announce = device.has(VirtioNetFeature.VIRTIO_NET_F_GUEST_ANNOUNCE)
         program = device.offloaded
         self.migration["restored"] = {
@@ -639,7 +647,7 @@ class GuestPort:
             "program": None if program is None else {
                 "tag": program.program.tag, "insns": program.program.insn_count,
                 "engine": program.engine, "profile": job.profile.name if job else "",
-                "source_engine": saved.offload.program.engine  # type: ignore[union-attr]
+                "source_engine": saved.offload.program.engine
                 if saved.offload and saved.offload.program else ""},
             "queues": {str(q.index): q.base for q in saved.queues}}
         self.migration["refused"] = ""
@@ -654,6 +662,7 @@ class GuestPort:
 
     async def _config_write(self, session: BackendSession, event: ev.ConfigSet) -> None:
         self._need_device().write_config(event.offset, event.data)
+        self._sync_mac()
 
     async def _status_write(self, session: BackendSession, event: ev.StatusSet) -> None:
         device = self._need_device()
@@ -668,6 +677,7 @@ class GuestPort:
             self._handle(device.write_status(value))
             if device.read_status() != value:
                 break  # refused (FEATURES_OK with bad features, ...): the frontend reads it
+        self._sync_mac()  # a reset restores the configured MAC
         self._follow_enabled_pairs(session)
         self._take()
         self.runtime.note_live()
@@ -722,7 +732,8 @@ class GuestPort:
             return
         if self.device.live and {0, 1} <= self.running:
             xdp = self.runtime.xdp
-            if self.cpath.take(self.device, xdp.program, xdp.maps, xdp.core_engine):
+            if self.cpath.take(self.device, xdp.program, xdp.maps, xdp.core_engine,
+                               link_up=self.link_up):
                 self.cpath.attach_offload(self.device.offloaded)
 
     def _release(self) -> None:
@@ -762,6 +773,24 @@ class GuestPort:
     def _queue(self, index: int) -> dict[str, int]:
         return self.queues.setdefault(self._queue_name(index), _counter())
 
+    @property
+    def mac(self) -> bytes:
+        """The address the host switches this guest's frames by: its device's config mac
+        (what VIRTIO_NET_CTRL_MAC_ADDR_SET changes and a reset restores, QEMU-style), the
+        configured one between sessions."""
+        device = self.device
+        return bytes(device.config.mac) if device is not None else self.profile.mac
+
+    def _sync_mac(self) -> None:
+        """Switch by `mac` from now on if it changed (as a bridge in front of a tap learns
+        the address a driver set)."""
+        mac = self.mac
+        if mac != self._switched_mac:
+            log.info("guest %d: switched by mac %s (was %s)", self.number, mac.hex(":"),
+                     self._switched_mac.hex(":"))
+            self._switched_mac = mac
+            self.runtime.remap_macs()
+
     def _handle(self, events: Sequence[DeviceEvent]) -> int:
         """Carry out what the device asked for (interrupts, frames) and count; the
         number of config changes signalled to the front-end."""
@@ -797,6 +826,9 @@ class GuestPort:
             elif isinstance(e, CtrlHandled) and e.ack != 0:
                 # a refused control command: its errno went to the guest, its reason here
                 log.info("guest %d: %s", self.number, e.describe())
+            elif isinstance(e, CtrlHandled) and e.cls == _CTRL_MAC \
+                    and e.command == _MAC_ADDR_SET:
+                self._sync_mac()
             elif isinstance(e, OffloadVerify):
                 if self._jobs is not None and self.device is not None:
                     self._jobs.start_soon(self._verify, self.device, e.job)
@@ -883,20 +915,24 @@ class GuestPort:
             self._hop -= 1
 
     def _deliver(self, frames: Sequence[bytes]) -> None:
+        if not self.link_up:  # as QEMU drops a netdev's frames while its link is down
+            self.drops["link_down"] += len(frames)
+            return
         device = self.device
         if device is None or not device.live:
-            self.drops["no_device"] += len(frames)
-            return
-        if self.cpath is not None and self.cpath.active:
-            # a frame redirected here: the C port has the rings; count it as not taken
             self.drops["no_device"] += len(frames)
             return
         pairs = device.net.curr_queue_pairs
         by_pair: dict[int, list[bytes]] = {}
         for frame in frames:
-            by_pair.setdefault(flow_pair(frame, pairs), []).append(frame)
+            by_pair.setdefault(flow_pair(frame, pairs) if pairs > 1 else 0, []).append(frame)
         for pair, burst in sorted(by_pair.items()):
-            self._deliver_pair(pair, burst)
+            if pair == 0 and self.cpath is not None and self.cpath.active:
+                # the C port has pair 1's rings: in there, through the offloaded program
+                self._burst_out(self.cpath.redirect_in(burst), from_guest=False)
+                self._c_broken("rx")
+            else:
+                self._deliver_pair(pair, burst)
 
     def _deliver_pair(self, pair: int, frames: Sequence[bytes]) -> None:
         """Frames past XDP into receiveq(pair + 1) of the device model."""
@@ -982,7 +1018,7 @@ class GuestPort:
                                if k.startswith("drop_") and k not in tx_drops)
             drops["tx"] += sum(c.get(k, 0) for k in tx_drops)
         return {
-            "socket": self.path, "ifindex": self.ifindex, "mac": self.profile.mac.hex(":"),
+            "socket": self.path, "ifindex": self.ifindex, "mac": self.mac.hex(":"),
             "connected": self.session is not None, "live": self.live,
             "sessions": self.sessions, "last_disconnect": self.last_disconnect,
             "queues": dict(sorted(queues.items())), "drops": drops,
@@ -1007,7 +1043,7 @@ class GuestPort:
             out[name] += model.get(f"offload_{name}", 0)
         return out
 
-    def offload_info(self) -> dict[str, object]:
+    def offload_info(self) -> dict[str, Any]:
         """What this guest offloaded (the device's view) and the actions it took."""
         device = self.device
         offload = device.offload if device is not None else None

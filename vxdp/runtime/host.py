@@ -126,7 +126,7 @@ class HostRuntime:
         self.c_switch = True
         self.c_pumped = self.c_rounds = 0  # wire frames (rounds) the C pump took
         self.guests = [GuestPort(self, n, p, prof) for n, p in enumerate(paths)]
-        self._macs = {g.profile.mac: g for g in self.guests}
+        self._macs = {g.mac: g for g in self.guests}
         self.wire = wire if wire is not None else NullPort(WireSpec("null"))
         self.xdp = xdp if xdp is not None else XdpHook()
         # what offloaded programs run on (interp or jit; the host-attached hook's unless
@@ -162,7 +162,7 @@ class HostRuntime:
 
     def remap_macs(self) -> None:
         """A guest's MAC changed (a migrated device keeps its own): switch by the new."""
-        self._macs = {g.profile.mac: g for g in self.guests}
+        self._macs = {g.mac: g for g in self.guests}
 
     def by_ifindex(self, ifindex: int) -> GuestPort | None:
         n = ifindex - FIRST_GUEST_IFINDEX
@@ -301,7 +301,7 @@ class HostRuntime:
                                          and g.device.net.curr_queue_pairs == 1):
                 port = None
             any_c = any_c or port is not None
-            table.append((g.profile.mac, live, live and g.link_up and not g.rx_stalled,
+            table.append((g.mac, live, live and g.link_up and not g.rx_stalled,
                           port))
         switch.set_table(table)
         return any_c
@@ -409,7 +409,7 @@ class HostRuntime:
             g = self.guests[0]
             if g is source:
                 return
-            mac = g.profile.mac
+            mac = g.mac
             burst = frames if source is None and g.live \
                 else [f for f in frames if f[:6] == mac]
             if burst:
@@ -434,7 +434,7 @@ class HostRuntime:
         if len(self.guests) == 1:
             to_wire = frames  # no other guest to address
         else:
-            local = {g.profile.mac for g in self.guests if g is not guest}
+            local = {g.mac for g in self.guests if g is not guest}
             to_guests = [f for f in frames if f[:6] in local]
             to_wire = [f for f in frames if f[:6] not in local] if to_guests \
                 else list(frames)

@@ -386,7 +386,7 @@ class _Reader:
     def __init__(self, guest: GuestRuntime) -> None:
         self.guest = guest
 
-    async def get(self, key: bytes) -> bytes | None:
+    async def get(self, key: bytes) -> bytes | list[bytes] | None:
         off = self.guest.offload
         client = off.client
         if off.state == "offloaded" and client is not None and client.offloaded is not None:
@@ -400,7 +400,10 @@ class _Reader:
         for n in range(spec.max_entries):
             key = n.to_bytes(spec.key_size, "little")
             if key != marker_key:
-                out[key] = int.from_bytes(await self.get(key) or b"", "little")
+                value = await self.get(key)
+                # a per-CPU map's driver copy answers a value per CPU: the counter is their sum
+                values = value if isinstance(value, list) else [value or b""]
+                out[key] = sum(int.from_bytes(v, "little") for v in values)
         return out
 
 

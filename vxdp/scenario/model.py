@@ -53,8 +53,8 @@ def compare(actual: Any, op: str, expected: Any) -> bool:
         return expected in actual if isinstance(actual, str | list | dict) else False
     if not isinstance(actual, int | float) or isinstance(actual, bool):
         return False
-    return {"ge": actual >= expected, "gt": actual > expected, "le": actual <= expected,
-            "lt": actual < expected}[op]
+    return bool({"ge": actual >= expected, "gt": actual > expected, "le": actual <= expected,
+                 "lt": actual < expected}[op])
 
 
 def check(doc: Any, condition: Mapping[str, Any]) -> tuple[bool, str]:

@@ -229,7 +229,8 @@ class Runner:
         return f"{a['node']}: map {a['map']} key {key} = {got['value']}"
 
     async def _traffic(self, procs: Processes, a: dict[str, Any]) -> str:
-        args = {k: a[k] for k in ("count", "seed", "size", "flows", "mix") if k in a}
+        args: dict[str, Any] = {k: a[k] for k in ("count", "seed", "size", "flows", "mix")
+                                if k in a}
         if "guest" in a:
             host, slot = self.guest_slot(a["guest"])
             if host != a["host"]:

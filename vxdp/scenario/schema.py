@@ -26,7 +26,7 @@ _SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": 600}
 _HEX = {"type": "string", "pattern": r"^(0x)?[0-9A-Fa-f ]+$"}
 _MAP = {"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 1}]}
 _OPS = ("equals", "ge", "gt", "le", "lt", "contains")
-_CONDITION = {
+_CONDITION: Final[dict[str, Any]] = {
     "type": "object",
     "properties": {
         "node": _NAME,

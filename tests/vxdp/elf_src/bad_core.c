@@ -14,4 +14,4 @@ int uses_core(struct xdp_md *ctx)
 	return v->data_end - v->data > 100 ? XDP_DROP : XDP_PASS;
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

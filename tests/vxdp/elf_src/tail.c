@@ -22,4 +22,4 @@ int target(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-char _license[] SEC("license") = "GPL";
+char _license[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -96,4 +96,4 @@ int xdp_adjust_tail(struct xdp_md *ctx)
 	return dport == bpf_htons(7) ? XDP_TX : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

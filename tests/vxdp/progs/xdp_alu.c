@@ -64,4 +64,4 @@ int xdp_alu(struct xdp_md *ctx)
 	return (a ^ x) & 1 ? XDP_PASS : XDP_DROP;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

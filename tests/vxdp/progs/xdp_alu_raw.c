@@ -68,4 +68,4 @@ int xdp_alu_raw(struct xdp_md *ctx)
 	return (a & 0x10) ? XDP_DROP : XDP_ABORTED;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -83,4 +83,4 @@ int xdp_l2_fwd(struct xdp_md *ctx)
 	return ret;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -58,4 +58,4 @@ int xdp_ipip_decap(struct xdp_md *ctx)
 	return count(0, XDP_PASS);
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -83,4 +83,4 @@ int xdp_ipv6_exthdr(struct xdp_md *ctx)
 	return nh == NEXTHDR_NONE ? XDP_DROP : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -84,4 +84,4 @@ int xdp_lpm_learn(struct xdp_md *ctx)
 	return v ? XDP_PASS : XDP_TX;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

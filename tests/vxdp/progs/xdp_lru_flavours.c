@@ -83,4 +83,4 @@ int xdp_lru_flavours(struct xdp_md *ctx)
 	return hits == 2 ? XDP_PASS : XDP_DROP;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -88,4 +88,4 @@ int xdp_meta_head(struct xdp_md *ctx)
 	return len & 1 ? XDP_PASS : XDP_TX;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -52,4 +52,4 @@ int xdp_percpu_src(struct xdp_md *ctx)
 	return s->packets > budget ? XDP_DROP : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -72,4 +72,4 @@ int xdp_subprog(struct xdp_md *ctx)
 	return cls == 2 ? XDP_DROP : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

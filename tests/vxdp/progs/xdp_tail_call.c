@@ -114,4 +114,4 @@ int xdp_log(struct xdp_md *ctx)
 	return *hops == 2 ? XDP_PASS : XDP_ABORTED;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

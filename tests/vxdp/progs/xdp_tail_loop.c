@@ -44,4 +44,4 @@ int xdp_tail_loop(struct xdp_md *ctx)
 	return XDP_PASS; /* the limit stopped us: depth is 34 */
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */

@@ -169,6 +169,37 @@ async def test_the_guest_going_away_destroys_what_it_offloaded(rig_factory: RigF
     assert any("offloading again" in text for _, text in guest.reports)
 
 
+async def test_an_offload_command_in_flight_at_a_host_restart_runs_once(
+        rig_factory: RigFactory) -> None:
+    """A resumed ring is taken again from the old device's used index: a MAP CREATE the
+    host died before answering would run on the new device and leave a map nobody
+    holds.  The guest resets the device instead of resuming, and offloads again: the
+    new device holds the program's maps and no other."""
+    with trio.fail_after(30):
+        rig = rig_factory(profile="host", wire=open_port("null"))
+        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
+                                    mode="offload")
+        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
+        client = guest.offload.client
+        assert client is not None and client.offloaded is not None
+        port = rig.host.guests[0]
+        rig.kill_host_side(0)
+        await until(lambda: guest.link is None, "the guest without a device")
+        create = next(client.create_map(client.offloaded.maps[0].spec))
+        cmd = guest.driver.ctrl_command(create.cls, create.command, create.body,
+                                        result_size=create.room)
+        assert [c.name for c in guest.driver.ctrl_in_flight()] == [cmd.name]
+        rig.connect(0)
+        await until(lambda: guest.offload.placements == 2 and
+                    guest.offload.state == "offloaded", "offloaded again")
+        await trio.sleep(0.2)  # time for a replayed command to show
+    assert port.device is not None and port.device.offload is not None
+    assert len(port.device.offload.maps) == len(counting().maps) == 1
+    assert cmd.done and cmd.error == "device reset"
+    reconnected = dict(guest.reports)["reconnected"]
+    assert f"{cmd.name} was in flight" in reconnected and "re-initializing" in reconnected
+
+
 async def test_a_hostile_command_gets_an_errno_and_the_guest_keeps_going(
         rig_factory: RigFactory) -> None:
     with trio.fail_after(30):

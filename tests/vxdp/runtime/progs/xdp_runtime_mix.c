@@ -29,4 +29,4 @@ int xdp_runtime_mix(struct xdp_md *ctx)
 	return (bpf_ntohs(udp->dest) & 1) ? XDP_DROP : XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "GPL";  /* this file: Apache-2.0 OR GPL-2.0-only; "GPL" tells the kernel */
