@@ -42,7 +42,7 @@ Sans-I/O: nothing here blocks, sleeps or touches a socket.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -476,27 +476,26 @@ class HostPort:
 
     def rx_burst(self, frames: Sequence[bytes]) -> BurstOut:
         """Frames from the wire, in bursts of at most `burst_size` (one C call each)."""
+        return self._bursts_in(frames, native.port_rx_burst)
+
+    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
+        """Frames a program on a port outside the core redirected here: past the
+        host-attached program, through the offloaded one (as the switch's own redirects
+        go), in bursts of at most `burst_size`."""
+        return self._bursts_in(frames, native.port_redirect_in)
+
+    def _bursts_in(self, frames: Sequence[bytes],
+                   call: Callable[[native.PortHandle, native.Burst, native.Burst], int]
+                   ) -> BurstOut:
+        """`frames` through `call` a burst of at most `burst_size` at a time; what the
+        port's programs sent to the wire, and the interrupts due."""
         wire: list[PackedFrames] = []
         step = self.burst_size
         for at in range(0, len(frames), step):
             self._in = _loaded_burst(self._in, frames[at:at + step] if len(frames) > step
                                      else frames)
             self._wire.clear()
-            native.port_rx_burst(self.handle, self._in, self._wire)
-            if self._wire.count:
-                wire.append(self._wire.packed())
-        return BurstOut(_joined(wire), self.switch.interrupts())
-
-    def redirect_in(self, frames: Sequence[bytes]) -> BurstOut:
-        """Frames a program on a port outside the core redirected here: past the
-        host-attached program, through the offloaded one (as the switch's own redirects
-        go), in bursts of at most `burst_size`."""
-        wire: list[PackedFrames] = []
-        step = self.burst_size
-        for at in range(0, len(frames), step):
-            self._in = _loaded_burst(self._in, frames[at:at + step])
-            self._wire.clear()
-            native.port_redirect_in(self.handle, self._in, self._wire)
+            call(self.handle, self._in, self._wire)
             if self._wire.count:
                 wire.append(self._wire.packed())
         return BurstOut(_joined(wire), self.switch.interrupts())

@@ -15,7 +15,6 @@ from the same run.  A benchmark, never a test: nothing asserts a rate.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -167,22 +166,6 @@ async def measure(seconds: float = 2.0, *, warmup: float = 0.5, rounds: int = 1,
 def run(seconds: float = 2.0, **kw: object) -> SwitchReport:
     """`measure()` from synchronous code (the bench command)."""
     return trio.run(lambda: measure(seconds, **kw))  # type: ignore[arg-type]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    ap = argparse.ArgumentParser(prog="vxdp-bench-switch", description=__doc__.split("\n")[0])
-    ap.add_argument("-j", "--json", action="store_true")
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=1)
-    args = ap.parse_args(argv)
-    report = run(args.seconds, rounds=args.rounds)
-    print(json.dumps(report.to_dict()) if args.json else report.text())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 __all__ = ["GUESTS", "SwitchFigure", "SwitchReport", "measure", "run"]

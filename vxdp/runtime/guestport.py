@@ -925,7 +925,7 @@ class GuestPort:
         pairs = device.net.curr_queue_pairs
         by_pair: dict[int, list[bytes]] = {}
         for frame in frames:
-            by_pair.setdefault(flow_pair(frame, pairs) if pairs > 1 else 0, []).append(frame)
+            by_pair.setdefault(flow_pair(frame, pairs), []).append(frame)
         for pair, burst in sorted(by_pair.items()):
             if pair == 0 and self.cpath is not None and self.cpath.active:
                 # the C port has pair 1's rings: in there, through the offloaded program

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from guest.offload import OffloadError
+from guest.offload import OffloadClient, OffloadError
 from tests.host.test_offload import counting
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
@@ -21,10 +21,22 @@ from vxdp.bpf.program import Program
 from vxdp.packets import TrafficGenerator
 from vxdp.runtime import open_port
 from vxdp.runtime.compare import demo_program, reference_actions
+from vxdp.runtime.guest import GuestRuntime
 
 from .conftest import Rig, until
 
 RigFactory = Callable[..., Rig]
+
+async def offloaded_guest(rig_factory: RigFactory) -> tuple[Rig, GuestRuntime, OffloadClient]:
+    """A host (profile "host") and one guest that offloaded `counting()` to it; the
+    guest's offload client, whose program is on the device."""
+    rig = rig_factory(profile="host", wire=open_port("null"))
+    guest = await rig.add_guest(port=open_port("null"), offload=counting(), mode="offload")
+    await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
+    client = guest.offload.client
+    assert client is not None and client.offloaded is not None
+    return rig, guest, client
+
 
 async def send_from_wire(rig: Rig, frames: list[bytes]) -> None:
     at = 0
@@ -176,12 +188,7 @@ async def test_an_offload_command_in_flight_at_a_host_restart_runs_once(
     holds.  The guest resets the device instead of resuming, and offloads again: the
     new device holds the program's maps and no other."""
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
-        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload")
-        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
-        client = guest.offload.client
-        assert client is not None and client.offloaded is not None
+        rig, guest, client = await offloaded_guest(rig_factory)
         port = rig.host.guests[0]
         rig.kill_host_side(0)
         await until(lambda: guest.link is None, "the guest without a device")
@@ -203,12 +210,7 @@ async def test_an_offload_command_in_flight_at_a_host_restart_runs_once(
 async def test_a_hostile_command_gets_an_errno_and_the_guest_keeps_going(
         rig_factory: RigFactory) -> None:
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
-        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload")
-        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
-        client = guest.offload.client
-        assert client is not None and client.offloaded is not None
+        _, guest, client = await offloaded_guest(rig_factory)
         (handle,) = client.offloaded.handles
         with pytest.raises(OffloadError) as refused:
             await guest.offload.run(client.free_map(handle))
@@ -221,12 +223,7 @@ async def test_an_error_says_whether_the_device_answered(rig_factory: RigFactory
     """"device answered" only when the errno is the device's answer; a command the
     guest's transport ended (no device connected, the device went away) says that."""
     with trio.fail_after(30):
-        rig = rig_factory(profile="host", wire=open_port("null"))
-        guest = await rig.add_guest(port=open_port("null"), offload=counting(),
-                                    mode="offload")
-        await until(lambda: guest.offload.state == "offloaded", "the program offloaded")
-        client = guest.offload.client
-        assert client is not None and client.offloaded is not None
+        rig, guest, client = await offloaded_guest(rig_factory)
         (handle,) = client.offloaded.handles
         with pytest.raises(OffloadError) as busy:
             await guest.offload.run(client.free_map(handle))
