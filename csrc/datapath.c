@@ -288,6 +288,8 @@ int vxdp_port_new(struct vxdp_port **out, struct vxdp_switch *sw, uint32_t ifind
     p->ifindex = ifindex;
     p->rx = rx;
     p->tx = tx;
+    if (rx)
+        rx->prefetch = true;   /* its buffers are written here: warm them (vring.c) */
     p->features = features;
     p->hdr_len = hdr_len_of(features);
     p->mrg = HAS(features, NET_F_MRG_RXBUF);

@@ -48,6 +48,8 @@ struct vxdp_vq {
     /* device side */
     uint16_t last_avail_idx, used_idx, signalled_used;
     uint16_t avail_seen;             /* avail idx as last read: re-read when reached */
+    bool prefetch;                   /* warm the buffers of the next chains (vq_prefetch) */
+    uint16_t prefetched;             /* avail idx up to which they were */
     bool notifications;
     bool defer_used;                 /* push_int leaves used idx to vxdp_vq_flush_used */
     uint64_t *inflight;              /* per head: writable bytes + 1; 0 = not in flight */

@@ -319,6 +319,33 @@ def test_a_hostile_rx_ring_breaks_that_queue_only() -> None:
     assert port.tx_burst().wire == [frame(80)]
 
 
+def test_rx_prefetch_ahead_trusts_nothing_it_reads() -> None:
+    """The receive queue prefetches the buffers of the chains published ahead of the next
+    pop (csrc/vring.c vq_prefetch): a hostile entry there (a head past the queue, a
+    buffer outside guest memory, an indirect flag without the feature) costs nothing
+    until that chain is popped, and then breaks the ring as it always did."""
+    h = Host(queue_size=64)
+    g, port = h.a
+    rx = g.setup_requests()[0]
+
+    def head(slot: int) -> int:
+        return h.mem.read_u16(rx.driver + 4 + 2 * slot)
+
+    h.mem.write_u16(rx.desc + 16 * head(12) + 12, 2 | 4)  # WRITE | INDIRECT
+    h.mem.write_u64(rx.desc + 16 * head(8), 0xDEAD_0000)  # outside guest memory
+    h.mem.write_u16(rx.driver + 4 + 2 * 10, 9999)  # a head past the queue
+    frames = [frame(60, i) for i in range(8)]
+    for i in range(0, 8, 2):  # chains 8 to 12 are within reach of every one of these
+        port.rx_burst(frames[i:i + 2])
+        assert port.broken() == {}
+    assert g.rx_burst()[0] == frames
+    port.rx_burst([frame(61)])
+    broken = port.broken()
+    assert set(broken) == {"rx"}
+    assert isinstance(broken["rx"], MemoryAccessError) and broken["rx"].clause == "2.7.5"
+    assert port.stats["guest_packets"] == 8 and port.stats["drop_ring_broken"] == 1
+
+
 def test_counters_add_up() -> None:
     h = Host(guests=2, queue_size=16)
     _, port = h.a
