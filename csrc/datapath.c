@@ -733,9 +733,7 @@ static bool tx_header_ok(const struct vxdp_port *p, const uint8_t *hdr, uint32_t
                          const uint8_t *eth)
 {
     uint8_t flags = hdr[0], gso = hdr[1], base = gso & (uint8_t)~GSO_ECN;
-    /* virtio 1.3 §5.1.6.2.1: "The driver MUST set num_buffers to zero." */
-    if (p->hdr_len >= 12 && vxdp_ld16(hdr + HDR_NUM_BUFFERS))
-        return false;
+    /* num_buffers is not checked: see dp_tx_take */
     /* §5.1.6.2.1: "The driver MUST NOT set the VIRTIO_NET_HDR_F_DATA_VALID and
      * VIRTIO_NET_HDR_F_RSC_INFO bits in flags"; "If VIRTIO_NET_F_CSUM is not negotiated,
      * the driver MUST set flags to zero" */
@@ -803,6 +801,14 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
         } else {
             frame_len = vq->readable_len - p->hdr_len;
             gather(vq, 0, p->tx_hdr, p->hdr_len);
+            /* virtio 1.3 §5.1.6.2.1: "The driver MUST set num_buffers to zero", yet the
+             * field means nothing on transmit, and DPDK's virtio PMD leaves there what
+             * the mbuf's headroom held (num_buffers of an earlier receive) whenever it
+             * pushes the header into the headroom: a testpmd guest's frames were
+             * dropped by the tenth, and all of a guest forwarding what it received.
+             * Counted and ignored, as vhost-net, QEMU and DPDK's vhost ignore it. */
+            if (p->hdr_len >= 12 && vxdp_ld16(p->tx_hdr + HDR_NUM_BUFFERS))
+                p->st.tx_num_buffers++;
             if (frame_len > VXDP_DP_MAX_FRAME) {
                 p->st.drop_tx_oversize++;
             } else if (frame_len > wire->cap - wire->used || wire->count >= wire->max) {

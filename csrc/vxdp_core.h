@@ -260,6 +260,8 @@ struct vxdp_port_stats {        /* one host port: its rx queue, its tx queue, it
     uint64_t drop_tx_header;                /* tx header breaking §5.1.6.2.1 */
     uint64_t drop_tx_oversize;              /* tx frame past VXDP_DP_MAX_FRAME, or the wire */
     uint64_t drop_link_down;                /* redirected here while the carrier was off */
+    uint64_t tx_num_buffers;                /* tx headers with num_buffers != 0, sent anyway:
+                                             * the field means nothing on transmit (below) */
     uint64_t irq_sent, irq_suppressed;
     /* the program the guest offloaded, run on every frame into the guest */
     uint64_t off_aborted, off_drop, off_pass, off_tx, off_redirect, off_invalid, off_fault;

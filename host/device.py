@@ -165,8 +165,8 @@ class Device:
         self._ctrl_owner = CtrlOwner.DEVICE
         self._queues: dict[int, QueueSlot] = {}
         self.stats: dict[str, int] = dict.fromkeys(
-            ("tx_frames", "tx_bytes", "tx_dropped", "rx_frames", "rx_bytes", "rx_dropped",
-             "interrupts", "interrupts_suppressed", "ctrl_commands", "offload_aborted",
+            ("tx_frames", "tx_bytes", "tx_dropped", "tx_num_buffers", "rx_frames", "rx_bytes",
+             "rx_dropped", "interrupts", "interrupts_suppressed", "ctrl_commands", "offload_aborted",
              "offload_drop", "offload_pass", "offload_tx", "offload_redirect"), 0)
         self._offload_run: OffloadRun | None = None
         #: queue index -> (size, base) a migrated device expects its rings at (set by

@@ -15,6 +15,7 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
 from host import CtrlOwner
@@ -142,6 +143,50 @@ async def test_testpmd_txonly_into_the_python_datapath(testpmd: str, sock_dir: P
                     assert g.stats()["queues"]["transmitq1"]["packets"] == \
                         sent.tx_packets  # type: ignore[index]
                     assert g.device.stats["tx_frames"] == sent.tx_packets
+                nursery.cancel_scope.cancel()
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize("datapath", ["c", "python"])
+async def test_testpmd_forwarding_what_it_received_reaches_the_wire(
+        testpmd: str, sock_dir: Path, datapath: str) -> None:
+    """testpmd io-forwarding (port 0 back to itself) the frames the host passed into it:
+    DPDK's virtio PMD pushes the transmit header into the mbuf's headroom without zeroing
+    num_buffers (virtio 1.3 §5.1.6.2.1), so each frame goes out with the num_buffers of its
+    receive.  The field means nothing on transmit: every frame reaches the wire, and the
+    device counts them (they were all dropped as bad headers before)."""
+    sock = str(sock_dir / "fwd.sock")
+    wire = InjectPort()
+    host = HostRuntime([sock], wire=wire, datapath=datapath)
+    try:
+        with trio.fail_after(45):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(host.run)
+                async with dpdk.open_testpmd([f"virtio_user0,path={sock},queues=1"],
+                                             args=["--port-topology=loop"],
+                                             binary=testpmd) as pmd:
+                    g = host.guests[0]
+                    await until(lambda: g.live, "testpmd to set DRIVER_OK")
+                    mac = pmd.port_mac(0)
+                    frames = [udp_packet("10.0.0.1", "10.0.0.2", 1000 + i, 2000,
+                                         bytes(40 + i % 7), dst_mac=mac.hex(":"))
+                              for i in range(200)]
+                    await pmd.forward("io")
+                    wire.inject(frames)
+                    await until(lambda: wire.tx_packets == len(frames),
+                                f"the {len(frames)} frames testpmd forwarded on the wire "
+                                f"(wire has {wire.tx_packets})")
+                    await pmd.halt()
+                    assert sorted(wire.sent) == sorted(frames)
+                    if datapath == "c":
+                        c = g.stats()["datapath"]["c_counters"]  # type: ignore[index]
+                        assert c["tx_num_buffers"] == len(frames)
+                        assert c["drop_tx_header"] == 0
+                    else:
+                        assert g.device is not None
+                        assert g.device.stats["tx_num_buffers"] == len(frames)
+                        assert g.device.stats["tx_dropped"] == 0
                 nursery.cancel_scope.cancel()
     finally:
         host.close()
