@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VXDP_CORE_ABI 5
+#define VXDP_CORE_ABI 6
 #define VXDP_ERRBUF_SIZE 256
 
 #define VXDP_MAX_INSNS (1u << 20)       /* BPF_COMPLEXITY_LIMIT_INSNS */
@@ -382,6 +382,9 @@ int vxdp_guard_remove(int slot);
 int vxdp_guard_lost(int slot, uint64_t *fault);
 int vxdp_fd_signal(int fd, char *err, size_t errlen);
 int vxdp_fd_drain(int fd, char *err, size_t errlen);
+/* ---- the bench's placement probe: a cache line's round trip between two CPUs (xcpu.c) */
+int vxdp_xcpu_rtt(uint32_t cpu_a, uint32_t cpu_b, uint32_t rounds, uint64_t timeout_ns,
+                  double *ns, char *err, size_t errlen);
 /* CDEF-END */
 
 #endif

@@ -22,11 +22,28 @@ it managed to place in the ring; the rest it dropped for want of room).  Frames 
 lcore; with two CPUs they get one each (`vxdp.dpdk.lcores_for`), so the figures are a
 two-core DPDK datapath against our one-core burst figures.  A benchmark, never a test:
 nothing asserts a rate.  Without testpmd the report says why and holds no figures.
+
+Where each window's CPU went (`DpdkFigure.cpu`, a `WindowCpu`), to tell a slow window's
+cause apart:
+
+    xcpu_ns     a cache line's round trip between the two forwarding CPUs, probed just
+                before the window with nothing forwarding (csrc/xcpu.c).  On a VM it
+                says where the hypervisor put the two vCPUs: ~100 ns on one cache
+                complex, ~500 ns apart (a 2-vCPU EPYC guest moves between the two every
+                few seconds), and every window of either datapath is slower apart
+    threads     run and run-queue wait, % of one CPU, of every thread of the bench's
+                processes (this one: `vxdp`, the host and the bench in one thread;
+                the testpmds; the second guest) that had 1% or more of either
+                (/proc/PID/task/TID/schedstat)
+    others_pct  the CPU time of the machine's other processes, % of one CPU (all of
+                /proc/stat's busy time less the threads above): neighbour load
+    steal_pct   time the hypervisor gave the vCPUs to someone else (/proc/stat)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,12 +70,112 @@ TARGETS = {"pass": 0.8, "guest_drop": 0.8}
 
 
 @dataclass(frozen=True)
+class WindowCpu:
+    """Where one window's CPU went (the module docstring says how each is taken)."""
+
+    xcpu_ns: float | None
+    threads: dict[str, tuple[float, float]]  # label: (run %, run-queue wait %)
+    others_pct: float
+    steal_pct: float
+
+    def text(self) -> str:
+        xcpu = f"{self.xcpu_ns:.0f}" if self.xcpu_ns is not None else "-"
+        busy = ", ".join(f"{k} {run:.0f}/{wait:.0f}" for k, (run, wait) in
+                         sorted(self.threads.items(), key=lambda kv: -kv[1][0])
+                         if run >= 5 or wait >= 5)
+        return (f"xcpu {xcpu} ns; run/wait % {busy or '-'}; others {self.others_pct:.0f}%, "
+                f"steal {self.steal_pct:.0f}%")
+
+
+def _ticks() -> tuple[int, int]:
+    """(busy, steal) clock ticks of all CPUs so far (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
+
+
+def _schedstat(procs: dict[str, int]) -> dict[tuple[str, int], tuple[str, int, int]]:
+    """(label, tid): (thread name, ns run, ns waited on a run queue) of every thread."""
+    out = {}
+    for label, pid in procs.items():
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    run, wait = (int(x) for x in f.read().split()[:2])
+            except (OSError, ValueError):
+                continue
+            out[(label, int(tid))] = (comm, run, wait)
+    return out
+
+
+class _CpuWatch:
+    """One window's `WindowCpu`: made (and the placement probed) before the window's
+    traffic starts; `start()` and `stop()` around the counted interval."""
+
+    def __init__(self, procs: dict[str, int], cpus: tuple[int, int] | None) -> None:
+        self.procs = procs
+        self.xcpu_ns = _probe_xcpu(cpus)
+
+    def start(self) -> None:
+        self._threads, self._ticks0 = _schedstat(self.procs), _ticks()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> WindowCpu:
+        elapsed = time.perf_counter() - self._t0
+        threads, (busy, steal) = _schedstat(self.procs), _ticks()
+        shares: dict[str, tuple[float, float]] = {}
+        ours = 0.0
+        for key, (comm, run, wait) in threads.items():
+            _, run0, wait0 = self._threads.get(key, (comm, run, wait))
+            run_pct = (run - run0) / 1e9 / elapsed * 100
+            wait_pct = (wait - wait0) / 1e9 / elapsed * 100
+            ours += run_pct
+            if run_pct >= 1 or wait_pct >= 1:
+                label = key[0] if key[1] == self.procs[key[0]] and key[0] == "vxdp" \
+                    else f"{key[0]}:{comm}"
+                if label in shares:
+                    label += f"#{key[1]}"
+                shares[label] = (round(run_pct, 1), round(wait_pct, 1))
+        hz = os.sysconf("SC_CLK_TCK") * elapsed / 100
+        return WindowCpu(self.xcpu_ns, shares,
+                         round(max((busy - self._ticks0[0]) / hz - ours, 0.0), 1),
+                         round((steal - self._ticks0[1]) / hz, 1))
+
+
+def _forwarding_cpus() -> tuple[int, int] | None:
+    """The CPUs the two forwarding threads of a window run on (`dpdk.forwarding_cpu`);
+    None with one CPU.  Asked before the bench pins itself, which narrows the set."""
+    a, b = dpdk.forwarding_cpu(0), dpdk.forwarding_cpu(1)
+    return (a, b) if a is not None and b is not None and a != b else None
+
+
+def _probe_xcpu(cpus: tuple[int, int] | None) -> float | None:
+    """Their cache-line round trip (None with one CPU or no answer)."""
+    from vxdp import native
+    from vxdp.errors import CoreError
+    if cpus is None:
+        return None
+    try:
+        return native.xcpu_rtt_ns(*cpus)
+    except CoreError:
+        return None
+
+
+@dataclass(frozen=True)
 class DpdkFigure:
     direction: str
     mpps: float  # the receiver's rx rate
     sender_mpps: float  # what the sender placed in the ring
     frames: int  # received in the window
     seconds: float
+    cpu: WindowCpu | None = None  # where the window's CPU went
 
 
 @dataclass
@@ -99,11 +216,13 @@ class DpdkReport:
     def text(self) -> str:
         if self.skipped:
             return f"DPDK virtio_user <-> vhost: not measured ({self.skipped})"
-        lines = [f"{'DPDK testpmd':<24}{'Mpps':>9}{'sender Mpps':>13}",
-                 *(f"{f.direction:<24}{f.mpps:>9.2f}{f.sender_mpps:>13.2f}"
-                   for f in self.figures),
-                 f"({self.frame_len}-byte frames, {self.cpus} CPU(s), one forwarding lcore "
-                 f"per process)"]
+        lines = [f"{'DPDK testpmd':<32}{'Mpps':>9}{'sender Mpps':>13}"]
+        for f in self.figures:
+            lines.append(f"{f.direction:<32}{f.mpps:>9.2f}{f.sender_mpps:>13.2f}")
+            if f.cpu is not None:
+                lines.append(f"    {f.cpu.text()}")
+        lines.append(f"({self.frame_len}-byte frames, {self.cpus} CPU(s), one forwarding "
+                     f"lcore per process)")
         for name, ratio, ours, theirs, what in (
                 ("pass", self.vxdp_pass_ratio, VXDP_DIRECTIONS[1], ENQUEUE,
                  "vxdp host -> DPDK guest / DPDK vhost enqueue"),
@@ -151,15 +270,19 @@ async def _window(sender: dpdk.Testpmd, receiver: dpdk.Testpmd,
 async def _measure(vhost: dpdk.Testpmd, user: dpdk.Testpmd, direction: str,
                    seconds: float, warmup: float) -> DpdkFigure:
     sender, receiver = (user, vhost) if direction == DIRECTIONS[0] else (vhost, user)
+    watch = _CpuWatch({"vxdp": os.getpid(), "testpmd-vhost": vhost.process.pid,
+                       "testpmd-guest": user.process.pid}, _forwarding_cpus())
     await receiver.forward("rxonly")
     await sender.forward("txonly")
     try:
         await trio.sleep(warmup)
+        watch.start()
         rx, tx, elapsed = await _window(sender, receiver, seconds)
+        cpu = watch.stop()
     finally:
         await sender.halt()
         await receiver.halt()
-    return DpdkFigure(direction, rx / elapsed / 1e6, tx / elapsed / 1e6, rx, elapsed)
+    return DpdkFigure(direction, rx / elapsed / 1e6, tx / elapsed / 1e6, rx, elapsed, cpu)
 
 
 class RepeatWire(WirePort):
@@ -197,7 +320,6 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
     """testpmd's virtio_user as guest 0 of `vxdp host`: its transmit to the wire, PASS
     into it and, with `guest_drop`, its frames to guest 1 (an idle `vxdp guest` child
     process) dropped by the host's program on guest 1's port."""
-    import os
     import subprocess
     import sys
 
@@ -211,7 +333,7 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
     # forwards where DPDK's first does): one CPU each, as theirs have.  Unpinned, the
     # scheduler put the host on testpmd's busy CPU in about one window of three, at
     # half the rate.
-    cpu, affinity = dpdk.forwarding_cpu(1), os.sched_getaffinity(0)
+    cpu, affinity, cpus = dpdk.forwarding_cpu(1), os.sched_getaffinity(0), _forwarding_cpus()
     wire = RepeatWire()
     host = HostRuntime(socks, wire=wire, burst=host_burst)
     drop = Program("xdp_drop", "xdp", encode(assemble("mov %r0, 1\nexit")))
@@ -234,34 +356,46 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
                     bytes(max(frame_len - 42, 0)))
                 # addressed to the guest's MAC as the host knows it (no flooding)
                 frame = host.guests[0].profile.mac + frame[6:]
+                procs = {"vxdp": os.getpid(), "testpmd-guest": user.process.pid}
+                if second is not None:
+                    procs["vxdp-guest1"] = second.pid
                 for _ in range(rounds):
                     # DPDK's driver into our device
+                    watch = _CpuWatch(procs, cpus)
                     await user.forward("txonly")
                     await trio.sleep(warmup)
+                    watch.start()
                     a, t0 = wire.tx_packets, time.perf_counter()
                     await trio.sleep(seconds)
                     b, t1 = wire.tx_packets, time.perf_counter()
+                    share = watch.stop()
                     await user.halt()
                     report.figures.append(DpdkFigure(VXDP_DIRECTIONS[0], (b - a) / (t1 - t0) / 1e6,
-                                                     (b - a) / (t1 - t0) / 1e6, b - a, t1 - t0))
+                                                     (b - a) / (t1 - t0) / 1e6, b - a, t1 - t0,
+                                                     share))
                     # our device into DPDK's driver (PASS into the guest)
+                    watch = _CpuWatch(procs, cpus)
                     await user.forward("rxonly")
                     wire.start(frame, host.burst)
                     try:
                         await trio.sleep(warmup)
+                        watch.start()
                         r0, t0 = await user.port_stats(0), time.perf_counter()
                         w0 = wire.rx_packets
                         await trio.sleep(seconds)
                         r1, t1 = await user.port_stats(0), time.perf_counter()
                         w1 = wire.rx_packets
+                        share = watch.stop()
                     finally:
                         wire.stop()
                         await user.halt()
                     rx = r1.rx_packets - r0.rx_packets
                     report.figures.append(DpdkFigure(VXDP_DIRECTIONS[1], rx / (t1 - t0) / 1e6,
-                                                     (w1 - w0) / (t1 - t0) / 1e6, rx, t1 - t0))
+                                                     (w1 - w0) / (t1 - t0) / 1e6, rx, t1 - t0,
+                                                     share))
                     if guest_drop:
-                        await _guest_drop(report, host, user, second, drop, seconds, warmup)
+                        await _guest_drop(report, host, user, second, drop, seconds, warmup,
+                                          procs, cpus)
             nursery.cancel_scope.cancel()
     finally:
         os.sched_setaffinity(0, affinity)
@@ -272,7 +406,8 @@ async def _measure_vxdp(report: DpdkReport, tmp: str, seconds: float, warmup: fl
 
 
 async def _guest_drop(report: DpdkReport, host: object, user: dpdk.Testpmd,
-                      second: object, drop: object, seconds: float, warmup: float) -> None:
+                      second: object, drop: object, seconds: float, warmup: float,
+                      procs: dict[str, int], cpus: tuple[int, int] | None) -> None:
     """testpmd (guest 0) transmits to guest 1's MAC; the host's xdp_drop on guest 1's
     port drops them (switched guest to guest in the host, never on the wire)."""
     from vxdp.runtime import HostRuntime
@@ -288,19 +423,22 @@ async def _guest_drop(report: DpdkReport, host: object, user: dpdk.Testpmd,
         return g1.cpath.stats().get("xdp_drop", 0) if g1.cpath is not None else 0
     await user.command(f"set eth-peer 0 {g1.profile.mac.hex(':')}")
     host.attach(drop)  # type: ignore[arg-type]
+    watch = _CpuWatch(procs, cpus)
     try:
         await user.forward("txonly")
         await trio.sleep(warmup)
+        watch.start()
         a, s0, t0 = dropped(), await user.port_stats(0), time.perf_counter()
         await trio.sleep(seconds)
         b, s1, t1 = dropped(), await user.port_stats(0), time.perf_counter()
+        cpu = watch.stop()
         await user.halt()
     finally:
         host.detach()
         await user.command("set eth-peer 0 02:00:00:00:00:00")
     report.figures.append(DpdkFigure(VXDP_DIRECTIONS[2], (b - a) / (t1 - t0) / 1e6,
                                      (s1.tx_packets - s0.tx_packets) / (t1 - t0) / 1e6,
-                                     b - a, t1 - t0))
+                                     b - a, t1 - t0, cpu))
 
 
 async def measure(seconds: float = 2.0, *, warmup: float = 0.5, frame_len: int = FRAME_LEN,
@@ -370,4 +508,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "VXDP_DIRECTIONS", "DpdkFigure", "DpdkReport", "RepeatWire", "measure", "run"]
+__all__ = ["DIRECTIONS", "ENQUEUE", "FRAME_LEN", "VXDP_DIRECTIONS", "DpdkFigure", "DpdkReport", "RepeatWire", "WindowCpu", "measure", "run"]

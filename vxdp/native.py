@@ -26,7 +26,7 @@ if os.environ.get("VXDP_CORE") == "asan":
 else:
     from vxdp._vxdp_core import ffi, lib
 
-ABI = 5
+ABI = 6
 
 MODE_RAW = 0
 MODE_XDP = 1
@@ -1022,3 +1022,17 @@ def fd_drain(fd: int) -> bool:
     if rc < 0:
         raise OSError(-rc, _text(err))
     return bool(rc)
+
+
+# ---------------------------------------------------------------- the placement probe
+
+def xcpu_rtt_ns(cpu_a: int, cpu_b: int, rounds: int = 20000, timeout: float = 0.5) -> float:
+    """Mean nanoseconds of one cache line's round trip between CPUs `cpu_a` and `cpu_b`
+    (two threads pinned there, csrc/xcpu.c), over `rounds` trips.  CoreError when a
+    thread cannot be pinned or gets no answer within `timeout` seconds."""
+    err = _errbuf()
+    out = ffi.new("double *")
+    rc = lib.vxdp_xcpu_rtt(cpu_a, cpu_b, rounds, int(timeout * 1e9), out, err, 256)
+    if rc < 0:
+        raise CoreError(_text(err))
+    return float(out[0])

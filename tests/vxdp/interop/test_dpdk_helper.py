@@ -128,6 +128,10 @@ async def test_bench_dpdk_against_vxdp_host(testpmd: str) -> None:
                                                      bench_dpdk.ENQUEUE]
     for f in report.figures:
         assert f.frames > 0 and f.mpps > 0
+        # where its CPU went: this process's thread (the host) ran, testpmd's too
+        assert f.cpu is not None and "vxdp" in f.cpu.threads
+        assert any(k.startswith("testpmd-guest:") for k in f.cpu.threads)
+        assert (f.cpu.xcpu_ns is None) == (bench_dpdk._forwarding_cpus() is None)
     ratio = report.vxdp_pass_ratio
     assert ratio is not None and ratio == report.figures[1].mpps / report.figures[3].mpps
     assert "target 0.8x" in report.text()
