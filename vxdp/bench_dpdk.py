@@ -38,6 +38,9 @@ cause apart:
     others_pct  the CPU time of the machine's other processes, % of one CPU (all of
                 /proc/stat's busy time less the threads above): neighbour load
     steal_pct   time the hypervisor gave the vCPUs to someone else (/proc/stat)
+
+A ratio whose two windows were probed on different placements says so (the report's
+`*_placements_apart`); the ratios themselves are taken as they come.
 """
 
 from __future__ import annotations
@@ -213,6 +216,15 @@ class DpdkReport:
         b = [f.mpps for f in self.figures if f.direction == theirs]
         return [x / y for x, y in zip(a, b) if y]
 
+    def placements_apart(self, ours: str, theirs: str) -> list[tuple[float, float]]:
+        """(our xcpu ns, theirs) of the rounds whose two windows were probed on different
+        vCPU placements (one probe more than twice the other): their ratio compares two
+        machines as much as two datapaths."""
+        a = [f.cpu.xcpu_ns if f.cpu else None for f in self.figures if f.direction == ours]
+        b = [f.cpu.xcpu_ns if f.cpu else None for f in self.figures if f.direction == theirs]
+        return [(x, y) for x, y in zip(a, b)
+                if x is not None and y is not None and max(x, y) > 2 * min(x, y)]
+
     def text(self) -> str:
         if self.skipped:
             return f"DPDK virtio_user <-> vhost: not measured ({self.skipped})"
@@ -236,6 +248,11 @@ class DpdkReport:
                       if len(rounds) > 1 else "")
             lines.append(f"{what}: {ratio:.2f}x best over best{spread} "
                          f"(target {TARGETS[name]}x)")
+            apart = self.placements_apart(ours, theirs)
+            if apart:
+                lines.append(f"    {len(apart)} of {len(rounds)} round(s) on different vCPU "
+                             f"placements (xcpu " + ", ".join(f"{x:.0f} vs {y:.0f}"
+                                                              for x, y in apart) + " ns)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
@@ -246,6 +263,9 @@ class DpdkReport:
                 "guest_drop_ratio": self.guest_drop_ratio,
                 "pass_ratios": self.round_ratios(VXDP_DIRECTIONS[1], ENQUEUE),
                 "guest_drop_ratios": self.round_ratios(VXDP_DIRECTIONS[2], DEQUEUE),
+                "pass_placements_apart": self.placements_apart(VXDP_DIRECTIONS[1], ENQUEUE),
+                "guest_drop_placements_apart": self.placements_apart(VXDP_DIRECTIONS[2],
+                                                                     DEQUEUE),
                 "targets": TARGETS}
 
     def to_json(self) -> str:

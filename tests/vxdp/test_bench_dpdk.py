@@ -42,3 +42,19 @@ def test_the_report_carries_each_windows_cpu() -> None:
     assert ("xcpu 480 ns; run/wait % testpmd-guest:rte-worker-1 100/0, vxdp 99/0; "
             "others 2%, steal 0%") in text
     assert "eal-intr-thread" not in text  # under 5%: in the JSON only
+
+
+def test_a_ratio_across_vcpu_placements_says_so() -> None:
+    def fig(direction: str, mpps: float, xcpu: float | None) -> DpdkFigure:
+        return DpdkFigure(direction, mpps, mpps, 1, 1.0, WindowCpu(xcpu, {}, 0.0, 0.0))
+    report = DpdkReport([fig(bench_dpdk.VXDP_DIRECTIONS[1], 8.8, 470.0),
+                         fig(bench_dpdk.VXDP_DIRECTIONS[2], 15.0, 110.0),
+                         fig(bench_dpdk.DEQUEUE, 17.0, 105.0),
+                         fig(bench_dpdk.ENQUEUE, 16.5, 110.0)], cpus=2)
+    assert report.placements_apart(bench_dpdk.VXDP_DIRECTIONS[1], bench_dpdk.ENQUEUE) \
+        == [(470.0, 110.0)]
+    assert report.placements_apart(bench_dpdk.VXDP_DIRECTIONS[2], bench_dpdk.DEQUEUE) == []
+    text = report.text()
+    assert "1 of 1 round(s) on different vCPU placements (xcpu 470 vs 110 ns)" in text
+    assert text.count("different vCPU placements") == 1
+    assert report.to_dict()["pass_placements_apart"] == [(470.0, 110.0)]
