@@ -128,9 +128,11 @@ async def test_bench_dpdk_against_vxdp_host(testpmd: str) -> None:
                                                      bench_dpdk.ENQUEUE]
     for f in report.figures:
         assert f.frames > 0 and f.mpps > 0
-        # where its CPU went: this process's thread (the host) ran, testpmd's too
-        assert f.cpu is not None and "vxdp" in f.cpu.threads
+        # where its CPU went: testpmd's forwarding thread ran, and in vxdp's windows this
+        # process's thread (the host) too (in DPDK's own it may idle below the 1% shown)
+        assert f.cpu is not None
         assert any(k.startswith("testpmd-guest:") for k in f.cpu.threads)
+        assert f.direction not in bench_dpdk.VXDP_DIRECTIONS or "vxdp" in f.cpu.threads
         assert (f.cpu.xcpu_ns is None) == (bench_dpdk._forwarding_cpus() is None)
     ratio = report.vxdp_pass_ratio
     assert ratio is not None and ratio == report.figures[1].mpps / report.figures[3].mpps
