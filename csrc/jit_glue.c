@@ -226,10 +226,12 @@ static void ctx_setup(struct vxdp_jit_ctx *c, struct vxdp_run *r, const struct v
     enter(c, r, p);
 }
 
-/* What the inline entry (vm_int.h, vxdp_jit_run) leaves to the first run of a batch and to
- * the run after a tail call: the context set up for `p` (afresh when another program ran on
- * `r` last) and the registers a compiled function does not write back (r3-r10: only a tail
- * call or a resume leaves others there). */
+/* What the inline entry (vm_int.h, vxdp_jit_run) leaves to the first run of a batch or
+ * burst, and to the run after a tail call: the context set up for `p` (afresh when another
+ * program ran on `r` last), the registers a compiled function does not write back (r3-r10:
+ * only a tail call or a resume leaves others there) and the context values that stay the
+ * same for a batch or burst (whoever changes ingress_ifindex or rx_queue_index clears
+ * r->jit_ready). */
 void vxdp_jit_prepare(struct vxdp_run *r, const struct vxdp_prog *p)
 {
     struct vxdp_jit_ctx *c = &r->jit;
@@ -241,6 +243,8 @@ void vxdp_jit_prepare(struct vxdp_run *r, const struct vxdp_prog *p)
     /* spelled out: a memset of the registers costs GCC's `rep stos` */
     c->reg[3] = 0, c->reg[4] = 0, c->reg[5] = 0, c->reg[6] = 0, c->reg[7] = 0;
     c->reg[8] = 0, c->reg[9] = 0, c->reg[10] = c->stack_hi;
+    c->ctx_val[3] = r->ingress_ifindex;
+    c->ctx_val[4] = r->rx_queue_index;
     r->jit_ready = p->id;
 }
 

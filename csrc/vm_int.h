@@ -158,8 +158,9 @@ struct vxdp_run {
      * the next; valid for the program of id jit_prog_id (0: set it up afresh) */
     uint32_t jit_prog_id;
     /* jit_prog_id when its next run needs no preparation (vxdp_jit_prepare: the context
-     * entered at that program, registers r3-r10 as set up), else 0: a tail call or a
-     * resume left another program and other registers there */
+     * entered at that program, registers r3-r10 as set up, ingress_ifindex and
+     * rx_queue_index in it), else 0: a new batch or burst, or a tail call or a resume
+     * left another program and other registers there */
     uint32_t jit_ready;
     struct vxdp_jit_ctx jit;
 };
@@ -207,8 +208,9 @@ static inline void vxdp_jit_refresh(struct vxdp_jit_ctx *c, const struct vxdp_ru
 
 /* A run of r->prog, which has compiled code: the interpreter's contract (vm.c).  Inline in
  * the batch loops, where a packet's run is the same program as the packet's before: all it
- * does then is the packet's context, what a run may have left (depth, stack, status, the
- * budget, r0-r2) and the call.  The rest is jit_glue.c's. */
+ * does then is the packet's bounds, what a run may have left (depth, stack, status, the
+ * budget, r0-r2) and the call.  The rest is jit_glue.c's.  r->stack_lo is not kept here:
+ * every call from compiled code into the core sets it first (jit_glue.c, run_of). */
 static inline int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
 {
     struct vxdp_jit_ctx *c = &r->jit;
@@ -218,10 +220,7 @@ static inline int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uin
     if (unlikely(r->jit_ready != p->id))
         vxdp_jit_prepare(r, p);
     vxdp_jit_refresh(c, r);
-    c->ctx_val[3] = r->ingress_ifindex;
-    c->ctx_val[4] = r->rx_queue_index;
     c->stack_lo = c->stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
-    r->stack_lo = c->stack_lo;
     c->status = 0;
     c->depth = 0;
     c->budget = VXDP_BRANCH_BUDGET;
