@@ -132,6 +132,7 @@ static void xdp_burst_begin(struct dp_xdp *x, uint32_t ifindex, uint32_t rxq)
     r->frame_sz = VXDP_PAGE_SIZE;
     r->ingress_ifindex = ifindex;
     r->rx_queue_index = rxq;
+    r->jit_ready = 0;   /* the compiled context takes the new ifindex and queue */
     r->hard_start = x->frame;
     memset(r->stack, 0, sizeof(r->stack));
 }

@@ -1,9 +1,12 @@
 /*
  * Running programs compiled by vxdp.bpf.jit in place of the interpreter (ABI: vxdp_jit.h).
  *
- * vxdp_prog_set_jit() attaches a compiled program to a loaded one; vxdp_interp() then hands
- * every run of it to vxdp_jit_run(), so the batch loops (xdp.c, datapath.c) and the raw
- * harness run compiled code without knowing it.  The compiled code does the fast work
+ * vxdp_prog_set_jit() attaches a compiled program to a loaded one; from then on the batch
+ * loops (xdp.c, datapath.c) and the raw harness run its compiled code through
+ * vxdp_jit_run(), which is inline in them (vm_int.h: per packet it only refreshes the
+ * packet's bounds and calls the compiled function), and vxdp_interp() hands any run of it
+ * there too.  The context set-up, and all that follows a tail call, are here.  The compiled
+ * code does the fast work
  * itself (ALU, jumps, stack and packet accesses, bpf-to-bpf frames, the branch budget) and
  * calls back here for everything else through the ops table: the interpreter's own slow
  * memory paths (context rewriting, map values, ringbuf samples, read-only checks), helper
@@ -11,7 +14,7 @@
  * interpreter's (vm.c); tests/vxdp/test_jit.py and the differential suite hold them equal.
  *
  * Control moves between programs here: a taken tail call returns VXDP_JIT_TAIL and an exit
- * into another program's frame VXDP_JIT_RESUME; the loop below enters the next function.
+ * into another program's frame VXDP_JIT_RESUME; vxdp_jit_finish() enters the next function.
  * A tail call into a program that has no compiled code fails the run (the interpreter
  * cannot take over mid-run with the JIT's frames): engines compile every program they load.
  */
@@ -91,21 +94,6 @@ static void *op_store(struct vxdp_jit_ctx *c, uint32_t pc, uint64_t addr, uint32
     return p;
 }
 
-/* the packet region and the context values after anything that may have moved them */
-static inline void refresh(struct vxdp_jit_ctx *c, const struct vxdp_run *r)
-{
-    uintptr_t data = (uintptr_t)r->data;
-    /* keeps GCC from reading data and data_end as one 16-byte load: the batch loop has
-     * just stored them 8 bytes at a time, and the failed store forwarding cost more than
-     * a whole short program */
-    __asm__("" : "+r"(data));
-    c->pkt_lo = r->pkt_lo;
-    c->pkt_hi = r->pkt_hi;
-    c->ctx_val[0] = data;
-    c->ctx_val[1] = (uintptr_t)r->data_end;
-    c->ctx_val[2] = (uintptr_t)r->data_meta;
-}
-
 static uint64_t op_call(struct vxdp_jit_ctx *c, uint32_t pc, uint32_t id, uint64_t a1,
                         uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
 {
@@ -122,7 +110,7 @@ static uint64_t op_call(struct vxdp_jit_ctx *c, uint32_t pc, uint32_t id, uint64
     /* the bpf_conformance harness's helper 5 unwinds the program when it returns 0 */
     if (prog->mode == VXDP_MODE_RAW && id == 5 && v == 0)
         c->status = 1;
-    refresh(c, r);
+    vxdp_jit_refresh(c, r);
     return v;
 }
 
@@ -141,7 +129,7 @@ static uint64_t op_callx(struct vxdp_jit_ctx *c, uint32_t pc, uint64_t id, uint6
 }
 
 /* bpf_tail_call(ctx, prog_array, index): as the interpreter's tail_call (vm.c), except
- * that the switch to the next program happens in vxdp_jit_run once the compiled code has
+ * that the switch to the next program happens in vxdp_jit_finish once the compiled code has
  * charged the branch budget. */
 static int op_tail_call(struct vxdp_jit_ctx *c, uint32_t pc, uint64_t map, uint64_t index)
 {
@@ -234,48 +222,48 @@ static void ctx_setup(struct vxdp_jit_ctx *c, struct vxdp_run *r, const struct v
     c->ctx_val[5] = 0;   /* egress_ifindex: 0 outside devmap programs */
     c->resume_pc = 0;
     c->next_prog = NULL;
-    r->jit_regs_dirty = true;
     r->jit_prog_id = p->id;
     enter(c, r, p);
 }
 
-/* A run of r->prog, which has compiled code: the interpreter's contract (vm.c). */
-int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+/* What the inline entry (vm_int.h, vxdp_jit_run) leaves to the first run of a batch or
+ * burst, and to the run after a tail call: the context set up for `p` (afresh when another
+ * program ran on `r` last), the registers a compiled function does not write back (r3-r10:
+ * only a tail call or a resume leaves others there) and the context values that stay the
+ * same for a batch or burst (whoever changes ingress_ifindex or rx_queue_index clears
+ * r->jit_ready). */
+void vxdp_jit_prepare(struct vxdp_run *r, const struct vxdp_prog *p)
 {
     struct vxdp_jit_ctx *c = &r->jit;
-    const struct vxdp_prog *p = r->prog;
-    uint32_t entry = 0;
 
-    if (unlikely(r->jit_prog_id != p->id))
+    if (r->jit_prog_id != p->id)
         ctx_setup(c, r, p);
-    else if (unlikely(c->prog != p))   /* the last run ended in another program */
+    else if (c->prog != p)   /* the last run ended in another program */
         enter(c, r, p);
-    refresh(c, r);
+    /* spelled out: a memset of the registers costs GCC's `rep stos` */
+    c->reg[3] = 0, c->reg[4] = 0, c->reg[5] = 0, c->reg[6] = 0, c->reg[7] = 0;
+    c->reg[8] = 0, c->reg[9] = 0, c->reg[10] = c->stack_hi;
     c->ctx_val[3] = r->ingress_ifindex;
     c->ctx_val[4] = r->rx_queue_index;
-    c->stack_lo = c->stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
-    r->stack_lo = c->stack_lo;
-    c->status = 0;
-    c->depth = 0;
-    c->budget = VXDP_BRANCH_BUDGET;
-    /* a compiled function writes back r0 only, unless it leaves for another program:
-     * spelled out, a memset of the registers costs GCC's `rep stos`, slower than a run */
-    c->reg[0] = 0, c->reg[1] = r1, c->reg[2] = r2;
-    if (unlikely(r->jit_regs_dirty)) {
-        c->reg[3] = 0, c->reg[4] = 0, c->reg[5] = 0, c->reg[6] = 0, c->reg[7] = 0;
-        c->reg[8] = 0, c->reg[9] = 0, c->reg[10] = c->stack_hi;
-        r->jit_regs_dirty = false;
-    }
+    r->jit_ready = p->id;
+}
+
+/* The rest of a run whose compiled function returned `st` other than VXDP_JIT_DONE:
+ * the next program's function is entered until one finishes or the run fails. */
+int vxdp_jit_finish(struct vxdp_run *r, int st, uint64_t *ret)
+{
+    struct vxdp_jit_ctx *c = &r->jit;
 
     for (;;) {
-        int st = p->jit(c, entry);
+        const struct vxdp_prog *p;
+        uint32_t entry;
         switch (st) {
         case VXDP_JIT_DONE:
             *ret = c->reg[0];
             return 0;
         case VXDP_JIT_TAIL:
         case VXDP_JIT_RESUME:
-            r->jit_regs_dirty = true;
+            r->jit_ready = 0;
             p = c->next_prog;
             entry = st == VXDP_JIT_TAIL ? 0 : c->resume_pc;
             if (!p->jit) {
@@ -286,9 +274,17 @@ int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
                                      p->id);
             }
             enter(c, r, p);
+            st = p->jit(c, entry);
             continue;
         default:
             return r->fault ? r->fault : -EFAULT;
         }
     }
+}
+
+/* vxdp_jit_run out of line: vxdp_interp() hands compiled programs here rather than carry
+ * the inline entry, which would cost the interpreter's own entry a stack frame. */
+int vxdp_jit_run_call(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+{
+    return vxdp_jit_run(r, r1, r2, ret);
 }

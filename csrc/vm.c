@@ -923,7 +923,7 @@ int vxdp_interp(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
 {
     r->callbacks = 0;   /* a run starts outside every callback */
     if (r->prog->jit)   /* compiled by vxdp.bpf.jit: the same semantics (jit_glue.c) */
-        return vxdp_jit_run(r, r1, r2, ret);
+        return vxdp_jit_run_call(r, r1, r2, ret);
     return interp(r, r->prog->insns, 0, r1, r2, ret);
 }
 

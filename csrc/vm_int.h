@@ -157,7 +157,11 @@ struct vxdp_run {
     /* compiled programs (jit_glue.c): the context they run in, kept from one packet to
      * the next; valid for the program of id jit_prog_id (0: set it up afresh) */
     uint32_t jit_prog_id;
-    bool jit_regs_dirty;             /* a tail call or resume left other registers there */
+    /* jit_prog_id when its next run needs no preparation (vxdp_jit_prepare: the context
+     * entered at that program, registers r3-r10 as set up, ingress_ifindex and
+     * rx_queue_index in it), else 0: a new batch or burst, or a tail call or a resume
+     * left another program and other registers there */
+    uint32_t jit_ready;
     struct vxdp_jit_ctx jit;
 };
 
@@ -181,8 +185,54 @@ struct vxdp_prog *vxdp_prog_by_id(uint32_t id);
 /* the interpreter's slow memory paths, shared with compiled code (jit_glue.c) */
 int vxdp_load_slow(struct vxdp_run *r, uint64_t addr, uint32_t size, bool sx, uint64_t *out);
 void *vxdp_store_slow(struct vxdp_run *r, uint64_t addr, uint32_t size);
-/* jit_glue.c: a run of a program that has compiled code */
-int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
+/* jit_glue.c: the out-of-line parts of a run of a program that has compiled code, and
+ * vxdp_jit_run (below) as a function of its own */
+void vxdp_jit_prepare(struct vxdp_run *r, const struct vxdp_prog *p);
+int vxdp_jit_finish(struct vxdp_run *r, int st, uint64_t *ret);
+int vxdp_jit_run_call(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret);
+
+/* the packet region and the context values after anything that may have moved them */
+static inline void vxdp_jit_refresh(struct vxdp_jit_ctx *c, const struct vxdp_run *r)
+{
+    uintptr_t data = (uintptr_t)r->data;
+    /* keeps GCC from reading data and data_end as one 16-byte load: the batch loop has
+     * just stored them 8 bytes at a time, and the failed store forwarding cost more than
+     * a whole short program */
+    __asm__("" : "+r"(data));
+    c->pkt_lo = r->pkt_lo;
+    c->pkt_hi = r->pkt_hi;
+    c->ctx_val[0] = data;
+    c->ctx_val[1] = (uintptr_t)r->data_end;
+    c->ctx_val[2] = (uintptr_t)r->data_meta;
+}
+
+/* A run of r->prog, which has compiled code: the interpreter's contract (vm.c).  Inline in
+ * the batch loops, where a packet's run is the same program as the packet's before: all it
+ * does then is the packet's bounds, what a run may have left (depth, stack, status, the
+ * budget, r0-r2) and the call.  The rest is jit_glue.c's.  r->stack_lo is not kept here:
+ * every call from compiled code into the core sets it first (jit_glue.c, run_of). */
+static inline int vxdp_jit_run(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+{
+    struct vxdp_jit_ctx *c = &r->jit;
+    const struct vxdp_prog *p = r->prog;
+    int st;
+
+    if (unlikely(r->jit_ready != p->id))
+        vxdp_jit_prepare(r, p);
+    vxdp_jit_refresh(c, r);
+    c->stack_lo = c->stack_hi - VXDP_STACK_SIZE;   /* depth 0: the topmost frame */
+    c->status = 0;
+    c->depth = 0;
+    c->budget = VXDP_BRANCH_BUDGET;
+    /* a compiled function writes back r0 only, unless it leaves for another program */
+    c->reg[0] = 0, c->reg[1] = r1, c->reg[2] = r2;
+    st = p->jit(c, 0);
+    if (likely(st == VXDP_JIT_DONE)) {
+        *ret = c->reg[0];
+        return 0;
+    }
+    return vxdp_jit_finish(r, st, ret);
+}
 
 /* helpers.c: the helper tables of each mode; xdp.c: the frame helpers */
 #define VXDP_HELPER_DECL(name) \
@@ -199,14 +249,21 @@ VXDP_HELPER_DECL(vxdp_h_xdp_store_bytes);
 void vxdp_run_release_all(struct vxdp_run *r);
 
 /* One run of r->prog as the batch loops make it (xdp.c, datapath.c): compiled code when
- * the program has some, else the interpreter; ringbuf samples the program left reserved
- * are released (discarded) after it. */
-static inline int vxdp_run_prog(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+ * the program has some (`jit`: a loop that knows which engine runs its program passes a
+ * constant, and its code keeps only that engine's entry), else the interpreter; ringbuf
+ * samples the program left reserved are released (discarded) after it. */
+static inline int vxdp_run_prog_on(struct vxdp_run *r, uint64_t r1, uint64_t r2,
+                                   uint64_t *ret, bool jit)
 {
-    int rc = r->prog->jit ? vxdp_jit_run(r, r1, r2, ret) : vxdp_interp(r, r1, r2, ret);
+    int rc = jit ? vxdp_jit_run(r, r1, r2, ret) : vxdp_interp(r, r1, r2, ret);
     if (unlikely(r->nresv))
         vxdp_run_release_all(r);
     return rc;
+}
+
+static inline int vxdp_run_prog(struct vxdp_run *r, uint64_t r1, uint64_t r2, uint64_t *ret)
+{
+    return vxdp_run_prog_on(r, r1, r2, ret, r->prog->jit != NULL);
 }
 
 /* a1 is the run's context, else the run fails naming the helper (xdp.c) */

@@ -10,7 +10,7 @@
  *
  * A compiled program exports one symbol, `vxdp_jit_info`; vxdp_prog_set_jit() checks its
  * ABI, mode and length against the loaded program and from then on the core runs the
- * compiled entry in place of the interpreter (jit_glue.c, vxdp_jit_run).
+ * compiled entry in place of the interpreter (vxdp_jit_run in vm_int.h, jit_glue.c).
  *
  * Control flow between programs stays in the core: a compiled function returns
  * VXDP_JIT_TAIL after a tail call was taken and VXDP_JIT_RESUME when an exit pops a frame

@@ -34,6 +34,7 @@ static void run_init(struct vxdp_run *r, struct vxdp_prog *prog, struct vxdp_env
     r->tail_calls = 0;
     r->redirect = -1;
     r->jit_prog_id = 0;
+    r->jit_ready = 0;
     memset(r->stack, 0, sizeof(r->stack));
 }
 
@@ -62,32 +63,15 @@ static void set_packet_region(struct vxdp_run *r)
     r->pkt_hi = (uintptr_t)r->data_end;
 }
 
-int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_batch *b,
-                 char *err, size_t errlen)
+/* The packets of `b` through `prog` on `r` and `frame`, on the engine `jit` says: the
+ * program that starts every run is the batch's, so which engine runs it is decided once
+ * per batch, and each engine's loop is compiled without the other's code in it. */
+static inline __attribute__((always_inline)) int
+xdp_batch(struct vxdp_run *r, struct vxdp_prog *prog, uint8_t *frame,
+          struct vxdp_xdp_batch *b, char *err, size_t errlen, bool jit)
 {
-    struct vxdp_run *r;
-    uint8_t *frame;
     size_t in_off = 0, out_off = 0;
     int rc = 0;
-
-    b->done = 0;
-    if (prog->mode != VXDP_MODE_XDP)
-        return vxdp_errf(err, errlen, -EINVAL, "program was not loaded for XDP runs");
-    if (!env)
-        return vxdp_errf(err, errlen, -EINVAL, "XDP runs need an environment");
-    r = malloc(sizeof(*r));
-    frame = aligned_alloc(64, VXDP_PAGE_SIZE);
-    if (!r || !frame) {
-        free(r);
-        free(frame);
-        return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
-    }
-    run_init(r, prog, env, err, errlen);
-    r->frame_sz = VXDP_PAGE_SIZE;
-    r->ingress_ifindex = b->ingress_ifindex;
-    r->rx_queue_index = b->rx_queue_index;
-    r->hard_start = frame;
-    memset(frame, 0, VXDP_PAGE_SIZE);
 
     for (uint32_t i = 0; i < b->count; i++) {
         uint32_t len = b->pkt_len[i];
@@ -108,7 +92,7 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
         r->redirect = -1;
         r->tail_calls = 0;
         r->fault = 0;
-        rc = vxdp_run_prog(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret);
+        rc = vxdp_run_prog_on(r, (uint64_t)(uintptr_t)r->ctx_md, 0, &ret, jit);
         if (rc) {
             /* the interpreter wrote the message; name the packet too */
             char tmp[VXDP_ERRBUF_SIZE];
@@ -135,6 +119,39 @@ int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_b
             memset(r->head_low, 0, (size_t)(frame + VXDP_XDP_HEADROOM - r->head_low));
         b->done = i + 1;
     }
+    return rc;
+}
+
+int vxdp_run_xdp(struct vxdp_prog *prog, struct vxdp_env *env, struct vxdp_xdp_batch *b,
+                 char *err, size_t errlen)
+{
+    struct vxdp_run *r;
+    uint8_t *frame;
+    int rc;
+
+    b->done = 0;
+    if (prog->mode != VXDP_MODE_XDP)
+        return vxdp_errf(err, errlen, -EINVAL, "program was not loaded for XDP runs");
+    if (!env)
+        return vxdp_errf(err, errlen, -EINVAL, "XDP runs need an environment");
+    r = malloc(sizeof(*r));
+    frame = aligned_alloc(64, VXDP_PAGE_SIZE);
+    if (!r || !frame) {
+        free(r);
+        free(frame);
+        return vxdp_errf(err, errlen, -ENOMEM, "out of memory");
+    }
+    run_init(r, prog, env, err, errlen);
+    r->frame_sz = VXDP_PAGE_SIZE;
+    r->ingress_ifindex = b->ingress_ifindex;
+    r->rx_queue_index = b->rx_queue_index;
+    r->hard_start = frame;
+    memset(frame, 0, VXDP_PAGE_SIZE);
+
+    if (prog->jit)
+        rc = xdp_batch(r, prog, frame, b, err, errlen, true);
+    else
+        rc = xdp_batch(r, prog, frame, b, err, errlen, false);
     free(frame);
     free(r);
     return rc;

@@ -237,6 +237,37 @@ def test_engine_jit_runs_compiled_code_with_the_interpreters_results() -> None:
     assert seen[1][1]["xdp_fault"] == 30
 
 
+def test_context_fields_are_the_ports_on_either_engine() -> None:
+    """ingress_ifindex and rx_queue_index, which a compiled program's context takes once per
+    burst, are the port's in every burst, on either port, on either engine."""
+    pytest.importorskip("vxdp.bpf.jit", exc_type=ImportError)
+    stamp = """
+    ldxw %r2, [%r1+0]
+    ldxw %r3, [%r1+4]
+    mov %r4, %r2
+    add %r4, 16
+    jgt %r4, %r3, out
+    ldxw %r5, [%r1+12]
+    stxb [%r2+14], %r5
+    ldxw %r5, [%r1+16]
+    stxb [%r2+15], %r5
+    out:
+    mov %r0, 2
+    exit
+    """
+    frames = [frame(60 + i, i) for i in range(5)]
+    for engine in ("interp", "jit"):
+        h = Host(guests=2)
+        for port in h.ports:
+            port.attach(prog(stamp), engine=engine)
+        for _ in range(2):
+            for g, port in zip(h.guests, h.ports):
+                port.rx_burst(frames)
+                got = g.rx_burst()[0]
+                assert [f[14:16] for f in got] == [bytes([port.ifindex, 0])] * 5, engine
+                assert [f[:14] + f[16:] for f in got] == [f[:14] + f[16:] for f in frames]
+
+
 def test_an_engine_the_core_cannot_run_is_refused() -> None:
     _, port = Host().a
     with pytest.raises(UsageError, match="interp or jit, not 'kernel'"):

@@ -249,6 +249,17 @@ def test_context_loads_are_rewritten_and_writes_refused() -> None:
     assert b"invalid bpf_context access off=0 size=8" in fault[1]
 
 
+def test_context_fields_are_each_batchs() -> None:
+    """The compiled context keeps ingress_ifindex and rx_queue_index from one packet of a
+    batch to the next: a batch with other values sees its own."""
+    fields = "ldxw %r0, [%r1+12]\nlsh %r0, 8\nldxw %r2, [%r1+16]\nor %r0, %r2\nexit"
+    for engine in (InterpEngine, JitEngine):
+        with engine(prog(fields)) as e:
+            got = [[r.retval for r in e.run_xdp([PKT, PKT], ingress_ifindex=i, rx_queue_index=q)]
+                   for i, q in ((3, 5), (7, 1), (7, 1), (1, 0))]
+            assert got == [[0x305] * 2, [0x701] * 2, [0x701] * 2, [0x100] * 2], engine
+
+
 def test_packet_bounds_follow_adjust_head() -> None:
     # grow the head by 8 bytes, then write and read the new first bytes through data
     text = """
@@ -385,7 +396,12 @@ def test_tail_calls_stop_after_33() -> None:
     assert seen[0] == seen[1] == (2, struct.pack("<Q", 1 + 33))
 
 
-def test_tail_call_from_a_subprogram_returns_into_the_caller() -> None:
+@pytest.mark.parametrize("target_text", [
+    "mov %r6, 99\nmov %r0, 40\nexit",
+    # a target that makes calls of its own pops its own frame first, then the caller's
+    "mov %r6, 99\ncall local f\nmov %r0, 40\nexit\nf:\nmov %r6, 3\nmov %r0, 1\nexit",
+], ids=["target-without-calls", "target-with-calls"])
+def test_tail_call_from_a_subprogram_returns_into_the_caller(target_text: str) -> None:
     """The target's exit pops the caller's frame, in the program that made the call."""
     main = prog("""
         mov %r6, 1000
@@ -400,7 +416,7 @@ def test_tail_call_from_a_subprogram_returns_into_the_caller() -> None:
         mov %r0, 7
         exit
     """, COUNTER, JUMPS, name="main")
-    target = prog("mov %r6, 99\nmov %r0, 40\nexit", COUNTER, JUMPS, name="target")
+    target = prog(target_text, COUNTER, JUMPS, name="target")
     res = both(main, _slot(0, target))
     assert [r[0] for r in res] == [1040, 1040]
     assert [r[0] for r in both(main)] == [1007, 1007]  # empty slot: the call falls through
@@ -470,6 +486,13 @@ def test_generated_c_is_labelled_commented_and_warning_free(tmp_path: Path,
     for pc in range(14):
         assert f"\nL{pc}: " in source
     assert jit.run_raw(code, b"\x05\0\0\0") == interp.run_raw(code, b"\x05\0\0\0")
+    # a program that makes calls pops its frames itself; one without leaves the pop (into
+    # the program that tail-called it) to a function of its own
+    assert "switch (ret_pc)" in source and "vx_leave_frame(c);" not in source
+    short = jit.compile_program(asm("mov %r0, 1\nexit"), native.MODE_XDP, name="short")
+    assert short.warnings == ""
+    source = short.source_path.read_text()
+    assert "return vx_leave_frame(c);" in source and "switch (ret_pc)" not in source
 
 
 def test_compiled_objects_are_cached_by_digest(tmp_path: Path,

@@ -42,8 +42,10 @@ from vxdp.bpf.program import Program
 from vxdp.errors import CoreError, InvalidProgram
 
 JIT_MAX_INSNS = 8192  # compile time grows faster than the program (4096 random insns: ~7 s)
-CFLAGS = ("-std=gnu11", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra",
-          "-Wno-unused-parameter")
+# -foptimize-sibling-calls (-O2's, not -O1's): faults and frame pops leave a program's
+# function by a tail call, so short programs need no stack frame (jitgen's PRELUDE)
+CFLAGS = ("-std=gnu11", "-O1", "-foptimize-sibling-calls", "-fPIC", "-shared",
+          "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter")
 COMPILE_TIMEOUT = 300.0
 
 

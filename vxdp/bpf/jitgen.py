@@ -42,7 +42,7 @@ from vxdp.bpf.isa import (
 )
 from vxdp.errors import CoreError, InvalidProgram
 
-GENERATOR_VERSION = 8  # part of the cache key: bump when the emitted code changes
+GENERATOR_VERSION = 9  # part of the cache key: bump when the emitted code changes
 #: csrc/vxdp_jit.h as package data: vxdp/bpf/vxdp_jit.h links to it in the source tree, a
 #: wheel carries a copy (docs/architecture.md, "Packaging").
 JIT_HEADER = resources.files("vxdp.bpf") / "vxdp_jit.h"
@@ -141,7 +141,17 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
     return (uint64_t)lo | (uint64_t)hi << 32;
 }
 
-#define VX_FAIL(PC, KIND, A, B) do { ops->fault(c, (PC), (KIND), (A), (B)); goto fault; } while (0)
+/* Faults and leaving a frame are rare: they are functions of their own, reached by a tail
+ * call (-foptimize-sibling-calls), so that a short program's own function needs neither a
+ * stack frame nor callee-saved registers for them. */
+__attribute__((noinline, cold, unused))
+static int vx_fail(struct vxdp_jit_ctx *c, uint32_t pc, uint32_t kind, uint64_t a,
+                   uint64_t b)
+{
+    c->ops->fault(c, pc, kind, a, b);
+    return VXDP_JIT_FAULT;
+}
+#define VX_FAIL(PC, KIND, A, B) return vx_fail(c, (PC), (KIND), (A), (B))
 /* a taken backward jump or a call costs one unit of the branch budget */
 #define VX_CHARGE(PC) do { if (unlikely(--budget == 0)) VX_FAIL(PC, VXDP_JIT_F_BUDGET, 0, 0); } while (0)
 #define VX_BACK(PC, L) do { VX_CHARGE(PC); goto L; } while (0)
@@ -161,7 +171,7 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
         memcpy(&v_, (const void *)(uintptr_t)a_, sizeof(T)); \
         D = (uint64_t)(CAST)v_; \
     } else { \
-        uint64_t v_ = ops->load(c, (PC), a_, sizeof(T), (SX)); \
+        uint64_t v_ = c->ops->load(c, (PC), a_, sizeof(T), (SX)); \
         if (unlikely(c->status)) \
             goto fault; \
         D = v_; \
@@ -173,7 +183,7 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
     void *p_; \
     if (likely(VX_FAST(a_, sizeof(T))) || vx_in_maps(c, a_, sizeof(T), 1)) { \
         p_ = (void *)(uintptr_t)a_; \
-    } else if (!(p_ = ops->store(c, (PC), a_, sizeof(T)))) { \
+    } else if (!(p_ = c->ops->store(c, (PC), a_, sizeof(T)))) { \
         goto fault; \
     } \
     T v_ = (T)(V); \
@@ -186,7 +196,7 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
         VX_FAIL(PC, VXDP_JIT_F_MISALIGNED, sizeof(T), a_); \
     if (VX_FAST(a_, sizeof(T)) || vx_in_maps(c, a_, sizeof(T), 1)) \
         P = (T *)(uintptr_t)a_; \
-    else if (!(P = ops->store(c, (PC), a_, sizeof(T)))) \
+    else if (!(P = c->ops->store(c, (PC), a_, sizeof(T)))) \
         goto fault; } while (0)
 #define VX_ATOMIC(PC, A, T, OP, V) do { T *q_; VX_ATOMIC_PTR(PC, q_, A, T); \
     __atomic_fetch_##OP(q_, (T)(V), __ATOMIC_SEQ_CST); } while (0)
@@ -210,9 +220,9 @@ VX_FN uint64_t vx_imm64(const uint8_t *insns, uint32_t pc)
     pkt_lo = c->pkt_lo; \
     pkt_hi = c->pkt_hi; } while (0)
 #define VX_HELPER(PC, ID) do { \
-    r0 = ops->call(c, (PC), (ID), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
+    r0 = c->ops->call(c, (PC), (ID), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
 #define VX_CALLX(PC, R) do { \
-    r0 = ops->callx(c, (PC), (R), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
+    r0 = c->ops->callx(c, (PC), (R), r1, r2, r3, r4, r5); VX_AFTER_CALL(); } while (0)
 /* bpf_map_lookup_elem(map, key): a plain array with its 4-byte key in the packet or the
  * stack is served here (the helper would find the same value: index < max_entries gives
  * element index, else NULL); any other map, or a key elsewhere, goes to the helper */
@@ -234,7 +244,7 @@ VX_FN const struct vxdp_jit_map *vx_inline_array(const struct vxdp_jit_ctx *c, u
     } } while (0)
 /* bpf_tail_call: on failure execution goes on with the next instruction */
 #define VX_TAIL_CALL(PC) do { \
-    int t_ = ops->tail_call(c, (PC), r2, r3); \
+    int t_ = c->ops->tail_call(c, (PC), r2, r3); \
     if (t_ < 0) \
         goto fault; \
     if (t_ > 0) { \
@@ -256,12 +266,27 @@ VX_FN const struct vxdp_jit_map *vx_inline_array(const struct vxdp_jit_ctx *c, u
     r10 = stack_lo + VXDP_JIT_STACK_SIZE; \
     goto L; } while (0)
 #define VX_EXIT() do { if (c->depth == 0) goto done; goto ret; } while (0)
+
+/* RET_LEAVE: pop the frame; r0-r5 and the budget are in c already */
+__attribute__((noinline, cold, unused))
+static int vx_leave_frame(struct vxdp_jit_ctx *c)
+{
+    struct vxdp_jit_frame *f = &c->frames[--c->depth];
+    c->reg[6] = f->saved[0], c->reg[7] = f->saved[1];
+    c->reg[8] = f->saved[2], c->reg[9] = f->saved[3];
+    c->stack_lo = c->stack_base + (VXDP_JIT_MAX_FRAMES - 1 - c->depth) * VXDP_JIT_STACK_SIZE;
+    c->reg[10] = c->stack_lo + VXDP_JIT_STACK_SIZE;
+    if (f->prog == c->prog)
+        return vx_fail(c, f->ret_pc, VXDP_JIT_F_ENTRY, f->ret_pc, 0);
+    c->next_prog = f->prog;
+    c->resume_pc = f->ret_pc;
+    return VXDP_JIT_RESUME;
+}
 """
 
 ENTRY_HEAD = """
 static int run(struct vxdp_jit_ctx *c, uint32_t entry)
 {
-    const struct vxdp_jit_ops *const ops = c->ops;
     uint64_t r0 = c->reg[0], r1 = c->reg[1], r2 = c->reg[2], r3 = c->reg[3];
     uint64_t r4 = c->reg[4], r5 = c->reg[5], r6 = c->reg[6], r7 = c->reg[7];
     uint64_t r8 = c->reg[8], r9 = c->reg[9], r10 = c->reg[10];
@@ -269,27 +294,50 @@ static int run(struct vxdp_jit_ctx *c, uint32_t entry)
     const uintptr_t stack_hi = c->stack_hi;
     uintptr_t pkt_lo = c->pkt_lo, pkt_hi = c->pkt_hi;
     uint32_t budget = c->budget;
-    uint32_t ret_pc;
 
-    (void)stack_hi, (void)pkt_lo, (void)pkt_hi;   /* programs that touch no memory */
+    (void)stack_lo, (void)stack_hi;   /* programs that touch no memory or make no calls */
+    (void)pkt_lo, (void)pkt_hi;
 """
 
-ENTRY_TAIL = """
+# An exit at depth > 0 pops the frame of a bpf-to-bpf call.  In a program that makes such
+# calls, execution goes on at the return site when the frame is its own.
+RET_INLINE = """
 ret:    /* exit from a bpf-to-bpf call: pop the frame */
     {
         struct vxdp_jit_frame *f_ = &c->frames[--c->depth];
+        uint32_t ret_pc = f_->ret_pc;
         r6 = f_->saved[0], r7 = f_->saved[1], r8 = f_->saved[2], r9 = f_->saved[3];
         stack_lo = c->stack_base + (VXDP_JIT_MAX_FRAMES - 1 - c->depth) * VXDP_JIT_STACK_SIZE;
         c->stack_lo = stack_lo;
         r10 = stack_lo + VXDP_JIT_STACK_SIZE;
-        ret_pc = f_->ret_pc;
         if (f_->prog != c->prog) {   /* a frame of the program that tail-called us */
             c->next_prog = f_->prog;
             c->resume_pc = ret_pc;
-            goto leave_resume;
+            c->budget = budget;
+            c->reg[0] = r0, c->reg[1] = r1, c->reg[2] = r2, c->reg[3] = r3, c->reg[4] = r4;
+            c->reg[5] = r5, c->reg[6] = r6, c->reg[7] = r7, c->reg[8] = r8, c->reg[9] = r9;
+            c->reg[10] = r10;
+            return VXDP_JIT_RESUME;
+        }
+        switch (ret_pc) {   /* return into this program at ret_pc */
+@SITES@
+        default: VX_FAIL(ret_pc, VXDP_JIT_F_ENTRY, ret_pc, 0);
         }
     }
-    goto dispatch;
+"""
+
+# A program that makes no bpf-to-bpf calls has no return site: a frame it pops belongs to
+# the program that tail-called it (or it is no frame to return into, a fault), and the
+# function of its own below finds which.
+RET_LEAVE = """
+ret:    /* exit from a bpf-to-bpf call made by the program that tail-called this one */
+    c->budget = budget;
+    c->reg[0] = r0, c->reg[1] = r1, c->reg[2] = r2, c->reg[3] = r3, c->reg[4] = r4;
+    c->reg[5] = r5;
+    return vx_leave_frame(c);
+"""
+
+ENTRY_TAIL = """
 done:
     c->reg[0] = r0;
     return VXDP_JIT_DONE;
@@ -301,12 +349,6 @@ tail:
     c->reg[5] = r5, c->reg[6] = r6, c->reg[7] = r7, c->reg[8] = r8, c->reg[9] = r9;
     c->reg[10] = r10;
     return VXDP_JIT_TAIL;
-leave_resume:
-    c->budget = budget;
-    c->reg[0] = r0, c->reg[1] = r1, c->reg[2] = r2, c->reg[3] = r3, c->reg[4] = r4;
-    c->reg[5] = r5, c->reg[6] = r6, c->reg[7] = r7, c->reg[8] = r8, c->reg[9] = r9;
-    c->reg[10] = r10;
-    return VXDP_JIT_RESUME;
 }
 """
 
@@ -589,10 +631,11 @@ def program_source(code: bytes, mode: int, *, name: str = "", suffix: str = "") 
     out += [f"    case {s}: goto L{s};" for s in sites]
     out += ["    default: VX_FAIL(0, VXDP_JIT_F_ENTRY, entry, 0);", "    }", ""]
     out += body
-    out += ["dispatch:   /* return into this program at ret_pc */",
-            "    switch (ret_pc) {"]
-    out += [f"    case {s}: goto L{s};" for s in sites]
-    out += ["    default: VX_FAIL(ret_pc, VXDP_JIT_F_ENTRY, ret_pc, 0);", "    }"]
+    if sites:
+        cases = "\n".join(f"        case {s}: goto L{s};" for s in sites)
+        out.append(RET_INLINE.replace("@SITES@", cases).rstrip("\n"))
+    else:
+        out.append(RET_LEAVE.rstrip("\n"))
     out.append(ENTRY_TAIL)
     out.append("__attribute__((visibility(\"default\")))\n"
                f"const struct vxdp_jit_info vxdp_jit_info{suffix} = {{\n"
