@@ -20,7 +20,8 @@ def test_a_window_accounts_the_threads_that_ran() -> None:
     cpu = watch.stop()
     assert cpu.xcpu_ns is None  # no placement probe asked
     run, wait = cpu.threads["vxdp"]  # this thread, by the process's label
-    assert run > 30 and wait >= 0
+    # it spun the whole window: accounted, whatever share a loaded machine gave it
+    assert run > 0 and wait >= 0
     assert cpu.others_pct >= 0 and cpu.steal_pct >= 0
     assert cpu.text().startswith("xcpu - ns; run/wait % vxdp ")
 
