@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from itertools import pairwise
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from vxdp.errors import InvalidProgram
 
@@ -36,58 +36,132 @@ REG_FP = 10
 # -- opcode fields (RFC 9669 §3) -----------------------------------------------------------
 
 
+# The opcode fields and immediates by the kernel's names (include/uapi/linux/bpf.h,
+# bpf_common.h): the enums below are made of them.  Plain `Final` ints because the
+# verifier compares them on every instruction, and a compiled (mypyc) build inlines
+# them as C constants where an enum member is an attribute lookup and a rich compare.
+
+BPF_LD: Final = 0x00
+BPF_LDX: Final = 0x01
+BPF_ST: Final = 0x02
+BPF_STX: Final = 0x03
+BPF_ALU: Final = 0x04
+BPF_JMP: Final = 0x05
+BPF_JMP32: Final = 0x06
+BPF_ALU64: Final = 0x07
+
+BPF_W: Final = 0x00
+BPF_H: Final = 0x08
+BPF_B: Final = 0x10
+BPF_DW: Final = 0x18
+
+BPF_IMM: Final = 0x00
+BPF_ABS: Final = 0x20
+BPF_IND: Final = 0x40
+BPF_MEM: Final = 0x60
+BPF_MEMSX: Final = 0x80
+BPF_ATOMIC: Final = 0xC0
+
+BPF_K: Final = 0x00
+BPF_X: Final = 0x08
+
+BPF_ADD: Final = 0x00
+BPF_SUB: Final = 0x10
+BPF_MUL: Final = 0x20
+BPF_DIV: Final = 0x30
+BPF_OR: Final = 0x40
+BPF_AND: Final = 0x50
+BPF_LSH: Final = 0x60
+BPF_RSH: Final = 0x70
+BPF_NEG: Final = 0x80
+BPF_MOD: Final = 0x90
+BPF_XOR: Final = 0xA0
+BPF_MOV: Final = 0xB0
+BPF_ARSH: Final = 0xC0
+BPF_END: Final = 0xD0
+
+BPF_JA: Final = 0x00
+BPF_JEQ: Final = 0x10
+BPF_JGT: Final = 0x20
+BPF_JGE: Final = 0x30
+BPF_JSET: Final = 0x40
+BPF_JNE: Final = 0x50
+BPF_JSGT: Final = 0x60
+BPF_JSGE: Final = 0x70
+BPF_CALL: Final = 0x80
+BPF_EXIT: Final = 0x90
+BPF_JLT: Final = 0xA0
+BPF_JLE: Final = 0xB0
+BPF_JSLT: Final = 0xC0
+BPF_JSLE: Final = 0xD0
+
+BPF_FETCH: Final = 0x01
+BPF_XCHG: Final = 0xE1
+BPF_CMPXCHG: Final = 0xF1
+
+BPF_PSEUDO_MAP_FD: Final = 0x01
+BPF_PSEUDO_MAP_VALUE: Final = 0x02
+BPF_PSEUDO_BTF_ID: Final = 0x03
+BPF_PSEUDO_FUNC: Final = 0x04
+BPF_PSEUDO_MAP_IDX: Final = 0x05
+BPF_PSEUDO_MAP_IDX_VALUE: Final = 0x06
+
+BPF_PSEUDO_CALL: Final = 0x01
+BPF_PSEUDO_KFUNC_CALL: Final = 0x02
+
+
 class Cls(IntEnum):
     """Instruction class, the low three bits of the opcode."""
 
-    LD = 0x00
-    LDX = 0x01
-    ST = 0x02
-    STX = 0x03
-    ALU = 0x04
-    JMP = 0x05
-    JMP32 = 0x06
-    ALU64 = 0x07
+    LD = BPF_LD
+    LDX = BPF_LDX
+    ST = BPF_ST
+    STX = BPF_STX
+    ALU = BPF_ALU
+    JMP = BPF_JMP
+    JMP32 = BPF_JMP32
+    ALU64 = BPF_ALU64
 
 
 class Size(IntEnum):
-    W = 0x00
-    H = 0x08
-    B = 0x10
-    DW = 0x18
+    W = BPF_W
+    H = BPF_H
+    B = BPF_B
+    DW = BPF_DW
 
 
 SIZE_BYTES = {Size.W: 4, Size.H: 2, Size.B: 1, Size.DW: 8}
 
 
 class Mode(IntEnum):
-    IMM = 0x00
-    ABS = 0x20  # legacy packet access
-    IND = 0x40  # legacy packet access
-    MEM = 0x60
-    MEMSX = 0x80  # sign-extending load (cpu v4)
-    ATOMIC = 0xC0
+    IMM = BPF_IMM
+    ABS = BPF_ABS  # legacy packet access
+    IND = BPF_IND  # legacy packet access
+    MEM = BPF_MEM
+    MEMSX = BPF_MEMSX  # sign-extending load (cpu v4)
+    ATOMIC = BPF_ATOMIC
 
 
 class Src(IntEnum):
-    K = 0x00  # use the immediate
-    X = 0x08  # use src_reg
+    K = BPF_K  # use the immediate
+    X = BPF_X  # use src_reg
 
 
 class AluOp(IntEnum):
-    ADD = 0x00
-    SUB = 0x10
-    MUL = 0x20
-    DIV = 0x30  # off=1: SDIV
-    OR = 0x40
-    AND = 0x50
-    LSH = 0x60
-    RSH = 0x70
-    NEG = 0x80
-    MOD = 0x90  # off=1: SMOD
-    XOR = 0xA0
-    MOV = 0xB0  # off=8/16/32: MOVSX
-    ARSH = 0xC0
-    END = 0xD0  # byte swap; ALU64 class: unconditional BSWAP
+    ADD = BPF_ADD
+    SUB = BPF_SUB
+    MUL = BPF_MUL
+    DIV = BPF_DIV  # off=1: SDIV
+    OR = BPF_OR
+    AND = BPF_AND
+    LSH = BPF_LSH
+    RSH = BPF_RSH
+    NEG = BPF_NEG
+    MOD = BPF_MOD  # off=1: SMOD
+    XOR = BPF_XOR
+    MOV = BPF_MOV  # off=8/16/32: MOVSX
+    ARSH = BPF_ARSH
+    END = BPF_END  # byte swap; ALU64 class: unconditional BSWAP
 
 
 END_TO_LE = Src.K  # source bit of BPF_END
@@ -95,20 +169,20 @@ END_TO_BE = Src.X
 
 
 class JmpOp(IntEnum):
-    JA = 0x00
-    JEQ = 0x10
-    JGT = 0x20
-    JGE = 0x30
-    JSET = 0x40
-    JNE = 0x50
-    JSGT = 0x60
-    JSGE = 0x70
-    CALL = 0x80
-    EXIT = 0x90
-    JLT = 0xA0
-    JLE = 0xB0
-    JSLT = 0xC0
-    JSLE = 0xD0
+    JA = BPF_JA
+    JEQ = BPF_JEQ
+    JGT = BPF_JGT
+    JGE = BPF_JGE
+    JSET = BPF_JSET
+    JNE = BPF_JNE
+    JSGT = BPF_JSGT
+    JSGE = BPF_JSGE
+    CALL = BPF_CALL
+    EXIT = BPF_EXIT
+    JLT = BPF_JLT
+    JLE = BPF_JLE
+    JSLT = BPF_JSLT
+    JSLE = BPF_JSLE
 
 
 CONDITIONAL_JMP_OPS = frozenset(JmpOp) - {JmpOp.JA, JmpOp.CALL, JmpOp.EXIT}
@@ -117,13 +191,13 @@ CONDITIONAL_JMP_OPS = frozenset(JmpOp) - {JmpOp.JA, JmpOp.CALL, JmpOp.EXIT}
 class AtomicOp(IntEnum):
     """The immediate of a BPF_ATOMIC instruction (RFC 9669 §5.3)."""
 
-    ADD = 0x00
-    OR = 0x40
-    AND = 0x50
-    XOR = 0xA0
-    FETCH = 0x01
-    XCHG = 0xE0 | 0x01
-    CMPXCHG = 0xF0 | 0x01
+    ADD = BPF_ADD
+    OR = BPF_OR
+    AND = BPF_AND
+    XOR = BPF_XOR
+    FETCH = BPF_FETCH
+    XCHG = BPF_XCHG
+    CMPXCHG = BPF_CMPXCHG
 
 
 ATOMIC_IMMS = frozenset({AtomicOp.ADD, AtomicOp.OR, AtomicOp.AND, AtomicOp.XOR,
@@ -136,20 +210,20 @@ class Pseudo(IntEnum):
     """src_reg values of LD_IMM64 (include/uapi/linux/bpf.h)."""
 
     NONE = 0
-    MAP_FD = 1
-    MAP_VALUE = 2
-    BTF_ID = 3
-    FUNC = 4
-    MAP_IDX = 5
-    MAP_IDX_VALUE = 6
+    MAP_FD = BPF_PSEUDO_MAP_FD
+    MAP_VALUE = BPF_PSEUDO_MAP_VALUE
+    BTF_ID = BPF_PSEUDO_BTF_ID
+    FUNC = BPF_PSEUDO_FUNC
+    MAP_IDX = BPF_PSEUDO_MAP_IDX
+    MAP_IDX_VALUE = BPF_PSEUDO_MAP_IDX_VALUE
 
 
 class CallSrc(IntEnum):
     """src_reg values of BPF_CALL (RFC 9669 §4.3.1)."""
 
     HELPER = 0  # helper by static id
-    LOCAL = 1  # bpf-to-bpf call, imm is the pc-relative target
-    KFUNC = 2  # helper by BTF id
+    LOCAL = BPF_PSEUDO_CALL  # bpf-to-bpf call, imm is the pc-relative target
+    KFUNC = BPF_PSEUDO_KFUNC_CALL  # helper by BTF id
 
 
 def plain(enum: type[E]) -> type[E]:

@@ -8,7 +8,27 @@ nullable pointers), and the bounds a pointer's variable offset may reach.
 
 from __future__ import annotations
 
-from vxdp.bpf.isa import AluOp, Cls, Insn, Src, plain
+from vxdp.bpf.isa import (
+    BPF_ADD,
+    BPF_ALU64,
+    BPF_AND,
+    BPF_ARSH,
+    BPF_DIV,
+    BPF_END,
+    BPF_K,
+    BPF_LSH,
+    BPF_MOD,
+    BPF_MOV,
+    BPF_MUL,
+    BPF_NEG,
+    BPF_OR,
+    BPF_RSH,
+    BPF_SUB,
+    BPF_X,
+    BPF_XOR,
+    Insn,
+    plain,
+)
 from vxdp.bpf.verifier.arith import alu, bswap, movsx
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
 from vxdp.bpf.verifier.state import (
@@ -25,12 +45,12 @@ from vxdp.bpf.verifier.state import (
 )
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, Cls, Src, T = plain(AluOp), plain(Cls), plain(Src), plain(T)  # type: ignore[misc]
+T = plain(T)  # type: ignore[misc]
 
-OP_TEXT: dict[int, str] = {AluOp.ADD: "+=", AluOp.SUB: "-=", AluOp.MUL: "*=", AluOp.DIV: "/=",
-           AluOp.OR: "|=", AluOp.AND: "&=", AluOp.LSH: "<<=", AluOp.RSH: ">>=",
-           AluOp.NEG: "neg", AluOp.MOD: "%=", AluOp.XOR: "^=", AluOp.MOV: "=",
-           AluOp.ARSH: "s>>=", AluOp.END: "endian"}
+OP_TEXT: dict[int, str] = {BPF_ADD: "+=", BPF_SUB: "-=", BPF_MUL: "*=", BPF_DIV: "/=",
+           BPF_OR: "|=", BPF_AND: "&=", BPF_LSH: "<<=", BPF_RSH: ">>=",
+           BPF_NEG: "neg", BPF_MOD: "%=", BPF_XOR: "^=", BPF_MOV: "=",
+           BPF_ARSH: "s>>=", BPF_END: "endian"}
 
 
 def read_reg(state: State, regno: int) -> Reg:
@@ -41,12 +61,12 @@ def read_reg(state: State, regno: int) -> Reg:
 
 
 def check_alu(env: Env, state: State, insn: Insn) -> None:
-    bits = 64 if insn.cls == Cls.ALU64 else 32
+    bits = 64 if insn.cls == BPF_ALU64 else 32
     op = insn.op
     dst = insn.dst
     regs = state.regs
-    if op == AluOp.MOV:
-        if insn.source == Src.X:
+    if op == BPF_MOV:
+        if insn.source == BPF_X:
             src = read_reg(state, insn.src)
             regs[dst] = _mov_reg(env, state, insn, src, bits)
         else:
@@ -54,42 +74,42 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
             regs[dst] = const(v)
         return
     dreg = regs[dst]
-    if dreg.type is _SCALAR and insn.source == Src.K and op in _PLAIN_K_OPS:
+    if dreg.type is _SCALAR and insn.source == BPF_K and op in _PLAIN_K_OPS:
         # the commonest case, `scalar op= K` with no K to refuse (the checks below,
         # none of which applies): the value alone
         regs[dst] = scalar(alu(op, dreg.var, const(insn.imm if bits == 64
                                                    else insn.imm & 0xFFFFFFFF).var, bits))
         return
     dreg = read_reg(state, dst)
-    if op in (AluOp.NEG, AluOp.END):
+    if op in (BPF_NEG, BPF_END):
         if dreg.is_pointer:
             if not env.allow_ptr_leaks:
                 raise Reject(f"R{dst} pointer arithmetic prohibited")
             regs[dst] = scalar() if bits == 64 else scalar(Scalar.unknown().zext32())
             return
-        if op == AluOp.NEG:
+        if op == BPF_NEG:
             regs[dst] = scalar(alu(op, dreg.var, Scalar.const(0), bits))
         else:
-            regs[dst] = scalar(bswap(dreg.var, insn.imm, insn.source == Src.X,
-                                     insn.cls == Cls.ALU64))
+            regs[dst] = scalar(bswap(dreg.var, insn.imm, insn.source == BPF_X,
+                                     insn.cls == BPF_ALU64))
         return
-    if insn.source == Src.X:
+    if insn.source == BPF_X:
         sreg = read_reg(state, insn.src)
     else:
-        if op in (AluOp.DIV, AluOp.MOD) and insn.imm == 0:
+        if op in (BPF_DIV, BPF_MOD) and insn.imm == 0:
             raise Reject("div by zero")
-        if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH) and not 0 <= insn.imm < bits:
+        if op in (BPF_LSH, BPF_RSH, BPF_ARSH) and not 0 <= insn.imm < bits:
             raise Reject(f"invalid shift {insn.imm}")
         sreg = const(insn.imm if bits == 64 else insn.imm & 0xFFFFFFFF)
     # both initialised (read_reg, const): a pointer is what is not a scalar
     dst_ptr, src_ptr = dreg.type is not _SCALAR, sreg.type is not _SCALAR
     if dst_ptr or src_ptr:
-        if insn.source == Src.X and dst_ptr != src_ptr:
+        if insn.source == BPF_X and dst_ptr != src_ptr:
             # the pointer's offset is the scalar's value from now on
             env.mark_precise(state, insn.src if dst_ptr else dst)
         regs[dst] = _pointer_alu(env, insn, dreg, sreg, bits)
         return
-    if insn.off == 1 and op in (AluOp.DIV, AluOp.MOD):  # sdiv, smod
+    if insn.off == 1 and op in (BPF_DIV, BPF_MOD):  # sdiv, smod
         regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits, signed_op=True))
     else:  # no keyword: the memoised call's key is shorter
         regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits))
@@ -98,8 +118,8 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
 _SCALAR = T.SCALAR
 # `dst op= K` of a scalar that needs no check of K (division by zero, shift range) and
 # is not NEG or END: everything but DIV, MOD, the shifts, NEG, END and MOV
-_PLAIN_K_OPS = frozenset({AluOp.ADD, AluOp.SUB, AluOp.MUL, AluOp.OR, AluOp.AND,
-                          AluOp.XOR})
+_PLAIN_K_OPS = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_OR, BPF_AND,
+                          BPF_XOR})
 
 
 def _mov_reg(env: Env, state: State, insn: Insn, src: Reg, bits: int) -> Reg:
@@ -148,11 +168,11 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
     # both initialised (check_alu): a pointer is what is not a scalar
     dst_ptr = dreg.type is not _SCALAR
     if dst_ptr and sreg.type is not _SCALAR:
-        if op == AluOp.SUB and env.allow_ptr_leaks:
+        if op == BPF_SUB and env.allow_ptr_leaks:
             return scalar() if bits == 64 else scalar(Scalar.unknown().zext32())
         raise Reject(f"R{dst} pointer {OP_TEXT[op]} pointer prohibited")
     if bits == 32:
-        if op == AluOp.SUB and env.allow_ptr_leaks:
+        if op == BPF_SUB and env.allow_ptr_leaks:
             return scalar(Scalar.unknown().zext32())
         raise Reject(f"R{dst} 32-bit pointer arithmetic prohibited")
     ptr, off_reg = (dreg, sreg) if dst_ptr else (sreg, dreg)
@@ -162,17 +182,17 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
     known = off_reg.var.is_const
     if ptr.type not in _ARITH_OK:
         if not (ptr.type is T.MAP_PTR and known and off_reg.var.value == 0
-                and op == AluOp.ADD):
+                and op == BPF_ADD):
             raise Reject(f"R{dst} pointer arithmetic on {ptr.type_name()} prohibited")
         return ptr
-    if op == AluOp.SUB:
+    if op == BPF_SUB:
         if dreg is off_reg:
             raise Reject(f"R{dst} tried to subtract pointer from scalar")
         if ptr.type is T.STACK:
             raise Reject(f"R{dst} subtraction from stack pointer prohibited")
-    elif op in (AluOp.AND, AluOp.OR, AluOp.XOR):
+    elif op in (BPF_AND, BPF_OR, BPF_XOR):
         raise Reject(f"R{dst} bitwise operator {OP_TEXT[op]} on pointer prohibited")
-    elif op != AluOp.ADD:
+    elif op != BPF_ADD:
         raise Reject(f"R{dst} pointer arithmetic with {OP_TEXT[op]} operator prohibited")
     if not env.allow_ptr_leaks and not known and ptr.type is T.STACK:
         raise Reject(f"R{dst} variable stack access prohibited for !root")
@@ -181,7 +201,7 @@ def _pointer_alu(env: Env, insn: Insn, dreg: Reg, sreg: Reg, bits: int) -> Reg:
     _check_sane_offset(env, ptr, tname, False)
     if known:
         delta = to_s64(off_reg.var.value)
-        new_off = ptr.off + (delta if op == AluOp.ADD else -delta)
+        new_off = ptr.off + (delta if op == BPF_ADD else -delta)
         if not -(1 << 31) <= new_off < (1 << 31):
             raise Reject(f"R{dst} pointer arithmetic overflow")
         res = ptr.with_off(new_off)

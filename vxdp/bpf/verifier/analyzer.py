@@ -19,12 +19,27 @@ import time
 from vxdp.bpf.btf import FuncProto, func_proto, parse_btf
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS
 from vxdp.bpf.isa import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_ATOMIC,
+    BPF_CALL,
+    BPF_CMPXCHG,
+    BPF_EXIT,
+    BPF_FETCH,
+    BPF_IMM,
+    BPF_JA,
+    BPF_LD,
+    BPF_LDX,
+    BPF_MEMSX,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_IDX,
+    BPF_PSEUDO_MAP_IDX_VALUE,
+    BPF_PSEUDO_MAP_VALUE,
+    BPF_ST,
+    BPF_STX,
     SIZE_BYTES,
-    AtomicOp,
-    Cls,
     Insn,
-    JmpOp,
-    Mode,
     Pseudo,
     decode,
     imm64,
@@ -46,8 +61,7 @@ from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import Env, Reject, State, T, const, new_state, pointer, scalar
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-AtomicOp, Cls, JmpOp, Mode, Pseudo, T = (  # type: ignore[misc]
-    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Pseudo), plain(T))
+Pseudo, T = plain(Pseudo), plain(T)  # type: ignore[misc]
 
 
 class Analyzer:
@@ -255,17 +269,17 @@ class Analyzer:
         if cls in _STORE_CLASSES:
             self._store(state, insn)
             return pc + 1
-        if cls == Cls.LD:
+        if cls == BPF_LD:
             self._ld_imm64(pc, state, insn)
             return pc + 2
         # JMP / JMP32
         op = insn.op
-        if op == JmpOp.JA:
+        if op == BPF_JA:
             self.jumps += 1
             target = jump_target(insn, pc)
             assert target is not None
             return target
-        if op == JmpOp.EXIT:
+        if op == BPF_EXIT:
             assert is_exit(insn)
             if len(state.frames) > 1:
                 if state.cur.in_callback:
@@ -274,7 +288,7 @@ class Analyzer:
                 return calls.pop_frame(self.env, state)
             calls.check_exit(self.env, state)
             return None
-        if op == JmpOp.CALL:
+        if op == BPF_CALL:
             if is_helper_call(insn):
                 if insn.imm in CALLBACK_HELPER_IDS:
                     return self._callback_call(pc, insn, state, parent, pending)
@@ -326,7 +340,7 @@ class Analyzer:
         val = memory.access(self.env, state, insn.src, insn.off, size, memory.READ)
         assert val is not None
         if val.type is _SCALAR:  # val.is_scalar
-            if insn.mode == Mode.MEMSX:
+            if insn.mode == BPF_MEMSX:
                 val = scalar(sext(val.var, size))
             elif size < 8:
                 val = scalar(val.var.cast(size)) if not val.var.is_const else val
@@ -335,14 +349,14 @@ class Analyzer:
 
     def _store(self, state: State, insn: Insn) -> None:
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
-        if insn.cls == Cls.ST:
+        if insn.cls == BPF_ST:
             # memory.access refuses an unreadable base register first, as read_reg would
             memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
                           imm=insn.imm)
             return
         value = read_reg(state, insn.src)
         dreg = read_reg(state, insn.dst)
-        if insn.mode != Mode.ATOMIC:
+        if insn.mode != BPF_ATOMIC:
             memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE, value=value,
                           value_regno=insn.src)
             return
@@ -351,30 +365,30 @@ class Analyzer:
         if dreg.type in (T.CTX, T.PACKET, T.PACKET_META):
             raise Reject(f"BPF_ATOMIC stores into R{insn.dst} {dreg.type_name()} is not "
                          f"allowed")
-        if insn.imm == AtomicOp.CMPXCHG:
+        if insn.imm == BPF_CMPXCHG:
             read_reg(state, 0)
         memory.access(self.env, state, insn.dst, insn.off, size, memory.READ, strict=True)
         memory.access(self.env, state, insn.dst, insn.off, size, memory.WRITE,
                       value=scalar(), strict=True)
         loaded = scalar(Scalar.unsigned(size))
-        if insn.imm == AtomicOp.CMPXCHG:
+        if insn.imm == BPF_CMPXCHG:
             state.regs[0] = loaded
-        elif insn.imm & AtomicOp.FETCH:
+        elif insn.imm & BPF_FETCH:
             state.regs[insn.src] = loaded
 
     def _ld_imm64(self, pc: int, state: State, insn: Insn) -> None:
-        if insn.mode != Mode.IMM:
+        if insn.mode != BPF_IMM:
             raise Reject("BPF_LD_[ABS|IND] instructions not allowed for this program type")
         src = insn.src
         if src == Pseudo.NONE:
             state.regs[insn.dst] = const(imm64(self.insns, pc))
             return
-        if src in (Pseudo.MAP_FD, Pseudo.MAP_VALUE, Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE):
+        if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE):
             idx = insn.imm
             if not 0 <= idx < len(self.program.maps):
                 raise Reject(f"fd {idx} is not pointing to valid bpf_map")
             spec = self.program.maps[idx]
-            if src in (Pseudo.MAP_FD, Pseudo.MAP_IDX):
+            if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
                 state.regs[insn.dst] = pointer(T.MAP_PTR, map=idx)
                 return
             off = self.insns[pc + 1].imm & 0xFFFFFFFF
@@ -385,7 +399,7 @@ class Analyzer:
                              f"{spec.value_size} off={off}")
             state.regs[insn.dst] = pointer(T.MAP_VALUE, map=idx, off=off)
             return
-        if src == Pseudo.FUNC:
+        if src == BPF_PSEUDO_FUNC:
             if not self.program.func_info:
                 raise Reject("missing btf func_info")  # the kernel needs BTF for callbacks
             target = pc + insn.imm + 1
@@ -586,9 +600,9 @@ def _adopt(state: State, other: State) -> None:
 
 
 ALL_REGS = frozenset(range(11))
-_ALU_CLASSES = frozenset({Cls.ALU, Cls.ALU64})
-_STORE_CLASSES = frozenset({Cls.ST, Cls.STX})
-_LDX = Cls.LDX
+_ALU_CLASSES = frozenset({BPF_ALU, BPF_ALU64})
+_STORE_CLASSES = frozenset({BPF_ST, BPF_STX})
+_LDX = BPF_LDX
 _SCALAR = T.SCALAR
 LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side

@@ -13,27 +13,49 @@ from __future__ import annotations
 
 import functools
 
-from vxdp.bpf.isa import AluOp, JmpOp, plain
+from vxdp.bpf.isa import (
+    BPF_ADD,
+    BPF_AND,
+    BPF_ARSH,
+    BPF_DIV,
+    BPF_JEQ,
+    BPF_JGE,
+    BPF_JGT,
+    BPF_JLE,
+    BPF_JLT,
+    BPF_JNE,
+    BPF_JSET,
+    BPF_JSGE,
+    BPF_JSGT,
+    BPF_JSLE,
+    BPF_JSLT,
+    BPF_LSH,
+    BPF_MOD,
+    BPF_MOV,
+    BPF_MUL,
+    BPF_NEG,
+    BPF_OR,
+    BPF_RSH,
+    BPF_SUB,
+    BPF_XOR,
+)
 from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
 from vxdp.bpf.verifier.tnum import U64, Tnum
 
-# enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, JmpOp = plain(AluOp), plain(JmpOp)  # type: ignore[misc]
-
 NEGATE: dict[int, int] = {
-    JmpOp.JEQ: JmpOp.JNE, JmpOp.JNE: JmpOp.JEQ, JmpOp.JGT: JmpOp.JLE, JmpOp.JLE: JmpOp.JGT,
-    JmpOp.JGE: JmpOp.JLT, JmpOp.JLT: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLE,
-    JmpOp.JSLE: JmpOp.JSGT, JmpOp.JSGE: JmpOp.JSLT, JmpOp.JSLT: JmpOp.JSGE,
+    BPF_JEQ: BPF_JNE, BPF_JNE: BPF_JEQ, BPF_JGT: BPF_JLE, BPF_JLE: BPF_JGT,
+    BPF_JGE: BPF_JLT, BPF_JLT: BPF_JGE, BPF_JSGT: BPF_JSLE,
+    BPF_JSLE: BPF_JSGT, BPF_JSGE: BPF_JSLT, BPF_JSLT: BPF_JSGE,
 }
 JSET_FALSE = 0x100  # pseudo-op: the fall-through of JSET, `(a & b) == 0`
-NEGATE[JmpOp.JSET] = JSET_FALSE
-NEGATE[JSET_FALSE] = JmpOp.JSET
+NEGATE[BPF_JSET] = JSET_FALSE
+NEGATE[JSET_FALSE] = BPF_JSET
 
 SWAP: dict[int, int] = {  # b op' a  <=>  a op b
-    JmpOp.JEQ: JmpOp.JEQ, JmpOp.JNE: JmpOp.JNE, JmpOp.JGT: JmpOp.JLT, JmpOp.JLT: JmpOp.JGT,
-    JmpOp.JGE: JmpOp.JLE, JmpOp.JLE: JmpOp.JGE, JmpOp.JSGT: JmpOp.JSLT,
-    JmpOp.JSLT: JmpOp.JSGT, JmpOp.JSGE: JmpOp.JSLE, JmpOp.JSLE: JmpOp.JSGE,
-    JmpOp.JSET: JmpOp.JSET, JSET_FALSE: JSET_FALSE,
+    BPF_JEQ: BPF_JEQ, BPF_JNE: BPF_JNE, BPF_JGT: BPF_JLT, BPF_JLT: BPF_JGT,
+    BPF_JGE: BPF_JLE, BPF_JLE: BPF_JGE, BPF_JSGT: BPF_JSLT,
+    BPF_JSLT: BPF_JSGT, BPF_JSGE: BPF_JSLE, BPF_JSLE: BPF_JSGE,
+    BPF_JSET: BPF_JSET, JSET_FALSE: JSET_FALSE,
 }
 
 
@@ -73,9 +95,9 @@ def _mul(a: Half, b: Half) -> Half:
 def _bitwise(op: int, a: Half, b: Half, t: Tnum) -> Half:
     """&, |, ^ given the result's tnum `t` (already cut to the width)."""
     h = Half.full(a.bits)
-    if op == AluOp.AND:
+    if op == BPF_AND:
         h = h.with_u(t.value, min(a.umax, b.umax, t.umax))
-    elif op == AluOp.OR:
+    elif op == BPF_OR:
         h = h.with_u(max(a.umin, b.umin, t.value), t.umax)
     else:
         h = h.with_u(t.value, t.umax)
@@ -85,30 +107,30 @@ def _bitwise(op: int, a: Half, b: Half, t: Tnum) -> Half:
 
 
 def _tnum_op(op: int, a: Tnum, b: Tnum) -> Tnum:
-    if op == AluOp.ADD:
+    if op == BPF_ADD:
         return a.add(b)
-    if op == AluOp.SUB:
+    if op == BPF_SUB:
         return a.sub(b)
-    if op == AluOp.MUL:
+    if op == BPF_MUL:
         return a.mul(b)
-    if op == AluOp.AND:
+    if op == BPF_AND:
         return a.and_(b)
-    if op == AluOp.OR:
+    if op == BPF_OR:
         return a.or_(b)
     return a.xor(b)
 
 
 def _half_op(op: int, a: Half, b: Half, t: Tnum) -> Half:
-    if op == AluOp.ADD:
+    if op == BPF_ADD:
         return _add(a, b)
-    if op == AluOp.SUB:
+    if op == BPF_SUB:
         return _sub(a, b)
-    if op == AluOp.MUL:
+    if op == BPF_MUL:
         return _mul(a, b)
     return _bitwise(op, a, b, t)
 
 
-_TRACKED = frozenset({AluOp.ADD, AluOp.SUB, AluOp.MUL, AluOp.AND, AluOp.OR, AluOp.XOR})
+_TRACKED = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_AND, BPF_OR, BPF_XOR})
 
 
 def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
@@ -116,9 +138,9 @@ def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
     mask = (1 << bits) - 1
     x &= mask
     y &= mask
-    if op == AluOp.NEG:
+    if op == BPF_NEG:
         return -x & mask
-    if op == AluOp.DIV:
+    if op == BPF_DIV:
         if y == 0:
             return 0
         if signed_op:
@@ -126,7 +148,7 @@ def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
             q = abs(sx) // abs(sy)
             return (q if (sx < 0) == (sy < 0) else -q) & mask
         return x // y
-    if op == AluOp.MOD:
+    if op == BPF_MOD:
         if y == 0:
             return x
         if signed_op:
@@ -134,14 +156,14 @@ def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:
             r = abs(sx) % abs(sy)
             return (-r if sx < 0 else r) & mask
         return x % y
-    if op == AluOp.LSH:
+    if op == BPF_LSH:
         return (x << (y & (bits - 1))) & mask
-    if op == AluOp.RSH:
+    if op == BPF_RSH:
         return x >> (y & (bits - 1))
-    if op == AluOp.ARSH:
+    if op == BPF_ARSH:
         return (_signed(x, bits) >> (y & (bits - 1))) & mask
-    table: dict[int, int] = {AluOp.ADD: x + y, AluOp.SUB: x - y, AluOp.MUL: x * y, AluOp.AND: x & y,
-             AluOp.OR: x | y, AluOp.XOR: x ^ y}
+    table: dict[int, int] = {BPF_ADD: x + y, BPF_SUB: x - y, BPF_MUL: x * y, BPF_AND: x & y,
+             BPF_OR: x | y, BPF_XOR: x ^ y}
     return table[op] & mask
 
 
@@ -150,11 +172,11 @@ def _shift(op: int, a: Scalar, amount: int, bits: int) -> Scalar:
     h = a.half(bits)
     t = a.tnum(bits)
     full = Half.full(bits)
-    if op == AluOp.LSH:
+    if op == BPF_LSH:
         t = t.lshift(amount).cast(bits // 8)
         res = full.with_u(h.umin << amount, h.umax << amount) if h.umax >> (
             bits - amount) == 0 else full
-    elif op == AluOp.RSH:
+    elif op == BPF_RSH:
         t = t.rshift(amount)
         res = full.with_u(h.umin >> amount, h.umax >> amount)
     else:
@@ -171,16 +193,16 @@ def _shift(op: int, a: Scalar, amount: int, bits: int) -> Scalar:
 @functools.lru_cache(maxsize=1 << 15)
 def alu(op: int, dst: Scalar, src: Scalar, bits: int, *, signed_op: bool = False) -> Scalar:
     """dst op= src on scalars, for a 64-bit (ALU64) or 32-bit (ALU) instruction."""
-    if op == AluOp.MOV:
+    if op == BPF_MOV:
         return src if bits == 64 else src.zext32()
-    if op in (AluOp.DIV, AluOp.MOD):  # the kernel tracks neither, constants included
+    if op in (BPF_DIV, BPF_MOD):  # the kernel tracks neither, constants included
         return Scalar.unknown() if bits == 64 else Scalar.unknown().zext32()
-    if op == AluOp.NEG:
-        return alu(AluOp.SUB, Scalar.const(0), dst, bits)
+    if op == BPF_NEG:
+        return alu(BPF_SUB, Scalar.const(0), dst, bits)
     if dst.tnum(bits).is_const and src.tnum(bits).is_const:
         v = _concrete(op, dst.tnum(bits).value, src.tnum(bits).value, bits, signed_op)
         return Scalar.const(v)
-    if op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH):
+    if op in (BPF_LSH, BPF_RSH, BPF_ARSH):
         if src.tnum(bits).is_const and src.tnum(bits).value < bits:
             return _shift(op, dst, src.tnum(bits).value, bits)
         return Scalar.unknown() if bits == 64 else Scalar.unknown().zext32()
@@ -248,7 +270,7 @@ def movsx(value: Scalar, size_bits: int, alu64: bool) -> Scalar:
 
 def _cmp_half(op: int, a: Half, b: Half, ta: Tnum, tb: Tnum
               ) -> tuple[Half, Half, Tnum, Tnum] | None:
-    if op == JmpOp.JEQ:
+    if op == BPF_JEQ:
         u = (max(a.umin, b.umin), min(a.umax, b.umax))
         s = (max(a.smin, b.smin), min(a.smax, b.smax))
         if (ta.value ^ tb.value) & ~ta.mask & ~tb.mask:
@@ -256,7 +278,7 @@ def _cmp_half(op: int, a: Half, b: Half, ta: Tnum, tb: Tnum
         t = ta.intersect(tb)
         a = a.with_u(*u).with_s(*s)
         return a, a, t, t
-    if op == JmpOp.JNE:
+    if op == BPF_JNE:
         if ta.is_const and tb.is_const and ta.value == tb.value:
             return None
         if tb.is_const:
@@ -264,17 +286,17 @@ def _cmp_half(op: int, a: Half, b: Half, ta: Tnum, tb: Tnum
         elif ta.is_const:
             b = _exclude(b, ta.value)
         return a, b, ta, tb
-    if op in (JmpOp.JLT, JmpOp.JLE):
-        d = 1 if op == JmpOp.JLT else 0
+    if op in (BPF_JLT, BPF_JLE):
+        d = 1 if op == BPF_JLT else 0
         a = a.with_u(a.umin, min(a.umax, b.umax - d))
         b = b.with_u(max(b.umin, a.umin + d), b.umax)
         return a, b, ta, tb
-    if op in (JmpOp.JSLT, JmpOp.JSLE):
-        d = 1 if op == JmpOp.JSLT else 0
+    if op in (BPF_JSLT, BPF_JSLE):
+        d = 1 if op == BPF_JSLT else 0
         a = a.with_s(a.smin, min(a.smax, b.smax - d))
         b = b.with_s(max(b.smin, a.smin + d), b.smax)
         return a, b, ta, tb
-    if op == JmpOp.JSET:
+    if op == BPF_JSET:
         if not (ta.umax & tb.umax):
             return None
         if tb.is_const and tb.value and not tb.value & (tb.value - 1):

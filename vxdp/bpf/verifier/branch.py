@@ -9,13 +9,23 @@ data_end (or data_meta with data) proves a range for every pointer sharing the i
 
 from __future__ import annotations
 
-from vxdp.bpf.isa import Cls, Insn, JmpOp, Src, plain
+from vxdp.bpf.isa import (
+    BPF_JEQ,
+    BPF_JLE,
+    BPF_JLT,
+    BPF_JMP32,
+    BPF_JNE,
+    BPF_JSET,
+    BPF_X,
+    Insn,
+    plain,
+)
 from vxdp.bpf.verifier.arith import NEGATE, SWAP, refine
 from vxdp.bpf.verifier.scalar import Scalar
 from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, const
 
 # enum members as plain attributes: read on every instruction (see isa.plain)
-Cls, JmpOp, Src, T = plain(Cls), plain(JmpOp), plain(Src), plain(T)  # type: ignore[misc]
+T = plain(T)  # type: ignore[misc]
 
 _SCALAR = T.SCALAR
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
@@ -30,12 +40,12 @@ def _read(state: State, regno: int) -> Reg:
 
 def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
     """The states after the branch; None for a side no execution can reach."""
-    bits = 32 if insn.cls == Cls.JMP32 else 64
+    bits = 32 if insn.cls == BPF_JMP32 else 64
     op = insn.op
     dreg = _read(state, insn.dst)
     # both operands are initialised (_read, const): a pointer is what is not a scalar
     dst_ptr = dreg.type is not _SCALAR
-    if insn.source == Src.X:
+    if insn.source == BPF_X:
         sreg = _read(state, insn.src)
         src_ptr = sreg.type is not _SCALAR
         if not env.allow_ptr_leaks and (dst_ptr or src_ptr):
@@ -56,7 +66,7 @@ def check_cond_jmp(env: Env, state: State, insn: Insn) -> Outcome:
             env.mark_precise(state, *([insn.dst] if src_regno is None
                                       else [insn.dst, src_regno]))
         return fall, jump
-    if bits == 64 and op in (JmpOp.JEQ, JmpOp.JNE):
+    if bits == 64 and op in (BPF_JEQ, BPF_JNE):
         nullable, other = (dreg, sreg) if dst_ptr else (sreg, dreg)
         if other.type is _SCALAR and _zero(other):
             if src_regno is not None:  # a NULL check because that register is 0
@@ -110,9 +120,9 @@ def _assign(state: State, regno: int, old: Reg, value: Scalar) -> None:
 def _null_branch(env: Env, state: State, op: int, ptr: Reg) -> Outcome:
     if not ptr.maybe_null:
         # a valid pointer is never NULL: `== 0` never jumps, `!= 0` always does
-        return (state, None) if op == JmpOp.JEQ else (None, state)
+        return (state, None) if op == BPF_JEQ else (None, state)
     other = state.copy()
-    is_null_side, non_null_side = (other, state) if op == JmpOp.JEQ else (state, other)
+    is_null_side, non_null_side = (other, state) if op == BPF_JEQ else (state, other)
     mark_ptr_or_null(is_null_side, ptr.id, True)
     mark_ptr_or_null(non_null_side, ptr.id, False, env.xsk_maps)
     return state, other
@@ -142,7 +152,7 @@ def mark_ptr_or_null(state: State, ptr_id: int, is_null: bool,
 
 def _pkt_branch(state: State, op: int, dreg: Reg, sreg: Reg) -> Outcome:
     """data' vs data_end (and meta' vs data): learn ranges on the side that proves one."""
-    if op in (JmpOp.JSET,) or op not in SWAP:
+    if op in (BPF_JSET,) or op not in SWAP:
         return state.copy(), state
     # Normalise to `ptr OP end` where ptr is the packet (or meta) pointer being checked.
     if (dreg.type is T.PACKET and sreg.type is T.PACKET_END) or (
@@ -156,9 +166,9 @@ def _pkt_branch(state: State, op: int, dreg: Reg, sreg: Reg) -> Outcome:
     other = state.copy()
     # After the jump `ptr cmp end` holds; on the fall-through its negation does.
     for st, fact in ((other, cmp), (state, NEGATE[cmp])):
-        if fact == JmpOp.JLT:  # ptr < end
+        if fact == BPF_JLT:  # ptr < end
             _good_pkt_pointers(st, ptr, right_open=True)
-        elif fact == JmpOp.JLE:  # ptr <= end
+        elif fact == BPF_JLE:  # ptr <= end
             _good_pkt_pointers(st, ptr, right_open=False)
     return state, other
 

@@ -14,32 +14,37 @@ from collections.abc import Iterable, Sequence
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_ATOMIC,
+    BPF_CALL,
+    BPF_CMPXCHG,
+    BPF_EXIT,
+    BPF_FETCH,
+    BPF_JA,
+    BPF_JMP,
+    BPF_JMP32,
+    BPF_LD,
+    BPF_LDX,
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_ST,
+    BPF_STX,
+    BPF_X,
     OP_CALL,
     OP_EXIT,
     OP_GOTOL,
     OP_JA,
     OP_LD_IMM64,
-    AtomicOp,
-    CallSrc,
-    Cls,
     Insn,
-    JmpOp,
-    Mode,
-    Pseudo,
-    Src,
     is_exit,
     is_helper_call,
     is_jump,
     is_ldimm64,
     is_unconditional_jump,
     jump_target,
-    plain,
     problems,
 )
-
-# enum members as plain attributes: read on every instruction (see isa.plain)
-AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
-    plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 
 def successors(insns: Sequence[Insn], pc: int) -> list[int]:
@@ -109,11 +114,11 @@ class Flow:
 
 
 _EXIT, _GOTOL, _LD_IMM64, _CALL = OP_EXIT, OP_GOTOL, OP_LD_IMM64, OP_CALL
-_JMP_CLASSES = (Cls.JMP, Cls.JMP32)
-_CALL_OR_EXIT = (JmpOp.CALL, JmpOp.EXIT)
+_JMP_CLASSES = (BPF_JMP, BPF_JMP32)
+_CALL_OR_EXIT = (BPF_CALL, BPF_EXIT)
 _UNCONDITIONAL = (OP_JA, OP_GOTOL)
-_PSEUDO_FUNC = int(Pseudo.FUNC)
-_LOCAL_CALL = int(CallSrc.LOCAL)
+_PSEUDO_FUNC = int(BPF_PSEUDO_FUNC)
+_LOCAL_CALL = int(BPF_PSEUDO_CALL)
 
 
 def structural_problem(insns: Sequence[Insn], privileged: bool,
@@ -184,38 +189,38 @@ def _uses_defs(insn: Insn) -> tuple[int, int]:
     """Registers an instruction reads and writes (conservatively: reads may be more), as
     bitmasks (bit r: register r)."""
     cls, op = insn.cls, insn.op
-    x = insn.source == Src.X
+    x = insn.source == BPF_X
     dst, src = 1 << insn.dst, 1 << insn.src
-    if cls == Cls.ALU or cls == Cls.ALU64:
+    if cls == BPF_ALU or cls == BPF_ALU64:
         uses = src if x else 0
         if op != 0xB0:  # everything but MOV reads dst
             uses |= dst
         return uses, dst
-    if cls == Cls.LDX:
+    if cls == BPF_LDX:
         return src, dst
-    if cls == Cls.ST:
+    if cls == BPF_ST:
         return dst, 0
-    if cls == Cls.STX:
-        if insn.mode == Mode.ATOMIC:
+    if cls == BPF_STX:
+        if insn.mode == BPF_ATOMIC:
             uses, defs = dst | src, 0
-            if insn.imm == AtomicOp.CMPXCHG:
+            if insn.imm == BPF_CMPXCHG:
                 uses |= 1
                 defs |= 1
-            elif insn.imm & AtomicOp.FETCH:
+            elif insn.imm & BPF_FETCH:
                 defs |= src
             return uses, defs
         return dst | src, 0
-    if cls == Cls.LD:
+    if cls == BPF_LD:
         return 0, dst
-    if op == JmpOp.CALL:
+    if op == BPF_CALL:
         if is_helper_call(insn):
             h = HELPERS.get(insn.imm)
             nargs = len(h.args) if h else 5
             return ((1 << (nargs + 1)) - 2), _CALL_DEFS  # R1..R<nargs>
         return _CALL_ARGS, _CALL_DEFS
-    if op == JmpOp.EXIT:
+    if op == BPF_EXIT:
         return 1, 0
-    if op == JmpOp.JA:
+    if op == BPF_JA:
         return 0, 0
     return (dst | src if x else dst), 0
 

@@ -28,25 +28,42 @@ the checkpoint's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from vxdp.bpf.isa import AluOp, AtomicOp, Cls, Insn, JmpOp, Mode, Src, is_helper_call, plain
+from vxdp.bpf.isa import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_ATOMIC,
+    BPF_CALL,
+    BPF_CMPXCHG,
+    BPF_END,
+    BPF_EXIT,
+    BPF_FETCH,
+    BPF_JA,
+    BPF_LD,
+    BPF_LDX,
+    BPF_MOV,
+    BPF_NEG,
+    BPF_ST,
+    BPF_STX,
+    BPF_X,
+    Insn,
+    is_helper_call,
+)
 from vxdp.bpf.verifier.state import State
-
-# enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
-    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 RegKey = tuple[int, int]  # (frame, regno)
 SlotKey = tuple[int, int]  # (frame, slot index)
-Hist = tuple[int, int, object, "Hist"] | None  # (pc, frame, aux, older)
+# (pc, frame, aux, older): a linked list, newest first.  `older` is a Hist; the alias is
+# not spelled recursively because mypyc (the optional compiled build) cannot translate that.
+Hist = tuple[int, int, object, Any] | None
 
 
 @dataclass(eq=False, slots=True)
 class Checkpoint:
     pc: int
     state: State
-    key: object
+    key: Any
     parent: Checkpoint | None
     hist: Hist = None  # the instructions from the parent checkpoint to this one
     branches: int = 1
@@ -67,11 +84,11 @@ def _back_alu(insn: Insn, f: int, regs: set[RegKey]) -> None:
     if dst not in regs:
         return
     op = insn.op
-    if op == AluOp.MOV:
+    if op == BPF_MOV:
         regs.discard(dst)  # the old value is gone; a register copy hands the need on
-        if insn.source == Src.X:
+        if insn.source == BPF_X:
             regs.add((f, insn.src))
-    elif insn.source == Src.X and op not in (AluOp.NEG, AluOp.END):
+    elif insn.source == BPF_X and op not in (BPF_NEG, BPF_END):
         regs.add((f, insn.src))  # dst op= src: both operands made the result
 
 
@@ -101,40 +118,40 @@ def backtrack_insn(insn: Insn, f: int, aux: object, regs: set[RegKey],
     """What had to be precise before `insn` (run at call depth `f`) for `regs` and `slots`
     to be precise after it."""
     cls = insn.cls
-    slot: SlotKey = aux  # type: ignore[assignment]  # loads and stores record the slot
-    if cls in (Cls.ALU, Cls.ALU64):
+    slot: Any = aux  # loads and stores record the slot (None when not the stack)
+    if cls in (BPF_ALU, BPF_ALU64):
         _back_alu(insn, f, regs)
-    elif cls == Cls.LDX:
+    elif cls == BPF_LDX:
         dst = (f, insn.dst)
         if dst in regs:
             regs.discard(dst)
             if aux is not None:  # a fill: the value was the spilled register's
                 slots.add(slot)
-    elif cls == Cls.ST:
+    elif cls == BPF_ST:
         if aux is not None:
             slots.discard(slot)
-    elif cls == Cls.STX:
-        if insn.mode == Mode.ATOMIC:
+    elif cls == BPF_STX:
+        if insn.mode == BPF_ATOMIC:
             if aux is not None:
                 slots.discard(slot)
-            if insn.imm == AtomicOp.CMPXCHG:
+            if insn.imm == BPF_CMPXCHG:
                 regs.discard((f, 0))
-            elif insn.imm & AtomicOp.FETCH:
+            elif insn.imm & BPF_FETCH:
                 regs.discard((f, insn.src))
         elif aux is not None and slot in slots:
             slots.discard(slot)
             regs.add((f, insn.src))  # a spill: the slot held this register
-    elif cls == Cls.LD:
+    elif cls == BPF_LD:
         regs.discard((f, insn.dst))
-    elif insn.op == JmpOp.CALL:
+    elif insn.op == BPF_CALL:
         _back_call(insn, f, aux, regs, slots)
-    elif insn.op == JmpOp.EXIT:
+    elif insn.op == BPF_EXIT:
         # a function returning to its caller (depth f - 1): R0 came from the callee; a
         # callback returns to the helper call with the caller's registers as they were
         if aux != "callback" and (f - 1, 0) in regs:
             regs.discard((f - 1, 0))
             regs.add((f, 0))
-    elif insn.op != JmpOp.JA and aux is not None:
+    elif insn.op != BPF_JA and aux is not None:
         linked_regs, linked_slots = cast(tuple[frozenset[RegKey], frozenset[SlotKey]], aux)
         if regs & linked_regs or slots & linked_slots:
             regs.update(linked_regs)
@@ -146,7 +163,7 @@ def jump_links(state: State, insn: Insn) -> tuple[frozenset[RegKey], frozenset[S
     and every scalar sharing their ids), when a later need for one means a need for all."""
     cur = state.regs
     dreg = cur[insn.dst]
-    x = insn.source == Src.X
+    x = insn.source == BPF_X
     if not x and not (dreg.id and dreg.is_scalar):
         return None  # `dst op K`, nothing linked: dst's need is its own (the common case)
     f = len(state.frames) - 1
@@ -162,7 +179,7 @@ def jump_links(state: State, insn: Insn) -> tuple[frozenset[RegKey], frozenset[S
                     regs.add((fi, regno))
                 else:
                     slots.add((fi, si))
-    elif insn.source != Src.X:
+    elif insn.source != BPF_X:
         return None  # `dst op K`, nothing linked: dst's need is its own
     return frozenset(regs), frozenset(slots)
 

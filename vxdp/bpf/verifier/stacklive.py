@@ -23,23 +23,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from vxdp.bpf.isa import (
+    BPF_ADD,
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_ATOMIC,
+    BPF_CALL,
+    BPF_CMPXCHG,
+    BPF_FETCH,
+    BPF_JMP,
+    BPF_JMP32,
+    BPF_K,
+    BPF_LD,
+    BPF_LDX,
+    BPF_MOV,
+    BPF_ST,
+    BPF_STX,
+    BPF_SUB,
+    BPF_X,
     OP_EXIT,
     SIZE_BYTES,
-    AluOp,
-    AtomicOp,
-    Cls,
     Insn,
-    JmpOp,
-    Mode,
-    Src,
     is_helper_call,
-    plain,
 )
 from vxdp.bpf.verifier.cfg import Flow, solve_backward
-
-# enum members as plain attributes: read on every instruction (see isa.plain)
-AluOp, AtomicOp, Cls, JmpOp, Mode, Src = (  # type: ignore[misc]
-    plain(AluOp), plain(AtomicOp), plain(Cls), plain(JmpOp), plain(Mode), plain(Src))
 
 ALL = (1 << 64) - 1
 ANY = "any"  # an address in the frame at an unknown offset
@@ -68,41 +74,41 @@ def _step(insn: Insn, regs: Regs) -> Regs | None:
     """Forward transfer; None when a frame address escapes to memory."""
     cls, op = insn.cls, insn.op
     # the common cases change nothing: `regs` itself, no copy
-    if cls == Cls.JMP32 or cls == Cls.ST or (cls == Cls.JMP and op != JmpOp.CALL):
+    if cls == BPF_JMP32 or cls == BPF_ST or (cls == BPF_JMP and op != BPF_CALL):
         return regs
-    if cls == Cls.ALU or cls == Cls.LDX or cls == Cls.LD:
+    if cls == BPF_ALU or cls == BPF_LDX or cls == BPF_LD:
         if regs[insn.dst] is None:
             return regs
-    elif cls == Cls.STX:
+    elif cls == BPF_STX:
         if regs[insn.src] is not None:
             return None  # a frame address stored to memory: we lose track of it
-        if insn.mode != Mode.ATOMIC:
+        if insn.mode != BPF_ATOMIC:
             return regs
-    elif cls == Cls.ALU64 and regs[insn.dst] is None and (
-            insn.source == Src.K or regs[insn.src] is None):
+    elif cls == BPF_ALU64 and regs[insn.dst] is None and (
+            insn.source == BPF_K or regs[insn.src] is None):
         return regs  # no frame address in, none out
     r = list(regs)
-    if cls == Cls.ALU64:
-        src: Val = r[insn.src] if insn.source == Src.X else None
-        if op == AluOp.MOV:
-            r[insn.dst] = src if insn.source == Src.X and not insn.off else None
-        elif op in (AluOp.ADD, AluOp.SUB) and insn.source == Src.K:
+    if cls == BPF_ALU64:
+        src: Val = r[insn.src] if insn.source == BPF_X else None
+        if op == BPF_MOV:
+            r[insn.dst] = src if insn.source == BPF_X and not insn.off else None
+        elif op in (BPF_ADD, BPF_SUB) and insn.source == BPF_K:
             d = r[insn.dst]
             if isinstance(d, int):
-                r[insn.dst] = d + insn.imm if op == AluOp.ADD else d - insn.imm
+                r[insn.dst] = d + insn.imm if op == BPF_ADD else d - insn.imm
         elif r[insn.dst] is not None or src is not None:
             r[insn.dst] = ANY
-    elif cls == Cls.ALU or cls == Cls.LDX or cls == Cls.LD:
+    elif cls == BPF_ALU or cls == BPF_LDX or cls == BPF_LD:
         r[insn.dst] = None
-    elif cls == Cls.STX:
+    elif cls == BPF_STX:
         if r[insn.src] is not None:
             return None  # a frame address stored to memory: we lose track of it
-        if insn.mode == Mode.ATOMIC:
-            if insn.imm == AtomicOp.CMPXCHG:
+        if insn.mode == BPF_ATOMIC:
+            if insn.imm == BPF_CMPXCHG:
                 r[0] = None
-            elif insn.imm & AtomicOp.FETCH:
+            elif insn.imm & BPF_FETCH:
                 r[insn.src] = None
-    elif cls == Cls.JMP and op == JmpOp.CALL:
+    elif cls == BPF_JMP and op == BPF_CALL:
         passed = any(r[i] is not None for i in range(1, 6))
         for i in range(0, 6):
             r[i] = None
@@ -114,19 +120,19 @@ def _step(insn: Insn, regs: Regs) -> Regs | None:
 def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
     """(slots read, slots overwritten whole) by one instruction."""
     cls = insn.cls
-    if cls == Cls.LDX or (cls == Cls.STX and insn.mode == Mode.ATOMIC):
-        base = regs[insn.src if cls == Cls.LDX else insn.dst]
+    if cls == BPF_LDX or (cls == BPF_STX and insn.mode == BPF_ATOMIC):
+        base = regs[insn.src if cls == BPF_LDX else insn.dst]
         size = SIZE_BYTES[insn.size]  # type: ignore[index]
         if isinstance(base, int):
             return _slots(base + insn.off, base + insn.off + size), 0
         return (ALL if base == ANY else 0), 0
-    if cls in (Cls.ST, Cls.STX):
+    if cls in (BPF_ST, BPF_STX):
         base = regs[insn.dst]
         lo = base + insn.off if isinstance(base, int) else None
         if lo is not None and insn.size == 0x18 and lo % 8 == 0 and -512 <= lo < 0:
             return 0, _slots(lo, lo + 8)
         return 0, 0
-    if cls == Cls.JMP and insn.op == JmpOp.CALL:
+    if cls == BPF_JMP and insn.op == BPF_CALL:
         read = 0
         for i in range(1, 6):
             v = regs[i]
@@ -138,7 +144,7 @@ def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
     return 0, 0
 
 
-_NO_ACCESS = (Cls.ALU, Cls.ALU64, Cls.LD, Cls.JMP32)  # classes that touch no memory
+_NO_ACCESS = (BPF_ALU, BPF_ALU64, BPF_LD, BPF_JMP32)  # classes that touch no memory
 
 
 def live_slots(insns: Sequence[Insn], flow: Flow | None = None,
@@ -182,7 +188,7 @@ def live_slots(insns: Sequence[Insn], flow: Flow | None = None,
         insn = insns[pc]
         if regs is None:
             gen, kill = ALL, 0
-        elif insn.cls in _NO_ACCESS or (insn.cls == Cls.JMP and insn.op != JmpOp.CALL):
+        elif insn.cls in _NO_ACCESS or (insn.cls == BPF_JMP and insn.op != BPF_CALL):
             gen, kill = 0, 0  # what _reads says of them, without the call
         else:
             gen, kill = _reads(insn, regs)

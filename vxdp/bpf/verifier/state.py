@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
@@ -63,7 +63,6 @@ POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
 _SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
 _UNKNOWN_VAR = Scalar.unknown()
 _new = tuple.__new__
-_new_object = object.__new__
 
 
 class Reg(NamedTuple):
@@ -232,20 +231,32 @@ class Frame:
         return self.stack.get(index, EMPTY_SLOT)
 
 
-@dataclass(slots=True)
 class State:
-    """`cur` (the innermost frame) and `regs` (its registers) are read for nearly every
+    """The frames of the current call chain and the references the path holds.
+
+    `cur` (the innermost frame) and `regs` (its registers) are read for nearly every
     instruction: plain attributes, set again whenever the frames change, which they do
-    only through `push`, `pop` and `adopt` (never assign `frames` directly)."""
+    only through `push`, `pop` and `adopt` (never assign `frames` directly).  A plain
+    class with its own `__init__` rather than a dataclass: one is made on every fork, and
+    this is the fastest construction both interpreted and compiled (mypyc)."""
 
-    frames: list[Frame]
-    refs: dict[int, int] = field(default_factory=dict)  # reference id -> pc that acquired it
-    cur: Frame = field(init=False, repr=False, compare=False)
-    regs: list[Reg] = field(init=False, repr=False, compare=False)
+    __slots__ = ("cur", "frames", "refs", "regs")
 
-    def __post_init__(self) -> None:
-        cur = self.cur = self.frames[-1]
+    def __init__(self, frames: list[Frame], refs: dict[int, int] | None = None) -> None:
+        self.frames = frames
+        self.refs: dict[int, int] = {} if refs is None else refs  # reference id -> its pc
+        cur = self.cur = frames[-1]
         self.regs = cur.regs
+
+    def __repr__(self) -> str:
+        return f"State(frames={self.frames!r}, refs={self.refs!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return self.frames == other.frames and self.refs == other.refs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     def push(self, frame: Frame) -> None:
         """A call: `frame` becomes the innermost."""
@@ -270,12 +281,7 @@ class State:
     def copy(self) -> State:
         """A copy whose frames and references can change on their own (registers and
         slots, immutable, are shared)."""
-        st = _new_object(State)  # the fields set here, not through __init__: made often
-        frames = st.frames = [f.copy() for f in self.frames]
-        st.refs = self.refs.copy()
-        cur = st.cur = frames[-1]
-        st.regs = cur.regs
-        return st
+        return State([f.copy() for f in self.frames], self.refs.copy())
 
     def all_regs(self) -> list[tuple[int, int | None, int, Reg]]:
         """(frame, slot or None, regno, reg) for every register and spilled register."""
@@ -369,7 +375,23 @@ class Env:
     note_hook: Callable[[str], None] | None = None  # a line for the log (level 1)
     # told which scalars (frame, regno) and spilled slots (frame, slot) a decision needed
     precise_hook: Callable[[set[tuple[int, int]], set[tuple[int, int]]], None] | None = None
-    aux: object = None  # what the instruction being checked records for backtracking
+    aux: Any = None  # what the instruction being checked records for backtracking
+    # derived from the program's maps (__post_init__):
+    # the inner-map templates of its map-in-maps, past its own maps (what a lookup gives)
+    inner_specs: list[MapSpec] = field(init=False)
+    # map-in-map index -> the map index standing for its inner maps
+    inner_map: dict[int, int] = field(init=False)
+    # indices of the program's XSKMAPs (a lookup in one gives an xdp_sock)
+    xsk_maps: frozenset[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        maps = self.program.maps
+        self.inner_specs = [m.inner for m in maps if m.inner is not None]
+        self.inner_map = {}
+        for i, m in enumerate(maps):
+            if m.inner is not None:
+                self.inner_map[i] = len(maps) + len(self.inner_map)
+        self.xsk_maps = frozenset(i for i, m in enumerate(maps) if m.type is MapType.XSKMAP)
 
     def mark_precise(self, state: State, *regnos: int) -> None:
         """The verdict depends on these registers' values (scalars only): mark_chain_precision."""
@@ -406,26 +428,7 @@ class Env:
         maps = self.program.maps
         if index < len(maps):
             return maps[index]
-        return self._inner_specs[index - len(maps)]
-
-    @functools.cached_property
-    def _inner_specs(self) -> list[MapSpec]:
-        return [m.inner for m in self.program.maps if m.inner is not None]
-
-    @functools.cached_property
-    def inner_map(self) -> dict[int, int]:
-        """Map-in-map index -> the map index standing for its inner maps."""
-        out: dict[int, int] = {}
-        for i, m in enumerate(self.program.maps):
-            if m.inner is not None:
-                out[i] = len(self.program.maps) + len(out)
-        return out
-
-    @functools.cached_property
-    def xsk_maps(self) -> frozenset[int]:
-        """Indices of the program's XSKMAPs (a lookup in one gives an xdp_sock)."""
-        return frozenset(i for i, m in enumerate(self.program.maps)
-                         if m.type is MapType.XSKMAP)
+        return self.inner_specs[index - len(maps)]
 
     @property
     def allow_ptr_leaks(self) -> bool:
