@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vxdp-installed
+# the compiled verifier (mypyc), rebuilt whenever its sources or what they import change
+VERIFIER_SO := $(VENV)/.vxdp-verifier-compiled
 DEBS   := $(VENV)/.debian-deps
 PYTEST ?= $(BIN)/pytest
 
@@ -13,7 +15,7 @@ all: test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel cffi
+	$(BIN)/pip install -q --upgrade pip setuptools wheel cffi 'mypy>=2.4'
 
 # Reinstall when the packaging or the C core changes (the extension is built at install).
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py) | $(BIN)/python
@@ -24,11 +26,18 @@ $(DEBS): tools/debian-deps.sh | $(BIN)/python
 	@tools/debian-deps.sh
 	@touch $@
 
-deps: $(DEBS) $(STAMP)
+# The verifier compiled with mypyc beside its Python modules (setup.py; about a minute).
+# VXDP_MYPYC=0 builds without it; VXDP_VERIFIER=python runs the Python modules anyway.
+$(VERIFIER_SO): $(wildcard vxdp/bpf/*.py vxdp/bpf/verifier/*.py) setup.py | $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+	@touch $@
 
-# Rebuild only the C core in place (fast path while editing csrc/).
+deps: $(DEBS) $(STAMP) $(VERIFIER_SO)
+
+# Rebuild the C core and the compiled verifier in place (after editing csrc/ by hand).
 build: $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
+	@touch $(VERIFIER_SO)
 
 test: deps
 	$(PYTEST) -q
@@ -59,7 +68,7 @@ ASAN_TESTS := tests/vxdp/test_native_smoke.py tests/vxdp/test_interp.py \
   tests/vxdp/test_frames.py tests/vxdp/vhost_user/test_fds.py tests/vxdp/test_host_helpers.py
 
 test-asan: deps
-	VXDP_SANITIZE=1 $(BIN)/python setup.py -q build_ext --inplace
+	VXDP_SANITIZE=1 VXDP_MYPYC=0 $(BIN)/python setup.py -q build_ext --inplace
 	VXDP_CORE=asan ASAN_OPTIONS=detect_leaks=0 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(BIN)/python -c 'import os, sys, pytest; os.environ.pop("LD_PRELOAD", None); \
@@ -71,4 +80,5 @@ dist-check: deps
 	VXDP_DIST_CHECK=1 $(PYTEST) -q -p no:cacheprovider tests/test_dist.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c
+	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c \
+	  vxdp/bpf/verifier__mypyc*.so vxdp/bpf/verifier/*.so

@@ -1,9 +1,62 @@
-"""Build hook: the cffi packet core is compiled at install time (out-of-line API mode).
+"""Build hook: the cffi packet core and the compiled verifier are built at install time.
 
-Everything else about the package lives in pyproject.toml; setuptools needs this file only
-because `cffi_modules` has no pyproject spelling.
+Everything else about the package lives in pyproject.toml; setuptools needs this file
+because `cffi_modules` has no pyproject spelling, and for the verifier's second build:
+
+- `vxdp/_vxdp_core` (csrc/, cffi out-of-line API mode): always.
+- `vxdp/bpf/verifier/*` compiled with mypyc, when mypyc is importable and VXDP_MYPYC is
+  not 0.  The Python modules stay beside the compiled ones and are the reference: an
+  install without mypyc, or VXDP_VERIFIER=python at run time, verifies with them, with
+  the same verdicts and logs (tests/vxdp/test_verifier_build.py), several times slower.
+  The package's __init__ is left uncompiled: it chooses between the two.
 """
 
-from setuptools import setup
+from __future__ import annotations
 
-setup(cffi_modules=["csrc/build_core.py:ffibuilder"])
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+VERIFIER = "vxdp/bpf/verifier"
+
+
+def compiled_modules() -> list[str]:
+    """The verifier's modules mypyc compiles (relative paths, as mypycify wants them)."""
+    return sorted(str(p.relative_to(HERE)) for p in (HERE / VERIFIER).glob("*.py")
+                  if p.name != "__init__.py")
+
+
+class BuildExt(build_ext):
+    """build_ext that adds the mypyc extensions when the command is set up to run, not
+    when setup.py is read (an sdist or a metadata query never runs mypy)."""
+
+    def finalize_options(self) -> None:
+        if os.environ.get("VXDP_MYPYC", "1") != "0":
+            try:
+                from mypyc.build import mypycify
+            except ImportError:
+                print("vxdp: mypyc not installed: the verifier stays pure Python",
+                      file=sys.stderr)
+            else:
+                cwd = os.getcwd()
+                os.chdir(HERE)  # mypycify works on paths relative to the project
+                try:
+                    exts = mypycify(compiled_modules(), opt_level="3", debug_level="0",
+                                     group_name="vxdp.bpf.verifier")
+                finally:
+                    os.chdir(cwd)
+                for ext in exts:
+                    ext.sources = [str(HERE / s) if not os.path.isabs(s) else s
+                                   for s in ext.sources]
+                    ext.include_dirs = [str(HERE / d) if not os.path.isabs(d) else d
+                                        for d in ext.include_dirs]
+                self.distribution.ext_modules = [*(self.distribution.ext_modules or []),
+                                                 *exts]
+        super().finalize_options()
+
+
+setup(cffi_modules=["csrc/build_core.py:ffibuilder"], cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,77 @@
+"""The verifier's two builds: compiled (mypyc, setup.py) and its Python modules.
+
+The Python modules are the reference: the compiled build must say exactly what they say
+(verdicts, errors, counts and logs) on every program of the digest set, it must be the
+one a process runs unless VXDP_VERIFIER=python chooses the other, and it must not be
+older than the sources it was compiled from (a stale build would test old code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vxdp.bpf.verifier as verifier
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGE = Path(verifier.__file__).parent
+FUZZ = 1000  # generated programs compared here (the README's figure is from 4,000)
+
+
+def compiled() -> list[Path]:
+    """The compiled modules beside the sources (none in a pure-Python install)."""
+    return sorted(PACKAGE.glob("*.so"))
+
+
+def run(code: str, **env: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, **env}, check=True, timeout=120)
+    return out.stdout.strip()
+
+
+def test_the_build_in_use_is_the_compiled_one_when_there_is_one() -> None:
+    chosen = os.environ.get("VXDP_VERIFIER") == "python"
+    assert verifier.BUILD == ("mypyc" if compiled() and not chosen else "python")
+
+
+def test_the_python_modules_can_be_chosen() -> None:
+    out = run("import vxdp.bpf.verifier as v, vxdp.bpf.verifier.analyzer as a, "
+              "vxdp.bpf.verifier.tnum as t; print(v.BUILD, a.__file__, t.__file__)",
+              VXDP_VERIFIER="python")
+    build, *files = out.split()
+    assert build == "python"
+    assert all(f.startswith(str(PACKAGE)) and f.endswith(".py") for f in files), files
+
+
+@pytest.mark.skipif(not compiled(), reason="the verifier is not compiled here (no mypyc at "
+                    "build time, or VXDP_MYPYC=0): there is no second build to check")
+def test_the_compiled_modules_are_not_older_than_their_sources() -> None:
+    stale = []
+    for py in sorted(PACKAGE.glob("*.py")):
+        if py.name == "__init__.py":
+            continue  # never compiled
+        so = [s for s in compiled() if s.name.split(".")[0] == py.stem]
+        if not so or so[0].stat().st_mtime < py.stat().st_mtime:
+            stale.append(py.name)
+    assert not stale, f"compiled verifier older than {stale}: run `make build`"
+
+
+@pytest.mark.skipif(not compiled(), reason="the verifier is not compiled here (no mypyc at "
+                    "build time, or VXDP_MYPYC=0): there is no second build to compare")
+def test_compiled_and_python_builds_say_the_same() -> None:
+    cmd = [sys.executable, "-m", "tests.vxdp.verifier.digest", "--fuzz", str(FUZZ)]
+    env = {k: v for k, v in os.environ.items() if k != "VXDP_VERIFIER"}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=e)
+             for e in (env, {**env, "VXDP_VERIFIER": "python"})]
+    outs = [p.communicate(timeout=600)[0].splitlines() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    (head_c, *comp), (head_p, *pure) = outs
+    assert (json.loads(head_c), json.loads(head_p)) == ({"build": "mypyc"}, {"build": "python"})
+    assert len(comp) == len(pure) > FUZZ + 200  # the corpus, the objects, the fuzz
+    for a, b in zip(comp, pure, strict=True):
+        assert a == b, f"compiled: {a}\npython:   {b}"
