@@ -51,13 +51,13 @@ def programs(fuzz: int, c: bool) -> Iterator[tuple[str, Any, dict[str, Any]]]:
     if c:
         objects += [compile_c(src) for src in sorted(CORPUS_DIR.glob("*.c"))]
     objects += sorted(p for g in STOCK_GLOBS for p in STOCK_DIR.glob(g))
-    for obj in objects:
-        try:
+    for i, obj in enumerate(objects):  # labelled by position: a compiled one's name
+        try:                            # carries a hash of the path it was built from
             loaded = load_object(obj)
         except VxdpError:
             continue  # an object the loader refuses (the bench leaves the same out)
         for name, prog in loaded.programs.items():
-            yield f"object:{loaded.name}:{name}", prog, {"log_level": 0}
+            yield f"object:{i}:{name}", prog, {"log_level": 0}
     for seed in range(FUZZ_SEED, FUZZ_SEED + fuzz):
         prog = Program(f"fuzz{seed}", "xdp", encode(assemble(generate(seed))), MAPS)
         yield f"fuzz:{seed}", prog, {"log_level": 2}

@@ -47,11 +47,11 @@ class _PythonModules(MetaPathFinder):
 if os.environ.get("VXDP_VERIFIER", "") == "python":
     sys.meta_path.insert(0, _PythonModules())
 
-from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Capabilities, Profile, get_profile
-from vxdp.bpf.program import Program
-from vxdp.bpf.verifier.analyzer import Analyzer
-from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
-from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Capabilities, Profile, get_profile  # noqa: E402 - after the choice above
+from vxdp.bpf.program import Program  # noqa: E402 - after the choice above
+from vxdp.bpf.verifier.analyzer import Analyzer  # noqa: E402 - after the choice above
+from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel  # noqa: E402 - after the choice above
+from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport  # noqa: E402 - after the choice above
 
 #: "mypyc" when the analysis runs compiled, "python" when it runs these modules' source.
 BUILD = "python" if (getattr(sys.modules[Analyzer.__module__], "__file__", None) or ""

@@ -8,6 +8,8 @@ nullable pointers), and the bounds a pointer's variable offset may reach.
 
 from __future__ import annotations
 
+from typing import Final
+
 from vxdp.bpf.isa import (
     BPF_ADD,
     BPF_ALU64,
@@ -47,7 +49,7 @@ from vxdp.bpf.verifier.state import (
 # enum members as plain attributes: read on every instruction (see isa.plain)
 T = plain(T)  # type: ignore[misc]
 
-OP_TEXT: dict[int, str] = {BPF_ADD: "+=", BPF_SUB: "-=", BPF_MUL: "*=", BPF_DIV: "/=",
+OP_TEXT: Final[dict[int, str]] = {BPF_ADD: "+=", BPF_SUB: "-=", BPF_MUL: "*=", BPF_DIV: "/=",
            BPF_OR: "|=", BPF_AND: "&=", BPF_LSH: "<<=", BPF_RSH: ">>=",
            BPF_NEG: "neg", BPF_MOD: "%=", BPF_XOR: "^=", BPF_MOV: "=",
            BPF_ARSH: "s>>=", BPF_END: "endian"}
@@ -115,10 +117,10 @@ def check_alu(env: Env, state: State, insn: Insn) -> None:
         regs[dst] = scalar(alu(op, dreg.var, sreg.var, bits))
 
 
-_SCALAR = T.SCALAR
+_SCALAR: Final = T.SCALAR
 # `dst op= K` of a scalar that needs no check of K (division by zero, shift range) and
 # is not NEG or END: everything but DIV, MOD, the shifts, NEG, END and MOV
-_PLAIN_K_OPS = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_OR, BPF_AND,
+_PLAIN_K_OPS: Final = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_OR, BPF_AND,
                           BPF_XOR})
 
 
@@ -159,7 +161,7 @@ def _check_sane_offset(env: Env, reg: Reg, ptr_type: str, known_scalar: bool) ->
         raise Reject(f"value {v.smin} makes {ptr_type} pointer be out of bounds")
 
 
-_ARITH_OK = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM,
+_ARITH_OK: Final = frozenset({T.CTX, T.MAP_VALUE, T.STACK, T.PACKET, T.PACKET_META, T.RINGBUF_MEM,
                        T.MEM})
 
 

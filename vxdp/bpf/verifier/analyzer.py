@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from typing import Final
 
 from vxdp.bpf.btf import FuncProto, func_proto, parse_btf
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS
@@ -213,7 +214,6 @@ class Analyzer:
         prune_points = self.prune_points
         limit = self.limit
         logging = self.log.level
-        step = self._step
         self.hist = hist
         self.cur_parent = parent  # the path's newest checkpoint (set again when one is kept)
         processed = self.processed  # counted here, stored back for whoever reads it
@@ -243,7 +243,7 @@ class Analyzer:
                     check_alu(env, state, insn)
                     nxt = pc + 1
                 else:
-                    nxt = step(pc, insn, state, parent, pending)
+                    nxt = self._step(pc, insn, state, parent, pending)
             except Reject as exc:
                 raise _Rejected(pc, str(exc), True) from None
             self.hist = (pc, depth, env.aux, self.hist)
@@ -457,10 +457,14 @@ class Analyzer:
             keep: list[Checkpoint] = []
             hit = False
             uninit_ok = self.env.allow_uninit_stack
+            privileged = self.env.privileged
             for cp in done:
+                # the scalars of `cp` pruning compares: those some path needed; every one
+                # for unprivileged programs (the kernel starts their scalars precise)
                 if not hit and ((key is not None and cp.key == key) or prune.subsumes(
-                        cp.state, compared, live, uninit_ok,
-                        slots & cp.reads.get(top, 0), *self._precision(cp))):
+                        cp.state, compared, live, uninit_ok, slots & cp.reads.get(top, 0),
+                        cp.precise if privileged else None,
+                        cp.precise_slots if privileged else None)):
                     cp.hits += 1
                     hit = True
                     # this path's future is the old one's: so are its stack reads and
@@ -525,14 +529,6 @@ class Analyzer:
                 self.log.note(f"{pc}: safe (the callback's loop converged)")
                 return True
         return False
-
-    def _precision(self, cp: Checkpoint) -> tuple[set[tuple[int, int]] | None,
-                                                  set[tuple[int, int]] | None]:
-        """The scalars of `cp` pruning must compare: those some path needed; every one
-        for unprivileged programs (the kernel starts their scalars precise)."""
-        if not self.env.privileged:
-            return None, None
-        return cp.precise, cp.precise_slots
 
     def _mark_read(self, state: State, frame: int, mask: int) -> None:
         """A path read these slots of a frame: every checkpoint up the path learns it,
@@ -599,12 +595,12 @@ def _adopt(state: State, other: State) -> None:
         state.adopt(other)
 
 
-ALL_REGS = frozenset(range(11))
-_ALU_CLASSES = frozenset({BPF_ALU, BPF_ALU64})
-_STORE_CLASSES = frozenset({BPF_ST, BPF_STX})
-_LDX = BPF_LDX
-_SCALAR = T.SCALAR
-LOOP_CANDIDATES = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
+ALL_REGS: Final = frozenset(range(11))
+_ALU_CLASSES: Final = frozenset({BPF_ALU, BPF_ALU64})
+_STORE_CLASSES: Final = frozenset({BPF_ST, BPF_STX})
+_LDX: Final = BPF_LDX
+_SCALAR: Final = T.SCALAR
+LOOP_CANDIDATES: Final = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
 
 

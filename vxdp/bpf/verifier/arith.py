@@ -12,6 +12,7 @@ dead.  `branch_taken` uses it both ways: a comparison that cannot be false alway
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 from vxdp.bpf.isa import (
     BPF_ADD,
@@ -42,16 +43,16 @@ from vxdp.bpf.isa import (
 from vxdp.bpf.verifier.scalar import Half, Scalar, _signed
 from vxdp.bpf.verifier.tnum import U64, Tnum
 
-NEGATE: dict[int, int] = {
+NEGATE: Final[dict[int, int]] = {
     BPF_JEQ: BPF_JNE, BPF_JNE: BPF_JEQ, BPF_JGT: BPF_JLE, BPF_JLE: BPF_JGT,
     BPF_JGE: BPF_JLT, BPF_JLT: BPF_JGE, BPF_JSGT: BPF_JSLE,
     BPF_JSLE: BPF_JSGT, BPF_JSGE: BPF_JSLT, BPF_JSLT: BPF_JSGE,
 }
-JSET_FALSE = 0x100  # pseudo-op: the fall-through of JSET, `(a & b) == 0`
+JSET_FALSE: Final = 0x100  # pseudo-op: the fall-through of JSET, `(a & b) == 0`
 NEGATE[BPF_JSET] = JSET_FALSE
 NEGATE[JSET_FALSE] = BPF_JSET
 
-SWAP: dict[int, int] = {  # b op' a  <=>  a op b
+SWAP: Final[dict[int, int]] = {  # b op' a  <=>  a op b
     BPF_JEQ: BPF_JEQ, BPF_JNE: BPF_JNE, BPF_JGT: BPF_JLT, BPF_JLT: BPF_JGT,
     BPF_JGE: BPF_JLE, BPF_JLE: BPF_JGE, BPF_JSGT: BPF_JSLT,
     BPF_JSLT: BPF_JSGT, BPF_JSGE: BPF_JSLE, BPF_JSLE: BPF_JSGE,
@@ -130,7 +131,7 @@ def _half_op(op: int, a: Half, b: Half, t: Tnum) -> Half:
     return _bitwise(op, a, b, t)
 
 
-_TRACKED = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_AND, BPF_OR, BPF_XOR})
+_TRACKED: Final = frozenset({BPF_ADD, BPF_SUB, BPF_MUL, BPF_AND, BPF_OR, BPF_XOR})
 
 
 def _concrete(op: int, x: int, y: int, bits: int, signed_op: bool) -> int:

@@ -9,6 +9,8 @@ data_end (or data_meta with data) proves a range for every pointer sharing the i
 
 from __future__ import annotations
 
+from typing import Final
+
 from vxdp.bpf.isa import (
     BPF_JEQ,
     BPF_JLE,
@@ -27,7 +29,7 @@ from vxdp.bpf.verifier.state import MAX_PACKET_OFF, Env, Reg, Reject, State, T, 
 # enum members as plain attributes: read on every instruction (see isa.plain)
 T = plain(T)  # type: ignore[misc]
 
-_SCALAR = T.SCALAR
+_SCALAR: Final = T.SCALAR
 Outcome = tuple[State | None, State | None]  # (fall-through state, jump-taken state)
 
 

@@ -10,6 +10,8 @@ that may move the packet invalidate every packet pointer.  A local call pushes a
 
 from __future__ import annotations
 
+from typing import Final
+
 from vxdp.bpf.btf import FuncParam, ParamKind
 from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
 from vxdp.bpf.isa import Insn, plain
@@ -38,13 +40,13 @@ from vxdp.bpf.verifier.state import (
 Arg, MapType, ParamKind, Ret, T = (  # type: ignore[misc]
     plain(Arg), plain(MapType), plain(ParamKind), plain(Ret), plain(T))
 
-CHANGES_PKT_DATA = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
-_MEM_TYPES = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})
-_MEM_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
+CHANGES_PKT_DATA: Final = frozenset({44, 54, 65})  # xdp_adjust_head/meta/tail
+_MEM_TYPES: Final = frozenset({T.STACK, T.PACKET, T.PACKET_META, T.MAP_VALUE, T.RINGBUF_MEM, T.MEM})
+_MEM_EXPECTED: Final = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
 
 
 # a memory argument is checked as a read, or (writable memory) as a write, as the kernel
-_MEM_ACCESSES = {Arg.PTR_TO_UNINIT_MEM: (True,), Arg.PTR_TO_MEM_RW: (True,)}
+_MEM_ACCESSES: Final = {Arg.PTR_TO_UNINIT_MEM: (True,), Arg.PTR_TO_MEM_RW: (True,)}
 
 
 def helper_name(hid: int) -> str:

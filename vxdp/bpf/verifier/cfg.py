@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from vxdp.bpf.helpers import CALLBACK_HELPER_IDS, HELPERS
 from vxdp.bpf.isa import (
@@ -114,11 +115,11 @@ class Flow:
 
 
 _EXIT, _GOTOL, _LD_IMM64, _CALL = OP_EXIT, OP_GOTOL, OP_LD_IMM64, OP_CALL
-_JMP_CLASSES = (BPF_JMP, BPF_JMP32)
-_CALL_OR_EXIT = (BPF_CALL, BPF_EXIT)
-_UNCONDITIONAL = (OP_JA, OP_GOTOL)
-_PSEUDO_FUNC = int(BPF_PSEUDO_FUNC)
-_LOCAL_CALL = int(BPF_PSEUDO_CALL)
+_JMP_CLASSES: Final = (BPF_JMP, BPF_JMP32)
+_CALL_OR_EXIT: Final = (BPF_CALL, BPF_EXIT)
+_UNCONDITIONAL: Final = (OP_JA, OP_GOTOL)
+_PSEUDO_FUNC: Final = int(BPF_PSEUDO_FUNC)
+_LOCAL_CALL: Final = int(BPF_PSEUDO_CALL)
 
 
 def structural_problem(insns: Sequence[Insn], privileged: bool,
@@ -225,8 +226,8 @@ def _uses_defs(insn: Insn) -> tuple[int, int]:
     return (dst | src if x else dst), 0
 
 
-_CALL_ARGS = 0b111110  # R1-R5
-_CALL_DEFS = 0b111111  # R0-R5
+_CALL_ARGS: Final = 0b111110  # R1-R5
+_CALL_DEFS: Final = 0b111111  # R0-R5
 
 
 def live_regs(insns: Sequence[Insn], flow: Flow | None = None,

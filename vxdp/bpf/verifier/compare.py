@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from vxdp.bpf.profiles import Capabilities, Profile
 from vxdp.bpf.program import Program
 from vxdp.bpf.verifier.analyzer import Analyzer
 from vxdp.bpf.verifier.report import VerifierReport
 
-BPF_LOG_LEVEL1 = 1
-BPF_LOG_STATS = 4
-_TIME = re.compile(r"verification time (\d+) usec")
-_PROCESSED = re.compile(r"processed (\d+) insns")
+BPF_LOG_LEVEL1: Final = 1
+BPF_LOG_STATS: Final = 4
+_TIME: Final = re.compile(r"verification time (\d+) usec")
+_PROCESSED: Final = re.compile(r"processed (\d+) insns")
 
 
 @dataclass(frozen=True)

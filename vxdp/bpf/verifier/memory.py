@@ -8,6 +8,8 @@ offset) and ring-buffer memory.  Every rejection uses the kernel's message.
 
 from __future__ import annotations
 
+from typing import Final
+
 from vxdp.bpf.isa import plain
 from vxdp.bpf.program import BPF_F_RDONLY_PROG, MapSpec, MapType, XdpMd
 from vxdp.bpf.verifier.scalar import S64_MIN, Scalar, to_s64
@@ -35,7 +37,7 @@ B, T = plain(B), plain(T)  # type: ignore[misc]
 READ, WRITE, HELPER = "read", "write", "helper"
 
 # maps whose values a program may only read (the kernel sets BPF_F_RDONLY_PROG for them)
-READ_ONLY_VALUE_MAPS = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
+READ_ONLY_VALUE_MAPS: Final = frozenset({MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
                                   MapType.XSKMAP})
 
 def map_writable(spec: MapSpec) -> bool:
@@ -93,7 +95,7 @@ def check_packet(reg: Reg, regno: int, off: int, size: int, zero_ok: bool = Fals
                      + f"\nR{regno} offset is outside of the packet")
 
 
-_ALIGN_DESC = {T.STACK: "stack ", T.MAP_VALUE: "value ", T.CTX: "context "}
+_ALIGN_DESC: Final = {T.STACK: "stack ", T.MAP_VALUE: "value ", T.CTX: "context "}
 
 
 def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) -> None:
@@ -114,9 +116,9 @@ def check_alignment(reg: Reg, insn_off: int, size: int, strict: bool = False) ->
 
 # -- the context -----------------------------------------------------------------------
 
-_CTX_POINTERS = {XdpMd.data: T.PACKET, XdpMd.data_end: T.PACKET_END,
+_CTX_POINTERS: Final = {XdpMd.data: T.PACKET, XdpMd.data_end: T.PACKET_END,
                  XdpMd.data_meta: T.PACKET_META}
-_CTX_SIZE = 24
+_CTX_SIZE: Final = 24
 
 
 def check_ctx_ptr(reg: Reg, regno: int) -> None:
@@ -145,7 +147,7 @@ def ctx_access(reg: Reg, regno: int, off: int, size: int, kind: str) -> Reg:
 # -- the stack -------------------------------------------------------------------------
 
 
-_BOUNDS_WORDS = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}
+_BOUNDS_WORDS: Final = {READ: " read from", WRITE: " write to", HELPER: " indirect access to"}
 
 
 def _stack_bounds(env: Env, reg: Reg, regno: int, off: int, size: int, kind: str

@@ -27,7 +27,6 @@ the checkpoint's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from vxdp.bpf.isa import (
@@ -59,24 +58,43 @@ SlotKey = tuple[int, int]  # (frame, slot index)
 Hist = tuple[int, int, object, Any] | None
 
 
-@dataclass(eq=False, slots=True)
 class Checkpoint:
-    pc: int
-    state: State
-    key: Any
-    parent: Checkpoint | None
-    hist: Hist = None  # the instructions from the parent checkpoint to this one
-    branches: int = 1
-    hits: int = 0
-    misses: int = 0
-    # stack liveness, the kernel's way: slots (per frame index) that some path from here
-    # read before overwriting them whole, and the slots overwritten whole on the way here
-    # from the previous checkpoint (they screen a read from reaching further up)
-    reads: dict[int, int] = field(default_factory=dict)
-    written_before: tuple[int, ...] = ()
-    # scalars (registers, spilled stack slots) whose value some path from here needed
-    precise: set[RegKey] = field(default_factory=set)
-    precise_slots: set[SlotKey] = field(default_factory=set)
+    """A state kept at a prune point, and what paths from it learnt.  Compared by
+    identity."""
+
+    __slots__ = (
+        "branches",
+        "hist",
+        "hits",
+        "key",
+        "misses",
+        "parent",
+        "pc",
+        "precise",
+        "precise_slots",
+        "reads",
+        "state",
+        "written_before",
+    )
+
+    def __init__(self, pc: int, state: State, key: Any, parent: Checkpoint | None,
+                 hist: Hist = None, written_before: tuple[int, ...] = ()) -> None:
+        self.pc = pc
+        self.state = state
+        self.key = key
+        self.parent = parent
+        self.hist = hist  # the instructions from the parent checkpoint to this one
+        self.branches = 1
+        self.hits = 0
+        self.misses = 0
+        # stack liveness, the kernel's way: slots (per frame index) that some path from
+        # here read before overwriting them whole, and the slots overwritten whole on the
+        # way here from the previous checkpoint (they screen a read from reaching further up)
+        self.reads: dict[int, int] = {}
+        self.written_before = written_before
+        # scalars (registers, spilled stack slots) whose value some path from here needed
+        self.precise: set[RegKey] = set()
+        self.precise_slots: set[SlotKey] = set()
 
 
 def _back_alu(insn: Insn, f: int, regs: set[RegKey]) -> None:

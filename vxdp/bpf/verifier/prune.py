@@ -14,6 +14,7 @@ back to a state it has already been in) and as a fast path for pruning.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable
+from typing import Final
 
 from vxdp.bpf.isa import plain
 from vxdp.bpf.verifier.state import EMPTY_SLOT, NOT_INIT, B, Reg, Slot, State, T
@@ -67,7 +68,7 @@ def regsafe(old: Reg, cur: Reg, ids: _IdMap, precise: bool = True) -> bool:
     return ids.check(old.ref, cur.ref)
 
 
-_SCALAR_BYTES = {B.SPILL: B.MISC}
+_SCALAR_BYTES: Final = {B.SPILL: B.MISC}
 
 
 def _slot_safe(old: Slot, cur: Slot, ids: _IdMap, uninit_ok: bool, precise: bool = True
@@ -152,9 +153,9 @@ def subsumes(old: State, cur: State, live: frozenset[int], uninit_ok: bool = Tru
     return True
 
 
-_SCALAR_T = T.SCALAR
-_ALL_REGNOS = tuple(range(11))
-_COMPARED: dict[frozenset[int], tuple[int, ...]] = {}
+_SCALAR_T: Final = T.SCALAR
+_ALL_REGNOS: Final = tuple(range(11))
+_COMPARED: Final[dict[frozenset[int], tuple[int, ...]]] = {}
 
 
 def _compared_regs(live: frozenset[int]) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ halves with one width-generic routine, as the kernel does for its 32- and 64-bit
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from typing import Final
 
 from vxdp.bpf.verifier.tnum import U32, U64, Tnum
 
@@ -35,15 +35,32 @@ def _signed(x: int, bits: int) -> int:
     return to_s64(x) if bits == 64 else to_s32(x)
 
 
-@dataclass(frozen=True, slots=True)
 class Half:
-    """The bounds of one width (32 or 64 bits) of a scalar."""
+    """The bounds of one width (32 or 64 bits) of a scalar.  Immutable."""
 
-    umin: int
-    umax: int
-    smin: int
-    smax: int
-    bits: int
+    __slots__ = ("bits", "smax", "smin", "umax", "umin")
+
+    def __init__(self, umin: int, umax: int, smin: int, smax: int, bits: int) -> None:
+        self.umin: Final = umin
+        self.umax: Final = umax
+        self.smin: Final = smin
+        self.smax: Final = smax
+        self.bits: Final = bits
+
+    def _key(self) -> tuple[int, int, int, int, int]:
+        return self.umin, self.umax, self.smin, self.smax, self.bits
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Half):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Half(umin={self.umin}, umax={self.umax}, smin={self.smin}, "
+                f"smax={self.smax}, bits={self.bits})")
 
     @staticmethod
     def full(bits: int) -> Half:
@@ -74,18 +91,46 @@ class Half:
         return self.with_s(self.smin_all, self.smax_all)
 
 
-@dataclass(frozen=True, slots=True)
 class Scalar:
-    var_off: Tnum
-    umin: int = 0
-    umax: int = U64
-    smin: int = S64_MIN
-    smax: int = S64_MAX
-    u32_min: int = 0
-    u32_max: int = U32
-    s32_min: int = S32_MIN
-    s32_max: int = S32_MAX
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    """A scalar's value: its known bits and its bounds, 64- and 32-bit, unsigned and
+    signed (the kernel's bpf_reg_state fields).  Immutable (the hash, cached, aside).  A
+    plain class rather than a frozen dataclass: see Tnum."""
+
+    __slots__ = (
+        "_hash",
+        "s32_max",
+        "s32_min",
+        "smax",
+        "smin",
+        "u32_max",
+        "u32_min",
+        "umax",
+        "umin",
+        "var_off",
+    )
+
+    def __init__(self, var_off: Tnum, umin: int = 0, umax: int = U64, smin: int = S64_MIN,
+                 smax: int = S64_MAX, u32_min: int = 0, u32_max: int = U32,
+                 s32_min: int = S32_MIN, s32_max: int = S32_MAX) -> None:
+        self.var_off: Final = var_off
+        self.umin: Final = umin
+        self.umax: Final = umax
+        self.smin: Final = smin
+        self.smax: Final = smax
+        self.u32_min: Final = u32_min
+        self.u32_max: Final = u32_max
+        self.s32_min: Final = s32_min
+        self.s32_max: Final = s32_max
+        self._hash = 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scalar):
+            return NotImplemented
+        return (self.umin == other.umin and self.umax == other.umax
+                and self.smin == other.smin and self.smax == other.smax
+                and self.u32_min == other.u32_min and self.u32_max == other.u32_max
+                and self.s32_min == other.s32_min and self.s32_max == other.s32_max
+                and self.var_off == other.var_off)
 
     def __hash__(self) -> int:
         # states are hashed whole (exact-state keys, memoised ALU): compute once
@@ -93,8 +138,13 @@ class Scalar:
         if not h:
             h = hash((self.var_off.value, self.var_off.mask, self.umin, self.umax, self.smin,
                       self.smax, self.u32_min, self.u32_max, self.s32_min, self.s32_max)) or 1
-            object.__setattr__(self, "_hash", h)
+            self._hash = h
         return h
+
+    def __repr__(self) -> str:
+        return (f"Scalar(var_off={self.var_off!r}, umin={self.umin}, umax={self.umax}, "
+                f"smin={self.smin}, smax={self.smax}, u32_min={self.u32_min}, "
+                f"u32_max={self.u32_max}, s32_min={self.s32_min}, s32_max={self.s32_max})")
 
     # -- constructors -------------------------------------------------------------------
 
@@ -269,7 +319,7 @@ def _fields(self: Scalar) -> str:
     return ",".join(parts)
 
 
-_UNKNOWN = Scalar(Tnum.unknown())
+_UNKNOWN: Final = Scalar(Tnum.unknown())
 
 
 def _intersect(a: Tnum, b: Tnum) -> Tnum | None:

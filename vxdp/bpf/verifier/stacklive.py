@@ -21,6 +21,7 @@ Slots are bits of an int: bit i covers bytes fp-8(i+1) .. fp-8i-1 (state.Frame.s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from vxdp.bpf.isa import (
     BPF_ADD,
@@ -47,8 +48,8 @@ from vxdp.bpf.isa import (
 )
 from vxdp.bpf.verifier.cfg import Flow, solve_backward
 
-ALL = (1 << 64) - 1
-ANY = "any"  # an address in the frame at an unknown offset
+ALL: Final = (1 << 64) - 1
+ANY: Final = "any"  # an address in the frame at an unknown offset
 Val = int | str | None  # fp + k, fp + ?, or not a frame address
 Regs = tuple[Val, ...]
 
@@ -144,7 +145,7 @@ def _reads(insn: Insn, regs: Regs) -> tuple[int, int]:
     return 0, 0
 
 
-_NO_ACCESS = (BPF_ALU, BPF_ALU64, BPF_LD, BPF_JMP32)  # classes that touch no memory
+_NO_ACCESS: Final = (BPF_ALU, BPF_ALU64, BPF_LD, BPF_JMP32)  # classes that touch no memory
 
 
 def live_slots(insns: Sequence[Insn], flow: Flow | None = None,

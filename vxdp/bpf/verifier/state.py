@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from vxdp.bpf.btf import FuncProto
 from vxdp.bpf.isa import Insn
@@ -30,11 +30,11 @@ from vxdp.bpf.profiles import Profile
 from vxdp.bpf.program import MapSpec, MapType, Program
 from vxdp.bpf.verifier.scalar import Scalar
 
-STACK_SIZE = 512
-SLOT = 8
-NUM_SLOTS = STACK_SIZE // SLOT
-FP = 10
-CALLER_SAVED = (1, 2, 3, 4, 5)
+STACK_SIZE: Final = 512
+SLOT: Final = 8
+NUM_SLOTS: Final = STACK_SIZE // SLOT
+FP: Final = 10
+CALLER_SAVED: Final = (1, 2, 3, 4, 5)
 
 
 class T(Enum):
@@ -57,12 +57,12 @@ class T(Enum):
     __hash__ = object.__hash__  # members are singletons; the C-level hash keeps keys fast
 
 
-PACKET_TYPES = frozenset({T.PACKET, T.PACKET_META})
-SIZED_MEM_TYPES = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
-POINTER_TYPES = frozenset(T) - {T.NOT_INIT, T.SCALAR}
-_SCALAR = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
-_UNKNOWN_VAR = Scalar.unknown()
-_new = tuple.__new__
+PACKET_TYPES: Final = frozenset({T.PACKET, T.PACKET_META})
+SIZED_MEM_TYPES: Final = frozenset({T.RINGBUF_MEM, T.MEM})  # memory of `Reg.mem_size` bytes
+POINTER_TYPES: Final = frozenset(T) - {T.NOT_INIT, T.SCALAR}
+_SCALAR: Final = T.SCALAR  # a global is read far faster than an enum member (see isa.plain)
+_UNKNOWN_VAR: Final = Scalar.unknown()
+_new: Final = tuple.__new__
 
 
 class Reg(NamedTuple):
@@ -154,7 +154,7 @@ class Reg(NamedTuple):
         return f"{self.type_name()}({','.join(p for p in parts if p)})"
 
 
-NOT_INIT = Reg(T.NOT_INIT)
+NOT_INIT: Final = Reg(T.NOT_INIT)
 
 
 # Registers are immutable, so the scalar registers a value makes are shared: one lookup
@@ -185,20 +185,31 @@ class B(Enum):
     __hash__ = object.__hash__
 
 
-@dataclass(frozen=True, slots=True)
 class Slot:
-    """8 aligned bytes of stack: the kind of each byte, low address first."""
+    """8 aligned bytes of stack: the kind of each byte, low address first.  Immutable
+    (the hash, cached, aside); a plain class for speed, as Tnum."""
 
-    bytes: tuple[B, ...] = (B.INVALID,) * SLOT
-    spilled: Reg | None = None
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    __slots__ = ("_hash", "bytes", "spilled")
+
+    def __init__(self, bytes: tuple[B, ...] = (B.INVALID,) * SLOT,
+                 spilled: Reg | None = None) -> None:
+        self.bytes: Final = bytes
+        self.spilled: Final = spilled
+        self._hash = 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Slot):
+            return NotImplemented
+        return self.spilled == other.spilled and self.bytes == other.bytes
 
     def __hash__(self) -> int:
         h = self._hash
         if not h:
-            h = hash((self.bytes, self.spilled)) or 1
-            object.__setattr__(self, "_hash", h)
+            h = self._hash = hash((self.bytes, self.spilled)) or 1
         return h
+
+    def __repr__(self) -> str:
+        return f"Slot(bytes={self.bytes!r}, spilled={self.spilled!r})"
 
     def __str__(self) -> str:
         return self.text(())
@@ -209,19 +220,50 @@ class Slot:
         return "".join(b.value for b in reversed(self.bytes))
 
 
-EMPTY_SLOT = Slot()
+EMPTY_SLOT: Final = Slot()
 
 
-@dataclass(slots=True)
 class Frame:
-    regs: list[Reg]
-    stack: dict[int, Slot]  # slot index (0 = bytes fp-8..fp-1) -> slot; absent = EMPTY
-    callsite: int = -1  # pc of the call that made this frame (-1: the main program)
-    subprog: int = 0  # entry pc of the function this frame runs
-    depth: int = 0  # deepest stack byte touched, as a positive number
-    written: int = 0  # slots overwritten whole since the path's last checkpoint
-    in_callback: bool = False  # a callback's frame: its exit goes back to the helper call
-    callback_depth: int = 0  # callbacks this frame's helper call has run on this path
+    """One function's registers and stack on the current path."""
+
+    __slots__ = (
+        "callback_depth",
+        "callsite",
+        "depth",
+        "in_callback",
+        "regs",
+        "stack",
+        "subprog",
+        "written",
+    )
+
+    def __init__(self, regs: list[Reg], stack: dict[int, Slot], callsite: int = -1,
+                 subprog: int = 0, depth: int = 0, written: int = 0,
+                 in_callback: bool = False, callback_depth: int = 0) -> None:
+        self.regs = regs
+        self.stack = stack  # slot index (0 = bytes fp-8..fp-1) -> slot; absent = EMPTY
+        self.callsite = callsite  # pc of the call that made this frame (-1: the main program)
+        self.subprog = subprog  # entry pc of the function this frame runs
+        self.depth = depth  # deepest stack byte touched, as a positive number
+        self.written = written  # slots overwritten whole since the path's last checkpoint
+        self.in_callback = in_callback  # a callback's frame: its exit goes back to the call
+        self.callback_depth = callback_depth  # callbacks its helper call ran on this path
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.regs, self.stack, self.callsite, self.subprog, self.depth, self.written,
+                self.in_callback, self.callback_depth)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (f"Frame(regs={self.regs!r}, stack={self.stack!r}, callsite={self.callsite}, "
+                f"subprog={self.subprog}, depth={self.depth}, written={self.written}, "
+                f"in_callback={self.in_callback}, callback_depth={self.callback_depth})")
 
     def copy(self) -> Frame:
         return Frame(list(self.regs), dict(self.stack), self.callsite, self.subprog,
@@ -345,9 +387,9 @@ def new_state() -> State:
 
 # -- the run's context ------------------------------------------------------------------
 
-BPF_MAX_VAR_OFF = 1 << 29
-BPF_MAX_VAR_SIZ = 1 << 29
-MAX_PACKET_OFF = 0xFFFF
+BPF_MAX_VAR_OFF: Final = 1 << 29
+BPF_MAX_VAR_SIZ: Final = 1 << 29
+MAX_PACKET_OFF: Final = 0xFFFF
 
 
 class Reject(Exception):
