@@ -4,11 +4,12 @@ Everything else about the package lives in pyproject.toml; setuptools needs this
 because `cffi_modules` has no pyproject spelling, and for the verifier's second build:
 
 - `vxdp/_vxdp_core` (csrc/, cffi out-of-line API mode): always.
-- `vxdp/bpf/verifier/*` compiled with mypyc, when mypyc is importable and VXDP_MYPYC is
-  not 0.  The Python modules stay beside the compiled ones and are the reference: an
-  install without mypyc, or VXDP_VERIFIER=python at run time, verifies with them, with
-  the same verdicts and logs (tests/vxdp/test_verifier_build.py), several times slower.
-  The package's __init__ is left uncompiled: it chooses between the two.
+- the verifier (`vxdp/bpf/verifier/*` and the instruction set it decodes,
+  `vxdp/bpf/isa.py`) compiled with mypyc, when mypyc is importable and VXDP_MYPYC is not
+  0.  The Python modules stay beside the compiled ones and are the reference: an install
+  without mypyc, or VXDP_VERIFIER=python at run time, verifies with them, with the same
+  verdicts and logs (tests/vxdp/verifier/test_build.py), a few times slower.  The
+  packages' __init__ files are left uncompiled: vxdp/bpf/__init__.py makes the choice.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ VERIFIER = "vxdp/bpf/verifier"
 
 
 def compiled_modules() -> list[str]:
-    """The verifier's modules mypyc compiles (relative paths, as mypycify wants them)."""
-    return sorted(str(p.relative_to(HERE)) for p in (HERE / VERIFIER).glob("*.py")
-                  if p.name != "__init__.py")
+    """The modules mypyc compiles (relative paths, as mypycify wants them); the same list
+    as vxdp.bpf.COMPILED."""
+    return ["vxdp/bpf/isa.py", *sorted(str(p.relative_to(HERE)) for p in
+                                       (HERE / VERIFIER).glob("*.py")
+                                       if p.name != "__init__.py")]
 
 
 class BuildExt(build_ext):

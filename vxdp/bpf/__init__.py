@@ -3,6 +3,11 @@
 Imports nothing of guest, host or virtio_spec.  The names below are re-exported from the
 module that defines them on first use (PEP 562), so importing one module of the machine
 (`vxdp.bpf.program`, say) does not import the assembler and the rest besides.
+
+The verifier and the instruction set (`COMPILED`) may also be built with mypyc (setup.py):
+the compiled modules sit beside the Python ones and are imported instead of them, unless
+VXDP_VERIFIER=python is in the environment, which makes this package's imports take the
+Python source (the reference the compiled build is tested against).
 """
 
 # ruff: noqa: F401 - the imports under TYPE_CHECKING give the re-exports their types;
@@ -11,6 +16,13 @@ module that defines them on first use (PEP 562), so importing one module of the 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import os
+import sys
+from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +31,31 @@ if TYPE_CHECKING:
     from vxdp.bpf.helpers import HELPERS, Arg, Helper, Ret
     from vxdp.bpf.isa import Insn, check_program, decode, encode
     from vxdp.bpf.program import MapSpec, MapType, Program, ProgType, XdpAction
+
+#: The modules a mypyc build compiles (setup.py's list): these and the verifier's.
+COMPILED = ("vxdp.bpf.isa", "vxdp.bpf.verifier.")
+
+
+class _PythonSource(MetaPathFinder):
+    """Finds the COMPILED modules as Python source only (the compiled ones beside them
+    are passed over)."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if not path or not any(fullname == m or (m.endswith(".") and fullname.startswith(m))
+                               for m in COMPILED):
+            return None
+        details = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
+        for entry in path:
+            spec = importlib.machinery.FileFinder(entry, details).find_spec(fullname)
+            if spec is not None:
+                return spec
+        return None
+
+
+if os.environ.get("VXDP_VERIFIER", "") == "python" and \
+        not any(isinstance(f, _PythonSource) for f in sys.meta_path):
+    sys.meta_path.insert(0, _PythonSource())
 
 #: The re-exported names, by the module that defines them.
 _EXPORTS: dict[str, tuple[str, ...]] = {

@@ -13,45 +13,19 @@ Privileged mode, as the kernel for root, is the default.  See docs/verifier.md.
 
 Two builds of the same modules: compiled with mypyc when the package was built with it
 (`make build`; setup.py), else, or with VXDP_VERIFIER=python in the environment, the
-Python modules themselves, the reference the compiled ones are tested against.  `BUILD`
-says which one this process runs.  This file is never compiled: it makes the choice.
+Python modules themselves, the reference the compiled ones are tested against (the
+choice is made in vxdp/bpf/__init__.py).  `BUILD` says which one this process runs.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import os
 import sys
-from collections.abc import Sequence
-from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
-from types import ModuleType
 
-
-class _PythonModules(MetaPathFinder):
-    """Finds this package's submodules as Python source only (the compiled ones beside
-    them are passed over)."""
-
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
-        if not fullname.startswith(__name__ + ".") or not path:
-            return None
-        details = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
-        for entry in path:
-            spec = importlib.machinery.FileFinder(entry, details).find_spec(fullname)
-            if spec is not None:
-                return spec
-        return None
-
-
-if os.environ.get("VXDP_VERIFIER", "") == "python":
-    sys.meta_path.insert(0, _PythonModules())
-
-from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Capabilities, Profile, get_profile  # noqa: E402 - after the choice above
-from vxdp.bpf.program import Program  # noqa: E402 - after the choice above
-from vxdp.bpf.verifier.analyzer import Analyzer  # noqa: E402 - after the choice above
-from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel  # noqa: E402 - after the choice above
-from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport  # noqa: E402 - after the choice above
+from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Capabilities, Profile, get_profile
+from vxdp.bpf.program import Program
+from vxdp.bpf.verifier.analyzer import Analyzer
+from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
+from vxdp.bpf.verifier.report import ProgramRejected, VerifierReport
 
 #: "mypyc" when the analysis runs compiled, "python" when it runs these modules' source.
 BUILD = "python" if (getattr(sys.modules[Analyzer.__module__], "__file__", None) or ""
