@@ -81,4 +81,4 @@ dist-check: deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info vxdp/_vxdp_core*.so vxdp/_vxdp_core*.c \
-	  vxdp/bpf/verifier__mypyc*.so vxdp/bpf/isa*.so vxdp/bpf/verifier/*.so
+	  vxdp/bpf/verifier__mypyc* vxdp/bpf/isa*.so vxdp/bpf/verifier/*.so

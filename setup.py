@@ -14,6 +14,8 @@ because `cffi_modules` has no pyproject spelling, and for the verifier's second 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,6 +62,17 @@ class BuildExt(build_ext):
                 self.distribution.ext_modules = [*(self.distribution.ext_modules or []),
                                                  *exts]
         super().finalize_options()
+
+    def run(self) -> None:
+        super().run()
+        if self.inplace and any(e.name.endswith("__mypyc") for e in self.extensions):
+            # what the compiled modules were built from: tests/vxdp/verifier/test_build.py
+            # compares it with the sources (a timestamp says nothing when an unchanged
+            # module is not rewritten)
+            sources = {m: hashlib.sha256((HERE / m).read_bytes()).hexdigest()
+                       for m in compiled_modules()}
+            (HERE / "vxdp/bpf/verifier__mypyc.sources").write_text(
+                json.dumps(sources, indent=1, sort_keys=True) + "\n")
 
 
 setup(cffi_modules=["csrc/build_core.py:ffibuilder"], cmdclass={"build_ext": BuildExt})

@@ -8,6 +8,7 @@ older than the sources it was compiled from (a stale build would test old code).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +24,9 @@ PACKAGE = Path(verifier.__file__).parent
 SOURCES = sorted([PACKAGE.parent / "isa.py", *(p for p in PACKAGE.glob("*.py")
                                                if p.name != "__init__.py")])
 FUZZ = 1000  # generated programs compared here (docs/verifier.md's run: 4,000)
+# suites that instrument the verifier's modules by monkeypatching (compiled callers do
+# not see it): they skip themselves under the compiled build and run here on the other
+INSTRUMENTING = ["tests/vxdp/verifier/test_prune_compare.py"]
 
 
 def compiled() -> list[Path]:
@@ -30,11 +34,6 @@ def compiled() -> list[Path]:
     return sorted([*PACKAGE.glob("*.so"), *PACKAGE.parent.glob("isa.*.so")])
 
 
-def shared_library() -> Path:
-    """Where the compiled code is (the modules above are shims that import it; a build
-    rewrites them only when they change)."""
-    (lib,) = PACKAGE.parent.glob("verifier__mypyc.*.so")
-    return lib
 
 
 def run(code: str, **env: str) -> str:
@@ -60,12 +59,12 @@ def test_the_python_modules_can_be_chosen() -> None:
 
 @pytest.mark.skipif(not compiled(), reason="the verifier is not compiled here (no mypyc at "
                     "build time, or VXDP_MYPYC=0): there is no second build to check")
-def test_the_compiled_modules_are_not_older_than_their_sources() -> None:
-    built = shared_library().stat().st_mtime
-    shims = {(s.parent, s.name.split(".")[0]) for s in compiled()}
-    stale = [py.name for py in SOURCES
-             if (py.parent, py.stem) not in shims or py.stat().st_mtime > built]
-    assert not stale, f"compiled verifier older than {stale}: run `make build`"
+def test_the_compiled_modules_are_built_from_these_sources() -> None:
+    built = json.loads((PACKAGE.parent / "verifier__mypyc.sources").read_text())
+    here = {str(py.relative_to(ROOT)): hashlib.sha256(py.read_bytes()).hexdigest()
+            for py in SOURCES}
+    stale = sorted(p for p in here if built.get(p) != here[p])
+    assert not stale, f"the compiled verifier was built from other {stale}: run `make build`"
 
 
 @pytest.mark.skipif(not compiled(), reason="the verifier is not compiled here (no mypyc at "
@@ -82,3 +81,13 @@ def test_compiled_and_python_builds_say_the_same() -> None:
     assert len(comp) == len(pure) > FUZZ + 200  # the corpus, the objects, the fuzz
     for a, b in zip(comp, pure, strict=True):
         assert a == b, f"compiled: {a}\npython:   {b}"
+
+
+@pytest.mark.skipif(verifier.BUILD == "python", reason="the Python build is this process's: "
+                    "the instrumenting suites run in it directly")
+def test_the_instrumenting_suites_pass_on_the_python_build() -> None:
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          *INSTRUMENTING], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "VXDP_VERIFIER": "python"}, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
