@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,19 @@ async def test_bench_dpdk_against_vxdp_host(testpmd: str) -> None:
     assert summary["comparable"] == sum(p.comparable for p in pairs)
     assert d["pass_ratios"] == [p.ratio for p in pairs]
 
+
+@pytest.mark.slow
+def test_bench_command_runs_the_dpdk_suite_taking_turns(
+        testpmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from vxdp.cli import main
+    assert main(["bench", "-j", "--suite", "dpdk", "--dpdk-window", "0.2",
+                 "--dpdk-rounds", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)["dpdk"]
+    assert out["skipped"] is None
+    directions = [f["direction"] for f in out["figures"]]
+    assert directions.count(bench_dpdk.DEQUEUE) == directions.count(bench_dpdk.ENQUEUE) == 2
+    for name in ("pass", "guest_drop"):
+        assert len(out[f"{name}_pairs"]) == 2
+        assert out[f"{name}_comparable"]["pairs"] == 2
+        assert len(out[f"{name}_ratios"]) == 2
+    assert out["vxdp_pass_ratio"] is not None and out["guest_drop_ratio"] is not None
