@@ -36,7 +36,8 @@ not forwarding idles (testpmd after `stop` waits in a blocking read; our host wa
 eventfds and the wire's event): each figure's `idle_pct` is the CPU the other set-up's
 threads ran in its window, added up.  Each of our windows is paired with the DPDK window
 of the same direction next to it (`pair_windows`); the pair is comparable when the placement
-probes before and after both windows (four) fall in one class (`placement`).
+probes before and after both windows (four) fall in one class (`placement`), and quiet
+when neither window lost CPU to neighbours or the hypervisor (`QUIET_PCT`).
 
 Where each window's CPU went (`DpdkFigure.cpu`, a `WindowCpu`), to tell a slow window's
 cause apart:
@@ -93,6 +94,9 @@ COMPARED = {"pass": (VXDP_DIRECTIONS[1], ENQUEUE), "guest_drop": (VXDP_DIRECTION
 #: NEAR_NS and FAR_NS is "unclear" (a placement changing under the probe, or a probe
 #: preempted) and makes its window comparable with none
 CORE_NS, NEAR_NS, FAR_NS = 50.0, 200.0, 300.0
+#: a window is quiet when the machine's other processes and the hypervisor's steal took
+#: under this % of one CPU in it, added up
+QUIET_PCT = 10.0
 #: the bench's processes by set-up (labels of `WindowCpu.threads`, before the ":")
 VXDP_PROCS = ("vxdp", "vxdp-guest1", "testpmd-guest")
 DPDK_PROCS = ("testpmd-vhost", "testpmd-user")
@@ -276,6 +280,12 @@ class WindowPair:
         return self.placement is not None and self.ratio is not None
 
     @property
+    def quiet(self) -> bool:
+        """Both windows quiet (`QUIET_PCT`): no neighbour took CPU from either side."""
+        return all(f.cpu is not None and f.cpu.others_pct + f.cpu.steal_pct < QUIET_PCT
+                   for f in (self.ours, self.theirs))
+
+    @property
     def gap(self) -> float | None:
         """Seconds between the first window's last probe and the second's first."""
         a, b = sorted((self.ours, self.theirs), key=lambda f: f.started or 0.0)
@@ -286,6 +296,7 @@ class WindowPair:
         return {"ours_mpps": self.ours.mpps, "theirs_mpps": self.theirs.mpps,
                 "ratio": self.ratio, "xcpu_ns": list(self.probes),
                 "placement": self.placement, "comparable": self.comparable,
+                "quiet": self.quiet,
                 "ours_first": (self.ours.started or 0.0) <= (self.theirs.started or 0.0),
                 "gap_s": self.gap,
                 # the most neighbours and the hypervisor took in either window, % of a CPU
@@ -329,6 +340,7 @@ class PairSummary:
     pairs: int  # all pairs
     ratios: tuple[float, ...]  # comparable pairs' ratios, in time order
     by_placement: dict[str, tuple[float, ...]]  # "near": ratios of near/near pairs, ...
+    quiet: tuple[float, ...] = ()  # the comparable pairs' ratios whose windows were quiet
 
     @property
     def comparable(self) -> int:
@@ -350,6 +362,7 @@ class PairSummary:
         return {"target": self.target, "pairs": self.pairs, "comparable": self.comparable,
                 **{k: v for k, v in _spread(self.ratios).items() if k != "count"},
                 "at_or_over": self.at_or_over, "met": self.met,
+                "quiet": _spread(self.quiet),
                 "by_placement": {k: _spread(v) for k, v in sorted(self.by_placement.items())}}
 
     def text(self) -> str:
@@ -360,22 +373,28 @@ class PairSummary:
                                                    (min(v), statistics.median(v), max(v)))
                  for k, v in sorted(self.by_placement.items())]
         verdict = "met" if self.met else "failed"
+        q = _spread(self.quiet)
+        quiet = (f"{q['count']} quiet: {q['min']:.2f} / {q['median']:.2f} / {q['max']:.2f}x"
+                 if self.quiet else "none quiet")
         return (f"{self.comparable} of {self.pairs} pairs comparable: min / median / max "
                 f"{s['min']:.2f} / {s['median']:.2f} / {s['max']:.2f}x "
-                f"({'; '.join(parts)}); {self.at_or_over} of {self.comparable} at or over "
-                f"{self.target}x: {verdict}")
+                f"({'; '.join(parts)}; {quiet}); {self.at_or_over} of {self.comparable} "
+                f"at or over {self.target}x: {verdict}")
 
 
 def summarize(pairs: Sequence[WindowPair], target: float) -> PairSummary:
     ratios: list[float] = []
+    quiet: list[float] = []
     by: dict[str, list[float]] = {}
     for p in pairs:
         if p.comparable:
             assert p.ratio is not None and p.placement is not None
             ratios.append(p.ratio)
             by.setdefault(p.placement, []).append(p.ratio)
+            if p.quiet:
+                quiet.append(p.ratio)
     return PairSummary(target, len(pairs), tuple(ratios),
-                       {k: tuple(v) for k, v in by.items()})
+                       {k: tuple(v) for k, v in by.items()}, tuple(quiet))
 
 
 @dataclass

@@ -71,10 +71,11 @@ ENQ, DEQ = bench_dpdk.ENQUEUE, bench_dpdk.DEQUEUE
 
 
 def win(direction: str, mpps: float, before: float | None = 110.0,
-        after: float | None = 110.0, at: float = 0.0) -> DpdkFigure:
-    """A window of `direction` at `mpps`, probed `before` and `after`, started at `at`."""
+        after: float | None = 110.0, at: float = 0.0, others: float = 0.0) -> DpdkFigure:
+    """A window of `direction` at `mpps`, probed `before` and `after`, started at `at`,
+    `others` % of a CPU taken by other processes."""
     return DpdkFigure(direction, mpps, mpps, 1, 0.5,
-                      WindowCpu(before, {}, 0.0, 0.0, xcpu_after_ns=after),
+                      WindowCpu(before, {}, others, 0.0, xcpu_after_ns=after),
                       started=at, ended=at + 0.8)
 
 
@@ -137,7 +138,7 @@ def test_the_summary_counts_comparable_pairs_by_placement() -> None:
     figs = [win(PASS, 9.0, 110, 110), win(ENQ, 10.0, 110, 110),  # near 0.9
             win(ENQ, 10.0, 500, 500), win(PASS, 7.0, 500, 480),  # far 0.7
             win(PASS, 30.0, 110, 110), win(ENQ, 10.0, 500, 110),  # apart: 3.0, left out
-            win(ENQ, 10.0, 110, 110), win(PASS, 11.0, 110, 105),  # near 1.1
+            win(ENQ, 10.0, 110, 110), win(PASS, 11.0, 110, 105, others=12),  # near 1.1
             win(PASS, 5.0, 1200, 1100), win(ENQ, 10.0, 460, 480)]  # far 0.5
     report = DpdkReport(figs, cpus=2)
     s = report.summary("pass")
@@ -145,17 +146,20 @@ def test_the_summary_counts_comparable_pairs_by_placement() -> None:
     assert s.ratios == (0.9, 0.7, 1.1, 0.5)
     assert s.by_placement == {"near": (0.9, 1.1), "far": (0.7, 0.5)}
     assert s.met is False  # near's median is 1.0, far's 0.6
+    assert s.quiet == (0.9, 0.7, 0.5)  # near 1.1's window had a neighbour
     d = report.to_dict()["pass_comparable"]
     assert d["pairs"] == 5 and d["comparable"] == 4 and d["met"] is False
     assert (d["min"], d["median"], d["max"]) == (0.5, 0.8, 1.1)
     assert d["by_placement"]["far"] == {"count": 2, "min": 0.5, "median": 0.6, "max": 0.7}
+    assert d["quiet"] == {"count": 3, "min": 0.5, "median": 0.7, "max": 0.9}
     assert report.round_ratios(PASS, ENQ) == [0.9, 0.7, 3.0, 1.1, 0.5]  # all pairs
     assert len(report.to_dict()["pass_pairs"]) == 5
     assert report.to_dict()["pass_pairs"][2]["comparable"] is False
     json.loads(report.to_json())
     text = report.text()
     assert ("4 of 5 pairs comparable: min / median / max 0.50 / 0.80 / 1.10x "
-            "(far/far 2: 0.50 / 0.60 / 0.70; near/near 2: 0.90 / 1.00 / 1.10); "
+            "(far/far 2: 0.50 / 0.60 / 0.70; near/near 2: 0.90 / 1.00 / 1.10; "
+            "3 quiet: 0.50 / 0.70 / 0.90x); "
             "2 of 4 at or over 0.8x: failed") in text
 
 
