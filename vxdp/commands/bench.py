@@ -2,7 +2,8 @@
 
     vxdp bench [-j] [--suite xdp|verifier|datapath|process|switch|dpdk|startup|exec ...]
                [--workload NAME ...] [--rounds N] [--batch N] [--no-jit] [--progs DIR]
-               [--dpdk-seconds S] [--startup-runs N] [--exec-packets N]
+               [--dpdk-seconds S] [--dpdk-window S] [--dpdk-rounds N]
+               [--startup-runs N] [--exec-packets N]
 
 Suites (all by default; `-j` prints one JSON object keyed by suite):
   xdp       the engines (vxdp.bench, below)
@@ -19,9 +20,10 @@ Suites (all by default; `-j` prints one JSON object keyed by suite):
   switch    host-attached XDP_DROP with 1, 2 and 4 `vxdp guest` processes, frames to
             each guest's MAC in turn: the switch in C beside the per-frame Python switch,
             and the 4-guest/1-guest ratio against its 0.8x target (vxdp.bench_switch)
-  dpdk      DPDK's own virtio_user <-> vhost rates and testpmd against `vxdp host`
-            (vxdp.bench_dpdk); with the datapath suite, PASS into the guest over DPDK's
-            vhost enqueue rate
+  dpdk      testpmd against `vxdp host` and DPDK's own virtio_user <-> vhost pair, both
+            set-ups up at once and short windows taking turns, ratios over the pairs of
+            windows probed on one vCPU placement (vxdp.bench_dpdk); with the datapath
+            suite, PASS into the guest over DPDK's vhost enqueue rate
   startup   wall time of `vxdp --help` and `vxdp verify` runs beside `python -c pass`
             and `bpftool version` (vxdp.bench_startup)
   exec      `vxdp exec` over a 100k-packet capture beside tshark printing the same
@@ -55,7 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", action="append", choices=SUITES,
                         help="run only this suite (repeatable; default: all)")
     parser.add_argument("--dpdk-seconds", type=float, default=2.0,
-                        help="measuring window per DPDK direction")
+                        help="measuring window per direction in the process and switch "
+                             "suites")
+    parser.add_argument("--dpdk-window", type=float, default=0.5, metavar="S",
+                        help="the dpdk suite's window per direction, each after a warm-up "
+                             "of 0.2 s")
+    parser.add_argument("--dpdk-rounds", type=int, default=10, metavar="N",
+                        help="the dpdk suite's rounds, each one window per direction")
     parser.add_argument("--workload", action="append", metavar="NAME",
                         choices=[w.name for w in WORKLOADS],
                         help="run only this workload (repeatable)")
@@ -112,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         texts.append(sw.text())
     if "dpdk" in suites:
         from vxdp import bench_dpdk
-        dp = bench_dpdk.run(args.dpdk_seconds, vxdp_host=True)
+        dp = bench_dpdk.run(args.dpdk_window, warmup=0.2, rounds=args.dpdk_rounds,
+                            vxdp_host=True)
         out["dpdk"] = dp.to_dict()
         text = dp.text()
         if datapath is not None and dp.vhost_enqueue_mpps:
