@@ -26,6 +26,7 @@ from pathlib import Path
 from vxdp.bench import PROGS_DIR
 from vxdp.bpf.clang import clang_unavailable, compile_c
 from vxdp.bpf.elf import load_object
+from vxdp.bpf.verifier import BUILD
 from vxdp.bpf.verifier.compare import Comparison, compare_with_kernel
 
 #: The differential corpus, in a source checkout.
@@ -40,6 +41,7 @@ class VerifierBench:
     rows: list[Comparison] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     unavailable: str | None = None
+    build: str = BUILD  # the verifier's: "mypyc" (compiled) or "python"
 
     def medians(self) -> tuple[float | None, float | None]:
         """Median ours/kernel over the programs: against the logging kernel, the quiet one."""
@@ -51,8 +53,8 @@ class VerifierBench:
 
     def text(self) -> str:
         lines = [f"verification time per program of {self.corpus} and the stock objects "
-                 f"(ours: wall time here, best of the runs; kernel: its own reported time, "
-                 f"with its instruction log / without)"]
+                 f"(ours: wall time here, best of the runs, {self.build} build; kernel: its "
+                 f"own reported time, with its instruction log / without)"]
         if self.unavailable:
             lines.append(f"  not measured: {self.unavailable}")
             return "\n".join(lines)
@@ -84,7 +86,8 @@ class VerifierBench:
 
     def to_dict(self) -> dict[str, object]:
         logged, quiet = self.medians()
-        return {"corpus": str(self.corpus), "programs": [c.to_json() for c in self.rows],
+        return {"corpus": str(self.corpus), "build": self.build,
+                "programs": [c.to_json() for c in self.rows],
                 "skipped": self.skipped,
                 "unavailable": self.unavailable, "median_ratio": logged,
                 "median_ratio_quiet": quiet}
