@@ -40,7 +40,8 @@ class BuildExt(build_ext):
     when setup.py is read (an sdist or a metadata query never runs mypy)."""
 
     def finalize_options(self) -> None:
-        if os.environ.get("VXDP_MYPYC", "1") != "0":
+        added = any(e.name.endswith("__mypyc") for e in self.distribution.ext_modules or [])
+        if os.environ.get("VXDP_MYPYC", "1") != "0" and not added:
             try:
                 from mypyc.build import mypycify
             except ImportError:

@@ -16,13 +16,7 @@ Python source (the reference the compiled build is tested against).
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import os
-import sys
-from collections.abc import Sequence
-from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,26 +30,36 @@ if TYPE_CHECKING:
 COMPILED = ("vxdp.bpf.isa", "vxdp.bpf.verifier.")
 
 
-class _PythonSource(MetaPathFinder):
-    """Finds the COMPILED modules as Python source only (the compiled ones beside them
-    are passed over)."""
+def _take_python_source() -> None:
+    """Make the COMPILED modules import as Python source only (the compiled ones beside
+    them are passed over): a finder ahead of the standard ones."""
+    import importlib.machinery
+    import sys
+    from collections.abc import Sequence
+    from importlib.abc import MetaPathFinder
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
-        if not path or not any(fullname == m or (m.endswith(".") and fullname.startswith(m))
-                               for m in COMPILED):
+    class PythonSource(MetaPathFinder):
+        def find_spec(self, fullname: str, path: Sequence[str] | None,
+                      target: ModuleType | None = None) -> ModuleSpec | None:
+            if not path or not any(fullname == m or (m.endswith(".") and fullname.startswith(m))
+                                   for m in COMPILED):
+                return None
+            details = (importlib.machinery.SourceFileLoader,
+                       importlib.machinery.SOURCE_SUFFIXES)
+            for entry in path:
+                spec = importlib.machinery.FileFinder(entry, details).find_spec(fullname)
+                if spec is not None:
+                    return spec
             return None
-        details = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
-        for entry in path:
-            spec = importlib.machinery.FileFinder(entry, details).find_spec(fullname)
-            if spec is not None:
-                return spec
-        return None
+
+    if not any(type(f).__name__ == "PythonSource" for f in sys.meta_path):
+        sys.meta_path.insert(0, PythonSource())
 
 
-if os.environ.get("VXDP_VERIFIER", "") == "python" and \
-        not any(isinstance(f, _PythonSource) for f in sys.meta_path):
-    sys.meta_path.insert(0, _PythonSource())
+if os.environ.get("VXDP_VERIFIER", "") == "python":
+    _take_python_source()
 
 #: The re-exported names, by the module that defines them.
 _EXPORTS: dict[str, tuple[str, ...]] = {
