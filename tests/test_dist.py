@@ -98,6 +98,9 @@ def test_the_wheel_ships_the_packages_and_their_data(dist: tuple[Path, Path]) ->
         for w in WORKLOADS:
             assert whl.read(f"vxdp/bench_progs/{w.source}") == (PROGS_DIR / w.source).read_bytes()
         assert [n for n in names if n.startswith("vxdp/_vxdp_core")] != []
+        # the verifier compiled (mypy is a build requirement), its Python modules beside
+        assert [n for n in names if n.startswith("vxdp/bpf/verifier__mypyc")] != []
+        assert {"vxdp/bpf/isa.py", "vxdp/bpf/verifier/analyzer.py"} <= names
         assert not [n for n in names if "_vxdp_core_asan" in n]
         assert whl.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
         assert "License-Expression: Apache-2.0" in whl.read(f"{info}/METADATA").decode()
@@ -109,11 +112,14 @@ def test_the_wheel_ships_the_packages_and_their_data(dist: tuple[Path, Path]) ->
 def test_imports_come_from_the_venv(installed: tuple[Path, Path, dict[str, str]]) -> None:
     venv, work, env = installed
     out = run([venv / "bin" / "python", "-c",
-               "import guest, host, virtio_spec, vxdp, vxdp.native\n"
-               "for m in (guest, host, virtio_spec, vxdp, vxdp.native): print(m.__file__)"],
+               "import guest, host, virtio_spec, vxdp, vxdp.native, vxdp.bpf.verifier as v\n"
+               "for m in (guest, host, virtio_spec, vxdp, vxdp.native): print(m.__file__)\n"
+               "print(v.BUILD)"],
               cwd=work, env=env)
+    *files, build = out.splitlines()
     site = str(venv / "lib")
-    assert all(line.startswith(site) for line in out.splitlines()), out
+    assert all(line.startswith(site) for line in files), out
+    assert build == "mypyc"
 
 
 def test_verify_exec_jit_and_bench_run_from_the_install(
