@@ -51,7 +51,7 @@ from vxdp.bpf.isa import (
     plain,
 )
 from vxdp.bpf.profiles import COMPLEXITY_LIMIT, Profile
-from vxdp.bpf.program import ARRAY_MAP_TYPES, STACK_SIZE, Program, ProgType
+from vxdp.bpf.program import ARRAY_MAP_TYPES, MAX_CALL_FRAMES, STACK_SIZE, Program, ProgType
 from vxdp.bpf.verifier import calls, cfg, memory, prune, stacklive
 from vxdp.bpf.verifier.alu import check_alu, read_reg
 from vxdp.bpf.verifier.arith import sext
@@ -126,7 +126,7 @@ class Analyzer:
             log=self.log.render(), insns_processed=self.processed, states=self.total_states,
             peak_states=self.peak_states,
             max_states_per_insn=max(self.per_insn.values(), default=0),
-            stack_depth=self._stack_depth(), seconds=time.perf_counter() - started,
+            stack_depth=self._reported_depth(), seconds=time.perf_counter() - started,
             profile=self.env.profile.name, privileged=self.env.privileged)
 
     def _precheck(self) -> None:
@@ -567,22 +567,42 @@ class Analyzer:
     # -- stack depth -------------------------------------------------------------------
 
     def _stack_depth(self) -> int:
+        """The deepest stack any chain of calls from the main program reaches, in bytes
+        (each frame rounded up to 32, as the kernel's check_max_stack_depth); a chain of
+        more than MAX_CALL_FRAMES frames (possible through global functions, each
+        verified on its own) raises _TooDeep.  Memoised per (function, frame): bounded
+        work and recursion whatever the call graph (a compiled build has no recursion
+        limit to stop a runaway one)."""
         env = self.env
+        memo: dict[tuple[int, int], int] = {}
 
-        def depth(sub: int, seen: tuple[int, ...]) -> int:
-            own = env.max_depth.get(sub, 0)
-            own = (max(own, 1) + 31) // 32 * 32 if own else 0
-            deepest = 0
-            for callee in env.callees.get(sub, ()):
-                if callee in seen:
-                    continue
-                deepest = max(deepest, depth(callee, (*seen, callee)))
-            return own + deepest
+        def depth(sub: int, frame: int) -> int:
+            if frame > MAX_CALL_FRAMES:
+                raise _TooDeep(frame - 1)  # as the kernel counts it: frames below this one
+            got = memo.get((sub, frame))
+            if got is None:
+                own = env.max_depth.get(sub, 0)
+                own = (max(own, 1) + 31) // 32 * 32 if own else 0
+                got = own + max((depth(c, frame + 1) for c in env.callees.get(sub, ())),
+                                default=0)
+                memo[(sub, frame)] = got
+            return got
 
-        return depth(0, (0,))
+        return depth(0, 1)
+
+    def _reported_depth(self) -> int:
+        """The report's stack depth: 0 when the chain is too deep to have one."""
+        try:
+            return self._stack_depth()
+        except _TooDeep:
+            return 0
 
     def _check_stack_depth(self) -> None:
-        total = self._stack_depth()
+        try:
+            total = self._stack_depth()
+        except _TooDeep as deep:
+            raise _Rejected(0, f"the call stack of {deep.frames} frames is too deep !",
+                            False) from None
         if total > STACK_SIZE:
             frames = 1 + len(self.env.callees)
             raise _Rejected(0, f"combined stack size of {frames} calls is {total}. Too large",
@@ -602,6 +622,16 @@ _LDX: Final = BPF_LDX
 _SCALAR: Final = T.SCALAR
 LOOP_CANDIDATES: Final = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side
+
+
+class _TooDeep(Exception):
+    """A chain of calls of more than MAX_CALL_FRAMES frames; `frames` is the number the
+    kernel's check_max_stack_depth prints ("the call stack of 8 frames is too deep !"
+    for a ninth frame)."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(frames)
+        self.frames = frames
 
 
 class _Rejected(Exception):

@@ -115,6 +115,7 @@ class Flow:
 
 
 _EXIT, _GOTOL, _LD_IMM64, _CALL = OP_EXIT, OP_GOTOL, OP_LD_IMM64, OP_CALL
+MAX_SUBPROGS: Final = 256  # the kernel's BPF_MAX_SUBPROGS, the main program included
 _JMP_CLASSES: Final = (BPF_JMP, BPF_JMP32)
 _CALL_OR_EXIT: Final = (BPF_CALL, BPF_EXIT)
 _UNCONDITIONAL: Final = (OP_JA, OP_GOTOL)
@@ -128,6 +129,8 @@ def structural_problem(insns: Sequence[Insn], privileged: bool,
     for p in problems(insns):
         return p.pc, p.message
     flow = flow or Flow(insns)
+    if len(flow.starts) > MAX_SUBPROGS:
+        return 0, "too many subprograms"  # the kernel's add_subprog
     reached: set[int] = set()
     starts = [0]
     callees = {entry for _, entry in flow.func_refs}
