@@ -801,7 +801,10 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
             p->st.drop_tx_header++;   /* §5.1.6.2: every packet starts with the header */
         } else {
             frame_len = vq->readable_len - p->hdr_len;
-            gather(vq, 0, p->tx_hdr, p->hdr_len);
+            if (vq->iov[0].len >= DP_HDR_MAX)   /* the usual layout: one copy, no loop */
+                memcpy(p->tx_hdr, vq->iov[0].p, DP_HDR_MAX);
+            else
+                gather(vq, 0, p->tx_hdr, p->hdr_len);
             /* virtio 1.3 §5.1.6.2.1: "The driver MUST set num_buffers to zero", yet the
              * field means nothing on transmit, and DPDK's virtio PMD leaves there what
              * the mbuf's headroom held (num_buffers of an earlier receive) whenever it
@@ -822,7 +825,10 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
                 }
             } else {
                 uint8_t *dst = wire->buf + wire->used;
-                gather(vq, p->hdr_len, dst, frame_len);
+                if (vq->iov[0].len >= p->hdr_len + frame_len)   /* one buffer */
+                    vxdp_memcpy(dst, vq->iov[0].p + p->hdr_len, frame_len);
+                else
+                    gather(vq, p->hdr_len, dst, frame_len);
                 if (tx_header_ok(p, p->tx_hdr, (uint32_t)frame_len, dst)) {
                     wire->len[wire->count++] = (uint32_t)frame_len;
                     wire->used += frame_len;

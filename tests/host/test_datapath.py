@@ -7,6 +7,7 @@ ring breaks its queue only; counters add up; a host.Device hands its queues over
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 
@@ -512,6 +513,25 @@ def test_tx_headers_breaking_5_1_6_2_1_are_dropped_and_the_chain_returned() -> N
     assert st["tx_packets"] == 2 and st["drop_tx_header"] == 5
     assert st["tx_num_buffers"] == 1
     assert [u.id for u in txq.used()] == heads and port.rx_burst([good]).wire == []
+
+
+@pytest.mark.parametrize("cuts", [(), (12,), (5,), (15,), (19,), (20,), (40,), (12, 13, 50),
+                                  (30, 60)])
+def test_a_transmit_chain_is_read_whatever_its_buffers(cuts: tuple[int, ...]) -> None:
+    """Header and frame read the same whether one buffer holds them (the usual layout,
+    read without a loop), the header alone is in the first, or both straddle buffers."""
+    from virtio_spec.testing import MockSplitQueue
+    mem = guest_memory(size=1 << 20)
+    txq = MockSplitQueue(mem, 16, allocator=GuestAllocator(mem))
+    port = HostPort(HostSwitch(WIRE), GUEST_A, mem, None,
+                    QueueConfig(16, *txq.addresses), V1)
+    good = frame(64)
+    for num_buffers in (0, 1):
+        chain = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, num_buffers) + good
+        edges = [0, *cuts, len(chain)]
+        txq.add_chain([chain[a:b] for a, b in itertools.pairwise(edges)])
+    assert port.tx_burst().wire == [good, good]
+    assert (port.stats["tx_packets"], port.stats["tx_num_buffers"]) == (2, 1)
 
 
 def test_event_idx_suppresses_interrupts_until_the_guest_catches_up() -> None:
