@@ -494,6 +494,12 @@ int vxdp_switch_pump(struct vxdp_switch *sw, struct vxdp_wire_src *src,
 
 /* -------------------------------------------------------------- a sender's turn */
 
+/* How often a dry transmit ring is looked at while the turn polls it, ns.  Each look reads
+ * the avail idx, whose line the driver writes on every publish: read back to back, it
+ * bounced between the two CPUs and slowed the driver refilling the ring; the edge's
+ * Python loop looked about every 0.5 us. */
+#define TX_POLL_NS 500
+
 /* Chains the sender's transmit ring holds now (avail idx read afresh); 0 when broken. */
 static uint32_t tx_pending(struct vxdp_port *p)
 {
@@ -557,8 +563,14 @@ int vxdp_switch_tx_turn(struct vxdp_switch *sw, struct vxdp_port *from,
         pending = tx_pending(from);
         if (!pending) {
             uint64_t until = now_ns() + turn->spin_ns;
-            while (!(pending = tx_pending(from)) && now_ns() < until)
-                relax();
+            for (;;) {
+                uint64_t t = now_ns(), next = t + TX_POLL_NS;
+                if ((pending = tx_pending(from)) || t >= until)
+                    break;
+                do
+                    relax();
+                while (now_ns() < next);
+            }
             if (!pending) {
                 turn->why = VXDP_TXT_DRY;
                 break;
