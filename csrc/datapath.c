@@ -76,6 +76,12 @@
 #define HDR_NUM_BUFFERS 10
 #define HDR_MAX 20
 #define ETH_P_8021Q 0x8100
+/* Transmit chains a burst returns to the driver at a time (used elements and used idx).
+ * Returned once per burst, a burst of 256 chains kept a driver whose ring has 256 entries
+ * (DPDK's virtio PMD) from queueing anything while the device worked, and the device
+ * then found the ring dry while the driver refilled.  In groups of 32 (DPDK's vhost
+ * dequeues bursts of 32) both can work at once (docs/bench.md, seventh set). */
+#define DP_TX_USED_BATCH 32
 
 /* ---------------------------------------------------------------- XDP runs */
 
@@ -792,7 +798,7 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
         return 0;
     if (budget > VXDP_BURST_MAX)
         budget = VXDP_BURST_MAX;
-    while (n < budget) {
+    while (done < budget) {
         uint64_t frame_len;
         rc = vxdp_vq_pop_int(vq);
         if (rc <= 0)
@@ -801,7 +807,10 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
             p->st.drop_tx_header++;   /* §5.1.6.2: every packet starts with the header */
         } else {
             frame_len = vq->readable_len - p->hdr_len;
-            gather(vq, 0, p->tx_hdr, p->hdr_len);
+            if (vq->iov[0].len >= DP_HDR_MAX)   /* the usual layout: one copy, no loop */
+                memcpy(p->tx_hdr, vq->iov[0].p, DP_HDR_MAX);
+            else
+                gather(vq, 0, p->tx_hdr, p->hdr_len);
             /* virtio 1.3 §5.1.6.2.1: "The driver MUST set num_buffers to zero", yet the
              * field means nothing on transmit, and DPDK's virtio PMD leaves there what
              * the mbuf's headroom held (num_buffers of an earlier receive) whenever it
@@ -822,7 +831,10 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
                 }
             } else {
                 uint8_t *dst = wire->buf + wire->used;
-                gather(vq, p->hdr_len, dst, frame_len);
+                if (vq->iov[0].len >= p->hdr_len + frame_len)   /* one buffer */
+                    vxdp_memcpy(dst, vq->iov[0].p + p->hdr_len, frame_len);
+                else
+                    gather(vq, p->hdr_len, dst, frame_len);
                 if (tx_header_ok(p, p->tx_hdr, (uint32_t)frame_len, dst)) {
                     wire->len[wire->count++] = (uint32_t)frame_len;
                     wire->used += frame_len;
@@ -840,6 +852,11 @@ int dp_tx_take(struct vxdp_port *p, uint32_t budget, struct vxdp_burst *wire)
         p->tx_len[n] = 0;
         n++;
         done++;
+        if (n == DP_TX_USED_BATCH) {
+            /* the driver has these back while the rest of the burst is worked */
+            vxdp_vq_push_int(vq, p->tx_head, p->tx_len, n);
+            n = 0;
+        }
     }
     if (n)
         vxdp_vq_push_int(vq, p->tx_head, p->tx_len, n);

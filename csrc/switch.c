@@ -491,3 +491,96 @@ int vxdp_switch_pump(struct vxdp_switch *sw, struct vxdp_wire_src *src,
     }
     return (int)pump->rounds;
 }
+
+/* -------------------------------------------------------------- a sender's turn */
+
+/* How often a dry transmit ring is looked at while the turn polls it, ns.  Each look reads
+ * the avail idx, whose line the driver writes on every publish: read back to back, it
+ * bounced between the two CPUs and slowed the driver refilling the ring; the edge's
+ * Python loop looked about every 0.5 us. */
+#define TX_POLL_NS 500
+
+/* Chains the sender's transmit ring holds now (avail idx read afresh); 0 when broken. */
+static uint32_t tx_pending(struct vxdp_port *p)
+{
+    int rc = p->tx ? vxdp_vq_pending(p->tx, NULL, 0) : 0;
+    return rc > 0 ? (uint32_t)rc : 0;
+}
+
+/* A transmit kick's work in one call: laps of vxdp_switch_tx back to back, as the edge's
+ * handler ran them one call a lap (vhost-net's handle_tx).  A lap is up to `lap_max`
+ * chains in calls of up to `call_max`, ending early when a call takes none; after each,
+ * the ports' events are collected (interrupt decisions, rings broken) as the edge did
+ * after each lap.  It stops for what only the edge can do (events, frames for guests
+ * without a port), when the turn is over, when the ring stays dry for `spin_ns`, or when
+ * `out` cannot take the next chain.  Frames for the wire accumulate in `out` (with
+ * `dest`) over the laps, in order; while some port's program may send frames to the wire
+ * a call starts only with `out` empty, so that what a program sends always finds room,
+ * as it did with one fresh burst a call. */
+int vxdp_switch_tx_turn(struct vxdp_switch *sw, struct vxdp_port *from,
+                        struct vxdp_tx_turn *turn, struct vxdp_burst *out, uint32_t *dest,
+                        char *err, size_t errlen)
+{
+    uint64_t deadline;
+    int rc;
+
+    if (!turn || !turn->lap_max || !turn->call_max)
+        return vxdp_errf(err, errlen, -EINVAL, "a transmit turn of laps of at least one "
+                         "chain");
+    if ((rc = dp_burst_check(out, true, "out", err, errlen)))
+        return rc;
+    if (!from || from->sw != sw)
+        return vxdp_errf(err, errlen, -EINVAL, "the sending port is not on this switch");
+    turn->laps = turn->chains = 0;
+    deadline = now_ns() + turn->turn_ns;
+    for (;;) {
+        uint32_t budget = turn->lap_max, lap = 0, first = out->count, pending;
+        bool edge = false, may_send = senders(sw) != 0;
+
+        while (budget && !(may_send && out->count)) {
+            int n = vxdp_switch_tx(sw, from, budget < turn->call_max ? budget
+                                                                     : turn->call_max,
+                                   out, dest, err, errlen);
+            if (n < 0)
+                return n;
+            lap += (uint32_t)n;
+            budget -= (uint32_t)n;
+            if (!n)
+                break;
+        }
+        turn->laps++;
+        turn->chains += lap;
+        for (uint32_t i = first; i < out->count && !edge; i++)
+            edge = dest[i] != 0;
+        if (collect(sw) || edge) {
+            turn->why = VXDP_TXT_EDGE;
+            break;
+        }
+        if (now_ns() >= deadline) {
+            turn->why = VXDP_TXT_TURN;
+            break;
+        }
+        pending = tx_pending(from);
+        if (!pending) {
+            uint64_t until = now_ns() + turn->spin_ns;
+            for (;;) {
+                uint64_t t = now_ns(), next = t + TX_POLL_NS;
+                if ((pending = tx_pending(from)) || t >= until)
+                    break;
+                do
+                    relax();
+                while (now_ns() < next);
+            }
+            if (!pending) {
+                turn->why = VXDP_TXT_DRY;
+                break;
+            }
+        }
+        if (!lap && out->count) {
+            /* chains wait and the out burst cannot take them: the edge empties it */
+            turn->why = VXDP_TXT_FULL;
+            break;
+        }
+    }
+    return (int)turn->laps;
+}

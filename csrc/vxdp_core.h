@@ -98,6 +98,11 @@
 #define VXDP_PUMP_NO_ROOM 1             /* a guest it waits for had no receive room for spin_ns */
 #define VXDP_PUMP_END 2                 /* the source has no more frames for it */
 #define VXDP_PUMP_EDGE 3                /* the edge has work: events, frames for it, a full wire */
+/* why vxdp_switch_tx_turn returned */
+#define VXDP_TXT_DRY 0                  /* the sender's ring had no chain for spin_ns */
+#define VXDP_TXT_TURN 1                 /* its turn (turn_ns) is over */
+#define VXDP_TXT_EDGE 2                 /* the edge has work: events, or frames for it */
+#define VXDP_TXT_FULL 3                 /* the out burst cannot take the next chain */
 
 /* CDEF-BEGIN */
 struct vxdp_prog;
@@ -314,6 +319,16 @@ struct vxdp_pump {              /* one vxdp_switch_pump call */
     uint32_t why;               /* out: VXDP_PUMP_* */
 };
 
+struct vxdp_tx_turn {           /* one vxdp_switch_tx_turn call */
+    uint32_t lap_max;           /* chains a lap at most */
+    uint32_t call_max;          /* chains one vxdp_switch_tx call of a lap at most */
+    uint64_t turn_ns;           /* laps run back to back for this long */
+    uint64_t spin_ns;           /* how long the ring is polled when it runs dry */
+    uint32_t laps;              /* out */
+    uint32_t chains;            /* out: chains completed */
+    uint32_t why;               /* out: VXDP_TXT_* */
+};
+
 int vxdp_switch_new(struct vxdp_switch **out, uint32_t wire_ifindex, char *err, size_t errlen);
 void vxdp_switch_free(struct vxdp_switch *sw);
 int vxdp_switch_set_guests(struct vxdp_switch *sw, const struct vxdp_switch_guest *guests,
@@ -323,6 +338,9 @@ int vxdp_switch_rx(struct vxdp_switch *sw, const struct vxdp_burst *in,
                    size_t errlen);
 int vxdp_switch_tx(struct vxdp_switch *sw, struct vxdp_port *from, uint32_t budget,
                    struct vxdp_burst *out, uint32_t *dest, char *err, size_t errlen);
+int vxdp_switch_tx_turn(struct vxdp_switch *sw, struct vxdp_port *from,
+                        struct vxdp_tx_turn *turn, struct vxdp_burst *out, uint32_t *dest,
+                        char *err, size_t errlen);
 int vxdp_switch_room(struct vxdp_switch *sw, uint32_t limit);
 int vxdp_switch_pump(struct vxdp_switch *sw, struct vxdp_wire_src *src,
                      struct vxdp_pump *pump, struct vxdp_burst *wire,

@@ -103,6 +103,9 @@ class TxOut:
 
     runs: list[tuple[int | None, Sequence[bytes]]]
     events: list[tuple[int, int]] = field(default_factory=list)
+    #: `tx_turn`: why its laps stopped (native.TXT_*), and the chains they completed
+    why: int = native.TXT_DRY
+    chains: int = 0
 
     @property
     def edge_served(self) -> bool:
@@ -210,6 +213,26 @@ class HostSwitch:
             if n == 0:
                 break
         return TxOut(runs, native.switch_events(self.handle))
+
+    def tx_turn(self, port: HostPort, *, turn: float, spin: float,
+                lap: int = native.BURST_MAX) -> TxOut:
+        """What `tx` does, lap after lap in one C call (csrc/switch.c,
+        vxdp_switch_tx_turn): laps of up to `lap` chains back to back for `turn` seconds,
+        polling a dry ring for `spin` seconds before it stops; it stops at once for events
+        or frames the edge delivers (`TxOut.why` says which), or when the out burst must
+        be emptied first (TXT_FULL: call again)."""
+        self._out.clear()
+        _, chains, why = native.switch_tx_turn(
+            self.handle, port.handle, self._out, self._dest, lap_max=lap,
+            call_max=port.burst_size, turn_ns=max(int(turn * 1e9), 0),
+            spin_ns=max(int(spin * 1e9), 0))
+        count = self._out.count
+        runs: list[tuple[int | None, Sequence[bytes]]] = []
+        if count and native.switch_dest_wire(self._dest, count):
+            runs.append((None, self._out.packed()))
+        elif count:
+            runs = _runs(self._out.packed(), self._dest)
+        return TxOut(runs, native.switch_events(self.handle), why, chains)
 
     def room(self, limit: int) -> int:
         """Frames (up to `limit`) every guest the pump waits for can take now."""

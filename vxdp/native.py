@@ -589,6 +589,7 @@ class Burst:
 
 SWITCH_MAX_PORTS = 256
 PUMP_TURN, PUMP_NO_ROOM, PUMP_END, PUMP_EDGE = 0, 1, 2, 3  # why vxdp_switch_pump returned
+TXT_DRY, TXT_TURN, TXT_EDGE, TXT_FULL = 0, 1, 2, 3  # why vxdp_switch_tx_turn returned
 EV_RX_IRQ, EV_TX_IRQ, EV_RX_BROKEN, EV_TX_BROKEN = 1, 2, 4, 8  # vxdp_switch_events
 
 
@@ -598,7 +599,7 @@ class SwitchHandle:
     events list."""
 
     __slots__ = ("edge", "edge_frame", "edge_guest", "err", "ev_ifindex", "ev_mask",
-                 "nguests", "ports", "ptr", "pump", "src", "table")
+                 "nguests", "ports", "ptr", "pump", "src", "table", "turn")
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = ptr
@@ -611,6 +612,7 @@ class SwitchHandle:
         self.ev_ifindex = ffi.new("uint32_t[]", SWITCH_MAX_PORTS)
         self.ev_mask = ffi.new("uint32_t[]", SWITCH_MAX_PORTS)
         self.pump = ffi.new("struct vxdp_pump *")
+        self.turn = ffi.new("struct vxdp_tx_turn *")
         self.src = ffi.new("struct vxdp_wire_src *")
 
     def _edge_for(self, frames: int) -> None:
@@ -716,6 +718,21 @@ def switch_tx(sw: SwitchHandle, port: PortHandle, budget: int, out: Burst,
     if rc < 0:
         raise CoreError(_text(sw.err))
     return int(rc)
+
+
+def switch_tx_turn(sw: SwitchHandle, port: PortHandle, out: Burst, dest: Any, *,
+                   lap_max: int, call_max: int, turn_ns: int, spin_ns: int
+                   ) -> tuple[int, int, int]:
+    """A transmit kick's laps of `switch_tx` in one call (see csrc/switch.c): laps of up
+    to `lap_max` chains (calls of up to `call_max`) for `turn_ns`, polling a dry ring
+    `spin_ns`; `out` and `dest` as `switch_tx` fills them, over all the laps.  Returns
+    (laps, chains completed, why: TXT_*); the events are left for `switch_events`."""
+    t = sw.turn
+    t.lap_max, t.call_max, t.turn_ns, t.spin_ns = lap_max, call_max, turn_ns, spin_ns
+    rc = lib.vxdp_switch_tx_turn(sw.ptr, port.ptr, t, out.ptr, dest, sw.err, 256)
+    if rc < 0:
+        raise CoreError(_text(sw.err))
+    return int(rc), int(t.chains), int(t.why)
 
 
 def switch_dest(frames: int) -> Any:

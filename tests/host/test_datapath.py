@@ -7,6 +7,7 @@ ring breaks its queue only; counters add up; a host.Device hands its queues over
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 
@@ -17,6 +18,7 @@ from host.datapath import HostPort, HostSwitch, QueueConfig
 from virtio_spec.errors import MemoryAccessError
 from virtio_spec.features import VirtioFeature, VirtioNetFeature
 from virtio_spec.testing import GuestAllocator, guest_memory
+from vxdp import native
 from vxdp.bpf.asm import assemble
 from vxdp.bpf.isa import encode
 from vxdp.bpf.program import MapSpec, MapType, Program
@@ -512,6 +514,47 @@ def test_tx_headers_breaking_5_1_6_2_1_are_dropped_and_the_chain_returned() -> N
     assert st["tx_packets"] == 2 and st["drop_tx_header"] == 5
     assert st["tx_num_buffers"] == 1
     assert [u.id for u in txq.used()] == heads and port.rx_burst([good]).wire == []
+
+
+@pytest.mark.parametrize("cuts", [(), (12,), (5,), (15,), (19,), (20,), (40,), (12, 13, 50),
+                                  (30, 60)])
+def test_a_transmit_chain_is_read_whatever_its_buffers(cuts: tuple[int, ...]) -> None:
+    """Header and frame read the same whether one buffer holds them (the usual layout,
+    read without a loop), the header alone is in the first, or both straddle buffers."""
+    from virtio_spec.testing import MockSplitQueue
+    mem = guest_memory(size=1 << 20)
+    txq = MockSplitQueue(mem, 16, allocator=GuestAllocator(mem))
+    port = HostPort(HostSwitch(WIRE), GUEST_A, mem, None,
+                    QueueConfig(16, *txq.addresses), V1)
+    good = frame(64)
+    for num_buffers in (0, 1):
+        chain = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, num_buffers) + good
+        edges = [0, *cuts, len(chain)]
+        txq.add_chain([chain[a:b] for a, b in itertools.pairwise(edges)])
+    assert port.tx_burst().wire == [good, good]
+    assert (port.stats["tx_packets"], port.stats["tx_num_buffers"]) == (2, 1)
+
+
+def test_transmit_chains_come_back_in_order_in_groups_and_on_a_full_wire() -> None:
+    """A burst returns its chains to the driver 32 at a time (csrc/datapath.c,
+    DP_TX_USED_BATCH): every one once, in the order taken, len 0; a chain the wire burst
+    had no room for is put back and taken by the next burst."""
+    from virtio_spec.testing import MockSplitQueue
+    mem = guest_memory(size=8 << 20)
+    txq = MockSplitQueue(mem, 64, allocator=GuestAllocator(mem))
+    port = HostPort(HostSwitch(WIRE), GUEST_A, mem, None,
+                    QueueConfig(64, *txq.addresses), V1)
+    frames = [frame(1000, k) for k in range(40)]
+    heads = [txq.add_chain([bytes(12) + f]) for f in frames]
+    wire = native.Burst(64, 34 * 1000 + 999)  # room for 34 of them
+    assert native.port_tx_burst(port.handle, 256, wire) == 34
+    used = txq.used()
+    assert list(wire.packed()) == frames[:34] and port.tx_pending() == 6
+    assert [u.id for u in used] == heads[:34] and all(u.data == b"" for u in used)
+    wire.clear()
+    assert native.port_tx_burst(port.handle, 256, wire) == 6
+    assert list(wire.packed()) == frames[34:]
+    assert [u.id for u in txq.used()] == heads[34:]
 
 
 def test_event_idx_suppresses_interrupts_until_the_guest_catches_up() -> None:

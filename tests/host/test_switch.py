@@ -6,6 +6,7 @@ serves, the pump's rounds (room, cycling sources, limits), events, hostile rings
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -154,6 +155,93 @@ def test_a_guests_frames_go_where_the_python_switch_sends_them(n: int) -> None:
     assert c.counters()[1]["rx_packets"] > 0
 
 
+def quiet(h: Hosts) -> None:
+    """Every guest polls: no interrupts, so that nothing ends a transmit turn early."""
+    for g in h.guests:
+        g.interrupts(0, False)
+        g.interrupts(1, False)
+
+
+def turns(h: Hosts, sender: int, **kw: float) -> tuple[list[bytes], list[int]]:
+    """`tx_turn` until the ring is dry: the frames for the wire in order, and why each
+    turn stopped."""
+    frames: list[bytes] = []
+    whys: list[int] = []
+    while not whys or whys[-1] != native.TXT_DRY:
+        out = h.switch.tx_turn(h.ports[sender], **{"turn": 1.0, "spin": 0.0, **kw})
+        assert all(dest is None for dest, _ in out.runs) and out.events == []
+        frames += [f for _, run in out.runs for f in run]
+        whys.append(out.why)
+    return frames, whys
+
+
+@pytest.mark.parametrize("program", [BY_BYTE, None])
+def test_a_transmit_turn_does_what_laps_of_tx_did(program: str | None) -> None:
+    """`tx_turn` (laps in one C call) against `tx` called lap after lap: the same frames
+    reach the same guests and the wire in the same order, every port counts the same.
+    With programs that send frames to the wire, each call of a lap starts with an empty
+    out burst (TXT_FULL hands the frames over in between); without, the wire's frames
+    pile up over the laps."""
+    c, ref = Hosts(3, program=program), Hosts(3, program=program)
+    for h in (c, ref):
+        h.switch.set_table(h.table())
+        quiet(h)
+    sent = [frame(d, k % 4, k) for k, d in enumerate(
+        [mac(1), mac(0), BCAST, UNKNOWN, mac(2), mac(1), UNKNOWN] * 8)]
+    for h in (c, ref):
+        assert h.guests[0].tx_burst(sent)[0] == len(sent)
+    wire: list[bytes] = []
+    while True:
+        out = ref.switch.tx(ref.ports[0], budget=8)
+        wire += [f for _, run in out.runs for f in run]
+        if not ref.ports[0].tx_pending():
+            break
+    got, whys = turns(c, 0, lap=8)
+    assert got == wire and c.received() == ref.received()
+    assert c.counters() == ref.counters()
+    if program is not None:  # XDP_TX outputs: a lap's frames handed over before the next
+        assert whys.count(native.TXT_FULL) >= 2 and c.counters()[1]["xdp_tx"] > 0
+    else:
+        assert whys == [native.TXT_DRY]
+
+
+def test_a_transmit_turn_stops_for_the_edge_the_clock_and_a_full_out_burst() -> None:
+    h = Hosts(2, queue_size=1024, program=None)
+    h.switch.set_table(h.table())
+    quiet(h)
+    port = h.ports[0]
+    # a full out burst (512 frames): the chains after wait for the next turn
+    sent = [frame(UNKNOWN, 2, k) for k in range(600)]
+    assert h.guests[0].tx_burst(sent)[0] == 600
+    out = h.switch.tx_turn(port, turn=1.0, spin=0.0)
+    assert (out.why, out.chains) == (native.TXT_FULL, 512)
+    assert [f for _, run in out.runs for f in run] == sent[:512]
+    # the turn over: one lap (up to `lap` chains), then it stops with chains left
+    out = h.switch.tx_turn(port, turn=0.0, spin=0.0, lap=16)
+    assert (out.why, out.chains, port.tx_pending()) == (native.TXT_TURN, 16, 600 - 528)
+    out = h.switch.tx_turn(port, turn=1.0, spin=0.0)
+    assert (out.why, out.chains) == (native.TXT_DRY, 72)
+    # a dry ring polled for `spin` seconds, then left
+    t0 = time.perf_counter()
+    out = h.switch.tx_turn(port, turn=1.0, spin=0.02)
+    assert (out.why, out.chains) == (native.TXT_DRY, 0) and time.perf_counter() - t0 >= 0.02
+    # frames for a guest the edge serves end the turn after their lap
+    h.switch.set_table(h.table([h.ports[0], None]))
+    sent = [frame(UNKNOWN, 2, k) for k in range(8)] + [frame(mac(1), 2, 8)] + \
+        [frame(UNKNOWN, 2, k) for k in range(9, 24)]
+    h.guests[0].tx_burst(sent)
+    out = h.switch.tx_turn(port, turn=1.0, spin=0.0, lap=8)
+    assert (out.why, out.chains) == (native.TXT_EDGE, 16)
+    assert [(d, list(r)) for d, r in out.runs] == [(None, sent[:8]), (1, [sent[8]]),
+                                                   (None, sent[9:16])]
+    # an interrupt due ends it too: the edge sends it
+    h.switch.set_table(h.table())
+    h.guests[0].interrupts(1, True)
+    out = h.switch.tx_turn(port, turn=1.0, spin=0.0, lap=4)
+    assert (out.why, out.chains) == (native.TXT_EDGE, 4)
+    assert out.events == [(10, native.EV_TX_IRQ)]
+
+
 def test_frames_for_guests_without_a_port_are_left_to_the_edge() -> None:
     h = Hosts(3, program=None)
     h.switch.set_table(h.table([h.ports[0], None, h.ports[2]]))
@@ -254,6 +342,10 @@ def test_bad_calls_are_refused() -> None:
         h.switch.set_table([(b"\x01", True, True, None)])
     with pytest.raises(native.CoreError, match="not on this switch"):
         other.tx(h.ports[0])
+    with pytest.raises(native.CoreError, match="not on this switch"):
+        other.tx_turn(h.ports[0], turn=0.0, spin=0.0)
+    with pytest.raises(native.CoreError, match="at least one chain"):
+        h.switch.tx_turn(h.ports[0], turn=0.0, spin=0.0, lap=0)
 
 
 def test_frames_redirected_in_from_outside_skip_the_host_program() -> None:

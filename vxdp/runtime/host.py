@@ -347,8 +347,8 @@ class HostRuntime:
         """A kick on `guest`'s transmitq1 served through the C switch (its frames for
         other guests go through their ports in the same call): bursts while the ring
         has chains, for up to TURN, and when it runs dry, polled for `spin` seconds
-        more.  False when the sender is not in the table (the caller takes the per-port
-        path)."""
+        more, in C until the edge has something to do.  False when the sender is not in
+        the table (the caller takes the per-port path)."""
         port = guest.cpath.port if guest.cpath is not None else None
         if port is None or not self.c_table():
             return False
@@ -359,7 +359,9 @@ class HostRuntime:
         clock = time.perf_counter
         turn_ends = clock() + TURN
         while True:
-            out = switch.tx(port)
+            # the laps of the turn in one C call (csrc/switch.c, vxdp_switch_tx_turn):
+            # it stops where a lap here stopped the loop, and when `out` must be emptied
+            out = switch.tx_turn(port, turn=turn_ends - clock(), spin=spin)
             for dest, frames in out.runs:
                 if dest is None:
                     self.wire.send(frames)
@@ -368,15 +370,8 @@ class HostRuntime:
             self.c_events(out.events)
             if out.events or out.edge_served or switch.table[guest.number][3] is not port:
                 break  # the edge did something: the table may be out of date
-            now = clock()
-            if now >= turn_ends:
+            if out.why != native.TXT_FULL or clock() >= turn_ends:
                 break
-            if not port.tx_pending():
-                until = now + spin
-                while clock() < until and not port.tx_pending():
-                    pass
-                if not port.tx_pending():
-                    break
         if not self._live.is_set():
             self.note_live()
         return True
