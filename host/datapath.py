@@ -204,11 +204,7 @@ class HostSwitch:
             self._out.clear()
             n = native.switch_tx(self.handle, port.handle, min(budget, port.burst_size),
                                  self._out, self._dest)
-            count = self._out.count
-            if count and native.switch_dest_wire(self._dest, count):
-                runs.append((None, self._out.packed()))  # the common case: no work a frame
-            elif count:
-                runs += _runs(self._out.packed(), self._dest)
+            runs += self._out_runs()
             budget -= n
             if n == 0:
                 break
@@ -226,13 +222,16 @@ class HostSwitch:
             self.handle, port.handle, self._out, self._dest, lap_max=lap,
             call_max=port.burst_size, turn_ns=max(int(turn * 1e9), 0),
             spin_ns=max(int(spin * 1e9), 0))
+        return TxOut(self._out_runs(), native.switch_events(self.handle), why, chains)
+
+    def _out_runs(self) -> list[tuple[int | None, Sequence[bytes]]]:
+        """The out burst as runs by destination (None: the wire)."""
         count = self._out.count
-        runs: list[tuple[int | None, Sequence[bytes]]] = []
-        if count and native.switch_dest_wire(self._dest, count):
-            runs.append((None, self._out.packed()))
-        elif count:
-            runs = _runs(self._out.packed(), self._dest)
-        return TxOut(runs, native.switch_events(self.handle), why, chains)
+        if not count:
+            return []
+        if native.switch_dest_wire(self._dest, count):
+            return [(None, self._out.packed())]  # the common case: no work a frame
+        return _runs(self._out.packed(), self._dest)
 
     def room(self, limit: int) -> int:
         """Frames (up to `limit`) every guest the pump waits for can take now."""

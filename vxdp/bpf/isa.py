@@ -231,8 +231,10 @@ def plain(enum: type[E]) -> type[E]:
     AluOp.MOV`, the same objects, read four times faster.  On Python 3.11 every
     `AluOp.MOV` goes through the hook of EnumType.__getattr__ (about 60 ns); the verifier
     reads such constants for every instruction of every path, so its modules rebind the
-    names they use to these (`AluOp = plain(AluOp)`).  Only member access is offered: no
-    iteration, lookup by value or isinstance."""
+    enums they read that have no kernel names (`T = plain(T)`; the opcode fields are the
+    `BPF_*` ints above).  A compiled build reads the members themselves and ignores the
+    rebinding.  Only member access is offered: no iteration, lookup by value or
+    isinstance."""
     return cast("type[E]", type(enum.__name__, (), dict(enum.__members__)))
 
 
@@ -242,18 +244,12 @@ _CALL_SRCS = frozenset(int(v) for v in CallSrc)
 _PSEUDOS = frozenset(int(v) for v in Pseudo)
 
 # Named opcodes used throughout the package.
-OP_LD_IMM64 = Cls.LD | Mode.IMM | Size.DW  # 0x18
-OP_JA = Cls.JMP | JmpOp.JA  # 0x05
-OP_GOTOL = Cls.JMP32 | JmpOp.JA  # 0x06
-OP_CALL = Cls.JMP | JmpOp.CALL  # 0x85
-OP_CALLX = Cls.JMP | JmpOp.CALL | Src.X  # 0x8d
-OP_EXIT = Cls.JMP | JmpOp.EXIT  # 0x95
-
-
-# the members as plain attributes for the checks below, which run on every instruction
-_AluOp, _AtomicOp, _CallSrc, _Cls, _JmpOp, _Mode, _Pseudo, _Size, _Src = (
-    plain(AluOp), plain(AtomicOp), plain(CallSrc), plain(Cls), plain(JmpOp), plain(Mode),
-    plain(Pseudo), plain(Size), plain(Src))
+OP_LD_IMM64: Final = BPF_LD | BPF_IMM | BPF_DW  # 0x18
+OP_JA: Final = BPF_JMP | BPF_JA  # 0x05
+OP_GOTOL: Final = BPF_JMP32 | BPF_JA  # 0x06
+OP_CALL: Final = BPF_JMP | BPF_CALL  # 0x85
+OP_CALLX: Final = BPF_JMP | BPF_CALL | BPF_X  # 0x8d
+OP_EXIT: Final = BPF_JMP | BPF_EXIT  # 0x95
 
 
 # -- instructions --------------------------------------------------------------------------
@@ -271,7 +267,8 @@ class Insn:
     Immutable (every attribute is Final: mypy refuses an assignment) and compared by
     value, as the frozen dataclass it was, but a plain slotted class: a program's
     instructions are made every time it is decoded, and a frozen dataclass's ten
-    object.__setattr__ calls were a fifth of the time verifying a small program took."""
+    object.__setattr__ calls made decoding a tenth of the time verifying a small program
+    took."""
 
     __slots__ = ("cls", "dst", "imm", "mode", "off", "op", "opcode", "size", "source", "src")
 
@@ -331,7 +328,7 @@ def s16(value: int) -> int:
     return value - (1 << 16) if value & 0x8000 else value
 
 
-def ld_imm64(dst: int, value: int, src: int = _Pseudo.NONE, hi_imm: int | None = None
+def ld_imm64(dst: int, value: int, src: int = Pseudo.NONE, hi_imm: int | None = None
              ) -> tuple[Insn, Insn]:
     """The two slots of `dst = value`; for pseudo forms `hi_imm` sets the second imm."""
     lo = s32(value)
@@ -376,16 +373,16 @@ def is_ldimm64(insn: Insn) -> bool:
 
 
 def is_helper_call(insn: Insn) -> bool:
-    return insn.opcode == OP_CALL and insn.src == _CallSrc.HELPER
+    return insn.opcode == OP_CALL and insn.src == CallSrc.HELPER
 
 
 def is_pseudo_call(insn: Insn) -> bool:
     """A bpf-to-bpf call (`call pc+N`)."""
-    return insn.opcode == OP_CALL and insn.src == _CallSrc.LOCAL
+    return insn.opcode == OP_CALL and insn.src == BPF_PSEUDO_CALL
 
 
 def is_kfunc_call(insn: Insn) -> bool:
-    return insn.opcode == OP_CALL and insn.src == _CallSrc.KFUNC
+    return insn.opcode == OP_CALL and insn.src == BPF_PSEUDO_KFUNC_CALL
 
 
 def is_callx(insn: Insn) -> bool:
@@ -398,12 +395,12 @@ def is_exit(insn: Insn) -> bool:
 
 def is_pseudo_func(insn: Insn) -> bool:
     """LD_IMM64 of a subprogram's address (a callback for bpf_loop and friends)."""
-    return insn.opcode == OP_LD_IMM64 and insn.src == _Pseudo.FUNC
+    return insn.opcode == OP_LD_IMM64 and insn.src == BPF_PSEUDO_FUNC
 
 
 def is_jump(insn: Insn) -> bool:
     """ja, gotol or a conditional jump (not call or exit)."""
-    return insn.cls in (_Cls.JMP, _Cls.JMP32) and insn.op not in (_JmpOp.CALL, _JmpOp.EXIT)
+    return insn.cls in (BPF_JMP, BPF_JMP32) and insn.op not in (BPF_CALL, BPF_EXIT)
 
 
 def is_unconditional_jump(insn: Insn) -> bool:
@@ -461,7 +458,7 @@ def problems(insns: Sequence[Insn], *, legacy_packet_access: bool = False
     seen: dict[int, str | None] = {}
     for pc in pcs:
         insn = insns[pc]
-        if insn.cls == _Cls.LD:
+        if insn.cls == BPF_LD:
             message = _check_insn(insns, pc, legacy_packet_access)
         else:
             key = id(insn)
@@ -490,39 +487,39 @@ def _reg(insn: Insn, dst_written: bool, src_used: bool) -> str | None:
 def _check_insn(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
     insn = insns[pc]
     cls = insn.cls
-    if cls in (_Cls.ALU, _Cls.ALU64):
+    if cls in (BPF_ALU, BPF_ALU64):
         return _check_alu(insn)
-    if cls in (_Cls.JMP, _Cls.JMP32):
+    if cls in (BPF_JMP, BPF_JMP32):
         return _check_jmp(insn)
-    if cls == _Cls.LDX:
-        if insn.mode not in (_Mode.MEM, _Mode.MEMSX) or (
-                insn.mode == _Mode.MEMSX and insn.size == _Size.DW):
+    if cls == BPF_LDX:
+        if insn.mode not in (BPF_MEM, BPF_MEMSX) or (
+                insn.mode == BPF_MEMSX and insn.size == BPF_DW):
             return f"unknown opcode {insn.opcode:02x}"
         if insn.imm != 0:
             return "BPF_LDX uses reserved fields"
         return _reg(insn, dst_written=True, src_used=True)
-    if cls == _Cls.ST:
-        if insn.mode != _Mode.MEM:
+    if cls == BPF_ST:
+        if insn.mode != BPF_MEM:
             return f"unknown opcode {insn.opcode:02x}"
         if insn.src != 0:
             return "BPF_ST uses reserved fields"
         return _reg(insn, dst_written=False, src_used=False)
-    if cls == _Cls.STX:
+    if cls == BPF_STX:
         return _check_stx(insn)
     return _check_ld(insns, pc, legacy)
 
 
 def _check_alu(insn: Insn) -> str | None:
-    op, alu64, x = insn.op, insn.cls == _Cls.ALU64, insn.source == _Src.X
-    if op not in _ALU_OPS or (op == _AluOp.NEG and x) or (op == _AluOp.END and alu64 and x):
+    op, alu64, x = insn.op, insn.cls == BPF_ALU64, insn.source == BPF_X
+    if op not in _ALU_OPS or (op == BPF_NEG and x) or (op == BPF_END and alu64 and x):
         return f"unknown opcode {insn.opcode:02x}"
-    if op == _AluOp.END:
+    if op == BPF_END:
         if insn.src != 0 or insn.off != 0 or insn.imm not in (16, 32, 64):
             return "BPF_END uses reserved fields"
-    elif op == _AluOp.NEG:
+    elif op == BPF_NEG:
         if insn.src != 0 or insn.off != 0 or insn.imm != 0:
             return "BPF_NEG uses reserved fields"
-    elif op == _AluOp.MOV:
+    elif op == BPF_MOV:
         if x:
             allowed = (0, 8, 16, 32) if alu64 else (0, 8, 16)
             if insn.off not in allowed or insn.imm != 0:
@@ -530,7 +527,7 @@ def _check_alu(insn: Insn) -> str | None:
         elif insn.src != 0 or insn.off != 0:
             return "BPF_MOV uses reserved fields"
     else:
-        signed_ok = op in (_AluOp.DIV, _AluOp.MOD)
+        signed_ok = op in (BPF_DIV, BPF_MOD)
         if insn.off not in ((0, 1) if signed_ok else (0,)):
             return "BPF_ALU uses reserved fields"
         if (x and insn.imm != 0) or (not x and insn.src != 0):
@@ -539,24 +536,24 @@ def _check_alu(insn: Insn) -> str | None:
 
 
 def _check_jmp(insn: Insn) -> str | None:
-    op, jmp32, x = insn.op, insn.cls == _Cls.JMP32, insn.source == _Src.X
-    if op not in _JMP_OPS or (jmp32 and op in (_JmpOp.CALL, _JmpOp.EXIT)) or (
-            x and op in (_JmpOp.JA, _JmpOp.EXIT)):
+    op, jmp32, x = insn.op, insn.cls == BPF_JMP32, insn.source == BPF_X
+    if op not in _JMP_OPS or (jmp32 and op in (BPF_CALL, BPF_EXIT)) or (
+            x and op in (BPF_JA, BPF_EXIT)):
         return f"unknown opcode {insn.opcode:02x}"
-    if op == _JmpOp.JA:
+    if op == BPF_JA:
         if insn.src != 0 or insn.dst != 0 or (insn.imm if not jmp32 else insn.off):
             return "BPF_JA uses reserved fields"
         return None
-    if op == _JmpOp.CALL:
+    if op == BPF_CALL:
         if x:  # callx (RFC 9669 conformance group "callx"): the target is in dst_reg
             if insn.src != 0 or insn.off != 0 or insn.imm != 0:
                 return "BPF_CALL uses reserved fields"
             return _reg(insn, dst_written=False, src_used=False)
         if insn.src not in _CALL_SRCS or insn.dst != 0 or (
-                insn.src != _CallSrc.KFUNC and insn.off != 0):
+                insn.src != BPF_PSEUDO_KFUNC_CALL and insn.off != 0):
             return "BPF_CALL uses reserved fields"
         return None
-    if op == _JmpOp.EXIT:
+    if op == BPF_EXIT:
         # The kernel ignores `off` here; RFC 9669 says unused fields are zero.
         if insn.imm != 0 or insn.src != 0 or insn.dst != 0 or insn.off != 0:
             return "BPF_EXIT uses reserved fields"
@@ -567,18 +564,18 @@ def _check_jmp(insn: Insn) -> str | None:
 
 
 def _check_stx(insn: Insn) -> str | None:
-    if insn.mode == _Mode.MEM:
+    if insn.mode == BPF_MEM:
         if insn.imm != 0:
             return "BPF_STX uses reserved fields"
         return _reg(insn, dst_written=False, src_used=True)
-    if insn.mode != _Mode.ATOMIC:
+    if insn.mode != BPF_ATOMIC:
         return f"unknown opcode {insn.opcode:02x}"
-    if insn.size not in (_Size.W, _Size.DW):
+    if insn.size not in (BPF_W, BPF_DW):
         return "invalid atomic operand size"
     if insn.imm not in ATOMIC_IMMS:
         return f"BPF_ATOMIC uses invalid atomic opcode {insn.imm & 0xFFFFFFFF:02x}"
     problem = _reg(insn, dst_written=False, src_used=True)
-    if problem is None and insn.imm & _AtomicOp.FETCH and insn.imm != _AtomicOp.CMPXCHG \
+    if problem is None and insn.imm & BPF_FETCH and insn.imm != BPF_CMPXCHG \
             and insn.src == REG_FP:
         return "frame pointer is read only"  # fetch forms write src_reg
     return problem
@@ -586,12 +583,12 @@ def _check_stx(insn: Insn) -> str | None:
 
 def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
     insn = insns[pc]
-    if insn.mode in (_Mode.ABS, _Mode.IND) and insn.size != _Size.DW:
+    if insn.mode in (BPF_ABS, BPF_IND) and insn.size != BPF_DW:
         if not legacy:
             return "BPF_LD_[ABS|IND] instructions not allowed for this program type"
-        if insn.dst != 0 or insn.off != 0 or (insn.mode == _Mode.ABS and insn.src != 0):
+        if insn.dst != 0 or insn.off != 0 or (insn.mode == BPF_ABS and insn.src != 0):
             return "BPF_LD_[ABS|IND] uses reserved fields"
-        return _reg(insn, dst_written=False, src_used=insn.mode == _Mode.IND)
+        return _reg(insn, dst_written=False, src_used=insn.mode == BPF_IND)
     if insn.opcode != OP_LD_IMM64:
         return f"unknown opcode {insn.opcode:02x}"
     if pc + 1 >= len(insns):
@@ -603,7 +600,7 @@ def _check_ld(insns: Sequence[Insn], pc: int, legacy: bool) -> str | None:
         return "BPF_LD_IMM64 uses reserved fields"
     if insn.src not in _PSEUDOS:
         return "unrecognized bpf_ld_imm64 insn"
-    if insn.src in (_Pseudo.MAP_FD, _Pseudo.MAP_IDX) and nxt.imm != 0:
+    if insn.src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX) and nxt.imm != 0:
         return "unrecognized bpf_ld_imm64 insn"
     return _reg(insn, dst_written=True, src_used=False)
 
@@ -636,7 +633,7 @@ def _check_flow(insns: Sequence[Insn], pcs: list[int]) -> Iterator[Problem]:
     if starts[0] < 0 or starts[-1] >= n:
         return  # already reported as a call to an invalid destination
     bounds = [*starts, n]
-    jmp = (_Cls.JMP, _Cls.JMP32)
+    jmp = (BPF_JMP, BPF_JMP32)
     for start, end in pairwise(bounds):
         for pc in range(start, end):
             insn = insns[pc]

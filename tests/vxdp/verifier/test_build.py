@@ -60,7 +60,9 @@ def test_the_python_modules_can_be_chosen() -> None:
 @pytest.mark.skipif(not compiled(), reason="the verifier is not compiled here (no mypyc at "
                     "build time, or VXDP_MYPYC=0): there is no second build to check")
 def test_the_compiled_modules_are_built_from_these_sources() -> None:
-    built = json.loads((PACKAGE.parent / "verifier__mypyc.sources").read_text())
+    record = PACKAGE.parent / "verifier__mypyc.sources"
+    assert record.exists(), f"no {record.name} beside the compiled verifier: run `make build`"
+    built = json.loads(record.read_text())
     here = {str(py.relative_to(ROOT)): hashlib.sha256(py.read_bytes()).hexdigest()
             for py in SOURCES}
     stale = sorted(p for p in here if built.get(p) != here[p])

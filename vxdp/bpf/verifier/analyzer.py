@@ -263,7 +263,7 @@ class Analyzer:
         if cls in _ALU_CLASSES:
             check_alu(self.env, state, insn)
             return pc + 1
-        if cls == _LDX:
+        if cls == BPF_LDX:
             self._ldx(state, insn)
             return pc + 1
         if cls in _STORE_CLASSES:
@@ -618,7 +618,6 @@ def _adopt(state: State, other: State) -> None:
 ALL_REGS: Final = frozenset(range(11))
 _ALU_CLASSES: Final = frozenset({BPF_ALU, BPF_ALU64})
 _STORE_CLASSES: Final = frozenset({BPF_ST, BPF_STX})
-_LDX: Final = BPF_LDX
 _SCALAR: Final = T.SCALAR
 LOOP_CANDIDATES: Final = 64  # earlier rounds a callback's round is compared with (BPF_COMPLEXITY_LIMIT_STATES)
 Pending = tuple[int, State, Checkpoint | None, Hist]  # a path waiting at a branch's other side

@@ -85,24 +85,24 @@ class Flow:
             pcs.append(pc)
             insn = insns[pc]
             opcode = insn.opcode
-            if opcode == _EXIT:
+            if opcode == OP_EXIT:
                 succ[pc] = []
             elif insn.cls in _JMP_CLASSES and insn.op not in _CALL_OR_EXIT:  # is_jump
                 jumps.append(pc)
-                target = pc + (insn.imm if opcode == _GOTOL else insn.off) + 1
+                target = pc + (insn.imm if opcode == OP_GOTOL else insn.off) + 1
                 if target <= pc:
                     self.loops = True
                 succ[pc] = [target] if opcode in _UNCONDITIONAL else [pc + 1, target]
-            elif opcode == _LD_IMM64:
+            elif opcode == OP_LD_IMM64:
                 succ[pc] = [pc + 2]
-                if insn.src == _PSEUDO_FUNC:  # is_pseudo_func
+                if insn.src == BPF_PSEUDO_FUNC:  # is_pseudo_func
                     self.func_refs.append((pc, pc + insn.imm + 1))
                 pc += 1
             else:
                 succ[pc] = [pc + 1]
-                if opcode == _CALL:
+                if opcode == OP_CALL:
                     calls.append(pc)
-                    if insn.src == _LOCAL_CALL:  # is_pseudo_call
+                    if insn.src == BPF_PSEUDO_CALL:  # is_pseudo_call
                         self.func_refs.append((pc, pc + insn.imm + 1))
             pc += 1
         self.starts = sorted({0, *(entry for _, entry in self.func_refs)})  # subprog_starts
@@ -114,13 +114,10 @@ class Flow:
             self.func_of[pc] = self.starts[k]
 
 
-_EXIT, _GOTOL, _LD_IMM64, _CALL = OP_EXIT, OP_GOTOL, OP_LD_IMM64, OP_CALL
 MAX_SUBPROGS: Final = 256  # the kernel's BPF_MAX_SUBPROGS, the main program included
 _JMP_CLASSES: Final = (BPF_JMP, BPF_JMP32)
 _CALL_OR_EXIT: Final = (BPF_CALL, BPF_EXIT)
 _UNCONDITIONAL: Final = (OP_JA, OP_GOTOL)
-_PSEUDO_FUNC: Final = int(BPF_PSEUDO_FUNC)
-_LOCAL_CALL: Final = int(BPF_PSEUDO_CALL)
 
 
 def structural_problem(insns: Sequence[Insn], privileged: bool,
@@ -247,7 +244,7 @@ def live_regs(insns: Sequence[Insn], flow: Flow | None = None,
     seen: dict[int, tuple[int, int]] = {}  # id(insn) -> (uses, ~defs): decode shares slots
     for pc in reversed(flow.pcs):
         insn = insns[pc]
-        if insn.opcode == _EXIT:
+        if insn.opcode == OP_EXIT:
             facts.append((pc, 1, 0))
             continue
         masks = seen.get(id(insn))

@@ -224,7 +224,8 @@ EMPTY_SLOT: Final = Slot()
 
 
 class Frame:
-    """One function's registers and stack on the current path."""
+    """One function's registers and stack on the current path (compared by identity:
+    the walk copies frames, never compares them)."""
 
     __slots__ = (
         "callback_depth",
@@ -248,17 +249,6 @@ class Frame:
         self.written = written  # slots overwritten whole since the path's last checkpoint
         self.in_callback = in_callback  # a callback's frame: its exit goes back to the call
         self.callback_depth = callback_depth  # callbacks its helper call ran on this path
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.regs, self.stack, self.callsite, self.subprog, self.depth, self.written,
-                self.in_callback, self.callback_depth)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Frame):
-            return NotImplemented
-        return self._key() == other._key()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
         return (f"Frame(regs={self.regs!r}, stack={self.stack!r}, callsite={self.callsite}, "
@@ -292,13 +282,6 @@ class State:
 
     def __repr__(self) -> str:
         return f"State(frames={self.frames!r}, refs={self.refs!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, State):
-            return NotImplemented
-        return self.frames == other.frames and self.refs == other.refs
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     def push(self, frame: Frame) -> None:
         """A call: `frame` becomes the innermost."""
